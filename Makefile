@@ -1,0 +1,37 @@
+# The commands the README names. Everything a fresh machine needs is installed from here.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install postgres bench clean
+
+$(STAMP): pyproject.toml setup.py
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: the main job on the embedded SQLite default (no server needed beforehand)
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+## test: the whole suite, against real SQLite and the real PostgreSQL on 127.0.0.1:5432
+test: $(STAMP) postgres
+	$(VENV)/bin/pytest -q
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy emrops
+
+bench: $(STAMP) postgres
+	$(PY) benchmarks/sim_server.py
+
+clean:
+	rm -rf $(VENV) .emrops var build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from emrops.cli.main import run
+
+run()

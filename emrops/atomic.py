@@ -1,0 +1,62 @@
+"""Atomic file writes: write beside, fsync, rename, fsync the folder.
+
+A reader sees either the old file or the complete new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` for binary writing; publish it on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Atomically replace ``path`` with ``data`` (file mode 0600 by default)."""
+    with atomic_open(path, mode) as handle:
+        handle.write(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str, mode: int = 0o600) -> None:
+    """Atomically replace ``path`` with ``text`` encoded as UTF-8."""
+    write_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, mode: int = 0o600) -> None:
+    """Atomically write ``data`` as indented JSON with a trailing newline."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", mode)

@@ -1,0 +1,1 @@
+"""The thin Typer layer: parse options, call the core, render the result."""

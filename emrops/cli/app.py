@@ -1,0 +1,153 @@
+"""The CLI frame shared by every command group.
+
+:class:`EmropsGroup` is the one place where expected failures become
+``Error: ...`` / ``Try: ...`` on stderr with the documented exit code.
+Helpers here give every command the same ``--json``, ``--out`` and ``--yes``
+behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+from typer.exceptions import Abort, Exit, TyperException
+
+from emrops import atomic, secrets
+from emrops.config import ConfigContext, Settings
+from emrops.errors import ConfirmationRequired, EmropsError, ExitCode
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    # typer.echo (not rich) so the exact line is stable for scripts and tests
+    typer.echo(f"Error: {secrets.mask(message)}", err=True)
+    if hint:
+        typer.echo(f"Try: {secrets.mask(hint)}", err=True)
+
+
+class EmropsGroup(TyperGroup):
+    """Turns EmropsError (and Ctrl-C) into a message on stderr and a documented exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmropsError as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            _print_error(exc.message, exc.hint)
+            ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            _print_error("interrupted", None)
+            ctx.exit(int(ExitCode.INTERRUPTED))
+        except (Exit, TyperException, Abort):
+            raise
+        except Exception as exc:  # a bug: say so plainly, traceback only with --debug
+            if _debug(ctx):
+                traceback.print_exc()
+            logging.getLogger("emrops").debug("unexpected error", exc_info=True)
+            _print_error(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "rerun with --debug for the traceback, and report it",
+            )
+            ctx.exit(int(ExitCode.ERROR))
+
+
+def _debug(ctx: typer.Context) -> bool:
+    root = ctx.find_root()
+    obj = root.obj
+    return bool(isinstance(obj, ConfigContext) and obj.debug)
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """A Typer group with the emrops error handling and no rich tracebacks."""
+    return typer.Typer(
+        cls=EmropsGroup,
+        help=help_text,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+
+
+def context(ctx: typer.Context) -> ConfigContext:
+    """The global options collected by the root callback."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, ConfigContext):
+        obj = ConfigContext()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def settings(ctx: typer.Context, **flags: Any) -> Settings:
+    """Effective settings for this command; ``flags`` are dotted keys given on the command line."""
+    return context(ctx).settings(**flags)
+
+
+# Shared option types, so every command spells them the same way.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else).")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Also write the result as JSON to this file.", dir_okay=False)
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
+]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths and datetimes to plain JSON values, secrets masked in strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return secrets.mask(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout: the only thing a --json command prints there."""
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def write_out(path: Path | None, data: Any) -> None:
+    """Write a result file atomically (mode 0644: results are not secret, secrets are masked)."""
+    if path is not None:
+        atomic.write_json(path, to_jsonable(data), mode=0o644)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step; without a TTY, require --yes (exit 2)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRequired(
+            f"{question.rstrip('?')}: confirmation needed but stdin is not a terminal",
+            hint="rerun with --yes to confirm",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise EmropsError("aborted: not confirmed")

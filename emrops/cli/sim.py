@@ -1,0 +1,138 @@
+"""``emrops sim``: the minimal EMRsim simulation server and its database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from emrops.cli.app import DbOpt, JsonOpt, context, err_console, make_app, print_json, settings
+from emrops.db.engine import check_database, create_engine
+from emrops.db.migrations_api import upgrade
+
+app = make_app("The EMRsim simulation server and its database (init-db, seed, serve, maintenance).")
+
+
+@app.command("init-db")
+def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Create or upgrade the EMRsim schema to the newest revision (Alembic head).
+
+    Example: emrops sim init-db --db sqlite:///var/emrsim.db
+    """
+    url = settings(ctx, db_url=db).db_url
+    engine = create_engine(url)
+    try:
+        check_database(engine)
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    result = {"db": url, "revision_before": before, "revision": after, "changed": before != after}
+    if json_out:
+        print_json(result)
+    else:
+        state = "upgraded" if before != after else "already at"
+        err_console.print(f"schema {state} revision {after} ({engine.url.render_as_string()})")
+
+
+@app.command("seed")
+def seed(
+    ctx: typer.Context,
+    sessions: Annotated[int, typer.Option("--sessions", min=1, help="Number of sessions to create.")],
+    messages_per_session: Annotated[
+        int, typer.Option("--messages-per-session", min=0, help="Messages per session.")
+    ] = 50,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 1,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fill the database with realistic generated data (initialises the schema if needed).
+
+    Example: emrops sim seed --sessions 20000 --messages-per-session 50 --seed 7
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from emrops.sim.seed import seed_database
+
+    url = settings(ctx, db_url=db).db_url
+    engine = create_engine(url)
+    try:
+        check_database(engine)
+        upgrade(engine)
+        with Progress(
+            TextColumn("seeding"), BarColumn(), TextColumn("{task.completed}/{task.total} sessions"),
+            TimeRemainingColumn(), console=err_console, transient=True, disable=json_out,
+        ) as progress:
+            task = progress.add_task("seed", total=sessions)
+            result = seed_database(
+                engine, sessions=sessions, messages_per_session=messages_per_session, seed=seed_value,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    finally:
+        engine.dispose()
+    if json_out:
+        print_json(result)
+    else:
+        err_console.print(
+            f"seeded {result.sessions} sessions, {result.messages} messages, {result.vitals} vitals "
+            f"in {result.seconds:.1f}s"
+        )
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Run the EMRsim simulation server (REST + WebSocket) until SIGTERM/SIGINT.
+
+    SIGHUP re-reads the config and switches to a new database URL without restarting.
+    Example: emrops sim serve --db sqlite:///var/emrsim.db --port 8000
+    """
+    from emrops.sim.server import ServeOptions, run_server
+
+    root = context(ctx)
+    effective = settings(ctx, db_url=db, **{"sim.host": host, "sim.port": port})
+    run_server(
+        ServeOptions(
+            db_url=effective.db_url,
+            host=effective.get("sim.host"),
+            port=effective.get("sim.port"),
+            workers=workers,
+            config_file=root.config_file,
+            db_flag=db,
+            log_format=effective.get("log_format"),
+        )
+    )
+
+
+@app.command("maintenance")
+def maintenance(
+    ctx: typer.Context,
+    state: Annotated[str, typer.Argument(help="on or off")],
+    message: Annotated[str, typer.Option("--message", help="Message shown to clients while on.")] = "",
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Switch maintenance mode on or off for every sim instance on this database.
+
+    While on, writes get 503 with Retry-After and reads keep working.
+    Example: emrops sim maintenance on --message "database migration until 22:00 UTC"
+    """
+    from emrops.db.control import set_maintenance
+    from emrops.errors import UsageError
+
+    if state not in ("on", "off"):
+        raise UsageError(f"invalid state {state!r}", hint="use `emrops sim maintenance on` or `... off`")
+    engine = create_engine(settings(ctx, db_url=db).db_url)
+    try:
+        check_database(engine)
+        result = set_maintenance(engine, state == "on", message)
+    finally:
+        engine.dispose()
+    if json_out:
+        print_json(result)
+    else:
+        err_console.print(f"maintenance {'on' if result.on else 'off'}" + (f": {result.message}" if result.on else ""))

@@ -1,0 +1,279 @@
+"""Settings: flag > EMROPS_* environment > emrops.toml > default.
+
+The config file is found via ``--config``, then ``EMROPS_CONFIG``, then
+``./emrops.toml``, then the user config dir (``~/.config/emrops/emrops.toml``).
+Relative paths in the file resolve against the file's folder, so cron and
+systemd jobs behave like a person at a terminal; relative paths from flags and
+environment variables resolve against the working directory.
+
+Other concerns register their settings by appending :class:`Field` objects to
+:data:`FIELDS` (one line each) before settings are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from emrops import secrets
+from emrops.errors import ConfigError
+
+CONFIG_NAME = "emrops.toml"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its dotted key in the file, its env var, its kind and default."""
+
+    key: str
+    kind: str  # str | int | float | bool | path | db_url | store | secret
+    default: Any = None  # a value, or a callable taking the base folder
+    help: str = ""
+    env: str | None = None  # defaults to EMROPS_<KEY with dots as underscores>
+    file_allowed: bool = True  # secrets are never read from the file
+
+    @property
+    def env_name(self) -> str:
+        return self.env or "EMROPS_" + self.key.replace(".", "_").upper()
+
+
+def _default_db(base: Path) -> str:
+    return f"sqlite:///{base / 'var' / 'emrsim.db'}"
+
+
+FIELDS: list[Field] = [
+    Field("db_url", "db_url", _default_db, "database URL (sqlite:///path or postgresql+psycopg://...)"),
+    Field("db_password", "secret", None, "database password injected into db_url", file_allowed=False),
+    Field("state_dir", "path", lambda base: base / ".emrops", "where emrops keeps run records and status"),
+    Field("log_format", "str", "text", "log format on stderr: text or json"),
+    Field("log_level", "str", "info", "log level: debug, info, warning, error"),
+    Field("backup.store", "store", lambda base: str(base / "backups"), "backup store: folder or azure://"),
+    Field("sim.host", "str", "127.0.0.1", "address the simulation server binds"),
+    Field("sim.port", "int", 8000, "port the simulation server listens on"),
+    Field("sim.url", "str", "http://127.0.0.1:8000", "URL of a running simulation server"),
+    Field("sim.token", "secret", None, "bearer token the sim API requires", file_allowed=False),
+]
+
+
+def field_for(key: str) -> Field:
+    for item in FIELDS:
+        if item.key == key:
+            return item
+    raise KeyError(key)
+
+
+@dataclass
+class Settings:
+    """Effective settings with the source of each value (flag, env, file or default)."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    config_file: Path | None
+    base_dir: Path
+
+    def get(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def db_url(self) -> str:
+        return str(self.values["db_url"])
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.values["state_dir"])
+
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """Every setting with its source; secrets and passwords masked."""
+        out: dict[str, dict[str, Any]] = {}
+        for item in FIELDS:
+            value = self.values.get(item.key)
+            if item.kind == "secret" and value:
+                shown: Any = secrets.MASK
+            elif isinstance(value, str | Path):
+                shown = secrets.mask(value)
+            else:
+                shown = value
+            out[item.key] = {"value": shown, "source": self.sources.get(item.key, "default")}
+        return out
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    """Locate the config file by the documented search order; None when there is none."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}", hint="check the --config path")
+        return path.resolve()
+    if env.get("EMROPS_CONFIG"):
+        path = Path(env["EMROPS_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"config file not found: {path} (from EMROPS_CONFIG)",
+                hint="fix or unset EMROPS_CONFIG",
+            )
+        return path.resolve()
+    for candidate in (Path.cwd() / CONFIG_NAME, Path(platformdirs.user_config_dir("emrops")) / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return _flatten(tomllib.load(handle))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", hint="fix the syntax") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+def _resolve_path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _resolve_db_url(value: str, base: Path) -> str:
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        rest = value[len("sqlite:///") :]
+        if rest and not rest.startswith(":memory:"):
+            path, sep, query = rest.partition("?")
+            return f"sqlite:///{_resolve_path(path, base)}{sep}{query}"
+    return value
+
+
+def _coerce(item: Field, value: Any, base: Path, origin: str) -> Any:
+    where = f"{item.key} (from {origin})"
+    try:
+        if item.kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if item.kind == "float":
+            return float(value)
+        if item.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid value {value!r} for {where}: expected {item.kind}", hint=item.help or None
+        ) from None
+    if not isinstance(value, str | Path):
+        raise ConfigError(f"invalid value {value!r} for {where}: expected a string")
+    text = str(value)
+    if item.kind == "path":
+        return _resolve_path(text, base)
+    if item.kind == "db_url":
+        return _resolve_db_url(text, base)
+    if item.kind == "store":
+        return text if "://" in text else str(_resolve_path(text, base))
+    return text
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings. ``flags`` maps dotted keys to values given on the command line
+    (None means "not given"). Raises ConfigError for an unreadable or invalid file or value."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    path = find_config_file(config_file, env)
+    file_values = _read_file(path) if path else {}
+    file_base = path.parent if path else Path.cwd()
+    cwd = Path.cwd()
+    known = {item.key for item in FIELDS}
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} in {path}: {', '.join(unknown)}",
+            hint="see `emrops config show` for the settings emrops knows",
+        )
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for item in FIELDS:
+        if item.key in flags:
+            values[item.key] = _coerce(item, flags[item.key], cwd, "flag")
+            sources[item.key] = "flag"
+        elif env.get(item.env_name):
+            values[item.key] = _coerce(item, env[item.env_name], cwd, item.env_name)
+            sources[item.key] = f"env {item.env_name}"
+        elif item.key in file_values:
+            if not item.file_allowed:
+                raise ConfigError(
+                    f"{item.key} must not be stored in {path}: it is a secret",
+                    hint=f"remove it from the file and set {item.env_name} in the environment",
+                )
+            values[item.key] = _coerce(item, file_values[item.key], file_base, str(path))
+            sources[item.key] = f"file {path}"
+        else:
+            default = item.default(file_base) if callable(item.default) else item.default
+            values[item.key] = _coerce(item, default, file_base, "default") if default is not None else None
+            sources[item.key] = "default"
+        if item.kind == "secret":
+            secrets.register_secret(values[item.key])
+    if sources["db_url"].startswith("file") and secrets.url_has_password(values["db_url"]):
+        raise ConfigError(
+            f"db_url in {path} contains a password",
+            hint="remove the password from the file and set EMROPS_DB_PASSWORD (or PGPASSWORD)",
+        )
+    values["db_url"] = _inject_password(values["db_url"], values.get("db_password"))
+    if values["log_format"] not in ("text", "json"):
+        raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
+    return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)
+
+
+def _inject_password(url: str, password: str | None) -> str:
+    """Put EMROPS_DB_PASSWORD into a PostgreSQL URL that has a user but no password."""
+    if not password or not url.startswith("postgresql") or secrets.url_has_password(url):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
+@dataclass
+class ConfigContext:
+    """What the CLI root collects before any command runs (global flags)."""
+
+    config_file: str | None = None
+    debug: bool = False
+    log_format: str | None = None
+    run_id: str = ""
+    _cache: dict[tuple[Any, ...], Settings] = field(default_factory=dict)
+
+    def settings(self, **flags: Any) -> Settings:
+        """Load settings once per distinct set of flag overrides."""
+        merged = {"log_format": self.log_format, **flags}
+        key = tuple(sorted((k, str(v)) for k, v in merged.items()))
+        if key not in self._cache:
+            self._cache[key] = load_settings(self.config_file, merged)
+        return self._cache[key]
+
+
+SettingsFactory = Callable[..., Settings]

@@ -1,0 +1,1 @@
+"""The EMRsim-chat data layer: schema, engines, migrations and the maintenance flag."""

@@ -1,0 +1,211 @@
+"""One engine factory for SQLite files and PostgreSQL servers.
+
+SQLite: WAL, busy_timeout, foreign_keys on; plain ``BEGIN`` for reads and
+``BEGIN IMMEDIATE`` for writes (see :func:`begin_write`) so writers queue on the
+busy timeout instead of failing with "database is locked" at commit.
+PostgreSQL: psycopg 3 with a connection pool, pre-ping and UTC session time zone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from emrops import secrets
+from emrops.errors import DatabaseError, UsageError
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """A validated database URL."""
+
+    url: URL
+
+    @property
+    def engine_name(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.engine_name != "sqlite" or not self.url.database or self.url.database == ":memory:":
+            return None
+        return Path(self.url.database)
+
+    def masked(self) -> str:
+        return secrets.mask(self.url.render_as_string(hide_password=False))
+
+    def __str__(self) -> str:
+        return self.url.render_as_string(hide_password=False)
+
+
+def parse_db_url(text: str) -> DbUrl:
+    """Validate a database URL; ``postgres://`` and ``postgresql://`` use psycopg 3."""
+    raw = str(text).strip()
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://") :]
+    try:
+        url = make_url(raw)
+    except Exception:
+        raise UsageError(
+            f"invalid database URL {secrets.mask(text)!r}",
+            hint="use sqlite:///path/to/app.db or postgresql+psycopg://user@host:5432/dbname",
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if url.drivername in ("postgresql", "postgresql+psycopg2"):
+            url = url.set(drivername="postgresql+psycopg")
+        if not url.database:
+            raise UsageError(
+                f"database URL {secrets.mask(text)!r} names no database",
+                hint="add the database name: postgresql+psycopg://user@host:5432/dbname",
+            )
+    elif backend == "sqlite":
+        if not url.database:
+            raise UsageError(
+                f"database URL {text!r} names no file",
+                hint="use sqlite:///relative/path.db or sqlite:////absolute/path.db",
+            )
+    else:
+        raise UsageError(
+            f"unsupported database {backend!r} in {secrets.mask(text)!r}",
+            hint="emrops supports sqlite:///path and postgresql+psycopg://...",
+        )
+    return DbUrl(url)
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Take transaction control away from pysqlite so BEGIN is ours (see module doc).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "wal":
+        cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("emrops_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_readonly_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def create_engine(
+    url: str | DbUrl,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    echo: bool = False,
+    readonly: bool = False,
+) -> Engine:
+    """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
+    (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
+    nothing about it (no WAL switch): for tools that read someone else's database."""
+    db = url if isinstance(url, DbUrl) else parse_db_url(url)
+    if db.engine_name == "sqlite":
+        path = db.sqlite_path
+        if path is not None:
+            if path.exists() and path.is_dir():
+                raise UsageError(f"{path} is a folder, not a database file", hint="point --db at a file")
+            if readonly:
+                if not path.exists():
+                    raise UsageError(f"database file not found: {path}", hint="check the --db path")
+                return _readonly_sqlite_engine(path, pool_size, max_overflow, echo)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            db.url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            poolclass=sa.pool.QueuePool,
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return sa.create_engine(
+        db.url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
+    )
+
+
+def _readonly_sqlite_engine(path: Path, pool_size: int, max_overflow: int, echo: bool) -> Engine:
+    uri = f"file:{path.resolve()}?mode=ro"
+    engine = sa.create_engine(
+        "sqlite://",
+        echo=echo,
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        poolclass=sa.pool.QueuePool,
+    )
+    sa.event.listen(engine, "connect", _sqlite_readonly_on_connect)
+    sa.event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def begin_write(engine: Engine) -> contextlib.AbstractContextManager[Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, a normal transaction on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(emrops_write=True).begin()
+    return engine.begin()
+
+
+@contextlib.contextmanager
+def db_errors(url: str | DbUrl | URL) -> Iterator[None]:
+    """Turn driver errors into DatabaseError naming the (masked) database and a hint."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        raise translate(exc, url) from exc
+
+
+def translate(exc: BaseException, url: Any) -> DatabaseError:
+    """A DatabaseError for a driver exception, with a hint for the common causes."""
+    where = secrets.mask(str(url.render_as_string(hide_password=False) if isinstance(url, URL) else url))
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    lowered = text.lower()
+    hint = None
+    if "file is not a database" in lowered or "not a database" in lowered:
+        hint = "check that --db points at an SQLite database file"
+    elif "connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered:
+        hint = "check that PostgreSQL is running and the host/port in the URL are right"
+    elif "does not exist" in lowered and "database" in lowered:
+        hint = "create the database first, or check its name in the URL"
+    elif "password authentication failed" in lowered:
+        hint = "set the password in EMROPS_DB_PASSWORD or PGPASSWORD"
+    elif "unable to open database file" in lowered:
+        hint = "check the folder exists and is writable"
+    elif "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        hint = "initialise the schema with `emrops sim init-db`"
+    return DatabaseError(f"database error on {where}: {secrets.mask(text)}", hint=hint)
+
+
+def check_database(engine: Engine) -> None:
+    """Connect and run a trivial query; raise DatabaseError with a hint when that fails."""
+    with db_errors(engine.url), engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1").scalar()
+        if engine.dialect.name == "sqlite":
+            # SQLite opens anything lazily; reading the schema proves it is a database.
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()

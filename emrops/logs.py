@@ -1,0 +1,100 @@
+"""Logging for people (rich, on stderr) and machines (JSON lines on stderr).
+
+Every run gets a run id (sortable: UTC time + random suffix) that appears in
+each log line, so the lines of one cron run can be found again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets as _random
+import sys
+from datetime import UTC, datetime
+
+from emrops import secrets
+
+LOGGER_NAME = "emrops"
+
+
+def new_run_id() -> str:
+    """A sortable run id: ``20261125T191900Z-3fa2c1``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime | None = None) -> str:
+    """UTC ISO-8601 with a Z suffix and millisecond precision."""
+    moment = (moment or utc_now()).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class _RunIdFilter(logging.Filter):
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = self.run_id
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, run_id, msg, plus extras given as ``extra={"data": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": iso_utc(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "run_id": getattr(record, "run_id", None),
+            "msg": secrets.mask(record.getMessage()),
+        }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            entry.update({k: secrets.mask(v) if isinstance(v, str) else v for k, v in data.items()})
+        if record.exc_info:
+            entry["exc"] = secrets.mask(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+class _MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return secrets.mask(super().format(record))
+
+
+def setup_logging(log_format: str = "text", level: str = "info", run_id: str | None = None) -> str:
+    """Configure the ``emrops`` logger; returns the run id used."""
+    run_id = run_id or new_run_id()
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    else:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_path=False,
+            show_time=True,
+            omit_repeated_times=False,
+            log_time_format="%H:%M:%S",
+        )
+        handler.setFormatter(_MaskingFormatter("%(message)s  (run %(run_id)s)"))
+    handler.addFilter(_RunIdFilter(run_id))
+    logger.addHandler(handler)
+    logger.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logger.propagate = False
+    return run_id
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A child of the emrops logger: ``get_logger(__name__)``."""
+    return logging.getLogger(name if name.startswith(LOGGER_NAME) else f"{LOGGER_NAME}.{name}")

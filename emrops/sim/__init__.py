@@ -1,0 +1,1 @@
+"""The EMRsim simulation server: REST + WebSocket over SQLite or PostgreSQL."""
