@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install postgres bench clean
+.PHONY: demo test lint install postgres tools bench clean
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -19,11 +19,16 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 ## test: the whole suite, against real SQLite and the real PostgreSQL on 127.0.0.1:5432
-test: $(STAMP) postgres
+test: $(STAMP) postgres tools
 	$(VENV)/bin/pytest -q
 
 postgres:
 	bash scripts/ensure-postgres.sh
+
+# Command-line tools the tests drive for real (Debian packages; add PACKAGE or PACKAGE:COMMAND here).
+DEBS := sqlite3 zstd
+tools:
+	bash scripts/ensure-debs.sh $(DEBS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ import typer
 from emrops.cli.app import DbOpt, JsonOpt, context, err_console, make_app, print_json, settings
 from emrops.db.engine import check_database, create_engine
 from emrops.db.migrations_api import upgrade
+from emrops.sim.catalog import ensure_scenarios
 
 app = make_app("The EMRsim simulation server and its database (init-db, seed, serve, maintenance).")
 
@@ -24,9 +25,13 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
     try:
         check_database(engine)
         before, after = upgrade(engine)
+        added = ensure_scenarios(engine)
     finally:
         engine.dispose()
-    result = {"db": url, "revision_before": before, "revision": after, "changed": before != after}
+    result = {
+        "db": url, "revision_before": before, "revision": after,
+        "changed": before != after, "scenarios_added": added,
+    }
     if json_out:
         print_json(result)
     else:
@@ -58,6 +63,7 @@ def seed(
     try:
         check_database(engine)
         upgrade(engine)
+        ensure_scenarios(engine)
         with Progress(
             TextColumn("seeding"), BarColumn(), TextColumn("{task.completed}/{task.total} sessions"),
             TimeRemainingColumn(), console=err_console, transient=True, disable=json_out,
