@@ -48,12 +48,26 @@ def _default_db(base: Path) -> str:
 
 
 FIELDS: list[Field] = [
-    Field("db_url", "db_url", _default_db, "database URL (sqlite:///path or postgresql+psycopg://...)"),
-    Field("db_password", "secret", None, "database password injected into db_url", file_allowed=False),
-    Field("state_dir", "path", lambda base: base / ".emrops", "where emrops keeps run records and status"),
+    Field(
+        "db_url", "db_url", _default_db, "database URL (sqlite:///path or postgresql+psycopg://...)"
+    ),
+    Field(
+        "db_password", "secret", None, "database password injected into db_url", file_allowed=False
+    ),
+    Field(
+        "state_dir",
+        "path",
+        lambda base: base / ".emrops",
+        "where emrops keeps run records and status",
+    ),
     Field("log_format", "str", "text", "log format on stderr: text or json"),
     Field("log_level", "str", "info", "log level: debug, info, warning, error"),
-    Field("backup.store", "store", lambda base: str(base / "backups"), "backup store: folder or azure://"),
+    Field(
+        "backup.store",
+        "store",
+        lambda base: str(base / "backups"),
+        "backup store: folder or azure://",
+    ),
     Field("sim.host", "str", "127.0.0.1", "address the simulation server binds"),
     Field("sim.port", "int", 8000, "port the simulation server listens on"),
     Field("sim.url", "str", "http://127.0.0.1:8000", "URL of a running simulation server"),
@@ -103,7 +117,9 @@ class Settings:
         return out
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, env: Mapping[str, str]
+) -> Path | None:
     """Locate the config file by the documented search order; None when there is none."""
     if explicit:
         path = Path(explicit).expanduser()
@@ -118,7 +134,10 @@ def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, 
                 hint="fix or unset EMROPS_CONFIG",
             )
         return path.resolve()
-    for candidate in (Path.cwd() / CONFIG_NAME, Path(platformdirs.user_config_dir("emrops")) / CONFIG_NAME):
+    for candidate in (
+        Path.cwd() / CONFIG_NAME,
+        Path(platformdirs.user_config_dir("emrops")) / CONFIG_NAME,
+    ):
         if candidate.is_file():
             return candidate.resolve()
     return None
@@ -140,7 +159,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return _flatten(tomllib.load(handle))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", hint="fix the syntax") from exc
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}", hint="fix the syntax"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
 
@@ -232,7 +253,9 @@ def load_settings(
             sources[item.key] = f"file {path}"
         else:
             default = item.default(file_base) if callable(item.default) else item.default
-            values[item.key] = _coerce(item, default, file_base, "default") if default is not None else None
+            values[item.key] = (
+                _coerce(item, default, file_base, "default") if default is not None else None
+            )
             sources[item.key] = "default"
         if item.kind == "secret":
             secrets.register_secret(values[item.key])

@@ -10,6 +10,7 @@ import json
 import logging
 import secrets as _random
 import sys
+import time
 from datetime import UTC, datetime
 
 from emrops import secrets
@@ -43,7 +44,10 @@ class _RunIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, run_id, msg, plus extras given as ``extra={"data": {...}}``."""
+    """One JSON object per line: ts, level, logger, run_id, msg.
+
+    Extras given as ``extra={"data": {...}}`` are merged into the object.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -77,17 +81,12 @@ def setup_logging(log_format: str = "text", level: str = "info", run_id: str | N
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
-        from rich.console import Console
-        from rich.logging import RichHandler
-
-        handler = RichHandler(
-            console=Console(stderr=True),
-            show_path=False,
-            show_time=True,
-            omit_repeated_times=False,
-            log_time_format="%H:%M:%S",
+        handler = logging.StreamHandler(sys.stderr)
+        formatter = _MaskingFormatter(
+            "%(asctime)s %(levelname)-7s %(message)s  [run %(run_id)s]", "%H:%M:%S"
         )
-        handler.setFormatter(_MaskingFormatter("%(message)s  (run %(run_id)s)"))
+        formatter.converter = time.gmtime  # UTC, like every time emrops prints
+        handler.setFormatter(formatter)
     handler.addFilter(_RunIdFilter(run_id))
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, level.upper(), logging.INFO))

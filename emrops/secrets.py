@@ -12,7 +12,9 @@ MASK = "***"
 _registered: set[str] = set()
 
 # scheme://user:password@host  ->  scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)"
+)
 # AccountKey=...; SharedAccessSignature=...; password=... (libpq key/value DSN)
 _KEY_VALUE = re.compile(
     r"(?P<pre>\b(?:AccountKey|SharedAccessSignature|password|Password|sig)=)(?P<pw>[^;&\s]+)"

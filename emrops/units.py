@@ -76,7 +76,9 @@ def parse_rate(text: str) -> float:
     """Parse ``200/s``, ``30/m`` or ``5000/h`` into events per second."""
     match = _RATE.match(str(text))
     if not match:
-        raise UsageError(f"invalid rate {text!r}", hint="use a count per unit, e.g. 200/s, 30/m or 5000/h")
+        raise UsageError(
+            f"invalid rate {text!r}", hint="use a count per unit, e.g. 200/s, 30/m or 5000/h"
+        )
     count = float(match.group(1))
     unit = match.group(2) or "s"
     per_second = count / _DURATION_UNITS[unit]
@@ -89,7 +91,9 @@ def parse_percent(text: str) -> float:
     """Parse ``10%`` or ``0.5%`` into a fraction (0.10, 0.005)."""
     match = _PERCENT.match(str(text))
     if not match:
-        raise UsageError(f"invalid percentage {text!r}", hint="use a number followed by %, e.g. 10%")
+        raise UsageError(
+            f"invalid percentage {text!r}", hint="use a number followed by %, e.g. 10%"
+        )
     return float(match.group(1)) / 100.0
 
 
@@ -97,7 +101,9 @@ def parse_size(text: str) -> int:
     """Parse ``512MB``, ``2GiB``, ``10k`` or a byte count into bytes."""
     match = _SIZE.match(str(text))
     if not match:
-        raise UsageError(f"invalid size {text!r}", hint="use a number with a unit, e.g. 512MB or 2GiB")
+        raise UsageError(
+            f"invalid size {text!r}", hint="use a number with a unit, e.g. 512MB or 2GiB"
+        )
     unit = (match.group(2) or "").lower()
     binary = "i" in unit
     base = unit[:1] if unit not in ("", "b") else unit

@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from emrops.cli.main import app
 
-PG_ADMIN_DSN = os.environ.get("EMROPS_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "EMROPS_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 PG_HOST = os.environ.get("EMROPS_TEST_PG_HOST", "127.0.0.1:5432")
 
 
@@ -40,7 +42,10 @@ def runner() -> CliRunner:
 
 @pytest.fixture
 def cli(runner: CliRunner):
-    """Invoke the root app: cli("sim", "init-db", "--db", url) -> Result (stdout/stderr separate)."""
+    """Invoke the root app: cli("sim", "init-db", "--db", url) -> Result.
+
+    stdout and stderr are kept apart, as a user sees them.
+    """
 
     def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None):
         return runner.invoke(app, list(args), input=input, env=env)
@@ -69,7 +74,9 @@ def create_pg_database(prefix: str = "emrops_test") -> str:
 
 def drop_pg_database(name: str) -> None:
     with _admin_connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -98,9 +98,12 @@ def settings(ctx: typer.Context, **flags: Any) -> Settings:
 
 
 # Shared option types, so every command spells them the same way.
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else).")
+]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", help="Also write the result as JSON to this file.", dir_okay=False)
+    Path | None,
+    typer.Option("--out", help="Also write the result as JSON to this file.", dir_okay=False),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DbOpt = Annotated[

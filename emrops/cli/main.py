@@ -32,14 +32,22 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         str | None,
-        typer.Option("--config", "-c", help="Config file (default: $EMROPS_CONFIG, ./emrops.toml, user config dir)."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: $EMROPS_CONFIG, ./emrops.toml, user config dir).",
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     log_format: Annotated[
-        str | None, typer.Option("--log-format", help="Log format on stderr: text or json (for cron/CI).")
+        str | None,
+        typer.Option("--log-format", help="Log format on stderr: text or json (for cron/CI)."),
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """emrops: operations toolkit for EMRsim-chat."""

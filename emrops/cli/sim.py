@@ -9,8 +9,10 @@ import typer
 from emrops.cli.app import DbOpt, JsonOpt, context, err_console, make_app, print_json, settings
 from emrops.db.engine import check_database, create_engine
 from emrops.db.migrations_api import upgrade
+from emrops.logs import get_logger
 from emrops.sim.catalog import ensure_scenarios
 
+log = get_logger("cli.sim")
 app = make_app("The EMRsim simulation server and its database (init-db, seed, serve, maintenance).")
 
 
@@ -32,11 +34,12 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
         "db": url, "revision_before": before, "revision": after,
         "changed": before != after, "scenarios_added": added,
     }
+    log.info(
+        "schema %s revision %s (%s)", "upgraded to" if before != after else "already at", after,
+        engine.url.render_as_string(), extra={"data": {"revision": after, "changed": before != after}},
+    )
     if json_out:
         print_json(result)
-    else:
-        state = "upgraded" if before != after else "already at"
-        err_console.print(f"schema {state} revision {after} ({engine.url.render_as_string()})")
 
 
 @app.command("seed")
@@ -138,7 +141,6 @@ def maintenance(
         result = set_maintenance(engine, state == "on", message)
     finally:
         engine.dispose()
+    log.info("maintenance %s%s", "on" if result.on else "off", f": {result.message}" if result.on else "")
     if json_out:
         print_json(result)
-    else:
-        err_console.print(f"maintenance {'on' if result.on else 'off'}" + (f": {result.message}" if result.on else ""))

@@ -51,5 +51,7 @@ def set_maintenance(engine: Engine, on: bool, message: str = "") -> Maintenance:
             .values(value=value, updated_at=now)
         ).rowcount
         if not updated:
-            conn.execute(emrops_control.insert().values(key=MAINTENANCE_KEY, value=value, updated_at=now))
+            conn.execute(
+                emrops_control.insert().values(key=MAINTENANCE_KEY, value=value, updated_at=now)
+            )
     return Maintenance(on, value["message"], now)

@@ -122,7 +122,9 @@ def create_engine(
         path = db.sqlite_path
         if path is not None:
             if path.exists() and path.is_dir():
-                raise UsageError(f"{path} is a folder, not a database file", hint="point --db at a file")
+                raise UsageError(
+                    f"{path} is a folder, not a database file", hint="point --db at a file"
+                )
             if readonly:
                 if not path.exists():
                     raise UsageError(f"database file not found: {path}", hint="check the --db path")
@@ -182,14 +184,20 @@ def db_errors(url: str | DbUrl | URL) -> Iterator[None]:
 
 def translate(exc: BaseException, url: Any) -> DatabaseError:
     """A DatabaseError for a driver exception, with a hint for the common causes."""
-    where = secrets.mask(str(url.render_as_string(hide_password=False) if isinstance(url, URL) else url))
+    where = secrets.mask(
+        str(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
+    )
     orig = getattr(exc, "orig", exc)
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     lowered = text.lower()
     hint = None
     if "file is not a database" in lowered or "not a database" in lowered:
         hint = "check that --db points at an SQLite database file"
-    elif "connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered:
+    elif (
+        "connection refused" in lowered
+        or "could not connect" in lowered
+        or "connection failed" in lowered
+    ):
         hint = "check that PostgreSQL is running and the host/port in the URL are right"
     elif "does not exist" in lowered and "database" in lowered:
         hint = "create the database first, or check its name in the URL"

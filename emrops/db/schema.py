@@ -74,7 +74,9 @@ messages = sa.Table(
     "messages",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -89,7 +91,9 @@ vitals = sa.Table(
     "vitals",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("heart_rate", sa.Integer, nullable=False),
     sa.Column("systolic_bp", sa.Integer, nullable=False),
     sa.Column("diastolic_bp", sa.Integer, nullable=False),
@@ -98,7 +102,9 @@ vitals = sa.Table(
     sa.Column("temperature", sa.Float, nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.CheckConstraint("heart_rate BETWEEN 0 AND 300", name="heart_rate_range"),
-    sa.CheckConstraint("systolic_bp BETWEEN 0 AND 300 AND diastolic_bp BETWEEN 0 AND 200", name="bp_range"),
+    sa.CheckConstraint(
+        "systolic_bp BETWEEN 0 AND 300 AND diastolic_bp BETWEEN 0 AND 200", name="bp_range"
+    ),
     sa.CheckConstraint("spo2 BETWEEN 0 AND 100", name="spo2_range"),
     sa.CheckConstraint("respiratory_rate BETWEEN 0 AND 80", name="rr_range"),
     sa.CheckConstraint("temperature BETWEEN 25 AND 45", name="temperature_range"),

@@ -6,7 +6,9 @@ from emrops.db.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("emrops runs Alembic programmatically with a connection; use `emrops sim init-db`")
+    raise RuntimeError(
+        "emrops runs Alembic programmatically with a connection; use `emrops sim init-db`"
+    )
 
 context.configure(
     connection=connection,

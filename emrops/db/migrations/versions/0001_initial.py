@@ -51,9 +51,15 @@ def upgrade() -> None:
         sa.Column("started_at", Ts, nullable=False),
         sa.Column("ended_at", Ts, nullable=True),
         sa.Column("score", sa.Float, nullable=True),
-        sa.CheckConstraint("status IN ('active', 'completed', 'abandoned')", name="ck_sessions_status"),
-        sa.CheckConstraint("score IS NULL OR (score >= 0 AND score <= 100)", name="ck_sessions_score_range"),
-        sa.ForeignKeyConstraint(["scenario_id"], ["scenarios.id"], name="fk_sessions_scenario_id_scenarios"),
+        sa.CheckConstraint(
+            "status IN ('active', 'completed', 'abandoned')", name="ck_sessions_status"
+        ),
+        sa.CheckConstraint(
+            "score IS NULL OR (score >= 0 AND score <= 100)", name="ck_sessions_score_range"
+        ),
+        sa.ForeignKeyConstraint(
+            ["scenario_id"], ["scenarios.id"], name="fk_sessions_scenario_id_scenarios"
+        ),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_sessions_user_id_users"),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
     )
@@ -72,7 +78,10 @@ def upgrade() -> None:
         sa.CheckConstraint("role IN ('student', 'patient', 'system')", name="ck_messages_role"),
         sa.CheckConstraint("tokens >= 0", name="ck_messages_tokens_nonneg"),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"], name="fk_messages_session_id_sessions", ondelete="CASCADE"
+            ["session_id"],
+            ["sessions.id"],
+            name="fk_messages_session_id_sessions",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_messages"),
     )
@@ -90,13 +99,17 @@ def upgrade() -> None:
         sa.Column("recorded_at", Ts, nullable=False),
         sa.CheckConstraint("heart_rate BETWEEN 0 AND 300", name="ck_vitals_heart_rate_range"),
         sa.CheckConstraint(
-            "systolic_bp BETWEEN 0 AND 300 AND diastolic_bp BETWEEN 0 AND 200", name="ck_vitals_bp_range"
+            "systolic_bp BETWEEN 0 AND 300 AND diastolic_bp BETWEEN 0 AND 200",
+            name="ck_vitals_bp_range",
         ),
         sa.CheckConstraint("spo2 BETWEEN 0 AND 100", name="ck_vitals_spo2_range"),
         sa.CheckConstraint("respiratory_rate BETWEEN 0 AND 80", name="ck_vitals_rr_range"),
         sa.CheckConstraint("temperature BETWEEN 25 AND 45", name="ck_vitals_temperature_range"),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"], name="fk_vitals_session_id_sessions", ondelete="CASCADE"
+            ["session_id"],
+            ["sessions.id"],
+            name="fk_vitals_session_id_sessions",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_vitals"),
     )
@@ -122,5 +135,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("emrops_control", "audit_log", "vitals", "messages", "sessions", "scenarios", "users"):
+    for table in (
+        "emrops_control",
+        "audit_log",
+        "vitals",
+        "messages",
+        "sessions",
+        "scenarios",
+        "users",
+    ):
         op.drop_table(table)
