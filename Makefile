@@ -35,8 +35,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy emrops
 
+## bench: the benchmark scripts; they write their figures into docs/benchmarks.md
 bench: $(STAMP) postgres
-	$(PY) benchmarks/sim_server.py
+	bash scripts/ensure-debs.sh wrk
+	$(PY) benchmarks/sim_server.py --write
 
 clean:
 	rm -rf $(VENV) .emrops var build *.egg-info .pytest_cache
