@@ -7,7 +7,8 @@ instances on one database. Results go to stdout and, with --write, into the
 "sim server" section of docs/benchmarks.md.
 
 Usage: .venv/bin/python benchmarks/sim_server.py [--duration 10] [--connections 16] [--write]
-Needs wrk (Debian package `wrk`; `bash scripts/ensure-debs.sh wrk`) and PostgreSQL on 127.0.0.1:5432.
+Needs wrk (Debian package `wrk`; `bash scripts/ensure-debs.sh wrk`) and PostgreSQL
+on 127.0.0.1:5432.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
                  + summary.errors.status + summary.errors.timeout
   io.write(string.format(
-    '{"requests": %%d, "seconds": %%f, "errors": %%d, "p50_ms": %%f, "p95_ms": %%f, "p99_ms": %%f}\n',
+    '{"requests": %%d, "seconds": %%f, "errors": %%d, ' ..
+    '"p50_ms": %%f, "p95_ms": %%f, "p99_ms": %%f}\n',
     summary.requests, summary.duration / 1e6, errors,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
@@ -197,15 +199,16 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}; wrk {conns} connections for {duration}s per row, "
-        "server, wrk and PostgreSQL on the same machine (so absolute numbers are low; compare ratios).",
+        "server, wrk and PostgreSQL on the same machine "
+        "(so absolute numbers are low; compare ratios).",
         "",
         "| engine | instances | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {r['rps']:.0f} | {r['p50_ms']:.1f} "
-            f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {r['rps']:.0f} "
+            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
         )
     by = {(r["engine"], r["instances"], r["endpoint"]): r["rps"] for r in rows}
     ratios = []

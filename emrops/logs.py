@@ -74,8 +74,8 @@ def setup_logging(log_format: str = "text", level: str = "info", run_id: str | N
     """Configure the ``emrops`` logger; returns the run id used."""
     run_id = run_id or new_run_id()
     logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
     handler: logging.Handler
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)

@@ -41,7 +41,7 @@ def _print_error(message: str, hint: str | None) -> None:
 class EmropsGroup(TyperGroup):
     """Turns EmropsError (and Ctrl-C) into a message on stderr and a documented exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer passes its own click Context
         try:
             return super().invoke(ctx)
         except EmropsError as exc:
@@ -65,7 +65,7 @@ class EmropsGroup(TyperGroup):
             ctx.exit(int(ExitCode.ERROR))
 
 
-def _debug(ctx: typer.Context) -> bool:
+def _debug(ctx: Any) -> bool:
     root = ctx.find_root()
     obj = root.obj
     return bool(isinstance(obj, ConfigContext) and obj.debug)

@@ -17,9 +17,10 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     Example: emrops --config /etc/emrops/emrops.toml config show --json
     """
     effective = settings(ctx)
+    shown = effective.masked()
     data = {
         "config_file": str(effective.config_file) if effective.config_file else None,
-        "settings": effective.masked(),
+        "settings": shown,
     }
     if json_out:
         print_json(data)
@@ -28,6 +29,6 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     table.add_column("setting")
     table.add_column("value")
     table.add_column("source")
-    for key, item in data["settings"].items():
+    for key, item in shown.items():
         table.add_row(key, "" if item["value"] is None else str(item["value"]), item["source"])
     out_console.print(table)

@@ -54,4 +54,4 @@ def set_maintenance(engine: Engine, on: bool, message: str = "") -> Maintenance:
             conn.execute(
                 emrops_control.insert().values(key=MAINTENANCE_KEY, value=value, updated_at=now)
             )
-    return Maintenance(on, value["message"], now)
+    return Maintenance(on, str(value["message"]), now)
