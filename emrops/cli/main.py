@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from emrops import __version__
-from emrops.cli import config_cmd, sim
+from emrops.cli import checklist, config_cmd, sim
 from emrops.cli.app import make_app
 from emrops.config import ConfigContext
 from emrops.logs import setup_logging
@@ -19,6 +19,7 @@ app = make_app(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(sim.app, name="sim")
+app.add_typer(checklist.app, name="checklist")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,212 @@
+"""Automatic checks: resolve a check's command line before a run, and run it with a timeout.
+
+Commands are split like a POSIX shell (shlex) but run without one, so a checklist cannot
+smuggle in pipes or globbing. ``emrops ...`` runs this very emrops (``python -m emrops``),
+so a check calls the same code and configuration as the person running the checklist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from emrops import secrets
+from emrops.checklist.model import Check, Checklist
+
+MAX_OUTPUT = 4000  # characters of check output kept in the run file (head + tail, masked)
+
+EmropsResolver = Callable[[list[str]], str | None]
+"""Given the words after ``emrops``, return why they are not a valid command, or None."""
+
+
+@dataclass
+class CheckResult:
+    """What one run of a check did. ``output`` is masked and truncated to its tail."""
+
+    command: str
+    exit_code: int | None
+    expected: list[int]
+    passed: bool
+    timed_out: bool
+    duration_s: float
+    output: str
+    truncated: bool
+    error: str | None = None
+
+    def summary(self) -> str:
+        if self.error:
+            return self.error
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.1f}s"
+        if self.passed:
+            return f"exit {self.exit_code}"
+        return f"exit {self.exit_code}, expected {' or '.join(map(str, self.expected))}"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class UnsetVariable(Exception):
+    """A check refers to ``${NAME}`` and NAME is not set."""
+
+
+def render(check: Check, env: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The command line with ``{env}`` replaced by the run's environment and ``${NAME}`` by
+    environment variables. Raises UnsetVariable naming the first unset one."""
+    environ = os.environ if environ is None else environ
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not environ.get(name):
+            raise UnsetVariable(name)
+        return shlex.quote(environ[name])
+
+    return _VAR.sub(value, check.run.replace("{env}", env or ""))
+
+
+def variables(check: Check) -> list[str]:
+    return _VAR.findall(check.run)
+
+
+def argv_for(command: str) -> list[str]:
+    argv = shlex.split(command)
+    if argv and argv[0] == "emrops":
+        return [sys.executable, "-m", "emrops", *argv[1:]]
+    return argv
+
+
+def command_problem(command: str, resolver: EmropsResolver | None) -> str | None:
+    """Why ``command`` cannot run here (unknown emrops command, program not found), or None."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return f"cannot parse it: {exc}"
+    if not argv:
+        return "it is empty"
+    if argv[0] == "emrops":
+        return resolver(argv[1:]) if resolver is not None else None
+    program = argv[0]
+    if "/" in program:
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            return f"{program} does not exist or is not executable"
+        return None
+    if shutil.which(program) is None:
+        return f"program {program!r} not found on PATH"
+    return None
+
+
+def preflight(
+    checklist: Checklist, env: str | None, resolver: EmropsResolver | None, item_ids: set[str]
+) -> list[str]:
+    """Problems with the checks of the given items, each as ``file:line: message``."""
+    problems = []
+    for item in checklist.items:
+        if item.id not in item_ids or item.check is None:
+            continue
+        try:
+            problem = command_problem(render(item.check, env), resolver)
+        except UnsetVariable as exc:
+            problem = f"uses ${{{exc}}}, which is not set (export {exc}=... before the run)"
+        if problem:
+            problems.append(
+                f"{checklist.path}:{item.check.line}: item {item.id}: "
+                f"check command `{item.check.run.strip()}`: {secrets.mask(problem)}"
+            )
+    return problems
+
+
+def _clip(text: str, limit: int = MAX_OUTPUT) -> tuple[str, bool]:
+    """Keep the head (what ran) and the longer tail (how it ended) of long output."""
+    if len(text) <= limit:
+        return text, False
+    head, tail = limit // 4, limit - limit // 4
+    cut = len(text) - limit
+    return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[-tail:]}", True
+
+
+def run_check(
+    check: Check,
+    env: str | None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> CheckResult:
+    """Run a check's command with its timeout; never raises for a failing or missing command."""
+    expected = list(check.expect_exit)
+    try:
+        command = render(check, env)
+    except UnsetVariable as exc:
+        return CheckResult(
+            command=secrets.mask(check.run),
+            exit_code=None,
+            expected=expected,
+            passed=False,
+            timed_out=False,
+            duration_s=0.0,
+            output="",
+            truncated=False,
+            error=f"environment variable {exc} is not set",
+        )
+    shown = secrets.mask(command)
+    child_env = dict(os.environ)
+    child_env.update(extra_env or {})
+    child_env["EMROPS_CHECKLIST_ENV"] = env or ""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv_for(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=child_env,
+            start_new_session=True,  # own process group: a timeout kills its children too
+        )
+    except (OSError, ValueError) as exc:
+        return CheckResult(
+            command=shown,
+            exit_code=None,
+            expected=expected,
+            passed=False,
+            timed_out=False,
+            duration_s=0.0,
+            output="",
+            truncated=False,
+            error=f"cannot start `{shown}`: {getattr(exc, 'strerror', None) or exc}",
+        )
+    timed_out = False
+    try:
+        raw, _ = proc.communicate(timeout=check.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raw, _ = proc.communicate()
+    except BaseException:  # Ctrl-C while a check runs: do not leave it behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    duration = time.monotonic() - started
+    output, truncated = _clip(secrets.mask(raw.decode("utf-8", errors="replace")))
+    code = None if timed_out else proc.returncode
+    return CheckResult(
+        command=shown,
+        exit_code=code,
+        expected=expected,
+        passed=not timed_out and code in check.expect_exit,
+        timed_out=timed_out,
+        duration_s=round(duration, 3),
+        output=output,
+        truncated=truncated,
+        error=f"timed out after {check.timeout_text}" if timed_out else None,
+    )

@@ -1,0 +1,191 @@
+"""Run files: one JSON document per checklist run, rewritten atomically after every item.
+
+``<state_dir>/checklists/runs/<run_id>.json`` holds the whole state (so an interrupted run
+resumes from it); ``<run_id>.events.jsonl`` beside it is the append-only audit trail of
+every change. A file lock per run stops two processes from driving the same run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from emrops import atomic, secrets
+from emrops.errors import Busy, UsageError
+from emrops.logs import iso_utc
+
+RUN_FORMAT = "emrops.checklist-run/1"
+TERMINAL = frozenset({"done", "skipped", "n/a"})
+STATUSES = ("pending", "done", "failed", "skipped", "n/a")
+
+
+def actor() -> dict[str, str]:
+    """Who is acting: the CI user when there is one, else the login name; and the host."""
+    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("BUILD_REQUESTEDFOR") or _login()
+    return {"user": user, "host": socket.gethostname()}
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"uid {os.getuid()}"
+
+
+@dataclass
+class ItemRecord:
+    """The state of one item in one run."""
+
+    id: str
+    section: str
+    title: str
+    status: str = "pending"
+    method: str | None = None  # auto, manual, or auto+manual
+    answer: str | None = None  # what the person answered: done, fail, skip (auto: the check)
+    reason: str | None = None  # why skipped/failed/pending
+    evidence: dict[str, str] = field(default_factory=dict)
+    check: dict[str, Any] | None = None
+    by: dict[str, str] | None = None
+    at: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Run:
+    run_id: str
+    checklist_id: str
+    checklist_title: str
+    checklist_version: int
+    checklist_path: str
+    sha256: str
+    env: str | None
+    mode: str
+    status: str
+    started_at: str
+    updated_at: str
+    started_by: dict[str, str]
+    items: list[ItemRecord]
+    finished_at: str | None = None
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, item_id: str) -> ItemRecord:
+        for rec in self.items:
+            if rec.id == item_id:
+                return rec
+        raise KeyError(item_id)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for rec in self.items:
+            out[rec.status] = out.get(rec.status, 0) + 1
+        return out
+
+    def ids(self, status: str) -> list[str]:
+        return [rec.id for rec in self.items if rec.status == status]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "checklist": self.checklist_id,
+            "env": self.env,
+            "status": self.status,
+            "started_at": self.started_at,
+            "started_by": self.started_by,
+            "counts": self.counts(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"format": RUN_FORMAT, **data, "counts": self.counts()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        data = {k: v for k, v in data.items() if k not in ("format", "counts")}
+        data["items"] = [ItemRecord(**rec) for rec in data["items"]]
+        return cls(**data)
+
+
+class RunStore:
+    """The folder of run files."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path) -> RunStore:
+        return cls(state_dir / "checklists" / "runs")
+
+    def path(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise UsageError(f"invalid run id {run_id!r}")
+        return self.root / f"{run_id}.json"
+
+    def save(self, run: Run, event: dict[str, Any] | None = None) -> Path:
+        """Write the run file atomically; append ``event`` (masked) to the audit trail."""
+        run.updated_at = iso_utc()
+        path = self.path(run.run_id)
+        atomic.write_json(path, run.to_dict(), mode=0o600)
+        if event is not None:
+            entry = {"ts": run.updated_at, "run_id": run.run_id, **event}
+            line = secrets.mask(json.dumps(entry, default=str))
+            with (self.root / f"{run.run_id}.events.jsonl").open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        return path
+
+    def load(self, run_id: str) -> Run:
+        path = self.path(run_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(
+                f"no checklist run {run_id!r} in {self.root}",
+                hint="list runs with `emrops checklist status`",
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read run file {path}: {exc}") from None
+        if data.get("format") != RUN_FORMAT:
+            raise UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")
+        try:
+            return Run.from_dict(data)
+        except (TypeError, KeyError) as exc:
+            raise UsageError(f"run file {path} is damaged: {exc}") from None
+
+    def list(self) -> list[Run]:
+        """Every run, newest first (run ids sort by start time)."""
+        if not self.root.is_dir():
+            return []
+        runs = []
+        for path in sorted(self.root.glob("*.json"), reverse=True):
+            try:
+                runs.append(self.load(path.stem))
+            except UsageError:
+                continue  # a foreign or damaged file does not hide the others
+        return runs
+
+    @contextmanager
+    def locked(self, run_id: str) -> Iterator[None]:
+        """Hold the run's lock while driving it; Busy (exit 75) if another process holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.root / f"{run_id}.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise Busy(
+                f"checklist run {run_id} is being driven by another process",
+                hint="wait for it to finish, or resume it there",
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
