@@ -1,0 +1,190 @@
+"""What a running simulation server holds: its database (engine + event hub), the maintenance
+flag it polls, and the switch to another database on SIGHUP.
+
+Requests take ``state.runtime`` once and use it to the end, so a switch never mixes databases
+inside one request; the old engine is disposed after the new one is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from emrops.db.control import Maintenance, get_maintenance
+from emrops.db.engine import DbUrl, check_database, create_engine, parse_db_url
+from emrops.db.migrations_api import current_revision, head_revision
+from emrops.errors import DatabaseError, EmropsError
+from emrops.logs import get_logger
+from emrops.sim.events import LocalHub, make_hub
+from emrops.sim.metrics import Metrics, worker_exited
+
+log = get_logger(__name__)
+
+MAINTENANCE_POLL_SECONDS = 0.5
+INIT_HINT = "run `emrops sim init-db` on this database first"
+SWITCH_CLOSE_CODE = 1012  # "service restart": clients reconnect and resume with ?after=
+SWITCH_REASON = "database switched: reconnect and resume with ?after=<last message id>"
+
+
+@dataclass
+class Runtime:
+    """One database in use: URL, engine, hub and the last maintenance state seen."""
+
+    db: DbUrl
+    engine: Engine
+    hub: LocalHub
+    schema_revision: str
+    maintenance: Maintenance
+    db_ok: bool = True
+
+    @property
+    def masked_url(self) -> str:
+        return self.db.masked()
+
+
+def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Runtime:
+    """Connect to ``db_url`` and check it carries the current schema.
+
+    Raises UsageError for a bad URL and DatabaseError (with the init-db hint) for an unreachable
+    database, a missing schema or a revision this emrops does not serve."""
+    db = parse_db_url(db_url)
+    path = db.sqlite_path
+    if path is not None and not path.exists():
+        # Do not create an empty file that would then lack the schema.
+        raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
+    engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow)
+    try:
+        check_database(engine)
+        revision = current_revision(engine)
+        head = head_revision()
+        if revision is None:
+            raise DatabaseError(f"{db.masked()} has no EMRsim schema", hint=INIT_HINT)
+        if revision != head:
+            raise DatabaseError(
+                f"{db.masked()} is at schema revision {revision}, this emrops serves {head}",
+                hint="run `emrops sim init-db` to upgrade it (or use the matching emrops)",
+            )
+        maintenance = get_maintenance(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Runtime(db, engine, make_hub(db), revision, maintenance)
+
+
+class SimState:
+    """The mutable state of one app: current runtime, settings, metrics, background tasks."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        token: str | None,
+        vitals_interval: float,
+        retry_after: int,
+        metrics: Metrics,
+        reloader: Callable[[], str] | None = None,
+        maintenance_poll: float = MAINTENANCE_POLL_SECONDS,
+    ):
+        self.runtime = runtime
+        self.token = token or None
+        self.vitals_interval = vitals_interval
+        self.retry_after = retry_after
+        self.metrics = metrics
+        self.reloader = reloader
+        self.maintenance_poll = maintenance_poll
+        self.started_at = time.time()
+        self._poller: asyncio.Task[None] | None = None
+        self._switch_lock: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        await self.runtime.hub.start()
+        self._switch_lock = asyncio.Lock()
+        self._poller = asyncio.create_task(self._poll_forever(), name="emrsim-maintenance-poll")
+
+    async def stop(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        runtime = self.runtime
+        await runtime.hub.stop()
+        runtime.engine.dispose()
+        worker_exited(os.getpid())  # multiprocess metrics: drop this worker's live gauges
+
+    async def poll_once(self) -> None:
+        """Read the maintenance flag (and refresh the pool gauges)."""
+        runtime = self.runtime
+        try:
+            maintenance = await run_in_threadpool(get_maintenance, runtime.engine)
+        except EmropsError as exc:
+            if runtime.db_ok:
+                log.warning("maintenance poll failed: %s", exc)
+            runtime.db_ok = False
+        else:
+            if maintenance.on != runtime.maintenance.on:
+                log.info(
+                    "maintenance %s%s",
+                    "on" if maintenance.on else "off",
+                    f": {maintenance.message}" if maintenance.on else "",
+                )
+            if not runtime.db_ok:
+                log.info("database %s reachable again", runtime.masked_url)
+            runtime.maintenance = maintenance
+            runtime.db_ok = True
+        self.metrics.maintenance.set(1 if runtime.maintenance.on else 0)
+        self.metrics.update_pool(runtime.engine)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.maintenance_poll)
+
+    async def reload(self) -> bool:
+        """Re-read the config (SIGHUP); switch databases if the URL changed. Never raises: a new
+        URL that does not work is logged and the current database stays in use."""
+        if self.reloader is None:
+            log.info("SIGHUP ignored: this server has no config to re-read")
+            return False
+        try:
+            new_url = await run_in_threadpool(self.reloader)
+        except EmropsError as exc:
+            log.error("SIGHUP: cannot re-read the config, keeping %s: %s", self._url(), exc)
+            return False
+        if parse_db_url(new_url).url == self.runtime.db.url:
+            log.info("SIGHUP: config re-read, database unchanged (%s)", self._url())
+            return False
+        return await self.switch(new_url)
+
+    async def switch(self, new_url: str) -> bool:
+        """Serve ``new_url`` from now on: open and check it, start its hub, swap, close the old
+        database's WebSocket streams with 1012 (clients resume), dispose the old engine."""
+        lock = self._switch_lock or asyncio.Lock()
+        async with lock:
+            try:
+                fresh = await run_in_threadpool(open_runtime, new_url)
+            except EmropsError as exc:
+                log.error(
+                    "cannot switch to the new database, keeping %s: %s%s",
+                    self._url(),
+                    exc,
+                    f" ({exc.hint})" if exc.hint else "",
+                )
+                return False
+            await fresh.hub.start()
+            old, self.runtime = self.runtime, fresh
+            log.info("switched database from %s to %s", old.masked_url, fresh.masked_url)
+            await old.hub.stop(SWITCH_CLOSE_CODE, SWITCH_REASON)
+            await run_in_threadpool(old.engine.dispose)
+            await self.poll_once()
+            return True
+
+    def _url(self) -> str:
+        return self.runtime.masked_url

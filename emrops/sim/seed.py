@@ -1,0 +1,751 @@
+"""Fast, deterministic bulk generator of realistic EMRsim data (``emrops sim seed``).
+
+``seed_database`` writes users, sessions, messages and vitals in ONE transaction, so a
+failed seed leaves nothing behind. It bypasses SQLAlchemy's statement layer for speed:
+
+- SQLite: the pooled DBAPI connection, ``BEGIN IMMEDIATE``, ``executemany`` of multi-row
+  INSERTs, ``synchronous=OFF`` and a bigger page cache for the duration (both restored
+  afterwards; ``journal_mode`` is never touched). Values are pre-formatted exactly as
+  SQLAlchemy stores them (``sa.Uuid`` -> 32 hex digits, ``DateTime`` -> naive UTC text
+  ``YYYY-MM-DD HH:MM:SS.ffffff``), so Core reads them back as ``uuid.UUID`` and aware UTC.
+- PostgreSQL: psycopg 3 ``COPY ... FROM STDIN`` per batch and table, the same naive UTC text
+  under ``SET LOCAL timezone = 'UTC'``. A thread generates the next batch while the server
+  ingests the current one (the server's per-row FK checks dominate the cost there).
+
+Determinism: the content is a pure function of ``seed``, the scenarios present and the number
+of sessions already in the database. Two fresh databases seeded with the same seed hold the
+same rows; seeding an existing database again appends new sessions (their random stream is
+derived from the seed and the existing session count, so ids never repeat). Timestamps are
+spread over the 90 days before the fixed :data:`SEED_EPOCH`, not "now", for the same reason.
+Session ids are time-ordered UUIDv7 values: the (session_id, id) message index then grows at
+its right edge instead of splitting pages all over the tree.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from queue import Full, Queue
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+from sqlalchemy.engine import Engine
+
+from emrops.db.engine import db_errors, translate
+from emrops.db.schema import scenarios
+from emrops.errors import UsageError
+
+Progress = Callable[[int, int], None]
+
+SEED_EPOCH = datetime(2026, 11, 1, tzinfo=UTC)  # seeded sessions start in the 90 days before it
+WINDOW_DAYS = 90
+EMAIL_DOMAIN = "students.emrsim.example"
+SESSIONS_PER_USER = 10
+ANONYMOUS_SHARE = 0.05  # sessions without a user (guest encounters)
+MESSAGES_PER_BATCH = 50_000  # rows buffered per executemany / COPY round
+SQLITE_CACHE_KIB = 262_144  # page cache for the seeding connection: 256 MiB
+
+_EPOCH_NAIVE = SEED_EPOCH.replace(tzinfo=None)
+_EPOCH_MS = int(SEED_EPOCH.timestamp() * 1000)
+
+_FIRST = (
+    "Aisha",
+    "Ben",
+    "Carlos",
+    "Dana",
+    "Elif",
+    "Femi",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jamal",
+    "Kasia",
+    "Liam",
+    "Maya",
+    "Nikolai",
+    "Olu",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Xavier",
+    "Yara",
+    "Zoe",
+    "Arjun",
+    "Bea",
+    "Chidi",
+    "Dmitri",
+    "Emma",
+    "Farah",
+    "Gabriel",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+)
+_LAST = (
+    "Adeyemi",
+    "Berg",
+    "Chen",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Mensah",
+    "Nakamura",
+    "Okafor",
+    "Patel",
+    "Quintero",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Umarov",
+    "Varga",
+    "Wojcik",
+    "Xu",
+    "Yilmaz",
+    "Zhang",
+    "Andersson",
+    "Brennan",
+    "Costa",
+    "Dlamini",
+)
+
+# History-taking conversation: topic -> student phrasings; the patient's answers come from
+# the scenario's profile (see _patient_answers).
+_QUESTIONS: dict[str, tuple[str, ...]] = {
+    "greeting": (
+        "Hello, I'm one of the medical students. Could you tell me your name and age?",
+        "Hi there, my name is Alex and I'm a student doctor. Can I confirm who I'm speaking to?",
+        "Good morning. I'm a medical student working with the team today. What's your name?",
+    ),
+    "complaint": (
+        "What brings you in today?",
+        "Can you tell me what has been going on?",
+        "How can we help you today?",
+        "What's the main problem that brought you here?",
+    ),
+    "onset": (
+        "When did this start?",
+        "How long has this been going on?",
+        "When did you first notice it?",
+        "Did it come on suddenly or gradually?",
+    ),
+    "location": (
+        "Where exactly is the pain?",
+        "Can you show me where it hurts the most?",
+        "Where do you feel it?",
+    ),
+    "radiation": (
+        "Does the pain spread anywhere else?",
+        "Does it move to your arm, back or jaw?",
+        "Do you feel it anywhere apart from there?",
+    ),
+    "severity": (
+        "On a scale of zero to ten, how bad is it?",
+        "If ten is the worst pain imaginable, what number would you give it?",
+        "How severe is the pain right now?",
+    ),
+    "history": (
+        "Do you have any medical conditions?",
+        "Have you had any health problems in the past?",
+        "Are you under a doctor for anything?",
+    ),
+    "medications": (
+        "Are you taking any medications at the moment?",
+        "Do you take any regular tablets or inhalers?",
+        "What medicines do you take?",
+    ),
+    "allergies": (
+        "Do you have any allergies?",
+        "Are you allergic to any medicines?",
+        "Have you ever reacted badly to a medication?",
+    ),
+    "family": (
+        "Does anything run in your family?",
+        "Have any close relatives had similar problems?",
+    ),
+    "social": (
+        "Can you tell me a bit about your work and home life?",
+        "Do you smoke or drink alcohol?",
+        "Who do you live with?",
+    ),
+    "feeling": (
+        "How are you feeling in yourself right now?",
+        "How are you coping with all this?",
+        "Is there anything worrying you in particular?",
+    ),
+    "exam": (
+        "I'd like to examine you now, is that all right?",
+        "I'm going to check your pulse and blood pressure now.",
+        "May I listen to your chest and feel your tummy?",
+    ),
+    "plan": (
+        "We'll do some blood tests and a few scans to find out what's causing this.",
+        "I'm going to discuss this with my senior and we'll come back with a plan.",
+        "We'll give you something for the symptoms and keep a close eye on you.",
+    ),
+}
+_MIDDLE = (
+    "onset",
+    "location",
+    "radiation",
+    "severity",
+    "history",
+    "medications",
+    "allergies",
+    "family",
+    "social",
+    "feeling",
+)
+_STUDENT_OPENERS = ("", "Okay. ", "Thank you. ", "I see. ", "Right. ", "Thanks for telling me. ")
+_DEFAULT_VITALS = {
+    "heart_rate": 80,
+    "systolic_bp": 125,
+    "diastolic_bp": 80,
+    "spo2": 97,
+    "respiratory_rate": 16,
+    "temperature": 36.9,
+}
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """What a seed wrote: row counts, the time it took and the engine ('sqlite'/'postgresql')."""
+
+    users: int
+    sessions: int
+    messages: int
+    vitals: int
+    seconds: float
+    engine: str
+
+
+@dataclass
+class _Batch:
+    sessions: list[tuple[Any, ...]] = field(default_factory=list)
+    messages: list[tuple[Any, ...]] = field(default_factory=list)
+    vitals: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text.split()) * 1.3)
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _join(items: list[str]) -> str:
+    items = [str(i) for i in items] or ["nothing"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _patient_answers(profile: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Patient replies per topic from a scenario's patient profile (missing keys tolerated)."""
+    name = str(profile.get("name", "Sam Taylor"))
+    age = profile.get("age", 40)
+    cc = str(profile.get("chief_complaint", "I just don't feel well"))
+    onset = str(profile.get("onset", "since yesterday"))
+    pain = profile.get("pain") or {}
+    location = str(pain.get("location", "all over"))
+    radiation = str(pain.get("radiation", "none"))
+    severity = int(pain.get("severity", 5))
+    history = [str(h) for h in profile.get("history") or ["nothing serious"]]
+    meds = [str(m) for m in profile.get("medications") or ["none"]]
+    allergies = [str(a) for a in profile.get("allergies") or ["none known"]]
+    family = str(profile.get("family_history", "nothing I know of"))
+    social = str(profile.get("social", "nothing unusual"))
+    mood = str(profile.get("mood", "worried"))
+    no_meds = [m.lower() for m in meds] == ["none"]
+    no_allergies = [a.lower() for a in allergies] in (["none known"], ["none"])
+    return {
+        "greeting": (
+            f"I'm {name}, I'm {age}.",
+            f"{name}. I'm {age} years old.",
+            f"Hello. It's {name}, {age}.",
+        ),
+        "complaint": (f"{_cap(cc)}.", f"Well... {cc}.", f"{_cap(cc)}, and I'm really {mood}."),
+        "onset": (f"{_cap(onset)}.", f"Let me think... {onset}.", f"{_cap(onset)}, I think."),
+        "location": (f"Mostly {location}.", f"Right here... {location}.", f"It's {location}."),
+        "radiation": (
+            ("No, it stays in one place.", "Not really, just there.")
+            if radiation.lower() == "none"
+            else (f"Yes, it goes to my {radiation}.", f"Sometimes into my {radiation}.")
+        ),
+        "severity": (
+            f"About {severity} out of 10.",
+            f"I'd say {severity}, maybe {min(severity + 1, 10)}.",
+            f"It's a {severity}. It was worse earlier.",
+        ),
+        "history": (f"I have {_join(history)}.", f"Let me see: {_join(history)}."),
+        "medications": (
+            ("No, I don't take any regular medicines.", "Nothing regular, no.")
+            if no_meds
+            else (f"I take {_join(meds)}.", f"Just {_join(meds)}.")
+        ),
+        "allergies": (
+            ("Not that I know of.", "No allergies.")
+            if no_allergies
+            else (f"Yes: {_join(allergies)}.", f"I'm allergic to {_join(allergies)}.")
+        ),
+        "family": (f"{_cap(family)}.", f"Hmm, {family}."),
+        "social": (f"{_cap(social)}.", f"Well, {social}."),
+        "feeling": (
+            f"Honestly, quite {mood}.",
+            f"I'm feeling {mood}.",
+            f"A bit {mood}, to be honest. Will I be all right?",
+        ),
+        "exam": ("Yes, go ahead.", "Okay, please be gentle.", "That's fine."),
+        "plan": (
+            "Thank you. What do you think it is?",
+            "Okay. How long will that take?",
+            "Thank you, doctor.",
+        ),
+    }
+
+
+def _phrasebook(profile: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """topic -> (student lines, patient lines, metadata prefix); lines carry their token counts."""
+    answers = _patient_answers(profile)
+    book = {}
+    for topic, questions in _QUESTIONS.items():
+        openers = ("",) if topic in ("greeting", "complaint") else _STUDENT_OPENERS
+        student = [(o + q, _tokens(o + q)) for o in openers for q in questions]
+        patient = [(a, _tokens(a)) for a in answers[topic]]
+        book[topic] = (
+            student,
+            len(student),
+            patient,
+            len(patient),
+            f'{{"topic": "{topic}", "latency_ms": ',
+        )
+    return book
+
+
+def _uuid7(ms: int, rng: random.Random) -> str:
+    """A UUIDv7 (time-ordered) as 32 hex digits, the way sa.Uuid stores it on SQLite."""
+    rand_a, rand_b = rng.getrandbits(12), rng.getrandbits(62)
+    return f"{(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def _ts(offset_us: int) -> str:
+    """Naive UTC text, microseconds always present: what SQLAlchemy's DateTime writes on SQLite."""
+    return (_EPOCH_NAIVE + timedelta(microseconds=offset_us)).isoformat(" ", "microseconds")
+
+
+class _Generator:
+    """Produces batches of rows; all randomness comes from one random.Random."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        scenario_rows: list[tuple[int, dict[str, Any]]],
+        user_ids: list[int],
+    ) -> None:
+        self.rng = rng
+        self.scenarios = [
+            (sid, _phrasebook(p), p.get("vitals_baseline") or _DEFAULT_VITALS)
+            for sid, p in scenario_rows
+        ]
+        self.user_ids = user_ids
+
+    def batches(
+        self, sessions: int, mps: int, per_batch: int
+    ) -> Generator[tuple[int, _Batch], None, None]:
+        rng = self.rng
+        window_us = WINDOW_DAYS * 86_400_000_000
+        # Sorted start offsets (negative: before the epoch) make the UUIDv7 ids ascend.
+        starts = sorted(-int(rng.random() * window_us) for _ in range(sessions))
+        batch = _Batch()
+        for n, start in enumerate(starts, 1):
+            self._session(batch, start, mps)
+            if n % per_batch == 0 or n == sessions:
+                yield n, batch
+                batch = _Batch()
+
+    def _session(self, batch: _Batch, start_us: int, mps: int) -> None:
+        rng = self.rng
+        rand = rng.random
+        scenario_id, book, base = self.scenarios[int(rand() * len(self.scenarios))]
+        sid = _uuid7(_EPOCH_MS + start_us // 1000, rng)
+        user = None if rand() < ANONYMOUS_SHARE else self.user_ids[int(rand() * len(self.user_ids))]
+        middle = list(_MIDDLE)
+        rng.shuffle(middle)
+        # greeting, complaint, the history in a random order, exam, plan; then the history again.
+        plan = [book["greeting"], book["complaint"]]
+        loop = [book[t] for t in (*middle, "exam", "plan")]
+        pairs = (mps + 1) // 2
+        while len(plan) < pairs:
+            plan.extend(loop)
+        append = batch.messages.append
+        epoch, td = _EPOCH_NAIVE, timedelta
+        t = start_us + 5_000_000 + int(rand() * 55_000_000)
+        for k in range(pairs):
+            student, n_student, patient, n_patient, meta = plan[k]
+            text, tokens = student[int(rand() * n_student)]
+            append(
+                (
+                    sid,
+                    "student",
+                    text,
+                    (epoch + td(microseconds=t)).isoformat(" ", "microseconds"),
+                    tokens,
+                    None,
+                )
+            )
+            t += 1_000_000 + int(rand() * 2_000_000)  # the patient answers within seconds
+            if 2 * k + 1 < mps:
+                text, tokens = patient[int(rand() * n_patient)]
+                append(
+                    (
+                        sid,
+                        "patient",
+                        text,
+                        (epoch + td(microseconds=t)).isoformat(" ", "microseconds"),
+                        tokens,
+                        f"{meta}{300 + int(rand() * 1500)}}}",
+                    )
+                )
+                t += 8_000_000 + int(rand() * 80_000_000)  # the student reads and types
+        x = rand()
+        status = "completed" if x < 0.75 else "abandoned" if x < 0.87 else "active"
+        ended = score = None
+        if status != "active":
+            t += 30_000_000 + int(rand() * 300_000_000)
+            ended = _ts(t)
+            if status == "completed":
+                score = round(_clamp(rng.triangular(35, 100, 80), 0, 100), 1)
+        batch.sessions.append((sid, scenario_id, user, status, _ts(start_us), ended, score))
+        self._vitals(batch, sid, base, start_us, t)
+
+    def _vitals(self, batch: _Batch, sid: str, base: dict[str, Any], start: int, end: int) -> None:
+        rand = self.rng.random
+        samples = 3 + int(rand() * 4)
+        step = max((end - start) // samples, 1_000_000)
+        hr0, sbp0, dbp0 = (
+            base.get("heart_rate", 80),
+            base.get("systolic_bp", 125),
+            base.get("diastolic_bp", 80),
+        )
+        spo2_0, rr0, temp0 = (
+            base.get("spo2", 97),
+            base.get("respiratory_rate", 16),
+            base.get("temperature", 36.9),
+        )
+        for k in range(samples):
+            # (rand() - rand()) is triangular noise in (-1, 1): cheaper than gauss, as plausible.
+            hr = int(_clamp(round(hr0 + (rand() - rand()) * 8), 30, 220))
+            sbp = int(_clamp(round(sbp0 + (rand() - rand()) * 12), 60, 250))
+            dbp = int(_clamp(round(dbp0 + (rand() - rand()) * 8), 30, min(150, sbp - 10)))
+            spo2 = int(_clamp(round(spo2_0 + (rand() - rand()) * 2), 70, 100))
+            rr = int(_clamp(round(rr0 + (rand() - rand()) * 3), 6, 60))
+            temp = round(_clamp(temp0 + (rand() - rand()) * 0.3, 33.0, 43.0), 1)
+            at = _ts(start + k * step + int(rand() * 1_000_000))
+            batch.vitals.append((sid, hr, sbp, dbp, spo2, rr, temp, at))
+
+
+def _users(rng: random.Random, ids: list[int], taken: set[str]) -> list[tuple[Any, ...]]:
+    window_start = -WINDOW_DAYS * 86_400_000_000
+    rows = []
+    for uid in ids:
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        email = f"{first}.{last}.{uid}@{EMAIL_DOMAIN}".lower()
+        n = 1
+        while email in taken:  # only if someone else already used our pattern
+            n += 1
+            email = f"{first}.{last}.{uid}.{n}@{EMAIL_DOMAIN}".lower()
+        taken.add(email)
+        role = "instructor" if rng.random() < 0.04 else "student"
+        created = _ts(window_start - int(rng.random() * 365 * 86_400_000_000))
+        rows.append((uid, email, f"{first} {last}", role, created))
+    return rows
+
+
+_COLUMNS = {
+    "users": ("id", "email", "display_name", "role", "created_at"),
+    "sessions": ("id", "scenario_id", "user_id", "status", "started_at", "ended_at", "score"),
+    "messages": ("session_id", "role", "content", "created_at", "tokens", "metadata"),
+    "vitals": (
+        "session_id",
+        "heart_rate",
+        "systolic_bp",
+        "diastolic_bp",
+        "spo2",
+        "respiratory_rate",
+        "temperature",
+        "recorded_at",
+    ),
+}
+
+
+def seed_database(
+    engine: Engine,
+    *,
+    sessions: int,
+    messages_per_session: int = 50,
+    seed: int = 1,
+    progress: Progress | None = None,
+) -> SeedResult:
+    """Append ``sessions`` generated sessions (with users, messages, vitals) in one transaction.
+
+    Needs the schema and at least one scenario (``emrops sim init-db``). Raises UsageError for
+    bad sizes or a database without scenarios, DatabaseError for any database failure (then
+    nothing was written). ``progress(done, total)`` is called after each batch of sessions.
+    """
+    if sessions < 1:
+        raise UsageError(f"--sessions must be at least 1, got {sessions}")
+    if messages_per_session < 0:
+        raise UsageError(f"--messages-per-session must be 0 or more, got {messages_per_session}")
+    with db_errors(engine.url), engine.connect() as conn:
+        query = sa.select(scenarios.c.id, scenarios.c.patient_profile).order_by(scenarios.c.id)
+        scenario_rows = [(int(r.id), dict(r.patient_profile)) for r in conn.execute(query)]
+    if not scenario_rows:
+        raise UsageError(
+            "the database has no scenarios to seed sessions for",
+            hint="run `emrops sim init-db` first",
+        )
+    started = time.perf_counter()
+    writer_class = _SqliteWriter if engine.dialect.name == "sqlite" else _PostgresWriter
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    with db_errors(engine.url):
+        raw = engine.raw_connection()
+    try:
+        writer = writer_class(raw.driver_connection)
+        try:
+            writer.begin()
+            counts = _seed(writer, scenario_rows, sessions, messages_per_session, seed, progress)
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            if not writer.restore():
+                raw.invalidate()  # settings not restored: never hand this connection out again
+    except dbapi_error as exc:  # driver errors from the raw connection
+        raise translate(exc, engine.url) from exc
+    finally:
+        raw.close()
+    users, messages, vitals = counts
+    return SeedResult(
+        users=users,
+        sessions=sessions,
+        messages=messages,
+        vitals=vitals,
+        seconds=round(time.perf_counter() - started, 3),
+        engine=engine.dialect.name,
+    )
+
+
+def _seed(
+    writer: _SqliteWriter | _PostgresWriter,
+    scenario_rows: list[tuple[int, dict[str, Any]]],
+    sessions: int,
+    mps: int,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[int, int, int]:
+    """Generate and write everything inside the open transaction; (users, messages, vitals)."""
+    existing = writer.scalar("SELECT count(*) FROM sessions")
+    # A fresh database gets exactly Random(seed); appending derives a new, distinct stream.
+    rng = random.Random(seed if existing == 0 else f"{seed}/{existing}")
+    user_ids = writer.new_user_ids(max(1, math.ceil(sessions / SESSIONS_PER_USER)))
+    taken = set(writer.column(f"SELECT email FROM users WHERE email LIKE '%@{EMAIL_DOMAIN}'"))
+    writer.write("users", _users(rng, user_ids, taken))
+    per_batch = max(1, min(sessions, MESSAGES_PER_BATCH // max(mps, 1)))
+    batches = _Generator(rng, scenario_rows, user_ids).batches(sessions, mps, per_batch)
+    if writer.overlap:
+        batches = _prefetched(batches)
+    messages = vitals = 0
+    if progress:
+        progress(0, sessions)
+    try:
+        for done, batch in batches:
+            writer.write("sessions", batch.sessions)
+            writer.write("messages", batch.messages)
+            writer.write("vitals", batch.vitals)
+            messages += len(batch.messages)
+            vitals += len(batch.vitals)
+            if progress:
+                progress(done, sessions)
+    finally:
+        batches.close()  # stops the prefetch thread at once when writing failed
+    return len(user_ids), messages, vitals
+
+
+def _prefetched(items: Generator[Any, None, None], depth: int = 2) -> Generator[Any, None, None]:
+    """Run ``items`` in a thread, ``depth`` ahead of the consumer.
+
+    For PostgreSQL: the server checks FKs and maintains indexes in its own process while this
+    thread generates the next batch (the COPY loop waits on the socket without the GIL).
+    Not for SQLite: its writes run in this process and would only compete for the GIL.
+    """
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(message, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed over to the consumer and raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="emrops-seed-generator", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _SqliteWriter:
+    """Multi-row INSERTs on the sqlite3 connection (the engine set isolation_level=None).
+
+    Many rows per statement, not one: SQLite re-runs per-statement work (such as the
+    ephemeral table behind ``role IN (...)`` CHECKs) on every execution, so 100 rows per
+    statement roughly halve the cost of the messages insert.
+    """
+
+    overlap = False
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.saved: list[tuple[str, Any]] = []
+
+    def begin(self) -> None:
+        for pragma, value in (("synchronous", "OFF"), ("cache_size", -SQLITE_CACHE_KIB)):
+            self.saved.append((pragma, self.scalar(f"PRAGMA {pragma}")))
+            self.conn.execute(f"PRAGMA {pragma} = {value}")
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def scalar(self, sql: str) -> Any:
+        return self.conn.execute(sql).fetchone()[0]
+
+    def column(self, sql: str) -> list[Any]:
+        return [row[0] for row in self.conn.execute(sql)]
+
+    def new_user_ids(self, n: int) -> list[int]:
+        top = self.scalar("SELECT coalesce(max(id), 0) FROM users")  # we hold the write lock
+        return list(range(top + 1, top + 1 + n))
+
+    def write(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        columns = _COLUMNS[table]
+        width = len(columns)
+        per_statement = min(100, 999 // width)  # 999: the bound-parameter limit of old SQLite
+
+        def insert(count: int) -> str:
+            values = ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
+
+        full = len(rows) - len(rows) % per_statement
+        if full:
+            flat = list(chain.from_iterable(rows[:full]))
+            step = per_statement * width
+            self.conn.executemany(
+                insert(per_statement), [flat[i : i + step] for i in range(0, len(flat), step)]
+            )
+        if full < len(rows):
+            self.conn.execute(insert(len(rows) - full), list(chain.from_iterable(rows[full:])))
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def restore(self) -> bool:
+        """Put the connection's settings back; False when that failed."""
+        try:
+            for pragma, value in self.saved:
+                self.conn.execute(f"PRAGMA {pragma} = {value}")
+        except sqlite3.Error:
+            return False
+        return True
+
+
+class _PostgresWriter:
+    """COPY FROM STDIN on the psycopg 3 connection, all in the one transaction psycopg opens."""
+
+    overlap = True
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def begin(self) -> None:
+        if self.conn.info.transaction_status != TransactionStatus.IDLE:
+            self.conn.rollback()  # a pooled connection must not carry anything into our seed
+        # The generator writes naive UTC text; make sure the server reads it as UTC.
+        self.conn.execute("SET LOCAL timezone = 'UTC'")
+
+    def scalar(self, sql: str) -> Any:
+        return self.conn.execute(sql).fetchone()[0]
+
+    def column(self, sql: str) -> list[Any]:
+        return [row[0] for row in self.conn.execute(sql)]  # no params: '%' is no placeholder
+
+    def new_user_ids(self, n: int) -> list[int]:
+        # Reserve ids from the sequence: safe against concurrent writers, no setval needed.
+        cur = self.conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, %s)",
+            (n,),
+        )
+        return sorted(int(row[0]) for row in cur)
+
+    def write(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        columns = ", ".join(_COLUMNS[table])
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def restore(self) -> bool:
+        return True  # SET LOCAL ended with the transaction
