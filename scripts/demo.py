@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from websockets.sync.client import connect
 
@@ -42,7 +43,7 @@ def emrops(*args: str, parse_json: bool = False) -> object:
     return None
 
 
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | str, dict]:
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, Any, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -50,9 +51,9 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | s
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read().decode()
-            status, headers = resp.status, dict(resp.headers)
+            status, headers = resp.status, resp.headers
     except urllib.error.HTTPError as exc:
-        raw, status, headers = exc.read().decode(), exc.code, dict(exc.headers)
+        raw, status, headers = exc.read().decode(), exc.code, exc.headers
     try:
         return status, json.loads(raw), headers
     except json.JSONDecodeError:
@@ -82,8 +83,8 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30) -> None
 def exercise_api(base: str) -> None:
     step("exercise the REST API and a WebSocket")
     status, scenarios, _ = http("GET", f"{base}/api/scenarios")
-    assert status == 200 and scenarios, scenarios
-    scenario = scenarios[0]
+    assert status == 200 and scenarios["items"], scenarios
+    scenario = scenarios["items"][0]
     status, session, _ = http("POST", f"{base}/api/sessions", {"scenario_id": scenario["id"]})
     assert status == 201, session
     sid = session["id"]
@@ -120,7 +121,7 @@ def exercise_api(base: str) -> None:
         "POST", f"{base}/api/sessions/{sid}/messages", {"content": "still there?"}
     )
     print(f"write during maintenance -> {status}, Retry-After={headers.get('Retry-After')}: {body}")
-    assert status == 503, body
+    assert status == 503 and headers.get("Retry-After"), body
     assert http("GET", f"{base}/api/sessions/{sid}")[0] == 200
     emrops("sim", "maintenance", "off")
     status, ready, _ = http("GET", f"{base}/ready")
