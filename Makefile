@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+CHECKOV := .venv-checkov/.installed
 
 .PHONY: demo test lint install postgres tools bench clean
 
@@ -19,16 +20,28 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 ## test: the whole suite, against real SQLite and the real PostgreSQL on 127.0.0.1:5432
-test: $(STAMP) postgres tools
+test: $(STAMP) postgres tools $(CHECKOV) node_modules/.installed
 	$(VENV)/bin/pytest -q
 
 postgres:
 	bash scripts/ensure-postgres.sh
 
 # Command-line tools the tests drive for real (Debian packages; add PACKAGE or PACKAGE:COMMAND here).
-DEBS := sqlite3 zstd
+DEBS := sqlite3 zstd age
 tools:
 	bash scripts/ensure-debs.sh $(DEBS)
+
+# Node tools the tests drive for real: Azurite emulates Azure Blob Storage (backup tests).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# checkov pins old packages (pycep-parser, packaging, boto3...), so it gets its own venv;
+# `emrops provision lint` runs it as a subprocess (one to three minutes to install).
+$(CHECKOV):
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q checkov==3.3.30
+	touch $(CHECKOV)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -72,6 +72,37 @@ FIELDS: list[Field] = [
     Field("sim.port", "int", 8000, "port the simulation server listens on"),
     Field("sim.url", "str", "http://127.0.0.1:8000", "URL of a running simulation server"),
     Field("sim.token", "secret", None, "bearer token the sim API requires", file_allowed=False),
+    # provisioning and deployment (emrops/provision, emrops/deploy)
+    Field("azure.subscription_id", "str", None, "Azure subscription", env="AZURE_SUBSCRIPTION_ID"),
+    Field("azure.location", "str", "westeurope", "Azure region for resource groups"),
+    Field("azure.resource_group_prefix", "str", "emrsim", "resource groups are PREFIX-ENV-rg"),
+    Field("azure.arm_endpoint", "str", None, "Resource Manager endpoint (default: public cloud)"),
+    Field("azure.app_endpoint", "str", None, "send App Service traffic here (Host header kept)"),
+    Field(
+        "azure.access_token",
+        "secret",
+        None,
+        "bearer token instead of DefaultAzureCredential",
+        file_allowed=False,
+    ),
+    Field("provision.templates", "path", None, "Bicep folder (default: the bundled templates)"),
+    Field("provision.bicep", "str", None, "bicep CLI to run", env="EMROPS_BICEP"),
+    Field("provision.checkov", "str", None, "checkov executable (default: .venv-checkov)"),
+    Field("deploy.probe_window", "str", "60s", "how long production is probed after a swap"),
+    Field("deploy.probe_interval", "str", "2s", "pause between health probes"),
+    Field("deploy.ready_timeout", "str", "5m", "how long to wait for a slot to become ready"),
+    # backups (emrops/backup)
+    Field("backup.recipient", "str", None, "age recipient(s) (public keys) for --encrypt"),
+    Field("backup.compression_level", "int", 3, "zstd level for backups (1 fastest, 19 smallest)"),
+    Field("azure.storage_account_url", "str", None, "https://ACCOUNT.blob.core.windows.net"),
+    Field("azure.storage_retries", "int", 3, "retries of a failed Azure Storage request"),
+    Field(
+        "azure.storage_connection_string",
+        "secret",
+        None,
+        "Azure Storage connection string (backup stores)",
+        file_allowed=False,
+    ),
 ]
 
 

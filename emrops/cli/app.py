@@ -71,16 +71,24 @@ def _debug(ctx: Any) -> bool:
     return bool(isinstance(obj, ConfigContext) and obj.debug)
 
 
-def make_app(help_text: str) -> typer.Typer:
+def make_app(help_text: str, cls: type[EmropsGroup] = EmropsGroup) -> typer.Typer:
     """A Typer group with the emrops error handling and no rich tracebacks."""
-    return typer.Typer(
-        cls=EmropsGroup,
+    app = typer.Typer(
+        cls=cls,
         help=help_text,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
         rich_markup_mode=None,
     )
+
+    @app.callback()
+    def group() -> None:
+        # A callback keeps a one-command group a group (`emrops config show`, not `emrops config`);
+        # a module that needs group options registers its own callback, which replaces this one.
+        pass
+
+    return app
 
 
 def context(ctx: typer.Context) -> ConfigContext:

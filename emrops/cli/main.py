@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from typing import Annotated, Any
 
 import typer
 
 from emrops import __version__
-from emrops.cli import checklist, config_cmd, sim
-from emrops.cli.app import make_app
+from emrops.cli.app import EmropsGroup, make_app
 from emrops.config import ConfigContext
 from emrops.logs import setup_logging
+
+# Command groups, imported only when used: a cron job running `emrops backup run` should not
+# pay for importing the migration, provisioning and load-test stacks (start-up time matters
+# for every scheduled run and every CI step).
+GROUPS: dict[str, tuple[str, str]] = {
+    "config": ("emrops.cli.config_cmd", "Inspect the effective configuration."),
+    "sim": ("emrops.cli.sim", "The EMRsim simulation server and its database."),
+    "backup": ("emrops.cli.backup", "Back up, verify, list, rotate and restore the database."),
+    "checklist": ("emrops.cli.checklist", "Interactive, resumable operational checklists."),
+}
+
+
+class RootGroup(EmropsGroup):
+    """The root group: loads a command group's module the first time it is asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(GROUPS))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in GROUPS:
+            module = importlib.import_module(GROUPS[cmd_name][0])
+            command = typer.main.get_command(module.app)
+            command.name = cmd_name
+            command.help = command.help or GROUPS[cmd_name][1]
+        return command
+
 
 app = make_app(
     "emrops: operations toolkit for EMRsim-chat.\n\n"
     "Exit codes: 0 ok, 1 error, 2 usage or confirmation needed without a TTY, "
-    "3 verification/budget/check failed, 4 changes pending, 75 busy (lock held), 130 interrupted."
+    "3 verification/budget/check failed, 4 changes pending, 75 busy (lock held), 130 interrupted.",
+    cls=RootGroup,
 )
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(sim.app, name="sim")
-app.add_typer(checklist.app, name="checklist")
 
 
 def _version(value: bool) -> None:

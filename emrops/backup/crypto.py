@@ -1,0 +1,78 @@
+"""Optional encryption in the age format (pyrage), interoperable with the ``age`` CLI.
+
+Backups are encrypted to recipients (public keys, fine in the config file); only verify and
+restore need the identity, read from ``EMROPS_BACKUP_IDENTITY`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import IO, Any
+
+import pyrage
+
+from emrops import secrets
+from emrops.errors import CheckFailed, UsageError
+
+IDENTITY_ENV = "EMROPS_BACKUP_IDENTITY"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    identity: str
+    recipient: str
+
+
+def keygen() -> KeyPair:
+    """A new X25519 identity and its recipient."""
+    identity = pyrage.x25519.Identity.generate()
+    return KeyPair(str(identity), str(identity.to_public()))
+
+
+def parse_recipients(text: str | None) -> list[Any]:
+    """Recipients from a comma/space-separated list of ``age1...`` keys."""
+    keys = [k for k in (text or "").replace(",", " ").split() if k]
+    if not keys:
+        raise UsageError(
+            "--encrypt needs a recipient (age public key)",
+            hint="run `emrops backup keygen` and set backup.recipient in emrops.toml "
+            "or EMROPS_BACKUP_RECIPIENT",
+        )
+    out = []
+    for key in keys:
+        try:
+            out.append(pyrage.x25519.Recipient.from_str(key))
+        except (pyrage.RecipientError, ValueError) as exc:
+            raise UsageError(
+                f"invalid age recipient {key!r}: {exc}", hint="it starts with age1"
+            ) from None
+    return out
+
+
+def load_identities(backup_id: str) -> list[Any]:
+    """Identities from EMROPS_BACKUP_IDENTITY: a key, or age identity-file text (comments ok)."""
+    text = os.environ.get(IDENTITY_ENV, "")
+    keys = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("AGE-SECRET-KEY-")]
+    if not keys:
+        raise CheckFailed(
+            f"backup {backup_id} is encrypted and {IDENTITY_ENV} is not set",
+            hint=f"export {IDENTITY_ENV} with the age identity (AGE-SECRET-KEY-1...)",
+        )
+    out = []
+    for key in keys:
+        secrets.register_secret(key)
+        try:
+            out.append(pyrage.x25519.Identity.from_str(key))
+        except (pyrage.IdentityError, ValueError):
+            raise CheckFailed(f"{IDENTITY_ENV} does not hold a valid age identity") from None
+    return out
+
+
+def encrypt_stream(source: IO[bytes], sink: IO[bytes], recipients: list[Any]) -> None:
+    pyrage.encrypt_io(source, sink, recipients)
+
+
+def decrypt_stream(source: IO[bytes], sink: IO[bytes], identities: list[Any]) -> None:
+    """Decrypt; a wrong identity or damaged ciphertext raises pyrage.DecryptError."""
+    pyrage.decrypt_io(source, sink, identities)

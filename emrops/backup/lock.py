@@ -1,0 +1,104 @@
+"""Store locks: one writer per store, the holder (host, pid) named, stale locks taken over.
+
+Local stores use an advisory ``fcntl`` lock on ``<store>/.lock``; the kernel drops it when
+the holder dies (even by SIGKILL), so a lock file that names a holder but is not locked is
+stale and is taken over with a warning. Azure stores use a blob lease (see
+:mod:`emrops.backup.stores.azure`); both describe the holder with :class:`Holder`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from emrops.errors import Busy, EmropsError
+from emrops.logs import get_logger, iso_utc
+
+log = get_logger(__name__)
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Holder:
+    host: str
+    pid: int
+    operation: str
+    since: str
+
+    @classmethod
+    def me(cls, operation: str) -> Holder:
+        return cls(socket.gethostname(), os.getpid(), operation, iso_utc())
+
+    def describe(self) -> str:
+        return f"{self.operation} by pid {self.pid} on {self.host} since {self.since}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def parse(cls, text: str | bytes | None) -> Holder | None:
+        if not text:
+            return None
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return None
+
+
+def busy(store: str, holder: Holder | None) -> Busy:
+    who = holder.describe() if holder else "another process"
+    return Busy(
+        f"backup store {store} is locked: {who}",
+        hint="wait for that run to finish (a lock whose holder died is taken over automatically)",
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def local_lock(folder: Path, operation: str, warn: Warn | None = None) -> Iterator[Holder]:
+    """Hold ``folder/.lock`` for the duration; raise Busy (exit 75) naming the holder."""
+    path = folder / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise EmropsError(f"cannot create the lock file {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy(str(folder), Holder.parse(os.pread(fd, 4096, 0))) from None
+        previous = Holder.parse(os.pread(fd, 4096, 0))
+        if previous is not None:
+            # The lock was free but still names a holder: that run died without releasing it.
+            message = (
+                f"taking over a stale lock on {folder}: {previous.describe()} (no longer running)"
+            )
+            log.warning(message)
+            if warn:
+                warn(message)
+        me = Holder.me(operation)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.to_json().encode(), 0)
+        os.fsync(fd)
+        try:
+            yield me
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

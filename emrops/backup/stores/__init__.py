@@ -1,0 +1,136 @@
+"""Backup stores: a local folder or an Azure Blob Storage prefix, behind one interface.
+
+Names inside a store are ``<backup id>/<file>``. Every write is atomic: a reader (and a
+crash) sees either nothing or the complete object. :meth:`Store.cleanup` removes what a
+crashed run left behind; call it only while holding the store lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from emrops.backup.lock import Holder
+from emrops.backup.manifest import ID_PATTERN, MANIFEST
+from emrops.errors import EmropsError
+
+Warn = Callable[[str], None]
+
+FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class NotFound(EmropsError):
+    """An object the caller expected is not in the store."""
+
+
+class Store(ABC):
+    """Where backups live. ``url`` is for display (never carries a secret)."""
+
+    url: str
+
+    @abstractmethod
+    def backup_ids(self) -> list[str]:
+        """Every id folder present, complete (with a manifest) or not, sorted."""
+
+    @abstractmethod
+    def names(self, backup_id: str) -> list[str]:
+        """The file names (without the id prefix) stored for one backup."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def read_bytes(self, name: str) -> bytes:
+        """The whole object; raises NotFound."""
+
+    @abstractmethod
+    def open_read(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """A binary stream of the object; raises NotFound."""
+
+    @abstractmethod
+    def writer(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """A binary sink published atomically when the block exits without an exception."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete one object (missing is fine)."""
+
+    @abstractmethod
+    def lock(
+        self, operation: str, warn: Warn | None = None
+    ) -> contextlib.AbstractContextManager[Holder]:
+        """Exclusive store lock; raises Busy (exit 75) naming the holder."""
+
+    @abstractmethod
+    def cleanup_staging(self) -> list[str]:
+        """Remove half-written staging objects left by a crashed run; returns their names."""
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self.writer(name) as sink:
+            sink.write(data)
+
+    def delete_backup(self, backup_id: str) -> None:
+        """Delete a backup: the manifest first, so a crash midway leaves only garbage."""
+        self.delete(f"{backup_id}/{MANIFEST}")
+        for name in self.names(backup_id):
+            self.delete(f"{backup_id}/{name}")
+        self.remove_folder(backup_id)
+
+    def remove_folder(self, backup_id: str) -> None:  # noqa: B027 - only local folders exist
+        """Remove the (empty) folder of a deleted backup, where the store has folders."""
+
+    def complete_ids(self) -> list[str]:
+        """Ids of published backups (those with a manifest), oldest first."""
+        return [i for i in self.backup_ids() if self.exists(f"{i}/{MANIFEST}")]
+
+    def cleanup(self) -> list[str]:
+        """Remove staging leftovers and id folders without a manifest (crashed runs).
+
+        Only safe while holding the lock: a running backup has no manifest yet.
+        """
+        removed = self.cleanup_staging()
+        for backup_id in self.backup_ids():
+            if ID_PATTERN.match(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
+                self.delete_backup(backup_id)
+                removed.append(backup_id)
+        return removed
+
+
+def write_error(store: str, exc: OSError) -> EmropsError:
+    """A clear message for a failed write; a full disk gets its own hint."""
+    if exc.errno in FULL_ERRNOS:
+        return EmropsError(
+            f"backup store {store} is full: {exc.strerror}; nothing was published",
+            hint="free space in the store or point --store at a larger one",
+        )
+    return EmropsError(f"cannot write to backup store {store}: {exc.strerror or exc}")
+
+
+def open_store(spec: str, settings: Any = None) -> Store:
+    """A store from ``./backups`` (local folder) or ``azure://CONTAINER/PREFIX``."""
+    text = str(spec).strip()
+    if text.startswith("azure://"):
+        from emrops.backup.stores.azure import AzureStore
+
+        return AzureStore.from_url(text, settings)
+    if "://" in text:
+        from emrops.errors import UsageError
+
+        raise UsageError(
+            f"unsupported backup store {text!r}",
+            hint="use a local folder (./backups) or azure://CONTAINER/PREFIX",
+        )
+    from emrops.backup.stores.local import LocalStore
+
+    return LocalStore(text)
+
+
+def iter_chunks(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            return
+        yield chunk

@@ -1,0 +1,120 @@
+"""A backup store in a local folder: files 0600, folders 0700, writes atomic."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from emrops.atomic import fsync_dir
+from emrops.backup.lock import Holder, local_lock
+from emrops.backup.stores import NotFound, Store, Warn, write_error
+from emrops.errors import EmropsError, UsageError
+
+STAGING = ".staging-"
+
+
+class LocalStore(Store):
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.root = Path(folder).expanduser().absolute()
+        self.url = str(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(
+                f"backup store {self.root} is a file, not a folder",
+                hint="point --store (or EMROPS_BACKUP_STORE) at a folder",
+            )
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"backup store {self.root} is a file, not a folder") from None
+        except OSError as exc:
+            raise EmropsError(
+                f"cannot create backup store {self.root}: {exc.strerror}",
+                hint="check the path and its permissions",
+            ) from exc
+
+    def backup_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def names(self, backup_id: str) -> list[str]:
+        folder = self.root / backup_id
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def read_bytes(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{name} is missing from backup store {self.url}") from None
+
+    @contextlib.contextmanager
+    def open_read(self, name: str) -> Iterator[IO[bytes]]:
+        try:
+            handle = self._path(name).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"{name} is missing from backup store {self.url}") from None
+        with handle:
+            yield handle
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[IO[bytes]]:
+        target = self._path(name)
+        self._ensure_root()
+        staging = target.with_name(f"{STAGING}{target.name}.{os.getpid()}")
+        try:
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise write_error(self.url, exc) from exc
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, target)
+            fsync_dir(target.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            raise write_error(self.url, exc) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            raise
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(name).unlink()
+
+    def remove_folder(self, backup_id: str) -> None:
+        shutil.rmtree(self.root / backup_id, ignore_errors=True)
+        if self.root.is_dir():
+            fsync_dir(self.root)
+
+    def lock(
+        self, operation: str, warn: Warn | None = None
+    ) -> contextlib.AbstractContextManager[Holder]:
+        self._ensure_root()
+        return local_lock(self.root, operation, warn)
+
+    def cleanup_staging(self) -> list[str]:
+        removed = []
+        if self.root.is_dir():
+            for path in self.root.glob(f"*/{STAGING}*"):
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(self.root)))
+        return removed

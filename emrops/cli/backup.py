@@ -1,0 +1,427 @@
+"""``emrops backup``: run, verify, list, rotate, restore, pin/unpin, copy, keygen.
+
+Thin: options in, one core call (emrops.backup), a rich table or ``--json`` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from emrops.backup.manifest import check_id, parse_time
+from emrops.cli.app import (
+    DbOpt,
+    JsonOpt,
+    YesOpt,
+    confirm,
+    err_console,
+    make_app,
+    out_console,
+    print_json,
+)
+from emrops.cli.app import settings as load_settings
+from emrops.config import Settings
+from emrops.errors import UsageError
+from emrops.units import format_duration
+
+if TYPE_CHECKING:
+    from emrops.backup.stores import Store
+
+# The core (sqlalchemy, zstandard, pyrage, azure) is imported inside each command, so the
+# other emrops commands do not pay for it at start-up.
+
+app = make_app(
+    "Backups of the EMRsim database: run, verify, list, rotate, restore, pin, copy, keygen."
+)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="Backup store: a folder (default ./backups) or azure://CONTAINER/PREFIX."
+    ),
+]
+IdArg = Annotated[str, typer.Argument(help="Backup id, as shown by `emrops backup list`.")]
+
+
+def _store(ctx: typer.Context, store: str | None, db: str | None = None) -> tuple[Store, Settings]:
+    cfg = load_settings(ctx, db_url=db, **{"backup.store": store})
+    from emrops.backup.stores import open_store
+
+    return open_store(cfg.get("backup.store"), cfg), cfg
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich progress bar on stderr, fed by the core's progress callback."""
+    bar = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(phase: str, done: int, total: int | None) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    with bar:
+        yield report
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _age(created_at: str) -> str:
+    seconds = (datetime.now(UTC) - parse_time(created_at)).total_seconds()
+    return "in the future" if seconds < -60 else format_duration(max(seconds, 0))
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    store: StoreOpt = None,
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help="Encrypt to backup.recipient (age).")
+    ] = False,
+    label: Annotated[str, typer.Option("--label", help="A note kept in the manifest.")] = "",
+    pin: Annotated[bool, typer.Option("--pin", help="Never rotate this backup away.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Verify the backup right after.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take a consistent backup of the database into the store (manifest written last).
+
+    Example: emrops backup run --db sqlite:///var/emrsim.db --store ./backups --label nightly
+    """
+    target, cfg = _store(ctx, store, db)
+    from emrops.backup.run import RunOptions, run_backup
+    from emrops.backup.verify import raise_failures, verify_backups
+
+    opts = RunOptions(
+        db_url=cfg.db_url,
+        label=label,
+        pin=pin,
+        encrypt=encrypt,
+        recipients=cfg.get("backup.recipient"),
+        level=int(cfg.get("backup.compression_level")),
+    )
+    with _progress(json_out) as progress:
+        manifest = run_backup(target, opts, progress)
+        results = (
+            verify_backups(target, [manifest.id], pg_server=cfg.db_url, progress=progress)
+            if verify
+            else []
+        )
+    if json_out:
+        print_json({"manifest": manifest, "verification": results[0] if results else None})
+    else:
+        err_console.print(
+            f"backup [bold]{manifest.id}[/] of {manifest.source} -> {target.url}: "
+            f"{_size(manifest.size)} ({sum(manifest.row_counts.values())} rows, "
+            f"{manifest.duration_s:.2f}s)"
+        )
+        out_console.print(manifest.id)
+    raise_failures(results)
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    backup_id: Annotated[
+        str | None, typer.Argument(help="Backup id (or use --latest / --all).")
+    ] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Verify the newest backup.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every backup in the store.")] = False,
+    store: StoreOpt = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Restore backups into scratch and check them; exit 3 naming what failed.
+
+    Checks: size + SHA-256, decrypt, decompress, integrity_check + foreign_key_check (SQLite) or
+    pg_restore into a scratch database (PostgreSQL), row counts. The result is recorded
+    in the store.
+    Example: emrops backup verify --latest
+    """
+    if sum([backup_id is not None, latest, all_]) != 1:
+        raise UsageError(
+            "give one of: a backup ID, --latest or --all", hint="emrops backup verify --latest"
+        )
+    from emrops.backup.verify import raise_failures, verify_backups
+
+    target, cfg = _store(ctx, store, db)
+    ids = [check_id(backup_id)] if backup_id else []
+    pg_server = cfg.db_url if cfg.db_url.startswith("postgres") else None
+    with _progress(json_out) as progress:
+        results = verify_backups(target, ids, pg_server=pg_server, progress=progress, latest=latest)
+    if json_out:
+        print_json(results)
+    else:
+        for result in results:
+            state = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
+            err_console.print(f"{result.backup_id}: {state} ({result.duration_s:.2f}s)")
+            for check in result.checks:
+                mark = "ok " if check.ok else "FAIL"
+                err_console.print(f"  {mark} {check.name}: {check.detail}", markup=False)
+    raise_failures(results)
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List the published backups (a run without a manifest is not listed).
+
+    Example: emrops backup list --store azure://backups/emrsim
+    """
+    target, _ = _store(ctx, store)
+    from emrops.backup import catalog
+
+    entries = catalog.list_backups(target)
+    if json_out:
+        print_json({"store": target.url, "backups": entries})
+        return
+    table = Table(title=f"backups in {target.url}")
+    table.add_column("id", no_wrap=True)
+    for column in ("age", "engine", "size", "verified", "pinned", "label"):
+        table.add_column(column)
+    for e in entries:
+        verified = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]"}.get(e.verified, "never")
+        table.add_row(
+            e.id,
+            _age(e.created_at),
+            e.engine,
+            _size(e.size),
+            verified,
+            "pinned" if e.pinned else "",
+            e.label + (" (encrypted)" if e.encrypted else ""),
+        )
+    out_console.print(table)
+
+
+@app.command("rotate")
+def rotate_cmd(
+    ctx: typer.Context,
+    keep_last: Annotated[
+        int, typer.Option("--keep-last", min=0, help="Keep the N newest verified.")
+    ] = 0,
+    keep_daily: Annotated[
+        int, typer.Option("--keep-daily", min=0, help="Newest of each of N days.")
+    ] = 0,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", min=0, help="... of N ISO weeks.")
+    ] = 0,
+    keep_monthly: Annotated[
+        int, typer.Option("--keep-monthly", min=0, help="... of N months.")
+    ] = 0,
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone of day/week/month boundaries.")
+    ] = "UTC",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan, delete nothing.")
+    ] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete backups no keep rule holds (only verified backups count; pinned ones stay).
+
+    Example: emrops backup rotate --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run
+    """
+    target, _ = _store(ctx, store)
+    from emrops.backup import catalog, retention
+
+    policy = retention.Policy(keep_last, keep_daily, keep_weekly, keep_monthly)
+    result = catalog.rotate(target, policy, tz=tz, dry_run=dry_run)
+    if json_out:
+        print_json(
+            {
+                "store": target.url,
+                "dry_run": result.dry_run,
+                "tz": result.tz,
+                "policy": result.policy,
+                "decisions": [
+                    {
+                        "id": d.id,
+                        "created_at": d.created_at,
+                        "action": "keep" if d.keep else "delete",
+                        "reasons": list(d.reasons),
+                    }
+                    for d in result.decisions
+                ],
+                "deleted": result.deleted,
+            }
+        )
+        return
+    table = Table(title=f"rotate {target.url}" + (" (dry run: nothing deleted)" if dry_run else ""))
+    table.add_column("id", no_wrap=True)
+    table.add_column("action")
+    table.add_column("reasons")
+    for d in result.decisions:
+        action = "keep" if d.keep else ("[yellow]would delete[/]" if dry_run else "[red]deleted[/]")
+        table.add_row(d.id, action, ", ".join(d.reasons))
+    out_console.print(table)
+
+
+@app.command("restore")
+def restore_cmd(
+    ctx: typer.Context,
+    backup_id: IdArg,
+    target: Annotated[
+        str, typer.Option("--target", help="SQLite file path or database URL to restore into.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan, change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a database / a different revision.")
+    ] = False,
+    yes: YesOpt = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Restore a backup: plan, verify, safety backup, maintenance on, atomic swap.
+
+    Example: emrops backup restore 20261125T193012.345Z-3fa2c1 --target var/emrsim.db --dry-run
+    """
+    check_id(backup_id)
+    source, _ = _store(ctx, store)
+    from emrops.backup.restore import check_refusals, plan_restore, restore
+
+    plan = plan_restore(source, backup_id, target)
+    if not json_out:
+        err_console.print(
+            f"restore plan for {plan.backup_id} ({plan.backup_engine}) -> {plan.target}:"
+        )
+        for number, step in enumerate(plan.steps, 1):
+            err_console.print(f"  {number}. {step}", markup=False)
+        for refusal in plan.refusals:
+            err_console.print(f"  needs --force: {refusal}", markup=False)
+    if dry_run:
+        if json_out:
+            print_json({"dry_run": True, "plan": plan})
+        return
+    check_refusals(plan, force)
+    confirm(f"Restore backup {backup_id} into {plan.target}?", yes)
+    with _progress(json_out) as progress:
+        result = restore(source, backup_id, target, force=force, progress=progress)
+    if json_out:
+        print_json({"dry_run": False, **vars(result)})
+        return
+    err_console.print(f"restored {backup_id} into {plan.target} in {result.duration_s:.2f}s")
+    if result.safety_backup_id:
+        err_console.print(f"safety backup of the previous database: {result.safety_backup_id}")
+    if result.moved_aside:
+        err_console.print(f"the previous file was moved aside to {result.moved_aside}")
+    for note in result.notes:
+        err_console.print(f"note: {note}")
+
+
+def _pin(
+    ctx: typer.Context, backup_id: str, store: str | None, pinned: bool, json_out: bool
+) -> None:
+    target, _ = _store(ctx, store)
+    from emrops.backup import catalog
+
+    entry = catalog.set_pin(target, check_id(backup_id), pinned)
+    if json_out:
+        print_json(entry)
+    else:
+        err_console.print(
+            f"{backup_id} {'pinned: rotate never deletes it' if pinned else 'unpinned'}"
+        )
+
+
+@app.command("pin")
+def pin_cmd(
+    ctx: typer.Context, backup_id: IdArg, store: StoreOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Pin a backup: rotate never deletes it. Example: emrops backup pin ID"""
+    _pin(ctx, backup_id, store, True, json_out)
+
+
+@app.command("unpin")
+def unpin_cmd(
+    ctx: typer.Context, backup_id: IdArg, store: StoreOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Unpin a backup (rotate may delete it again). Example: emrops backup unpin ID"""
+    _pin(ctx, backup_id, store, False, json_out)
+
+
+@app.command("copy")
+def copy_cmd(
+    ctx: typer.Context,
+    backup_id: IdArg,
+    to: Annotated[str, typer.Option("--to", help="Destination store (folder or azure://...).")],
+    store: StoreOpt = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy a backup to a second store and verify it there.
+
+    Example: emrops backup copy 20261125T193012.345Z-3fa2c1 --to azure://backups/emrsim
+    """
+    source, cfg = _store(ctx, store, db)
+    from emrops.backup.copy import copy_backup
+    from emrops.backup.stores import open_store
+
+    destination = open_store(load_settings(ctx, **{"backup.store": to}).get("backup.store"), cfg)
+    pg_server = cfg.db_url if cfg.db_url.startswith("postgres") else None
+    with _progress(json_out) as progress:
+        result = copy_backup(
+            source, destination, check_id(backup_id), pg_server=pg_server, progress=progress
+        )
+    if json_out:
+        print_json(result)
+    else:
+        err_console.print(
+            f"copied {backup_id} to {result.destination} ({_size(result.bytes_copied)}), verified"
+        )
+
+
+@app.command("keygen")
+def keygen_cmd(json_out: JsonOpt = False) -> None:
+    """Print a new age identity (secret) and its recipient (public).
+
+    Keep the identity in a secret store and give it to verify/restore as EMROPS_BACKUP_IDENTITY;
+    put the recipient in emrops.toml as backup.recipient. Example: emrops backup keygen
+    """
+    from emrops.backup import crypto
+
+    pair = crypto.keygen()
+    if json_out:
+        # the one place a secret is printed on purpose: the user asked for a new one
+        import json
+        import sys
+
+        sys.stdout.write(
+            json.dumps({"identity": pair.identity, "recipient": pair.recipient}) + "\n"
+        )
+        return
+    err_console.print(
+        "# keep the identity secret: export EMROPS_BACKUP_IDENTITY=... for verify/restore"
+    )
+    typer.echo(f"# public key: {pair.recipient}")
+    typer.echo(pair.identity)

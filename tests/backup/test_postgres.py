@@ -1,0 +1,151 @@
+"""PostgreSQL: pg_dump of an exported snapshot, verify in a scratch database, restore."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.backup.conftest import json_of, listed, run_backup
+from tests.conftest import create_pg_database, drop_pg_database
+
+
+def pg_counts(url: str) -> dict[str, int]:
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        ]
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}  # type: ignore[index]
+
+
+def test_run_verify_and_restore_postgres(cli, seeded_pg: str, store, tmp_path) -> None:
+    manifest = run_backup(cli, seeded_pg, store)
+    assert manifest["engine"] == "postgresql" and manifest["schema_revision"] == "0001_initial"
+    assert manifest["row_counts"]["messages"] == 200
+    assert (
+        manifest["engine_info"]["server_version"]
+        and "pg_dump" in manifest["engine_info"]["pg_dump_version"]
+    )
+    roles = [f["name"] for f in manifest["files"]]
+    assert roles[0] == "database.pgdump.zst"
+    assert (
+        manifest["engine_info"]["globals"] == "ok" and roles[1] == "globals.sql.zst"
+    )  # superuser here
+
+    [result] = json_of(
+        cli("backup", "verify", "--latest", "--db", seeded_pg, "--store", str(store), "--json")
+    )
+    assert result["ok"] is True
+    assert [c["name"] for c in result["checks"]] == [
+        "checksum database.pgdump.zst",
+        "pg_restore",
+        "row counts",
+        "checksum globals.sql.zst",
+    ]
+
+    before = pg_counts(seeded_pg)
+    dsn = seeded_pg.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM vitals")
+    refused = cli(
+        "backup", "restore", manifest["id"], "--target", seeded_pg, "--yes", "--store", str(store)
+    )
+    assert refused.exit_code == 1 and "already holds data (8 tables" in refused.stderr
+    done = json_of(
+        cli(
+            "backup",
+            "restore",
+            manifest["id"],
+            "--target",
+            seeded_pg,
+            "--yes",
+            "--force",
+            "--json",
+            "--store",
+            str(store),
+        )
+    )
+    after = pg_counts(seeded_pg)
+    assert after.pop("emrops_control") == 1 and before.pop("emrops_control") == 0  # the flag's row
+    assert after == before
+    safety = {e["id"]: e for e in listed(cli, store)}[done["safety_backup_id"]]
+    assert safety["engine"] == "postgresql" and safety["label"].startswith(
+        "safety copy before restore"
+    )
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT value FROM emrops_control WHERE key = 'maintenance'").fetchone()
+    assert (
+        row is not None and row[0]["on"] is False
+    )  # maintenance was on during the swap, off again
+
+
+def test_restore_postgres_into_a_new_database(cli, seeded_pg: str, store) -> None:
+    backup_id = run_backup(cli, seeded_pg, store)["id"]
+    name = create_pg_database("emrops_restore")
+    drop_pg_database(name)  # restore creates it
+    target = seeded_pg.rsplit("/", 1)[0] + "/" + name
+    try:
+        plan = json_of(
+            cli(
+                "backup",
+                "restore",
+                backup_id,
+                "--target",
+                target,
+                "--dry-run",
+                "--json",
+                "--store",
+                str(store),
+            )
+        )["plan"]
+        assert plan["refusals"] == [] and f"create database {name}" in plan["steps"]
+        json_of(
+            cli(
+                "backup",
+                "restore",
+                backup_id,
+                "--target",
+                target,
+                "--yes",
+                "--json",
+                "--store",
+                str(store),
+            )
+        )
+        assert pg_counts(target)["messages"] == 200
+    finally:
+        drop_pg_database(name)
+
+
+def test_verify_postgres_without_a_server(cli, seeded_pg: str, store, tmp_path) -> None:
+    backup_id = run_backup(cli, seeded_pg, store)["id"]
+    result = cli(
+        "backup", "verify", backup_id, "--store", str(store), "--db", f"sqlite:///{tmp_path}/x.db"
+    )
+    assert result.exit_code == 2
+    assert "is a PostgreSQL backup: verify restores it into a scratch database" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["dump"])
+def test_damaged_dump_fails_pg_restore(cli, seeded_pg: str, store, damage: str) -> None:
+    import io
+    import json
+
+    import zstandard
+
+    manifest = run_backup(cli, seeded_pg, store)
+    path = store / manifest["id"] / "database.pgdump.zst"
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes())).read()
+    broken = raw[: len(raw) // 2]  # a dump cut in half, stored with a matching checksum
+    packed = zstandard.ZstdCompressor(write_checksum=True).compress(broken)
+    path.write_bytes(packed)
+    import hashlib
+
+    doc = json.loads((store / manifest["id"] / "manifest.json").read_text())
+    doc["files"][0].update(size=len(packed), sha256=hashlib.sha256(packed).hexdigest())
+    (store / manifest["id"] / "manifest.json").write_text(json.dumps(doc))
+    result = cli("backup", "verify", manifest["id"], "--db", seeded_pg, "--store", str(store))
+    assert result.exit_code == 3 and "pg_restore:" in result.stderr
