@@ -154,6 +154,13 @@ def main() -> None:
             server.kill()
             sys.exit("demo failed: the sim server did not stop on SIGTERM")
     print(f"sim server stopped on SIGTERM (exit {code})")
+
+    step("back up, verify, list and rotate the demo database (store: ./backups)")
+    emrops("backup", "run", "--label", "demo")
+    emrops("backup", "verify", "--latest")
+    emrops("backup", "list")
+    emrops("backup", "rotate", "--keep-last", "3", "--keep-daily", "7", "--dry-run")
+    emrops("backup", "rotate", "--keep-last", "3", "--keep-daily", "7")
     print("\ndemo finished: every step succeeded")
 
 
