@@ -103,6 +103,28 @@ FIELDS: list[Field] = [
         "Azure Storage connection string (backup stores)",
         file_allowed=False,
     ),
+    # scheduled jobs and health (emrops/schedule, emrops/health); cron times are UTC, "off" disables
+    Field("schedule.backup", "str", "0 2 * * *", "cron expression (UTC) of the backup job"),
+    Field("schedule.verify", "str", "30 2 * * *", "cron expression (UTC) of verify --latest"),
+    Field("schedule.rotate", "str", "0 3 * * *", "cron expression (UTC) of the rotate job"),
+    Field("schedule.drill", "str", "0 4 * * sun", "cron expression (UTC) of the restore drill"),
+    Field("schedule.keep_last", "int", 3, "rotate job: keep the N newest verified backups"),
+    Field("schedule.keep_daily", "int", 7, "rotate job: newest of each of N days"),
+    Field("schedule.keep_weekly", "int", 4, "rotate job: newest of each of N ISO weeks"),
+    Field("schedule.keep_monthly", "int", 12, "rotate job: newest of each of N months"),
+    Field("schedule.status_dir", "path", None, "status JSON + .prom (default: state_dir/status)"),
+    Field("schedule.misfire_grace", "str", "1h", "a run late by less than this still runs"),
+    Field("schedule.heartbeat_interval", "str", "30s", "scheduler heartbeat period"),
+    Field("health.max_backup_age", "str", "26h", "max age of the newest verified backup"),
+    Field("health.max_heartbeat_age", "str", "5m", "scheduler heartbeat must be younger than this"),
+    Field("health.min_free_disk", "str", "1GB", "free space the backup store needs"),
+    Field(
+        "health.alert_webhook",
+        "secret",
+        None,
+        "URL that receives a JSON alert when a health check fails (may hold a token)",
+        file_allowed=False,
+    ),
 ]
 
 

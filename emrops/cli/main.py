@@ -20,6 +20,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "sim": ("emrops.cli.sim", "The EMRsim simulation server and its database."),
     "backup": ("emrops.cli.backup", "Back up, verify, list, rotate and restore the database."),
     "checklist": ("emrops.cli.checklist", "Interactive, resumable operational checklists."),
+    "provision": ("emrops.cli.provision", "Provision Azure from the Bicep templates."),
+    "deploy": ("emrops.cli.deploy", "Deploy to App Service slots; blue-green swap and rollback."),
 }
 
 

@@ -1,0 +1,185 @@
+"""Talking to a Web App's slots: host names from ARM, health probes, Kudu zip deploy.
+
+App traffic goes to ``https://<host>``; when ``azure.app_endpoint`` is set it goes to that
+address instead with the slot's host name in the Host header (a front door, a private
+endpoint, or a local emulator).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emrops.config import Settings
+from emrops.errors import EmropsError, UsageError
+from emrops.provision import arm
+from emrops.provision.apply import outputs_path
+from emrops.provision.environments import Environment
+
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+@dataclass
+class Slot:
+    site: str
+    slot: str  # "production" or a slot name
+    host: str
+    scm_host: str
+
+
+@dataclass
+class Probe:
+    ok: bool
+    status: int | None
+    body: dict[str, Any] | None
+    error: str = ""
+
+    @property
+    def summary(self) -> str:
+        if self.ok:
+            return "ready"
+        if self.body and isinstance(self.body.get("error"), dict):
+            return f"HTTP {self.status}: {self.body['error'].get('message')}"
+        return f"HTTP {self.status}" if self.status else self.error
+
+
+def site_name(settings: Settings, env: Environment, explicit: str | None) -> str:
+    """--site, else [deploy] site_name in the environment file, else the saved outputs."""
+    if explicit:
+        return explicit
+    if env.deploy.get("site_name"):
+        return env.deploy["site_name"]
+    path = outputs_path(settings, env.name)
+    try:
+        outputs = json.loads(path.read_text(encoding="utf-8"))["outputs"]
+        return str(outputs["siteName"])
+    except (OSError, KeyError, json.JSONDecodeError, TypeError):
+        raise UsageError(
+            f"which Web App? no siteName in {path}",
+            hint=f"run `emrops provision apply --env {env.name}` first, or pass --site NAME",
+        ) from None
+
+
+def slot_hosts(clients: arm.ArmClients, rg: str, site: str, slot: str) -> Slot:
+    """The slot's public and Kudu (scm) host names, read from ARM."""
+    if slot == "production":
+        body = arm.call(f"reading {site}", lambda: clients.web.web_apps.get(rg, site))
+    else:
+        body = arm.call(
+            f"reading {site}/{slot}", lambda: clients.web.web_apps.get_slot(rg, site, slot)
+        )
+    host = arm.field(body, "default_host_name") or arm.field(body, "properties", "defaultHostName")
+    scm = None
+    for state in arm.field(body, "host_name_ssl_states") or []:
+        if arm.text(arm.field(state, "host_type")) == "Repository":
+            scm = arm.field(state, "name")
+    if not host or not scm:
+        raise EmropsError(f"{site}/{slot} has no host names in ARM (is the app running?)")
+    return Slot(site, slot, str(host), str(scm))
+
+
+class AppClient:
+    """HTTP to slot hosts (probes) and Kudu (zip deploy), with optional endpoint override."""
+
+    def __init__(self, settings: Settings, credential: Any = None):
+        self.endpoint = (settings.get("azure.app_endpoint") or "").rstrip("/") or None
+        self.credential = credential
+        import requests
+
+        self.session = requests.Session()
+
+    def _url(self, host: str, path: str) -> tuple[str, dict[str, str]]:
+        if self.endpoint:
+            return self.endpoint + path, {"Host": host}
+        return f"https://{host}{path}", {}
+
+    def _token(self) -> str:
+        if self.credential is None:
+            raise EmropsError("no Azure credential for the Kudu API")
+        return str(self.credential.get_token(ARM_SCOPE).token)
+
+    def probe(self, host: str, path: str = "/ready", timeout: float = 5) -> Probe:
+        import requests
+
+        url, headers = self._url(host, path)
+        try:
+            response = self.session.get(url, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            return Probe(False, None, None, f"{type(exc).__name__}: {exc}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else None
+        ready = response.status_code == 200 and (body or {}).get("status") == "ready"
+        return Probe(ready, response.status_code, body)
+
+    def zip_deploy(self, slot: Slot, package: Path, timeout: float, interval: float) -> None:
+        """POST the zip to Kudu (async) and follow the deployment until it completes."""
+        import requests
+
+        url, headers = self._url(slot.scm_host, "/api/zipdeploy?isAsync=true")
+        headers = {
+            **headers,
+            "Authorization": f"Bearer {self._token()}",
+            "Content-Type": "application/zip",
+        }
+        try:
+            with package.open("rb") as handle:
+                response = self.session.post(url, data=handle, headers=headers, timeout=300)
+        except requests.RequestException as exc:
+            raise EmropsError(f"zip deploy to {slot.scm_host} failed: {exc}") from exc
+        if response.status_code not in (200, 202):
+            raise EmropsError(
+                f"zip deploy to {slot.site}/{slot.slot} was refused: HTTP "
+                f"{response.status_code} {response.text[:200]}"
+            )
+        location = response.headers.get("Location")
+        if response.status_code == 202 and location:
+            self._follow(slot, location, headers, timeout, interval)
+
+    def _follow(
+        self, slot: Slot, location: str, headers: dict[str, str], timeout: float, interval: float
+    ) -> None:
+        import requests
+
+        path = "/" + location.split("/", 3)[3] if location.startswith("http") else location
+        url, _ = self._url(slot.scm_host, path)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self.session.get(url, headers=headers, timeout=30).json()
+            except (requests.RequestException, ValueError) as exc:
+                raise EmropsError(
+                    f"cannot follow the zip deploy on {slot.scm_host}: {exc}"
+                ) from exc
+            if status.get("complete"):
+                if status.get("status") != 4:  # Kudu: 3 failed, 4 success
+                    detail = status.get("status_text") or status.get("message") or "failed"
+                    raise EmropsError(f"zip deploy to {slot.site}/{slot.slot} failed: {detail}")
+                return
+            if time.monotonic() > deadline:
+                raise EmropsError(f"zip deploy to {slot.site}/{slot.slot} did not finish")
+            time.sleep(interval)
+
+
+def wait_ready(
+    client: AppClient,
+    host: str,
+    timeout: float,
+    interval: float,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> Probe:
+    """Probe ``/ready`` until it answers ready or ``timeout`` passes; the last probe."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = client.probe(host)
+        if on_probe:
+            on_probe(probe)
+        if probe.ok or time.monotonic() + interval > deadline:
+            return probe
+        time.sleep(interval)

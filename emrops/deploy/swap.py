@@ -1,0 +1,215 @@
+"""Blue-green on App Service: push to staging, swap with a health gate, swap back.
+
+The database is shared by both slots, so a swap is refused unless the staging app
+reports the schema revision the database has (its ``/ready`` is 200, which the sim
+server only answers when its schema head equals the database's revision), and
+production agrees. Rollback is the same swap again (App Service semantics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emrops.config import Settings
+from emrops.deploy.appservice import AppClient, Probe, Slot, slot_hosts, wait_ready
+from emrops.deploy.package import Package, build_package
+from emrops.errors import CheckFailed
+from emrops.provision import arm
+from emrops.provision.environments import Environment
+from emrops.units import parse_duration
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Timing:
+    window: float
+    interval: float
+    ready_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: Environment, window: str | None) -> Timing:
+        """--window > EMROPS_DEPLOY_* > [deploy] in the environment file > emrops.toml."""
+
+        def pick(key: str, given: str | None = None) -> float:
+            source = settings.sources.get(f"deploy.{key}", "default")
+            if given:
+                raw = given
+            elif source.startswith(("env", "flag")) or key not in env.deploy:
+                raw = settings.get(f"deploy.{key}")
+            else:
+                raw = env.deploy[key]
+            return float(parse_duration(str(raw), what=f"deploy {key}"))
+
+        return cls(pick("probe_window", window), pick("probe_interval"), pick("ready_timeout"))
+
+
+@dataclass
+class PushResult:
+    environment: str
+    site: str
+    slot: str
+    host: str
+    package_sha256: str
+    package_size: int
+    ready: bool
+
+
+@dataclass
+class SwapResult:
+    environment: str
+    site: str
+    swapped: bool
+    swapped_back: bool
+    schema_revision: str | None
+    probes: int
+    failures: list[str] = field(default_factory=list)
+
+
+def push(
+    settings: Settings,
+    clients: arm.ArmClients,
+    env: Environment,
+    site: str,
+    slot: str,
+    timing: Timing,
+    package: Path | None = None,
+    report: Report | None = None,
+) -> PushResult:
+    """Zip-deploy the sim server to ``slot`` and wait for its ``/ready``."""
+    say = report or (lambda _m: None)
+    target = slot_hosts(clients, env.resource_group, site, slot)
+    if package is None:
+        built: Package = build_package(settings.state_dir / "deploy" / f"{env.name}-sim.zip")
+        package = built.path
+        say(f"packaged {built.files} files, {len(built.requirements)} pinned requirements")
+    data = package.read_bytes()
+    app = AppClient(settings, clients.credential)
+    say(f"zip deploy {package.name} ({len(data)} bytes) to {target.scm_host}")
+    app.zip_deploy(target, package, timing.ready_timeout, timing.interval)
+    say(f"waiting for https://{target.host}/ready")
+    probe = wait_ready(app, target.host, timing.ready_timeout, timing.interval)
+    if not probe.ok:
+        raise CheckFailed(
+            f"{site}/{slot} did not become ready within {timing.ready_timeout:.0f}s: "
+            f"{probe.summary}",
+            hint="check the slot's logs (az webapp log tail) and its /ready",
+        )
+    return PushResult(
+        env.name, site, slot, target.host, hashlib.sha256(data).hexdigest(), len(data), True
+    )
+
+
+def _swap(clients: arm.ArmClients, rg: str, site: str) -> None:
+    from azure.mgmt.web.models import CsmSlotEntity
+
+    # with production, target_slot names the *source* slot (App Service semantics)
+    entity = CsmSlotEntity(target_slot="staging", preserve_vnet=True)
+    arm.call(
+        f"swapping {site} staging <-> production",
+        lambda: clients.web.web_apps.begin_swap_slot_with_production(rg, site, entity).result(),
+    )
+
+
+def check_staging(app: AppClient, staging: Slot, production: Slot, timing: Timing) -> Probe:
+    """Staging must be ready and on the database's schema revision; else CheckFailed."""
+    probe = wait_ready(app, staging.host, timing.ready_timeout, timing.interval)
+    if not probe.ok:
+        body = probe.body or {}
+        raw = body.get("error")
+        err: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if err.get("code") == "schema_mismatch":
+            raise CheckFailed(
+                f"swap refused: staging's schema is incompatible with the shared database: "
+                f"{err.get('message')}",
+                hint="migrate the database first (expand/contract), then push and swap again",
+            )
+        raise CheckFailed(
+            f"swap refused: staging slot {staging.host} is not ready: {probe.summary}",
+            hint="fix staging (emrops deploy push) before swapping",
+        )
+    current = app.probe(production.host)
+    staging_rev = (probe.body or {}).get("schema_revision")
+    if current.ok and (current.body or {}).get("schema_revision") != staging_rev:
+        raise CheckFailed(
+            f"swap refused: staging reports schema {staging_rev} but production reports "
+            f"{(current.body or {}).get('schema_revision')}",
+            hint="both slots share one database; finish the migration first",
+        )
+    return probe
+
+
+def watch(app: AppClient, host: str, timing: Timing, report: Report) -> tuple[int, list[str]]:
+    """Probe ``host`` for the window; stop at the first failure. (probes, failures)"""
+    deadline = time.monotonic() + timing.window
+    probes = 0
+    while True:
+        probe = app.probe(host)
+        probes += 1
+        if not probe.ok:
+            return probes, [probe.summary]
+        if time.monotonic() + timing.interval > deadline:
+            return probes, []
+        report(f"production ready ({probes} probes)")
+        time.sleep(timing.interval)
+
+
+def swap(
+    clients: arm.ArmClients,
+    app: AppClient,
+    env: Environment,
+    site: str,
+    timing: Timing,
+    report: Report | None = None,
+) -> SwapResult:
+    """Gate on staging, swap, watch production, and swap back if it fails (CheckFailed)."""
+    say = report or (lambda _m: None)
+    rg = env.resource_group
+    staging = slot_hosts(clients, rg, site, "staging")
+    production = slot_hosts(clients, rg, site, "production")
+    say(f"checking staging {staging.host}")
+    gate = check_staging(app, staging, production, timing)
+    revision = (gate.body or {}).get("schema_revision")
+    say(f"staging ready at schema {revision}; swapping into production")
+    _swap(clients, rg, site)
+    say(f"watching {production.host} for {timing.window:.0f}s")
+    probes, failures = watch(app, production.host, timing, say)
+    result = SwapResult(env.name, site, True, False, revision, probes, failures)
+    if failures:
+        say(f"production failed: {failures[0]}; swapping back")
+        _swap(clients, rg, site)
+        result.swapped_back = True
+        raise CheckFailed(
+            f"production failed its health probe after the swap ({failures[0]}); "
+            f"swapped back to the previous version",
+            hint="the new version is in the staging slot again: inspect it there",
+        )
+    return result
+
+
+def rollback(
+    clients: arm.ArmClients,
+    app: AppClient,
+    env: Environment,
+    site: str,
+    timing: Timing,
+    report: Report | None = None,
+) -> SwapResult:
+    """Swap staging and production again, then wait for production to be ready."""
+    say = report or (lambda _m: None)
+    production = slot_hosts(clients, env.resource_group, site, "production")
+    say(f"swapping {site} back")
+    _swap(clients, env.resource_group, site)
+    probe = wait_ready(app, production.host, timing.ready_timeout, timing.interval)
+    if not probe.ok:
+        raise CheckFailed(
+            f"rolled back, but production is not ready: {probe.summary}",
+            hint="inspect both slots; the swap can be repeated with `emrops deploy rollback`",
+        )
+    revision = (probe.body or {}).get("schema_revision")
+    return SwapResult(env.name, site, True, False, revision, 1, [])

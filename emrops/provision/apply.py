@@ -1,0 +1,232 @@
+"""Deploy (Incremental) with live operation progress, save outputs, destroy.
+
+``apply`` with a saved plan refuses it when the template or parameters changed since
+(the hash differs). A failed deployment is reported with the failing resource and ARM's
+message, read from the deployment operations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emrops import atomic
+from emrops.config import Settings
+from emrops.errors import EmropsError, UsageError
+from emrops.provision import arm
+from emrops.provision.environments import load_environment
+from emrops.provision.plan import Inputs, Plan, ensure_resource_group, gather
+
+OUTPUTS_SCHEMA = "emrops.outputs/1"
+
+
+@dataclass
+class OperationStatus:
+    resource: str  # type/name
+    operation: str  # Create, Read, ...
+    state: str  # Running, Succeeded, Failed, ...
+    message: str = ""
+
+
+Progress = Callable[[list[OperationStatus]], None]
+
+
+@dataclass
+class ApplyResult:
+    environment: str
+    resource_group: str
+    deployment_name: str
+    state: str
+    duration_s: float
+    outputs: dict[str, Any]
+    outputs_file: Path
+    operations: list[OperationStatus] = field(default_factory=list)
+
+
+def check_fresh(plan: Plan, inputs: Inputs) -> None:
+    """Refuse a plan made from other inputs than the current ones (exit 1)."""
+    if plan.inputs_sha256 != inputs.sha256:
+        raise EmropsError(
+            f"stale plan: the template or parameters changed since the plan was made "
+            f"({plan.inputs_sha256[:12]} != {inputs.sha256[:12]})",
+            hint=f"run `emrops provision plan --env {plan.environment}` again and review it",
+        )
+
+
+def inputs_for_plan(settings: Settings, plan: Plan, env: str, template: Path | None) -> Inputs:
+    """The current inputs for ``env``, from the same kind of template source the plan used."""
+    if plan.environment != env:
+        raise UsageError(f"the plan is for environment {plan.environment!r}, not {env!r}")
+    if template is None and plan.template_from_file:
+        template = Path(plan.template_source)
+    return gather(settings, env, template)
+
+
+def operations(clients: arm.ArmClients, rg: str, name: str) -> list[OperationStatus]:
+    ops = arm.call(
+        f"listing operations of {name}",
+        lambda: list(clients.deployments.deployment_operations.list(rg, name)),
+    )
+    out = []
+    for op in ops:
+        props = arm.field(op, "properties")
+        target = arm.field(props, "target_resource")
+        rtype = arm.field(target, "resource_type") or ""
+        rname = arm.field(target, "resource_name") or ""
+        message = ""
+        status = arm.field(props, "status_message")
+        err = arm.field(status, "error")
+        if err is not None:
+            message = f"{arm.field(err, 'code')}: {arm.field(err, 'message')}"
+        out.append(
+            OperationStatus(
+                resource=f"{rtype}/{rname}".strip("/") or "(deployment)",
+                operation=arm.text(arm.field(props, "provisioning_operation")),
+                state=arm.text(arm.field(props, "provisioning_state")),
+                message=message,
+            )
+        )
+    return out
+
+
+def deploy(
+    settings: Settings,
+    clients: arm.ArmClients,
+    inputs: Inputs,
+    name: str,
+    progress: Progress | None = None,
+    poll_every: float | None = None,
+) -> ApplyResult:
+    """Create the deployment, report operations while it runs, save its outputs."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.resource.deployments.models import Deployment, DeploymentProperties
+
+    env = inputs.env
+    ensure_resource_group(clients, env)
+    body = Deployment(
+        properties=DeploymentProperties(
+            template=inputs.template, parameters=inputs.parameters, mode="Incremental"
+        ),
+        tags={"managed-by": "emrops", "inputs-sha256": inputs.sha256[:32]},
+    )
+    started = time.monotonic()
+    poller = arm.call(
+        f"starting deployment {name}",
+        lambda: clients.deployments.deployments.begin_create_or_update(
+            env.resource_group, name, body
+        ),
+    )
+    interval = poll_every if poll_every is not None else (0.05 if clients.local else 5.0)
+    failure: HttpResponseError | None = None
+    try:
+        while not poller.done():
+            if progress:
+                progress(operations(clients, env.resource_group, name))
+            poller.wait(interval)
+        result = poller.result()
+    except HttpResponseError as exc:  # the LRO ended in Failed
+        failure = exc
+        result = None
+    ops = operations(clients, env.resource_group, name)
+    if progress:
+        progress(ops)
+    state = arm.text(arm.field(result, "properties", "provisioning_state")) or "Failed"
+    if failure is not None or state != "Succeeded":
+        raise EmropsError(_failure_text(name, ops, failure, result), hint=_failure_hint(env.name))
+    outputs = {
+        key: arm.field(value, "value")
+        for key, value in (arm.field(result, "properties", "outputs") or {}).items()
+    }
+    path = outputs_path(settings, env.name)
+    atomic.write_json(
+        path,
+        {
+            "schema": OUTPUTS_SCHEMA,
+            "environment": env.name,
+            "resource_group": env.resource_group,
+            "deployment": name,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "outputs": outputs,
+        },
+        mode=0o644,
+    )
+    return ApplyResult(
+        env.name, env.resource_group, name, state, time.monotonic() - started, outputs, path, ops
+    )
+
+
+def _failure_text(name: str, ops: list[OperationStatus], exc: Any, result: Any) -> str:
+    failed = [op for op in ops if op.state == "Failed" and op.resource != "(deployment)"]
+    if failed:
+        where = "; ".join(f"{op.resource}: {op.message or 'failed'}" for op in failed)
+        return f"deployment {name} failed: {where}"
+    if exc is not None:
+        return f"deployment {name} failed: {arm.arm_error_text(exc)}"
+    error = arm.field(result, "properties", "error")
+    return f"deployment {name} failed: {arm.field(error, 'code')}: {arm.field(error, 'message')}"
+
+
+def _failure_hint(env: str) -> str:
+    return f"fix the resource named above, then run `emrops provision plan --env {env}` again"
+
+
+def outputs_path(settings: Settings, env: str) -> Path:
+    return settings.state_dir / "outputs" / f"{env}.json"
+
+
+def read_outputs(settings: Settings, env_name: str) -> dict[str, Any]:
+    """The saved outputs of the last successful apply of ``env_name``."""
+    env = load_environment(settings, env_name)
+    path = outputs_path(settings, env.name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise EmropsError(
+            f"no outputs for {env.name}: {path} does not exist",
+            hint=f"run `emrops provision apply --env {env.name}` first",
+        ) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EmropsError(f"outputs file {path} is unreadable: {exc}") from exc
+    if data.get("schema") != OUTPUTS_SCHEMA:
+        raise EmropsError(f"{path} is not an emrops outputs file")
+    return data
+
+
+@dataclass
+class DestroyPlan:
+    environment: str
+    resource_group: str
+    exists: bool
+    resources: list[str]
+
+
+def plan_destroy(settings: Settings, clients: arm.ArmClients, env_name: str) -> DestroyPlan:
+    """What ``destroy`` would delete: the resource group and everything in it."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    env = load_environment(settings, env_name)
+    try:
+        clients.resources.resource_groups.get(env.resource_group)
+    except ResourceNotFoundError:
+        return DestroyPlan(env.name, env.resource_group, False, [])
+    items = arm.call(
+        f"listing {env.resource_group}",
+        lambda: list(clients.resources.resources.list_by_resource_group(env.resource_group)),
+    )
+    names = sorted(f"{arm.field(i, 'type')}/{arm.field(i, 'name')}" for i in items)
+    return DestroyPlan(env.name, env.resource_group, True, names)
+
+
+def destroy(settings: Settings, clients: arm.ArmClients, plan: DestroyPlan) -> None:
+    """Delete the resource group (waits for it) and forget the saved outputs."""
+    if plan.exists:
+        arm.call(
+            f"deleting resource group {plan.resource_group}",
+            lambda: clients.resources.resource_groups.begin_delete(plan.resource_group).result(),
+        )
+    outputs_path(settings, plan.environment).unlink(missing_ok=True)

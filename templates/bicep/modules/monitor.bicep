@@ -1,0 +1,105 @@
+// Log Analytics + Application Insights, the alert action group, and the backup
+// heartbeat alert (emrops backup logs a `emrops.backup.succeeded` event per run).
+
+@description('Azure region.')
+param location string
+
+@description('Tags shared by every resource.')
+param tags object
+
+@description('Base for resource names.')
+param baseName string
+
+@description('E-mail address that receives alerts.')
+param alertEmail string
+
+@description('Minutes without a successful backup before the alert fires.')
+param backupHeartbeatMinutes int
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: '${baseName}-logs'
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 90
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${baseName}-ai'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
+  }
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: take('${baseName}-ops', 64)
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'emrsim-ops'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'ops-email'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource backupHeartbeat 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: '${baseName}-backup-heartbeat'
+  location: location
+  tags: tags
+  properties: {
+    description: 'No successful emrops backup within the heartbeat window.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT${backupHeartbeatMinutes}M'
+    criteria: {
+      allOf: [
+        {
+          query: 'customEvents | where name == "emrops.backup.succeeded"'
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+@description('Log Analytics workspace id.')
+output workspaceId string = workspace.id
+
+@description('Application Insights resource id.')
+output appInsightsId string = appInsights.id
+
+@description('Application Insights connection string (an ingestion endpoint, not a secret).')
+output appInsightsConnectionString string = appInsights.properties.ConnectionString
+
+@description('Action group id.')
+output actionGroupId string = actionGroup.id

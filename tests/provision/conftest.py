@@ -1,0 +1,45 @@
+"""Fixtures for provisioning tests: the local fake ARM server and the stand-in bicep CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.provision.fake_arm import TOKEN, FakeArm
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PASSWORD = "S3cret-Pg-Passw0rd"
+BACKUP_KEY = "b4ckup-k3y-material"
+
+
+@pytest.fixture
+def fake_arm() -> Iterator[FakeArm]:
+    arm = FakeArm().start()
+    try:
+        yield arm
+    finally:
+        arm.stop()
+
+
+@pytest.fixture
+def azure(monkeypatch: pytest.MonkeyPatch, fake_arm: FakeArm) -> FakeArm:
+    """Point emrops at the fake ARM server with a static token; bicep is the stand-in."""
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", fake_arm.subscription)
+    monkeypatch.setenv("EMROPS_AZURE_ARM_ENDPOINT", fake_arm.url)
+    monkeypatch.setenv("EMROPS_AZURE_APP_ENDPOINT", fake_arm.url)
+    monkeypatch.setenv("EMROPS_AZURE_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("EMROPS_POSTGRES_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("EMROPS_BACKUP_ENCRYPTION_KEY", BACKUP_KEY)
+    monkeypatch.setenv("PATH", f"{FIXTURES}{os.pathsep}{os.environ['PATH']}")
+    return fake_arm
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_azure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No subscription or bicep from the developer's machine leaks into a test."""
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    monkeypatch.setenv("HOME", str(Path.cwd() / "home"))

@@ -1,0 +1,133 @@
+"""provision lint: pycep-parser on every .bicep file, checkov (its own venv) for policy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emrops.provision.params import declared_parameters, parse_bicep
+from emrops.resources import templates_dir
+
+BUNDLED = templates_dir() / "bicep"
+CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
+needs_checkov = pytest.mark.skipif(
+    not CHECKOV.exists() and shutil.which("checkov") is None,
+    reason="checkov venv missing: run `make .venv-checkov/.installed` (make test does)",
+)
+
+STORAGE = """
+@description('Region.')
+param location string = resourceGroup().location
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  %s
+  name: 'emropslinttest01'
+  location: location
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_GRS'
+  }
+  properties: {
+    allowBlobPublicAccess: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+  }
+}
+"""
+
+
+def test_every_bundled_template_parses_with_pycep():
+    files = sorted(BUNDLED.rglob("*.bicep"))
+    assert {f.name for f in files} >= {
+        "main.bicep",
+        "app.bicep",
+        "postgres.bicep",
+        "storage.bicep",
+        "monitor.bicep",
+        "keyvault.bicep",
+        "alerts.bicep",
+    }
+    for path in files:
+        assert parse_bicep(path), path
+
+
+def test_main_bicep_follows_the_parameter_practices():
+    specs = declared_parameters(BUNDLED / "main.bicep")
+    assert all(s.description for s in specs.values()), "every parameter needs @description"
+    assert {n for n, s in specs.items() if s.secure} == {
+        "postgresAdminPassword",
+        "backupEncryptionKey",
+    }
+    parsed = parse_bicep(BUNDLED / "main.bicep")
+    outputs = set(parsed["outputs"])
+    assert not {o for o in outputs if "password" in o.lower() or "secret" in o.lower()}
+
+
+@pytest.fixture
+def lint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "bicep"
+    (folder / "environments").mkdir(parents=True)
+    monkeypatch.setenv("EMROPS_PROVISION_TEMPLATES", str(folder))
+    return folder
+
+
+@needs_checkov
+def test_bundled_templates_pass_checkov(cli):
+    result = cli("provision", "lint", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["failed"] == [] and data["unexplained"] == []
+    assert data["passed"] > 20
+    # every suppression carries its reason
+    assert data["suppressed"] and all(len(f["reason"]) > 10 for f in data["suppressed"])
+    assert "modules/storage.bicep" in data["files"]
+
+
+@needs_checkov
+def test_failed_check_exits_3(cli, lint_dir):
+    (lint_dir / "main.bicep").write_text(STORAGE % "")
+    result = cli("provision", "lint", "--json")
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert [f["check_id"] for f in data["failed"]] == ["CKV_AZURE_35"]  # network default Allow
+    assert data["failed"][0]["resource"] == "Microsoft.Storage/storageAccounts.account"
+    assert result.stderr.splitlines() == [
+        "Error: lint: 1 check(s) failed in 1 Bicep file(s)",
+        "Try: fix them, or suppress with `#checkov:skip=CKV_ID:why` in the resource",
+    ]
+
+
+@needs_checkov
+def test_suppression_counts_only_with_a_written_reason(cli, lint_dir):
+    (lint_dir / "main.bicep").write_text(STORAGE % "#checkov:skip=CKV_AZURE_35")
+    result = cli("provision", "lint", "--json")
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert [f["check_id"] for f in data["unexplained"]] == ["CKV_AZURE_35"]
+    assert data["failed"] == []
+
+    reason = "CI runners have no fixed IPs; Entra ID auth is required"
+    (lint_dir / "main.bicep").write_text(STORAGE % f"#checkov:skip=CKV_AZURE_35:{reason}")
+    result = cli("provision", "lint", "--json")
+    assert result.exit_code == 0, result.stdout
+    data = json.loads(result.stdout)
+    assert [(f["check_id"], f["reason"]) for f in data["suppressed"]] == [("CKV_AZURE_35", reason)]
+
+
+def test_invalid_bicep_is_reported_with_its_file(cli, lint_dir):
+    (lint_dir / "main.bicep").write_text("resource 'oops' = {\n")
+    result = cli("provision", "lint")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {lint_dir / 'main.bicep'} is not valid Bicep")
+
+
+def test_missing_checkov_says_how_to_install(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMROPS_PROVISION_CHECKOV", str(tmp_path / "no-such-checkov"))
+    result = cli("provision", "lint")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: checkov not found at {tmp_path / 'no-such-checkov'}"
+    assert lines[1].startswith("Try: run `make .venv-checkov/.installed`")
