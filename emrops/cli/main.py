@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from emrops import __version__
+from emrops.cli import health as health_cmd
 from emrops.cli.app import EmropsGroup, make_app
 from emrops.config import ConfigContext
 from emrops.logs import setup_logging
@@ -22,6 +23,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "checklist": ("emrops.cli.checklist", "Interactive, resumable operational checklists."),
     "provision": ("emrops.cli.provision", "Provision Azure from the Bicep templates."),
     "deploy": ("emrops.cli.deploy", "Deploy to App Service slots; blue-green swap and rollback."),
+    "schedule": ("emrops.cli.schedule", "Scheduled backups: run, run-job, show, install."),
 }
 
 
@@ -47,6 +49,7 @@ app = make_app(
     "3 verification/budget/check failed, 4 changes pending, 75 busy (lock held), 130 interrupted.",
     cls=RootGroup,
 )
+app.command("health")(health_cmd.health)  # a single command; its core loads inside it
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Health of an EMRsim deployment: sim server, database, backups, disk, scheduler; alerts."""

@@ -1,0 +1,203 @@
+"""The checks behind ``emrops health``; each one names what it found.
+
+Checks (in order): ``sim_health`` (GET /health), ``sim_ready`` (GET /ready: database ok),
+``database`` (emrops connects itself), ``backup_age`` (the newest *verified* backup is younger
+than the limit), ``disk_space`` (free space where the store lives), ``scheduler`` (the
+heartbeat of ``emrops schedule run`` is fresh). A check that cannot run (unreachable server,
+unreadable store) fails with the reason; ``skip`` leaves checks out on purpose.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emrops.errors import EmropsError, UsageError
+from emrops.logs import iso_utc
+from emrops.units import format_duration
+
+CHECKS = ("sim_health", "sim_ready", "database", "backup_age", "disk_space", "scheduler")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    skipped: bool = False
+
+
+@dataclass
+class HealthOptions:
+    sim_url: str
+    db_url: str
+    store_spec: str
+    status_dir: Path
+    max_backup_age_s: float
+    max_heartbeat_age_s: float
+    min_free_bytes: int
+    token: str | None = None
+    settings: Any = None
+    skip: frozenset[str] = frozenset()
+    timeout_s: float = 5.0
+
+
+@dataclass
+class HealthReport:
+    ok: bool
+    checked_at: str
+    host: str
+    checks: list[Check]
+    alert: dict[str, Any] | None = None
+    format: str = "emrops-health/1"
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+def check_names(names: list[str]) -> frozenset[str]:
+    unknown = sorted(set(names) - set(CHECKS))
+    if unknown:
+        raise UsageError(
+            f"unknown check {', '.join(unknown)}", hint=f"checks are: {', '.join(CHECKS)}"
+        )
+    return frozenset(names)
+
+
+def run_checks(opts: HealthOptions) -> HealthReport:
+    """Run every check not skipped; never raises for a failing check."""
+    now = datetime.now(UTC)
+    runners: dict[str, Callable[[HealthOptions, datetime], tuple[bool, str]]] = {
+        "sim_health": _sim_health,
+        "sim_ready": _sim_ready,
+        "database": _database,
+        "backup_age": _backup_age,
+        "disk_space": _disk_space,
+        "scheduler": _scheduler,
+    }
+    checks = []
+    for name in CHECKS:
+        if name in opts.skip:
+            checks.append(Check(name, True, "skipped (--skip)", skipped=True))
+            continue
+        try:
+            ok, detail = runners[name](opts, now)
+        except EmropsError as exc:
+            ok, detail = False, exc.message
+        except Exception as exc:  # a broken check is a failed check, not a crash
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        checks.append(Check(name, ok, detail))
+    return HealthReport(
+        ok=all(c.ok for c in checks), checked_at=iso_utc(now), host=socket.gethostname(),
+        checks=checks,
+    )  # fmt: skip
+
+
+def _get(opts: HealthOptions, path: str) -> Any:
+    import requests
+
+    headers = {"Authorization": f"Bearer {opts.token}"} if opts.token else {}
+    url = opts.sim_url.rstrip("/") + path
+    try:
+        return requests.get(url, timeout=opts.timeout_s, headers=headers)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise EmropsError(f"{url} unreachable ({reason})") from None
+
+
+def _sim_health(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
+    response = _get(opts, "/health")
+    return response.status_code == 200, f"GET /health: {response.status_code}"
+
+
+def _sim_ready(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
+    response = _get(opts, "/ready")
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    ready = response.status_code == 200 and body.get("status") == "ready"
+    detail = f"GET /ready: {response.status_code}"
+    if ready:
+        detail += f", database {body.get('database')}, revision {body.get('schema_revision')}"
+        if body.get("maintenance"):
+            detail += ", maintenance ON"
+    elif body:
+        detail += f" {body.get('status') or body.get('error') or body}"
+    return ready, detail
+
+
+def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
+    from emrops.db.engine import check_database, create_engine, parse_db_url
+    from emrops.db.migrations_api import current_revision
+
+    db = parse_db_url(opts.db_url)
+    engine = create_engine(db, pool_size=1, max_overflow=0)
+    try:
+        check_database(engine)
+        return True, f"{db.masked()} reachable, revision {current_revision(engine) or 'none'}"
+    finally:
+        engine.dispose()
+
+
+def _open_store(opts: HealthOptions) -> Any:
+    from emrops.backup.stores import open_store
+
+    return open_store(opts.store_spec, opts.settings)
+
+
+def _backup_age(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
+    from emrops.backup import catalog
+
+    store = _open_store(opts)
+    limit = format_duration(opts.max_backup_age_s)
+    verified = [e for e in catalog.list_backups(store) if e.verified == "ok"]
+    if not verified:
+        return False, f"no verified backup in {store.url} (limit {limit})"
+    newest = verified[-1]
+    created = datetime.fromisoformat(newest.created_at.replace("Z", "+00:00"))
+    age = (now - created).total_seconds()
+    text = f"newest verified backup {newest.id} is {format_duration(max(age, 0))} old"
+    return age <= opts.max_backup_age_s, f"{text} (limit {limit})"
+
+
+def _disk_space(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
+    store = _open_store(opts)
+    root = getattr(store, "root", None)
+    if root is None:
+        return True, f"{store.url}: remote store, no local disk to check"
+    folder = Path(root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    text = f"{_gb(free)} free at {folder} (minimum {_gb(opts.min_free_bytes)})"
+    return free >= opts.min_free_bytes, text
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e7 else f"{n} bytes"
+
+
+def _scheduler(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
+    from emrops.schedule.status import HEARTBEAT, parse_time, read_heartbeat
+
+    beat = read_heartbeat(opts.status_dir)
+    if beat is None or not beat.get("updated_at"):
+        return False, (
+            f"no heartbeat in {opts.status_dir / HEARTBEAT}: `emrops schedule run` is not running "
+            "(skip this check when jobs run from cron or systemd timers)"
+        )
+    age = (now - parse_time(str(beat["updated_at"]))).total_seconds()
+    who = f"pid {beat.get('pid')} on {beat.get('host')}"
+    if beat.get("state") == "stopped":
+        return False, f"scheduler ({who}) stopped at {beat['updated_at']}"
+    limit = format_duration(opts.max_heartbeat_age_s)
+    text = f"heartbeat of {who} {format_duration(max(age, 0))} ago (limit {limit})"
+    return age <= opts.max_heartbeat_age_s, text

@@ -1,0 +1,1 @@
+"""Scheduled backups: cron schedules, the APScheduler runner, tick claims, status, install."""

@@ -1,0 +1,159 @@
+"""Status files of scheduled jobs (the resticprofile model) and the scheduler heartbeat.
+
+Per job, in the status folder (``schedule.status_dir``, default ``state_dir/status``):
+
+* ``<job>.json``: the last run (result, UTC times, duration, bytes, backup id, error, exit
+  code, tick, host, pid, run id) and the last success, kept across failed runs;
+* ``<job>.prom``: the same as Prometheus gauges for node_exporter's textfile collector.
+
+``heartbeat.json`` is rewritten by ``emrops schedule run`` every ``schedule.heartbeat_interval``
+and marked ``stopped`` on a clean shutdown; ``emrops health`` checks its age. Every file is
+written atomically (beside, fsync, rename), so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emrops import atomic
+from emrops.logs import iso_utc
+
+FORMAT = "emrops-schedule-status/1"
+HEARTBEAT = "heartbeat.json"
+# resticprofile's convention: 2 success, 1 warning (skipped), 0 failure
+RESULT_CODES = {"success": 2, "skipped": 1, "busy": 1, "failure": 0}
+
+
+@dataclass
+class JobStatus:
+    job: str
+    result: str  # success | failure | busy (store lock held) | skipped (tick claimed elsewhere)
+    started_at: str
+    finished_at: str
+    duration_s: float
+    tick: str | None = None
+    bytes: int = 0
+    backup_id: str | None = None
+    detail: str = ""
+    error: str | None = None
+    exit_code: int = 0
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    last_success_at: str | None = None
+    last_success_tick: str | None = None
+    last_success_duration_s: float | None = None
+    last_success_bytes: int | None = None
+    format: str = FORMAT
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("success", "skipped")
+
+
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def read_status(folder: Path, job: str) -> JobStatus | None:
+    """The last recorded run of ``job``, or None (never ran, or an unreadable file)."""
+    try:
+        data = json.loads((folder / f"{job}.json").read_text())
+        return JobStatus(**{k: v for k, v in data.items() if k in JobStatus.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def record(folder: Path, status: JobStatus) -> JobStatus:
+    """Write the status JSON and the Prometheus textfile for one run (keeping the last success)."""
+    previous = read_status(folder, status.job)
+    if status.result == "success":
+        status.last_success_at = status.started_at
+        status.last_success_tick = status.tick
+        status.last_success_duration_s = status.duration_s
+        status.last_success_bytes = status.bytes
+    elif previous is not None:
+        status.last_success_at = previous.last_success_at
+        status.last_success_tick = previous.last_success_tick
+        status.last_success_duration_s = previous.last_success_duration_s
+        status.last_success_bytes = previous.last_success_bytes
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(folder / f"{status.job}.json", asdict(status), mode=0o644)
+    atomic.write_text(folder / f"{status.job}.prom", prometheus_text(status), mode=0o644)
+    return status
+
+
+def _ts(text: str | None) -> float:
+    return parse_time(text).timestamp() if text else 0.0
+
+
+def prometheus_text(status: JobStatus) -> str:
+    """Text exposition format, one file per job (so concurrent jobs never clobber each other)."""
+    job = status.job
+    lines: list[tuple[str, str, str, float, str]] = [
+        ("emrops_schedule_last_run_timestamp_seconds", "gauge", "Start of the last run (UTC).",
+         _ts(status.started_at), ""),
+        ("emrops_schedule_last_success_timestamp_seconds", "gauge",
+         "Start of the last successful run (0: never).", _ts(status.last_success_at), ""),
+        ("emrops_schedule_last_duration_seconds", "gauge", "Duration of the last run.",
+         status.duration_s, ""),
+        ("emrops_schedule_last_bytes", "gauge", "Bytes written by the last run (backup size).",
+         float(status.bytes), ""),
+        ("emrops_schedule_status", "gauge", "Last result: 2 success, 1 skipped or busy, 0 failure.",
+         float(RESULT_CODES.get(status.result, 0)), ""),
+        ("emrops_schedule_last_exit_code", "gauge", "Exit code of the last run.",
+         float(status.exit_code), ""),
+    ]  # fmt: skip
+    out: list[str] = []
+    for name, kind, help_text, value, _ in lines:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.append(f'{name}{{job="{job}"}} {_number(value)}')
+    out.append("# HELP emrops_schedule_result Last result of the job as a label (value 1).")
+    out.append("# TYPE emrops_schedule_result gauge")
+    out.append(f'emrops_schedule_result{{job="{job}",result="{status.result}"}} 1')
+    for key, value in sorted(status.extra.items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metric = f"emrops_schedule_{job}_{key}"
+            out.append(f"# TYPE {metric} gauge")
+            out.append(f'{metric}{{job="{job}"}} {_number(float(value))}')
+    return "\n".join(out) + "\n"
+
+
+def _number(value: float) -> str:
+    # full precision: %g would turn a Unix timestamp into 1.79564e+09
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write_heartbeat(folder: Path, started_at: str, jobs: dict[str, Any], state: str) -> None:
+    """Record that the scheduler is alive (``state`` running) or stopped cleanly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(
+        folder / HEARTBEAT,
+        {
+            "format": FORMAT,
+            "state": state,
+            "updated_at": iso_utc(),
+            "started_at": started_at,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "jobs": jobs,
+        },
+        mode=0o644,
+    )
+
+
+def read_heartbeat(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / HEARTBEAT).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
