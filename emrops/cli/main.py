@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "sim": ("emrops.cli.sim", "The EMRsim simulation server and its database."),
     "backup": ("emrops.cli.backup", "Back up, verify, list, rotate and restore the database."),
     "checklist": ("emrops.cli.checklist", "Interactive, resumable operational checklists."),
+    "migrate-db": ("emrops.cli.migrate", "SQLite to PostgreSQL: plan, copy, verify, roll back."),
     "provision": ("emrops.cli.provision", "Provision Azure from the Bicep templates."),
     "deploy": ("emrops.cli.deploy", "Deploy to App Service slots; blue-green swap and rollback."),
     "schedule": ("emrops.cli.schedule", "Scheduled backups: run, run-job, show, install."),

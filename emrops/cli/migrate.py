@@ -1,0 +1,407 @@
+"""``emrops migrate-db``: move an SQLite database to PostgreSQL (plan, run, verify, status,
+rollback). Parsing and printing only; the work is in :mod:`emrops.migrate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from emrops.cli.app import (
+    JsonOpt,
+    YesOpt,
+    confirm,
+    err_console,
+    make_app,
+    out_console,
+    print_json,
+    settings,
+)
+from emrops.errors import CheckFailed
+from emrops.migrate import api
+
+app = make_app("Migrate an SQLite database to PostgreSQL: plan, run, verify, status, rollback.")
+
+FromOpt = Annotated[str, typer.Option("--from", help="Source: sqlite:///path/to/app.db")]
+ToOpt = Annotated[str, typer.Option("--to", help="Target: postgresql+psycopg://user@host/db")]
+CastOpt = Annotated[
+    Path | None,
+    typer.Option("--cast", help="TOML cast rules per column ([table.column] type=...)."),
+]
+
+
+@app.command("plan")
+def plan_cmd(
+    source: FromOpt,
+    target: ToOpt,
+    cast: CastOpt = None,
+    emit_sql: Annotated[Path | None, typer.Option("--emit-sql", help="Write the DDL here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show how every table and column would migrate; exit 3 when some column holds values that
+    do not fit without a cast rule. Reads the source only (read-only) and does not touch --to.
+
+    Example: emrops migrate-db plan --from sqlite:///var/emrsim.db
+    --to postgresql+psycopg://postgres@127.0.0.1/emrsim --emit-sql plan.sql
+    """
+    result = api.make_plan(source, target, cast, emit_sql)
+    if json_out:
+        print_json(result)
+    else:
+        _print_plan(result)
+    if result["anomalies"]:
+        a = result["anomalies"][0]
+        raise CheckFailed(
+            f"{len(result['anomalies'])} column anomaly(ies) without a cast rule; first: table "
+            f"{a['table']}, row {a['key']}, column {a['column']}: {a['message']}",
+            hint="add rules to a cast file (--cast), or run with --on-error reject",
+        )
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    table = Table(title="column mapping", show_lines=False)
+    for name in ("table", "column", "SQLite", "PostgreSQL", "reason", "flag"):
+        table.add_column(name)
+    flagged = {(a["table"], a["column"]) for a in result["anomalies"]}
+    for t in result["tables"]:
+        for c in t["columns"]:
+            flag = (
+                "ANOMALY"
+                if (t["source"], c["source"]) in flagged
+                else ("note" if c["notes"] else "")
+            )
+            table.add_row(
+                t["source"],
+                c["source"],
+                c["declared"] or "-",
+                c["pg_type"] + (" identity" if c["identity"] else ""),
+                c["reason"],
+                flag,
+            )
+    out_console.print(table)
+    if result["anomalies"]:
+        an = Table(title="anomalies (values that do not fit)")
+        for name in ("table", "column", "count", "first row", "value", "problem"):
+            an.add_column(name)
+        for a in result["anomalies"]:
+            an.add_row(
+                a["table"],
+                a["column"],
+                str(a["count"]),
+                str(a["key"]),
+                repr(a["value"]),
+                a["message"],
+            )
+        out_console.print(an)
+    for r in result["renames"]:
+        out_console.print(f"rename {r['kind']} {r['from']!r} -> {r['to']!r}")
+    for n in result["notes"]:
+        out_console.print(f"note: {n}")
+    for s in result["skipped"]:
+        out_console.print(f"not migrated: {s}")
+    out_console.print(
+        f"{len(result['tables'])} tables, {len(result['views'])} views, {result['rows']} rows; "
+        f"estimated copy time {result['eta_seconds']} s"
+    )
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    source: FromOpt,
+    target: ToOpt,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=0, help="Tables copied in parallel (0 = number of cores).")
+    ] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    cast: CastOpt = None,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="abort (default) or reject (write bad rows to a reject file, exit 3).",
+        ),
+    ] = "abort",
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the final verify.")] = False,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Keep the app writing: capture changes in the source (triggers), copy, replay; "
+            "finish with `cutover`.",
+        ),
+    ] = False,
+    reject_file: Annotated[
+        Path | None, typer.Option("--reject-file", help="Where rejected rows go (JSON lines).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy the SQLite database into PostgreSQL: snapshot (pre-migration backup), create tables,
+    COPY in parallel, build keys/constraints/indexes/identities/FKs/views, ANALYZE, verify.
+    Exit 3 when rows were rejected, an object could not be built or verification failed.
+
+    Example: emrops migrate-db run --from sqlite:///var/emrsim.db
+    --to postgresql+psycopg://postgres@127.0.0.1/emrsim --jobs 2
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    cfg = settings(ctx)
+    state_dir = cfg.state_dir
+    progress = Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        console=err_console,
+        disable=json_out,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_tables(items: list[tuple[str, int]]) -> None:
+        progress.start()  # only once copying starts, so early errors print nothing else
+        for name, total in items:
+            tasks[name] = progress.add_task(name[:24], total=max(total, 1), rate="")
+
+    def on_rows(name: str, done: int, total: int) -> None:
+        task = tasks.get(name)
+        if task is not None:
+            progress.update(task, completed=done)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{int(speed)} rows/s" if speed else "")
+
+    def on_phase(name: str) -> None:
+        if not json_out:
+            err_console.print(f"[bold]{name}[/bold]")
+
+    try:
+        result = api.run(
+            source,
+            target,
+            state_dir=state_dir,
+            backup_store=cfg.get("backup.store"),
+            settings=cfg,
+            jobs=jobs,
+            resume=resume,
+            cast=cast,
+            on_error=on_error,
+            verify=not no_verify,
+            reject_file=reject_file,
+            online=online,
+            phase=on_phase,
+            rows=on_rows,
+            tables=on_tables,
+        )
+    finally:
+        if tasks:
+            progress.stop()
+    if json_out:
+        print_json(result)
+    else:
+        _print_run(result)
+    _fail_if_bad(result)
+
+
+def _print_run(result: dict[str, Any]) -> None:
+    table = Table(title=f"migrate-db run {result['run_id']}")
+    for name in ("table", "rows", "rejected", "seconds", "rows/s"):
+        table.add_column(name, justify="right" if name != "table" else "left")
+    for t in result["tables"]:
+        table.add_row(
+            t["table"],
+            str(t["rows"]),
+            str(t["rejected"]),
+            str(t["seconds"] if t["seconds"] is not None else "-"),
+            str(t["rows_per_s"] or "-"),
+        )
+    out_console.print(table)
+    if not result["backup_id"]:
+        out_console.print(f"pre-migration snapshot: {result['snapshot']}")
+    else:
+        out_console.print(f"pre-migration backup (pinned): {result['backup_id']}")
+    if result["reject_file"]:
+        out_console.print(f"rejected rows written to {result['reject_file']}")
+    for n in result["notes"]:
+        out_console.print(f"note: {n}")
+    if result["online"]:
+        out_console.print(
+            f"online: change capture on, {result['online']['replayed_rows']} changed row(s) "
+            "replayed; the app keeps writing to SQLite until `emrops migrate-db cutover`"
+        )
+    v = result["verify"]
+    verdict = "skipped" if v is None else ("ok" if not v["problems"] else "FAILED")
+    out_console.print(f"{result['rows']} rows in {result['seconds']} s; verify {verdict}")
+
+
+def _fail_if_bad(result: dict[str, Any]) -> None:
+    problems = list(result["failed_objects"])
+    if result["verify"]:
+        problems += result["verify"]["problems"]
+    if result["rejected"]:
+        problems.insert(
+            0, f"{result['rejected']} row(s) rejected, written to {result['reject_file']}"
+        )
+    if problems:
+        raise CheckFailed(
+            "; ".join(problems[:3])
+            + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""),
+            hint="fix the causes, then `emrops migrate-db run --resume` or `rollback`",
+        )
+
+
+@app.command("verify")
+def verify_cmd(source: FromOpt, target: ToOpt, json_out: JsonOpt = False) -> None:
+    """Compare the target with the source: row counts, content checksums (with a keyed diff
+    naming missing, extra and changed rows), identity sequences, constraint/index/view inventory.
+    Exit 3 on any difference.
+
+    Example: emrops migrate-db verify --from sqlite:///var/emrsim.db --to postgresql+psycopg://postgres@127.0.0.1/emrsim
+    """
+    result = api.verify(source, target)
+    if json_out:
+        print_json(result)
+    else:
+        table = Table(title="verify")
+        for name in ("table", "source rows", "target rows", "checksum"):
+            table.add_column(name)
+        for t in result["tables"]:
+            table.add_row(
+                t["table"],
+                str(t["source_rows"]),
+                str(t["target_rows"]),
+                "ok" if t["checksum_ok"] else "DIFFERS",
+            )
+        out_console.print(table)
+        for p in result["problems"]:
+            out_console.print(f"problem: {p}")
+    if result["problems"]:
+        raise CheckFailed(
+            "; ".join(result["problems"][:3])
+            + (f" (+{len(result['problems']) - 3} more)" if len(result["problems"]) > 3 else ""),
+            hint="inspect the rows named above; rerun the migration if needed",
+        )
+
+
+@app.command("status")
+def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
+    """Show the migration journal of the target: run state, tables copied, objects built.
+
+    Example: emrops migrate-db status --to postgresql+psycopg://postgres@127.0.0.1/emrsim
+    """
+    result = api.status(target)
+    if json_out:
+        print_json(result)
+        return
+    out_console.print(f"state: {result['state']}")
+    for t in result["tables"]:
+        out_console.print(
+            f"  {t['table']}: {t['state']} ({t['rows']} rows, {t['rejected']} rejected)"
+        )
+    if result["state"] != "none":
+        out_console.print(
+            f"objects: {result['objects']['done']} done, {result['objects']['failed']} failed"
+        )
+    for f in result["failed"]:
+        out_console.print(f"  failed {f}")
+
+
+@app.command("cutover")
+def cutover_cmd(
+    ctx: typer.Context,
+    source: FromOpt,
+    target: ToOpt,
+    reload_cmd: Annotated[
+        str | None,
+        typer.Option("--reload-cmd", help="Run after the config switch, e.g. 'kill -HUP PID'."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Finish an online run: maintenance on (writes get 503), replay the last changes, verify,
+    write the PostgreSQL URL into the config file in use, run --reload-cmd, lift maintenance on
+    PostgreSQL, remove the source's triggers. Reports the write-downtime window. Exit 3 (and
+    stay on SQLite) when verification fails.
+
+    Example: emrops migrate-db cutover --from sqlite:///var/emrsim.db
+    --to postgresql+psycopg://postgres@127.0.0.1/emrsim --reload-cmd 'kill -HUP 1234'
+    """
+    import os
+
+    cfg = settings(ctx)
+    config_file = cfg.config_file or Path("emrops.toml").resolve()
+
+    def on_phase(name: str) -> None:
+        if not json_out:
+            err_console.print(f"[bold]{name}[/bold]")
+
+    result = api.cutover(
+        source,
+        target,
+        config_file=config_file,
+        reload_cmd=reload_cmd,
+        env_db_url=os.environ.get("EMROPS_DB_URL"),
+        phase=on_phase,
+    )
+    for w in result["warnings"]:
+        err_console.print(f"warning: {w}")
+    if json_out:
+        print_json(result)
+    else:
+        out_console.print(
+            f"cut over to {result['db_url']} (written to {result['config_file']}); "
+            f"{result['replayed_rows']} row(s) replayed; write downtime {result['downtime_ms']} ms"
+        )
+
+
+@app.command("rollback")
+def rollback_cmd(
+    ctx: typer.Context,
+    target: ToOpt,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Source to clean of change capture (when no journal says)."),
+    ] = None,
+    reload_cmd: Annotated[
+        str | None,
+        typer.Option("--reload-cmd", help="After cutover: run once the config points back."),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove exactly what `run` created (from its journal): in the target its views, tables and
+    the journal; in the source (online runs) the change-capture triggers and table, nothing
+    else. After cutover it first replays the writes made on PostgreSQL into SQLite and points
+    the config back to it, so going back loses nothing. The pre-migration snapshot and pinned
+    backup are kept. Idempotent.
+
+    Example: emrops migrate-db rollback --to postgresql+psycopg://postgres@127.0.0.1/emrsim --yes
+    """
+    rp = api.rollback_plan(target, source)
+    done = False
+    removed: list[str] = []
+    if not rp["empty"] and not dry_run:
+        confirm(
+            f"drop {len(rp['tables'])} table(s) and {len(rp['views'])} view(s) from the target"
+            + (" and the change capture from the source" if rp["source_capture"] else "")
+            + "?",
+            yes,
+        )
+        config_file = settings(ctx).config_file or Path("emrops.toml").resolve()
+        removed = api.rollback(target, source, config_file=config_file, reload_cmd=reload_cmd)
+        done = True
+    result = {**rp, "dry_run": dry_run, "rolled_back": done, "removed_from_source": removed}
+    if json_out:
+        print_json(result)
+    elif rp["empty"]:
+        err_console.print("nothing to roll back: the target has no emrops migration")
+    else:
+        verb = "would drop" if dry_run else "dropped"
+        out_console.print(f"{verb} views: {', '.join(rp['views']) or '-'}")
+        out_console.print(f"{verb} tables: {', '.join(rp['tables']) or '-'}")
+        if rp["journal"]:
+            out_console.print(f"{verb} journal table emrops_migration")
+        if rp["source_capture"]:
+            out_console.print(f"{verb} change capture in {rp['source_capture']}")
+        for line in removed:
+            out_console.print(line)

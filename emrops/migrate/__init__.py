@@ -1,0 +1,1 @@
+"""SQLite -> PostgreSQL migration: reflect, profile, map, copy, verify, journal, rollback."""

@@ -1,0 +1,356 @@
+"""Per-value conversion (SQLite value -> value for COPY) and the canonical text both sides hash.
+
+The canonical text of a value is defined per PostgreSQL type so that PostgreSQL can compute it
+in SQL (:func:`pg_canon_sql`) and Python can compute it from the converted value
+(:func:`canon_function`): the two must agree byte for byte, which the tests check.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import struct
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from emrops.migrate.reflect import quote
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
+NULL_MARK = "\x1eN"
+SEP = "\x1f"
+
+
+class ConversionError(ValueError):
+    """A value that cannot be converted to the planned type."""
+
+
+def _to_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConversionError("bytes are not valid UTF-8") from None
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _check_text(v: str) -> str:
+    if "\x00" in v:
+        raise ConversionError("text holds a NUL byte")
+    return v
+
+
+def _to_bytea(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    return _to_text(v).encode("utf-8")
+
+
+def _to_bigint(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    raise ConversionError(f"not an integer: {v!r}")
+
+
+def _to_double(v: Any) -> float:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    raise ConversionError(f"not a number: {v!r}")
+
+
+def _to_numeric(v: Any) -> Any:
+    if isinstance(v, int | float):
+        return v
+    try:
+        Decimal(_to_text(v).strip())
+    except InvalidOperation:
+        raise ConversionError(f"not a number: {v!r}") from None
+    return _to_text(v).strip()
+
+
+def _to_bool(v: Any) -> bool:
+    if v in (0, 1) and not isinstance(v, float | str):
+        return bool(v)
+    raise ConversionError(f"not 0/1: {v!r}")
+
+
+def parse_ts(v: Any) -> datetime:
+    """ISO-8601 text as SQLite writes it (space or T, optional fraction and zone); naive = UTC."""
+    if not isinstance(v, str):
+        raise ConversionError(f"not an ISO-8601 timestamp: {v!r}")
+    try:
+        moment = datetime.fromisoformat(v.strip())
+    except ValueError:
+        raise ConversionError(f"not an ISO-8601 timestamp: {v!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _ts_text(v: Any) -> str:
+    """Validate an ISO-8601 timestamp and pass the text on: PostgreSQL (session TimeZone UTC)
+    parses it faster than Python can build and dump a datetime."""
+    parse_ts(v)
+    return v
+
+
+def _canon_uuid(v: Any) -> str:
+    if type(v) is str and len(v) == 32:  # fast path: hex as SQLAlchemy stores it on SQLite
+        return f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}".lower()
+    return str(uuid.UUID(v))
+
+
+def canon_ts(v: Any) -> str:
+    """UTC 'YYYY-MM-DD HH:MM:SS.ffffff' (what to_char(..., 'YYYY-MM-DD HH24:MI:SS.US') gives)."""
+    if type(v) is str and len(v) == 26 and v[10] == " " and v[19] == ".":
+        return v  # already naive UTC with microseconds: the common SQLAlchemy form
+    moment = v if isinstance(v, datetime) else parse_ts(v)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _epoch(scale: int) -> Callable[[Any], datetime]:
+    def conv(v: Any) -> datetime:
+        if not isinstance(v, int):
+            raise ConversionError(f"not an integer epoch: {v!r}")
+        try:
+            return EPOCH + timedelta(microseconds=v * scale)
+        except OverflowError:
+            raise ConversionError(f"epoch out of range: {v!r}") from None
+
+    return conv
+
+
+def _to_date(v: Any) -> date:
+    try:
+        return date.fromisoformat(v)
+    except (TypeError, ValueError):
+        raise ConversionError(f"not a YYYY-MM-DD date: {v!r}") from None
+
+
+def _text_only(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConversionError(f"{type(v).__name__} value in a text column: {v!r}")
+    return _check_text(v)
+
+
+def _bytes_only(v: Any) -> bytes:
+    if not isinstance(v, bytes):
+        raise ConversionError(f"{type(v).__name__} value in a bytea column: {v!r}")
+    return v
+
+
+def _to_jsonb(v: Any) -> str:
+    text = _to_text(v)
+    if "\\u0000" in text:
+        raise ConversionError("JSON holds \\u0000, which jsonb rejects")
+    return text
+
+
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "pass": lambda v: v,
+    "text": lambda v: _check_text(_to_text(v)),
+    "bytea": _to_bytea,
+    "bigint": _to_bigint,
+    "double": _to_double,
+    "numeric": _to_numeric,
+    "bool": _to_bool,
+    "ts": _ts_text,
+    "ts_epoch_s": _epoch(1_000_000),
+    "ts_epoch_ms": _epoch(1_000),
+    "date": _to_date,
+    "jsonb": _to_jsonb,
+    "text_only": _text_only,
+    "uuid": lambda v: str(uuid.UUID(_to_text(v))),
+    "bytea_only": _bytes_only,
+}
+
+# converters that return their input for the values the profile allowed (fast path)
+IDENTITY = {"pass"}
+
+
+# --- canonical text -------------------------------------------------------------------------
+
+
+def canon_kind(pg_type: str) -> str:
+    base = pg_type.split("(")[0].strip()
+    if base in ("bigint", "integer", "smallint"):
+        return "int"
+    if base == "numeric":
+        return "numeric"
+    if base in ("text", "varchar", "character varying"):
+        return "text"
+    return {
+        "boolean": "bool",
+        "double precision": "float",
+        "bytea": "bytea",
+        "timestamptz": "ts",
+        "uuid": "uuid",
+        "date": "date",
+        "jsonb": "jsonb",
+    }.get(base, "text")
+
+
+def _numeric_scale(pg_type: str) -> int | None:
+    if "," in pg_type:
+        return int(pg_type.split(",")[1].rstrip(") "))
+    if "(" in pg_type:
+        return 0
+    return None
+
+
+def _canon_numeric(scale: int | None) -> Callable[[Any], str]:
+    quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+
+    def canon(v: Any) -> str:
+        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
+        if quantum is not None:
+            d = d.quantize(quantum, rounding=ROUND_HALF_UP)  # as PostgreSQL rounds
+        if d.is_zero():
+            d = d.copy_abs()
+        return format(d, "f")
+
+    return canon
+
+
+def _jsonb_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch < " ":
+            out.append(
+                {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(
+                    ch, f"\\u{ord(ch):04x}"
+                )
+            )
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _jsonb_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, Decimal):
+        return format(v.copy_abs() if v.is_zero() else v, "f")
+    if isinstance(v, str):
+        return _jsonb_str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_jsonb_value(x) for x in v) + "]"
+    keys = sorted(v, key=lambda k: (len(k.encode()), k.encode()))
+    return "{" + ", ".join(f"{_jsonb_str(k)}: {_jsonb_value(v[k])}" for k in keys) + "}"
+
+
+def _no_constant(name: str) -> Any:
+    raise ConversionError(f"JSON constant {name} is not valid in jsonb")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def canon_jsonb(text: str) -> str:
+    """The text PostgreSQL prints for ``text::jsonb`` (key order, spacing, numbers)."""
+    return _jsonb_value(
+        json.loads(text, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant)
+    )
+
+
+def canon_function(pg_type: str) -> Callable[[Any], str]:
+    """Python canonical text of a converted (non-NULL) value of ``pg_type``."""
+    kind = canon_kind(pg_type)
+    if kind == "text":
+        return _to_text
+    if kind == "int":
+        return str
+    if kind == "bool":
+        return lambda v: "true" if v else "false"
+    if kind == "float":
+        return lambda v: struct.pack(">d", v).hex()
+    if kind == "numeric":
+        return _canon_numeric(_numeric_scale(pg_type))
+    if kind == "bytea":
+        return lambda v: v.hex()
+    if kind == "ts":
+        return canon_ts
+    if kind == "uuid":
+        return _canon_uuid
+    if kind == "date":
+        return lambda v: v.isoformat()
+    return canon_jsonb
+
+
+def pg_canon_sql(column: str, pg_type: str) -> str:
+    """SQL computing the canonical text of ``column`` on PostgreSQL (NULL stays NULL)."""
+    c = quote(column)
+    kind = canon_kind(pg_type)
+    return {
+        "text": f"{c}::text",
+        "int": f"{c}::text",
+        "bool": f"{c}::text",
+        "float": f"encode(float8send({c}), 'hex')",
+        "numeric": f"{c}::text",
+        "bytea": f"encode({c}, 'hex')",
+        "ts": f"to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+        "date": f"{c}::text",
+        "jsonb": f"{c}::text",
+        "uuid": f"{c}::text",
+    }[kind]
+
+
+def pg_row_sql(columns: list[tuple[str, str]]) -> str:
+    """SQL text of a row's canonical form: values joined by SEP, NULL as NULL_MARK."""
+    parts = [f"coalesce({pg_canon_sql(name, t)}, E'\\x1eN')" for name, t in columns]
+    return " || E'\\x1f' || ".join(parts) if parts else "''"
+
+
+def pg_hash_sql(row_sql: str) -> str:
+    """A signed 64-bit hash of a row's canonical text (the first 8 bytes of its MD5)."""
+    return f"('x' || left(md5({row_sql}), 16))::bit(64)::bigint"
+
+
+def row_hash(text: str) -> int:
+    return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def make_row_hasher(pg_types: list[str], notnull: list[bool]) -> Callable[[Any], int]:
+    """Hash of a converted row (a sequence), matching :func:`pg_hash_sql` over :func:`pg_row_sql`.
+
+    Generated code: one expression per column, so hashing costs about one string join and one
+    MD5 per row (it runs while the rows stream into COPY)."""
+    env: dict[str, Any] = {
+        "md5": hashlib.md5,
+        "from_bytes": int.from_bytes,
+        "NM": NULL_MARK,
+        "SEP": SEP,
+    }
+    parts = []
+    for i, (pg_type, nn) in enumerate(zip(pg_types, notnull, strict=True)):
+        kind = canon_kind(pg_type)
+        v = f"r[{i}]"
+        if kind == "text":
+            expr = v
+        elif kind == "int":
+            expr = f"str({v})"
+        else:
+            env[f"f{i}"] = canon_function(pg_type)
+            expr = f"f{i}({v})"
+        parts.append(expr if nn else f"(NM if {v} is None else {expr})")
+    body = "SEP.join((" + ", ".join(parts) + ",))" if parts else "''"
+    src = (
+        "def hasher(r):\n"
+        f"    return from_bytes(md5(({body}).encode('utf-8', 'surrogatepass')).digest()[:8], "
+        "'big', signed=True)\n"
+    )
+    exec(compile(src, "<emrops row hasher>", "exec"), env)  # noqa: S102 - generated from types
+    return env["hasher"]  # type: ignore[no-any-return]

@@ -1,0 +1,311 @@
+"""Copy tables from an SQLite file into PostgreSQL with COPY, several tables in parallel.
+
+Rows stream from SQLite in batches straight into ``COPY ... FROM STDIN`` (psycopg 3
+``write_row``), so memory stays flat. Each row is hashed while it streams (the canonical form
+``verify`` uses), so the source side of verification costs no second pass. A table's COPY, its
+row count and checksum are committed in one transaction with its journal row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from emrops.errors import CheckFailed, EmropsError
+from emrops.migrate import journal
+from emrops.migrate.convert import CONVERT, ConversionError, make_row_hasher
+from emrops.migrate.plan import TablePlan
+from emrops.migrate.reflect import quote
+
+BATCH = 5000
+
+Progress = Callable[[str, int, int], None]  # (table, rows done, rows total)
+
+
+class CopyFailed(EmropsError):
+    """COPY failed on the PostgreSQL side (the table's transaction is rolled back)."""
+
+
+class ValueRejected(CheckFailed):
+    """A value could not be converted and ``--on-error abort`` is in force (exit 3)."""
+
+
+@dataclass
+class TableResult:
+    table: str
+    rows: int
+    checksum: int
+    rejected: int
+    seconds: float
+    rejected_keys: list[Any] = field(default_factory=list)
+
+
+class RejectWriter:
+    """Appends rejected rows as JSON lines (thread-safe)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, default=repr, ensure_ascii=False)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+            self.count += 1
+
+
+def source_select(tp: TablePlan, *, after: bool = False, text_as_bytes: bool = False) -> str:
+    """SELECT of a table's rows in key order (rowid first for rowid tables); ``after`` adds
+    ``rowid > ?``; ``text_as_bytes`` reads text undecoded (to find invalid UTF-8)."""
+    cols = []
+    for c in tp.columns:
+        q = quote(c.source)
+        if c.select_blob:
+            cols.append(f"CAST({q} AS BLOB)")
+        elif text_as_bytes:
+            cols.append(f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) ELSE {q} END")
+        else:
+            cols.append(q)
+    if tp.without_rowid:
+        order = ", ".join(quote(k) for k in tp.key)
+        return f"SELECT {', '.join(cols)} FROM {quote(tp.source)} ORDER BY {order}"
+    where = " WHERE rowid > ?" if after else ""
+    return f"SELECT rowid, {', '.join(cols)} FROM {quote(tp.source)}{where} ORDER BY rowid"
+
+
+BadText = Callable[[Any, str, bytes], None]  # (key, column, raw value): reject or raise
+
+
+def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Iterator[list]:
+    """Batches of source rows. Text is decoded by sqlite3 at C speed; when a batch holds invalid
+    UTF-8 (sqlite3 then fails the whole fetch), that stretch is re-read as bytes and decoded
+    value by value: bad rows go to ``on_bad`` and are skipped, and reading carries on."""
+    after: int | None = None
+    texty = [i for i, c in enumerate(tp.columns) if not c.select_blob]
+    while True:
+        cur = src.execute(
+            source_select(tp, after=after is not None), ((after,) if after is not None else ())
+        )
+        try:
+            while True:
+                batch = cur.fetchmany(BATCH)
+                if not batch:
+                    return
+                if not tp.without_rowid:
+                    after = batch[-1][0]
+                yield batch
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc).lower() or tp.without_rowid:
+                raise
+        sql = source_select(tp, after=after is not None, text_as_bytes=True) + f" LIMIT {BATCH}"
+        raw = src.execute(sql, (after,) if after is not None else ()).fetchall()
+        if not raw:
+            return
+        clean = []
+        for row in raw:
+            values = list(row)
+            for i in texty:
+                v = values[i + 1]
+                if isinstance(v, bytes):
+                    try:
+                        values[i + 1] = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        on_bad(row[0], tp.columns[i].source, v)
+                        break
+            else:
+                clean.append(tuple(values))
+        after = raw[-1][0]
+        yield clean
+
+
+def row_converter(tp: TablePlan, on_reject: Callable[[Any, str, Any, str], None] | None):
+    """A function source-row -> converted tuple (or None when rejected), raising CopyFailed on
+    abort. Source rows carry the rowid first for rowid tables."""
+    offset = 0 if tp.without_rowid else 1
+    slow = [
+        (i, c.source, CONVERT[c.converter], c.notnull)
+        for i, c in enumerate(tp.columns)
+        if not c.fast
+    ]
+    pk_pos = [i for i, c in enumerate(tp.columns) if c.source in tp.key]
+
+    def key_of(row: tuple) -> Any:
+        if offset:
+            return row[0]
+        return {tp.columns[i].source: row[i] for i in pk_pos}
+
+    if not slow:
+        if offset:
+            return lambda row: row[1:]
+        return lambda row: row
+
+    def convert(row: tuple) -> tuple | None:
+        out = list(row[offset:])
+        for i, name, fn, notnull in slow:
+            v = out[i]
+            if v is None:
+                if notnull:
+                    err = "NULL in a NOT NULL column"
+                else:
+                    continue
+            else:
+                try:
+                    out[i] = fn(v)
+                    continue
+                except ConversionError as exc:
+                    err = str(exc)
+            if on_reject is None:
+                raise ValueRejected(
+                    f"table {tp.source}, row {_key_text(tp, key_of(row))}, column {name}: "
+                    f"cannot convert {_show(v)} to {tp.columns[i].pg_type}: {err}",
+                    hint="add a cast rule for the column (--cast), or rerun with --on-error reject "
+                    "to write such rows to a reject file",
+                )
+            on_reject(key_of(row), name, v, err)
+            return None
+        return tuple(out)
+
+    return convert
+
+
+def _key_text(tp: TablePlan, key: Any) -> str:
+    if isinstance(key, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in key.items())
+    return f"rowid={key}"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bytes):
+        text = v.decode("utf-8", errors="backslashreplace")
+        return repr(text[:80])
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def copy_table(
+    source: Path,
+    target_url: str,
+    tp: TablePlan,
+    *,
+    rejects: RejectWriter | None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> TableResult:
+    """Copy one table (TRUNCATE first, so a retried table starts clean) and journal it."""
+    started = time.monotonic()
+    src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    rejected_keys: list[Any] = []
+
+    def on_reject(key: Any, column: str, value: Any, err: str) -> None:
+        rejected_keys.append(key)
+        assert rejects is not None
+        rejects.write(
+            {"table": tp.source, "key": key, "column": column, "value": _show(value), "error": err}
+        )
+
+    convert = row_converter(tp, on_reject if rejects is not None else None)
+
+    def on_bad(key: Any, column: str, value: bytes) -> None:
+        err = "text is not valid UTF-8"
+        if rejects is None:
+            raise ValueRejected(
+                f"table {tp.source}, row rowid={key}, column {column}: cannot convert "
+                f"{_show(value)} to text: {err}",
+                hint='add a cast rule type = "bytea" for the column (--cast), or rerun with '
+                "--on-error reject",
+            )
+        on_reject(key, column, value, err)
+
+    hasher = make_row_hasher([c.pg_type for c in tp.columns], [c.notnull for c in tp.columns])
+    cols = ", ".join(quote(c.target) for c in tp.columns)
+    total = 0
+    checksum = 0
+    try:
+        with journal.connect(target_url) as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"TRUNCATE {quote(tp.target)}")
+                with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN") as cp:
+                    write = cp.write_row
+                    for batch in read_batches(src, tp, on_bad):
+                        for row in batch:
+                            out = convert(row)
+                            if out is None:
+                                continue
+                            write(out)
+                            checksum += hasher(out)
+                            total += 1
+                        if progress:
+                            progress(tp.target, total + len(rejected_keys), tp.rows)
+                        if stop is not None and stop.is_set():
+                            raise CopyFailed(f"copy of {tp.source} stopped: another table failed")
+            journal.put(
+                conn,
+                f"table:{tp.target}",
+                "table",
+                "copied",
+                rows=total,
+                checksum=checksum,
+                rejected=len(rejected_keys),
+                detail={
+                    "rejected_keys": rejected_keys,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+            conn.commit()
+    except psycopg.Error as exc:
+        msg = str(exc).strip().replace("\n", " ")
+        raise CopyFailed(
+            f"COPY into {tp.target} failed: {msg}",
+            hint="the table was rolled back; fix the value or add a cast rule, "
+            "then rerun with --resume",
+        ) from None
+    finally:
+        src.close()
+    return TableResult(
+        tp.target, total, checksum, len(rejected_keys), time.monotonic() - started, rejected_keys
+    )
+
+
+def copy_tables(
+    source: Path,
+    target_url: str,
+    tables: list[TablePlan],
+    *,
+    jobs: int,
+    rejects: RejectWriter | None,
+    progress: Progress | None = None,
+) -> list[TableResult]:
+    """Copy ``tables`` (largest first) with ``jobs`` workers; the first failure stops the rest."""
+    stop = threading.Event()
+    results: list[TableResult] = []
+    if not tables:
+        return results
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="emrops-copy") as pool:
+        futures = [
+            pool.submit(
+                copy_table, source, target_url, t, rejects=rejects, progress=progress, stop=stop
+            )
+            for t in tables
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise failed[0].exception()  # type: ignore[misc]
+        results = [f.result() for f in futures]
+    return results

@@ -1,0 +1,136 @@
+"""The migration journal: the ``emrops_migration`` table in the target.
+
+One row per item: ``run`` (the plan, the snapshot, options), ``table:<name>`` (created/copied
+with its row count and source checksum), ``object:<name>`` (keys, constraints, indexes,
+identities; done or failed with the error), ``view:<name>``. Each table's copy commits together
+with its journal row, so after a crash the journal says exactly what exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from emrops import secrets
+from emrops.db.engine import parse_db_url
+from emrops.errors import DatabaseError
+
+JOURNAL = "emrops_migration"
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {JOURNAL} (
+    item text PRIMARY KEY,
+    kind text NOT NULL,
+    state text NOT NULL,
+    rows bigint,
+    checksum numeric,
+    rejected bigint NOT NULL DEFAULT 0,
+    detail jsonb,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def conninfo(url: str) -> str:
+    """A libpq URI for a postgresql(+psycopg) URL."""
+    db = parse_db_url(url)
+    if db.engine_name != "postgresql":
+        from emrops.errors import UsageError
+
+        raise UsageError(
+            f"--to must be a PostgreSQL URL, not {db.masked()}",
+            hint="use postgresql+psycopg://user@host:5432/dbname",
+        )
+    return db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """Connect to the target with UTC, ISO dates and no synchronous commit for bulk work."""
+    try:
+        conn = psycopg.connect(
+            conninfo(url),
+            autocommit=autocommit,
+            connect_timeout=10,
+            options="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
+            "-c extra_float_digits=1",
+        )
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "check that PostgreSQL is running and the host/port in --to are right"
+        if "does not exist" in text:
+            hint = "create the target database first (createdb), or fix its name in --to"
+        elif "password" in text:
+            hint = "set the password in PGPASSWORD or EMROPS_DB_PASSWORD"
+        raise DatabaseError(
+            f"cannot connect to {secrets.mask(url)}: {secrets.mask(text)}", hint=hint
+        ) from None
+    return conn
+
+
+@dataclass
+class Entry:
+    item: str
+    kind: str
+    state: str
+    rows: int | None
+    checksum: int | None
+    rejected: int
+    detail: dict[str, Any]
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    conn.execute(DDL)
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (JOURNAL,)).fetchone()
+    return bool(row and row[0])
+
+
+def put(
+    conn: psycopg.Connection,
+    item: str,
+    kind: str,
+    state: str,
+    *,
+    rows: int | None = None,
+    checksum: int | None = None,
+    rejected: int = 0,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        f"INSERT INTO {JOURNAL} (item, kind, state, rows, checksum, rejected, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (item) DO UPDATE SET state = "
+        "EXCLUDED.state, rows = EXCLUDED.rows, checksum = EXCLUDED.checksum, rejected = "
+        "EXCLUDED.rejected, detail = coalesce(EXCLUDED.detail, "
+        f"{JOURNAL}.detail), updated_at = now()",
+        (
+            item,
+            kind,
+            state,
+            rows,
+            checksum,
+            rejected,
+            Jsonb(detail, dumps=lambda o: json.dumps(o, default=str))
+            if detail is not None
+            else None,
+        ),
+    )
+
+
+def read(conn: psycopg.Connection) -> dict[str, Entry]:
+    if not exists(conn):
+        return {}
+    rows = conn.execute(
+        f"SELECT item, kind, state, rows, checksum, rejected, detail FROM {JOURNAL} ORDER BY item"
+    ).fetchall()
+    return {
+        r[0]: Entry(
+            r[0], r[1], r[2], r[3], int(r[4]) if r[4] is not None else None, r[5], r[6] or {}
+        )
+        for r in rows
+    }

@@ -1,0 +1,493 @@
+"""Build a migration plan from any SQLite database: reflect, profile, map, and write the DDL.
+
+The plan is plain data (JSON-serialisable): ``run`` stores it in the target's journal so that
+``verify`` and ``rollback`` later use exactly the decisions the copy used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emrops.errors import UsageError
+from emrops.migrate import profile as prof
+from emrops.migrate.reflect import Schema, Table, quote, reflect
+from emrops.migrate.translate import index_element, translate_default, translate_expr
+from emrops.migrate.typemap import Anomaly, is_fast, map_column, shorten
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class ColumnPlan:
+    source: str
+    target: str
+    declared: str
+    pg_type: str
+    converter: str
+    reason: str
+    notnull: bool = False
+    identity: bool = False
+    default: str | None = None
+    select_blob: bool = False  # read as bytes (invalid UTF-8 or bytea target)
+    fast: bool = False  # every value already fits: no per-value conversion
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PostObject:
+    """Something built after the copy: kind is pk, unique, check, index, fk or identity."""
+
+    kind: str
+    table: str  # PostgreSQL table name
+    name: str  # PostgreSQL object name
+    sql: str
+    validate: str | None = None  # second statement (FK VALIDATE)
+
+
+@dataclass
+class TablePlan:
+    source: str
+    target: str
+    rows: int
+    without_rowid: bool
+    key: list[str]  # source key columns ("rowid" for rowid tables)
+    columns: list[ColumnPlan]
+    create_sql: str
+    post: list[PostObject] = field(default_factory=list)
+    pk: list[str] = field(default_factory=list)  # source primary-key columns
+
+
+@dataclass
+class ViewPlan:
+    source: str
+    target: str
+    sql: str
+
+
+@dataclass
+class PlanAnomaly:
+    table: str
+    column: str
+    condition: str
+    count: int
+    message: str
+    key: dict[str, Any] | None = None
+    value: Any = None
+
+
+@dataclass
+class Plan:
+    version: int
+    tables: list[TablePlan]
+    views: list[ViewPlan]
+    fks: list[PostObject]
+    renames: list[dict[str, str]]
+    anomalies: list[PlanAnomaly]
+    notes: list[str]
+    skipped: list[str]
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        tables = [
+            TablePlan(
+                **{
+                    **t,
+                    "columns": [ColumnPlan(**c) for c in t["columns"]],
+                    "post": [PostObject(**p) for p in t["post"]],
+                }
+            )
+            for t in data["tables"]
+        ]
+        return cls(
+            version=data["version"],
+            tables=tables,
+            views=[ViewPlan(**v) for v in data["views"]],
+            fks=[PostObject(**p) for p in data["fks"]],
+            renames=data["renames"],
+            anomalies=[PlanAnomaly(**a) for a in data["anomalies"]],
+            notes=data["notes"],
+            skipped=data["skipped"],
+        )
+
+    def ddl(self) -> str:
+        """The whole DDL, in execution order, as one SQL script."""
+        lines = ["-- emrops migrate-db plan: tables (created before the copy)"]
+        lines += [t.create_sql + ";" for t in self.tables]
+        lines.append("-- after the copy: keys, constraints, indexes, identities")
+        for t in self.tables:
+            lines += [p.sql + ";" for p in t.post]
+        lines += [p.sql + ";" for p in self.fks] + [
+            p.validate + ";" for p in self.fks if p.validate
+        ]
+        lines.append("-- views")
+        lines += [f"CREATE VIEW {quote(v.target)} AS {v.sql};" for v in self.views]
+        return "\n".join(lines) + "\n"
+
+
+def load_casts(path: Path | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Cast file (TOML): ``[table.column]`` or ``[table] column = {type = ..., epoch = ...}``."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"cast file not found: {path}", hint="check the --cast path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"cast file {path} is not valid TOML: {exc}") from None
+    for table, cols in data.items():
+        if not isinstance(cols, dict) or not all(isinstance(r, dict) for r in cols.values()):
+            raise UsageError(
+                f"cast file {path}: [{table}] must hold one table per column",
+                hint='write [mytable.mycolumn] then type = "text"',
+            )
+    return data
+
+
+def open_source(path: Path) -> sqlite3.Connection:
+    """Open an SQLite file read-only (never modified, never switched to WAL)."""
+    if not path.exists():
+        raise UsageError(f"source database not found: {path}", hint="check the --from path")
+    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UsageError(
+            f"{path} is not an SQLite database ({exc})",
+            hint="point --from at an SQLite database file",
+        ) from None
+    return conn
+
+
+def build_plan(
+    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, check_utf8: bool = True
+) -> Plan:
+    """Reflect and profile the open source database and decide everything the run will do.
+
+    ``check_utf8=False`` (used by ``run``) skips the separate UTF-8 pass: the copy decodes every
+    text value anyway and handles invalid UTF-8 row by row (abort or reject)."""
+    casts = casts or {}
+    schema = reflect(conn)
+    _check_casts(schema, casts)
+    taken: set[str] = set()
+    renames: list[dict[str, str]] = []
+
+    def name_for(kind: str, name: str, scope: set[str]) -> str:
+        new = shorten(name, scope)
+        scope.add(new)
+        if new != name:
+            renames.append({"kind": kind, "from": name, "to": new})
+        return new
+
+    table_names = {t.name: name_for("table", t.name, taken) for t in schema.tables}
+    plans: list[TablePlan] = []
+    anomalies: list[PlanAnomaly] = []
+    notes: list[str] = []
+    col_maps: dict[str, dict[str, str]] = {}
+    bool_cols: dict[str, set[str]] = {}
+    for table in schema.tables:
+        tp, cmap = _plan_table(
+            conn,
+            table,
+            table_names[table.name],
+            casts.get(table.name, {}),
+            name_for,
+            anomalies,
+            notes,
+            check_utf8,
+        )
+        col_maps[table.name] = cmap
+        bool_cols[table.name] = {c.target for c in tp.columns if c.pg_type == "boolean"}
+        plans.append(tp)
+    index_scope: set[str] = set(table_names.values())
+    fks: list[PostObject] = []
+    by_name = {t.name: t for t in schema.tables}
+    for table, tp in zip(schema.tables, plans, strict=True):
+        _post_objects(
+            table, tp, col_maps[table.name], bool_cols[table.name], index_scope, name_for, notes
+        )
+        for fk in table.foreign_keys:
+            if fk.ref_table not in by_name:
+                notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
+                continue
+            ref_map = col_maps[fk.ref_table]
+            cols = [col_maps[table.name][c.lower()] for c in fk.columns]
+            ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
+            name = name_for("constraint", f"{tp.target}_{'_'.join(cols)}_fkey", index_scope)
+            actions = ""
+            for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
+                if action and action.upper() != "NO ACTION":
+                    actions += f" ON {verb} {action.upper()}"
+            fks.append(
+                PostObject(
+                    "fk",
+                    tp.target,
+                    name,
+                    f"ALTER TABLE {quote(tp.target)} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
+                    f"({', '.join(map(quote, cols))}) "
+                    f"REFERENCES {quote(table_names[fk.ref_table])} "
+                    f"({', '.join(map(quote, ref_cols))}){actions} NOT VALID",
+                    validate=f"ALTER TABLE {quote(tp.target)} VALIDATE CONSTRAINT {quote(name)}",
+                )
+            )
+    _orphans(conn, schema, notes)
+    all_cols = {k: v for m in col_maps.values() for k, v in m.items()}
+    all_cols.update({k.lower(): v for k, v in table_names.items()})
+    views = []
+    for view in schema.views:
+        target = name_for("view", view.name, index_scope)
+        all_bools = set().union(*bool_cols.values()) if bool_cols else set()
+        views.append(ViewPlan(view.name, target, translate_expr(view.select, all_cols, all_bools)))
+    plans.sort(key=lambda t: t.rows, reverse=True)
+    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped)
+
+
+def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:
+    tables = {t.name: t for t in schema.tables}
+    for tname, cols in casts.items():
+        if tname not in tables:
+            raise UsageError(
+                f"cast file names unknown table {tname!r}",
+                hint=f"tables: {', '.join(sorted(tables)) or '(none)'}",
+            )
+        known = {c.name for c in tables[tname].columns}
+        for cname in cols:
+            if cname not in known:
+                raise UsageError(
+                    f"cast file names unknown column {tname}.{cname}",
+                    hint=f"columns of {tname}: {', '.join(sorted(known))}",
+                )
+
+
+def _plan_table(
+    conn,
+    table: Table,
+    target: str,
+    rules: dict[str, Any],
+    name_for,
+    anomalies,
+    notes,
+    check_utf8: bool = True,
+):
+    json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()}
+    tprof = prof.profile_table(conn, table, json_cols, check_utf8)
+    col_scope: set[str] = set()
+    columns: list[ColumnPlan] = []
+    cmap: dict[str, str] = {}
+    for col in table.columns:
+        p = tprof.columns[col.name]
+        rule = rules.get(col.name)
+        try:
+            m = map_column(col.declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
+        except ValueError as exc:
+            raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
+        if col.pk_pos and p.n_null and not table.rowid_alias:
+            m.anomalies.append(
+                Anomaly(
+                    "null",
+                    p.n_null,
+                    "NULL in a primary key column (SQLite allows it, PostgreSQL does not)",
+                )
+            )
+        if m.pg_type.startswith("numeric("):
+            _numeric_fit(conn, table, col.name, m)
+        cname = name_for("column", col.name, col_scope)
+        cmap[col.name.lower()] = cname
+        if rule and "default" in rule:
+            default, ok = (str(rule["default"]) if rule["default"] != "" else None), True
+        else:
+            default, ok = translate_default(col.default, m.pg_type)
+        if not ok:
+            m.anomalies.append(
+                Anomaly(
+                    "default",
+                    1,
+                    f"default {col.default} has no PostgreSQL "
+                    'equivalent: add a cast rule default = "..."',
+                )
+            )
+        cp = ColumnPlan(
+            col.name,
+            cname,
+            col.declared,
+            m.pg_type,
+            m.converter,
+            m.reason,
+            notnull=col.notnull or bool(col.pk_pos and table.without_rowid),
+            identity=m.identity,
+            default=default,
+            select_blob=m.converter == "bytea" or bool(p.n_bad_utf8),
+            notes=list(m.notes),
+        )
+        cp.fast = is_fast(m, p, cp.select_blob)
+        if col.generated:
+            cp.notes.append("generated column: copied as stored values")
+        columns.append(cp)
+        for a in m.anomalies:
+            where = (
+                a.where
+                or _anomaly_where(a.condition, m.pg_type)
+                or prof.CONDITIONS.get(a.condition, "1")
+            )
+            ex = prof.example(conn, table, col.name, where)
+            ex_key, value = ex if ex else (None, None)
+            anomalies.append(
+                PlanAnomaly(table.name, col.name, a.condition, a.count, a.message, ex_key, value)
+            )
+        for n in cp.notes:
+            notes.append(f"{table.name}.{col.name}: {n}")
+    defs = []
+    for c in columns:
+        d = f"{quote(c.target)} {c.pg_type}"
+        if c.identity:
+            d += " GENERATED BY DEFAULT AS IDENTITY"
+        if c.notnull or c.identity:
+            d += " NOT NULL"
+        if c.default is not None:
+            d += f" DEFAULT {c.default}"
+        defs.append(d)
+    create = f"CREATE TABLE {quote(target)} (" + ", ".join(defs) + ")"
+    key = list(table.pk) if table.without_rowid else ["rowid"]
+    tp = TablePlan(
+        table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
+    )
+    return tp, cmap
+
+
+def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
+    """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
+    p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
+    c = quote(column)
+    where = (
+        f"typeof({c}) IN ('integer', 'real') AND (round({c}, {s}) <> {c} "
+        f"OR abs({c}) >= {10 ** (p - s)})"
+    )
+    n = conn.execute(f"SELECT count(*) FROM {quote(table.name)} WHERE {where}").fetchone()[0]
+    if n:
+        m.anomalies.append(
+            Anomaly(
+                "numeric_fit",
+                n,
+                f"values with more than {s} decimals or "
+                f"{p - s} integer digits would be rounded or rejected by "
+                f'{m.pg_type}; add a cast rule type = "numeric"',
+            )
+        )
+        m.anomalies[-1].where = where.replace(c, "{c}")
+
+
+def _anomaly_where(condition: str, pg_type: str) -> str | None:
+    """Predicate selecting the offending values of an anomaly, for its example row."""
+    return {
+        "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1))",
+        "json_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'text' AND json_valid({c}))",
+        "date_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['date']})",
+        "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']})",
+        "mixed": "typeof({c}) NOT IN ('null', 'text')",
+        "default": "1",
+    }.get(condition)
+
+
+def _post_objects(
+    table: Table,
+    tp: TablePlan,
+    cmap: dict[str, str],
+    bools: set[str],
+    scope: set[str],
+    name_for,
+    notes: list[str],
+) -> None:
+    t = quote(tp.target)
+    if table.pk:
+        name = name_for("constraint", f"{tp.target}_pkey", scope)
+        cols = ", ".join(quote(cmap[c.lower()]) for c in table.pk)
+        tp.post.append(
+            PostObject(
+                "pk",
+                tp.target,
+                name,
+                f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} PRIMARY KEY ({cols})",
+            )
+        )
+    for idx in table.indexes:
+        if idx.origin == "pk":
+            continue
+        if idx.origin == "u":
+            ucols = [cmap[c.lower()] for c in idx.columns]
+            name = name_for("constraint", f"{tp.target}_{'_'.join(ucols)}_key", scope)
+            tp.post.append(
+                PostObject(
+                    "unique",
+                    tp.target,
+                    name,
+                    f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} "
+                    f"UNIQUE ({', '.join(map(quote, ucols))})",
+                )
+            )
+            continue
+        name = name_for("index", idx.name, scope)
+        elements = []
+        for e in idx.elements:
+            sql, note = index_element(e, cmap, bools)
+            elements.append(sql)
+            if note:
+                notes.append(f"index {idx.name}: {note}")
+        sql = (
+            f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX IF NOT EXISTS {quote(name)} ON {t} "
+            f"({', '.join(elements)})"
+        )
+        if idx.where:
+            sql += " WHERE " + translate_expr(idx.where, cmap, bools)
+        tp.post.append(PostObject("index", tp.target, name, sql))
+    for i, chk in enumerate(table.checks, start=1):
+        name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
+        expr = translate_expr(chk.expr, cmap, bools)
+        tp.post.append(
+            PostObject(
+                "check",
+                tp.target,
+                name,
+                f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} CHECK ({expr})",
+            )
+        )
+    for c in tp.columns:
+        if c.identity:
+            seq = max(table.sequence or 0, 0)
+            tp.post.append(
+                PostObject(
+                    "identity",
+                    tp.target,
+                    c.target,
+                    f"SELECT setval(pg_get_serial_sequence('{t.replace(chr(39), chr(39) * 2)}', "
+                    f"'{c.target.replace(chr(39), chr(39) * 2)}'), "
+                    f"GREATEST(coalesce((SELECT max({quote(c.target)}) FROM {t}), 0), {seq}) "
+                    "+ 1, false)",
+                )
+            )
+
+
+def _orphans(conn: sqlite3.Connection, schema: Schema, notes: list[str]) -> None:
+    """Rows whose foreign key points nowhere (SQLite enforces FKs only when asked to)."""
+    for table in schema.tables:
+        if not table.foreign_keys:
+            continue
+        rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
+        if rows:
+            first = rows[0]
+            notes.append(
+                f"{table.name}: {len(rows)} row(s) whose foreign key to {first[2]} "
+                "points to no row "
+                f"(first rowid {first[1]}); that constraint will stay NOT VALID"
+            )

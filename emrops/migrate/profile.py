@@ -1,0 +1,326 @@
+"""Profile the values actually stored in each column (SQLite lets any value into any column).
+
+One aggregate query per table counts storage classes, 0/1 integers, ISO-8601 text, JSON text,
+NUL bytes and invalid UTF-8; :func:`example` then fetches the first offending row of an anomaly
+(its key and value) so a plan can name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from emrops.migrate.reflect import Table, affinity, quote
+
+NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
+ISO_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]*"
+UUID32_GLOB = "[0-9a-fA-F]" * 32
+UUID36_GLOB = "-".join("[0-9a-fA-F]" * n for n in (8, 4, 4, 4, 12))
+DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]"
+
+
+@dataclass
+class ColumnProfile:
+    n_int: int = 0
+    n_real: int = 0
+    n_text: int = 0
+    n_blob: int = 0
+    n_null: int = 0
+    n_bool: int = 0  # integers that are 0 or 1
+    n_iso: int = 0  # text parsing as an ISO-8601 date and time
+    n_date: int = 0  # text that is exactly YYYY-MM-DD
+    n_uuid: int = 0  # text that is a UUID (32 hex digits, or 36 with dashes); CHAR(32)/UUID only
+    n_json: int = 0  # text that is valid JSON (only counted for JSON-declared columns)
+    n_nul: int = 0  # text holding a NUL byte
+    n_bad_utf8: int = 0  # text that is not valid UTF-8
+    n_fraction: int = 0  # reals with a fractional part
+    min_int: int | None = None
+    max_int: int | None = None
+    max_len: int | None = None  # longest text, in characters
+
+    @property
+    def n_values(self) -> int:
+        return self.n_int + self.n_real + self.n_text + self.n_blob
+
+
+@dataclass
+class TableProfile:
+    rows: int
+    columns: dict[str, ColumnProfile]
+
+
+def _utf8_bad(value: bytes | None) -> int:
+    if value is None:
+        return 0
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return 1
+    return 0
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("emrops_utf8_bad", 1, _utf8_bad, deterministic=True)
+
+
+# Each condition is a predicate over one column, used both for counting and for examples.
+CONDITIONS = {
+    "integer": "typeof({c}) = 'integer'",
+    "real": "typeof({c}) = 'real'",
+    "text": "typeof({c}) = 'text'",
+    "blob": "typeof({c}) = 'blob'",
+    "null": "{c} IS NULL",
+    "bool": "typeof({c}) = 'integer' AND {c} IN (0, 1)",
+    "iso": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{ISO_GLOB}' AND julianday({{c}}) IS NOT NULL",
+    "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' AND date({{c}}) IS NOT NULL",
+    "json": "typeof({c}) = 'text' AND json_valid({c})",
+    "nul": "typeof({c}) = 'text' AND instr(CAST({c} AS BLOB), x'00') > 0",
+    "bad_utf8": (
+        "typeof({c}) = 'text' AND {c} GLOB :nonascii AND emrops_utf8_bad(CAST({c} AS BLOB))"
+    ),
+    "fraction": "typeof({c}) = 'real' AND {c} <> CAST(CAST({c} AS INTEGER) AS REAL)",
+}
+
+
+_ISO_RE = re.compile(r"\d{4}-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d")
+
+
+def _column_exprs(
+    conn: sqlite3.Connection, table: Table, name: str, declared: str, json_col: bool
+) -> dict[str, str]:
+    """The aggregates worth computing for one column, by its declared type (first pass)."""
+    c = quote(name)
+    up = declared.upper()
+    aff = affinity(declared)
+    exprs = {"count": f"count({c})"}
+    texty = aff == "TEXT" or json_col or "DATE" in up or "TIME" in up
+    if "BOOL" in up:
+        exprs["n_bool"] = f"sum(typeof({c}) = 'integer' AND {c} IN (0, 1))"
+        exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
+    elif texty:
+        exprs["n_text"] = f"sum(typeof({c}) = 'text')"
+        if "DATE" in up or "TIME" in up:
+            exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
+        exprs["textcheck"] = f"sum(typeof({c}) = 'text' AND instr(CAST({c} AS BLOB), x'00') > 0)"
+        if json_col:
+            exprs["n_json"] = f"sum(typeof({c}) = 'text' AND json_valid({c}))"
+        if up.startswith("DATE") and "TIME" not in up:
+            exprs["n_date"] = f"sum({CONDITIONS['date'].format(c=c)})"
+        if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(conn, table, name):
+            exprs["n_uuid"] = (
+                f"sum(typeof({c}) = 'text' AND ({c} GLOB '{UUID32_GLOB}' "
+                f"OR {c} GLOB '{UUID36_GLOB}'))"
+            )
+        if "CHAR" in up:
+            exprs["max_len"] = f"max(CASE WHEN typeof({c}) = 'text' THEN length({c}) END)"
+    elif aff == "INTEGER":
+        exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
+    elif aff in ("REAL", "NUMERIC"):
+        exprs["numbers"] = f"sum(typeof({c}) IN ('integer', 'real'))"
+    return exprs  # untyped columns get the detailed pass
+
+
+def profile_table(
+    conn: sqlite3.Connection, table: Table, json_columns: set[str], check_utf8: bool = True
+) -> TableProfile:
+    """Count each column's value kinds: one cheap pass over the table, then a detailed pass
+    only for the columns where the cheap pass saw something unexpected."""
+    register_functions(conn)
+    plan: list[tuple[str, str, str]] = []  # (column, field, expr)
+    for col in table.columns:
+        if col.name == table.rowid_alias:
+            continue
+        for fld, expr in _column_exprs(
+            conn, table, col.name, col.declared, col.name in json_columns
+        ).items():
+            plan.append((col.name, fld, expr))
+    text_cols = [c for c, f, _e in plan if f == "textcheck"]
+    for name in text_cols:
+        if _looks_iso(conn, table, name):
+            plan.append((name, "n_iso", f"sum({CONDITIONS['iso'].format(c=quote(name))})"))
+    # Two halves of the aggregates and the UTF-8 decode pass run side by side (SQLite releases
+    # the GIL while it scans), each on its own read-only connection.
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    half = (len(plan) + 1) // 2
+    parts = [plan[:half], plan[half:]]
+
+    def aggregate(exprs: list[tuple[str, str, str]]) -> tuple:
+        sql = f"SELECT count(*){''.join(', ' + e for _c, _f, e in exprs)} FROM {quote(table.name)}"
+        with _reader(conn, path) as c:
+            return tuple(c.execute(sql).fetchone())
+
+    def decode() -> set[str]:
+        with _reader(conn, path) as c:
+            return _undecodable(c, table, text_cols) if check_utf8 else set()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(aggregate, part) for part in parts]
+        bad_future = pool.submit(decode)
+        results = [f.result() for f in futures]
+        bad_text = bad_future.result()
+    rows = int(results[0][0])
+    found: dict[str, dict[str, Any]] = {c.name: {} for c in table.columns}
+    for part, row in zip(parts, results, strict=True):
+        for (cname, fld, _e), value in zip(part, row[1:], strict=True):
+            found[cname][fld] = value or 0 if fld != "max_len" else value
+    columns: dict[str, ColumnProfile] = {}
+    for col in table.columns:
+        f = found[col.name]
+        if col.name == table.rowid_alias:
+            columns[col.name] = ColumnProfile(n_int=rows)
+            continue
+        count = f["count"]
+        p = ColumnProfile(n_null=rows - count, max_len=f.get("max_len"))
+        clean = False
+        if "n_bool" in f:
+            p.n_int, p.n_bool = f["n_int"], f["n_bool"]
+            clean = p.n_bool == count
+        elif "n_text" in f:
+            p.n_text, p.n_int = f["n_text"], f.get("n_int", 0)
+            p.n_json, p.n_date = f.get("n_json", 0), f.get("n_date", 0)
+            p.n_iso = f.get("n_iso", 0)
+            p.n_uuid = f.get("n_uuid", 0)
+            clean = p.n_text == count and not f["textcheck"] and col.name not in bad_text
+        elif "n_int" in f and len(f) == 2:
+            p.n_int = f["n_int"]
+            clean = p.n_int == count
+        elif "numbers" in f:
+            clean = f["numbers"] == count
+            if clean:  # split integers from reals only when it matters (it does not)
+                p.n_real = count
+        if not clean:
+            p = _detail(conn, table, col.name, col.name in json_columns, rows)
+            p.max_len = f.get("max_len", p.max_len)
+        columns[col.name] = p
+    return TableProfile(rows=rows, columns=columns)
+
+
+def _undecodable(conn: sqlite3.Connection, table: Table, columns: list[str]) -> set[str]:
+    """Text columns holding invalid UTF-8. Fetching decodes every text value at C speed and
+    fails on the first bad one; only then is each column checked value by value."""
+    if not columns:
+        return set()
+    cur = conn.execute(f"SELECT {', '.join(map(quote, columns))} FROM {quote(table.name)}")
+    try:
+        while cur.fetchmany(10_000):
+            pass
+        return set()
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc).lower():
+            raise
+    return set(columns)
+
+
+_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _looks_uuid(conn: sqlite3.Connection, table: Table, column: str) -> bool:
+    """Probe one value: only columns whose first value is a UUID get counted."""
+    c = quote(column)
+    first = conn.execute(
+        f"SELECT {c} FROM {quote(table.name)} WHERE {c} IS NOT NULL LIMIT 1"
+    ).fetchone()
+    return bool(first and isinstance(first[0], str) and _UUID_RE.fullmatch(first[0]))
+
+
+def _looks_iso(conn: sqlite3.Connection, table: Table, column: str) -> bool:
+    """Probe one value: only columns whose first value is an ISO timestamp get counted."""
+    c = quote(column)
+    first = conn.execute(
+        f"SELECT {c} FROM {quote(table.name)} WHERE {c} IS NOT NULL LIMIT 1"
+    ).fetchone()
+    return bool(first and isinstance(first[0], str) and _ISO_RE.match(first[0]))
+
+
+@contextlib.contextmanager
+def _reader(conn: sqlite3.Connection, path: str):
+    """A second read-only connection to the same file (or ``conn`` itself for :memory:)."""
+    if not path:
+        yield conn
+        return
+    other = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    register_functions(other)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def _detail(
+    conn: sqlite3.Connection, table: Table, name: str, json_col: bool, rows: int
+) -> ColumnProfile:
+    """Every condition for one column (only run for columns holding unexpected values)."""
+    col = quote(name)
+    kinds = [k for k in CONDITIONS if k != "json"]
+    parts = [f"sum(CASE WHEN {CONDITIONS[k].format(c=col)} THEN 1 ELSE 0 END)" for k in kinds]
+    parts.append(
+        f"sum(CASE WHEN {CONDITIONS['json'].format(c=col) if json_col else '0'} THEN 1 ELSE 0 END)"
+    )
+    parts.append(f"max(CASE WHEN typeof({col}) = 'text' THEN length({col}) END)")
+    row = conn.execute(
+        f"SELECT {', '.join(parts)} FROM {quote(table.name)}", {"nonascii": NON_ASCII_GLOB}
+    ).fetchone()
+    by = dict(zip([*kinds, "json"], [v or 0 for v in row[:-1]], strict=True))
+    return ColumnProfile(
+        n_int=by["integer"],
+        n_real=by["real"],
+        n_text=by["text"],
+        n_blob=by["blob"],
+        n_null=by["null"],
+        n_bool=by["bool"],
+        n_iso=by["iso"],
+        n_date=by["date"],
+        n_json=by["json"],
+        n_nul=by["nul"],
+        n_bad_utf8=by["bad_utf8"],
+        n_fraction=by["fraction"],
+        max_len=row[-1],
+    )
+
+
+def key_sql(table: Table) -> list[str]:
+    """Expressions that identify a row: rowid, or the primary key of a WITHOUT ROWID table."""
+    if table.without_rowid:
+        return [quote(c) for c in table.pk]
+    return ["rowid"]
+
+
+def key_names(table: Table) -> list[str]:
+    return list(table.pk) if table.without_rowid else ["rowid"]
+
+
+def example(
+    conn: sqlite3.Connection, table: Table, column: str, where: str
+) -> tuple[dict[str, object], object] | None:
+    """The key and value of the first row matching ``where`` (a predicate with ``{c}``)."""
+    register_functions(conn)
+    col = quote(column)
+    keys = key_sql(table)
+    sql = (
+        f"SELECT {', '.join(keys)}, CAST({col} AS BLOB), typeof({col}) FROM {quote(table.name)} "
+        f"WHERE {where.format(c=col)} LIMIT 1"
+    )
+    row = conn.execute(sql, {"nonascii": NON_ASCII_GLOB}).fetchone()
+    if row is None:
+        return None
+    key = dict(zip(key_names(table), row[: len(keys)], strict=True))
+    raw, kind = row[-2], row[-1]
+    return key, show_value(raw, kind)
+
+
+def show_value(raw: bytes | None, kind: str) -> object:
+    """A value for a report: text decoded with escapes for bad bytes and NULs, blobs as hex."""
+    if raw is None:
+        return None
+    if kind == "blob":
+        return "x'" + raw.hex() + "'"
+    text = raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    if kind == "integer":
+        return int(text)
+    if kind == "real":
+        return float(text)
+    return text if len(text) <= 80 else text[:77] + "..."

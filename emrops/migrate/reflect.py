@@ -1,0 +1,313 @@
+"""Read the schema of any SQLite database: tables, columns, keys, constraints, indexes, views.
+
+Everything comes from the PRAGMAs plus the ``CREATE`` statements in ``sqlite_master`` (the
+only place that keeps CHECK clauses, partial-index WHERE clauses and expression indexes).
+The connection is opened read-only by the caller; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+
+# emrops' own objects in a source (change capture) are never migrated
+INTERNAL_PREFIXES = ("sqlite_", "_emrops_")
+
+
+@dataclass
+class Column:
+    name: str
+    declared: str  # declared type as written ('' when none)
+    notnull: bool
+    default: str | None  # the default expression's SQL text, as SQLite keeps it
+    pk_pos: int  # 1-based position in the primary key, 0 when not part of it
+    generated: bool = False
+
+
+@dataclass
+class ForeignKey:
+    columns: list[str]
+    ref_table: str
+    ref_columns: list[str]  # resolved to the referenced table's primary key when omitted
+    on_delete: str
+    on_update: str
+
+
+@dataclass
+class Index:
+    name: str
+    unique: bool
+    elements: list[str]  # SQL of each element: a quoted column or an expression, with ASC/DESC
+    columns: list[str]  # plain columns used (empty entries for expressions)
+    where: str | None  # partial-index predicate
+    origin: str  # c = CREATE INDEX, u = UNIQUE constraint, pk = PRIMARY KEY
+
+
+@dataclass
+class Check:
+    name: str | None
+    expr: str
+
+
+@dataclass
+class Table:
+    name: str
+    sql: str
+    columns: list[Column]
+    pk: list[str]
+    without_rowid: bool
+    autoincrement: bool
+    rowid_alias: str | None  # the INTEGER PRIMARY KEY column aliasing rowid
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    sequence: int | None = None  # sqlite_sequence value for AUTOINCREMENT tables
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+@dataclass
+class View:
+    name: str
+    sql: str  # the full CREATE VIEW statement
+    select: str  # the SELECT part
+
+
+@dataclass
+class Schema:
+    tables: list[Table]
+    views: list[View]
+    skipped: list[str]  # objects that are not migrated (virtual tables, triggers), with why
+
+
+def affinity(declared: str) -> str:
+    """SQLite's column affinity rules (https://sqlite.org/datatype3.html §3.1), in order."""
+    up = declared.upper()
+    if "INT" in up:
+        return "INTEGER"
+    if "CHAR" in up or "CLOB" in up or "TEXT" in up:
+        return "TEXT"
+    if "BLOB" in up or not up.strip():
+        return "BLOB"
+    if "REAL" in up or "FLOA" in up or "DOUB" in up:
+        return "REAL"
+    return "NUMERIC"
+
+
+def quote(name: str) -> str:
+    """Double-quote an identifier (the SQL standard spelling both engines accept)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_TOKEN = re.compile(
+    r"""'(?:[^']|'')*'        # string literal
+      | "(?:[^"]|"")*"        # quoted identifier
+      | `(?:[^`]|``)*`        # MySQL-style identifier
+      | \[[^\]]*\]            # MS-style identifier
+      | --[^\n]*              # comment
+      | /\*.*?\*/             # block comment
+      | [A-Za-z_][A-Za-z0-9_$]*
+      | \d+(?:\.\d*)?(?:[eE][+-]?\d+)? | \.\d+(?:[eE][+-]?\d+)?
+      | \|\| | <= | >= | <> | != | == | << | >> | \S""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def tokens(sql: str) -> list[tuple[int, int, str]]:
+    """SQL tokens as (start, end, text), comments dropped: enough to find clauses reliably."""
+    out = []
+    for m in _TOKEN.finditer(sql):
+        text = m.group(0)
+        if text.startswith("--") or text.startswith("/*"):
+            continue
+        out.append((m.start(), m.end(), text))
+    return out
+
+
+def unquote(token: str) -> str:
+    if token[:1] == '"' and token[-1:] == '"':
+        return token[1:-1].replace('""', '"')
+    if token[:1] == "`" and token[-1:] == "`":
+        return token[1:-1].replace("``", "`")
+    if token[:1] == "[" and token[-1:] == "]":
+        return token[1:-1]
+    return token
+
+
+def _matching(toks: list[tuple[int, int, str]], open_index: int) -> int:
+    """Index of the ')' matching the '(' at ``open_index``."""
+    depth = 0
+    for i in range(open_index, len(toks)):
+        if toks[i][2] == "(":
+            depth += 1
+        elif toks[i][2] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError("unbalanced parentheses")
+
+
+def parse_checks(sql: str) -> list[Check]:
+    """Every CHECK clause of a CREATE TABLE statement (column and table constraints)."""
+    toks = tokens(sql)
+    checks: list[Check] = []
+    for i, (_s, _e, text) in enumerate(toks):
+        if text.upper() != "CHECK" or i + 1 >= len(toks) or toks[i + 1][2] != "(":
+            continue
+        close = _matching(toks, i + 1)
+        expr = sql[toks[i + 1][1] : toks[close][0]].strip()
+        name = None
+        if i >= 2 and toks[i - 2][2].upper() == "CONSTRAINT":
+            name = unquote(toks[i - 1][2])
+        checks.append(Check(name, expr))
+    return checks
+
+
+def parse_index_sql(sql: str) -> tuple[list[str], str | None]:
+    """The element list and the WHERE clause of a CREATE INDEX statement."""
+    toks = tokens(sql)
+    on = next(i for i, t in enumerate(toks) if t[2].upper() == "ON")
+    open_i = next(i for i in range(on, len(toks)) if toks[i][2] == "(")
+    close = _matching(toks, open_i)
+    elements: list[str] = []
+    depth, start = 0, toks[open_i][1]
+    for i in range(open_i + 1, close):
+        text = toks[i][2]
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        elif text == "," and depth == 0:
+            elements.append(sql[start : toks[i][0]].strip())
+            start = toks[i][1]
+    elements.append(sql[start : toks[close][0]].strip())
+    where = None
+    for i in range(close + 1, len(toks)):
+        if toks[i][2].upper() == "WHERE":
+            where = sql[toks[i][1] :].strip().rstrip(";").strip()
+            break
+    return elements, where
+
+
+def _view_select(sql: str) -> str:
+    toks = tokens(sql)
+    # CREATE [TEMP] VIEW [IF NOT EXISTS] name [(cols)] AS select
+    depth = 0
+    for _s, end, text in toks:
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        elif text.upper() == "AS" and depth == 0:
+            return sql[end:].strip().rstrip(";").strip()
+    raise ValueError("no AS in CREATE VIEW")
+
+
+def _tail_options(sql: str) -> set[str]:
+    """Table options after the closing parenthesis (WITHOUT ROWID, STRICT)."""
+    toks = tokens(sql)
+    open_i = next(i for i, t in enumerate(toks) if t[2] == "(")
+    close = _matching(toks, open_i)
+    words = [t[2].upper() for t in toks[close + 1 :]]
+    opts = set()
+    if "WITHOUT" in words and "ROWID" in words:
+        opts.add("WITHOUT ROWID")
+    if "STRICT" in words:
+        opts.add("STRICT")
+    return opts
+
+
+def reflect(conn: sqlite3.Connection) -> Schema:
+    """The schema of the open database. Raises sqlite3.DatabaseError for a file that is not one."""
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"
+    ).fetchall()
+    has_seq = any(r[1] == "sqlite_sequence" for r in rows)
+    sequences = (
+        dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall()) if has_seq else {}
+    )
+    tables: list[Table] = []
+    views: list[View] = []
+    skipped: list[str] = []
+    for kind, name, _tbl, sql in rows:
+        if name.startswith(INTERNAL_PREFIXES):
+            continue
+        if kind == "table":
+            if sql and re.match(r"\s*CREATE\s+VIRTUAL\s+TABLE", sql, re.I):
+                skipped.append(f"virtual table {name} (recreate it with a PostgreSQL equivalent)")
+                continue
+            tables.append(_table(conn, name, sql, sequences.get(name)))
+        elif kind == "view":
+            views.append(View(name, sql, _view_select(sql)))
+        elif kind == "trigger":
+            skipped.append(f"trigger {name} (triggers are not translated; recreate it in PL/pgSQL)")
+    virtual = {s.split()[2] for s in skipped if s.startswith("virtual table")}
+    # shadow tables of a virtual table (fts5 and friends) go with it
+    tables = [t for t in tables if not any(t.name.startswith(v + "_") for v in virtual)]
+    return Schema(tables, views, skipped)
+
+
+def _pragma(conn: sqlite3.Connection, pragma: str, arg: str) -> list[tuple]:
+    return conn.execute(f"PRAGMA {pragma}({quote(arg)})").fetchall()
+
+
+def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Table:
+    columns = [
+        Column(r[1], r[2] or "", bool(r[3]), r[4], int(r[5]), generated=r[6] in (2, 3))
+        for r in _pragma(conn, "table_xinfo", name)
+        if r[6] != 1
+    ]
+    pk = [c.name for c in sorted((c for c in columns if c.pk_pos), key=lambda c: c.pk_pos)]
+    opts = _tail_options(sql)
+    without_rowid = "WITHOUT ROWID" in opts
+    rowid_alias = None
+    if (
+        not without_rowid
+        and len(pk) == 1
+        and columns_by(columns, pk[0]).declared.upper() == "INTEGER"
+    ):
+        rowid_alias = pk[0]
+    autoincrement = bool(re.search(r"\bAUTOINCREMENT\b", sql, re.I))
+    table = Table(name, sql, columns, pk, without_rowid, autoincrement, rowid_alias, sequence=seq)
+    table.checks = parse_checks(sql)
+    fks: dict[int, list[tuple]] = {}
+    for r in _pragma(conn, "foreign_key_list", name):
+        fks.setdefault(r[0], []).append(r)
+    for parts in fks.values():
+        parts.sort(key=lambda r: r[1])
+        ref = parts[0][2]
+        ref_cols = [r[4] for r in parts]
+        if any(c is None for c in ref_cols):
+            ref_pk = [
+                r[1] for r in sorted(_pragma(conn, "table_info", ref), key=lambda r: r[5]) if r[5]
+            ]
+            ref_cols = ref_pk
+        table.foreign_keys.append(
+            ForeignKey([r[3] for r in parts], ref, ref_cols, parts[0][6], parts[0][5])
+        )
+    index_sql = dict(
+        conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name=?", (name,)
+        )
+    )
+    for r in _pragma(conn, "index_list", name):
+        iname, unique, origin = r[1], bool(r[2]), r[3]
+        info = [x for x in _pragma(conn, "index_xinfo", iname) if x[5]]
+        columns_used = [x[2] or "" for x in info]
+        if origin == "c" and index_sql.get(iname):
+            elements, where = parse_index_sql(index_sql[iname])
+        else:
+            elements = [quote(x[2]) + (" DESC" if x[3] else "") for x in info]
+            where = None
+        table.indexes.append(Index(iname, unique, elements, columns_used, where, origin))
+    table.indexes.reverse()  # index_list lists the newest first
+    return table
+
+
+def columns_by(columns: list[Column], name: str) -> Column:
+    return next(c for c in columns if c.name == name)

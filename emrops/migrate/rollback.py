@@ -1,0 +1,125 @@
+"""``migrate-db rollback``: remove exactly what a run created, from its journal.
+
+In the target: views, then tables (in one DROP, so foreign keys between them do not matter),
+then the journal, all in one transaction: a crash leaves either everything or nothing. In the
+source (online runs): the change-capture triggers and change table, nothing else. With no
+journal there is nothing of ours to remove, so running it again is a no-op. The pre-migration
+snapshot and the pinned backup are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emrops.errors import EmropsError
+from emrops.migrate import fallback, journal, online
+from emrops.migrate.plan import Plan
+from emrops.migrate.reflect import quote
+
+
+@dataclass
+class RollbackPlan:
+    tables: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+    journal: bool = False
+    snapshot: str | None = None
+    source_capture: str | None = None  # source file whose triggers go (online runs)
+    after_cutover: str | None = None  # SQLite file the PostgreSQL writes are replayed into
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tables or self.views or self.journal or self.source_capture)
+
+
+def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
+    """What rollback would remove. ``source`` also cleans change capture left in a source file
+    by an online run that crashed before its journal existed."""
+    capture = str(source) if source is not None and _has_capture(source) else None
+    with journal.connect(target, autocommit=True) as conn:
+        if not journal.exists(conn):
+            return RollbackPlan(source_capture=capture)
+        entries = journal.read(conn)
+        present = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                "current_schema()"
+            )
+        }
+    run = entries.get("run")
+    after_cutover = run is not None and run.state == "cut-over"
+    plan = Plan.from_dict(run.detail["plan"]) if run and "plan" in run.detail else None
+    tables = [e.item.split(":", 1)[1] for e in entries.values() if e.kind == "table"]
+    views = [e.item.split(":", 1)[1] for e in entries.values() if e.kind == "view"]
+    if plan is not None:  # views are created OR REPLACE, so check each planned one
+        views = [v.target for v in plan.views if v.target in present or v.target in views]
+    if run is not None and run.detail.get("online") and run.detail.get("source_path"):
+        path = Path(run.detail["source_path"])
+        if _has_capture(path):
+            capture = str(path)
+    return RollbackPlan(
+        tables=[t for t in tables if t in present],
+        views=[v for v in views if v in present],
+        journal=True,
+        snapshot=run.detail.get("snapshot") if run else None,
+        source_capture=capture,
+        after_cutover=run.detail.get("source_path") if after_cutover and run else None,
+    )
+
+
+def _has_capture(path: Path) -> bool:
+    if not path.exists():
+        return False
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = ? OR name GLOB ?",
+            (online.CHANGES, online.TRIGGER_PREFIX + "*"),
+        ).fetchone()
+        return bool(row and row[0])
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
+
+def execute_rollback(
+    target: str,
+    rp: RollbackPlan,
+    *,
+    config_file: Path | None = None,
+    reload_cmd: str | None = None,
+) -> list[str]:
+    """Remove the planned objects; returns what was done to the source. After cutover, first
+    replay the writes made on PostgreSQL into SQLite and point the config back to it."""
+    done: list[str] = []
+    if rp.after_cutover:
+        if config_file is None:
+            raise EmropsError("rollback after cutover needs the config file to switch back")
+        with journal.connect(target, autocommit=True) as conn:
+            run = journal.read(conn)["run"]
+        plan = Plan.from_dict(run.detail["plan"])
+        applied, _warnings = fallback.rollback_after_cutover(
+            target,
+            plan,
+            Path(rp.after_cutover),
+            config_file=config_file,
+            reload_cmd=reload_cmd,
+            wait_s=online.MAINTENANCE_WAIT_S,
+        )
+        done.append(f"replayed {applied} row(s) written on PostgreSQL into {rp.after_cutover}")
+        done.append(f"db_url in {config_file} points to sqlite:///{rp.after_cutover} again")
+    if rp.tables or rp.views or rp.journal:
+        with journal.connect(target) as conn:
+            for v in reversed(rp.views):
+                conn.execute(f"DROP VIEW IF EXISTS {quote(v)}")
+            if rp.tables:
+                conn.execute("DROP TABLE IF EXISTS " + ", ".join(quote(t) for t in rp.tables))
+            conn.execute(f"DROP TABLE IF EXISTS {journal.JOURNAL}")
+            conn.commit()
+    if rp.source_capture:
+        done += online.remove_capture(Path(rp.source_capture))
+    return done

@@ -1,0 +1,511 @@
+"""``migrate-db run``: snapshot, plan, create, copy, build, verify; and ``status``.
+
+Order of work: the source is snapshotted first (the pre-migration backup, read-only access to
+the source), the plan is built from the snapshot, tables are created bare, data is copied (one
+transaction per table, journaled), then primary keys, unique and CHECK constraints, indexes,
+identities, foreign keys (NOT VALID, then VALIDATE), ANALYZE and views. ``--resume`` reuses the
+journaled plan and snapshot and skips every table and object already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from emrops.db.engine import parse_db_url
+from emrops.errors import CheckFailed, EmropsError, UsageError
+from emrops.logs import iso_utc, new_run_id
+from emrops.migrate import journal, online
+from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
+from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
+from emrops.migrate.reflect import quote, reflect
+from emrops.migrate.verify import VerifyResult, verify
+
+
+@dataclass
+class RunOptions:
+    source: str
+    target: str
+    state_dir: Path
+    jobs: int = 0  # 0 = number of cores
+    resume: bool = False
+    cast: Path | None = None
+    on_error: str = "abort"  # abort | reject
+    verify: bool = True
+    online: bool = False  # capture changes in the source and replay them (then `cutover`)
+    reject_file: Path | None = None
+    backup_store: str | None = None  # where the pinned pre-migration backup goes (None: skip)
+    settings: Any = None  # for stores that need credentials (Azure)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    snapshot: str  # removed once the run completed and the pinned backup holds the same data
+    tables: list[dict[str, Any]]
+    rows: int
+    rejected: int
+    reject_file: str | None
+    failed_objects: list[str]
+    verify: VerifyResult | None
+    seconds: float
+    resumed: bool
+    backup_id: str | None = None
+    online: dict[str, int] | None = None  # change-capture position and rows replayed
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.rejected
+            and not self.failed_objects
+            and (self.verify is None or self.verify.ok)
+        )
+
+
+@dataclass
+class Hooks:
+    """Callbacks the CLI supplies for progress (the core never prints)."""
+
+    phase: Callable[[str], None] = lambda _name: None
+    rows: Callable[[str, int, int], None] | None = None
+    tables: Callable[[list[tuple[str, int]]], None] = lambda _t: None
+
+
+def source_path(url: str) -> Path:
+    db = parse_db_url(url)
+    if db.engine_name != "sqlite" or db.sqlite_path is None:
+        raise UsageError(
+            f"--from must be an SQLite file URL, not {db.masked()}",
+            hint="use sqlite:///path/to/app.db",
+        )
+    return db.sqlite_path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot(conn: sqlite3.Connection, dest: Path) -> None:
+    """A consistent copy of the open (read-only) source via SQLite's online backup API."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    out = sqlite3.connect(tmp)
+    try:
+        conn.backup(out, pages=-1)
+    finally:
+        out.close()
+    os.replace(tmp, dest)
+
+
+def existing_tables(conn: psycopg.Connection, names: list[str]) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+        "AND table_name = ANY(%s)",
+        (names,),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
+    """Migrate; raises EmropsError for a refused start or an aborted copy (nothing is lost: the
+    source is read-only and the target keeps a journal for --resume or rollback)."""
+    hooks = hooks or Hooks()
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    mark = [started]
+    user_phase = hooks.phase
+
+    def phase(name: str) -> None:  # time each phase for the result
+        now = time.monotonic()
+        if timings or name != "planning":
+            timings[phase.current] = round(now - mark[0], 3)  # type: ignore[attr-defined]
+        mark[0] = now
+        phase.current = name  # type: ignore[attr-defined]
+        user_phase(name)
+
+    phase.current = "start"  # type: ignore[attr-defined]
+    src_path = source_path(opts.source)
+    if opts.on_error not in ("abort", "reject"):
+        raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
+    jobs = opts.jobs or os.cpu_count() or 2
+    with journal.connect(opts.target, autocommit=True) as conn:
+        entries = journal.read(conn)
+    run_entry = entries.get("run")
+    if opts.resume:
+        if run_entry is None:
+            raise UsageError(
+                "nothing to resume: the target has no emrops migration journal",
+                hint="run without --resume",
+            )
+        plan = Plan.from_dict(run_entry.detail["plan"])
+        snap = Path(run_entry.detail["snapshot"])
+        run_id = run_entry.detail["run_id"]
+        backup_id = run_entry.detail.get("backup_id")
+        opts.online = bool(run_entry.detail.get("online"))
+        if not snap.exists():
+            raise EmropsError(
+                f"the pre-migration snapshot {snap} is gone",
+                hint="roll back (emrops migrate-db rollback) and run again",
+            )
+        phase("resuming")
+    else:
+        if run_entry is not None:
+            raise EmropsError(
+                "the target already holds an emrops migration (table emrops_migration)",
+                hint="continue it with --resume, or remove it with `emrops migrate-db rollback`",
+            )
+        casts = load_casts(opts.cast)
+        src = open_source(src_path)
+        run_id = new_run_id()
+        snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
+        try:
+            if opts.online:
+                phase("installing change capture in the source")
+                online.install_capture(src_path, online.capture_tables(reflect(src).tables))
+            phase("snapshot of the source")
+            try:
+                snapshot(src, snap)  # the only read of the source; everything else reads the copy
+            finally:
+                src.close()
+            # The pinned backup (compression) runs while the snapshot is profiled: two cores busy.
+            phase("planning and backing up")
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup") as pool:
+                pending = pool.submit(_backup, snap, run_id, opts)
+                try:
+                    snap_conn = open_source(snap)
+                    try:
+                        plan = build_plan(snap_conn, casts, check_utf8=False)
+                    finally:
+                        snap_conn.close()
+                    _refuse(plan, opts)
+                except BaseException:
+                    _discard(pending, snap, opts)
+                    raise
+                backup_id = pending.result()
+            _create(opts.target, plan, run_id, snap, opts, backup_id)
+        except BaseException:
+            if opts.online:  # a run that never started leaves no trigger behind
+                online.remove_capture(src_path)
+            raise
+    reject_path = opts.reject_file or (opts.state_dir / "migrate" / run_id / "rejects.jsonl")
+    rejects = RejectWriter(reject_path) if opts.on_error == "reject" else None
+    with journal.connect(opts.target, autocommit=True) as conn:
+        entries = journal.read(conn)
+    todo = [
+        t
+        for t in plan.tables
+        if entries.get(f"table:{t.target}", None) is None
+        or entries[f"table:{t.target}"].state != "copied"
+    ]
+    hooks.tables([(t.target, t.rows) for t in plan.tables])
+    phase("copying")
+    results: list[TableResult] = copy_tables(
+        snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows
+    )
+    phase("building keys, constraints and indexes")
+    failed = build_objects(opts.target, plan, jobs)
+    replayed = None
+    if opts.online and not failed:
+        phase("replaying changes made meanwhile")
+        with journal.connect(opts.target, autocommit=True) as conn:
+            entries = journal.read(conn)
+        since = entries["online"].rows if "online" in entries else online.last_seq(snap)
+        replayed = online.replay(src_path, opts.target, plan, int(since or 0))
+    with journal.connect(opts.target, autocommit=True) as conn:
+        entries = journal.read(conn)
+        state = "built-with-errors" if failed else ("online" if opts.online else "done")
+        journal.put(conn, "run", "run", state)
+    if not failed and backup_id:
+        # the pinned backup is the record; the snapshot was only kept for --resume
+        snap.unlink(missing_ok=True)
+    vres = None
+    if opts.verify and not opts.online:  # online: the source keeps changing; cutover verifies
+        phase("verifying")
+        vres = verify(plan, opts.target, entries, source=None, jobs=jobs)
+    phase("done")
+    by_table = {r.table: r for r in results}
+    tables: list[dict[str, Any]] = []
+    for t in plan.tables:
+        e = entries.get(f"table:{t.target}")
+        r = by_table.get(t.target)
+        tables.append(
+            {
+                "table": t.source,
+                "target": t.target,
+                "rows": e.rows if e else None,
+                "rejected": e.rejected if e else 0,
+                "seconds": round(r.seconds, 3) if r else None,
+                "rows_per_s": int(r.rows / r.seconds) if r and r.seconds > 0 else None,
+                "copied_now": r is not None,
+            }
+        )
+    rejected = sum(t["rejected"] or 0 for t in tables)
+    return RunResult(
+        run_id=run_id,
+        snapshot=str(snap),
+        tables=tables,
+        rows=sum(t["rows"] or 0 for t in tables),
+        rejected=rejected,
+        reject_file=str(reject_path) if rejected else None,
+        failed_objects=failed,
+        verify=vres,
+        seconds=round(time.monotonic() - started, 3),
+        phases={k: v for k, v in timings.items() if k != "start"},
+        resumed=opts.resume,
+        backup_id=backup_id,
+        online=({"position": replayed[0], "replayed_rows": replayed[1]} if replayed else None),
+        notes=plan.notes + [f"not migrated: {s}" for s in plan.skipped],
+    )
+
+
+def _refuse(plan: Plan, opts: RunOptions) -> None:
+    """Refuse to start on unresolved anomalies (with abort) or a target holding the tables."""
+    if plan.anomalies and opts.on_error == "abort":
+        a = plan.anomalies[0]
+        raise CheckFailed(
+            f"{len(plan.anomalies)} column(s) hold values that do not fit the plan; first: "
+            f"table {a.table}, row {a.key}, column {a.column}: {a.message} (e.g. "
+            f"{a.value!r}, {a.count} value(s))",
+            hint="see `emrops migrate-db plan`; add cast rules (--cast) or rerun with "
+            "--on-error reject",
+        )
+    with journal.connect(opts.target, autocommit=True) as conn:
+        existing = existing_tables(conn, [t.target for t in plan.tables] + [journal.JOURNAL])
+    if existing:
+        raise EmropsError(
+            f"the target already has tables: {', '.join(existing[:5])}"
+            + (" ..." if len(existing) > 5 else ""),
+            hint="use an empty database, continue a run with --resume, or remove an "
+            "earlier run with `emrops migrate-db rollback`",
+        )
+
+
+def _discard(pending: Future, snap: Path, opts: RunOptions) -> None:
+    """A refused run leaves nothing behind: its backup and snapshot are removed."""
+    with contextlib.suppress(Exception):
+        backup_id = pending.result()
+        if backup_id and opts.backup_store:
+            from emrops.backup.stores import open_store
+
+            open_store(opts.backup_store, opts.settings).delete_backup(backup_id)
+    shutil.rmtree(snap.parent, ignore_errors=True)
+
+
+def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:
+    """A pinned `backup run` of the snapshot (the source as copied), so rotation cannot remove
+    it while the migration is not finished. Returns its backup id."""
+    if not opts.backup_store:
+        return None
+    from emrops.backup.run import RunOptions as BackupOptions
+    from emrops.backup.run import run_backup
+    from emrops.backup.stores import open_store
+
+    store = open_store(opts.backup_store, opts.settings)
+    label = f"pre-migration {run_id} of {parse_db_url(opts.source).masked()}"
+    manifest = run_backup(store, BackupOptions(db_url=f"sqlite:///{snap}", label=label, pin=True))
+    return str(manifest.id)
+
+
+def _create(
+    target: str, plan: Plan, run_id: str, snap: Path, opts: RunOptions, backup_id: str | None
+) -> None:
+    """Create the journal and every bare table in one transaction."""
+    with journal.connect(target) as conn:
+        journal.ensure(conn)
+        journal.put(
+            conn,
+            "run",
+            "run",
+            "copying",
+            detail={
+                "run_id": run_id,
+                "snapshot": str(snap),
+                "source": parse_db_url(opts.source).masked(),
+                "started_at": iso_utc(),
+                "on_error": opts.on_error,
+                "plan": plan.to_dict(),
+                "backup_id": backup_id,
+                "backup_store": opts.backup_store,
+                "online": opts.online,
+                "source_path": str(source_path(opts.source).resolve()),
+            },
+        )
+        for t in plan.tables:
+            conn.execute(t.create_sql)
+            journal.put(conn, f"table:{t.target}", "table", "created")
+        conn.commit()
+
+
+def _do(
+    conn: psycopg.Connection,
+    entries: dict[str, journal.Entry],
+    failed: list[str],
+    item: str,
+    kind: str,
+    sql: str,
+    label: str,
+) -> bool:
+    """Run one object's DDL in its own transaction and journal it done or failed."""
+    e = entries.get(item)
+    if e is not None and e.state == "done" and kind != "identity":
+        return True
+    try:
+        with conn.transaction():
+            conn.execute(sql)
+            journal.put(conn, item, "object", "done", detail={"kind": kind})
+        return True
+    except (psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable):
+        journal.put(conn, item, "object", "done", detail={"kind": kind})
+        return True
+    except psycopg.Error as exc:
+        msg = str(exc).strip().splitlines()[0]
+        journal.put(conn, item, "object", "failed", detail={"kind": kind, "error": msg})
+        failed.append(f"{label}: {msg}")
+        return False
+
+
+def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
+    """Keys, constraints, indexes, identities, FKs, ANALYZE and views; idempotent. Tables are
+    worked on in parallel (``jobs`` connections). Returns the objects that failed (journaled
+    with PostgreSQL's error)."""
+    failed: list[str] = []
+    with journal.connect(target, autocommit=True) as conn:
+        entries = journal.read(conn)
+
+    def table_objects(t: Any) -> None:
+        with journal.connect(target, autocommit=True) as tconn:
+            for obj in t.post:
+                _do(
+                    tconn,
+                    entries,
+                    failed,
+                    f"object:{t.target}:{obj.kind}:{obj.name}",
+                    obj.kind,
+                    obj.sql,
+                    f"{obj.kind} {obj.name} on {t.target}",
+                )
+            tconn.execute(f"ANALYZE {quote(t.target)}")
+
+    def validate(fk: Any) -> None:
+        item = f"object:{fk.table}:fk:{fk.name}"
+        with journal.connect(target, autocommit=True) as tconn:
+            try:
+                tconn.execute(fk.validate)
+            except psycopg.Error as exc:
+                msg = str(exc).strip().splitlines()[0]
+                journal.put(tconn, item, "object", "failed", detail={"kind": "fk", "error": msg})
+                failed.append(f"foreign key {fk.name} on {fk.table} left NOT VALID: {msg}")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for f in [pool.submit(table_objects, t) for t in plan.tables]:
+            f.result()
+    with journal.connect(target, autocommit=True) as conn:
+        added = [
+            fk
+            for fk in plan.fks
+            if _do(
+                conn,
+                entries,
+                failed,
+                f"object:{fk.table}:fk:{fk.name}",
+                "fk",
+                fk.sql,
+                f"foreign key {fk.name} on {fk.table}",
+            )
+            and fk.validate
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for f in [pool.submit(validate, fk) for fk in added]:
+                f.result()
+        pending = list(plan.views)
+        for _attempt in range(len(pending) + 1):  # views may depend on later views
+            errors: dict[str, str] = {}
+            for v in list(pending):
+                try:
+                    with conn.transaction():
+                        conn.execute(f"CREATE OR REPLACE VIEW {quote(v.target)} AS {v.sql}")
+                        journal.put(conn, f"view:{v.target}", "view", "done")
+                    pending.remove(v)
+                except psycopg.Error as exc:
+                    errors[v.target] = str(exc).strip().splitlines()[0]
+            if not pending or not errors:
+                break
+        for v in pending:
+            journal.put(
+                conn,
+                f"view:{v.target}",
+                "view",
+                "failed",
+                detail={"error": errors.get(v.target, "")},
+            )
+            failed.append(
+                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}"
+            )
+    return failed
+
+
+def status(target: str) -> dict[str, Any]:
+    """What the journal in ``target`` says: the run's state and every table and object."""
+    with journal.connect(target, autocommit=True) as conn:
+        entries = journal.read(conn)
+    run = entries.get("run")
+    if run is None:
+        return {"state": "none", "tables": [], "objects": {}, "failed": []}
+    tables = [
+        {"table": e.item.split(":", 1)[1], "state": e.state, "rows": e.rows, "rejected": e.rejected}
+        for e in entries.values()
+        if e.kind == "table"
+    ]
+    objects = [e for e in entries.values() if e.kind in ("object", "view")]
+    return {
+        "state": run.state,
+        "run_id": run.detail.get("run_id"),
+        "started_at": run.detail.get("started_at"),
+        "snapshot": run.detail.get("snapshot"),
+        "source": run.detail.get("source"),
+        "tables": tables,
+        "objects": {
+            "done": sum(e.state == "done" for e in objects),
+            "failed": sum(e.state == "failed" for e in objects),
+        },
+        "failed": [
+            f"{e.item}: {e.detail.get('error', '')}" for e in objects if e.state == "failed"
+        ],
+    }
+
+
+def load_plan(target: str) -> tuple[Plan, dict[str, journal.Entry]]:
+    with journal.connect(target, autocommit=True) as conn:
+        entries = journal.read(conn)
+    run = entries.get("run")
+    if run is None:
+        raise EmropsError(
+            "the target has no emrops migration journal (nothing was migrated there)",
+            hint="run `emrops migrate-db run --from ... --to ...` first",
+        )
+    return Plan.from_dict(run.detail["plan"]), entries
+
+
+def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
+    """Full verification of ``target`` against the source as it is now."""
+    plan, entries = load_plan(target)
+    path = source_path(source)
+    open_source(path).close()
+    return verify(plan, target, entries, source=path, jobs=jobs or os.cpu_count() or 2)

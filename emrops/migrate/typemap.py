@@ -1,0 +1,304 @@
+"""Pure type-mapping policy: SQLite declared type + profile of the values (+ a cast rule) ->
+a PostgreSQL type, the converter the copy uses, a reason, and the anomalies that block it.
+
+No I/O here: everything is decided from plain values, so it is property-tested (Hypothesis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from emrops.migrate.profile import ColumnProfile
+from emrops.migrate.reflect import affinity
+
+PG_MAX_IDENT = 63
+
+# converter kinds understood by emrops.migrate.convert
+CONVERTERS = (
+    "pass",
+    "text",
+    "bytea",
+    "bigint",
+    "double",
+    "numeric",
+    "bool",
+    "ts",
+    "ts_epoch_s",
+    "ts_epoch_ms",
+    "date",
+    "jsonb",
+    "text_only",
+    "bytea_only",
+    "uuid",
+)
+
+# cast-file type names -> (pg type, converter)
+CAST_TYPES = {
+    "text": ("text", "text"),
+    "bytea": ("bytea", "bytea"),
+    "bigint": ("bigint", "bigint"),
+    "integer": ("bigint", "bigint"),
+    "double precision": ("double precision", "double"),
+    "numeric": ("numeric", "numeric"),
+    "boolean": ("boolean", "bool"),
+    "timestamptz": ("timestamptz", "ts"),
+    "date": ("date", "date"),
+    "jsonb": ("jsonb", "jsonb"),
+    "uuid": ("uuid", "uuid"),
+}
+
+
+@dataclass
+class Anomaly:
+    """Values that do not fit the chosen type: ``condition`` is a profile.CONDITIONS key."""
+
+    condition: str
+    count: int
+    message: str
+    key: dict[str, Any] | None = None
+    value: Any = None
+    where: str | None = None  # predicate (with {c}) selecting the offending values
+
+
+@dataclass
+class Mapping:
+    pg_type: str
+    converter: str
+    reason: str
+    identity: bool = False
+    anomalies: list[Anomaly] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lossy-but-ruled or ambiguous choices
+
+
+def _length(declared: str) -> int | None:
+    m = re.search(r"\(\s*(\d+)\s*\)", declared)
+    return int(m.group(1)) if m else None
+
+
+def _precision(declared: str) -> tuple[int, int] | None:
+    m = re.search(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", declared)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def _kinds(p: ColumnProfile) -> list[str]:
+    return [
+        k
+        for k, n in (
+            ("integer", p.n_int),
+            ("real", p.n_real),
+            ("text", p.n_text),
+            ("blob", p.n_blob),
+        )
+        if n
+    ]
+
+
+def _text_checks(p: ColumnProfile, m: Mapping) -> None:
+    if p.n_nul:
+        m.anomalies.append(
+            Anomaly(
+                "nul",
+                p.n_nul,
+                "text holds NUL bytes, which PostgreSQL text "
+                "cannot store; cast the column to bytea",
+            )
+        )
+    if p.n_bad_utf8:
+        m.anomalies.append(
+            Anomaly("bad_utf8", p.n_bad_utf8, "text is not valid UTF-8; cast the column to bytea")
+        )
+
+
+def map_column(
+    declared: str,
+    p: ColumnProfile,
+    *,
+    rowid_alias: bool = False,
+    rule: dict[str, Any] | None = None,
+) -> Mapping:
+    """Choose the PostgreSQL type for one column. Never returns float4/real."""
+    rule = rule or {}
+    if rule.get("type"):
+        return _ruled(declared, p, rule)
+    up = declared.upper()
+    aff = affinity(declared)
+    kinds = _kinds(p)
+    if rowid_alias:
+        return Mapping("bigint", "pass", "INTEGER PRIMARY KEY (rowid alias)", identity=True)
+    if "BOOL" in up:
+        m = Mapping("boolean", "bool", "BOOLEAN declared, values are 0/1")
+        bad = p.n_values - p.n_bool
+        if bad:
+            m.anomalies.append(
+                Anomaly("bool_bad", bad, "values other than 0/1 in a boolean column")
+            )
+        return m
+    if "JSON" in up:
+        m = Mapping("jsonb", "jsonb", "JSON declared, every value parses")
+        bad = p.n_values - p.n_json
+        if bad:
+            m.anomalies.append(Anomaly("json_bad", bad, "values that are not valid JSON"))
+        _text_checks(p, m)
+        return m
+    if up.startswith("DATE") and "TIME" not in up:
+        m = Mapping("date", "date", "DATE declared, values are YYYY-MM-DD")
+        if p.n_values - p.n_date:
+            m.anomalies.append(
+                Anomaly("date_bad", p.n_values - p.n_date, "values that are not YYYY-MM-DD dates")
+            )
+        return m
+    if "TIME" in up or "DATE" in up:
+        if p.n_int and not p.n_text:
+            m = Mapping("timestamptz", "ts", "timestamp declared but holds integers")
+            m.anomalies.append(
+                Anomaly(
+                    "integer",
+                    p.n_int,
+                    'integer values in a timestamp column: add a cast rule epoch = "s" or "ms"',
+                )
+            )
+            return m
+        m = Mapping("timestamptz", "ts", "timestamp declared, ISO-8601 text (naive = UTC)")
+        if p.n_values - p.n_iso:
+            m.anomalies.append(
+                Anomaly("iso_bad", p.n_values - p.n_iso, "values that are not ISO-8601 timestamps")
+            )
+        return m
+    if aff == "INTEGER":
+        m = Mapping("bigint", "bigint", f"{declared or 'INTEGER'}: SQLite integers are 64-bit")
+        bad_real = p.n_fraction
+        if bad_real:
+            m.anomalies.append(
+                Anomaly("fraction", bad_real, "reals with a fraction in an integer column")
+            )
+        if p.n_text:
+            m.anomalies.append(Anomaly("text", p.n_text, "text in an integer column"))
+        if p.n_blob:
+            m.anomalies.append(Anomaly("blob", p.n_blob, "blobs in an integer column"))
+        return m
+    if aff == "REAL":
+        m = Mapping(
+            "double precision", "double", f"{declared}: SQLite REAL is 8-byte (never float4)"
+        )
+        for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
+            if n:
+                m.anomalies.append(Anomaly(kind, n, f"{kind} values in a real column"))
+        return m
+    if aff == "TEXT":
+        if (
+            ("UUID" in up or "CHAR(32)" in up.replace(" ", ""))
+            and p.n_text
+            and p.n_uuid == p.n_values
+        ):
+            return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
+        if p.n_text and p.n_iso == p.n_values and not (p.n_nul or p.n_bad_utf8):
+            m = Mapping("timestamptz", "ts", "text holding only ISO-8601 timestamps (naive = UTC)")
+            return m
+        length = _length(declared)
+        if length and "CHAR" in up and (p.max_len or 0) <= length:
+            m = Mapping(f"varchar({length})", "text", f"{declared}: longest value {p.max_len or 0}")
+        else:
+            m = Mapping("text", "text", f"{declared}: text")
+            if length and "CHAR" in up:
+                m.notes.append(
+                    f"values up to {p.max_len} characters exceed {declared}: kept as text"
+                )
+        _text_checks(p, m)
+        if p.n_blob:
+            m.anomalies.append(Anomaly("blob", p.n_blob, "blobs in a text column"))
+        return m
+    if aff == "NUMERIC":
+        prec = _precision(declared)
+        pg = f"numeric({prec[0]},{prec[1]})" if prec else "numeric"
+        m = Mapping(pg, "numeric", f"{declared}: exact numeric")
+        for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
+            if n:
+                m.anomalies.append(Anomaly(kind, n, f"{kind} values in a numeric column"))
+        return m
+    # no declared type (or BLOB): follow the values
+    if kinds == ["integer"]:
+        return Mapping("bigint", "bigint", "no declared type; every value is an integer")
+    if kinds in (["real"], ["integer", "real"]):
+        return Mapping("double precision", "double", "no declared type; values are numbers")
+    if kinds == ["text"]:
+        m = Mapping("text", "text", "no declared type; every value is text")
+        _text_checks(p, m)
+        return m
+    if kinds in (["blob"], []):
+        return Mapping("bytea", "bytea", f"{declared or 'no declared type'}: bytes")
+    m = Mapping(
+        "text" if "blob" not in kinds else "bytea",
+        "text_only" if "blob" not in kinds else "bytea_only",
+        "mixed value types",
+    )
+    m.anomalies.append(
+        Anomaly(
+            "mixed",
+            p.n_values,
+            f"mixed value types ({', '.join(kinds)}): add a "
+            'cast rule type = "text" or "bytea" to accept the conversion',
+        )
+    )
+    return m
+
+
+def is_fast(m: Mapping, p: ColumnProfile, select_blob: bool) -> bool:
+    """True when every profiled value already is what COPY needs (no per-value conversion)."""
+    if m.anomalies:
+        return False
+    kinds = set(_kinds(p))
+    return {
+        "pass": True,
+        "text": kinds <= {"text"},
+        "bigint": kinds <= {"integer"},
+        "double": kinds <= {"integer", "real"},
+        "numeric": kinds <= {"integer", "real"},
+        "bool": True,
+        "jsonb": kinds <= {"text"},
+        "ts": kinds <= {"text"},
+        "bytea": select_blob,
+    }.get(m.converter, False)
+
+
+def _ruled(declared: str, p: ColumnProfile, rule: dict[str, Any]) -> Mapping:
+    name = str(rule["type"]).lower()
+    if name not in CAST_TYPES:
+        raise ValueError(f"unknown cast type {rule['type']!r} (known: {', '.join(CAST_TYPES)})")
+    pg, conv = CAST_TYPES[name]
+    epoch = rule.get("epoch")
+    if pg == "timestamptz" and epoch:
+        if epoch not in ("s", "ms"):
+            raise ValueError(f'epoch must be "s" or "ms", not {epoch!r}')
+        conv = f"ts_epoch_{epoch}"
+    m = Mapping(
+        pg,
+        conv,
+        f"cast rule: {declared or 'untyped'} -> {pg}" + (f" (epoch {epoch})" if epoch else ""),
+    )
+    if conv == "text":
+        _text_checks(p, m)
+    kinds = _kinds(p)
+    if len(kinds) > 1:
+        m.notes.append(f"mixed value types ({', '.join(kinds)}) converted to {pg} by the cast rule")
+    return m
+
+
+def shorten(name: str, taken: set[str]) -> str:
+    """A PostgreSQL identifier (<= 63 bytes) for ``name``: unchanged when it fits, else a
+    truncated prefix plus a hash of the full name, deterministic and unique within ``taken``."""
+    raw = name.encode("utf-8")
+    if len(raw) <= PG_MAX_IDENT and name not in taken:
+        return name
+    salt = 0
+    while True:
+        digest = hashlib.sha1(f"{name}\x00{salt}".encode()).hexdigest()[:8]
+        prefix = raw[: PG_MAX_IDENT - 9].decode("utf-8", errors="ignore")
+        candidate = f"{prefix}_{digest}"
+        if candidate not in taken:
+            return candidate
+        salt += 1
