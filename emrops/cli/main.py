@@ -25,6 +25,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "provision": ("emrops.cli.provision", "Provision Azure from the Bicep templates."),
     "deploy": ("emrops.cli.deploy", "Deploy to App Service slots; blue-green swap and rollback."),
     "schedule": ("emrops.cli.schedule", "Scheduled backups: run, run-job, show, install."),
+    "loadtest": ("emrops.cli.loadtest", "Load tests with budgets; compare with a baseline."),
+    "sockets": ("emrops.cli.sockets", "WebSocket reliability probe across server restarts."),
 }
 
 

@@ -1,0 +1,1 @@
+"""WebSocket reliability probing of the sim server (``emrops sockets probe``)."""

@@ -1,0 +1,147 @@
+"""`sockets probe` against real sim servers, across real restarts."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.sim.conftest import init_db
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def restartable(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str]]:
+    """(base URL, restart command) of a server that the command really restarts."""
+    db = init_db(sqlite_url)
+    port = str(free_port())
+    state = tmp_path / "server"
+    state.mkdir()
+    script = [sys.executable, str(HERE / "restartable.py")]
+    subprocess.run([*script, "start", str(state), port, db], check=True, timeout=60)
+    yield (
+        f"http://127.0.0.1:{port}",
+        shlex.join([*script, "restart", str(state), port, db]),
+    )
+    subprocess.run([*script, "stop", str(state), port, db], timeout=60)
+
+
+def test_probe_without_restarts(cli, restartable: tuple[str, str], tmp_path: Path) -> None:
+    url, _ = restartable
+    result = cli(
+        "sockets",
+        "probe",
+        "--url",
+        url,
+        "--clients",
+        "6",
+        "--sessions",
+        "3",
+        "--duration",
+        "2s",
+        "--rate",
+        "10/s",
+        "--out",
+        "probe.json",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == json.loads((tmp_path / "probe.json").read_text())
+    assert report["writer"]["posted"] == 20
+    t = report["totals"]
+    # 20 posts over 3 sessions, each a student message and a patient reply, seen by 2 clients
+    assert t["expected"] == t["received"] == 2 * 2 * 20
+    assert t["lost"] == t["duplicated"] == t["out_of_order"] == t["reconnects"] == 0
+    assert report["passed"] is True
+
+
+def test_probe_across_real_restarts_loses_nothing(cli, restartable: tuple[str, str]) -> None:
+    url, restart = restartable
+    pid_file = Path(shlex.split(restart)[3]) / "server.pid"
+    first_pid = pid_file.read_text()
+    # a restart takes 2-6 s here (a new Python process); the first one starts after 1 s, so
+    # the writer posts before, during and after it
+    result = cli(
+        "sockets",
+        "probe",
+        "--url",
+        url,
+        "--clients",
+        "8",
+        "--sessions",
+        "4",
+        "--duration",
+        "9s",
+        "--rate",
+        "10/s",
+        "--restart-cmd",
+        restart,
+        "--restart-every",
+        "1s",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["restarts"] and all(r["exit_code"] == 0 for r in report["restarts"])
+    assert pid_file.read_text() != first_pid  # a new server process answers now
+    t = report["totals"]
+    assert t["lost"] == 0 and t["duplicated"] == 0 and t["out_of_order"] == 0
+    assert t["received"] == t["expected"] > 0
+    # every client lost its socket, came back, and resumed (it got what was posted later)
+    assert all(row["reconnects"] >= 1 for row in report["clients"])
+    assert report["writer"]["refused"] + report["writer"]["failed"] > 0  # posts hit the outage
+    assert 0 < report["reconnect_time"]["p50_s"] <= report["reconnect_time"]["max_s"] < 30
+
+
+def test_failing_restart_command_is_an_error(cli, restartable: tuple[str, str]) -> None:
+    url, _ = restartable
+    result = cli(
+        "sockets",
+        "probe",
+        "--url",
+        url,
+        "--clients",
+        "2",
+        "--duration",
+        "1.5s",
+        "--restart-cmd",
+        "false",
+        "--restart-every",
+        "1s",
+    )
+    assert result.exit_code == 1
+    assert "Error: --restart-cmd failed 1 time(s) (exit 1)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--restart-cmd", "no-such-program --now", "--restart-every", "5s"],
+            "Error: --restart-cmd: 'no-such-program' not found or not executable",
+        ),
+        (["--restart-cmd", "true"], "--restart-cmd and --restart-every go together"),
+        (["--restart-cmd", "'unbalanced", "--restart-every", "5s"], "cannot parse --restart-cmd"),
+        (["--clients", "0"], "--clients must be at least 1"),
+        (["--rate", "0/s"], "invalid rate"),
+    ],
+)
+def test_bad_input_exits_2(cli, args: list[str], message: str) -> None:
+    result = cli("sockets", "probe", "--url", "http://127.0.0.1:9", "--duration", "1s", *args)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_unreachable_server(cli) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli("sockets", "probe", "--url", url, "--duration", "1s")
+    assert result.exit_code == 1
+    assert f"Error: cannot connect to {url}" in result.stderr
