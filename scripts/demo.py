@@ -146,6 +146,23 @@ def main() -> None:
     try:
         wait_healthy(base, server)
         exercise_api(base)
+        step("load test the server with budgets (the CI gate)")
+        emrops(
+            "loadtest",
+            "run",
+            "--url",
+            base,
+            "--scenario",
+            "chat",
+            "--rate",
+            "20/s",
+            "--duration",
+            "5s",
+            "--budget",
+            "p95<2s",
+            "--budget",
+            "error_rate<1%",
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         try:
