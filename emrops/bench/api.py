@@ -1,0 +1,183 @@
+"""``benchmark run``: seed scratch databases, run every (repeat, clients, engine) cell, build the
+result document. The CLI only parses options into :class:`BenchOptions` and renders the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from emrops import __version__
+from emrops.bench import durability, result
+from emrops.bench.runner import CellRun, run_cell
+from emrops.bench.scratch import Scratch, open_engine
+from emrops.bench.workloads import WORKLOADS, load_dataset
+from emrops.db.engine import parse_db_url
+from emrops.errors import UsageError
+
+Progress = Callable[[str], None]
+PG_RESERVED_CONNECTIONS = 5  # superuser_reserved_connections (3) + our admin connection + slack
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything ``benchmark run`` takes (already parsed: seconds, counts)."""
+
+    dbs: Sequence[str]
+    workload: str
+    clients: Sequence[int] = (1, 4, 16, 64)
+    duration_s: float = 20.0
+    warmup_s: float = 5.0
+    repeat: int = 3
+    sessions: int = 2000
+    messages_per_session: int = 50
+    seed: int = 1
+    sqlite_synchronous: str | None = None  # None: the data layer's default (NORMAL)
+
+    def validate(self) -> None:
+        """UsageError for anything a run cannot start with."""
+        if not self.dbs:
+            raise UsageError(
+                "no database given", hint="add --db sqlite:///bench.db and/or --db URL"
+            )
+        if self.workload not in WORKLOADS:
+            raise UsageError(
+                f"unknown workload {self.workload!r}", hint=f"use one of: {', '.join(WORKLOADS)}"
+            )
+        if not self.clients or any(c < 1 for c in self.clients):
+            raise UsageError(
+                f"invalid --clients {','.join(map(str, self.clients))}: "
+                "every client count must be at least 1",
+                hint="e.g. --clients 1,4,16,64",
+            )
+        if self.duration_s <= 0:
+            raise UsageError("--duration must be above zero", hint="e.g. --duration 20s")
+        if self.warmup_s < 0:
+            raise UsageError("--warmup cannot be negative", hint="e.g. --warmup 5s")
+        if self.repeat < 1:
+            raise UsageError("--repeat must be at least 1", hint="e.g. --repeat 3")
+        if self.sessions < 1 or self.messages_per_session < 1:
+            raise UsageError("--sessions and --messages-per-session must be at least 1")
+        if self.sqlite_synchronous not in (None, "normal", "full"):
+            raise UsageError(
+                f"invalid --sqlite-synchronous {self.sqlite_synchronous!r}", hint="normal or full"
+            )
+        for db in self.dbs:
+            parse_db_url(db)
+
+
+def _labels(scratches: list[Scratch]) -> list[str]:
+    labels: list[str] = []
+    for s in scratches:
+        base, n = s.engine_name, 1
+        label = base
+        while label in labels:
+            n += 1
+            label = f"{base}-{n}"
+        labels.append(label)
+    return labels
+
+
+def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the benchmark and return the result document (schema in :mod:`emrops.bench.result`).
+
+    Raises UsageError (bad options), DatabaseError (a database cannot be reached or used),
+    Interrupted (Ctrl-C). Scratch databases are removed in every case.
+    """
+    opts.validate()
+    say = progress or (lambda _msg: None)
+    clients = sorted(set(opts.clients))
+    machine = durability.machine()  # load average before we add ours: others' load skews results
+    scratches = [Scratch(parse_db_url(db)) for db in opts.dbs]
+    labels = _labels(scratches)
+    try:
+        for s in scratches:
+            s.check()
+        engines = []
+        datasets = {}
+        for label, s in zip(labels, scratches, strict=True):
+            say(
+                f"{label}: seeding {opts.sessions} sessions x {opts.messages_per_session} "
+                "messages into a scratch database"
+            )
+            seeded = s.seed(opts.sessions, opts.messages_per_session, opts.seed)
+            engine = open_engine(s.fresh_run(), 1, opts.sqlite_synchronous)
+            try:
+                info = durability.capture(engine)
+                datasets[label] = load_dataset(engine)
+            finally:
+                engine.dispose()
+            _check_pg_capacity(label, info, max(clients))
+            engines.append(
+                {
+                    "label": label,
+                    "db": s.target.masked(),
+                    **info,
+                    "seed": {
+                        "sessions": seeded.sessions,
+                        "messages": seeded.messages,
+                        "vitals": seeded.vitals,
+                        "seconds": round(seeded.seconds, 2),
+                    },
+                }
+            )
+        runs: dict[tuple[str, int], list[CellRun]] = {}
+        # repeats outermost and engines innermost: slow drift of the machine hits all alike
+        for rep in range(1, opts.repeat + 1):
+            for n in clients:
+                for label, s in zip(labels, scratches, strict=True):
+                    say(f"repeat {rep}/{opts.repeat}: {label}, {n} client(s)")
+                    engine = open_engine(s.fresh_run(), n, opts.sqlite_synchronous)
+                    try:
+                        run = run_cell(
+                            engine,
+                            datasets[label],
+                            opts.workload,
+                            n,
+                            warmup_s=opts.warmup_s,
+                            duration_s=opts.duration_s,
+                            seed=opts.seed * 1000 + rep,
+                        )
+                    finally:
+                        engine.dispose()
+                    runs.setdefault((label, n), []).append(run)
+    finally:
+        for s in scratches:
+            s.cleanup()
+    return {
+        "schema": result.SCHEMA_ID,
+        "schema_version": result.SCHEMA_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "emrops_version": __version__,
+        "machine": {**machine, "loadavg_end": durability.machine()["loadavg"]},
+        "config": {
+            "workload": opts.workload,
+            "clients": clients,
+            "duration_s": opts.duration_s,
+            "warmup_s": opts.warmup_s,
+            "repeat": opts.repeat,
+            "sessions": opts.sessions,
+            "messages_per_session": opts.messages_per_session,
+            "seed": opts.seed,
+            "sqlite_synchronous": opts.sqlite_synchronous or "default",
+            "mode": "closed-loop",
+            "client_model": "threads in one process, one pooled connection each",
+        },
+        "engines": engines,
+        "warnings": durability.warnings_for(engines),
+        "cells": [result.cell_doc(label, n, runs[(label, n)]) for label in labels for n in clients],
+    }
+
+
+def _check_pg_capacity(label: str, info: dict[str, Any], clients: int) -> None:
+    if info["engine"] != "postgresql":
+        return
+    limit = int(info["settings"].get("max_connections", "100"))
+    if clients > limit - PG_RESERVED_CONNECTIONS:
+        raise UsageError(
+            f"{label}: {clients} clients need {clients} connections, but the server allows "
+            f"max_connections={limit}",
+            hint=f"use at most {limit - PG_RESERVED_CONNECTIONS} clients or raise max_connections",
+        )
