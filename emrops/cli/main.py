@@ -24,7 +24,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "migrate-db": ("emrops.cli.migrate", "SQLite to PostgreSQL: plan, copy, verify, roll back."),
     "provision": ("emrops.cli.provision", "Provision Azure from the Bicep templates."),
     "deploy": ("emrops.cli.deploy", "Deploy to App Service slots; blue-green swap and rollback."),
-    "benchmark": ("emrops.cli.benchmark", "Benchmark SQLite vs PostgreSQL; compare with a baseline."),
+    "benchmark": (
+        "emrops.cli.benchmark",
+        "Benchmark SQLite vs PostgreSQL; compare with a baseline.",
+    ),
     "schedule": ("emrops.cli.schedule", "Scheduled backups: run, run-job, show, install."),
     "loadtest": ("emrops.cli.loadtest", "Load tests with budgets; compare with a baseline."),
     "sockets": ("emrops.cli.sockets", "WebSocket reliability probe across server restarts."),

@@ -31,12 +31,18 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
     finally:
         engine.dispose()
     result = {
-        "db": url, "revision_before": before, "revision": after,
-        "changed": before != after, "scenarios_added": added,
+        "db": url,
+        "revision_before": before,
+        "revision": after,
+        "changed": before != after,
+        "scenarios_added": added,
     }
     log.info(
-        "schema %s revision %s (%s)", "upgraded to" if before != after else "already at", after,
-        engine.url.render_as_string(), extra={"data": {"revision": after, "changed": before != after}},
+        "schema %s revision %s (%s)",
+        "upgraded to" if before != after else "already at",
+        after,
+        engine.url.render_as_string(),
+        extra={"data": {"revision": after, "changed": before != after}},
     )
     if json_out:
         print_json(result)
@@ -45,11 +51,15 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
 @app.command("seed")
 def seed(
     ctx: typer.Context,
-    sessions: Annotated[int, typer.Option("--sessions", min=1, help="Number of sessions to create.")],
+    sessions: Annotated[
+        int, typer.Option("--sessions", min=1, help="Number of sessions to create.")
+    ],
     messages_per_session: Annotated[
         int, typer.Option("--messages-per-session", min=0, help="Messages per session.")
     ] = 50,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 1,
+    seed_value: Annotated[
+        int, typer.Option("--seed", help="Random seed (same seed, same data).")
+    ] = 1,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -68,12 +78,20 @@ def seed(
         upgrade(engine)
         ensure_scenarios(engine)
         with Progress(
-            TextColumn("seeding"), BarColumn(), TextColumn("{task.completed}/{task.total} sessions"),
-            TimeRemainingColumn(), console=err_console, transient=True, disable=json_out,
+            TextColumn("seeding"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} sessions"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=json_out,
         ) as progress:
             task = progress.add_task("seed", total=sessions)
             result = seed_database(
-                engine, sessions=sessions, messages_per_session=messages_per_session, seed=seed_value,
+                engine,
+                sessions=sessions,
+                messages_per_session=messages_per_session,
+                seed=seed_value,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     finally:
@@ -82,8 +100,8 @@ def seed(
         print_json(result)
     else:
         err_console.print(
-            f"seeded {result.sessions} sessions, {result.messages} messages, {result.vitals} vitals "
-            f"in {result.seconds:.1f}s"
+            f"seeded {result.sessions} sessions, {result.messages} messages, "
+            f"{result.vitals} vitals in {result.seconds:.1f}s"
         )
 
 
@@ -91,9 +109,15 @@ def seed(
 def serve(
     ctx: typer.Context,
     db: DbOpt = None,
-    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL only).")] = 1,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on (default 8000).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL only).")
+    ] = 1,
 ) -> None:
     """Run the EMRsim simulation server (REST + WebSocket) until SIGTERM/SIGINT.
 
@@ -121,7 +145,9 @@ def serve(
 def maintenance(
     ctx: typer.Context,
     state: Annotated[str, typer.Argument(help="on or off")],
-    message: Annotated[str, typer.Option("--message", help="Message shown to clients while on.")] = "",
+    message: Annotated[
+        str, typer.Option("--message", help="Message shown to clients while on.")
+    ] = "",
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -134,13 +160,17 @@ def maintenance(
     from emrops.errors import UsageError
 
     if state not in ("on", "off"):
-        raise UsageError(f"invalid state {state!r}", hint="use `emrops sim maintenance on` or `... off`")
+        raise UsageError(
+            f"invalid state {state!r}", hint="use `emrops sim maintenance on` or `... off`"
+        )
     engine = create_engine(settings(ctx, db_url=db).db_url)
     try:
         check_database(engine)
         result = set_maintenance(engine, state == "on", message)
     finally:
         engine.dispose()
-    log.info("maintenance %s%s", "on" if result.on else "off", f": {result.message}" if result.on else "")
+    log.info(
+        "maintenance %s%s", "on" if result.on else "off", f": {result.message}" if result.on else ""
+    )
     if json_out:
         print_json(result)
