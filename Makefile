@@ -50,8 +50,13 @@ lint: $(STAMP)
 
 ## bench: the benchmark scripts; they write their figures into docs/benchmarks.md
 bench: $(STAMP) postgres
-	bash scripts/ensure-debs.sh wrk
+	bash scripts/ensure-debs.sh wrk sqlite3 zstd pgloader
 	$(PY) benchmarks/sim_server.py --write
+	$(PY) benchmarks/seed.py --write
+	$(PY) benchmarks/backup.py
+	$(PY) benchmarks/migrate.py
+	$(PY) benchmarks/harness.py
+	$(PY) benchmarks/loadgen.py --write
 
 clean:
 	rm -rf $(VENV) .emrops var build *.egg-info .pytest_cache
