@@ -169,10 +169,8 @@ def wrk(urls: list[str], mode: str, ids: list[str], duration: int, connections: 
     }
 
 
-def prepare(db_url: str, base: str) -> list[str]:
-    run("sim", "init-db", "--db", db_url)
-    run("sim", "seed", "--db", db_url, "--sessions", "500", "--messages-per-session", "40")
-    scenario = http_json("GET", f"{base}/api/scenarios")[0]["id"]
+def prepare(base: str) -> list[str]:
+    scenario = http_json("GET", f"{base}/api/scenarios")["items"][0]["id"]
     return [
         http_json("POST", f"{base}/api/sessions", {"scenario_id": scenario})["id"]
         for _ in range(50)
@@ -183,8 +181,11 @@ def bench_engine(
     name: str, db_url: str, instances: list[int], duration: int, conns: int
 ) -> list[dict]:
     rows = []
+    # the server expects an initialised database
+    run("sim", "init-db", "--db", db_url)
+    run("sim", "seed", "--db", db_url, "--sessions", "500", "--messages-per-session", "40")
     with servers(db_url, 1) as urls:
-        ids = prepare(db_url, urls[0])
+        ids = prepare(urls[0])
     for count in instances:
         with servers(db_url, count) as urls:
             for mode, label in (("post", "POST message"), ("get", "GET history")):
