@@ -38,7 +38,7 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sim_server import free_port, servers  # noqa: E402
+from sim_server import free_port, servers, write_section  # noqa: E402
 
 EMROPS = [sys.executable, "-m", "emrops"]
 LOCUST_VENV = ROOT / "var" / "venv-locust"
@@ -267,20 +267,6 @@ def markdown(gen: dict, sims: list[dict], duration: int, rate: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- loadgen:begin -->", "<!-- loadgen:end -->"
-    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}{end}"
-    if begin in current:
-        head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n## Load generator (benchmarks/loadgen.py)\n\n"
-        current += block + "\n"
-    doc.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -317,7 +303,7 @@ def main() -> None:
     text = markdown(gen, sims, args.duration, args.rate)
     print(text)
     if args.write:
-        write_section(text)
+        write_section("loadgen", "Load generator (benchmarks/loadgen.py)", text)
     ratio = gen["emrops loadtest --closed 64"] / gen["Locust FastHttpUser"]
     if ratio < TARGET:
         print(f"emrops/Locust = {ratio:.2f}x, below the {TARGET:.1f}x target", file=sys.stderr)

@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
+from sim_server import write_section  # the script's folder is on sys.path
 
 from emrops.db.engine import begin_write, create_engine
 from emrops.db.migrations_api import upgrade
@@ -198,19 +199,6 @@ def _sqlite_version() -> str:
     return sqlite3.sqlite_version
 
 
-def write_section(text: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- seed:begin -->", "<!-- seed:end -->"
-    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}{end}"
-    if begin in current:
-        head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n## Bulk seeding (benchmarks/seed.py)\n\n" + block + "\n"
-    doc.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20_000)
@@ -237,7 +225,7 @@ def main() -> None:
     print()
     print(text)
     if args.write:
-        write_section(text)
+        write_section("seed", "Bulk seeding (benchmarks/seed.py)", text)
 
 
 if __name__ == "__main__":

@@ -223,21 +223,20 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
     return "\n".join(lines + [""] + ratios) + "\n"
 
 
-def write_section(text: str) -> None:
+def write_section(key: str, title: str, text: str) -> None:
+    """Replace (or append) the ``<!-- key:begin -->`` section of docs/benchmarks.md.
+
+    Shared by the benchmark scripts: each owns one marked section of that file.
+    """
     doc = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- sim_server:begin -->", "<!-- sim_server:end -->"
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     current = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"{begin}\n{text}{end}"
     if begin in current:
         head, rest = current.split(begin, 1)
         current = head + block + rest.split(end, 1)[1]
     else:
-        current = (
-            current.rstrip()
-            + "\n\n## Simulation server (benchmarks/sim_server.py)\n\n"
-            + block
-            + "\n"
-        )
+        current = current.rstrip() + f"\n\n## {title}\n\n" + block + "\n"
     doc.write_text(current)
 
 
@@ -269,7 +268,7 @@ def main() -> None:
     text = markdown(rows, args.duration, args.connections)
     print(text)
     if args.write:
-        write_section(text)
+        write_section("sim_server", "Simulation server (benchmarks/sim_server.py)", text)
 
 
 if __name__ == "__main__":
