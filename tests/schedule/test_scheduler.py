@@ -38,8 +38,10 @@ def test_runs_jobs_writes_status_and_stops_on_sigterm(
     # Under load a backup tick can find the store locked by a running verify (it then reports
     # busy, by design), so wait for enough successes of both jobs rather than a fixed time.
     assert wait_for(
-        lambda: len(_job_events(scheduler.events(), "verify", "success")) >= 2
-        and len(_job_events(scheduler.events(), "backup", "success")) >= 2,
+        lambda: (
+            len(_job_events(scheduler.events(), "verify", "success")) >= 2
+            and len(_job_events(scheduler.events(), "backup", "success")) >= 2
+        ),
         30,
         0.2,
     ), scheduler.log()
