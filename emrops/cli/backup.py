@@ -47,6 +47,10 @@ StoreOpt = Annotated[
     ),
 ]
 IdArg = Annotated[str, typer.Argument(help="Backup id, as shown by `emrops backup list`.")]
+ScratchDbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
+]
 
 
 def _store(ctx: typer.Context, store: str | None, db: str | None = None) -> tuple[Store, Settings]:
@@ -152,10 +156,7 @@ def verify_cmd(
     latest: Annotated[bool, typer.Option("--latest", help="Verify the newest backup.")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Verify every backup in the store.")] = False,
     store: StoreOpt = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
-    ] = None,
+    db: ScratchDbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Restore backups into scratch and check them; exit 3 naming what failed.
@@ -373,10 +374,7 @@ def copy_cmd(
     backup_id: IdArg,
     to: Annotated[str, typer.Option("--to", help="Destination store (folder or azure://...).")],
     store: StoreOpt = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
-    ] = None,
+    db: ScratchDbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Copy a backup to a second store and verify it there.
