@@ -52,8 +52,10 @@ class HashingReader:
         progress: Progress = _noop,
         phase: str = "",
         total: int | None = None,
+        digest: bool = True,
     ):
         self.source = source
+        self.digest = digest
         self.sha = hashlib.sha256()
         self.size = 0
         self.progress = progress
@@ -62,7 +64,8 @@ class HashingReader:
 
     def read(self, n: int = -1) -> bytes:
         data = self.source.read(n if n and n > 0 else CHUNK)
-        self.sha.update(data)
+        if self.digest:
+            self.sha.update(data)
         self.size += len(data)
         if data:
             self.progress(self.phase, self.size, self.total)
@@ -98,7 +101,7 @@ def encode(
     """Compress (and encrypt) ``source`` into ``sink`` in one pass."""
     threads = max(1, (os.cpu_count() or 1))
     compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-    counted = HashingReader(source, progress, phase, total)
+    counted = HashingReader(source, progress, phase, total, digest=False)
     out = HashingWriter(sink)
     reader: Any = counted  # duck-typed: read() is all zstd needs
     if recipients:

@@ -28,8 +28,9 @@ from emrops.atomic import fsync_dir
 from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
+from emrops.backup.pgdump import pg_tables
 from emrops.backup.run import RunOptions, run_locked
-from emrops.backup.snapshot import check_sqlite_file, pg_tables
+from emrops.backup.snapshot import check_sqlite_file
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
     Checks,

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from emrops import __version__
 from emrops.backup import crypto
 from emrops.backup.codec import Progress, _noop, encode
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import MANIFEST, PIN, DataFile, Manifest, new_backup_id
-from emrops.backup.snapshot import pg_globals, postgres_snapshot, sqlite_snapshot
+from emrops.backup.snapshot import Snapshot, sqlite_snapshot
 from emrops.backup.stores import Store
-from emrops.db.engine import parse_db_url
+from emrops.backup.walimage import Restarted
+from emrops.db.urls import simple_sqlite_path
+from emrops.errors import UsageError
 from emrops.logs import get_logger, iso_utc
 
 log = get_logger(__name__)
+LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
 
 
 @dataclass
@@ -51,7 +55,16 @@ def run_locked(
     store: Store, opts: RunOptions, recipients: list[Any] | None, progress: Progress = _noop
 ) -> Manifest:
     """The backup itself; the caller holds the store lock (restore takes safety backups so)."""
-    db = parse_db_url(opts.db_url)
+    path = simple_sqlite_path(opts.db_url)
+    if path is not None:
+        engine, source = "sqlite", f"sqlite:///{path}"
+    else:
+        from emrops.db.engine import parse_db_url
+
+        db = parse_db_url(opts.db_url)
+        engine, source, path = db.engine_name, db.masked(), db.sqlite_path
+        if engine == "sqlite" and path is None:
+            raise UsageError("an in-memory SQLite database cannot be backed up")
     removed = store.cleanup()
     if removed:
         log.info("removed %d leftover(s) of interrupted runs: %s", len(removed), ", ".join(removed))
@@ -60,53 +73,18 @@ def run_locked(
     created_at = iso_utc()
     suffix = ".zst.age" if recipients else ".zst"
     files: list[DataFile] = []
+    data = _Data(store, backup_id, suffix, opts.level, recipients, progress)
     try:
-        if db.engine_name == "sqlite":
-            progress("snapshot", 0, None)
-            with sqlite_snapshot(db, opts.scratch_dir) as snap:
-                assert snap.path is not None
-                total = snap.path.stat().st_size
-                name = f"database.sqlite{suffix}"
-                with snap.path.open("rb") as source, store.writer(f"{backup_id}/{name}") as sink:
-                    enc = encode(
-                        source,
-                        sink,
-                        level=opts.level,
-                        recipients=recipients,
-                        progress=progress,
-                        phase="compress",
-                        total=total,
-                    )
-                files.append(_file(name, "database", enc, opts.level, recipients))
+        progress("snapshot", 0, None)
+        if path is not None:
+            snap = _sqlite(path, opts.scratch_dir, data, files)
         else:
-            progress("snapshot", 0, None)
-            with postgres_snapshot(db) as snap:
-                assert snap.stream is not None
-                name = f"database.pgdump{suffix}"
-                with store.writer(f"{backup_id}/{name}") as sink:
-                    enc = encode(
-                        snap.stream,
-                        sink,
-                        level=opts.level,
-                        recipients=recipients,
-                        progress=progress,
-                        phase="compress",
-                    )
-            files.append(_file(name, "database", enc, opts.level, recipients))
-            roles, reason = pg_globals(db)
-            snap.engine_info["globals"] = reason
-            if roles is not None:
-                import io
-
-                gname = f"globals.sql{suffix}"
-                with store.writer(f"{backup_id}/{gname}") as sink:
-                    genc = encode(io.BytesIO(roles), sink, level=opts.level, recipients=recipients)
-                files.append(_file(gname, "globals", genc, opts.level, recipients))
+            snap = _postgres(db, data, files)
         manifest = Manifest(
             id=backup_id,
             created_at=created_at,
-            engine=db.engine_name,
-            source=db.masked(),
+            engine=engine,
+            source=source,
             schema_revision=snap.schema_revision,
             row_counts=snap.row_counts,
             files=files,
@@ -128,18 +106,66 @@ def run_locked(
     return manifest
 
 
-def _file(name: str, role: str, enc: Any, level: int, recipients: list[Any] | None) -> DataFile:
-    return DataFile(
-        name=name,
-        role=role,
-        size=enc.size,
-        sha256=enc.sha256,
-        raw_size=enc.raw_size,
-        compression="zstd",
-        compression_level=level,
-        encryption="age" if recipients else None,
-        recipients=[str(r) for r in recipients or []],
-    )
+@dataclass
+class _Data:
+    """Writes one data file of a backup: compress (and encrypt) a stream into the store."""
+
+    store: Store
+    backup_id: str
+    suffix: str
+    level: int
+    recipients: list[Any] | None
+    progress: Progress
+
+    def write(self, base: str, role: str, stream: IO[bytes], total: int | None) -> DataFile:
+        name = f"{base}{self.suffix}"
+        with self.store.writer(f"{self.backup_id}/{name}") as sink:
+            enc = encode(
+                stream,
+                sink,
+                level=self.level,
+                recipients=self.recipients,
+                progress=self.progress,
+                phase="compress",
+                total=total,
+            )
+        return DataFile(
+            name=name,
+            role=role,
+            size=enc.size,
+            sha256=enc.sha256,
+            raw_size=enc.raw_size,
+            compression="zstd",
+            compression_level=self.level,
+            encryption="age" if self.recipients else None,
+            recipients=[str(r) for r in self.recipients or []],
+        )
+
+
+def _sqlite(path: Path, scratch: Path | None, data: _Data, files: list[DataFile]) -> Snapshot:
+    """Stream a consistent image; read again when the WAL restarted under the first reads."""
+    for attempt in range(LIVE_ATTEMPTS + 1):
+        try:
+            with sqlite_snapshot(path, scratch, live=attempt < LIVE_ATTEMPTS) as snap:
+                assert snap.stream is not None
+                files.append(data.write("database.sqlite", "database", snap.stream, snap.size))
+            return snap
+        except Restarted:
+            log.info("the WAL of %s restarted during the read; reading again", path)
+    raise AssertionError("unreachable: the last attempt uses the backup API")
+
+
+def _postgres(db: Any, data: _Data, files: list[DataFile]) -> Snapshot:
+    from emrops.backup.pgdump import pg_globals, postgres_snapshot
+
+    with postgres_snapshot(db) as snap:
+        assert snap.stream is not None
+        files.append(data.write("database.pgdump", "database", snap.stream, None))
+    roles, reason = pg_globals(db)
+    snap.engine_info["globals"] = reason
+    if roles is not None:
+        files.append(data.write("globals.sql", "globals", io.BytesIO(roles), len(roles)))
+    return snap
 
 
 def pin_record(reason: str) -> bytes:

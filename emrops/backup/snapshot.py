@@ -1,34 +1,33 @@
-"""Consistent snapshots of the source database.
+"""Consistent snapshots of a SQLite database, streamed.
 
-SQLite: the online backup API in one step (``backup(pages=-1)``) into a scratch file. One
-step holds a read transaction for the whole copy, so writers (WAL mode) keep going and the
-copy cannot be restarted and starved the way the stepped API can; row counts are taken from
-the copy, so they belong to the same point in time.
-PostgreSQL: a REPEATABLE READ transaction exports its snapshot, row counts are read in it
-and ``pg_dump -Fc --snapshot=...`` dumps exactly that snapshot; roles come from
-``pg_dumpall --globals-only --no-role-passwords`` when the user may read them.
+First choice: :class:`~emrops.backup.walimage.LiveImage`, the database image of one read
+transaction read straight from the main file and the WAL, in one pass and without a scratch
+copy (writers keep going; see walimage.py for why it is consistent). When the files are not
+in a shape it reads, the online backup API in one step (``backup(pages=-1)``) copies into a
+scratch file instead: one step holds a read transaction for the whole copy, so writers keep
+going and the copy cannot be restarted and starved the way the stepped API can.
+Either way the row counts are read in the same snapshot as the pages.
+
+PostgreSQL snapshots are in pgdump.py (kept apart so SQLite backups never import SQLAlchemy).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sqlite3
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL
-
-from emrops.db.engine import DbUrl, create_engine, db_errors
+from emrops.backup.walimage import LiveImage, Unreadable
 from emrops.errors import DatabaseError, EmropsError, UsageError
+from emrops.logs import get_logger
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+log = get_logger(__name__)
 
 
 @dataclass
@@ -36,8 +35,8 @@ class Snapshot:
     row_counts: dict[str, int]
     schema_revision: str | None
     engine_info: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None  # SQLite: the scratch copy
-    stream: IO[bytes] | None = None  # PostgreSQL: pg_dump's stdout
+    stream: IO[bytes] | None = None  # the bytes to back up (SQLite image or pg_dump output)
+    size: int | None = None  # of the stream, when known
 
 
 def check_sqlite_file(path: Path) -> None:
@@ -75,12 +74,40 @@ def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
 
 
 @contextlib.contextmanager
-def sqlite_snapshot(db: DbUrl, scratch_dir: Path | None = None) -> Iterator[Snapshot]:
-    """A consistent copy of the SQLite database in a scratch file, removed afterwards."""
-    path = db.sqlite_path
-    if path is None:
-        raise UsageError("an in-memory SQLite database cannot be backed up")
+def sqlite_snapshot(
+    path: Path, scratch_dir: Path | None = None, *, live: bool = True
+) -> Iterator[Snapshot]:
+    """A consistent image of the SQLite database at ``path`` as ``Snapshot.stream``.
+
+    ``live=False`` skips the direct read and uses the backup API. Raises
+    walimage.Restarted when the WAL restarted during the read (read it again).
+    """
     check_sqlite_file(path)
+    image = None
+    if live:
+        try:
+            image = LiveImage(path).open()
+            counts, revision = sqlite_facts(image.db)
+            info = _info(image.db, "wal-image" if image.wal else "file-image")
+        except Unreadable as exc:
+            if image is not None:
+                image.close()
+            image = None
+            log.info("reading %s directly is not possible (%s); using the backup API", path, exc)
+        except sqlite3.DatabaseError as exc:
+            if image is not None:
+                image.close()
+            raise _sqlite_error(path, None, exc) from exc
+    if image is not None:
+        with image:
+            yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
+        return
+    with _backup_api_copy(path, scratch_dir) as snap:
+        yield snap
+
+
+@contextlib.contextmanager
+def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]:
     folder = Path(scratch_dir or tempfile.gettempdir())
     fd, name = tempfile.mkstemp(prefix="emrops-snapshot-", suffix=".db", dir=folder)
     os.close(fd)
@@ -93,26 +120,32 @@ def sqlite_snapshot(db: DbUrl, scratch_dir: Path | None = None) -> Iterator[Snap
                 try:
                     source.backup(target, pages=-1)
                     counts, revision = sqlite_facts(target)
-                    info = {
-                        "sqlite_version": sqlite3.sqlite_version,
-                        "page_size": target.execute("PRAGMA page_size").fetchone()[0],
-                        "page_count": target.execute("PRAGMA page_count").fetchone()[0],
-                    }
+                    info = _info(target, "backup-api")
                 finally:
                     target.close()
             finally:
                 source.close()
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(path, folder, exc) from exc
-        yield Snapshot(counts, revision, info, path=scratch)
+        with scratch.open("rb") as stream:
+            yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)
     finally:
         with contextlib.suppress(FileNotFoundError):
             scratch.unlink()
 
 
-def _sqlite_error(path: Path, folder: Path, exc: sqlite3.DatabaseError) -> EmropsError:
+def _info(conn: sqlite3.Connection, method: str) -> dict[str, Any]:
+    return {
+        "sqlite_version": sqlite3.sqlite_version,
+        "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+        "page_count": conn.execute("PRAGMA page_count").fetchone()[0],
+        "snapshot": method,
+    }
+
+
+def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -> EmropsError:
     text = str(exc)
-    if "disk is full" in text or "disk I/O error" in text:
+    if folder is not None and ("disk is full" in text or "disk I/O error" in text):
         return EmropsError(
             f"cannot snapshot {path} into {folder}: {text} (is the disk full?)",
             hint="free space in the scratch folder, or set TMPDIR to a larger one",
@@ -120,109 +153,3 @@ def _sqlite_error(path: Path, folder: Path, exc: sqlite3.DatabaseError) -> Emrop
     if "not a database" in text:
         return UsageError(f"{path} is not an SQLite database", hint="check the --db path")
     return DatabaseError(f"cannot snapshot {path}: {text}")
-
-
-def libpq_conninfo(url: URL) -> tuple[str, dict[str, str]]:
-    """A libpq URI without the password, and the environment carrying it (PGPASSWORD)."""
-    env = dict(os.environ)
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-    plain = url.set(drivername="postgresql", password=None)
-    return plain.render_as_string(hide_password=False), env
-
-
-def pg_tool(name: str) -> str:
-    found = shutil.which(name)
-    if not found:
-        raise EmropsError(
-            f"{name} is not installed",
-            hint="install the PostgreSQL client (Debian: postgresql-client)",
-        )
-    return found
-
-
-def pg_tables(conn: sa.Connection) -> list[tuple[str, str]]:
-    rows = conn.exec_driver_sql(
-        "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_type = 'BASE TABLE' "
-        "AND table_schema NOT IN ('pg_catalog', 'information_schema') "
-        "ORDER BY 1, 2"
-    )
-    return [(r[0], r[1]) for r in rows]
-
-
-def pg_facts(conn: sa.Connection) -> tuple[dict[str, int], str | None]:
-    counts: dict[str, int] = {}
-    revision = None
-    for schema, table in pg_tables(conn):
-        key = table if schema == "public" else f"{schema}.{table}"
-        counts[key] = int(
-            conn.exec_driver_sql(f'SELECT count(*) FROM "{schema}"."{table}"').scalar() or 0
-        )
-        if table == "alembic_version" and schema == "public":
-            revision = conn.exec_driver_sql(
-                "SELECT version_num FROM public.alembic_version"
-            ).scalar()
-    return counts, revision
-
-
-@contextlib.contextmanager
-def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
-    """pg_dump of an exported snapshot, streamed; raises DatabaseError when pg_dump fails."""
-    engine = create_engine(db, pool_size=1, max_overflow=0)
-    try:
-        with db_errors(db), engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                counts, revision = pg_facts(conn)
-                server = conn.exec_driver_sql("SHOW server_version").scalar()
-                conninfo, env = libpq_conninfo(db.url)
-                version = subprocess.run(
-                    [pg_tool("pg_dump"), "--version"], capture_output=True, text=True, check=False
-                ).stdout.strip()
-                with tempfile.TemporaryFile() as errors:
-                    proc = subprocess.Popen(
-                        [
-                            pg_tool("pg_dump"),
-                            "-Fc",
-                            "-Z0",
-                            f"--snapshot={snapshot_id}",
-                            "-d",
-                            conninfo,
-                        ],
-                        stdout=subprocess.PIPE,
-                        stderr=errors,
-                        env=env,
-                    )
-                    info = {"server_version": server, "pg_dump_version": version}
-                    try:
-                        assert proc.stdout is not None
-                        yield Snapshot(counts, revision, info, stream=proc.stdout)
-                    finally:
-                        proc.stdout.close()  # type: ignore[union-attr]
-                        code = proc.wait()
-                    if code != 0:
-                        errors.seek(0)
-                        lines = errors.read().decode(errors="replace").strip().splitlines()
-                        raise DatabaseError(
-                            f"pg_dump of {db.masked()} failed (exit {code}): "
-                            f"{lines[-1] if lines else 'no message'}"
-                        )
-    finally:
-        engine.dispose()
-
-
-def pg_globals(db: DbUrl) -> tuple[bytes | None, str]:
-    """Roles and tablespaces (no passwords); (None, reason) when not permitted."""
-    conninfo, env = libpq_conninfo(db.url)
-    proc = subprocess.run(
-        [pg_tool("pg_dumpall"), "--globals-only", "--no-role-passwords", "-d", conninfo],
-        capture_output=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        return None, lines[-1] if lines else f"pg_dumpall exit {proc.returncode}"
-    return proc.stdout, "ok"

@@ -39,7 +39,8 @@ from emrops.backup.manifest import (
     Verification,
     check_id,
 )
-from emrops.backup.snapshot import libpq_conninfo, pg_facts, pg_tool, sqlite_facts
+from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool
+from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.stores import NotFound, Store
 from emrops.db.engine import create_engine, db_errors, parse_db_url
 from emrops.errors import CheckFailed, UsageError

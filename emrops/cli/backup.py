@@ -118,7 +118,6 @@ def run_cmd(
     """
     target, cfg = _store(ctx, store, db)
     from emrops.backup.run import RunOptions, run_backup
-    from emrops.backup.verify import raise_failures, verify_backups
 
     opts = RunOptions(
         db_url=cfg.db_url,
@@ -130,11 +129,11 @@ def run_cmd(
     )
     with _progress(json_out) as progress:
         manifest = run_backup(target, opts, progress)
-        results = (
-            verify_backups(target, [manifest.id], pg_server=cfg.db_url, progress=progress)
-            if verify
-            else []
-        )
+        results = []
+        if verify:
+            from emrops.backup.verify import verify_backups
+
+            results = verify_backups(target, [manifest.id], pg_server=cfg.db_url, progress=progress)
     if json_out:
         print_json({"manifest": manifest, "verification": results[0] if results else None})
     else:
@@ -144,7 +143,10 @@ def run_cmd(
             f"{manifest.duration_s:.2f}s)"
         )
         out_console.print(manifest.id)
-    raise_failures(results)
+    if results:
+        from emrops.backup.verify import raise_failures
+
+        raise_failures(results)
 
 
 @app.command("verify")

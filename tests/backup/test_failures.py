@@ -6,6 +6,9 @@ import json
 import os
 import resource
 import socket
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,29 +156,63 @@ def _limit(size: int):  # type: ignore[no-untyped-def]
     return apply
 
 
-def test_disk_full_during_sqlite_snapshot(
-    cli, seeded_sqlite: str, store: Path, tmp_path: Path
-) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
+def test_disk_full_while_writing_a_sqlite_backup(cli, tmp_path: Path, store: Path) -> None:
+    db = tmp_path / "noise.db"
+    with sqlite3.connect(db) as conn:  # incompressible, so the backup outgrows the limit
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE noise (id INTEGER PRIMARY KEY, data BLOB)")
+        conn.executemany(
+            "INSERT INTO noise (data) VALUES (?)", [(os.urandom(4000),) for _ in range(50)]
+        )
+    url = f"sqlite:///{db}"
     proc = emrops_proc(
         "backup",
         "run",
         "--db",
-        seeded_sqlite,
+        url,
         "--store",
         str(store),
-        env={"TMPDIR": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"},
-        preexec=_limit(20_000),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+        preexec=_limit(100_000),
     )
     assert proc.returncode == 1, proc.stderr
     assert (
-        f"Error: cannot snapshot {seeded_sqlite.removeprefix('sqlite:///')} into {scratch}"
-        in proc.stderr
+        f"Error: backup store {store} is full: File too large; nothing was published" in proc.stderr
     )
-    assert "(is the disk full?)" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert listed(cli, store) == [] and list(scratch.iterdir()) == []
+    assert listed(cli, store) == []
+    assert [p for p in store.iterdir() if p.name != ".lock"] == []
+    assert run_backup(cli, url, store)["row_counts"] == {"noise": 50}
+
+
+def test_disk_full_in_the_backup_api_snapshot(seeded_sqlite: str, tmp_path: Path) -> None:
+    """The fallback (online backup API into a scratch file) names the full scratch folder."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    path = seeded_sqlite.removeprefix("sqlite:///")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from emrops.backup.snapshot import sqlite_snapshot\n"
+        "from emrops.errors import EmropsError\n"
+        "try:\n"
+        f"    with sqlite_snapshot(Path({path!r}), Path({str(scratch)!r}), live=False):\n"
+        "        pass\n"
+        "except EmropsError as exc:\n"
+        "    print(exc.message, exc.hint)\n"
+        "    sys.exit(1)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit(20_000),
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot snapshot {path} into {scratch}" in proc.stdout
+    assert "(is the disk full?)" in proc.stdout and "set TMPDIR" in proc.stdout
+    assert list(scratch.iterdir()) == []
 
 
 def test_disk_full_while_writing_the_store(cli, seeded_pg: str, store: Path) -> None:

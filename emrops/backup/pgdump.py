@@ -1,0 +1,128 @@
+"""PostgreSQL snapshots: a REPEATABLE READ transaction exports its snapshot, row counts are
+read in it and ``pg_dump -Fc --snapshot=...`` dumps exactly that snapshot; roles come from
+``pg_dumpall --globals-only --no-role-passwords`` when the user may read them.
+
+Kept apart from the SQLite snapshot so a SQLite backup never imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from emrops.backup.snapshot import Snapshot
+from emrops.db.engine import DbUrl, create_engine, db_errors
+from emrops.errors import DatabaseError, EmropsError
+
+
+def libpq_conninfo(url: URL) -> tuple[str, dict[str, str]]:
+    """A libpq URI without the password, and the environment carrying it (PGPASSWORD)."""
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    plain = url.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), env
+
+
+def pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise EmropsError(
+            f"{name} is not installed",
+            hint="install the PostgreSQL client (Debian: postgresql-client)",
+        )
+    return found
+
+
+def pg_tables(conn: sa.Connection) -> list[tuple[str, str]]:
+    rows = conn.exec_driver_sql(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_type = 'BASE TABLE' "
+        "AND table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY 1, 2"
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def pg_facts(conn: sa.Connection) -> tuple[dict[str, int], str | None]:
+    counts: dict[str, int] = {}
+    revision = None
+    for schema, table in pg_tables(conn):
+        key = table if schema == "public" else f"{schema}.{table}"
+        counts[key] = int(
+            conn.exec_driver_sql(f'SELECT count(*) FROM "{schema}"."{table}"').scalar() or 0
+        )
+        if table == "alembic_version" and schema == "public":
+            revision = conn.exec_driver_sql(
+                "SELECT version_num FROM public.alembic_version"
+            ).scalar()
+    return counts, revision
+
+
+@contextlib.contextmanager
+def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
+    """pg_dump of an exported snapshot, streamed; raises DatabaseError when pg_dump fails."""
+    engine = create_engine(db, pool_size=1, max_overflow=0)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+                counts, revision = pg_facts(conn)
+                server = conn.exec_driver_sql("SHOW server_version").scalar()
+                conninfo, env = libpq_conninfo(db.url)
+                version = subprocess.run(
+                    [pg_tool("pg_dump"), "--version"], capture_output=True, text=True, check=False
+                ).stdout.strip()
+                with tempfile.TemporaryFile() as errors:
+                    proc = subprocess.Popen(
+                        [
+                            pg_tool("pg_dump"),
+                            "-Fc",
+                            "-Z0",
+                            f"--snapshot={snapshot_id}",
+                            "-d",
+                            conninfo,
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=errors,
+                        env=env,
+                    )
+                    info = {"server_version": server, "pg_dump_version": version}
+                    try:
+                        assert proc.stdout is not None
+                        yield Snapshot(counts, revision, info, stream=proc.stdout)
+                    finally:
+                        proc.stdout.close()  # type: ignore[union-attr]
+                        code = proc.wait()
+                    if code != 0:
+                        errors.seek(0)
+                        lines = errors.read().decode(errors="replace").strip().splitlines()
+                        raise DatabaseError(
+                            f"pg_dump of {db.masked()} failed (exit {code}): "
+                            f"{lines[-1] if lines else 'no message'}"
+                        )
+    finally:
+        engine.dispose()
+
+
+def pg_globals(db: DbUrl) -> tuple[bytes | None, str]:
+    """Roles and tablespaces (no passwords); (None, reason) when not permitted."""
+    conninfo, env = libpq_conninfo(db.url)
+    proc = subprocess.run(
+        [pg_tool("pg_dumpall"), "--globals-only", "--no-role-passwords", "-d", conninfo],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        return None, lines[-1] if lines else f"pg_dumpall exit {proc.returncode}"
+    return proc.stdout, "ok"
