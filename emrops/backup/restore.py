@@ -29,17 +29,16 @@ from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
 from emrops.backup.pgdump import pg_tables
+from emrops.backup.pgverify import check_postgres, pg_restore
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
     Checks,
     VerificationFailed,
-    check_postgres,
     check_sqlite,
     load_manifest,
     materialize,
-    pg_restore,
     record,
 )
 from emrops.db.control import read_maintenance, set_maintenance

@@ -12,18 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import pyrage
-import sqlalchemy as sa
 import zstandard
 
 from emrops import __version__
@@ -39,10 +35,8 @@ from emrops.backup.manifest import (
     Verification,
     check_id,
 )
-from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.stores import NotFound, Store
-from emrops.db.engine import create_engine, db_errors, parse_db_url
 from emrops.errors import CheckFailed, UsageError
 from emrops.logs import iso_utc
 
@@ -161,67 +155,6 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     check_counts(manifest.row_counts, actual, checks)
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``server_url``, dropped afterwards."""
-    db = parse_db_url(server_url)
-    if db.engine_name != "postgresql":
-        raise UsageError(
-            "verifying a PostgreSQL backup needs a PostgreSQL server for the scratch database",
-            hint="pass --db postgresql+psycopg://user@host/db (CREATE DATABASE permission needed)",
-        )
-    admin_url = db.url.set(database="postgres")
-    name = f"emrops_verify_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with db_errors(admin_url), admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield db.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with db_errors(admin_url), admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
-    conninfo, env = libpq_conninfo(parse_db_url(target_url).url)
-    proc = subprocess.run(
-        [
-            pg_tool("pg_restore"),
-            "--exit-on-error",
-            "--no-owner",
-            "--no-privileges",
-            *extra,
-            "-d",
-            conninfo,
-            str(archive),
-        ],
-        capture_output=True,
-        env=env,
-        check=False,
-    )
-    lines = proc.stderr.decode(errors="replace").strip().splitlines()
-    return proc.returncode, lines[-1] if lines else ""
-
-
-def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: Checks) -> None:
-    with scratch_database(server_url) as scratch:
-        code, message = pg_restore(archive, scratch)
-        if not checks.add(
-            "pg_restore", code == 0, message if code else "restored into a scratch database"
-        ):
-            return
-        engine = create_engine(scratch, pool_size=1, max_overflow=0)
-        try:
-            with db_errors(scratch), engine.connect() as conn:
-                counts, _ = pg_facts(conn)
-        finally:
-            engine.dispose()
-    check_counts(manifest.row_counts, counts, checks)
-
-
 def verify_files(
     store: Store,
     manifest: Manifest,
@@ -248,6 +181,8 @@ def verify_files(
                         "scratch database and needs a server for that",
                         hint="pass --db postgresql+psycopg://user@host/db (or set EMROPS_DB_URL)",
                     )
+                from emrops.backup.pgverify import check_postgres
+
                 check_postgres(scratch, manifest, pg_server, checks)
         else:
             with open(os.devnull, "wb") as sink:
