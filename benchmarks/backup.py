@@ -98,6 +98,7 @@ def main() -> None:
     )
 
     store = work / "store"
+    methods: set[str] = set()
     results: dict[str, list[float]] = {
         "run": [],
         "pipeline": [],
@@ -127,6 +128,7 @@ def main() -> None:
         results["run"].append(seconds)
         manifest = json.loads(out)["manifest"]
         results["run_core"].append(manifest["duration_s"])
+        methods.add(manifest["engine_info"].get("snapshot", "?"))
         backup_size = manifest["files"][0]["size"]
         peak_kib = max(peak_kib, peak)
         # verify vs integrity_check
@@ -156,7 +158,10 @@ def main() -> None:
         f"Database: {messages:,} messages, {size / 1e6:.0f} MB. Median of {args.repeat} runs "
         "(warm page cache). The `core` rows are the time inside emrops (the manifest's and the "
         "verification record's `duration_s`), without Python start-up and CLI imports "
-        f"(`emrops --version` alone: {med['startup']:.2f} s).",
+        f"(`emrops --version` alone: {med['startup']:.2f} s). Snapshot method: "
+        f"{', '.join(sorted(methods))} (`wal-image`: the pages of one read transaction streamed "
+        "straight from the file and WAL into zstd on all cores, no scratch copy; see "
+        "docs/backup.md).",
         "",
         "| measure | emrops | reference | ratio | target |",
         "|---|---|---|---|---|",
