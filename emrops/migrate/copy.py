@@ -1,9 +1,11 @@
 """Copy tables from an SQLite file into PostgreSQL with COPY, several tables in parallel.
 
-Rows stream from SQLite in batches straight into ``COPY ... FROM STDIN`` (psycopg 3
-``write_row``), so memory stays flat. Each row is hashed while it streams (the canonical form
-``verify`` uses), so the source side of verification costs no second pass. A table's COPY, its
-row count and checksum are committed in one transaction with its journal row.
+Rows stream from SQLite in chunks straight into ``COPY ... FROM STDIN``, so memory stays flat:
+as COPY text formatted by SQLite (:mod:`emrops.migrate.sqlcopy`) when no value needs a
+conversion, else row by row through psycopg 3 ``write_row`` after converting the values the
+plan says. A table's COPY and its row count are committed in one transaction with its journal
+row. (The source side of verification is hashed separately from the same snapshot, see
+:mod:`emrops.migrate.srchash`.)
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 import psycopg
 
 from emrops.errors import CheckFailed, EmropsError
-from emrops.migrate import journal
-from emrops.migrate.convert import CONVERT, ConversionError, make_row_hasher
+from emrops.migrate import journal, sqlcopy
+from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import TablePlan
 from emrops.migrate.reflect import quote
 
@@ -43,7 +45,6 @@ class ValueRejected(CheckFailed):
 class TableResult:
     table: str
     rows: int
-    checksum: int
     rejected: int
     seconds: float
     rejected_keys: list[Any] = field(default_factory=list)
@@ -66,9 +67,12 @@ class RejectWriter:
             self.count += 1
 
 
-def source_select(tp: TablePlan, *, after: bool = False, text_as_bytes: bool = False) -> str:
+def source_select(
+    tp: TablePlan, *, after: bool = False, text_as_bytes: bool = False, between: bool = False
+) -> str:
     """SELECT of a table's rows in key order (rowid first for rowid tables); ``after`` adds
-    ``rowid > ?``; ``text_as_bytes`` reads text undecoded (to find invalid UTF-8)."""
+    ``rowid > ?``, ``between`` adds ``rowid BETWEEN ? AND ?``; ``text_as_bytes`` reads text
+    undecoded (to find invalid UTF-8)."""
     cols = []
     for c in tp.columns:
         q = quote(c.source)
@@ -81,7 +85,7 @@ def source_select(tp: TablePlan, *, after: bool = False, text_as_bytes: bool = F
     if tp.without_rowid:
         order = ", ".join(quote(k) for k in tp.key)
         return f"SELECT {', '.join(cols)} FROM {quote(tp.source)} ORDER BY {order}"
-    where = " WHERE rowid > ?" if after else ""
+    where = " WHERE rowid > ?" if after else (" WHERE rowid BETWEEN ? AND ?" if between else "")
     return f"SELECT rowid, {', '.join(cols)} FROM {quote(tp.source)}{where} ORDER BY rowid"
 
 
@@ -130,14 +134,38 @@ def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Ite
         yield clean
 
 
-def row_converter(tp: TablePlan, on_reject: Callable[[Any, str, Any, str], None] | None):
+def read_range(src: sqlite3.Connection, tp: TablePlan, lo: int, hi: int, on_bad: BadText):
+    """The rows of a rowid table with ``lo <= rowid <= hi``, text decoded value by value: a row
+    holding invalid UTF-8 goes to ``on_bad`` and is skipped."""
+    texty = [i for i, c in enumerate(tp.columns) if not c.select_blob]
+    for row in src.execute(source_select(tp, text_as_bytes=True, between=True), (lo, hi)):
+        values = list(row)
+        for i in texty:
+            v = values[i + 1]
+            if isinstance(v, bytes):
+                try:
+                    values[i + 1] = v.decode("utf-8")
+                except UnicodeDecodeError:
+                    on_bad(row[0], tp.columns[i].source, v)
+                    break
+        else:
+            yield tuple(values)
+
+
+def row_converter(
+    tp: TablePlan,
+    on_reject: Callable[[Any, str, Any, str], None] | None,
+    *,
+    strict: bool = False,
+):
     """A function source-row -> converted tuple (or None when rejected), raising CopyFailed on
-    abort. Source rows carry the rowid first for rowid tables."""
+    abort. Source rows carry the rowid first for rowid tables. ``strict`` converts every
+    column, the fast ones too (for rows the SQL path found something unexpected in)."""
     offset = 0 if tp.without_rowid else 1
     slow = [
         (i, c.source, CONVERT[c.converter], c.notnull)
         for i, c in enumerate(tp.columns)
-        if not c.fast
+        if strict or not c.fast
     ]
     pk_pos = [i for i, c in enumerate(tp.columns) if c.source in tp.key]
 
@@ -228,35 +256,52 @@ def copy_table(
             )
         on_reject(key, column, value, err)
 
-    hasher = make_row_hasher([c.pg_type for c in tp.columns], [c.notnull for c in tp.columns])
+    line_sql = sqlcopy.line_sql(tp)
     cols = ", ".join(quote(c.target) for c in tp.columns)
     total = 0
-    checksum = 0
+
+    def tick() -> None:
+        if progress:
+            progress(tp.target, total + len(rejected_keys), tp.rows)
+        if stop is not None and stop.is_set():
+            raise CopyFailed(f"copy of {tp.source} stopped: another table failed")
+
     try:
         with journal.connect(target_url) as conn:
             with conn.cursor() as cur:
                 cur.execute(f"TRUNCATE {quote(tp.target)}")
                 with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN") as cp:
                     write = cp.write_row
-                    for batch in read_batches(src, tp, on_bad):
-                        for row in batch:
-                            out = convert(row)
-                            if out is None:
-                                continue
-                            write(out)
-                            checksum += hasher(out)
-                            total += 1
-                        if progress:
-                            progress(tp.target, total + len(rejected_keys), tp.rows)
-                        if stop is not None and stop.is_set():
-                            raise CopyFailed(f"copy of {tp.source} stopped: another table failed")
+                    if line_sql is not None:
+                        strict = row_converter(
+                            tp, on_reject if rejects is not None else None, strict=True
+                        )
+                        for chunk in sqlcopy.chunks(src, tp):
+                            if chunk.data is not None:
+                                cp.write(chunk.data)
+                                total += chunk.rows
+                            else:  # something unexpected: row by row, every value converted
+                                for row in read_range(src, tp, chunk.lo, chunk.hi, on_bad):
+                                    out = strict(row)
+                                    if out is not None:
+                                        write(out)
+                                        total += 1
+                            tick()
+                    else:
+                        for batch in read_batches(src, tp, on_bad):
+                            for row in batch:
+                                out = convert(row)
+                                if out is None:
+                                    continue
+                                write(out)
+                                total += 1
+                            tick()
             journal.put(
                 conn,
                 f"table:{tp.target}",
                 "table",
                 "copied",
                 rows=total,
-                checksum=checksum,
                 rejected=len(rejected_keys),
                 detail={
                     "rejected_keys": rejected_keys,
@@ -274,7 +319,11 @@ def copy_table(
     finally:
         src.close()
     return TableResult(
-        tp.target, total, checksum, len(rejected_keys), time.monotonic() - started, rejected_keys
+        tp.target,
+        total,
+        len(rejected_keys),
+        time.monotonic() - started,
+        rejected_keys,
     )
 
 
@@ -295,7 +344,13 @@ def copy_tables(
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="emrops-copy") as pool:
         futures = [
             pool.submit(
-                copy_table, source, target_url, t, rejects=rejects, progress=progress, stop=stop
+                copy_table,
+                source,
+                target_url,
+                t,
+                rejects=rejects,
+                progress=progress,
+                stop=stop,
             )
             for t in tables
         ]

@@ -122,6 +122,14 @@ def put(
     )
 
 
+def set_checksum(conn: psycopg.Connection, item: str, checksum: int) -> None:
+    """Record a table's source checksum (computed from the snapshot once the copy is done)."""
+    conn.execute(
+        f"UPDATE {JOURNAL} SET checksum = %s, updated_at = now() WHERE item = %s",
+        (checksum, item),
+    )
+
+
 def read(conn: psycopg.Connection) -> dict[str, Entry]:
     if not exists(conn):
         return {}

@@ -26,7 +26,7 @@ import psycopg
 from emrops.db.engine import parse_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
-from emrops.migrate import journal, online
+from emrops.migrate import journal, online, srchash
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
 from emrops.migrate.reflect import quote, reflect
@@ -215,30 +215,42 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
         or entries[f"table:{t.target}"].state != "copied"
     ]
     hooks.tables([(t.target, t.rows) for t in plan.tables])
-    phase("copying")
-    results: list[TableResult] = copy_tables(
-        snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows
-    )
-    phase("building keys, constraints and indexes")
-    failed = build_objects(opts.target, plan, jobs)
-    replayed = None
-    if opts.online and not failed:
-        phase("replaying changes made meanwhile")
+    verifying = opts.verify and not opts.online  # online: the source keeps changing
+    # The source side of verification is hashed from the snapshot (what the copy reads: it
+    # never changes) while the copy and the builds run, in a separate process so that its
+    # Python work does not hold the GIL the copy threads need.
+    hashing = srchash.start(snap, plan.tables) if verifying else None
+    try:
+        phase("copying")
+        results: list[TableResult] = copy_tables(
+            snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows
+        )
+        phase("building keys, constraints and indexes")
+        failed = build_objects(opts.target, plan, jobs)
+        replayed = None
+        if opts.online and not failed:
+            phase("replaying changes made meanwhile")
+            with journal.connect(opts.target, autocommit=True) as conn:
+                entries = journal.read(conn)
+            since = entries["online"].rows if "online" in entries else online.last_seq(snap)
+            replayed = online.replay(src_path, opts.target, plan, int(since or 0))
         with journal.connect(opts.target, autocommit=True) as conn:
             entries = journal.read(conn)
-        since = entries["online"].rows if "online" in entries else online.last_seq(snap)
-        replayed = online.replay(src_path, opts.target, plan, int(since or 0))
-    with journal.connect(opts.target, autocommit=True) as conn:
-        entries = journal.read(conn)
-        state = "built-with-errors" if failed else ("online" if opts.online else "done")
-        journal.put(conn, "run", "run", state)
+            state = "built-with-errors" if failed else ("online" if opts.online else "done")
+            journal.put(conn, "run", "run", state)
+        vres = None
+        if hashing is not None:
+            phase("verifying")
+            vres = verify(plan, opts.target, entries, source=snap, jobs=jobs, sums=hashing.get)
+            with journal.connect(opts.target, autocommit=True) as conn:
+                for target, (_rows, checksum, _rejected) in hashing.get().items():
+                    journal.set_checksum(conn, f"table:{target}", checksum)
+    finally:
+        if hashing is not None:
+            hashing.close()
     if not failed and backup_id:
         # the pinned backup is the record; the snapshot was only kept for --resume
         snap.unlink(missing_ok=True)
-    vres = None
-    if opts.verify and not opts.online:  # online: the source keeps changing; cutover verifies
-        phase("verifying")
-        vres = verify(plan, opts.target, entries, source=None, jobs=jobs)
     phase("done")
     by_table = {r.table: r for r in results}
     tables: list[dict[str, Any]] = []

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from emrops.migrate import journal
+from emrops.migrate import journal, srchash
 from emrops.migrate.convert import (
     CONVERT,
     ConversionError,
@@ -229,9 +229,12 @@ def verify(
     *,
     source: Path | None,
     jobs: int = 2,
+    sums: Callable[[], dict[str, tuple[int, int, int]]] | None = None,
 ) -> VerifyResult:
-    """Check the target against ``source`` (scanned now) or, with ``source=None``, against the
-    checksums the run computed while copying (kept in the journal)."""
+    """Check the target against ``source`` (scanned now, except for the tables whose source
+    (rows, checksum, unconvertible rows) ``sums()`` returns, computed from the same file: it is
+    called once the target side of a table is summed, so both can run at once) or, with
+    ``source=None``, against the checksums kept in the journal."""
     problems: list[str] = []
     checks: list[TableCheck] = []
     lock = threading.Lock()
@@ -239,8 +242,11 @@ def verify(
     def one(tp: TablePlan) -> None:
         entry = entries.get(f"table:{tp.target}")
         t_rows, t_sum = target_checksum_split(target_url, tp, jobs)
-        if source is not None:
-            s_rows, s_sum, rejected = source_checksum(source, tp)
+        known = sums() if sums is not None else {}
+        if tp.target in known:
+            s_rows, s_sum, rejected = known[tp.target]
+        elif source is not None:
+            s_rows, s_sum, rejected = srchash.source_checksum(source, tp)
         else:
             s_rows = entry.rows if entry and entry.rows is not None else -1
             s_sum = entry.checksum if entry and entry.checksum is not None else 0
