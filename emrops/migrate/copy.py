@@ -230,8 +230,10 @@ def copy_table(
     rejects: RejectWriter | None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    sql_text: bool = True,
 ) -> TableResult:
-    """Copy one table (TRUNCATE first, so a retried table starts clean) and journal it."""
+    """Copy one table (TRUNCATE first, so a retried table starts clean) and journal it.
+    ``sql_text=False`` forces the row-by-row path (the tests compare both)."""
     started = time.monotonic()
     src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
     rejected_keys: list[Any] = []
@@ -256,7 +258,7 @@ def copy_table(
             )
         on_reject(key, column, value, err)
 
-    line_sql = sqlcopy.line_sql(tp)
+    line_sql = sqlcopy.line_sql(tp) if sql_text else None
     cols = ", ".join(quote(c.target) for c in tp.columns)
     total = 0
 

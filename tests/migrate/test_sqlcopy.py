@@ -1,0 +1,222 @@
+"""COPY text built by SQLite must load exactly what the row-by-row path loads; the source
+checksums computed partly in SQL must equal the exact ones; bad values are still caught."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from emrops.migrate import journal, sqlcopy, srchash
+from emrops.migrate.copy import RejectWriter, ValueRejected, copy_table
+from emrops.migrate.plan import Plan, TablePlan, build_plan, open_source
+from emrops.migrate.reflect import quote
+from emrops.migrate.verify import source_checksum, target_checksum
+from tests.migrate.conftest import pg
+
+TRICKY = [
+    "",
+    "plain",
+    "back\\slash",
+    "\\N",
+    "tab\there",
+    "new\nline",
+    "cr\rlf\r\n",
+    "ünï ✓ 𝄞",
+    "\\.",
+    "\x01\x7f ctl",
+    "ends with backslash\\",
+]
+
+
+CLEAN = ["", "plain", "ünï ✓ 𝄞", "N"]
+
+
+def _source(path: Path, rows: int) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL, note TEXT, "
+        "flag BOOLEAN, blob BLOB, doc JSON, at DATETIME, ref CHAR(32), n INTEGER)"
+    )
+    values = []
+    for i in range(1, rows + 1):
+        # the first chunk holds nothing to escape (sent raw), the rest does (escaped in SQL)
+        text = TRICKY[i % len(TRICKY)] if i > sqlcopy.CHUNK_ROWS else CLEAN[i % len(CLEAN)]
+        values.append(
+            (
+                i,
+                f"{text}#{i}",
+                None if i % 3 == 0 else text,  # NULL and '' both present
+                None if i % 5 == 0 else i % 2,
+                None if i % 4 == 0 else (b"" if i % 4 == 1 else bytes([i % 256, 0, 255])),
+                None if i % 6 == 0 else json.dumps({"k": text, "i": i}, ensure_ascii=i % 2 == 0),
+                f"2024-01-02 03:04:05.{i % 1000000:06d}" if i % 7 else "2024-01-02T03:04:05Z",
+                f"{i:032x}",
+                -(2**63) if i == 2 else i * 7,
+            )
+        )
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _id_of(text: str) -> int:
+    """A row of the second chunk whose note holds ``text`` (not NULL)."""
+    want = TRICKY.index(text)
+    start = sqlcopy.CHUNK_ROWS + 1
+    return next(i for i in range(start, start + 100) if i % len(TRICKY) == want and i % 3)
+
+
+def _plan(path: Path) -> Plan:
+    conn = open_source(path)
+    try:
+        return build_plan(conn, {}, check_utf8=False)
+    finally:
+        conn.close()
+
+
+def _create(url: str, tp: TablePlan) -> None:
+    with journal.connect(url) as conn:
+        journal.ensure(conn)
+        conn.execute(tp.create_sql)
+        conn.commit()
+
+
+def _dump(url: str, tp: TablePlan) -> bytes:
+    with pg(url) as conn, conn.cursor() as cur:
+        out = bytearray()
+        with cur.copy(f"COPY (SELECT * FROM {quote(tp.target)} ORDER BY id) TO STDOUT") as cp:
+            for block in cp:
+                out += block
+        return bytes(out)
+
+
+def test_sql_text_loads_the_same_bytes_as_the_row_path(tmp_path: Path, pg_url: str) -> None:
+    # more rows than one chunk, so raw chunks, escaped chunks and the boundaries are all used
+    src = _source(tmp_path / "src.db", sqlcopy.CHUNK_ROWS + 1234)
+    tp = _plan(src).tables[0]
+    assert all(c.fast for c in tp.columns)
+    assert sqlcopy.line_sql(tp) is not None
+    assert [c.pg_type for c in tp.columns][1:] == [
+        "text",
+        "text",
+        "boolean",
+        "bytea",
+        "jsonb",
+        "timestamptz",
+        "uuid",
+        "bigint",
+    ]
+    with sqlite3.connect(src) as conn:
+        chunks = list(sqlcopy.chunks(conn, tp))
+    assert [c.rows for c in chunks] == [sqlcopy.CHUNK_ROWS, 1234]
+    assert all(c.data is not None for c in chunks)
+    assert b"\\t" not in chunks[0].data and b"tab\\there" in chunks[1].data
+    _create(pg_url, tp)
+    by_sql = copy_table(src, pg_url, tp, rejects=None)
+    sql_dump = _dump(pg_url, tp)
+    by_rows = copy_table(src, pg_url, tp, rejects=None, sql_text=False)
+    row_dump = _dump(pg_url, tp)
+    assert by_sql.rows == by_rows.rows == sqlcopy.CHUNK_ROWS + 1234
+    assert sql_dump == row_dump
+    with pg(pg_url) as conn:
+        # empty string and NULL stay apart; the literal text \N stays text; NULL bytea stays NULL
+        assert conn.execute("SELECT count(*) FROM t WHERE note = ''").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM t WHERE note IS NULL").fetchone()[0] > 0
+        bs_n = _id_of("\\N")
+        assert conn.execute("SELECT note FROM t WHERE id = %s", (bs_n,)).fetchone()[0] == "\\N"
+        assert conn.execute("SELECT count(*) FROM t WHERE blob IS NULL").fetchone()[0] == (
+            (sqlcopy.CHUNK_ROWS + 1234) // 4
+        )
+        assert conn.execute("SELECT blob FROM t WHERE id = 5").fetchone()[0] == b""
+        cr = _id_of("cr\rlf\r\n")
+        assert conn.execute("SELECT body FROM t WHERE id = %s", (cr,)).fetchone()[0] == (
+            f"cr\rlf\r\n#{cr}"
+        )
+        assert conn.execute("SELECT n FROM t WHERE id = 2").fetchone()[0] == -(2**63)
+    # the source checksum computed partly in SQL equals the exact one, and PostgreSQL's
+    assert srchash.eligible(tp)
+    with sqlite3.connect(src) as conn:
+        fast = srchash.fast_checksum(conn, tp)
+    rows, exact, rejected = source_checksum(src, tp)
+    assert fast == (rows, exact) and rejected == 0
+    with pg(pg_url) as conn:
+        assert target_checksum(conn, tp) == fast
+
+
+def test_sql_text_rechecks_values_the_profile_vouched_for(tmp_path: Path, pg_url: str) -> None:
+    """A NUL byte or invalid UTF-8 appearing after profiling (the plan is stale) is still
+    caught: abort names the row, reject writes it and copies every other row."""
+    src = _source(tmp_path / "src.db", 50)
+    tp = _plan(src).tables[0]
+    conn = sqlite3.connect(src)
+    conn.execute("UPDATE t SET body = 'nul' || char(0) || 'byte' WHERE id = 20")
+    conn.execute("UPDATE t SET note = CAST(x'6f6bff' AS TEXT) WHERE id = 31")
+    conn.commit()
+    conn.close()
+    _create(pg_url, tp)
+    with pytest.raises(ValueRejected, match=r"table t, row rowid=20, column body: .*NUL byte"):
+        copy_table(src, pg_url, tp, rejects=None)
+    with pg(pg_url) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    rejects = RejectWriter(tmp_path / "rejects.jsonl")
+    result = copy_table(src, pg_url, tp, rejects=rejects)
+    assert result.rows == 48 and sorted(result.rejected_keys) == [20, 31]
+    with pg(pg_url) as c:
+        ids = [r[0] for r in c.execute("SELECT id FROM t ORDER BY id")]
+    assert ids == [i for i in range(1, 51) if i not in (20, 31)]
+    # the fast checksum refuses such a table and the exact path skips the same two rows
+    rows, _sum, rejected = srchash.source_checksum(src, tp)
+    assert (rows, rejected) == (49, 1)  # the NUL row is text (hashable); invalid UTF-8 is not
+
+
+def test_tables_needing_python_keep_the_row_path(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, x REAL)")
+    conn.execute("CREATE TABLE w (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
+    conn.execute("INSERT INTO f VALUES (1, 1.1089281961459624e+303)")
+    conn.execute("INSERT INTO w VALUES ('a', 'b')")
+    conn.commit()
+    conn.close()
+    plan = _plan(path)
+    by_name = {t.source: t for t in plan.tables}
+    # SQLite's printf does not round-trip every double; WITHOUT ROWID has no rowid to chunk by
+    assert sqlcopy.line_sql(by_name["f"]) is None
+    assert sqlcopy.line_sql(by_name["w"]) is None
+
+
+def test_profile_counts_through_an_index_exactly(tmp_path: Path) -> None:
+    """A column leading a BINARY index is profiled over its distinct values; the counts must be
+    those of a plain scan (a NOCASE index must not be used: it merges distinct values)."""
+    from emrops.migrate.profile import _aggregate_sql, profile_table
+    from emrops.migrate.reflect import reflect
+
+    path = tmp_path / "p.db"
+    conn = sqlite3.connect(path)
+    for name, index in (("a", ""), ("b", ""), ("c", " COLLATE NOCASE")):
+        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, ref CHAR(32), tag VARCHAR(8))")
+        if name != "a":
+            conn.execute(f"CREATE INDEX {name}_ref ON {name} (ref{index}, id)")
+            conn.execute(f"CREATE INDEX {name}_tag ON {name} (tag{index})")
+        values = [
+            (f"{i % 7:032x}" if i % 5 else f"{i % 7:032X}", ["x", "X", "y\x00", None, 3][i % 5])
+            for i in range(200)
+        ]
+        values += [(None, "ok"), (7, "abcdefgh"), ("not-a-uuid", "é")]
+        conn.executemany(f"INSERT INTO {name} (ref, tag) VALUES (?, ?)", values)
+    conn.commit()
+    schema = {t.name: t for t in reflect(conn).tables}
+    profiles = {n: profile_table(conn, schema[n], set()).columns for n in ("a", "b", "c")}
+    item = [("ref", "count", 'count("ref")')]
+    assert "GROUP BY" in _aggregate_sql(conn, schema["b"], "ref", item)
+    assert "GROUP BY" not in _aggregate_sql(conn, schema["c"], "ref", item)  # NOCASE
+    assert "GROUP BY" not in _aggregate_sql(conn, schema["a"], "ref", item)  # no index
+    conn.close()
+    assert profiles["a"] == profiles["b"] == profiles["c"]
+    ref = profiles["a"]["ref"]
+    assert (ref.n_text, ref.n_int, ref.n_null, ref.n_uuid) == (202, 0, 1, 200)  # 7 is text
+    assert profiles["a"]["tag"].n_nul == 40
