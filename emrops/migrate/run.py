@@ -27,9 +27,10 @@ from emrops.db.engine import parse_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, online, srchash
+from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
-from emrops.migrate.reflect import quote, reflect
+from emrops.migrate.reflect import reflect
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -363,114 +364,6 @@ def _create(
             conn.execute(t.create_sql)
             journal.put(conn, f"table:{t.target}", "table", "created")
         conn.commit()
-
-
-def _do(
-    conn: psycopg.Connection,
-    entries: dict[str, journal.Entry],
-    failed: list[str],
-    item: str,
-    kind: str,
-    sql: str,
-    label: str,
-) -> bool:
-    """Run one object's DDL in its own transaction and journal it done or failed."""
-    e = entries.get(item)
-    if e is not None and e.state == "done" and kind != "identity":
-        return True
-    try:
-        with conn.transaction():
-            conn.execute(sql)
-            journal.put(conn, item, "object", "done", detail={"kind": kind})
-        return True
-    except (psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable):
-        journal.put(conn, item, "object", "done", detail={"kind": kind})
-        return True
-    except psycopg.Error as exc:
-        msg = str(exc).strip().splitlines()[0]
-        journal.put(conn, item, "object", "failed", detail={"kind": kind, "error": msg})
-        failed.append(f"{label}: {msg}")
-        return False
-
-
-def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
-    """Keys, constraints, indexes, identities, FKs, ANALYZE and views; idempotent. Tables are
-    worked on in parallel (``jobs`` connections). Returns the objects that failed (journaled
-    with PostgreSQL's error)."""
-    failed: list[str] = []
-    with journal.connect(target, autocommit=True) as conn:
-        entries = journal.read(conn)
-
-    def table_objects(t: Any) -> None:
-        with journal.connect(target, autocommit=True) as tconn:
-            for obj in t.post:
-                _do(
-                    tconn,
-                    entries,
-                    failed,
-                    f"object:{t.target}:{obj.kind}:{obj.name}",
-                    obj.kind,
-                    obj.sql,
-                    f"{obj.kind} {obj.name} on {t.target}",
-                )
-            tconn.execute(f"ANALYZE {quote(t.target)}")
-
-    def validate(fk: Any) -> None:
-        item = f"object:{fk.table}:fk:{fk.name}"
-        with journal.connect(target, autocommit=True) as tconn:
-            try:
-                tconn.execute(fk.validate)
-            except psycopg.Error as exc:
-                msg = str(exc).strip().splitlines()[0]
-                journal.put(tconn, item, "object", "failed", detail={"kind": "fk", "error": msg})
-                failed.append(f"foreign key {fk.name} on {fk.table} left NOT VALID: {msg}")
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for f in [pool.submit(table_objects, t) for t in plan.tables]:
-            f.result()
-    with journal.connect(target, autocommit=True) as conn:
-        added = [
-            fk
-            for fk in plan.fks
-            if _do(
-                conn,
-                entries,
-                failed,
-                f"object:{fk.table}:fk:{fk.name}",
-                "fk",
-                fk.sql,
-                f"foreign key {fk.name} on {fk.table}",
-            )
-            and fk.validate
-        ]
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for f in [pool.submit(validate, fk) for fk in added]:
-                f.result()
-        pending = list(plan.views)
-        for _attempt in range(len(pending) + 1):  # views may depend on later views
-            errors: dict[str, str] = {}
-            for v in list(pending):
-                try:
-                    with conn.transaction():
-                        conn.execute(f"CREATE OR REPLACE VIEW {quote(v.target)} AS {v.sql}")
-                        journal.put(conn, f"view:{v.target}", "view", "done")
-                    pending.remove(v)
-                except psycopg.Error as exc:
-                    errors[v.target] = str(exc).strip().splitlines()[0]
-            if not pending or not errors:
-                break
-        for v in pending:
-            journal.put(
-                conn,
-                f"view:{v.target}",
-                "view",
-                "failed",
-                detail={"error": errors.get(v.target, "")},
-            )
-            failed.append(
-                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}"
-            )
-    return failed
 
 
 def status(target: str) -> dict[str, Any]:
