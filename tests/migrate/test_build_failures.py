@@ -1,0 +1,55 @@
+"""Objects PostgreSQL refuses to build are named, the rest are built, and the run exits 3."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.migrate.conftest import pg
+
+
+def test_a_failing_unique_index_and_check_are_named_and_the_rest_built(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "quirks.db"
+    with sqlite3.connect(source) as conn:
+        # SQLite keeps 1 and '1' apart in an untyped UNIQUE column; as text they collide.
+        # typeof() exists only in SQLite, so that CHECK cannot be created; n >= 0 can.
+        conn.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k UNIQUE, n INTEGER CHECK (n >= 0), "
+            "CHECK (typeof(n) = 'integer'))"
+        )
+        conn.execute("INSERT INTO t (k, n) VALUES (1, 1), ('1', 2), ('x', 3)")
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[t.k]\ntype = "text"\n')
+    result = cli(
+        "migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url,
+        "--cast", str(casts), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    out = json.loads(result.stdout)
+    failed = out["failed_objects"]
+    assert any(f.startswith('unique t_k_key on t: could not create unique index "t_k_key"')
+               for f in failed), failed  # fmt: skip
+    assert any("t_check2 on t: function typeof(bigint) does not exist" in f for f in failed)
+    assert out["rows"] == 3 and not out["ok"]
+    with pg(pg_url) as conn:
+        checks = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 't'::regclass AND contype = 'c'"
+            )
+        }
+        assert checks == {"t_check": "CHECK ((n >= 0))"}
+        assert conn.execute("SELECT to_regclass('t_k_key')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+        primary = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'"
+        ).fetchone()[0]
+        assert primary == 1
+    rollback = cli("migrate-db", "rollback", "--to", pg_url, "--yes")
+    assert rollback.exit_code == 0, rollback.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
