@@ -115,7 +115,7 @@ class LiveImage:
 
     def close(self) -> None:
         # The connection first: closing any descriptor of a file drops every POSIX lock this
-        # process holds on it, the connection's read locks included (see _open_side_files).
+        # process holds on it, the connection's read locks included.
         if self.conn is not None:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
