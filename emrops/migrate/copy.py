@@ -117,19 +117,7 @@ def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Ite
         raw = src.execute(sql, (after,) if after is not None else ()).fetchall()
         if not raw:
             return
-        clean = []
-        for row in raw:
-            values = list(row)
-            for i in texty:
-                v = values[i + 1]
-                if isinstance(v, bytes):
-                    try:
-                        values[i + 1] = v.decode("utf-8")
-                    except UnicodeDecodeError:
-                        on_bad(row[0], tp.columns[i].source, v)
-                        break
-            else:
-                clean.append(tuple(values))
+        clean = [v for row in raw if (v := _decoded(row, tp, texty, on_bad)) is not None]
         after = raw[-1][0]
         yield clean
 
@@ -139,17 +127,24 @@ def read_range(src: sqlite3.Connection, tp: TablePlan, lo: int, hi: int, on_bad:
     holding invalid UTF-8 goes to ``on_bad`` and is skipped."""
     texty = [i for i, c in enumerate(tp.columns) if not c.select_blob]
     for row in src.execute(source_select(tp, text_as_bytes=True, between=True), (lo, hi)):
-        values = list(row)
-        for i in texty:
-            v = values[i + 1]
-            if isinstance(v, bytes):
-                try:
-                    values[i + 1] = v.decode("utf-8")
-                except UnicodeDecodeError:
-                    on_bad(row[0], tp.columns[i].source, v)
-                    break
-        else:
-            yield tuple(values)
+        values = _decoded(row, tp, texty, on_bad)
+        if values is not None:
+            yield values
+
+
+def _decoded(row: tuple, tp: TablePlan, texty: list[int], on_bad: BadText) -> tuple | None:
+    """``row`` (rowid first) with its text columns decoded; None after reporting a column
+    holding invalid UTF-8 to ``on_bad``."""
+    values = list(row)
+    for i in texty:
+        v = values[i + 1]
+        if isinstance(v, bytes):
+            try:
+                values[i + 1] = v.decode("utf-8")
+            except UnicodeDecodeError:
+                on_bad(row[0], tp.columns[i].source, v)
+                return None
+    return tuple(values)
 
 
 def row_converter(
