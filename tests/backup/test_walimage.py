@@ -43,15 +43,21 @@ def source_hash(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def wal_db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A WAL database with committed changes still in the WAL (a writer keeps it open)."""
-    path = tmp_path / "live.db"
+def wal_writer(path: Path, rows: int) -> sqlite3.Connection:
+    """An open WAL-mode connection (no automatic checkpoints) to a new ``notes`` table."""
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("PRAGMA journal_mode = WAL")
     writer.execute("PRAGMA wal_autocheckpoint = 0")
     writer.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-    writer.execute("INSERT INTO notes (body) " + series(3000, "'old ' || n"))
+    writer.execute("INSERT INTO notes (body) " + series(rows, "'n' || n"))
+    return writer
+
+
+@pytest.fixture
+def wal_db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A WAL database with committed changes still in the WAL (a writer keeps it open)."""
+    path = tmp_path / "live.db"
+    writer = wal_writer(path, 3000)
     writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for n in range(200):  # updates and growth that live only in the WAL
         writer.execute("UPDATE notes SET body = ? WHERE id = ?", (f"new {n}", n * 7 + 1))
@@ -128,11 +134,7 @@ while time.monotonic() < deadline:
 def test_a_restarted_wal_is_detected(tmp_path: Path) -> None:
     """Reader on read-lock 0 (WAL fully checkpointed): a writer may restart the WAL under it."""
     path = tmp_path / "restart.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA journal_mode = WAL")
-    writer.execute("PRAGMA wal_autocheckpoint = 0")
-    writer.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-    writer.execute("INSERT INTO notes (body) " + series(500, "'n' || n"))
+    writer = wal_writer(path, 500)
     writer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # all frames in the file, WAL not reset
     expected = writer.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
     image = LiveImage(path).open()
