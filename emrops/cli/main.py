@@ -102,4 +102,7 @@ def root(
 
 def run() -> None:
     """Console-script entry point."""
+    from emrops.db.sqlite_malloc import disable_memstatus
+
+    disable_memstatus()  # first, while no SQLite connection is open (parallel scans scale)
     app(prog_name="emrops")

@@ -267,7 +267,7 @@ def copy_table(
         with journal.connect(target_url) as conn:
             with conn.cursor() as cur:
                 cur.execute(f"TRUNCATE {quote(tp.target)}")
-                with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN") as cp:
+                with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN (FREEZE)") as cp:
                     write = cp.write_row
                     if line_sql is not None:
                         strict = row_converter(

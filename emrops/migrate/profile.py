@@ -126,7 +126,10 @@ def _column_exprs(
             # the same test as GLOB UUID32_GLOB OR UUID36_GLOB
             exprs["n_uuid"] = f"sum(emrops_is_uuid({c}))"
         if "CHAR" in up:
-            exprs["max_len"] = f"max(CASE WHEN typeof({c}) = 'text' THEN length({c}) END)"
+            # over every value: it is only used when all of them are text (the column is
+            # clean), else the detailed pass measures text alone. (A CASE here copies each
+            # value, and the mallocs make parallel queries contend on SQLite's memory mutex.)
+            exprs["max_len"] = f"max(length({c}))"
     elif aff == "INTEGER":
         exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
     elif aff in ("REAL", "NUMERIC"):
@@ -210,7 +213,6 @@ def profile_table(
                 p.n_real = count
         if not clean:
             p = _detail(conn, table, col.name, col.name in json_columns, rows)
-            p.max_len = f.get("max_len", p.max_len)
         columns[col.name] = p
     return TableProfile(rows=rows, columns=columns)
 

@@ -3,30 +3,27 @@
 The hash of a row is the one :func:`emrops.migrate.convert.make_row_hasher` defines (MD5 of the
 canonical text, summed as signed 64-bit integers), so it compares with PostgreSQL's
 :func:`~emrops.migrate.convert.pg_hash_sql`. For a table whose every column is *fast* (no
-conversion), SQLite computes the canonical text of the columns it can print exactly (text,
-integers, booleans, bytea, timestamps already in canonical form) and Python only canonicalises
-the rest (UUIDs, JSON, floats) and hashes; other tables go through the exact per-row path of
-:func:`emrops.migrate.verify.source_checksum`, which also skips the rows the copy rejected.
+conversion), SQLite builds each row's whole canonical text in one SQL expression (text,
+integers, booleans, bytea, UUIDs and timestamps already in canonical form in SQL itself; JSON,
+floats and the odd timestamp or UUID through the Python canonical functions, registered as SQL
+functions) and Python does one MD5 per row and nothing else; other tables go through the exact
+per-row path of :func:`emrops.migrate.verify.source_checksum`, which also skips the rows the
+copy rejected.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
 import multiprocessing
+import operator
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from emrops.migrate.convert import (
-    NULL_MARK,
-    SEP,
-    ConversionError,
-    canon_function,
-    canon_kind,
-    canon_ts,
-)
+from emrops.migrate.convert import NULL_MARK, SEP, canon_function, canon_kind, canon_ts
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
 
@@ -52,9 +49,12 @@ def _canon_sql(col: ColumnPlan) -> str | None:
     if kind == "ts" and col.converter == "ts":
         # already 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): itself; anything else via Python
         return (
-            f"CASE WHEN length({c}) = 26 AND substr({c}, 11, 1) = ' ' AND substr({c}, 20, 1) "
-            f"= '.' THEN {c} ELSE emrops_canon_ts({c}) END"
+            f"CASE WHEN {c} GLOB '????-??-?? ??:??:??.??????' THEN {c} "
+            f"ELSE emrops_canon_ts({c}) END"
         )
+    if kind == "uuid" and col.converter == "pass":
+        # the profile matched every value to 32 hex digits or the dashed form
+        return f"CASE WHEN length({c}) = 32 THEN lower({c}) ELSE lower(replace({c}, '-', '')) END"
     return None
 
 
@@ -63,80 +63,59 @@ def eligible(tp: TablePlan) -> bool:
     return bool(tp.columns) and all(c.fast for c in tp.columns)
 
 
-def _parts(tp: TablePlan) -> tuple[list[str], list[Callable[[Any], str] | None]]:
-    """SELECT expressions and, per expression, the Python canonical function (None when SQL
-    already gives the canonical text). Neighbouring SQL columns are joined in SQL."""
-    exprs: list[str] = []
-    funcs: list[Callable[[Any], str] | None] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            exprs.append(" || char(31) || ".join(run))
-            funcs.append(None)
-            run.clear()
-
-    for col in tp.columns:
+def row_sql(conn: sqlite3.Connection, tp: TablePlan) -> str:
+    """SQL of one row's canonical text (the values joined by SEP, NULL as NULL_MARK). Values
+    with no canonical form in SQL call their Python canonical function, registered on
+    ``conn``; one that fails makes the query fail (the caller then uses the exact path)."""
+    conn.create_function("emrops_canon_ts", 1, canon_ts, deterministic=True)
+    parts = []
+    for i, col in enumerate(tp.columns):
         sql = _canon_sql(col)
-        if sql is not None:
-            if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
-                sql = f"CASE WHEN {quote(col.source)} IS NULL THEN char(30) || 'N' ELSE {sql} END"
-            run.append(sql)
-            continue
-        flush()
         c = quote(col.source)
-        exprs.append(f"CAST({c} AS BLOB)" if col.select_blob else c)
-        funcs.append(canon_function(col.pg_type))
-    flush()
-    return exprs, funcs
+        if sql is None:
+            name = f"emrops_canon_{i}"
+            conn.create_function(name, 1, canon_function(col.pg_type), deterministic=True)
+            sql = f"{name}({f'CAST({c} AS BLOB)' if col.select_blob else c})"
+        if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
+            sql = f"CASE WHEN {c} IS NULL THEN {_literal(NULL_MARK)} ELSE {sql} END"
+        parts.append(sql)
+    return f" || {_literal(SEP)} || ".join(parts)
+
+
+def _literal(text: str) -> str:
+    return " || ".join(f"char({ord(ch)})" if ch < " " else f"'{ch}'" for ch in text)
+
+
+_ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
+_DIGEST = operator.methodcaller("digest")
+
+
+def hash_sum(texts: Iterable[str]) -> int:
+    """The sum of the row hashes of canonical row texts (as :func:`convert.row_hash` each),
+    with no Python code run per row: MD5 digests joined, their first 8 bytes read as signed
+    big-endian 64-bit integers by an array."""
+    digests = array.array("q", b"".join(map(_DIGEST, map(hashlib.md5, map(_ENCODE, texts)))))
+    if sys.byteorder == "little":
+        digests.byteswap()
+    return sum(digests[::2])  # each digest is two 8-byte items: the first is the hash
 
 
 def fast_checksum(
     conn: sqlite3.Connection, tp: TablePlan, stop: threading.Event | None = None
 ) -> tuple[int, int]:
-    """(rows, sum of row hashes) of an :func:`eligible` table. Raises sqlite3.OperationalError
-    when some text is not valid UTF-8, ConversionError/ValueError when a value has no canonical
-    form (the caller then uses the exact path, which skips such rows as the copy did)."""
-    conn.create_function("emrops_canon_ts", 1, canon_ts, deterministic=True)
-    exprs, funcs = _parts(tp)
+    """(rows, sum of row hashes) of an :func:`eligible` table: SQLite builds each row's
+    canonical text, Python only hashes it. Raises sqlite3.OperationalError when some text is
+    not valid UTF-8 or a value has no canonical form (the caller then uses the exact path,
+    which skips such rows as the copy did)."""
     count = total = 0
-    cur = conn.execute(f"SELECT {', '.join(exprs)} FROM {quote(tp.source)}")
-    hash_batch = _batch_hasher(funcs)
+    cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}")
+    first = operator.itemgetter(0)
     while batch := cur.fetchmany(BATCH):
-        total += hash_batch(batch)
+        total += hash_sum(map(first, batch))
         count += len(batch)
         if stop is not None and stop.is_set():
             raise Stopped
     return count, total
-
-
-def _batch_hasher(funcs: list[Callable[[Any], str] | None]) -> Callable[[list], int]:
-    """Generated code: the sum of the row hashes of a batch, one expression per part (a loop
-    with one join and one MD5 per row, and no call per value where SQL did the work)."""
-    env: dict[str, Any] = {
-        "md5": hashlib.md5,
-        "from_bytes": int.from_bytes,
-        "NM": NULL_MARK,
-        "SEP": SEP,
-    }
-    names = [f"v{i}" for i in range(len(funcs))]
-    parts = []
-    for i, f in enumerate(funcs):
-        if f is None:
-            parts.append(names[i])
-        else:
-            env[f"f{i}"] = f
-            parts.append(f"(NM if {names[i]} is None else f{i}({names[i]}))")
-    src = (
-        "def hash_batch(batch):\n"
-        "    total = 0\n"
-        f"    for {', '.join(names)}, in batch:\n"
-        f"        text = SEP.join(({', '.join(parts)},))\n"
-        "        total += from_bytes(md5(text.encode()).digest()[:8], 'big', signed=True)\n"
-        "    return total\n"
-    )
-    exec(compile(src, "<emrops batch hasher>", "exec"), env)  # noqa: S102 - generated from types
-    return env["hash_batch"]  # type: ignore[no-any-return]
 
 
 def source_checksum(
@@ -153,7 +132,7 @@ def source_checksum(
         try:
             rows, total = fast_checksum(conn, tp, stop)
             return rows, total, 0
-        except (sqlite3.OperationalError, ConversionError, ValueError, TypeError):
+        except sqlite3.OperationalError:
             pass  # invalid UTF-8 or a value without canonical form: the exact path says which
         finally:
             conn.close()
