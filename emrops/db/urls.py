@@ -1,8 +1,10 @@
-"""Reading a plain SQLite URL without importing SQLAlchemy (start-up time of backup runs).
+"""Reading plain database URLs without importing SQLAlchemy (start-up time of backup and
+migration runs).
 
-Only the unambiguous form ``sqlite[+pysqlite]:///PATH[?query]`` with no percent-escapes is
-read here; anything else goes through :func:`emrops.db.engine.parse_db_url`, which agrees
-with this on every URL this accepts (tested).
+Only unambiguous forms with no percent-escapes are read here: ``sqlite[+pysqlite]:///PATH
+[?query]``, and ``postgres[ql][+psycopg|+psycopg2]://[user[:password]@]host[:port]/dbname``
+with no query; anything else goes through :func:`emrops.db.engine.parse_db_url`, which
+agrees with this on every URL this accepts (tested).
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import re
 from pathlib import Path
 
 SIMPLE_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?%]+)(?:\?[^%]*)?")
+SIMPLE_PG = re.compile(
+    r"postgres(?:ql)?(?:\+psycopg2?)?://"
+    r"(?P<netloc>(?:[A-Za-z0-9_.~-]+(?::[A-Za-z0-9_.~-]*)?@)?[A-Za-z0-9_.-]+(?::[0-9]{1,5})?)"
+    r"/(?P<db>[A-Za-z0-9_.~-]+)"
+)
 
 
 def simple_sqlite_path(text: str) -> Path | None:
@@ -19,3 +26,12 @@ def simple_sqlite_path(text: str) -> Path | None:
     if match is None or match["path"] == ":memory:":
         return None
     return Path(match["path"])
+
+
+def simple_pg_uri(text: str) -> str | None:
+    """The libpq URI (``postgresql://...``) of a plain PostgreSQL URL, or None when the URL
+    needs the full parser."""
+    match = SIMPLE_PG.fullmatch(str(text).strip())
+    if match is None:
+        return None
+    return f"postgresql://{match['netloc']}/{match['db']}"

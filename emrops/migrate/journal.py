@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from emrops import secrets
-from emrops.db.engine import parse_db_url
+from emrops.db.urls import simple_pg_uri
 from emrops.errors import DatabaseError
 
 JOURNAL = "emrops_migration"
@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS {JOURNAL} (
 
 def conninfo(url: str) -> str:
     """A libpq URI for a postgresql(+psycopg) URL."""
+    simple = simple_pg_uri(url)
+    if simple is not None:
+        return simple
+    from emrops.db.engine import parse_db_url
+
     db = parse_db_url(url)
     if db.engine_name != "postgresql":
         from emrops.errors import UsageError

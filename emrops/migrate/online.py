@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from emrops import atomic
-from emrops.db.engine import create_engine, parse_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.migrate import fallback, journal
 from emrops.migrate.convert import CONVERT, ConversionError
@@ -237,6 +236,7 @@ def cutover(
 ) -> CutoverResult:
     """Maintenance on, last replay, verify, switch config, reload, maintenance off on PG."""
     from emrops.db.control import set_maintenance
+    from emrops.db.engine import create_engine, parse_db_url
 
     source = parse_db_url(source_url).sqlite_path
     assert source is not None

@@ -22,7 +22,9 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from emrops.db.sqlite_malloc import disable_memstatus
 from emrops.migrate.convert import NULL_MARK, SEP, canon_function, canon_kind, canon_ts
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
@@ -152,14 +154,20 @@ def source_checksums(
 
 
 class Hashing:
-    """Source checksums being computed in a child process (see :func:`start`)."""
+    """Source checksums computed in a child process: created early (the interpreter starts
+    while the run snapshots and plans), then :meth:`start` hands it the tables."""
 
-    def __init__(self, source: Path, tables: list[TablePlan]):
+    def __init__(self) -> None:
         # spawn: a fresh interpreter, never a fork of a process running threads
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._result = self._pool.apply_async(source_checksums, (source, tables))
+        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=disable_memstatus)
+        self._result: Any = None
         self._lock = threading.Lock()
         self._sums: dict[str, tuple[int, int, int]] | None = None
+
+    def start(self, source: Path, tables: list[TablePlan]) -> Hashing:
+        """Start hashing every table of ``source``."""
+        self._result = self._pool.apply_async(source_checksums, (source, tables))
+        return self
 
     def get(self) -> dict[str, tuple[int, int, int]]:
         """Wait for the checksums (re-raises what the child raised)."""
@@ -172,8 +180,3 @@ class Hashing:
         """Stop the child (at once if it is still hashing: the run failed or is done)."""
         self._pool.terminate()
         self._pool.join()
-
-
-def start(source: Path, tables: list[TablePlan]) -> Hashing:
-    """Start hashing every table of ``source`` in a child process."""
-    return Hashing(source, tables)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrops.db.engine import parse_db_url
-from emrops.db.urls import simple_sqlite_path
+from emrops.db.urls import simple_pg_uri, simple_sqlite_path
 
 URLS = [
     "sqlite:///app.db",
@@ -58,3 +58,63 @@ def test_any_plain_path_agrees(path: str) -> None:
         theirs = None
     assert mine == theirs
     assert isinstance(mine, Path)
+
+
+def _full_uri(url: str) -> str:
+    """What the migration connected with before: the full parser's rendering."""
+    db = parse_db_url(url)
+    return db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+PG_URLS = [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/emrsim",
+    "postgresql://app:s3cret@db.example.org/emrsim",
+    "postgres://app@localhost/emr_sim-2",
+    "postgresql+psycopg2://u:@host:6543/db.name",
+    "postgresql+psycopg://db-host/emrsim",
+]
+
+
+@pytest.mark.parametrize("url", PG_URLS)
+def test_simple_pg_urls_match_the_full_parser(url: str) -> None:
+    assert simple_pg_uri(url) == _full_uri(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:p%40ss@host/db",  # escapes: left to the full parser
+        "postgresql+psycopg://host/db?sslmode=require",
+        "postgresql+psycopg://host",  # no database
+        "postgresql+asyncpg://host/db",
+        "postgresql+psycopg://[::1]:5432/db",
+        "sqlite:///app.db",
+    ],
+)
+def test_other_pg_urls_go_to_the_full_parser(url: str) -> None:
+    assert simple_pg_uri(url) is None
+
+
+WORD = st.text(alphabet="abcXYZ019_.~-", min_size=1, max_size=12)
+
+
+@given(
+    user=st.none() | WORD,
+    password=st.none() | st.text(alphabet="abcXYZ019_.~-", max_size=8),
+    host=st.text(alphabet="abcxyz019.-", min_size=1, max_size=12),
+    port=st.none() | st.integers(min_value=1, max_value=65535),
+    db=WORD,
+)
+def test_any_plain_pg_url_agrees(
+    user: str | None, password: str | None, host: str, port: int | None, db: str
+) -> None:
+    auth = "" if user is None else user + ("" if password is None else f":{password}") + "@"
+    url = f"postgresql+psycopg://{auth}{host}{'' if port is None else f':{port}'}/{db}"
+    mine = simple_pg_uri(url)
+    if mine is None:
+        return
+    try:
+        theirs = _full_uri(url)
+    except Exception:  # noqa: BLE001 - the full parser refusing is a disagreement too
+        theirs = None
+    assert mine == theirs
