@@ -172,12 +172,13 @@ def open_source(path: Path) -> sqlite3.Connection:
 
 
 def build_plan(
-    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, check_utf8: bool = True
+    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, check_text: bool = True
 ) -> Plan:
     """Reflect and profile the open source database and decide everything the run will do.
 
-    ``check_utf8=False`` (used by ``run``) skips the separate UTF-8 pass: the copy decodes every
-    text value anyway and handles invalid UTF-8 row by row (abort or reject)."""
+    ``check_text=False`` (used by ``run``) does not look for NUL bytes and invalid UTF-8 in
+    text: the copy checks every chunk of text for both anyway and handles such values row by
+    row (abort naming the row, or reject), so the run does not read all text twice."""
     casts = casts or {}
     schema = reflect(conn)
     _check_casts(schema, casts)
@@ -206,7 +207,7 @@ def build_plan(
             name_for,
             anomalies,
             notes,
-            check_utf8,
+            check_text,
         )
         col_maps[table.name] = cmap
         bool_cols[table.name] = {c.target for c in tp.columns if c.pg_type == "boolean"}
@@ -279,10 +280,10 @@ def _plan_table(
     name_for,
     anomalies,
     notes,
-    check_utf8: bool = True,
+    check_text: bool = True,
 ):
     json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()}
-    tprof = prof.profile_table(conn, table, json_cols, check_utf8)
+    tprof = prof.profile_table(conn, table, json_cols, check_text)
     col_scope: set[str] = set()
     columns: list[ColumnPlan] = []
     cmap: dict[str, str] = {}

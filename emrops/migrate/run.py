@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.backup.walimage import LiveImage, Restarted, Unreadable
 from emrops.db.urls import simple_sqlite_path
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
@@ -108,16 +109,41 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+LIVE_ATTEMPTS = 3  # direct reads of the source's image before using the backup API
+
+
 def snapshot(conn: sqlite3.Connection, dest: Path) -> None:
-    """A consistent copy of the open (read-only) source via SQLite's online backup API."""
+    """A consistent copy of the open (read-only) source: the pages of one read transaction
+    read straight from the file and its WAL (the backup's reader, see backup/walimage.py;
+    half the time of the backup API here), or SQLite's online backup API when the files are
+    not in a shape that reader knows or the WAL restarted under it three times."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
+    path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+    copied = False
+    for _attempt in range(LIVE_ATTEMPTS):
+        try:
+            with LiveImage(path) as image, tmp.open("wb") as out:
+                while block := image.read(1 << 22):
+                    out.write(block)
+            copied = True
+            break
+        except Restarted:
+            continue
+        except Unreadable:
+            break
+    if not copied:
+        _backup_api(conn, tmp)
+    os.replace(tmp, dest)
+
+
+def _backup_api(conn: sqlite3.Connection, tmp: Path) -> None:
+    tmp.unlink(missing_ok=True)
     out = sqlite3.connect(tmp)
     try:
         conn.backup(out, pages=-1)
     finally:
         out.close()
-    os.replace(tmp, dest)
 
 
 def existing_tables(conn: psycopg.Connection, names: list[str]) -> list[str]:
@@ -218,7 +244,7 @@ def _run(
                 try:
                     snap_conn = open_source(snap)
                     try:
-                        plan = build_plan(snap_conn, casts, check_utf8=False)
+                        plan = build_plan(snap_conn, casts, check_text=False)
                     finally:
                         snap_conn.close()
                     _refuse(plan, opts)

@@ -73,7 +73,7 @@ def _id_of(text: str) -> int:
 def _plan(path: Path) -> Plan:
     conn = open_source(path)
     try:
-        return build_plan(conn, {}, check_utf8=False)
+        return build_plan(conn, {}, check_text=False)
     finally:
         conn.close()
 
