@@ -8,7 +8,9 @@ server times:
   3. `emrops migrate-db run` (with its built-in verification: counts + per-row checksums on both
      sides, sequences, constraint/index inventory),
   4. `emrops migrate-db verify` (a full re-scan of the source against the target).
-Wall time and peak RSS come from /usr/bin/time. Prints a markdown block for docs/benchmarks.md.
+Each step starts after a CHECKPOINT and sync (no step pays for the previous one's writes);
+the whole sequence runs --repeat times (3) and the medians are reported. Wall time and peak RSS
+come from /usr/bin/time. Prints a markdown block for docs/benchmarks.md.
 
 Usage: python benchmarks/migrate.py [--messages 1000000] [--workdir /tmp/emrops-bench]
 """
@@ -19,6 +21,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import uuid
@@ -34,8 +37,17 @@ HOST = os.environ.get("EMROPS_BENCH_PG_HOST", "127.0.0.1:5432")
 EMROPS = [sys.executable, "-m", "emrops"]
 
 
+def settle() -> None:
+    """Start every timed step from the same state: the previous step's dirty pages written
+    out (CHECKPOINT, sync), so no step pays for the one before it."""
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB, exit code) of a command, via /usr/bin/time."""
+    settle()
     out = subprocess.run(
         ["/usr/bin/time", "-f", "TIME %e %M", *cmd],
         stdin=subprocess.DEVNULL,
@@ -68,48 +80,15 @@ def drop_db(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--messages", type=int, default=1_000_000)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/emrops-bench-migrate"))
-    ap.add_argument("--jobs", type=int, default=0)
-    args = ap.parse_args()
-    if not shutil.which("pgloader"):
-        print("pgloader missing: run `bash scripts/ensure-debs.sh pgloader`", file=sys.stderr)
-        return 1
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    sessions = max(1, args.messages // 50)
-    src = args.workdir / f"emrsim-{args.messages}.db"
-    if not src.exists():
-        print(f"seeding {args.messages} messages into {src} ...", file=sys.stderr)
-        subprocess.run(
-            [
-                *EMROPS,
-                "sim",
-                "seed",
-                "--db",
-                f"sqlite:///{src}",
-                "--sessions",
-                str(sessions),
-                "--messages-per-session",
-                "50",
-                "--seed",
-                "7",
-            ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMROPS_")}
-    env["EMROPS_STATE_DIR"] = str(args.workdir / "state")
-    env["EMROPS_BACKUP_STORE"] = str(args.workdir / "backups")
+def one_round(src: Path, env: dict[str, str], jobs_n: int) -> dict[str, tuple[float, int, int]]:
+    """pgloader, run --no-verify, run and verify, each into a fresh database."""
     dbs = [create_db("bench_pgloader"), create_db("bench_emrops_nv"), create_db("bench_emrops")]
     results: dict[str, tuple[float, int, int]] = {}
     try:
         pgl_url = f"postgresql://postgres@{HOST}/{dbs[0]}"
         print("pgloader ...", file=sys.stderr)
         results["pgloader"] = timed(["pgloader", str(src), pgl_url])
-        jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+        jobs = ["--jobs", str(jobs_n)] if jobs_n else []
         nv_url = f"postgresql+psycopg://postgres@{HOST}/{dbs[1]}"
         print("emrops run --no-verify ...", file=sys.stderr)
         results["run"] = timed(
@@ -160,6 +139,57 @@ def main() -> int:
     finally:
         for name in dbs:
             drop_db(name)
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/emrops-bench-migrate"))
+    ap.add_argument("--jobs", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    args = ap.parse_args()
+    if not shutil.which("pgloader"):
+        print("pgloader missing: run `bash scripts/ensure-debs.sh pgloader`", file=sys.stderr)
+        return 1
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sessions = max(1, args.messages // 50)
+    src = args.workdir / f"emrsim-{args.messages}.db"
+    if not src.exists():
+        print(f"seeding {args.messages} messages into {src} ...", file=sys.stderr)
+        subprocess.run(
+            [
+                *EMROPS,
+                "sim",
+                "seed",
+                "--db",
+                f"sqlite:///{src}",
+                "--sessions",
+                str(sessions),
+                "--messages-per-session",
+                "50",
+                "--seed",
+                "7",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMROPS_")}
+    env["EMROPS_STATE_DIR"] = str(args.workdir / "state")
+    env["EMROPS_BACKUP_STORE"] = str(args.workdir / "backups")
+    rounds: list[dict[str, tuple[float, int, int]]] = []
+    for n in range(args.repeat):
+        print(f"round {n + 1} of {args.repeat}", file=sys.stderr)
+        rounds.append(one_round(src, env, args.jobs))
+    results = {
+        key: (
+            statistics.median(r[key][0] for r in rounds),
+            max(r[key][1] for r in rounds),
+            max(r[key][2] for r in rounds),
+        )
+        for key in rounds[0]
+    }
     pgl = results["pgloader"][0]
     size_mb = src.stat().st_size / 1e6
     print(f"\n### migrate-db vs pgloader ({args.messages:,} messages, {size_mb:.0f} MB SQLite)\n")
@@ -179,6 +209,11 @@ def main() -> int:
     }
     for key, (wall, rss, rc) in results.items():
         print(f"| {labels[key]} | {wall:.1f} | {wall / pgl:.2f} | {targets[key]} | {rss} | {rc} |")
+    each = "; ".join(
+        f"{key}: " + ", ".join(f"{r[key][0] / r['pgloader'][0]:.2f}" for r in rounds)
+        for key in ("run", "run+verify", "verify")
+    )
+    print(f"\nMedians of {len(rounds)} rounds; ratio to pgloader in each round: {each}.")
     return 0
 
 
