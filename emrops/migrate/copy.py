@@ -332,9 +332,12 @@ def copy_tables(
     jobs: int,
     rejects: RejectWriter | None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[TableResult]:
-    """Copy ``tables`` (largest first) with ``jobs`` workers; the first failure stops the rest."""
-    stop = threading.Event()
+    """Copy ``tables`` (largest first) with ``jobs`` workers; the first failure stops the rest,
+    and so does ``stop`` being set (by the caller)."""
+    if stop is None:
+        stop = threading.Event()
     results: list[TableResult] = []
     if not tables:
         return results

@@ -127,6 +127,15 @@ def put(
     )
 
 
+def set_detail(conn: psycopg.Connection, item: str, key: str, value: Any) -> None:
+    """Set one key of an entry's detail."""
+    conn.execute(
+        f"UPDATE {JOURNAL} SET detail = jsonb_set(coalesce(detail, '{{}}'), %s, %s), "
+        "updated_at = now() WHERE item = %s",
+        ([key], Jsonb(value), item),
+    )
+
+
 def set_checksum(conn: psycopg.Connection, item: str, checksum: int) -> None:
     """Record a table's source checksum (computed from the snapshot once the copy is done)."""
     conn.execute(

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
 from emrops.migrate.reflect import reflect
+from emrops.migrate.rollback import execute_rollback, plan_rollback
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -218,6 +220,7 @@ def _run(
                 hint="roll back (emrops migrate-db rollback) and run again",
             )
         phase("resuming")
+        pending = None
     else:
         if run_entry is not None:
             raise EmropsError(
@@ -237,22 +240,25 @@ def _run(
                 snapshot(src, snap)  # the only read of the source; everything else reads the copy
             finally:
                 src.close()
-            # The pinned backup (compression) runs while the snapshot is profiled: two cores busy.
-            phase("planning and backing up")
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup") as pool:
-                pending = pool.submit(_backup, snap, run_id, opts)
+            # The pinned backup of the snapshot starts now and runs while the snapshot is
+            # profiled and copied (the copy leaves part of a core idle); the run waits for it
+            # once the copy is done. (The source is never written, so nothing needs the backup
+            # earlier; a run whose backup fails removes what it created.)
+            phase("planning")
+            backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
+            pending = backup_pool.submit(_backup, snap, run_id, opts)
+            backup_pool.shutdown(wait=False)
+            try:
+                snap_conn = open_source(snap)
                 try:
-                    snap_conn = open_source(snap)
-                    try:
-                        plan = build_plan(snap_conn, casts, check_text=False)
-                    finally:
-                        snap_conn.close()
-                    _refuse(plan, opts)
-                except BaseException:
-                    _discard(pending, snap, opts)
-                    raise
-                backup_id = pending.result()
-            _create(opts.target, plan, run_id, snap, opts, backup_id)
+                    plan = build_plan(snap_conn, casts, check_text=False)
+                finally:
+                    snap_conn.close()
+                _refuse(plan, opts)
+            except BaseException:
+                _discard(pending, snap, opts)
+                raise
+            _create(opts.target, plan, run_id, snap, opts, None)
         except BaseException:
             if opts.online:  # a run that never started leaves no trigger behind
                 online.remove_capture(src_path)
@@ -278,9 +284,27 @@ def _run(
     if hashing is not None:
         hashing.start(snap, plan.tables)
     phase("copying")
-    results: list[TableResult] = copy_tables(
-        snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows
-    )
+    stop = threading.Event()  # a failed backup stops the copy at once
+    if pending is not None:
+        pending.add_done_callback(lambda f: stop.set() if f.exception() else None)
+    try:
+        results: list[TableResult] = copy_tables(
+            snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows, stop=stop
+        )
+    except BaseException:
+        if pending is None or not (pending.done() and pending.exception()):
+            if pending is not None:  # the backup is still worth keeping for --resume
+                with contextlib.suppress(Exception):
+                    _settle_backup(pending, opts.target)
+            raise
+    if pending is not None:
+        try:
+            backup_id = _settle_backup(pending, opts.target)
+        except BaseException:
+            # no pre-migration backup, no migration: remove what the run created
+            execute_rollback(opts.target, plan_rollback(opts.target, src_path))
+            shutil.rmtree(snap.parent, ignore_errors=True)
+            raise
     phase("building keys, constraints and indexes")
     failed = build_objects(opts.target, plan, jobs)
     replayed = None
@@ -371,6 +395,15 @@ def _discard(pending: Future, snap: Path, opts: RunOptions) -> None:
 
             open_store(opts.backup_store, opts.settings).delete_backup(backup_id)
     shutil.rmtree(snap.parent, ignore_errors=True)
+
+
+def _settle_backup(pending: Future, target: str) -> str | None:
+    """Wait for the pinned backup (re-raising its error) and journal its id."""
+    backup_id = pending.result()
+    if backup_id:
+        with journal.connect(target, autocommit=True) as conn:
+            journal.set_detail(conn, "run", "backup_id", backup_id)
+    return backup_id  # type: ignore[no-any-return]
 
 
 def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:

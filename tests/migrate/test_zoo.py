@@ -281,3 +281,32 @@ def test_reject_mode_writes_rejects_and_exits_3(
     v = cli("migrate-db", "verify", "--from", f"sqlite:///{dirty_zoo}", "--to", pg_url, "--json")
     vdata = json.loads(v.stdout)
     assert {t["table"]: t["rejected"] for t in vdata["tables"]}["dirty"] == 1
+
+
+def test_a_failed_backup_leaves_nothing_behind(cli, zoo: Path, casts: Path, pg_url: str) -> None:
+    """The pinned backup runs alongside the copy; when it fails, the run removes what it
+    created, as a refused run does, and says why."""
+    before = sha256(zoo)
+    Path("blocked").write_text("a file where the backup store's folder should be")
+    r = cli(
+        "migrate-db",
+        "run",
+        "--from",
+        f"sqlite:///{zoo}",
+        "--to",
+        pg_url,
+        "--cast",
+        str(casts),
+        env={"EMROPS_BACKUP_STORE": str(Path("blocked") / "store")},
+    )
+    assert r.exit_code not in (0, 3), r.stdout
+    assert "\nError: " in r.stderr and "Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('emrops_migration')").fetchone()[0] is None
+        left = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
+        assert left == 0
+    assert sha256(zoo) == before
+    assert not any(Path(".emrops/migrate").glob("*/pre-migration.db"))
