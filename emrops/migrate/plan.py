@@ -172,13 +172,15 @@ def open_source(path: Path) -> sqlite3.Connection:
 
 
 def build_plan(
-    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, check_text: bool = True
+    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, full: bool = True
 ) -> Plan:
     """Reflect and profile the open source database and decide everything the run will do.
 
-    ``check_text=False`` (used by ``run``) does not look for NUL bytes and invalid UTF-8 in
-    text: the copy checks every chunk of text for both anyway and handles such values row by
-    row (abort naming the row, or reject), so the run does not read all text twice."""
+    ``full=False`` (used by ``run``) leaves out what the run checks anyway, so it does not
+    read the data twice for it: NUL bytes and invalid UTF-8 in text (the copy checks every
+    chunk and handles such values row by row: abort naming the row, or reject) and rows whose
+    foreign key points nowhere (PostgreSQL's VALIDATE CONSTRAINT names them, and the
+    constraint is reported left NOT VALID)."""
     casts = casts or {}
     schema = reflect(conn)
     _check_casts(schema, casts)
@@ -207,7 +209,7 @@ def build_plan(
             name_for,
             anomalies,
             notes,
-            check_text,
+            full,
         )
         col_maps[table.name] = cmap
         bool_cols[table.name] = {c.target for c in tp.columns if c.pg_type == "boolean"}
@@ -226,7 +228,9 @@ def build_plan(
             ref_map = col_maps[fk.ref_table]
             cols = [col_maps[table.name][c.lower()] for c in fk.columns]
             ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
-            name = name_for("constraint", f"{tp.target}_{'_'.join(cols)}_fkey", index_scope)
+            name = name_for(
+                "constraint", fk.name or f"{tp.target}_{'_'.join(cols)}_fkey", index_scope
+            )
             actions = ""
             for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
                 if action and action.upper() != "NO ACTION":
@@ -243,7 +247,8 @@ def build_plan(
                     validate=f"ALTER TABLE {quote(tp.target)} VALIDATE CONSTRAINT {quote(name)}",
                 )
             )
-    _orphans(conn, schema, notes)
+    if full:
+        _orphans(conn, schema, notes)
     all_cols = {k: v for m in col_maps.values() for k, v in m.items()}
     all_cols.update({k.lower(): v for k, v in table_names.items()})
     views = []

@@ -175,18 +175,29 @@ def profile_table(
     for name in text_cols:
         if _looks_iso(conn, table, name):
             plan.append((name, "n_iso", f"sum({CONDITIONS['iso'].format(c=quote(name))})"))
-    # One query per column, run two at a time (SQLite releases the GIL while it scans), the
-    # costliest first, each on its own read-only connection; a column leading a covering
-    # index is counted over its distinct values (the index is already grouped).
+    # A column leading a covering index is counted over its distinct values (the index is
+    # already grouped), in a query of its own; the other columns' aggregates are shared out
+    # between two table scans of about equal cost, run at once (SQLite releases the GIL while
+    # it scans), each on its own read-only connection.
     path = conn.execute("PRAGMA database_list").fetchone()[2]
     by_column: dict[str, list[tuple[str, str, str]]] = {}
     for item in plan:
         by_column.setdefault(item[0], []).append(item)
-    jobs = sorted(by_column.values(), key=lambda items: -sum(_cost(e) for _c, _f, e in items))
+    jobs: list[tuple[str, list[tuple[str, str, str]]]] = []  # (SQL, items)
+    scans: list[list[tuple[str, str, str]]] = [[], []]
+    weight = [0.0, 0.0]
+    for items in sorted(by_column.values(), key=lambda it: -sum(_cost(e) for _c, _f, e in it)):
+        grouped = _aggregate_sql(conn, table, items[0][0], items)
+        if grouped is not None:
+            jobs.append((grouped, items))
+            continue
+        lighter = weight.index(min(weight))
+        scans[lighter].extend(items)
+        weight[lighter] += sum(_cost(e) for _c, _f, e in items)
+    jobs += [(_scan_sql(table, items), items) for items in scans if items]
 
-    def aggregate(items: list[tuple[str, str, str]]) -> tuple:
+    def aggregate(sql: str) -> tuple:
         with _reader(conn, path) as c:
-            sql = _aggregate_sql(c, table, items[0][0], items)
             return tuple(c.execute(sql, {"nul": "\x00"}).fetchone())
 
     def decode() -> set[str]:
@@ -195,12 +206,12 @@ def profile_table(
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         bad_future = pool.submit(decode)
-        futures = [pool.submit(aggregate, items) for items in jobs]
+        futures = [pool.submit(aggregate, sql) for sql, _items in jobs]
         results = [f.result() for f in futures]
         bad_text = bad_future.result()
     if not jobs:
         results = [tuple(conn.execute(f"SELECT count(*) FROM {quote(table.name)}").fetchone())]
-    parts = jobs or [[]]
+    parts = [items for _sql, items in jobs] or [[]]
     rows = int(results[0][0] or 0)
     found: dict[str, dict[str, Any]] = {c.name: {} for c in table.columns}
     for part, row in zip(parts, results, strict=True):
@@ -245,18 +256,22 @@ def _cost(expr: str) -> float:
     return 1.0
 
 
+def _scan_sql(table: Table, items: list[tuple[str, str, str]]) -> str:
+    """``SELECT count(*), <aggregates>`` over the table."""
+    return f"SELECT count(*){''.join(', ' + e for _c, _f, e in items)} FROM {quote(table.name)}"
+
+
 def _aggregate_sql(
     conn: sqlite3.Connection, table: Table, column: str, items: list[tuple[str, str, str]]
-) -> str:
-    """``SELECT count(*), <aggregates>`` over the table; or, when the column leads an index
-    with BINARY collation that SQLite would scan to group it, the same aggregates weighted by
-    the count of each distinct value (exact: every aggregate here is a count of values meeting
-    a predicate, or a max, of one column)."""
+) -> str | None:
+    """When ``column`` leads an index with BINARY collation that SQLite would scan to group
+    it: the aggregates of ``items`` (all of this column) weighted by the count of each
+    distinct value (exact: every aggregate here is a count of values meeting a predicate, or
+    a max, of one column); else None (a plain scan, :func:`_scan_sql`)."""
     t, c = quote(table.name), quote(column)
-    plain = f"SELECT count(*){''.join(', ' + e for _c, _f, e in items)} FROM {t}"
     grouped_from = f"SELECT {c}, count(*) AS n FROM {t} GROUP BY {c}"
     if not _grouped_by_index(conn, grouped_from, column):
-        return plain
+        return None
     weighted = []
     for _c, _f, e in items:
         if e == f"count({c})":
@@ -266,7 +281,7 @@ def _aggregate_sql(
         elif e.startswith("max("):
             weighted.append(e)
         else:
-            return plain
+            return None
     return f"SELECT sum(n){''.join(', ' + w for w in weighted)} FROM ({grouped_from})"
 
 

@@ -32,6 +32,7 @@ class ForeignKey:
     ref_columns: list[str]  # resolved to the referenced table's primary key when omitted
     on_delete: str
     on_update: str
+    name: str | None = None  # CONSTRAINT name in the CREATE TABLE, when it has one
 
 
 @dataclass
@@ -168,6 +169,49 @@ def parse_checks(sql: str) -> list[Check]:
     return checks
 
 
+def parse_fk_names(sql: str) -> dict[tuple[str, ...], str]:
+    """Names of the named foreign keys of a CREATE TABLE statement, by their (lower-case)
+    local columns: ``CONSTRAINT n FOREIGN KEY (a, b) REFERENCES ...`` and the column form
+    ``a INTEGER CONSTRAINT n REFERENCES ...`` (PRAGMA foreign_key_list gives no names)."""
+    toks = tokens(sql)
+    start = next((i for i, t in enumerate(toks) if t[2] == "("), None)
+    if start is None:
+        return {}
+    end = _matching(toks, start)
+    names: dict[tuple[str, ...], str] = {}
+    definition: list[str] = []
+    i = start + 1
+    while i <= end:
+        text = toks[i][2]
+        if text == "(":
+            close = _matching(toks, i)
+            definition += [t[2] for t in toks[i : close + 1]]
+            i = close + 1
+            continue
+        if text in (",", ")") and definition:
+            _fk_name(definition, names)
+            definition = []
+        elif text not in (",", ")"):
+            definition.append(text)
+        i += 1
+    return names
+
+
+def _fk_name(words: list[str], names: dict[tuple[str, ...], str]) -> None:
+    upper = [w.upper() for w in words]
+    if "REFERENCES" not in upper:
+        return
+    ref = upper.index("REFERENCES")
+    if upper[:1] == ["CONSTRAINT"] and upper[2:4] == ["FOREIGN", "KEY"] and words[4:5] == ["("]:
+        close = words.index(")", 5)
+        cols = [unquote(w).lower() for w in words[5:close] if w != ","]
+        names[tuple(cols)] = unquote(words[1])
+    elif upper[:1] not in (["FOREIGN"], ["CONSTRAINT"]) and ref >= 2 and upper[ref - 2] == (
+        "CONSTRAINT"
+    ):
+        names[(unquote(words[0]).lower(),)] = unquote(words[ref - 1])
+
+
 def parse_index_sql(sql: str) -> tuple[list[str], str | None]:
     """The element list and the WHERE clause of a CREATE INDEX statement."""
     toks = tokens(sql)
@@ -275,6 +319,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
     autoincrement = bool(re.search(r"\bAUTOINCREMENT\b", sql, re.I))
     table = Table(name, sql, columns, pk, without_rowid, autoincrement, rowid_alias, sequence=seq)
     table.checks = parse_checks(sql)
+    fk_names = parse_fk_names(sql)
     fks: dict[int, list[tuple]] = {}
     for r in _pragma(conn, "foreign_key_list", name):
         fks.setdefault(r[0], []).append(r)
@@ -287,8 +332,16 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
                 r[1] for r in sorted(_pragma(conn, "table_info", ref), key=lambda r: r[5]) if r[5]
             ]
             ref_cols = ref_pk
+        local = [r[3] for r in parts]
         table.foreign_keys.append(
-            ForeignKey([r[3] for r in parts], ref, ref_cols, parts[0][6], parts[0][5])
+            ForeignKey(
+                local,
+                ref,
+                ref_cols,
+                parts[0][6],
+                parts[0][5],
+                fk_names.get(tuple(c.lower() for c in local)),
+            )
         )
     index_sql = dict(
         conn.execute(

@@ -251,7 +251,7 @@ def _run(
             try:
                 snap_conn = open_source(snap)
                 try:
-                    plan = build_plan(snap_conn, casts, check_text=False)
+                    plan = build_plan(snap_conn, casts, full=False)
                 finally:
                     snap_conn.close()
                 _refuse(plan, opts)

@@ -53,3 +53,35 @@ def test_a_failing_unique_index_and_check_are_named_and_the_rest_built(
     assert rollback.exit_code == 0, rollback.stderr
     with pg(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
+
+
+def test_a_dangling_foreign_key_is_noted_by_plan_and_left_not_valid_by_run(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "orphans.db"
+    with sqlite3.connect(source) as conn:  # SQLite enforces foreign keys only when asked to
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, "
+            "parent_id INTEGER CONSTRAINT fk_child_parent REFERENCES parent (id))"
+        )
+        conn.execute("INSERT INTO parent (id) VALUES (1)")
+        conn.execute("INSERT INTO child (id, parent_id) VALUES (1, 1), (2, 99)")
+    plan = cli("migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", pg_url, "--json")
+    assert plan.exit_code == 0, plan.stderr
+    notes = json.loads(plan.stdout)["notes"]
+    assert any("child: 1 row(s) whose foreign key to parent points to no row" in n for n in notes)
+    run = cli("migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url, "--json")
+    assert run.exit_code == 3, run.stderr
+    out = json.loads(run.stdout)
+    assert out["rows"] == 3  # every row is copied, the dangling one too
+    assert any(
+        f.startswith("foreign key fk_child_parent on child left NOT VALID:")
+        and "(parent_id)=(99)" in f
+        for f in out["failed_objects"]
+    ), out["failed_objects"]
+    with pg(pg_url) as conn:
+        valid = conn.execute(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_child_parent'"
+        ).fetchone()
+        assert valid == (False,)
