@@ -217,7 +217,8 @@ def _print_run(result: dict[str, Any]) -> None:
         )
     out_console.print(table)
     if not result["backup_id"]:
-        out_console.print(f"pre-migration snapshot: {result['snapshot']}")
+        kept = result["snapshot"] or "none (no backup store configured)"
+        out_console.print(f"pre-migration snapshot: {kept}")
     else:
         out_console.print(f"pre-migration backup (pinned): {result['backup_id']}")
     if result["reject_file"]:

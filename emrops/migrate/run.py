@@ -31,6 +31,7 @@ from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, online, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
+from emrops.migrate.guard import SourceGuard, check_unchanged
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
 from emrops.migrate.reflect import reflect
 from emrops.migrate.rollback import execute_rollback, plan_rollback
@@ -56,7 +57,9 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    snapshot: str  # removed once the run completed and the pinned backup holds the same data
+    # online runs: the snapshot everything read, removed once the run completed and the pinned
+    # backup holds the same data; None for offline runs, which read the source in place
+    snapshot: str | None
     tables: list[dict[str, Any]]
     rows: int
     rejected: int
@@ -185,7 +188,10 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     # interpreter starts up while the source is snapshotted and planned
     hashing = srchash.Hashing() if opts.verify and not opts.online else None
     try:
-        return _run(opts, hooks, phase, entries, jobs, src_path, hashing, timings, started)
+        with contextlib.ExitStack() as stack:
+            return _run(
+                opts, hooks, phase, entries, jobs, src_path, hashing, timings, started, stack
+            )
     finally:
         if hashing is not None:
             hashing.close()
@@ -201,8 +207,10 @@ def _run(
     hashing: srchash.Hashing | None,
     timings: dict[str, float],
     started: float,
+    stack: contextlib.ExitStack,
 ) -> RunResult:
     run_entry = entries.get("run")
+    guard: SourceGuard | None = None
     if opts.resume:
         if run_entry is None:
             raise UsageError(
@@ -214,11 +222,15 @@ def _run(
         run_id = run_entry.detail["run_id"]
         backup_id = run_entry.detail.get("backup_id")
         opts.online = bool(run_entry.detail.get("online"))
+        live = bool(run_entry.detail.get("live_source"))
         if not snap.exists():
             raise EmropsError(
-                f"the pre-migration snapshot {snap} is gone",
+                f"the {'source' if live else 'pre-migration snapshot'} {snap} is gone",
                 hint="roll back (emrops migrate-db rollback) and run again",
             )
+        if live:
+            check_unchanged(snap, run_entry.detail.get("source_fingerprint"))
+            guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
         phase("resuming")
         pending = None
     else:
@@ -230,20 +242,28 @@ def _run(
         casts = load_casts(opts.cast)
         src = open_source(src_path)
         run_id = new_run_id()
-        snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
         try:
             if opts.online:
+                # the source keeps being written: everything reads a snapshot, taken after
+                # change capture is on, and the changes made since are replayed
                 phase("installing change capture in the source")
                 online.install_capture(src_path, online.capture_tables(reflect(src).tables))
-            phase("snapshot of the source")
-            try:
-                snapshot(src, snap)  # the only read of the source; everything else reads the copy
-            finally:
+                phase("snapshot of the source")
+                snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
+                try:
+                    snapshot(src, snap)
+                finally:
+                    src.close()
+            else:
+                # offline: the source is read in place (no second copy on disk), and any
+                # write to it during the run fails the run (see guard.py)
+                snap = src_path
                 src.close()
-            # The pinned backup of the snapshot starts now and runs while the snapshot is
-            # profiled and copied (the copy leaves part of a core idle); the run waits for it
-            # once the copy is done. (The source is never written, so nothing needs the backup
-            # earlier; a run whose backup fails removes what it created.)
+                guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
+            # The pinned backup starts now and runs while the source is profiled and copied
+            # (the copy leaves part of a core idle); the run waits for it once the copy is
+            # done. (The source is never written, so nothing needs the backup earlier; a run
+            # whose backup fails removes what it created.)
             phase("planning")
             backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
             pending = backup_pool.submit(_backup, snap, run_id, opts)
@@ -256,9 +276,9 @@ def _run(
                     snap_conn.close()
                 _refuse(plan, opts)
             except BaseException:
-                _discard(pending, snap, opts)
+                _discard(pending, opts.state_dir / "migrate" / run_id, opts)
                 raise
-            _create(opts.target, plan, run_id, snap, opts, None)
+            _create(opts.target, plan, run_id, snap, opts, None, guard)
         except BaseException:
             if opts.online:  # a run that never started leaves no trigger behind
                 online.remove_capture(src_path)
@@ -302,8 +322,7 @@ def _run(
             backup_id = _settle_backup(pending, opts.target)
         except BaseException:
             # no pre-migration backup, no migration: remove what the run created
-            execute_rollback(opts.target, plan_rollback(opts.target, src_path))
-            shutil.rmtree(snap.parent, ignore_errors=True)
+            _remove_run(opts, run_id, src_path)
             raise
     phase("building keys, constraints and indexes")
     failed = build_objects(opts.target, plan, jobs)
@@ -325,7 +344,10 @@ def _run(
         with journal.connect(opts.target, autocommit=True) as conn:
             for target, (_rows, checksum, _rejected) in hashing.get().items():
                 journal.set_checksum(conn, f"table:{target}", checksum)
-    if not failed and backup_id:
+    if guard is not None and guard.changed():
+        _remove_run(opts, run_id, src_path)
+        guard.check()  # raises: the source was written to while it was read
+    if not failed and backup_id and guard is None and snap.resolve() != src_path.resolve():
         # the pinned backup is the record; the snapshot was only kept for --resume
         snap.unlink(missing_ok=True)
     phase("done")
@@ -348,7 +370,7 @@ def _run(
     rejected = sum(t["rejected"] or 0 for t in tables)
     return RunResult(
         run_id=run_id,
-        snapshot=str(snap),
+        snapshot=None if guard is not None else str(snap),
         tables=tables,
         rows=sum(t["rows"] or 0 for t in tables),
         rejected=rejected,
@@ -386,7 +408,14 @@ def _refuse(plan: Plan, opts: RunOptions) -> None:
         )
 
 
-def _discard(pending: Future, snap: Path, opts: RunOptions) -> None:
+def _remove_run(opts: RunOptions, run_id: str, src_path: Path) -> None:
+    """Remove what a run created: its tables and journal in the target, change capture in
+    the source, its folder in the state directory (a snapshot, if one was taken)."""
+    execute_rollback(opts.target, plan_rollback(opts.target, src_path))
+    shutil.rmtree(opts.state_dir / "migrate" / run_id, ignore_errors=True)
+
+
+def _discard(pending: Future, run_dir: Path, opts: RunOptions) -> None:
     """A refused run leaves nothing behind: its backup and snapshot are removed."""
     with contextlib.suppress(Exception):
         backup_id = pending.result()
@@ -394,7 +423,7 @@ def _discard(pending: Future, snap: Path, opts: RunOptions) -> None:
             from emrops.backup.stores import open_store
 
             open_store(opts.backup_store, opts.settings).delete_backup(backup_id)
-    shutil.rmtree(snap.parent, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _settle_backup(pending: Future, target: str) -> str | None:
@@ -436,7 +465,13 @@ def _shown(source: str) -> str:
 
 
 def _create(
-    target: str, plan: Plan, run_id: str, snap: Path, opts: RunOptions, backup_id: str | None
+    target: str,
+    plan: Plan,
+    run_id: str,
+    snap: Path,
+    opts: RunOptions,
+    backup_id: str | None,
+    guard: SourceGuard | None,
 ) -> None:
     """Create the journal and every bare table in one transaction."""
     with journal.connect(target) as conn:
@@ -448,7 +483,9 @@ def _create(
             "copying",
             detail={
                 "run_id": run_id,
-                "snapshot": str(snap),
+                "snapshot": str(snap),  # the source itself when read in place (live_source)
+                "live_source": guard is not None,
+                "source_fingerprint": guard.fingerprint if guard is not None else None,
                 "source": _shown(opts.source),
                 "started_at": iso_utc(),
                 "on_error": opts.on_error,
