@@ -260,25 +260,25 @@ def _run(
                 snap = src_path
                 src.close()
                 guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
-            # The pinned backup starts now and runs while the source is profiled and copied
-            # (the copy leaves part of a core idle); the run waits for it once the copy is
-            # done. (The source is never written, so nothing needs the backup earlier; a run
-            # whose backup fails removes what it created.)
             phase("planning")
+            snap_conn = open_source(snap)
+            try:
+                plan = build_plan(snap_conn, casts, full=False)
+            finally:
+                snap_conn.close()
+            _refuse(plan, opts)
+            # The pinned backup starts once the plan is accepted and runs alongside the copy
+            # (which leaves part of a core idle; the profile before it keeps both busy); the
+            # run waits for it once the copy is done. The source is never written, so nothing
+            # needs the backup earlier; a run whose backup fails removes what it created.
             backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
             pending = backup_pool.submit(_backup, snap, run_id, opts)
             backup_pool.shutdown(wait=False)
             try:
-                snap_conn = open_source(snap)
-                try:
-                    plan = build_plan(snap_conn, casts, full=False)
-                finally:
-                    snap_conn.close()
-                _refuse(plan, opts)
+                _create(opts.target, plan, run_id, snap, opts, None, guard)
             except BaseException:
                 _discard(pending, opts.state_dir / "migrate" / run_id, opts)
                 raise
-            _create(opts.target, plan, run_id, snap, opts, None, guard)
         except BaseException:
             if opts.online:  # a run that never started leaves no trigger behind
                 online.remove_capture(src_path)

@@ -69,7 +69,9 @@ def line_sql(tp: TablePlan, *, escape: bool = True) -> str | None:
     parts = [column_sql(c, escape=escape) for c in tp.columns]
     if any(p is None for p in parts):
         return None
-    return " || char(9) || ".join(p for p in parts if p is not None) + " || char(10)"
+    # literal tab and newline characters in the SQL (char(9) would be a function call per
+    # column and row: 10% of the chunk's time)
+    return " || '\t' || ".join(p for p in parts if p is not None) + " || '\n'"
 
 
 def _backslashes_sql(tp: TablePlan) -> str:

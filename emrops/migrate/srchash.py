@@ -85,7 +85,9 @@ def row_sql(conn: sqlite3.Connection, tp: TablePlan) -> str:
 
 
 def _literal(text: str) -> str:
-    return " || ".join(f"char({ord(ch)})" if ch < " " else f"'{ch}'" for ch in text)
+    """A string literal holding ``text`` as it is (control characters included: a char()
+    call would run per column and row)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
