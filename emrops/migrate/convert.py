@@ -304,7 +304,7 @@ def pg_canon_sql(column: str, pg_type: str) -> str:
         "ts": f"to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
         "date": f"{c}::text",
         "jsonb": f"{c}::text",
-        "uuid": f"replace({c}::text, '-', '')",
+        "uuid": f"encode(uuid_send({c}), 'hex')",  # half the cost of replace({c}::text, ...)
     }[kind]
 
 

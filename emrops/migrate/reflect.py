@@ -206,8 +206,10 @@ def _fk_name(words: list[str], names: dict[tuple[str, ...], str]) -> None:
         close = words.index(")", 5)
         cols = [unquote(w).lower() for w in words[5:close] if w != ","]
         names[tuple(cols)] = unquote(words[1])
-    elif upper[:1] not in (["FOREIGN"], ["CONSTRAINT"]) and ref >= 2 and upper[ref - 2] == (
-        "CONSTRAINT"
+    elif (
+        upper[:1] not in (["FOREIGN"], ["CONSTRAINT"])
+        and ref >= 2
+        and upper[ref - 2] == ("CONSTRAINT")
     ):
         names[(unquote(words[0]).lower(),)] = unquote(words[ref - 1])
 

@@ -84,10 +84,14 @@ SPLIT_ROWS = 100_000
 
 def target_checksum_split(target_url: str, tp: TablePlan, parts: int) -> tuple[int, int]:
     """The checksum of a big table with an identity key, computed by ``parts`` backends over
-    key ranges at once (PostgreSQL does the hashing; this just uses more cores)."""
+    key ranges at once (PostgreSQL does the hashing; this just uses more cores) when the
+    server does not run the query in parallel itself (``max_parallel_workers_per_gather`` 0:
+    with parallel workers, each range would scan the whole table)."""
     ident = next((c.target for c in tp.columns if c.identity), None)
-    if ident is None or parts < 2 or tp.rows < SPLIT_ROWS:
-        with journal.connect(target_url) as conn:
+    with journal.connect(target_url) as conn:
+        gather = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')::int")
+        parallel = (gather.fetchone() or (0,))[0] > 0
+        if ident is None or parts < 2 or tp.rows < SPLIT_ROWS or parallel:
             return target_checksum(conn, tp)
     with journal.connect(target_url) as conn:
         bounds = conn.execute(

@@ -94,3 +94,33 @@ def test_resume_refuses_a_source_changed_since_the_run_started(tmp_path: Path, p
         run_migration(_options(src, pg_url, tmp_path, resume=True))
     with pg(pg_url) as conn:  # the refused resume changed nothing: rollback still applies
         assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 500
+
+
+def test_range_split_checksum_equals_the_single_query(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server without parallel workers the target checksum of a big table is computed
+    over key ranges on several connections; it must equal the one-query checksum."""
+    from emrops.migrate import journal, verify
+    from emrops.migrate.run import load_plan
+
+    src = _source(tmp_path / "app.db", wal=True)
+    assert run_migration(_options(src, pg_url, tmp_path)).ok
+    plan, _entries = load_plan(pg_url)
+    tp = plan.tables[0]
+    with journal.connect(pg_url) as conn:
+        whole = verify.target_checksum(conn, tp)
+    dbname = pg_url.rsplit("/", 1)[1]
+    with pg(pg_url) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET max_parallel_workers_per_gather = 0')
+    monkeypatch.setattr(verify, "SPLIT_ROWS", 100)
+    calls: list[str] = []
+    original = verify.target_checksum
+
+    def spy(conn, tp, where="", params=()):  # type: ignore[no-untyped-def]
+        calls.append(where)
+        return original(conn, tp, where, params)
+
+    monkeypatch.setattr(verify, "target_checksum", spy)
+    assert verify.target_checksum_split(pg_url, tp, 3) == whole == (500, whole[1])
+    assert len([w for w in calls if "WHERE" in w]) == 3  # it did split
