@@ -19,7 +19,7 @@ from emrops.cli.app import (
     print_json,
     settings,
 )
-from emrops.errors import CheckFailed
+from emrops.errors import ChangesPending, CheckFailed
 from emrops.migrate import api
 
 app = make_app("Migrate an SQLite database to PostgreSQL: plan, run, verify, status, rollback.")
@@ -288,12 +288,35 @@ def verify_cmd(source: FromOpt, target: ToOpt, json_out: JsonOpt = False) -> Non
 def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
     """Show the migration journal of the target: run state, tables copied, objects built.
 
+    Exit 0 when the migration is done (or cut over, or there is none), 3 when objects failed
+    to build, 4 when it is unfinished (interrupted: --resume it) or waiting for cutover.
+
     Example: emrops migrate-db status --to postgresql+psycopg://postgres@127.0.0.1/emrsim
     """
     result = api.status(target)
     if json_out:
         print_json(result)
-        return
+    else:
+        _print_status(result)
+    state = result["state"]
+    if result["failed"] or state == "built-with-errors":
+        raise CheckFailed(
+            f"the migration finished with {len(result['failed'])} object(s) not built",
+            hint="see the failures; fix them and `emrops migrate-db run --resume`, or `rollback`",
+        )
+    if state == "online":
+        raise ChangesPending(
+            "the online run is waiting for cutover", hint="run `emrops migrate-db cutover`"
+        )
+    if state not in ("done", "cut-over", "none"):
+        raise ChangesPending(
+            f"the migration is not finished (state {state})",
+            hint="continue it with `emrops migrate-db run --resume`, or remove it with "
+            "`emrops migrate-db rollback`",
+        )
+
+
+def _print_status(result: dict[str, Any]) -> None:
     out_console.print(f"state: {result['state']}")
     for t in result["tables"]:
         out_console.print(

@@ -49,8 +49,12 @@ def test_a_failing_unique_index_and_check_are_named_and_the_rest_built(
             "SELECT count(*) FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'"
         ).fetchone()[0]
         assert primary == 1
+    shown = cli("migrate-db", "status", "--to", pg_url)
+    assert shown.exit_code == 3 and "state: built-with-errors" in shown.stdout
+    assert "2 object(s) not built" in shown.stderr
     rollback = cli("migrate-db", "rollback", "--to", pg_url, "--yes")
     assert rollback.exit_code == 0, rollback.stderr
+    assert cli("migrate-db", "status", "--to", pg_url).exit_code == 0  # nothing there
     with pg(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
 

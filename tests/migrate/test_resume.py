@@ -96,7 +96,9 @@ def test_sigkill_then_resume_equals_clean_run_and_rollback_after_crash(
     before = sha256(emrsim_db)
     # crash, then roll back: nothing of ours is left
     _kill_mid_copy(_start_run(src, pg_url, tmp_path), pg_url)
-    status = json.loads(cli("migrate-db", "status", "--to", pg_url, "--json").stdout)
+    shown = cli("migrate-db", "status", "--to", pg_url, "--json")
+    assert shown.exit_code == 4 and "--resume" in shown.stderr  # unfinished: pending
+    status = json.loads(shown.stdout)
     assert status["state"] == "copying"
     rb = cli("migrate-db", "rollback", "--to", pg_url, "--yes")
     assert rb.exit_code == 0, rb.stderr
