@@ -105,14 +105,19 @@ def hash_sum(texts: Iterable[str]) -> int:
 
 
 def fast_checksum(
-    conn: sqlite3.Connection, tp: TablePlan, stop: threading.Event | None = None
+    conn: sqlite3.Connection,
+    tp: TablePlan,
+    stop: threading.Event | None = None,
+    rowids: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
-    """(rows, sum of row hashes) of an :func:`eligible` table: SQLite builds each row's
-    canonical text, Python only hashes it. Raises sqlite3.OperationalError when some text is
-    not valid UTF-8 or a value has no canonical form (the caller then uses the exact path,
-    which skips such rows as the copy did)."""
+    """(rows, sum of row hashes) of an :func:`eligible` table (or of its rows with rowid in
+    ``rowids``, inclusive): SQLite builds each row's canonical text, Python only hashes it.
+    Raises sqlite3.OperationalError when some text is not valid UTF-8 or a value has no
+    canonical form (the caller then uses the exact path, which skips such rows as the copy
+    did)."""
     count = total = 0
-    cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}")
+    where = " WHERE rowid BETWEEN ? AND ?" if rowids is not None else ""
+    cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
     first = operator.itemgetter(0)
     while batch := cur.fetchmany(BATCH):
         total += hash_sum(map(first, batch))
@@ -122,25 +127,61 @@ def fast_checksum(
     return count, total
 
 
+SPLIT_ROWS = 200_000  # a table this big is hashed as key ranges at once (source_checksum parts)
+
+
 def source_checksum(
-    source: Path, tp: TablePlan, stop: threading.Event | None = None
+    source: Path, tp: TablePlan, stop: threading.Event | None = None, parts: int = 1
 ) -> tuple[int, int, int]:
     """(rows, checksum, rows that cannot be converted) of one source table, the fast way when
-    the table allows it."""
+    the table allows it; a big rowid table in ``parts`` rowid ranges hashed by as many
+    processes at once (the sum of row hashes does not depend on how the rows are split)."""
     from emrops.migrate.verify import source_checksum as exact
 
     if eligible(tp):
-        conn = sqlite3.connect(
-            f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False
-        )
+        ranges = _rowid_ranges(source, tp, parts) if not tp.without_rowid else None
         try:
-            rows, total = fast_checksum(conn, tp, stop)
+            if ranges is None:
+                rows, total = _fast(source, tp, stop, None)
+            else:
+                ctx = multiprocessing.get_context("spawn")  # processes: hashing holds the GIL
+                with ctx.Pool(len(ranges), initializer=disable_memstatus) as pool:
+                    done = pool.starmap(_fast, [(source, tp, None, r) for r in ranges])
+                rows, total = sum(d[0] for d in done), sum(d[1] for d in done)
             return rows, total, 0
         except sqlite3.OperationalError:
             pass  # invalid UTF-8 or a value without canonical form: the exact path says which
-        finally:
-            conn.close()
     return exact(source, tp)
+
+
+def _fast(
+    source: Path, tp: TablePlan, stop: threading.Event | None, rowids: tuple[int, int] | None
+) -> tuple[int, int]:
+    conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        return fast_checksum(conn, tp, stop, rowids)
+    finally:
+        conn.close()
+
+
+def _rowid_ranges(source: Path, tp: TablePlan, parts: int) -> list[tuple[int, int]] | None:
+    """``parts`` rowid ranges holding about as many rows each (None: not worth splitting)."""
+    if parts < 2 or tp.rows < SPLIT_ROWS:
+        return None
+    conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
+    try:
+        cuts: list[int] = []
+        for i in range(1, parts):
+            row = conn.execute(
+                f"SELECT rowid FROM {quote(tp.source)} ORDER BY rowid LIMIT 1 OFFSET ?",
+                (tp.rows * i // parts,),
+            ).fetchone()
+            if row is not None and (not cuts or row[0] > cuts[-1]):
+                cuts.append(int(row[0]))
+    finally:
+        conn.close()
+    bounds = [-(2**63), *cuts, 2**63]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(len(bounds) - 1)] if cuts else None
 
 
 def source_checksums(

@@ -242,6 +242,17 @@ def verify(
     problems: list[str] = []
     checks: list[TableCheck] = []
     lock = threading.Lock()
+    # without precomputed sums, each table's source side is hashed in a thread of its own
+    # while PostgreSQL sums the target side (one waits on SQLite, the other on a socket)
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-srchash")
+    source_sums = (
+        {
+            tp.target: hashing.submit(srchash.source_checksum, source, tp, None, jobs)
+            for tp in sorted(plan.tables, key=lambda t: -t.rows)  # the longest first
+        }
+        if sums is None and source is not None
+        else {}
+    )
 
     def one(tp: TablePlan) -> None:
         entry = entries.get(f"table:{tp.target}")
@@ -249,6 +260,8 @@ def verify(
         known = sums() if sums is not None else {}
         if tp.target in known:
             s_rows, s_sum, rejected = known[tp.target]
+        elif tp.target in source_sums:
+            s_rows, s_sum, rejected = source_sums[tp.target].result()
         elif source is not None:
             s_rows, s_sum, rejected = srchash.source_checksum(source, tp)
         else:
@@ -276,9 +289,14 @@ def verify(
                     f"{entry.rejected} were rejected by the run"
                 )
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for f in [pool.submit(one, tp) for tp in plan.tables]:
-            f.result()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for f in [pool.submit(one, tp) for tp in plan.tables]:
+                f.result()
+    finally:
+        for pending in source_sums.values():
+            pending.cancel()
+        hashing.shutdown(wait=True)
     checks.sort(key=lambda c: c.table)
     with journal.connect(target_url) as conn:
         problems.extend(_inventory(conn, plan))

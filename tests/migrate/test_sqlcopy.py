@@ -220,3 +220,19 @@ def test_profile_counts_through_an_index_exactly(tmp_path: Path) -> None:
     ref = profiles["a"]["ref"]
     assert (ref.n_text, ref.n_int, ref.n_null, ref.n_uuid) == (202, 0, 1, 200)  # 7 is text
     assert profiles["a"]["tag"].n_nul == 40
+
+
+def test_source_checksum_in_parts_equals_the_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big table is hashed as rowid ranges by several processes; the sum must not change."""
+    src = _source(tmp_path / "src.db", 3000)
+    tp = _plan(src).tables[0]
+    whole = srchash.source_checksum(src, tp)
+    monkeypatch.setattr(srchash, "SPLIT_ROWS", 100)
+    ranges = srchash._rowid_ranges(src, tp, 3)
+    assert ranges is not None and len(ranges) == 3
+    assert ranges[0][0] == -(2**63) and ranges[-1][1] == 2**63 - 1  # every rowid is covered
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert srchash.source_checksum(src, tp, parts=3) == whole
+    assert whole[0] == 3000 and whole[2] == 0
