@@ -10,7 +10,6 @@ from typing import Any
 
 from emrops import atomic
 from emrops.migrate import journal
-from emrops.migrate import rollback as rb
 from emrops.migrate import run as runner
 from emrops.migrate.plan import build_plan, load_casts, open_source
 
@@ -105,6 +104,8 @@ def _source(source: str | None) -> Path | None:
 
 
 def rollback_plan(target: str, source: str | None = None) -> dict[str, Any]:
+    from emrops.migrate import rollback as rb  # (and its online/fallback parts) only when used
+
     rp = rb.plan_rollback(target, _source(source))
     return {**dataclasses.asdict(rp), "empty": rp.empty}
 
@@ -116,6 +117,8 @@ def rollback(
     config_file: Path | None = None,
     reload_cmd: str | None = None,
 ) -> list[str]:
+    from emrops.migrate import rollback as rb
+
     return rb.execute_rollback(
         target,
         rb.plan_rollback(target, _source(source)),

@@ -28,13 +28,12 @@ from emrops.backup.walimage import LiveImage, Restarted, Unreadable
 from emrops.db.urls import simple_sqlite_path
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
-from emrops.migrate import journal, online, srchash
+from emrops.migrate import journal, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.guard import SourceGuard, check_unchanged
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
 from emrops.migrate.reflect import reflect
-from emrops.migrate.rollback import execute_rollback, plan_rollback
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -244,6 +243,8 @@ def _run(
         run_id = new_run_id()
         try:
             if opts.online:
+                from emrops.migrate import online  # online runs only (start-up time)
+
                 # the source keeps being written: everything reads a snapshot, taken after
                 # change capture is on, and the changes made since are replayed
                 phase("installing change capture in the source")
@@ -281,6 +282,8 @@ def _run(
                 raise
         except BaseException:
             if opts.online:  # a run that never started leaves no trigger behind
+                from emrops.migrate import online
+
                 online.remove_capture(src_path)
             raise
     reject_path = opts.reject_file or (opts.state_dir / "migrate" / run_id / "rejects.jsonl")
@@ -331,6 +334,8 @@ def _run(
         phase("replaying changes made meanwhile")
         with journal.connect(opts.target, autocommit=True) as conn:
             entries = journal.read(conn)
+        from emrops.migrate import online
+
         since = entries["online"].rows if "online" in entries else online.last_seq(snap)
         replayed = online.replay(src_path, opts.target, plan, int(since or 0))
     with journal.connect(opts.target, autocommit=True) as conn:
@@ -411,6 +416,8 @@ def _refuse(plan: Plan, opts: RunOptions) -> None:
 def _remove_run(opts: RunOptions, run_id: str, src_path: Path) -> None:
     """Remove what a run created: its tables and journal in the target, change capture in
     the source, its folder in the state directory (a snapshot, if one was taken)."""
+    from emrops.migrate.rollback import execute_rollback, plan_rollback
+
     execute_rollback(opts.target, plan_rollback(opts.target, src_path))
     shutil.rmtree(opts.state_dir / "migrate" / run_id, ignore_errors=True)
 
