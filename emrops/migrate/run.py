@@ -1,10 +1,13 @@
-"""``migrate-db run``: snapshot, plan, create, copy, build, verify; and ``status``.
+"""``migrate-db run``: plan, create, copy (with the pinned backup alongside), build, verify;
+and ``status``.
 
-Order of work: the source is snapshotted first (the pre-migration backup, read-only access to
-the source), the plan is built from the snapshot, tables are created bare, data is copied (one
-transaction per table, journaled), then primary keys, unique and CHECK constraints, indexes,
-identities, foreign keys (NOT VALID, then VALIDATE), ANALYZE and views. ``--resume`` reuses the
-journaled plan and snapshot and skips every table and object already done.
+Order of work: an offline run reads the source in place, read-only, guarded against writes
+(guard.py); an online run installs change capture and reads a snapshot. The plan is built from
+what is read, tables are created bare, data is copied (one transaction per table, journaled)
+while the pinned pre-migration backup is taken, then primary keys, unique and CHECK
+constraints, indexes, identities, foreign keys (NOT VALID, then VALIDATE), ANALYZE and views.
+``--resume`` reuses the journaled plan (and an unchanged source, or the snapshot) and skips
+every table and object already done.
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
     # the child process hashing the source for verification starts now, so that its
-    # interpreter starts up while the source is snapshotted and planned
+    # interpreter starts up while the source is planned
     hashing = srchash.Hashing() if opts.verify and not opts.online else None
     try:
         with contextlib.ExitStack() as stack:
