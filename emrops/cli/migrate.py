@@ -138,8 +138,10 @@ def run_cmd(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy the SQLite database into PostgreSQL: snapshot (pre-migration backup), create tables,
-    COPY in parallel, build keys/constraints/indexes/identities/FKs/views, ANALYZE, verify.
+    """Copy the SQLite database into PostgreSQL: plan, create tables, COPY in parallel (with a
+    pinned pre-migration backup taken alongside), build keys/constraints/indexes/identities/
+    FKs/views, ANALYZE, verify. Offline (without --online) the source is read in place: stop
+    the app first; a write to the source during the run fails it and removes what it created.
     Exit 3 when rows were rejected, an object could not be built or verification failed.
 
     Example: emrops migrate-db run --from sqlite:///var/emrsim.db
