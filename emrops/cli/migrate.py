@@ -139,10 +139,10 @@ def run_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy the SQLite database into PostgreSQL: plan, create tables, COPY in parallel (with a
-    pinned pre-migration backup taken alongside), build keys/constraints/indexes/identities/
-    FKs/views, ANALYZE, verify. Offline (without --online) the source is read in place: stop
-    the app first; a write to the source during the run fails it and removes what it created.
-    Exit 3 when rows were rejected, an object could not be built or verification failed.
+    pinned pre-migration backup taken alongside), build keys, constraints, indexes, identities,
+    foreign keys and views, ANALYZE, verify. Offline (without --online) the source is read in
+    place: stop the app first; a write to the source during the run fails it and removes what
+    it created. Exit 3 when rows were rejected, an object could not be built or verification failed.
 
     Example: emrops migrate-db run --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --jobs 2
