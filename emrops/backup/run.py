@@ -16,15 +16,13 @@ from emrops.backup import crypto
 from emrops.backup.codec import Progress, _noop, encode
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import MANIFEST, PIN, DataFile, Manifest, new_backup_id
-from emrops.backup.snapshot import Snapshot, sqlite_snapshot
+from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
 from emrops.backup.stores import Store
-from emrops.backup.walimage import Restarted
 from emrops.db.urls import simple_sqlite_path
 from emrops.errors import UsageError
 from emrops.logs import get_logger, iso_utc
 
 log = get_logger(__name__)
-LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
 
 
 @dataclass
@@ -143,16 +141,15 @@ class _Data:
 
 
 def _sqlite(path: Path, scratch: Path | None, data: _Data, files: list[DataFile]) -> Snapshot:
-    """Stream a consistent image; read again when the WAL restarted under the first reads."""
-    for attempt in range(LIVE_ATTEMPTS + 1):
-        try:
-            with sqlite_snapshot(path, scratch, live=attempt < LIVE_ATTEMPTS) as snap:
-                assert snap.stream is not None
-                files.append(data.write("database.sqlite", "database", snap.stream, snap.size))
-            return snap
-        except Restarted:
-            log.info("the WAL of %s restarted during the read; reading again", path)
-    raise AssertionError("unreachable: the last attempt uses the backup API")
+    """Stream a consistent image (see :func:`use_sqlite_snapshot`)."""
+
+    def write(snap: Snapshot) -> DataFile:
+        assert snap.stream is not None
+        return data.write("database.sqlite", "database", snap.stream, snap.size)
+
+    snap, file = use_sqlite_snapshot(path, scratch, write)
+    files.append(file)
+    return snap
 
 
 def _postgres(db: Any, data: _Data, files: list[DataFile]) -> Snapshot:

@@ -17,17 +17,19 @@ import contextlib
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from emrops.backup.walimage import LiveImage, Unreadable
+from emrops.backup.walimage import LiveImage, Restarted, Unreadable
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,6 +106,22 @@ def sqlite_snapshot(
         return
     with _backup_api_copy(path, scratch_dir) as snap:
         yield snap
+
+
+def use_sqlite_snapshot(
+    path: Path, scratch_dir: Path | None, use: Callable[[Snapshot], T]
+) -> tuple[Snapshot, T]:
+    """Run ``use`` on a consistent image of the SQLite database at ``path`` (it reads
+    ``Snapshot.stream``); the image is read again when the WAL restarted under the reads, and
+    after LIVE_ATTEMPTS such restarts the backup API makes it."""
+    for attempt in range(LIVE_ATTEMPTS + 1):
+        try:
+            with sqlite_snapshot(path, scratch_dir, live=attempt < LIVE_ATTEMPTS) as snap:
+                result = use(snap)
+            return snap, result
+        except Restarted:
+            log.info("the WAL of %s restarted during the read; reading again", path)
+    raise AssertionError("unreachable: the last attempt uses the backup API")
 
 
 @contextlib.contextmanager

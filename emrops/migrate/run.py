@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from emrops.backup.walimage import LiveImage, Restarted, Unreadable
+from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
 from emrops.db.urls import simple_sqlite_path
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
@@ -116,41 +115,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-LIVE_ATTEMPTS = 3  # direct reads of the source's image before using the backup API
-
-
-def snapshot(conn: sqlite3.Connection, dest: Path) -> None:
-    """A consistent copy of the open (read-only) source: the pages of one read transaction
-    read straight from the file and its WAL (the backup's reader, see backup/walimage.py;
-    half the time of the backup API here), or SQLite's online backup API when the files are
-    not in a shape that reader knows or the WAL restarted under it three times."""
+def snapshot(path: Path, dest: Path) -> None:
+    """A consistent copy of the SQLite file at ``path`` (read-only): the backup's reader, which
+    reads the pages of one read transaction straight from the file and its WAL, or the backup
+    API when it cannot (see backup/snapshot.py)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
-    path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
-    copied = False
-    for _attempt in range(LIVE_ATTEMPTS):
-        try:
-            with LiveImage(path) as image, tmp.open("wb") as out:
-                while block := image.read(1 << 22):
-                    out.write(block)
-            copied = True
-            break
-        except Restarted:
-            continue
-        except Unreadable:
-            break
-    if not copied:
-        _backup_api(conn, tmp)
+
+    def write(snap: Snapshot) -> None:
+        assert snap.stream is not None
+        with tmp.open("wb") as out:
+            shutil.copyfileobj(snap.stream, out, 1 << 22)
+
+    use_sqlite_snapshot(path, dest.parent, write)
     os.replace(tmp, dest)
-
-
-def _backup_api(conn: sqlite3.Connection, tmp: Path) -> None:
-    tmp.unlink(missing_ok=True)
-    out = sqlite3.connect(tmp)
-    try:
-        conn.backup(out, pages=-1)
-    finally:
-        out.close()
 
 
 def existing_tables(conn: psycopg.Connection, names: list[str]) -> list[str]:
@@ -254,10 +232,8 @@ def _run(
                 online.install_capture(src_path, online.capture_tables(reflect(src).tables))
                 phase("snapshot of the source")
                 snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
-                try:
-                    snapshot(src, snap)
-                finally:
-                    src.close()
+                src.close()
+                snapshot(src_path, snap)
             else:
                 # offline: the source is read in place (no second copy on disk), and any
                 # write to it during the run fails the run (see guard.py)
