@@ -5,7 +5,7 @@ canonical text, summed as signed 64-bit integers), so it compares with PostgreSQ
 :func:`~emrops.migrate.convert.pg_hash_sql`. For a table whose every column is *fast* (no
 conversion), SQLite builds each row's whole canonical text in one SQL expression (text,
 integers, booleans, bytea, UUIDs and timestamps already in canonical form in SQL itself; JSON,
-floats and the odd timestamp or UUID through the Python canonical functions, registered as SQL
+floats and timestamps in another form through the Python canonical functions, registered as SQL
 functions) and Python does one MD5 per row and nothing else; other tables go through the exact
 per-row path of :func:`emrops.migrate.verify.source_checksum`, which also skips the rows the
 copy rejected.
