@@ -1,0 +1,117 @@
+"""The one SQLite open helper opens exactly the named file and never creates one when reading."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from emrops.db.sqlite_file import MissingDatabase, header_page_count, open_sqlite, sqlite_uri
+from emrops.errors import DatabaseError
+
+HOSTILE = ["a#b", "q?mode=rwc", "p%41%", "sp ace", "quo'te\"", "new\nline", "ünï©", "semi;colon"]
+
+
+def _make(path: Path, rows: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t(x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+    conn.commit()
+    conn.close()
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_folder_names_open_the_named_file(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    path = folder / f"{name}.db"
+    _make(path, 7)
+    before = _tree(tmp_path)
+    for mode in ("ro", "rw"):
+        conn = open_sqlite(path, mode=mode)  # type: ignore[arg-type]
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 7
+        conn.close()
+    assert _tree(tmp_path) == before  # nothing created beside or above the named file
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_reads_never_create(tmp_path: Path, mode: str) -> None:
+    missing = tmp_path / "a#b" / "app.db"
+    with pytest.raises(MissingDatabase, match="not found"):
+        open_sqlite(missing, mode=mode)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rwc_creates_exactly_the_named_file(tmp_path: Path) -> None:
+    (tmp_path / "x#y").mkdir()
+    target = tmp_path / "x#y" / "new?.db"
+    conn = open_sqlite(target, mode="rwc")
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    assert target.exists()
+    assert _tree(tmp_path) == {"x#y", "x#y/new?.db"}
+
+
+def test_symlink_opens_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real.db"
+    _make(real, 3)
+    link = tmp_path / "li#nk.db"
+    link.symlink_to(real)
+    conn = open_sqlite(link)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    conn.close()
+
+
+def test_uri_escapes_every_special_character(tmp_path: Path) -> None:
+    uri = sqlite_uri(tmp_path / "a#b?c%d e.db", immutable="1")
+    assert "#" not in uri and uri.count("?") == 1
+    assert uri.endswith("?mode=ro&immutable=1")
+
+
+def test_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MissingDatabase, match="folder"):
+        open_sqlite(tmp_path)
+
+
+def test_not_a_database_is_a_database_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"hello world" * 100)
+    conn = open_sqlite(junk)
+    with pytest.raises(sqlite3.DatabaseError):
+        conn.execute("SELECT * FROM sqlite_master").fetchall()
+    conn.close()
+
+
+def test_header_page_count(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    _make(path, 5000)
+    conn = sqlite3.connect(path)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    assert header_page_count(path) == pages
+    short = tmp_path / "short.db"
+    short.write_bytes(b"SQLite format 3\x00")
+    assert header_page_count(short) is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write any folder")
+def test_hot_journal_on_read_only_folder_has_a_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "app.db"
+    _make(path, 1)
+    Path(f"{path}-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\0" * 504)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(DatabaseError):
+            conn = open_sqlite(path)
+            conn.execute("SELECT count(*) FROM t").fetchone()
+    finally:
+        folder.chmod(0o755)
