@@ -64,10 +64,17 @@ def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _quote(name: str) -> str:
+    """A double-quoted SQL identifier (a table named with a quote is legal in SQLite)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
     """Row count per table and the Alembic revision of an open SQLite database."""
     tables = sqlite_tables(conn)
-    counts = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    counts = {
+        t: int(conn.execute(f"SELECT count(*) FROM {_quote(t)}").fetchone()[0]) for t in tables
+    }
     revision = None
     if "alembic_version" in tables:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()

@@ -10,6 +10,7 @@ row. (The source side of verification is hashed separately from the same snapsho
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -25,7 +26,7 @@ import psycopg
 from emrops.errors import CheckFailed, EmropsError
 from emrops.migrate import journal, sqlcopy
 from emrops.migrate.convert import CONVERT, ConversionError
-from emrops.migrate.plan import TablePlan
+from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
 
 BATCH = 5000
@@ -39,6 +40,23 @@ class CopyFailed(EmropsError):
 
 class ValueRejected(CheckFailed):
     """A value could not be converted and ``--on-error abort`` is in force (exit 3)."""
+
+
+class RowsLost(CheckFailed):
+    """PostgreSQL loaded a different number of rows than were sent (exit 3): the table's
+    transaction is rolled back rather than journaled as copied."""
+
+
+def check_loaded(tp: TablePlan, sent: int, loaded: int) -> None:
+    """Raise :class:`RowsLost` unless the target loaded exactly the ``sent`` rows. The copy
+    counts rows as it reads them; only PostgreSQL's own count of the COPY says what arrived."""
+    if loaded != sent:
+        raise RowsLost(
+            f"table {tp.source}: {sent} row(s) read from the source but PostgreSQL loaded "
+            f"{loaded}; the table was rolled back",
+            hint="run `emrops migrate-db plan` to see the anomaly (e.g. NULL keys), add a cast "
+            "rule or use --on-error reject, then rerun with --resume",
+        )
 
 
 @dataclass
@@ -158,7 +176,7 @@ def row_converter(
     column, the fast ones too (for rows the SQL path found something unexpected in)."""
     offset = 0 if tp.without_rowid else 1
     slow = [
-        (i, c.source, CONVERT[c.converter], c.notnull)
+        (i, c.source, CONVERT[c.converter], c.notnull, null_keys(c))
         for i, c in enumerate(tp.columns)
         if strict or not c.fast
     ]
@@ -176,9 +194,12 @@ def row_converter(
 
     def convert(row: tuple) -> tuple | None:
         out = list(row[offset:])
-        for i, name, fn, notnull in slow:
+        for i, name, fn, notnull, fill in slow:
             v = out[i]
             if v is None:
+                if fill is not None:
+                    out[i] = next(fill)
+                    continue
                 if notnull:
                     err = "NULL in a NOT NULL column"
                 else:
@@ -201,6 +222,12 @@ def row_converter(
         return tuple(out)
 
     return convert
+
+
+def null_keys(col: ColumnPlan) -> Iterator[int] | None:
+    """The keys given to NULL keys of ``col`` in source order (cast rule null_key =
+    "generate"), or None. The same sequence in the copy and in verification."""
+    return itertools.count(col.null_fill) if col.null_fill is not None else None
 
 
 def _key_text(tp: TablePlan, key: Any) -> str:
@@ -293,12 +320,15 @@ def copy_table(
                                 write(out)
                                 total += 1
                             tick()
+                # what arrived, counted by PostgreSQL (never what was sent)
+                loaded = cur.rowcount
+                check_loaded(tp, total, loaded)
             journal.put(
                 conn,
                 f"table:{tp.target}",
                 "table",
                 "copied",
-                rows=total,
+                rows=loaded,
                 rejected=len(rejected_keys),
                 detail={
                     "rejected_keys": rejected_keys,

@@ -36,6 +36,8 @@ class ColumnPlan:
     select_blob: bool = False  # read as bytes (invalid UTF-8 or bytea target)
     fast: bool = False  # every value already fits: no per-value conversion
     notes: list[str] = field(default_factory=list)
+    # cast rule null_key = "generate": NULL keys get null_fill, null_fill + 1, ... in rowid order
+    null_fill: int | None = None
 
 
 @dataclass
@@ -299,14 +301,7 @@ def _plan_table(
             m = map_column(col.declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
         except ValueError as exc:
             raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
-        if col.pk_pos and p.n_null and not table.rowid_alias:
-            m.anomalies.append(
-                Anomaly(
-                    "null",
-                    p.n_null,
-                    "NULL in a primary key column (SQLite allows it, PostgreSQL does not)",
-                )
-            )
+        null_fill = _null_keys(conn, table, col, p, m, rule)
         if m.pg_type.startswith("numeric("):
             _numeric_fit(conn, table, col.name, m)
         cname = name_for("column", col.name, col_scope)
@@ -331,13 +326,16 @@ def _plan_table(
             m.pg_type,
             m.converter,
             m.reason,
-            notnull=col.notnull or bool(col.pk_pos and table.without_rowid),
-            identity=m.identity,
+            # a primary key is NOT NULL in PostgreSQL: a NULL key is rejected by the copy
+            # (--on-error reject) or given a generated key (null_key rule), never loaded
+            notnull=col.notnull or bool(col.pk_pos),
+            identity=m.identity or null_fill is not None,
             default=default,
             select_blob=m.converter == "bytea" or bool(p.n_bad_utf8),
             notes=list(m.notes),
         )
-        cp.fast = is_fast(m, p, cp.select_blob)
+        cp.null_fill = null_fill
+        cp.fast = is_fast(m, p, cp.select_blob) and null_fill is None
         if col.generated:
             cp.notes.append("generated column: copied as stored values")
         columns.append(cp)
@@ -370,6 +368,46 @@ def _plan_table(
         table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
     )
     return tp, cmap
+
+
+def _null_keys(conn, table: Table, col, p, m, rule: dict[str, Any] | None) -> int | None:
+    """NULLs in a primary key that is not a rowid alias (``id INTEGER PRIMARY KEY DESC``,
+    ``INT PRIMARY KEY``, a composite key: SQLite lets them hold NULLs, PostgreSQL does not).
+    Without a rule they are an anomaly; the rule ``null_key = "generate"`` on a single
+    integer key gives them new keys above the largest one (returned: the first such key)."""
+    choice = (rule or {}).get("null_key")
+    if choice not in (None, "generate"):
+        raise UsageError(
+            f'cast rule for {table.name}.{col.name}: null_key must be "generate", not {choice!r}',
+            hint="rows with NULL keys are rejected with --on-error reject instead",
+        )
+    if not col.pk_pos or table.rowid_alias or table.without_rowid or not p.n_null:
+        return None
+    if choice == "generate":
+        if len(table.pk) != 1 or m.pg_type != "bigint":
+            raise UsageError(
+                f'cast rule for {table.name}.{col.name}: null_key = "generate" needs a '
+                f"single-column integer primary key (this one is {m.pg_type}, "
+                f"{len(table.pk)} column(s))",
+                hint="reject those rows instead: run with --on-error reject",
+            )
+        c, t = quote(col.name), quote(table.name)
+        top = conn.execute(f"SELECT max({c}) FROM {t} WHERE typeof({c}) = 'integer'").fetchone()
+        start = int(top[0] or 0) + 1
+        m.notes.append(
+            f"{p.n_null} NULL key(s) get generated keys from {start} on (cast rule null_key)"
+        )
+        return start
+    m.anomalies.append(
+        Anomaly(
+            "null",
+            p.n_null,
+            "NULL in a primary key that is not a rowid alias (SQLite allows it, PostgreSQL "
+            'does not): add a cast rule null_key = "generate" to give those rows new keys, '
+            "or run with --on-error reject to write them to the reject file",
+        )
+    )
+    return None
 
 
 def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:

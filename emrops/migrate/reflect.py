@@ -316,6 +316,10 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
         not without_rowid
         and len(pk) == 1
         and columns_by(columns, pk[0]).declared.upper() == "INTEGER"
+        # `id INTEGER PRIMARY KEY DESC` is not a rowid alias (a quirk SQLite keeps for
+        # compatibility): it has an index of its own and can hold NULLs and duplicates of
+        # other affinities. A true alias has no primary-key index.
+        and not any(r[3] == "pk" for r in _pragma(conn, "index_list", name))
     ):
         rowid_alias = pk[0]
     autoincrement = bool(re.search(r"\bAUTOINCREMENT\b", sql, re.I))

@@ -121,7 +121,8 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         raise ValueError(f"table {tp.source} cannot be formatted in SQL")
     t = quote(tp.source)
     first = (
-        f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB) FROM "
+        f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB), "
+        "count(line) FROM "
         f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {raw} AS line FROM {t} "
         f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
     )
@@ -132,9 +133,18 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
     tabs = len(tp.columns) - 1
     lo = -(2**63)
     while True:
-        hi, count, backslashes, data = src.execute(first, (lo,)).fetchone()
+        hi, count, backslashes, data, lines = src.execute(first, (lo,)).fetchone()
         if not count:
             return
+        if lines != count:
+            # a line is NULL when a column the plan holds for never NULL is NULL after all;
+            # group_concat would skip it, so this range goes row by row (which rejects or
+            # aborts on it) rather than losing the row
+            yield Chunk(lo, hi, count, None)
+            if hi == 2**63 - 1:
+                return
+            lo = hi + 1
+            continue
         data = data or b""
         if not (
             data.count(b"\t") == count * tabs

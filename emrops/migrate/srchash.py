@@ -120,7 +120,12 @@ def fast_checksum(
     cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
     first = operator.itemgetter(0)
     while batch := cur.fetchmany(BATCH):
-        total += hash_sum(map(first, batch))
+        texts = list(map(first, batch))
+        if None in texts:
+            # a NULL where the plan expects none (the row's text is NULL): the exact path
+            # handles it as the copy did
+            raise sqlite3.OperationalError("NULL in a column planned as NOT NULL")
+        total += hash_sum(texts)
         count += len(batch)
         if stop is not None and stop.is_set():
             raise Stopped

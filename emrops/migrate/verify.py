@@ -28,7 +28,7 @@ from emrops.migrate.convert import (
     pg_hash_sql,
     pg_row_sql,
 )
-from emrops.migrate.copy import read_batches
+from emrops.migrate.copy import null_keys, read_batches
 from emrops.migrate.plan import Plan, TablePlan
 from emrops.migrate.reflect import quote
 
@@ -125,7 +125,11 @@ def source_rows(source: Path, tp: TablePlan) -> Any:
     """Converted source rows (rejected ones skipped) with their keys: yields (key, row)."""
     conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
     offset = 0 if tp.without_rowid else 1
-    convs = [(i, CONVERT[c.converter], c.notnull) for i, c in enumerate(tp.columns) if not c.fast]
+    convs = [
+        (i, CONVERT[c.converter], c.notnull, null_keys(c))
+        for i, c in enumerate(tp.columns)
+        if not c.fast
+    ]
     bad: list[Any] = []
     try:
         for batch in read_batches(conn, tp, lambda key, _col, _v: bad.append(key)):
@@ -134,9 +138,11 @@ def source_rows(source: Path, tp: TablePlan) -> Any:
             for raw in batch:
                 row = list(raw[offset:])
                 try:
-                    for i, fn, notnull in convs:
+                    for i, fn, notnull, fill in convs:
                         if row[i] is None:
-                            if notnull:
+                            if fill is not None:
+                                row[i] = next(fill)
+                            elif notnull:
                                 raise ConversionError("NULL")
                         else:
                             row[i] = fn(row[i])
