@@ -291,7 +291,9 @@ def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
     """Show the migration journal of the target: run state, tables copied, objects built.
 
     Exit 0 when the migration is done (or cut over, or there is none), 3 when objects failed
-    to build, 4 when it is unfinished (interrupted: --resume it) or waiting for cutover.
+    to build, 4 when it is unfinished or waiting for cutover. An unfinished run whose process
+    is gone (killed, crashed) shows as ``interrupted`` with the step it died in (--resume
+    it); one still going shows as ``running``.
 
     Example: emrops migrate-db status --to postgresql+psycopg://postgres@127.0.0.1/emrsim
     """
@@ -310,6 +312,12 @@ def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
         raise ChangesPending(
             "the online run is waiting for cutover", hint="run `emrops migrate-db cutover`"
         )
+    if state == "interrupted":
+        raise ChangesPending(
+            f"the run was interrupted (killed or crashed) while {result['step'] or 'starting'}",
+            hint="continue it with `emrops migrate-db run --resume`, or remove it with "
+            "`emrops migrate-db rollback`",
+        )
     if state not in ("done", "cut-over", "none"):
         raise ChangesPending(
             f"the migration is not finished (state {state})",
@@ -319,7 +327,8 @@ def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
 
 
 def _print_status(result: dict[str, Any]) -> None:
-    out_console.print(f"state: {result['state']}")
+    step = f" (step: {result['step']})" if result.get("step") else ""
+    out_console.print(f"state: {result['state']}{step}")
     for t in result["tables"]:
         out_console.print(
             f"  {t['table']}: {t['state']} ({t['rows']} rows, {t['rejected']} rejected)"

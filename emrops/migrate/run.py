@@ -180,7 +180,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
 def _run(
     opts: RunOptions,
     hooks: Hooks,
-    phase: Callable[[str], None],
+    timed_phase: Callable[[str], None],
     entries: dict[str, journal.Entry],
     jobs: int,
     src_path: Path,
@@ -189,6 +189,14 @@ def _run(
     started: float,
     stack: contextlib.ExitStack,
 ) -> RunResult:
+    journaled = [False]  # once the journal exists, each step is written there too
+
+    def phase(name: str) -> None:
+        timed_phase(name)
+        if journaled[0]:
+            with journal.connect(opts.target, autocommit=True) as conn:
+                journal.set_detail(conn, "run", "step", name)
+
     run_entry = entries.get("run")
     guard: SourceGuard | None = None
     if opts.resume:
@@ -265,6 +273,11 @@ def _run(
 
                 online.remove_capture(src_path)
             raise
+    # the journal names this process and the step it is in, so `status` can tell a run in
+    # progress from one that was killed (and where it died)
+    with journal.connect(opts.target, autocommit=True) as conn:
+        journal.set_detail(conn, "run", "owner", {"pid": os.getpid(), "host": _host()})
+    journaled[0] = True
     reject_path = opts.reject_file or (opts.state_dir / "migrate" / run_id / "rejects.jsonl")
     rejects = RejectWriter(reject_path) if opts.on_error == "reject" else None
     with journal.connect(opts.target, autocommit=True) as conn:
@@ -319,8 +332,6 @@ def _run(
         replayed = online.replay(src_path, opts.target, plan, int(since or 0))
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
-        state = "built-with-errors" if failed else ("online" if opts.online else "done")
-        journal.put(conn, "run", "run", state)
     vres = None
     if hashing is not None:
         phase("verifying")
@@ -328,6 +339,11 @@ def _run(
         with journal.connect(opts.target, autocommit=True) as conn:
             for target, (_rows, checksum, _rejected) in hashing.get().items():
                 journal.set_checksum(conn, f"table:{target}", checksum)
+    # the final state only once every step (verification included) is over: a run killed
+    # before this point reads as interrupted
+    with journal.connect(opts.target, autocommit=True) as conn:
+        state = "built-with-errors" if failed else ("online" if opts.online else "done")
+        journal.put(conn, "run", "run", state)
     if guard is not None and guard.changed():
         _remove_run(opts, run_id, src_path)
         guard.check()  # raises: the source was written to while it was read
@@ -495,6 +511,10 @@ def status(target: str) -> dict[str, Any]:
     run = entries.get("run")
     if run is None:
         return {"state": "none", "tables": [], "objects": {}, "failed": []}
+    state, step = run.state, run.detail.get("step")
+    if state not in FINAL_STATES:
+        # unfinished: the run is either still going or was killed; its owner tells which
+        state = "running" if _alive(run.detail.get("owner")) else "interrupted"
     tables = [
         {"table": e.item.split(":", 1)[1], "state": e.state, "rows": e.rows, "rejected": e.rejected}
         for e in entries.values()
@@ -502,7 +522,9 @@ def status(target: str) -> dict[str, Any]:
     ]
     objects = [e for e in entries.values() if e.kind in ("object", "view")]
     return {
-        "state": run.state,
+        "state": state,
+        "journal_state": run.state,
+        "step": step if state in ("running", "interrupted") else None,
         "run_id": run.detail.get("run_id"),
         "started_at": run.detail.get("started_at"),
         "snapshot": run.detail.get("snapshot"),
@@ -516,6 +538,32 @@ def status(target: str) -> dict[str, Any]:
             f"{e.item}: {e.detail.get('error', '')}" for e in objects if e.state == "failed"
         ],
     }
+
+
+# journaled run states after which nothing more happens without a new command
+FINAL_STATES = ("done", "built-with-errors", "online", "cut-over")
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _alive(owner: dict[str, Any] | None) -> bool:
+    """Whether the process that journaled ``owner`` still runs (on this host; a run owned by
+    another host is taken to be alive, as it cannot be checked from here)."""
+    if not owner:
+        return False
+    if owner.get("host") != _host():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(owner["pid"]) != os.getpid()
 
 
 def load_plan(target: str) -> tuple[Plan, dict[str, journal.Entry]]:

@@ -99,7 +99,11 @@ def test_sigkill_then_resume_equals_clean_run_and_rollback_after_crash(
     shown = cli("migrate-db", "status", "--to", pg_url, "--json")
     assert shown.exit_code == 4 and "--resume" in shown.stderr  # unfinished: pending
     status = json.loads(shown.stdout)
-    assert status["state"] == "copying"
+    assert (status["state"], status["step"], status["journal_state"]) == (
+        "interrupted",
+        "copying",
+        "copying",
+    )
     rb = cli("migrate-db", "rollback", "--to", pg_url, "--yes")
     assert rb.exit_code == 0, rb.stderr
     with pg(pg_url) as conn:

@@ -1,0 +1,63 @@
+"""`status` after a run killed during verification says interrupted, and where (#16 0g)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.migrate.conftest import pg
+from tests.migrate.test_resume import _start_run
+
+
+def _step(url: str) -> str | None:
+    with pg(url) as conn:
+        row = conn.execute(
+            "SELECT detail->>'step' FROM emrops_migration WHERE item = 'run'"
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_a_run_killed_while_verifying_is_interrupted_not_done(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "big.db"
+    with sqlite3.connect(source) as conn:
+        # JSON text is canonicalised by Python during verification: a slow enough step
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, meta JSON, r REAL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000) "
+            "INSERT INTO m SELECT i, json_object('k', i, 'v', 'x' || i), i / 7.0 FROM n"
+        )
+    conn.close()
+    proc = _start_run(f"sqlite:///{source}", pg_url, tmp_path)
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            with pg(pg_url) as conn:
+                exists = conn.execute("SELECT to_regclass('emrops_migration')").fetchone()[0]
+            if exists and _step(pg_url) == "verifying":
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"run ended before verification was reached: {proc.stderr.read()}")
+            time.sleep(0.01)
+        else:
+            pytest.fail("the run never reached verification")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    shown = cli("migrate-db", "status", "--to", pg_url, "--json")
+    assert shown.exit_code == 4, shown.stderr
+    status = json.loads(shown.stdout)
+    assert (status["state"], status["step"]) == ("interrupted", "verifying")
+    assert "interrupted (killed or crashed) while verifying" in shown.stderr
+    assert "--resume" in shown.stderr
+    text = cli("migrate-db", "status", "--to", pg_url)
+    assert "state: interrupted (step: verifying)" in text.stdout
