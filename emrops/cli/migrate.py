@@ -41,7 +41,12 @@ def plan_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Show how every table and column would migrate; exit 3 when some column holds values that
-    do not fit without a cast rule. Reads the source only (read-only) and does not touch --to.
+    do not fit without a cast rule, or some statement fails on the target. Reads the source
+    read-only. Tries every statement the run would execute (tables, defaults, keys, CHECKs,
+    indexes, foreign keys, views) on --to in a scratch schema inside a transaction that is
+    rolled back, so exit 0 means `run` will not fail on schema; CHECKs are also evaluated
+    over the source rows. Needs CONNECT and CREATE on the --to database (as `run` does);
+    exit 1 with a hint when --to is unreachable.
 
     Example: emrops migrate-db plan --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --emit-sql plan.sql
@@ -51,6 +56,13 @@ def plan_cmd(
         print_json(result)
     else:
         _print_plan(result)
+    if result["schema_failures"]:
+        f = result["schema_failures"][0]
+        raise CheckFailed(
+            f"{len(result['schema_failures'])} statement(s) fail on the target; first: "
+            f"{f['kind']} {f['name']}: {f['error']}",
+            hint=f["hint"],
+        )
     if result["anomalies"]:
         a = result["anomalies"][0]
         raise CheckFailed(
@@ -95,6 +107,15 @@ def _print_plan(result: dict[str, Any]) -> None:
                 a["message"],
             )
         out_console.print(an)
+    if result["schema_failures"]:
+        sf = Table(title="statements PostgreSQL refuses (tried on the target, rolled back)")
+        for name in ("object", "table", "error", "SQL"):
+            sf.add_column(name)
+        for f in result["schema_failures"]:
+            sf.add_row(f"{f['kind']} {f['name']}", f["table"] or "-", f["error"], f["sql"])
+        out_console.print(sf)
+    for line in result["checked_at_run"]:
+        out_console.print(f"note: {line}")
     for r in result["renames"]:
         out_console.print(f"rename {r['kind']} {r['from']!r} -> {r['to']!r}")
     for n in result["notes"]:

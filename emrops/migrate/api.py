@@ -25,10 +25,20 @@ def _plain(obj: Any) -> Any:
 
 def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None) -> dict[str, Any]:
     """The plan as a dict, plus a pre-flight look at the target (reachable, tables in the way)."""
+    from emrops.migrate import trial
+    from emrops.migrate.reflect import reflect
+
     casts = load_casts(cast)
+    # the target first: a plan that cannot be tried there is no promise (exit 1 with a hint)
+    with journal.connect(target, autocommit=True) as pg:
+        pass
     conn = open_source(runner.source_path(source))
     try:
         plan = build_plan(conn, casts)
+        tried = trial.try_plan(plan, target, plan.extensions)
+        tried.checked_at_run = trial.check_source_rows(
+            conn, reflect(conn).tables, plan, tried.failures
+        )
     finally:
         conn.close()
     if emit_sql is not None:
@@ -36,7 +46,10 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     data = plan.to_dict()
     data["rows"] = plan.total_rows
     data["eta_seconds"] = round(plan.total_rows / ROWS_PER_SECOND, 1)
-    data["ok"] = not plan.anomalies
+    data["schema_failures"] = [dataclasses.asdict(f) for f in tried.failures]
+    data["checked_at_run"] = tried.checked_at_run
+    data["statements_tried"] = tried.statements
+    data["ok"] = not plan.anomalies and not tried.failures
     with journal.connect(target, autocommit=True) as pg:
         in_the_way = runner.existing_tables(pg, [t.target for t in plan.tables] + [journal.JOURNAL])
     data["target_conflicts"] = in_the_way

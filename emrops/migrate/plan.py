@@ -92,6 +92,7 @@ class Plan:
     anomalies: list[PlanAnomaly]
     notes: list[str]
     skipped: list[str]
+    extensions: list[str] = field(default_factory=list)  # created before the tables
 
     @property
     def total_rows(self) -> int:
@@ -121,11 +122,13 @@ class Plan:
             anomalies=[PlanAnomaly(**a) for a in data["anomalies"]],
             notes=data["notes"],
             skipped=data["skipped"],
+            extensions=data.get("extensions", []),
         )
 
     def ddl(self) -> str:
         """The whole DDL, in execution order, as one SQL script."""
         lines = ["-- emrops migrate-db plan: tables (created before the copy)"]
+        lines += [f"CREATE EXTENSION IF NOT EXISTS {quote(e)};" for e in self.extensions]
         lines += [t.create_sql + ";" for t in self.tables]
         lines.append("-- after the copy: keys, constraints, indexes, identities")
         for t in self.tables:

@@ -35,7 +35,7 @@ from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.guard import SourceGuard, check_unchanged
 from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
-from emrops.migrate.reflect import reflect
+from emrops.migrate.reflect import quote, reflect
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -498,10 +498,30 @@ def _create(
                 "source_path": str(source_path(opts.source).resolve()),
             },
         )
+        for ext in plan.extensions:
+            _ddl(conn, "extension", ext, f"CREATE EXTENSION IF NOT EXISTS {quote(ext)}")
         for t in plan.tables:
-            conn.execute(t.create_sql)
+            _ddl(conn, "table", t.target, t.create_sql)
             journal.put(conn, f"table:{t.target}", "table", "created")
         conn.commit()
+
+
+def _ddl(conn: psycopg.Connection, kind: str, name: str, sql: str) -> None:
+    """Execute one statement of the table creation; a failure is reported with its SQL and
+    PostgreSQL's message (the transaction is rolled back: nothing was created)."""
+    try:
+        conn.execute(sql)
+    except psycopg.Error as exc:
+        from emrops.migrate.trial import hint_for, pg_message
+
+        raise SchemaRefused(
+            f"PostgreSQL refused to create {kind} {name}: {pg_message(exc)}; SQL: {sql}",
+            hint=hint_for(kind) + "; `emrops migrate-db plan` tries every statement first",
+        ) from None
+
+
+class SchemaRefused(CheckFailed):
+    """A statement creating the target's tables failed (exit 3, nothing created)."""
 
 
 def status(target: str) -> dict[str, Any]:

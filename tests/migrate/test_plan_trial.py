@@ -1,0 +1,99 @@
+"""`plan` tries every statement on the target, rolled back (#16 item 0d)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.migrate.conftest import pg
+
+
+def _db(path: Path, script: str, *, ignore_checks: bool = False) -> Path:
+    conn = sqlite3.connect(path)
+    if ignore_checks:
+        conn.execute("PRAGMA ignore_check_constraints = 1")
+    conn.executescript(script)
+    conn.commit()
+    conn.close()
+    return path
+
+
+QUIRKS = """
+CREATE TABLE j (id INTEGER PRIMARY KEY, meta TEXT, CHECK ((JSON_VALID(meta) OR meta IS NULL)));
+INSERT INTO j (meta) VALUES ('{"a": 1}');
+CREATE TABLE c (id INTEGER PRIMARY KEY, n INT CHECK (n > 0));
+INSERT INTO c (n) VALUES (1), (-2), (-3);
+CREATE INDEX c_expr ON c (typeof(n));
+CREATE VIEW v AS SELECT id, meta + 1 AS x FROM j WHERE meta = 0;
+CREATE VIEW ok AS SELECT id, n FROM c;
+"""
+
+
+def _objects(conn) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+    ).fetchone()[0]
+
+
+def test_plan_reports_each_statement_postgresql_refuses_and_leaves_nothing(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = _db(tmp_path / "q.db", QUIRKS, ignore_checks=True)
+    with pg(pg_url) as conn:
+        conn.execute("CREATE TABLE c (x int)")  # in the way: the trial must not mind it
+        before = _objects(conn)
+        schemas = conn.execute("SELECT count(*) FROM pg_namespace").fetchone()[0]
+    result = cli("migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", pg_url, "--json")
+    assert result.exit_code == 3, result.stderr
+    out = json.loads(result.stdout)
+    failures = {(f["kind"], f["name"]): f for f in out["schema_failures"]}
+    assert set(failures) == {
+        ("check", "j_check"),
+        ("index", "c_expr"),
+        ("view", "v"),
+        ("check-data", "c_check"),
+    }
+    assert failures[("check", "j_check")]["error"] == "function json_valid(text) does not exist"
+    assert "CHECK ((JSON_VALID" in failures[("check", "j_check")]["sql"]
+    assert failures[("view", "v")]["error"].startswith("operator does not exist: text + integer")
+    assert "typeof" in failures[("index", "c_expr")]["error"]
+    (data,) = [f for f in out["schema_failures"] if f["kind"] == "check-data"]
+    assert data["table"] == "c" and data["error"].startswith("2 source row(s) violate CHECK")
+    assert ("view", "ok") not in failures and out["statements_tried"] >= 8
+    assert not out["ok"] and out["target_conflicts"] == ["c"]
+    assert "statement(s) fail on the target" in result.stderr
+    with pg(pg_url) as conn:  # rolled back: no scratch schema, nothing new
+        assert _objects(conn) == before
+        assert conn.execute("SELECT count(*) FROM pg_namespace").fetchone()[0] == schemas
+
+
+def test_plan_exit_0_means_run_builds_everything(cli, tmp_path: Path, pg_url: str) -> None:
+    source = _db(
+        tmp_path / "fine.db",
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE CHECK (length(name) "
+        "> 0), at DATETIME DEFAULT CURRENT_TIMESTAMP);"
+        "CREATE TABLE ch (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id));"
+        "CREATE INDEX ch_p ON ch (p) WHERE p IS NOT NULL;"
+        "CREATE VIEW names AS SELECT name FROM p;"
+        "INSERT INTO p (name) VALUES ('a'); INSERT INTO ch (p) VALUES (1);",
+    )
+    url = f"sqlite:///{source}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 0, plan.stderr
+    assert json.loads(plan.stdout)["schema_failures"] == []
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--json")
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(run.stdout)["failed_objects"] == []
+
+
+def test_plan_with_an_unreachable_target_exits_1_with_a_hint(cli, tmp_path: Path) -> None:
+    source = _db(tmp_path / "s.db", "CREATE TABLE t (a);")
+    result = cli(
+        "migrate-db", "plan", "--from", f"sqlite:///{source}",
+        "--to", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "cannot connect to" in result.stderr and "Try:" in result.stderr
+    assert "unexpected" not in result.stderr
