@@ -35,7 +35,7 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     conn = open_source(runner.source_path(source))
     try:
         plan = build_plan(conn, casts)
-        tried = trial.try_plan(plan, target, plan.extensions)
+        tried = trial.try_plan(plan, target, plan.extensions, conn)
         tried.checked_at_run = trial.check_source_rows(
             conn, reflect(conn).tables, plan, tried.failures
         )
@@ -48,6 +48,7 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     data["eta_seconds"] = round(plan.total_rows / ROWS_PER_SECOND, 1)
     data["schema_failures"] = [dataclasses.asdict(f) for f in tried.failures]
     data["checked_at_run"] = tried.checked_at_run
+    data["notes"] += tried.notes
     data["statements_tried"] = tried.statements
     data["ok"] = not plan.anomalies and not tried.failures
     with journal.connect(target, autocommit=True) as pg:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import json
 import struct
 import uuid
@@ -56,7 +57,9 @@ def _to_bigint(v: Any) -> int:
     if isinstance(v, int):
         return v
     if isinstance(v, float) and v.is_integer():
-        return int(v)
+        if -(2**63) <= v < 2**63:  # 2**63 itself is a float but not a bigint
+            return int(v)
+        raise ConversionError(f"out of the 64-bit integer range: {v!r}")
     raise ConversionError(f"not an integer: {v!r}")
 
 
@@ -86,11 +89,22 @@ def parse_ts(v: Any) -> datetime:
     """ISO-8601 text as SQLite writes it (space or T, optional fraction and zone); naive = UTC."""
     if not isinstance(v, str):
         raise ConversionError(f"not an ISO-8601 timestamp: {v!r}")
+    text = v.strip()
+    extra = _LONG_FRACTION.search(text)
     try:
-        moment = datetime.fromisoformat(v.strip())
-    except ValueError:
+        moment = datetime.fromisoformat(text)
+        if extra is not None:
+            # Python truncates past microseconds, PostgreSQL rounds (rint of the fraction
+            # parsed as a double times 10^6): do as PostgreSQL does, so both sides agree
+            micros = round(float(extra.group(1)) * 1_000_000)
+            moment = moment.replace(microsecond=0) + timedelta(microseconds=micros)
+    except (ValueError, OverflowError):
         raise ConversionError(f"not an ISO-8601 timestamp: {v!r}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+# a fraction of a second with more digits than PostgreSQL keeps (microseconds)
+_LONG_FRACTION = re.compile(r":\d\d(\.\d{7,})")
 
 
 def _ts_text(v: Any) -> str:

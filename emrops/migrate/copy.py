@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from emrops.errors import CheckFailed, EmropsError
+from emrops.errors import CheckFailed, EmropsError, ExitCode
 from emrops.migrate import journal, sqlcopy
 from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, TablePlan
@@ -230,6 +231,68 @@ def null_keys(col: ColumnPlan) -> Iterator[int] | None:
     return itertools.count(col.null_fill) if col.null_fill is not None else None
 
 
+_LINE = re.compile(r"\bline (\d+)")
+_INT = re.compile(r"-?\d+")
+_COLUMN = re.compile(r"\bcolumn (.+?)(?::|$)")
+
+
+def _refused_value(
+    tp: TablePlan, row: tuple, offset: int, refused: tuple[str, str]
+) -> tuple[str, Any, str]:
+    """(column, value, error) of a row PostgreSQL refused, for the reject file."""
+    column, err = refused
+    for i, c in enumerate(tp.columns):
+        if c.target == column:
+            return c.source, row[i + offset], err
+    return column, None, err
+
+
+def _copy_line(exc: psycopg.Error) -> int | None:
+    """The COPY input line PostgreSQL refused (from the error's CONTEXT), if it says."""
+    context = getattr(getattr(exc, "diag", None), "context", None) or ""
+    m = _LINE.search(context)
+    return int(m.group(1)) if m else None
+
+
+def _nth_key(src: sqlite3.Connection, tp: TablePlan, line: int) -> Any:
+    """The key of the ``line``-th row in copy order (when no row was skipped)."""
+    order = ", ".join(quote(k) for k in tp.key) if tp.without_rowid else "rowid"
+    try:
+        row = src.execute(
+            f"SELECT {order} FROM {quote(tp.source)} ORDER BY {order} LIMIT 1 OFFSET ?",
+            (line - 1,),
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    return row[0] if not tp.without_rowid else dict(zip(tp.key, row, strict=True))
+
+
+def _line_key(
+    src: sqlite3.Connection,
+    tp: TablePlan,
+    line: int,
+    sent: list[Any],
+    chunks_sent: list[tuple[int, int, int]],
+) -> Any:
+    """The key of the row sent as COPY line ``line`` (1-based), or None when unknown."""
+    if not 1 <= line <= len(sent):
+        return None
+    key = sent[line - 1]
+    if key is not None:
+        return key
+    for first, lo, hi in reversed(chunks_sent):  # a line of an SQL-built chunk
+        if first <= line:
+            row = src.execute(
+                f"SELECT rowid FROM {quote(tp.source)} WHERE rowid BETWEEN ? AND ? "
+                "ORDER BY rowid LIMIT 1 OFFSET ?",
+                (lo, hi, line - first),
+            ).fetchone()
+            return row[0] if row else None
+    return None
+
+
 def _key_text(tp: TablePlan, key: Any) -> str:
     if isinstance(key, dict):
         return ", ".join(f"{k}={v!r}" for k, v in key.items())
@@ -253,21 +316,46 @@ def copy_table(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     sql_text: bool = True,
+    refused: dict[str, tuple[str, str]] | None = None,
 ) -> TableResult:
     """Copy one table (TRUNCATE first, so a retried table starts clean) and journal it.
-    ``sql_text=False`` forces the row-by-row path (the tests compare both)."""
+    ``sql_text=False`` forces the row-by-row path (the tests compare both).
+
+    A value PostgreSQL refuses during the COPY (a data error the profile did not foresee)
+    fails the table naming the row, the column and PostgreSQL's message; with ``rejects``,
+    that row is rejected instead and the table copied again without it (``refused``: the
+    keys refused so far, by ``repr``, with the error)."""
     started = time.monotonic()
     src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
     rejected_keys: list[Any] = []
+    held: list[dict[str, Any]] = []  # reject entries, written once the table commits
+    refused = refused if refused is not None else {}
+    sent: list[Any] = []  # keys in COPY line order, to name a row PostgreSQL refuses
+    chunks_sent: list[tuple[int, int, int]] = []  # (first line, lo, hi) of SQL-built chunks
 
     def on_reject(key: Any, column: str, value: Any, err: str) -> None:
         rejected_keys.append(key)
         assert rejects is not None
-        rejects.write(
+        held.append(
             {"table": tp.source, "key": key, "column": column, "value": _show(value), "error": err}
         )
 
-    convert = row_converter(tp, on_reject if rejects is not None else None)
+    base_convert = row_converter(tp, on_reject if rejects is not None else None)
+    offset = 0 if tp.without_rowid else 1
+    pk_pos = [i for i, c in enumerate(tp.columns) if c.source in tp.key]
+
+    def key_of(row: tuple) -> Any:
+        return row[0] if offset else {tp.columns[i].source: row[i] for i in pk_pos}
+
+    def convert(row: tuple) -> tuple | None:
+        key = key_of(row)
+        if refused and repr(key) in refused:
+            on_reject(key, *_refused_value(tp, row, offset, refused[repr(key)]))
+            return None
+        out = base_convert(row)
+        if out is not None and rejects is not None:
+            sent.append(key)
+        return out
 
     def on_bad(key: Any, column: str, value: bytes) -> None:
         err = "text is not valid UTF-8"
@@ -297,11 +385,28 @@ def copy_table(
                 with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN (FREEZE)") as cp:
                     write = cp.write_row
                     if line_sql is not None:
-                        strict = row_converter(
+                        strict_base = row_converter(
                             tp, on_reject if rejects is not None else None, strict=True
                         )
+
+                        def strict(row: tuple) -> tuple | None:
+                            if refused and repr(row[0]) in refused:
+                                on_reject(
+                                    row[0], *_refused_value(tp, row, 1, refused[repr(row[0])])
+                                )
+                                return None
+                            out = strict_base(row)
+                            if out is not None and rejects is not None:
+                                sent.append(row[0])
+                            return out
+
+                        refused_rowids = [int(k) for k in refused if _INT.fullmatch(k)]
                         for chunk in sqlcopy.chunks(src, tp):
-                            if chunk.data is not None:
+                            hit = any(chunk.lo <= k <= chunk.hi for k in refused_rowids)
+                            if chunk.data is not None and not hit:
+                                if rejects is not None:
+                                    chunks_sent.append((len(sent) + 1, chunk.lo, chunk.hi))
+                                    sent.extend([None] * chunk.rows)
                                 cp.write(chunk.data)
                                 total += chunk.rows
                             else:  # something unexpected: row by row, every value converted
@@ -337,14 +442,50 @@ def copy_table(
             )
             conn.commit()
     except psycopg.Error as exc:
-        msg = str(exc).strip().replace("\n", " ")
-        raise CopyFailed(
-            f"COPY into {tp.target} failed: {msg}",
-            hint="the table was rolled back; fix the value or add a cast rule, "
-            "then rerun with --resume",
-        ) from None
+        line = _copy_line(exc)
+        key = None
+        if line is not None:
+            key = (
+                _line_key(src, tp, line, sent, chunks_sent)
+                if rejects is not None
+                else _nth_key(src, tp, line)  # abort: every row read so far was sent
+            )
+        src.close()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = getattr(getattr(exc, "diag", None), "context", None) or ""
+        data_error = (getattr(exc, "sqlstate", None) or "")[:2] in ("22", "23")
+        if data_error and rejects is not None and key is not None and len(refused) < 1000:
+            # reject that row and copy the table again without it (the attempt was rolled
+            # back, nothing of it was journaled or written to the reject file)
+            column = _COLUMN.search(where)
+            refused[repr(key)] = (column.group(1) if column else "", f"PostgreSQL: {msg}")
+            return copy_table(
+                source,
+                target_url,
+                tp,
+                rejects=rejects,
+                progress=progress,
+                stop=stop,
+                sql_text=sql_text,
+                refused=refused,
+            )
+        sql = f"COPY {quote(tp.target)} ({cols}) FROM STDIN"
+        row = f", row {_key_text(tp, key)}" if key is not None else ""
+        failure = CopyFailed(
+            f"COPY into {tp.target} failed{row}: {msg}"
+            + (f" ({where.splitlines()[0]})" if where else "")
+            + f"; SQL: {sql}",
+            hint="the table was rolled back; add a cast rule for the column (--cast) or rerun "
+            "with --on-error reject to write such rows to the reject file, then --resume",
+        )
+        if data_error:
+            failure.exit_code = ExitCode.CHECK_FAILED
+        raise failure from None
     finally:
         src.close()
+    if rejects is not None:
+        for entry in held:
+            rejects.write(entry)
     return TableResult(
         tp.target,
         total,

@@ -7,6 +7,7 @@ The plan is plain data (JSON-serialisable): ``run`` stores it in the target's jo
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 import tomllib
 from dataclasses import dataclass, field
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from emrops.errors import UsageError
+from emrops.migrate import defaults
 from emrops.migrate import profile as prof
-from emrops.migrate.reflect import Schema, Table, quote, reflect
+from emrops.migrate.reflect import Schema, Table, quote, reflect, unquote
 from emrops.migrate.translate import index_element, translate_default, translate_expr
 from emrops.migrate.typemap import Anomaly, is_fast, map_column, shorten
 
@@ -49,6 +51,7 @@ class PostObject:
     name: str  # PostgreSQL object name
     sql: str
     validate: str | None = None  # second statement (FK VALIDATE)
+    source_expr: str | None = None  # a CHECK's SQLite expression (plan evaluates it)
 
 
 @dataclass
@@ -292,7 +295,8 @@ def _plan_table(
     notes,
     check_text: bool = True,
 ):
-    json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()}
+    json_checks = _json_checks(table)
+    json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()} | set(json_checks)
     tprof = prof.profile_table(conn, table, json_cols, check_text)
     col_scope: set[str] = set()
     columns: list[ColumnPlan] = []
@@ -300,28 +304,37 @@ def _plan_table(
     for col in table.columns:
         p = tprof.columns[col.name]
         rule = rules.get(col.name)
+        declared = col.declared
+        implied = json_checks.get(col.name)
+        if implied is not None and not (rule or {}).get("type"):
+            if p.n_text and p.n_json == p.n_values:
+                # Django's JSONField on SQLite: text with CHECK (JSON_VALID(col) OR col IS
+                # NULL); jsonb implies the check, which is dropped
+                declared = "JSON"
+                table.checks = [c for c in table.checks if c is not implied]
+                notes.append(
+                    f"{table.name}.{col.name}: CHECK ({implied.expr}) is implied by jsonb "
+                    "(dropped); the column becomes jsonb"
+                )
         try:
-            m = map_column(col.declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
+            m = map_column(declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
         except ValueError as exc:
             raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
+        if declared != col.declared:
+            m.reason = f"{col.declared or 'untyped'} with CHECK json_valid: every value is JSON"
         null_fill = _null_keys(conn, table, col, p, m, rule)
         if m.pg_type.startswith("numeric("):
             _numeric_fit(conn, table, col.name, m)
+        if m.converter == "ts" and check_text and p.n_text:
+            _precision_note(conn, table, col.name, m)
         cname = name_for("column", col.name, col_scope)
         cmap[col.name.lower()] = cname
         if rule and "default" in rule:
             default, ok = (str(rule["default"]) if rule["default"] != "" else None), True
         else:
-            default, ok = translate_default(col.default, m.pg_type)
-        if not ok:
-            m.anomalies.append(
-                Anomaly(
-                    "default",
-                    1,
-                    f"default {col.default} has no PostgreSQL "
-                    'equivalent: add a cast rule default = "..."',
-                )
-            )
+            default, ok, why = _default(col.default, m)
+            if not ok:
+                m.anomalies.append(Anomaly("default", 1, why))
         cp = ColumnPlan(
             col.name,
             cname,
@@ -373,6 +386,43 @@ def _plan_table(
     return tp, cmap
 
 
+_JSON_CHECK = re.compile(
+    r"""\(*\s*json_valid\s*\(\s*(?P<c>"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|\w+)\s*\)
+        (?:\s+OR\s+(?P<n>"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|\w+)\s+IS\s+NULL)?\s*\)*""",
+    re.I | re.X,
+)
+
+
+def _json_checks(table: Table) -> dict[str, Any]:
+    """CHECKs that only say a column holds JSON (``json_valid(c)``, optionally ``OR c IS
+    NULL``), by column name."""
+    names = {c.name.lower(): c.name for c in table.columns}
+    found: dict[str, Any] = {}
+    for chk in table.checks:
+        m = _JSON_CHECK.fullmatch(chk.expr.strip())
+        if m is None:
+            continue
+        col = unquote(m.group("c")).lower()
+        if m.group("n") is not None and unquote(m.group("n")).lower() != col:
+            continue
+        if col in names:
+            found[names[col]] = chk
+    return found
+
+
+def _default(expr: str | None, m: Any) -> tuple[str | None, bool, str]:
+    """(PostgreSQL default, translated?, why not) for a column mapped to ``m``: the rules of
+    :mod:`emrops.migrate.defaults` first, then the generic translation."""
+    rule = defaults.translate(expr, m.pg_type)
+    if rule is not None:
+        if rule.note:
+            m.notes.append(rule.note)
+        return rule.sql, rule.ok, rule.message
+    sql, ok = translate_default(expr, m.pg_type)
+    why = f'default {expr} has no PostgreSQL equivalent: add a cast rule default = "..."'
+    return sql, ok, why
+
+
 def _null_keys(conn, table: Table, col, p, m, rule: dict[str, Any] | None) -> int | None:
     """NULLs in a primary key that is not a rowid alias (``id INTEGER PRIMARY KEY DESC``,
     ``INT PRIMARY KEY``, a composite key: SQLite lets them hold NULLs, PostgreSQL does not).
@@ -413,6 +463,22 @@ def _null_keys(conn, table: Table, col, p, m, rule: dict[str, Any] | None) -> in
     return None
 
 
+_LONG_FRACTION_GLOB = "*:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*"
+
+
+def _precision_note(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
+    """Timestamps with more than 6 fractional digits: PostgreSQL keeps microseconds."""
+    c = quote(column)
+    n = conn.execute(
+        f"SELECT count(*) FROM {quote(table.name)} WHERE typeof({c}) = 'text' AND {c} GLOB ?",
+        (_LONG_FRACTION_GLOB,),
+    ).fetchone()[0]
+    if n:
+        m.notes.append(
+            f"{n} timestamp(s) with more than 6 fractional digits are rounded to microseconds"
+        )
+
+
 def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
     """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
     p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
@@ -441,7 +507,8 @@ def _anomaly_where(condition: str, pg_type: str) -> str | None:
         "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1))",
         "json_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'text' AND json_valid({c}))",
         "date_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['date']})",
-        "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']})",
+        "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']}) "
+        f"AND NOT ({prof.CONDITIONS['date']})",
         "mixed": "typeof({c}) NOT IN ('null', 'text')",
         "default": "1",
     }.get(condition)
@@ -507,6 +574,7 @@ def _post_objects(
                 tp.target,
                 name,
                 f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} CHECK ({expr})",
+                source_expr=chk.expr,
             )
         )
     for c in tp.columns:

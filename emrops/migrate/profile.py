@@ -17,7 +17,7 @@ from typing import Any
 from emrops.migrate.reflect import Table, affinity, quote
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
-# The shape of an ISO-8601 date and time; julianday() then requires the digits and their
+# The shape of an ISO-8601 date and time; julianday() and date() then require the digits and their
 # ranges itself (character classes here cost SQLite 0.17 s more per million values, and a fuzz
 # of 100k near-ISO strings found no value the two tests judge differently).
 ISO_GLOB = "????-??-??[ T]??:??*"
@@ -87,14 +87,23 @@ CONDITIONS = {
     "blob": "typeof({c}) = 'blob'",
     "null": "{c} IS NULL",
     "bool": "typeof({c}) = 'integer' AND {c} IN (0, 1)",
-    "iso": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{ISO_GLOB}' AND julianday({{c}}) IS NOT NULL",
-    "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' AND date({{c}}) IS NOT NULL",
+    # date(..., '+0 days') normalises an impossible day (2024-02-30 becomes 2024-03-01),
+    # which PostgreSQL refuses: the day must come back unchanged
+    # (and year 0000, which PostgreSQL has not)
+    "iso": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{ISO_GLOB}' "
+    "AND julianday({c}) IS NOT NULL AND {c} >= '0001' "
+    "AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)",
+    "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' AND {{c}} >= '0001' "
+    "AND date({c}, '+0 days') = {c}",
     "json": "typeof({c}) = 'text' AND json_valid({c})",
     "nul": "typeof({c}) = 'text' AND instr(CAST({c} AS BLOB), x'00') > 0",
     "bad_utf8": (
         "typeof({c}) = 'text' AND {c} GLOB :nonascii AND emrops_utf8_bad(CAST({c} AS BLOB))"
     ),
-    "fraction": "typeof({c}) = 'real' AND {c} <> CAST(CAST({c} AS INTEGER) AS REAL)",
+    # a real that is no bigint: a fraction, or beyond 64 bits (CAST saturates, so a value of
+    # 2^63 or more compares equal to its cast)
+    "fraction": "typeof({c}) = 'real' AND ({c} <> CAST(CAST({c} AS INTEGER) AS REAL) "
+    "OR abs({c}) >= 9223372036854775807.0)",
 }
 
 
@@ -244,6 +253,16 @@ def profile_table(
                 p.n_real = count
         if not clean:
             p = _detail(conn, table, col.name, col.name in json_columns, rows)
+        up = col.declared.upper()
+        if ("DATE" in up or "TIME" in up) and p.n_text > p.n_iso + p.n_date:
+            # some text is not an ISO timestamp: count the date-only values exactly (a
+            # timestamp column holding dates takes them as midnight UTC, with a note)
+            c = quote(col.name)
+            iso, day = conn.execute(
+                f"SELECT sum({CONDITIONS['iso'].format(c=c)}), "
+                f"sum({CONDITIONS['date'].format(c=c)}) FROM {quote(table.name)}"
+            ).fetchone()
+            p.n_iso, p.n_date = iso or 0, day or 0
         columns[col.name] = p
     return TableProfile(rows=rows, columns=columns)
 

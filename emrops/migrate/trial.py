@@ -19,6 +19,7 @@ becomes citext, which PostgreSQL 13+ lets a database owner do for a trusted exte
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class TrialResult:
     failures: list[SchemaFailure] = field(default_factory=list)
     checked_at_run: list[str] = field(default_factory=list)
     statements: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def pg_message(exc: psycopg.Error) -> str:
@@ -67,8 +69,18 @@ def hint_for(kind: str) -> str:
     }.get(kind, "see PostgreSQL's message; a cast rule may change the column's type")
 
 
-def try_plan(plan: Plan, target_url: str, extensions: list[str] | None = None) -> TrialResult:
-    """Run every DDL statement of ``plan`` on the target in a rolled-back transaction."""
+_JSONB_ERR = """CREATE FUNCTION emrops_jsonb_err(t text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM t::jsonb; RETURN NULL; EXCEPTION WHEN others THEN RETURN SQLERRM; END $$"""
+
+
+def try_plan(
+    plan: Plan,
+    target_url: str,
+    extensions: list[str] | None = None,
+    source: sqlite3.Connection | None = None,
+) -> TrialResult:
+    """Run every DDL statement of ``plan`` on the target in a rolled-back transaction; with
+    ``source``, also parse every value of each jsonb column there."""
     result = TrialResult()
     scratch = f"emrops_plan_{secrets.token_hex(6)}"
     with journal.connect(target_url) as conn:
@@ -103,9 +115,69 @@ def try_plan(plan: Plan, target_url: str, extensions: list[str] | None = None) -
                     attempt("fk", fk.table, fk.name, fk.sql)
             for v in plan.views:
                 attempt("view", None, v.target, f"CREATE VIEW {quote(v.target)} AS {v.sql}")
+            if source is not None:
+                conn.execute(_JSONB_ERR)
+                _jsonb_values(conn, source, plan, result)
         finally:
             conn.rollback()
     return result
+
+
+def _jsonb_values(
+    pg: psycopg.Connection, src: sqlite3.Connection, plan: Plan, result: TrialResult
+) -> None:
+    """Every text value of a jsonb column parsed by PostgreSQL itself (SQLite's json_valid
+    accepts some it rejects, e.g. lone UTF-16 surrogates); duplicate object keys, which jsonb
+    drops but the last, are a note."""
+    for tp in plan.tables:
+        for col in tp.columns:
+            if col.pg_type != "jsonb":
+                continue
+            c = quote(col.source)
+            cur = src.execute(f"SELECT {c} FROM {quote(tp.source)} WHERE typeof({c}) = 'text'")
+            bad, first, dupes = 0, None, 0
+            while batch := [r[0] for r in cur.fetchmany(5000)]:
+                rows = pg.execute(
+                    "SELECT v, emrops_jsonb_err(v) FROM unnest(%s::text[]) AS u(v) "
+                    "WHERE emrops_jsonb_err(v) IS NOT NULL",
+                    (batch,),
+                ).fetchall()
+                bad += len(rows)
+                if rows and first is None:
+                    first = rows[0]
+                dupes += sum(_duplicate_keys(v) for v in batch)
+            if bad and first is not None:
+                result.failures.append(
+                    SchemaFailure(
+                        "jsonb",
+                        tp.target,
+                        col.target,
+                        f"SELECT %s::jsonb  -- {bad} value(s) of {tp.source}.{col.source}",
+                        f"{bad} value(s) do not parse as jsonb; first {first[0][:60]!r}: "
+                        f"{first[1]}",
+                        'add a cast rule type = "text" for the column',
+                    )
+                )
+            if dupes:
+                result.notes.append(
+                    f"{tp.source}.{col.source}: {dupes} JSON value(s) repeat an object key; "
+                    "jsonb keeps only the last"
+                )
+
+
+def _duplicate_keys(text: str) -> int:
+    seen = [0]
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _v in items}) != len(items):
+            seen[0] = 1
+        return dict(items)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return 0
+    return seen[0]
 
 
 def check_source_rows(
@@ -123,10 +195,12 @@ def check_source_rows(
         tp = by_source.get(table.name)
         if tp is None:
             continue
-        posts = [p for p in tp.post if p.kind == "check"]
-        for chk, post in zip(table.checks, posts, strict=False):
+        for post in tp.post:
+            if post.kind != "check" or post.source_expr is None:
+                continue
             if (tp.target, post.name) in failed:
                 continue
+            chk = Check(post.name, post.source_expr)
             violated = _violations(conn, table, chk)
             if violated is None:
                 later.append(f"{tp.target}: CHECK {post.name} ({chk.expr}) is checked at run")

@@ -164,9 +164,15 @@ def map_column(
             )
             return m
         m = Mapping("timestamptz", "ts", "timestamp declared, ISO-8601 text (naive = UTC)")
-        if p.n_values - p.n_iso:
+        if p.n_date:
+            m.notes.append(f"{p.n_date} date-only value(s) become midnight UTC")
+        if p.n_values - p.n_iso - p.n_date:
             m.anomalies.append(
-                Anomaly("iso_bad", p.n_values - p.n_iso, "values that are not ISO-8601 timestamps")
+                Anomaly(
+                    "iso_bad",
+                    p.n_values - p.n_iso - p.n_date,
+                    "values that are not ISO-8601 timestamps",
+                )
             )
         return m
     if aff == "INTEGER":
@@ -174,7 +180,11 @@ def map_column(
         bad_real = p.n_fraction
         if bad_real:
             m.anomalies.append(
-                Anomaly("fraction", bad_real, "reals with a fraction in an integer column")
+                Anomaly(
+                    "fraction",
+                    bad_real,
+                    "reals with a fraction, or beyond the 64-bit range, in an integer column",
+                )
             )
         if p.n_text:
             m.anomalies.append(Anomaly("text", p.n_text, "text in an integer column"))
@@ -225,6 +235,8 @@ def map_column(
         return Mapping("bigint", "bigint", "no declared type; every value is an integer")
     if kinds in (["real"], ["integer", "real"]):
         return Mapping("double precision", "double", "no declared type; values are numbers")
+    if kinds == ["text"] and p.n_date == p.n_values:
+        return Mapping("date", "date", "no declared type; every value is a YYYY-MM-DD date")
     if kinds == ["text"]:
         m = Mapping("text", "text", "no declared type; every value is text")
         _text_checks(p, m)

@@ -12,6 +12,8 @@ STRICT = (
     "typeof({c}) = 'text' AND {c} GLOB "
     "'[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]*' "
     "AND julianday({c}) IS NOT NULL"
+    # days that exist (PostgreSQL refuses 2024-02-30 and year 0)
+    " AND {c} >= '0001' AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)"
 )
 
 
@@ -29,6 +31,10 @@ def _values() -> list[object]:
         "２０２４-01-01 10:00",
         "2024-01-01  9:00",
         "2024-01-01",
+        "2024-02-30 10:00",
+        "2024-02-29 00:00",
+        "2023-02-29 00:00",
+        "0000-01-01 10:00",
     }
     for _ in range(20_000):
         chars = list(base)
@@ -51,3 +57,5 @@ def test_iso_test_agrees_with_the_strict_one() -> None:
     iso = {r[0] for r in conn.execute(f"SELECT v FROM t WHERE {mine}")}
     assert {"2024-01-31T23:59:59Z", "2024-01-31 23:59"} <= iso
     assert not {"2024-13-01 10:00", "2024-01-01", "２０２４-01-01 10:00"} & iso
+    assert not {"2024-02-30 10:00", "0000-01-01 10:00", "2023-02-29 00:00"} & iso
+    assert "2024-02-29 00:00" in iso

@@ -1,0 +1,158 @@
+"""Property: for random schemas and rows, `run` then `verify` agree row for row, or fail
+naming the table; never a silent loss, never an "unexpected" error, and the source file is
+never modified (#16). At most 50 examples by default; `make test-slow` runs many more."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from emrops.cli.main import app
+from tests.conftest import PG_HOST, create_pg_database, drop_pg_database
+from tests.migrate.conftest import pg
+
+NAMES = ["a", "b c", 'q"uote', "it's", "Ünï", "select", "order", "Mixed", "x" * 70]
+TYPES = [
+    "INTEGER", "INT", "TEXT", "REAL", "NUMERIC", "NUMERIC(6,2)", "BOOLEAN", "DATETIME",
+    "DATE", "JSON", "BLOB", "", "VARCHAR(5)", "CHAR(32)", "TIMESTAMP",
+]  # fmt: skip
+KEYS = ["none", "rowid alias", "desc", "int", "composite", "without rowid"]
+
+texts = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from([0, 1, 2024]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    texts,
+    st.sampled_from(
+        [
+            "2024-01-02 03:04:05", "2024-01-02T03:04:05.1234567Z", "2017-08-08",
+            '{"a": [1, 2.5, "x"]}', "[]", "0123456789abcdef0123456789abcdef", "1", "true",
+            "a\tb\nc\\d\r", "",
+        ]
+    ),
+    st.binary(max_size=6),
+)  # fmt: skip
+
+
+@st.composite
+def schemas(draw: Any) -> list[dict[str, Any]]:
+    tables = []
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
+    for tname in names:
+        cols = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+        types = [draw(st.sampled_from(TYPES)) for _ in cols]
+        key = draw(st.sampled_from(KEYS))
+        if key == "composite" and len(cols) < 2:
+            key = "none"
+        rows = draw(st.lists(st.tuples(*[values for _ in cols]), min_size=0, max_size=6))
+        tables.append({"name": tname, "cols": cols, "types": types, "key": key, "rows": rows})
+    return tables
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def build(path: Path, tables: list[dict[str, Any]]) -> dict[str, int]:
+    """The SQLite database (rows SQLite refuses are skipped); rows per table."""
+    conn = sqlite3.connect(path)
+    counts = {}
+    for t in tables:
+        defs = [f"{q(c)} {ty}".strip() for c, ty in zip(t["cols"], t["types"], strict=True)]
+        tail = ""
+        if t["key"] == "rowid alias":
+            defs[0] = f"{q(t['cols'][0])} INTEGER PRIMARY KEY"
+        elif t["key"] == "desc":
+            defs[0] = f"{q(t['cols'][0])} INTEGER PRIMARY KEY DESC"
+        elif t["key"] == "int":
+            defs[0] = f"{q(t['cols'][0])} INT PRIMARY KEY"
+        elif t["key"] in ("composite", "without rowid"):
+            defs.append(f"PRIMARY KEY ({', '.join(q(c) for c in t['cols'][:2])})")
+            tail = " WITHOUT ROWID" if t["key"] == "without rowid" else ""
+        conn.execute(f"CREATE TABLE {q(t['name'])} ({', '.join(defs)}){tail}")
+        marks = ", ".join("?" for _ in t["cols"])
+        for row in t["rows"]:
+            try:
+                conn.execute(f"INSERT INTO {q(t['name'])} VALUES ({marks})", row)
+            except sqlite3.Error:
+                pass  # a duplicate key, a NULL SQLite refuses, a mismatched rowid alias
+        conn.commit()
+        counts[t["name"]] = conn.execute(f"SELECT count(*) FROM {q(t['name'])}").fetchone()[0]
+    conn.close()
+    return counts
+
+
+def check(tables: list[dict[str, Any]]) -> None:
+    runner = CliRunner()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "random.db"
+        counts = build(source, tables)
+        before = hashlib.sha256(source.read_bytes()).hexdigest()
+        name = create_pg_database()
+        url = f"postgresql+psycopg://postgres@{PG_HOST}/{name}"
+        src = f"sqlite:///{source}"
+        try:
+            run = runner.invoke(
+                app,
+                ["migrate-db", "run", "--from", src, "--to", url, "--on-error", "reject",
+                 "--reject-file", f"{tmp}/rejects.jsonl", "--json"],
+            )  # fmt: skip
+            assert "unexpected" not in run.stderr, run.stderr
+            assert run.exit_code in (0, 3), run.stderr
+            if not run.stdout.strip():  # refused before copying: it names the table
+                assert run.exit_code == 3
+                assert any(t["name"] in run.stderr for t in tables), run.stderr
+                return
+            out = json.loads(run.stdout)
+            with pg(url) as conn:
+                for t in out["tables"]:
+                    there = conn.execute(f"SELECT count(*) FROM {q(t['target'])}").fetchone()[0]
+                    # never a silent loss: what is not in the target is in the reject file
+                    assert there == t["rows"]
+                    assert there + t["rejected"] == counts[t["table"]], t
+            if run.exit_code == 0:
+                assert out["verify"]["problems"] == [] and not out["rejected"]
+            else:
+                assert out["rejected"] or out["failed_objects"] or out["verify"]["problems"]
+            verify = runner.invoke(app, ["migrate-db", "verify", "--from", src, "--to", url])
+            assert "unexpected" not in verify.stderr, verify.stderr
+            if not out["failed_objects"]:
+                # rows agree (rejected rows aside), or the table is named
+                assert verify.exit_code == 0 or any(
+                    t["name"] in verify.stdout + verify.stderr for t in tables
+                ), verify.stdout + verify.stderr
+        finally:
+            drop_pg_database(name)
+        assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+
+
+COMMON: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+
+@settings(max_examples=30, derandomize=True, **COMMON)
+@given(schemas())
+def test_run_then_verify_agree_or_name_the_table(tables: list[dict[str, Any]]) -> None:
+    check(tables)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, **COMMON)
+@given(schemas())
+def test_run_then_verify_agree_or_name_the_table_many(tables: list[dict[str, Any]]) -> None:
+    check(tables)
