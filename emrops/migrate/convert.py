@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import json
+import re
 import struct
 import uuid
 from collections.abc import Callable

@@ -306,16 +306,20 @@ def _plan_table(
         rule = rules.get(col.name)
         declared = col.declared
         implied = json_checks.get(col.name)
-        if implied is not None and not (rule or {}).get("type"):
-            if p.n_text and p.n_json == p.n_values:
-                # Django's JSONField on SQLite: text with CHECK (JSON_VALID(col) OR col IS
-                # NULL); jsonb implies the check, which is dropped
-                declared = "JSON"
-                table.checks = [c for c in table.checks if c is not implied]
-                notes.append(
-                    f"{table.name}.{col.name}: CHECK ({implied.expr}) is implied by jsonb "
-                    "(dropped); the column becomes jsonb"
-                )
+        if (
+            implied is not None
+            and not (rule or {}).get("type")
+            and p.n_text
+            and p.n_json == p.n_values
+        ):
+            # Django's JSONField on SQLite: text with CHECK (JSON_VALID(col) OR col IS
+            # NULL); jsonb implies the check, which is dropped
+            declared = "JSON"
+            table.checks = [c for c in table.checks if c is not implied]
+            notes.append(
+                f"{table.name}.{col.name}: CHECK ({implied.expr}) is implied by jsonb "
+                "(dropped); the column becomes jsonb"
+            )
         try:
             m = map_column(declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
         except ValueError as exc:

@@ -20,17 +20,19 @@ def _db(path: Path, script: str) -> Path:
     return path
 
 
+DT = "YYYY-MM-DD HH24:MI:SS"
+EPOCH = "extract(epoch from now())"
 TRANSLATED = [
         ('""', "text", "''"),
         ('"it\'s"', "text", "'it''s'"),
         ("CURRENT_TIMESTAMP", "timestamptz", "CURRENT_TIMESTAMP"),
         ("(DATETIME('now', 'localtime'))", "timestamptz", "CURRENT_TIMESTAMP"),
-        ("datetime('now','utc')", "text", "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"),
+        ("datetime('now','utc')", "text", f"to_char(now() AT TIME ZONE 'UTC', '{DT}')"),
         ("current_date", "timestamptz", "date_trunc('day', now(), 'UTC')"),
         ("CURRENT_DATE", "date", "(now() AT TIME ZONE 'UTC')::date"),
         ("CURRENT_TIME", "text", "to_char(now() AT TIME ZONE 'UTC', 'HH24:MI:SS')"),
         ("(strftime('%s','now'))", "bigint", "extract(epoch from now())::bigint"),
-        ("julianday('now')", "double precision", "(extract(epoch from now()) / 86400.0 + 2440587.5)"),
+        ("julianday('now')", "double precision", f"({EPOCH} / 86400.0 + 2440587.5)"),
         ("0", "boolean", "false"),
         ("'t'", "boolean", "true"),
         ("5", "bigint", "5"),
