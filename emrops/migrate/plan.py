@@ -265,7 +265,10 @@ def build_plan(
         all_bools = set().union(*bool_cols.values()) if bool_cols else set()
         views.append(ViewPlan(view.name, target, translate_expr(view.select, all_cols, all_bools)))
     plans.sort(key=lambda t: t.rows, reverse=True)
-    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped)
+    extensions = ["citext"] if any(c.pg_type == "citext" for t in plans for c in t.columns) else []
+    return Plan(
+        PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped, extensions
+    )
 
 
 def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:
@@ -326,6 +329,7 @@ def _plan_table(
             raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
         if declared != col.declared:
             m.reason = f"{col.declared or 'untyped'} with CHECK json_valid: every value is JSON"
+        _collation(col, m, rule)
         null_fill = _null_keys(conn, table, col, p, m, rule)
         if m.pg_type.startswith("numeric("):
             _numeric_fit(conn, table, col.name, m)
@@ -388,6 +392,24 @@ def _plan_table(
         table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
     )
     return tp, cmap
+
+
+def _collation(col: Any, m: Any, rule: dict[str, Any] | None) -> None:
+    """``COLLATE NOCASE`` text becomes citext (case-insensitive comparisons, and unique
+    indexes, as in SQLite); other collations are dropped with a note."""
+    if not col.collation or col.collation == "BINARY":
+        return
+    texty = m.pg_type == "text" or m.pg_type.startswith("varchar(")
+    if col.collation == "NOCASE" and texty and not (rule or {}).get("type"):
+        was = m.pg_type
+        m.pg_type = "citext"
+        m.notes.append(
+            f"COLLATE NOCASE: citext instead of {was} (extension citext), so comparisons and "
+            "unique indexes stay case-insensitive (citext folds all letters, SQLite only ASCII)"
+            + (f"; the {was} length limit is not kept" if was != "text" else "")
+        )
+    else:
+        m.notes.append(f"COLLATE {col.collation} dropped: PostgreSQL compares as binary")
 
 
 _JSON_CHECK = re.compile(

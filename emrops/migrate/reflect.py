@@ -23,6 +23,7 @@ class Column:
     default: str | None  # the default expression's SQL text, as SQLite keeps it
     pk_pos: int  # 1-based position in the primary key, 0 when not part of it
     generated: bool = False
+    collation: str = ""  # COLLATE of the column definition, upper-case ('' = BINARY)
 
 
 @dataclass
@@ -197,6 +198,38 @@ def parse_fk_names(sql: str) -> dict[tuple[str, ...], str]:
     return names
 
 
+_TABLE_CONSTRAINTS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
+
+
+def parse_collations(sql: str) -> dict[str, str]:
+    """``COLLATE`` of each column definition of a CREATE TABLE statement, by lower-case
+    column name (PRAGMA table_xinfo does not give it)."""
+    toks = tokens(sql)
+    start = next((i for i, t in enumerate(toks) if t[2] == "("), None)
+    if start is None:
+        return {}
+    end = _matching(toks, start)
+    found: dict[str, str] = {}
+    words: list[str] = []
+    depth = 0
+    for _s, _e, text in toks[start + 1 : end + 1]:
+        if text == "(":
+            depth += 1
+        elif text == ")" and depth:
+            depth -= 1
+        elif text in (",", ")") and depth == 0:
+            upper = [w.upper() for w in words]
+            if words and upper[0] not in _TABLE_CONSTRAINTS and "COLLATE" in upper[1:]:
+                at = upper.index("COLLATE", 1)
+                if at + 1 < len(words):
+                    found[unquote(words[0]).lower()] = unquote(words[at + 1]).upper()
+            words = []
+            continue
+        if depth == 0:
+            words.append(text)
+    return found
+
+
 def _fk_name(words: list[str], names: dict[tuple[str, ...], str]) -> None:
     upper = [w.upper() for w in words]
     if "REFERENCES" not in upper:
@@ -308,6 +341,8 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
         for r in _pragma(conn, "table_xinfo", name)
         if r[6] != 1
     ]
+    for col, collation in _collations(sql, columns):
+        col.collation = collation
     pk = [c.name for c in sorted((c for c in columns if c.pk_pos), key=lambda c: c.pk_pos)]
     opts = _tail_options(sql)
     without_rowid = "WITHOUT ROWID" in opts
@@ -366,6 +401,14 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
         table.indexes.append(Index(iname, unique, elements, columns_used, where, origin))
     table.indexes.reverse()  # index_list lists the newest first
     return table
+
+
+def _collations(sql: str, columns: list[Column]) -> list[tuple[Column, str]]:
+    try:
+        found = parse_collations(sql)
+    except (ValueError, StopIteration):
+        return []
+    return [(c, found[c.name.lower()]) for c in columns if c.name.lower() in found]
 
 
 def columns_by(columns: list[Column], name: str) -> Column:

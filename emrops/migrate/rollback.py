@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from emrops.errors import EmropsError
 from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
@@ -26,6 +28,7 @@ class RollbackPlan:
     snapshot: str | None = None
     source_capture: str | None = None  # source file whose triggers go (online runs)
     after_cutover: str | None = None  # SQLite file the PostgreSQL writes are replayed into
+    extensions: list[str] = field(default_factory=list)  # created by the run (citext)
 
     @property
     def empty(self) -> bool:
@@ -65,6 +68,7 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
         snapshot=run.detail.get("snapshot") if run else None,
         source_capture=capture,
         after_cutover=run.detail.get("source_path") if after_cutover and run else None,
+        extensions=list(run.detail.get("created_extensions") or []) if run else [],
     )
 
 
@@ -119,6 +123,12 @@ def execute_rollback(
             if rp.tables:
                 conn.execute("DROP TABLE IF EXISTS " + ", ".join(quote(t) for t in rp.tables))
             conn.execute(f"DROP TABLE IF EXISTS {journal.JOURNAL}")
+            for ext in rp.extensions:
+                try:
+                    with conn.transaction():  # kept when something else now uses it
+                        conn.execute(f"DROP EXTENSION IF EXISTS {quote(ext)}")
+                except psycopg.Error:
+                    done.append(f"extension {ext} kept: other objects use it")
             conn.commit()
     if rp.source_capture:
         done += online.remove_capture(Path(rp.source_capture))

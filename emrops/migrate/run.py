@@ -498,8 +498,13 @@ def _create(
                 "source_path": str(source_path(opts.source).resolve()),
             },
         )
+        created = []
         for ext in plan.extensions:
-            _ddl(conn, "extension", ext, f"CREATE EXTENSION IF NOT EXISTS {quote(ext)}")
+            row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (ext,)).fetchone()
+            if row is None:  # rollback removes only what the run created
+                created.append(ext)
+                _ddl(conn, "extension", ext, f"CREATE EXTENSION IF NOT EXISTS {quote(ext)}")
+        journal.set_detail(conn, "run", "created_extensions", created)
         for t in plan.tables:
             _ddl(conn, "table", t.target, t.create_sql)
             journal.put(conn, f"table:{t.target}", "table", "created")

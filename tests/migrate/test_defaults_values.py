@@ -170,3 +170,38 @@ def test_json_postgresql_rejects_is_a_plan_failure(cli, tmp_path: Path, pg_url: 
     assert failure["kind"] == "jsonb" and failure["name"] == "meta"
     assert failure["error"].startswith("1 value(s) do not parse as jsonb")
     assert 'type = "text"' in failure["hint"]
+
+
+NOCASE = """
+CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE UNIQUE,
+  nick VARCHAR(20) COLLATE NOCASE, code TEXT COLLATE RTRIM);
+INSERT INTO u (email, nick, code) VALUES ('Ann@X.org', 'Ann', 'a '), ('bob@x.org', 'BOB', 'b');
+CREATE INDEX u_nick ON u (nick);
+"""
+
+
+def test_collate_nocase_becomes_citext_and_stays_case_insensitive(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = _db(tmp_path / "nocase.db", NOCASE)
+    url = f"sqlite:///{source}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 0, plan.stderr
+    out = json.loads(plan.stdout)
+    cols = {c["source"]: c["pg_type"] for c in out["tables"][0]["columns"]}
+    assert cols == {"id": "bigint", "email": "citext", "nick": "citext", "code": "text"}
+    assert out["extensions"] == ["citext"]
+    assert any("u.email: COLLATE NOCASE: citext instead of text" in n for n in out["notes"])
+    assert any("u.code: COLLATE RTRIM dropped" in n for n in out["notes"])
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 0, run.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT id FROM u WHERE email = 'ann@x.ORG'").fetchone() == (1,)
+        with pytest.raises(Exception, match="duplicate key"):  # unique stays case-insensitive
+            conn.execute("INSERT INTO u (email) VALUES ('BOB@X.ORG')")
+    verified = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert cli("migrate-db", "rollback", "--to", pg_url, "--yes").exit_code == 0
+    with pg(pg_url) as conn:  # the run created citext, so rollback removed it
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citext'"
+                            ).fetchone()[0] == 0  # fmt: skip
