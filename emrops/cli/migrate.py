@@ -34,6 +34,7 @@ CastOpt = Annotated[
 
 @app.command("plan")
 def plan_cmd(
+    ctx: typer.Context,
     source: FromOpt,
     target: ToOpt,
     cast: CastOpt = None,
@@ -51,7 +52,16 @@ def plan_cmd(
     Example: emrops migrate-db plan --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --emit-sql plan.sql
     """
-    result = api.make_plan(source, target, cast, emit_sql)
+    cfg = settings(ctx)
+    result = api.make_plan(
+        source,
+        target,
+        cast,
+        emit_sql,
+        state_dir=cfg.state_dir,
+        backup_store=cfg.get("backup.store"),
+        settings=cfg,
+    )
     if json_out:
         print_json(result)
     else:
@@ -116,6 +126,8 @@ def _print_plan(result: dict[str, Any]) -> None:
         out_console.print(sf)
     for line in result["checked_at_run"]:
         out_console.print(f"note: {line}")
+    if result.get("backup"):
+        out_console.print(result["backup"])
     for r in result["renames"]:
         out_console.print(f"rename {r['kind']} {r['from']!r} -> {r['to']!r}")
     for n in result["notes"]:
@@ -397,6 +409,7 @@ def cutover_cmd(
         reload_cmd=reload_cmd,
         env_db_url=os.environ.get("EMROPS_DB_URL"),
         phase=on_phase,
+        settings=cfg,
     )
     for w in result["warnings"]:
         err_console.print(f"warning: {w}")
@@ -428,8 +441,9 @@ def rollback_cmd(
     """Remove exactly what `run` created (from its journal): in the target its views, tables and
     the journal; in the source (online runs) the change-capture triggers and table, nothing
     else. After cutover it first replays the writes made on PostgreSQL into SQLite and points
-    the config back to it, so going back loses nothing. The pre-migration snapshot and pinned
-    backup are kept. Idempotent.
+    the config back to it, so going back loses nothing. The pre-migration backup is unpinned
+    (it stays in the backup store until rotation removes it; a rerun of the same unchanged
+    source reuses and pins it again); the pre-migration snapshot is kept. Idempotent.
 
     Example: emrops migrate-db rollback --to postgresql+psycopg://postgres@127.0.0.1/emrsim --yes
     """
@@ -444,7 +458,13 @@ def rollback_cmd(
             yes,
         )
         config_file = settings(ctx).config_file or Path("emrops.toml").resolve()
-        removed = api.rollback(target, source, config_file=config_file, reload_cmd=reload_cmd)
+        removed = api.rollback(
+            target,
+            source,
+            config_file=config_file,
+            reload_cmd=reload_cmd,
+            settings=settings(ctx),
+        )
         done = True
     result = {**rp, "dry_run": dry_run, "rolled_back": done, "removed_from_source": removed}
     if json_out:

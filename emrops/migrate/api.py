@@ -23,8 +23,18 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None) -> dict[str, Any]:
-    """The plan as a dict, plus a pre-flight look at the target (reachable, tables in the way)."""
+def make_plan(
+    source: str,
+    target: str,
+    cast: Path | None,
+    emit_sql: Path | None,
+    *,
+    state_dir: Path | None = None,
+    backup_store: str | None = None,
+    settings: Any = None,
+) -> dict[str, Any]:
+    """The plan as a dict, plus a pre-flight look at the target (reachable, tables in the way,
+    every statement tried) and the pre-migration backup `run` would take or reuse."""
     from emrops.migrate import trial
     from emrops.migrate.reflect import reflect
 
@@ -54,6 +64,12 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     with journal.connect(target, autocommit=True) as pg:
         in_the_way = runner.existing_tables(pg, [t.target for t in plan.tables] + [journal.JOURNAL])
     data["target_conflicts"] = in_the_way
+    if state_dir is not None:
+        from emrops.migrate import prebackup
+
+        data["backup"] = prebackup.estimate(
+            state_dir, runner.source_path(source), backup_store, settings
+        )
     if in_the_way:
         data["notes"].append(
             f"the target already has tables {', '.join(in_the_way)}: `run` would refuse it "
@@ -130,6 +146,7 @@ def rollback(
     *,
     config_file: Path | None = None,
     reload_cmd: str | None = None,
+    settings: Any = None,
 ) -> list[str]:
     from emrops.migrate import rollback as rb
 
@@ -138,6 +155,7 @@ def rollback(
         rb.plan_rollback(target, _source(source)),
         config_file=config_file,
         reload_cmd=reload_cmd,
+        settings=settings,
     )
 
 
@@ -149,6 +167,7 @@ def cutover(
     reload_cmd: str | None,
     env_db_url: str | None,
     phase: Callable[[str], None],
+    settings: Any = None,
 ) -> dict[str, Any]:
     from emrops.migrate import online
 
@@ -175,4 +194,9 @@ def cutover(
     )
     data = dataclasses.asdict(result)
     data["verify"]["ok"] = result.verify.ok
+    if run.detail.get("backup_id") and run.detail.get("backup_store"):
+        from emrops.migrate.rollback import unpin_backup
+
+        # the migration is settled: the pre-migration backup need not outlive rotation
+        data["backup"] = unpin_backup(run.detail["backup_store"], settings, run.detail["backup_id"])
     return data

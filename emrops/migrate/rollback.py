@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -29,6 +30,8 @@ class RollbackPlan:
     source_capture: str | None = None  # source file whose triggers go (online runs)
     after_cutover: str | None = None  # SQLite file the PostgreSQL writes are replayed into
     extensions: list[str] = field(default_factory=list)  # created by the run (citext)
+    backup_id: str | None = None  # the pinned pre-migration backup, unpinned
+    backup_store: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -69,6 +72,8 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
         source_capture=capture,
         after_cutover=run.detail.get("source_path") if after_cutover and run else None,
         extensions=list(run.detail.get("created_extensions") or []) if run else [],
+        backup_id=run.detail.get("backup_id") if run else None,
+        backup_store=run.detail.get("backup_store") if run else None,
     )
 
 
@@ -96,9 +101,12 @@ def execute_rollback(
     *,
     config_file: Path | None = None,
     reload_cmd: str | None = None,
+    settings: Any = None,
 ) -> list[str]:
-    """Remove the planned objects; returns what was done to the source. After cutover, first
-    replay the writes made on PostgreSQL into SQLite and point the config back to it."""
+    """Remove the planned objects and unpin the pre-migration backup (the migration is
+    abandoned and the source was never written); returns what was done outside the target.
+    After cutover, first replay the writes made on PostgreSQL into SQLite and point the
+    config back to it."""
     done: list[str] = []
     if rp.after_cutover:
         if config_file is None:
@@ -132,4 +140,19 @@ def execute_rollback(
             conn.commit()
     if rp.source_capture:
         done += online.remove_capture(Path(rp.source_capture))
+    if rp.backup_id and rp.backup_store:
+        done.append(unpin_backup(rp.backup_store, settings, rp.backup_id))
     return done
+
+
+def unpin_backup(store: str, settings: Any, backup_id: str) -> str:
+    """Unpin the pre-migration backup; a line saying what happened (never raises: the
+    rollback or cutover it follows has succeeded)."""
+    from emrops.migrate import prebackup
+
+    try:
+        if prebackup.unpin(store, settings, backup_id):
+            return f"pre-migration backup {backup_id} unpinned (rotation may remove it now)"
+        return f"pre-migration backup {backup_id} is no longer in the store"
+    except (EmropsError, OSError) as exc:
+        return f"pre-migration backup {backup_id} left pinned: {exc}"

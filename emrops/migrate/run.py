@@ -30,7 +30,7 @@ from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
 from emrops.db.urls import simple_sqlite_path
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
-from emrops.migrate import journal, srchash
+from emrops.migrate import journal, prebackup, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.guard import SourceGuard, check_unchanged
@@ -259,13 +259,23 @@ def _run(
             # (which leaves part of a core idle; the profile before it keeps both busy); the
             # run waits for it once the copy is done. The source is never written, so nothing
             # needs the backup earlier; a run whose backup fails removes what it created.
-            backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
-            pending = backup_pool.submit(_backup, snap, run_id, opts)
-            backup_pool.shutdown(wait=False)
+            reused = (
+                prebackup.find(opts.state_dir, src_path, opts.backup_store, opts.settings)
+                if opts.backup_store and guard is not None
+                else None
+            )
+            taking: Future[str | None] = Future()
+            if reused is not None:  # the same unchanged source: its backup is still good
+                taking.set_result(reused.backup_id)
+            else:
+                backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
+                taking = backup_pool.submit(_backup, snap, run_id, opts)
+                backup_pool.shutdown(wait=False)
+            pending = taking
             try:
                 _create(opts.target, plan, run_id, snap, opts, None, guard)
             except BaseException:
-                _discard(pending, opts.state_dir / "migrate" / run_id, opts)
+                _discard(taking, opts.state_dir / "migrate" / run_id, opts, reused is not None)
                 raise
         except BaseException:
             if opts.online:  # a run that never started leaves no trigger behind
@@ -319,6 +329,11 @@ def _run(
             # no pre-migration backup, no migration: remove what the run created
             _remove_run(opts, run_id, src_path)
             raise
+        if backup_id and opts.backup_store and guard is not None:
+            # a rerun on the same unchanged source reuses it (prebackup.py)
+            prebackup.remember(
+                opts.state_dir, src_path, opts.backup_store, backup_id, guard.fingerprint
+            )
     phase("building keys, constraints and indexes")
     failed = build_objects(opts.target, plan, jobs)
     replayed = None
@@ -417,11 +432,12 @@ def _remove_run(opts: RunOptions, run_id: str, src_path: Path) -> None:
     shutil.rmtree(opts.state_dir / "migrate" / run_id, ignore_errors=True)
 
 
-def _discard(pending: Future, run_dir: Path, opts: RunOptions) -> None:
-    """A refused run leaves nothing behind: its backup and snapshot are removed."""
+def _discard(pending: Future, run_dir: Path, opts: RunOptions, reused: bool = False) -> None:
+    """A refused run leaves nothing behind: its backup (unless reused from an earlier run,
+    which stays for the next) and snapshot are removed."""
     with contextlib.suppress(Exception):
         backup_id = pending.result()
-        if backup_id and opts.backup_store:
+        if backup_id and opts.backup_store and not reused:
             from emrops.backup.stores import open_store
 
             open_store(opts.backup_store, opts.settings).delete_backup(backup_id)
