@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,132 +122,158 @@ def map_column(
     rowid_alias: bool = False,
     rule: dict[str, Any] | None = None,
 ) -> Mapping:
-    """Choose the PostgreSQL type for one column. Never returns float4/real."""
+    """Choose the PostgreSQL type for one column. Never returns float4/real.
+
+    A cast rule decides first, then the rowid alias, then the first row of :data:`RULES`
+    whose test matches the declared type (its upper-case text and SQLite affinity); a column
+    no row matches (no declared type, or BLOB) follows its values."""
     rule = rule or {}
     if rule.get("type"):
         return _ruled(declared, p, rule)
-    up = declared.upper()
-    aff = affinity(declared)
-    kinds = _kinds(p)
     if rowid_alias:
         return Mapping("bigint", "pass", "INTEGER PRIMARY KEY (rowid alias)", identity=True)
-    if "BOOL" in up:
-        m = Mapping("boolean", "bool", "BOOLEAN declared, values are 0/1")
-        bad = p.n_values - p.n_bool
-        if bad:
-            m.anomalies.append(
-                Anomaly("bool_bad", bad, "values other than 0/1 in a boolean column")
-            )
-        return m
-    if "JSON" in up:
-        m = Mapping("jsonb", "jsonb", "JSON declared, every value parses")
-        bad = p.n_values - p.n_json
-        if bad:
-            m.anomalies.append(Anomaly("json_bad", bad, "values that are not valid JSON"))
-        _text_checks(p, m)
-        return m
-    if up.startswith("DATE") and "TIME" not in up:
-        m = Mapping("date", "date", "DATE declared, values are YYYY-MM-DD")
-        if p.n_values - p.n_date:
-            m.anomalies.append(
-                Anomaly("date_bad", p.n_values - p.n_date, "values that are not YYYY-MM-DD dates")
-            )
-        return m
-    if "TIME" in up or "DATE" in up:
-        if p.n_int and not p.n_text:
-            m = Mapping("timestamptz", "ts", "timestamp declared but holds integers")
-            m.anomalies.append(
-                Anomaly(
-                    "integer",
-                    p.n_int,
-                    'integer values in a timestamp column: add a cast rule epoch = "s" or "ms"',
-                )
-            )
-            return m
-        m = Mapping("timestamptz", "ts", "timestamp declared, ISO-8601 text (naive = UTC)")
-        if p.n_date:
-            m.notes.append(f"{p.n_date} date-only value(s) become midnight UTC")
-        if p.n_values - p.n_iso - p.n_date:
-            m.anomalies.append(
-                Anomaly(
-                    "iso_bad",
-                    p.n_values - p.n_iso - p.n_date,
-                    "values that are not ISO-8601 timestamps",
-                )
-            )
-        return m
-    if aff == "INTEGER":
-        m = Mapping("bigint", "bigint", f"{declared or 'INTEGER'}: SQLite integers are 64-bit")
-        bad_real = p.n_fraction
-        if bad_real:
-            m.anomalies.append(
-                Anomaly(
-                    "fraction",
-                    bad_real,
-                    "reals with a fraction, or beyond the 64-bit range, in an integer column",
-                )
-            )
-        if p.n_text:
-            m.anomalies.append(Anomaly("text", p.n_text, "text in an integer column"))
-        if p.n_blob:
-            m.anomalies.append(Anomaly("blob", p.n_blob, "blobs in an integer column"))
-        return m
-    if aff == "REAL":
-        m = Mapping(
-            "double precision", "double", f"{declared}: SQLite REAL is 8-byte (never float4)"
+    up = declared.upper()
+    aff = affinity(declared)
+    for test, decide in RULES:
+        if test(up, aff):
+            return decide(declared, up, p)
+    return _by_values(declared, p)
+
+
+def _boolean(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("boolean", "bool", "BOOLEAN declared, values are 0/1")
+    bad = p.n_values - p.n_bool
+    if bad:
+        m.anomalies.append(Anomaly("bool_bad", bad, "values other than 0/1 in a boolean column"))
+    return m
+
+
+def _json(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("jsonb", "jsonb", "JSON declared, every value parses")
+    bad = p.n_values - p.n_json
+    if bad:
+        m.anomalies.append(Anomaly("json_bad", bad, "values that are not valid JSON"))
+    _text_checks(p, m)
+    return m
+
+
+def _date(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("date", "date", "DATE declared, values are YYYY-MM-DD")
+    if p.n_values - p.n_date:
+        m.anomalies.append(
+            Anomaly("date_bad", p.n_values - p.n_date, "values that are not YYYY-MM-DD dates")
         )
-        for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
-            if n:
-                m.anomalies.append(Anomaly(kind, n, f"{kind} values in a real column"))
+    return m
+
+
+def _timestamp(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    if p.n_int and not p.n_text:
+        m = Mapping("timestamptz", "ts", "timestamp declared but holds integers")
+        m.anomalies.append(
+            Anomaly(
+                "integer",
+                p.n_int,
+                'integer values in a timestamp column: add a cast rule epoch = "s" or "ms"',
+            )
+        )
         return m
-    if aff == "TEXT":
-        if (
-            ("UUID" in up or "CHAR(32)" in up.replace(" ", ""))
-            and p.n_text
-            and p.n_uuid == p.n_values
-        ):
-            return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
-        if p.n_text and p.n_iso == p.n_values and not (p.n_nul or p.n_bad_utf8):
-            m = Mapping("timestamptz", "ts", "text holding only ISO-8601 timestamps (naive = UTC)")
-            return m
-        length = _length(declared)
-        if length and "CHAR" in up and (p.max_len or 0) <= length:
-            m = Mapping(f"varchar({length})", "text", f"{declared}: longest value {p.max_len or 0}")
-        else:
-            m = Mapping("text", "text", f"{declared}: text")
-            if length and "CHAR" in up:
-                m.notes.append(
-                    f"values up to {p.max_len} characters exceed {declared}: kept as text"
-                )
-        _text_checks(p, m)
-        if p.n_blob:
-            m.anomalies.append(Anomaly("blob", p.n_blob, "blobs in a text column"))
-        return m
-    if aff == "NUMERIC":
-        prec = _precision(declared)
-        pg = f"numeric({prec[0]},{prec[1]})" if prec else "numeric"
-        m = Mapping(pg, "numeric", f"{declared}: exact numeric")
-        for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
-            if n:
-                m.anomalies.append(Anomaly(kind, n, f"{kind} values in a numeric column"))
-        return m
-    # no declared type (or BLOB): follow the values
-    if kinds == ["integer"]:
-        return Mapping("bigint", "bigint", "no declared type; every value is an integer")
-    if kinds in (["real"], ["integer", "real"]):
-        return Mapping("double precision", "double", "no declared type; values are numbers")
-    if kinds == ["text"] and p.n_date == p.n_values:
-        return Mapping("date", "date", "no declared type; every value is a YYYY-MM-DD date")
-    if kinds == ["text"]:
+    m = Mapping("timestamptz", "ts", "timestamp declared, ISO-8601 text (naive = UTC)")
+    if p.n_date:
+        m.notes.append(f"{p.n_date} date-only value(s) become midnight UTC")
+    bad = p.n_values - p.n_iso - p.n_date
+    if bad:
+        m.anomalies.append(Anomaly("iso_bad", bad, "values that are not ISO-8601 timestamps"))
+    return m
+
+
+def _integer(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("bigint", "bigint", f"{declared or 'INTEGER'}: SQLite integers are 64-bit")
+    for condition, n, message in (
+        ("fraction", p.n_fraction, "reals with a fraction, or beyond the 64-bit range, in an "
+         "integer column"),
+        ("text", p.n_text, "text in an integer column"),
+        ("blob", p.n_blob, "blobs in an integer column"),
+    ):  # fmt: skip
+        if n:
+            m.anomalies.append(Anomaly(condition, n, message))
+    return m
+
+
+def _real(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("double precision", "double", f"{declared}: SQLite REAL is 8-byte (never float4)")
+    for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
+        if n:
+            m.anomalies.append(Anomaly(kind, n, f"{kind} values in a real column"))
+    return m
+
+
+def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and p.n_text and p.n_uuid == p.n_values:
+        return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
+    if p.n_text and p.n_iso == p.n_values and not (p.n_nul or p.n_bad_utf8):
+        return Mapping("timestamptz", "ts", "text holding only ISO-8601 timestamps (naive = UTC)")
+    length = _length(declared)
+    if length and "CHAR" in up and (p.max_len or 0) <= length:
+        m = Mapping(f"varchar({length})", "text", f"{declared}: longest value {p.max_len or 0}")
+    else:
+        m = Mapping("text", "text", f"{declared}: text")
+        if length and "CHAR" in up:
+            m.notes.append(f"values up to {p.max_len} characters exceed {declared}: kept as text")
+    _text_checks(p, m)
+    if p.n_blob:
+        m.anomalies.append(Anomaly("blob", p.n_blob, "blobs in a text column"))
+    return m
+
+
+def _numeric(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    prec = _precision(declared)
+    pg = f"numeric({prec[0]},{prec[1]})" if prec else "numeric"
+    m = Mapping(pg, "numeric", f"{declared}: exact numeric")
+    for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
+        if n:
+            m.anomalies.append(Anomaly(kind, n, f"{kind} values in a numeric column"))
+    return m
+
+
+# (test on the upper-case declared type and its affinity, decision): the first match decides
+RULES: tuple[
+    tuple[Callable[[str, str], bool], Callable[[str, str, ColumnProfile], Mapping]], ...
+] = (
+    (lambda up, _aff: "BOOL" in up, _boolean),
+    (lambda up, _aff: "JSON" in up, _json),
+    (lambda up, _aff: up.startswith("DATE") and "TIME" not in up, _date),
+    (lambda up, _aff: "TIME" in up or "DATE" in up, _timestamp),
+    (lambda _up, aff: aff == "INTEGER", _integer),
+    (lambda _up, aff: aff == "REAL", _real),
+    (lambda _up, aff: aff == "TEXT", _text),
+    (lambda _up, aff: aff == "NUMERIC", _numeric),
+)
+
+
+# no declared type (or BLOB): the kinds of values held decide
+_BY_VALUES: dict[tuple[str, ...], tuple[str, str, str]] = {
+    ("integer",): ("bigint", "bigint", "no declared type; every value is an integer"),
+    ("real",): ("double precision", "double", "no declared type; values are numbers"),
+    ("integer", "real"): ("double precision", "double", "no declared type; values are numbers"),
+    ("blob",): ("bytea", "bytea", ""),
+    (): ("bytea", "bytea", ""),
+}
+
+
+def _by_values(declared: str, p: ColumnProfile) -> Mapping:
+    kinds = tuple(_kinds(p))
+    if kinds == ("text",):
+        if p.n_date == p.n_values:
+            return Mapping("date", "date", "no declared type; every value is a YYYY-MM-DD date")
         m = Mapping("text", "text", "no declared type; every value is text")
         _text_checks(p, m)
         return m
-    if kinds in (["blob"], []):
-        return Mapping("bytea", "bytea", f"{declared or 'no declared type'}: bytes")
+    if kinds in _BY_VALUES:
+        pg, conv, reason = _BY_VALUES[kinds]
+        return Mapping(pg, conv, reason or f"{declared or 'no declared type'}: bytes")
+    blob = "blob" in kinds
     m = Mapping(
-        "text" if "blob" not in kinds else "bytea",
-        "text_only" if "blob" not in kinds else "bytea_only",
-        "mixed value types",
+        "bytea" if blob else "text", "bytea_only" if blob else "text_only", "mixed value types"
     )
     m.anomalies.append(
         Anomaly(
