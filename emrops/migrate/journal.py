@@ -9,6 +9,7 @@ with its journal row, so after a crash the journal says exactly what exists.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,24 @@ def exists(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats as text (JSON has no Infinity or NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return json.dumps(obj, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(obj), default=str, allow_nan=False)
+
+
 def put(
     conn: psycopg.Connection,
     item: str,
@@ -120,7 +139,7 @@ def put(
             rows,
             checksum,
             rejected,
-            Jsonb(detail, dumps=lambda o: json.dumps(o, default=str))
+            Jsonb(detail, dumps=_dumps)
             if detail is not None
             else None,
         ),
@@ -132,7 +151,7 @@ def set_detail(conn: psycopg.Connection, item: str, key: str, value: Any) -> Non
     conn.execute(
         f"UPDATE {JOURNAL} SET detail = jsonb_set(coalesce(detail, '{{}}'), %s, %s), "
         "updated_at = now() WHERE item = %s",
-        ([key], Jsonb(value), item),
+        ([key], Jsonb(value, dumps=_dumps), item),
     )
 
 

@@ -8,6 +8,7 @@ NUL bytes and invalid UTF-8; :func:`example` then fetches the first offending ro
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -448,5 +449,6 @@ def show_value(raw: bytes | None, kind: str) -> object:
     if kind == "integer":
         return int(text)
     if kind == "real":
-        return float(text)
+        shown = float(text)  # a printed 1.79e308 can read back as inf: keep the text then
+        return shown if math.isfinite(shown) else text
     return text if len(text) <= 80 else text[:77] + "..."

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -145,8 +145,20 @@ COMMON: dict[str, Any] = {
 }
 
 
+def _one(rows: list[tuple], key: str = "none", types: tuple = ("INTEGER",)) -> list:
+    cols = ["a", "b c"][: len(types)]
+    return [{"name": "b c", "cols": cols, "types": list(types), "key": key, "rows": rows}]
+
+
 @settings(max_examples=30, derandomize=True, **COMMON)
 @given(schemas())
+# cases found by the slow run: reals beyond 64 bits in an INTEGER column (COPY refused them),
+# a real printed as 1.79e308 that reads back as inf (the journal's JSON refused it), NULL keys
+# of a key that is no rowid alias (2 of 3 rows silently lost), impossible dates
+@example(_one([(9.223372036854776e18,)]))
+@example(_one([(1.7976931348623151e308,)]))
+@example(_one([(None, "a"), (None, "b"), (5, "e")], "desc", ("INTEGER", "TEXT")))
+@example(_one([("2024-02-30 10:00:00", 1), ("0000-01-01 00:00:00", 2)], "none", ("DATETIME", "")))
 def test_run_then_verify_agree_or_name_the_table(tables: list[dict[str, Any]]) -> None:
     check(tables)
 
