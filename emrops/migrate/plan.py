@@ -234,6 +234,17 @@ def build_plan(
                 notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
                 continue
             ref_map = col_maps[fk.ref_table]
+            unknown = [c for c in fk.columns if c.lower() not in col_maps[table.name]] + [
+                c for c in fk.ref_columns if c.lower() not in ref_map
+            ]
+            if unknown or not fk.ref_columns or len(fk.ref_columns) != len(fk.columns):
+                # SQLite accepts REFERENCES to a column that does not exist (or to a table
+                # without a primary key) and only fails when the key is enforced
+                notes.append(
+                    f"{table.name}: foreign key ({', '.join(fk.columns)}) to {fk.ref_table}"
+                    f"({', '.join(fk.ref_columns)}) names no such key there; skipped"
+                )
+                continue
             cols = [col_maps[table.name][c.lower()] for c in fk.columns]
             ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
             name = name_for(
@@ -624,7 +635,11 @@ def _orphans(conn: sqlite3.Connection, schema: Schema, notes: list[str]) -> None
     for table in schema.tables:
         if not table.foreign_keys:
             continue
-        rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
+        try:
+            rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
+        except sqlite3.OperationalError as exc:  # "foreign key mismatch": a key named wrong
+            notes.append(f"{table.name}: foreign keys not checked for orphans ({exc})")
+            continue
         if rows:
             first = rows[0]
             notes.append(

@@ -131,3 +131,28 @@ def test_impossible_dates_and_out_of_range_reals_are_plan_anomalies(
     assert json.loads(run.stdout)["rejected"] == 3
     verified = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
     assert verified.exit_code == 0, verified.stdout + verified.stderr
+
+
+def test_a_foreign_key_to_a_missing_column_is_a_note_not_a_crash(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = _db(
+        tmp_path / "fk.db",
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE nokey (x TEXT);"
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(nope),"
+        " q TEXT REFERENCES nokey, r INTEGER REFERENCES p(id));"
+        "INSERT INTO p (name) VALUES ('a'); INSERT INTO c (p, q, r) VALUES (1, 'x', 1);",
+    )
+    url = f"sqlite:///{source}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 0, plan.stderr
+    notes = json.loads(plan.stdout)["notes"]
+    assert "c: foreign key (p) to p(nope) names no such key there; skipped" in notes
+    assert "c: foreign key (q) to nokey() names no such key there; skipped" in notes
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 0, run.stderr
+    with pg(pg_url) as conn:  # the valid one is built
+        assert conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'c'::regclass AND contype = 'f'"
+        ).fetchone()[0] == 1
