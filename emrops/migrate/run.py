@@ -177,6 +177,18 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
             hashing.close()
 
 
+@dataclass
+class _Start:
+    """What a run starts from: fresh (:func:`_fresh`) or resumed (:func:`_resume`)."""
+
+    plan: Plan
+    snap: Path  # what the copy reads: the source itself (offline) or a snapshot (online)
+    run_id: str
+    guard: SourceGuard | None  # offline: fails the run if the source is written meanwhile
+    pending: Future[str | None] | None  # the pinned backup being taken (fresh runs)
+    backup_id: str | None  # the journaled backup (resumed runs)
+
+
 def _run(
     opts: RunOptions,
     hooks: Hooks,
@@ -198,91 +210,13 @@ def _run(
                 journal.set_detail(conn, "run", "step", name)
 
     run_entry = entries.get("run")
-    guard: SourceGuard | None = None
-    if opts.resume:
-        if run_entry is None:
-            raise UsageError(
-                "nothing to resume: the target has no emrops migration journal",
-                hint="run without --resume",
-            )
-        plan = Plan.from_dict(run_entry.detail["plan"])
-        snap = Path(run_entry.detail["snapshot"])
-        run_id = run_entry.detail["run_id"]
-        backup_id = run_entry.detail.get("backup_id")
-        opts.online = bool(run_entry.detail.get("online"))
-        live = bool(run_entry.detail.get("live_source"))
-        if not snap.exists():
-            raise EmropsError(
-                f"the {'source' if live else 'pre-migration snapshot'} {snap} is gone",
-                hint="roll back (emrops migrate-db rollback) and run again",
-            )
-        if live:
-            check_unchanged(snap, run_entry.detail.get("source_fingerprint"))
-            guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
-        phase("resuming")
-        pending = None
-    else:
-        if run_entry is not None:
-            raise EmropsError(
-                "the target already holds an emrops migration (table emrops_migration)",
-                hint="continue it with --resume, or remove it with `emrops migrate-db rollback`",
-            )
-        casts = load_casts(opts.cast)
-        src = open_source(src_path)
-        run_id = new_run_id()
-        try:
-            if opts.online:
-                from emrops.migrate import online  # online runs only (start-up time)
-
-                # the source keeps being written: everything reads a snapshot, taken after
-                # change capture is on, and the changes made since are replayed
-                phase("installing change capture in the source")
-                online.install_capture(src_path, online.capture_tables(reflect(src).tables))
-                phase("snapshot of the source")
-                snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
-                src.close()
-                snapshot(src_path, snap)
-            else:
-                # offline: the source is read in place (no second copy on disk), and any
-                # write to it during the run fails the run (see guard.py)
-                snap = src_path
-                src.close()
-                guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
-            phase("planning")
-            snap_conn = open_source(snap)
-            try:
-                plan = build_plan(snap_conn, casts, full=False)
-            finally:
-                snap_conn.close()
-            _refuse(plan, opts)
-            # The pinned backup starts once the plan is accepted and runs alongside the copy
-            # (which leaves part of a core idle; the profile before it keeps both busy); the
-            # run waits for it once the copy is done. The source is never written, so nothing
-            # needs the backup earlier; a run whose backup fails removes what it created.
-            reused = (
-                prebackup.find(opts.state_dir, src_path, opts.backup_store, opts.settings)
-                if opts.backup_store and guard is not None
-                else None
-            )
-            taking: Future[str | None] = Future()
-            if reused is not None:  # the same unchanged source: its backup is still good
-                taking.set_result(reused.backup_id)
-            else:
-                backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
-                taking = backup_pool.submit(_backup, snap, run_id, opts)
-                backup_pool.shutdown(wait=False)
-            pending = taking
-            try:
-                _create(opts.target, plan, run_id, snap, opts, None, guard)
-            except BaseException:
-                _discard(taking, opts.state_dir / "migrate" / run_id, opts, reused is not None)
-                raise
-        except BaseException:
-            if opts.online:  # a run that never started leaves no trigger behind
-                from emrops.migrate import online
-
-                online.remove_capture(src_path)
-            raise
+    start = (
+        _resume(opts, run_entry, stack, phase)
+        if opts.resume
+        else _fresh(opts, run_entry, src_path, stack, phase)
+    )
+    plan, snap, run_id, guard = start.plan, start.snap, start.run_id, start.guard
+    pending, backup_id = start.pending, start.backup_id
     # the journal names this process and the step it is in, so `status` can tell a run in
     # progress from one that was killed (and where it died)
     with journal.connect(opts.target, autocommit=True) as conn:
@@ -625,3 +559,109 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     path = source_path(source)
     open_source(path).close()
     return verify(plan, target, entries, source=path, jobs=jobs or os.cpu_count() or 2)
+
+
+def _resume(
+    opts: RunOptions,
+    run_entry: journal.Entry | None,
+    stack: contextlib.ExitStack,
+    phase: Callable[[str], None],
+) -> _Start:
+    """Continue the journaled run: its plan, and its source (unchanged) or snapshot."""
+    guard: SourceGuard | None = None
+    if run_entry is None:
+        raise UsageError(
+            "nothing to resume: the target has no emrops migration journal",
+            hint="run without --resume",
+        )
+    plan = Plan.from_dict(run_entry.detail["plan"])
+    snap = Path(run_entry.detail["snapshot"])
+    run_id = run_entry.detail["run_id"]
+    backup_id = run_entry.detail.get("backup_id")
+    opts.online = bool(run_entry.detail.get("online"))
+    live = bool(run_entry.detail.get("live_source"))
+    if not snap.exists():
+        raise EmropsError(
+            f"the {'source' if live else 'pre-migration snapshot'} {snap} is gone",
+            hint="roll back (emrops migrate-db rollback) and run again",
+        )
+    if live:
+        check_unchanged(snap, run_entry.detail.get("source_fingerprint"))
+        guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
+    phase("resuming")
+    return _Start(plan, snap, run_id, guard, None, backup_id)
+
+
+def _fresh(
+    opts: RunOptions,
+    run_entry: journal.Entry | None,
+    src_path: Path,
+    stack: contextlib.ExitStack,
+    phase: Callable[[str], None],
+) -> _Start:
+    """Start a new run: change capture and a snapshot (online) or the guarded source
+    (offline), the plan, the pinned backup (taken alongside the copy, or reused), the
+    journal and the bare tables."""
+    guard: SourceGuard | None = None
+    if run_entry is not None:
+        raise EmropsError(
+            "the target already holds an emrops migration (table emrops_migration)",
+            hint="continue it with --resume, or remove it with `emrops migrate-db rollback`",
+        )
+    casts = load_casts(opts.cast)
+    src = open_source(src_path)
+    run_id = new_run_id()
+    try:
+        if opts.online:
+            from emrops.migrate import online  # online runs only (start-up time)
+
+            # the source keeps being written: everything reads a snapshot, taken after
+            # change capture is on, and the changes made since are replayed
+            phase("installing change capture in the source")
+            online.install_capture(src_path, online.capture_tables(reflect(src).tables))
+            phase("snapshot of the source")
+            snap = opts.state_dir / "migrate" / run_id / "pre-migration.db"
+            src.close()
+            snapshot(src_path, snap)
+        else:
+            # offline: the source is read in place (no second copy on disk), and any
+            # write to it during the run fails the run (see guard.py)
+            snap = src_path
+            src.close()
+            guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
+        phase("planning")
+        snap_conn = open_source(snap)
+        try:
+            plan = build_plan(snap_conn, casts, full=False)
+        finally:
+            snap_conn.close()
+        _refuse(plan, opts)
+        # The pinned backup starts once the plan is accepted and runs alongside the copy
+        # (which leaves part of a core idle; the profile before it keeps both busy); the
+        # run waits for it once the copy is done. The source is never written, so nothing
+        # needs the backup earlier; a run whose backup fails removes what it created.
+        reused = (
+            prebackup.find(opts.state_dir, src_path, opts.backup_store, opts.settings)
+            if opts.backup_store and guard is not None
+            else None
+        )
+        taking: Future[str | None] = Future()
+        if reused is not None:  # the same unchanged source: its backup is still good
+            taking.set_result(reused.backup_id)
+        else:
+            backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
+            taking = backup_pool.submit(_backup, snap, run_id, opts)
+            backup_pool.shutdown(wait=False)
+        pending = taking
+        try:
+            _create(opts.target, plan, run_id, snap, opts, None, guard)
+        except BaseException:
+            _discard(taking, opts.state_dir / "migrate" / run_id, opts, reused is not None)
+            raise
+    except BaseException:
+        if opts.online:  # a run that never started leaves no trigger behind
+            from emrops.migrate import online
+
+            online.remove_capture(src_path)
+        raise
+    return _Start(plan, snap, run_id, guard, pending, None)
