@@ -46,9 +46,9 @@ def make_plan(
     try:
         plan = build_plan(conn, casts)
         tried = trial.try_plan(plan, target, plan.extensions, conn)
-        tried.checked_at_run = trial.check_source_rows(
-            conn, reflect(conn).tables, plan, tried.failures
-        )
+        tables = reflect(conn).tables
+        tried.checked_at_run = trial.check_source_rows(conn, tables, plan, tried.failures)
+        trial.unique_collisions(conn, tables, plan, tried.failures)
     finally:
         conn.close()
     if emit_sql is not None:

@@ -139,9 +139,7 @@ def put(
             rows,
             checksum,
             rejected,
-            Jsonb(detail, dumps=_dumps)
-            if detail is not None
-            else None,
+            Jsonb(detail, dumps=_dumps) if detail is not None else None,
         ),
     )
 

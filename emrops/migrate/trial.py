@@ -220,6 +220,55 @@ def check_source_rows(
     return later
 
 
+def unique_collisions(
+    conn: sqlite3.Connection, tables: list[Table], plan: Plan, failures: list[SchemaFailure]
+) -> None:
+    """Keys SQLite keeps apart only by storage class (1 and '1' in an untyped UNIQUE or
+    PRIMARY KEY column) collide once a cast rule makes them one type: the run's unique index
+    would fail, so the plan says so with the count."""
+    by_source = {t.source: t for t in plan.tables}
+    for table in tables:
+        tp = by_source.get(table.name)
+        if tp is None:
+            continue
+        mixed = {
+            c.source
+            for c in tp.columns
+            if c.converter in ("text", "text_only", "bytea_only") and not c.fast
+        }
+        keys = [
+            (i.name, i.columns)
+            for i in table.indexes
+            if i.unique and i.origin != "pk" and all(i.columns)
+        ]
+        if table.pk and not table.rowid_alias:
+            keys.append((f"{tp.target}_pkey", list(table.pk)))
+        for name, cols in keys:
+            if not mixed & set(cols):
+                continue
+            as_text = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in cols)
+            not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols)
+            try:
+                row = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {quote(table.name)} WHERE {not_null} "
+                    f"GROUP BY {as_text} HAVING count(*) > 1)"
+                ).fetchone()
+            except sqlite3.Error:
+                continue
+            if row and row[0]:
+                failures.append(
+                    SchemaFailure(
+                        "unique-data",
+                        tp.target,
+                        name,
+                        f"UNIQUE ({', '.join(cols)})",
+                        f"{row[0]} key value(s) that SQLite keeps apart by type (e.g. 1 and "
+                        "'1') collide once converted to one type",
+                        "make the values one type in the source, or cast the column to bytea",
+                    )
+                )
+
+
 def _violations(conn: sqlite3.Connection, table: Table, chk: Check) -> tuple[int, Any] | None:
     key = "rowid" if not table.without_rowid else quote(table.pk[0]) if table.pk else "NULL"
     try:

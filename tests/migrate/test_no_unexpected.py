@@ -153,6 +153,9 @@ def test_a_foreign_key_to_a_missing_column_is_a_note_not_a_crash(
     run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
     assert run.exit_code == 0, run.stderr
     with pg(pg_url) as conn:  # the valid one is built
-        assert conn.execute(
-            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'c'::regclass AND contype = 'f'"
-        ).fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'c'::regclass AND contype = 'f'"
+            ).fetchone()[0]
+            == 1
+        )

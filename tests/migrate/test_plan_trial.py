@@ -97,3 +97,25 @@ def test_plan_with_an_unreachable_target_exits_1_with_a_hint(cli, tmp_path: Path
     assert result.exit_code == 1
     assert "cannot connect to" in result.stderr and "Try:" in result.stderr
     assert "unexpected" not in result.stderr
+
+
+def test_keys_apart_only_by_type_in_sqlite_are_a_plan_failure(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = _db(
+        tmp_path / "u.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, k UNIQUE);"
+        "INSERT INTO t (k) VALUES (1), ('1'), ('x');"
+        "CREATE TABLE p (k PRIMARY KEY, v);"
+        "INSERT INTO p VALUES (2, 'a'), ('2', 'b');",
+    )
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[t.k]\ntype = "text"\n[p.k]\ntype = "text"\n')
+    result = cli(
+        "migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", pg_url,
+        "--cast", str(casts), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    failures = {(f["kind"], f["table"]): f for f in json.loads(result.stdout)["schema_failures"]}
+    assert set(failures) == {("unique-data", "t"), ("unique-data", "p")}
+    assert failures[("unique-data", "t")]["error"].startswith("1 key value(s) that SQLite keeps")
