@@ -155,7 +155,8 @@ def test_a_foreign_key_to_a_missing_column_is_a_note_not_a_crash(
     with pg(pg_url) as conn:  # the valid one is built
         assert (
             conn.execute(
-                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'c'::regclass AND contype = 'f'"
+                "SELECT count(*) FROM pg_constraint "
+                "WHERE conrelid = 'c'::regclass AND contype = 'f'"
             ).fetchone()[0]
             == 1
         )

@@ -164,6 +164,7 @@ def test_run_then_verify_agree_or_name_the_table(tables: list[dict[str, Any]]) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=400, **COMMON)
 @given(schemas())
 def test_run_then_verify_agree_or_name_the_table_many(tables: list[dict[str, Any]]) -> None:
