@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.errors import EmropsError
 from emrops.migrate import journal
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import Check, Table, quote
@@ -85,7 +86,14 @@ def try_plan(
     scratch = f"emrops_plan_{secrets.token_hex(6)}"
     with journal.connect(target_url) as conn:
         try:
-            conn.execute(f"CREATE SCHEMA {quote(scratch)}")
+            try:
+                conn.execute(f"CREATE SCHEMA {quote(scratch)}")
+            except psycopg.Error as exc:
+                raise EmropsError(
+                    f"plan cannot try the statements on the target: {pg_message(exc)}",
+                    hint="plan needs CONNECT and CREATE on the --to database (a scratch schema, "
+                    "rolled back), as run does: GRANT CREATE ON DATABASE ... TO the user",
+                ) from None
             conn.execute(f"SET LOCAL search_path TO {quote(scratch)}, public")
 
             def attempt(kind: str, table: str | None, name: str, sql: str) -> bool:

@@ -119,3 +119,25 @@ def test_keys_apart_only_by_type_in_sqlite_are_a_plan_failure(
     failures = {(f["kind"], f["table"]): f for f in json.loads(result.stdout)["schema_failures"]}
     assert set(failures) == {("unique-data", "t"), ("unique-data", "p")}
     assert failures[("unique-data", "t")]["error"].startswith("1 key value(s) that SQLite keeps")
+
+
+def test_plan_without_create_privilege_says_which_privilege(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = _db(tmp_path / "s.db", "CREATE TABLE t (a TEXT);")
+    role = f"emrops_ro_{tmp_path.name[-8:].replace('-', '_')}".lower()
+    db = pg_url.rsplit("/", 1)[1]
+    with pg(pg_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'REVOKE CREATE ON DATABASE "{db}" FROM PUBLIC')
+        conn.execute(f'GRANT CONNECT ON DATABASE "{db}" TO "{role}"')
+    try:
+        url = pg_url.replace("postgres@", f"{role}@")
+        result = cli("migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", url)
+        assert result.exit_code == 1, result.stderr
+        assert "plan cannot try the statements on the target: permission denied" in (result.stderr)
+        assert "CREATE on the --to database" in result.stderr
+    finally:
+        with pg(pg_url) as conn:
+            conn.execute(f'REVOKE ALL ON DATABASE "{db}" FROM "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
