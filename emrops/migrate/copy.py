@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -25,10 +24,11 @@ from typing import Any
 import psycopg
 
 from emrops.errors import CheckFailed, EmropsError, ExitCode
-from emrops.migrate import journal, sqlcopy
+from emrops.migrate import journal, refusals, sqlcopy
 from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
+from emrops.migrate.refusals import RowsLost, check_loaded  # noqa: F401 - re-exported
 
 BATCH = 5000
 
@@ -41,23 +41,6 @@ class CopyFailed(EmropsError):
 
 class ValueRejected(CheckFailed):
     """A value could not be converted and ``--on-error abort`` is in force (exit 3)."""
-
-
-class RowsLost(CheckFailed):
-    """PostgreSQL loaded a different number of rows than were sent (exit 3): the table's
-    transaction is rolled back rather than journaled as copied."""
-
-
-def check_loaded(tp: TablePlan, sent: int, loaded: int) -> None:
-    """Raise :class:`RowsLost` unless the target loaded exactly the ``sent`` rows. The copy
-    counts rows as it reads them; only PostgreSQL's own count of the COPY says what arrived."""
-    if loaded != sent:
-        raise RowsLost(
-            f"table {tp.source}: {sent} row(s) read from the source but PostgreSQL loaded "
-            f"{loaded}; the table was rolled back",
-            hint="run `emrops migrate-db plan` to see the anomaly (e.g. NULL keys), add a cast "
-            "rule or use --on-error reject, then rerun with --resume",
-        )
 
 
 @dataclass
@@ -231,68 +214,6 @@ def null_keys(col: ColumnPlan) -> Iterator[int] | None:
     return itertools.count(col.null_fill) if col.null_fill is not None else None
 
 
-_LINE = re.compile(r"\bline (\d+)")
-_INT = re.compile(r"-?\d+")
-_COLUMN = re.compile(r"\bcolumn (.+?)(?::|$)")
-
-
-def _refused_value(
-    tp: TablePlan, row: tuple, offset: int, refused: tuple[str, str]
-) -> tuple[str, Any, str]:
-    """(column, value, error) of a row PostgreSQL refused, for the reject file."""
-    column, err = refused
-    for i, c in enumerate(tp.columns):
-        if c.target == column:
-            return c.source, row[i + offset], err
-    return column, None, err
-
-
-def _copy_line(exc: psycopg.Error) -> int | None:
-    """The COPY input line PostgreSQL refused (from the error's CONTEXT), if it says."""
-    context = getattr(getattr(exc, "diag", None), "context", None) or ""
-    m = _LINE.search(context)
-    return int(m.group(1)) if m else None
-
-
-def _nth_key(src: sqlite3.Connection, tp: TablePlan, line: int) -> Any:
-    """The key of the ``line``-th row in copy order (when no row was skipped)."""
-    order = ", ".join(quote(k) for k in tp.key) if tp.without_rowid else "rowid"
-    try:
-        row = src.execute(
-            f"SELECT {order} FROM {quote(tp.source)} ORDER BY {order} LIMIT 1 OFFSET ?",
-            (line - 1,),
-        ).fetchone()
-    except sqlite3.Error:
-        return None
-    if row is None:
-        return None
-    return row[0] if not tp.without_rowid else dict(zip(tp.key, row, strict=True))
-
-
-def _line_key(
-    src: sqlite3.Connection,
-    tp: TablePlan,
-    line: int,
-    sent: list[Any],
-    chunks_sent: list[tuple[int, int, int]],
-) -> Any:
-    """The key of the row sent as COPY line ``line`` (1-based), or None when unknown."""
-    if not 1 <= line <= len(sent):
-        return None
-    key = sent[line - 1]
-    if key is not None:
-        return key
-    for first, lo, hi in reversed(chunks_sent):  # a line of an SQL-built chunk
-        if first <= line:
-            row = src.execute(
-                f"SELECT rowid FROM {quote(tp.source)} WHERE rowid BETWEEN ? AND ? "
-                "ORDER BY rowid LIMIT 1 OFFSET ?",
-                (lo, hi, line - first),
-            ).fetchone()
-            return row[0] if row else None
-    return None
-
-
 def _key_text(tp: TablePlan, key: Any) -> str:
     if isinstance(key, dict):
         return ", ".join(f"{k}={v!r}" for k, v in key.items())
@@ -350,7 +271,7 @@ def copy_table(
     def convert(row: tuple) -> tuple | None:
         key = key_of(row)
         if refused and repr(key) in refused:
-            on_reject(key, *_refused_value(tp, row, offset, refused[repr(key)]))
+            on_reject(key, *refusals.refused_value(tp, row, offset, refused[repr(key)]))
             return None
         out = base_convert(row)
         if out is not None and rejects is not None:
@@ -392,7 +313,8 @@ def copy_table(
                         def strict(row: tuple) -> tuple | None:
                             if refused and repr(row[0]) in refused:
                                 on_reject(
-                                    row[0], *_refused_value(tp, row, 1, refused[repr(row[0])])
+                                    row[0],
+                                    *refusals.refused_value(tp, row, 1, refused[repr(row[0])]),
                                 )
                                 return None
                             out = strict_base(row)
@@ -400,7 +322,7 @@ def copy_table(
                                 sent.append(row[0])
                             return out
 
-                        refused_rowids = [int(k) for k in refused if _INT.fullmatch(k)]
+                        refused_rowids = [int(k) for k in refused if refusals.INT.fullmatch(k)]
                         for chunk in sqlcopy.chunks(src, tp):
                             hit = any(chunk.lo <= k <= chunk.hi for k in refused_rowids)
                             if chunk.data is not None and not hit:
@@ -442,13 +364,13 @@ def copy_table(
             )
             conn.commit()
     except psycopg.Error as exc:
-        line = _copy_line(exc)
+        line = refusals.copy_line(exc)
         key = None
         if line is not None:
             key = (
-                _line_key(src, tp, line, sent, chunks_sent)
+                refusals.line_key(src, tp, line, sent, chunks_sent)
                 if rejects is not None
-                else _nth_key(src, tp, line)  # abort: every row read so far was sent
+                else refusals.nth_key(src, tp, line)  # abort: every row read so far was sent
             )
         src.close()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -457,7 +379,7 @@ def copy_table(
         if data_error and rejects is not None and key is not None and len(refused) < 1000:
             # reject that row and copy the table again without it (the attempt was rolled
             # back, nothing of it was journaled or written to the reject file)
-            column = _COLUMN.search(where)
+            column = refusals.COLUMN.search(where)
             refused[repr(key)] = (column.group(1) if column else "", f"PostgreSQL: {msg}")
             return copy_table(
                 source,
