@@ -15,7 +15,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from emrops.migrate.reflect import quote
@@ -210,6 +210,12 @@ def canon_kind(pg_type: str) -> str:
     }.get(base, "text")
 
 
+def _numeric_precision(pg_type: str) -> int | None:
+    if "(" not in pg_type:
+        return None
+    return int(pg_type.split("(")[1].split(",")[0].rstrip(") "))
+
+
 def _numeric_scale(pg_type: str) -> int | None:
     if "," in pg_type:
         return int(pg_type.split(",")[1].rstrip(") "))
@@ -218,13 +224,22 @@ def _numeric_scale(pg_type: str) -> int | None:
     return None
 
 
-def _canon_numeric(scale: int | None) -> Callable[[Any], str]:
+_WIDE = Context(prec=2000)  # quantize never runs out of digits (PostgreSQL's limit is 1000+)
+
+
+def _canon_numeric(scale: int | None, precision: int | None = None) -> Callable[[Any], str]:
     quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+    limit = Decimal(10) ** (precision - (scale or 0)) if precision is not None else None
 
     def canon(v: Any) -> str:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
+        if not d.is_finite():
+            raise ConversionError(f"not a finite number: {v!r}")
         if quantum is not None:
-            d = d.quantize(quantum, rounding=ROUND_HALF_UP)  # as PostgreSQL rounds
+            d = d.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)  # as PostgreSQL
+        if limit is not None and abs(d) >= limit:
+            # PostgreSQL refuses it ("numeric field overflow"), so the copy rejected the row
+            raise ConversionError(f"does not fit numeric({precision},{scale or 0}): {v!r}")
         if d.is_zero():
             d = d.copy_abs()
         return format(d, "f")
@@ -292,7 +307,7 @@ def canon_function(pg_type: str) -> Callable[[Any], str]:
     if kind == "float":
         return lambda v: struct.pack(">d", v).hex()
     if kind == "numeric":
-        return _canon_numeric(_numeric_scale(pg_type))
+        return _canon_numeric(_numeric_scale(pg_type), _numeric_precision(pg_type))
     if kind == "bytea":
         return lambda v: v.hex()
     if kind == "ts":

@@ -163,7 +163,7 @@ def source_checksum(source: Path, tp: TablePlan) -> tuple[int, int, int]:
             continue
         try:
             h = hasher(row)
-        except (ConversionError, ValueError, TypeError, AttributeError):
+        except (ConversionError, ValueError, TypeError, AttributeError, ArithmeticError):
             rejected += 1  # a value written since the run that no longer fits the plan
             continue
         count += 1
@@ -191,7 +191,7 @@ def diff_table(
         try:
             h = hasher(row)
             key = _key_text(tp, pk, canon, row) if pk else str(h)
-        except (ConversionError, ValueError, TypeError, AttributeError):
+        except (ConversionError, ValueError, TypeError, AttributeError, ArithmeticError):
             continue
         src[key] = (h, row) if len(src) < 2_000_000 else (h, [])
     key_sql = " || ', ' || ".join(
