@@ -106,6 +106,7 @@ def test_restore_under_a_running_server_is_served_within_5s(
         assert ready.status_code == 200 and ready.json()["maintenance"] is False
     assert server.proc.poll() is None and server.proc.pid == pid
     assert server.log().count("serving ") == 1  # started once, never restarted or switched
+    assert "was replaced" not in server.log()  # in place: nothing to reopen
     after = path.stat()
     assert after.st_ino == inode
     assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == (NOBODY, NOBODY, 0o640)
