@@ -33,6 +33,7 @@ from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import DatabaseError
 
 BUSY_TIMEOUT_SECONDS = 30.0
+CHECKPOINT_WAIT_MS = 2000  # the checkpoint after the copy is a courtesy: it never waits long
 
 
 def header_says_wal(path: Path) -> bool:
@@ -77,6 +78,7 @@ def restore_in_place(
             # to the next checkpoint. A reader still on the old data makes this partial; the
             # target's own connections finish it later, so the outcome is not checked.
             with contextlib.suppress(sqlite3.Error):
+                dest.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
                 dest.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 if not want_wal:
                     # Needs the only connection; with another one open it stays WAL.

@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from emrops.backup.sqlite_swap import restore_in_place
+from emrops.errors import DatabaseError
 from tests.sim.conftest import Server, wait_for
 
 NOBODY = 65534
@@ -259,3 +262,35 @@ def _counts(path: Path) -> dict[str, int]:
         return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
     finally:
         conn.close()
+
+
+def test_in_place_copy_gives_up_on_a_held_write_lock_and_changes_nothing(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    """Another writer holding the target's write lock past the busy timeout: a clear error,
+    the target unchanged; once the lock is free the same copy goes through."""
+    path = Path(sqlite_db.removeprefix("sqlite:///"))
+    image = tmp_path / "image.db"
+    source = sqlite3.connect(path)
+    target = sqlite3.connect(image)
+    source.backup(target)
+    target.close()
+    source.close()
+    conn = sqlite3.connect(image)
+    conn.execute("DELETE FROM scenarios WHERE id > 1")
+    conn.commit()
+    conn.close()
+    before = _counts(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseError) as raised:
+            restore_in_place(image, path, busy_timeout=0.3)
+        assert "stayed locked by another writer" in str(raised.value)
+        assert "nothing was restored" in str(raised.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _counts(path) == before
+    restore_in_place(image, path, busy_timeout=0.3)
+    assert _counts(path)["scenarios"] == 1
