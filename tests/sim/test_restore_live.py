@@ -152,9 +152,10 @@ def test_readers_never_see_a_half_restored_database(
     thread = threading.Thread(target=read)
     thread.start()
     try:
-        time.sleep(0.2)
+        assert wait_for(lambda: len(seen) >= 3, 10.0)
         _restore(cli, backup_id, path, store)
-        time.sleep(0.3)
+        restored_at = len(seen)
+        assert wait_for(lambda: len(seen) >= restored_at + 3, 10.0)
     finally:
         stop.set()
         thread.join(10)
