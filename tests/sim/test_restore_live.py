@@ -295,3 +295,31 @@ def test_in_place_copy_gives_up_on_a_held_write_lock_and_changes_nothing(
     assert _counts(path) == before
     restore_in_place(image, path, busy_timeout=0.3)
     assert _counts(path)["scenarios"] == 1
+
+
+def test_a_reader_mid_transaction_keeps_its_snapshot_then_sees_the_restore(
+    sqlite_db: str, cli, tmp_path: Path
+) -> None:
+    """WAL target: a read transaction open across the restore goes on seeing the old data
+    (never a mix); its next transaction sees the restored data. The restore does not wait for
+    it beyond the checkpoint's short courtesy wait."""
+    path = Path(sqlite_db.removeprefix("sqlite:///"))
+    store = tmp_path / "backups"
+    backup_id = _backup(cli, sqlite_db, store)
+    full = _counts(path)["scenarios"]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM scenarios WHERE id > 1")
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM scenarios").fetchone()[0] == 1
+        started = time.monotonic()
+        _restore(cli, backup_id, path, store)
+        assert time.monotonic() - started < 15
+        assert reader.execute("SELECT count(*) FROM scenarios").fetchone()[0] == 1
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM scenarios").fetchone()[0] == full
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        reader.close()
+        conn.close()
