@@ -14,7 +14,6 @@ PostgreSQL snapshots are in pgdump.py (kept apart so SQLite backups never import
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from emrops.backup.walimage import LiveImage, Restarted, Unreadable
+from emrops.backup.walimage import LiveImage, PageCountMismatch, Restarted, Unreadable
+from emrops.db.sqlite_file import header_page_count, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
+from emrops.scratch import scratch_file
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
@@ -67,10 +68,12 @@ def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
 def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
     """Row count per table and the Alembic revision of an open SQLite database."""
     tables = sqlite_tables(conn)
-    counts = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    counts = {
+        t: int(conn.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0]) for t in tables
+    }
     revision = None
     if "alembic_version" in tables:
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        row = conn.execute('SELECT "version_num" FROM "alembic_version"').fetchone()
         revision = row[0] if row else None
     return counts, revision
 
@@ -127,16 +130,20 @@ def use_sqlite_snapshot(
 @contextlib.contextmanager
 def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]:
     folder = Path(scratch_dir or tempfile.gettempdir())
-    fd, name = tempfile.mkstemp(prefix="emrops-snapshot-", suffix=".db", dir=folder)
-    os.close(fd)
-    scratch = Path(name)
-    try:
+    with scratch_file(folder, "emrops-snapshot-", ".db") as scratch:
         try:
-            source = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
+            source = open_sqlite(path, mode="ro", timeout=30, isolation_level=None)
             try:
-                target = sqlite3.connect(scratch)
+                # One read transaction around the copy: the page count SQLite reports for the
+                # named file, its header (rollback journal) and the copy all see one state.
+                source.execute("BEGIN")
+                expected = int(source.execute("PRAGMA page_count").fetchone()[0])
+                wal = source.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                header = None if wal else header_page_count(path)
+                target = open_sqlite(scratch, mode="rw")
                 try:
                     source.backup(target, pages=-1)
+                    source.execute("COMMIT")
                     counts, revision = sqlite_facts(target)
                     info = _info(target, "backup-api")
                 finally:
@@ -145,11 +152,15 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 source.close()
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(path, folder, exc) from exc
+        for named, where in ((expected, "SQLite reports"), (header, "its header says")):
+            if named is not None and named != info["page_count"]:
+                raise PageCountMismatch(
+                    f"the copy of {path} has {info['page_count']} pages but {where} {named}: "
+                    "not publishing it",
+                    hint="report this; the backup is refused so that a wrong image is never kept",
+                )
         with scratch.open("rb") as stream:
             yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
 
 
 def _info(conn: sqlite3.Connection, method: str) -> dict[str, Any]:

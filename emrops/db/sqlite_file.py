@@ -60,7 +60,7 @@ def open_sqlite(
     when SQLite cannot open it or the handle is not the named file."""
     named = Path(os.path.abspath(os.fspath(path)))
     if mode != "rwc":
-        _require_file(named)
+        require_file(named)
     kwargs: dict[str, Any] = {"timeout": timeout, "check_same_thread": check_same_thread}
     if isolation_level != "":
         kwargs["isolation_level"] = isolation_level
@@ -74,6 +74,14 @@ def open_sqlite(
         conn.close()
         raise
     return conn
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as an SQLite identifier: in double quotes, inner quotes doubled. Any table or
+    column name (quotes, brackets, backticks, keywords, newlines, unicode) is then just a name."""
+    if "\x00" in name:
+        raise DatabaseError(f"an identifier cannot contain a NUL character: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
 
 
 def check_same_file(conn: sqlite3.Connection, named: Path) -> None:
@@ -94,7 +102,8 @@ def check_same_file(conn: sqlite3.Connection, named: Path) -> None:
         )
 
 
-def _require_file(named: Path) -> None:
+def require_file(named: Path) -> None:
+    """Raise MissingDatabase unless ``named`` is an existing file (reads never create)."""
     if not named.exists():
         raise MissingDatabase(
             f"SQLite database not found: {named}",
