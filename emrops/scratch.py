@@ -20,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from emrops.logs import get_logger
@@ -51,21 +52,47 @@ def _lock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-@contextlib.contextmanager
-def scratch_file(folder: Path, prefix: str, suffix: str = "") -> Iterator[Path]:
-    """A new empty file ``folder/<prefix><pid>-<token><suffix>`` (0600), locked while in use,
-    removed with its SQLite sidecars at the end. Leftovers of dead runs are swept first."""
+@dataclass
+class Claimed:
+    """A per-run scratch file and the descriptor holding its lock; :meth:`release` removes it
+    (and its SQLite sidecars) and drops the lock."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        for name in (self.path.name, *(self.path.name + s for s in SIDECARS)):
+            with contextlib.suppress(FileNotFoundError):
+                (self.path.parent / name).unlink()
+        os.close(self.fd)
+        self.fd = -1
+
+
+def claim(folder: Path, prefix: str, suffix: str = "") -> Claimed:
+    """Create ``folder/<prefix><pid>-<token><suffix>`` (empty, 0600) and lock it, after sweeping
+    the leftovers of dead runs with the same prefix and suffix."""
     sweep(folder, prefix, suffix)
     path = folder / _name(prefix, suffix)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         _lock(fd)
-        yield path
-    finally:
-        for name in (path.name, *(path.name + s for s in SIDECARS)):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
+    except BaseException:
         os.close(fd)
+        path.unlink()
+        raise
+    return Claimed(path, fd)
+
+
+@contextlib.contextmanager
+def scratch_file(folder: Path, prefix: str, suffix: str = "") -> Iterator[Path]:
+    """:func:`claim` as a context manager: the file is removed at the end."""
+    claimed = claim(folder, prefix, suffix)
+    try:
+        yield claimed.path
+    finally:
+        claimed.release()
 
 
 @contextlib.contextmanager

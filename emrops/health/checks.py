@@ -139,7 +139,7 @@ def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     from emrops.db.migrations_api import current_revision
 
     db = parse_db_url(opts.db_url)
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)  # reads never create
     try:
         check_database(engine)
         return True, f"{db.masked()} reachable, revision {current_revision(engine) or 'none'}"
