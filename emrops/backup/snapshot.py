@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from emrops.backup.walimage import LiveImage, PageCountMismatch, Restarted, Unreadable
-from emrops.db.sqlite_file import header_page_count, open_sqlite, quote_ident
+from emrops.db.sqlite_file import check_same_file, header_page_count, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 from emrops.scratch import scratch_file
@@ -134,6 +134,7 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
         try:
             source = open_sqlite(path, mode="ro", timeout=30, isolation_level=None)
             try:
+                check_same_file(source, path)  # the page count below is this handle's
                 # One read transaction around the copy: the page count SQLite reports for the
                 # named file, its header (rollback journal) and the copy all see one state.
                 source.execute("BEGIN")
