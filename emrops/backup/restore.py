@@ -42,6 +42,7 @@ from emrops.backup.verify import (
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
+from emrops.db.quoting import pg_text, quote_ident
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.urls import sqlite_db_url
 from emrops.errors import DatabaseError, EmropsError, UsageError
@@ -367,6 +368,6 @@ def _create_database(db: DbUrl) -> None:
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
         with db_errors(admin_url), engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{db.url.database}"')
+            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(db.url.database or '')}"))
     finally:
         engine.dispose()

@@ -25,7 +25,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
+from emrops.db.quoting import quote_ident
 from emrops.errors import DatabaseError, EmropsError
+
+__all__ = [
+    "MissingDatabase",
+    "check_same_file",
+    "header_page_count",
+    "open_sqlite",
+    "quote_ident",
+    "require_file",
+    "sqlite_uri",
+]
 
 Mode = Literal["ro", "rw", "rwc"]
 
@@ -74,14 +85,6 @@ def open_sqlite(
         conn.close()
         raise
     return conn
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as an SQLite identifier: in double quotes, inner quotes doubled. Any table or
-    column name (quotes, brackets, backticks, keywords, newlines, unicode) is then just a name."""
-    if "\x00" in name:
-        raise DatabaseError(f"an identifier cannot contain a NUL character: {name!r}")
-    return '"' + name.replace('"', '""') + '"'
 
 
 def check_same_file(conn: sqlite3.Connection, named: Path) -> None:
