@@ -251,6 +251,8 @@ def verify_backups(
 
     Returns every result, failed ones included; :func:`raise_failures` turns those into exit 3.
     """
+    if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
+        raise UsageError(f"no backups in {store.url}", hint="check --store")
     with store.lock("backup verify", warn):
         if not ids:
             complete = store.complete_ids()
