@@ -25,7 +25,7 @@ from emrops.backup.walimage import LiveImage, PageCountMismatch, Restarted, Unre
 from emrops.db.sqlite_file import check_same_file, header_page_count, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
-from emrops.scratch import scratch_file
+from emrops.scratch import scratch_file, sweep, sweep_tmp
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
@@ -88,6 +88,8 @@ def sqlite_snapshot(
     walimage.Restarted when the WAL restarted during the read (read it again).
     """
     check_sqlite_file(path)
+    sweep_tmp(scratch_dir)  # scratch left by killed runs of any command
+    sweep(path.parent, f".{path.name}.restore-", ".tmp")  # a killed restore onto this file
     image = None
     if live:
         try:
