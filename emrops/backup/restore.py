@@ -302,7 +302,7 @@ def _restore_sqlite(
 
 
 def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
     try:
         set_maintenance(engine, on, message)
     finally:
