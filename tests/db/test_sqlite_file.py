@@ -154,3 +154,33 @@ def test_hot_journal_through_backup_run(cli, tmp_path: Path) -> None:
     assert result.exit_code == 1, result.stderr
     assert "hot journal" in result.stderr and "never delete" in result.stderr
     assert Path(f"{path}-journal").exists()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_engines_open_exactly_the_named_file(tmp_path: Path, name: str) -> None:
+    """SQLAlchemy's own URL handling cuts a path at ``?``; engines connect through open_sqlite
+    and URLs built from paths are escaped (sqlite_db_url)."""
+    from emrops.db.engine import create_engine
+    from emrops.db.urls import sqlite_db_url
+
+    folder = tmp_path / name
+    folder.mkdir()
+    path = folder / f"{name}.db"
+    with pytest.raises(MissingDatabase):
+        create_engine(sqlite_db_url(path), create=False).connect()
+    with pytest.raises(MissingDatabase):
+        create_engine(sqlite_db_url(path), readonly=True)
+    assert _tree(tmp_path) == {name}
+    engine = create_engine(sqlite_db_url(path))  # writable engines may create
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t(x)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
+    engine.dispose()
+    assert {p for p in _tree(tmp_path) if not p.endswith(("-wal", "-shm"))} == {
+        name,
+        f"{name}/{name}.db",
+    }
+    reader = create_engine(sqlite_db_url(path), readonly=True)
+    with reader.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    reader.dispose()
