@@ -14,6 +14,7 @@ PostgreSQL snapshots are in pgdump.py (kept apart so SQLite backups never import
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,8 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from emrops.backup.walimage import LiveImage, PageCountMismatch, Restarted, Unreadable
-from emrops.db.sqlite_file import check_same_file, header_page_count, open_sqlite, quote_ident
+from emrops.backup.walimage import (
+    LiveImage,
+    PageCountMismatch,
+    Restarted,
+    Unreadable,
+    header_count,
+)
+from emrops.db.sqlite_file import check_same_file, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 from emrops.scratch import scratch_file, sweep, sweep_tmp
@@ -133,6 +140,10 @@ def use_sqlite_snapshot(
 def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]:
     folder = Path(scratch_dir or tempfile.gettempdir())
     with scratch_file(folder, "emrops-snapshot-", ".db") as scratch:
+        # The header is read through a descriptor opened before the connection and closed after
+        # it: closing any descriptor of a file drops every POSIX lock this process holds on it,
+        # the connection's SHARED lock (which keeps writers out) included.
+        header_fd = os.open(path, os.O_RDONLY)
         try:
             source = open_sqlite(path, mode="ro", timeout=30, isolation_level=None)
             try:
@@ -142,7 +153,7 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 source.execute("BEGIN")
                 expected = int(source.execute("PRAGMA page_count").fetchone()[0])
                 wal = source.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                header = None if wal else header_page_count(path)
+                header = None if wal else header_count(os.pread(header_fd, 100, 0))
                 target = open_sqlite(scratch, mode="rw")
                 try:
                     source.backup(target, pages=-1)
@@ -155,6 +166,8 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 source.close()
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(path, folder, exc) from exc
+        finally:
+            os.close(header_fd)
         for named, where in ((expected, "SQLite reports"), (header, "its header says")):
             if named is not None and named != info["page_count"]:
                 raise PageCountMismatch(
