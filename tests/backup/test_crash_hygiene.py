@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -180,3 +181,29 @@ def test_live_scratch_is_never_swept(tmp_path: Path) -> None:
         os.close(fd)
     assert sorted(removed) == sorted([stale.name, f"{stale.name}-journal"])
     assert locked.exists()
+
+
+def test_backup_run_sweeps_a_dead_runs_snapshot_and_verify_scratch(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leftovers of any command are removed by the next run of any of them (here backup run)."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))  # gettempdir() caches its answer
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(dead.stdout)
+    (tmpdir / f"emrops-snapshot-{pid}-0123abcd.db").write_bytes(b"x" * 100)
+    (tmpdir / f"emrops-snapshot-{pid}-0123abcd.db-journal").write_bytes(b"j")
+    (tmpdir / f"emrops-verify-{pid}-89abcdef").mkdir()
+    (tmpdir / f"emrops-verify-{pid}-89abcdef" / "scratch").write_bytes(b"y" * 100)
+    (tmpdir / "someone-elses-file").write_bytes(b"keep")
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    result = cli("backup", "run", "--db", f"sqlite:///{db}", "--store", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmpdir.iterdir()) == ["someone-elses-file"]

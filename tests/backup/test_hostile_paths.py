@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,10 @@ def appeared_outside(before: set[str], after: set[str], *allowed: str) -> set[st
 
 @pytest.fixture
 def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    scratch = tmp_path / "tmpdir"
+    scratch = tmp_path / "tmp #dir?%"  # scratch copies live here: hostile too
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # gettempdir() caches its answer
     return scratch
 
 

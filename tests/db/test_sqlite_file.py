@@ -184,3 +184,53 @@ def test_engines_open_exactly_the_named_file(tmp_path: Path, name: str) -> None:
     with reader.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
     reader.dispose()
+
+
+def _on_read_only_mount(folder: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (sh) with ``folder`` bind-mounted read-only at ``folder/../ro``, inside a
+    private mount namespace (nothing changes outside this one process tree)."""
+    ro = folder.parent / "ro"
+    ro.mkdir()
+    setup = f"mount --bind '{folder}' '{ro}' && mount -o remount,ro,bind '{ro}' && "
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", setup + "true"],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {probe.stderr.decode().strip()}")
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", setup + script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("case", ["hot-journal", "wal-without-shm"])
+def test_read_only_mount_gives_a_clear_error(tmp_path: Path, case: str) -> None:
+    """The issue's case: a source on a read-only mount (real, as root: a bind mount remounted
+    read-only in a private mount namespace) that SQLite cannot read without writing."""
+    src = tmp_path / "src"
+    src.mkdir()
+    if case == "hot-journal":
+        make_hot_journal(src / "app.db")
+    else:
+        _make(src / "app.db", 3)
+        conn = sqlite3.connect(src / "app.db")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.close()  # the last connection removes -wal and -shm
+    ro_db = tmp_path / "ro" / "app.db"
+    store = tmp_path / "store"
+    result = _on_read_only_mount(
+        src,
+        f"'{sys.executable}' -m emrops backup run --db 'sqlite:///{ro_db}' --store '{store}'",
+    )
+    assert result.returncode == 1, result.stderr
+    text = " ".join(result.stderr.split())
+    if case == "hot-journal":
+        assert "hot journal" in text and "never delete app.db-journal" in text
+    else:
+        assert "cannot read the WAL database" in text and "-shm" in text
+    assert sorted(p.name for p in src.iterdir())[0] == "app.db"
