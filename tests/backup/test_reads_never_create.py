@@ -53,6 +53,10 @@ def test_migrate_source_is_never_created(cli, tmp_path, missing, pg_url) -> None
     result = cli("migrate-db", "plan", "--from", sqlite_db_url(missing), "--to", pg_url)
     assert result.exit_code == 2, result.stderr
     assert "not found" in result.stderr
+    for extra in ([], ["--online"]):
+        result = cli("migrate-db", "run", "--from", sqlite_db_url(missing), "--to", pg_url, *extra)
+        assert result.exit_code in (1, 2), result.stderr
+        assert "not found" in result.stderr
     assert tree(tmp_path) == before
 
 
