@@ -14,8 +14,10 @@ What the helper guarantees:
   :class:`MissingDatabase` error naming the path, raised before SQLite is asked;
 - after opening, the handle is checked to be the named file (same device and inode as
   ``os.stat`` of the path; a symlink counts as the file it points to);
-- a read-only source that has a hot journal or WAL SQLite would have to recover, on a mount it
-  cannot write, gets a clear error with a hint instead of "unable to open database file".
+- a read-only open reads the schema once, so a source SQLite cannot read without writing (a hot
+  journal left by a crashed writer, or a WAL whose ``-shm`` cannot be created on a read-only
+  mount) fails at once with a clear error and a hint; SQLite is asked (its extended error
+  code), not ``os.access``, which says yes to root everywhere.
 """
 
 from __future__ import annotations
