@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, ExitCode
 from emrops.migrate import journal, refusals, sqlcopy
 from emrops.migrate.convert import CONVERT, ConversionError
@@ -247,7 +248,7 @@ def copy_table(
     that row is rejected instead and the table copied again without it (``refused``: the
     keys refused so far, by ``repr``, with the error)."""
     started = time.monotonic()
-    src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    src = open_sqlite(source, check_same_thread=False)
     rejected_keys: list[Any] = []
     held: list[dict[str, Any]] = []  # reject entries, written once the table commits
     refused = refused if refused is not None else {}

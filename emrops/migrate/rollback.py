@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import EmropsError
 from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
@@ -82,7 +83,7 @@ def _has_capture(path: Path) -> bool:
         return False
     import sqlite3
 
-    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    conn = open_sqlite(path)
     try:
         row = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = ? OR name GLOB ?",
