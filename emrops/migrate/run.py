@@ -220,7 +220,12 @@ def _run(
     # the journal names this process and the step it is in, so `status` can tell a run in
     # progress from one that was killed (and where it died)
     with journal.connect(opts.target, autocommit=True) as conn:
-        journal.set_detail(conn, "run", "owner", {"pid": os.getpid(), "host": _host()})
+        journal.set_detail(
+            conn,
+            "run",
+            "owner",
+            {"pid": os.getpid(), "host": _host(), "since": _process_start(os.getpid())},
+        )
     journaled[0] = True
     reject_path = opts.reject_file or (opts.state_dir / "migrate" / run_id / "rejects.jsonl")
     rejects = RejectWriter(reject_path) if opts.on_error == "reject" else None
@@ -532,13 +537,27 @@ def _alive(owner: dict[str, Any] | None) -> bool:
         return False
     if owner.get("host") != _host():
         return True
+    pid = int(owner["pid"])
     try:
-        os.kill(int(owner["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return int(owner["pid"]) != os.getpid()
+        pass
+    if owner.get("since") is not None and _process_start(pid) != owner["since"]:
+        return False  # the pid was reused by another process since
+    return pid != os.getpid()
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc; None elsewhere), to
+    tell it from a later process given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: count from its end
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def load_plan(target: str) -> tuple[Plan, dict[str, journal.Entry]]:
