@@ -40,6 +40,7 @@ def test_run_verify_and_restore_postgres(cli, seeded_pg: str, store, tmp_path) -
     )
     assert result["ok"] is True
     assert [c["name"] for c in result["checks"]] == [
+        "manifest seal",
         "checksum database.pgdump.zst",
         "pg_restore",
         "row counts",

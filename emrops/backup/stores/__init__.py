@@ -99,6 +99,28 @@ class Store(ABC):
         return removed
 
 
+class OutsideStore(EmropsError):
+    """A name that would resolve outside the store (forged manifest, hostile folder name)."""
+
+
+def check_name(name: str, store: str) -> str:
+    """Refuse a name that is not ``<folder>/<file>`` (or one plain name) of plain parts: no
+    empty part, no "." or "..", no backslash, no NUL, not absolute. Returns ``name``."""
+    parts = name.split("/")
+    if (
+        not 1 <= len(parts) <= 2
+        or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts)
+        or len(name) > 512
+    ):
+        raise OutsideStore(
+            f"refusing the name {name[:80]!r} in backup store {store}: it is not a plain "
+            "<backup id>/<file> name inside the store",
+            hint="a manifest or folder in the store was forged or damaged "
+            "(see `emrops backup list`)",
+        )
+    return name
+
+
 def write_error(store: str, exc: OSError) -> EmropsError:
     """A clear message for a failed write; a full disk gets its own hint."""
     if exc.errno in FULL_ERRNOS:

@@ -30,7 +30,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 
 from emrops import secrets
 from emrops.backup.lock import Holder, busy
-from emrops.backup.stores import NotFound, Store, Warn
+from emrops.backup.stores import NotFound, Store, Warn, check_name
 from emrops.errors import EmropsError, UsageError
 from emrops.logs import get_logger
 
@@ -160,6 +160,8 @@ class AzureStore(Store):
         return cls(service.get_container_client(container), prefix, url)
 
     def _name(self, name: str) -> str:
+        """The blob name of ``name``, refused unless it stays under the store's prefix."""
+        check_name(name, self.url)
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _blob(self, name: str) -> Any:
@@ -175,7 +177,9 @@ class AzureStore(Store):
             raise azure_error(self.url, exc) from exc
 
     def _list(self, under: str) -> list[str]:
-        start = self._name(under)
+        if under:
+            check_name(under.rstrip("/"), self.url)
+        start = f"{self.prefix}/{under}" if self.prefix else under
         with self._errors():
             try:
                 return [
