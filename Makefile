@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/.installed
 
-.PHONY: demo test lint install postgres tools bench clean
+.PHONY: demo test test-slow lint install postgres tools bench clean
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 ## test: the whole suite, against real SQLite and the real PostgreSQL on 127.0.0.1:5432
 test: $(STAMP) postgres tools $(CHECKOV) node_modules/.installed
 	$(VENV)/bin/pytest -q
+
+## test-slow: the long trials (marked slow, left out of `make test`)
+test-slow: $(STAMP) postgres tools $(CHECKOV) node_modules/.installed
+	$(VENV)/bin/pytest -q -m slow
 
 postgres:
 	bash scripts/ensure-postgres.sh

@@ -238,12 +238,10 @@ def list_cmd(
         return
     sources = sorted({e.source for e in entries if e.broken is None})
     table = Table(title=f"backups in {target.url}")
-    if len(sources) == 1:
-        table.caption = escape(f"source: {sources[0]}")
     table.add_column("id", no_wrap=True)
     for column in ("age", "engine", "source", "size", "verified", "pinned", "label"):
         if column != "source" or len(sources) > 1:
-            table.add_column(column)
+            table.add_column(column, min_width=6 if column == "verified" else None)
     for e in entries:
         verified = {
             "ok": "[green]ok[/]",
@@ -253,8 +251,6 @@ def list_cmd(
         }.get(e.verified, "never")
         if e.broken is None and not e.sealed:
             verified += " (unsealed)"
-        if e.reason:
-            verified += f"\n{escape(e.reason[:300])}"
         cells = [
             escape(e.id),
             _age(e.created_at) if e.broken is None else "?",
@@ -269,6 +265,11 @@ def list_cmd(
             del cells[3]
         table.add_row(*cells)
     out_console.print(table)
+    if len(sources) == 1:
+        out_console.print(f"source: {sources[0]}", markup=False, soft_wrap=True)
+    for e in entries:
+        if e.reason:
+            out_console.print(f"{e.id}: {e.verified}: {e.reason}", markup=False, soft_wrap=True)
 
 
 def _short_source(source: str) -> str:
