@@ -164,6 +164,9 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     if state.exists:
         what = state.note or f"{state.tables} tables, schema revision {state.revision or 'none'}"
         refusals.append(f"target {db.masked()} already holds data ({what})")
+        other = _other_source(manifest, target)
+        if other:
+            refusals.append(other)
         if not state.note and state.revision != manifest.schema_revision:
             refusals.append(
                 f"schema revision differs: backup {manifest.schema_revision or 'none'}, "
@@ -202,6 +205,21 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
         refusals=refusals,
         safety_backup=state.exists and not (state.note and db.engine_name == "sqlite"),
     )
+
+
+def _other_source(manifest: Manifest, target: str) -> str | None:
+    """A refusal when the existing target is another database than the backup's source."""
+    from emrops.backup.sources import identity_of, same_database
+
+    if manifest.source_id is None:
+        return None  # an old manifest: its source URL is not an identity to compare
+    same = same_database(manifest.source_id, identity_of(target))
+    if same is False:
+        return (
+            f"the target is another database than the one backup {manifest.id} was taken of "
+            f"({manifest.source})"
+        )
+    return None
 
 
 def check_refusals(plan: RestorePlan, force: bool) -> None:

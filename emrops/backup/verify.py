@@ -340,6 +340,19 @@ def select_ids(store: Store, source: Source | None, *, latest: bool) -> list[str
     return complete
 
 
+def latest_id(store: Store, source: Source | None) -> str:
+    """The newest backup with a valid manifest of ``source`` (any source when None)."""
+    ids = select_ids(store, source, latest=True)
+    if not ids:
+        of = f" of {source.describe()}" if source is not None else ""
+        raise UsageError(
+            f"no backups{of} in {store.url}",
+            hint="see `emrops backup list`"
+            + (" (--source all: of any database)" if source is not None else ""),
+        )
+    return ids[0]
+
+
 def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:
     try:
         return load_manifest(store, backup_id)
