@@ -315,6 +315,8 @@ def verify_locked(
             return _record(store, backup_id, None, checks, started)
         return Verification(backup_id, iso_utc(), False, checks.items, 0.0, __version__)
     check_seal(manifest, checks)
+    if not checks.ok:  # a changed manifest is not followed (engine, file names, counts)
+        return record(store, manifest, checks, started)
     with tempfile.TemporaryDirectory(prefix="emrops-verify-", dir=scratch_dir) as tmp:
         verify_files(
             store,

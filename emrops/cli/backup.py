@@ -249,8 +249,6 @@ def list_cmd(
             "broken": "[red]BROKEN[/]",
             "invalid": "[yellow]record invalid[/]",
         }.get(e.verified, "never")
-        if e.broken is None and not e.sealed:
-            verified += " (unsealed)"
         cells = [
             escape(e.id),
             _age(e.created_at) if e.broken is None else "?",
@@ -270,6 +268,12 @@ def list_cmd(
     for e in entries:
         if e.reason:
             out_console.print(f"{e.id}: {e.verified}: {e.reason}", markup=False, soft_wrap=True)
+        if e.broken is None and not e.sealed:
+            out_console.print(
+                f"{e.id}: (unsealed) its manifest was written before manifests had seals",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 def _short_source(source: str) -> str:
