@@ -78,8 +78,6 @@ def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
 
 def entry(store: Store, manifest: Manifest) -> Entry:
     state, verified_at, reason = _verification(store, manifest)
-    if state == "ok" and manifest.seal_valid is False:
-        state, reason = "failed", "a field of the manifest was changed after it was sealed"
     pinned, pin_note = _pinned(store, manifest.id)
     return Entry(
         id=manifest.id,
@@ -128,12 +126,15 @@ def _id_time(backup_id: str) -> str:
     return "1970-01-01T00:00:00.000Z"
 
 
+CHANGED = "the manifest does not match its seal: a field was changed after it was written"
+
+
 def list_backups(store: Store, source: Source | None = None) -> list[Entry]:
     """Published backups (those with a manifest), oldest first; ``source`` keeps only its own.
 
-    A manifest that cannot be read or is invalid gives a broken entry with the reason: it
-    never stops the others from being listed (with ``source``, broken entries are left out:
-    they belong to no known source)."""
+    A manifest that cannot be read, is invalid or does not match its seal gives a broken
+    entry with the reason: it never stops the others from being listed (with ``source``,
+    broken entries are left out: they belong to no known source)."""
     out = []
     for backup_id in store.complete_ids():
         try:
@@ -141,6 +142,10 @@ def list_backups(store: Store, source: Source | None = None) -> list[Entry]:
         except (CheckFailed, UsageError) as exc:
             if source is None:
                 out.append(broken_entry(store, backup_id, exc.message))
+            continue
+        if manifest.seal_valid is False:  # changed after it was written: as broken
+            if source is None:
+                out.append(broken_entry(store, backup_id, CHANGED))
             continue
         if source is None or matches(manifest, source):
             out.append(entry(store, manifest))

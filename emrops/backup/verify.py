@@ -363,7 +363,8 @@ def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:
 
 
 def _valid(store: Store, backup_id: str) -> bool:
-    return _manifest_or_none(store, backup_id) is not None
+    manifest = _manifest_or_none(store, backup_id)
+    return manifest is not None and manifest.seal_valid is not False
 
 
 def _of_source(store: Store, backup_id: str, source: Source) -> bool:
