@@ -43,7 +43,7 @@ from emrops.backup.verify import (
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
-from emrops.errors import DatabaseError, EmropsError, UsageError
+from emrops.errors import CheckFailed, DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 
 log = get_logger(__name__)
@@ -152,6 +152,12 @@ def _with_maintenance(db: DbUrl, state: TargetState) -> TargetState:
 def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     """What restore would do, and what it refuses without --force. Changes nothing."""
     manifest = load_manifest(store, backup_id)
+    if manifest.seal_valid is False:
+        raise CheckFailed(
+            f"the manifest of backup {backup_id} does not match its seal (a field was changed "
+            "after it was written): nothing restored",
+            hint="restore another backup; see `emrops backup list`",
+        )
     db = target_url(target)
     if db.engine_name != manifest.engine:
         raise UsageError(

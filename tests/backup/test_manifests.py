@@ -289,3 +289,16 @@ def test_forged_manifest_on_azure(
     names = sorted(b.name for b in client.list_blobs())
     assert [n for n in names if not n.startswith(("emrsim/", "emrsim-b/"))] == ["outside.zst"]
     assert client.download_blob("outside.zst").readall() == data
+
+
+def test_restore_refuses_a_changed_manifest(cli, seeded_sqlite: str, store: Path, tmp_path):
+    backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+    doc = _doc(store, backup_id)
+    doc["schema_revision"] = "0001_initial_forged"
+    _write(store, backup_id, doc)
+    target = tmp_path / "restored.db"
+    result = cli(
+        "backup", "restore", backup_id, "--target", str(target), "--yes", "--store", str(store)
+    )
+    assert result.exit_code == 3 and "does not match its seal" in result.stderr
+    assert not target.exists()
