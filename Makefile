@@ -47,6 +47,10 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install -q checkov==3.3.30
 	touch $(CHECKOV)
 
+## test-slow: long trials marked slow (SIGKILL loops, lock races)
+test-slow: $(STAMP) postgres tools node_modules/.installed
+	$(VENV)/bin/pytest -q -m slow
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -58,6 +62,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/sim_server.py --write
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
+	$(PY) benchmarks/restore_in_place.py --write
 	$(PY) benchmarks/migrate.py
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/loadgen.py --write

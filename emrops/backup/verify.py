@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,8 +38,10 @@ from emrops.backup.manifest import (
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
 from emrops.backup.stores import NotFound, Store
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, UsageError
 from emrops.logs import iso_utc
+from emrops.scratch import scratch_dir as per_run_dir
 
 
 @dataclass
@@ -181,14 +182,14 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     parallel (sqlite3 releases the GIL while a statement runs)."""
 
     def query(sql: str) -> list[Any]:
-        conn = sqlite3.connect(path)
+        conn = open_sqlite(path, mode="rw")
         try:
             return conn.execute(sql).fetchall()
         finally:
             conn.close()
 
     def counts() -> dict[str, int]:
-        conn = sqlite3.connect(path)
+        conn = open_sqlite(path, mode="rw")
         try:
             return sqlite_facts(conn)[0]
         finally:
@@ -317,12 +318,12 @@ def verify_locked(
     check_seal(manifest, checks)
     if not checks.ok:  # a changed manifest is not followed (engine, file names, counts)
         return record(store, manifest, checks, started)
-    with tempfile.TemporaryDirectory(prefix="emrops-verify-", dir=scratch_dir) as tmp:
+    with per_run_dir(scratch_dir, "emrops-verify-") as tmp:
         verify_files(
             store,
             manifest,
             checks,
-            scratch=Path(tmp) / "scratch",
+            scratch=tmp / "scratch",
             pg_server=pg_server,
             progress=progress,
         )
@@ -387,6 +388,8 @@ def verify_backups(
     one store lock. Goes on past every failure: returns every result, failed and unchecked
     ones included; :func:`raise_failures` turns those into exit 3 / exit 1.
     """
+    if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
+        raise UsageError(f"no backups in {store.url}", hint="check --store")
     with store.lock("backup verify", warn):
         if not ids:
             ids = select_ids(store, source, latest=latest)
