@@ -110,10 +110,7 @@ def test_verify_rotate_and_failed_verification(cli, tmp_path: Path, sqlite_url: 
                                                    "keep_weekly": 0, "keep_monthly": 0}},
     )  # fmt: skip
     result = cli("schedule", "run-job", "verify")  # nothing to verify yet
-    assert (
-        result.exit_code == 2
-        and "Error: job verify failure: no backups " in result.stderr
-    )
+    assert result.exit_code == 2 and "Error: job verify failure: no backups " in result.stderr
     for _ in range(3):
         assert cli("schedule", "run-job", "backup").exit_code == 0
     result = cli("schedule", "run-job", "verify", "--json")
