@@ -302,3 +302,19 @@ def test_restore_refuses_a_changed_manifest(cli, seeded_sqlite: str, store: Path
     )
     assert result.exit_code == 3 and "does not match its seal" in result.stderr
     assert not target.exists()
+
+
+def test_hostile_folder_names_do_not_stop_list(cli, seeded_sqlite: str, store: Path) -> None:
+    good = run_backup(cli, seeded_sqlite, store)["id"]
+    manifest = (store / good / "manifest.json").read_bytes()
+    for name in ("a\\b", "not-an-id", "x\ny"):
+        (store / name).mkdir()
+        (store / name / "manifest.json").write_bytes(manifest)
+    entries = {e["id"]: e for e in listed(cli, store)}
+    assert entries[good]["verified"] == "never"
+    assert entries["not-an-id"]["verified"] == "broken"
+    assert "invalid backup id" in entries["not-an-id"]["broken"]
+    assert "a\\b" not in entries  # a name that is not plain is never used at all
+    result = cli("backup", "verify", "--all", "--store", str(store), "--json")
+    assert result.exit_code == 3
+    assert {r["backup_id"]: r["ok"] for r in json.loads(result.stdout)}[good] is True

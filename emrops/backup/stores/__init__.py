@@ -83,8 +83,16 @@ class Store(ABC):
         """Remove the (empty) folder of a deleted backup, where the store has folders."""
 
     def complete_ids(self) -> list[str]:
-        """Ids of published backups (those with a manifest), oldest first."""
-        return [i for i in self.backup_ids() if self.exists(f"{i}/{MANIFEST}")]
+        """Ids of published backups (those with a manifest), oldest first. A folder whose
+        name is not a plain name (a backslash, a NUL) is skipped: no name under it is used."""
+        out = []
+        for backup_id in self.backup_ids():
+            try:
+                if self.exists(f"{backup_id}/{MANIFEST}"):
+                    out.append(backup_id)
+            except OutsideStore:
+                continue
+        return out
 
     def cleanup(self) -> list[str]:
         """Remove staging leftovers and id folders without a manifest (crashed runs).
