@@ -107,7 +107,19 @@ def materialize(
                 try:
                     seal = decode(reader, sink, identities=identities)
                 except pyrage.DecryptError as exc:
-                    decode_error = ("decrypt " + item.name, f"cannot decrypt: {_one_line(exc)}")
+                    if "No matching keys" in str(exc) and not item.recipients:
+                        # no recipient recorded to tell a wrong key from a damaged header:
+                        # count it as a key problem, never as damage
+                        key_problem = crypto.IdentityProblem(
+                            f"cannot decrypt backup {manifest.id}: {crypto.IDENTITY_ENV} is not "
+                            "an identity it was encrypted to",
+                            hint=f"set {crypto.IDENTITY_ENV} to the identity of its recipient",
+                        )
+                    else:
+                        decode_error = (
+                            "decrypt " + item.name,
+                            f"cannot decrypt: {_one_line(exc)}",
+                        )
                 except zstandard.ZstdError as exc:
                     decode_error = ("decompress " + item.name, f"cannot decompress: {exc}")
                 except OSError as exc:
