@@ -13,8 +13,8 @@ client, made of one or more operations that the runner times one by one.
 * ``mixed`` = a ``read`` operation 80 % of the time, a ``write`` operation 20 %.
 
 Sessions are drawn uniformly from the seeded ones, with a per-client random generator so runs
-are repeatable. The two queries the data layer lacks (a bare message insert and a vitals range)
-live here and follow the layer's rules (``begin_write``, the maintenance check).
+are repeatable. Every operation is a function of :mod:`emrops.db.queries`, the data layer the
+sim server uses (``chat.exchange`` passes the sim's reply generator, as the server does).
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from emrops.db import queries
-from emrops.db.engine import begin_write, db_errors
-from emrops.db.schema import messages, sessions, vitals
-from emrops.db.types import utcnow
+from emrops.db.engine import db_errors
+from emrops.db.schema import messages, sessions
 from emrops.sim import patient
 
 WORKLOADS = ("chat", "read", "write", "mixed")
@@ -105,34 +104,12 @@ def load_dataset(engine: Engine) -> Dataset:
 
 def insert_message(engine: Engine, session_id: uuid.UUID, content: str, role: str = "student"):
     """Insert one message (a write without the patient reply); returns its id."""
-    with db_errors(engine.url), begin_write(engine) as conn:
-        queries.check_writable(conn)
-        return conn.execute(
-            messages.insert()
-            .values(
-                session_id=session_id,
-                role=role,
-                content=content,
-                created_at=utcnow(),
-                tokens=len(content.split()),
-                metadata=None,
-            )
-            .returning(messages.c.id)
-        ).scalar_one()
+    return queries.add_message(engine, session_id, content, role).id
 
 
 def vitals_range(engine: Engine, session_id: uuid.UUID, start: datetime, end: datetime):
     """A session's vitals recorded in [start, end), oldest first (ix_vitals_session_recorded)."""
-    with db_errors(engine.url), engine.connect() as conn:
-        return conn.execute(
-            sa.select(vitals)
-            .where(
-                vitals.c.session_id == session_id,
-                vitals.c.recorded_at >= start,
-                vitals.c.recorded_at < end,
-            )
-            .order_by(vitals.c.recorded_at)
-        ).all()
+    return queries.vitals_range(engine, session_id, start, end)
 
 
 Op = tuple[str, Callable[[], Any]]
@@ -169,7 +146,10 @@ class Client:
         question = self.rng.choice(QUESTIONS)
         engine = self.engine
         return [
-            ("chat.exchange", lambda: queries.add_exchange(engine, s.id, question)),
+            (
+                "chat.exchange",
+                lambda: queries.add_exchange(engine, s.id, question, reply=patient.reply),
+            ),
             ("chat.last50", lambda: queries.last_messages(engine, s.id, 50)),
         ]
 

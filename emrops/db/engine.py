@@ -3,7 +3,8 @@
 SQLite: WAL, busy_timeout, foreign_keys on; plain ``BEGIN`` for reads and
 ``BEGIN IMMEDIATE`` for writes (see :func:`begin_write`) so writers queue on the
 busy timeout instead of failing with "database is locked" at commit.
-PostgreSQL: psycopg 3 with a connection pool, pre-ping and UTC session time zone.
+PostgreSQL: psycopg 3 with a connection pool, pre-ping (unless a hot path opts out) and UTC
+session time zone.
 """
 
 from __future__ import annotations
@@ -113,10 +114,15 @@ def create_engine(
     max_overflow: int = 10,
     echo: bool = False,
     readonly: bool = False,
+    pre_ping: bool = True,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
-    nothing about it (no WAL switch): for tools that read someone else's database."""
+    nothing about it (no WAL switch): for tools that read someone else's database.
+
+    ``pre_ping=False`` skips PostgreSQL's liveness round trip on every checkout: for the hot
+    paths (sim server, benchmark) whose queries (:mod:`emrops.db.queries`) retry once on a fresh
+    connection instead when a pooled one turns out to be dropped."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -146,7 +152,7 @@ def create_engine(
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
     )
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from emrops.db import queries
-from emrops.sim import models
+from emrops.sim import models, patient
 from emrops.sim.api_errors import ERROR_RESPONSES, maintenance_error, unauthorized
 from emrops.sim.runtime import Runtime, SimState
 
@@ -120,7 +120,9 @@ def list_scenarios(runtime: ReadDb) -> models.ScenarioList:
     "/sessions", status_code=201, response_model=models.Session, summary="Start an encounter"
 )
 def create_session(body: models.SessionCreate, runtime: WriteDb) -> models.Session:
-    row = queries.create_session(runtime.engine, body.scenario_id, body.user_email)
+    row = queries.create_session(
+        runtime.engine, body.scenario_id, body.user_email, initial_vitals=patient.sample_vitals
+    )
     return _session(row)
 
 
@@ -140,7 +142,11 @@ def post_message(
 ) -> models.Exchange:
     hub = runtime.hub
     exchange = queries.add_exchange(
-        runtime.engine, session_id, body.content, announce=hub.announce_in_tx
+        runtime.engine,
+        session_id,
+        body.content,
+        reply=patient.reply,
+        announce=hub.announce_in_tx,
     )
     # Wake this process's streams at once (other instances hear the NOTIFY).
     hub.announce(session_id)
