@@ -11,6 +11,9 @@ client, made of one or more operations that the runner times one by one.
 * ``write`` = ``write.message`` (one message insert) or ``write.vitals`` (one vitals sample),
   half each.
 * ``mixed`` = a ``read`` operation 80 % of the time, a ``write`` operation 20 %.
+* ``point-select`` = ``point.select``: one message read by its primary key, a random id among
+  the seeded messages: the calibration workload, the same shape as ``pgbench -S`` (one indexed
+  primary-key read per transaction), to compare the harness's overhead with pgbench's.
 
 Sessions are drawn uniformly from the seeded ones, with a per-client random generator so runs
 are repeatable. Every operation is a function of :mod:`emrops.db.queries`, the data layer the
@@ -34,8 +37,9 @@ from emrops.db.engine import db_errors
 from emrops.db.schema import messages, sessions
 from emrops.sim import patient
 
-WORKLOADS = ("chat", "read", "write", "mixed")
+WORKLOADS = ("chat", "read", "write", "mixed", "point-select")
 OPS = {
+    "point-select": ("point.select",),
     "chat": ("chat.exchange", "chat.last50"),
     "read": ("read.history", "read.vitals"),
     "write": ("write.message", "write.vitals"),
@@ -127,6 +131,8 @@ class Client:
         self.dataset = dataset
         self.workload = workload
         self.rng = random.Random(seed)
+        self.first_id = min(s.first_message_id for s in dataset.sessions)
+        self.last_id = max(s.last_message_id for s in dataset.sessions)
 
     def _session(self) -> SessionInfo:
         return self.rng.choice(self.dataset.sessions)
@@ -139,6 +145,10 @@ class Client:
             return [self._read()]
         if self.workload == "write":
             return [self._write()]
+        if self.workload == "point-select":
+            message_id = self.rng.randint(self.first_id, max(self.first_id, self.last_id))
+            engine = self.engine
+            return [("point.select", lambda: queries.get_message(engine, message_id))]
         return [self._read() if self.rng.random() < 0.8 else self._write()]
 
     def _chat(self) -> list[Op]:

@@ -170,6 +170,7 @@ class _Sql:
     insert_audit: str
     last_messages: str
     list_messages: str
+    message: str
     list_vitals: str
     vitals_range: str
     jsonb: str  # the placeholder of a JSON value
@@ -212,6 +213,7 @@ def _build(pg: bool) -> _Sql:
         list_messages=(
             f"SELECT {_MSG} FROM messages WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?"
         ),
+        message="SELECT id, session_id, role, content, created_at FROM messages WHERE id = ?",
         list_vitals=(
             f"SELECT {_VIT} FROM vitals WHERE session_id = ? "
             "ORDER BY recorded_at DESC, id DESC LIMIT ?"
@@ -509,6 +511,20 @@ def list_messages(
         return _messages(codec, session_id, cur.fetchall())
 
     result: list[MessageRow] = _run(engine, work, write=False)
+    return result
+
+
+def get_message(engine: Engine, message_id: int) -> MessageRow | None:
+    """One message by id (a primary-key read: the benchmark's ``point-select`` calibration)."""
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> MessageRow | None:
+        cur.execute(codec.sql.message, (message_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return MessageRow(row[0], codec.read_uid(row[1]), row[2], row[3], codec.read_when(row[4]))
+
+    result: MessageRow | None = _run(engine, work, write=False)
     return result
 
 
