@@ -9,8 +9,9 @@ discarded, operations that start in the measured window are timed into the clien
 HdrHistogram per operation, and the histograms are merged afterwards.
 
 Failed operations are counted (``errors``; ``busy`` for SQLite "database is locked"/busy and
-PostgreSQL lock/serialization failures) and never retried: the sim server does not retry
-either, so a BUSY is what a user would have seen. Their latency is not recorded.
+PostgreSQL lock/serialization failures) and never retried here: the sim server does not retry
+a BUSY either, so it is what a user would have seen. (The data layer's own single retry after a
+dropped connection happens inside the operation.) Their latency is not recorded.
 
 The process CPU use over the measured window is recorded so a saturated client shows
 (``client_bound``, :mod:`emrops.stats.saturation`). SQLite's engine runs inside the client
