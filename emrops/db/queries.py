@@ -307,6 +307,10 @@ def _count_retry() -> None:
 
 
 def _wrap(engine: Engine, exc: Exception, invalidated: bool) -> sa.exc.DBAPIError:
+    if invalidated:
+        # a lost connection is "unavailable" (503), whatever class the driver gave the error
+        # (PostgreSQL ends an idle transaction with an InternalError, for example)
+        return sa.exc.OperationalError(None, None, exc, connection_invalidated=True)
     wrapped = sa.exc.DBAPIError.instance(
         None,
         None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -274,5 +275,31 @@ def test_unreachable_database_is_a_database_error(pg_url: str) -> None:
         with pytest.raises(DatabaseError, match="does not exist") as caught:
             queries.last_messages(engine, uuid.uuid4())
         assert isinstance(caught.value.__cause__, sa.exc.OperationalError)
+    finally:
+        engine.dispose()
+
+
+def test_connection_lost_during_commit_is_an_error_not_a_retry(pg_db: str) -> None:
+    """When the connection dies with the COMMIT in flight the outcome is unknown: the call
+    raises DatabaseError (the server answers 503) and is not repeated, so nothing is stored
+    twice. Here the server ends the session while the exchange waits before its COMMIT."""
+    engine = create_engine(pg_db, pool_size=1, max_overflow=0, pre_ping=False)
+    try:
+        session = queries.create_session(engine, 1)
+        before = queries.retried_operations()
+
+        def stall(cur: Any, _sid: uuid.UUID, _last: int) -> None:
+            cur.execute("SET LOCAL idle_in_transaction_session_timeout = '50ms'")
+            time.sleep(0.5)  # the server gives up on the idle transaction meanwhile
+
+        with pytest.raises(DatabaseError, match="lost during COMMIT") as caught:
+            queries.add_exchange(
+                engine, session.id, "in doubt", reply=patient.reply, announce=stall
+            )
+        assert isinstance(caught.value.__cause__, sa.exc.OperationalError)  # -> 503
+        assert queries.retried_operations() == before  # not repeated
+        assert _message_count(engine, session.id) == 0  # this time the server rolled it back
+        queries.add_exchange(engine, session.id, "next one", reply=patient.reply)
+        assert _message_count(engine, session.id) == 2
     finally:
         engine.dispose()
