@@ -151,3 +151,20 @@ def test_token_by_first_frame(sqlite_db: str) -> None:
                 ws.receive_json()
             assert closed.value.code == 1009
             assert "over the limit of 4096 bytes" in closed.value.reason
+
+
+def test_no_auth_frame_in_time_closes_4401(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emrops.sim import ws as ws_module
+
+    monkeypatch.setattr(ws_module, "AUTH_DEADLINE_S", 0.3)
+    app = create_app(sqlite_db, token="ws-token-123", vitals_interval=0.2)
+    auth = {"Authorization": "Bearer ws-token-123"}
+    with TestClient(app) as client:
+        sid = client.post("/api/sessions", json={"scenario_id": 1}, headers=auth).json()["id"]
+        with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
+            error = ws.receive_json()  # nothing sent: the deadline passes
+            assert error["error"]["code"] == "unauthorized"
+            assert "in time" in error["error"]["message"]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4401
