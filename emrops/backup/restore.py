@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +42,12 @@ from emrops.backup.verify import (
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
+from emrops.db.quoting import pg_text, quote_ident
+from emrops.db.sqlite_file import open_sqlite
+from emrops.db.urls import sqlite_db_url
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
+from emrops.scratch import claim, scratch_dir, sweep_tmp
 
 log = get_logger(__name__)
 
@@ -87,7 +90,7 @@ def target_url(text: str) -> DbUrl:
     """A database URL, or a path meaning an SQLite file."""
     if "://" in text:
         return parse_db_url(text)
-    return parse_db_url(f"sqlite:///{Path(text).expanduser().absolute()}")
+    return parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
 
 
 def inspect_target(db: DbUrl) -> TargetState:
@@ -98,7 +101,7 @@ def inspect_target(db: DbUrl) -> TargetState:
             return TargetState(False)
         try:
             check_sqlite_file(path)
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            conn = open_sqlite(path, mode="ro", timeout=10)
             try:
                 names = [
                     r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -109,7 +112,7 @@ def inspect_target(db: DbUrl) -> TargetState:
                     revision = row[0] if row else None
             finally:
                 conn.close()
-        except (UsageError, sqlite3.DatabaseError) as exc:
+        except (UsageError, DatabaseError, sqlite3.DatabaseError) as exc:
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
@@ -258,11 +261,13 @@ def _restore_sqlite(
     path = db.sqlite_path
     assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.restore-{manifest.id}.tmp")
+    sweep_tmp()
+    claimed = claim(path.parent, f".{path.name}.restore-", ".tmp")  # swept once its run dies
+    scratch = claimed.path
     started = time.monotonic()
     checks = Checks()
     try:
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(scratch, os.O_WRONLY | os.O_TRUNC)
         with os.fdopen(fd, "wb") as sink:
             if materialize(store, manifest, manifest.database_file(), sink, checks, progress):
                 sink.flush()
@@ -293,15 +298,11 @@ def _restore_sqlite(
             )
         return result
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{scratch}{suffix}")
+        claimed.release()
 
 
 def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
     try:
         set_maintenance(engine, on, message)
     finally:
@@ -310,15 +311,15 @@ def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
 
 def _set_flag_in_file(path: Path, on: bool) -> None:
     """Give the restored file the target's previous maintenance state (if it has the table)."""
-    conn = sqlite3.connect(path)
+    conn = open_sqlite(path, mode="rw")
     try:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
     if "emrops_control" not in names:
         return
-    db = parse_db_url(f"sqlite:///{path}")
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    db = parse_db_url(sqlite_db_url(path))
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
     try:
         with db_errors(db), engine.connect() as conn2:
             current = read_maintenance(conn2).on
@@ -333,8 +334,8 @@ def _restore_postgres(
 ) -> RestoreResult:
     started = time.monotonic()
     checks = Checks()
-    with tempfile.TemporaryDirectory(prefix="emrops-restore-") as tmp:
-        archive = Path(tmp) / "database.pgdump"
+    with scratch_dir(None, "emrops-restore-") as tmp:
+        archive = tmp / "database.pgdump"
         with archive.open("wb") as sink:
             ok = materialize(store, manifest, manifest.database_file(), sink, checks, progress)
         if ok:
@@ -367,6 +368,6 @@ def _create_database(db: DbUrl) -> None:
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
         with db_errors(admin_url), engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{db.url.database}"')
+            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(db.url.database or '')}"))
     finally:
         engine.dispose()
