@@ -145,6 +145,13 @@ def test_token_by_first_frame(sqlite_db: str) -> None:
                 with pytest.raises(WebSocketDisconnect) as closed:
                     ws.receive_json()
                 assert closed.value.code == 4401
+        # authenticated by frame, then refused after the handshake: error frame + 4404
+        with client.websocket_connect(f"/ws/sessions/{uuid.uuid4()}") as ws:
+            ws.send_json({"type": "auth", "token": "ws-token-123"})
+            assert ws.receive_json()["error"]["code"] == "not_found"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4404
         with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
             ws.send_text(json.dumps({"type": "auth", "token": "x" * 5000}))
             with pytest.raises(WebSocketDisconnect) as closed:
