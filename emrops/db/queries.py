@@ -420,12 +420,6 @@ def _profile(engine: Engine, cur: Any, sql: _Sql, scenario_id: int) -> dict[str,
     return fresh.by_id.get(scenario_id)
 
 
-def forget_profiles(engine: Engine) -> None:
-    """Drop the cached profiles of ``engine`` (after a tool changed the scenarios)."""
-    with _profile_lock:
-        _profile_cache.pop(engine, None)
-
-
 def _refuse_if_maintenance(value: Any) -> None:
     value = _Codec.read_js(value)
     if isinstance(value, dict) and value.get("on"):
