@@ -29,6 +29,7 @@ session are passed in by the caller (``emrops.sim.patient.reply`` / ``sample_vit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -361,11 +362,10 @@ def _run(engine: Engine, work: Callable[[Any, _Codec, _Attempt], Any], *, write:
                 # every connection opened before now is suspect: the pool replaces them lazily
                 engine.pool._invalidate(fairy, exc)  # noqa: SLF001 - what sa.Connection does
             else:
-                try:
-                    if pg and not write and not conn.closed:
+                if pg and not write:
+                    with contextlib.suppress(Exception):  # keep the original error
                         conn.autocommit = False
-                finally:
-                    fairy.close()  # the pool rolls back an open transaction
+                fairy.close()  # the pool rolls back an open transaction
             if not isinstance(exc, dbapi_error):
                 raise
             wrapped = _wrap(engine, exc, dropped)
