@@ -84,23 +84,32 @@ def _spin_run(busy: bool) -> Any:
     )
 
 
+def _cpu_available(seconds: float = 0.4) -> float:
+    """The share of one core a pure spin gets on this machine right now."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while time.perf_counter() - wall0 < seconds:
+        pass
+    return (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+
+
 def test_client_bound_when_the_client_burns_its_cpu() -> None:
-    # Other work on a shared machine can take the core from the spinning client; it gets up
-    # to three tries to show it would have used all of it.
+    """A client throttled by a busy loop is flagged; a waiting one is not.
+
+    On a shared machine other work can take the core from the spinning client. When a plain
+    spin gets most of a core, the flag must be set; when the machine is too busy for that, the
+    runner must still measure the client as using what CPU it could get."""
+    busy, available = None, 0.0
     for _ in range(3):
+        available = _cpu_available()
         busy = _spin_run(True)
         if busy.client_bound:
             break
-    idle = run_cell(
-        None,  # type: ignore[arg-type]
-        Dataset(()),
-        "read",
-        1,
-        warmup_s=0.1,
-        duration_s=0.8,
-        make_client=lambda _s: _Spin(False),
-    )
-    assert busy.cpu_share > 0.8 and busy.client_bound
+    assert busy is not None
+    if available > 0.9:
+        assert busy.cpu_share > 0.8 and busy.client_bound
+    else:
+        assert busy.cpu_share > 0.6 * available, (busy.cpu_share, available)
+    idle = _spin_run(False)
     assert idle.cpu_share < 0.3 and not idle.client_bound
 
 
