@@ -72,6 +72,12 @@ FIELDS: list[Field] = [
     Field("sim.port", "int", 8000, "port the simulation server listens on"),
     Field("sim.url", "str", "http://127.0.0.1:8000", "URL of a running simulation server"),
     Field("sim.token", "secret", None, "bearer token the sim API requires", file_allowed=False),
+    Field(
+        "sim.max_body",
+        "int",
+        64 * 1024,
+        "largest request body and WebSocket frame the sim server accepts, in bytes (413 above)",
+    ),
     # provisioning and deployment (emrops/provision, emrops/deploy)
     Field("azure.subscription_id", "str", None, "Azure subscription", env="AZURE_SUBSCRIPTION_ID"),
     Field("azure.location", "str", "westeurope", "Azure region for resource groups"),

@@ -206,7 +206,7 @@ def open_engine(url: DbUrl, clients: int, sqlite_synchronous: str | None = None)
     ``sqlite_synchronous`` (``NORMAL``/``FULL``) overrides the data layer's SQLite default,
     for durability parity with PostgreSQL's ``synchronous_commit=on``.
     """
-    engine = create_engine(url, pool_size=clients, max_overflow=0)
+    engine = create_engine(url, pool_size=clients, max_overflow=0, pre_ping=False)
     if engine.dialect.name == "sqlite" and sqlite_synchronous:
         level = sqlite_synchronous.upper()
 

@@ -74,6 +74,20 @@ def _token(options: ServeOptions) -> str | None:
     return str(token) if token else None
 
 
+def _max_body(options: ServeOptions) -> int:
+    """The request body / WebSocket frame limit (``sim.max_body``, EMROPS_SIM_MAX_BODY)."""
+    value = load_settings(options.config_file, {"db_url": options.db_flag}).get("sim.max_body")
+    try:
+        limit = int(value)
+        if limit < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"invalid sim.max_body {value!r}", hint="give a positive number of bytes, e.g. 65536"
+        ) from None
+    return limit
+
+
 def _config_db_url(options: ServeOptions) -> str:
     """The database URL the config names now (what SIGHUP switches to)."""
     return load_settings(options.config_file, {"db_url": options.db_flag}).db_url
@@ -136,6 +150,8 @@ def _uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Co
         lifespan="on",
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # the websockets library refuses a bigger frame from its header, before buffering it
+        ws_max_size=_max_body(options),
         **extra,
     )
 
@@ -159,6 +175,7 @@ def run_server(options: ServeOptions) -> None:
             vitals_interval=vitals_interval,
             reloader=lambda: _config_db_url(options),
             handle_sighup=True,
+            max_body=_max_body(options),
         )
     except BaseException:
         sock.close()
@@ -239,4 +256,9 @@ def worker_app() -> FastAPI:
     _route_uvicorn_logs()
     # SIGHUP is the supervisor's business (it replaces workers); a stray one must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return create_app(_config_db_url(options), _token(options), vitals_interval=vitals_interval)
+    return create_app(
+        _config_db_url(options),
+        _token(options),
+        vitals_interval=vitals_interval,
+        max_body=_max_body(options),
+    )
