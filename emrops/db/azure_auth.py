@@ -199,13 +199,13 @@ def connect_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def libpq(url: URL) -> tuple[str, dict[str, str]]:
+def libpq(url: URL) -> tuple[str, dict[str, Any]]:
     """For direct psycopg / client-tool use: a libpq URI without password or ``auth``, and
     the connection parameters that must travel apart from it (password or token, TLS
     defaults). Pass them as psycopg keyword arguments, or as PG* variables to a tool."""
     token_auth = auth_mode(url) == "azure"
     query = {k: v for k, v in url.query.items() if k != AUTH_PARAM}
-    extra: dict[str, str] = {}
+    extra: dict[str, Any] = {}
     if url.password:
         extra["password"] = str(url.password)
     extra.update(tls_defaults(url.host, token_auth, query))
@@ -218,11 +218,11 @@ def libpq(url: URL) -> tuple[str, dict[str, str]]:
 PG_ENV = {"password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
 
 
-def tool_env(extra: dict[str, str], base: dict[str, str] | None = None) -> dict[str, str]:
+def tool_env(extra: dict[str, Any], base: dict[str, str] | None = None) -> dict[str, str]:
     """An environment for pg_dump/pg_restore/psql carrying :func:`libpq`'s extra parameters."""
     env = dict(os.environ if base is None else base)
     for key, value in extra.items():
-        env[PG_ENV[key]] = value
+        env[PG_ENV[key]] = str(value)
     return env
 
 

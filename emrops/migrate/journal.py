@@ -55,7 +55,7 @@ def conninfo(url: str) -> str:
     return db.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _libpq(url: str) -> tuple[str, dict[str, str]]:
+def _libpq(url: str) -> tuple[str, dict[str, Any]]:
     simple = simple_pg_uri(url)
     if simple is not None and azure_auth.is_loopback(urlsplit(simple).hostname):
         return simple, {}  # the fast path: no SQLAlchemy import

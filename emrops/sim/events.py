@@ -17,6 +17,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -133,7 +134,7 @@ def pg_notify(conn: Connection, session_id: uuid.UUID, last_id: int) -> None:
     conn.execute(sa.select(sa.func.pg_notify(CHANNEL, f"{session_id.hex}:{last_id}")))
 
 
-def _conninfo(url: DbUrl) -> tuple[str, dict[str, str]]:
+def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:
     return azure_auth.libpq(url.url)  # password or Entra token apart from the URI
 
 
