@@ -98,6 +98,13 @@ param restoreOperatorObjectId string
 @description('Address space of the virtual network.')
 param vnetAddressPrefix string = '10.40.0.0/16'
 
+@description('Subnets inside vnetAddressPrefix: app (VNet integration), endpoints (private endpoints), ops (the runner for backups, migrations, restores).')
+param vnetSubnetPrefixes object = {
+  app: '10.40.0.0/24'
+  endpoints: '10.40.1.0/24'
+  ops: '10.40.2.0/24'
+}
+
 @description('Storage and Key Vault also accept public traffic from allowedIpRanges (staging); off: private endpoints only (production). PostgreSQL is private either way.')
 param publicDataAccess bool = false
 
@@ -158,6 +165,7 @@ module network 'modules/network.bicep' = {
     tags: tags
     vnetName: '${namePrefix}-${environmentName}-vnet'
     addressPrefix: vnetAddressPrefix
+    subnetPrefixes: vnetSubnetPrefixes
   }
 }
 

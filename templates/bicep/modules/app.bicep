@@ -54,6 +54,8 @@ param identityName string
 param backupRecipient string
 
 var readyPath = '/ready'
+// EMROPS_DB_URL: an Entra ID token is the password (emrops db_auth=azure), TLS verified
+// against the system CA bundle, which holds the Azure root CAs.
 var appSettings = [
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
@@ -64,8 +66,6 @@ var appSettings = [
     value: identityClientId
   }
   {
-    // Entra ID token as the password (emrops db_auth=azure); TLS verified against the
-    // system CA bundle, which holds Azure's roots.
     name: 'EMROPS_DB_URL'
     value: 'postgresql+psycopg://${identityName}@${databaseHost}:5432/emrsim?auth=azure&sslmode=verify-full'
   }
@@ -98,13 +98,14 @@ var appSettings = [
     value: 'true'
   }
 ]
+// --host 0.0.0.0 is the container interface behind the App Service front end: `sim serve`
+// refuses it without EMROPS_SIM_TOKEN, which the Key Vault reference provides.
 var siteConfig = {
   linuxFxVersion: 'PYTHON|3.12'
-  // 0.0.0.0 is the container's interface behind App Service's front end; `sim serve`
-  // refuses it without EMROPS_SIM_TOKEN, which the Key Vault reference above provides.
   appCommandLine: 'python -m emrops sim serve --host 0.0.0.0 --port 8000'
   healthCheckPath: readyPath
   alwaysOn: true
+  numberOfWorkers: instanceCount
   http20Enabled: true
   ftpsState: 'Disabled'
   minTlsVersion: '1.2'
@@ -119,6 +120,7 @@ var identity = {
 }
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  #checkov:skip=CKV_AZURE_225:Zone redundancy is the appZoneRedundant parameter: on in production (Premium v3), off in staging, whose Standard plan cannot have it; tests/provision/test_templates.py asserts both
   name: planName
   location: location
   tags: tags

@@ -33,8 +33,10 @@ param publicAccess bool
 param allowedIpRanges array
 
 var secretsUserRole = '4633458b-17de-408a-b874-0445c86b69e6'
+var publicNetworkAccess = publicAccess ? 'Enabled' : 'Disabled'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  #checkov:skip=CKV_AZURE_189:Per environment (publicDataAccess): Disabled in production, where the vault is reached only through its private endpoint; Enabled in staging with network default Deny and an IP allow-list. tests/provision/test_templates.py asserts both
   name: vaultName
   location: location
   tags: tags
@@ -48,7 +50,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: publicAccess ? 'Enabled' : 'Disabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
       defaultAction: 'Deny'

@@ -16,14 +16,22 @@ param vnetName string
 @description('Address space of the virtual network (a /16 or /20 is plenty).')
 param addressPrefix string
 
-var appSubnetPrefix = cidrSubnet(addressPrefix, 24, 0)
-var endpointSubnetPrefix = cidrSubnet(addressPrefix, 24, 1)
-var opsSubnetPrefix = cidrSubnet(addressPrefix, 24, 2)
+@description('Subnet prefixes inside addressPrefix: app (a /26 or larger), endpoints, ops.')
+param subnetPrefixes object
+
+var appSubnetPrefix = subnetPrefixes.app
+var endpointSubnetPrefix = subnetPrefixes.endpoints
+var opsSubnetPrefix = subnetPrefixes.ops
 var zoneNames = {
   postgres: 'privatelink.postgres.database.azure.com'
   blob: 'privatelink.blob.${environment().suffixes.storage}'
   vault: 'privatelink.vaultcore.azure.net'
 }
+var zoneList = [
+  zoneNames.postgres
+  zoneNames.blob
+  zoneNames.vault
+]
 
 resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
   name: vnetName
@@ -87,13 +95,13 @@ resource nsg 'Microsoft.Network/networkSecurityGroups@2023-11-01' = {
   }
 }
 
-resource zones 'Microsoft.Network/privateDnsZones@2020-06-01' = [for zone in items(zoneNames): {
-  name: zone.value
+resource zones 'Microsoft.Network/privateDnsZones@2020-06-01' = [for zone in zoneList: {
+  name: zone
   location: 'global'
   tags: tags
 }]
 
-resource links 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [for (zone, i) in items(zoneNames): {
+resource links 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [for (zone, i) in zoneList: {
   parent: zones[i]
   name: '${vnetName}-link'
   location: 'global'
