@@ -18,8 +18,8 @@ from pathlib import Path
 from emrops.config import Settings
 from emrops.errors import CheckFailed, EmropsError
 from emrops.provision.environments import bicep_dir
-from emrops.resources import templates_dir
 from emrops.provision.params import parse_bicep
+from emrops.resources import templates_dir
 
 _NO_REASON = "No comment provided"
 INSTALL_HINT = (
