@@ -208,6 +208,57 @@ def run(
         raise CheckFailed(f"budget broken: {names}", hint="see the result table above")
 
 
+@app.command("export")
+def export_cmd(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="health, chat, history or mixed.")
+    ] = "mixed",
+    fmt: Annotated[str, typer.Option("--format", help="Output format: locust.")] = "locust",
+    rate: Annotated[
+        str | None, typer.Option("--rate", help="Total request rate over all users, e.g. 50/s.")
+    ] = None,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option("--budget", help="Budget checked when Locust quits (exit 3), repeatable."),
+    ] = None,
+    budgets_file: Annotated[
+        Path | None, typer.Option("--budgets", help="TOML file with a [budgets] table.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Locustfile to write.", dir_okay=False)] = Path(
+        "locustfile.py"
+    ),
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a locustfile with the same journeys, request mix, rate and budgets.
+
+    Example: emrops loadtest export --format locust --scenario mixed --rate 200/s
+    --budget 'p95<2s' --out locustfile.py && locust -f locustfile.py --headless -u 40
+    -r 40 -t 5m --processes -1 --host https://emrsim.example.org
+    """
+    from emrops import atomic
+    from emrops.loadtest import budgets as budgets_mod
+    from emrops.loadtest import locust
+
+    if fmt != "locust":
+        raise UsageError(f"unknown --format {fmt!r}", hint="only locust is supported")
+    parsed = [budgets_mod.parse_budget(b) for b in budget or []]
+    if budgets_file is not None:
+        parsed += budgets_mod.load_file(budgets_file)
+    result = locust.export(scenario, parse_rate(rate) if rate else None, parsed)
+    atomic.write_text(out, result.text, mode=0o644)
+    info = {
+        "format": fmt,
+        "scenario": scenario,
+        "rate": result.rate,
+        "budgets": [b.expr for b in result.budgets],
+        "out": str(out),
+    }
+    if json_out:
+        print_json(info)
+    else:
+        err_console.print(f"wrote {out}: run it with `locust -f {out} --headless --host URL ...`")
+
+
 @app.command("compare")
 def compare(
     baseline: Annotated[Path, typer.Argument(help="Baseline result (loadtest run --out).")],
