@@ -38,7 +38,7 @@ from emrops import secrets
 from emrops.backup.lock import Holder, busy
 from emrops.backup.manifest import PIN
 from emrops.backup.stores import NotFound, Store, Warn
-from emrops.errors import EmropsError, UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
 log = get_logger(__name__)
@@ -136,6 +136,8 @@ class AzureStore(Store):
         self.container = container
         self.prefix = prefix.strip("/")
         self.url = url
+        self._lease: Any = None  # while this object holds the store lock
+        self._lease_lost = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, settings: Any) -> AzureStore:
@@ -226,7 +228,9 @@ class AzureStore(Store):
             sink = _BlockWriter(self._blob(name))
             try:
                 yield sink  # type: ignore[misc]
-                sink.commit(self._tags_for(name))
+                tags = self._tags_for(name)
+                self._still_holding()  # committing the block list publishes the blob
+                sink.commit(tags)
             finally:
                 sink.close()
             backup_id, _, rest = name.partition("/")
@@ -234,6 +238,7 @@ class AzureStore(Store):
                 self._retag(backup_id, pinned=True)
 
     def delete(self, name: str) -> None:
+        self._still_holding()
         with self._errors(), contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob()
         backup_id, _, rest = name.partition("/")
@@ -250,6 +255,7 @@ class AzureStore(Store):
 
     def _retag(self, backup_id: str, pinned: bool) -> None:
         """Set the pin tag on every blob of a backup (after pin.json was written or deleted)."""
+        self._still_holding()
         with self._errors():
             for rest in self.names(backup_id):
                 with contextlib.suppress(ResourceNotFoundError):
@@ -264,6 +270,26 @@ class AzureStore(Store):
                 rest: self._blob(f"{backup_id}/{rest}").get_blob_tags().get(PIN_TAG, "")
                 for rest in self.names(backup_id)
             }
+
+    def _still_holding(self) -> None:
+        """Before changing the store under the lock, renew the lease: it is then ours for
+        another LEASE_SECONDS. A lease that expired while this run stalled may have been taken
+        over by another run (which then holds the lock); this run must stop, not write on."""
+        if self._lease is None:
+            return
+        if not self._lease_lost.is_set():
+            try:
+                self._lease.renew()
+            except HttpResponseError as exc:
+                if exc.status_code not in (409, 412):
+                    raise azure_error(self.url, exc) from exc
+                self._lease_lost.set()
+        if self._lease_lost.is_set():
+            raise Busy(
+                f"lost the lock on backup store {self.url}: its lease expired and another run "
+                "took it over; this run stopped before changing the store",
+                hint="run it again once the other run is done",
+            )
 
     def cleanup_staging(self) -> list[str]:
         return []  # uncommitted blocks are invisible and expire on their own
@@ -293,12 +319,18 @@ class AzureStore(Store):
                     warn(message)
             blob.set_blob_metadata(_metadata(me), lease=lease)
         stop = threading.Event()
+        self._lease_lost.clear()
+        self._lease = lease
 
         def renew() -> None:
             while not stop.wait(LEASE_SECONDS / 3):
                 try:
                     lease.renew()
-                except AzureError as exc:  # the run goes on; the next write will fail loudly
+                except HttpResponseError as exc:
+                    if exc.status_code in (409, 412):  # taken over: every write now refuses
+                        self._lease_lost.set()
+                    log.warning("could not renew the lease on %s: %s", self.url, exc)
+                except AzureError as exc:  # the next write renews again and fails loudly
                     log.warning("could not renew the lease on %s: %s", self.url, exc)
 
         thread = threading.Thread(target=renew, name="emrops-lease", daemon=True)
@@ -308,6 +340,7 @@ class AzureStore(Store):
         finally:
             stop.set()
             thread.join()
+            self._lease = None
             with contextlib.suppress(AzureError):
                 blob.set_blob_metadata({}, lease=lease)
                 lease.release()
