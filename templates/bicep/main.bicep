@@ -385,5 +385,8 @@ output appIdentityName string = appIdentity.name
 @description('Client id of the app identity.')
 output appIdentityClientId string = appIdentity.properties.clientId
 
+@description('Data-plane host of Azure Load Testing (emrops loadtest cloud); empty when disabled.')
+output loadTestingDataPlaneUri string = loadTestingEnabled ? loadTesting.outputs.dataPlaneUri : ''
+
 @description('Subnet for the ops runner (backups, migrations, restores run inside the VNet).')
 output opsSubnetId string = network.outputs.opsSubnetId
