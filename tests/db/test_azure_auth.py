@@ -264,3 +264,21 @@ def test_libpq_strips_auth_and_carries_password_apart(credential, monkeypatch):
     assert extra["sslmode"] == "verify-full"
     env = azure_auth.tool_env(extra, base={})
     assert env["PGPASSWORD"] == credential.current.token and env["PGSSLMODE"] == "verify-full"
+
+
+def test_migrate_db_into_a_token_only_target(cli, scram_pg, role, credential, tmp_path):  # noqa: F811
+    """migrate-db's own connections (journal, COPY workers) and its engines all use the token."""
+    source = f"sqlite:///{tmp_path / 'app.db'}"
+    assert cli("sim", "init-db", "--db", source).exit_code == 0
+    seeded = cli("sim", "seed", "--db", source, "--sessions", "3", "--json")
+    assert seeded.exit_code == 0, seeded.stderr
+    token = credential.current.token
+    result = cli("--debug", "migrate-db", "run", "--from", source, "--to", _url(scram_pg, role),
+                 "--jobs", "2", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert token not in result.stdout + result.stderr
+    admin_dsn = scram_pg.admin_dsn.replace("dbname=postgres", f"dbname={role}")
+    import psycopg
+
+    with psycopg.connect(admin_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3
