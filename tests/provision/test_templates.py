@@ -153,6 +153,19 @@ def test_storage_is_entra_only_deny_by_default_and_scoped(rendered):
     assert len(contributor) == 1
     assert contributor[0].body["scope"].type == container.type
     assert contributor[0].body["scope"].name == "backups"
+    # Blob Data Contributor cannot set index tags: a narrow custom role on the container can
+    role = ev.one("Microsoft.Authorization/roleDefinitions")
+    assert role.properties["permissions"][0]["dataActions"] == [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write",
+    ]
+    [tagger] = [
+        r
+        for r in ev.of_type("Microsoft.Authorization/roleAssignments")
+        if r.properties["roleDefinitionId"] == Ref(role.type, role.name, "id")
+    ]
+    assert tagger.body["scope"].name == "backups"
+    assert tagger.properties["principalId"] == contributor[0].properties["principalId"]
 
 
 def test_lifecycle_never_deletes_pinned_backups(rendered):

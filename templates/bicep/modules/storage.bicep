@@ -103,6 +103,41 @@ resource backupWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Storage Blob Data Contributor cannot set blob index tags; emrops tags every backup blob
+// (emrops-pinned), so the app identity also gets this narrow role on the container.
+resource tagRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, accountName, 'emrops-backup-tags')
+  properties: {
+    roleName: 'emrops backup tags ${accountName}'
+    description: 'Read and write blob index tags (emrops-pinned) of backup blobs.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource backupTagger 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(backups.id, contributorPrincipalId, 'emrops-backup-tags')
+  scope: backups
+  properties: {
+    principalId: contributorPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: tagRole.id
+  }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
