@@ -282,3 +282,23 @@ def test_migrate_db_into_a_token_only_target(cli, scram_pg, role, credential, tm
 
     with psycopg.connect(admin_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3
+
+
+def test_sim_server_pool_and_listen_use_the_token(cli, scram_pg, role, credential):  # noqa: F811
+    """The sim server's engine pool and its LISTEN connection (psycopg direct) sign in."""
+    from fastapi.testclient import TestClient
+
+    from emrops.sim.app import create_app
+
+    url = _url(scram_pg, role)
+    assert cli("sim", "init-db", "--db", url).exit_code == 0
+    with TestClient(create_app(url, "tok-123456")) as client:
+        headers = {"Authorization": "Bearer tok-123456"}
+        assert client.get("/ready").status_code == 200
+        created = client.post("/api/sessions", json={"scenario_id": 1}, headers=headers)
+        assert created.status_code == 201, created.text
+        runtime = client.app.state.sim.runtime  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 5
+        while not runtime.hub.live and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.hub.live, "LISTEN never connected with the token"
