@@ -320,7 +320,9 @@ def cloud_cmd(
                 f"{env} has no Azure Load Testing resource",
                 hint="set loadTestingEnabled = true in its environment file and apply",
             )
-    exported = locust.export(scenario, parse_rate(rate) if rate else None, parsed)
+    # every engine runs the file as its own Locust: each takes an equal share of the rate
+    per_engine = parse_rate(rate) / max(1, engines) if rate else None
+    exported = locust.export(scenario, per_engine, parsed)
     opts = cloud.CloudOptions(
         endpoint=endpoint,
         target_url=url,

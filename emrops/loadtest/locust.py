@@ -96,8 +96,13 @@ class EmrsimUser(HttpUser):
     def wait_time(self):
         if RATE is None:
             return constant(0)(self)
-        users = max(1, getattr(self.environment.runner, "target_user_count", None) or 1)
-        return constant_throughput(RATE / users)(self)
+        # -u is the total over all processes (--processes, master/workers): each user takes
+        # its share of RATE, whichever process runs it
+        options = getattr(self.environment, "parsed_options", None)
+        users = getattr(options, "num_users", None)
+        if not users:
+            users = getattr(self.environment.runner, "target_user_count", None) or 1
+        return constant_throughput(RATE / max(1, users))(self)
 
     def on_start(self):
         token = os.environ.get("EMROPS_SIM_TOKEN")

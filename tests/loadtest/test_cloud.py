@@ -67,6 +67,7 @@ def test_cloud_run_passes_and_prints_the_table(cli, alt, tmp_path):
     [(_test, name)] = alt.files
     assert name == "locustfile.py"
     assert b"class EmrsimUser(HttpUser)" in alt.files[(_test, name)]
+    assert b"\nRATE = 33.33" in alt.files[(_test, name)]  # 100/s over 3 engines
     assert [m for m, _p in alt.requests][:2] == ["PATCH", "PUT"]
     assert 'testcase name="p95&lt;2s"' in junit.read_text() or "p95<2s" in junit.read_text()
 

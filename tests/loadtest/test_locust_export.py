@@ -24,12 +24,15 @@ needs_locust = pytest.mark.skipif(not LOCUST.exists(), reason="locust is a test 
 MIX = {"chat": 0.5, "history": 0.3, "session": 0.1, "health": 0.1}
 
 
-def _locust(locustfile: Path, url: str, tmp_path: Path, seconds: int = 6):
+def _locust(
+    locustfile: Path, url: str, tmp_path: Path, seconds: int = 6, processes: int | None = None
+):
     env = {**os.environ, "EMROPS_SIM_TOKEN": TOKEN}
     prefix = tmp_path / "run"
     proc = subprocess.run(
         [str(LOCUST), "-f", str(locustfile), "--headless", "-u", "4", "-r", "4"]
-        + ["-t", f"{seconds}s", "--host", url, "--csv", str(prefix), "--only-summary"],
+        + ["-t", f"{seconds}s", "--host", url, "--csv", str(prefix), "--only-summary"]
+        + (["--processes", str(processes)] if processes else []),
         capture_output=True,
         text=True,
         env=env,
@@ -42,7 +45,10 @@ def _locust(locustfile: Path, url: str, tmp_path: Path, seconds: int = 6):
 
 
 @needs_locust
-def test_exported_mix_runs_in_locust_with_budgets(cli, start_server, sqlite_db, tmp_path):
+@pytest.mark.parametrize("processes", [None, 2], ids=["one-process", "two-processes"])
+def test_exported_mix_runs_in_locust_with_budgets(
+    cli, start_server, sqlite_db, tmp_path, processes
+):
     server: Server = start_server("--db", sqlite_db, env={"EMROPS_SIM_TOKEN": TOKEN})
     locustfile = tmp_path / "locustfile.py"
     result = cli(
@@ -50,7 +56,7 @@ def test_exported_mix_runs_in_locust_with_budgets(cli, start_server, sqlite_db, 
         "--budget", "error_rate<1%", "--budget", "p99<5s", "--out", str(locustfile), "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    proc, stats = _locust(locustfile, server.url, tmp_path)
+    proc, stats = _locust(locustfile, server.url, tmp_path, processes=processes)
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = {name: int(stats[name]["Request Count"]) for name in MIX}
     total = sum(counts.values())
