@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
+from emrops.db import azure_auth
 from emrops.db.engine import DbUrl, create_engine, db_errors, translate
 from emrops.db.migrations_api import upgrade
 from emrops.db.sqlite_file import open_sqlite
@@ -81,11 +82,9 @@ class Scratch:
 
     # admin connection (PostgreSQL) ----------------------------------------------------------
     def _admin(self) -> psycopg.Connection:
-        conninfo = self.target.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        )
+        conninfo, extra = azure_auth.libpq(self.target.url)
         try:
-            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **extra)
         except psycopg.Error as exc:
             raise translate(exc, self.target.url) from exc
 

@@ -20,10 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.db.sqlite_file import Mode, open_sqlite, require_file
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+azure_auth.install()  # ?auth=azure tokens and TLS defaults on every PostgreSQL connection
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def parse_db_url(text: str) -> DbUrl:
                 f"database URL {secrets.mask(text)!r} names no database",
                 hint="add the database name: postgresql+psycopg://user@host:5432/dbname",
             )
+        azure_auth.auth_mode(url)  # UsageError for an unknown ?auth=
     elif backend == "sqlite":
         if not url.database:
             raise UsageError(

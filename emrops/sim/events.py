@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.db.engine import DbUrl
 from emrops.logs import get_logger
 
@@ -132,9 +133,8 @@ def pg_notify(cursor: Any, session_id: uuid.UUID, last_id: int) -> None:
     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{session_id.hex}:{last_id}"))
 
 
-def _conninfo(url: DbUrl) -> str:
-    plain = url.url.set(drivername="postgresql")
-    return plain.render_as_string(hide_password=False)
+def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:
+    return azure_auth.libpq(url.url)  # password or Entra token apart from the URI
 
 
 class PgHub(LocalHub):
@@ -194,8 +194,9 @@ class PgHub(LocalHub):
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def _listen_once(self) -> None:
+        conninfo, extra = _conninfo(self.url)
         conn = await psycopg.AsyncConnection.connect(
-            _conninfo(self.url), autocommit=True, connect_timeout=5
+            conninfo, autocommit=True, connect_timeout=5, **extra
         )
         async with conn:
             await conn.execute(f"LISTEN {CHANNEL}")
