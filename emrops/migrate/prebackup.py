@@ -60,8 +60,8 @@ def find(
     entry = _load(state_dir).get(_key(source, store_spec))
     if not entry or entry.get("fingerprint") != fingerprint(source):
         return None
+    from emrops.backup.catalog import set_pin
     from emrops.backup.manifest import MANIFEST, PIN
-    from emrops.backup.run import pin_record
     from emrops.backup.stores import open_store
     from emrops.backup.verify import load_manifest
 
@@ -72,7 +72,7 @@ def find(
             forget(state_dir, source, store_spec)
         return None
     if repin and not store.exists(f"{backup_id}/{PIN}"):
-        store.write_bytes(f"{backup_id}/{PIN}", pin_record("pre-migration backup reused"))
+        set_pin(store, backup_id, True)  # under the store's lock, as `backup pin` does
     return Reusable(backup_id, load_manifest(store, backup_id).size)
 
 
@@ -93,14 +93,14 @@ def forget(state_dir: Path, source: Path, store_spec: str) -> None:
 
 def unpin(store_spec: str, settings: Any, backup_id: str) -> bool:
     """Unpin ``backup_id`` (rotation may remove it from now on); False when it is gone."""
-    from emrops.backup.manifest import MANIFEST, PIN
+    from emrops.backup.catalog import set_pin
+    from emrops.backup.manifest import MANIFEST
     from emrops.backup.stores import open_store
 
     store = open_store(store_spec, settings)
     if not store.exists(f"{backup_id}/{MANIFEST}"):
         return False
-    if store.exists(f"{backup_id}/{PIN}"):
-        store.delete(f"{backup_id}/{PIN}")
+    set_pin(store, backup_id, False)  # under the store's lock, as `backup unpin` does
     return True
 
 
