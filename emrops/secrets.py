@@ -49,13 +49,20 @@ def _quoted_mask(value: str) -> str:
     return MASK
 
 
+def _masked_pair(m: re.Match[str]) -> str:
+    name = m.group("pre").rstrip(" =").lower()
+    if name.endswith(("name", "_file", "-file", "path")):  # SharedAccessKeyName=, PGPASSFILE=
+        return m.group(0)
+    return m.group("pre") + _quoted_mask(m.group("pw"))
+
+
 def mask(text: object) -> str:
     """Return ``text`` as a string with every known kind of secret replaced by ``***``."""
     out = str(text)
     for secret in sorted(_registered, key=len, reverse=True):
         out = out.replace(secret, MASK)
     out = _URL_PASSWORD.sub(lambda m: m.group("pre") + MASK + m.group("post"), out)
-    out = _KEY_VALUE.sub(lambda m: m.group("pre") + _quoted_mask(m.group("pw")), out)
+    out = _KEY_VALUE.sub(_masked_pair, out)
     out = _JSON_VALUE.sub(lambda m: m.group("pre") + _quoted_mask(m.group("pw")), out)
     out = _AUTH_HEADER.sub(lambda m: m.group("pre") + MASK, out)
     return out

@@ -146,9 +146,10 @@ def print_json(data: Any) -> None:
 
 
 def write_out(path: Path | None, data: Any) -> None:
-    """Write a result file atomically (mode 0644: results are not secret, secrets are masked)."""
+    """Write a result file atomically, mode 0600 like every report and state file emrops writes
+    (secrets are masked, but hosts, URLs and run details are still nobody else's business)."""
     if path is not None:
-        atomic.write_json(path, to_jsonable(data), mode=0o644)
+        atomic.write_json(path, to_jsonable(data), mode=0o600)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -33,7 +33,7 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     finally:
         conn.close()
     if emit_sql is not None:
-        atomic.write_text(emit_sql, plan.ddl(), mode=0o644)
+        atomic.write_text(emit_sql, plan.ddl(), mode=0o600)
     data = plan.to_dict()
     data["rows"] = plan.total_rows
     data["eta_seconds"] = round(plan.total_rows / ROWS_PER_SECOND, 1)

@@ -153,7 +153,7 @@ def deploy(
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "outputs": outputs,
         },
-        mode=0o644,
+        mode=0o600,
     )
     return ApplyResult(
         env.name, env.resource_group, name, state, time.monotonic() - started, outputs, path, ops

@@ -265,7 +265,7 @@ def default_plan_path(settings: Settings, env: str) -> Path:
 
 
 def save_plan(plan: Plan, path: Path) -> None:
-    atomic.write_json(path, plan.to_json(), mode=0o644)
+    atomic.write_json(path, plan.to_json(), mode=0o600)
 
 
 def load_plan(path: Path) -> Plan:

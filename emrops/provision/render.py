@@ -84,7 +84,7 @@ def render(settings: Settings, env_name: str) -> RenderResult:
     env = load_checked(settings, env_name)
     text = render_text(settings, env)
     path = parameters_path(settings, env.name)
-    atomic.write_text(path, text, mode=0o644)
+    atomic.write_text(path, text, mode=0o600)
     specs = declared_parameters(bicep_dir(settings) / "main.bicep")
     effective: list[EffectiveParameter] = []
     for name, spec in sorted(specs.items()):

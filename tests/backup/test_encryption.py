@@ -24,9 +24,7 @@ def test_keygen_prints_an_identity_file(cli) -> None:
     assert lines[0].startswith("# public key: age1") and lines[1].startswith("AGE-SECRET-KEY-1")
 
 
-def test_keygen_out_writes_a_0600_identity_file_and_never_overwrites(
-    cli, tmp_path: Path
-) -> None:
+def test_keygen_out_writes_a_0600_identity_file_and_never_overwrites(cli, tmp_path: Path) -> None:
     import stat
 
     key = tmp_path / "keys" / "backup.key"

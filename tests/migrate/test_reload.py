@@ -79,7 +79,9 @@ def test_cutover_without_reload_cmd_says_what_to_do_next(cli, tmp_path: Path, pg
     config = tmp_path / "emrops.toml"
     config.write_text(f'db_url = "sqlite:///{db}"\n')
     src = f"sqlite:///{db}"
-    run = cli("--config", str(config), "migrate-db", "run", "--from", src, "--to", pg_url, "--online")
+    run = cli(
+        "--config", str(config), "migrate-db", "run", "--from", src, "--to", pg_url, "--online"
+    )
     assert run.exit_code == 0, run.stderr
     cut = cli(
         "--config", str(config), "migrate-db", "cutover", "--from", src, "--to", pg_url, "--json"
