@@ -40,4 +40,3 @@ def test_mask(text: str, expected: str) -> None:
 )
 def test_plain_text_is_left_alone(text: str) -> None:
     assert mask(text) == text
-
