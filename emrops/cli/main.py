@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from emrops import __version__
+from emrops.cli import doctor as doctor_cmd
 from emrops.cli import health as health_cmd
 from emrops.cli import render
 from emrops.cli.app import EmropsGroup, make_app
@@ -58,6 +59,7 @@ app = make_app(
     cls=RootGroup,
 )
 app.command("health")(health_cmd.health)  # a single command; its core loads inside it
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def _version(value: bool) -> None:
