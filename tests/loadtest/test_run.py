@@ -345,3 +345,17 @@ def test_generator_that_falls_behind_marks_the_result_unreliable(cli, sim_sqlite
     assert "the generator fell behind" in generator["unreliable_reasons"][0]
     assert "Warning: result unreliable: " in result.stderr
     assert generator["schedule_lag"]["count"] == 20
+
+
+def test_progress_every_5s_when_not_a_terminal(cli, sim_sqlite: Server) -> None:
+    result = cli(
+        "--log-format", "json", "loadtest", "run", "--url", sim_sqlite.url,
+        "--scenario", "chat", "--rate", "10/s", "--duration", "6s",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    progress = [e for e in events if e.get("event") == "progress"]
+    assert 1 <= len(progress) <= 2  # every 5 s, not every 0.5 s
+    first = progress[0]
+    assert first["elapsed_s"] >= 5 and first["rps"] > 0 and first["errors"] == 0
+    assert first["p95_ms"] > 0 and "req/s" in first["message"]
