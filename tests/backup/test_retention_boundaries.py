@@ -86,3 +86,15 @@ def test_same_time_ties_break_on_id() -> None:
     a, b = Candidate("a", T0, True), Candidate("b", T0, True)
     result = plan([a, b], Policy(keep_last=1))
     assert [(d.id, d.keep) for d in result] == [("b", True), ("a", False)]
+
+
+def test_decisions_carry_the_creation_time_and_the_zone_hint() -> None:
+    from emrops.backup.retention import zone
+
+    backups = [v(1, 0), v(2, 1)]
+    result = plan(backups, Policy(keep_last=1))
+    assert [d.created_at for d in result] == [T0 + timedelta(days=1), T0]
+    with pytest.raises(UsageError) as info:
+        zone("Mars/Olympus")
+    assert info.value.message == "unknown time zone 'Mars/Olympus'"
+    assert info.value.hint == "use an IANA name such as UTC or Europe/Berlin"

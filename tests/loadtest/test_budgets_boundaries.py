@@ -148,3 +148,73 @@ def test_budget_file_missing_and_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         load_file(bad)
     assert info.value.message.startswith(f"cannot read budgets file {bad}")
+
+
+HINT_START = "write METRIC OP VALUE, e.g. 'p95<2s', 'error_rate<1%'"
+
+
+@pytest.mark.parametrize(
+    ("expr", "message", "hint"),
+    [
+        ("p95<2", "budget 'p95<2': latency needs a unit",
+         "e.g. 'p95<2s' or 'p95<250ms' (a bare number would be ambiguous)"),
+        ("error_rate<lots", "budget 'error_rate<lots': 'lots' is not a rate", "e.g. 1% or 0.01"),
+        ("error_rate<2", "budget 'error_rate<2': a rate is 0..1 or 0%..100%", "e.g. 1%"),
+        ("rps>many", "budget 'rps>many': 'many' is not a number", "e.g. 'rps>=45'"),
+    ],
+)  # fmt: skip
+def test_value_errors_have_exact_messages_and_hints(expr: str, message: str, hint: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_budget(expr)
+    assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("!!", "malformed budget '!!'"),
+        ("p95 2s", "malformed budget 'p95 2s': expected an operator and a value"),
+    ],
+)
+def test_malformed_budgets_carry_the_grammar_hint(expr: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_budget(expr)
+    assert info.value.message == message
+    assert str(info.value.hint).startswith(HINT_START)
+
+
+def test_table_errors_name_the_source_and_the_budget() -> None:
+    from emrops.loadtest.budgets import parse_table
+
+    with pytest.raises(UsageError) as info:
+        parse_table({"p95": 2})
+    assert info.value.message == 'budgets: p95 = 2 must be a string such as "<2s"'
+    assert str(info.value.hint).startswith(HINT_START)
+    with pytest.raises(UsageError) as info:
+        parse_table({"chat": {"p95": 2}}, source="f.toml")
+    assert info.value.message == 'f.toml: chat.p95 = 2 must be a string such as "<2s"'
+    with pytest.raises(UsageError) as info:
+        parse_table({"chatt": {"p95": "<2s"}}, source="f.toml")
+    assert info.value.message == "f.toml: unknown step [budgets.chatt]"
+    assert info.value.hint == f"steps: {', '.join(STEPS)}"
+    with pytest.raises(UsageError) as info:
+        parse_table({"p95s": "<2s"})
+    assert info.value.message == "unknown metric 'p95s' in budget 'p95s<2s'"
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[budgets]\n")
+    with pytest.raises(UsageError) as info:
+        load_file(empty)
+    assert info.value.hint == 'add e.g. [budgets] p95 = "<2s"'
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[budgets]\np95 = "<2s"\n[a]\nx = 1\n[b]\ny = 2\n')
+    with pytest.raises(UsageError) as info:
+        load_file(extra)
+    assert info.value.message == f"budgets file {extra}: unknown table(s) a, b"
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[budgets]\np95 = 2\n")
+    with pytest.raises(UsageError) as info:
+        load_file(wrong)
+    assert info.value.message == f'{wrong}: p95 = 2 must be a string such as "<2s"'

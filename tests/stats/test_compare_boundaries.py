@@ -145,3 +145,40 @@ def test_as_dict_rounding_and_infinities() -> None:
     assert c.as_dict()["max_regression"] == 0.1 and c.as_dict()["regressed"] is True
     assert c.as_dict()["regressions"] == ["x"]
     assert Comparison(0.1).regressed is False
+
+
+def test_error_messages() -> None:
+    from emrops.stats.compare import latency_series
+
+    with pytest.raises(ValueError, match=r"^a series needs at least one value$"):
+        Series.of([], Better.HIGHER)
+    with pytest.raises(ValueError, match=r"^series values must be finite numbers, got \(nan,\)$"):
+        Series.of([math.nan], Better.HIGHER)
+    with pytest.raises(ValueError, match=r"^central value must be finite, got inf$"):
+        Series.of([1.0], Better.HIGHER, central=math.inf)
+    with pytest.raises(ValueError, match=r"^latency_series needs at least one histogram$"):
+        latency_series([], 95)
+    with pytest.raises(UsageError) as info:
+        check_threshold(-1.0)
+    assert info.value.hint == "use e.g. --max-regression 10%"
+
+
+def test_delta_carries_both_centers_and_its_worse_by() -> None:
+    d = compare_series("ops", tput(100), tput(90), 0.05)
+    assert (d.baseline, d.result) == (100.0, 90.0)
+    assert d.as_dict()["worse_by"] == 0.1 and d.as_dict()["change"] == -0.1
+
+
+def test_a_missing_metric_does_not_stop_the_comparison() -> None:
+    c = compare({"gone": tput(1), "kept": tput(1)}, {"kept": tput(1)}, 0.1)
+    assert [(d.name, d.verdict) for d in c.deltas] == [
+        ("gone", Verdict.MISSING),
+        ("kept", Verdict.UNCHANGED),
+    ]
+    assert c.max_regression == 0.1
+    new = compare({}, {"fresh": tput(5)}, 0.1).deltas[0]
+    assert new.spread == 0.0 and new.as_dict()["spread"] == 0.0
+
+
+def test_relative_change_from_zero_to_a_small_positive_is_infinite() -> None:
+    assert relative_change(0, 0.5) == math.inf
