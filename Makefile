@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/.installed
 
-.PHONY: demo test lint install postgres tools bench clean mutation
+.PHONY: demo test test-slow lint install postgres tools bench clean mutation
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install -q checkov==3.3.30
 	touch $(CHECKOV)
 
+## test-slow: long trials marked slow (SIGKILL loops, lock races)
+test-slow: $(STAMP) postgres tools node_modules/.installed
+	$(VENV)/bin/pytest -q -m slow
+
 ## mutation: mutmut over the modules that decide (see [tool.mutmut]); at most 60 min, not in CI
 mutation: $(STAMP)
 	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
@@ -60,6 +64,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/sim_server.py --write
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
+	$(PY) benchmarks/restore_in_place.py --write
 	$(PY) benchmarks/migrate.py
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/loadgen.py --write
