@@ -2,9 +2,9 @@
 
 - stdout (:class:`DataConsole`): on a terminal, rich tables as usual. When stdout is not a
   terminal (``| grep``, ``> file``, cron), a table is printed as tab-separated rows under a
-  header row, cells never truncated or wrapped, whatever ``COLUMNS`` says; other text is not
-  wrapped either. Every command that prints a table goes through here, so a new column
-  reaches scripts without any per-command code.
+  header row, cells never truncated or wrapped, whatever ``COLUMNS`` says (its title and
+  caption go to stderr); other text is not wrapped either. Every command that prints a
+  table goes through here, so a new column reaches scripts without any per-command code.
 - stderr (:class:`StatusConsole`): with ``--log-format json`` each message becomes one JSON
   object per line (``level``, ``message``, ``run_id``), like the log lines; the final
   error is ``{"level": "error", "message", "hint", "exit_code", "run_id"}``.
@@ -88,6 +88,13 @@ class DataConsole(Console):
             return
         for obj in objects:
             if isinstance(obj, Table):
+                # the title and caption are for people: stderr, so stdout stays pure TSV
+                for note in (obj.title, obj.caption):
+                    if note:
+                        text = _cell_text(note)
+                        line = json_line("info", text) if json_mode() else secrets.mask(text)
+                        sys.stderr.write(line + "\n")
+                sys.stderr.flush()
                 self.file.write(table_tsv(obj))
                 self.file.flush()
             else:
