@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from emrops.cli import render
 from emrops.cli.app import (
     JsonOpt,
     YesOpt,
@@ -151,14 +152,17 @@ def run_cmd(
 
     cfg = settings(ctx)
     state_dir = cfg.state_dir
+    live_bars = err_console.is_terminal and not json_out and not render.json_mode()
     progress = Progress(
         TextColumn("{task.description:<24}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         console=err_console,
-        disable=json_out,
+        disable=not live_bars,
     )
+    # not a terminal: one status line at most every 5 s (a JSON event with --log-format json)
+    ticker = render.Ticker(err_console, interval_s=5.0, quiet=json_out or live_bars)
     tasks: dict[str, Any] = {}
 
     def on_tables(items: list[tuple[str, int]]) -> None:
@@ -167,6 +171,13 @@ def run_cmd(
             tasks[name] = progress.add_task(name[:24], total=max(total, 1), rate="")
 
     def on_rows(name: str, done: int, total: int) -> None:
+        ticker.update(
+            f"copying {name}: {done}/{total} rows",
+            force=done >= total,
+            table=name,
+            done=done,
+            total=total,
+        )
         task = tasks.get(name)
         if task is not None:
             progress.update(task, completed=done)
