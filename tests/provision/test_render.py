@@ -52,15 +52,15 @@ def test_render_writes_parameters_without_secrets(cli, tmp_path, monkeypatch):
 
 
 def test_render_shows_unset_secrets_as_unset_not_masked(cli, monkeypatch):
-    monkeypatch.delenv("EMROPS_POSTGRES_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("EMROPS_SIM_TOKEN", raising=False)
     monkeypatch.setenv("EMROPS_BACKUP_ENCRYPTION_KEY", "k" * 32)
     result = cli("provision", "render", "--env", "production", "--json")
     assert result.exit_code == 0, result.stderr
     by_name = {p["name"]: p for p in json.loads(result.stdout)["parameters"]}
-    assert by_name["postgresAdminPassword"]["value"] == "(unset)"
+    assert by_name["simToken"]["value"] == "(unset)"
     assert by_name["backupEncryptionKey"]["value"] == "***"
     table = cli("provision", "render", "--env", "production")
-    row = next(line for line in table.stdout.splitlines() if "postgresAdminPassword" in line)
+    row = next(line for line in table.stdout.splitlines() if "simToken" in line)
     assert "(unset)" in row and "***" not in row
 
 
