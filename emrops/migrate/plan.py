@@ -16,7 +16,7 @@ from typing import Any
 from emrops.errors import UsageError
 from emrops.migrate import profile as prof
 from emrops.migrate.reflect import Schema, Table, quote, reflect
-from emrops.migrate.translate import index_element, translate_default, translate_expr
+from emrops.migrate.sql import Catalog, TranslationError, index_element, translate_default
 from emrops.migrate.typemap import Anomaly, is_fast, map_column, shorten
 
 PLAN_VERSION = 1
@@ -66,7 +66,9 @@ class TablePlan:
 class ViewPlan:
     source: str
     target: str
-    sql: str
+    sql: str  # the SELECT as PostgreSQL (or the --cast replacement)
+    columns: list[str] = field(default_factory=list)  # output names, as SQLite names them
+    note: str | None = None  # why the SQL could not be translated (sent as written)
 
 
 @dataclass
@@ -199,7 +201,6 @@ def build_plan(
     anomalies: list[PlanAnomaly] = []
     notes: list[str] = []
     col_maps: dict[str, dict[str, str]] = {}
-    bool_cols: dict[str, set[str]] = {}
     for table in schema.tables:
         tp, cmap = _plan_table(
             conn,
@@ -212,15 +213,15 @@ def build_plan(
             full,
         )
         col_maps[table.name] = cmap
-        bool_cols[table.name] = {c.target for c in tp.columns if c.pg_type == "boolean"}
         plans.append(tp)
     index_scope: set[str] = set(table_names.values())
+    catalog = Catalog()
+    for table, tp in zip(schema.tables, plans, strict=True):
+        catalog.add(table.name, tp.target, [(c.source, c.target, c.pg_type) for c in tp.columns])
     fks: list[PostObject] = []
     by_name = {t.name: t for t in schema.tables}
     for table, tp in zip(schema.tables, plans, strict=True):
-        _post_objects(
-            table, tp, col_maps[table.name], bool_cols[table.name], index_scope, name_for, notes
-        )
+        _post_objects(table, tp, col_maps[table.name], catalog, index_scope, name_for, notes)
         for fk in table.foreign_keys:
             if fk.ref_table not in by_name:
                 notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
@@ -249,20 +250,65 @@ def build_plan(
             )
     if full:
         _orphans(conn, schema, notes)
-    all_cols = {k: v for m in col_maps.values() for k, v in m.items()}
-    all_cols.update({k.lower(): v for k, v in table_names.items()})
-    views = []
-    for view in schema.views:
-        target = name_for("view", view.name, index_scope)
-        all_bools = set().union(*bool_cols.values()) if bool_cols else set()
-        views.append(ViewPlan(view.name, target, translate_expr(view.select, all_cols, all_bools)))
+    view_rules = _view_rules(casts, by_name)
+    views = [
+        _plan_view(conn, catalog, view, name_for("view", view.name, index_scope), view_rules)
+        for view in schema.views
+    ]
     plans.sort(key=lambda t: t.rows, reverse=True)
     return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped)
 
 
+def _translated(fn: Any, fallback: Any) -> Any:
+    """A translation, or the SQL as written when sqlglot cannot read it (PostgreSQL then
+    reports the object, with its SQL, when it is built)."""
+    try:
+        return fn()
+    except TranslationError:
+        return fallback
+
+
+def _plan_view(
+    conn: sqlite3.Connection,
+    catalog: Catalog,
+    view: Any,
+    target: str,
+    rules: dict[str, Any],
+) -> ViewPlan:
+    """A view translated with the column types known from the tables (and earlier views)."""
+    try:
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({quote(view.name)})")]
+    except sqlite3.Error:
+        columns = []  # a view SQLite itself cannot resolve any more
+    replacement = rules.get(view.name, {}).get("sql")
+    if replacement is not None:
+        catalog.add(view.name, target, [(c, c, "text") for c in columns])
+        return ViewPlan(view.name, target, str(replacement), columns, "replaced by --cast")
+    try:
+        done = catalog.view(view.name, target, view.select, columns)
+    except TranslationError as exc:
+        catalog.add(view.name, target, [(c, c, "text") for c in columns])
+        return ViewPlan(view.name, target, view.select, columns, f"not translated: {exc}")
+    return ViewPlan(view.name, target, done.sql, columns)
+
+
 def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:
     tables = {t.name: t for t in schema.tables}
+    views = {v.name for v in schema.views}
+    for vname, rule in _view_rules(casts, tables).items():
+        if vname not in views:
+            raise UsageError(
+                f"cast file names unknown view {vname!r}",
+                hint=f"views: {', '.join(sorted(views)) or '(none)'}",
+            )
+        if not isinstance(rule.get("sql"), str) or set(rule) != {"sql"}:
+            raise UsageError(
+                f'cast file: [view.{vname}] takes one key, sql = "SELECT ..."',
+                hint="write the view's SELECT as PostgreSQL SQL",
+            )
     for tname, cols in casts.items():
+        if tname == "view" and tname not in tables:
+            continue
         if tname not in tables:
             raise UsageError(
                 f"cast file names unknown table {tname!r}",
@@ -372,6 +418,14 @@ def _plan_table(
     return tp, cmap
 
 
+def _view_rules(casts: dict[str, Any], tables: dict[str, Any]) -> dict[str, Any]:
+    """``[view.<name>] sql = "..."``: a replacement SELECT per view."""
+    if "view" in tables:
+        return {}
+    rules = casts.get("view", {})
+    return rules if isinstance(rules, dict) else {}
+
+
 def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
     """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
     p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
@@ -410,7 +464,7 @@ def _post_objects(
     table: Table,
     tp: TablePlan,
     cmap: dict[str, str],
-    bools: set[str],
+    catalog: Catalog,
     scope: set[str],
     name_for,
     notes: list[str],
@@ -446,7 +500,7 @@ def _post_objects(
         name = name_for("index", idx.name, scope)
         elements = []
         for e in idx.elements:
-            sql, note = index_element(e, cmap, bools)
+            sql, note = _translated(lambda e=e: index_element(e, catalog, table.name), (e, ""))
             elements.append(sql)
             if note:
                 notes.append(f"index {idx.name}: {note}")
@@ -455,11 +509,13 @@ def _post_objects(
             f"({', '.join(elements)})"
         )
         if idx.where:
-            sql += " WHERE " + translate_expr(idx.where, cmap, bools)
+            sql += " WHERE " + _translated(
+                lambda w=idx.where: catalog.expr(w, table.name), idx.where
+            )
         tp.post.append(PostObject("index", tp.target, name, sql))
     for i, chk in enumerate(table.checks, start=1):
         name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
-        expr = translate_expr(chk.expr, cmap, bools)
+        expr = _translated(lambda chk=chk: catalog.expr(chk.expr, table.name), chk.expr)
         tp.post.append(
             PostObject(
                 "check",

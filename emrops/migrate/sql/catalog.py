@@ -1,0 +1,176 @@
+"""The one entry point of SQL translation: a ``Catalog`` of the target's relations.
+
+``plan`` fills it with every table (SQLite name -> PostgreSQL name and type of each column)
+and asks it to translate CHECK and index expressions, views (added to the catalog in turn, so
+later views can use them) and triggers. SQLite SQL is parsed by sqlglot, qualified against the
+catalog (so every column is known with its table and type), rewritten by ``rewrite.RULES``
+and printed as PostgreSQL with every identifier quoted under its target name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.schema import MappingSchema
+
+from emrops.migrate.sql import rewrite
+
+
+class TranslationError(Exception):
+    """SQL that sqlglot cannot parse, or that names something the catalog does not hold."""
+
+
+@dataclass
+class Relation:
+    source: str
+    target: str
+    columns: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower -> (name, type)
+    names: list[str] = field(default_factory=list)  # SQLite column names, in order
+
+
+@dataclass
+class Translated:
+    sql: str
+    columns: list[tuple[str, str]]  # (output name, PostgreSQL type) of a SELECT
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self.relations: dict[str, Relation] = {}
+
+    def add(self, source: str, target: str, columns: list[tuple[str, str, str]]) -> None:
+        """A table or view: its SQLite name, PostgreSQL name, (sqlite, target, pg type)."""
+        rel = Relation(source, target)
+        for name, tname, pg_type in columns:
+            rel.columns[name.lower()] = (tname, pg_type)
+            rel.names.append(name)
+        self.relations[source.lower()] = rel
+
+    def _schema(self) -> MappingSchema:
+        mapping = {
+            key: {col: _sqlglot_type(t) for col, (_n, t) in rel.columns.items()}
+            for key, rel in self.relations.items()
+        }
+        return MappingSchema(mapping, dialect="sqlite", normalize=True)
+
+    # -- expressions of one table: CHECK, index WHERE, index elements --------------------------
+    def expr(self, sql: str, table: str) -> str:
+        """A SQLite expression over ``table``'s columns, as PostgreSQL (unqualified columns)."""
+        rel = self.relations[table.lower()]
+        try:
+            node = sqlglot.parse_one(sql, read="sqlite", into=exp.Condition)
+        except SqlglotError as exc:
+            raise TranslationError(f"cannot parse {sql!r}: {exc}") from None
+        _unknown_quoted_to_strings(node, set(rel.columns))
+        select = exp.select(exp.alias_(node, "_e")).from_(exp.to_table("_t"))
+        schema = MappingSchema(
+            {"_t": {c: _sqlglot_type(t) for c, (_n, t) in rel.columns.items()}},
+            dialect="sqlite",
+        )
+        try:
+            select = annotate_types(
+                qualify(select, schema=schema, dialect="sqlite", quote_identifiers=False),
+                schema=schema,
+                dialect="sqlite",
+            )
+        except SqlglotError as exc:
+            raise TranslationError(str(exc)) from None
+        for col in select.find_all(exp.Column):
+            col.set("table", None)
+            hit = rel.columns.get(col.name.lower())
+            col.set("this", exp.to_identifier(hit[0] if hit else col.name, quoted=True))
+        out = rewrite.apply(select.expressions[0].this)
+        return out.sql(dialect="postgres")
+
+    # -- views ----------------------------------------------------------------------------------
+    def view(self, name: str, target: str, select_sql: str, columns: list[str]) -> Translated:
+        """A view's SELECT as PostgreSQL, its output columns named as SQLite names them
+        (``columns``, from ``PRAGMA table_info`` on the view). The view joins the catalog."""
+        tree = self._query(select_sql)
+        top = tree
+        while isinstance(top, exp.SetOperation):
+            top = top.this
+        out: list[tuple[str, str]] = []
+        if isinstance(top, exp.Select) and len(top.expressions) == len(columns):
+            for e, cname in zip(list(top.expressions), columns, strict=True):
+                inner = e.this if isinstance(e, exp.Alias) else e
+                t = inner.type.sql("postgres") if inner.type is not None else "text"
+                out.append((cname, _pg_type(t)))
+                e.replace(exp.alias_(inner, exp.to_identifier(cname, quoted=True)))
+        else:
+            out = [(c, "text") for c in columns]
+        self.add(name, target, [(c, c, t) for c, t in out])
+        return Translated(tree.sql(dialect="postgres", identify=True), out)
+
+    def query(self, select_sql: str) -> str:
+        """Any SQLite query over the catalog (used by trigger bodies) as PostgreSQL."""
+        return self._query(select_sql).sql(dialect="postgres", identify=True)
+
+    def _query(self, sql: str) -> exp.Expression:
+        try:
+            tree = sqlglot.parse_one(sql, read="sqlite")
+        except SqlglotError as exc:
+            raise TranslationError(f"sqlglot cannot parse it: {exc}") from None
+        known = {c for rel in self.relations.values() for c in rel.columns}
+        known |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
+        _unknown_quoted_to_strings(tree, known)
+        schema = self._schema()
+        try:
+            tree = qualify(
+                tree,
+                schema=schema,
+                dialect="sqlite",
+                quote_identifiers=False,
+                validate_qualify_columns=True,
+            )
+            tree = annotate_types(tree, schema=schema, dialect="sqlite")
+        except SqlglotError as exc:
+            raise TranslationError(str(exc)) from None
+        self._rename(tree)
+        return rewrite.apply(tree)
+
+    def _rename(self, tree: exp.Expression) -> None:
+        """Source names -> target names, for tables and their columns in every scope."""
+        for scope in traverse_scope(tree):
+            for col in scope.columns:
+                src = scope.sources.get(col.table)
+                if isinstance(src, exp.Table):
+                    rel = self.relations.get(src.name.lower())
+                    hit = rel.columns.get(col.name.lower()) if rel else None
+                    if hit:
+                        col.set("this", exp.to_identifier(hit[0], quoted=True))
+            for source in scope.sources.values():
+                if isinstance(source, exp.Table):
+                    rel = self.relations.get(source.name.lower())
+                    if rel:
+                        source.set("this", exp.to_identifier(rel.target, quoted=True))
+
+
+def _unknown_quoted_to_strings(tree: exp.Expression, known: set[str]) -> None:
+    """SQLite reads a double-quoted word that names no column as a string literal."""
+    for col in list(tree.find_all(exp.Column)):
+        ident = col.this
+        if (
+            isinstance(ident, exp.Identifier)
+            and ident.quoted
+            and not col.table
+            and ident.name.lower() not in known
+        ):
+            col.replace(exp.Literal.string(ident.name))
+
+
+def _sqlglot_type(pg_type: str) -> exp.DataType:
+    try:
+        return exp.DataType.build(pg_type, dialect="postgres")
+    except SqlglotError:
+        return exp.DataType.build("text")
+
+
+def _pg_type(t: str) -> str:
+    return {"UNKNOWN": "text", "NULL": "text"}.get(t.upper(), t.lower())

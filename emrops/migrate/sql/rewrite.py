@@ -1,0 +1,384 @@
+"""Rewrite a parsed, type-annotated SQLite expression tree so PostgreSQL gives SQLite's answer.
+
+The tree comes from sqlglot (read as SQLite, qualified and annotated with the target's column
+types by ``catalog``). Each rule is one row in ``RULES``: the node class it applies to and a
+function returning the replacement (or None to keep the node). Rules run bottom-up, so a rule
+sees its operands already rewritten and typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+
+import sqlglot
+from sqlglot import exp
+
+from emrops.migrate.sql import dates
+from emrops.migrate.sql.types import is_number, kind
+
+
+@cache
+def _template(sql: str) -> exp.Expression:
+    return sqlglot.parse_one(sql, read="postgres")
+
+
+def fill(sql: str, **args: exp.Expression) -> exp.Expression:
+    """A PostgreSQL expression from a template whose columns ``__name`` are the arguments."""
+    tree = _template(sql).copy()
+    for col in list(tree.find_all(exp.Column)):
+        name = col.name
+        if name.startswith("__") and not col.table:
+            col.replace(args[name[2:]].copy())
+    return tree
+
+
+# SQLite's text -> number coercion: the longest numeric prefix, else 0 (NULL stays NULL)
+NUMERIC_PREFIX = r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)"
+
+
+def to_number(node: exp.Expression) -> exp.Expression:
+    """``node`` as SQLite sees it in arithmetic: numbers unchanged, text coerced."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        m = re.match(NUMERIC_PREFIX, node.this)
+        return exp.Literal.number(m.group(1) if m else 0)
+    k = kind(node)
+    if k in ("integer", "real", "numeric"):
+        return node
+    if k == "boolean":
+        return _typed(fill("CAST(__x AS INT)", x=node), "int")
+    if k in ("text", "unknown"):
+        return _typed(
+            fill(
+                "CASE WHEN __x IS NULL THEN NULL ELSE COALESCE(CAST(SUBSTRING(CAST(__x AS TEXT) "
+                f"FROM '{NUMERIC_PREFIX}') AS NUMERIC), 0) END",
+                x=node,
+            ),
+            "numeric",
+        )
+    return node
+
+
+def to_text(node: exp.Expression) -> exp.Expression:
+    """``node`` as SQLite's text: numbers and booleans printed, text unchanged."""
+    k = kind(node)
+    if k in ("text", "literal_text"):
+        return node
+    if isinstance(node, exp.Literal):
+        return exp.Literal.string(node.this)
+    if k == "boolean":
+        return _typed(fill("CAST(CAST(__x AS INT) AS TEXT)", x=node), "text")
+    if k == "timestamp":
+        return _typed(fill(dates.TEXT_OF_TIMESTAMPTZ, x=node), "text")
+    return _typed(exp.cast(node, "text"), "text")
+
+
+def _typed(node: exp.Expression, type_: str) -> exp.Expression:
+    node.type = exp.DataType.build(type_, dialect="postgres")
+    return node
+
+
+def _binary_sides(node: exp.Binary) -> tuple[exp.Expression, exp.Expression]:
+    return node.this, node.expression
+
+
+def compare(node: exp.Binary) -> exp.Expression | None:
+    """SQLite's comparison affinity: a TEXT column against a number compares as text, a
+    boolean column against 0/1 is a boolean, text against a numeric column is a number."""
+    left, right = _binary_sides(node)
+    lk, rk = kind(left), kind(right)
+    if lk == "boolean" and isinstance(right, exp.Literal) and right.this in ("0", "1"):
+        node.set("expression", exp.Boolean(this=right.this == "1"))
+    elif rk == "boolean" and isinstance(left, exp.Literal) and left.this in ("0", "1"):
+        node.set("this", exp.Boolean(this=left.this == "1"))
+    elif lk == "text" and isinstance(right, exp.Literal) and not right.is_string:
+        node.set("expression", exp.Literal.string(right.this))
+    elif rk == "text" and isinstance(left, exp.Literal) and not left.is_string:
+        node.set("this", exp.Literal.string(left.this))
+    elif lk == "text" and rk in ("integer", "real", "numeric"):
+        node.set("expression", to_text(right))
+    elif rk == "text" and lk in ("integer", "real", "numeric"):
+        node.set("this", to_text(left))
+    elif lk == "boolean" and rk in ("integer", "numeric"):
+        node.set("this", to_number(left))
+    elif rk == "boolean" and lk in ("integer", "numeric"):
+        node.set("expression", to_number(right))
+    return None
+
+
+def arithmetic(node: exp.Binary) -> exp.Expression | None:
+    """SQLite converts text (and booleans stored as 0/1) to numbers in arithmetic."""
+    left, right = _binary_sides(node)
+    if is_number(left) and is_number(right):
+        return None
+    node.set("this", to_number(left))
+    node.set("expression", to_number(right))
+    return _typed(node, "numeric")
+
+
+def concat(node: exp.DPipe) -> exp.Expression | None:
+    node.set("this", to_text(node.this))
+    node.set("expression", to_text(node.expression))
+    return _typed(node, "text")
+
+
+def cast(node: exp.Cast) -> exp.Expression | None:
+    """CAST(x AS INTEGER) truncates toward zero in SQLite and text casts take a prefix."""
+    to = node.to.this
+    inner = node.this
+    T = exp.DataType.Type
+    if to in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT):
+        if kind(inner) == "integer":
+            return _typed(exp.cast(inner, "bigint"), "bigint")
+        return _typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=to_number(inner)), "bigint")
+    if to in (T.DOUBLE, T.FLOAT):
+        return _typed(exp.cast(to_number(inner), "double precision"), "double precision")
+    if to == T.DECIMAL and not node.to.expressions:
+        return _typed(to_number(inner), "numeric")
+    if to in (T.TEXT, T.VARCHAR, T.CHAR):
+        return _typed(to_text(inner), "text")
+    return None
+
+
+def like(node: exp.Like) -> exp.Expression | None:
+    """SQLite's LIKE is case-insensitive for ASCII and has no escape character by default."""
+    pattern = node.expression
+    new = exp.ILike(this=to_text(node.this), expression=pattern)
+    if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
+        return _typed(exp.Escape(this=new, expression=exp.Literal.string("")), "boolean")
+    return _typed(new, "boolean")
+
+
+def glob(node: exp.Glob) -> exp.Expression | None:
+    """GLOB is case-sensitive with * ? and [...] classes: a POSIX regex match."""
+    pattern = node.expression
+    if isinstance(pattern, exp.Literal):
+        return _typed(
+            exp.RegexpLike(
+                this=to_text(node.this), expression=exp.Literal.string(glob_regex(pattern.this))
+            ),
+            "boolean",
+        )
+    return None
+
+
+def glob_regex(pattern: str) -> str:
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("^"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out) + "$"
+
+
+def in_list(node: exp.In) -> exp.Expression | None:
+    """``x IN tablename`` and an empty ``IN ()``, which PostgreSQL does not accept."""
+    field = node.args.get("field")
+    if field is not None:
+        table = exp.Table(this=field.this.copy() if isinstance(field, exp.Column) else field)
+        if isinstance(field, exp.Table):
+            table = field.copy()
+        node.set("field", None)
+        node.set("query", exp.Subquery(this=exp.select("*").from_(table)))
+        return None
+    if not node.expressions and node.args.get("query") is None and node.args.get("unnest") is None:
+        return exp.false()
+    return None
+
+
+def aggregate_numeric(node: exp.Expression) -> exp.Expression | None:
+    """sum/avg over text (SQLite coerces each value) or booleans (0/1)."""
+    arg = node.this
+    if arg is not None and not is_number(arg) and not isinstance(arg, exp.Star):
+        node.set("this", to_number(arg))
+    return None
+
+
+def group_concat(node: exp.GroupConcat) -> exp.Expression | None:
+    node.set("this", to_text(node.this))
+    if node.args.get("separator") is None:
+        node.set("separator", exp.Literal.string(","))
+    return _typed(node, "text")
+
+
+def json_extract(node: exp.Expression) -> exp.Expression | None:
+    if kind(node.this) != "json":
+        node.set("this", exp.cast(node.this, "jsonb"))
+    return None
+
+
+def _total(node: exp.Anonymous) -> exp.Expression:
+    arg = to_number(node.expressions[0])
+    return _typed(
+        fill("CAST(COALESCE(SUM(__x), 0) AS DOUBLE PRECISION)", x=arg), "double precision"
+    )
+
+
+def _typeof(node: exp.Expression) -> exp.Expression | None:
+    arg = node.this if not isinstance(node, exp.Anonymous) else node.expressions[0]
+    name = {
+        "integer": "integer",
+        "boolean": "integer",
+        "real": "real",
+        "text": "text",
+        "literal_text": "text",
+        "uuid": "text",
+        "json": "text",
+        "timestamp": "text",
+        "date": "text",
+        "bytea": "blob",
+    }.get(kind(arg))
+    if name is None:
+        return None  # numeric columns hold integers or reals per value: not decidable
+    return _typed(fill(f"CASE WHEN __x IS NULL THEN 'null' ELSE '{name}' END", x=arg), "text")
+
+
+def _printf(node: exp.Anonymous) -> exp.Expression | None:
+    """printf/format with %s, %d, %i, %f, %.Nf, %%, and widths on %d (zero or space padded)."""
+    args = node.expressions
+    if not args or not isinstance(args[0], exp.Literal):
+        return None
+    fmt = args[0].this
+    values = list(args[1:])
+    pieces: list[exp.Expression] = []
+    pos = 0
+    for m in re.finditer(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", fmt):
+        if m.start() > pos:
+            pieces.append(exp.Literal.string(fmt[pos : m.start()]))
+        pos = m.end()
+        zero, width, prec, conv = m.groups()
+        if conv == "%":
+            pieces.append(exp.Literal.string("%"))
+            continue
+        if not values:
+            return None
+        v = values.pop(0)
+        if conv == "s":
+            piece = to_text(v)
+        elif conv in ("d", "i"):
+            piece = fill("CAST(CAST(TRUNC(__x) AS BIGINT) AS TEXT)", x=to_number(v))
+        elif conv == "f":
+            piece = fill(
+                f"CAST(ROUND(CAST(__x AS NUMERIC), {int(prec or 6)}) AS TEXT)", x=to_number(v)
+            )
+        else:
+            return None
+        if width:
+            pad = "LPAD" if True else ""
+            piece = fill(f"{pad}(__x, {int(width)}, '{'0' if zero else ' '}')", x=piece)
+        pieces.append(piece)
+    if pos < len(fmt):
+        pieces.append(exp.Literal.string(fmt[pos:]))
+    if re.search(r"%[^sdifq%]", fmt.replace("%%", "")):
+        return None
+    if not pieces:
+        return exp.Literal.string("")
+    out = pieces[0]
+    for p in pieces[1:]:
+        out = exp.DPipe(this=out, expression=p)
+    return _typed(fill("COALESCE(__x, '')", x=out) if len(pieces) > 1 else out, "text")
+
+
+def _instr(node: exp.StrPosition) -> exp.Expression | None:
+    node.set("this", to_text(node.this))
+    return None
+
+
+def _substr(node: exp.Substring) -> exp.Expression | None:
+    node.set("this", to_text(node.this))
+    return _typed(node, "text")
+
+
+def _length(node: exp.Length) -> exp.Expression | None:
+    if kind(node.this) != "bytea":
+        node.set("this", to_text(node.this))
+    return None
+
+
+def _if(node: exp.If) -> exp.Expression | None:
+    return None  # sqlglot writes iif as CASE
+
+
+ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expression | None]] = {
+    "total": _total,
+    "typeof": _typeof,
+    "printf": _printf,
+    "format": _printf,
+    "date": dates.date_function,
+    "datetime": dates.date_function,
+    "time": dates.date_function,
+    "julianday": dates.date_function,
+    "unixepoch": dates.date_function,
+    "strftime": dates.date_function,
+}
+
+
+def anonymous(node: exp.Anonymous) -> exp.Expression | None:
+    rule = ANONYMOUS.get(node.name.lower())
+    return rule(node) if rule else None
+
+
+# (node class, rule): the first matching row applies
+RULES: list[tuple[type[exp.Expression], Callable[..., exp.Expression | None]]] = [
+    (exp.EQ, compare),
+    (exp.NEQ, compare),
+    (exp.GT, compare),
+    (exp.GTE, compare),
+    (exp.LT, compare),
+    (exp.LTE, compare),
+    (exp.Add, arithmetic),
+    (exp.Sub, arithmetic),
+    (exp.Mul, arithmetic),
+    (exp.Div, arithmetic),
+    (exp.Mod, arithmetic),
+    (exp.DPipe, concat),
+    (exp.Cast, cast),
+    (exp.Like, like),
+    (exp.Glob, glob),
+    (exp.In, in_list),
+    (exp.Sum, aggregate_numeric),
+    (exp.Avg, aggregate_numeric),
+    (exp.GroupConcat, group_concat),
+    (exp.JSONExtract, json_extract),
+    (exp.JSONExtractScalar, json_extract),
+    (exp.StrPosition, _instr),
+    (exp.Substring, _substr),
+    (exp.Length, _length),
+    (exp.Typeof, _typeof),
+    (exp.TimeToStr, dates.time_to_str),
+    (exp.Anonymous, anonymous),
+]
+
+
+def apply(tree: exp.Expression) -> exp.Expression:
+    """Apply ``RULES`` bottom-up; returns the (possibly new) root."""
+    nodes = list(tree.walk())
+    root = tree
+    for node in reversed(nodes):
+        for cls, rule in RULES:
+            if type(node) is cls:
+                new = rule(node)
+                if new is not None and new is not node:
+                    if node is root:
+                        root = new
+                    else:
+                        node.replace(new)
+                break
+    return root
