@@ -252,7 +252,9 @@ def build_plan(
         _orphans(conn, schema, notes)
     view_rules = _view_rules(casts, by_name)
     views = [
-        _plan_view(conn, catalog, view, name_for("view", view.name, index_scope), view_rules)
+        _plan_view(
+            conn, catalog, view, name_for("view", view.name, index_scope), view_rules, name_for
+        )
         for view in schema.views
     ]
     plans.sort(key=lambda t: t.rows, reverse=True)
@@ -274,22 +276,26 @@ def _plan_view(
     view: Any,
     target: str,
     rules: dict[str, Any],
+    name_for: Any,
 ) -> ViewPlan:
     """A view translated with the column types known from the tables (and earlier views)."""
     try:
-        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({quote(view.name)})")]
+        names = [r[1] for r in conn.execute(f"PRAGMA table_info({quote(view.name)})")]
     except sqlite3.Error:
-        columns = []  # a view SQLite itself cannot resolve any more
+        names = []  # a view SQLite itself cannot resolve any more
+    scope: set[str] = set()
+    columns = [(c, name_for("column", c, scope)) for c in names]
+    targets = [t for _c, t in columns]
     replacement = rules.get(view.name, {}).get("sql")
     if replacement is not None:
-        catalog.add(view.name, target, [(c, c, "text") for c in columns])
-        return ViewPlan(view.name, target, str(replacement), columns, "replaced by --cast")
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, str(replacement), targets, "replaced by --cast")
     try:
         done = catalog.view(view.name, target, view.select, columns)
     except TranslationError as exc:
-        catalog.add(view.name, target, [(c, c, "text") for c in columns])
-        return ViewPlan(view.name, target, view.select, columns, f"not translated: {exc}")
-    return ViewPlan(view.name, target, done.sql, columns)
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, view.select, targets, f"not translated: {exc}")
+    return ViewPlan(view.name, target, done.sql, targets)
 
 
 def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:

@@ -89,23 +89,35 @@ class Catalog:
         return out.sql(dialect="postgres")
 
     # -- views ----------------------------------------------------------------------------------
-    def view(self, name: str, target: str, select_sql: str, columns: list[str]) -> Translated:
+    def view(
+        self, name: str, target: str, select_sql: str, columns: list[tuple[str, str]]
+    ) -> Translated:
         """A view's SELECT as PostgreSQL, its output columns named as SQLite names them
-        (``columns``, from ``PRAGMA table_info`` on the view). The view joins the catalog."""
+        (``columns``: SQLite's name from ``PRAGMA table_info`` on the view, and that name as
+        the target spells it, shortened past 63 bytes). The view joins the catalog."""
         tree = self._query(select_sql)
         top = tree
         while isinstance(top, exp.SetOperation):
             top = top.this
         out: list[tuple[str, str]] = []
+        renamed: dict[str, str] = {}
         if isinstance(top, exp.Select) and len(top.expressions) == len(columns):
-            for e, cname in zip(list(top.expressions), columns, strict=True):
+            for e, (_src, tname) in zip(list(top.expressions), columns, strict=True):
                 inner = e.this if isinstance(e, exp.Alias) else e
                 t = inner.type.sql("postgres") if inner.type is not None else "text"
-                out.append((cname, _pg_type(t)))
-                e.replace(exp.alias_(inner, exp.to_identifier(cname, quoted=True)))
+                out.append((tname, _pg_type(t)))
+                renamed[e.alias_or_name.lower()] = tname
+                e.replace(exp.alias_(inner, exp.to_identifier(tname, quoted=True)))
         else:
-            out = [(c, "text") for c in columns]
-        self.add(name, target, [(c, c, t) for c, t in out])
+            out = [(t, "text") for _s, t in columns]
+        order = tree.args.get("order")
+        if isinstance(tree, exp.SetOperation) and order is not None:
+            for col in order.find_all(exp.Column):  # ORDER BY of a UNION names output columns
+                if not col.table and col.name.lower() in renamed:
+                    col.set("this", exp.to_identifier(renamed[col.name.lower()], quoted=True))
+        self.add(
+            name, target, [(s, t, typ) for (s, t), (_t, typ) in zip(columns, out, strict=True)]
+        )
         return Translated(tree.sql(dialect="postgres", identify=True), out)
 
     def query(self, select_sql: str) -> str:

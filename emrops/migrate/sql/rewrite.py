@@ -30,8 +30,20 @@ def fill(sql: str, **args: exp.Expression) -> exp.Expression:
     for col in list(tree.find_all(exp.Column)):
         name = col.name
         if name.startswith("__") and not col.table:
-            col.replace(args[name[2:]].copy())
+            col.replace(_operand(args[name[2:]].copy()))
+    if isinstance(tree, exp.Binary | exp.Unary | exp.AtTimeZone):
+        tree = exp.Paren(this=tree)  # keeps its meaning wherever it is put
     return tree
+
+
+def _operand(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Binary | exp.Unary | exp.AtTimeZone) and not isinstance(
+        node, exp.Paren
+    ):
+        typed = node.type
+        node = exp.Paren(this=node)
+        node.type = typed
+    return node
 
 
 # SQLite's text -> number coercion: the longest numeric prefix, else 0 (NULL stays NULL)
@@ -83,12 +95,24 @@ def _binary_sides(node: exp.Binary) -> tuple[exp.Expression, exp.Expression]:
     return node.this, node.expression
 
 
+def _utc(node: exp.Expression) -> exp.Expression:
+    """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means."""
+    return _typed(
+        fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP) AT TIME ZONE 'UTC'", x=node), "timestamptz"
+    )
+
+
 def compare(node: exp.Binary) -> exp.Expression | None:
     """SQLite's comparison affinity: a TEXT column against a number compares as text, a
-    boolean column against 0/1 is a boolean, text against a numeric column is a number."""
+    boolean column against 0/1 is a boolean, text against a numeric column is a number;
+    text against a timestamp column is a UTC timestamp (whatever the session's zone)."""
     left, right = _binary_sides(node)
     lk, rk = kind(left), kind(right)
-    if lk == "boolean" and isinstance(right, exp.Literal) and right.this in ("0", "1"):
+    if lk == "timestamp" and rk in ("text", "literal_text", "unknown"):
+        node.set("expression", _utc(right))
+    elif rk == "timestamp" and lk in ("text", "literal_text", "unknown"):
+        node.set("this", _utc(left))
+    elif lk == "boolean" and isinstance(right, exp.Literal) and right.this in ("0", "1"):
         node.set("expression", exp.Boolean(this=right.this == "1"))
     elif rk == "boolean" and isinstance(left, exp.Literal) and left.this in ("0", "1"):
         node.set("this", exp.Boolean(this=left.this == "1"))
@@ -104,6 +128,20 @@ def compare(node: exp.Binary) -> exp.Expression | None:
         node.set("this", to_number(left))
     elif rk == "boolean" and lk in ("integer", "numeric"):
         node.set("expression", to_number(right))
+    return None
+
+
+def between(node: exp.Between) -> exp.Expression | None:
+    for bound in ("low", "high"):
+        probe = exp.EQ(this=node.this, expression=node.args[bound])
+        compare(probe)
+        node.set("this", probe.this)
+        node.set(bound, probe.expression)
+    return None
+
+
+def paren(node: exp.Paren) -> exp.Expression | None:
+    node.type = node.this.type
     return None
 
 
@@ -281,13 +319,12 @@ def _printf(node: exp.Anonymous) -> exp.Expression | None:
         else:
             return None
         if width:
-            pad = "LPAD" if True else ""
-            piece = fill(f"{pad}(__x, {int(width)}, '{'0' if zero else ' '}')", x=piece)
+            piece = fill(f"LPAD(__x, {int(width)}, '{'0' if zero else ' '}')", x=piece)
         pieces.append(piece)
     if pos < len(fmt):
         pieces.append(exp.Literal.string(fmt[pos:]))
-    if re.search(r"%[^sdifq%]", fmt.replace("%%", "")):
-        return None
+    if "%" in re.sub(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", "", fmt):
+        return None  # a conversion not handled here
     if not pieces:
         return exp.Literal.string("")
     out = pieces[0]
@@ -316,8 +353,24 @@ def _if(node: exp.If) -> exp.Expression | None:
     return None  # sqlglot writes iif as CASE
 
 
+def _json_valid(node: exp.Anonymous) -> exp.Expression | None:
+    """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
+    PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
+    right for CHECK constraints (what the function is used for), an error elsewhere."""
+    if len(node.expressions) != 1:
+        return None
+    arg = node.expressions[0]
+    if kind(arg) == "json":
+        return _typed(fill("CASE WHEN __x IS NULL THEN NULL ELSE TRUE END", x=arg), "boolean")
+    return _typed(
+        fill("CASE WHEN __x IS NULL THEN NULL ELSE CAST(__x AS JSONB) IS NOT NULL END", x=arg),
+        "boolean",
+    )
+
+
 ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expression | None]] = {
     "total": _total,
+    "json_valid": _json_valid,
     "typeof": _typeof,
     "printf": _printf,
     "format": _printf,
@@ -343,6 +396,8 @@ RULES: list[tuple[type[exp.Expression], Callable[..., exp.Expression | None]]] =
     (exp.GTE, compare),
     (exp.LT, compare),
     (exp.LTE, compare),
+    (exp.Between, between),
+    (exp.Paren, paren),
     (exp.Add, arithmetic),
     (exp.Sub, arithmetic),
     (exp.Mul, arithmetic),
