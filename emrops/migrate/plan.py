@@ -199,7 +199,7 @@ def build_plan(
     table_names = {t.name: name_for("table", t.name, taken) for t in schema.tables}
     plans: list[TablePlan] = []
     anomalies: list[PlanAnomaly] = []
-    notes: list[str] = []
+    notes: list[str] = list(schema.notes)
     col_maps: dict[str, dict[str, str]] = {}
     for table in schema.tables:
         tp, cmap = _plan_table(
@@ -217,7 +217,12 @@ def build_plan(
     index_scope: set[str] = set(table_names.values())
     catalog = Catalog()
     for table, tp in zip(schema.tables, plans, strict=True):
-        catalog.add(table.name, tp.target, [(c.source, c.target, c.pg_type) for c in tp.columns])
+        catalog.add(
+            table.name,
+            tp.target,
+            [(c.source, c.target, c.pg_type) for c in tp.columns],
+            rowid=table.rowid_alias,
+        )
     fks: list[PostObject] = []
     by_name = {t.name: t for t in schema.tables}
     for table, tp in zip(schema.tables, plans, strict=True):

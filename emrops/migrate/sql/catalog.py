@@ -22,6 +22,9 @@ from sqlglot.schema import MappingSchema
 from emrops.migrate.sql import rewrite
 
 
+ROWID_NAMES = ("rowid", "oid", "_rowid_")
+
+
 class TranslationError(Exception):
     """SQL that sqlglot cannot parse, or that names something the catalog does not hold."""
 
@@ -32,6 +35,7 @@ class Relation:
     target: str
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower -> (name, type)
     names: list[str] = field(default_factory=list)  # SQLite column names, in order
+    rowid: str | None = None  # the column aliasing the rowid
 
 
 @dataclass
@@ -44,13 +48,29 @@ class Catalog:
     def __init__(self) -> None:
         self.relations: dict[str, Relation] = {}
 
-    def add(self, source: str, target: str, columns: list[tuple[str, str, str]]) -> None:
-        """A table or view: its SQLite name, PostgreSQL name, (sqlite, target, pg type)."""
+    def add(
+        self,
+        source: str,
+        target: str,
+        columns: list[tuple[str, str, str]],
+        rowid: str | None = None,
+    ) -> None:
+        """A table or view: its SQLite name, PostgreSQL name, (sqlite, target, pg type), and
+        the SQLite column that aliases the rowid (``rowid``, ``oid``, ``_rowid_`` mean it)."""
         rel = Relation(source, target)
         for name, tname, pg_type in columns:
             rel.columns[name.lower()] = (tname, pg_type)
             rel.names.append(name)
+        rel.rowid = rowid
         self.relations[source.lower()] = rel
+
+    def target(self, source: str) -> str:
+        return self.relations[source.lower()].target
+
+    def column(self, table: str, column: str) -> tuple[str, str] | None:
+        """(PostgreSQL name, type) of a column, None when the table has none such."""
+        rel = self.relations.get(table.lower())
+        return rel.columns.get(column.lower()) if rel else None
 
     def _schema(self) -> MappingSchema:
         mapping = {
@@ -59,34 +79,73 @@ class Catalog:
         }
         return MappingSchema(mapping, dialect="sqlite", normalize=True)
 
-    # -- expressions of one table: CHECK, index WHERE, index elements --------------------------
-    def expr(self, sql: str, table: str) -> str:
-        """A SQLite expression over ``table``'s columns, as PostgreSQL (unqualified columns)."""
-        rel = self.relations[table.lower()]
+    # -- expressions of one table: CHECK, index WHERE, index elements, trigger statements ---
+    def expr(self, sql: str, table: str, trigger: str | None = None) -> str:
+        """A SQLite expression over ``table``'s columns, as PostgreSQL (unqualified columns).
+
+        With ``trigger`` (the table a trigger is on), ``NEW.col`` and ``OLD.col`` are that
+        table's columns, printed as PL/pgSQL's ``"new"."col"``."""
         try:
             node = sqlglot.parse_one(sql, read="sqlite", into=exp.Condition)
         except SqlglotError as exc:
             raise TranslationError(f"cannot parse {sql!r}: {exc}") from None
-        _unknown_quoted_to_strings(node, set(rel.columns))
-        select = exp.select(exp.alias_(node, "_e")).from_(exp.to_table("_t"))
-        schema = MappingSchema(
-            {"_t": {c: _sqlglot_type(t) for c, (_n, t) in rel.columns.items()}},
-            dialect="sqlite",
+        return self.expr_tree(node, table, trigger)
+
+    def expr_tree(self, node: exp.Expression, table: str, trigger: str | None = None) -> str:
+        rel = self.relations.get(table.lower())
+        if rel is None:
+            raise TranslationError(f"unknown table {table}")
+        node = node.copy()
+        known = set(rel.columns)
+        if trigger is not None:
+            known |= set(self.relations[trigger.lower()].columns)
+        _unknown_quoted_to_strings(node, known)
+        for col in node.find_all(exp.Column):
+            if not col.table and col.find_ancestor(exp.Select) is None:
+                col.set("table", exp.to_identifier("_t"))
+            owner = {"_t": rel, "new": trigger, "old": trigger}.get(col.table.lower())
+            if isinstance(owner, str):
+                owner = self.relations[owner.lower()]
+            if (
+                isinstance(owner, Relation)
+                and col.name.lower() in ROWID_NAMES
+                and col.name.lower() not in owner.columns
+            ):
+                if owner.rowid is None:
+                    raise TranslationError(
+                        f"uses the rowid of {owner.source}, which has no INTEGER PRIMARY KEY "
+                        "to stand for it in PostgreSQL"
+                    )
+                col.set("this", exp.to_identifier(owner.rowid))
+        select = exp.select(exp.alias_(node, "_e")).from_(
+            exp.alias_(_quoted(table), "_t", table=True)
         )
+        if trigger is not None:
+            for side in ("new", "old"):
+                select = select.join(
+                    exp.alias_(_quoted(trigger), side, table=True), join_type="cross"
+                )
+        tree = self._qualified(select)
+        for col in tree.find_all(exp.Column):
+            if col.table == "_t":
+                col.set("table", None)
+        return tree.expressions[0].this.sql(dialect="postgres", identify=True)
+
+    def _qualified(self, tree: exp.Expression) -> exp.Expression:
+        schema = self._schema()
         try:
-            select = annotate_types(
-                qualify(select, schema=schema, dialect="sqlite", quote_identifiers=False),
+            tree = qualify(
+                tree,
                 schema=schema,
                 dialect="sqlite",
+                quote_identifiers=False,
+                validate_qualify_columns=True,
             )
+            tree = annotate_types(tree, schema=schema, dialect="sqlite")
         except SqlglotError as exc:
             raise TranslationError(str(exc)) from None
-        for col in select.find_all(exp.Column):
-            col.set("table", None)
-            hit = rel.columns.get(col.name.lower())
-            col.set("this", exp.to_identifier(hit[0] if hit else col.name, quoted=True))
-        out = rewrite.apply(select.expressions[0].this)
-        return out.sql(dialect="postgres")
+        self._rename(tree)
+        return rewrite.apply(tree)
 
     # -- views ----------------------------------------------------------------------------------
     def view(
@@ -132,20 +191,7 @@ class Catalog:
         known = {c for rel in self.relations.values() for c in rel.columns}
         known |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
         _unknown_quoted_to_strings(tree, known)
-        schema = self._schema()
-        try:
-            tree = qualify(
-                tree,
-                schema=schema,
-                dialect="sqlite",
-                quote_identifiers=False,
-                validate_qualify_columns=True,
-            )
-            tree = annotate_types(tree, schema=schema, dialect="sqlite")
-        except SqlglotError as exc:
-            raise TranslationError(str(exc)) from None
-        self._rename(tree)
-        return rewrite.apply(tree)
+        return self._qualified(tree)
 
     def _rename(self, tree: exp.Expression) -> None:
         """Source names -> target names, for tables and their columns in every scope."""
@@ -175,6 +221,10 @@ def _unknown_quoted_to_strings(tree: exp.Expression, known: set[str]) -> None:
             and ident.name.lower() not in known
         ):
             col.replace(exp.Literal.string(ident.name))
+
+
+def _quoted(name: str) -> exp.Table:
+    return exp.Table(this=exp.to_identifier(name, quoted=True))
 
 
 def _sqlglot_type(pg_type: str) -> exp.DataType:

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (DDL and rows written the way the frameworks write them)
 """Twelve SQLite databases shaped like the ones people migrate, built from DDL and rows here.
 
 Each case has its schema and rows (one SQL script, run by SQLite itself), the app-level
