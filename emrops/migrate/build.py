@@ -221,6 +221,26 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                 detail={"error": errors.get(v.target, "")},
             )
             failed.append(
-                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}"
+                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}; "
+                f"SQL sent: {v.sql}"
+            )
+        for t in plan.triggers:
+            item = f"object:{t.table}:trigger:{t.target}"
+            if t.error:
+                journal.put(
+                    conn, item, "object", "failed", detail={"kind": "trigger", "error": t.error}
+                )
+                failed.append(
+                    f"trigger {t.source} on {t.table} not translated ({t.error}): {t.sql}"
+                )
+                continue
+            _do(
+                conn,
+                entries,
+                failed,
+                item,
+                "trigger",
+                f"{t.function_sql};\n{t.trigger_sql}",
+                f"trigger {t.target} on {t.table}",
             )
     return failed

@@ -72,6 +72,19 @@ class ViewPlan:
 
 
 @dataclass
+class TriggerPlan:
+    source: str
+    table: str  # PostgreSQL table
+    target: str  # PostgreSQL trigger name
+    function: str  # its PL/pgSQL function
+    sql: str  # the SQLite CREATE TRIGGER
+    function_sql: str = ""
+    trigger_sql: str = ""
+    shape: str = ""  # touch or statements
+    error: str | None = None  # why it was not translated
+
+
+@dataclass
 class PlanAnomaly:
     table: str
     column: str
@@ -92,6 +105,7 @@ class Plan:
     anomalies: list[PlanAnomaly]
     notes: list[str]
     skipped: list[str]
+    triggers: list[TriggerPlan] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -121,6 +135,7 @@ class Plan:
             anomalies=[PlanAnomaly(**a) for a in data["anomalies"]],
             notes=data["notes"],
             skipped=data["skipped"],
+            triggers=[TriggerPlan(**t) for t in data.get("triggers", [])],
         )
 
     def ddl(self) -> str:
@@ -135,6 +150,12 @@ class Plan:
         ]
         lines.append("-- views")
         lines += [f"CREATE VIEW {quote(v.target)} AS {v.sql};" for v in self.views]
+        lines.append("-- triggers")
+        for trig in self.triggers:
+            if trig.error:
+                lines.append(f"-- trigger {trig.source} not translated: {trig.error}")
+            else:
+                lines += [trig.function_sql + ";", trig.trigger_sql + ";"]
         return "\n".join(lines) + "\n"
 
 
@@ -222,6 +243,7 @@ def build_plan(
             tp.target,
             [(c.source, c.target, c.pg_type) for c in tp.columns],
             rowid=table.rowid_alias,
+            key=table.pk,
         )
     fks: list[PostObject] = []
     by_name = {t.name: t for t in schema.tables}
@@ -262,8 +284,29 @@ def build_plan(
         )
         for view in schema.views
     ]
+    triggers = [_plan_trigger(catalog, t, index_scope, name_for) for t in schema.triggers]
+    skipped = list(schema.skipped) + [
+        f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
+    ]
     plans.sort(key=lambda t: t.rows, reverse=True)
-    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped)
+    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, skipped, triggers)
+
+
+def _plan_trigger(catalog: Catalog, trig: Any, scope: set[str], name_for: Any) -> TriggerPlan:
+    """A trigger as a PL/pgSQL function plus trigger, or the reason it is not translated."""
+    from emrops.migrate.sql import triggers
+
+    table = catalog.relations.get(trig.table.lower())
+    target = name_for("trigger", trig.name, scope)
+    function = name_for("function", f"{trig.name}_fn", scope)
+    tp = TriggerPlan(trig.name, table.target if table else trig.table, target, function, trig.sql)
+    try:
+        done = triggers.translate(catalog, trig.sql, target, function)
+    except TranslationError as exc:
+        tp.error = str(exc)
+        return tp
+    tp.function_sql, tp.trigger_sql, tp.shape = done.function_sql, done.trigger_sql, done.shape
+    return tp
 
 
 def _translated(fn: Any, fallback: Any) -> Any:

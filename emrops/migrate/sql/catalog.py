@@ -21,7 +21,6 @@ from sqlglot.schema import MappingSchema
 
 from emrops.migrate.sql import rewrite
 
-
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
 
 
@@ -36,6 +35,7 @@ class Relation:
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower -> (name, type)
     names: list[str] = field(default_factory=list)  # SQLite column names, in order
     rowid: str | None = None  # the column aliasing the rowid
+    key: list[str] = field(default_factory=list)  # primary-key columns, lower-cased
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Catalog:
         target: str,
         columns: list[tuple[str, str, str]],
         rowid: str | None = None,
+        key: list[str] | None = None,
     ) -> None:
         """A table or view: its SQLite name, PostgreSQL name, (sqlite, target, pg type), and
         the SQLite column that aliases the rowid (``rowid``, ``oid``, ``_rowid_`` mean it)."""
@@ -62,6 +63,7 @@ class Catalog:
             rel.columns[name.lower()] = (tname, pg_type)
             rel.names.append(name)
         rel.rowid = rowid
+        rel.key = [k.lower() for k in key or []]
         self.relations[source.lower()] = rel
 
     def target(self, source: str) -> str:
@@ -73,7 +75,7 @@ class Catalog:
         return rel.columns.get(column.lower()) if rel else None
 
     def _schema(self) -> MappingSchema:
-        mapping = {
+        mapping: dict[str, object] = {
             key: {col: _sqlglot_type(t) for col, (_n, t) in rel.columns.items()}
             for key, rel in self.relations.items()
         }
@@ -91,7 +93,7 @@ class Catalog:
             raise TranslationError(f"cannot parse {sql!r}: {exc}") from None
         return self.expr_tree(node, table, trigger)
 
-    def expr_tree(self, node: exp.Expression, table: str, trigger: str | None = None) -> str:
+    def expr_tree(self, node: exp.Expr, table: str, trigger: str | None = None) -> str:
         rel = self.relations.get(table.lower())
         if rel is None:
             raise TranslationError(f"unknown table {table}")
@@ -131,7 +133,7 @@ class Catalog:
                 col.set("table", None)
         return tree.expressions[0].this.sql(dialect="postgres", identify=True)
 
-    def _qualified(self, tree: exp.Expression) -> exp.Expression:
+    def _qualified(self, tree: exp.Expr) -> exp.Expr:
         schema = self._schema()
         try:
             tree = qualify(
@@ -183,7 +185,7 @@ class Catalog:
         """Any SQLite query over the catalog (used by trigger bodies) as PostgreSQL."""
         return self._query(select_sql).sql(dialect="postgres", identify=True)
 
-    def _query(self, sql: str) -> exp.Expression:
+    def _query(self, sql: str) -> exp.Expr:
         try:
             tree = sqlglot.parse_one(sql, read="sqlite")
         except SqlglotError as exc:
@@ -193,7 +195,7 @@ class Catalog:
         _unknown_quoted_to_strings(tree, known)
         return self._qualified(tree)
 
-    def _rename(self, tree: exp.Expression) -> None:
+    def _rename(self, tree: exp.Expr) -> None:
         """Source names -> target names, for tables and their columns in every scope."""
         for scope in traverse_scope(tree):
             for col in scope.columns:
@@ -210,7 +212,7 @@ class Catalog:
                         source.set("this", exp.to_identifier(rel.target, quoted=True))
 
 
-def _unknown_quoted_to_strings(tree: exp.Expression, known: set[str]) -> None:
+def _unknown_quoted_to_strings(tree: exp.Expr, known: set[str]) -> None:
     """SQLite reads a double-quoted word that names no column as a string literal."""
     for col in list(tree.find_all(exp.Column)):
         ident = col.this

@@ -59,13 +59,13 @@ _SPECIAL = {
 }
 
 
-def _fill(sql: str, **args: exp.Expression) -> exp.Expression:
+def _fill(sql: str, **args: exp.Expr) -> exp.Expr:
     from emrops.migrate.sql.rewrite import fill
 
     return fill(sql, **args)
 
 
-def _base(value: exp.Expression, unixepoch: bool) -> exp.Expression | None:
+def _base(value: exp.Expr, unixepoch: bool) -> exp.Expr | None:
     """The time value as a UTC ``timestamp`` expression."""
     if isinstance(value, exp.Literal) and value.is_string and value.this.lower() == "now":
         return _fill("CAST(NOW() AT TIME ZONE 'UTC' AS TIMESTAMP)")
@@ -83,7 +83,7 @@ def _base(value: exp.Expression, unixepoch: bool) -> exp.Expression | None:
     return None
 
 
-def _modify(ts: exp.Expression, modifier: str) -> exp.Expression | None:
+def _modify(ts: exp.Expr, modifier: str) -> exp.Expr | None:
     mod = modifier.strip().lower()
     m = re.fullmatch(r"([+-]?\s*\d+(?:\.\d+)?)\s+(\w+)", mod)
     if m and m.group(2) in _UNITS:
@@ -97,8 +97,8 @@ def _modify(ts: exp.Expression, modifier: str) -> exp.Expression | None:
     return None
 
 
-def _format(ts: exp.Expression, fmt: str) -> exp.Expression | None:
-    pieces: list[exp.Expression] = []
+def _format(ts: exp.Expr, fmt: str) -> exp.Expr | None:
+    pieces: list[exp.Expr] = []
     pattern = ""
     i = 0
 
@@ -141,7 +141,7 @@ _RESULT = {
 }
 
 
-def translate(name: str, args: list[exp.Expression]) -> exp.Expression | None:
+def translate(name: str, args: list[exp.Expr]) -> exp.Expr | None:
     """One SQLite date function call, or None when it cannot be translated."""
     fmt = None
     if name == "strftime":
@@ -164,7 +164,7 @@ def translate(name: str, args: list[exp.Expression]) -> exp.Expression | None:
         ts = _modify(ts, mod)
         if ts is None:
             return None
-    result: exp.Expression | None
+    result: exp.Expr | None
     if name == "julianday":
         result = _fill("EXTRACT(EPOCH FROM __t) / 86400.0 + 2440587.5", t=ts)
         type_ = "double precision"
@@ -179,12 +179,12 @@ def translate(name: str, args: list[exp.Expression]) -> exp.Expression | None:
     return result
 
 
-def date_function(node: exp.Expression) -> exp.Expression | None:
+def date_function(node: exp.Expr) -> exp.Expr | None:
     args = list(node.expressions) if isinstance(node, exp.Anonymous) else [node.this]
     return translate(node.name.lower() if isinstance(node, exp.Anonymous) else "date", args)
 
 
-def time_to_str(node: exp.TimeToStr) -> exp.Expression | None:
+def time_to_str(node: exp.TimeToStr) -> exp.Expr | None:
     """sqlglot reads ``strftime(fmt, x)`` as TimeToStr(TsOrDsToTimestamp(x), fmt)."""
     value = node.this
     if isinstance(value, exp.TsOrDsToTimestamp):

@@ -20,11 +20,11 @@ from emrops.migrate.sql.types import is_number, kind
 
 
 @cache
-def _template(sql: str) -> exp.Expression:
+def _template(sql: str) -> exp.Expr:
     return sqlglot.parse_one(sql, read="postgres")
 
 
-def fill(sql: str, **args: exp.Expression) -> exp.Expression:
+def fill(sql: str, **args: exp.Expr) -> exp.Expr:
     """A PostgreSQL expression from a template whose columns ``__name`` are the arguments."""
     tree = _template(sql).copy()
     for col in list(tree.find_all(exp.Column)):
@@ -36,7 +36,7 @@ def fill(sql: str, **args: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _operand(node: exp.Expression) -> exp.Expression:
+def _operand(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Binary | exp.Unary | exp.AtTimeZone) and not isinstance(
         node, exp.Paren
     ):
@@ -50,7 +50,7 @@ def _operand(node: exp.Expression) -> exp.Expression:
 NUMERIC_PREFIX = r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)"
 
 
-def to_number(node: exp.Expression) -> exp.Expression:
+def to_number(node: exp.Expr) -> exp.Expr:
     """``node`` as SQLite sees it in arithmetic: numbers unchanged, text coerced."""
     if isinstance(node, exp.Literal) and node.is_string:
         m = re.match(NUMERIC_PREFIX, node.this)
@@ -72,7 +72,7 @@ def to_number(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def to_text(node: exp.Expression) -> exp.Expression:
+def to_text(node: exp.Expr) -> exp.Expr:
     """``node`` as SQLite's text: numbers and booleans printed, text unchanged."""
     k = kind(node)
     if k in ("text", "literal_text"):
@@ -86,23 +86,23 @@ def to_text(node: exp.Expression) -> exp.Expression:
     return _typed(exp.cast(node, "text"), "text")
 
 
-def _typed(node: exp.Expression, type_: str) -> exp.Expression:
+def _typed(node: exp.Expr, type_: str) -> exp.Expr:
     node.type = exp.DataType.build(type_, dialect="postgres")
     return node
 
 
-def _binary_sides(node: exp.Binary) -> tuple[exp.Expression, exp.Expression]:
+def _binary_sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
     return node.this, node.expression
 
 
-def _utc(node: exp.Expression) -> exp.Expression:
+def _utc(node: exp.Expr) -> exp.Expr:
     """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means."""
     return _typed(
         fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP) AT TIME ZONE 'UTC'", x=node), "timestamptz"
     )
 
 
-def compare(node: exp.Binary) -> exp.Expression | None:
+def compare(node: exp.Binary) -> exp.Expr | None:
     """SQLite's comparison affinity: a TEXT column against a number compares as text, a
     boolean column against 0/1 is a boolean, text against a numeric column is a number;
     text against a timestamp column is a UTC timestamp (whatever the session's zone)."""
@@ -131,7 +131,7 @@ def compare(node: exp.Binary) -> exp.Expression | None:
     return None
 
 
-def between(node: exp.Between) -> exp.Expression | None:
+def between(node: exp.Between) -> exp.Expr | None:
     for bound in ("low", "high"):
         probe = exp.EQ(this=node.this, expression=node.args[bound])
         compare(probe)
@@ -140,12 +140,12 @@ def between(node: exp.Between) -> exp.Expression | None:
     return None
 
 
-def paren(node: exp.Paren) -> exp.Expression | None:
+def paren(node: exp.Paren) -> exp.Expr | None:
     node.type = node.this.type
     return None
 
 
-def arithmetic(node: exp.Binary) -> exp.Expression | None:
+def arithmetic(node: exp.Binary) -> exp.Expr | None:
     """SQLite converts text (and booleans stored as 0/1) to numbers in arithmetic."""
     left, right = _binary_sides(node)
     if is_number(left) and is_number(right):
@@ -155,13 +155,13 @@ def arithmetic(node: exp.Binary) -> exp.Expression | None:
     return _typed(node, "numeric")
 
 
-def concat(node: exp.DPipe) -> exp.Expression | None:
+def concat(node: exp.DPipe) -> exp.Expr | None:
     node.set("this", to_text(node.this))
     node.set("expression", to_text(node.expression))
     return _typed(node, "text")
 
 
-def cast(node: exp.Cast) -> exp.Expression | None:
+def cast(node: exp.Cast) -> exp.Expr | None:
     """CAST(x AS INTEGER) truncates toward zero in SQLite and text casts take a prefix."""
     to = node.to.this
     inner = node.this
@@ -179,7 +179,7 @@ def cast(node: exp.Cast) -> exp.Expression | None:
     return None
 
 
-def like(node: exp.Like) -> exp.Expression | None:
+def like(node: exp.Like) -> exp.Expr | None:
     """SQLite's LIKE is case-insensitive for ASCII and has no escape character by default."""
     pattern = node.expression
     new = exp.ILike(this=to_text(node.this), expression=pattern)
@@ -188,7 +188,7 @@ def like(node: exp.Like) -> exp.Expression | None:
     return _typed(new, "boolean")
 
 
-def glob(node: exp.Glob) -> exp.Expression | None:
+def glob(node: exp.Glob) -> exp.Expr | None:
     """GLOB is case-sensitive with * ? and [...] classes: a POSIX regex match."""
     pattern = node.expression
     if isinstance(pattern, exp.Literal):
@@ -226,7 +226,7 @@ def glob_regex(pattern: str) -> str:
     return "".join(out) + "$"
 
 
-def in_list(node: exp.In) -> exp.Expression | None:
+def in_list(node: exp.In) -> exp.Expr | None:
     """``x IN tablename`` and an empty ``IN ()``, which PostgreSQL does not accept."""
     field = node.args.get("field")
     if field is not None:
@@ -241,7 +241,7 @@ def in_list(node: exp.In) -> exp.Expression | None:
     return None
 
 
-def aggregate_numeric(node: exp.Expression) -> exp.Expression | None:
+def aggregate_numeric(node: exp.Expr) -> exp.Expr | None:
     """sum/avg over text (SQLite coerces each value) or booleans (0/1)."""
     arg = node.this
     if arg is not None and not is_number(arg) and not isinstance(arg, exp.Star):
@@ -249,27 +249,27 @@ def aggregate_numeric(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def group_concat(node: exp.GroupConcat) -> exp.Expression | None:
+def group_concat(node: exp.GroupConcat) -> exp.Expr | None:
     node.set("this", to_text(node.this))
     if node.args.get("separator") is None:
         node.set("separator", exp.Literal.string(","))
     return _typed(node, "text")
 
 
-def json_extract(node: exp.Expression) -> exp.Expression | None:
+def json_extract(node: exp.Expr) -> exp.Expr | None:
     if kind(node.this) != "json":
         node.set("this", exp.cast(node.this, "jsonb"))
     return None
 
 
-def _total(node: exp.Anonymous) -> exp.Expression:
+def _total(node: exp.Anonymous) -> exp.Expr:
     arg = to_number(node.expressions[0])
     return _typed(
         fill("CAST(COALESCE(SUM(__x), 0) AS DOUBLE PRECISION)", x=arg), "double precision"
     )
 
 
-def _typeof(node: exp.Expression) -> exp.Expression | None:
+def _typeof(node: exp.Expr) -> exp.Expr | None:
     arg = node.this if not isinstance(node, exp.Anonymous) else node.expressions[0]
     name = {
         "integer": "integer",
@@ -288,14 +288,14 @@ def _typeof(node: exp.Expression) -> exp.Expression | None:
     return _typed(fill(f"CASE WHEN __x IS NULL THEN 'null' ELSE '{name}' END", x=arg), "text")
 
 
-def _printf(node: exp.Anonymous) -> exp.Expression | None:
+def _printf(node: exp.Anonymous) -> exp.Expr | None:
     """printf/format with %s, %d, %i, %f, %.Nf, %%, and widths on %d (zero or space padded)."""
     args = node.expressions
     if not args or not isinstance(args[0], exp.Literal):
         return None
     fmt = args[0].this
     values = list(args[1:])
-    pieces: list[exp.Expression] = []
+    pieces: list[exp.Expr] = []
     pos = 0
     for m in re.finditer(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", fmt):
         if m.start() > pos:
@@ -333,27 +333,27 @@ def _printf(node: exp.Anonymous) -> exp.Expression | None:
     return _typed(fill("COALESCE(__x, '')", x=out) if len(pieces) > 1 else out, "text")
 
 
-def _instr(node: exp.StrPosition) -> exp.Expression | None:
+def _instr(node: exp.StrPosition) -> exp.Expr | None:
     node.set("this", to_text(node.this))
     return None
 
 
-def _substr(node: exp.Substring) -> exp.Expression | None:
+def _substr(node: exp.Substring) -> exp.Expr | None:
     node.set("this", to_text(node.this))
     return _typed(node, "text")
 
 
-def _length(node: exp.Length) -> exp.Expression | None:
+def _length(node: exp.Length) -> exp.Expr | None:
     if kind(node.this) != "bytea":
         node.set("this", to_text(node.this))
     return None
 
 
-def _if(node: exp.If) -> exp.Expression | None:
+def _if(node: exp.If) -> exp.Expr | None:
     return None  # sqlglot writes iif as CASE
 
 
-def _json_valid(node: exp.Anonymous) -> exp.Expression | None:
+def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
     """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
     PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
     right for CHECK constraints (what the function is used for), an error elsewhere."""
@@ -368,7 +368,7 @@ def _json_valid(node: exp.Anonymous) -> exp.Expression | None:
     )
 
 
-ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expression | None]] = {
+ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expr | None]] = {
     "total": _total,
     "json_valid": _json_valid,
     "typeof": _typeof,
@@ -383,13 +383,13 @@ ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expression | None]] = {
 }
 
 
-def anonymous(node: exp.Anonymous) -> exp.Expression | None:
+def anonymous(node: exp.Anonymous) -> exp.Expr | None:
     rule = ANONYMOUS.get(node.name.lower())
     return rule(node) if rule else None
 
 
 # (node class, rule): the first matching row applies
-RULES: list[tuple[type[exp.Expression], Callable[..., exp.Expression | None]]] = [
+RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.EQ, compare),
     (exp.NEQ, compare),
     (exp.GT, compare),
@@ -422,7 +422,7 @@ RULES: list[tuple[type[exp.Expression], Callable[..., exp.Expression | None]]] =
 ]
 
 
-def apply(tree: exp.Expression) -> exp.Expression:
+def apply(tree: exp.Expr) -> exp.Expr:
     """Apply ``RULES`` bottom-up; returns the (possibly new) root."""
     nodes = list(tree.walk())
     root = tree

@@ -14,7 +14,7 @@ TIMESTAMP = {T.TIMESTAMPTZ, T.TIMESTAMP, T.TIMESTAMPLTZ, T.DATE, T.DATETIME}
 JSON = {T.JSON, T.JSONB}
 
 
-def kind(node: exp.Expression) -> str:
+def kind(node: exp.Expr) -> str:
     """text, integer, real, numeric, boolean, timestamp, date, json, bytea, uuid or unknown."""
     if isinstance(node, exp.Literal):
         if node.is_string:
@@ -49,9 +49,9 @@ def kind(node: exp.Expression) -> str:
     return "unknown"
 
 
-def is_number(node: exp.Expression) -> bool:
+def is_number(node: exp.Expr) -> bool:
     return kind(node) in ("integer", "real", "numeric")
 
 
-def is_text(node: exp.Expression) -> bool:
+def is_text(node: exp.Expr) -> bool:
     return kind(node) in ("text", "literal_text", "uuid")
