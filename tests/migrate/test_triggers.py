@@ -170,7 +170,9 @@ def _catalog(conn: psycopg.Connection) -> set[tuple[str, str]]:
     procs = conn.execute(
         "SELECT 'fn', proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace"
     ).fetchall()
-    trigs = conn.execute("SELECT 'trigger', tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()
+    trigs = conn.execute(
+        "SELECT 'trigger', tgname FROM pg_trigger WHERE NOT tgisinternal"
+    ).fetchall()
     return set(rels) | set(procs) | set(trigs)
 
 
@@ -182,7 +184,8 @@ def _catalog(conn: psycopg.Connection) -> set[tuple[str, str]]:
             "INSTEAD OF triggers (on views) are not translated",
         ),
         (
-            "CREATE TRIGGER x AFTER INSERT ON t BEGIN INSERT OR REPLACE INTO t VALUES (1, 'a'); END",
+            "CREATE TRIGGER x AFTER INSERT ON t BEGIN "
+            "INSERT OR REPLACE INTO t VALUES (1, 'a'); END",
             "INSERT OR REPLACE",
         ),
         (

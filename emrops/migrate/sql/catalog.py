@@ -102,6 +102,7 @@ class Catalog:
         if trigger is not None:
             known |= set(self.relations[trigger.lower()].columns)
         _unknown_quoted_to_strings(node, known)
+        node = rewrite.prepare(node)
         for col in node.find_all(exp.Column):
             if not col.table and col.find_ancestor(exp.Select) is None:
                 col.set("table", exp.to_identifier("_t"))
@@ -193,7 +194,7 @@ class Catalog:
         known = {c for rel in self.relations.values() for c in rel.columns}
         known |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
         _unknown_quoted_to_strings(tree, known)
-        return self._qualified(tree)
+        return self._qualified(rewrite.prepare(tree))
 
     def _rename(self, tree: exp.Expr) -> None:
         """Source names -> target names, for tables and their columns in every scope."""

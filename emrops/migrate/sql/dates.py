@@ -180,7 +180,10 @@ def translate(name: str, args: list[exp.Expr]) -> exp.Expr | None:
 
 
 def date_function(node: exp.Expr) -> exp.Expr | None:
-    args = list(node.expressions) if isinstance(node, exp.Anonymous) else [node.this]
+    if isinstance(node, exp.Anonymous):
+        args = list(node.expressions)
+    else:  # exp.Date: date(x[, modifier, ...])
+        args = [node.this, *node.expressions]
     return translate(node.name.lower() if isinstance(node, exp.Anonymous) else "date", args)
 
 

@@ -257,8 +257,9 @@ def group_concat(node: exp.GroupConcat) -> exp.Expr | None:
 
 
 def json_extract(node: exp.Expr) -> exp.Expr | None:
-    if kind(node.this) != "json":
-        node.set("this", exp.cast(node.this, "jsonb"))
+    """The path functions sqlglot writes take json: text and jsonb columns are cast. The
+    result is text (SQLite returns the JSON value's own SQL type)."""
+    node.set("this", exp.cast(node.this, "json"))
     return None
 
 
@@ -308,18 +309,29 @@ def _printf(node: exp.Anonymous) -> exp.Expr | None:
         if not values:
             return None
         v = values.pop(0)
-        if conv == "s":
-            piece = to_text(v)
-        elif conv in ("d", "i"):
-            piece = fill("CAST(CAST(TRUNC(__x) AS BIGINT) AS TEXT)", x=to_number(v))
+        w = int(width or 0)
+        if conv == "s":  # NULL prints as nothing
+            piece = fill("COALESCE(__x, '')", x=to_text(v))
+        elif conv in ("d", "i"):  # NULL prints as 0; zero padding goes after the sign
+            n = fill("COALESCE(CAST(TRUNC(__x) AS BIGINT), 0)", x=to_number(v))
+            if zero and w:
+                piece = fill(
+                    f"CASE WHEN __n < 0 THEN '-' || {_pad('CAST(-__n AS TEXT)', w - 1, '0')} "
+                    f"ELSE {_pad('CAST(__n AS TEXT)', w, '0')} END",
+                    n=n,
+                )
+                w = 0
+            else:
+                piece = fill("CAST(__n AS TEXT)", n=n)
         elif conv == "f":
             piece = fill(
-                f"CAST(ROUND(CAST(__x AS NUMERIC), {int(prec or 6)}) AS TEXT)", x=to_number(v)
+                f"CAST(ROUND(CAST(COALESCE(__x, 0) AS NUMERIC), {int(prec or 6)}) AS TEXT)",
+                x=to_number(v),
             )
         else:
             return None
-        if width:
-            piece = fill(f"LPAD(__x, {int(width)}, '{'0' if zero else ' '}')", x=piece)
+        if w:
+            piece = fill(_pad("__x", w, "0" if zero else " "), x=piece)
         pieces.append(piece)
     if pos < len(fmt):
         pieces.append(exp.Literal.string(fmt[pos:]))
@@ -330,7 +342,12 @@ def _printf(node: exp.Anonymous) -> exp.Expr | None:
     out = pieces[0]
     for p in pieces[1:]:
         out = exp.DPipe(this=out, expression=p)
-    return _typed(fill("COALESCE(__x, '')", x=out) if len(pieces) > 1 else out, "text")
+    return _typed(out, "text")
+
+
+def _pad(sql: str, width: int, pad: str) -> str:
+    """printf's minimum width: pad on the left, never cut (LPAD alone would cut)."""
+    return f"CASE WHEN LENGTH({sql}) >= {width} THEN {sql} ELSE LPAD({sql}, {width}, '{pad}') END"
 
 
 def _instr(node: exp.StrPosition) -> exp.Expr | None:
@@ -407,7 +424,6 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.Cast, cast),
     (exp.Like, like),
     (exp.Glob, glob),
-    (exp.In, in_list),
     (exp.Sum, aggregate_numeric),
     (exp.Avg, aggregate_numeric),
     (exp.GroupConcat, group_concat),
@@ -418,8 +434,20 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.Length, _length),
     (exp.Typeof, _typeof),
     (exp.TimeToStr, dates.time_to_str),
+    (exp.Date, dates.date_function),
     (exp.Anonymous, anonymous),
 ]
+
+
+def prepare(tree: exp.Expr) -> exp.Expr:
+    """Rewrites needed before sqlglot can qualify the tree (``x IN tablename``)."""
+    for node in list(tree.find_all(exp.In)):
+        new = in_list(node)
+        if new is not None:
+            if node is tree:
+                return new
+            node.replace(new)
+    return tree
 
 
 def apply(tree: exp.Expr) -> exp.Expr:
