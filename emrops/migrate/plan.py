@@ -284,6 +284,7 @@ def build_plan(
         )
         for view in schema.views
     ]
+    notes += [f"view {v.source}: {v.note}" for v in views if v.note]
     triggers = [_plan_trigger(catalog, t, index_scope, name_for) for t in schema.triggers]
     skipped = list(schema.skipped) + [
         f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error

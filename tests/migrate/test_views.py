@@ -22,7 +22,8 @@ INSERT INTO item VALUES
     (3, 'Cherry', 'C3', -3, -1.25, 'x7', 1, '{"a": null}', NULL, NULL),
     (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 INSERT INTO allowed VALUES (1), (3);
-CREATE VIEW v_names AS SELECT id, qty * 2, qty * 2 AS Twice, name || '!', upper(name) FROM item;
+CREATE VIEW v_names AS SELECT id, qty * 2, qty * 2 AS Twice, name || '!', upper(name), id, qty * 2 FROM item;
+CREATE VIEW v_nocase AS SELECT id FROM item WHERE name = 'APPLE' COLLATE NOCASE OR code COLLATE NOCASE = 'B2' ORDER BY name COLLATE NOCASE;
 CREATE VIEW v_in AS SELECT id FROM item WHERE id IN allowed OR id IN ();
 CREATE VIEW v_not_in AS SELECT id FROM item WHERE id NOT IN ();
 CREATE VIEW v_types AS SELECT id, typeof(qty) AS tq, typeof(name) AS tn, typeof(price) AS tp FROM item;
@@ -59,7 +60,7 @@ def test_view_quirks_keep_sqlite_names_and_rows(cli, tmp_path: Path, pg_url: str
             assert [d.name for d in cur.description or []] == [d[0] for d in src.description]
             assert rows(src.fetchall()) == rows(cur.fetchall()), (v.source, v.sql)
     names = next(v for v in plan.views if v.source == "v_names").columns
-    assert names == ["id", "qty * 2", "Twice", "name || '!'", "upper(name)"]
+    assert names == ["id", "qty * 2", "Twice", "name || '!'", "upper(name)", "id:1", "qty * 2:1"]
 
 
 def test_cast_file_replaces_a_view_and_a_failing_view_shows_its_sql(

@@ -102,11 +102,32 @@ def _utc(node: exp.Expr) -> exp.Expr:
     )
 
 
+def collate(node: exp.Collate) -> exp.Expr | None:
+    """SQLite's collations by what they do: NOCASE folds ASCII case (a comparison then folds
+    both sides), RTRIM ignores trailing spaces, BINARY is PostgreSQL's "C" order."""
+    name = node.expression.name.upper() if node.expression is not None else ""
+    if name == "NOCASE":
+        new = _typed(fill("LOWER(__x)", x=to_text(node.this)), "text")
+        new.meta["nocase"] = True
+        return new
+    if name == "RTRIM":
+        return _typed(fill("RTRIM(__x)", x=to_text(node.this)), "text")
+    if name == "BINARY":
+        return exp.Collate(this=node.this, expression=exp.to_identifier("C", quoted=True))
+    return None
+
+
 def compare(node: exp.Binary) -> exp.Expr | None:
     """SQLite's comparison affinity: a TEXT column against a number compares as text, a
     boolean column against 0/1 is a boolean, text against a numeric column is a number;
     text against a timestamp column is a UTC timestamp (whatever the session's zone)."""
     left, right = _binary_sides(node)
+    if left.meta.get("nocase") and not right.meta.get("nocase"):
+        node.set("expression", fill("LOWER(__x)", x=to_text(right)))
+        return None
+    if right.meta.get("nocase") and not left.meta.get("nocase"):
+        node.set("this", fill("LOWER(__x)", x=to_text(left)))
+        return None
     lk, rk = kind(left), kind(right)
     if lk == "timestamp" and rk in ("text", "literal_text", "unknown"):
         node.set("expression", _utc(right))
@@ -413,6 +434,7 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.GTE, compare),
     (exp.LT, compare),
     (exp.LTE, compare),
+    (exp.Collate, collate),
     (exp.Between, between),
     (exp.Paren, paren),
     (exp.Add, arithmetic),
