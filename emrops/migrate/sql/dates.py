@@ -13,9 +13,8 @@ import re
 
 from sqlglot import exp
 
+from emrops.migrate.sql.coerce import fill
 from emrops.migrate.sql.types import kind
-
-TEXT_OF_TIMESTAMPTZ = "TO_CHAR(__x AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
 
 _UNITS = {
     "day": "day",
@@ -59,27 +58,21 @@ _SPECIAL = {
 }
 
 
-def _fill(sql: str, **args: exp.Expr) -> exp.Expr:
-    from emrops.migrate.sql.rewrite import fill
-
-    return fill(sql, **args)
-
-
 def _base(value: exp.Expr, unixepoch: bool) -> exp.Expr | None:
     """The time value as a UTC ``timestamp`` expression."""
     if isinstance(value, exp.Literal) and value.is_string and value.this.lower() == "now":
-        return _fill("CAST(NOW() AT TIME ZONE 'UTC' AS TIMESTAMP)")
+        return fill("CAST(NOW() AT TIME ZONE 'UTC' AS TIMESTAMP)")
     k = kind(value)
     if unixepoch:
-        return _fill("(TO_TIMESTAMP(__x) AT TIME ZONE 'UTC')", x=value)
+        return fill("(TO_TIMESTAMP(__x) AT TIME ZONE 'UTC')", x=value)
     if k == "timestamp":
-        return _fill("(__x AT TIME ZONE 'UTC')", x=value)
+        return fill("(__x AT TIME ZONE 'UTC')", x=value)
     if k == "date":
-        return _fill("CAST(__x AS TIMESTAMP)", x=value)
+        return fill("CAST(__x AS TIMESTAMP)", x=value)
     if k in ("integer", "real", "numeric"):  # a Julian day number
-        return _fill("(TO_TIMESTAMP((__x - 2440587.5) * 86400.0) AT TIME ZONE 'UTC')", x=value)
+        return fill("(TO_TIMESTAMP((__x - 2440587.5) * 86400.0) AT TIME ZONE 'UTC')", x=value)
     if k in ("text", "literal_text", "unknown"):
-        return _fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP)", x=value)
+        return fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP)", x=value)
     return None
 
 
@@ -88,10 +81,10 @@ def _modify(ts: exp.Expr, modifier: str) -> exp.Expr | None:
     m = re.fullmatch(r"([+-]?\s*\d+(?:\.\d+)?)\s+(\w+)", mod)
     if m and m.group(2) in _UNITS:
         amount = m.group(1).replace(" ", "")
-        return _fill(f"__t + INTERVAL '{amount} {_UNITS[m.group(2)]}'", t=ts)
+        return fill(f"__t + INTERVAL '{amount} {_UNITS[m.group(2)]}'", t=ts)
     m = re.fullmatch(r"start of (month|year|day)", mod)
     if m:
-        return _fill(f"DATE_TRUNC('{m.group(1)}', __t)", t=ts)
+        return fill(f"DATE_TRUNC('{m.group(1)}', __t)", t=ts)
     if mod in ("utc", "localtime"):
         return ts  # values are UTC on both sides here
     return None
@@ -105,7 +98,7 @@ def _format(ts: exp.Expr, fmt: str) -> exp.Expr | None:
     def flush() -> None:
         nonlocal pattern
         if pattern:
-            pieces.append(_fill(f"TO_CHAR(__t, '{pattern}')", t=ts))
+            pieces.append(fill(f"TO_CHAR(__t, '{pattern}')", t=ts))
             pattern = ""
 
     while i < len(fmt):
@@ -116,7 +109,7 @@ def _format(ts: exp.Expr, fmt: str) -> exp.Expr | None:
                 pattern += _FORMAT[conv]
             elif conv in _SPECIAL:
                 flush()
-                pieces.append(_fill(_SPECIAL[conv], t=ts))
+                pieces.append(fill(_SPECIAL[conv], t=ts))
             else:
                 return None
             i += 2
@@ -166,10 +159,10 @@ def translate(name: str, args: list[exp.Expr]) -> exp.Expr | None:
             return None
     result: exp.Expr | None
     if name == "julianday":
-        result = _fill("EXTRACT(EPOCH FROM __t) / 86400.0 + 2440587.5", t=ts)
+        result = fill("EXTRACT(EPOCH FROM __t) / 86400.0 + 2440587.5", t=ts)
         type_ = "double precision"
     elif name == "unixepoch":
-        result = _fill("CAST(TRUNC(EXTRACT(EPOCH FROM __t)) AS BIGINT)", t=ts)
+        result = fill("CAST(TRUNC(EXTRACT(EPOCH FROM __t)) AS BIGINT)", t=ts)
         type_ = "bigint"
     else:
         result = _format(ts, fmt if fmt is not None else _RESULT[name])

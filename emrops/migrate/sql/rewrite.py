@@ -10,85 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import cache
 
-import sqlglot
 from sqlglot import exp
 
 from emrops.migrate.sql import dates
+from emrops.migrate.sql.coerce import fill, to_number, to_text, typed
+from emrops.migrate.sql.functions import (
+    ANONYMOUS,
+    group_concat,
+    json_extract,
+    length,
+    strpos,
+    substr,
+    typeof,
+)
 from emrops.migrate.sql.types import is_number, kind
-
-
-@cache
-def _template(sql: str) -> exp.Expr:
-    return sqlglot.parse_one(sql, read="postgres")
-
-
-def fill(sql: str, **args: exp.Expr) -> exp.Expr:
-    """A PostgreSQL expression from a template whose columns ``__name`` are the arguments."""
-    tree = _template(sql).copy()
-    for col in list(tree.find_all(exp.Column)):
-        name = col.name
-        if name.startswith("__") and not col.table:
-            col.replace(_operand(args[name[2:]].copy()))
-    if isinstance(tree, exp.Binary | exp.Unary | exp.AtTimeZone):
-        tree = exp.Paren(this=tree)  # keeps its meaning wherever it is put
-    return tree
-
-
-def _operand(node: exp.Expr) -> exp.Expr:
-    if isinstance(node, exp.Binary | exp.Unary | exp.AtTimeZone) and not isinstance(
-        node, exp.Paren
-    ):
-        typed = node.type
-        node = exp.Paren(this=node)
-        node.type = typed
-    return node
-
-
-# SQLite's text -> number coercion: the longest numeric prefix, else 0 (NULL stays NULL)
-NUMERIC_PREFIX = r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)"
-
-
-def to_number(node: exp.Expr) -> exp.Expr:
-    """``node`` as SQLite sees it in arithmetic: numbers unchanged, text coerced."""
-    if isinstance(node, exp.Literal) and node.is_string:
-        m = re.match(NUMERIC_PREFIX, node.this)
-        return exp.Literal.number(m.group(1) if m else 0)
-    k = kind(node)
-    if k in ("integer", "real", "numeric"):
-        return node
-    if k == "boolean":
-        return _typed(fill("CAST(__x AS INT)", x=node), "int")
-    if k in ("text", "unknown"):
-        return _typed(
-            fill(
-                "CASE WHEN __x IS NULL THEN NULL ELSE COALESCE(CAST(SUBSTRING(CAST(__x AS TEXT) "
-                f"FROM '{NUMERIC_PREFIX}') AS NUMERIC), 0) END",
-                x=node,
-            ),
-            "numeric",
-        )
-    return node
-
-
-def to_text(node: exp.Expr) -> exp.Expr:
-    """``node`` as SQLite's text: numbers and booleans printed, text unchanged."""
-    k = kind(node)
-    if k in ("text", "literal_text"):
-        return node
-    if isinstance(node, exp.Literal):
-        return exp.Literal.string(node.this)
-    if k == "boolean":
-        return _typed(fill("CAST(CAST(__x AS INT) AS TEXT)", x=node), "text")
-    if k == "timestamp":
-        return _typed(fill(dates.TEXT_OF_TIMESTAMPTZ, x=node), "text")
-    return _typed(exp.cast(node, "text"), "text")
-
-
-def _typed(node: exp.Expr, type_: str) -> exp.Expr:
-    node.type = exp.DataType.build(type_, dialect="postgres")
-    return node
 
 
 def _binary_sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
@@ -97,7 +33,7 @@ def _binary_sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
 
 def _utc(node: exp.Expr) -> exp.Expr:
     """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means."""
-    return _typed(
+    return typed(
         fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP) AT TIME ZONE 'UTC'", x=node), "timestamptz"
     )
 
@@ -107,11 +43,11 @@ def collate(node: exp.Collate) -> exp.Expr | None:
     both sides), RTRIM ignores trailing spaces, BINARY is PostgreSQL's "C" order."""
     name = node.expression.name.upper() if node.expression is not None else ""
     if name == "NOCASE":
-        new = _typed(fill("LOWER(__x)", x=to_text(node.this)), "text")
+        new = typed(fill("LOWER(__x)", x=to_text(node.this)), "text")
         new.meta["nocase"] = True
         return new
     if name == "RTRIM":
-        return _typed(fill("RTRIM(__x)", x=to_text(node.this)), "text")
+        return typed(fill("RTRIM(__x)", x=to_text(node.this)), "text")
     if name == "BINARY":
         return exp.Collate(this=node.this, expression=exp.to_identifier("C", quoted=True))
     return None
@@ -173,13 +109,13 @@ def arithmetic(node: exp.Binary) -> exp.Expr | None:
         return None
     node.set("this", to_number(left))
     node.set("expression", to_number(right))
-    return _typed(node, "numeric")
+    return typed(node, "numeric")
 
 
 def concat(node: exp.DPipe) -> exp.Expr | None:
     node.set("this", to_text(node.this))
     node.set("expression", to_text(node.expression))
-    return _typed(node, "text")
+    return typed(node, "text")
 
 
 def cast(node: exp.Cast) -> exp.Expr | None:
@@ -189,14 +125,14 @@ def cast(node: exp.Cast) -> exp.Expr | None:
     T = exp.DataType.Type
     if to in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT):
         if kind(inner) == "integer":
-            return _typed(exp.cast(inner, "bigint"), "bigint")
-        return _typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=to_number(inner)), "bigint")
+            return typed(exp.cast(inner, "bigint"), "bigint")
+        return typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=to_number(inner)), "bigint")
     if to in (T.DOUBLE, T.FLOAT):
-        return _typed(exp.cast(to_number(inner), "double precision"), "double precision")
+        return typed(exp.cast(to_number(inner), "double precision"), "double precision")
     if to == T.DECIMAL and not node.to.expressions:
-        return _typed(to_number(inner), "numeric")
+        return typed(to_number(inner), "numeric")
     if to in (T.TEXT, T.VARCHAR, T.CHAR):
-        return _typed(to_text(inner), "text")
+        return typed(to_text(inner), "text")
     return None
 
 
@@ -205,15 +141,15 @@ def like(node: exp.Like) -> exp.Expr | None:
     pattern = node.expression
     new = exp.ILike(this=to_text(node.this), expression=pattern)
     if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
-        return _typed(exp.Escape(this=new, expression=exp.Literal.string("")), "boolean")
-    return _typed(new, "boolean")
+        return typed(exp.Escape(this=new, expression=exp.Literal.string("")), "boolean")
+    return typed(new, "boolean")
 
 
 def glob(node: exp.Glob) -> exp.Expr | None:
     """GLOB is case-sensitive with * ? and [...] classes: a POSIX regex match."""
     pattern = node.expression
     if isinstance(pattern, exp.Literal):
-        return _typed(
+        return typed(
             exp.RegexpLike(
                 this=to_text(node.this), expression=exp.Literal.string(glob_regex(pattern.this))
             ),
@@ -270,157 +206,6 @@ def aggregate_numeric(node: exp.Expr) -> exp.Expr | None:
     return None
 
 
-def group_concat(node: exp.GroupConcat) -> exp.Expr | None:
-    node.set("this", to_text(node.this))
-    if node.args.get("separator") is None:
-        node.set("separator", exp.Literal.string(","))
-    return _typed(node, "text")
-
-
-def json_extract(node: exp.Expr) -> exp.Expr | None:
-    """The path functions sqlglot writes take json: text and jsonb columns are cast. The
-    result is text (SQLite returns the JSON value's own SQL type)."""
-    node.set("this", exp.cast(node.this, "json"))
-    return None
-
-
-def _total(node: exp.Anonymous) -> exp.Expr:
-    arg = to_number(node.expressions[0])
-    return _typed(
-        fill("CAST(COALESCE(SUM(__x), 0) AS DOUBLE PRECISION)", x=arg), "double precision"
-    )
-
-
-def _typeof(node: exp.Expr) -> exp.Expr | None:
-    arg = node.this if not isinstance(node, exp.Anonymous) else node.expressions[0]
-    name = {
-        "integer": "integer",
-        "boolean": "integer",
-        "real": "real",
-        "text": "text",
-        "literal_text": "text",
-        "uuid": "text",
-        "json": "text",
-        "timestamp": "text",
-        "date": "text",
-        "bytea": "blob",
-    }.get(kind(arg))
-    if name is None:
-        return None  # numeric columns hold integers or reals per value: not decidable
-    return _typed(fill(f"CASE WHEN __x IS NULL THEN 'null' ELSE '{name}' END", x=arg), "text")
-
-
-def _printf(node: exp.Anonymous) -> exp.Expr | None:
-    """printf/format with %s, %d, %i, %f, %.Nf, %%, and widths on %d (zero or space padded)."""
-    args = node.expressions
-    if not args or not isinstance(args[0], exp.Literal):
-        return None
-    fmt = args[0].this
-    values = list(args[1:])
-    pieces: list[exp.Expr] = []
-    pos = 0
-    for m in re.finditer(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", fmt):
-        if m.start() > pos:
-            pieces.append(exp.Literal.string(fmt[pos : m.start()]))
-        pos = m.end()
-        zero, width, prec, conv = m.groups()
-        if conv == "%":
-            pieces.append(exp.Literal.string("%"))
-            continue
-        if not values:
-            return None
-        v = values.pop(0)
-        w = int(width or 0)
-        if conv == "s":  # NULL prints as nothing
-            piece = fill("COALESCE(__x, '')", x=to_text(v))
-        elif conv in ("d", "i"):  # NULL prints as 0; zero padding goes after the sign
-            n = fill("COALESCE(CAST(TRUNC(__x) AS BIGINT), 0)", x=to_number(v))
-            if zero and w:
-                piece = fill(
-                    f"CASE WHEN __n < 0 THEN '-' || {_pad('CAST(-__n AS TEXT)', w - 1, '0')} "
-                    f"ELSE {_pad('CAST(__n AS TEXT)', w, '0')} END",
-                    n=n,
-                )
-                w = 0
-            else:
-                piece = fill("CAST(__n AS TEXT)", n=n)
-        elif conv == "f":
-            piece = fill(
-                f"CAST(ROUND(CAST(COALESCE(__x, 0) AS NUMERIC), {int(prec or 6)}) AS TEXT)",
-                x=to_number(v),
-            )
-        else:
-            return None
-        if w:
-            piece = fill(_pad("__x", w, "0" if zero else " "), x=piece)
-        pieces.append(piece)
-    if pos < len(fmt):
-        pieces.append(exp.Literal.string(fmt[pos:]))
-    if "%" in re.sub(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", "", fmt):
-        return None  # a conversion not handled here
-    if not pieces:
-        return exp.Literal.string("")
-    out = pieces[0]
-    for p in pieces[1:]:
-        out = exp.DPipe(this=out, expression=p)
-    return _typed(out, "text")
-
-
-def _pad(sql: str, width: int, pad: str) -> str:
-    """printf's minimum width: pad on the left, never cut (LPAD alone would cut)."""
-    return f"CASE WHEN LENGTH({sql}) >= {width} THEN {sql} ELSE LPAD({sql}, {width}, '{pad}') END"
-
-
-def _instr(node: exp.StrPosition) -> exp.Expr | None:
-    node.set("this", to_text(node.this))
-    return None
-
-
-def _substr(node: exp.Substring) -> exp.Expr | None:
-    node.set("this", to_text(node.this))
-    return _typed(node, "text")
-
-
-def _length(node: exp.Length) -> exp.Expr | None:
-    if kind(node.this) != "bytea":
-        node.set("this", to_text(node.this))
-    return None
-
-
-def _if(node: exp.If) -> exp.Expr | None:
-    return None  # sqlglot writes iif as CASE
-
-
-def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
-    """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
-    PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
-    right for CHECK constraints (what the function is used for), an error elsewhere."""
-    if len(node.expressions) != 1:
-        return None
-    arg = node.expressions[0]
-    if kind(arg) == "json":
-        return _typed(fill("CASE WHEN __x IS NULL THEN NULL ELSE TRUE END", x=arg), "boolean")
-    return _typed(
-        fill("CASE WHEN __x IS NULL THEN NULL ELSE CAST(__x AS JSONB) IS NOT NULL END", x=arg),
-        "boolean",
-    )
-
-
-ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expr | None]] = {
-    "total": _total,
-    "json_valid": _json_valid,
-    "typeof": _typeof,
-    "printf": _printf,
-    "format": _printf,
-    "date": dates.date_function,
-    "datetime": dates.date_function,
-    "time": dates.date_function,
-    "julianday": dates.date_function,
-    "unixepoch": dates.date_function,
-    "strftime": dates.date_function,
-}
-
-
 def anonymous(node: exp.Anonymous) -> exp.Expr | None:
     rule = ANONYMOUS.get(node.name.lower())
     return rule(node) if rule else None
@@ -451,10 +236,10 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.GroupConcat, group_concat),
     (exp.JSONExtract, json_extract),
     (exp.JSONExtractScalar, json_extract),
-    (exp.StrPosition, _instr),
-    (exp.Substring, _substr),
-    (exp.Length, _length),
-    (exp.Typeof, _typeof),
+    (exp.StrPosition, strpos),
+    (exp.Substring, substr),
+    (exp.Length, length),
+    (exp.Typeof, typeof),
     (exp.TimeToStr, dates.time_to_str),
     (exp.Date, dates.date_function),
     (exp.Anonymous, anonymous),
