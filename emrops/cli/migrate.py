@@ -102,7 +102,9 @@ def _print_plan(result: dict[str, Any]) -> None:
     for s in result["skipped"]:
         out_console.print(f"not migrated: {s}")
     out_console.print(
-        f"{len(result['tables'])} tables, {len(result['views'])} views, {result['rows']} rows; "
+        f"{len(result['tables'])} tables, {len(result['views'])} views, "
+        f"{len([t for t in result.get('triggers', []) if not t['error']])} triggers, "
+        f"{result['rows']} rows; "
         f"estimated copy time {result['eta_seconds']} s"
     )
 
