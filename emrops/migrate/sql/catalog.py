@@ -9,7 +9,10 @@ and printed as PostgreSQL with every identifier quoted under its target name.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import sqlglot
 from sqlglot import exp
@@ -26,6 +29,28 @@ ROWID_NAMES = ("rowid", "oid", "_rowid_")
 
 class TranslationError(Exception):
     """SQL that sqlglot cannot parse, or that names something the catalog does not hold."""
+
+
+# A shape the parser or a rule does not handle must not stop a plan: the object is then sent
+# as SQLite wrote it and PostgreSQL reports it (with the SQL) when it is built.
+FAILURES = (SqlglotError, ValueError, KeyError, IndexError, AttributeError, TypeError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    """Turn any failure inside translation into TranslationError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TranslationError:
+            raise
+        except (*FAILURES, RecursionError) as exc:
+            raise TranslationError(f"{type(exc).__name__}: {exc}") from None
+
+    return cast(F, wrapper)
 
 
 @dataclass
@@ -82,6 +107,7 @@ class Catalog:
         return MappingSchema(mapping, dialect="sqlite", normalize=True)
 
     # -- expressions of one table: CHECK, index WHERE, index elements, trigger statements ---
+    @guarded
     def expr(self, sql: str, table: str, trigger: str | None = None) -> str:
         """A SQLite expression over ``table``'s columns, as PostgreSQL (unqualified columns).
 
@@ -93,6 +119,7 @@ class Catalog:
             raise TranslationError(f"cannot parse {sql!r}: {exc}") from None
         return self.expr_tree(node, table, trigger)
 
+    @guarded
     def expr_tree(self, node: exp.Expr, table: str, trigger: str | None = None) -> str:
         rel = self.relations.get(table.lower())
         if rel is None:
@@ -151,6 +178,7 @@ class Catalog:
         return rewrite.apply(tree)
 
     # -- views ----------------------------------------------------------------------------------
+    @guarded
     def view(
         self, name: str, target: str, select_sql: str, columns: list[tuple[str, str]]
     ) -> Translated:
@@ -182,6 +210,7 @@ class Catalog:
         )
         return Translated(tree.sql(dialect="postgres", identify=True), out)
 
+    @guarded
     def query(self, select_sql: str) -> str:
         """Any SQLite query over the catalog (used by trigger bodies) as PostgreSQL."""
         return self._query(select_sql).sql(dialect="postgres", identify=True)

@@ -25,7 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from emrops.migrate.reflect import quote, tokens, unquote
-from emrops.migrate.sql.catalog import Catalog, TranslationError
+from emrops.migrate.sql.catalog import Catalog, TranslationError, guarded
 from emrops.migrate.sql.defaults import translate_default
 
 
@@ -40,6 +40,7 @@ class Header:
     body: list[str]  # statements, without their semicolons
 
 
+@guarded
 def parse(sql: str) -> Header:
     """Split a CREATE TRIGGER statement into its parts (tokens, so literals are safe)."""
     toks = tokens(sql)
@@ -117,6 +118,7 @@ class Translated:
     shape: str
 
 
+@guarded
 def translate(catalog: Catalog, sql: str, target: str, function: str) -> Translated:
     """The trigger ``sql`` as a function named ``function`` and a trigger named ``target``."""
     h = parse(sql)
