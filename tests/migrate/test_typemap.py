@@ -143,9 +143,7 @@ def test_defaults_translate() -> None:
 def test_expression_translation() -> None:
     catalog = Catalog()
     catalog.add("t", "t", [("active", "active", "boolean"), ("name", "Name", "text")])
-    assert (
-        catalog.expr("active = 1 AND name == 'x'", "t") == '"active" = TRUE AND "Name" = \'x\''
-    )
+    assert catalog.expr("active = 1 AND name == 'x'", "t") == '"active" = TRUE AND "Name" = \'x\''
     assert catalog.expr("ifnull([name], 'a = 1')", "T") == "COALESCE(\"Name\", 'a = 1')"
 
 
