@@ -39,6 +39,10 @@ CREATE VIEW v_funcs AS SELECT id, ifnull(name, '?') AS n, substr(name, 2, 3) AS 
 CREATE VIEW v_dates AS SELECT id, date(seen) AS d, datetime(seen, '+1 day') AS tomorrow,
     date(born, 'start of month', '+1 month', '-1 day') AS month_end, strftime('%Y/%m', born) AS ym,
     strftime('%s', seen) AS epoch, julianday(seen) - julianday(born) AS days FROM item;
+CREATE VIEW v_truth AS SELECT id, CASE WHEN qty THEN 'some' ELSE 'none' END AS has FROM item WHERE qty AND NOT amount IS NULL OR code;
+CREATE VIEW v_bare AS SELECT a.id AS allowed_id, i.name, count(*) AS n FROM allowed a JOIN item i ON i.id = a.id GROUP BY a.id;
+CREATE VIEW v_bare_pk AS SELECT i.id, i.name, i.qty, count(a.id) AS n FROM item i LEFT JOIN allowed a ON a.id = i.id GROUP BY i.id ORDER BY i.name;
+CREATE VIEW v_limit AS SELECT id FROM item ORDER BY id LIMIT -1 OFFSET 1;
 CREATE VIEW v_flags AS SELECT id FROM item WHERE flag = 1 AND qty > '1';
 """
 

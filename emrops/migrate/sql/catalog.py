@@ -240,6 +240,9 @@ class Catalog:
                     rel = self.relations.get(source.name.lower())
                     if rel:
                         source.set("this", exp.to_identifier(rel.target, quoted=True))
+                        source.meta["key"] = [
+                            rel.columns[k][0] for k in rel.key if k in rel.columns
+                        ]
 
 
 def _unknown_quoted_to_strings(tree: exp.Expr, known: set[str]) -> None:

@@ -211,6 +211,104 @@ def anonymous(node: exp.Anonymous) -> exp.Expr | None:
     return rule(node) if rule else None
 
 
+def truth(node: exp.Expr) -> exp.Expr:
+    """A value where SQLite wants a truth value: numbers are true when not 0, text by its
+    numeric prefix (PostgreSQL wants a boolean)."""
+    k = kind(node)
+    if k in ("integer", "real", "numeric"):
+        return typed(fill("__x <> 0", x=node), "boolean")
+    if k in ("text", "literal_text"):
+        return typed(fill("__x <> 0", x=to_number(node)), "boolean")
+    return node
+
+
+def condition(node: exp.Expr) -> exp.Expr | None:
+    """WHERE, HAVING, CASE WHEN, AND, OR and NOT take truth values."""
+    for arg in ("this", "expression"):
+        child = node.args.get(arg)
+        if isinstance(child, exp.Expr) and not (isinstance(node, exp.If) and arg != "this"):
+            node.set(arg, truth(child))
+    if isinstance(node, exp.Connector | exp.Not):
+        node.type = exp.DataType.build("boolean")
+    return None
+
+
+def select(node: exp.Select) -> exp.Expr | None:
+    """``LIMIT -1`` (no limit) and bare columns in an aggregate query: SQLite takes them from
+    some row of the group, PostgreSQL wants them grouped, so they become one value of the
+    group (``(ARRAY_AGG(x))[1]``) unless the group fixes them (grouped by that table's key)."""
+    limit = node.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Neg):
+        node.set("limit", None)
+    group = node.args.get("group")
+    aggregates = [
+        a
+        for e in node.expressions
+        for a in e.find_all(exp.AggFunc)
+        if _owner(a) is node and not isinstance(a.parent, exp.Window)
+    ]
+    if group is None and not aggregates:
+        return None
+    grouped = {g.sql() for g in group.expressions} if group is not None else set()
+    grouped_columns = {
+        (g.table, g.name)
+        for g in (group.expressions if group is not None else [])
+        if isinstance(g, exp.Column)
+    }
+    fixed: set[str] = set()  # aliases whose primary key is grouped
+    for table in node.find_all(exp.Table):
+        key = table.meta.get("key")
+        if _owner(table) is node and key:
+            alias = table.alias_or_name
+            if all((alias, k) in grouped_columns for k in key):
+                fixed.add(alias)
+    parts = list(node.expressions)
+    for arg in ("having", "order"):
+        if node.args.get(arg) is not None:
+            parts.append(node.args[arg])
+    for part in parts:
+        for col in list(part.find_all(exp.Column)):
+            if _owner(col) is not node or col.table in fixed:
+                continue
+            if any(_owner(a) is node for a in _ancestors(col, part, exp.AggFunc)):
+                continue
+            if any(a.sql() in grouped for a in _ancestors(col, part, exp.Expr)):
+                continue
+            if isinstance(col.parent, exp.Ordered) and col.name in {
+                e.alias_or_name for e in node.expressions
+            }:
+                continue  # ORDER BY an output column
+            col.replace(fill("(ARRAY_AGG(__x))[1]", x=col))
+    return None
+
+
+def _owner(node: exp.Expr) -> exp.Expr | None:
+    return node.find_ancestor(exp.Select)
+
+
+def _ancestors(node: exp.Expr, top: exp.Expr, cls: type) -> list[exp.Expr]:
+    out = []
+    cur: exp.Expr | None = node
+    while cur is not None:
+        if isinstance(cur, cls):
+            out.append(cur)
+        if cur is top:
+            break
+        cur = cur.parent
+    return out
+
+
+def prepare(tree: exp.Expr) -> exp.Expr:
+    """Rewrites needed before sqlglot can qualify the tree (``x IN tablename``)."""
+    for node in list(tree.find_all(exp.In)):
+        new = in_list(node)
+        if new is not None:
+            if node is tree:
+                return new
+            node.replace(new)
+    return tree
+
+
 # (node class, rule): the first matching row applies
 RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.EQ, compare),
@@ -220,6 +318,13 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.LT, compare),
     (exp.LTE, compare),
     (exp.Collate, collate),
+    (exp.Where, condition),
+    (exp.Having, condition),
+    (exp.And, condition),
+    (exp.Or, condition),
+    (exp.Not, condition),
+    (exp.If, condition),
+    (exp.Select, select),
     (exp.Between, between),
     (exp.Paren, paren),
     (exp.Add, arithmetic),
@@ -244,17 +349,6 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.Date, dates.date_function),
     (exp.Anonymous, anonymous),
 ]
-
-
-def prepare(tree: exp.Expr) -> exp.Expr:
-    """Rewrites needed before sqlglot can qualify the tree (``x IN tablename``)."""
-    for node in list(tree.find_all(exp.In)):
-        new = in_list(node)
-        if new is not None:
-            if node is tree:
-                return new
-            node.replace(new)
-    return tree
 
 
 def apply(tree: exp.Expr) -> exp.Expr:
