@@ -203,3 +203,72 @@ def test_trigger_shapes_outside_the_list_name_their_reason(sql: str, reason: str
     catalog.add("v", "v", [("id", "id", "bigint")])
     with pytest.raises(TranslationError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         translate(catalog, sql, "x", "x_fn")
+
+
+def test_online_replay_does_not_fire_translated_triggers(cli, tmp_path: Path, pg_url: str) -> None:
+    """Rows replayed at cutover already carry what SQLite's triggers did: a touch trigger
+    firing again on PostgreSQL would stamp the replay's time and verification would fail."""
+    db = tmp_path / "online.db"
+    with sqlite3.connect(db) as lite:
+        lite.executescript(
+            """
+            CREATE TABLE emrops_control (key VARCHAR(100) PRIMARY KEY, value JSON NOT NULL,
+                updated_at DATETIME NOT NULL);
+            CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, touched DATETIME);
+            CREATE TABLE stats (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+            CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN
+                UPDATE t SET touched = '2000-01-01 00:00:00' WHERE rowid = NEW.rowid; END;
+            CREATE TRIGGER t_count AFTER INSERT ON t BEGIN
+                UPDATE stats SET n = n + 1 WHERE name = 't'; END;
+            INSERT INTO stats VALUES ('t', 0);
+            INSERT INTO t (v, touched) VALUES ('a', '2024-01-01 00:00:00');
+            """
+        )
+    lite.close()
+    src = f"sqlite:///{db}"
+    run = cli("migrate-db", "run", "--from", src, "--to", pg_url, "--online", "--json")
+    assert run.exit_code == 0, run.stderr
+    lite = sqlite3.connect(db)
+    lite.execute("INSERT INTO t (v, touched) VALUES ('b', '2024-02-02 00:00:00')")
+    lite.execute("UPDATE t SET v = 'A' WHERE id = 1")  # the trigger stamps 2000-01-01
+    lite.commit()
+    cut = cli("migrate-db", "cutover", "--from", src, "--to", pg_url, "--json")
+    assert cut.exit_code == 0, cut.stdout + cut.stderr
+    with pg(pg_url) as conn:
+        for q in ("SELECT id, v, touched FROM t", "SELECT name, n FROM stats"):
+            assert rows(lite.execute(q).fetchall()) == rows(conn.execute(q).fetchall()), q
+        assert conn.execute("SELECT n FROM stats").fetchone() == (2,)
+        conn.execute("UPDATE t SET v = 'z' WHERE id = 2")  # and they work after cutover
+        assert conn.execute("SELECT touched FROM t WHERE id = 2").fetchone()[0].year == 2000
+    lite.close()
+
+
+def test_a_body_writing_its_own_table_does_not_recurse(cli, tmp_path: Path, pg_url: str) -> None:
+    """SQLite fires no trigger for its own body's writes; PostgreSQL would, without end."""
+    db = tmp_path / "tree.db"
+    with sqlite3.connect(db) as lite:
+        lite.executescript(
+            """
+            CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER, hits INTEGER NOT NULL);
+            CREATE TRIGGER node_bubble AFTER UPDATE OF hits ON node BEGIN
+                UPDATE node SET hits = hits + 1 WHERE id = NEW.parent; END;
+            CREATE TRIGGER node_prune AFTER DELETE ON node BEGIN
+                DELETE FROM node WHERE parent = OLD.id; END;
+            INSERT INTO node VALUES (1, NULL, 0), (2, 1, 0), (3, 2, 0), (4, 3, 0);
+            """
+        )
+    lite.close()
+    result = _run(cli, db, pg_url)
+    assert result.exit_code == 0, result.stderr
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(db.read_bytes())
+    lite = sqlite3.connect(copy)
+    with pg(pg_url) as conn:
+        for sql in ("UPDATE node SET hits = 5 WHERE id = 4", "DELETE FROM node WHERE id = 2"):
+            _apply(lite, conn, sql, None)
+        q = "SELECT id, parent, hits FROM node"
+        assert rows(lite.execute(q).fetchall()) == rows(conn.execute(q).fetchall())
+        # 3 got one hit (not passed on to 2) and went with 2; 4 stayed (no second prune)
+        assert rows(conn.execute(q).fetchall()) == [(1, None, 0), (4, 3, 5)]
+        assert conn.execute("SELECT hits FROM node WHERE id = 1").fetchone() == (0,)
+    lite.close()

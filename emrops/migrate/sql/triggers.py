@@ -2,12 +2,15 @@
 
 Shapes translated (each a row of ``SHAPES`` tried in order):
 
-* touch a timestamp: ``AFTER INSERT|UPDATE ... BEGIN UPDATE t SET col = <now> WHERE
-  rowid = NEW.rowid; END`` (or the primary key) on the trigger's own table becomes a BEFORE
-  trigger setting ``NEW.col`` (no second UPDATE, no recursion);
+* touch a timestamp (or set any column of the same row): ``AFTER INSERT|UPDATE ... BEGIN
+  UPDATE t SET col = <value> WHERE rowid = NEW.rowid; END`` (or the primary key) on the
+  trigger's own table becomes a BEFORE trigger setting ``NEW.col`` (no second UPDATE, no
+  recursion);
 * any body of UPDATE, INSERT (``OR IGNORE`` as ``ON CONFLICT DO NOTHING``), DELETE and
   ``SELECT RAISE(...)`` statements: audit/history rows, counters, cascades, checks;
-* ``WHEN`` clauses and ``UPDATE OF col, ...`` as PostgreSQL's own.
+* ``WHEN`` clauses and ``UPDATE OF col, ...`` as PostgreSQL's own. A body that writes its own
+  table fires only for statements not made by a trigger (``pg_trigger_depth() = 0``): SQLite
+  does not fire a trigger for its own writes (recursive triggers are off by default).
 
 ``RAISE(ABORT|FAIL|ROLLBACK, msg)`` raises an exception (PostgreSQL then rolls the whole
 statement back: FAIL's partial effects and ROLLBACK's end of the transaction are not
@@ -129,10 +132,15 @@ def translate(catalog: Catalog, sql: str, target: str, function: str) -> Transla
     shape = "statements"
     body = _touch(catalog, h)
     timing = h.timing
+    guard = ""
     if body is not None:
         shape, timing = "touch", "BEFORE"
     else:
         body = [_statement(catalog, h, s) for s in h.body]
+        if _writes_own_table(h):
+            # SQLite does not fire a trigger for the writes of its own body (recursive
+            # triggers are off by default); PostgreSQL would, without end
+            guard = "pg_trigger_depth() = 0"
     # a BEFORE trigger hands the row on; an AFTER trigger's result is ignored
     ret = ("OLD" if h.event == "DELETE" else "NEW") if timing == "BEFORE" else "NULL"
     lines = "\n".join("    " + b for b in body)
@@ -149,9 +157,9 @@ def translate(catalog: Catalog, sql: str, target: str, function: str) -> Transla
                 raise TranslationError(f"UPDATE OF names unknown column {c}")
             cols.append(quote(hit[0]))
         event += " OF " + ", ".join(cols)
-    when = ""
-    if h.when:
-        when = f" WHEN ({catalog.expr(h.when, h.table, trigger=h.table)})"
+    conds = [f"({catalog.expr(h.when, h.table, trigger=h.table)})"] if h.when else []
+    conds += [guard] if guard else []
+    when = f" WHEN ({' AND '.join(conds)})" if conds else ""
     trig = (
         f"CREATE TRIGGER {quote(target)} {timing} {event} ON {quote(catalog.target(h.table))} "
         f"FOR EACH ROW{when} EXECUTE FUNCTION {quote(function)}()"
@@ -177,17 +185,37 @@ def _touch(catalog: Catalog, h: Header) -> list[str] | None:
     for assign in stmt.expressions:
         if not isinstance(assign, exp.EQ) or not isinstance(assign.this, exp.Column):
             return None
-        value = assign.expression.sql(dialect="sqlite")
-        if not _NOW.match(value):
-            return None
         hit = catalog.column(h.table, assign.this.name)
         if hit is None:
             return None
-        pg_value, ok = translate_default(value, hit[1])
+        value = assign.expression.sql(dialect="sqlite")
+        pg_value, ok = translate_default(value, hit[1]) if _NOW.match(value) else (None, False)
         if not ok or pg_value is None:
-            pg_value = catalog.expr(value, h.table)
+            node = assign.expression.copy()
+            for col in node.find_all(exp.Column):  # the row's own columns are NEW's here
+                if not col.table and col.find_ancestor(exp.Select) is None:
+                    col.set("table", exp.to_identifier("new"))
+            pg_value = catalog.expr_tree(node, h.table, trigger=h.table)
         out.append(f"NEW.{quote(hit[0])} := {pg_value};")
     return out
+
+
+def _writes_own_table(h: Header) -> bool:
+    for sql in h.body:
+        try:
+            stmt = sqlglot.parse_one(sql, read="sqlite")
+        except SqlglotError:
+            continue
+        target = stmt.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        if (
+            isinstance(stmt, exp.Update | exp.Insert | exp.Delete)
+            and isinstance(target, exp.Table)
+            and target.name.lower() == h.table.lower()
+        ):
+            return True
+    return False
 
 
 def _same_row(cond: exp.Expr, catalog: Catalog, table: str) -> bool:
