@@ -285,7 +285,14 @@ def build_plan(
         for view in schema.views
     ]
     notes += [f"view {v.source}: {v.note}" for v in views if v.note]
-    triggers = [_plan_trigger(catalog, t, index_scope, name_for) for t in schema.triggers]
+    fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
+    trig_scopes: dict[str, set[str]] = {}
+    triggers = [
+        _plan_trigger(
+            catalog, t, trig_scopes.setdefault(t.table.lower(), set()), fn_scope, name_for
+        )
+        for t in schema.triggers
+    ]
     skipped = list(schema.skipped) + [
         f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
     ]
@@ -293,13 +300,15 @@ def build_plan(
     return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, skipped, triggers)
 
 
-def _plan_trigger(catalog: Catalog, trig: Any, scope: set[str], name_for: Any) -> TriggerPlan:
+def _plan_trigger(
+    catalog: Catalog, trig: Any, scope: set[str], fn_scope: set[str], name_for: Any
+) -> TriggerPlan:
     """A trigger as a PL/pgSQL function plus trigger, or the reason it is not translated."""
     from emrops.migrate.sql import triggers
 
     table = catalog.relations.get(trig.table.lower())
     target = name_for("trigger", trig.name, scope)
-    function = name_for("function", f"{trig.name}_fn", scope)
+    function = name_for("function", f"{trig.name}_fn", fn_scope)
     tp = TriggerPlan(trig.name, table.target if table else trig.table, target, function, trig.sql)
     try:
         done = triggers.translate(catalog, trig.sql, target, function)

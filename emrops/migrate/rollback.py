@@ -66,7 +66,14 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
                     "WHERE pronamespace = current_schema()::regnamespace"
                 )
             }
-        functions = [t.function for t in plan.triggers if not t.error and t.function in existing]
+        built = {  # only the functions this run created (with their trigger, atomically)
+            e.item for e in entries.values() if e.state == "done" and ":trigger:" in e.item
+        }
+        functions = [
+            t.function
+            for t in plan.triggers
+            if f"object:{t.table}:trigger:{t.target}" in built and t.function in existing
+        ]
     if run is not None and run.detail.get("online") and run.detail.get("source_path"):
         path = Path(run.detail["source_path"])
         if _has_capture(path):

@@ -40,6 +40,11 @@ CREATE TRIGGER review_range BEFORE INSERT ON review BEGIN
     SELECT RAISE(FAIL, 'stars must be 1 to 5') WHERE NEW.stars NOT BETWEEN 1 AND 5; END;
 CREATE TRIGGER quarantine_ignore BEFORE INSERT ON quarantine WHEN NEW.name LIKE 'spam%' BEGIN
     SELECT RAISE(IGNORE); END;
+CREATE TABLE product_archive (id INTEGER, name TEXT, price NUMERIC(8,2), reviews INTEGER);
+CREATE TRIGGER product_archive BEFORE DELETE ON product BEGIN
+    INSERT INTO product_archive SELECT p.id, upper(p.name), p.price,
+        (SELECT count(*) FROM review r WHERE r.product_id = OLD.id)
+        FROM product p WHERE p.id = OLD.id; END;
 CREATE TRIGGER review_count AFTER INSERT ON review BEGIN
     INSERT OR IGNORE INTO stats (name, n) VALUES ('reviews', 0);
     UPDATE stats SET n = n + 1 WHERE name = 'reviews'; END;
@@ -67,6 +72,7 @@ COMPARE = [
     "SELECT name, n FROM stats",
     "SELECT product_id, stars FROM review",
     "SELECT name FROM quarantine",
+    "SELECT id, name, price, reviews FROM product_archive",
 ]
 
 
@@ -127,7 +133,7 @@ def test_untranslated_trigger_is_reported_with_sql_and_rollback_restores_target(
             CREATE TABLE log (v TEXT);
             CREATE VIEW tv AS SELECT id, upper(v) FROM t;
             CREATE TRIGGER t_copy AFTER INSERT ON t BEGIN
-                INSERT INTO log SELECT v FROM t WHERE id = NEW.id; END;
+                INSERT OR REPLACE INTO log SELECT v FROM t WHERE id = NEW.id; END;
             CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN
                 UPDATE t SET v = datetime('now') WHERE rowid = NEW.rowid; END;
             INSERT INTO t (v) VALUES ('a'), ('b');
@@ -140,15 +146,15 @@ def test_untranslated_trigger_is_reported_with_sql_and_rollback_restores_target(
     plan = cli("migrate-db", "plan", "--from", f"sqlite:///{db}", "--to", pg_url, "--json")
     skipped = json.loads(plan.stdout)["skipped"]
     assert any(
-        s.startswith("trigger t_copy (not translated: INSERT ... SELECT in a trigger)")
-        and "INSERT INTO log SELECT v FROM t" in s
+        s.startswith("trigger t_copy (not translated: INSERT OR REPLACE)")
+        and "INSERT OR REPLACE INTO log SELECT v FROM t" in s
         for s in skipped
     ), skipped
     result = _run(cli, db, pg_url)
     assert result.exit_code == 3
     failed = json.loads(result.stdout)["failed_objects"]
     assert len(failed) == 1 and failed[0].startswith(
-        "trigger t_copy on t not translated (INSERT ... SELECT in a trigger): CREATE TRIGGER"
+        "trigger t_copy on t not translated (INSERT OR REPLACE): CREATE TRIGGER"
     )
     with pg(pg_url) as conn:
         assert conn.execute('SELECT "upper(v)" FROM tv ORDER BY id').fetchall() == [
@@ -272,3 +278,25 @@ def test_a_body_writing_its_own_table_does_not_recurse(cli, tmp_path: Path, pg_u
         assert rows(conn.execute(q).fetchall()) == [(1, None, 0), (4, 3, 5)]
         assert conn.execute("SELECT hits FROM node WHERE id = 1").fetchone() == (0,)
     lite.close()
+
+
+def test_a_function_of_the_same_name_is_never_replaced_or_dropped(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "clash.db"
+    with sqlite3.connect(db) as lite:
+        lite.executescript(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER);"
+            "CREATE TABLE c (k TEXT PRIMARY KEY, n INTEGER);"
+            "CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN UPDATE c SET n = n + 1; END;"
+        )
+    lite.close()
+    with pg(pg_url) as conn:
+        conn.execute("CREATE FUNCTION t_ins_fn() RETURNS int LANGUAGE sql AS 'SELECT 42'")
+    result = _run(cli, db, pg_url)
+    assert result.exit_code == 3
+    failed = json.loads(result.stdout)["failed_objects"]
+    assert len(failed) == 1 and failed[0].startswith("trigger t_ins on t: function ")
+    assert cli("migrate-db", "rollback", "--to", pg_url, "--yes").exit_code == 0
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT t_ins_fn()").fetchone() == (42,)

@@ -211,15 +211,37 @@ class Catalog:
         return Translated(tree.sql(dialect="postgres", identify=True), out)
 
     @guarded
-    def query(self, select_sql: str) -> str:
-        """Any SQLite query over the catalog (used by trigger bodies) as PostgreSQL."""
-        return self._query(select_sql).sql(dialect="postgres", identify=True)
+    def query(self, select: exp.Expr, trigger: str | None = None) -> str:
+        """A SQLite SELECT over the catalog as PostgreSQL; with ``trigger``, ``NEW.col`` and
+        ``OLD.col`` are that table's columns (a trigger body's INSERT ... SELECT)."""
+        tree = select.copy()
+        marks: dict[str, exp.Column] = {}
+        if trigger is not None:
+            rel = self.relations[trigger.lower()]
+            for col in list(tree.find_all(exp.Column)):
+                side = col.table.lower()
+                hit = rel.columns.get(col.name.lower())
+                if side in ("new", "old") and hit is not None:
+                    # typed stand-in while sqlglot resolves the query's own tables
+                    mark = f"__emrops_{len(marks)}"
+                    marks[mark] = exp.column(hit[0], side, quoted=True)
+                    stand_in = exp.cast(exp.Literal.string(mark), _sqlglot_type(hit[1]))
+                    col.replace(stand_in)
+        out = self._tree(tree)
+        for cast_node in list(out.find_all(exp.Cast)):
+            lit = cast_node.this
+            if isinstance(lit, exp.Literal) and lit.this in marks:
+                cast_node.replace(marks[lit.this].copy())
+        return out.sql(dialect="postgres", identify=True)
 
     def _query(self, sql: str) -> exp.Expr:
         try:
             tree = sqlglot.parse_one(sql, read="sqlite")
         except SqlglotError as exc:
             raise TranslationError(f"sqlglot cannot parse it: {exc}") from None
+        return self._tree(tree)
+
+    def _tree(self, tree: exp.Expr) -> exp.Expr:
         known = {c for rel in self.relations.values() for c in rel.columns}
         known |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
         _unknown_quoted_to_strings(tree, known)

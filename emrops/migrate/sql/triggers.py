@@ -7,7 +7,8 @@ Shapes translated (each a row of ``SHAPES`` tried in order):
   trigger's own table becomes a BEFORE trigger setting ``NEW.col`` (no second UPDATE, no
   recursion);
 * any body of UPDATE, INSERT (``OR IGNORE`` as ``ON CONFLICT DO NOTHING``), DELETE and
-  ``SELECT RAISE(...)`` statements: audit/history rows, counters, cascades, checks;
+  ``SELECT RAISE(...)`` statements (INSERT with VALUES or a SELECT): audit/history rows,
+  counters, cascades, checks;
 * ``WHEN`` clauses and ``UPDATE OF col, ...`` as PostgreSQL's own. A body that writes its own
   table fires only for statements not made by a trigger (``pg_trigger_depth() = 0``): SQLite
   does not fire a trigger for its own writes (recursive triggers are off by default).
@@ -145,7 +146,8 @@ def translate(catalog: Catalog, sql: str, target: str, function: str) -> Transla
     ret = ("OLD" if h.event == "DELETE" else "NEW") if timing == "BEFORE" else "NULL"
     lines = "\n".join("    " + b for b in body)
     fn = (
-        f"CREATE OR REPLACE FUNCTION {quote(function)}() RETURNS trigger LANGUAGE plpgsql AS "
+        # never OR REPLACE: a function of that name that is not ours fails the object
+        f"CREATE FUNCTION {quote(function)}() RETURNS trigger LANGUAGE plpgsql AS "
         f"$emrops$\nBEGIN\n{lines}\n    RETURN {ret};\nEND\n$emrops$"
     )
     event = h.event
@@ -338,8 +340,15 @@ def _insert(catalog: Catalog, h: Header, stmt: exp.Insert) -> str:
             raise TranslationError(f"unknown column {n} of {table}")
         cols.append(quote(hit[0]))
     values = stmt.expression
+    alternative = (stmt.args.get("alternative") or "").upper()
+    if alternative and alternative != "IGNORE":
+        raise TranslationError(f"INSERT OR {alternative}")
+    conflict = " ON CONFLICT DO NOTHING" if alternative == "IGNORE" else ""
+    target = f"INSERT INTO {quote(catalog.target(table))} ({', '.join(cols)})"
+    if isinstance(values, exp.Select | exp.SetOperation):
+        return f"{target} {catalog.query(values, trigger=h.table)}{conflict};"
     if not isinstance(values, exp.Values):
-        raise TranslationError("INSERT ... SELECT in a trigger")
+        raise TranslationError("an INSERT without VALUES or SELECT")
     types = [catalog.column(table, n) for n in names]
     rows = []
     for row in values.expressions:
@@ -354,13 +363,7 @@ def _insert(catalog: Catalog, h: Header, stmt: exp.Insert) -> str:
             )
             + ")"
         )
-    sql = f"INSERT INTO {quote(catalog.target(table))} ({', '.join(cols)}) VALUES {', '.join(rows)}"
-    alternative = (stmt.args.get("alternative") or "").upper()
-    if alternative == "IGNORE":
-        sql += " ON CONFLICT DO NOTHING"
-    elif alternative:
-        raise TranslationError(f"INSERT OR {alternative}")
-    return sql + ";"
+    return f"{target} VALUES {', '.join(rows)}{conflict};"
 
 
 def _value(catalog: Catalog, table: str, pg_type: str, node: exp.Expr, h: Header) -> str:
