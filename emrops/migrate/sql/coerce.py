@@ -78,7 +78,40 @@ def to_text(node: exp.Expr) -> exp.Expr:
         return typed(fill("CAST(CAST(__x AS INT) AS TEXT)", x=node), "text")
     if k == "timestamp":
         return typed(fill(TEXT_OF_TIMESTAMPTZ, x=node), "text")
+    if k == "real":  # SQLite prints doubles with 15 significant digits, whole ones as 2.0
+        return typed(fill(REAL_TEXT, x=node), "text")
     return typed(exp.cast(node, "text"), "text")
+
+
+REAL_TEXT = (
+    "CASE WHEN __x = TRUNC(__x) AND ABS(__x) < 1e15 THEN CAST(CAST(__x AS BIGINT) AS TEXT) || '.0' "
+    "WHEN ABS(__x) >= 1e-4 AND ABS(__x) < 1e15 THEN CAST(CAST(__x AS NUMERIC) AS TEXT) "
+    "ELSE CAST(__x AS TEXT) END"
+)
+
+
+def to_integer(node: exp.Expr) -> exp.Expr:
+    """``CAST(node AS INTEGER)`` as SQLite computes it: reals truncated toward zero, text by
+    its leading integer (``' -3.5e1x'`` is -3), anything else 0."""
+    k = kind(node)
+    if k in ("integer", "boolean"):
+        return typed(exp.cast(node, "bigint"), "bigint")
+    if k in ("real", "numeric"):
+        return typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=node), "bigint")
+    if isinstance(node, exp.Literal) and node.is_string:
+        m = re.match(INTEGER_PREFIX, node.this)
+        return exp.Literal.number(m.group(1) if m else 0)
+    return typed(
+        fill(
+            "CASE WHEN __x IS NULL THEN NULL ELSE COALESCE(CAST(SUBSTRING(CAST(__x AS TEXT) "
+            f"FROM '{INTEGER_PREFIX}') AS BIGINT), 0) END",
+            x=node,
+        ),
+        "bigint",
+    )
+
+
+INTEGER_PREFIX = r"^\s*([-+]?\d+)"
 
 
 def typed(node: exp.Expr, type_: str) -> exp.Expr:

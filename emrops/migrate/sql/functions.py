@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from emrops.migrate.sql import dates
-from emrops.migrate.sql.coerce import fill, to_number, to_text, typed
+from emrops.migrate.sql.coerce import fill, to_integer, to_number, to_text, typed
 from emrops.migrate.sql.types import kind
 
 
@@ -75,7 +75,7 @@ def _printf(node: exp.Anonymous) -> exp.Expr | None:
         if conv == "s":  # NULL prints as nothing
             piece = fill("COALESCE(__x, '')", x=to_text(v))
         elif conv in ("d", "i"):  # NULL prints as 0; zero padding goes after the sign
-            n = fill("COALESCE(CAST(TRUNC(__x) AS BIGINT), 0)", x=to_number(v))
+            n = fill("COALESCE(__x, 0)", x=to_integer(to_number(v) if kind(v) != "text" else v))
             if zero and w:
                 piece = fill(
                     f"CASE WHEN __n < 0 THEN '-' || {_pad('CAST(-__n AS TEXT)', w - 1, '0')} "

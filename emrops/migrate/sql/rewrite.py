@@ -14,7 +14,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from emrops.migrate.sql import dates
-from emrops.migrate.sql.coerce import fill, to_number, to_text, typed
+from emrops.migrate.sql.coerce import fill, to_integer, to_number, to_text, typed
 from emrops.migrate.sql.functions import (
     ANONYMOUS,
     group_concat,
@@ -88,6 +88,20 @@ def compare(node: exp.Binary) -> exp.Expr | None:
     return None
 
 
+def greatest(node: exp.Expr) -> exp.Expr | None:
+    """SQLite's max(a, b, ...)/min(...) are NULL when any argument is; GREATEST/LEAST skip
+    NULLs."""
+    args = [node.this, *node.expressions]
+    test = " OR ".join(f"__a{i} IS NULL" for i in range(len(args)))
+    new = fill(
+        f"CASE WHEN {test} THEN NULL ELSE __n END",
+        n=node.copy(),
+        **{f"a{i}": a for i, a in enumerate(args)},
+    )
+    new.type = node.type
+    return new
+
+
 def between(node: exp.Between) -> exp.Expr | None:
     for bound in ("low", "high"):
         probe = exp.EQ(this=node.this, expression=node.args[bound])
@@ -126,9 +140,7 @@ def cast(node: exp.Cast) -> exp.Expr | None:
         return None  # a typed stand-in for NEW.col / OLD.col (catalog.query)
     T = exp.DataType.Type
     if to in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT):
-        if kind(inner) == "integer":
-            return typed(exp.cast(inner, "bigint"), "bigint")
-        return typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=to_number(inner)), "bigint")
+        return to_integer(inner)
     if to in (T.DOUBLE, T.FLOAT):
         return typed(exp.cast(to_number(inner), "double precision"), "double precision")
     if to == T.DECIMAL and not node.to.expressions:
@@ -328,6 +340,8 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.If, condition),
     (exp.Select, select),
     (exp.Between, between),
+    (exp.Greatest, greatest),
+    (exp.Least, greatest),
     (exp.Paren, paren),
     (exp.Add, arithmetic),
     (exp.Sub, arithmetic),
