@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/.installed
 
-.PHONY: demo test lint install postgres tools bench clean
+.PHONY: demo test test-slow lint install postgres tools bench clean
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install -q checkov==3.3.30
 	touch $(CHECKOV)
 
+## test-slow: long trials marked slow (SIGKILL loops, lock races)
+test-slow: $(STAMP) postgres tools node_modules/.installed
+	$(VENV)/bin/pytest -q -m slow
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,6 +58,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/sim_server.py --write
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
+	$(PY) benchmarks/restore_in_place.py --write
 	$(PY) benchmarks/migrate.py
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/loadgen.py --write

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 
 from emrops.backup.snapshot import Snapshot
 from emrops.db.engine import DbUrl, create_engine, db_errors
+from emrops.db.quoting import pg_text, quote_ident
 from emrops.errors import DatabaseError, EmropsError
 
 
@@ -57,7 +58,10 @@ def pg_facts(conn: sa.Connection) -> tuple[dict[str, int], str | None]:
     for schema, table in pg_tables(conn):
         key = table if schema == "public" else f"{schema}.{table}"
         counts[key] = int(
-            conn.exec_driver_sql(f'SELECT count(*) FROM "{schema}"."{table}"').scalar() or 0
+            conn.exec_driver_sql(
+                pg_text(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}")
+            ).scalar()
+            or 0
         )
         if table == "alembic_version" and schema == "public":
             revision = conn.exec_driver_sql(

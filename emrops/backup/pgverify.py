@@ -17,6 +17,7 @@ from emrops.backup.manifest import Manifest
 from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool
 from emrops.backup.verify import Checks, check_counts
 from emrops.db.engine import create_engine, db_errors, parse_db_url
+from emrops.db.quoting import pg_text, quote_ident
 from emrops.errors import UsageError
 
 
@@ -34,12 +35,14 @@ def scratch_database(server_url: str) -> Iterator[str]:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
         with db_errors(admin_url), admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(name)}"))
         try:
             yield db.url.set(database=name).render_as_string(hide_password=False)
         finally:
             with db_errors(admin_url), admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.exec_driver_sql(
+                    pg_text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+                )
     finally:
         admin.dispose()
 

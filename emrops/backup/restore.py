@@ -1,12 +1,13 @@
 """``backup restore``: plan, verify, safety backup, maintenance on, swap, maintenance back.
 
-SQLite: the backup is decoded beside the target, verified there, then renamed over it (one
-atomic rename, folder fsynced) after the target's ``-wal``/``-shm``/``-journal`` are removed
-so no stale journal is replayed onto the new file. The maintenance flag lives inside the
-database being replaced: restore switches it on in the *old* file first (so a running sim
-app stops taking writes that would be lost), and writes the flag's previous state into the
-new file before the swap. A running sim app keeps the old file open until it reconnects:
-send it SIGHUP or restart it after an SQLite restore.
+SQLite: the backup is decoded beside the target and verified there. An existing database is
+then restored in place through SQLite's backup API, one write transaction
+(:mod:`emrops.backup.sqlite_swap`): the file keeps its inode, owner and mode, and a running sim
+server sees the restored data from the commit on, without a restart. A missing target, or one
+that is not a database (moved aside), gets the image by rename. The maintenance flag lives
+inside the database being replaced: restore switches it on in the *old* file first (so a
+running sim app stops taking writes that would be lost), and writes the flag's previous state
+into the image, so the commit that brings the restored data also brings the flag back.
 PostgreSQL: ``pg_restore --clean --if-exists --single-transaction`` into the target
 database, which readers see switch at commit; the flag is on during the restore and set
 back afterwards.
@@ -14,17 +15,14 @@ back afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from emrops.atomic import fsync_dir
 from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
@@ -32,6 +30,7 @@ from emrops.backup.pgdump import pg_tables
 from emrops.backup.pgverify import check_postgres, pg_restore
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
+from emrops.backup.sqlite_swap import header_says_wal, publish_by_rename, restore_in_place
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
     Checks,
@@ -43,8 +42,12 @@ from emrops.backup.verify import (
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
+from emrops.db.quoting import pg_text, quote_ident
+from emrops.db.sqlite_file import open_sqlite
+from emrops.db.urls import sqlite_db_url
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
+from emrops.scratch import claim, scratch_dir, sweep_tmp
 
 log = get_logger(__name__)
 
@@ -87,7 +90,7 @@ def target_url(text: str) -> DbUrl:
     """A database URL, or a path meaning an SQLite file."""
     if "://" in text:
         return parse_db_url(text)
-    return parse_db_url(f"sqlite:///{Path(text).expanduser().absolute()}")
+    return parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
 
 
 def inspect_target(db: DbUrl) -> TargetState:
@@ -98,7 +101,7 @@ def inspect_target(db: DbUrl) -> TargetState:
             return TargetState(False)
         try:
             check_sqlite_file(path)
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            conn = open_sqlite(path, mode="ro", timeout=10)
             try:
                 names = [
                     r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -109,7 +112,7 @@ def inspect_target(db: DbUrl) -> TargetState:
                     revision = row[0] if row else None
             finally:
                 conn.close()
-        except (UsageError, sqlite3.DatabaseError) as exc:
+        except (UsageError, DatabaseError, sqlite3.DatabaseError) as exc:
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
@@ -181,7 +184,12 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
             steps.append(f"safety backup of {db.masked()} into {store.url}")
     if state.has_control:
         steps.append("switch maintenance on in the target (sim apps answer writes with 503)")
-    if db.engine_name == "sqlite":
+    if db.engine_name == "sqlite" and state.exists and not state.note:
+        steps.append(
+            f"copy into {db.sqlite_path} in place (SQLite backup API, one transaction; "
+            "a running sim server serves the restored data from its commit)"
+        )
+    elif db.engine_name == "sqlite":
         steps.append(
             f"write beside, then rename over {db.sqlite_path}; remove its -wal/-shm/-journal"
         )
@@ -258,11 +266,13 @@ def _restore_sqlite(
     path = db.sqlite_path
     assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.restore-{manifest.id}.tmp")
+    sweep_tmp()
+    claimed = claim(path.parent, f".{path.name}.restore-", ".tmp")  # swept once its run dies
+    scratch = claimed.path
     started = time.monotonic()
     checks = Checks()
     try:
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(scratch, os.O_WRONLY | os.O_TRUNC)
         with os.fdopen(fd, "wb") as sink:
             if materialize(store, manifest, manifest.database_file(), sink, checks, progress):
                 sink.flush()
@@ -271,37 +281,34 @@ def _restore_sqlite(
         verification = _verified(store, manifest, checks, started)
         result = RestoreResult(plan, verification)
         state = plan.target_state
+        previous: os.stat_result | None = None
         if state.exists and state.note:
             aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
+            previous = os.stat(path)
             os.replace(path, aside)
             result.moved_aside = str(aside)
         elif state.exists:
             result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
+        in_place = state.exists and not state.note
+        target_wal = header_says_wal(path) if in_place else None  # before the flag step
         if state.has_control:
             _set_flag(db, True, f"restoring backup {manifest.id}")
         _set_flag_in_file(scratch, state.maintenance)
-        with open(scratch, "rb") as handle:
-            os.fsync(handle.fileno())
-        for suffix in ("-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{path}{suffix}")
-        os.replace(scratch, path)
-        fsync_dir(path.parent)
-        if state.has_control:
+        if in_place:
+            restore_in_place(scratch, path, wal=target_wal)
             result.notes.append(
-                "a running sim app keeps the old file open: send it SIGHUP or restart it"
+                "restored in place: processes that have the file open (a running sim server) "
+                "read the restored data from now on, no restart or signal needed"
             )
+        else:
+            result.notes.extend(publish_by_rename(scratch, path, previous))
         return result
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{scratch}{suffix}")
+        claimed.release()
 
 
 def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
     try:
         set_maintenance(engine, on, message)
     finally:
@@ -310,15 +317,15 @@ def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
 
 def _set_flag_in_file(path: Path, on: bool) -> None:
     """Give the restored file the target's previous maintenance state (if it has the table)."""
-    conn = sqlite3.connect(path)
+    conn = open_sqlite(path, mode="rw")
     try:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
     if "emrops_control" not in names:
         return
-    db = parse_db_url(f"sqlite:///{path}")
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    db = parse_db_url(sqlite_db_url(path))
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
     try:
         with db_errors(db), engine.connect() as conn2:
             current = read_maintenance(conn2).on
@@ -333,8 +340,8 @@ def _restore_postgres(
 ) -> RestoreResult:
     started = time.monotonic()
     checks = Checks()
-    with tempfile.TemporaryDirectory(prefix="emrops-restore-") as tmp:
-        archive = Path(tmp) / "database.pgdump"
+    with scratch_dir(None, "emrops-restore-") as tmp:
+        archive = tmp / "database.pgdump"
         with archive.open("wb") as sink:
             ok = materialize(store, manifest, manifest.database_file(), sink, checks, progress)
         if ok:
@@ -367,6 +374,6 @@ def _create_database(db: DbUrl) -> None:
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
         with db_errors(admin_url), engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{db.url.database}"')
+            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(db.url.database or '')}"))
     finally:
         engine.dispose()

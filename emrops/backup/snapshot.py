@@ -22,9 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from emrops.backup.walimage import LiveImage, Restarted, Unreadable
+from emrops.backup.walimage import (
+    LiveImage,
+    PageCountMismatch,
+    Restarted,
+    Unreadable,
+    header_count,
+)
+from emrops.db.sqlite_file import check_same_file, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
+from emrops.scratch import scratch_file, sweep, sweep_tmp
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
@@ -67,10 +75,12 @@ def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
 def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
     """Row count per table and the Alembic revision of an open SQLite database."""
     tables = sqlite_tables(conn)
-    counts = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    counts = {
+        t: int(conn.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0]) for t in tables
+    }
     revision = None
     if "alembic_version" in tables:
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        row = conn.execute('SELECT "version_num" FROM "alembic_version"').fetchone()
         revision = row[0] if row else None
     return counts, revision
 
@@ -85,6 +95,8 @@ def sqlite_snapshot(
     walimage.Restarted when the WAL restarted during the read (read it again).
     """
     check_sqlite_file(path)
+    sweep_tmp(scratch_dir)  # scratch left by killed runs of any command
+    sweep(path.parent, f".{path.name}.restore-", ".tmp")  # a killed restore onto this file
     image = None
     if live:
         try:
@@ -127,16 +139,25 @@ def use_sqlite_snapshot(
 @contextlib.contextmanager
 def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]:
     folder = Path(scratch_dir or tempfile.gettempdir())
-    fd, name = tempfile.mkstemp(prefix="emrops-snapshot-", suffix=".db", dir=folder)
-    os.close(fd)
-    scratch = Path(name)
-    try:
+    with scratch_file(folder, "emrops-snapshot-", ".db") as scratch:
+        # The header is read through a descriptor opened before the connection and closed after
+        # it: closing any descriptor of a file drops every POSIX lock this process holds on it,
+        # the connection's SHARED lock (which keeps writers out) included.
+        header_fd = os.open(path, os.O_RDONLY)
         try:
-            source = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
+            source = open_sqlite(path, mode="ro", timeout=30, isolation_level=None)
             try:
-                target = sqlite3.connect(scratch)
+                check_same_file(source, path)  # the page count below is this handle's
+                # One read transaction around the copy: the page count SQLite reports for the
+                # named file, its header (rollback journal) and the copy all see one state.
+                source.execute("BEGIN")
+                expected = int(source.execute("PRAGMA page_count").fetchone()[0])
+                wal = source.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                header = None if wal else header_count(os.pread(header_fd, 100, 0))
+                target = open_sqlite(scratch, mode="rw")
                 try:
                     source.backup(target, pages=-1)
+                    source.execute("COMMIT")
                     counts, revision = sqlite_facts(target)
                     info = _info(target, "backup-api")
                 finally:
@@ -145,11 +166,17 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 source.close()
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(path, folder, exc) from exc
+        finally:
+            os.close(header_fd)
+        for named, where in ((expected, "SQLite reports"), (header, "its header says")):
+            if named is not None and named != info["page_count"]:
+                raise PageCountMismatch(
+                    f"the copy of {path} has {info['page_count']} pages but {where} {named}: "
+                    "not publishing it",
+                    hint="report this; the backup is refused so that a wrong image is never kept",
+                )
         with scratch.open("rb") as stream:
             yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
 
 
 def _info(conn: sqlite3.Connection, method: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +36,10 @@ from emrops.backup.manifest import (
 )
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.stores import NotFound, Store
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, UsageError
 from emrops.logs import iso_utc
+from emrops.scratch import scratch_dir as per_run_dir
 
 
 @dataclass
@@ -126,14 +127,14 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     parallel (sqlite3 releases the GIL while a statement runs)."""
 
     def query(sql: str) -> list[Any]:
-        conn = sqlite3.connect(path)
+        conn = open_sqlite(path, mode="rw")
         try:
             return conn.execute(sql).fetchall()
         finally:
             conn.close()
 
     def counts() -> dict[str, int]:
-        conn = sqlite3.connect(path)
+        conn = open_sqlite(path, mode="rw")
         try:
             return sqlite_facts(conn)[0]
         finally:
@@ -224,12 +225,12 @@ def verify_locked(
         manifest = load_manifest(store, backup_id)
     except CheckFailed as exc:
         raise CheckFailed(f"verification of {backup_id} failed: {exc.message}") from exc
-    with tempfile.TemporaryDirectory(prefix="emrops-verify-", dir=scratch_dir) as tmp:
+    with per_run_dir(scratch_dir, "emrops-verify-") as tmp:
         verify_files(
             store,
             manifest,
             checks,
-            scratch=Path(tmp) / "scratch",
+            scratch=tmp / "scratch",
             pg_server=pg_server,
             progress=progress,
         )
@@ -250,6 +251,8 @@ def verify_backups(
 
     Returns every result, failed ones included; :func:`raise_failures` turns those into exit 3.
     """
+    if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
+        raise UsageError(f"no backups in {store.url}", hint="check --store")
     with store.lock("backup verify", warn):
         if not ids:
             complete = store.complete_ids()

@@ -32,6 +32,9 @@ import struct
 import time
 from pathlib import Path
 
+from emrops.db.sqlite_file import open_sqlite
+from emrops.errors import DatabaseError
+
 WAL_HEADER = 32
 FRAME_HEADER = 24
 SHM_HEADER = 48  # one copy of WalIndexHdr; the second copy follows it
@@ -44,8 +47,28 @@ class Unreadable(Exception):
     """The files are not in a shape this reader handles; use the online backup API."""
 
 
+class PageCountMismatch(DatabaseError):
+    """The image's page count is not the named file's: never a published backup."""
+
+
 class Restarted(Exception):
     """The WAL was restarted under us (read-lock 0 case); read the image again."""
+
+
+def header_count(header: bytes) -> int | None:
+    """The page count in a database header, or None when the header marks it unreliable."""
+    if len(header) < 100:
+        return None
+    count = int.from_bytes(header[28:32], "big")
+    if count == 0 or header[92:96] != header[24:28]:  # version-valid-for != change counter
+        return None
+    return count
+
+
+def _same_file(fd: int, path: Path) -> None:
+    got, want = os.fstat(fd), os.stat(path)
+    if (got.st_dev, got.st_ino) != (want.st_dev, want.st_ino):
+        raise DatabaseError(f"{path} was replaced while it was being opened")
 
 
 def page_size_of(header: bytes) -> int:
@@ -75,18 +98,17 @@ class LiveImage:
         self.next_page = 1
         self.size = 0
         self.wal_page_size = 0
+        self.commit_pages = 0  # database size after the newest commit frame in our snapshot
 
     # -- setup -------------------------------------------------------------------------
     def open(self) -> LiveImage:
         """Start the read transaction and map the WAL; raises Unreadable or Restarted."""
         try:
             self.db_fd = os.open(self.path, os.O_RDONLY)
-            self.conn = sqlite3.connect(
-                f"file:{self.path.resolve()}?mode=ro",
-                uri=True,
-                timeout=self.timeout,
-                isolation_level=None,
+            self.conn = open_sqlite(
+                self.path, mode="ro", timeout=self.timeout, isolation_level=None
             )
+            _same_file(self.db_fd, self.path)
             header = os.pread(self.db_fd, 100, 0)
             if len(header) < 100:
                 raise Unreadable("the file is shorter than an SQLite header")
@@ -101,6 +123,7 @@ class LiveImage:
                 raise Unreadable("the header's page size differs from the connection's")
             if self.wal and self.frames and self.page_size != self.wal_page_size:
                 raise Unreadable("the WAL's page size differs from the database's")
+            self._check_page_count()
             self.size = self.page_size * self.page_count
         except BaseException:
             self.close()
@@ -130,6 +153,25 @@ class LiveImage:
     def db(self) -> sqlite3.Connection:
         assert self.conn is not None, "open() first"
         return self.conn
+
+    def _check_page_count(self) -> None:
+        """The handle's page count must be the named file's: from the newest commit frame in
+        our snapshot when the WAL has one (the main file's header may be older), else from the
+        main file's header, read inside the read transaction (no writer can change it then)."""
+        if self.commit_pages:
+            named, where = self.commit_pages, "its WAL's last commit"
+        else:
+            header = os.pread(self.db_fd, 100, 0)
+            count = header_count(header)
+            if count is None:  # legacy writers leave the header's count unreliable
+                count = os.fstat(self.db_fd).st_size // self.page_size
+            named, where = count, "its header"
+        if named != self.page_count:
+            raise PageCountMismatch(
+                f"the image of {self.path} would have {self.page_count} pages but {where} "
+                f"says {named}: not publishing it",
+                hint="report this; the backup is refused so that a wrong image is never kept",
+            )
 
     def _begin(self) -> None:
         self.db.execute("BEGIN")
@@ -184,6 +226,9 @@ class LiveImage:
             if len(head) < FRAME_HEADER or head[8:16] != self.salts:
                 raise Restarted
             self.frames[int.from_bytes(head[0:4], "big")] = offset + FRAME_HEADER
+            commit = int.from_bytes(head[4:8], "big")
+            if commit:
+                self.commit_pages = commit
 
     # -- reading -----------------------------------------------------------------------
     def read(self, n: int = -1) -> bytes:
@@ -208,6 +253,13 @@ class LiveImage:
                 data[at : at + self.page_size] = frame
             elif at + self.page_size > have:
                 raise Restarted  # the file shrank under us: not the snapshot we hold
+        if first == 1:
+            count = header_count(bytes(data[:100]))
+            if count is not None and count != self.page_count:
+                raise PageCountMismatch(
+                    f"the image of {self.path} has {self.page_count} pages but its header says "
+                    f"{count}: not publishing it"
+                )
         self.next_page = last + 1
         return bytes(data)
 

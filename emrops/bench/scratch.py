@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from emrops.db.engine import DbUrl, create_engine, db_errors, translate
 from emrops.db.migrations_api import upgrade
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import DatabaseError, UsageError
 from emrops.sim.catalog import ensure_scenarios
 from emrops.sim.seed import SeedResult, seed_database
@@ -129,7 +130,7 @@ class Scratch:
             # outside any transaction: statistics, then fold the WAL into the file we copy
             path = self._sqlite_path("seed")
             try:
-                with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as raw:
+                with contextlib.closing(open_sqlite(path, mode="rw", isolation_level=None)) as raw:
                     raw.execute("ANALYZE")
                     raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:

@@ -163,7 +163,7 @@ def maintenance(
         raise UsageError(
             f"invalid state {state!r}", hint="use `emrops sim maintenance on` or `... off`"
         )
-    engine = create_engine(settings(ctx, db_url=db).db_url)
+    engine = create_engine(settings(ctx, db_url=db).db_url, create=False)
     try:
         check_database(engine)
         result = set_maintenance(engine, state == "on", message)

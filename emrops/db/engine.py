@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from emrops import secrets
+from emrops.db.sqlite_file import Mode, open_sqlite, require_file
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -113,10 +114,14 @@ def create_engine(
     max_overflow: int = 10,
     echo: bool = False,
     readonly: bool = False,
+    create: bool = True,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
-    nothing about it (no WAL switch): for tools that read someone else's database."""
+    nothing about it (no WAL switch): for tools that read someone else's database.
+    ``create=False`` refuses a missing SQLite file (MissingDatabase, exit 1) instead of creating
+    it. Every SQLite connection is opened by :func:`emrops.db.sqlite_file.open_sqlite`, so the
+    file is exactly the one named whatever characters its path holds."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -126,13 +131,18 @@ def create_engine(
                     f"{path} is a folder, not a database file", hint="point --db at a file"
                 )
             if readonly:
-                if not path.exists():
-                    raise UsageError(f"database file not found: {path}", hint="check the --db path")
-                return _readonly_sqlite_engine(path, pool_size, max_overflow, echo)
-            path.parent.mkdir(parents=True, exist_ok=True)
+                return _readonly_sqlite_engine(db, path, pool_size, max_overflow, echo)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                require_file(path)
+            creator = _sqlite_creator(path, "rwc" if create else "rw")
+        else:
+            creator = None
         engine = sa.create_engine(
             db.url,
             echo=echo,
+            **({"creator": creator} if creator else {}),
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=max_overflow,
@@ -151,12 +161,23 @@ def create_engine(
     )
 
 
-def _readonly_sqlite_engine(path: Path, pool_size: int, max_overflow: int, echo: bool) -> Engine:
-    uri = f"file:{path.resolve()}?mode=ro"
+def _sqlite_creator(path: Path, mode: Mode) -> Any:
+    def connect() -> sqlite3.Connection:
+        return open_sqlite(
+            path, mode=mode, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+
+    return connect
+
+
+def _readonly_sqlite_engine(
+    db: DbUrl, path: Path, pool_size: int, max_overflow: int, echo: bool
+) -> Engine:
+    require_file(path)
     engine = sa.create_engine(
-        "sqlite://",
+        db.url,
         echo=echo,
-        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
+        creator=_sqlite_creator(path, "ro"),
         pool_size=pool_size,
         max_overflow=max_overflow,
         poolclass=sa.pool.QueuePool,

@@ -14,8 +14,10 @@ What the helper guarantees:
   :class:`MissingDatabase` error naming the path, raised before SQLite is asked;
 - after opening, the handle is checked to be the named file (same device and inode as
   ``os.stat`` of the path; a symlink counts as the file it points to);
-- a read-only source that has a hot journal or WAL SQLite would have to recover, on a mount it
-  cannot write, gets a clear error with a hint instead of "unable to open database file".
+- a read-only open reads the schema once, so a source SQLite cannot read without writing (a hot
+  journal left by a crashed writer, or a WAL whose ``-shm`` cannot be created on a read-only
+  mount) fails at once with a clear error and a hint; SQLite is asked (its extended error
+  code), not ``os.access``, which says yes to root everywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
+from emrops.db.quoting import quote_ident
 from emrops.errors import DatabaseError, EmropsError
+
+__all__ = [
+    "MissingDatabase",
+    "check_same_file",
+    "header_page_count",
+    "open_sqlite",
+    "quote_ident",
+    "require_file",
+    "sqlite_uri",
+]
 
 Mode = Literal["ro", "rw", "rwc"]
 
@@ -60,7 +73,7 @@ def open_sqlite(
     when SQLite cannot open it or the handle is not the named file."""
     named = Path(os.path.abspath(os.fspath(path)))
     if mode != "rwc":
-        _require_file(named)
+        require_file(named)
     kwargs: dict[str, Any] = {"timeout": timeout, "check_same_thread": check_same_thread}
     if isolation_level != "":
         kwargs["isolation_level"] = isolation_level
@@ -70,10 +83,74 @@ def open_sqlite(
         raise _open_error(named, mode, exc) from exc
     try:
         check_same_file(conn, named)
+        if mode == "ro":
+            _probe(conn, named)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+# Extended result codes (sqlite3.h) of a read-only open that would have to write to recover.
+SQLITE_READONLY_ROLLBACK = 776  # a hot journal: SQLite must roll it back before any read
+SQLITE_READONLY_CANTINIT = 1288  # WAL: the -shm cannot be created or initialised
+SQLITE_READONLY_DIRECTORY = 1544
+SQLITE_CANTOPEN = 14
+
+
+def _probe(conn: sqlite3.Connection, named: Path) -> None:
+    """Read the schema once, so a source that SQLite cannot read without writing (a hot journal,
+    a WAL whose -shm cannot be made) fails here with a clear error. SQLite is asked rather than
+    guessed with os.access, which answers yes to root on any folder and knows nothing of a
+    read-only mount. Other errors (not a database, ...) surface where the caller reads, as before.
+    """
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        journal = Path(f"{named}-journal")
+        if code == SQLITE_READONLY_ROLLBACK or (
+            code == SQLITE_CANTOPEN and journal.exists() and journal.stat().st_size > 0
+        ):
+            raise HotJournal(
+                f"cannot read {named} without changing it: it has a hot journal ({journal.name}) "
+                "left by a writer that stopped mid-transaction, and SQLite must roll that back "
+                "before anyone reads the file; emrops opens sources read-only and never writes "
+                "into them",
+                hint=f"open it once read-write where it is writable, as its owner (e.g. "
+                f"`sqlite3 {_shell_word(named)} 'PRAGMA quick_check'`), so SQLite rolls the "
+                f"journal back, then retry; never delete {journal.name} (that corrupts the "
+                "database)",
+            ) from exc
+        if code in (SQLITE_READONLY_CANTINIT, SQLITE_READONLY_DIRECTORY, SQLITE_CANTOPEN) and (
+            Path(f"{named}-wal").exists() or _is_wal(named)
+        ):
+            raise DatabaseError(
+                f"cannot read the WAL database {named}: SQLite cannot create or open its -shm "
+                f"file ({exc}); its folder is read-only or not writable by this user",
+                hint="read it where its folder is writable, or as its owner; or checkpoint it "
+                "(PRAGMA wal_checkpoint(TRUNCATE)) and switch it to journal_mode=DELETE before "
+                "mounting it read-only",
+            ) from exc
+
+
+class HotJournal(DatabaseError):
+    """A read-only source with a hot journal that SQLite would have to roll back."""
+
+
+def _is_wal(named: Path) -> bool:
+    try:
+        with open(named, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
+
+
+def _shell_word(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def check_same_file(conn: sqlite3.Connection, named: Path) -> None:
@@ -94,7 +171,8 @@ def check_same_file(conn: sqlite3.Connection, named: Path) -> None:
         )
 
 
-def _require_file(named: Path) -> None:
+def require_file(named: Path) -> None:
+    """Raise MissingDatabase unless ``named`` is an existing file (reads never create)."""
     if not named.exists():
         raise MissingDatabase(
             f"SQLite database not found: {named}",
@@ -106,18 +184,7 @@ def _require_file(named: Path) -> None:
 
 
 def _open_error(named: Path, mode: Mode, exc: sqlite3.Error) -> EmropsError:
-    text = str(exc)
-    if mode == "ro" and "unable to open" in text:
-        for suffix in ("-journal", "-wal"):
-            side = Path(f"{named}{suffix}")
-            if side.exists() and side.stat().st_size > 0 and not os.access(named.parent, os.W_OK):
-                return DatabaseError(
-                    f"cannot open {named} read-only: it has a hot {suffix[1:]} file that SQLite "
-                    "must recover, and its folder is not writable",
-                    hint="open the database once where its folder is writable (or as its owner) "
-                    "so SQLite can recover it, then retry",
-                )
-    return DatabaseError(f"cannot open SQLite database {named}: {text}")
+    return DatabaseError(f"cannot open SQLite database {named}: {exc}")
 
 
 def header_page_count(path: str | os.PathLike[str]) -> int | None:

@@ -9,8 +9,10 @@ agrees with this on every URL this accepts (tested).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 SIMPLE_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?%]+)(?:\?[^%]*)?")
 SIMPLE_PG = re.compile(
@@ -35,3 +37,11 @@ def simple_pg_uri(text: str) -> str | None:
     if match is None:
         return None
     return f"postgresql://{match['netloc']}/{match['db']}"
+
+
+def sqlite_db_url(path: str | os.PathLike[str]) -> str:
+    """The ``sqlite:///`` URL of the file at ``path``, percent-escaped so that any character the
+    path holds (``?``, ``#``, ``%``, newlines, unicode) survives parsing by SQLAlchemy and by
+    :func:`simple_sqlite_path` (which then defers to the full parser). Build SQLite URLs from
+    paths only with this: ``f"sqlite:///{path}"`` cuts a path at its first ``?``."""
+    return "sqlite:///" + quote(os.path.abspath(os.fspath(path)), safe="/")

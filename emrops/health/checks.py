@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emrops.db.sqlite_file import MissingDatabase
 from emrops.errors import EmropsError, UsageError
 from emrops.logs import iso_utc
 from emrops.units import format_duration
@@ -71,7 +72,8 @@ def check_names(names: list[str]) -> frozenset[str]:
 
 
 def run_checks(opts: HealthOptions) -> HealthReport:
-    """Run every check not skipped; never raises for a failing check."""
+    """Run every check not skipped; never raises for a failing check. Raises MissingDatabase
+    (exit 1) when --db names an SQLite file that does not exist (nothing is created)."""
     now = datetime.now(UTC)
     runners: dict[str, Callable[[HealthOptions, datetime], tuple[bool, str]]] = {
         "sim_health": _sim_health,
@@ -88,6 +90,8 @@ def run_checks(opts: HealthOptions) -> HealthReport:
             continue
         try:
             ok, detail = runners[name](opts, now)
+        except MissingDatabase:
+            raise  # a mistyped --db path is a configuration error (exit 1), not a health finding
         except EmropsError as exc:
             ok, detail = False, exc.message
         except Exception as exc:  # a broken check is a failed check, not a crash
@@ -139,7 +143,7 @@ def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     from emrops.db.migrations_api import current_revision
 
     db = parse_db_url(opts.db_url)
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)  # reads never create
     try:
         check_database(engine)
         return True, f"{db.masked()} reachable, revision {current_revision(engine) or 'none'}"

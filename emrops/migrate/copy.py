@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError
 from emrops.migrate import journal, sqlcopy
 from emrops.migrate.convert import CONVERT, ConversionError
@@ -230,7 +231,7 @@ def copy_table(
     """Copy one table (TRUNCATE first, so a retried table starts clean) and journal it.
     ``sql_text=False`` forces the row-by-row path (the tests compare both)."""
     started = time.monotonic()
-    src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    src = open_sqlite(source, check_same_thread=False)
     rejected_keys: list[Any] = []
 
     def on_reject(key: Any, column: str, value: Any, err: str) -> None:

@@ -10,7 +10,6 @@ maintenance there; then the PostgreSQL objects of the run are dropped as in any 
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -20,6 +19,8 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.sqlite_file import open_sqlite
+from emrops.db.urls import sqlite_db_url
 from emrops.migrate import journal
 from emrops.migrate.plan import ColumnPlan, Plan, TablePlan
 from emrops.migrate.reflect import quote
@@ -95,7 +96,7 @@ def replay_to_sqlite(target_url: str, source: Path, plan: Plan) -> int:
     """Apply every change captured on PostgreSQL to the SQLite file; returns rows applied."""
     by_source = {t.source: t for t in plan.tables}
     applied = 0
-    dst = sqlite3.connect(source, timeout=30, isolation_level=None)
+    dst = open_sqlite(source, mode="rw", timeout=30, isolation_level=None)
     try:
         with journal.connect(target_url, autocommit=True) as conn:
             exists = conn.execute("SELECT to_regclass(%s)", (CHANGES_PG,)).fetchone()
@@ -188,12 +189,12 @@ def rollback_after_cutover(
 
     warnings: list[str] = []
     pg_engine = create_engine(target_url)
-    src_engine = create_engine(f"sqlite:///{source}")
+    src_engine = create_engine(sqlite_db_url(source), create=False)
     try:
         set_maintenance(pg_engine, True, "moving back to SQLite")
         time.sleep(wait_s)
         applied = replay_to_sqlite(target_url, source, plan)
-        write_db_url(config_file, f"sqlite:///{source}")
+        write_db_url(config_file, sqlite_db_url(source))
         if reload_cmd:
             done = subprocess.run(reload_cmd, shell=True, capture_output=True, text=True)
             if done.returncode != 0:

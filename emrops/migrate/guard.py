@@ -12,10 +12,10 @@ size and modification time with those journaled at the start.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import EmropsError
 
 HINT = (
@@ -33,9 +33,7 @@ class SourceGuard:
 
     def __init__(self, path: Path):
         self.path = path
-        self.conn = sqlite3.connect(
-            f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False
-        )
+        self.conn = open_sqlite(path, check_same_thread=False)
         self.version = self._version()
         self.fingerprint = fingerprint(path)
 

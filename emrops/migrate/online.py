@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.migrate import fallback, journal
 from emrops.migrate.convert import CONVERT, ConversionError
@@ -34,7 +35,7 @@ MAINTENANCE_WAIT_S = 1.2  # sim instances poll the flag every 0.5 s
 
 
 def _rw(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = open_sqlite(path, mode="rw", timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn
 
@@ -106,7 +107,7 @@ def remove_capture(path: Path) -> list[str]:
 
 
 def last_seq(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    conn = open_sqlite(path)
     try:
         row = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES}").fetchone()
         return int(row[0]) if row else 0
@@ -139,7 +140,7 @@ def _convert_all(tp: TablePlan, values: list[Any]) -> list[Any]:
 def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, int]:
     """Apply every change captured after ``since``; returns (new position, rows applied).
     Rows are applied in the order of their first change, each as its current state."""
-    src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, timeout=30)
+    src = open_sqlite(source, timeout=30)
     by_source = {t.source: t for t in plan.tables}
     try:
         changes = src.execute(
@@ -247,7 +248,7 @@ def cutover(
 
     source = parse_db_url(source_url).sqlite_path
     assert source is not None
-    src_engine = create_engine(source_url)
+    src_engine = create_engine(source_url, create=False)
     pg_engine = create_engine(target_url)
     warnings: list[str] = []
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
 from emrops.migrate import profile as prof
 from emrops.migrate.reflect import Schema, Table, quote, reflect
@@ -182,7 +183,7 @@ def open_source(path: Path) -> sqlite3.Connection:
     """Open an SQLite file read-only (never modified, never switched to WAL)."""
     if not path.exists():
         raise UsageError(f"source database not found: {path}", hint="check the --from path")
-    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    conn = open_sqlite(path, check_same_thread=False)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:

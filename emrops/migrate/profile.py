@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.migrate.reflect import Table, affinity, quote
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
@@ -349,7 +350,7 @@ def _reader(conn: sqlite3.Connection, path: str):
     if not path:
         yield conn
         return
-    other = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    other = open_sqlite(path, check_same_thread=False)
     register_functions(other)
     try:
         yield other

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import EmropsError
 from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
@@ -94,7 +95,7 @@ def _has_capture(path: Path) -> bool:
         return False
     import sqlite3
 
-    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    conn = open_sqlite(path)
     try:
         row = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = ? OR name GLOB ?",

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
-from emrops.db.urls import simple_sqlite_path
+from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, srchash
@@ -435,7 +435,7 @@ def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:
     # zstd level 1: half the CPU of the default level 3 for a file 3% larger (measured on the
     # benchmark database), and this backup runs while the snapshot is profiled on both cores
     manifest = run_backup(
-        store, BackupOptions(db_url=f"sqlite:///{snap}", label=label, pin=True, level=1)
+        store, BackupOptions(db_url=sqlite_db_url(snap), label=label, pin=True, level=1)
     )
     return str(manifest.id)
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
 from emrops.migrate.convert import NULL_MARK, SEP, canon_function, canon_kind, canon_ts
 from emrops.migrate.plan import ColumnPlan, TablePlan
@@ -157,7 +158,7 @@ def source_checksum(
 def _fast(
     source: Path, tp: TablePlan, stop: threading.Event | None, rowids: tuple[int, int] | None
 ) -> tuple[int, int]:
-    conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    conn = open_sqlite(source, check_same_thread=False)
     try:
         return fast_checksum(conn, tp, stop, rowids)
     finally:
@@ -168,7 +169,7 @@ def _rowid_ranges(source: Path, tp: TablePlan, parts: int) -> list[tuple[int, in
     """``parts`` rowid ranges holding about as many rows each (None: not worth splitting)."""
     if parts < 2 or tp.rows < SPLIT_ROWS:
         return None
-    conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
+    conn = open_sqlite(source)
     try:
         cuts: list[int] = []
         for i in range(1, parts):

@@ -8,7 +8,6 @@ sequences ahead of max(id), and the constraint, index and view inventory equal t
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.sqlite_file import open_sqlite
 from emrops.migrate import journal, srchash
 from emrops.migrate.convert import (
     CONVERT,
@@ -123,7 +123,7 @@ def target_checksum_split(target_url: str, tp: TablePlan, parts: int) -> tuple[i
 
 def source_rows(source: Path, tp: TablePlan) -> Any:
     """Converted source rows (rejected ones skipped) with their keys: yields (key, row)."""
-    conn = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    conn = open_sqlite(source, check_same_thread=False)
     offset = 0 if tp.without_rowid else 1
     convs = [(i, CONVERT[c.converter], c.notnull) for i, c in enumerate(tp.columns) if not c.fast]
     bad: list[Any] = []

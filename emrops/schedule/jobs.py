@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets as _random
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from emrops.config import Settings
+from emrops.db.urls import sqlite_db_url
 from emrops.errors import Busy, CheckFailed, EmropsError, ExitCode, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import cron
 from emrops.schedule.status import JobStatus, record
+from emrops.scratch import scratch_dir
 
 log = get_logger(__name__)
 JOBS = ("backup", "verify", "rotate", "drill")
@@ -176,7 +177,7 @@ def readiness(url: str) -> tuple[str | None, int]:
     from emrops.db.engine import check_database, create_engine, db_errors
     from emrops.db.migrations_api import current_revision
 
-    engine = create_engine(url, pool_size=1, max_overflow=0)
+    engine = create_engine(url, pool_size=1, max_overflow=0, create=False)
     try:
         check_database(engine)
         revision = current_revision(engine)
@@ -190,8 +191,8 @@ def readiness(url: str) -> tuple[str | None, int]:
 @contextlib.contextmanager
 def _scratch_target(engine: str, db_url: str) -> Any:
     if engine == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="emrops-drill-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'drill.db'}"
+        with scratch_dir(None, "emrops-drill-") as tmp:
+            yield sqlite_db_url(tmp / "drill.db")
         return
     if not db_url.startswith("postgres"):
         raise UsageError(

@@ -31,7 +31,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 from emrops import secrets
 from emrops.backup.lock import Holder, busy
 from emrops.backup.stores import NotFound, Store, Warn
-from emrops.errors import EmropsError, UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
 log = get_logger(__name__)
@@ -126,6 +126,8 @@ class AzureStore(Store):
         self.container = container
         self.prefix = prefix.strip("/")
         self.url = url
+        self._lease: Any = None  # while this object holds the store lock
+        self._lease_lost = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, settings: Any) -> AzureStore:
@@ -216,13 +218,35 @@ class AzureStore(Store):
             sink = _BlockWriter(self._blob(name))
             try:
                 yield sink  # type: ignore[misc]
+                self._still_holding()  # committing the block list publishes the blob
                 sink.commit()
             finally:
                 sink.close()
 
     def delete(self, name: str) -> None:
+        self._still_holding()
         with self._errors(), contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob()
+
+    def _still_holding(self) -> None:
+        """Before changing the store under the lock, renew the lease: it is then ours for
+        another LEASE_SECONDS. A lease that expired while this run stalled may have been taken
+        over by another run (which then holds the lock); this run must stop, not write on."""
+        if self._lease is None:
+            return
+        if not self._lease_lost.is_set():
+            try:
+                self._lease.renew()
+            except HttpResponseError as exc:
+                if exc.status_code not in (409, 412):
+                    raise azure_error(self.url, exc) from exc
+                self._lease_lost.set()
+        if self._lease_lost.is_set():
+            raise Busy(
+                f"lost the lock on backup store {self.url}: its lease expired and another run "
+                "took it over; this run stopped before changing the store",
+                hint="run it again once the other run is done",
+            )
 
     def cleanup_staging(self) -> list[str]:
         return []  # uncommitted blocks are invisible and expire on their own
@@ -252,12 +276,18 @@ class AzureStore(Store):
                     warn(message)
             blob.set_blob_metadata(_metadata(me), lease=lease)
         stop = threading.Event()
+        self._lease_lost.clear()
+        self._lease = lease
 
         def renew() -> None:
             while not stop.wait(LEASE_SECONDS / 3):
                 try:
                     lease.renew()
-                except AzureError as exc:  # the run goes on; the next write will fail loudly
+                except HttpResponseError as exc:
+                    if exc.status_code in (409, 412):  # taken over: every write now refuses
+                        self._lease_lost.set()
+                    log.warning("could not renew the lease on %s: %s", self.url, exc)
+                except AzureError as exc:  # the next write renews again and fails loudly
                     log.warning("could not renew the lease on %s: %s", self.url, exc)
 
         thread = threading.Thread(target=renew, name="emrops-lease", daemon=True)
@@ -267,6 +297,7 @@ class AzureStore(Store):
         finally:
             stop.set()
             thread.join()
+            self._lease = None
             with contextlib.suppress(AzureError):
                 blob.set_blob_metadata({}, lease=lease)
                 lease.release()
