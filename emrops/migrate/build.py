@@ -234,13 +234,15 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                     f"trigger {t.source} on {t.table} not translated ({t.error}): {t.sql}"
                 )
                 continue
+            if not t.trigger_sql:
+                continue  # left out by the cast file
             _do(
                 conn,
                 entries,
                 failed,
                 item,
                 "trigger",
-                f"{t.function_sql};\n{t.trigger_sql}",
+                ";\n".join(x for x in (t.function_sql, t.trigger_sql) if x),
                 f"trigger {t.target} on {t.table}",
             )
     return failed

@@ -156,7 +156,7 @@ class Plan:
             if trig.error:
                 lines.append(f"-- trigger {trig.source} not translated: {trig.error}")
             else:
-                lines += [trig.function_sql + ";", trig.trigger_sql + ";"]
+                lines += [x + ";" for x in (trig.function_sql, trig.trigger_sql) if x]
         return "\n".join(lines) + "\n"
 
 
@@ -278,7 +278,7 @@ def build_plan(
             )
     if full:
         _orphans(conn, schema, notes)
-    view_rules = _view_rules(casts, by_name)
+    view_rules = _named_rules(casts, by_name, "view")
     views = [
         _plan_view(
             conn, catalog, view, name_for("view", view.name, index_scope), view_rules, name_for
@@ -288,12 +288,22 @@ def build_plan(
     notes += [f"view {v.source}: {v.note}" for v in views if v.note]
     fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
     trig_scopes: dict[str, set[str]] = {}
+    trigger_rules = _named_rules(casts, by_name, "trigger")
     triggers = [
         _plan_trigger(
             catalog, t, trig_scopes.setdefault(t.table.lower(), set()), fn_scope, name_for
         )
         for t in schema.triggers
     ]
+    for tp in triggers:
+        rule = trigger_rules.get(tp.source)
+        if rule is not None:  # the user's own PostgreSQL for it, or "" to leave it out
+            tp.function_sql, tp.trigger_sql = "", str(rule["sql"])
+            tp.shape, tp.error = (
+                ("replaced by --cast" if rule["sql"] else "left out by --cast"),
+                None,
+            )
+            notes.append(f"trigger {tp.source}: {tp.shape}")
     skipped = list(schema.skipped) + [
         f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
     ]
@@ -359,20 +369,31 @@ def _plan_view(
 
 def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:
     tables = {t.name: t for t in schema.tables}
-    views = {v.name for v in schema.views}
-    for vname, rule in _view_rules(casts, tables).items():
-        if vname not in views:
-            raise UsageError(
-                f"cast file names unknown view {vname!r}",
-                hint=f"views: {', '.join(sorted(views)) or '(none)'}",
-            )
-        if not isinstance(rule.get("sql"), str) or set(rule) != {"sql"}:
-            raise UsageError(
-                f'cast file: [view.{vname}] takes one key, sql = "SELECT ..."',
-                hint="write the view's SELECT as PostgreSQL SQL",
-            )
+    named = {
+        "view": ({v.name for v in schema.views}, "the view's SELECT as PostgreSQL SQL"),
+        "trigger": (
+            {t.name for t in schema.triggers},
+            'CREATE FUNCTION ... ; CREATE TRIGGER ... as PostgreSQL SQL, or "" to leave it out',
+        ),
+    }
+    for kind, (names, what) in named.items():
+        for name, rule in _named_rules(casts, tables, kind).items():
+            if name not in names:
+                raise UsageError(
+                    f"cast file names unknown {kind} {name!r}",
+                    hint=f"{kind}s: {', '.join(sorted(names)) or '(none)'}",
+                )
+            if (
+                not isinstance(rule, dict)
+                or not isinstance(rule.get("sql"), str)
+                or set(rule) != {"sql"}
+            ):
+                raise UsageError(
+                    f'cast file: [{kind}.{name}] takes one key, sql = "..."',
+                    hint=f"write {what}",
+                )
     for tname, cols in casts.items():
-        if tname == "view" and tname not in tables:
+        if tname in named and tname not in tables:
             continue
         if tname not in tables:
             raise UsageError(
@@ -483,11 +504,13 @@ def _plan_table(
     return tp, cmap
 
 
-def _view_rules(casts: dict[str, Any], tables: dict[str, Any]) -> dict[str, Any]:
-    """``[view.<name>] sql = "..."``: a replacement SELECT per view."""
-    if "view" in tables:
+def _named_rules(casts: dict[str, Any], tables: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``[view.<name>] sql = "..."`` (a replacement SELECT) and ``[trigger.<name>] sql =
+    "..."`` (replacement DDL, or "" to leave the trigger out). A table named ``view`` or
+    ``trigger`` keeps its column rules there instead."""
+    if kind in tables:
         return {}
-    rules = casts.get("view", {})
+    rules = casts.get(kind, {})
     return rules if isinstance(rules, dict) else {}
 
 

@@ -166,6 +166,30 @@ def test_untranslated_trigger_is_reported_with_sql_and_rollback_restores_target(
     assert rollback.exit_code == 0, rollback.stderr
     with pg(pg_url) as conn:
         assert _catalog(conn) == before
+    # the cast file settles it: the user's own PostgreSQL for the trigger, or "" to leave it out
+    casts = tmp_path / "casts.toml"
+    for sql, exists in (
+        (
+            "CREATE FUNCTION t_copy_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO log SELECT NEW.v; RETURN NULL; END $$; "
+            "CREATE TRIGGER t_copy AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_copy_fn()",
+            True,
+        ),
+        ("", False),
+    ):
+        casts.write_text(f"[trigger.t_copy]\nsql = {json.dumps(sql)}\n")
+        again = cli(
+            "migrate-db", "run", "--from", f"sqlite:///{db}", "--to", pg_url, "--cast", str(casts)
+        )
+        assert again.exit_code == 0, again.stdout + again.stderr
+        verified = cli("migrate-db", "verify", "--from", f"sqlite:///{db}", "--to", pg_url)
+        assert verified.exit_code == 0, verified.stdout
+        with pg(pg_url) as conn:
+            conn.execute("INSERT INTO t (v) VALUES ('c')")
+            assert conn.execute("SELECT count(*) FROM log").fetchone() == (2 + int(exists),)
+        assert cli("migrate-db", "rollback", "--to", pg_url, "--yes").exit_code == 0
+    with pg(pg_url) as conn:
+        assert {n for n in _catalog(conn) if n[1] != "t_copy_fn"} == before
 
 
 def _catalog(conn: psycopg.Connection) -> set[tuple[str, str]]:
