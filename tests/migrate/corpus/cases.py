@@ -289,6 +289,9 @@ CREATE TABLE note (id INTEGER PRIMARY KEY, account_id TEXT NOT NULL REFERENCES a
 CREATE TABLE tag (note_id INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (note_id, tag)) STRICT, WITHOUT ROWID;
 CREATE TABLE kv (k TEXT PRIMARY KEY, v ANY) STRICT;
 CREATE VIRTUAL TABLE note_fts USING fts5(title, body);
+CREATE TRIGGER note_fts_ai AFTER INSERT ON note BEGIN INSERT INTO note_fts (rowid, title, body) VALUES (new.id, new.title, new.body); END;
+CREATE TRIGGER note_fts_ad AFTER DELETE ON note BEGIN DELETE FROM note_fts WHERE rowid = old.id; END;
+CREATE TRIGGER note_fts_au AFTER UPDATE OF title, body ON note BEGIN UPDATE note_fts SET title = new.title, body = new.body WHERE rowid = old.id; END;
 INSERT INTO account VALUES ('a1', 'Ann', 1700000000), ('b2', 'Bob', 1700000100);
 """
     + N
@@ -296,7 +299,6 @@ INSERT INTO account VALUES ('a1', 'Ann', 1700000000), ('b2', 'Bob', 1700000100);
 """
     + N
     + """INSERT INTO tag SELECT i, CASE WHEN i % 3 = 0 THEN 'work' ELSE 'home' END FROM n;
-INSERT INTO note_fts (rowid, title, body) SELECT id, title, body FROM note;
 INSERT INTO kv VALUES ('theme', 'dark'), ('launches', 42), ('ratio', 0.5);
 """,
     [

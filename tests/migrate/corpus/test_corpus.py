@@ -63,6 +63,21 @@ def test_corpus_database_migrates_and_answers_the_same(
             assert rows(lite) == rows(cur.fetchall()), (v.source, v.sql)
 
 
+def test_mobile_full_text_table_stays_in_sync_through_its_triggers(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    case = next(c for c in CASES if c.name == "mobile")
+    _migrate(cli, case, tmp_path, pg_url)
+    with pg(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO note (id, account_id, title, body) VALUES (99, 'a1', 'new', 'fresh text')"
+        )
+        conn.execute("UPDATE note SET body = 'edited' WHERE id = 1")
+        conn.execute("DELETE FROM note WHERE id = 2")
+        got = conn.execute("SELECT rowid, body FROM note_fts WHERE rowid IN (1, 2, 99)").fetchall()
+    assert sorted(got) == [(1, "edited"), (99, "fresh text")]
+
+
 def test_long_names_are_reachable(cli, tmp_path: Path, pg_url: str) -> None:
     case = next(c for c in CASES if c.name == "long_names")
     db, _failed, _casts = _migrate(cli, case, tmp_path, pg_url)
