@@ -315,14 +315,12 @@ def _plan_trigger(
     catalog: Catalog, trig: Any, scope: set[str], fn_scope: set[str], name_for: Any
 ) -> TriggerPlan:
     """A trigger as a PL/pgSQL function plus trigger, or the reason it is not translated."""
-    from emrops.migrate.sql import triggers
-
     table = catalog.relations.get(trig.table.lower())
     target = name_for("trigger", trig.name, scope)
     function = name_for("function", f"{trig.name}_fn", fn_scope)
     tp = TriggerPlan(trig.name, table.target if table else trig.table, target, function, trig.sql)
     try:
-        done = triggers.translate(catalog, trig.sql, target, function)
+        done = catalog.trigger(trig.sql, target, function)
     except TranslationError as exc:
         tp.error = str(exc)
         return tp

@@ -177,6 +177,14 @@ class Catalog:
         self._rename(tree)
         return rewrite.apply(tree)
 
+    # -- triggers -------------------------------------------------------------------------------
+    def trigger(self, sql: str, target: str, function: str) -> Any:
+        """A CREATE TRIGGER as a PL/pgSQL function plus trigger (``triggers.Translated``);
+        TranslationError names why a trigger is outside the translated shapes."""
+        from emrops.migrate.sql import triggers  # triggers builds on this module
+
+        return triggers.translate(self, sql, target, function)
+
     # -- views ----------------------------------------------------------------------------------
     @guarded
     def view(

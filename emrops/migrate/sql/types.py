@@ -51,7 +51,3 @@ def kind(node: exp.Expr) -> str:
 
 def is_number(node: exp.Expr) -> bool:
     return kind(node) in ("integer", "real", "numeric")
-
-
-def is_text(node: exp.Expr) -> bool:
-    return kind(node) in ("text", "literal_text", "uuid")
