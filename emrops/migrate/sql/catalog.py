@@ -99,10 +99,13 @@ class Catalog:
         rel = self.relations.get(table.lower())
         return rel.columns.get(column.lower()) if rel else None
 
-    def _schema(self) -> MappingSchema:
+    def _schema(self, tree: exp.Expr) -> MappingSchema:
+        """The relations ``tree`` names (a schema of every table costs time per object)."""
+        names = {t.name.lower() for t in tree.find_all(exp.Table)}
         mapping: dict[str, object] = {
             key: {col: _sqlglot_type(t) for col, (_n, t) in rel.columns.items()}
             for key, rel in self.relations.items()
+            if key in names
         }
         return MappingSchema(mapping, dialect="sqlite", normalize=True)
 
@@ -162,7 +165,7 @@ class Catalog:
         return tree.expressions[0].this.sql(dialect="postgres", identify=True)
 
     def _qualified(self, tree: exp.Expr) -> exp.Expr:
-        schema = self._schema()
+        schema = self._schema(tree)
         try:
             tree = qualify(
                 tree,
@@ -293,6 +296,11 @@ def _quoted(name: str) -> exp.Table:
 
 
 def _sqlglot_type(pg_type: str) -> exp.DataType:
+    return _parsed_type(pg_type).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_type(pg_type: str) -> exp.DataType:
     try:
         return exp.DataType.build(pg_type, dialect="postgres")
     except SqlglotError:
