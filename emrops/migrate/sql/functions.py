@@ -118,8 +118,37 @@ def strpos(node: exp.StrPosition) -> exp.Expr | None:
 
 
 def substr(node: exp.Substring) -> exp.Expr | None:
+    """substr(x, -n[, len]) counts from the end in SQLite."""
     node.set("this", to_text(node.this))
+    start = node.args.get("start")
+    if isinstance(start, exp.Neg) and isinstance(start.this, exp.Literal):
+        n = int(start.this.this)
+        length = node.args.get("length")
+        if length is None:
+            return typed(fill(f"RIGHT(__x, {n})", x=node.this), "text")
+        return typed(  # PostgreSQL counts positions before the first one, as SQLite does
+            fill(f"SUBSTRING(__x FROM LENGTH(__x) - {n} + 1 FOR __n)", x=node.this, n=length),
+            "text",
+        )
     return typed(node, "text")
+
+
+def round_(node: exp.Round) -> exp.Expr | None:
+    """SQLite rounds halves away from zero and returns a real; PostgreSQL's round of a double
+    rounds halves to even."""
+    if kind(node.this) != "real":
+        return None
+    digits = node.args.get("decimals") or exp.Literal.number(0)
+    return typed(
+        fill(
+            # doubles from 1e15 up are whole already (and numeric keeps only 15 digits)
+            "CASE WHEN ABS(__x) >= 1e15 THEN __x "
+            "ELSE CAST(ROUND(CAST(__x AS NUMERIC), __d) AS DOUBLE PRECISION) END",
+            x=node.this,
+            d=digits,
+        ),
+        "double precision",
+    )
 
 
 def length(node: exp.Length) -> exp.Expr | None:

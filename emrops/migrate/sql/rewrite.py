@@ -20,6 +20,7 @@ from emrops.migrate.sql.functions import (
     group_concat,
     json_extract,
     length,
+    round_,
     strpos,
     substr,
     typeof,
@@ -117,7 +118,12 @@ def paren(node: exp.Paren) -> exp.Expr | None:
 
 
 def arithmetic(node: exp.Binary) -> exp.Expr | None:
-    """SQLite converts text (and booleans stored as 0/1) to numbers in arithmetic."""
+    """SQLite converts text (and booleans stored as 0/1) to numbers in arithmetic, and
+    computes with a real literal (2.0, 1.1) in doubles where PostgreSQL would use numeric."""
+    for arg in ("this", "expression"):
+        lit = node.args.get(arg)
+        if isinstance(lit, exp.Literal) and not lit.is_string and not lit.is_int:
+            node.set(arg, typed(exp.cast(lit.copy(), "double precision"), "double precision"))
     left, right = _binary_sides(node)
     if is_number(left) and is_number(right):
         return None
@@ -359,6 +365,7 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.JSONExtractScalar, json_extract),
     (exp.StrPosition, strpos),
     (exp.Substring, substr),
+    (exp.Round, round_),
     (exp.Length, length),
     (exp.Typeof, typeof),
     (exp.TimeToStr, dates.time_to_str),
