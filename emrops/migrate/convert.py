@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import struct
 import uuid
 from collections.abc import Callable
@@ -258,9 +259,60 @@ def _no_constant(name: str) -> Any:
     raise ConversionError(f"JSON constant {name} is not valid in jsonb")
 
 
+# The jsonb text is built by the C JSON decoder and encoder: numbers other than integers come
+# through the decoder as marked strings (\x00N<token>\x00, which no jsonb string can hold),
+# keys are put in jsonb's order (byte length, then bytes; the last duplicate wins) as each
+# object is decoded, and the encoder's escaping is PostgreSQL's (\" \\ \b \f \n \r \t,
+# \u00xx for other control characters, the rest as itself). 2-3x faster than building the text
+# in Python, which :func:`_jsonb_value` still does where the fast form cannot be trusted.
+_NUMBER = re.compile(r'"\\u0000N([^"\\]*)\\u0000"')
+
+
+def _mark_number(token: str) -> str:
+    return "\x00N" + token + "\x00"
+
+
+def _key_order(key: str) -> tuple[int, bytes]:
+    raw = key.encode("utf-8", "surrogatepass")
+    return len(raw), raw
+
+
+def _jsonb_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    pairs.sort(key=lambda kv: _key_order(kv[0]))  # stable: a later duplicate stays later
+    return dict(pairs)
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_mark_number, parse_constant=_no_constant, object_pairs_hook=_jsonb_object
+)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(", ", ": "), allow_nan=False, check_circular=False
+)
+
+
+def _jsonb_number(m: re.Match[str]) -> str:
+    token = m.group(1)
+    if "e" in token or "E" in token or token.startswith("-0"):
+        return _jsonb_value(Decimal(token))  # numeric's form: no exponent, no -0
+    return token  # digits as written: numeric keeps the scale (1.50)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def canon_jsonb(text: str) -> str:
     """The text PostgreSQL prints for ``text::jsonb`` (key order, spacing, numbers)."""
+    if "\\u0000" in text:  # jsonb rejects it; and it could spell a number marker
+        return _jsonb_reference(text)
+    try:
+        out = _ENCODER.encode(_DECODER.decode(text))
+    except ValueError as exc:
+        if isinstance(exc, ConversionError):
+            raise
+        return _jsonb_reference(text)  # invalid JSON or an integer over 4300 digits
+    return _NUMBER.sub(_jsonb_number, out) if "\\u0000N" in out else out
+
+
+def _jsonb_reference(text: str) -> str:
+    """:func:`canon_jsonb` the slow way (every value built in Python; the tests compare)."""
     return _jsonb_value(
         json.loads(text, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant)
     )

@@ -72,7 +72,20 @@ def _reals_db(path: Path) -> Path:
         "CREATE TABLE n (id INTEGER PRIMARY KEY, a NUMERIC, b NUMERIC(4,1), c DECIMAL(12,4))"
     )
     rng = random.Random(3)
-    nums = [0.0, -0.0, 0.1, 36.65, 1.15, 1.25, -1.05, 999.9, 99.95, 123.0, 1e-5, 0.30000000000000004]
+    nums = [
+        0.0,
+        -0.0,
+        0.1,
+        36.65,
+        1.15,
+        1.25,
+        -1.05,
+        999.9,
+        99.95,
+        123.0,
+        1e-5,
+        0.30000000000000004,
+    ]
     nums += [round(rng.uniform(-999, 999), rng.randint(0, 4)) for _ in range(2000)]
     nums += [rng.uniform(-999, 999) for _ in range(1000)]
     # numeric(p, s) columns hold values that fit (others are plan anomalies)
@@ -95,9 +108,7 @@ def test_reals_load_bit_for_bit_on_the_sql_path(tmp_path: Path, pg_url: str) -> 
     plan = _plan(src)
     by_name = {t.source: t for t in plan.tables}
     with sqlite3.connect(src) as conn:
-        stored = {
-            t: {r[0]: r[1:] for r in conn.execute(f"SELECT * FROM {t}")} for t in ("f", "n")
-        }
+        stored = {t: {r[0]: r[1:] for r in conn.execute(f"SELECT * FROM {t}")} for t in ("f", "n")}
     for name in ("f", "n"):
         tp = by_name[name]
         assert all(c.fast for c in tp.columns), name
