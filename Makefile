@@ -58,7 +58,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/sim_server.py --write
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
-	$(PY) benchmarks/migrate.py
+	$(PY) benchmarks/migrate.py --scale
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/loadgen.py --write
 

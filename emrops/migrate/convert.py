@@ -197,7 +197,7 @@ def canon_kind(pg_type: str) -> str:
     }.get(base, "text")
 
 
-def _numeric_scale(pg_type: str) -> int | None:
+def numeric_scale(pg_type: str) -> int | None:
     if "," in pg_type:
         return int(pg_type.split(",")[1].rstrip(") "))
     if "(" in pg_type:
@@ -207,8 +207,9 @@ def _numeric_scale(pg_type: str) -> int | None:
 
 def _canon_numeric(scale: int | None) -> Callable[[Any], str]:
     quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+    zeros = "0" * (scale or 0)
 
-    def canon(v: Any) -> str:
+    def exact(v: Any) -> str:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
         if quantum is not None:
             d = d.quantize(quantum, rounding=ROUND_HALF_UP)  # as PostgreSQL rounds
@@ -216,6 +217,25 @@ def _canon_numeric(scale: int | None) -> Callable[[Any], str]:
             d = d.copy_abs()
         return format(d, "f")
 
+    def canon(v: Any) -> str:
+        # the common values without a Decimal: an int, or a float whose repr has no exponent
+        # and no more fraction digits than the scale (so nothing is rounded); same text
+        if type(v) is int:
+            return f"{v}.{zeros}" if zeros else str(v)
+        if type(v) is float and v:
+            r = repr(v)
+            if "e" not in r and r[-1].isdigit():
+                if scale is None:
+                    return r
+                whole, _, frac = r.partition(".")
+                if not zeros:
+                    if frac == "0":
+                        return whole
+                elif len(frac) <= scale:
+                    return f"{whole}.{frac}{zeros[len(frac) :]}"
+        return exact(v)
+
+    canon.exact = exact  # type: ignore[attr-defined]  # the reference (tests compare)
     return canon
 
 
@@ -330,7 +350,7 @@ def canon_function(pg_type: str) -> Callable[[Any], str]:
     if kind == "float":
         return lambda v: struct.pack(">d", v).hex()
     if kind == "numeric":
-        return _canon_numeric(_numeric_scale(pg_type))
+        return _canon_numeric(numeric_scale(pg_type))
     if kind == "bytea":
         return lambda v: v.hex()
     if kind == "ts":
