@@ -317,7 +317,7 @@ def _jsonb_number(m: re.Match[str]) -> str:
     return token  # digits as written: numeric keeps the scale (1.50)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 12)  # repeated documents; bounded memory (big documents)
 def canon_jsonb(text: str) -> str:
     """The text PostgreSQL prints for ``text::jsonb`` (key order, spacing, numbers)."""
     if "\\u0000" in text:  # jsonb rejects it; and it could spell a number marker
