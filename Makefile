@@ -58,6 +58,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/sim_server.py --write
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
+	$(PY) benchmarks/restore_in_place.py --write
 	$(PY) benchmarks/migrate.py --scale
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/loadgen.py --write

@@ -1,12 +1,13 @@
 """``backup restore``: plan, verify, safety backup, maintenance on, swap, maintenance back.
 
-SQLite: the backup is decoded beside the target, verified there, then renamed over it (one
-atomic rename, folder fsynced) after the target's ``-wal``/``-shm``/``-journal`` are removed
-so no stale journal is replayed onto the new file. The maintenance flag lives inside the
-database being replaced: restore switches it on in the *old* file first (so a running sim
-app stops taking writes that would be lost), and writes the flag's previous state into the
-new file before the swap. A running sim app keeps the old file open until it reconnects:
-send it SIGHUP or restart it after an SQLite restore.
+SQLite: the backup is decoded beside the target and verified there. An existing database is
+then restored in place through SQLite's backup API, one write transaction
+(:mod:`emrops.backup.sqlite_swap`): the file keeps its inode, owner and mode, and a running sim
+server sees the restored data from the commit on, without a restart. A missing target, or one
+that is not a database (moved aside), gets the image by rename. The maintenance flag lives
+inside the database being replaced: restore switches it on in the *old* file first (so a
+running sim app stops taking writes that would be lost), and writes the flag's previous state
+into the image, so the commit that brings the restored data also brings the flag back.
 PostgreSQL: ``pg_restore --clean --if-exists --single-transaction`` into the target
 database, which readers see switch at commit; the flag is on during the restore and set
 back afterwards.
@@ -14,7 +15,6 @@ back afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from emrops.atomic import fsync_dir
 from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
@@ -31,6 +30,7 @@ from emrops.backup.pgdump import pg_tables
 from emrops.backup.pgverify import check_postgres, pg_restore
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
+from emrops.backup.sqlite_swap import header_says_wal, publish_by_rename, restore_in_place
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
     Checks,
@@ -184,7 +184,12 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
             steps.append(f"safety backup of {db.masked()} into {store.url}")
     if state.has_control:
         steps.append("switch maintenance on in the target (sim apps answer writes with 503)")
-    if db.engine_name == "sqlite":
+    if db.engine_name == "sqlite" and state.exists and not state.note:
+        steps.append(
+            f"copy into {db.sqlite_path} in place (SQLite backup API, one transaction; "
+            "a running sim server serves the restored data from its commit)"
+        )
+    elif db.engine_name == "sqlite":
         steps.append(
             f"write beside, then rename over {db.sqlite_path}; remove its -wal/-shm/-journal"
         )
@@ -276,26 +281,27 @@ def _restore_sqlite(
         verification = _verified(store, manifest, checks, started)
         result = RestoreResult(plan, verification)
         state = plan.target_state
+        previous: os.stat_result | None = None
         if state.exists and state.note:
             aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
+            previous = os.stat(path)
             os.replace(path, aside)
             result.moved_aside = str(aside)
         elif state.exists:
             result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
+        in_place = state.exists and not state.note
+        target_wal = header_says_wal(path) if in_place else None  # before the flag step
         if state.has_control:
             _set_flag(db, True, f"restoring backup {manifest.id}")
         _set_flag_in_file(scratch, state.maintenance)
-        with open(scratch, "rb") as handle:
-            os.fsync(handle.fileno())
-        for suffix in ("-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{path}{suffix}")
-        os.replace(scratch, path)
-        fsync_dir(path.parent)
-        if state.has_control:
+        if in_place:
+            restore_in_place(scratch, path, wal=target_wal)
             result.notes.append(
-                "a running sim app keeps the old file open: send it SIGHUP or restart it"
+                "restored in place: processes that have the file open (a running sim server) "
+                "read the restored data from now on, no restart or signal needed"
             )
+        else:
+            result.notes.extend(publish_by_rename(scratch, path, previous))
         return result
     finally:
         claimed.release()

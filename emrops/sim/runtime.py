@@ -1,8 +1,11 @@
 """What a running simulation server holds: its database (engine + event hub), the maintenance
-flag it polls, and the switch to another database on SIGHUP.
+flag it polls, the switch to another database on SIGHUP, and the reopen of an SQLite file
+replaced under it (:mod:`emrops.sim.reopen`).
 
 Requests take ``state.runtime`` once and use it to the end, so a switch never mixes databases
-inside one request; the old engine is disposed after the new one is in place.
+inside one request; the old engine is disposed after the new one is in place. A reopen of a
+replaced file is the exception: the old file's connections are closed *before* the new file is
+opened (see :mod:`emrops.sim.reopen` for why), and requests meanwhile get 503.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from emrops.errors import DatabaseError, EmropsError
 from emrops.logs import get_logger
 from emrops.sim.events import LocalHub, make_hub
 from emrops.sim.metrics import Metrics, worker_exited
+from emrops.sim.reopen import FileGuard, file_id, remove_side_files
 
 log = get_logger(__name__)
 
@@ -31,6 +35,7 @@ MAINTENANCE_POLL_SECONDS = 0.5
 INIT_HINT = "run `emrops sim init-db` on this database first"
 SWITCH_CLOSE_CODE = 1012  # "service restart": clients reconnect and resume with ?after=
 SWITCH_REASON = "database switched: reconnect and resume with ?after=<last message id>"
+DRAIN_SECONDS = 5.0  # how long a reopen waits for requests still on the replaced file
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Runtime:
     schema_revision: str
     maintenance: Maintenance
     db_ok: bool = True
+    file_guard: FileGuard | None = None  # SQLite: the file opened, refused once replaced
 
     @property
     def masked_url(self) -> str:
@@ -60,6 +66,16 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
         # Do not create an empty file that would then lack the schema.
         raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
     engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow)
+    file_guard = None
+    if path is not None:
+        # Taken before the first connection: the guard then refuses any connection to a file
+        # that replaced this one between here and the check below.
+        opened = file_id(path)
+        if opened is None:
+            engine.dispose()
+            raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
+        file_guard = FileGuard(path, opened)
+        file_guard.install(engine)
     try:
         check_database(engine)
         revision = current_revision(engine)
@@ -75,7 +91,7 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
     except BaseException:
         engine.dispose()
         raise
-    return Runtime(db, engine, make_hub(db), revision, maintenance)
+    return Runtime(db, engine, make_hub(db), revision, maintenance, file_guard=file_guard)
 
 
 class SimState:
@@ -102,6 +118,7 @@ class SimState:
         self.started_at = time.time()
         self._poller: asyncio.Task[None] | None = None
         self._switch_lock: asyncio.Lock | None = None
+        self._reopen_problem = ""  # the last reason a reopen could not happen (logged once)
 
     async def start(self) -> None:
         await self.runtime.hub.start()
@@ -120,7 +137,10 @@ class SimState:
         worker_exited(os.getpid())  # multiprocess metrics: drop this worker's live gauges
 
     async def poll_once(self) -> None:
-        """Read the maintenance flag (and refresh the pool gauges)."""
+        """Read the maintenance flag (and refresh the pool gauges); reopen the SQLite file if
+        it was replaced under the server."""
+        if await self.reopen_if_replaced("noticed by the maintenance poll"):
+            return
         runtime = self.runtime
         try:
             maintenance = await run_in_threadpool(get_maintenance, runtime.engine)
@@ -148,20 +168,82 @@ class SimState:
             await asyncio.sleep(self.maintenance_poll)
 
     async def reload(self) -> bool:
-        """Re-read the config (SIGHUP); switch databases if the URL changed. Never raises: a new
-        URL that does not work is logged and the current database stays in use."""
+        """Re-read the config (SIGHUP); switch databases if the URL changed, else reopen the
+        SQLite file if it was replaced. Never raises: a new URL that does not work is logged
+        and the current database stays in use."""
         if self.reloader is None:
+            if await self.reopen_if_replaced("SIGHUP"):
+                return True
             log.info("SIGHUP ignored: this server has no config to re-read")
             return False
         try:
             new_url = await run_in_threadpool(self.reloader)
         except EmropsError as exc:
             log.error("SIGHUP: cannot re-read the config, keeping %s: %s", self._url(), exc)
-            return False
+            return await self.reopen_if_replaced("SIGHUP")
         if parse_db_url(new_url).url == self.runtime.db.url:
+            if await self.reopen_if_replaced("SIGHUP"):
+                return True
             log.info("SIGHUP: config re-read, database unchanged (%s)", self._url())
             return False
         return await self.switch(new_url)
+
+    async def reopen_if_replaced(self, cause: str) -> bool:
+        """If the SQLite file of the current runtime is no longer the one at its path, reopen
+        the path: wait (up to DRAIN_SECONDS) for requests still on the old file, close its
+        connections, remove its -wal/-shm left at the path, open and check the new file,
+        swap, close the old WebSocket streams with 1012. True when reopened. Never raises: a
+        path that cannot be opened is logged (once) and requests stay refused by the guard
+        until a later poll succeeds."""
+        runtime = self.runtime
+        guard = runtime.file_guard
+        if guard is None or not guard.replaced():
+            return False
+        path = guard.path
+        lock = self._switch_lock or asyncio.Lock()
+        async with lock:
+            old = self.runtime
+            if old is not runtime:
+                return True  # reopened (or switched) while we waited for the lock
+            if file_id(path) is None:
+                self._cannot_reopen(f"the database file {path} was removed; requests get 503")
+                return False
+            log.warning("the database file %s was replaced (%s): reopening it", path, cause)
+            await self._drain(old)
+            stale = await run_in_threadpool(guard.left_behind)  # before they are closed
+            await run_in_threadpool(old.engine.dispose)
+            for side in await run_in_threadpool(remove_side_files, stale):
+                log.info("removed %s: it belonged to the replaced file", side)
+            try:
+                fresh = await run_in_threadpool(open_runtime, str(old.db))
+            except EmropsError as exc:
+                hint = f" ({exc.hint})" if exc.hint else ""
+                self._cannot_reopen(f"cannot reopen {old.masked_url}: {exc}{hint}")
+                return False
+            await fresh.hub.start()
+            self.runtime = fresh
+            self._reopen_problem = ""
+            log.info("reopened %s: serving the file now at that path", fresh.masked_url)
+            await old.hub.stop(SWITCH_CLOSE_CODE, SWITCH_REASON)
+        await self.poll_once()
+        return True
+
+    async def _drain(self, runtime: Runtime) -> None:
+        # The guard refuses new checkouts already; wait for the ones in flight to come back.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while runtime.engine.pool.checkedout() > 0:  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                log.warning(
+                    "reopening with %d connection(s) to the replaced file still in use",
+                    runtime.engine.pool.checkedout(),  # type: ignore[attr-defined]
+                )
+                return
+            await asyncio.sleep(0.02)
+
+    def _cannot_reopen(self, problem: str) -> None:
+        if problem != self._reopen_problem:
+            log.error("%s", problem)
+            self._reopen_problem = problem
 
     async def switch(self, new_url: str) -> bool:
         """Serve ``new_url`` from now on: open and check it, start its hub, swap, close the old

@@ -1,0 +1,152 @@
+"""The swap step of an SQLite restore: put a verified image's data into the target file.
+
+An existing, readable target is restored **in place**: the image is copied into the target
+through SQLite's online backup API, as one write transaction on the target. The file keeps its
+inode, owner, group and mode, and every process that has it open (a running ``sim serve``)
+sees the old data until that transaction commits and the restored data from then on, with no
+reopen, signal or restart. The target's own ``-wal``/``-shm`` stay in use by the target (they
+are never deleted or mixed with another file's); a crash mid-copy rolls the transaction back
+like any other write.
+
+What SQLite needs for that, arranged here on the image (a scratch copy, never the backup):
+
+- a target in WAL mode only takes pages of its own size, so an image with another page size is
+  rewritten (``VACUUM``) at the target's page size first;
+- the image's journal mode is set to the target's (WAL or rollback), so the copy does not
+  switch the target's mode.
+
+A target that does not exist, or is not a readable database (moved aside first), gets the image
+by rename instead (:func:`publish_by_rename`); a file moved aside hands on its owner, group and
+mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from emrops.atomic import fsync_dir
+from emrops.db.sqlite_file import open_sqlite
+from emrops.errors import DatabaseError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+CHECKPOINT_WAIT_MS = 2000  # the checkpoint after the copy is a courtesy: it never waits long
+
+
+def header_says_wal(path: Path) -> bool:
+    """Whether the database header of ``path`` marks it as a WAL database (bytes 18-19)."""
+    with open(path, "rb") as handle:
+        head = handle.read(20)
+    return len(head) == 20 and head[18] == 2
+
+
+def restore_in_place(
+    image: Path,
+    target: Path,
+    *,
+    wal: bool | None = None,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+) -> None:
+    """Copy the SQLite database ``image`` into the existing database ``target`` in one write
+    transaction (see the module doc). ``image`` may be changed (page size, journal mode).
+    ``wal``: the journal mode the target had before restore touched it (None: as it is now);
+    a rollback-journal target switched to WAL meanwhile is switched back when nothing else
+    has it open.
+
+    Raises DatabaseError when the target's write lock is not free within ``busy_timeout``
+    seconds (nothing changed) or SQLite refuses the copy."""
+    dest = open_sqlite(target, mode="rw", timeout=busy_timeout, isolation_level=None)
+    try:
+        dest_mode = str(dest.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        dest_page = int(dest.execute("PRAGMA page_size").fetchone()[0])
+        want_wal = dest_mode == "wal" if wal is None else wal
+        _match_image(image, wal=want_wal, page_size=dest_page)
+        source = open_sqlite(image, mode="rw", isolation_level=None)
+        try:
+            source.backup(dest, pages=-1, progress=_give_up_when_busy(target, busy_timeout))
+        except sqlite3.Error as exc:
+            raise DatabaseError(
+                f"could not copy the restored data into {target}: {exc}; the target is unchanged"
+            ) from exc
+        finally:
+            source.close()
+        if dest_mode == "wal":
+            # Fold the copy into the file now rather than leave a WAL as large as the database
+            # to the next checkpoint. A reader still on the old data makes this partial; the
+            # target's own connections finish it later, so the outcome is not checked.
+            with contextlib.suppress(sqlite3.Error):
+                dest.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+                dest.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                if not want_wal:
+                    # Needs the only connection; with another one open it stays WAL.
+                    dest.execute("PRAGMA journal_mode = DELETE").fetchall()
+    finally:
+        dest.close()
+
+
+def _give_up_when_busy(target: Path, busy_timeout: float) -> Callable[[int, int, int], None]:
+    # sqlite3 retries a busy step forever; the target's busy handler has already waited
+    # busy_timeout seconds when a step reports BUSY/LOCKED, so the first one ends the copy.
+    def progress(status: int, _remaining: int, _total: int) -> None:
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise DatabaseError(
+                f"{target} stayed locked by another writer for {busy_timeout:.0f}s; "
+                "nothing was restored",
+                hint="stop what is writing to it (maintenance mode stops the sim server's "
+                "writes) and run the restore again",
+            )
+
+    return progress
+
+
+def _match_image(image: Path, *, wal: bool, page_size: int) -> None:
+    conn = open_sqlite(image, mode="rw", isolation_level=None)
+    try:
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        if size != page_size:
+            # VACUUM applies a new page size only outside WAL mode.
+            conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
+            conn.execute("VACUUM")
+            mode = "delete"
+        if wal and mode != "wal":
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        elif not wal and mode == "wal":
+            conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+    finally:
+        conn.close()
+
+
+def publish_by_rename(image: Path, target: Path, like: os.stat_result | None) -> list[str]:
+    """Rename ``image`` over ``target`` (which no process has open as a database: it is missing
+    or was moved aside). Stale ``-wal``/``-shm``/``-journal`` beside the target are removed
+    first so SQLite never replays them onto the new file. ``like``: the stat of the file that
+    was there, whose owner, group and mode the new file takes. Returns notes for the user."""
+    notes = keep_owner_and_mode(image, like) if like is not None else []
+    with open(image, "rb") as handle:
+        os.fsync(handle.fileno())
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{target}{suffix}")
+    os.replace(image, target)
+    fsync_dir(target.parent)
+    return notes
+
+
+def keep_owner_and_mode(path: Path, like: os.stat_result) -> list[str]:
+    """Give ``path`` the owner, group and permission bits of ``like``. Changing the owner
+    needs root; when that is refused the file keeps ours and a note says so."""
+    notes = []
+    try:
+        os.chown(path, like.st_uid, like.st_gid)
+    except PermissionError:
+        notes.append(
+            f"could not give {path.name} owner {like.st_uid}:{like.st_gid} (needs root); "
+            f"it is owned by {os.geteuid()}:{os.getegid()}"
+        )
+    os.chmod(path, like.st_mode & 0o7777)
+    return notes
