@@ -341,7 +341,8 @@ def report(title: str, src: Path, rounds: list[dict[str, Result]], retried: bool
             "",
         ]
     lines += [
-        "| step | wall s (median) | ratio to pgloader | spread (ratio) | target | peak RSS MB | exit |",
+        "| step | wall s (median) | ratio to pgloader | spread (ratio) | target | peak RSS MB "
+        "| exit |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     pgl = statistics.median(r["pgloader"][0] for r in rounds)

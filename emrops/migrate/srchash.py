@@ -29,10 +29,10 @@ from emrops.db.sqlite_malloc import disable_memstatus
 from emrops.migrate.convert import (
     NULL_MARK,
     SEP,
-    numeric_scale,
     canon_function,
     canon_kind,
     canon_ts,
+    numeric_scale,
 )
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
