@@ -104,11 +104,13 @@ def printf_exact(samples: int = 0) -> bool:
 
 
 def _escaped(c: str) -> str:
-    """COPY text escaping of a text value (only rewritten when it holds a special byte)."""
+    """COPY text escaping of a text value (only rewritten when it holds a special byte). The
+    tab, newline and CR are literal characters in the SQL: char(9) would be a function call per
+    value, and this runs on every text value of a chunk that needs escaping."""
     return (
-        f"CASE WHEN instr({c}, '\\') OR instr({c}, char(9)) OR instr({c}, char(10)) "
-        f"OR instr({c}, char(13)) THEN replace(replace(replace(replace({c}, '\\', '\\\\'), "
-        f"char(9), '\\t'), char(10), '\\n'), char(13), '\\r') ELSE {c} END"
+        f"CASE WHEN instr({c}, '\\') OR instr({c}, '\t') OR instr({c}, '\n') "
+        f"OR instr({c}, '\r') THEN replace(replace(replace(replace({c}, '\\', '\\\\'), "
+        f"'\t', '\\t'), '\n', '\\n'), '\r', '\\r') ELSE {c} END"
     )
 
 
@@ -205,7 +207,8 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
     provably equals the escaped text: exactly one tab per column boundary and one newline per
     row, no CR, and no backslash beyond those of its own NULL and bytea markers; so no value
     holds a byte that escaping would change. Otherwise the chunk is rebuilt with escaping in
-    SQL, and only a chunk with a NUL byte or invalid UTF-8 falls back to the row-by-row path.
+    SQL (and the next chunk is built escaped directly, until one needs no escaping), and only a
+    chunk with a NUL byte or invalid UTF-8 falls back to the row-by-row path.
     """
     raw = line_sql(tp, escape=False)
     escaped = line_sql(tp)
@@ -213,29 +216,42 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         raise ValueError(f"table {tp.source} cannot be formatted in SQL")
     register(src)
     t = quote(tp.source)
-    first = (
-        f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB) FROM "
-        f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {raw} AS line FROM {t} "
-        f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
-    )
+
+    def first(line: str) -> str:
+        return (
+            f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB) FROM "
+            f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t} "
+            f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
+        )
+
+    first_raw, first_escaped = first(raw), first(escaped)
     again = (
         f"SELECT CAST(group_concat(line, '') AS BLOB) FROM (SELECT {escaped} AS line FROM {t} "
         "WHERE rowid BETWEEN ? AND ? ORDER BY rowid)"
     )
     tabs = len(tp.columns) - 1
     lo = -(2**63)
+    # After a chunk that needed escaping the next one is built escaped at once (values with a
+    # tab or newline tend to be common in a column, and building a chunk twice costs more than
+    # escaping it); an escaped chunk in which escaping added no backslash switches back to raw.
+    escape = False
     while True:
-        hi, count, backslashes, data = src.execute(first, (lo,)).fetchone()
+        hi, count, backslashes, data = src.execute(
+            first_escaped if escape else first_raw, (lo,)
+        ).fetchone()
         if not count:
             return
         data = data or b""
-        if not (
+        if escape:
+            escape = data.count(b"\\") != backslashes
+        elif not (
             data.count(b"\t") == count * tabs
             and data.count(b"\n") == count
             and data.count(b"\\") == backslashes
             and b"\r" not in data
         ):
             data = src.execute(again, (lo, hi)).fetchone()[0] or b""
+            escape = True
         yield Chunk(lo, hi, count, data if _clean(data) else None)
         if hi == 2**63 - 1:
             return
