@@ -284,4 +284,13 @@ def test_chunks_escape_only_where_needed_and_switch_back(tmp_path: Path) -> None
     # chunk 1 raw; 2 raw, then rebuilt; 3 escaped (it needed it); 4 escaped (it did not); 5 raw;
     # then the query finding no more rows
     assert kinds == ["raw", "raw", "again", "escaped", "escaped", "raw", "raw"]
+    # a NUL byte in a chunk built escaped at once still sends that chunk row by row
+    conn.execute("UPDATE t SET a = 'nul' || char(0) || 'byte' WHERE id = 320")
+    assert [c.data is None for c in sqlcopy.chunks(conn, tp, rows=100)] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
     conn.close()
