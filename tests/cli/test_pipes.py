@@ -70,9 +70,9 @@ def test_backup_list_piped_keeps_ids_whole(cli, tmp_path: Path, columns: int) ->
     listing = cli("backup", "list", "--store", str(store), "--json")
     ids = [b["id"] for b in json.loads(listing.stdout)["backups"]]
     out = piped("backup", "list", "--store", str(store), columns=columns, cwd=tmp_path)
-    # the table's lines (notes such as "source: ..." may follow it)
-    header, *rows = [line for line in out.splitlines() if "\t" in line]
-    assert header.split("\t")[0] == "id"
+    # stdout is the table only: a header and one line per backup (notes go to stderr)
+    header, *rows = out.splitlines()
+    assert header.split("\t")[0] == "id" and "source" in header.split("\t")
     assert [row.split("\t")[0] for row in rows] == ids
     assert len({row.count("\t") for row in [header, *rows]}) == 1
 
