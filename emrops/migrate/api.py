@@ -12,6 +12,7 @@ from emrops import atomic
 from emrops.migrate import journal
 from emrops.migrate import run as runner
 from emrops.migrate.plan import build_plan, load_casts, open_source
+from emrops.migrate.reload import ReloadCommand
 
 # measured copy rate on a 2-core machine (psycopg 3 text COPY), for the plan's ETA
 ROWS_PER_SECOND = 250_000
@@ -52,7 +53,7 @@ def make_plan(
     finally:
         conn.close()
     if emit_sql is not None:
-        atomic.write_text(emit_sql, plan.ddl(), mode=0o644)
+        atomic.write_text(emit_sql, plan.ddl(), mode=0o600)
     data = plan.to_dict()
     data["rows"] = plan.total_rows
     data["eta_seconds"] = round(plan.total_rows / ROWS_PER_SECOND, 1)
@@ -145,7 +146,7 @@ def rollback(
     source: str | None = None,
     *,
     config_file: Path | None = None,
-    reload_cmd: str | None = None,
+    reload_cmd: ReloadCommand | None = None,
     settings: Any = None,
 ) -> list[str]:
     from emrops.migrate import rollback as rb
@@ -164,7 +165,7 @@ def cutover(
     target: str,
     *,
     config_file: Path,
-    reload_cmd: str | None,
+    reload_cmd: ReloadCommand | None,
     env_db_url: str | None,
     phase: Callable[[str], None],
     settings: Any = None,

@@ -1,11 +1,13 @@
 """``plan``'s trial on the target: every statement the run would execute, tried for real.
 
 All the DDL of a plan (tables with their defaults, keys, UNIQUE and CHECK constraints,
-indexes, identities, foreign keys, views) runs in a scratch schema inside one transaction
-that is always rolled back, so nothing is left on the target and what is already there is
-not in the way. Each statement runs under a savepoint: one failure does not hide the next, and
-each is reported with the SQL and PostgreSQL's own message. A plan whose trial is clean will
-not fail on schema during ``run``.
+indexes, identities, foreign keys, views, trigger functions and triggers) runs in a scratch
+schema inside one transaction that is always rolled back, so nothing is left on the target
+and what is already there is not in the way. Each statement runs under a savepoint: one
+failure does not hide the next, and each is reported with the SQL and PostgreSQL's own
+message. Views are retried in rounds as the run builds them (one may select from a later
+one); trigger functions are sent whole (their bodies hold ``;``). A plan whose trial is clean
+will not fail on schema during ``run``.
 
 CHECK constraints that compile are then evaluated over the source rows (SQLite's expression on
 SQLite's values; a CHECK is false only when the expression is false, NULL passes in both
@@ -35,7 +37,7 @@ from emrops.migrate.reflect import Check, Table, quote
 
 @dataclass
 class SchemaFailure:
-    kind: str  # table, pk, unique, check, index, identity, fk, view, extension, check-data
+    kind: str  # table, pk, unique, check, index, identity, fk, view, trigger, extension, ...
     table: str | None
     name: str
     sql: str
@@ -65,6 +67,9 @@ def hint_for(kind: str) -> str:
         "it from the source schema",
         "index": "an index expression PostgreSQL refuses: recreate it by hand after the run",
         "view": "the view SQL does not compile on PostgreSQL: recreate it by hand after the run",
+        "trigger": "the trigger does not translate or compile on PostgreSQL: give its "
+        'PostgreSQL DDL in the cast file ([trigger.<name>] sql = "...") or leave it out '
+        '(sql = "")',
         "extension": "ask the database owner to run CREATE EXTENSION citext, or add a cast rule "
         'type = "text" for the column',
     }.get(kind, "see PostgreSQL's message; a cast rule may change the column's type")
@@ -96,14 +101,20 @@ def try_plan(
                 ) from None
             conn.execute(f"SET LOCAL search_path TO {quote(scratch)}, public")
 
-            def attempt(kind: str, table: str | None, name: str, sql: str) -> bool:
+            def attempt(
+                kind: str,
+                table: str | None,
+                name: str,
+                sql: str,
+                into: list[SchemaFailure] | None = None,
+            ) -> bool:
                 result.statements += 1
                 try:
                     with conn.transaction():  # a savepoint inside the outer transaction
                         conn.execute(sql)
                     return True
                 except psycopg.Error as exc:
-                    result.failures.append(
+                    (result.failures if into is None else into).append(
                         SchemaFailure(kind, table, name, sql, pg_message(exc), hint_for(kind))
                     )
                     return False
@@ -121,14 +132,56 @@ def try_plan(
             for fk in plan.fks:
                 if fk.table in created:
                     attempt("fk", fk.table, fk.name, fk.sql)
-            for v in plan.views:
-                attempt("view", None, v.target, f"CREATE VIEW {quote(v.target)} AS {v.sql}")
+            _views(plan, attempt)
+            _triggers(plan, created, attempt, result)
             if source is not None:
                 conn.execute(_JSONB_ERR)
                 _jsonb_values(conn, source, plan, result)
         finally:
             conn.rollback()
     return result
+
+
+def _views(plan: Plan, attempt: Any) -> None:
+    """The views as the run builds them: one that fails is tried again after the others (it
+    may select from a view created later); only what fails on the last round is reported."""
+    pending = list(plan.views)
+    while pending:
+        quiet: list[SchemaFailure] = []
+        left = [v for v in pending if not attempt("view", None, v.target, _view_sql(v), quiet)]
+        if len(left) == len(pending):
+            for v in left:
+                attempt("view", None, v.target, _view_sql(v))
+            return
+        pending = left
+
+
+def _view_sql(v: Any) -> str:
+    return f"CREATE VIEW {quote(v.target)} AS {v.sql}"
+
+
+def _triggers(plan: Plan, created: set[str], attempt: Any, result: TrialResult) -> None:
+    """Each trigger's function and trigger, each sent whole (PL/pgSQL bodies hold ``;``
+    inside their quoting, so nothing is split); a trigger that was not translated fails the
+    run, so it is a failure here too."""
+    for t in plan.triggers:
+        if t.error:
+            result.failures.append(
+                SchemaFailure(
+                    "trigger",
+                    t.table,
+                    t.source,
+                    t.sql,
+                    f"not translated: {t.error}",
+                    hint_for("trigger"),
+                )
+            )
+            continue
+        if not t.trigger_sql or t.table not in created:
+            continue  # left out by the cast file, or its table failed (reported)
+        if t.function_sql and not attempt("trigger", t.table, t.function, t.function_sql):
+            continue
+        attempt("trigger", t.table, t.target, t.trigger_sql)
 
 
 def _jsonb_values(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emrops.migrate import defaults
+from emrops.migrate.sql import defaults
 from tests.migrate.conftest import pg, sha256
 
 

@@ -1,11 +1,14 @@
 """Column defaults: SQLite's default expression -> PostgreSQL's, for the column's chosen type.
 
+The one place defaults are translated (plan for column defaults, triggers for assignments).
+
 A table of rules, not a chain of branches: each rule recognises one SQLite spelling (a
 pattern over the default's text, outer parentheses removed) and gives the PostgreSQL
 expression per kind of target type (``ts`` timestamptz, ``date``, ``text``, ``int`` bigint,
 ``num`` double precision/numeric, ``bool``). A kind missing from a rule means the default has
 no equivalent for that type: an anomaly with a suggested cast rule, never an error at run
-time. Spellings no rule knows fall through to :func:`emrops.migrate.translate.translate_default`.
+time. Spellings no rule knows fall through to :func:`_generic` (NULL, TRUE/FALSE, blobs,
+``strftime(format, 'now')``), and what that does not know is an anomaly too.
 
 SQLite evaluates ``'now'`` in UTC unless told ``'localtime'``; PostgreSQL's ``now()`` is an
 instant, so a timestamptz column needs no zone, and text columns get UTC text as SQLite wrote.
@@ -127,9 +130,9 @@ def _unwrap(expr: str) -> str:
     return text
 
 
-def translate(expr: str | None, pg_type: str) -> Default | None:
-    """The PostgreSQL default for ``expr`` on a column of ``pg_type``, or None when no rule
-    here knows the spelling (the caller falls back to the generic translation)."""
+def translate(expr: str | None, pg_type: str) -> Default:
+    """The PostgreSQL default for ``expr`` on a column of ``pg_type``; ``ok`` False (with a
+    message suggesting a cast rule) when it has no equivalent."""
     if expr is None:
         return Default(None, True)
     text = _unwrap(expr)
@@ -153,7 +156,13 @@ def translate(expr: str | None, pg_type: str) -> Default | None:
     literal = _SINGLE_QUOTED.fullmatch(text)
     if literal:
         return _string(expr, text, literal.group(1).replace("''", "'"), pg_type, kind)
-    return None
+    return _generic(expr, text, kind)
+
+
+def translate_default(expr: str | None, pg_type: str) -> tuple[str | None, bool]:
+    """(PostgreSQL default SQL or None, translated?) for a SQLite default expression."""
+    d = translate(expr, pg_type)
+    return d.sql, d.ok
 
 
 def _number(expr: str, text: str, pg_type: str, kind: str) -> Default:
@@ -207,3 +216,70 @@ def _string(expr: str, sql: str, value: str, pg_type: str, kind: str) -> Default
             'default = "" (no default) or default = "..." of the column type',
         )
     return Default(sql, True)
+
+
+def _generic(expr: str, text: str, kind: str) -> Default:
+    """Spellings outside the rule table: NULL, TRUE/FALSE, x'..' blobs and
+    ``strftime(format, 'now')``; anything else has no equivalent."""
+    up = text.upper()
+    if up == "NULL":
+        return Default(None, True)
+    if kind == "bool" and up in ("TRUE", "FALSE"):
+        return Default(up.lower(), True)
+    if kind in ("bytea", "other") and re.fullmatch(r"[xX]'[0-9a-fA-F]*'", text):
+        return Default(f"'\\x{text[2:-1]}'::bytea", True)
+    m = _NOW_FUNCS.fullmatch(text)
+    if m:
+        if kind in ("ts", "date"):
+            return Default("CURRENT_TIMESTAMP" if kind == "ts" else _LOCAL_DATE_UTC, True)
+        fmt = m.group("fmt")
+        pg_fmt = _strftime_format(fmt) if fmt is not None else _DATETIME
+        if pg_fmt is not None and kind == "text":
+            return Default(_UTC_TEXT.format(fmt=pg_fmt), True)
+    return Default(
+        None,
+        False,
+        f"default {expr} has no PostgreSQL equivalent: add a cast rule "
+        'default = "<PostgreSQL expression>" (or default = "" for none)',
+    )
+
+
+_LOCAL_DATE_UTC = "(now() AT TIME ZONE 'UTC')::date"
+
+
+def _strftime_format(fmt: str) -> str | None:
+    """A SQLite strftime format as a PostgreSQL to_char format."""
+    out = []
+    i = 0
+    parts = {
+        "%Y": "YYYY",
+        "%m": "MM",
+        "%d": "DD",
+        "%H": "HH24",
+        "%M": "MI",
+        "%S": "SS",
+        "%f": "SS.MS",
+        "%j": "DDD",
+    }
+    literal = ""
+    while i < len(fmt):
+        two = fmt[i : i + 2]
+        if two in parts:
+            if literal:
+                out.append('"' + literal + '"')
+                literal = ""
+            out.append(parts[two])
+            i += 2
+        elif fmt[i] == "%":
+            return None
+        else:
+            literal += fmt[i]
+            i += 1
+    if literal:
+        out.append('"' + literal + '"')
+    return "".join(out)
+
+
+_NOW_FUNCS = re.compile(
+    r"""^\(*\s*(?:datetime|strftime)\s*\(\s*(?:'(?P<fmt>[^']*)'\s*,\s*)?'now'\s*\)\s*\)*$""", re.I
+)
