@@ -160,3 +160,48 @@ def test_a_foreign_key_to_a_missing_column_is_a_note_not_a_crash(
             ).fetchone()[0]
             == 1
         )
+
+
+def test_verify_skips_exactly_the_rows_the_copy_journaled_as_rejected(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A row the copy rejected although the profile trusted its values (as when PostgreSQL
+    refuses one mid-COPY) is one the source side would count as convertible: verify skips the
+    journaled keys and reports them as rejected, instead of naming the table."""
+    from emrops.migrate.copy import RejectWriter
+    from emrops.migrate.verify import verify
+
+    source = _db(
+        tmp_path / "s.db",
+        "CREATE TABLE d (id INTEGER PRIMARY KEY, v TEXT);"
+        "INSERT INTO d (v) VALUES ('ok'), ('a' || char(0) || 'b'), ('ok');",
+    )
+    conn = open_source(source)
+    plan = build_plan(conn)
+    conn.close()
+    for tp in plan.tables:  # the profile trusted every value (so verify's source side does)
+        for c in tp.columns:
+            c.fast = c.converter in ("ts", "text", "pass", "bigint")
+    with pg(pg_url) as target:
+        for tp in plan.tables:
+            target.execute(tp.create_sql)
+    with journal.connect(pg_url, autocommit=True) as jc:
+        journal.ensure(jc)
+    for tp in plan.tables:
+        copy_table(source, pg_url, tp, rejects=RejectWriter(tmp_path / "r.jsonl"), sql_text=True)
+    with journal.connect(pg_url, autocommit=True) as jc:
+        entries = journal.read(jc)
+    assert entries["table:d"].detail["rejected_keys"] == [2]
+    result = verify(plan, pg_url, entries, source=source, jobs=1)
+    checks = {c.table: c for c in result.tables}
+    assert {t: (c.source_rows, c.target_rows, c.rejected) for t, c in checks.items()} == {
+        "d": (2, 2, 1)
+    }
+    assert all(c.checksum_ok and not c.missing and not c.changed for c in checks.values())
+    assert not [p for p in result.problems if "rows in the source" in p or "checksum" in p]
+    # a changed rejected row is still skipped, but a changed copied row is found
+    with sqlite3.connect(source) as src:
+        src.execute("UPDATE d SET v = 'changed' WHERE id = 3")
+    src.close()
+    again = verify(plan, pg_url, entries, source=source, jobs=1)
+    assert [c.checksum_ok for c in again.tables if c.table == "d"] == [False]
