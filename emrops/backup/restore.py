@@ -210,11 +210,10 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     steps = [
         f"verify backup {backup_id} (checksum, decrypt, decompress, integrity, row counts)",
     ]
-    if state.exists:
-        if state.note and db.engine_name == "sqlite":
-            steps.append(
-                f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id}"
-            )
+    if state.exists and state.note and db.engine_name == "sqlite":
+        steps.append(
+            f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id}"
+        )
     if state.has_control:
         steps.append("switch maintenance on in the target (sim apps answer writes with 503)")
     if state.exists and not (state.note and db.engine_name == "sqlite"):
@@ -388,9 +387,16 @@ def _maintenance_during(
     _set_flag(db, True, restoring_message(backup_id, before))
     try:
         yield
-    except BaseException:
-        with contextlib.suppress(Exception):
+    except BaseException as exc:
+        try:
             _set_flag(db, before)
+        except Exception:
+            if isinstance(exc, EmropsError):
+                exc.hint = (
+                    f"{exc.hint + '; ' if exc.hint else ''}maintenance is still on in the target: "
+                    "rerun the restore (it sets it back), or run "
+                    f"`emrops sim maintenance {'on' if before else 'off'} --db {db.masked()}`"
+                )
         raise
 
 

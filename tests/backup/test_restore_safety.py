@@ -1,0 +1,196 @@
+"""Restore's safety net under writers and kills (follow-ups of issue #15).
+
+* The safety backup is taken once maintenance is on, so every write a running app committed
+  before the swap is in it: a writer that checks the flag in each write transaction (as the
+  sim app does) runs through a whole restore, and each write it committed is either in the
+  safety backup or in the restored database afterwards.
+* A restore SIGKILLed once the flag is on leaves it on, with a message recording the state
+  before; the rerun sets the flag back to that state (off, or on when it was on before).
+* ``backup run`` with a missing source creates nothing (no store folder, no ``.lock``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.backup.conftest import json_of, run_backup, seed
+
+WRITER = textwrap.dedent(
+    """
+    import json, sqlite3, sys, time, os
+    db, stop = sys.argv[1], sys.argv[2]
+    conn = sqlite3.connect(db, timeout=60, isolation_level=None)
+    n = 0
+    while not os.path.exists(stop):
+        n += 1
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT value FROM emrops_control WHERE key = 'maintenance'").fetchone()
+        if row is not None and json.loads(row[0]).get("on"):
+            conn.execute("ROLLBACK")
+            print("refused", n, flush=True)
+            time.sleep(0.002)
+            continue
+        conn.execute("INSERT INTO writes(n) VALUES (?)", (n,))
+        conn.execute("COMMIT")
+        print("committed", n, flush=True)
+    """
+)
+
+
+def _writes(db: Path) -> set[int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT n FROM writes")}
+    finally:
+        conn.close()
+
+
+def _flag(db: Path) -> dict | None:  # type: ignore[type-arg]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT value FROM emrops_control WHERE key = 'maintenance'").fetchone()
+    finally:
+        conn.close()
+    return json.loads(row[0]) if row else None
+
+
+def _app_db(path: Path, blob_rows: int = 0) -> str:
+    url = seed(f"sqlite:///{path}", sessions=5, messages=2)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE writes(n INTEGER PRIMARY KEY)")
+    if blob_rows:
+        conn.execute("CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO blobs(data) SELECT randomblob(1000) FROM n",
+            (blob_rows,),
+        )
+    conn.commit()
+    conn.close()
+    return url
+
+
+def test_safety_backup_holds_every_write_committed_before_the_swap(cli, tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    store = tmp_path / "store"
+    url = _app_db(db, blob_rows=3000)
+    backup_id = run_backup(cli, url, store)["id"]
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.3)  # the writer is committing
+        done = json_of(
+            cli(
+                "backup", "restore", backup_id, "--target", str(db), "--force", "--yes",
+                "--json", "--store", str(store),
+            )
+        )  # fmt: skip
+        time.sleep(0.2)  # and goes on writing into the restored data
+    finally:
+        stop.touch()
+        out, _ = writer.communicate(timeout=60)
+    assert writer.returncode == 0
+    committed = {int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")}
+    refused = [line for line in out.splitlines() if line.startswith("refused")]
+    assert committed and refused, "the writer must have written and been refused"
+    after = _writes(db)
+    safety = json_of(
+        cli(
+            "backup", "restore", done["safety_backup_id"], "--target", str(tmp_path / "s.db"),
+            "--yes", "--json", "--store", str(store),
+        )
+    )  # fmt: skip
+    assert safety["verification"]["ok"] is True
+    in_safety = _writes(tmp_path / "s.db")
+    lost = committed - in_safety - after
+    assert not lost, f"{len(lost)} committed write(s) are in neither the safety backup nor after"
+    assert max(in_safety) < min(after)  # the safety backup ends where the restored data starts
+
+
+def _kill_once_flag_on(args: list[str], db: Path, store: Path, tries: int = 5) -> None:
+    """Start ``python -m emrops ARGS``; SIGKILL it once restore switched the flag on and its
+    safety backup is published (so the kill lands in the swap or just before it)."""
+    for _ in range(tries):
+        before = len(list(store.glob("*/manifest.json")))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emrops", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                on = (_flag(db) or {}).get("on")
+            except sqlite3.Error:
+                on = False
+            if on and len(list(store.glob("*/manifest.json"))) > before:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                if (_flag(db) or {}).get("on"):
+                    return
+                break
+            time.sleep(0.001)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    pytest.fail("the restore always finished before it could be killed with the flag on")
+
+
+@pytest.mark.parametrize("before", ["off", "on"])
+def test_rerun_after_sigkill_sets_maintenance_back(cli, tmp_path: Path, before: str) -> None:
+    db = tmp_path / "app.db"
+    store = tmp_path / "store"
+    url = _app_db(db, blob_rows=12_000)
+    backup_id = run_backup(cli, url, store)["id"]
+    if before == "on":
+        assert cli("sim", "maintenance", "on", "--db", url).exit_code == 0
+    args = ["backup", "restore", backup_id, "--target", str(db), "--store", str(store)]
+    _kill_once_flag_on([*args, "--force", "--yes"], db, store)
+    flag = _flag(db)
+    assert flag is not None and flag["on"] is True
+    assert flag["message"] == f"restoring backup {backup_id}; maintenance was {before} before"
+
+    plan = cli(*args, "--dry-run")
+    assert plan.exit_code == 0
+    assert f"maintenance {before} afterwards (as it was before the interrupted" in " ".join(
+        plan.stderr.split()
+    )
+    rerun = subprocess.run(
+        [sys.executable, "-m", "emrops", *args, "--force", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "left on by the interrupted restore" in " ".join(rerun.stderr.split())
+    assert (_flag(db) or {"on": False})["on"] is (before == "on")
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 12_000
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_backup_run_with_a_missing_source_creates_nothing(cli, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    for db in (f"sqlite:///{tmp_path / 'missing.db'}", str(tmp_path / "nope" / "x.db")):
+        result = cli("backup", "run", "--db", db, "--store", str(store))
+        assert result.exit_code in (1, 2), result.stderr
+        assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+        assert not store.exists(), sorted(p.name for p in tmp_path.rglob("*"))
+    pg = "postgresql+psycopg://postgres@127.0.0.1/emrops_no_such_database_xyz"
+    result = cli("backup", "run", "--db", pg, "--store", str(store))
+    assert result.exit_code == 1 and "Error: " in result.stderr, result.stderr
+    assert not store.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
