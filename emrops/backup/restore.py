@@ -456,8 +456,18 @@ def _restore_postgres(
                     f"pg_restore into {db.masked()} failed (exit {code}), target unchanged: "
                     f"{message}"
                 )
-        _set_flag(db, state.previous_maintenance())
+        if _has_control(db):  # a database that is not EMRsim's has no flag to set back
+            _set_flag(db, state.previous_maintenance())
         return result
+
+
+def _has_control(db: DbUrl) -> bool:
+    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            return ("public", "emrops_control") in pg_tables(conn)
+    finally:
+        engine.dispose()
 
 
 def _create_database(db: DbUrl) -> None:

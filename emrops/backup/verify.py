@@ -37,7 +37,7 @@ from emrops.backup.manifest import (
 )
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import NotFound, Store
+from emrops.backup.stores import NotAFile, NotFound, Store
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, UsageError
 from emrops.logs import iso_utc
@@ -130,6 +130,8 @@ def materialize(
             reader.drain()
     except NotFound:
         return checks.add(f"checksum {item.name}", False, f"{item.name} is missing from the store")
+    except NotAFile as exc:
+        return checks.add(f"checksum {item.name}", False, exc.message)
     digest = reader.sha.hexdigest()
     if reader.size != item.size or digest != item.sha256:
         return checks.add(

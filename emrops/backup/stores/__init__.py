@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from emrops.backup.lock import Holder
 from emrops.backup.manifest import ID_PATTERN, MANIFEST
-from emrops.errors import EmropsError
+from emrops.errors import CheckFailed, EmropsError
 
 Warn = Callable[[str], None]
 
@@ -105,6 +105,11 @@ class Store(ABC):
                 self.delete_backup(backup_id)
                 removed.append(backup_id)
         return removed
+
+
+class NotAFile(CheckFailed):
+    """Something other than a regular file (a folder, a FIFO) where a store file should be:
+    damage, shown and verified as such (exit 3)."""
 
 
 class OutsideStore(EmropsError):
