@@ -285,7 +285,9 @@ def test_concurrent_runs_on_one_store(tmp_path: Path, seeded_sqlite: str) -> Non
         for _ in range(3)
     ]
     codes = [p.wait(120) for p in procs]
-    assert all(c in (0, 75) for c in codes), [(c, p.stderr.read()) for c, p in zip(codes, procs)]  # type: ignore[union-attr]
+    assert all(c in (0, 75) for c in codes), [
+        (c, p.stderr.read()) for c, p in zip(codes, procs, strict=True)
+    ]  # type: ignore[union-attr]
     published = len(list(store.glob("*/manifest.json")))
     assert published == codes.count(0) >= 1
     check = subprocess.run(
