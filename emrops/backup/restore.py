@@ -42,6 +42,7 @@ from emrops.backup.verify import (
     load_manifest,
     materialize,
     record,
+    scratch_space,
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
@@ -332,7 +333,10 @@ def _restore_sqlite(
     checks = Checks()
     try:
         fd = os.open(scratch, os.O_WRONLY | os.O_TRUNC)
-        with os.fdopen(fd, "wb") as sink:
+        with (
+            os.fdopen(fd, "wb") as sink,
+            scratch_space(path.parent, f"restore backup {manifest.id} (nothing was restored)"),
+        ):
             if materialize(store, manifest, manifest.database_file(), sink, checks, progress):
                 sink.flush()
                 os.fsync(sink.fileno())

@@ -295,3 +295,114 @@ def test_concurrent_runs_on_one_store(tmp_path: Path, seeded_sqlite: str) -> Non
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+
+
+def _in_tiny_tmpfs(
+    mountpoint: Path, script: str, size: str = "200k"
+) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    """Run ``script`` (sh) with a ``size`` tmpfs mounted on ``mountpoint`` in a private mount
+    namespace (root only; skipped where ``unshare -m`` is not allowed)."""
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip("unshare -m is not allowed here (needs root)")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    setup = f"mount -t tmpfs -o size={size} tmpfs '{mountpoint}' && "
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", setup + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _blob_db(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+        "INSERT INTO t(v) SELECT randomblob(1000) FROM n"
+    )
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_full_store_and_full_scratch(cli, tmp_path: Path) -> None:
+    """A store on a full filesystem publishes nothing (exit 1, says full); a full scratch
+    folder during verify or restore is not damage: exit 1, nothing recorded, the earlier
+    'ok' stands, nothing restored."""
+    import sys
+
+    py = sys.executable
+    url = _blob_db(tmp_path / "src.db")
+    mnt = tmp_path / "mnt"
+    full = _in_tiny_tmpfs(
+        mnt,
+        f"{py} -m emrops backup run --db {url} --store {mnt}/store; echo rc=$?; ls -A {mnt}/store",
+    )
+    assert "rc=1" in full.stdout and "is full" in full.stderr, (full.stdout, full.stderr)
+    assert full.stdout.split("rc=1")[1].split() == [".lock"]  # no backup folder, no staging
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    assert cli("backup", "verify", backup_id, "--store", str(store)).exit_code == 0
+    tmp = tmp_path / "tmp"
+    out = _in_tiny_tmpfs(
+        tmp,
+        f"TMPDIR={tmp} {py} -m emrops backup verify {backup_id} --store {store}; echo rc=$?; "
+        f"mkdir {tmp}/t; TMPDIR={tmp} {py} -m emrops backup restore {backup_id} "
+        f"--target {tmp}/t/r.db --store {store} --yes; echo rc=$?; ls -A {tmp} {tmp}/t",
+    )
+    assert out.stdout.count("rc=1") == 2, (out.stdout, out.stderr)
+    assert "the scratch folder" in out.stderr and "is full" in out.stderr
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    assert "r.db" not in out.stdout  # nothing restored, no scratch left
+    assert listed(cli, store)[0]["verified"] == "ok"  # never marked failed by a full disk
+
+
+def test_recipients_file_text_and_crlf_identity(cli, tmp_path: Path) -> None:
+    """EMROPS_BACKUP_RECIPIENT may hold an age recipients file (comments, blank lines, CRLF,
+    several keys); an identity file with CRLF line endings decrypts."""
+    import pyrage
+
+    one, two = pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
+    recipients = f"# ops team\r\n{one.to_public()}\r\n\r\n# dr site\n{two.to_public()}  # second\n"
+    url = _blob_db(tmp_path / "src.db")
+    store = tmp_path / "store"
+    manifest = json_of(
+        cli(
+            "backup", "run", "--encrypt", "--db", url, "--store", str(store), "--json",
+            env={"EMROPS_BACKUP_RECIPIENT": recipients},
+        )
+    )["manifest"]  # fmt: skip
+    assert manifest["files"][0]["recipients"] == [str(one.to_public()), str(two.to_public())]
+    for identity in (one, two):
+        text = f"# created: now\r\n# public key: {identity.to_public()}\r\n{identity}\r\n"
+        ok = cli(
+            "backup", "verify", manifest["id"], "--store", str(store),
+            env={"EMROPS_BACKUP_IDENTITY": text},
+        )  # fmt: skip
+        assert ok.exit_code == 0, ok.stderr
+
+
+def test_huge_sizes_in_a_resealed_manifest_fail_verify(cli, tmp_path: Path) -> None:
+    url = _blob_db(tmp_path / "src.db")
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    path = store / backup_id / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["files"][0]["size"] = doc["files"][0]["raw_size"] = 10**30
+    doc["row_counts"] = {"t": 10**30}
+    write_resealed(path, doc)
+    bad = cli("backup", "verify", backup_id, "--store", str(store))
+    assert bad.exit_code == 3 and "manifest says 1000000000000000000000000000000 bytes" in " ".join(
+        bad.stderr.split()
+    )
+    _no_traceback(bad)
+    refused = cli(
+        "backup", "restore", backup_id, "--target", str(tmp_path / "r.db"), "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert refused.exit_code == 3 and not (tmp_path / "r.db").exists()
