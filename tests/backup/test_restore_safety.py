@@ -194,3 +194,123 @@ def test_backup_run_with_a_missing_source_creates_nothing(cli, tmp_path: Path) -
     assert result.exit_code == 1 and "Error: " in result.stderr, result.stderr
     assert not store.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _pg(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_postgres_switch_on_waits_for_writes_in_flight_without_a_flag_row(pg_url: str) -> None:
+    """A fresh EMRsim database has no maintenance row: a write's FOR SHARE read of the flag
+    locks no row, so switching maintenance on used to commit under a write in flight, which
+    then committed after it (and after a safety backup taken at that point)."""
+    import threading
+
+    import psycopg
+
+    from emrops.db.control import set_maintenance
+    from emrops.db.engine import create_engine
+
+    seed(pg_url, sessions=1, messages=1)
+    with psycopg.connect(_pg(pg_url), autocommit=True) as setup:
+        setup.execute("CREATE TABLE writes(n int PRIMARY KEY)")
+    writer = psycopg.connect(_pg(pg_url))
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0)
+    try:
+        row = writer.execute(
+            "SELECT value FROM emrops_control WHERE key = 'maintenance' FOR SHARE"
+        ).fetchone()
+        assert row is None  # no flag row yet: the write goes ahead
+        switched = threading.Event()
+        thread = threading.Thread(
+            target=lambda: (set_maintenance(engine, True, "x"), switched.set()), daemon=True
+        )
+        thread.start()
+        assert not switched.wait(1.0), "maintenance went on under a write in flight"
+        writer.execute("INSERT INTO writes VALUES (1)")
+        writer.commit()
+        thread.join(10)
+        assert switched.is_set()
+    finally:
+        writer.close()
+        engine.dispose()
+
+
+PG_WRITER = textwrap.dedent(
+    """
+    import json, sys, time, os, psycopg
+    url, stop = sys.argv[1], sys.argv[2]
+    conn = psycopg.connect(url)
+    n = 0
+    while not os.path.exists(stop):
+        n += 1
+        try:
+            row = conn.execute(
+                "SELECT value FROM emrops_control WHERE key = 'maintenance' FOR SHARE"
+            ).fetchone()
+            value = row[0] if row else None
+            if isinstance(value, str):
+                value = json.loads(value)
+            if value and value.get("on"):
+                conn.rollback()
+                print("refused", n, flush=True)
+                time.sleep(0.002)
+                continue
+            conn.execute("INSERT INTO writes VALUES (%s)", (n,))
+            conn.commit()
+            print("committed", n, flush=True)
+        except psycopg.Error as exc:  # the restore replaced the table under us
+            conn.rollback()
+            print("error", n, type(exc).__name__, flush=True)
+            time.sleep(0.01)
+    """
+)
+
+
+def test_postgres_safety_backup_holds_every_committed_write(
+    cli, pg_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    seed(pg_url, sessions=3, messages=2)
+    with psycopg.connect(_pg(pg_url), autocommit=True) as setup:
+        setup.execute("CREATE TABLE writes(n int PRIMARY KEY)")
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, pg_url, store)["id"]
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", PG_WRITER, _pg(pg_url), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    env = {"EMROPS_DB_URL": pg_url}
+    try:
+        time.sleep(0.5)
+        done = json_of(
+            cli(
+                "backup", "restore", backup_id, "--target", pg_url, "--force", "--yes",
+                "--json", "--store", str(store), env=env,
+            )
+        )  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        stop.touch()
+        out, _ = writer.communicate(timeout=60)
+    committed = {int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")}
+    assert committed and any(line.startswith("refused") for line in out.splitlines())
+    with psycopg.connect(_pg(pg_url)) as conn:
+        after = {r[0] for r in conn.execute("SELECT n FROM writes")}
+    safety_db = pg_url.rsplit("/", 1)[1] + "_s"
+    safety_url = pg_url.rsplit("/", 1)[0] + "/" + safety_db
+    try:
+        restored = cli(
+            "backup", "restore", done["safety_backup_id"], "--target", safety_url, "--yes",
+            "--store", str(store), env=env,
+        )  # fmt: skip
+        assert restored.exit_code == 0, restored.stderr
+        with psycopg.connect(_pg(safety_url)) as conn:
+            in_safety = {r[0] for r in conn.execute("SELECT n FROM writes")}
+    finally:
+        from tests.conftest import drop_pg_database
+
+        drop_pg_database(safety_db)
+    lost = committed - in_safety - after
+    assert not lost, f"{len(lost)} committed write(s) are in neither the safety backup nor after"
