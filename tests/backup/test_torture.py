@@ -406,3 +406,60 @@ def test_huge_sizes_in_a_resealed_manifest_fail_verify(cli, tmp_path: Path) -> N
         "--store", str(store),
     )  # fmt: skip
     assert refused.exit_code == 3 and not (tmp_path / "r.db").exists()
+
+
+AZURE_PREFIXES = ["pre fix", "a%20b", "h#sh", "q?x=1", "ünï/çødé", "one%2Ftwo"]
+
+
+def test_azure_prefixes_with_hostile_characters(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """Each prefix is used exactly as written (never cut at `#` or `?`, never decoded from
+    `%`): its backups are listed, verified and copied under it and nowhere else."""
+    from azure.storage.blob import BlobServiceClient
+
+    base = azure_store.rsplit("/", 1)[0]
+    client = BlobServiceClient.from_connection_string(azurite).get_container_client(
+        base.removeprefix("azure://")
+    )
+    ids = {}
+    for prefix in AZURE_PREFIXES:
+        store = f"{base}/{prefix}"
+        ids[prefix] = run_backup(cli, seeded_sqlite, store)["id"]
+        assert [e["id"] for e in listed(cli, store)] == [ids[prefix]], prefix
+        checked = cli("backup", "verify", "--all", "--store", store)
+        assert checked.exit_code == 0, (prefix, checked.stderr)
+    names = sorted(b.name for b in client.list_blobs())
+    for prefix, backup_id in ids.items():
+        assert f"{prefix}/{backup_id}/manifest.json" in names, (prefix, names)
+    # Nothing outside the named prefixes (apart from each prefix's lock blob).
+    allowed = tuple(f"{p}/" for p in AZURE_PREFIXES)
+    assert all(n.startswith(allowed) for n in names), names
+
+
+def test_unicode_normalisation_equal_names_are_different_sources(cli, tmp_path: Path) -> None:
+    """`café.db` in NFC and in NFD are two files on Linux: each keeps its own backups, and
+    --source / the configured database pick the right one (never the look-alike)."""
+    import unicodedata
+
+    nfc = tmp_path / unicodedata.normalize("NFC", "café.db")
+    nfd = tmp_path / unicodedata.normalize("NFD", "café.db")
+    assert str(nfc) != str(nfd)
+    _make(nfc, [], rows=10)
+    _make(nfd, [], rows=20)
+    store = tmp_path / "store"
+    first = run_backup(cli, f"sqlite:///{nfc}", store)
+    second = run_backup(cli, f"sqlite:///{nfd}", store)
+    assert first["row_counts"] == {"t": 10} and second["row_counts"] == {"t": 20}
+    for path, want in ((nfc, first["id"]), (nfd, second["id"])):
+        only = json_of(
+            cli("backup", "list", "--store", str(store), "--source", str(path), "--json")
+        )["backups"]
+        assert [e["id"] for e in only] == [want], (path, only)
+        out = tmp_path / f"r{len(str(path))}.db"
+        done = cli(
+            "backup", "restore", "--latest", "--source", str(path), "--target", str(out),
+            "--yes", "--store", str(store),
+        )  # fmt: skip
+        assert done.exit_code == 0, done.stderr
+        assert _shape(out)["rows"] == (10 if path == nfc else 20)
