@@ -75,7 +75,11 @@ def check_sqlite_file(path: Path) -> None:
 
 def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        # Only SQLite's own tables start with "sqlite_" (any case); LIKE 'sqlite_%' also
+        # skipped user tables such as "sqliteData" ('_' matches any character), whose rows
+        # verify then never compared.
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND lower(substr(name, 1, 7)) <> 'sqlite_' "
         "ORDER BY name"
     )
     return [r[0] for r in rows]

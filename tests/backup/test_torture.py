@@ -463,3 +463,38 @@ def test_unicode_normalisation_equal_names_are_different_sources(cli, tmp_path: 
         )  # fmt: skip
         assert done.exit_code == 0, done.stderr
         assert _shape(out)["rows"] == (10 if path == nfc else 20)
+
+
+def test_tables_that_look_internal_and_virtual_tables_are_counted(cli, tmp_path: Path) -> None:
+    """`LIKE 'sqlite_%'` skipped user tables such as "sqliteData" ('_' is a wildcard, LIKE
+    ignores case), so verify never compared their rows. FTS5, R*Tree, WITHOUT ROWID, STRICT
+    and AUTOINCREMENT tables are counted too; SQLite's own sqlite_* tables are not."""
+    src = tmp_path / "v.db"
+    conn = sqlite3.connect(src)
+    conn.executescript(
+        """
+        CREATE TABLE sqliteData(x); INSERT INTO sqliteData VALUES (1), (2), (3);
+        CREATE TABLE "SQLITE-ish"(x); INSERT INTO "SQLITE-ish" VALUES (1);
+        CREATE VIRTUAL TABLE f USING fts5(body); INSERT INTO f VALUES ('hello'), ('world');
+        CREATE VIRTUAL TABLE r USING rtree(id, minx, maxx); INSERT INTO r VALUES (1, 0, 1);
+        CREATE TABLE w(k TEXT PRIMARY KEY, v) WITHOUT ROWID; INSERT INTO w VALUES ('a', 1);
+        CREATE TABLE s(id INTEGER PRIMARY KEY AUTOINCREMENT, v); INSERT INTO s(v) VALUES (1);
+        CREATE TABLE st(id INTEGER PRIMARY KEY, v TEXT) STRICT; INSERT INTO st VALUES (1, 'a');
+        """
+    )
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    manifest = run_backup(cli, f"sqlite:///{src}", store)
+    counts = manifest["row_counts"]
+    assert counts["sqliteData"] == 3 and counts["SQLITE-ish"] == 1
+    assert counts["f"] == 2 and counts["r"] == 1 and counts["w"] == 1 and counts["st"] == 1
+    assert not any(name.lower().startswith("sqlite_") for name in counts)
+    assert cli("backup", "verify", manifest["id"], "--store", str(store)).exit_code == 0
+    # The counts are what verify compares: a wrong one is caught.
+    path = store / manifest["id"] / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["row_counts"]["sqliteData"] = 4
+    write_resealed(path, doc)
+    bad = cli("backup", "verify", manifest["id"], "--store", str(store))
+    assert bad.exit_code == 3 and "sqliteData: 3 (manifest 4)" in bad.stderr, bad.stderr
