@@ -292,7 +292,7 @@ def restore(
 ) -> RestoreResult:
     """Execute a restore under the store lock (re-planning there, so the plan is current)."""
     started = time.monotonic()
-    with store.lock("backup restore", warn):
+    with store.lock("backup restore", warn, read_only_ok=True):
         plan = plan_restore(store, backup_id, target)
         check_refusals(plan, force)
         manifest = load_manifest(store, backup_id)

@@ -10,6 +10,7 @@ the row count of every table against the manifest. The result is written to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -41,8 +42,10 @@ from emrops.backup.sources import Source, matches
 from emrops.backup.stores import FULL_ERRNOS, NotAFile, NotFound, Store
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
-from emrops.logs import iso_utc
+from emrops.logs import get_logger, iso_utc
 from emrops.scratch import scratch_dir as per_run_dir
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -326,7 +329,12 @@ def _record(
         history=history,
         manifest_seal=seal,
     )
-    store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
+    try:
+        store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
+    except EmropsError as exc:
+        if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EROFS):
+            raise
+        log.warning("verification of %s not recorded: the store is read-only", backup_id)
     return result
 
 
@@ -440,7 +448,7 @@ def verify_backups(
     """
     if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
         raise UsageError(f"no backups in {store.url}", hint="check --store")
-    with store.lock("backup verify", warn):
+    with store.lock("backup verify", warn, read_only_ok=True):
         if not ids:
             ids = select_ids(store, source, latest=latest)
             if not ids:

@@ -498,3 +498,51 @@ def test_tables_that_look_internal_and_virtual_tables_are_counted(cli, tmp_path:
     write_resealed(path, doc)
     bad = cli("backup", "verify", manifest["id"], "--store", str(store))
     assert bad.exit_code == 3 and "sqliteData: 3 (manifest 4)" in bad.stderr, bad.stderr
+
+
+def test_a_read_only_store_can_be_verified_restored_and_copied_from(cli, tmp_path: Path) -> None:
+    """A store on a read-only mount (a DR copy, a backup disk mounted ro): verify, restore into
+    a new target and copy work (no lock, nothing recorded, with a warning); run says why it
+    cannot; restore --force onto an existing database refuses cleanly (its safety backup
+    cannot be written), the target unchanged."""
+    import sys
+
+    py = sys.executable
+    url = _blob_db(tmp_path / "src.db")
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    before = sorted(p.name for p in (store / backup_id).iterdir())
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip("unshare -m is not allowed here (needs root)")
+    existing = tmp_path / "existing.db"
+    _make(existing, [], rows=5)
+    m = f"{py} -m emrops backup"
+    script = (
+        f"mount --bind {store} {ro} && mount -o remount,bind,ro {ro} && "
+        f"{m} run --db {url} --store {ro}; echo rc=$?; "
+        f"{m} verify {backup_id} --store {ro}; echo rc=$?; "
+        f"{m} restore {backup_id} --target {tmp_path}/new.db --store {ro} --yes; echo rc=$?; "
+        f"{m} restore {backup_id} --target {existing} --store {ro} --yes --force; echo rc=$?; "
+        f"{m} copy {backup_id} --to {tmp_path}/copy --store {ro}; echo rc=$?"
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    codes = [line for line in out.stdout.splitlines() if line.startswith("rc=")]
+    assert codes == ["rc=1", "rc=0", "rc=0", "rc=1", "rc=0"], (out.stdout, out.stderr)
+    text = " ".join(out.stderr.split())
+    assert "only verify, restore and copy (from it) work there" in text
+    assert "goes on without its lock" in text and "Traceback" not in text
+    assert _shape(tmp_path / "new.db")["rows"] == 3000
+    assert _shape(existing)["rows"] == 5  # refused before anything changed
+    assert (tmp_path / "copy" / backup_id / "manifest.json").exists()
+    assert sorted(p.name for p in (store / backup_id).iterdir()) == before  # nothing written

@@ -60,9 +60,12 @@ class Store(ABC):
 
     @abstractmethod
     def lock(
-        self, operation: str, warn: Warn | None = None
+        self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
     ) -> contextlib.AbstractContextManager[Holder]:
-        """Exclusive store lock; raises Busy (exit 75) naming the holder."""
+        """Exclusive store lock; raises Busy (exit 75) naming the holder. ``read_only_ok``: an
+        operation that only reads the store (verify, restore, copy's source) goes on without
+        the lock, with a warning, when the store is on a read-only file system (nothing can
+        change it then)."""
 
     @abstractmethod
     def cleanup_staging(self) -> list[str]:

@@ -134,10 +134,10 @@ class LocalStore(Store):
             fsync_dir(self.root)
 
     def lock(
-        self, operation: str, warn: Warn | None = None
+        self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
     ) -> contextlib.AbstractContextManager[Holder]:
         self._ensure_root()
-        return local_lock(self.root, operation, warn)
+        return local_lock(self.root, operation, warn, read_only_ok=read_only_ok)
 
     def cleanup_staging(self) -> list[str]:
         removed = []
