@@ -102,7 +102,9 @@ def _print_plan(result: dict[str, Any]) -> None:
     for s in result["skipped"]:
         out_console.print(f"not migrated: {s}")
     out_console.print(
-        f"{len(result['tables'])} tables, {len(result['views'])} views, {result['rows']} rows; "
+        f"{len(result['tables'])} tables, {len(result['views'])} views, "
+        f"{len([t for t in result.get('triggers', []) if not t['error']])} triggers, "
+        f"{result['rows']} rows; "
         f"estimated copy time {result['eta_seconds']} s"
     )
 
@@ -140,9 +142,10 @@ def run_cmd(
 ) -> None:
     """Copy the SQLite database into PostgreSQL: plan, create tables, COPY in parallel (with a
     pinned pre-migration backup taken alongside), build keys, constraints, indexes, identities,
-    foreign keys and views, ANALYZE, verify. Offline (without --online) the source is read in
-    place: stop the app first; a write to the source during the run fails it and removes what
-    it created. Exit 3 when rows were rejected, an object could not be built or verification failed.
+    foreign keys, views and translated triggers, ANALYZE, verify. Offline (without --online)
+    the source is read in place: stop the app first; a write to the source during the run
+    fails it and removes what it created. Exit 3 when rows were rejected, an object could not
+    be built or verification failed.
 
     Example: emrops migrate-db run --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --jobs 2
@@ -395,11 +398,11 @@ def rollback_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove exactly what `run` created (from its journal): in the target its views, tables and
-    the journal; in the source (online runs) the change-capture triggers and table, nothing
-    else. After cutover it first replays the writes made on PostgreSQL into SQLite and points
-    the config back to it, so going back loses nothing. The pre-migration snapshot and pinned
-    backup are kept. Idempotent.
+    """Remove exactly what `run` created (from its journal): in the target its views, tables
+    (with their triggers), trigger functions and the journal; in the source (online runs)
+    the change-capture triggers and table, nothing else. After cutover it first replays the
+    writes made on PostgreSQL into SQLite and points the config back to it, so going back
+    loses nothing. The pre-migration snapshot and pinned backup are kept. Idempotent.
 
     Example: emrops migrate-db rollback --to postgresql+psycopg://postgres@127.0.0.1/emrsim --yes
     """

@@ -153,6 +153,11 @@ def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, 
             order.setdefault((tbl, pk), None)
         applied = 0
         with journal.connect(target_url) as conn:
+            # replayed rows are already what the source's triggers made of them: the
+            # translated triggers stay off for the replay (in its transaction only)
+            translated = [tr for tr in plan.triggers if not tr.error]
+            for tr in translated:
+                conn.execute(f"ALTER TABLE {quote(tr.table)} DISABLE TRIGGER {quote(tr.target)}")
             for tbl, pk_json in order:
                 tp = by_source.get(tbl)
                 if tp is None:
@@ -188,6 +193,8 @@ def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, 
                 for obj in t.post:
                     if obj.kind == "identity":
                         conn.execute(obj.sql)
+            for tr in translated:
+                conn.execute(f"ALTER TABLE {quote(tr.table)} ENABLE TRIGGER {quote(tr.target)}")
             position = int(changes[-1][0])
             journal.put(conn, "online", "online", "replayed", rows=position)
             conn.commit()

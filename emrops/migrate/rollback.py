@@ -23,6 +23,8 @@ from emrops.migrate.reflect import quote
 class RollbackPlan:
     tables: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)  # trigger functions (dropped with
+    # their tables' triggers gone)
     journal: bool = False
     snapshot: str | None = None
     source_capture: str | None = None  # source file whose triggers go (online runs)
@@ -55,6 +57,24 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
     views = [e.item.split(":", 1)[1] for e in entries.values() if e.kind == "view"]
     if plan is not None:  # views are created OR REPLACE, so check each planned one
         views = [v.target for v in plan.views if v.target in present or v.target in views]
+    functions: list[str] = []
+    if plan is not None and plan.triggers:
+        with journal.connect(target, autocommit=True) as conn:
+            existing = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT proname FROM pg_proc "
+                    "WHERE pronamespace = current_schema()::regnamespace"
+                )
+            }
+        built = {  # only the functions this run created (with their trigger, atomically)
+            e.item for e in entries.values() if e.state == "done" and ":trigger:" in e.item
+        }
+        functions = [
+            t.function
+            for t in plan.triggers
+            if f"object:{t.table}:trigger:{t.target}" in built and t.function in existing
+        ]
     if run is not None and run.detail.get("online") and run.detail.get("source_path"):
         path = Path(run.detail["source_path"])
         if _has_capture(path):
@@ -62,6 +82,7 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
     return RollbackPlan(
         tables=[t for t in tables if t in present],
         views=[v for v in views if v in present],
+        functions=functions,
         journal=True,
         snapshot=run.detail.get("snapshot") if run else None,
         source_capture=capture,
@@ -119,6 +140,8 @@ def execute_rollback(
                 conn.execute(f"DROP VIEW IF EXISTS {quote(v)}")
             if rp.tables:
                 conn.execute("DROP TABLE IF EXISTS " + ", ".join(quote(t) for t in rp.tables))
+            for f in rp.functions:
+                conn.execute(f"DROP FUNCTION IF EXISTS {quote(f)}()")
             conn.execute(f"DROP TABLE IF EXISTS {journal.JOURNAL}")
             conn.commit()
     if rp.source_capture:
