@@ -85,9 +85,8 @@ def test_safety_backup_holds_every_write_committed_before_the_swap(cli, tmp_path
     url = _app_db(db, blob_rows=3000)
     backup_id = run_backup(cli, url, store)["id"]
     stop = tmp_path / "stop"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db), str(stop)], stdout=subprocess.PIPE, text=True
-    )
+    log = (tmp_path / "writer.log").open("w")  # a file, not a pipe: a full pipe stalls it
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(stop)], stdout=log)
     try:
         time.sleep(0.3)  # the writer is committing
         done = json_of(
@@ -101,7 +100,9 @@ def test_safety_backup_holds_every_write_committed_before_the_swap(cli, tmp_path
             time.sleep(0.05)  # it goes on writing into the restored data
     finally:
         stop.touch()
-        out, _ = writer.communicate(timeout=60)
+        writer.wait(timeout=60)
+        log.close()
+    out = (tmp_path / "writer.log").read_text()
     assert writer.returncode == 0
     committed = {int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")}
     assert committed, "the writer must have written"
@@ -116,7 +117,7 @@ def test_safety_backup_holds_every_write_committed_before_the_swap(cli, tmp_path
     in_safety = _writes(tmp_path / "s.db")
     lost = committed - in_safety - after
     assert not lost, f"{len(lost)} committed write(s) are in neither the safety backup nor after"
-    assert after, "the writer wrote into the restored data"
+    assert after, ("the writer wrote into the restored data", out.splitlines()[-5:], _flag(db))
     # the safety backup ends where the restored data starts
     assert not in_safety or max(in_safety) < min(after)
 
@@ -281,9 +282,8 @@ def test_postgres_safety_backup_holds_every_committed_write(
     store = tmp_path / "store"
     backup_id = run_backup(cli, pg_url, store)["id"]
     stop = tmp_path / "stop"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", PG_WRITER, _pg(pg_url), str(stop)], stdout=subprocess.PIPE, text=True
-    )
+    log = (tmp_path / "writer.log").open("w")  # a file, not a pipe: a full pipe stalls it
+    writer = subprocess.Popen([sys.executable, "-c", PG_WRITER, _pg(pg_url), str(stop)], stdout=log)
     env = {"EMROPS_DB_URL": pg_url}
     try:
         time.sleep(0.5)
@@ -296,7 +296,9 @@ def test_postgres_safety_backup_holds_every_committed_write(
         time.sleep(0.3)
     finally:
         stop.touch()
-        out, _ = writer.communicate(timeout=60)
+        writer.wait(timeout=60)
+        log.close()
+    out = (tmp_path / "writer.log").read_text()
     committed = {int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")}
     assert committed and any(line.startswith("refused") for line in out.splitlines())
     with psycopg.connect(_pg(pg_url)) as conn:
