@@ -135,6 +135,14 @@ def inspect_target(db: DbUrl) -> TargetState:
             finally:
                 conn.close()
         except (UsageError, DatabaseError, sqlite3.DatabaseError) as exc:
+            if _busy(exc):
+                # A database another process is writing is a database: never move it aside
+                # (its writers would go on writing into the moved file).
+                raise DatabaseError(
+                    f"{path} stayed locked by another process; nothing was changed",
+                    hint="stop what holds it (maintenance mode stops the sim server's "
+                    "writes) and run the restore again",
+                ) from exc
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
@@ -155,6 +163,11 @@ def inspect_target(db: DbUrl) -> TargetState:
         engine.dispose()
     state = TargetState(bool(tables), revision, len(tables), ("public", "emrops_control") in tables)
     return _with_maintenance(db, state)
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
 
 
 def _translate(exc: Exception, db: DbUrl) -> DatabaseError:

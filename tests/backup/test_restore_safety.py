@@ -319,3 +319,45 @@ def test_postgres_safety_backup_holds_every_committed_write(
         drop_pg_database(safety_db)
     lost = committed - in_safety - after
     assert not lost, f"{len(lost)} committed write(s) are in neither the safety backup nor after"
+
+
+def test_a_locked_target_is_never_moved_aside(cli, tmp_path: Path) -> None:
+    """A target another process keeps locked (here: an EXCLUSIVE transaction on a
+    rollback-journal file) used to be taken for "not a readable database" and moved aside,
+    its writers going on in the moved file. Now restore refuses, the file unchanged."""
+    db = tmp_path / "app.db"
+    store = tmp_path / "store"
+    url = _app_db(db)
+    backup_id = run_backup(cli, url, store)["id"]
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+    conn.close()
+    inode = db.stat().st_ino
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(60)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = cli(
+            "backup", "restore", backup_id, "--target", str(db), "--force", "--yes",
+            "--store", str(store),
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1, result.stderr
+    assert "stayed locked by another process; nothing was changed" in " ".join(
+        result.stderr.split()
+    )
+    assert "Traceback" not in result.stderr
+    assert db.stat().st_ino == inode
+    assert not list(tmp_path.glob("app.db.before-restore-*"))
