@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/.installed
 
-.PHONY: demo test test-slow lint install postgres tools bench clean
+.PHONY: demo test test-slow lint install postgres tools bench clean mutation
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -50,6 +50,12 @@ $(CHECKOV):
 ## test-slow: long trials marked slow (SIGKILL loops, lock races)
 test-slow: $(STAMP) postgres tools node_modules/.installed
 	$(VENV)/bin/pytest -q -m slow
+
+## mutation: mutmut over the modules that decide (see [tool.mutmut]); at most 60 min, not in CI
+mutation: $(STAMP)
+	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
+	timeout 3600 $(VENV)/bin/mutmut run --max-children 2 || test $$? -eq 124
+	$(VENV)/bin/mutmut results
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from emrops.errors import EmropsError
 from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import quote
+from emrops.migrate.reload import ReloadCommand
 
 
 @dataclass
@@ -113,7 +114,7 @@ def execute_rollback(
     rp: RollbackPlan,
     *,
     config_file: Path | None = None,
-    reload_cmd: str | None = None,
+    reload_cmd: ReloadCommand | None = None,
 ) -> list[str]:
     """Remove the planned objects; returns what was done to the source. After cutover, first
     replay the writes made on PostgreSQL into SQLite and point the config back to it."""
@@ -124,7 +125,7 @@ def execute_rollback(
         with journal.connect(target, autocommit=True) as conn:
             run = journal.read(conn)["run"]
         plan = Plan.from_dict(run.detail["plan"])
-        applied, _warnings = fallback.rollback_after_cutover(
+        applied, warnings = fallback.rollback_after_cutover(
             target,
             plan,
             Path(rp.after_cutover),
@@ -134,6 +135,7 @@ def execute_rollback(
         )
         done.append(f"replayed {applied} row(s) written on PostgreSQL into {rp.after_cutover}")
         done.append(f"db_url in {config_file} points to sqlite:///{rp.after_cutover} again")
+        done += [f"warning: {w}" for w in warnings]
     if rp.tables or rp.views or rp.journal:
         with journal.connect(target) as conn:
             for v in reversed(rp.views):

@@ -83,7 +83,7 @@ def translate_default(expr: str | None, pg_type: str) -> tuple[str | None, bool]
         r"strftime\s*\(\s*'%s'\s*,\s*'now'\s*\)", text, re.I
     ):
         return "extract(epoch from now())::bigint", True
-    m = _NOW_FUNCS.match(text)
+    m = _NOW_FUNCS.fullmatch(text)
     if m:
         if is_ts:
             return "CURRENT_TIMESTAMP", True
