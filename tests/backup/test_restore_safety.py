@@ -42,6 +42,8 @@ WRITER = textwrap.dedent(
         conn.execute("INSERT INTO writes(n) VALUES (?)", (n,))
         conn.execute("COMMIT")
         print("committed", n, flush=True)
+        time.sleep(0.001)  # like an app between requests: SQLite's lock is not fair, and a
+        # writer that takes it back at once can starve restore's own write (maintenance on)
     """
 )
 
@@ -61,6 +63,13 @@ def _flag(db: Path) -> dict | None:  # type: ignore[type-arg]
     finally:
         conn.close()
     return json.loads(row[0]) if row else None
+
+
+def _wait_for(ready, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``ready()`` (a busy machine starts the writer late)."""
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _app_db(path: Path, blob_rows: int = 0) -> str:
@@ -88,16 +97,14 @@ def test_safety_backup_holds_every_write_committed_before_the_swap(cli, tmp_path
     log = (tmp_path / "writer.log").open("w")  # a file, not a pipe: a full pipe stalls it
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(stop)], stdout=log)
     try:
-        time.sleep(0.3)  # the writer is committing
+        _wait_for(lambda: (tmp_path / "writer.log").read_text().count("committed") >= 20)
         done = json_of(
             cli(
                 "backup", "restore", backup_id, "--target", str(db), "--force", "--yes",
                 "--json", "--store", str(store),
             )
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not _writes(db) and time.monotonic() < deadline:
-            time.sleep(0.05)  # it goes on writing into the restored data
+        _wait_for(lambda: bool(_writes(db)))  # it goes on writing into the restored data
     finally:
         stop.touch()
         writer.wait(timeout=60)
