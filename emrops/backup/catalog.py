@@ -69,6 +69,8 @@ def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
         data = store.read_bytes(f"{backup_id}/{PIN}")
     except NotFound:
         return False, ""
+    except CheckFailed as exc:  # not a regular file: like an invalid record, it still pins
+        return True, f"pin record is invalid ({exc.message}); treated as pinned"
     try:
         check_pin(json.loads(data), backup_id)
     except (ValueError, InvalidDocument) as exc:

@@ -44,7 +44,10 @@ def copy_backup(
             "source and destination are the same store", hint="give another --to store"
         )
     copied = 0
-    with source.lock("backup copy (source)", warn), destination.lock("backup copy", warn):
+    with (
+        source.lock("backup copy (source)", warn, read_only_ok=True),
+        destination.lock("backup copy", warn),
+    ):
         manifest = load_manifest(source, backup_id)
         if manifest.seal_valid is False:
             raise CheckFailed(

@@ -81,8 +81,10 @@ def write_identity_file(path: Path, pair: KeyPair) -> None:
 
 
 def parse_recipients(text: str | None) -> list[Any]:
-    """Recipients from a comma/space-separated list of ``age1...`` keys."""
-    keys = [k for k in (text or "").replace(",", " ").split() if k]
+    """Recipients from a comma/space-separated list of ``age1...`` keys, or the text of an
+    age recipients file (one per line; ``#`` comment lines and blank lines skipped)."""
+    lines = [ln.split("#", 1)[0] for ln in (text or "").splitlines()]
+    keys = [k for k in " ".join(lines).replace(",", " ").split() if k]
     if not keys:
         raise UsageError(
             "--encrypt needs a recipient (age public key)",

@@ -9,6 +9,7 @@ stale and is taken over with a warning. Azure stores use a blob lease (see
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -70,13 +71,31 @@ def pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def local_lock(folder: Path, operation: str, warn: Warn | None = None) -> Iterator[Holder]:
-    """Hold ``folder/.lock`` for the duration; raise Busy (exit 75) naming the holder."""
+def local_lock(
+    folder: Path, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
+) -> Iterator[Holder]:
+    """Hold ``folder/.lock`` for the duration; raise Busy (exit 75) naming the holder.
+    ``read_only_ok``: on a read-only file system (nothing can change the store) go on without
+    the lock, with a warning, instead of failing."""
     path = folder / ".lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise EmropsError(f"cannot create the lock file {path}: {exc.strerror}") from exc
+        if read_only_ok and exc.errno == errno.EROFS:
+            message = (
+                f"backup store {folder} is on a read-only file system: {operation} goes on "
+                "without its lock (nothing can change the store) and records no result in it"
+            )
+            log.warning(message)
+            if warn:
+                warn(message)
+            yield Holder.me(operation)
+            return
+        hint = None
+        if exc.errno == errno.EROFS:
+            hint = "the store is on a read-only file system: only verify, restore and copy "
+            hint += "(from it) work there"
+        raise EmropsError(f"cannot create the lock file {path}: {exc.strerror}", hint) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

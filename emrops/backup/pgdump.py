@@ -51,17 +51,45 @@ def pg_tables(conn: sa.Connection) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def pg_facts(conn: sa.Connection) -> tuple[dict[str, int], str | None]:
+def _key_part(name: str) -> str:
+    # Plain names stay as they are (readable, and what manifests before quoting hold); a name
+    # with a dot or starting with a quote is written as a quoted identifier, so no two tables
+    # share a key: public "a.b" is '"a.b"', table b of schema a is 'a.b'.
+    if "." in name or name.startswith('"') or not name:
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
+def count_key(schema: str, table: str) -> str:
+    """The manifest's row-count key of a table: its name in schema public, else
+    ``schema.table``, each part quoted (SQL style) when it holds a dot or starts with a quote."""
+    if schema == "public":
+        return _key_part(table)
+    return f"{_key_part(schema)}.{_key_part(table)}"
+
+
+def legacy_count_key(schema: str, table: str) -> str:
+    """The key manifests written before :func:`count_key` used (ambiguous for dotted names)."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def pg_facts(
+    conn: sa.Connection, legacy: dict[str, int] | None = None
+) -> tuple[dict[str, int], str | None]:
+    """Row count per table (keys: :func:`count_key`) and the Alembic revision. ``legacy``,
+    when given, is filled with the same counts under the old keys (for old manifests)."""
     counts: dict[str, int] = {}
     revision = None
     for schema, table in pg_tables(conn):
-        key = table if schema == "public" else f"{schema}.{table}"
+        key = count_key(schema, table)
         counts[key] = int(
             conn.exec_driver_sql(
                 pg_text(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}")
             ).scalar()
             or 0
         )
+        if legacy is not None:
+            legacy[legacy_count_key(schema, table)] = counts[key]
         if table == "alembic_version" and schema == "public":
             revision = conn.exec_driver_sql(
                 "SELECT version_num FROM public.alembic_version"

@@ -15,9 +15,12 @@ back afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from emrops.backup.verify import (
     load_manifest,
     materialize,
     record,
+    scratch_space,
 )
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
@@ -60,6 +64,24 @@ class TargetState:
     has_control: bool = False
     maintenance: bool = False
     note: str = ""
+    # Set when the flag is on because an earlier restore was interrupted: that restore's id
+    # and the maintenance state it recorded from before it (what this restore sets back).
+    interrupted_restore: str | None = None
+    maintenance_before: bool | None = None
+
+    def previous_maintenance(self) -> bool:
+        """The maintenance state to leave behind: the target's, or, when an interrupted
+        restore left the flag on, the state that restore found."""
+        return self.maintenance if self.maintenance_before is None else self.maintenance_before
+
+
+_RESTORING = re.compile(r"^restoring backup (\S+); maintenance was (on|off) before$")
+
+
+def restoring_message(backup_id: str, before: bool) -> str:
+    """The maintenance message a restore sets: it names the backup and records the state
+    before, so a rerun after a crash or kill can set the flag back to it."""
+    return f"restoring backup {backup_id}; maintenance was {'on' if before else 'off'} before"
 
 
 @dataclass
@@ -113,6 +135,14 @@ def inspect_target(db: DbUrl) -> TargetState:
             finally:
                 conn.close()
         except (UsageError, DatabaseError, sqlite3.DatabaseError) as exc:
+            if _busy(exc):
+                # A database another process is writing is a database: never move it aside
+                # (its writers would go on writing into the moved file).
+                raise DatabaseError(
+                    f"{path} stayed locked by another process; nothing was changed",
+                    hint="stop what holds it (maintenance mode stops the sim server's "
+                    "writes) and run the restore again",
+                ) from exc
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
@@ -135,6 +165,11 @@ def inspect_target(db: DbUrl) -> TargetState:
     return _with_maintenance(db, state)
 
 
+def _busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
 def _translate(exc: Exception, db: DbUrl) -> DatabaseError:
     from emrops.db.engine import translate
 
@@ -146,9 +181,14 @@ def _with_maintenance(db: DbUrl, state: TargetState) -> TargetState:
         engine = create_engine(db, readonly=db.engine_name == "sqlite", pool_size=1, max_overflow=0)
         try:
             with db_errors(db), engine.connect() as conn:
-                state.maintenance = read_maintenance(conn).on
+                flag = read_maintenance(conn)
         finally:
             engine.dispose()
+        state.maintenance = flag.on
+        found = _RESTORING.match(flag.message) if flag.on else None
+        if found:
+            state.interrupted_restore = found.group(1)
+            state.maintenance_before = found.group(2) == "on"
     return state
 
 
@@ -184,15 +224,17 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     steps = [
         f"verify backup {backup_id} (checksum, decrypt, decompress, integrity, row counts)",
     ]
-    if state.exists:
-        if state.note and db.engine_name == "sqlite":
-            steps.append(
-                f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id}"
-            )
-        else:
-            steps.append(f"safety backup of {db.masked()} into {store.url}")
+    if state.exists and state.note and db.engine_name == "sqlite":
+        steps.append(
+            f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id}"
+        )
     if state.has_control:
         steps.append("switch maintenance on in the target (sim apps answer writes with 503)")
+    if state.exists and not (state.note and db.engine_name == "sqlite"):
+        steps.append(
+            f"safety backup of {db.masked()} into {store.url} (after maintenance is on, so it "
+            "holds every write the restore replaces)"
+        )
     if db.engine_name == "sqlite" and state.exists and not state.note:
         steps.append(
             f"copy into {db.sqlite_path} in place (SQLite backup API, one transaction; "
@@ -206,7 +248,14 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
         if not state.exists and state.note:
             steps.append(f"create database {db.url.database}")
         steps.append(f"pg_restore --clean --single-transaction into {db.masked()}")
-    steps.append(f"maintenance {'on' if state.maintenance else 'off'} afterwards (as before)")
+    after = "on" if state.previous_maintenance() else "off"
+    if state.interrupted_restore:
+        steps.append(
+            f"maintenance {after} afterwards (as it was before the interrupted restore of "
+            f"{state.interrupted_restore}, which left it on)"
+        )
+    else:
+        steps.append(f"maintenance {after} afterwards (as before)")
     return RestorePlan(
         backup_id=backup_id,
         backup_engine=manifest.engine,
@@ -256,7 +305,7 @@ def restore(
 ) -> RestoreResult:
     """Execute a restore under the store lock (re-planning there, so the plan is current)."""
     started = time.monotonic()
-    with store.lock("backup restore", warn):
+    with store.lock("backup restore", warn, read_only_ok=True):
         plan = plan_restore(store, backup_id, target)
         check_refusals(plan, force)
         manifest = load_manifest(store, backup_id)
@@ -297,7 +346,10 @@ def _restore_sqlite(
     checks = Checks()
     try:
         fd = os.open(scratch, os.O_WRONLY | os.O_TRUNC)
-        with os.fdopen(fd, "wb") as sink:
+        with (
+            os.fdopen(fd, "wb") as sink,
+            scratch_space(path.parent, f"restore backup {manifest.id} (nothing was restored)"),
+        ):
             if materialize(store, manifest, manifest.database_file(), sink, checks, progress):
                 sink.flush()
                 os.fsync(sink.fileno())
@@ -305,30 +357,64 @@ def _restore_sqlite(
         verification = _verified(store, manifest, checks, started)
         result = RestoreResult(plan, verification)
         state = plan.target_state
+        before = state.previous_maintenance()
         previous: os.stat_result | None = None
         if state.exists and state.note:
             aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
             previous = os.stat(path)
             os.replace(path, aside)
             result.moved_aside = str(aside)
-        elif state.exists:
-            result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
         in_place = state.exists and not state.note
         target_wal = header_says_wal(path) if in_place else None  # before the flag step
-        if state.has_control:
-            _set_flag(db, True, f"restoring backup {manifest.id}")
-        _set_flag_in_file(scratch, state.maintenance)
-        if in_place:
-            restore_in_place(scratch, path, wal=target_wal)
-            result.notes.append(
-                "restored in place: processes that have the file open (a running sim server) "
-                "read the restored data from now on, no restart or signal needed"
-            )
-        else:
+        _set_flag_in_file(scratch, before)
+        if not in_place:
             result.notes.extend(publish_by_rename(scratch, path, previous))
+            return result
+        with _maintenance_during(db, state, manifest.id, result):
+            # After the flag: every write the running apps committed is in the safety backup.
+            result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
+            restore_in_place(scratch, path, wal=target_wal)
+        result.notes.append(
+            "restored in place: processes that have the file open (a running sim server) "
+            "read the restored data from now on, no restart or signal needed"
+        )
         return result
     finally:
         claimed.release()
+
+
+@contextlib.contextmanager
+def _maintenance_during(
+    db: DbUrl, state: TargetState, backup_id: str, result: RestoreResult
+) -> Iterator[None]:
+    """Maintenance on in the target (when it has the flag) for the safety backup and the swap.
+    The message records the state before, so a rerun after a kill sets it back. When the
+    block fails cleanly (safety backup or swap refused: the data is unchanged), the flag is
+    set back at once. For SQLite the swapped-in image already carries the previous state; for
+    PostgreSQL the caller sets it after the swap."""
+    before = state.previous_maintenance()
+    if state.interrupted_restore:
+        result.notes.append(
+            f"maintenance was left on by the interrupted restore of {state.interrupted_restore}; "
+            f"it is set back to {'on' if before else 'off'}, as that restore found it"
+        )
+    if not state.has_control:
+        yield
+        return
+    _set_flag(db, True, restoring_message(backup_id, before))
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            _set_flag(db, before)
+        except Exception:
+            if isinstance(exc, EmropsError):
+                exc.hint = (
+                    f"{exc.hint + '; ' if exc.hint else ''}maintenance is still on in the target: "
+                    "rerun the restore (it sets it back), or run "
+                    f"`emrops sim maintenance {'on' if before else 'off'} --db {db.masked()}`"
+                )
+        raise
 
 
 def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
@@ -375,22 +461,30 @@ def _restore_postgres(
         state = plan.target_state
         if not state.exists and state.note:
             _create_database(db)
-        if state.exists:
-            result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
-        if state.has_control:
-            _set_flag(db, True, f"restoring backup {manifest.id}")
-        progress("restore", 0, None)
-        code, message = pg_restore(
-            archive, str(db), "--clean", "--if-exists", "--single-transaction"
-        )
-        if code != 0:
-            if state.has_control:
-                _set_flag(db, state.maintenance)
-            raise DatabaseError(
-                f"pg_restore into {db.masked()} failed (exit {code}), target unchanged: {message}"
+        with _maintenance_during(db, state, manifest.id, result):
+            if state.exists:  # after the flag: it holds every write the restore replaces
+                result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
+            progress("restore", 0, None)
+            code, message = pg_restore(
+                archive, str(db), "--clean", "--if-exists", "--single-transaction"
             )
-        _set_flag(db, state.maintenance)
+            if code != 0:
+                raise DatabaseError(
+                    f"pg_restore into {db.masked()} failed (exit {code}), target unchanged: "
+                    f"{message}"
+                )
+        if _has_control(db):  # a database that is not EMRsim's has no flag to set back
+            _set_flag(db, state.previous_maintenance())
         return result
+
+
+def _has_control(db: DbUrl) -> bool:
+    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            return ("public", "emrops_control") in pg_tables(conn)
+    finally:
+        engine.dispose()
 
 
 def _create_database(db: DbUrl) -> None:

@@ -46,8 +46,40 @@ def run_backup(
     EmropsError when the store cannot be written; nothing is published in those cases.
     """
     recipients = crypto.parse_recipients(opts.recipients) if opts.encrypt else None
+    check_source(opts.db_url)  # before the lock: a bad source creates no store folder or .lock
     with store.lock("backup run", warn):
         return run_locked(store, opts, recipients, progress)
+
+
+def check_source(db_url: str) -> None:
+    """Refuse a source that cannot be backed up (a missing or non-SQLite file, an in-memory
+    database, an unreachable PostgreSQL database) before anything is created in the store."""
+    path = simple_sqlite_path(db_url)
+    if path is None:
+        from emrops.db.engine import DbUrl, parse_db_url
+
+        db: DbUrl = parse_db_url(db_url)
+        if db.engine_name == "sqlite":
+            if db.sqlite_path is None:
+                raise UsageError("an in-memory SQLite database cannot be backed up")
+            path = db.sqlite_path
+        else:
+            _probe_postgres(db)
+            return
+    from emrops.backup.snapshot import check_sqlite_file
+
+    check_sqlite_file(path)
+
+
+def _probe_postgres(db: Any) -> None:
+    from emrops.db.engine import create_engine, db_errors
+
+    engine = create_engine(db, pool_size=1, max_overflow=0)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    finally:
+        engine.dispose()
 
 
 def run_locked(

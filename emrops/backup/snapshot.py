@@ -57,7 +57,16 @@ def check_sqlite_file(path: Path) -> None:
         raise UsageError(f"{path} is a folder, not a database file", hint="point --db at a file")
     with path.open("rb") as handle:
         header = handle.read(16)
-    if header and header != SQLITE_HEADER:
+    if not header:
+        # SQLite takes a 0-byte file for an empty database: a backup of it would be an empty
+        # image that verifies. A database the app uses is never 0 bytes (a truncated or
+        # mistyped file is), so this is refused, never published.
+        raise UsageError(
+            f"{path} is empty (0 bytes): there is no database in it to back up",
+            hint="check that --db (or EMROPS_DB_URL) points at the EMRsim database file "
+            "(`emrops sim init-db` creates one)",
+        )
+    if header != SQLITE_HEADER:
         raise UsageError(
             f"{path} is not an SQLite database",
             hint="check that --db (or EMROPS_DB_URL) points at the EMRsim database file",
@@ -66,7 +75,11 @@ def check_sqlite_file(path: Path) -> None:
 
 def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        # Only SQLite's own tables start with "sqlite_" (any case); LIKE 'sqlite_%' also
+        # skipped user tables such as "sqliteData" ('_' matches any character), whose rows
+        # verify then never compared.
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND lower(substr(name, 1, 7)) <> 'sqlite_' "
         "ORDER BY name"
     )
     return [r[0] for r in rows]

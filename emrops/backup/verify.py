@@ -10,9 +10,11 @@ the row count of every table against the manifest. The result is written to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +39,13 @@ from emrops.backup.manifest import (
 )
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import NotFound, Store
+from emrops.backup.stores import FULL_ERRNOS, NotAFile, NotFound, Store
 from emrops.db.sqlite_file import open_sqlite
-from emrops.errors import CheckFailed, UsageError
-from emrops.logs import iso_utc
+from emrops.errors import CheckFailed, EmropsError, UsageError
+from emrops.logs import get_logger, iso_utc
 from emrops.scratch import scratch_dir as per_run_dir
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -55,6 +59,36 @@ class Checks:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.items)
+
+
+class ScratchFull(EmropsError):
+    """The scratch folder filled up while a backup was decoded or checked: nothing is known
+    about the backup (exit 1, nothing recorded), it is never marked failed."""
+
+
+@contextlib.contextmanager
+def scratch_space(folder: Path, what: str) -> Iterator[None]:
+    """Turn a full disk under ``folder`` (an OSError, or SQLite's SQLITE_FULL) into
+    ScratchFull naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FULL_ERRNOS:
+            raise
+        raise _full(folder, what, exc.strerror or str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        if "disk is full" not in str(exc):
+            raise
+        raise _full(folder, what, str(exc)) from exc
+
+
+def _full(folder: Path, what: str, detail: str) -> ScratchFull:
+    return ScratchFull(
+        f"cannot {what}: the scratch folder {folder} is full ({detail}); nothing was recorded "
+        "about the backup",
+        hint="free space there, or point TMPDIR at a folder with room for the decoded "
+        "database (about its raw size)",
+    )
 
 
 def load_manifest(store: Store, backup_id: str) -> Manifest:
@@ -130,6 +164,8 @@ def materialize(
             reader.drain()
     except NotFound:
         return checks.add(f"checksum {item.name}", False, f"{item.name} is missing from the store")
+    except NotAFile as exc:
+        return checks.add(f"checksum {item.name}", False, exc.message)
     digest = reader.sha.hexdigest()
     if reader.size != item.size or digest != item.sha256:
         return checks.add(
@@ -218,6 +254,8 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
             checks.add("foreign_key_check", not fks, f"{len(fks)} violation(s)" if fks else "ok")
             actual = rows.result()
         except sqlite3.DatabaseError as exc:
+            if "disk is full" in str(exc):
+                raise  # the scratch disk, not the backup (see scratch_space)
             checks.add("integrity_check", False, str(exc))
             return
     check_counts(manifest.row_counts, actual, checks)
@@ -291,7 +329,12 @@ def _record(
         history=history,
         manifest_seal=seal,
     )
-    store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
+    try:
+        store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
+    except EmropsError as exc:
+        if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EROFS):
+            raise
+        log.warning("verification of %s not recorded: the store is read-only", backup_id)
     return result
 
 
@@ -330,7 +373,10 @@ def verify_locked(
     check_seal(manifest, checks)
     if not checks.ok:  # a changed manifest is not followed (engine, file names, counts)
         return record(store, manifest, checks, started)
-    with per_run_dir(scratch_dir, "emrops-verify-") as tmp:
+    with (
+        per_run_dir(scratch_dir, "emrops-verify-") as tmp,
+        scratch_space(tmp, f"verify backup {backup_id}"),
+    ):
         verify_files(
             store,
             manifest,
@@ -402,7 +448,7 @@ def verify_backups(
     """
     if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
         raise UsageError(f"no backups in {store.url}", hint="check --store")
-    with store.lock("backup verify", warn):
+    with store.lock("backup verify", warn, read_only_ok=True):
         if not ids:
             ids = select_ids(store, source, latest=latest)
             if not ids:
@@ -424,7 +470,7 @@ def verify_backups(
                         progress=progress,
                     )
                 )
-            except crypto.IdentityProblem as exc:
+            except (crypto.IdentityProblem, ScratchFull) as exc:
                 results.append(Unchecked(backup_id, exc.message, exc.hint))
         return results
 

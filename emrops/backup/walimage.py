@@ -256,6 +256,9 @@ class LiveImage:
         if first == 1:
             count = header_count(bytes(data[:100]))
             if count is not None and count != self.page_count:
+                # A reader on read-lock 0 does not stop a WAL restart: frames read after one
+                # are of the new WAL. That is a restart (read again), not a wrong image.
+                self._check_salts()
                 raise PageCountMismatch(
                     f"the image of {self.path} has {self.page_count} pages but its header says "
                     f"{count}: not publishing it"

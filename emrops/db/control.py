@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from emrops.db.engine import begin_write, db_errors
+from emrops.db.quoting import quote_ident
 from emrops.db.schema import emrops_control
 from emrops.db.types import utcnow
 
@@ -45,6 +46,12 @@ def set_maintenance(engine: Engine, on: bool, message: str = "") -> Maintenance:
     now = utcnow()
     value = {"on": on, "message": message or ("down for maintenance" if on else "")}
     with db_errors(engine.url), begin_write(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            # Writes read the flag row FOR SHARE (a ROW SHARE lock on the table, row or no
+            # row). EXCLUSIVE waits for every write in flight and holds new ones until this
+            # commits, also when the row does not exist yet (FOR SHARE on no row locks no
+            # row, so the first switch-on would otherwise race with writes in flight).
+            conn.exec_driver_sql(f"LOCK TABLE {quote_ident(emrops_control.name)} IN EXCLUSIVE MODE")
         updated = conn.execute(
             emrops_control.update()
             .where(emrops_control.c.key == MAINTENANCE_KEY)

@@ -175,7 +175,9 @@ def test_restore_plans_refuses_then_swaps_atomically(
     safety = done["safety_backup_id"]
     entries = {e["id"]: e for e in listed(cli, store)}
     assert entries[safety]["label"] == f"safety copy before restore of {backup_id}"
-    assert entries[safety]["rows"] == sum(before.values()) - 100
+    # The safety backup is taken once maintenance is on: it also holds the flag's row.
+    assert before["emrops_control"] == 0
+    assert entries[safety]["rows"] == sum(before.values()) - 100 + 1
     assert not list(db.parent.glob(f".{db.name}.restore-*"))
     conn = sqlite3.connect(db)
     value = conn.execute("SELECT value FROM emrops_control WHERE key = 'maintenance'").fetchone()

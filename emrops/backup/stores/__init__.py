@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from emrops.backup.lock import Holder
 from emrops.backup.manifest import ID_PATTERN, MANIFEST
-from emrops.errors import EmropsError
+from emrops.errors import CheckFailed, EmropsError
 
 Warn = Callable[[str], None]
 
@@ -60,9 +60,12 @@ class Store(ABC):
 
     @abstractmethod
     def lock(
-        self, operation: str, warn: Warn | None = None
+        self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
     ) -> contextlib.AbstractContextManager[Holder]:
-        """Exclusive store lock; raises Busy (exit 75) naming the holder."""
+        """Exclusive store lock; raises Busy (exit 75) naming the holder. ``read_only_ok``: an
+        operation that only reads the store (verify, restore, copy's source) goes on without
+        the lock, with a warning, when the store is on a read-only file system (nothing can
+        change it then)."""
 
     @abstractmethod
     def cleanup_staging(self) -> list[str]:
@@ -105,6 +108,11 @@ class Store(ABC):
                 self.delete_backup(backup_id)
                 removed.append(backup_id)
         return removed
+
+
+class NotAFile(CheckFailed):
+    """Something other than a regular file (a folder, a FIFO) where a store file should be:
+    damage, shown and verified as such (exit 3)."""
 
 
 class OutsideStore(EmropsError):

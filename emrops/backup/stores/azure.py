@@ -370,7 +370,9 @@ class AzureStore(Store):
         return []  # uncommitted blocks are invisible and expire on their own
 
     @contextlib.contextmanager
-    def lock(self, operation: str, warn: Warn | None = None) -> Iterator[Holder]:
+    def lock(
+        self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
+    ) -> Iterator[Holder]:
         me = Holder.me(operation)
         blob = self._blob(".lock")
         with self._errors():

@@ -5,13 +5,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from emrops.atomic import fsync_dir
 from emrops.backup.lock import Holder, local_lock
-from emrops.backup.stores import NotFound, OutsideStore, Store, Warn, check_name, write_error
+from emrops.backup.stores import (
+    NotAFile,
+    NotFound,
+    OutsideStore,
+    Store,
+    Warn,
+    check_name,
+    write_error,
+)
 from emrops.errors import EmropsError, UsageError
 
 STAGING = ".staging-"
@@ -61,21 +70,32 @@ class LocalStore(Store):
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def exists(self, name: str) -> bool:
-        return self._path(name).is_file()
+        # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
+        # shown as such, never taken for a crashed run's leftovers and removed).
+        return self._path(name).exists()
 
     def read_bytes(self, name: str) -> bytes:
-        try:
-            return self._path(name).read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"{name} is missing from backup store {self.url}") from None
+        with self.open_read(name) as handle:
+            return handle.read()
 
     @contextlib.contextmanager
     def open_read(self, name: str) -> Iterator[IO[bytes]]:
+        path = self._path(name)
         try:
-            handle = self._path(name).open("rb")
+            # O_NONBLOCK: a FIFO put where a file should be must not hang the reader.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"{name} is missing from backup store {self.url}") from None
-        with handle:
+        except IsADirectoryError:
+            raise NotAFile(f"{name} in backup store {self.url} is not a regular file") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NotAFile(
+                f"{name} in backup store {self.url} is not a regular file (a folder, FIFO or "
+                "device is where a file should be: the store was damaged)"
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as handle:
             yield handle
 
     @contextlib.contextmanager
@@ -114,10 +134,10 @@ class LocalStore(Store):
             fsync_dir(self.root)
 
     def lock(
-        self, operation: str, warn: Warn | None = None
+        self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
     ) -> contextlib.AbstractContextManager[Holder]:
         self._ensure_root()
-        return local_lock(self.root, operation, warn)
+        return local_lock(self.root, operation, warn, read_only_ok=read_only_ok)
 
     def cleanup_staging(self) -> list[str]:
         removed = []
