@@ -1,0 +1,249 @@
+"""`make mutation`: mutmut over the modules that decide, each against its own tests.
+
+The modules that delete backups or fail CI (retention, budgets, compare) are *gated*: every
+surviving mutant must be listed in EQUIVALENT below with the reason it cannot be told apart
+from the original, or the run exits 1. The other modules (migrate verify, health checks,
+backup verify) are report-only: their score is printed, survivors listed, never a failure.
+
+Each module runs in its own scratch copy of the tree (var/mutation/<name>/) whose
+pyproject.toml carries a ``[tool.mutmut]`` table naming only that module and its test files,
+so a mutant is only ever tried against the tests written for its module and one module's
+run cannot reuse another's cache. mutmut 3 copies that tree into ``mutants/`` and runs each
+mutant only against the tests that reach the mutated function.
+
+Usage: scripts/mutation.py [--jobs N] [--only NAME ...] [--gated-only]
+Exit: 0 every gated survivor is a listed equivalent; 1 otherwise or mutmut failed.
+Runs one module at a time with one mutmut child by default (a shared two-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "var" / "mutation"
+MUTMUT = Path(sys.executable).with_name("mutmut")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # path of the one file mutated
+    tests: tuple[str, ...]  # the test files it is run against
+    gated: bool
+    timeout_s: int  # a stuck module fails this run, not the next hour
+
+
+TARGETS = (
+    Target(
+        "retention",
+        "emrops/backup/retention.py",
+        ("tests/backup/test_retention.py", "tests/backup/test_retention_boundaries.py"),
+        gated=True,
+        timeout_s=600,
+    ),
+    Target(
+        "budgets",
+        "emrops/loadtest/budgets.py",
+        ("tests/loadtest/test_budgets.py", "tests/loadtest/test_budget_boundaries.py"),
+        gated=True,
+        timeout_s=600,
+    ),
+    Target(
+        "compare",
+        "emrops/stats/compare.py",
+        ("tests/stats/test_compare.py", "tests/stats/test_compare_boundaries.py"),
+        gated=True,
+        timeout_s=600,
+    ),
+    Target(
+        "migrate-verify",
+        "emrops/migrate/verify.py",
+        ("tests/migrate/test_sqlcopy.py", "tests/migrate/test_canonical.py"),
+        gated=False,
+        timeout_s=900,
+    ),
+    Target(
+        "health-checks",
+        "emrops/health/checks.py",
+        ("tests/health/test_health.py",),
+        gated=False,
+        timeout_s=900,
+    ),
+    Target(
+        "backup-verify",
+        "emrops/backup/verify.py",
+        ("tests/backup/test_sqlite.py", "tests/backup/test_failures.py"),
+        gated=False,
+        timeout_s=900,
+    ),
+)
+
+# Survivors that are not bugs: (target name, text of the mutated line, why). A survivor is
+# matched by what its mutated line reads, not by mutmut's number (numbers shift as the
+# module changes).
+EQUIVALENT: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass
+class Outcome:
+    target: Target
+    counts: dict[str, int] = field(default_factory=dict)
+    survivors: list[tuple[str, str]] = field(default_factory=list)  # (mutant, mutated line)
+    unexplained: list[tuple[str, str]] = field(default_factory=list)
+    explained: list[tuple[str, str, str]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def caught(self) -> int:
+        return self.counts.get("killed", 0) + self.counts.get("timeout", 0)
+
+
+def mutmut_table(target: Target) -> str:
+    tests = ", ".join(f'"{t}"' for t in target.tests)
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["emrops"]\n'
+        f'only_mutate = ["{target.module}"]\n'
+        f"pytest_add_cli_args_test_selection = [{tests}]\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+    )
+
+
+def prepare(target: Target) -> Path:
+    """A fresh scratch tree: the package, the tests, pyproject with this target's table."""
+    where = WORK / target.name
+    if where.exists():
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / "emrops", where / "emrops", ignore=ignore)
+    shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    # drop the repository's own [tool.mutmut] table (up to the next table or the end)
+    text = re.sub(r"\n\[tool\.mutmut\]\n(?:(?!\n\[).)*", "\n", text, flags=re.S)
+    (where / "pyproject.toml").write_text(text + mutmut_table(target), encoding="utf-8")
+    return where
+
+
+def mutated_line(where: Path, mutant: str) -> str:
+    shown = subprocess.run(
+        [str(MUTMUT), "show", mutant], cwd=where, capture_output=True, text=True, check=False
+    ).stdout
+    added = [ln[1:].strip() for ln in shown.splitlines() if ln.startswith("+") and ln[1:2] != "+"]
+    return " / ".join(added) or "(no line added: a statement removed)"
+
+
+def run(target: Target, jobs: int) -> Outcome:
+    outcome = Outcome(target)
+    missing = [t for t in target.tests if not (ROOT / t).exists()]
+    if missing:
+        outcome.error = f"test file(s) missing: {', '.join(missing)}"
+        return outcome
+    where = prepare(target)
+    log = where / "mutmut.log"
+    start = time.monotonic()
+    with log.open("w", encoding="utf-8") as out:
+        try:
+            done = subprocess.run(
+                [str(MUTMUT), "run", "--max-children", str(jobs)],
+                cwd=where,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=target.timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            outcome.error = f"mutmut did not finish within {target.timeout_s}s (log: {log})"
+            return outcome
+    outcome.seconds = time.monotonic() - start
+    if done.returncode != 0:
+        outcome.error = f"mutmut run exited {done.returncode} (log: {log})"
+        return outcome
+    listing = subprocess.run(
+        [str(MUTMUT), "results", "--all", "true"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    for line in listing.splitlines():
+        found = re.match(r"^\s*(\S+): (.+)$", line)
+        if not found:
+            continue
+        mutant, status = found.group(1), found.group(2).strip()
+        outcome.counts[status] = outcome.counts.get(status, 0) + 1
+        if status not in ("killed", "timeout"):
+            outcome.survivors.append((mutant, mutated_line(where, mutant)))
+    for mutant, text in outcome.survivors:
+        why = next(
+            (w for name, line, w in EQUIVALENT if name == target.name and line == text), None
+        )
+        if why is None:
+            outcome.unexplained.append((mutant, text))
+        else:
+            outcome.explained.append((mutant, text, why))
+    if not outcome.counts:
+        outcome.error = f"mutmut reported no mutants (log: {log})"
+    return outcome
+
+
+def report(outcome: Outcome) -> None:
+    t = outcome.target
+    kind = "gated" if t.gated else "report only"
+    if outcome.error:
+        print(f"\n{t.name} ({t.module}, {kind}): ERROR {outcome.error}", flush=True)
+        return
+    others = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()) if k != "killed")
+    print(
+        f"\n{t.name} ({t.module}, {kind}): {outcome.caught}/{outcome.total} caught"
+        f" ({others or 'all killed'}) in {outcome.seconds:.0f}s",
+        flush=True,
+    )
+    for mutant, text, why in outcome.explained:
+        print(f"  equivalent  {mutant}: {text}\n              -> {why}")
+    for mutant, text in outcome.unexplained:
+        print(f"  SURVIVED    {mutant}: {text}")
+    if outcome.unexplained:
+        print(f"  (see one: cd {WORK / t.name} && {MUTMUT} show MUTANT)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1, help="mutmut children (default 1)")
+    parser.add_argument("--only", nargs="+", choices=[t.name for t in TARGETS], default=None)
+    parser.add_argument("--gated-only", action="store_true", help="skip the report-only modules")
+    args = parser.parse_args(argv)
+    if not MUTMUT.exists():
+        print(f"mutmut is not installed in this venv ({MUTMUT}); run make install", file=sys.stderr)
+        return 1
+    chosen = [
+        t
+        for t in TARGETS
+        if (args.only is None or t.name in args.only) and (t.gated or not args.gated_only)
+    ]
+    failed = False
+    for target in chosen:
+        print(f"== {target.name}: mutating {target.module} against {', '.join(target.tests)}")
+        outcome = run(target, args.jobs)
+        report(outcome)
+        if target.gated and (outcome.error or outcome.unexplained):
+            failed = True
+    print("\nmutation: " + ("FAILED (a gated module has a survivor)" if failed else "ok"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
