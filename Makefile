@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/.installed
 
-.PHONY: demo test test-slow lint install postgres tools bench clean
+.PHONY: demo test test-slow lint install postgres tools bench mutation clean
 
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -51,6 +51,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy emrops
+
+## mutation: mutmut over the modules that decide (not in CI; see docs/testing.md). Fails when
+## retention, budgets or compare has a surviving mutant not listed as equivalent.
+mutation: $(STAMP) postgres tools
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 ## bench: the benchmark scripts; they write their figures into docs/benchmarks.md
 bench: $(STAMP) postgres

@@ -19,8 +19,11 @@ Runs one module at a time with one mutmut child by default (a shared two-core ma
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -47,42 +50,42 @@ TARGETS = (
         "emrops/backup/retention.py",
         ("tests/backup/test_retention.py", "tests/backup/test_retention_boundaries.py"),
         gated=True,
-        timeout_s=600,
+        timeout_s=300,
     ),
     Target(
         "budgets",
         "emrops/loadtest/budgets.py",
         ("tests/loadtest/test_budgets.py", "tests/loadtest/test_budget_boundaries.py"),
         gated=True,
-        timeout_s=600,
+        timeout_s=300,
     ),
     Target(
         "compare",
         "emrops/stats/compare.py",
         ("tests/stats/test_compare.py", "tests/stats/test_compare_boundaries.py"),
         gated=True,
-        timeout_s=600,
+        timeout_s=300,
     ),
     Target(
         "migrate-verify",
         "emrops/migrate/verify.py",
         ("tests/migrate/test_sqlcopy.py", "tests/migrate/test_canonical.py"),
         gated=False,
-        timeout_s=900,
+        timeout_s=840,
     ),
     Target(
         "health-checks",
         "emrops/health/checks.py",
         ("tests/health/test_health.py",),
         gated=False,
-        timeout_s=900,
+        timeout_s=840,
     ),
     Target(
         "backup-verify",
         "emrops/backup/verify.py",
         ("tests/backup/test_sqlite.py", "tests/backup/test_failures.py"),
         gated=False,
-        timeout_s=900,
+        timeout_s=840,
     ),
 )
 
@@ -138,12 +141,36 @@ def prepare(target: Target) -> Path:
     return where
 
 
-def mutated_line(where: Path, mutant: str) -> str:
-    shown = subprocess.run(
-        [str(MUTMUT), "show", mutant], cwd=where, capture_output=True, text=True, check=False
-    ).stdout
-    added = [ln[1:].strip() for ln in shown.splitlines() if ln.startswith("+") and ln[1:2] != "+"]
-    return " / ".join(added) or "(no line added: a statement removed)"
+def _function(lines: list[str], name: str) -> list[str]:
+    """The body of ``def name(`` in a mutated file: the lines indented deeper than the def."""
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(f"def {name}("):
+            indent = len(line) - len(line.lstrip())
+            body = []
+            for later in lines[i + 1 :]:
+                if later.strip() and len(later) - len(later.lstrip()) <= indent:
+                    break
+                body.append(later)
+            return body
+    return []
+
+
+def mutated_line(where: Path, target: Target, mutant: str) -> str:
+    """What the mutant changed: its lines that differ from the original function.
+
+    Read from mutmut's own copy (mutants/<module>), where each mutant is a function
+    ``<name>__mutmut_<n>`` beside ``<name>__mutmut_orig`` (cheaper than `mutmut show`).
+    """
+    lines = (where / "mutants" / target.module).read_text(encoding="utf-8").splitlines()
+    function = mutant.rsplit(".", 1)[1]
+    original = _function(lines, function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
+    changed = _function(lines, function)
+    added = [
+        ln[2:].strip()
+        for ln in difflib.ndiff(original, changed)
+        if ln.startswith("+ ") and ln[2:].strip()
+    ]
+    return " / ".join(added) or "(a line removed)"
 
 
 def run(target: Target, jobs: int) -> Outcome:
@@ -156,21 +183,27 @@ def run(target: Target, jobs: int) -> Outcome:
     log = where / "mutmut.log"
     start = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
+        # its own process group, so a timeout ends mutmut's children and test processes too
+        proc = subprocess.Popen(
+            [str(MUTMUT), "run", "--max-children", str(jobs)],
+            cwd=where,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                [str(MUTMUT), "run", "--max-children", str(jobs)],
-                cwd=where,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=target.timeout_s,
-                check=False,
-            )
+            returncode = proc.wait(timeout=target.timeout_s)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             outcome.error = f"mutmut did not finish within {target.timeout_s}s (log: {log})"
             return outcome
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     outcome.seconds = time.monotonic() - start
-    if done.returncode != 0:
-        outcome.error = f"mutmut run exited {done.returncode} (log: {log})"
+    if returncode != 0:
+        outcome.error = f"mutmut run exited {returncode} (log: {log})"
         return outcome
     listing = subprocess.run(
         [str(MUTMUT), "results", "--all", "true"],
@@ -186,7 +219,7 @@ def run(target: Target, jobs: int) -> Outcome:
         mutant, status = found.group(1), found.group(2).strip()
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
         if status not in ("killed", "timeout"):
-            outcome.survivors.append((mutant, mutated_line(where, mutant)))
+            outcome.survivors.append((mutant, mutated_line(where, target, mutant)))
     for mutant, text in outcome.survivors:
         why = next(
             (w for name, line, w in EQUIVALENT if name == target.name and line == text), None
