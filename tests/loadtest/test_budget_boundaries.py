@@ -4,11 +4,15 @@ threshold, the figures a failing budget prints, and the messages of rejected bud
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from emrops.errors import UsageError
+from emrops.loadtest import budgets
 from emrops.loadtest.budgets import (
     Budget,
     BudgetResult,
@@ -125,8 +129,26 @@ def test_rejections_say_what_is_wrong(expr: str, message: str, hint: str | None)
     assert info.value.message == message if hint is None else info.value.message.startswith(message)
     if hint is None:
         assert info.value.hint is None
+    elif hint.endswith(", "):  # a list of names: its start is enough
+        assert (info.value.hint or "").startswith(hint)
     else:
         assert hint in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("expr", "hint"),
+    [
+        ("p95<2", "e.g. 'p95<2s' or 'p95<250ms' (a bare number would be ambiguous)"),
+        ("error_rate<lots", "e.g. 1% or 0.01"),
+        ("error_rate<101%", "e.g. 1%"),
+        ("rps>many", "e.g. 'rps>=45'"),
+        ("chats.p95<2s", "steps: health, session, chat, history, ws-chat"),
+    ],
+)
+def test_rejection_hints_are_exact(expr: str, hint: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_budget(expr)
+    assert info.value.hint == hint
 
 
 def test_table_conditions_keep_their_step_and_expression() -> None:
@@ -151,6 +173,57 @@ def test_table_rejections(table: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_table(table)
     assert info.value.message == message
+    if "unknown step" in message:
+        assert info.value.hint == "steps: health, session, chat, history, ws-chat"
+    else:
+        assert (info.value.hint or "").startswith("write METRIC OP VALUE, e.g. 'p95<2s'")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[budgets.chatt]\np95 = "<2s"\n', "{path}: unknown step [budgets.chatt]"),
+        ("[budgets]\np95 = 2\n", '{path}: p95 = 2 must be a string such as "<2s"'),
+    ],
+)
+def test_file_rejections_from_the_table_name_the_file(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "budgets.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError) as info:
+        load_file(path)
+    assert info.value.message == message.format(path=path)
+
+
+def test_a_budgets_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    # cron runs with LANG=C: a comment in a budgets file must still read as UTF-8
+    path = tmp_path / "budgets.toml"
+    path.write_text('# Latenz für den Chat — ≤ 2 s\n[budgets]\np95 = "<2s"\n', encoding="utf-8")
+    assert [b.expr for b in load_file(path)] == ["p95<2s"]
+    package_root = Path(budgets.__file__).resolve().parents[2]  # the emrops under test
+    env = {
+        **os.environ,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONUTF8": "0",
+        "PYTHONPATH": str(package_root),
+    }
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from emrops.loadtest.budgets import load_file\n"
+        "print([b.expr for b in load_file(Path(sys.argv[1]))])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "['p95<2s']"), done.stderr
 
 
 def test_file_rejections_name_the_file(tmp_path: Path) -> None:

@@ -120,7 +120,9 @@ def test_center_is_the_median_unless_given() -> None:
     [
         (0, 0, 0.0),
         (0, 3, math.inf),
+        (0, 0.5, math.inf),  # any rise from zero, however small
         (0, -3, -math.inf),
+        (0, -0.5, -math.inf),
         (100, 125, 0.25),
         (100, 75, -0.25),
         (-100, -75, 0.25),  # relative to |baseline|: up is positive
@@ -191,14 +193,15 @@ def test_missing_and_new_deltas_carry_what_one_side_has() -> None:
 
 def test_compare_keeps_the_baseline_order_then_new_metrics() -> None:
     c = compare(
-        {"b": tput(1), "a": tput(1), "gone": tput(1)},
+        {"b": tput(1), "gone": tput(1), "a": tput(1)},
         {"new": tput(1), "a": tput(1), "b": tput(1)},
         0.1,
     )
+    # a missing metric does not stop the comparison of the ones after it
     assert [(d.name, d.verdict) for d in c.deltas] == [
         ("b", Verdict.UNCHANGED),
-        ("a", Verdict.UNCHANGED),
         ("gone", Verdict.MISSING),
+        ("a", Verdict.UNCHANGED),
         ("new", Verdict.NEW),
     ]
     assert Comparison(0.1).deltas == [] and not Comparison(0.1).regressed
