@@ -218,7 +218,7 @@ def test_a_budgets_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)],
         env=env,
-        cwd=tmp_path,
+        cwd=package_root,  # under `make mutation`, mutmut's copy needs its own config here
         capture_output=True,
         text=True,
         check=False,
