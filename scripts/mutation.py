@@ -367,12 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     failed = False
     for target in chosen:
-        print(f"== {target.name}: mutating {target.module} against {', '.join(target.tests)}")
+        tests = ", ".join(target.tests)
+        print(f"== {target.name}: mutating {target.module} against {tests}", flush=True)
         outcome = run(target, args.jobs)
         report(outcome)
         if target.gated and (outcome.error or outcome.unexplained):
             failed = True
-    print("\nmutation: " + ("FAILED (a gated module has a survivor)" if failed else "ok"))
+    verdict = "FAILED (a gated module has a survivor or did not run)" if failed else "ok"
+    print(f"\nmutation: {verdict}")
     return 1 if failed else 0
 
 
