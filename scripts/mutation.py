@@ -42,6 +42,7 @@ class Target:
     tests: tuple[str, ...]  # the test files it is run against
     gated: bool
     timeout_s: int  # a stuck module fails this run, not the next hour
+    pytest_args: tuple[str, ...] = ()  # e.g. --deselect for a test mutmut cannot run
 
 
 TARGETS = (
@@ -72,6 +73,12 @@ TARGETS = (
         ("tests/migrate/test_sqlcopy.py", "tests/migrate/test_canonical.py"),
         gated=False,
         timeout_s=840,
+        # hashes in a spawned process pool: mutmut's trampoline in a spawned worker cannot
+        # find mutmut's config (the worker starts in the test's tmp dir) and the pool hangs
+        pytest_args=(
+            "--deselect",
+            "tests/migrate/test_sqlcopy.py::test_source_checksum_in_parts_equals_the_whole",
+        ),
     ),
     Target(
         "health-checks",
@@ -179,12 +186,13 @@ class Outcome:
 
 def mutmut_table(target: Target) -> str:
     tests = ", ".join(f'"{t}"' for t in target.tests)
+    extra = "".join(f', "{a}"' for a in target.pytest_args)
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["emrops"]\n'
         f'only_mutate = ["{target.module}"]\n'
         f"pytest_add_cli_args_test_selection = [{tests}]\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"{extra}]\n'
     )
 
 
@@ -316,7 +324,7 @@ def run_manual(target: Target, where: Path, outcome: Outcome) -> None:
             return
         source.write_text(text.replace(original, mutated), encoding="utf-8")
         tests = subprocess.run(  # cwd first on sys.path: the copy, not the editable install
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *target.tests],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *target.pytest_args, *target.tests],
             cwd=copy,
             capture_output=True,
             timeout=target.timeout_s,
