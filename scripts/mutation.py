@@ -324,7 +324,17 @@ def run_manual(target: Target, where: Path, outcome: Outcome) -> None:
             return
         source.write_text(text.replace(original, mutated), encoding="utf-8")
         tests = subprocess.run(  # cwd first on sys.path: the copy, not the editable install
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *target.pytest_args, *target.tests],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                *target.pytest_args,
+                *target.tests,
+            ],
             cwd=copy,
             capture_output=True,
             timeout=target.timeout_s,
