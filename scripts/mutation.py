@@ -19,6 +19,7 @@ Runs one module at a time with one mutmut child by default (a shared two-core ma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import os
 import re
@@ -173,11 +174,12 @@ class Outcome:
     unexplained: list[tuple[str, str]] = field(default_factory=list)
     explained: list[tuple[str, str, str]] = field(default_factory=list)
     error: str | None = None
+    timed_out: bool = False  # stopped at the module's timeout: the counts are partial
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(n for status, n in self.counts.items() if status != "not checked")
 
     @property
     def caught(self) -> int:
@@ -268,10 +270,11 @@ def run(target: Target, jobs: int) -> Outcome:
         try:
             returncode = proc.wait(timeout=target.timeout_s)
         except subprocess.TimeoutExpired:
+            # mutmut records each result as it goes: what was tried before the deadline counts
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            outcome.error = f"mutmut did not finish within {target.timeout_s}s (log: {log})"
-            return outcome
+            outcome.timed_out = True
+            returncode = 0
         except KeyboardInterrupt:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
@@ -292,7 +295,7 @@ def run(target: Target, jobs: int) -> Outcome:
             continue
         mutant, status = found.group(1), found.group(2).strip()
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
-        if status not in ("killed", "timeout"):
+        if status not in ("killed", "timeout", "not checked"):
             outcome.survivors.append((mutant, mutated_line(where, target, mutant)))
     run_manual(target, where, outcome)
     for mutant, text in outcome.survivors:
@@ -356,6 +359,8 @@ def report(outcome: Outcome) -> None:
         print(f"\n{t.name} ({t.module}, {kind}): ERROR {outcome.error}", flush=True)
         return
     others = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()) if k != "killed")
+    if outcome.timed_out:
+        others = f"PARTIAL: stopped at the {t.timeout_s}s timeout; " + others
     print(
         f"\n{t.name} ({t.module}, {kind}): {outcome.caught}/{outcome.total} caught"
         f" ({others or 'all killed'}) in {outcome.seconds:.0f}s",
@@ -374,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutmut children (default 1)")
     parser.add_argument("--only", nargs="+", choices=[t.name for t in TARGETS], default=None)
     parser.add_argument("--gated-only", action="store_true", help="skip the report-only modules")
+    parser.add_argument(
+        "--timeout", type=int, default=None, help="seconds per module (default: its own)"
+    )
     args = parser.parse_args(argv)
     if not MUTMUT.exists():
         print(f"mutmut is not installed in this venv ({MUTMUT}); run make install", file=sys.stderr)
@@ -387,9 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     for target in chosen:
         tests = ", ".join(target.tests)
         print(f"== {target.name}: mutating {target.module} against {tests}", flush=True)
+        if args.timeout is not None:
+            target = dataclasses.replace(target, timeout_s=args.timeout)
         outcome = run(target, args.jobs)
         report(outcome)
-        if target.gated and (outcome.error or outcome.unexplained):
+        if target.gated and (outcome.error or outcome.unexplained or outcome.timed_out):
             failed = True
     verdict = "FAILED (a gated module has a survivor or did not run)" if failed else "ok"
     print(f"\nmutation: {verdict}")
