@@ -1,12 +1,19 @@
 """Drive the EMRsim simulation server with wrk and record the figures.
 
-Measures requests/s and p50/p95/p99 latency of the two hot endpoints
-(POST a chat message, GET a history page) on SQLite and on PostgreSQL, one
-instance and (PostgreSQL only: SQLite is single-process by design) two
-instances on one database. Results go to stdout and, with --write, into the
-"sim server" section of docs/benchmarks.md.
+Measures requests/s and p50/p95/p99 latency (closed loop, ``wrk -t1 -c16`` per instance) of
+the hot endpoints (POST a chat message, GET a history page, GET /api/scenarios) on SQLite and
+on PostgreSQL, one instance and (PostgreSQL only: SQLite is single-process by design) two
+instances on one database; then the latency under an open-model 200 req/s of the chat scenario
+(`emrops loadtest run --rate 200/s`, timed from the intended start, so coordinated omission
+does not hide queueing). Results go to stdout and, with --write, into the "sim server" section
+of docs/benchmarks.md, with the targets of issue #17 (met or missed):
 
-Usage: .venv/bin/python benchmarks/sim_server.py [--duration 10] [--connections 16] [--write]
+- one SQLite instance: POST message >= 1,000 req/s, GET history >= 1,500, GET /api/scenarios
+  >= 2,000; p99 < 100 ms at an open-model 200 req/s;
+- PostgreSQL: two instances >= 1.6x one instance on POST message.
+
+Usage: .venv/bin/python benchmarks/sim_server.py [--duration 10] [--connections 16]
+       [--open-duration 20] [--write]
 Needs wrk (Debian package `wrk`; `bash scripts/ensure-debs.sh wrk`) and PostgreSQL
 on 127.0.0.1:5432.
 """
@@ -45,6 +52,8 @@ request = function()
     local body = '{"content": "When did the pain start, and does it spread anywhere?"}'
     return wrk.format("POST", "/api/sessions/" .. sid .. "/messages",
                       {["Content-Type"] = "application/json"}, body)
+  elseif mode == "scenarios" then
+    return wrk.format("GET", "/api/scenarios")
   else
     return wrk.format("GET", "/api/sessions/" .. sid .. "/messages?after=0&limit=50")
   end
@@ -177,8 +186,34 @@ def prepare(base: str) -> list[str]:
     ]
 
 
+MODES = (("post", "POST message"), ("get", "GET history"), ("scenarios", "GET /api/scenarios"))
+TARGETS = {"POST message": 1000, "GET history": 1500, "GET /api/scenarios": 2000}
+OPEN_RATE = 200
+OPEN_P99_MS = 100.0
+SCALE_TARGET = 1.6
+
+
+def open_model(url: str, duration: int) -> dict:
+    """p50/p95/p99 of the chat scenario at an open-model OPEN_RATE req/s (emrops loadtest)."""
+    out = run(
+        "loadtest", "run", "--url", url, "--scenario", "chat", "--rate", f"{OPEN_RATE}/s",
+        "--duration", f"{duration}s", "--warmup", "3s", "--processes", "1", "--json",
+    )  # fmt: skip
+    doc = json.loads(out)
+    summary = doc.get("summary", doc)
+    lat = summary.get("latency", {})
+    return {
+        "rate": OPEN_RATE,
+        "p50_ms": lat.get("p50_ms"),
+        "p95_ms": lat.get("p95_ms"),
+        "p99_ms": lat.get("p99_ms"),
+        "errors": summary.get("errors"),
+        "unreliable": bool(doc.get("generator", {}).get("unreliable_reasons")),
+    }
+
+
 def bench_engine(
-    name: str, db_url: str, instances: list[int], duration: int, conns: int
+    name: str, db_url: str, instances: list[int], duration: int, conns: int, open_s: int
 ) -> list[dict]:
     rows = []
     # the server expects an initialised database
@@ -188,9 +223,13 @@ def bench_engine(
         ids = prepare(urls[0])
     for count in instances:
         with servers(db_url, count) as urls:
-            for mode, label in (("post", "POST message"), ("get", "GET history")):
+            for mode, label in MODES:
                 stats = wrk(urls, mode, ids, duration, conns)
                 rows.append({"engine": name, "instances": count, "endpoint": label, **stats})
+                print(json.dumps(rows[-1]), flush=True)
+            if name == "sqlite" and count == 1 and open_s > 0:
+                stats = open_model(urls[0], open_s)
+                rows.append({"engine": name, "instances": 1, "endpoint": "open-model", **stats})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -199,25 +238,47 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}; wrk {conns} connections for {duration}s per row, "
-        "server, wrk and PostgreSQL on the same machine "
+        f"Python {platform.python_version()}; wrk -t1, {conns} connections for {duration}s per "
+        "row, server, wrk and PostgreSQL on the same machine "
         "(so absolute numbers are low; compare ratios).",
         "",
-        "| engine | instances | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| engine | instances | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | target |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["endpoint"] == "open-model":
+            continue
+        target = (
+            TARGETS.get(r["endpoint"]) if (r["engine"], r["instances"]) == ("sqlite", 1) else None
+        )
+        verdict = f">= {target:,}: {'met' if r['rps'] >= target else 'MISSED'}" if target else ""
         lines.append(
             f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {r['rps']:.0f} "
-            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
+            f"| {verdict} |"
         )
-    by = {(r["engine"], r["instances"], r["endpoint"]): r["rps"] for r in rows}
+    for r in rows:
+        if r["endpoint"] == "open-model" and r["p99_ms"] is not None:
+            met = r["p99_ms"] < OPEN_P99_MS and not r["unreliable"]
+            lines += [
+                "",
+                f"Open model, chat scenario at {r['rate']} req/s on one SQLite instance "
+                f"(`emrops loadtest`): p50/p95/p99 {r['p50_ms']:.1f}/{r['p95_ms']:.1f}/"
+                f"{r['p99_ms']:.1f} ms, {r['errors']} errors"
+                f"{', generator flagged unreliable' if r['unreliable'] else ''}; target p99 < "
+                f"{OPEN_P99_MS:.0f} ms: {'met' if met else 'MISSED'}.",
+            ]
+    by = {(r["engine"], r["instances"], r["endpoint"]): r.get("rps") for r in rows}
     ratios = []
     for endpoint in ("POST message", "GET history"):
         pg1, pg2 = by.get(("postgresql", 1, endpoint)), by.get(("postgresql", 2, endpoint))
         lite = by.get(("sqlite", 1, endpoint))
         if pg1 and pg2:
-            ratios.append(f"- {endpoint}: two PostgreSQL instances / one = {pg2 / pg1:.2f}x")
+            note = ""
+            if endpoint == "POST message":
+                met = pg2 / pg1 >= SCALE_TARGET
+                note = f" (target >= {SCALE_TARGET}x: {'met' if met else 'MISSED'})"
+            ratios.append(f"- {endpoint}: two PostgreSQL instances / one = {pg2 / pg1:.2f}x{note}")
         if pg1 and lite:
             ratios.append(f"- {endpoint}: PostgreSQL one instance / SQLite = {pg1 / lite:.2f}x")
     return "\n".join(lines + [""] + ratios) + "\n"
@@ -244,6 +305,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--open-duration", type=int, default=20, help="open-model run seconds (0: skip)"
+    )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -253,7 +317,12 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         rows += bench_engine(
-            "sqlite", f"sqlite:///{tmp}/bench.db", [1], args.duration, args.connections
+            "sqlite",
+            f"sqlite:///{tmp}/bench.db",
+            [1],
+            args.duration,
+            args.connections,
+            args.open_duration,
         )
     name = f"emrops_bench_{uuid.uuid4().hex[:8]}"
     admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -261,7 +330,7 @@ def main() -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-        rows += bench_engine("postgresql", pg_url, [1, 2], args.duration, args.connections)
+        rows += bench_engine("postgresql", pg_url, [1, 2], args.duration, args.connections, 0)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,6 +22,7 @@ from typing import Any
 import platformdirs
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.errors import ConfigError
 
 CONFIG_NAME = "emrops.toml"
@@ -54,6 +55,7 @@ FIELDS: list[Field] = [
     Field(
         "db_password", "secret", None, "database password injected into db_url", file_allowed=False
     ),
+    Field("db_auth", "str", "password", "PostgreSQL auth: password, or azure (Entra ID token)"),
     Field(
         "state_dir",
         "path",
@@ -72,6 +74,12 @@ FIELDS: list[Field] = [
     Field("sim.port", "int", 8000, "port the simulation server listens on"),
     Field("sim.url", "str", "http://127.0.0.1:8000", "URL of a running simulation server"),
     Field("sim.token", "secret", None, "bearer token the sim API requires", file_allowed=False),
+    Field(
+        "sim.max_body",
+        "int",
+        64 * 1024,
+        "largest request body and WebSocket frame the sim server accepts, in bytes (413 above)",
+    ),
     # provisioning and deployment (emrops/provision, emrops/deploy)
     Field("azure.subscription_id", "str", None, "Azure subscription", env="AZURE_SUBSCRIPTION_ID"),
     Field("azure.location", "str", "westeurope", "Azure region for resource groups"),
@@ -318,6 +326,7 @@ def load_settings(
             hint="remove the password from the file and set EMROPS_DB_PASSWORD (or PGPASSWORD)",
         )
     values["db_url"] = _inject_password(values["db_url"], values.get("db_password"))
+    values["db_url"] = azure_auth.with_auth(values["db_url"], values.get("db_auth"))
     if values["log_format"] not in ("text", "json"):
         raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
     return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)

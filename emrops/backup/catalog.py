@@ -2,59 +2,154 @@
 
 from __future__ import annotations
 
-import contextlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from emrops.backup import retention
 from emrops.backup.lock import Warn
-from emrops.backup.manifest import PIN, VERIFICATION, Manifest, Verification
+from emrops.backup.manifest import ID_PATTERN, PIN, VERIFICATION, Manifest, Verification
 from emrops.backup.run import pin_record
+from emrops.backup.schemas import InvalidDocument, check_pin
+from emrops.backup.sources import Source, matches
 from emrops.backup.stores import NotFound, Store
 from emrops.backup.verify import load_manifest
-from emrops.errors import UsageError
+from emrops.errors import CheckFailed, UsageError
 
 
 @dataclass
 class Entry:
+    """One backup as listed. ``broken`` is the reason its manifest is invalid (then only
+    ``id`` is known; the other fields are placeholders) and ``verified`` is "broken"."""
+
     id: str
     created_at: str
     engine: str
     size: int
     label: str
     pinned: bool
-    verified: str  # "ok", "failed" or "never"
+    verified: str  # "ok", "failed", "never", "invalid" (record) or "broken" (manifest)
     verified_at: str | None
     encrypted: bool
     schema_revision: str | None
     source: str
     rows: int
+    source_id: dict[str, Any] | None = None
+    sealed: bool = False
+    reason: str = ""  # why verified is not "ok": the failed checks, or what is invalid
+    broken: str | None = None
+
+    @property
+    def counts_as_verified(self) -> bool:
+        return self.verified == "ok" and self.broken is None
+
+
+def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, str]:
+    """(state, verified_at, reason) from ``<id>/verification.json``."""
+    try:
+        record = Verification.from_json(
+            store.read_bytes(f"{manifest.id}/{VERIFICATION}"), manifest.id
+        )
+    except NotFound:
+        return "never", None, ""
+    except CheckFailed as exc:
+        return "invalid", None, exc.message
+    if record.manifest_seal != manifest.seal:
+        # the result is of another manifest than the one in the store now
+        return "invalid", record.verified_at, "the manifest changed after it was verified"
+    if not record.ok:
+        return "failed", record.verified_at, record.reason
+    return "ok", record.verified_at, ""
+
+
+def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
+    """An invalid pin record still pins (keeping a backup is the safe side)."""
+    try:
+        data = store.read_bytes(f"{backup_id}/{PIN}")
+    except NotFound:
+        return False, ""
+    try:
+        check_pin(json.loads(data), backup_id)
+    except (ValueError, InvalidDocument) as exc:
+        return True, f"pin record is invalid ({exc}); treated as pinned"
+    return True, ""
 
 
 def entry(store: Store, manifest: Manifest) -> Entry:
-    verification = None
-    with contextlib.suppress(NotFound):
-        verification = Verification.from_json(store.read_bytes(f"{manifest.id}/{VERIFICATION}"))
-    state = "never" if verification is None else ("ok" if verification.ok else "failed")
+    state, verified_at, reason = _verification(store, manifest)
+    pinned, pin_note = _pinned(store, manifest.id)
     return Entry(
         id=manifest.id,
         created_at=manifest.created_at,
         engine=manifest.engine,
         size=manifest.size,
         label=manifest.label,
-        pinned=store.exists(f"{manifest.id}/{PIN}"),
+        pinned=pinned,
         verified=state,
-        verified_at=verification.verified_at if verification else None,
+        verified_at=verified_at,
         encrypted=manifest.encrypted,
         schema_revision=manifest.schema_revision,
         source=manifest.source,
         rows=sum(manifest.row_counts.values()),
+        source_id=manifest.source_id,
+        sealed=manifest.seal is not None,
+        reason="; ".join(r for r in (reason, pin_note) if r),
     )
 
 
-def list_backups(store: Store) -> list[Entry]:
-    """Published backups, oldest first. A folder without a manifest is not a backup."""
-    return [entry(store, load_manifest(store, i)) for i in store.complete_ids()]
+def broken_entry(store: Store, backup_id: str, reason: str) -> Entry:
+    pinned, _ = _pinned(store, backup_id) if ID_PATTERN.match(backup_id) else (False, "")
+    return Entry(
+        id=backup_id,
+        created_at=_id_time(backup_id),
+        engine="?",
+        size=0,
+        label="",
+        pinned=pinned,
+        verified="broken",
+        verified_at=None,
+        encrypted=False,
+        schema_revision=None,
+        source="?",
+        rows=0,
+        reason=reason,
+        broken=reason,
+    )
+
+
+def _id_time(backup_id: str) -> str:
+    """The time in a backup id (the only date a broken entry has), or the epoch."""
+    if ID_PATTERN.match(backup_id):
+        moment = datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return "1970-01-01T00:00:00.000Z"
+
+
+CHANGED = "the manifest does not match its seal: a field was changed after it was written"
+
+
+def list_backups(store: Store, source: Source | None = None) -> list[Entry]:
+    """Published backups (those with a manifest), oldest first; ``source`` keeps only its own.
+
+    A manifest that cannot be read, is invalid or does not match its seal gives a broken
+    entry with the reason: it never stops the others from being listed (with ``source``,
+    broken entries are left out: they belong to no known source)."""
+    out = []
+    for backup_id in store.complete_ids():
+        try:
+            manifest = load_manifest(store, backup_id)
+        except (CheckFailed, UsageError) as exc:
+            if source is None:
+                out.append(broken_entry(store, backup_id, exc.message))
+            continue
+        if manifest.seal_valid is False:  # changed after it was written: as broken
+            if source is None:
+                out.append(broken_entry(store, backup_id, CHANGED))
+            continue
+        if source is None or matches(manifest, source):
+            out.append(entry(store, manifest))
+    return out
 
 
 def set_pin(store: Store, backup_id: str, pinned: bool, warn: Warn | None = None) -> Entry:
@@ -62,7 +157,9 @@ def set_pin(store: Store, backup_id: str, pinned: bool, warn: Warn | None = None
     with store.lock("backup pin" if pinned else "backup unpin", warn):
         manifest = load_manifest(store, backup_id)
         if pinned:
-            store.write_bytes(f"{backup_id}/{PIN}", pin_record("pinned by `emrops backup pin`"))
+            store.write_bytes(
+                f"{backup_id}/{PIN}", pin_record(backup_id, "pinned by `emrops backup pin`")
+            )
         else:
             store.delete(f"{backup_id}/{PIN}")
         return entry(store, manifest)
@@ -99,10 +196,18 @@ def rotate(
     with store.lock("backup rotate", warn):
         entries = list_backups(store)
         candidates = [
-            retention.Candidate(e.id, _time(e.created_at), e.verified == "ok", e.pinned)
+            retention.Candidate(e.id, _time(e.created_at), e.counts_as_verified, e.pinned)
             for e in entries
+            if e.broken is None
         ]
         decisions = retention.plan(candidates, policy, zone)
+        # a broken manifest is never deleted by rotate: it may be the only trace of a backup
+        # someone changed, and its data files may still restore by hand
+        decisions += [
+            retention.Decision(e.id, _time(e.created_at), True, (f"broken, kept: {e.broken}",))
+            for e in entries
+            if e.broken is not None
+        ]
         deleted: list[str] = []
         if not dry_run:
             for decision in decisions:

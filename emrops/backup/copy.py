@@ -46,6 +46,11 @@ def copy_backup(
     copied = 0
     with source.lock("backup copy (source)", warn), destination.lock("backup copy", warn):
         manifest = load_manifest(source, backup_id)
+        if manifest.seal_valid is False:
+            raise CheckFailed(
+                f"the manifest of {backup_id} in {source.url} does not match its seal: not copied",
+                hint=f"run `emrops backup verify {backup_id}`",
+            )
         if destination.exists(f"{backup_id}/{MANIFEST}"):
             raise EmropsError(f"backup {backup_id} is already in {destination.url}")
         destination.cleanup()

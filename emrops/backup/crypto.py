@@ -13,9 +13,15 @@ from typing import IO, Any
 import pyrage
 
 from emrops import secrets
-from emrops.errors import CheckFailed, UsageError
+from emrops.errors import EmropsError, UsageError
 
 IDENTITY_ENV = "EMROPS_BACKUP_IDENTITY"
+
+
+class IdentityProblem(EmropsError):
+    """The identity to decrypt a backup is missing or is not the one it was encrypted to.
+
+    A configuration error (exit 1), not damage: nothing is recorded about the backup."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def load_identities(backup_id: str) -> list[Any]:
     text = os.environ.get(IDENTITY_ENV, "")
     keys = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("AGE-SECRET-KEY-")]
     if not keys:
-        raise CheckFailed(
+        raise IdentityProblem(
             f"backup {backup_id} is encrypted and {IDENTITY_ENV} is not set",
             hint=f"export {IDENTITY_ENV} with the age identity (AGE-SECRET-KEY-1...)",
         )
@@ -65,8 +71,16 @@ def load_identities(backup_id: str) -> list[Any]:
         try:
             out.append(pyrage.x25519.Identity.from_str(key))
         except (pyrage.IdentityError, ValueError):
-            raise CheckFailed(f"{IDENTITY_ENV} does not hold a valid age identity") from None
+            raise IdentityProblem(
+                f"{IDENTITY_ENV} does not hold a valid age identity",
+                hint=f"set {IDENTITY_ENV} to an identity from `emrops backup keygen`",
+            ) from None
     return out
+
+
+def recipients_of(identities: list[Any]) -> set[str]:
+    """The public keys (age1...) of ``identities``."""
+    return {str(identity.to_public()) for identity in identities}
 
 
 def encrypt_stream(source: IO[bytes], sink: IO[bytes], recipients: list[Any]) -> None:

@@ -6,6 +6,8 @@ has been published, and it carries each file's size and SHA-256, which verify re
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -56,7 +58,11 @@ class DataFile:
 
 @dataclass
 class Manifest:
-    """What a backup holds; JSON schema ``emrops-backup/1``."""
+    """What a backup holds; JSON schema ``emrops-backup/1`` (schemas.py).
+
+    ``seal`` is ``sha256:`` of the canonical form of every other field (:func:`seal_of`);
+    ``source_id`` identifies the database backed up (sources.py). Both are absent from
+    manifests written before they existed."""
 
     id: str
     created_at: str  # ISO-8601 UTC
@@ -71,6 +77,10 @@ class Manifest:
     duration_s: float = 0.0
     engine_info: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
+    source_id: dict[str, Any] | None = None
+    seal: str | None = None
+    # not stored: whether ``seal`` matched the document it was read from (None: no seal)
+    seal_valid: bool | None = field(default=None, compare=False)
 
     @property
     def created(self) -> datetime:
@@ -84,28 +94,88 @@ class Manifest:
     def encrypted(self) -> bool:
         return any(f.encryption for f in self.files)
 
+    @property
+    def sealed(self) -> bool:
+        return self.seal is not None
+
     def database_file(self) -> DataFile:
         for item in self.files:
             if item.role == "database":
                 return item
         raise CheckFailed(f"manifest of backup {self.id} lists no database file")
 
+    def document(self) -> dict[str, Any]:
+        """The JSON document, without the optional fields that are unset."""
+        doc = asdict(self)
+        del doc["seal_valid"]
+        for key in ("source_id", "seal"):
+            if doc[key] is None:
+                del doc[key]
+        return doc
+
+    def seal_now(self) -> Manifest:
+        """Set ``seal`` over the current fields (done once, just before publishing)."""
+        doc = self.document()
+        doc.pop("seal", None)
+        self.seal = seal_of(doc)
+        self.seal_valid = True
+        return self
+
+    def bound_digest(self) -> bytes:
+        """The digest carried inside an encrypted stream: the fields known before the data
+        files are written (their sizes and SHA-256 are checked separately)."""
+        doc = self.document()
+        bound = {k: doc.get(k) for k in BOUND_FIELDS}
+        return hashlib.sha256(canonical(bound)).digest()
+
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2) + "\n").encode()
+        return (json.dumps(self.document(), indent=2) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> Manifest:
+    def from_json(cls, data: bytes, where: str, folder: str | None = None) -> Manifest:
+        """Parse and validate (schemas.py): raises CheckFailed naming what is wrong."""
+        from emrops.backup.schemas import InvalidDocument, check_manifest
+
         try:
             raw = json.loads(data)
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"unknown format {raw.get('format')!r}")
-            raw["files"] = [DataFile(**f) for f in raw["files"]]
-            return cls(**raw)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            check_manifest(raw, folder)
+        except (ValueError, InvalidDocument) as exc:
             raise CheckFailed(
-                f"manifest {where} is unreadable: {exc}",
-                hint="the backup is damaged; restore another one",
+                f"manifest {where} is invalid: {exc}",
+                hint="the backup is damaged or was changed; restore another one",
             ) from None
+        fields = dict(raw)
+        fields["files"] = [DataFile(**f) for f in raw["files"]]
+        manifest = cls(**fields)
+        if manifest.seal is not None:
+            unsealed = dict(raw)
+            del unsealed["seal"]
+            manifest.seal_valid = hmac.compare_digest(seal_of(unsealed), manifest.seal)
+        return manifest
+
+
+BOUND_FIELDS = (
+    "format",
+    "id",
+    "created_at",
+    "engine",
+    "source",
+    "source_id",
+    "schema_revision",
+    "row_counts",
+    "label",
+    "host",
+    "tool_version",
+)
+
+
+def canonical(doc: Any) -> bytes:
+    """One byte form of a JSON document: sorted keys, no spaces, UTF-8."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def seal_of(doc: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(canonical(doc)).hexdigest()
 
 
 @dataclass
@@ -117,7 +187,10 @@ class Check:
 
 @dataclass
 class Verification:
-    """The result of one verification, stored as ``<id>/verification.json``."""
+    """The result of one verification, stored as ``<id>/verification.json``.
+
+    ``manifest_seal`` is the seal of the manifest that was verified: a result counts only
+    for that manifest (a manifest changed afterwards is not verified)."""
 
     backup_id: str
     verified_at: str
@@ -126,25 +199,42 @@ class Verification:
     duration_s: float
     tool_version: str
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier results, newest first
+    manifest_seal: str | None = None
 
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
+    @property
+    def reason(self) -> str:
+        """What failed, in one line ("" when ok)."""
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
+
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Verification | None:
-        """None when the record is unreadable: the backup then counts as never verified."""
+    def from_json(cls, data: bytes, folder: str) -> Verification:
+        """Parse and validate; raises CheckFailed when the record is invalid (the backup then
+        counts as not verified)."""
+        from emrops.backup.schemas import InvalidDocument, check_verification
+
         try:
             raw = json.loads(data)
-            raw["checks"] = [Check(**c) for c in raw["checks"]]
-            return cls(**raw)
-        except (ValueError, TypeError, KeyError):
-            return None
+            check_verification(raw, folder)
+        except (ValueError, InvalidDocument) as exc:
+            raise CheckFailed(
+                f"verification record {folder}/{VERIFICATION} is invalid: {exc}"
+            ) from None
+        raw["checks"] = [Check(**c) for c in raw["checks"]]
+        return cls(**raw)
 
 
 def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """A stored timestamp: ISO-8601 with an explicit UTC offset (``Z`` or ``+00:00``) only."""
+    if not isinstance(text, str) or not STRICT_TIME.match(text):
+        raise ValueError(f"not an ISO-8601 UTC time: {text!r}")
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+STRICT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$")

@@ -8,7 +8,6 @@ Kept apart from the SQLite snapshot so a SQLite backup never imports SQLAlchemy.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,18 +17,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from emrops.backup.snapshot import Snapshot
+from emrops.db import azure_auth
 from emrops.db.engine import DbUrl, create_engine, db_errors
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.errors import DatabaseError, EmropsError
 
 
 def libpq_conninfo(url: URL) -> tuple[str, dict[str, str]]:
-    """A libpq URI without the password, and the environment carrying it (PGPASSWORD)."""
-    env = dict(os.environ)
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-    plain = url.set(drivername="postgresql", password=None)
-    return plain.render_as_string(hide_password=False), env
+    """A libpq URI without the password, and the environment carrying it (PGPASSWORD: the
+    URL's password or, with ``?auth=azure``, an Entra ID token; TLS defaults as PGSSL*)."""
+    uri, extra = azure_auth.libpq(url)
+    return uri, azure_auth.tool_env(extra)
 
 
 def pg_tool(name: str) -> str:

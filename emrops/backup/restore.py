@@ -45,7 +45,7 @@ from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.urls import sqlite_db_url
-from emrops.errors import DatabaseError, EmropsError, UsageError
+from emrops.errors import CheckFailed, DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 from emrops.scratch import claim, scratch_dir, sweep_tmp
 
@@ -155,6 +155,12 @@ def _with_maintenance(db: DbUrl, state: TargetState) -> TargetState:
 def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     """What restore would do, and what it refuses without --force. Changes nothing."""
     manifest = load_manifest(store, backup_id)
+    if manifest.seal_valid is False:
+        raise CheckFailed(
+            f"the manifest of backup {backup_id} does not match its seal (a field was changed "
+            "after it was written): nothing restored",
+            hint="restore another backup; see `emrops backup list`",
+        )
     db = target_url(target)
     if db.engine_name != manifest.engine:
         raise UsageError(
@@ -167,6 +173,9 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     if state.exists:
         what = state.note or f"{state.tables} tables, schema revision {state.revision or 'none'}"
         refusals.append(f"target {db.masked()} already holds data ({what})")
+        other = _other_source(manifest, target)
+        if other:
+            refusals.append(other)
         if not state.note and state.revision != manifest.schema_revision:
             refusals.append(
                 f"schema revision differs: backup {manifest.schema_revision or 'none'}, "
@@ -210,6 +219,21 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
         refusals=refusals,
         safety_backup=state.exists and not (state.note and db.engine_name == "sqlite"),
     )
+
+
+def _other_source(manifest: Manifest, target: str) -> str | None:
+    """A refusal when the existing target is another database than the backup's source."""
+    from emrops.backup.sources import identity_of, same_database
+
+    if manifest.source_id is None:
+        return None  # an old manifest: its source URL is not an identity to compare
+    same = same_database(manifest.source_id, identity_of(target))
+    if same is False:
+        return (
+            f"the target is another database than the one backup {manifest.id} was taken of "
+            f"({manifest.source})"
+        )
+    return None
 
 
 def check_refusals(plan: RestorePlan, force: bool) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -63,6 +64,9 @@ def run_locked(
         engine, source, path = db.engine_name, db.masked(), db.sqlite_path
         if engine == "sqlite" and path is None:
             raise UsageError("an in-memory SQLite database cannot be backed up")
+    from emrops.backup.sources import identity_of
+
+    source_id = identity_of(str(path) if path is not None else opts.db_url)
     removed = store.cleanup()
     if removed:
         log.info("removed %d leftover(s) of interrupted runs: %s", len(removed), ", ".join(removed))
@@ -71,14 +75,9 @@ def run_locked(
     created_at = iso_utc()
     suffix = ".zst.age" if recipients else ".zst"
     files: list[DataFile] = []
-    data = _Data(store, backup_id, suffix, opts.level, recipients, progress)
-    try:
-        progress("snapshot", 0, None)
-        if path is not None:
-            snap = _sqlite(path, opts.scratch_dir, data, files)
-        else:
-            snap = _postgres(db, data, files)
-        manifest = Manifest(
+
+    def draft(snap: Snapshot) -> Manifest:
+        return Manifest(
             id=backup_id,
             created_at=created_at,
             engine=engine,
@@ -91,10 +90,20 @@ def run_locked(
             label=opts.label,
             duration_s=round(time.monotonic() - started, 3),
             engine_info=snap.engine_info,
+            source_id=source_id,
         )
+
+    data = _Data(store, backup_id, suffix, opts.level, recipients, progress, draft)
+    try:
+        progress("snapshot", 0, None)
+        if path is not None:
+            snap = _sqlite(path, opts.scratch_dir, data, files)
+        else:
+            snap = _postgres(db, data, files)
+        manifest = draft(snap).seal_now()
         progress("publish", 0, None)
         if opts.pin:  # the pin goes first: once the manifest exists, the backup is complete
-            store.write_bytes(f"{backup_id}/{PIN}", pin_record("pinned at backup time"))
+            store.write_bytes(f"{backup_id}/{PIN}", pin_record(backup_id, "pinned at backup time"))
         store.write_bytes(f"{backup_id}/{MANIFEST}", manifest.to_json())
     except BaseException:
         with contextlib.suppress(Exception):
@@ -114,8 +123,14 @@ class _Data:
     level: int
     recipients: list[Any] | None
     progress: Progress
+    draft: Callable[[Snapshot], Manifest]  # the manifest's fields, for the identity seal
 
-    def write(self, base: str, role: str, stream: IO[bytes], total: int | None) -> DataFile:
+    def write(
+        self, base: str, role: str, stream: IO[bytes], total: int | None, snap: Snapshot
+    ) -> DataFile:
+        """Encrypted files carry the digest of the manifest's bound fields after the data
+        (codec.seal_frame), computed once the stream is read (PostgreSQL's counts come
+        with the snapshot, before the stream)."""
         name = f"{base}{self.suffix}"
         with self.store.writer(f"{self.backup_id}/{name}") as sink:
             enc = encode(
@@ -126,6 +141,7 @@ class _Data:
                 progress=self.progress,
                 phase="compress",
                 total=total,
+                seal=lambda: self.draft(snap).bound_digest(),
             )
         return DataFile(
             name=name,
@@ -145,7 +161,7 @@ def _sqlite(path: Path, scratch: Path | None, data: _Data, files: list[DataFile]
 
     def write(snap: Snapshot) -> DataFile:
         assert snap.stream is not None
-        return data.write("database.sqlite", "database", snap.stream, snap.size)
+        return data.write("database.sqlite", "database", snap.stream, snap.size, snap)
 
     snap, file = use_sqlite_snapshot(path, scratch, write)
     files.append(file)
@@ -157,15 +173,19 @@ def _postgres(db: Any, data: _Data, files: list[DataFile]) -> Snapshot:
 
     with postgres_snapshot(db) as snap:
         assert snap.stream is not None
-        files.append(data.write("database.pgdump", "database", snap.stream, None))
+        files.append(data.write("database.pgdump", "database", snap.stream, None, snap))
     roles, reason = pg_globals(db)
     snap.engine_info["globals"] = reason
     if roles is not None:
-        files.append(data.write("globals.sql", "globals", io.BytesIO(roles), len(roles)))
+        files.append(data.write("globals.sql", "globals", io.BytesIO(roles), len(roles), snap))
     return snap
 
 
-def pin_record(reason: str) -> bytes:
-    return (
-        json.dumps({"pinned_at": iso_utc(), "reason": reason, "host": socket.gethostname()}) + "\n"
-    ).encode()
+def pin_record(backup_id: str, reason: str) -> bytes:
+    record = {
+        "backup_id": backup_id,
+        "pinned_at": iso_utc(),
+        "reason": reason,
+        "host": socket.gethostname(),
+    }
+    return (json.dumps(record) + "\n").encode()

@@ -26,6 +26,7 @@ from emrops.backup import crypto
 from emrops.backup.codec import HashingReader, Progress, _noop, decode
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import (
+    ID_PATTERN,
     MANIFEST,
     VERIFICATION,
     Check,
@@ -35,6 +36,7 @@ from emrops.backup.manifest import (
     check_id,
 )
 from emrops.backup.snapshot import sqlite_facts
+from emrops.backup.sources import Source, matches
 from emrops.backup.stores import NotFound, Store
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, UsageError
@@ -64,7 +66,7 @@ def load_manifest(store: Store, backup_id: str) -> Manifest:
         raise NotFound(
             f"backup {backup_id} not found in {store.url}", hint="see `emrops backup list`"
         ) from None
-    return Manifest.from_json(data, f"{backup_id}/{MANIFEST}")
+    return Manifest.from_json(data, f"{backup_id}/{MANIFEST}", folder=backup_id)
 
 
 def materialize(
@@ -75,19 +77,56 @@ def materialize(
     checks: Checks,
     progress: Progress = _noop,
 ) -> bool:
-    """Read one stored file, check size + SHA-256, decrypt and decompress it into ``sink``."""
+    """Read one stored file, check size + SHA-256, decrypt and decompress it into ``sink``.
+
+    Damage (size/SHA-256, an age header or payload that does not decrypt with the right
+    identity, a zstd error) is a failed check. A missing identity, or one that is not a
+    recipient of the backup, raises crypto.IdentityProblem (exit 1, nothing to record) once
+    the stored bytes have been checked: a checksum mismatch is reported as damage even then.
+    """
     name = f"{manifest.id}/{item.name}"
-    identities = crypto.load_identities(manifest.id) if item.encryption else None
+    identities = None
+    key_problem: crypto.IdentityProblem | None = None
+    if item.encryption:
+        try:
+            identities = crypto.load_identities(manifest.id)
+            if item.recipients and not crypto.recipients_of(identities) & set(item.recipients):
+                raise crypto.IdentityProblem(
+                    f"cannot decrypt backup {manifest.id}: {crypto.IDENTITY_ENV} does not match "
+                    f"its recipient {', '.join(item.recipients)}",
+                    hint=f"set {crypto.IDENTITY_ENV} to the identity of that recipient",
+                )
+        except crypto.IdentityProblem as exc:
+            key_problem, identities = exc, None
     decode_error = None
+    seal = None
     try:
         with store.open_read(name) as stream:
             reader = HashingReader(stream, progress, "verify", item.size)
-            try:
-                decode(reader, sink, identities=identities)
-            except pyrage.DecryptError as exc:
-                decode_error = ("decrypt " + item.name, f"cannot decrypt: {exc}")
-            except zstandard.ZstdError as exc:
-                decode_error = ("decompress " + item.name, f"cannot decompress: {exc}")
+            if key_problem is None:
+                try:
+                    seal = decode(reader, sink, identities=identities)
+                except pyrage.DecryptError as exc:
+                    if "No matching keys" in str(exc) and not item.recipients:
+                        # no recipient recorded to tell a wrong key from a damaged header:
+                        # count it as a key problem, never as damage
+                        key_problem = crypto.IdentityProblem(
+                            f"cannot decrypt backup {manifest.id}: {crypto.IDENTITY_ENV} is not "
+                            "an identity it was encrypted to",
+                            hint=f"set {crypto.IDENTITY_ENV} to the identity of its recipient",
+                        )
+                    else:
+                        decode_error = (
+                            "decrypt " + item.name,
+                            f"cannot decrypt: {_one_line(exc)}",
+                        )
+                except zstandard.ZstdError as exc:
+                    decode_error = ("decompress " + item.name, f"cannot decompress: {exc}")
+                except OSError as exc:
+                    if not item.encryption or _store_error(exc):
+                        raise
+                    # pyrage's own error for a payload chunk that fails its MAC or is cut short
+                    decode_error = ("decrypt " + item.name, f"cannot decrypt: {_one_line(exc)}")
             reader.drain()
     except NotFound:
         return checks.add(f"checksum {item.name}", False, f"{item.name} is missing from the store")
@@ -100,16 +139,44 @@ def materialize(
             f"{item.size} bytes with {item.sha256[:12]}...",
         )
     checks.add(f"checksum {item.name}", True, f"{item.size} bytes, SHA-256 {digest[:12]}...")
+    if key_problem is not None:
+        raise key_problem
     if decode_error:
-        if "decrypt" in decode_error[0] and "No matching keys" in decode_error[1]:
-            # A key problem, not damage: nothing is recorded, so rotate keeps trusting the backup.
-            raise CheckFailed(
-                f"cannot decrypt backup {manifest.id}: {crypto.IDENTITY_ENV} does not match its "
-                f"recipient {', '.join(item.recipients)}",
-                hint=f"set {crypto.IDENTITY_ENV} to the identity of that recipient",
-            )
         return checks.add(decode_error[0], False, decode_error[1])
+    if item.encryption:
+        check_bound_seal(manifest, item, seal, checks)
     return True
+
+
+def check_bound_seal(
+    manifest: Manifest, item: DataFile, seal: bytes | None, checks: Checks
+) -> None:
+    """The manifest digest carried inside the encrypted stream must match the manifest."""
+    if seal is None:
+        checks.add(
+            f"identity seal {item.name}",
+            True,
+            "warning: written before manifests were sealed inside the encrypted stream",
+        )
+        return
+    ok = seal == manifest.bound_digest()
+    checks.add(
+        f"identity seal {item.name}",
+        ok,
+        "the manifest matches the digest inside the encrypted stream"
+        if ok
+        else "the manifest does not match the digest inside the encrypted stream: "
+        "a field of the manifest was changed",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _store_error(exc: OSError) -> bool:
+    """An OSError from the store or the scratch disk (it has an errno), not from pyrage."""
+    return exc.errno is not None
 
 
 def check_counts(expected: dict[str, int], actual: dict[str, int], checks: Checks) -> None:
@@ -190,24 +257,53 @@ def verify_files(
                 materialize(store, manifest, item, sink, checks, progress)
 
 
+def check_seal(manifest: Manifest, checks: Checks) -> None:
+    """The manifest's own checksum (``seal``) over its canonical form."""
+    if manifest.seal_valid is None:
+        checks.add("manifest seal", True, "warning: unsealed (written before manifests had seals)")
+    elif manifest.seal_valid:
+        checks.add("manifest seal", True, "the manifest matches its seal")
+    else:
+        checks.add(
+            "manifest seal", False, "a field of the manifest was changed after it was sealed"
+        )
+
+
 def record(store: Store, manifest: Manifest, checks: Checks, started: float) -> Verification:
     """Write ``<id>/verification.json`` (the newest result, earlier ones in history)."""
+    return _record(store, manifest.id, manifest.seal, checks, started)
+
+
+def _record(
+    store: Store, backup_id: str, seal: str | None, checks: Checks, started: float
+) -> Verification:
     history: list[dict[str, Any]] = []
-    with contextlib.suppress(NotFound):
-        old = Verification.from_json(store.read_bytes(f"{manifest.id}/{VERIFICATION}"))
-        if old:
-            history = [{"verified_at": old.verified_at, "ok": old.ok}, *old.history][:20]
+    with contextlib.suppress(NotFound, CheckFailed):
+        old = Verification.from_json(store.read_bytes(f"{backup_id}/{VERIFICATION}"), backup_id)
+        history = [{"verified_at": old.verified_at, "ok": old.ok}, *old.history][:20]
     result = Verification(
-        backup_id=manifest.id,
+        backup_id=backup_id,
         verified_at=iso_utc(),
         ok=checks.ok,
         checks=checks.items,
         duration_s=round(time.monotonic() - started, 3),
         tool_version=__version__,
         history=history,
+        manifest_seal=seal,
     )
-    store.write_bytes(f"{manifest.id}/{VERIFICATION}", result.to_json())
+    store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
     return result
+
+
+@dataclass
+class Unchecked:
+    """A backup that could not be checked (e.g. no identity for an encrypted backup): exit 1,
+    nothing recorded."""
+
+    backup_id: str
+    reason: str
+    hint: str | None = None
+    ok: None = None
 
 
 def verify_locked(
@@ -218,13 +314,22 @@ def verify_locked(
     scratch_dir: Path | None = None,
     progress: Progress = _noop,
 ) -> Verification:
-    """Verify one backup (caller holds the lock); records and returns the result."""
+    """Verify one backup (caller holds the lock); records and returns the result.
+
+    An invalid manifest is a failed verification (recorded); a missing or wrong identity
+    raises crypto.IdentityProblem (nothing recorded)."""
     started = time.monotonic()
     checks = Checks()
     try:
         manifest = load_manifest(store, backup_id)
-    except CheckFailed as exc:
-        raise CheckFailed(f"verification of {backup_id} failed: {exc.message}") from exc
+    except (CheckFailed, UsageError) as exc:
+        checks.add("manifest", False, exc.message)
+        if ID_PATTERN.match(backup_id):
+            return _record(store, backup_id, None, checks, started)
+        return Verification(backup_id, iso_utc(), False, checks.items, 0.0, __version__)
+    check_seal(manifest, checks)
+    if not checks.ok:  # a changed manifest is not followed (engine, file names, counts)
+        return record(store, manifest, checks, started)
     with per_run_dir(scratch_dir, "emrops-verify-") as tmp:
         verify_files(
             store,
@@ -237,6 +342,49 @@ def verify_locked(
     return record(store, manifest, checks, started)
 
 
+def select_ids(store: Store, source: Source | None, *, latest: bool) -> list[str]:
+    """Ids of ``source``'s backups (all sources when None), oldest first; the newest only
+    if ``latest``. A backup whose manifest is invalid belongs to no source, but is kept in
+    the list for ``--all`` when no source is given (so it is reported as failed)."""
+    complete = store.complete_ids()
+    if source is not None:
+        complete = [i for i in complete if _of_source(store, i, source)]
+    if latest:
+        valid = [i for i in complete if _valid(store, i)]
+        return valid[-1:]
+    return complete
+
+
+def latest_id(store: Store, source: Source | None) -> str:
+    """The newest backup with a valid manifest of ``source`` (any source when None)."""
+    ids = select_ids(store, source, latest=True)
+    if not ids:
+        of = f" of {source.describe()}" if source is not None else ""
+        raise UsageError(
+            f"no backups{of} in {store.url}",
+            hint="see `emrops backup list`"
+            + (" (--source all: of any database)" if source is not None else ""),
+        )
+    return ids[0]
+
+
+def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:
+    try:
+        return load_manifest(store, backup_id)
+    except (CheckFailed, UsageError):
+        return None
+
+
+def _valid(store: Store, backup_id: str) -> bool:
+    manifest = _manifest_or_none(store, backup_id)
+    return manifest is not None and manifest.seal_valid is not False
+
+
+def _of_source(store: Store, backup_id: str, source: Source) -> bool:
+    manifest = _manifest_or_none(store, backup_id)
+    return manifest is not None and matches(manifest, source)
+
+
 def verify_backups(
     store: Store,
     ids: list[str],
@@ -246,40 +394,61 @@ def verify_backups(
     progress: Progress = _noop,
     warn: Warn | None = None,
     latest: bool = False,
-) -> list[Verification]:
-    """Verify each id (none: the newest if ``latest``, else all) under one store lock.
-
-    Returns every result, failed ones included; :func:`raise_failures` turns those into exit 3.
+    source: Source | None = None,
+) -> list[Verification | Unchecked]:
+    """Verify each id (none: the newest of ``source`` if ``latest``, else all of it) under
+    one store lock. Goes on past every failure: returns every result, failed and unchecked
+    ones included; :func:`raise_failures` turns those into exit 3 / exit 1.
     """
     if not store.backup_ids():  # before the lock: verifying a missing store creates nothing
         raise UsageError(f"no backups in {store.url}", hint="check --store")
     with store.lock("backup verify", warn):
         if not ids:
-            complete = store.complete_ids()
-            if not complete:
+            ids = select_ids(store, source, latest=latest)
+            if not ids:
+                of = f" of {source.describe()}" if source is not None else ""
                 raise UsageError(
-                    f"no backups in {store.url}", hint="take one with `emrops backup run`"
+                    f"no backups{of} in {store.url}",
+                    hint="take one with `emrops backup run`"
+                    + (", or pass --source all" if source is not None else ""),
                 )
-            ids = complete[-1:] if latest else complete
-        return [
-            verify_locked(store, i, pg_server=pg_server, scratch_dir=scratch_dir, progress=progress)
-            for i in ids
-        ]
+        results: list[Verification | Unchecked] = []
+        for backup_id in ids:
+            try:
+                results.append(
+                    verify_locked(
+                        store,
+                        backup_id,
+                        pg_server=pg_server,
+                        scratch_dir=scratch_dir,
+                        progress=progress,
+                    )
+                )
+            except crypto.IdentityProblem as exc:
+                results.append(Unchecked(backup_id, exc.message, exc.hint))
+        return results
 
 
-def raise_failures(results: list[Verification]) -> None:
-    failed = [r for r in results if not r.ok]
+def raise_failures(results: list[Verification | Unchecked]) -> None:
+    """Exit 3 if any backup failed, else exit 1 if any could not be checked."""
+    failed = [r for r in results if isinstance(r, Verification) and not r.ok]
     if failed:
-        parts = [
-            f"{r.backup_id}: " + "; ".join(f"{c.name}: {c.detail}" for c in r.failed)
-            for r in failed
-        ]
+        parts = [f"{r.backup_id}: {r.reason}" for r in failed]
         raise VerificationFailed("verification failed for " + " | ".join(parts), results)
+    unchecked = [r for r in results if isinstance(r, Unchecked)]
+    if len(unchecked) == 1 and len(results) == 1:
+        raise crypto.IdentityProblem(unchecked[0].reason, hint=unchecked[0].hint)
+    if unchecked:
+        raise crypto.IdentityProblem(
+            f"{len(unchecked)} of {len(results)} backups could not be checked: "
+            + " | ".join(f"{r.backup_id}: {r.reason}" for r in unchecked),
+            hint=unchecked[0].hint,
+        )
 
 
 class VerificationFailed(CheckFailed):
     """Exit 3; carries every result so --json can still print them."""
 
-    def __init__(self, message: str, results: list[Verification]):
+    def __init__(self, message: str, results: list[Verification | Unchecked]):
         super().__init__(message, hint="restore another backup, and find out what damaged this one")
         self.results = results

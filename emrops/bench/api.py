@@ -11,11 +11,13 @@ from typing import Any
 
 from emrops import __version__
 from emrops.bench import durability, result
-from emrops.bench.runner import CellRun, run_cell
+from emrops.bench.procs import run_cell_processes
+from emrops.bench.runner import CellRun
 from emrops.bench.scratch import Scratch, open_engine
 from emrops.bench.workloads import WORKLOADS, load_dataset
 from emrops.db.engine import parse_db_url
 from emrops.errors import UsageError
+from emrops.stats.saturation import usable_cores
 
 Progress = Callable[[str], None]
 PG_RESERVED_CONNECTIONS = 5  # superuser_reserved_connections (3) + our admin connection + slack
@@ -35,6 +37,11 @@ class BenchOptions:
     messages_per_session: int = 50
     seed: int = 1
     sqlite_synchronous: str | None = None  # None: the data layer's default (NORMAL)
+    processes: int | None = None  # client processes; None: one per usable core
+
+    @property
+    def client_processes(self) -> int:
+        return self.processes if self.processes is not None else usable_cores()
 
     def validate(self) -> None:
         """UsageError for anything a run cannot start with."""
@@ -60,6 +67,10 @@ class BenchOptions:
             raise UsageError("--repeat must be at least 1", hint="e.g. --repeat 3")
         if self.sessions < 1 or self.messages_per_session < 1:
             raise UsageError("--sessions and --messages-per-session must be at least 1")
+        if self.processes is not None and self.processes < 1:
+            raise UsageError(
+                f"invalid --processes {self.processes}: at least 1", hint="a number or auto"
+            )
         if self.sqlite_synchronous not in (None, "normal", "full"):
             raise UsageError(
                 f"invalid --sqlite-synchronous {self.sqlite_synchronous!r}", hint="normal or full"
@@ -89,6 +100,7 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
     opts.validate()
     say = progress or (lambda _msg: None)
     clients = sorted(set(opts.clients))
+    processes = opts.client_processes
     machine = durability.machine()  # load average before we add ours: others' load skews results
     scratches = [Scratch(parse_db_url(db)) for db in opts.dbs]
     labels = _labels(scratches)
@@ -129,19 +141,17 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
             for n in clients:
                 for label, s in zip(labels, scratches, strict=True):
                     say(f"repeat {rep}/{opts.repeat}: {label}, {n} client(s)")
-                    engine = open_engine(s.fresh_run(), n, opts.sqlite_synchronous)
-                    try:
-                        run = run_cell(
-                            engine,
-                            datasets[label],
-                            opts.workload,
-                            n,
-                            warmup_s=opts.warmup_s,
-                            duration_s=opts.duration_s,
-                            seed=opts.seed * 1000 + rep,
-                        )
-                    finally:
-                        engine.dispose()
+                    run = run_cell_processes(
+                        s.fresh_run(),
+                        datasets[label],
+                        opts.workload,
+                        n,
+                        processes,
+                        warmup_s=opts.warmup_s,
+                        duration_s=opts.duration_s,
+                        seed=opts.seed * 1000 + rep,
+                        sqlite_synchronous=opts.sqlite_synchronous,
+                    )
                     runs.setdefault((label, n), []).append(run)
     finally:
         for s in scratches:
@@ -163,7 +173,10 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
             "seed": opts.seed,
             "sqlite_synchronous": opts.sqlite_synchronous or "default",
             "mode": "closed-loop",
-            "client_model": "threads in one process, one pooled connection each",
+            "processes": processes,
+            "cores": usable_cores(),
+            "client_model": f"clients spread over up to {processes} process(es) (round robin), "
+            "threads with one pooled connection each",
         },
         "engines": engines,
         "warnings": durability.warnings_for(engines),

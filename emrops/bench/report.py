@@ -19,18 +19,20 @@ def _ms(us: float) -> str:
 
 
 def run_table(doc: dict[str, Any]) -> Table:
-    """engine x clients: ops/s (median, spread), p50/p95/p99 ms, errors, busy, client CPU."""
+    """engine x clients: ops/s (median, spread), p50/p95/p99 ms, errors, busy, client CPU and
+    ``client_bound`` (the clients used more than 80 % of their CPU share: they set the pace)."""
     cfg = doc["config"]
     table = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
         title=f"{cfg['workload']} workload: {cfg['duration_s']:g}s x {cfg['repeat']} repeat(s), "
-        f"warm-up {cfg['warmup_s']:g}s, {cfg['sessions']} sessions",
+        f"warm-up {cfg['warmup_s']:g}s, {cfg['sessions']} sessions, "
+        f"up to {cfg.get('processes', 1)} client process(es)",
     )
     for col in ("engine", "clients", "ops/s", "spread", "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "engine" else "right", no_wrap=True)
-    for col in ("err", "busy", "cpu"):
+    for col in ("err", "busy", "cpu", "bound"):
         table.add_column(col, justify="right", no_wrap=True)
     for cell in doc["cells"]:
         s = cell["summary"]
@@ -46,6 +48,7 @@ def run_table(doc: dict[str, Any]) -> Table:
             str(s["errors"]),
             str(s["busy"]),
             f"{s.get('client_cpu_pct', 0):.0f}%",
+            "client" if s.get("client_bound") else "",
         )
     return table
 

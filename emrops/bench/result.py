@@ -131,6 +131,10 @@ SCHEMA: dict[str, Any] = {
                                 **_COUNTS,
                                 "duration_s": {"type": "number", "exclusiveMinimum": 0},
                                 "client_cpu_pct": {"type": "number", "minimum": 0},
+                                "processes": {"type": "integer", "minimum": 1},
+                                "client_cpu_s": {"type": "array", "items": {"type": "number"}},
+                                "cpu_share": {"type": "number", "minimum": 0},
+                                "client_bound": {"type": "boolean"},
                                 "ops": {"type": "object", "additionalProperties": _OP_RUN},
                                 "error_samples": {"type": "array", "items": {"type": "string"}},
                             },
@@ -145,6 +149,8 @@ SCHEMA: dict[str, Any] = {
                             "errors": {"type": "integer", "minimum": 0},
                             "busy": {"type": "integer", "minimum": 0},
                             "client_cpu_pct": {"type": "number", "minimum": 0},
+                            "cpu_share": {"type": "number", "minimum": 0},
+                            "client_bound": {"type": "boolean"},
                             "ops": {
                                 "type": "object",
                                 "additionalProperties": {
@@ -183,6 +189,10 @@ def repeat_doc(run: CellRun) -> dict[str, Any]:
         "ops_per_s": round(run.ops_per_s, 3),
         "duration_s": run.duration_s,
         "client_cpu_pct": round(run.client_cpu_pct, 1),
+        "processes": run.processes,
+        "client_cpu_s": [round(c, 3) for c in run.cpu_seconds],
+        "cpu_share": round(run.cpu_share, 3),
+        "client_bound": run.client_bound,
         "ops": {
             name: {
                 "count": s.count,
@@ -220,6 +230,8 @@ def cell_doc(engine: str, clients: int, runs: list[CellRun]) -> dict[str, Any]:
             "errors": sum(r.errors for r in runs),
             "busy": sum(r.busy for r in runs),
             "client_cpu_pct": round(statistics.median(r.client_cpu_pct for r in runs), 1),
+            "cpu_share": round(statistics.median(r.cpu_share for r in runs), 3),
+            "client_bound": any(r.client_bound for r in runs),
             "ops": summary_ops,
         },
     }

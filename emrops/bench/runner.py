@@ -1,16 +1,20 @@
 """The closed-loop runner: N client threads, each with one pooled connection at a time.
 
+This module runs the clients of one process; :mod:`emrops.bench.procs` spreads a cell's clients
+over several processes (each running this) and merges what they measured.
+
 Every client runs its workload as fast as it can (closed loop, pgbench's model for maximum
 throughput). All clients start together; operations that *start* during the warm-up are
 discarded, operations that start in the measured window are timed into the client's own
 HdrHistogram per operation, and the histograms are merged afterwards.
 
 Failed operations are counted (``errors``; ``busy`` for SQLite "database is locked"/busy and
-PostgreSQL lock/serialization failures) and never retried: the sim server does not retry
-either, so a BUSY is what a user would have seen. Their latency is not recorded.
+PostgreSQL lock/serialization failures) and never retried here: the sim server does not retry
+a BUSY either, so it is what a user would have seen. (The data layer's own single retry after a
+dropped connection happens inside the operation.) Their latency is not recorded.
 
-The Python clients share one interpreter (threads and the GIL); the process CPU use over the
-measured window is recorded so a saturated client shows. SQLite's engine runs inside this
+The process CPU use over the measured window is recorded so a saturated client shows
+(``client_bound``, :mod:`emrops.stats.saturation`). SQLite's engine runs inside the client
 process by nature, so for SQLite that CPU includes the database's own work.
 """
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +32,7 @@ from sqlalchemy.engine import Engine
 from emrops.bench.workloads import Client, Dataset
 from emrops.errors import Interrupted
 from emrops.stats.histogram import LatencyHistogram, merge_all
+from emrops.stats.saturation import cpu_share, saturated, usable_cores
 
 _BUSY_MARKERS = (
     "database is locked",
@@ -67,8 +72,21 @@ class CellRun:
     clients: int
     duration_s: float
     ops: dict[str, OpStats]
-    client_cpu_pct: float
+    client_cpu_pct: float  # CPU-seconds of all client processes per wall second, x 100
     error_samples: list[str]
+    processes: int = 1
+    cpu_seconds: list[float] = field(default_factory=list)  # per client process
+    cores: int = field(default_factory=usable_cores)
+
+    @property
+    def cpu_share(self) -> float:
+        """Client CPU-seconds / (wall x min(processes, cores))."""
+        return cpu_share(self.client_cpu_pct / 100.0, 1.0, self.processes, self.cores)
+
+    @property
+    def client_bound(self) -> bool:
+        """The clients used more than 80 % of their CPU: they, not the database, set the pace."""
+        return saturated(self.cpu_share)
 
     @property
     def count(self) -> int:
@@ -172,22 +190,32 @@ def run_cell(
     seed: int = 1,
     sleep: Callable[[float], None] = time.sleep,
     make_client: Callable[[int], StepSource] | None = None,
+    client_ids: Sequence[int] | None = None,
+    wait_start: Callable[[], None] | None = None,
 ) -> CellRun:
     """Run ``clients`` concurrent clients for ``warmup_s + duration_s``; return the measured part.
 
     ``make_client(seed)`` replaces the EMRsim workload (``benchmarks/harness.py`` runs pgbench's
-    select-only query through the same runner). Raises Interrupted on Ctrl-C (after stopping
-    the clients)."""
+    select-only query through the same runner). ``client_ids`` (default ``range(clients)``) are
+    the clients' numbers in the whole cell, which seed their random generators, so a client
+    does the same operations whichever process runs it. ``wait_start()`` is called once every
+    client is ready, just before they start (a process waits there for the others). Raises
+    Interrupted on Ctrl-C (after stopping the clients)."""
     if clients < 1:
         raise ValueError("clients must be at least 1")
+    ids = list(client_ids) if client_ids is not None else list(range(clients))
+    if len(ids) != clients:
+        raise ValueError("client_ids must name every client")
     stop = threading.Event()
     times: dict[str, float] = {}
     barrier = threading.Barrier(clients + 1, action=lambda: _set_times(times, warmup_s, duration_s))
     factory = make_client or (lambda s: Client(engine, dataset, workload, s))
-    workers = [_Worker(factory(seed * 100_003 + i), barrier, stop, times) for i in range(clients)]
+    workers = [_Worker(factory(seed * 100_003 + i), barrier, stop, times) for i in ids]
     for w in workers:
         w.start()
     try:
+        if wait_start is not None:
+            wait_start()
         barrier.wait()
         _sleep_until(times["measure_from"], sleep)
         cpu0, wall0 = _cpu_seconds(), time.perf_counter()
@@ -214,7 +242,13 @@ def run_cell(
         samples.extend(w.error_samples)
     cpu_pct = 100.0 * (cpu1 - cpu0) / (wall1 - wall0) if wall1 > wall0 else 0.0
     return CellRun(
-        clients, duration_s, dict(sorted(ops.items())), cpu_pct, samples[:MAX_ERROR_SAMPLES]
+        clients,
+        duration_s,
+        dict(sorted(ops.items())),
+        cpu_pct,
+        samples[:MAX_ERROR_SAMPLES],
+        processes=1,
+        cpu_seconds=[cpu1 - cpu0],
     )
 
 

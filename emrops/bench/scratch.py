@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
+from emrops.db import azure_auth
 from emrops.db.engine import DbUrl, create_engine, db_errors, translate
 from emrops.db.migrations_api import upgrade
 from emrops.db.sqlite_file import open_sqlite
@@ -81,11 +82,9 @@ class Scratch:
 
     # admin connection (PostgreSQL) ----------------------------------------------------------
     def _admin(self) -> psycopg.Connection:
-        conninfo = self.target.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        )
+        conninfo, extra = azure_auth.libpq(self.target.url)
         try:
-            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **extra)
         except psycopg.Error as exc:
             raise translate(exc, self.target.url) from exc
 
@@ -206,7 +205,7 @@ def open_engine(url: DbUrl, clients: int, sqlite_synchronous: str | None = None)
     ``sqlite_synchronous`` (``NORMAL``/``FULL``) overrides the data layer's SQLite default,
     for durability parity with PostgreSQL's ``synchronous_commit=on``.
     """
-    engine = create_engine(url, pool_size=clients, max_overflow=0)
+    engine = create_engine(url, pool_size=clients, max_overflow=0, pre_ping=False)
     if engine.dialect.name == "sqlite" and sqlite_synchronous:
         level = sqlite_synchronous.upper()
 

@@ -11,10 +11,13 @@ client, made of one or more operations that the runner times one by one.
 * ``write`` = ``write.message`` (one message insert) or ``write.vitals`` (one vitals sample),
   half each.
 * ``mixed`` = a ``read`` operation 80 % of the time, a ``write`` operation 20 %.
+* ``point-select`` = ``point.select``: one message read by its primary key, a random id among
+  the seeded messages: the calibration workload, the same shape as ``pgbench -S`` (one indexed
+  primary-key read per transaction), to compare the harness's overhead with pgbench's.
 
 Sessions are drawn uniformly from the seeded ones, with a per-client random generator so runs
-are repeatable. The two queries the data layer lacks (a bare message insert and a vitals range)
-live here and follow the layer's rules (``begin_write``, the maintenance check).
+are repeatable. Every operation is a function of :mod:`emrops.db.queries`, the data layer the
+sim server uses (``chat.exchange`` passes the sim's reply generator, as the server does).
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from emrops.db import queries
-from emrops.db.engine import begin_write, db_errors
-from emrops.db.schema import messages, sessions, vitals
-from emrops.db.types import utcnow
+from emrops.db.engine import db_errors
+from emrops.db.schema import messages, sessions
 from emrops.sim import patient
 
-WORKLOADS = ("chat", "read", "write", "mixed")
+WORKLOADS = ("chat", "read", "write", "mixed", "point-select")
 OPS = {
+    "point-select": ("point.select",),
     "chat": ("chat.exchange", "chat.last50"),
     "read": ("read.history", "read.vitals"),
     "write": ("write.message", "write.vitals"),
@@ -105,34 +108,12 @@ def load_dataset(engine: Engine) -> Dataset:
 
 def insert_message(engine: Engine, session_id: uuid.UUID, content: str, role: str = "student"):
     """Insert one message (a write without the patient reply); returns its id."""
-    with db_errors(engine.url), begin_write(engine) as conn:
-        queries.check_writable(conn)
-        return conn.execute(
-            messages.insert()
-            .values(
-                session_id=session_id,
-                role=role,
-                content=content,
-                created_at=utcnow(),
-                tokens=len(content.split()),
-                metadata=None,
-            )
-            .returning(messages.c.id)
-        ).scalar_one()
+    return queries.add_message(engine, session_id, content, role).id
 
 
 def vitals_range(engine: Engine, session_id: uuid.UUID, start: datetime, end: datetime):
     """A session's vitals recorded in [start, end), oldest first (ix_vitals_session_recorded)."""
-    with db_errors(engine.url), engine.connect() as conn:
-        return conn.execute(
-            sa.select(vitals)
-            .where(
-                vitals.c.session_id == session_id,
-                vitals.c.recorded_at >= start,
-                vitals.c.recorded_at < end,
-            )
-            .order_by(vitals.c.recorded_at)
-        ).all()
+    return queries.vitals_range(engine, session_id, start, end)
 
 
 Op = tuple[str, Callable[[], Any]]
@@ -150,6 +131,8 @@ class Client:
         self.dataset = dataset
         self.workload = workload
         self.rng = random.Random(seed)
+        self.first_id = min(s.first_message_id for s in dataset.sessions)
+        self.last_id = max(s.last_message_id for s in dataset.sessions)
 
     def _session(self) -> SessionInfo:
         return self.rng.choice(self.dataset.sessions)
@@ -162,6 +145,10 @@ class Client:
             return [self._read()]
         if self.workload == "write":
             return [self._write()]
+        if self.workload == "point-select":
+            message_id = self.rng.randint(self.first_id, max(self.first_id, self.last_id))
+            engine = self.engine
+            return [("point.select", lambda: queries.get_message(engine, message_id))]
         return [self._read() if self.rng.random() < 0.8 else self._write()]
 
     def _chat(self) -> list[Op]:
@@ -169,7 +156,10 @@ class Client:
         question = self.rng.choice(QUESTIONS)
         engine = self.engine
         return [
-            ("chat.exchange", lambda: queries.add_exchange(engine, s.id, question)),
+            (
+                "chat.exchange",
+                lambda: queries.add_exchange(engine, s.id, question, reply=patient.reply),
+            ),
             ("chat.last50", lambda: queries.last_messages(engine, s.id, 50)),
         ]
 

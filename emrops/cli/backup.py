@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -29,6 +30,7 @@ from emrops.errors import UsageError
 from emrops.units import format_duration
 
 if TYPE_CHECKING:
+    from emrops.backup.sources import Source
     from emrops.backup.stores import Store
 
 # The core (sqlalchemy, zstandard, pyrage, azure) is imported inside each command, so the
@@ -45,10 +47,25 @@ StoreOpt = Annotated[
     ),
 ]
 IdArg = Annotated[str, typer.Argument(help="Backup id, as shown by `emrops backup list`.")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Only backups of this database (URL or SQLite path), or 'all'. "
+        "Default: the configured database for --latest, every source otherwise.",
+    ),
+]
 ScratchDbOpt = Annotated[
     str | None,
     typer.Option("--db", help="PostgreSQL server for scratch databases (PG backups)."),
 ]
+
+
+def source_filter(cfg: Settings, text: str | None) -> Source | None:
+    """``--source`` as a filter; without it, the configured database (see select_source)."""
+    from emrops.backup.sources import select_source
+
+    return select_source(text, cfg.db_url, cfg.sources["db_url"] == "default")
 
 
 def _store(ctx: typer.Context, store: str | None, db: str | None = None) -> tuple[Store, Settings]:
@@ -155,15 +172,18 @@ def verify_cmd(
     ] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Verify the newest backup.")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Verify every backup in the store.")] = False,
+    source: SourceOpt = None,
     store: StoreOpt = None,
     db: ScratchDbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Restore backups into scratch and check them; exit 3 naming what failed.
 
-    Checks: size + SHA-256, decrypt, decompress, integrity_check + foreign_key_check (SQLite) or
-    pg_restore into a scratch database (PostgreSQL), row counts. The result is recorded
-    in the store.
+    Checks: the manifest (schema, seal), size + SHA-256, decrypt (and the manifest digest inside
+    the encrypted stream), decompress, integrity_check + foreign_key_check (SQLite) or
+    pg_restore into a scratch database (PostgreSQL), row counts. The result is recorded in the
+    store. --all goes on past failures; exit 3 if any failed, else 1 if any could not be
+    checked (e.g. EMROPS_BACKUP_IDENTITY missing), else 0.
     Example: emrops backup verify --latest
     """
     if sum([backup_id is not None, latest, all_]) != 1:
@@ -175,12 +195,22 @@ def verify_cmd(
     target, cfg = _store(ctx, store, db)
     ids = [check_id(backup_id)] if backup_id else []
     pg_server = cfg.db_url if cfg.db_url.startswith("postgres") else None
+    if latest:
+        chosen = source_filter(cfg, source)
+    else:
+        chosen = None if source is None else source_filter(cfg, source)
     with _progress(json_out) as progress:
-        results = verify_backups(target, ids, pg_server=pg_server, progress=progress, latest=latest)
+        results = verify_backups(
+            target, ids, pg_server=pg_server, progress=progress, latest=latest, source=chosen
+        )
     if json_out:
         print_json(results)
     else:
         for result in results:
+            if result.ok is None:
+                err_console.print(f"{result.backup_id}: [yellow]NOT CHECKED[/]")
+                err_console.print(f"  {result.reason}", markup=False)
+                continue
             state = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
             err_console.print(f"{result.backup_id}: {state} ({result.duration_s:.2f}s)")
             for check in result.checks:
@@ -190,34 +220,67 @@ def verify_cmd(
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List the published backups (a run without a manifest is not listed).
+def list_cmd(
+    ctx: typer.Context, source: SourceOpt = None, store: StoreOpt = None, json_out: JsonOpt = False
+) -> None:
+    """List the published backups (a run without a manifest is not listed), with their source.
 
-    Example: emrops backup list --store azure://backups/emrsim
+    A backup whose manifest is invalid is listed as BROKEN with the reason; a failed
+    verification shows what failed. Example: emrops backup list --store azure://backups/emrsim
     """
-    target, _ = _store(ctx, store)
+    target, cfg = _store(ctx, store)
     from emrops.backup import catalog
 
-    entries = catalog.list_backups(target)
+    chosen = None if source is None else source_filter(cfg, source)
+    entries = catalog.list_backups(target, chosen)
     if json_out:
         print_json({"store": target.url, "backups": entries})
         return
+    sources = sorted({e.source for e in entries if e.broken is None})
     table = Table(title=f"backups in {target.url}")
     table.add_column("id", no_wrap=True)
-    for column in ("age", "engine", "size", "verified", "pinned", "label"):
-        table.add_column(column)
+    for column in ("age", "engine", "source", "size", "verified", "pinned", "label"):
+        if column != "source" or len(sources) > 1:
+            table.add_column(column, min_width=6 if column == "verified" else None)
     for e in entries:
-        verified = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]"}.get(e.verified, "never")
-        table.add_row(
-            e.id,
-            _age(e.created_at),
+        verified = {
+            "ok": "[green]ok[/]",
+            "failed": "[red]FAILED[/]",
+            "broken": "[red]BROKEN[/]",
+            "invalid": "[yellow]record invalid[/]",
+        }.get(e.verified, "never")
+        cells = [
+            escape(e.id),
+            _age(e.created_at) if e.broken is None else "?",
             e.engine,
+            escape(_short_source(e.source)),
             _size(e.size),
             verified,
             "pinned" if e.pinned else "",
-            e.label + (" (encrypted)" if e.encrypted else ""),
-        )
+            escape(e.label) + (" (encrypted)" if e.encrypted else ""),
+        ]
+        if len(sources) <= 1:
+            del cells[3]
+        table.add_row(*cells)
     out_console.print(table)
+    if len(sources) == 1:
+        out_console.print(f"source: {sources[0]}", markup=False, soft_wrap=True)
+    for e in entries:
+        if e.reason:
+            out_console.print(f"{e.id}: {e.verified}: {e.reason}", markup=False, soft_wrap=True)
+        if e.broken is None and not e.sealed:
+            out_console.print(
+                f"{e.id}: (unsealed) its manifest was written before manifests had seals",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _short_source(source: str) -> str:
+    """A source URL short enough for a table column: the file name, or host/database."""
+    if source.startswith("sqlite:"):
+        return source.rsplit("/", 1)[-1]
+    return source.split("@", 1)[-1]
 
 
 # rotate, restore, pin/unpin, copy and keygen live in backup_admin.py and register on ``app``.

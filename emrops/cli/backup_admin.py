@@ -13,7 +13,18 @@ from rich.table import Table
 from emrops.backup.manifest import check_id
 from emrops.cli.app import JsonOpt, YesOpt, confirm, err_console, out_console, print_json
 from emrops.cli.app import settings as load_settings
-from emrops.cli.backup import IdArg, ScratchDbOpt, StoreOpt, _progress, _size, _store, app
+from emrops.cli.backup import (
+    IdArg,
+    ScratchDbOpt,
+    SourceOpt,
+    StoreOpt,
+    _progress,
+    _size,
+    _store,
+    app,
+    source_filter,
+)
+from emrops.errors import UsageError
 
 
 @app.command("rotate")
@@ -82,10 +93,19 @@ def rotate_cmd(
 @app.command("restore")
 def restore_cmd(
     ctx: typer.Context,
-    backup_id: IdArg,
     target: Annotated[
         str, typer.Option("--target", help="SQLite file path or database URL to restore into.")
     ],
+    backup_id: Annotated[
+        str | None, typer.Argument(help="Backup id (or use --latest).", show_default=False)
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest", help="The newest backup of the configured database (or --source)."
+        ),
+    ] = False,
+    source: SourceOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan, change nothing.")
     ] = False,
@@ -98,13 +118,27 @@ def restore_cmd(
 ) -> None:
     """Restore a backup: plan, verify, safety backup, maintenance on, atomic swap.
 
+    Restoring onto an existing database needs --force; so does restoring a backup of another
+    database onto one. --latest picks the newest backup of the configured database (db_url),
+    or of --source URL|PATH (all: of any database).
     Example: emrops backup restore 20261125T193012.345Z-3fa2c1 --target var/emrsim.db --dry-run
     """
+    if (backup_id is None) == (not latest):
+        raise UsageError(
+            "give one of: a backup ID or --latest",
+            hint="emrops backup restore --latest --target var/emrsim.db --dry-run",
+        )
+    store_, cfg = _store(ctx, store)
+    if latest:
+        from emrops.backup.verify import latest_id
+
+        backup_id = latest_id(store_, source_filter(cfg, source))
+    assert backup_id is not None
     check_id(backup_id)
-    source, _ = _store(ctx, store)
+    source_store = store_
     from emrops.backup.restore import check_refusals, plan_restore, restore
 
-    plan = plan_restore(source, backup_id, target)
+    plan = plan_restore(source_store, backup_id, target)
     if not json_out:
         err_console.print(
             f"restore plan for {plan.backup_id} ({plan.backup_engine}) -> {plan.target}:"
@@ -120,7 +154,7 @@ def restore_cmd(
     check_refusals(plan, force)
     confirm(f"Restore backup {backup_id} into {plan.target}?", yes)
     with _progress(json_out) as progress:
-        result = restore(source, backup_id, target, force=force, progress=progress)
+        result = restore(source_store, backup_id, target, force=force, progress=progress)
     if json_out:
         print_json({"dry_run": False, **vars(result)})
         return

@@ -39,6 +39,15 @@ def _clients(text: str) -> list[int]:
     return values
 
 
+def _processes(text: str) -> int | None:
+    """None for auto (one per core), else a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"invalid --processes {text!r}", hint="a number (at least 1) or auto")
+    return int(text)
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
@@ -55,7 +64,10 @@ def run(
     workload: Annotated[
         str,
         typer.Option(
-            "--workload", "-w", metavar="NAME", help="chat, read, write or mixed (80/20)."
+            "--workload",
+            "-w",
+            metavar="NAME",
+            help="chat, read, write, mixed (80/20) or point-select (calibration, like pgbench -S).",
         ),
     ] = "chat",
     clients: Annotated[
@@ -82,6 +94,14 @@ def run(
             help="normal (the app's default) or full (parity with synchronous_commit=on).",
         ),
     ] = None,
+    processes: Annotated[
+        str,
+        typer.Option(
+            "--processes",
+            metavar="N|auto",
+            help="Client processes the clients are spread over: a number or auto (one per core).",
+        ),
+    ] = "auto",
     plot: Annotated[
         Path | None,
         typer.Option("--plot", help="Draw throughput and p95 against clients into this PNG."),
@@ -111,6 +131,7 @@ def run(
         messages_per_session=messages_per_session,
         seed=seed,
         sqlite_synchronous=sqlite_synchronous.lower() if sqlite_synchronous else None,
+        processes=_processes(processes),
     )
     opts.validate()
     with err_console.status("benchmark starting", spinner="dots") as status:

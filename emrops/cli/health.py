@@ -43,6 +43,14 @@ def health(
     ] = None,
     db: DbOpt = None,
     store: Annotated[str | None, typer.Option("--store", help="Backup store to check.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="backup_age: backups of this database (URL or path) or 'all' "
+            "(default: the checked database's).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check the sim server (/health, /ready), the database, the newest verified backup's
@@ -84,6 +92,8 @@ def health(
         token=cfg.get("sim.token"),
         settings=cfg,
         skip=check_names(skip or []),
+        source=source,
+        db_url_is_default=cfg.sources["db_url"] == "default",
     )
     report = run_checks(opts)
     webhook = cfg.get("health.alert_webhook")

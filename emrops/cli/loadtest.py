@@ -208,6 +208,162 @@ def run(
         raise CheckFailed(f"budget broken: {names}", hint="see the result table above")
 
 
+@app.command("export")
+def export_cmd(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="health, chat, history or mixed.")
+    ] = "mixed",
+    fmt: Annotated[str, typer.Option("--format", help="Output format: locust.")] = "locust",
+    rate: Annotated[
+        str | None, typer.Option("--rate", help="Total request rate over all users, e.g. 50/s.")
+    ] = None,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option("--budget", help="Budget checked when Locust quits (exit 3), repeatable."),
+    ] = None,
+    budgets_file: Annotated[
+        Path | None, typer.Option("--budgets", help="TOML file with a [budgets] table.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Locustfile to write.", dir_okay=False)] = Path(
+        "locustfile.py"
+    ),
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a locustfile with the same journeys, request mix, rate and budgets.
+
+    Example: emrops loadtest export --format locust --scenario mixed --rate 200/s
+    --budget 'p95<2s' --out locustfile.py && locust -f locustfile.py --headless -u 40
+    -r 40 -t 5m --processes -1 --host https://emrsim.example.org
+    """
+    from emrops import atomic
+    from emrops.loadtest import budgets as budgets_mod
+    from emrops.loadtest import locust
+
+    if fmt != "locust":
+        raise UsageError(f"unknown --format {fmt!r}", hint="only locust is supported")
+    parsed = [budgets_mod.parse_budget(b) for b in budget or []]
+    if budgets_file is not None:
+        parsed += budgets_mod.load_file(budgets_file)
+    result = locust.export(scenario, parse_rate(rate) if rate else None, parsed)
+    atomic.write_text(out, result.text, mode=0o644)
+    info = {
+        "format": fmt,
+        "scenario": scenario,
+        "rate": result.rate,
+        "budgets": [b.expr for b in result.budgets],
+        "out": str(out),
+    }
+    if json_out:
+        print_json(info)
+    else:
+        err_console.print(f"wrote {out}: run it with `locust -f {out} --headless --host URL ...`")
+
+
+@app.command("cloud")
+def cloud_cmd(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", help="Sim server the engines load (Locust host).")],
+    env: Annotated[
+        str | None, typer.Option("--env", help="Take the endpoint from ENV's provision outputs.")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Load Testing data-plane host (https).")
+    ] = None,
+    scenario: Annotated[str, typer.Option("--scenario", help="health, chat, history or mixed.")] = (
+        "mixed"
+    ),
+    rate: Annotated[str | None, typer.Option("--rate", help="Total rate over all engines.")] = None,
+    engines: Annotated[int, typer.Option("--engines", help="Engine instances.")] = 1,
+    users: Annotated[int, typer.Option("--users", help="Locust users per engine.")] = 10,
+    duration: Annotated[str, typer.Option("--duration", help="Run time, e.g. 5m.")] = "60s",
+    budget: Annotated[
+        list[str] | None, typer.Option("--budget", help="Budget as a pass/fail criterion.")
+    ] = None,
+    budgets_file: Annotated[
+        Path | None, typer.Option("--budgets", help="TOML file with a [budgets] table.")
+    ] = None,
+    test_id: Annotated[str | None, typer.Option("--test-id", help="Test id to reuse.")] = None,
+    token_secret_uri: Annotated[
+        str | None,
+        typer.Option("--token-secret-uri", help="Key Vault secret URI of the sim token."),
+    ] = None,
+    poll_interval: Annotated[
+        str, typer.Option("--poll-interval", help="How often to poll the run.")
+    ] = "5s",
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per budget).")
+    ] = None,
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the journeys on Azure Load Testing with N engines; exit 3 when a budget breaks.
+
+    Example: emrops loadtest cloud --env production --url https://emrsim.example.org
+    --scenario mixed --engines 4 --users 50 --duration 10m --budget 'p95<2s' --junit lt.xml
+    """
+    from emrops.loadtest import budgets as budgets_mod
+    from emrops.loadtest import cloud, locust
+    from emrops.loadtest import junit as junit_mod
+    from emrops.provision.apply import read_outputs
+    from emrops.provision.arm import credential_for
+
+    cfg = get_settings(ctx)
+    parsed = [budgets_mod.parse_budget(b) for b in budget or []]
+    if budgets_file is not None:
+        parsed += budgets_mod.load_file(budgets_file)
+    if endpoint is None:
+        if env is None:
+            raise UsageError("no Load Testing endpoint", hint="pass --env ENV or --endpoint HOST")
+        endpoint = str(read_outputs(cfg, env).get("outputs", {}).get("loadTestingDataPlaneUri"))
+        if not endpoint or endpoint == "None":
+            raise UsageError(
+                f"{env} has no Azure Load Testing resource",
+                hint="set loadTestingEnabled = true in its environment file and apply",
+            )
+    # every engine runs the file as its own Locust: each takes an equal share of the rate
+    per_engine = parse_rate(rate) / max(1, engines) if rate else None
+    exported = locust.export(scenario, per_engine, parsed)
+    opts = cloud.CloudOptions(
+        endpoint=endpoint,
+        target_url=url,
+        scenario=scenario,
+        locustfile=exported.text,
+        budgets=parsed,
+        engines=engines,
+        users=users,
+        spawn_rate=users,
+        duration_s=parse_duration(duration, what="--duration"),
+        test_id=test_id or "",
+        token_secret_uri=token_secret_uri,
+        poll_interval=parse_duration(poll_interval, what="--poll-interval"),
+    )
+
+    def progress(run: dict[str, Any]) -> None:
+        if not json_out:
+            err_console.print(f"run {run.get('testRunId')}: {run.get('status')}")
+
+    result = cloud.run_cloud(opts, credential_for(cfg), progress)
+    write_out(out, result)
+    if junit is not None:
+        junit_mod.write(junit, result)
+    if json_out:
+        print_json(result)
+    else:
+        out_console.print(_table(result))
+        from emrops.loadtest.budgets import format_value
+
+        for b in result["budgets"]:
+            mark = "[green]pass[/green]" if b["passed"] else "[red]FAIL[/red]"
+            shown = "-" if b["actual"] is None else format_value(b["metric"], b["actual"])
+            out_console.print(f"budget {b['expr']}: {mark} ({shown})")
+    broken = [b["expr"] for b in result["budgets"] if not b["passed"]]
+    if broken or result["run"]["test_result"] == "FAILED":
+        raise CheckFailed(
+            "budget broken: " + (", ".join(broken) or "the run's pass/fail criteria failed"),
+            hint=f"see the run in the portal: {result['run']['portal_url'] or 'Azure portal'}",
+        )
+
+
 @app.command("compare")
 def compare(
     baseline: Annotated[Path, typer.Argument(help="Baseline result (loadtest run --out).")],

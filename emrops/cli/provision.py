@@ -251,3 +251,40 @@ def destroy_cmd(
         print_json({**target.__dict__, "deleted": target.exists})
     else:
         err_console.print(f"deleted {target.resource_group}" if target.exists else "nothing to do")
+
+
+@app.command("db-role")
+def db_role_cmd(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="Role of the app identity (output appIdentityName).")],
+    db: Annotated[
+        str | None, typer.Option("--db", help="PostgreSQL URL (default: db_url), e.g. ?auth=azure.")
+    ] = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL that creates the role.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the managed identity's database role (exit 3 naming what is missing), or print
+    the SQL the Entra ID administrator runs to create it with --sql.
+
+    Example: emrops provision db-role emrsim-production-app-id --db "postgresql+psycopg://
+    emrsim-db-admins@HOST/emrsim?auth=azure"
+    """
+    from dataclasses import asdict
+
+    from emrops.provision import dbrole
+
+    if sql:
+        typer.echo(dbrole.grant_sql(role), nl=False)
+        return
+    result = dbrole.check_role(db or settings(ctx, db_url=db).db_url, role)
+    if json_out:
+        print_json({**asdict(result), "ok": result.ok})
+    elif result.ok:
+        err_console.print(f"role {role} may log in and use database {result.database}")
+    if not result.ok:
+        raise CheckFailed(
+            f"role {role} is not ready: " + "; ".join(result.missing),
+            hint=f"run `emrops provision db-role {role} --sql` and apply it as the Entra ID admin",
+        )

@@ -71,6 +71,14 @@ def run_job_cmd(
             help="On PostgreSQL, claim the job's current tick first (--no-claim: manual rerun).",
         ),
     ] = True,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="verify/drill: backups of this database (URL or path) or 'all' "
+            "(default: the configured database's).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run one job once (for cron, systemd timers and CI) and record its status.
@@ -86,6 +94,7 @@ def run_job_cmd(
     if job not in JOBS:
         raise UsageError(f"unknown job {job!r}", hint=f"jobs are: {', '.join(JOBS)}")
     job_ctx = _context(ctx)
+    job_ctx.source = source
     schedule = job_ctx.schedules.get(job)
     tick = schedule.latest_at_or_before(datetime.now(UTC)) if schedule and claim else None
     status = execute(job_ctx, job, tick, claim=claim)

@@ -118,10 +118,18 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL only).")
     ] = 1,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve a non-loopback address without EMROPS_SIM_TOKEN (trusted nets).",
+        ),
+    ] = False,
 ) -> None:
     """Run the EMRsim simulation server (REST + WebSocket) until SIGTERM/SIGINT.
 
     SIGHUP re-reads the config and switches to a new database URL without restarting.
+    A non-loopback --host needs EMROPS_SIM_TOKEN (exit 2 without it) unless --insecure.
     Example: emrops sim serve --db sqlite:///var/emrsim.db --port 8000
     """
     from emrops.sim.server import ServeOptions, run_server
@@ -137,6 +145,7 @@ def serve(
             config_file=root.config_file,
             db_flag=db,
             log_format=effective.get("log_format"),
+            insecure=insecure,
         )
     )
 

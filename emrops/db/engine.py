@@ -3,7 +3,8 @@
 SQLite: WAL, busy_timeout, foreign_keys on; plain ``BEGIN`` for reads and
 ``BEGIN IMMEDIATE`` for writes (see :func:`begin_write`) so writers queue on the
 busy timeout instead of failing with "database is locked" at commit.
-PostgreSQL: psycopg 3 with a connection pool, pre-ping and UTC session time zone.
+PostgreSQL: psycopg 3 with a connection pool, pre-ping (unless a hot path opts out) and UTC
+session time zone.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.db.sqlite_file import Mode, open_sqlite, require_file
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+azure_auth.install()  # ?auth=azure tokens and TLS defaults on every PostgreSQL connection
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ def parse_db_url(text: str) -> DbUrl:
                 f"database URL {secrets.mask(text)!r} names no database",
                 hint="add the database name: postgresql+psycopg://user@host:5432/dbname",
             )
+        azure_auth.auth_mode(url)  # UsageError for an unknown ?auth=
     elif backend == "sqlite":
         if not url.database:
             raise UsageError(
@@ -115,13 +120,18 @@ def create_engine(
     echo: bool = False,
     readonly: bool = False,
     create: bool = True,
+    pre_ping: bool = True,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
     nothing about it (no WAL switch): for tools that read someone else's database.
     ``create=False`` refuses a missing SQLite file (MissingDatabase, exit 1) instead of creating
     it. Every SQLite connection is opened by :func:`emrops.db.sqlite_file.open_sqlite`, so the
-    file is exactly the one named whatever characters its path holds."""
+    file is exactly the one named whatever characters its path holds.
+
+    ``pre_ping=False`` skips PostgreSQL's liveness round trip on every checkout: for the hot
+    paths (sim server, benchmark) whose queries (:mod:`emrops.db.queries`) retry once on a fresh
+    connection instead when a pooled one turns out to be dropped."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -156,7 +166,7 @@ def create_engine(
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
     )
 

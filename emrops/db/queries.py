@@ -1,34 +1,57 @@
 """EMRsim data access: the queries the simulation server, the benchmark and the tools share.
 
-Sync SQLAlchemy Core over an engine from :func:`emrops.db.engine.create_engine`; no web framework.
-Every function raises :class:`emrops.errors.DatabaseError` (with the driver error as its cause)
-when the database fails, :class:`NotFound` for a missing session or scenario, and
-:class:`MaintenanceOn` for a write while the maintenance flag is on.
+The hot path is lean on purpose (see docs/benchmarks.md): each operation is one fixed SQL text
+per dialect, built once at import, run on the pooled DB-API connection (sqlite3 or psycopg 3,
+which prepares a statement on the server after a few uses), in the fewest round trips:
+
+- reads are one statement outside any transaction (PostgreSQL autocommit for that statement);
+- a write is ``BEGIN [IMMEDIATE]``, one SELECT that reads the maintenance flag together with the
+  row the write depends on, one INSERT (both messages of an exchange in one statement), COMMIT;
+- the scenarios' patient profiles are cached per process and engine (:data:`PROFILE_TTL_S`).
+
+No pre-ping per checkout: a connection found dropped (PostgreSQL restarted, backend terminated)
+is replaced and the operation retried once on a fresh one, for reads and for writes that failed
+before COMMIT was sent. A connection lost while the COMMIT was in flight leaves the outcome
+unknown: that is a DatabaseError (the sim server answers 503), never a retry that could store an
+exchange twice.
+
+Every function raises :class:`emrops.errors.DatabaseError` (with the driver error, wrapped as
+SQLAlchemy's DBAPIError, as its cause) when the database fails, :class:`NotFound` for a missing
+session or scenario, and :class:`MaintenanceOn` for a write while the maintenance flag is on.
 
 Writes check the maintenance flag inside their own write transaction (``FOR SHARE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so once ``emrops sim maintenance on`` has returned no
 write commits any more: what a migration or restore copies afterwards is final.
+
+The data layer imports nothing from the simulation: the patient's reply and the first vitals of a
+session are passed in by the caller (``emrops.sim.patient.reply`` / ``sample_vitals``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from emrops.db.control import MAINTENANCE_KEY
-from emrops.db.engine import begin_write, db_errors
-from emrops.db.schema import audit_log, emrops_control, messages, scenarios, sessions, users, vitals
+from emrops.db.engine import begin_write, db_errors, translate
+from emrops.db.schema import audit_log, emrops_control
 from emrops.db.types import utcnow
-from emrops.errors import EmropsError
-from emrops.sim import patient
+from emrops.errors import DatabaseError, EmropsError
 
 MAX_PAGE = 500
+PROFILE_TTL_S = 30.0  # a profile edited under a running server is seen within this time
+REPLY_GENERATOR = "emrops.sim.patient"  # stored in the reply's metadata
 VITAL_COLUMNS = (
     "heart_rate",
     "systolic_bp",
@@ -102,53 +125,313 @@ class VitalsRow:
     recorded_at: datetime
 
 
-# Called inside the write transaction of add_exchange after the inserts (PostgreSQL NOTIFY).
-Announce = Callable[[Connection, uuid.UUID, int], None]
-# (patient profile, student message) -> (reply text, topic)
-ReplyFn = Callable[[Mapping[str, Any], str], patient.PatientReply]
+class Reply(Protocol):
+    """What a reply generator returns (``emrops.sim.patient.PatientReply``)."""
 
-_SCENARIO_COLS = (
-    scenarios.c.id,
-    scenarios.c.slug,
-    scenarios.c.title,
-    scenarios.c.description,
-    scenarios.c.patient_profile,
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+
+# (patient profile, student message) -> the patient's reply
+ReplyFn = Callable[[Mapping[str, Any], str], Reply]
+# (patient profile, seed) -> one vitals sample (keys: VITAL_COLUMNS)
+VitalsFn = Callable[[Mapping[str, Any], int], Mapping[str, Any]]
+# Called inside the write transaction of add_exchange after the inserts, with the DB-API cursor
+# of that transaction (PostgreSQL NOTIFY): it is delivered only if the messages commit.
+Announce = Callable[[Any, uuid.UUID, int], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL texts, one set per dialect, built once. Written with ``?``; PostgreSQL gets ``%s``.
+
+_MSG = "id, role, content, created_at"
+_VIT = "id, heart_rate, systolic_bp, diastolic_bp, spo2, respiratory_rate, temperature, recorded_at"
+_INS_VIT = (
+    "INSERT INTO vitals (session_id, heart_rate, systolic_bp, diastolic_bp, spo2, "
+    "respiratory_rate, temperature, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
-_MESSAGE_COLS = (
-    messages.c.id,
-    messages.c.session_id,
-    messages.c.role,
-    messages.c.content,
-    messages.c.created_at,
-)
-_VITALS_COLS = (vitals.c.id, vitals.c.session_id, *(vitals.c[name] for name in VITAL_COLUMNS))
 
 
-def _scenario(row: Any) -> ScenarioRow:
-    profile = row.patient_profile if isinstance(row.patient_profile, dict) else {}
-    return ScenarioRow(row.id, row.slug, row.title, row.description or "", profile)
+@dataclass(frozen=True)
+class _Sql:
+    scenarios: str
+    scenario: str
+    profiles: str
+    session: str
+    gate_session: str  # maintenance flag + the session's scenario id, in one statement
+    gate_create: str  # maintenance flag + the user's id, in one statement
+    insert_exchange: str
+    insert_message: str
+    insert_vitals: str
+    insert_session: str
+    insert_user: str
+    insert_audit: str
+    last_messages: str
+    list_messages: str
+    message: str
+    list_vitals: str
+    vitals_range: str
+    jsonb: str  # the placeholder of a JSON value
 
 
-def _message(row: Any) -> MessageRow:
-    return MessageRow(row.id, row.session_id, row.role, row.content, row.created_at)
-
-
-def _vitals(row: Any) -> VitalsRow:
-    return VitalsRow(
-        row.id,
-        row.session_id,
-        row.heart_rate,
-        row.systolic_bp,
-        row.diastolic_bp,
-        row.spo2,
-        row.respiratory_rate,
-        float(row.temperature),
-        row.recorded_at,
+def _build(pg: bool) -> _Sql:
+    lock = " FOR SHARE" if pg else ""
+    j = "?::jsonb" if pg else "?"
+    flag = f"(SELECT value FROM emrops_control WHERE key = ?{lock})"
+    texts = _Sql(
+        scenarios="SELECT id, slug, title, description, patient_profile FROM scenarios ORDER BY id",
+        scenario="SELECT id, slug, title, description, patient_profile FROM scenarios WHERE id = ?",
+        profiles="SELECT id, patient_profile FROM scenarios",
+        session=(
+            "SELECT s.id, s.scenario_id, s.status, s.started_at, s.ended_at, s.score, u.email "
+            "FROM sessions AS s LEFT OUTER JOIN users AS u ON u.id = s.user_id WHERE s.id = ?"
+        ),
+        gate_session=f"SELECT {flag}, (SELECT scenario_id FROM sessions WHERE id = ?)",
+        gate_create=f"SELECT {flag}, (SELECT id FROM users WHERE email = ?)",
+        insert_exchange=(
+            "INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
+            f"VALUES (?, 'student', ?, ?, ?, {j}), (?, 'patient', ?, ?, ?, {j}) RETURNING id, role"
+        ),
+        insert_message=(
+            "INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
+            f"VALUES (?, ?, ?, ?, ?, {j}) RETURNING id"
+        ),
+        insert_vitals=_INS_VIT,
+        insert_session=(
+            "INSERT INTO sessions (id, scenario_id, user_id, status, started_at) "
+            "VALUES (?, ?, ?, 'active', ?)"
+        ),
+        insert_user=(
+            "INSERT INTO users (email, display_name, created_at) VALUES (?, ?, ?) RETURNING id"
+        ),
+        insert_audit=(
+            f"INSERT INTO audit_log (at, actor, action, target, details) VALUES (?, ?, ?, ?, {j})"
+        ),
+        last_messages=f"SELECT {_MSG} FROM messages WHERE session_id = ? ORDER BY id DESC LIMIT ?",
+        list_messages=(
+            f"SELECT {_MSG} FROM messages WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ),
+        message="SELECT id, session_id, role, content, created_at FROM messages WHERE id = ?",
+        list_vitals=(
+            f"SELECT {_VIT} FROM vitals WHERE session_id = ? "
+            "ORDER BY recorded_at DESC, id DESC LIMIT ?"
+        ),
+        vitals_range=(
+            f"SELECT {_VIT} FROM vitals WHERE session_id = ? AND recorded_at >= ? "
+            "AND recorded_at < ? ORDER BY recorded_at"
+        ),
+        jsonb=j,
     )
+    if not pg:
+        return texts
+    fields = {name: getattr(texts, name).replace("?", "%s") for name in texts.__dataclass_fields__}
+    return _Sql(**fields)
+
+
+_SQLITE = _build(pg=False)
+_PG = _build(pg=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values as the schema's SQLAlchemy types store them (sa.Uuid, UTCDateTime, sa.JSON), so rows
+# written here and rows written through SQLAlchemy are identical.
+
+
+class _Codec:
+    """Python values <-> driver values for one dialect."""
+
+    def __init__(self, pg: bool):
+        self.pg = pg
+        self.sql = _PG if pg else _SQLITE
+
+    def uid(self, value: uuid.UUID) -> Any:
+        return value if self.pg else value.hex
+
+    def when(self, value: datetime) -> Any:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column; use datetime.now(UTC)")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        # SQLite: naive UTC text in SQLAlchemy's storage format (microseconds always present)
+        return value if self.pg else value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def read_when(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    def read_uid(self, value: Any) -> uuid.UUID:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+    @staticmethod
+    def js(value: Any) -> str:
+        return json.dumps(value)  # None -> 'null', as sa.JSON stores it (none_as_null=False)
+
+    @staticmethod
+    def read_js(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+_CODECS = {False: _Codec(False), True: _Codec(True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one operation: a pooled DB-API connection, one retry on a fresh connection.
+
+
+class _Attempt:
+    """Where a write got to: once ``commit_sent`` is set, a lost connection means an unknown
+    outcome and the operation must not be repeated."""
+
+    __slots__ = ("commit_sent",)
+
+    def __init__(self) -> None:
+        self.commit_sent = False
+
+
+_retries = 0
+_retries_lock = threading.Lock()
+
+
+def retried_operations() -> int:
+    """How many operations this process retried after a dropped connection (for metrics)."""
+    return _retries
+
+
+def _count_retry() -> None:
+    global _retries
+    with _retries_lock:
+        _retries += 1
+
+
+def _wrap(engine: Engine, exc: Exception, invalidated: bool) -> sa.exc.DBAPIError:
+    if invalidated:
+        # a lost connection is "unavailable" (503), whatever class the driver gave the error
+        # (PostgreSQL ends an idle transaction with an InternalError, for example)
+        return sa.exc.OperationalError(None, None, exc, connection_invalidated=True)
+    wrapped = sa.exc.DBAPIError.instance(
+        None,
+        None,
+        exc,
+        engine.dialect.loaded_dbapi.Error,
+        connection_invalidated=invalidated,
+        dialect=engine.dialect,
+    )
+    assert isinstance(wrapped, sa.exc.DBAPIError)
+    return wrapped
+
+
+def _run(engine: Engine, work: Callable[[Any, _Codec, _Attempt], Any], *, write: bool) -> Any:
+    """Run ``work(cursor, codec, attempt)`` on a pooled connection, in a write transaction when
+    ``write`` (committed here) or as one autocommitted read. Retries once when the connection
+    turns out to be dropped and nothing can have been committed."""
+    pg = engine.dialect.name == "postgresql"
+    codec = _CODECS[pg]
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    for attempt_no in (1, 2):
+        try:
+            fairy = engine.raw_connection()
+        except sa.exc.DBAPIError as exc:
+            raise translate(exc, engine.url) from exc
+        except dbapi_error as exc:  # the pool does not wrap a failed connect
+            wrapped = _wrap(engine, exc, False)
+            raise translate(wrapped, engine.url) from wrapped
+        conn: Any = fairy.driver_connection
+        attempt = _Attempt()
+        cur = None
+        try:
+            if pg and not write:
+                conn.autocommit = True  # one statement, no BEGIN/ROLLBACK round trips
+            cur = conn.cursor()
+            if write and not pg:
+                cur.execute("BEGIN IMMEDIATE")
+            result = work(cur, codec, attempt)
+            if write:
+                attempt.commit_sent = True
+                conn.commit()
+            if pg and not write:
+                conn.autocommit = False
+            fairy.close()
+            return result
+        except BaseException as exc:
+            dropped = isinstance(exc, dbapi_error) and engine.dialect.is_disconnect(exc, conn, cur)
+            if dropped:
+                # every connection opened before now is suspect: the pool replaces them lazily
+                engine.pool._invalidate(fairy, exc)  # noqa: SLF001 - what sa.Connection does
+            else:
+                if pg and not write:
+                    with contextlib.suppress(Exception):  # keep the original error
+                        conn.autocommit = False
+                fairy.close()  # the pool rolls back an open transaction
+            if not isinstance(exc, dbapi_error):
+                raise
+            wrapped = _wrap(engine, exc, dropped)
+            if dropped and not attempt.commit_sent and attempt_no == 1:
+                _count_retry()
+                continue
+            error = translate(wrapped, engine.url)
+            if dropped and attempt.commit_sent:
+                error = DatabaseError(
+                    f"{error.message} (the connection was lost during COMMIT: the write may or "
+                    "may not have been stored; it was not repeated)",
+                    hint="read the session back before sending again",
+                )
+            raise error from wrapped
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _json_profile(value: Any) -> dict[str, Any]:
+    profile = _Codec.read_js(value)
+    return profile if isinstance(profile, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenarios' patient profiles, cached per process and engine.
+
+
+class _Profiles:
+    def __init__(self) -> None:
+        self.by_id: dict[int, dict[str, Any]] = {}
+        self.loaded_at = float("-inf")
+
+
+_profile_cache: weakref.WeakKeyDictionary[Engine, _Profiles] = weakref.WeakKeyDictionary()
+_profile_lock = threading.Lock()
+
+
+def _profile(engine: Engine, cur: Any, sql: _Sql, scenario_id: int) -> dict[str, Any] | None:
+    """The scenario's patient profile from the cache; reloaded (on ``cur``) when it is older than
+    PROFILE_TTL_S or does not know the scenario. None: no such scenario."""
+    cache = _profile_cache.get(engine)
+    now = time.monotonic()
+    if cache is not None and now - cache.loaded_at < PROFILE_TTL_S:
+        found = cache.by_id.get(scenario_id)
+        if found is not None:
+            return found
+    cur.execute(sql.profiles)
+    fresh = _Profiles()
+    fresh.by_id = {int(row[0]): _json_profile(row[1]) for row in cur.fetchall()}
+    fresh.loaded_at = now
+    with _profile_lock:
+        _profile_cache[engine] = fresh
+    return fresh.by_id.get(scenario_id)
+
+
+def _refuse_if_maintenance(value: Any) -> None:
+    value = _Codec.read_js(value)
+    if isinstance(value, dict) and value.get("on"):
+        raise MaintenanceOn(
+            str(value.get("message") or "down for maintenance"),
+            hint="wait until `emrops sim maintenance off`",
+        )
 
 
 def check_writable(conn: Connection) -> None:
-    """Raise MaintenanceOn when the flag is on; call it inside a write transaction.
+    """Raise MaintenanceOn when the flag is on; call it inside a SQLAlchemy write transaction
+    (tools that write through SQLAlchemy; the lean functions below check it themselves).
 
     On PostgreSQL the flag row is read ``FOR SHARE``: ``set_maintenance`` waits for writes in
     flight, and writes after it see the new value.
@@ -158,62 +441,154 @@ def check_writable(conn: Connection) -> None:
         .where(emrops_control.c.key == MAINTENANCE_KEY)
         .with_for_update(read=True)
     ).scalar()
-    if isinstance(value, dict) and value.get("on"):
-        raise MaintenanceOn(
-            str(value.get("message") or "down for maintenance"),
-            hint="wait until `emrops sim maintenance off`",
-        )
+    _refuse_if_maintenance(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+
+def _scenario_row(row: Any) -> ScenarioRow:
+    return ScenarioRow(row[0], row[1], row[2], row[3] or "", _json_profile(row[4]))
 
 
 def list_scenarios(engine: Engine) -> list[ScenarioRow]:
     """Every scenario, by id."""
-    with db_errors(engine.url), engine.connect() as conn:
-        rows = conn.execute(sa.select(*_SCENARIO_COLS).order_by(scenarios.c.id)).all()
-    return [_scenario(row) for row in rows]
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> list[ScenarioRow]:
+        cur.execute(codec.sql.scenarios)
+        return [_scenario_row(row) for row in cur.fetchall()]
+
+    result: list[ScenarioRow] = _run(engine, work, write=False)
+    return result
 
 
 def get_scenario(engine: Engine, scenario_id: int) -> ScenarioRow | None:
-    with db_errors(engine.url), engine.connect() as conn:
-        row = conn.execute(sa.select(*_SCENARIO_COLS).where(scenarios.c.id == scenario_id)).first()
-    return _scenario(row) if row is not None else None
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> ScenarioRow | None:
+        cur.execute(codec.sql.scenario, (scenario_id,))
+        row = cur.fetchone()
+        return _scenario_row(row) if row is not None else None
 
-
-def _session_query() -> sa.Select[Any]:
-    return sa.select(
-        sessions.c.id,
-        sessions.c.scenario_id,
-        sessions.c.status,
-        sessions.c.started_at,
-        sessions.c.ended_at,
-        sessions.c.score,
-        users.c.email,
-    ).select_from(sessions.outerjoin(users, users.c.id == sessions.c.user_id))
-
-
-def _session(row: Any) -> SessionRow:
-    return SessionRow(
-        row.id, row.scenario_id, row.status, row.started_at, row.ended_at, row.score, row.email
-    )
+    result: ScenarioRow | None = _run(engine, work, write=False)
+    return result
 
 
 def get_session(engine: Engine, session_id: uuid.UUID) -> SessionRow | None:
-    with db_errors(engine.url), engine.connect() as conn:
-        row = conn.execute(_session_query().where(sessions.c.id == session_id)).first()
-    return _session(row) if row is not None else None
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> SessionRow | None:
+        cur.execute(codec.sql.session, (codec.uid(session_id),))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return SessionRow(
+            codec.read_uid(row[0]),
+            row[1],
+            row[2],
+            codec.read_when(row[3]),
+            codec.read_when(row[4]) if row[4] is not None else None,
+            row[5],
+            row[6],
+        )
+
+    result: SessionRow | None = _run(engine, work, write=False)
+    return result
 
 
-def _user_id(conn: Connection, email: str, now: datetime) -> int:
-    email = email.strip().lower()
-    found = conn.execute(sa.select(users.c.id).where(users.c.email == email)).scalar()
-    if found is not None:
-        return int(found)
-    return int(
-        conn.execute(
-            users.insert()
-            .values(email=email, display_name=email.split("@", 1)[0], created_at=now)
-            .returning(users.c.id)
-        ).scalar_one()
-    )
+def _messages(codec: _Codec, session_id: uuid.UUID, rows: list[Any]) -> list[MessageRow]:
+    when = codec.read_when
+    return [MessageRow(r[0], session_id, r[1], r[2], when(r[3])) for r in rows]
+
+
+def list_messages(
+    engine: Engine, session_id: uuid.UUID, *, after: int = 0, limit: int = 50
+) -> list[MessageRow]:
+    """A page of the session's messages with id > ``after``, oldest first (at most MAX_PAGE)."""
+    limit = max(1, min(int(limit), MAX_PAGE))
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> list[MessageRow]:
+        cur.execute(codec.sql.list_messages, (codec.uid(session_id), after, limit))
+        return _messages(codec, session_id, cur.fetchall())
+
+    result: list[MessageRow] = _run(engine, work, write=False)
+    return result
+
+
+def get_message(engine: Engine, message_id: int) -> MessageRow | None:
+    """One message by id (a primary-key read: the benchmark's ``point-select`` calibration)."""
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> MessageRow | None:
+        cur.execute(codec.sql.message, (message_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return MessageRow(row[0], codec.read_uid(row[1]), row[2], row[3], codec.read_when(row[4]))
+
+    result: MessageRow | None = _run(engine, work, write=False)
+    return result
+
+
+def last_messages(engine: Engine, session_id: uuid.UUID, limit: int = 50) -> list[MessageRow]:
+    """The session's newest ``limit`` messages, oldest first (what a chat screen shows)."""
+    limit = max(1, min(int(limit), MAX_PAGE))
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> list[MessageRow]:
+        cur.execute(codec.sql.last_messages, (codec.uid(session_id), limit))
+        rows = cur.fetchall()
+        rows.reverse()
+        return _messages(codec, session_id, rows)
+
+    result: list[MessageRow] = _run(engine, work, write=False)
+    return result
+
+
+def _vitals(codec: _Codec, session_id: uuid.UUID, rows: list[Any]) -> list[VitalsRow]:
+    when = codec.read_when
+    return [
+        VitalsRow(r[0], session_id, r[1], r[2], r[3], r[4], r[5], float(r[6]), when(r[7]))
+        for r in rows
+    ]
+
+
+def list_vitals(engine: Engine, session_id: uuid.UUID, *, limit: int = 100) -> list[VitalsRow]:
+    """The session's newest ``limit`` vitals readings, oldest first."""
+    limit = max(1, min(int(limit), MAX_PAGE))
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> list[VitalsRow]:
+        cur.execute(codec.sql.list_vitals, (codec.uid(session_id), limit))
+        rows = cur.fetchall()
+        rows.reverse()
+        return _vitals(codec, session_id, rows)
+
+    result: list[VitalsRow] = _run(engine, work, write=False)
+    return result
+
+
+def vitals_range(
+    engine: Engine, session_id: uuid.UUID, start: datetime, end: datetime
+) -> list[VitalsRow]:
+    """The session's vitals recorded in [start, end), oldest first (ix_vitals_session_recorded)."""
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> list[VitalsRow]:
+        cur.execute(
+            codec.sql.vitals_range, (codec.uid(session_id), codec.when(start), codec.when(end))
+        )
+        return _vitals(codec, session_id, cur.fetchall())
+
+    result: list[VitalsRow] = _run(engine, work, write=False)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes
+
+
+def _gate(cur: Any, text: str, respect_maintenance: bool, key: Any) -> Any:
+    """Read the maintenance flag (locked FOR SHARE on PostgreSQL) with one more value; refuse
+    the write when maintenance is on. Returns the other value."""
+    cur.execute(text, (MAINTENANCE_KEY if respect_maintenance else None, key))
+    flag, other = cur.fetchone()
+    if respect_maintenance:
+        _refuse_if_maintenance(flag)
+    return other
 
 
 def create_session(
@@ -222,51 +597,45 @@ def create_session(
     user_email: str | None = None,
     *,
     respect_maintenance: bool = True,
-    initial_vitals: bool = True,
+    initial_vitals: VitalsFn | None = None,
 ) -> SessionRow:
     """Start an encounter for ``scenario_id`` (and the user with ``user_email``, created when
-    new). Records a triage set of vitals around the patient's baseline and an audit entry, all in
-    one transaction. Raises NotFound for an unknown scenario, MaintenanceOn, DatabaseError."""
+    new), with an audit entry, all in one transaction. ``initial_vitals(profile, seed)`` (the
+    sim passes ``emrops.sim.patient.sample_vitals``) gives a triage set of vitals stored with it.
+    Raises NotFound for an unknown scenario, MaintenanceOn, DatabaseError."""
     session_id = uuid.uuid4()
     now = utcnow()
-    with db_errors(engine.url), begin_write(engine) as conn:
-        if respect_maintenance:
-            check_writable(conn)
-        profile = conn.execute(
-            sa.select(scenarios.c.patient_profile).where(scenarios.c.id == scenario_id)
-        ).first()
+    email = user_email.strip().lower() if user_email else None
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> None:
+        sql = codec.sql
+        user_id = _gate(cur, sql.gate_create, respect_maintenance, email)
+        profile = _profile(engine, cur, sql, scenario_id)
         if profile is None:
             raise NotFound("scenario", scenario_id)
-        user_id = _user_id(conn, user_email, now) if user_email else None
-        conn.execute(
-            sessions.insert().values(
-                id=session_id,
-                scenario_id=scenario_id,
-                user_id=user_id,
-                status="active",
-                started_at=now,
-            )
+        at = codec.when(now)
+        if email and user_id is None:
+            cur.execute(sql.insert_user, (email, email.split("@", 1)[0], at))
+            user_id = cur.fetchone()[0]
+        sid = codec.uid(session_id)
+        cur.execute(sql.insert_session, (sid, scenario_id, user_id, at))
+        if initial_vitals is not None:
+            sample = initial_vitals(profile, session_id.int)
+            cur.execute(sql.insert_vitals, (sid, *(sample[c] for c in VITAL_COLUMNS), at))
+            cur.fetchall()  # RETURNING id: SQLite cannot commit with a statement unfinished
+        cur.execute(
+            sql.insert_audit,
+            (
+                at,
+                (email or "anonymous")[:200],
+                "session.start",
+                str(session_id),
+                codec.js({"scenario_id": scenario_id}),
+            ),
         )
-        if initial_vitals:
-            sample = patient.sample_vitals(profile[0] or {}, seed=session_id.int)
-            conn.execute(vitals.insert().values(session_id=session_id, recorded_at=now, **sample))
-        _audit(
-            conn,
-            actor=user_email.strip().lower() if user_email else "anonymous",
-            action="session.start",
-            target=str(session_id),
-            details={"scenario_id": scenario_id},
-            at=now,
-        )
-    return SessionRow(
-        session_id,
-        scenario_id,
-        "active",
-        now,
-        None,
-        None,
-        user_email.strip().lower() if user_email else None,
-    )
+
+    _run(engine, work, write=True)
+    return SessionRow(session_id, scenario_id, "active", now, None, None, email)
 
 
 def add_exchange(
@@ -274,85 +643,74 @@ def add_exchange(
     session_id: uuid.UUID,
     content: str,
     *,
-    reply: ReplyFn | None = None,
+    reply: ReplyFn,
     announce: Announce | None = None,
     respect_maintenance: bool = True,
 ) -> Exchange:
     """Store a student message and the simulated patient's reply in ONE write transaction.
 
-    ``reply`` defaults to :func:`emrops.sim.patient.reply`; ``announce(conn, session_id,
-    last_id)`` runs inside the transaction after the inserts, so a PostgreSQL NOTIFY it issues is
-    delivered only if the messages commit. Raises NotFound, MaintenanceOn, DatabaseError.
+    ``reply(profile, content)`` makes the answer (the sim passes ``emrops.sim.patient.reply``);
+    ``announce(cursor, session_id, last_id)`` runs inside the transaction after the inserts, so
+    a PostgreSQL NOTIFY it issues is delivered only if the messages commit. Raises NotFound,
+    MaintenanceOn, DatabaseError.
     """
-    make_reply = reply or patient.reply
-    with db_errors(engine.url), begin_write(engine) as conn:
-        if respect_maintenance:
-            check_writable(conn)
-        row = conn.execute(
-            sa.select(scenarios.c.patient_profile)
-            .select_from(sessions.join(scenarios, scenarios.c.id == sessions.c.scenario_id))
-            .where(sessions.c.id == session_id)
-        ).first()
-        if row is None:
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> Exchange:
+        sql = codec.sql
+        scenario_id = _gate(cur, sql.gate_session, respect_maintenance, codec.uid(session_id))
+        if scenario_id is None:
             raise NotFound("session", session_id)
-        answer = make_reply(row[0] if isinstance(row[0], dict) else {}, content)
+        profile = _profile(engine, cur, sql, scenario_id) or {}
+        answer = reply(profile, content)
         now = utcnow()
         # The reply is a moment later than the question, so ordering by time agrees with ids.
         later = now + timedelta(microseconds=1)
-        rows = [
-            {
-                "session_id": session_id,
-                "role": "student",
-                "content": content,
-                "created_at": now,
-                "tokens": len(content.split()),
-                "metadata": None,
-            },
-            {
-                "session_id": session_id,
-                "role": "patient",
-                "content": answer.text,
-                "created_at": later,
-                "tokens": len(answer.text.split()),
-                "metadata": {"topic": answer.topic, "generator": "emrops.sim.patient"},
-            },
-        ]
-        ids = [
-            conn.execute(messages.insert().values(**values).returning(messages.c.id)).scalar_one()
-            for values in rows
-        ]
+        sid = codec.uid(session_id)
+        text = answer.text
+        meta = codec.js({"topic": answer.topic, "generator": REPLY_GENERATOR})
+        cur.execute(
+            sql.insert_exchange,
+            (
+                *(sid, content, codec.when(now), len(content.split()), "null"),
+                *(sid, text, codec.when(later), len(text.split()), meta),
+            ),
+        )
+        ids = {role: int(new_id) for new_id, role in cur.fetchall()}
         if announce is not None:
-            announce(conn, session_id, ids[-1])
-    student = MessageRow(ids[0], session_id, "student", content, now)
-    return Exchange(student, MessageRow(ids[1], session_id, "patient", answer.text, later))
+            announce(cur, session_id, ids["patient"])
+        return Exchange(
+            MessageRow(ids["student"], session_id, "student", content, now),
+            MessageRow(ids["patient"], session_id, "patient", text, later),
+        )
+
+    result: Exchange = _run(engine, work, write=True)
+    return result
 
 
-def list_messages(
-    engine: Engine, session_id: uuid.UUID, *, after: int = 0, limit: int = 50
-) -> list[MessageRow]:
-    """A page of the session's messages with id > ``after``, oldest first (at most MAX_PAGE)."""
-    limit = max(1, min(int(limit), MAX_PAGE))
-    with db_errors(engine.url), engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(*_MESSAGE_COLS)
-            .where(messages.c.session_id == session_id, messages.c.id > after)
-            .order_by(messages.c.id)
-            .limit(limit)
-        ).all()
-    return [_message(row) for row in rows]
+def add_message(
+    engine: Engine,
+    session_id: uuid.UUID,
+    content: str,
+    role: str = "student",
+    *,
+    respect_maintenance: bool = True,
+) -> MessageRow:
+    """Store one message without a reply (what a tool or the benchmark's ``write.message`` does).
+    Raises NotFound, MaintenanceOn, DatabaseError."""
 
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> MessageRow:
+        sql = codec.sql
+        sid = codec.uid(session_id)
+        if _gate(cur, sql.gate_session, respect_maintenance, sid) is None:
+            raise NotFound("session", session_id)
+        now = utcnow()
+        cur.execute(
+            sql.insert_message, (sid, role, content, codec.when(now), len(content.split()), "null")
+        )
+        return MessageRow(int(cur.fetchone()[0]), session_id, role, content, now)
 
-def last_messages(engine: Engine, session_id: uuid.UUID, limit: int = 50) -> list[MessageRow]:
-    """The session's newest ``limit`` messages, oldest first (what a chat screen shows)."""
-    limit = max(1, min(int(limit), MAX_PAGE))
-    with db_errors(engine.url), engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(*_MESSAGE_COLS)
-            .where(messages.c.session_id == session_id)
-            .order_by(messages.c.id.desc())
-            .limit(limit)
-        ).all()
-    return [_message(row) for row in reversed(rows)]
+    result: MessageRow = _run(engine, work, write=True)
+    return result
 
 
 def add_vitals(
@@ -365,35 +723,20 @@ def add_vitals(
 ) -> VitalsRow:
     """Store one set of vitals (keys: VITAL_COLUMNS). Raises NotFound for an unknown session,
     MaintenanceOn, DatabaseError (also for values outside the table's CHECK ranges)."""
-    values = {name: sample[name] for name in VITAL_COLUMNS}
+    values = [sample[name] for name in VITAL_COLUMNS]
     when = recorded_at or utcnow()
-    with db_errors(engine.url), begin_write(engine) as conn:
-        if respect_maintenance:
-            check_writable(conn)
-        if (
-            conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first()
-            is None
-        ):
+
+    def work(cur: Any, codec: _Codec, _a: _Attempt) -> int:
+        sql = codec.sql
+        sid = codec.uid(session_id)
+        if _gate(cur, sql.gate_session, respect_maintenance, sid) is None:
             raise NotFound("session", session_id)
-        new_id = conn.execute(
-            vitals.insert()
-            .values(session_id=session_id, recorded_at=when, **values)
-            .returning(vitals.c.id)
-        ).scalar_one()
-    return VitalsRow(new_id, session_id, **values, recorded_at=when)  # type: ignore[arg-type]
+        cur.execute(sql.insert_vitals, (sid, *values, codec.when(when)))
+        return int(cur.fetchone()[0])
 
-
-def list_vitals(engine: Engine, session_id: uuid.UUID, *, limit: int = 100) -> list[VitalsRow]:
-    """The session's newest ``limit`` vitals readings, oldest first."""
-    limit = max(1, min(int(limit), MAX_PAGE))
-    with db_errors(engine.url), engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(*_VITALS_COLS, vitals.c.recorded_at)
-            .where(vitals.c.session_id == session_id)
-            .order_by(vitals.c.recorded_at.desc(), vitals.c.id.desc())
-            .limit(limit)
-        ).all()
-    return [_vitals(row) for row in reversed(rows)]
+    new_id: int = _run(engine, work, write=True)
+    hr, sys_bp, dia_bp, spo2, rr, temp = values
+    return VitalsRow(new_id, session_id, hr, sys_bp, dia_bp, spo2, rr, temp, when)  # type: ignore[arg-type]
 
 
 def _audit(
@@ -427,6 +770,6 @@ def add_audit(
     target: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> int:
-    """Append an audit_log entry; returns its id."""
+    """Append an audit_log entry; returns its id (not a hot path: plain SQLAlchemy)."""
     with db_errors(engine.url), begin_write(engine) as conn:
         return _audit(conn, actor=actor, action=action, target=target, details=details)

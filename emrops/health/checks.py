@@ -46,6 +46,8 @@ class HealthOptions:
     settings: Any = None
     skip: frozenset[str] = frozenset()
     timeout_s: float = 5.0
+    source: str | None = None  # backup_age: backups of this database or "all" (None: db_url's)
+    db_url_is_default: bool = False  # db_url is the built-in default: every source counts
 
 
 @dataclass
@@ -159,12 +161,16 @@ def _open_store(opts: HealthOptions) -> Any:
 
 def _backup_age(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
     from emrops.backup import catalog
+    from emrops.backup.sources import select_source
 
     store = _open_store(opts)
     limit = format_duration(opts.max_backup_age_s)
-    verified = [e for e in catalog.list_backups(store) if e.verified == "ok"]
+    source = select_source(opts.source, opts.db_url, opts.db_url_is_default)
+    entries = catalog.list_backups(store, source)
+    verified = [e for e in entries if e.counts_as_verified]
     if not verified:
-        return False, f"no verified backup in {store.url} (limit {limit})"
+        of = f" of {source.describe()}" if source is not None else ""
+        return False, f"no verified backup{of} in {store.url} (limit {limit})"
     newest = verified[-1]
     created = datetime.fromisoformat(newest.created_at.replace("Z", "+00:00"))
     age = (now - created).total_seconds()

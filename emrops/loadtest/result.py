@@ -20,9 +20,9 @@ from emrops.loadtest.scheduler import Plan, WindowStats
 from emrops.loadtest.workers import RunData
 from emrops.stats.compare import Better, Comparison, Series, compare, latency_series
 from emrops.stats.histogram import LatencyHistogram, merge_all
+from emrops.stats.saturation import CPU_LIMIT, cpu_share, saturated
 
 SCHEMA = "emrops.loadtest.result/1"
-CPU_LIMIT = 0.80  # a generator process busier than this is the bottleneck (k6 guidance)
 LATE_LIMIT = 0.01  # more than 1 % of requests sent late: the generator fell behind
 COMPARED = ("p50", "p95", "p99")
 
@@ -105,7 +105,8 @@ def reliability(data: RunData, summary: dict[str, Any], plan: Plan) -> list[str]
     """Reasons the generator itself may have been the bottleneck (empty: reliable)."""
     reasons = []
     for k, cpu in enumerate(data.cpu):
-        if cpu > CPU_LIMIT:
+        # data.cpu is CPU-seconds per wall second of one process: its share of one core
+        if saturated(cpu_share(cpu, 1.0, 1, cores=1)):
             reasons.append(
                 f"generator process {k} used {cpu:.0%} CPU (limit {CPU_LIMIT:.0%}); "
                 "use more --processes or a lower --rate"

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.db.urls import simple_pg_uri
 from emrops.errors import DatabaseError
 
@@ -53,11 +55,23 @@ def conninfo(url: str) -> str:
     return db.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _libpq(url: str) -> tuple[str, dict[str, Any]]:
+    simple = simple_pg_uri(url)
+    if simple is not None and azure_auth.is_loopback(urlsplit(simple).hostname):
+        return simple, {}  # the fast path: no SQLAlchemy import
+    conninfo(url)  # the UsageError for a URL that is not PostgreSQL
+    from emrops.db.engine import parse_db_url
+
+    return azure_auth.libpq(parse_db_url(url).url)
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Connect to the target with UTC, ISO dates and no synchronous commit for bulk work."""
     try:
+        uri, extra = _libpq(url)
         conn = psycopg.connect(
-            conninfo(url),
+            uri,
+            **extra,
             autocommit=autocommit,
             connect_timeout=10,
             options="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "

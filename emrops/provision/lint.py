@@ -19,6 +19,7 @@ from emrops.config import Settings
 from emrops.errors import CheckFailed, EmropsError
 from emrops.provision.environments import bicep_dir
 from emrops.provision.params import parse_bicep
+from emrops.resources import templates_dir
 
 _NO_REASON = "No comment provided"
 INSTALL_HINT = (
@@ -84,6 +85,8 @@ def lint(settings: Settings, timeout: float = 600) -> LintResult:
     env.update(BC_SKIP_MAPPING="TRUE", CKV_NO_GUIDE="TRUE", ENABLE_UPDATE_CHECK="false")
     cmd = [checkov, "-d", str(folder), "--framework", "bicep", "-o", "json", "--compact"]
     cmd.append("--skip-download")
+    # emrops's own checks for the PostgreSQL rules checkov lacks (templates/checkov)
+    cmd += ["--external-checks-dir", str(templates_dir() / "checkov")]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False

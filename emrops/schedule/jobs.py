@@ -50,6 +50,15 @@ class JobContext:
     level: int = 3
     schedules: dict[str, cron.Schedule | None] = field(default_factory=dict)
     run_id: str = ""
+    source: str | None = None  # --source of the verify and drill jobs (None: db_url's backups)
+
+    def source_filter(self) -> Any:
+        """Which backups verify and the drill use: the configured database's (any database
+        when none is configured), or ``source`` (a URL, a path or "all")."""
+        from emrops.backup.sources import select_source
+
+        default = self.settings is None or self.settings.sources.get("db_url") == "default"
+        return select_source(self.source, self.db_url, default)
 
     @classmethod
     def from_settings(cls, cfg: Settings, run_id: str = "") -> JobContext:
@@ -122,7 +131,9 @@ def run_backup_job(ctx: JobContext) -> Outcome:
 def run_verify_job(ctx: JobContext) -> Outcome:
     from emrops.backup.verify import raise_failures, verify_backups
 
-    results = verify_backups(ctx.store(), [], pg_server=ctx.pg_server, latest=True)
+    results = verify_backups(
+        ctx.store(), [], pg_server=ctx.pg_server, latest=True, source=ctx.source_filter()
+    )
     raise_failures(results)
     return Outcome(0, results[0].backup_id, f"verified {results[0].backup_id}")
 
@@ -140,12 +151,16 @@ def run_rotate_job(ctx: JobContext) -> Outcome:
 def run_drill_job(ctx: JobContext) -> Outcome:
     """Restore the newest backup into scratch, run the readiness query, time the recovery."""
     from emrops.backup.restore import restore
-    from emrops.backup.verify import load_manifest
+    from emrops.backup.verify import load_manifest, select_ids
 
     store = ctx.store()
-    ids = store.complete_ids()
+    source = ctx.source_filter()
+    ids = select_ids(store, source, latest=True)
     if not ids:
-        raise EmropsError(f"no backups in {store.url} to drill", hint="run the backup job first")
+        of = f" of {source.describe()}" if source is not None else ""
+        raise EmropsError(
+            f"no backups{of} in {store.url} to drill", hint="run the backup job first"
+        )
     backup_id = ids[-1]
     manifest = load_manifest(store, backup_id)
     started = time.monotonic()

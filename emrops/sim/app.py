@@ -23,6 +23,7 @@ from emrops.db.migrations_api import current_revision, head_revision
 from emrops.errors import EmropsError
 from emrops.logs import get_logger
 from emrops.sim import api_errors, routes, ws
+from emrops.sim.guard import DEFAULT_MAX_BODY, RequestGuard, bearer, token_matches
 from emrops.sim.metrics import Metrics, MetricsMiddleware
 from emrops.sim.models import ErrorDetail, Health, Ready
 from emrops.sim.runtime import MAINTENANCE_POLL_SECONDS, Runtime, SimState, open_runtime
@@ -41,16 +42,22 @@ def create_app(
     maintenance_poll: float = MAINTENANCE_POLL_SECONDS,
     reloader: Callable[[], str] | None = None,
     handle_sighup: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The simulation server for ``db_url``.
 
-    ``token``: when set, /api and /ws need it (``Authorization: Bearer``, or ``?token=`` on the
-    WebSocket). ``reloader`` returns the database URL the config names now; with
-    ``handle_sighup`` the app calls it on SIGHUP and switches databases when it changed.
+    ``token``: when set, /api and /ws need it (``Authorization: Bearer``; on the WebSocket also
+    a first ``auth`` frame, or the deprecated ``?token=``). ``max_body``: the largest request body
+    and WebSocket frame (413 / close 1009 above it); both are enforced by
+    :class:`emrops.sim.guard.RequestGuard` before any route runs. ``reloader`` returns the
+    database URL the config names now; with ``handle_sighup`` the app calls it on SIGHUP and
+    switches databases when it changed.
     Raises UsageError for a bad URL, DatabaseError when the database is unreachable or has no
     (current) schema."""
     if vitals_interval <= 0:
         raise ValueError("vitals_interval must be positive")
+    if max_body < 1:
+        raise ValueError("max_body must be at least 1 byte")
     runtime = open_runtime(db_url)
     metrics = Metrics()
     state = SimState(
@@ -92,6 +99,8 @@ def create_app(
     )
     app.state.sim = state
     api_errors.install(app, retry_after)
+    # the last added is the outermost: metrics see (and count) what the guard refuses
+    app.add_middleware(RequestGuard, token=lambda: state.token, max_body=max_body)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(routes.router)
     app.include_router(ws.router)
@@ -102,6 +111,9 @@ def create_app(
 def _probe(runtime: Runtime) -> tuple[str | None, Maintenance]:
     check_database(runtime.engine)
     return current_revision(runtime.engine), get_maintenance(runtime.engine)
+
+
+PUBLIC_UNAVAILABLE = "the database is unavailable"
 
 
 def _not_ready(runtime: Runtime, code: str, message: str, revision: str | None) -> JSONResponse:
@@ -128,8 +140,11 @@ def _ops_routes(app: FastAPI, state: SimState) -> None:
         summary="Readiness: database reachable, schema revision, maintenance flag",
         responses={503: {"model": Ready, "description": "Database unreachable or wrong schema"}},
     )
-    async def ready() -> Ready | JSONResponse:
+    async def ready(request: Request) -> Ready | JSONResponse:
+        """Status and schema revision are public; the driver's error text (host names, users,
+        reasons) only goes to callers with the token."""
         runtime = state.runtime
+        trusted = token_matches(state.token, bearer(request.headers.get("authorization")))
         try:
             revision, maintenance = await asyncio.wait_for(
                 run_in_threadpool(_probe, runtime), READY_TIMEOUT_SECONDS
@@ -137,7 +152,8 @@ def _ops_routes(app: FastAPI, state: SimState) -> None:
         except TimeoutError:
             return _not_ready(runtime, "database_unavailable", "the database did not answer", None)
         except EmropsError as exc:
-            return _not_ready(runtime, "database_unavailable", str(exc), None)
+            detail = str(exc) if trusted else PUBLIC_UNAVAILABLE
+            return _not_ready(runtime, "database_unavailable", detail, None)
         runtime.maintenance = maintenance
         if revision != head_revision():
             message = (

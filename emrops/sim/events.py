@@ -17,12 +17,12 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from emrops import secrets
+from emrops.db import azure_auth
 from emrops.db.engine import DbUrl
 from emrops.logs import get_logger
 
@@ -70,7 +70,7 @@ class LocalHub:
     """In-process fan-out keyed by session id."""
 
     # Called inside the write transaction (see emrops.db.queries.add_exchange); None: nothing to do.
-    announce_in_tx: Callable[[Connection, uuid.UUID, int], None] | None = None
+    announce_in_tx: Callable[[Any, uuid.UUID, int], None] | None = None
 
     def __init__(self) -> None:
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
@@ -123,18 +123,18 @@ class LocalHub:
             return [sub for subs in self._subs.values() for sub in subs]
 
 
-def pg_notify(conn: Connection, session_id: uuid.UUID, last_id: int) -> None:
-    """Announce new messages of a session to every instance; call inside the insert transaction.
+def pg_notify(cursor: Any, session_id: uuid.UUID, last_id: int) -> None:
+    """Announce new messages of a session to every instance; call inside the insert transaction
+    with its DB-API (psycopg) cursor, as :func:`emrops.db.queries.add_exchange` does.
 
     The payload is tiny (session and last id): listeners read the messages themselves, so the
     8000-byte NOTIFY limit never meets a 4000-character message.
     """
-    conn.execute(sa.select(sa.func.pg_notify(CHANNEL, f"{session_id.hex}:{last_id}")))
+    cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{session_id.hex}:{last_id}"))
 
 
-def _conninfo(url: DbUrl) -> str:
-    plain = url.url.set(drivername="postgresql")
-    return plain.render_as_string(hide_password=False)
+def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:
+    return azure_auth.libpq(url.url)  # password or Entra token apart from the URI
 
 
 class PgHub(LocalHub):
@@ -194,8 +194,9 @@ class PgHub(LocalHub):
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def _listen_once(self) -> None:
+        conninfo, extra = _conninfo(self.url)
         conn = await psycopg.AsyncConnection.connect(
-            _conninfo(self.url), autocommit=True, connect_timeout=5
+            conninfo, autocommit=True, connect_timeout=5, **extra
         )
         async with conn:
             await conn.execute(f"LISTEN {CHANNEL}")

@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from sqlalchemy.engine import Engine
 
+from emrops.db import queries
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
 # The *_created series double the output and no dashboard of ours uses them.
@@ -94,6 +96,13 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self.db_retries = Gauge(
+            "emrsim_db_retried_operations",
+            "Database operations retried on a fresh connection after a dropped one (total).",
+            registry=reg,
+            multiprocess_mode="sum",
+        )
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
@@ -109,6 +118,7 @@ class Metrics:
             reader = getattr(pool, name, None)
             if callable(reader):
                 gauge.set(reader())
+        self.db_retries.set(queries.retried_operations())
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -6,45 +6,20 @@ SQLAlchemy queries of :mod:`emrops.db.queries` belong.
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from emrops.db import queries
-from emrops.sim import models
-from emrops.sim.api_errors import ERROR_RESPONSES, maintenance_error, unauthorized
+from emrops.sim import models, patient
+from emrops.sim.api_errors import ERROR_RESPONSES, maintenance_error
 from emrops.sim.runtime import Runtime, SimState
 
 
 def sim_state(request: Request) -> SimState:
     state: SimState = request.app.state.sim
     return state
-
-
-def bearer_ok(
-    expected: str | None, authorization: str | None, query_token: str | None = None
-) -> bool:
-    """True when no token is configured, or the request carries it (header, or ?token= for
-    WebSockets, whose browser API cannot set headers)."""
-    if not expected:
-        return True
-    given = None
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            given = value.strip()
-    if given is None:
-        given = query_token
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-async def require_token(request: Request) -> None:
-    state = sim_state(request)
-    if state.token and not bearer_ok(state.token, request.headers.get("authorization")):
-        has_header = request.headers.get("authorization") is not None
-        raise unauthorized("wrong bearer token" if has_header else "missing bearer token")
 
 
 async def current_runtime(request: Request) -> Runtime:
@@ -62,7 +37,8 @@ async def writable_runtime(request: Request) -> Runtime:
 
 ReadDb = Annotated[Runtime, Depends(current_runtime)]
 WriteDb = Annotated[Runtime, Depends(writable_runtime)]
-router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+# The token is checked by emrops.sim.guard.RequestGuard before the request reaches a route.
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
 
 def _scenario(row: queries.ScenarioRow) -> models.Scenario:
@@ -120,7 +96,9 @@ def list_scenarios(runtime: ReadDb) -> models.ScenarioList:
     "/sessions", status_code=201, response_model=models.Session, summary="Start an encounter"
 )
 def create_session(body: models.SessionCreate, runtime: WriteDb) -> models.Session:
-    row = queries.create_session(runtime.engine, body.scenario_id, body.user_email)
+    row = queries.create_session(
+        runtime.engine, body.scenario_id, body.user_email, initial_vitals=patient.sample_vitals
+    )
     return _session(row)
 
 
@@ -140,7 +118,11 @@ def post_message(
 ) -> models.Exchange:
     hub = runtime.hub
     exchange = queries.add_exchange(
-        runtime.engine, session_id, body.content, announce=hub.announce_in_tx
+        runtime.engine,
+        session_id,
+        body.content,
+        reply=patient.reply,
+        announce=hub.announce_in_tx,
     )
     # Wake this process's streams at once (other instances hear the NOTIFY).
     hub.announce(session_id)

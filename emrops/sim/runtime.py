@@ -65,7 +65,8 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
     if path is not None and not path.exists():
         # Do not create an empty file that would then lack the schema.
         raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
-    engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow)
+    # No pre-ping: the data layer retries once on a fresh connection instead (emrops.db.queries).
+    engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow, pre_ping=False)
     file_guard = None
     if path is not None:
         # Taken before the first connection: the guard then refuses any connection to a file

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ class ServeOptions:
     config_file: str | None  # --config as given (None: the usual search), re-read on SIGHUP
     db_flag: str | None  # --db as given: it keeps winning over the file after SIGHUP
     log_format: str
+    insecure: bool = False  # serve a non-loopback address without a token (--insecure)
 
 
 def _vitals_interval() -> float:
@@ -72,6 +74,43 @@ def _vitals_interval() -> float:
 def _token(options: ServeOptions) -> str | None:
     token = load_settings(options.config_file, {"db_url": options.db_flag}).get("sim.token")
     return str(token) if token else None
+
+
+def _max_body(options: ServeOptions) -> int:
+    """The request body / WebSocket frame limit (``sim.max_body``, EMROPS_SIM_MAX_BODY)."""
+    value = load_settings(options.config_file, {"db_url": options.db_flag}).get("sim.max_body")
+    try:
+        limit = int(value)
+        if limit < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"invalid sim.max_body {value!r}", hint="give a positive number of bytes, e.g. 65536"
+        ) from None
+    return limit
+
+
+def is_loopback_address(host: str) -> bool:
+    """localhost, 127.0.0.0/8 and ::1 only; "", 0.0.0.0 and :: listen on every interface."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_server(host: str, token: str | None, insecure: bool) -> None:
+    """UsageError (exit 2) for a non-loopback address without a token, unless ``insecure``:
+    the sim API holds student e-mail addresses and must not be open to a network."""
+    if token or insecure or is_loopback_address(host):
+        return
+    raise UsageError(
+        f"refusing to serve {host} without a token: anyone who can reach it could read and "
+        "write every session",
+        hint="set EMROPS_SIM_TOKEN to a long random value (clients send it as a bearer token), "
+        "bind --host 127.0.0.1, or pass --insecure on a network you trust",
+    )
 
 
 def _config_db_url(options: ServeOptions) -> str:
@@ -136,6 +175,8 @@ def _uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Co
         lifespan="on",
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # the websockets library refuses a bigger frame from its header, before buffering it
+        ws_max_size=_max_body(options),
         **extra,
     )
 
@@ -147,6 +188,7 @@ def run_server(options: ServeOptions) -> None:
     _check_options(options)
     vitals_interval = _vitals_interval()
     token = _token(options)
+    refuse_open_server(options.host, token, options.insecure)
     _route_uvicorn_logs()
     if options.workers > 1:
         _run_workers(options)
@@ -159,6 +201,7 @@ def run_server(options: ServeOptions) -> None:
             vitals_interval=vitals_interval,
             reloader=lambda: _config_db_url(options),
             handle_sighup=True,
+            max_body=_max_body(options),
         )
     except BaseException:
         sock.close()
@@ -239,4 +282,9 @@ def worker_app() -> FastAPI:
     _route_uvicorn_logs()
     # SIGHUP is the supervisor's business (it replaces workers); a stray one must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return create_app(_config_db_url(options), _token(options), vitals_interval=vitals_interval)
+    return create_app(
+        _config_db_url(options),
+        _token(options),
+        vitals_interval=vitals_interval,
+        max_body=_max_body(options),
+    )

@@ -5,16 +5,24 @@ they are announced, always read from the database after the stream's own cursor:
 nothing is sent twice, and a client that reconnects with ``after=<last id it saw>`` misses
 nothing. Every ``vitals_interval`` seconds a live vitals sample is sent (not stored).
 
+Authentication (when the server has a token): an ``Authorization: Bearer`` header, checked
+before the handshake by :class:`emrops.sim.guard.RequestGuard`, or (browsers cannot set headers)
+a first frame ``{"type": "auth", "token": "..."}`` within AUTH_DEADLINE_S, at most 4 KiB. The
+``?token=`` query parameter still works but is deprecated (URLs end up in logs).
+
 Frames: ``{"type": "message" | "vitals" | "error", "data": {...}}``. Refusals happen before the
 handshake completes, as an HTTP response with the usual error body (401, 404, 422); servers
-without that ASGI extension close with 4401/4404/4422 instead. When the server switches databases
-(SIGHUP) or stops, streams get an ``error`` frame with code ``reconnect`` and close with 1012.
+without that ASGI extension, and connections that authenticate by frame (already accepted),
+get an ``error`` frame and a close with 4401/4404/4422/4503 instead. When the server switches
+databases (SIGHUP) or stops, streams get an ``error`` frame with code ``reconnect`` and close
+with 1012.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from typing import Any
@@ -29,8 +37,8 @@ from emrops.errors import EmropsError
 from emrops.logs import get_logger
 from emrops.sim import models
 from emrops.sim.api_errors import error_body, error_response
+from emrops.sim.guard import AUTH_DEADLINE_S, AUTH_SCOPE_KEY, token_matches
 from emrops.sim.patient import VitalsStream
-from emrops.sim.routes import bearer_ok
 from emrops.sim.runtime import Runtime, SimState
 
 log = get_logger(__name__)
@@ -40,7 +48,11 @@ DB_RETRY_CLOSE = 1013  # "try again later"
 
 
 async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+    if websocket.application_state == WebSocketState.CONNECTED:  # accepted: frame, then close
+        with contextlib.suppress(Exception):
+            await websocket.send_json(error_body(code, message))
+            await websocket.close(code=4000 + status, reason=message[:120])
+    elif "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(error_response(status, code, message))
     else:  # pragma: no cover - uvicorn and the test client both support denial responses
         await websocket.close(code=4000 + status, reason=message[:120])
@@ -156,13 +168,37 @@ class _Stream:
                 await reader
 
 
+async def _authenticate_by_frame(websocket: WebSocket, token: str | None) -> bool:
+    """Accept, then expect ``{"type": "auth", "token": ...}`` as the first frame within the
+    deadline (the guard caps it at 4 KiB). False (after closing with 4401) otherwise."""
+    await websocket.accept()
+    try:
+        message = await asyncio.wait_for(websocket.receive(), AUTH_DEADLINE_S)
+    except TimeoutError:
+        await _refuse(websocket, 401, "unauthorized", "no auth frame in time")
+        return False
+    if message["type"] != "websocket.receive":
+        return False  # gone (or closed by the guard for a frame over 4 KiB)
+    try:
+        frame = json.loads(message.get("text") or message.get("bytes") or b"")
+    except ValueError:
+        frame = None
+    given = frame.get("token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
+    if not isinstance(given, str) or not token_matches(token, given):
+        await _refuse(websocket, 401, "unauthorized", "missing or wrong token")
+        return False
+    websocket.scope["state"][AUTH_SCOPE_KEY] = "ok"  # full frame limit from now on
+    return True
+
+
 @router.websocket("/ws/sessions/{session_id}")
 async def session_stream(websocket: WebSocket, session_id: str) -> None:
     state: SimState = websocket.app.state.sim
     runtime = state.runtime
     params = websocket.query_params
-    if not bearer_ok(state.token, websocket.headers.get("authorization"), params.get("token")):
-        await _refuse(websocket, 401, "unauthorized", "missing or wrong token")
+    # a header or ?token= was checked by the guard; "pending": the token comes as a frame
+    pending = websocket.scope.get("state", {}).get(AUTH_SCOPE_KEY) == "pending"
+    if pending and not await _authenticate_by_frame(websocket, state.token):
         return
     try:
         sid = uuid.UUID(session_id)
@@ -190,7 +226,8 @@ async def session_stream(websocket: WebSocket, session_id: str) -> None:
     if found is None:
         await _refuse(websocket, 404, "not_found", "session not found")
         return
-    await websocket.accept()
+    if websocket.application_state != WebSocketState.CONNECTED:
+        await websocket.accept()
     state.metrics.ws_connections.inc()
     try:
         profile = scenario.patient_profile if scenario is not None else {}

@@ -1,5 +1,7 @@
-// EMRsim on Azure: App Service (with a staging slot), PostgreSQL Flexible Server,
-// Storage for backups, Log Analytics + Application Insights alerts, Key Vault.
+// EMRsim on Azure: App Service (with a staging slot, VNet-integrated, autoscaled),
+// PostgreSQL Flexible Server (private endpoint, Entra ID sign-in, zone-redundant HA),
+// Storage for backups and two Key Vaults behind private endpoints, a VNet with private DNS
+// zones, Log Analytics + Application Insights alerts, and optionally Azure Load Testing.
 // Parameters come from environments/<env>.toml, rendered by `emrops provision render`.
 targetScope = 'resourceGroup'
 
@@ -21,7 +23,7 @@ param namePrefix string = 'emrsim'
 @description('App Service plan SKU; slots need Standard (S1) or higher.')
 param appServiceSku string = 'S1'
 
-@description('Number of App Service instances (health check needs two or more).')
+@description('Number of App Service instances, the autoscale minimum (health check needs two or more).')
 @minValue(1)
 @maxValue(10)
 param appInstanceCount int = 2
@@ -47,19 +49,81 @@ param postgresBackupRetentionDays int = 7
 @description('Geo-redundant PostgreSQL backups (production).')
 param postgresGeoRedundantBackup bool = false
 
-@description('PostgreSQL administrator login name.')
+@description('Zone-redundant high availability for PostgreSQL (needs GeneralPurpose or MemoryOptimized).')
+param postgresHighAvailability bool = false
+
+@description('Allow password sign-in to PostgreSQL besides Entra ID (never in production).')
+param postgresPasswordAuth bool = false
+
+@description('PostgreSQL administrator login name (only with password authentication).')
 param postgresAdminLogin string = 'emrsimadmin'
 
-@description('PostgreSQL administrator password: from the environment or a Key Vault reference, never a file.')
+@description('PostgreSQL administrator password (only with password authentication): from the environment or a Key Vault reference, never a file.')
 @secure()
-param postgresAdminPassword string
+param postgresAdminPassword string = ''
 
-@description('Key used to encrypt backups: from the environment or a Key Vault reference, never a file.')
+@description('Object id of the PostgreSQL Entra ID administrator: the deployment identity or an operators group.')
+param postgresEntraAdminObjectId string
+
+@description('Display name of the PostgreSQL Entra ID administrator (the role name it signs in as).')
+param postgresEntraAdminName string
+
+@description('Principal type of the PostgreSQL Entra ID administrator.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param postgresEntraAdminType string = 'Group'
+
+@description('PostgreSQL extensions the server may create (azure.extensions allow-list).')
+param postgresExtensions array = [
+  'CITEXT'
+]
+
+@description('age identity (secret key) that decrypts backups: stored only in the restore vault, which the app cannot read.')
 @secure()
 param backupEncryptionKey string
 
-@description('Client IP ranges allowed through the PostgreSQL firewall (besides Azure services).')
-param postgresAllowedIpRanges array = []
+@description('age recipient (public key) the app encrypts backups to; empty: backups are not encrypted.')
+param backupRecipient string = ''
+
+@description('Bearer token of the sim API (EMROPS_SIM_TOKEN): from the environment or a Key Vault reference.')
+@secure()
+param simToken string
+
+@description('Object id of the operator or restore identity: the only reader of the restore vault.')
+param restoreOperatorObjectId string
+
+@description('Address space of the virtual network.')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Subnets inside vnetAddressPrefix: app (VNet integration), endpoints (private endpoints), ops (the runner for backups, migrations, restores).')
+param vnetSubnetPrefixes object = {
+  app: '10.40.0.0/24'
+  endpoints: '10.40.1.0/24'
+  ops: '10.40.2.0/24'
+}
+
+@description('Storage and Key Vault also accept public traffic from allowedIpRanges (staging); off: private endpoints only (production). PostgreSQL is private either way.')
+param publicDataAccess bool = false
+
+@description('IPv4 addresses or CIDR ranges admitted to Storage and Key Vault when publicDataAccess is on.')
+param allowedIpRanges array = []
+
+@description('Spread the App Service plan over availability zones (Premium v3).')
+param appZoneRedundant bool = false
+
+@description('Autoscale the App Service plan between appInstanceCount and autoscaleMaxInstances.')
+param autoscaleEnabled bool = false
+
+@description('Most App Service instances autoscale may run.')
+@minValue(1)
+@maxValue(30)
+param autoscaleMaxInstances int = 10
+
+@description('Create an Azure Load Testing resource (for `emrops loadtest cloud`).')
+param loadTestingEnabled bool = false
 
 @description('Days before backups move to the cool tier.')
 param backupCoolAfterDays int = 30
@@ -94,6 +158,23 @@ module monitor 'modules/monitor.bicep' = {
   }
 }
 
+module network 'modules/network.bicep' = {
+  name: 'network'
+  params: {
+    location: location
+    tags: tags
+    vnetName: '${namePrefix}-${environmentName}-vnet'
+    addressPrefix: vnetAddressPrefix
+    subnetPrefixes: vnetSubnetPrefixes
+  }
+}
+
+resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${namePrefix}-${environmentName}-app-id'
+  location: location
+  tags: tags
+}
+
 module storage 'modules/storage.bicep' = {
   name: 'storage'
   params: {
@@ -103,6 +184,9 @@ module storage 'modules/storage.bicep' = {
     coolAfterDays: backupCoolAfterDays
     deleteAfterDays: backupDeleteAfterDays
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
+    publicAccess: publicDataAccess
+    allowedIpRanges: allowedIpRanges
+    contributorPrincipalId: appIdentity.properties.principalId
   }
 }
 
@@ -118,9 +202,14 @@ module postgres 'modules/postgres.bicep' = {
     storageGb: postgresStorageGb
     backupRetentionDays: postgresBackupRetentionDays
     geoRedundantBackup: postgresGeoRedundantBackup
+    highAvailability: postgresHighAvailability
+    passwordAuth: postgresPasswordAuth
     adminLogin: postgresAdminLogin
     adminPassword: postgresAdminPassword
-    allowedIpRanges: postgresAllowedIpRanges
+    entraAdminObjectId: postgresEntraAdminObjectId
+    entraAdminName: postgresEntraAdminName
+    entraAdminType: postgresEntraAdminType
+    extensions: postgresExtensions
   }
 }
 
@@ -130,9 +219,87 @@ module keyVault 'modules/keyvault.bicep' = {
     location: location
     tags: tags
     vaultName: take('${namePrefix}-kv-${suffix}', 24)
-    databasePassword: postgresAdminPassword
-    backupEncryptionKey: backupEncryptionKey
+    secretValues: union({
+      'sim-token': simToken
+    }, postgresPasswordAuth ? {
+      'database-password': postgresAdminPassword
+    } : {})
+    readerPrincipalIds: [
+      appIdentity.properties.principalId
+    ]
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
+    publicAccess: publicDataAccess
+    allowedIpRanges: allowedIpRanges
+  }
+}
+
+module restoreVault 'modules/keyvault.bicep' = {
+  name: 'restore-vault'
+  params: {
+    location: location
+    tags: tags
+    vaultName: take('${namePrefix}-rkv-${suffix}', 24)
+    secretValues: {
+      'backup-age-identity': backupEncryptionKey
+    }
+    readerPrincipalIds: [
+      restoreOperatorObjectId
+    ]
+    logAnalyticsWorkspaceId: monitor.outputs.workspaceId
+    publicAccess: publicDataAccess
+    allowedIpRanges: allowedIpRanges
+  }
+}
+
+module postgresEndpoint 'modules/privateendpoint.bicep' = {
+  name: 'postgres-endpoint'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-${environmentName}-pg-pe'
+    subnetId: network.outputs.endpointSubnetId
+    targetId: postgres.outputs.id
+    groupId: 'postgresqlServer'
+    dnsZoneId: network.outputs.postgresZoneId
+  }
+}
+
+module blobEndpoint 'modules/privateendpoint.bicep' = {
+  name: 'blob-endpoint'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-${environmentName}-blob-pe'
+    subnetId: network.outputs.endpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'blob'
+    dnsZoneId: network.outputs.blobZoneId
+  }
+}
+
+module vaultEndpoint 'modules/privateendpoint.bicep' = {
+  name: 'vault-endpoint'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-${environmentName}-kv-pe'
+    subnetId: network.outputs.endpointSubnetId
+    targetId: keyVault.outputs.id
+    groupId: 'vault'
+    dnsZoneId: network.outputs.vaultZoneId
+  }
+}
+
+module restoreVaultEndpoint 'modules/privateendpoint.bicep' = {
+  name: 'restore-vault-endpoint'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-${environmentName}-rkv-pe'
+    subnetId: network.outputs.endpointSubnetId
+    targetId: restoreVault.outputs.id
+    groupId: 'vault'
+    dnsZoneId: network.outputs.vaultZoneId
   }
 }
 
@@ -145,11 +312,38 @@ module app 'modules/app.bicep' = {
     siteName: '${namePrefix}-${environmentName}-${suffix}'
     skuName: appServiceSku
     instanceCount: appInstanceCount
+    zoneRedundant: appZoneRedundant
     appInsightsConnectionString: monitor.outputs.appInsightsConnectionString
     keyVaultName: keyVault.outputs.vaultName
     databaseHost: postgres.outputs.fullyQualifiedDomainName
-    databaseUser: postgresAdminLogin
-    storageAccountName: storage.outputs.accountName
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    subnetId: network.outputs.appSubnetId
+    identityId: appIdentity.id
+    identityClientId: appIdentity.properties.clientId
+    identityName: appIdentity.name
+    backupRecipient: backupRecipient
+  }
+}
+
+module autoscale 'modules/autoscale.bicep' = if (autoscaleEnabled) {
+  name: 'autoscale'
+  params: {
+    tags: tags
+    location: location
+    baseName: '${namePrefix}-${environmentName}'
+    planId: app.outputs.planId
+    minInstances: appInstanceCount
+    maxInstances: autoscaleMaxInstances
+    actionGroupId: monitor.outputs.actionGroupId
+  }
+}
+
+module loadTesting 'modules/loadtest.bicep' = if (loadTestingEnabled) {
+  name: 'load-testing'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-${environmentName}-lt'
   }
 }
 
@@ -173,11 +367,26 @@ output stagingHostName string = app.outputs.stagingHostName
 @description('Name of the Web App (for `emrops deploy`).')
 output siteName string = app.outputs.siteName
 
-@description('PostgreSQL server host name (no credentials).')
+@description('PostgreSQL server host name (private: resolves inside the VNet).')
 output postgresHost string = postgres.outputs.fullyQualifiedDomainName
 
 @description('Storage account that holds the backups container.')
 output backupStorageAccount string = storage.outputs.accountName
 
-@description('Key Vault holding the database password and the backup key.')
+@description('Key Vault holding the sim token (and the database password with password auth).')
 output keyVaultName string = keyVault.outputs.vaultName
+
+@description('Key Vault holding the backup decryption identity (operator/restore principal only).')
+output restoreVaultName string = restoreVault.outputs.vaultName
+
+@description('PostgreSQL role name of the app identity (see the post-provision checklist item).')
+output appIdentityName string = appIdentity.name
+
+@description('Client id of the app identity.')
+output appIdentityClientId string = appIdentity.properties.clientId
+
+@description('Data-plane host of Azure Load Testing (emrops loadtest cloud); empty when disabled.')
+output loadTestingDataPlaneUri string = loadTestingEnabled ? loadTesting.outputs.dataPlaneUri : ''
+
+@description('Subnet for the ops runner (backups, migrations, restores run inside the VNet).')
+output opsSubnetId string = network.outputs.opsSubnetId

@@ -122,3 +122,48 @@ def test_missing_credentials(cli) -> None:
     result = cli("backup", "list", "--store", "azure://c/p")
     assert result.exit_code == 2 and "no Azure credentials for azure://c/p" in result.stderr
     assert json.dumps  # keep import used
+
+
+def _tags(azurite: str, url: str, backup_id: str) -> dict[str, str]:
+    """The emrops-pinned tag of every blob of a backup, read straight from Azurite."""
+    box = container(azurite, url)
+    prefix = f"emrsim/{backup_id}/"
+    return {
+        b.name.removeprefix(prefix): box.get_blob_client(b.name)
+        .get_blob_tags()
+        .get("emrops-pinned", "")
+        for b in box.list_blobs(name_starts_with=prefix)
+    }
+
+
+def test_pin_tags_follow_pin_and_unpin(cli, seeded_sqlite: str, azure_store: str, azurite: str):
+    """The storage lifecycle rule deletes only blobs tagged emrops-pinned=false."""
+    manifest = run_backup(cli, seeded_sqlite, azure_store)
+    backup_id = manifest["id"]
+    tags = _tags(azurite, azure_store, backup_id)
+    assert "database.sqlite.zst" in tags and set(tags.values()) == {"false"}
+
+    assert cli("backup", "pin", backup_id, "--store", azure_store).exit_code == 0
+    tags = _tags(azurite, azure_store, backup_id)
+    assert "pin.json" in tags and set(tags.values()) == {"true"}
+    # a blob written into a pinned backup is born pinned
+    [result] = json_of(cli("backup", "verify", backup_id, "--store", azure_store, "--json"))
+    assert result["ok"] is True
+    tags = _tags(azurite, azure_store, backup_id)
+    assert len(tags) > 3 and set(tags.values()) == {"true"}
+
+    assert cli("backup", "unpin", backup_id, "--store", azure_store).exit_code == 0
+    tags = _tags(azurite, azure_store, backup_id)
+    assert "pin.json" not in tags and set(tags.values()) == {"false"}
+    from emrops.config import load_settings
+
+    store = open_store(azure_store, load_settings())
+    assert store.pin_tags(backup_id) == tags  # type: ignore[attr-defined]
+
+
+def test_backup_run_with_pin_tags_everything_pinned(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+):
+    manifest = run_backup(cli, seeded_sqlite, azure_store, "--pin")
+    tags = _tags(azurite, azure_store, manifest["id"])
+    assert "pin.json" in tags and set(tags.values()) == {"true"}, tags

@@ -49,9 +49,11 @@ def test_encrypted_backup_decrypts_with_the_age_cli(
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 200
     conn.close()
 
-    # verify: without the identity -> exit 3; wrong one -> exit 3; right one -> ok
+    # verify: without the identity or with a wrong one -> exit 1 (configuration, nothing
+    # recorded); right one -> ok
     missing = cli("backup", "verify", manifest["id"], "--store", str(store))
-    assert missing.exit_code == 3
+    assert missing.exit_code == 1
+    assert "Try: export EMROPS_BACKUP_IDENTITY" in missing.stderr
     assert (
         f"Error: backup {manifest['id']} is encrypted and EMROPS_BACKUP_IDENTITY is not set"
         in missing.stderr
@@ -59,7 +61,7 @@ def test_encrypted_backup_decrypts_with_the_age_cli(
     other = json_of(cli("backup", "keygen", "--json"))["identity"]
     monkeypatch.setenv("EMROPS_BACKUP_IDENTITY", other)
     wrong = cli("backup", "verify", manifest["id"], "--store", str(store))
-    assert wrong.exit_code == 3
+    assert wrong.exit_code == 1
     assert "EMROPS_BACKUP_IDENTITY does not match its recipient age1" in wrong.stderr
     assert other not in wrong.stderr + wrong.stdout
     assert not (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from emrops.backup.lock import local_lock
-from tests.backup.conftest import emrops_proc, listed, run_backup
+from tests.backup.conftest import emrops_proc, listed, run_backup, write_resealed
 from tests.conftest import free_port
 
 
@@ -66,7 +66,7 @@ def test_row_count_mismatch_fails_verify(cli, store: Path, backup: str) -> None:
     path = store / backup / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["row_counts"]["messages"] += 1
-    path.write_text(json.dumps(manifest))
+    write_resealed(path, manifest)
     result = verify(cli, store, backup)
     assert result.exit_code == 3 and "row counts: messages: 200 (manifest 201)" in result.stderr
 

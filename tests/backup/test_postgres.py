@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.backup.conftest import json_of, listed, run_backup
+from tests.backup.conftest import json_of, listed, run_backup, write_resealed
 from tests.conftest import create_pg_database, drop_pg_database
 
 
@@ -40,6 +40,7 @@ def test_run_verify_and_restore_postgres(cli, seeded_pg: str, store, tmp_path) -
     )
     assert result["ok"] is True
     assert [c["name"] for c in result["checks"]] == [
+        "manifest seal",
         "checksum database.pgdump.zst",
         "pg_restore",
         "row counts",
@@ -146,6 +147,6 @@ def test_damaged_dump_fails_pg_restore(cli, seeded_pg: str, store, damage: str) 
 
     doc = json.loads((store / manifest["id"] / "manifest.json").read_text())
     doc["files"][0].update(size=len(packed), sha256=hashlib.sha256(packed).hexdigest())
-    (store / manifest["id"] / "manifest.json").write_text(json.dumps(doc))
+    write_resealed(store / manifest["id"] / "manifest.json", doc)
     result = cli("backup", "verify", manifest["id"], "--db", seeded_pg, "--store", str(store))
     assert result.exit_code == 3 and "pg_restore:" in result.stderr

@@ -54,6 +54,7 @@ def test_verify_records_the_result(cli, seeded_sqlite: str, store: Path) -> None
     assert result["ok"] is True
     names = [c["name"] for c in result["checks"]]
     assert names == [
+        "manifest seal",
         "checksum database.sqlite.zst",
         "integrity_check",
         "foreign_key_check",

@@ -214,7 +214,14 @@ def test_bundled_check_commands_resolve(name: str, monkeypatch: pytest.MonkeyPat
     from emrops.cli.checklist_ui import emrops_resolver
     from emrops.cli.main import app
 
-    for var in ("STAGING_URL", "SOURCE_DB_URL", "TARGET_DB_URL"):
+    for var in (
+        "STAGING_URL",
+        "SOURCE_DB_URL",
+        "TARGET_DB_URL",
+        "APP_IDENTITY_NAME",
+        "PG_ADMIN_NAME",
+        "PG_HOST",
+    ):
         monkeypatch.setenv(
             var, "postgresql+psycopg://u@127.0.0.1/x" if "DB" in var else "http://127.0.0.1:8000"
         )

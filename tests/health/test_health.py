@@ -67,8 +67,12 @@ def test_each_check_failing_in_turn(healthy, tmp_path: Path) -> None:
 
     # database
     missing = "postgresql+psycopg://postgres@127.0.0.1:5432/emrops_no_such_database"
-    result = healthy("--json", "--db", missing)
+    result = healthy("--json", "--db", missing, "--source", "all")
     assert result.exit_code == 3 and _failed(result) == {"database"}
+    # without --source, backup_age counts only that database's backups: it has none
+    result = healthy("--json", "--db", missing)
+    assert result.exit_code == 3 and _failed(result) == {"database", "backup_age"}
+    assert "no verified backup of postgresql+psycopg://" in result.stderr
 
     # disk space
     result = healthy("--json", "--min-free-disk", "1000TB")
@@ -109,7 +113,7 @@ def test_each_check_failing_in_turn(healthy, tmp_path: Path) -> None:
             (folder / "verification.json").unlink()
     result = healthy("--json", "--skip", "scheduler")
     assert result.exit_code == 3 and _failed(result) == {"backup_age"}
-    assert "no verified backup in " in result.stderr
+    assert "no verified backup of sqlite:///" in result.stderr
 
 
 def test_unknown_check_is_a_usage_error(cli) -> None:

@@ -13,6 +13,7 @@ from tests.provision.fake_arm import TOKEN, FakeArm
 FIXTURES = Path(__file__).parent / "fixtures"
 PASSWORD = "S3cret-Pg-Passw0rd"
 BACKUP_KEY = "b4ckup-k3y-material"
+SIM_TOKEN = "s1m-t0ken-for-the-app"
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def azure(monkeypatch: pytest.MonkeyPatch, fake_arm: FakeArm) -> FakeArm:
     monkeypatch.setenv("EMROPS_AZURE_ACCESS_TOKEN", TOKEN)
     monkeypatch.setenv("EMROPS_POSTGRES_ADMIN_PASSWORD", PASSWORD)
     monkeypatch.setenv("EMROPS_BACKUP_ENCRYPTION_KEY", BACKUP_KEY)
+    monkeypatch.setenv("EMROPS_SIM_TOKEN", SIM_TOKEN)
     monkeypatch.setenv("PATH", f"{FIXTURES}{os.pathsep}{os.environ['PATH']}")
     return fake_arm
 

@@ -49,6 +49,10 @@ def test_every_bundled_template_parses_with_pycep():
         "monitor.bicep",
         "keyvault.bicep",
         "alerts.bicep",
+        "network.bicep",
+        "privateendpoint.bicep",
+        "autoscale.bicep",
+        "loadtest.bicep",
     }
     for path in files:
         assert parse_bicep(path), path
@@ -60,6 +64,7 @@ def test_main_bicep_follows_the_parameter_practices():
     assert {n for n, s in specs.items() if s.secure} == {
         "postgresAdminPassword",
         "backupEncryptionKey",
+        "simToken",
     }
     parsed = parse_bicep(BUNDLED / "main.bicep")
     outputs = set(parsed["outputs"])
@@ -131,3 +136,58 @@ def test_missing_checkov_says_how_to_install(cli, monkeypatch, tmp_path):
     lines = result.stderr.splitlines()
     assert lines[0] == f"Error: checkov not found at {tmp_path / 'no-such-checkov'}"
     assert lines[1].startswith("Try: run `make .venv-checkov/.installed`")
+
+
+OPEN_POSTGRES = """
+@description('Region.')
+param location string = resourceGroup().location
+
+resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' = {
+  name: 'emrops-lint-pg'
+  location: location
+  properties: {
+    version: '16'
+    network: {
+      publicNetworkAccess: 'Enabled'
+    }
+    highAvailability: {
+      mode: 'Disabled'
+    }
+  }
+}
+
+resource everyone 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2023-12-01-preview' = {
+  parent: server
+  name: 'AllowAzureServices'
+  properties: {
+    startIpAddress: '0.0.0.0'
+    endIpAddress: '0.0.0.0'
+  }
+}
+
+resource tls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
+  parent: server
+  name: 'require_secure_transport'
+  properties: {
+    value: 'off'
+    source: 'user-override'
+  }
+}
+"""
+
+
+@needs_checkov
+def test_custom_postgres_checks_catch_an_open_server(cli, lint_dir):
+    (lint_dir / "main.bicep").write_text(OPEN_POSTGRES)
+    result = cli("provision", "lint", "--json")
+    assert result.exit_code == 3
+    failed = {(f["check_id"], f["resource"]) for f in json.loads(result.stdout)["failed"]}
+    server = "Microsoft.DBforPostgreSQL/flexibleServers.server"
+    assert {
+        ("CKV_EMR_PG_1", server),  # public network access
+        ("CKV_EMR_PG_2", "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules.everyone"),
+        ("CKV_EMR_PG_3", server),  # no Entra ID
+        ("CKV_EMR_PG_4", server),  # password auth by default
+        ("CKV_EMR_PG_5", "Microsoft.DBforPostgreSQL/flexibleServers/configurations.tls"),
+        ("CKV_EMR_PG_6", server),  # HA fixed to Disabled
+    } <= failed

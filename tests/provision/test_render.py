@@ -24,7 +24,7 @@ def bicep_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_render_writes_parameters_without_secrets(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("EMROPS_POSTGRES_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("EMROPS_SIM_TOKEN", PASSWORD)
     result = cli("provision", "render", "--env", "production", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -35,15 +35,18 @@ def test_render_writes_parameters_without_secrets(cli, tmp_path, monkeypatch):
     assert params["environmentName"] == {"value": "production"}
     assert params["postgresGeoRedundantBackup"] == {"value": True}
     assert params["extraTags"] == {"value": {"cost-center": "emrsim-production"}}
-    assert "postgresAdminPassword" not in params and "backupEncryptionKey" not in params
+    assert "simToken" not in params and "backupEncryptionKey" not in params
     assert PASSWORD not in path.read_text() and PASSWORD not in result.stdout
     by_name = {p["name"]: p for p in data["parameters"]}
-    assert by_name["postgresAdminPassword"] == {
-        "name": "postgresAdminPassword",
+    assert by_name["simToken"] == {
+        "name": "simToken",
         "value": "***",
-        "source": "env EMROPS_POSTGRES_ADMIN_PASSWORD",
+        "source": "env EMROPS_SIM_TOKEN",
         "secure": True,
     }
+    # production has no password sign-in: the admin password keeps its empty default
+    assert by_name["postgresAdminPassword"]["source"] == "default (main.bicep)"
+    assert params["postgresPasswordAuth"] == {"value": False}
     assert by_name["location"]["source"] == "default (main.bicep)"
     assert data["resource_group"] == "emrsim-production-rg"
 

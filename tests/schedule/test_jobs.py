@@ -110,7 +110,7 @@ def test_verify_rotate_and_failed_verification(cli, tmp_path: Path, sqlite_url: 
                                                    "keep_weekly": 0, "keep_monthly": 0}},
     )  # fmt: skip
     result = cli("schedule", "run-job", "verify")  # nothing to verify yet
-    assert result.exit_code == 2 and "Error: job verify failure: no backups in " in result.stderr
+    assert result.exit_code == 2 and "Error: job verify failure: no backups " in result.stderr
     for _ in range(3):
         assert cli("schedule", "run-job", "backup").exit_code == 0
     result = cli("schedule", "run-job", "verify", "--json")
@@ -172,7 +172,7 @@ def test_drill_postgres(tmp_path: Path, pg_url: str) -> None:
 def test_drill_without_backups_fails(tmp_path: Path, sqlite_url: str) -> None:
     init_db(sqlite_url)
     status = execute(_ctx(tmp_path, sqlite_url), "drill", None)
-    assert status.result == "failure" and status.error.startswith("no backups in ")
+    assert status.result == "failure" and status.error.startswith("no backups of sqlite:///")
 
 
 def test_unknown_job(cli) -> None:

@@ -15,7 +15,7 @@ from emrops.db.engine import create_engine
 from emrops.db.schema import audit_log, messages, sessions, users, vitals
 from emrops.errors import DatabaseError
 from emrops.sim.events import CHANNEL, pg_notify
-from emrops.sim.patient import VITAL_LIMITS
+from emrops.sim.patient import VITAL_LIMITS, reply, sample_vitals
 
 
 @pytest.fixture
@@ -42,7 +42,9 @@ def test_scenarios_are_listed_in_id_order(engine: sa.Engine) -> None:
 
 
 def test_create_session_records_user_vitals_and_audit(engine: sa.Engine) -> None:
-    created = queries.create_session(engine, 1, " Student@Example.org ")
+    created = queries.create_session(
+        engine, 1, " Student@Example.org ", initial_vitals=sample_vitals
+    )
     assert created.status == "active" and created.user_email == "student@example.org"
     assert created.started_at.tzinfo is not None
     again = queries.create_session(engine, 2, "student@example.org")
@@ -66,8 +68,8 @@ def test_create_session_for_unknown_scenario_adds_nothing(engine: sa.Engine) -> 
 
 def test_exchange_stores_both_messages_with_growing_ids(engine: sa.Engine) -> None:
     session = queries.create_session(engine, 1)
-    first = queries.add_exchange(engine, session.id, "Where is the pain?")
-    second = queries.add_exchange(engine, session.id, "Any allergies?")
+    first = queries.add_exchange(engine, session.id, "Where is the pain?", reply=reply)
+    second = queries.add_exchange(engine, session.id, "Any allergies?", reply=reply)
     assert first.student.role == "student" and first.patient.role == "patient"
     assert first.student.id < first.patient.id < second.student.id < second.patient.id
     assert "left arm" in first.patient.content and "enicillin" in second.patient.content
@@ -92,25 +94,25 @@ def test_exchange_is_one_transaction(engine: sa.Engine) -> None:
     """If anything fails after the inserts (here: the announce hook), neither message stays."""
     session = queries.create_session(engine, 1)
 
-    def fail(_conn: sa.Connection, _sid: uuid.UUID, _last: int) -> None:
+    def fail(_cur: object, _sid: uuid.UUID, _last: int) -> None:
         raise RuntimeError("boom after insert")
 
     with pytest.raises(RuntimeError, match="boom"):
-        queries.add_exchange(engine, session.id, "hello", announce=fail)
+        queries.add_exchange(engine, session.id, "hello", announce=fail, reply=reply)
     assert _count(engine, messages) == 0
 
 
 def test_exchange_for_unknown_session(engine: sa.Engine) -> None:
     with pytest.raises(queries.NotFound, match="not found"):
-        queries.add_exchange(engine, uuid.uuid4(), "hello")
+        queries.add_exchange(engine, uuid.uuid4(), "hello", reply=reply)
 
 
 def test_pages_after_an_id_and_last_messages(engine: sa.Engine) -> None:
     session = queries.create_session(engine, 3)
     other = queries.create_session(engine, 3)
     for i in range(5):
-        queries.add_exchange(engine, session.id, f"question {i}")
-        queries.add_exchange(engine, other.id, f"other {i}")
+        queries.add_exchange(engine, session.id, f"question {i}", reply=reply)
+        queries.add_exchange(engine, other.id, f"other {i}", reply=reply)
     everything = queries.list_messages(engine, session.id, limit=500)
     assert len(everything) == 10 and {m.session_id for m in everything} == {session.id}
     page1 = queries.list_messages(engine, session.id, after=0, limit=4)
@@ -123,7 +125,7 @@ def test_pages_after_an_id_and_last_messages(engine: sa.Engine) -> None:
 
 
 def test_vitals_insert_and_list(engine: sa.Engine) -> None:
-    session = queries.create_session(engine, 2, initial_vitals=False)
+    session = queries.create_session(engine, 2, initial_vitals=None)
     sample = {
         "heart_rate": 120,
         "systolic_bp": 110,
@@ -146,15 +148,15 @@ def test_writes_refused_in_maintenance_reads_work(engine: sa.Engine) -> None:
     session = queries.create_session(engine, 1)
     set_maintenance(engine, True, "cutover to PostgreSQL")
     with pytest.raises(queries.MaintenanceOn, match="cutover to PostgreSQL"):
-        queries.add_exchange(engine, session.id, "hello")
+        queries.add_exchange(engine, session.id, "hello", reply=reply)
     with pytest.raises(queries.MaintenanceOn):
         queries.create_session(engine, 1)
     assert queries.get_session(engine, session.id) is not None
     assert queries.list_messages(engine, session.id) == []
     # A tool that owns the database during maintenance can still write on purpose.
-    queries.add_exchange(engine, session.id, "hello", respect_maintenance=False)
+    queries.add_exchange(engine, session.id, "hello", respect_maintenance=False, reply=reply)
     set_maintenance(engine, False)
-    assert queries.add_exchange(engine, session.id, "hi").student.content == "hi"
+    assert queries.add_exchange(engine, session.id, "hi", reply=reply).student.content == "hi"
     assert len(queries.list_messages(engine, session.id)) == 4
 
 
@@ -178,14 +180,16 @@ def test_notify_is_sent_only_on_commit(pg_db: str) -> None:
         with psycopg.connect(dsn, autocommit=True) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
 
-            def notify_then_fail(conn: sa.Connection, sid: uuid.UUID, last: int) -> None:
-                pg_notify(conn, sid, last)
+            def notify_then_fail(cur: object, sid: uuid.UUID, last: int) -> None:
+                pg_notify(cur, sid, last)
                 raise RuntimeError("rollback")
 
             with pytest.raises(RuntimeError):
-                queries.add_exchange(engine, session.id, "lost", announce=notify_then_fail)
+                queries.add_exchange(
+                    engine, session.id, "lost", announce=notify_then_fail, reply=reply
+                )
             assert list(listener.notifies(timeout=0.5)) == []
-            done = queries.add_exchange(engine, session.id, "kept", announce=pg_notify)
+            done = queries.add_exchange(engine, session.id, "kept", announce=pg_notify, reply=reply)
             got = list(listener.notifies(timeout=5, stop_after=1))
         assert [n.payload for n in got] == [f"{session.id.hex}:{done.patient.id}"]
     finally:

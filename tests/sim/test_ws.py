@@ -6,6 +6,7 @@ deadline checks below can never be skipped by a blocking read.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from emrops.sim.app import create_app
 
@@ -110,7 +112,6 @@ def test_token_by_query_or_header(sqlite_db: str) -> None:
     with TestClient(app) as client:
         sid = client.post("/api/sessions", json={"scenario_id": 1}, headers=auth).json()["id"]
         for path, headers in [
-            (f"/ws/sessions/{sid}", {}),
             (f"/ws/sessions/{sid}?token=wrong", {}),
             (f"/ws/sessions/{sid}", {"Authorization": "Bearer wrong"}),
         ]:
@@ -125,3 +126,52 @@ def test_token_by_query_or_header(sqlite_db: str) -> None:
             assert ws.receive_json()["type"] == "vitals"
         with client.websocket_connect(f"/ws/sessions/{sid}", headers=auth) as ws:
             assert ws.receive_json()["type"] == "vitals"
+
+
+def test_token_by_first_frame(sqlite_db: str) -> None:
+    """Without a header, the first frame carries the token; a wrong or missing one closes 4401,
+    and a first frame over 4 KiB is refused before it is parsed (1009)."""
+    app = create_app(sqlite_db, token="ws-token-123", vitals_interval=0.2)
+    auth = {"Authorization": "Bearer ws-token-123"}
+    with TestClient(app) as client:
+        sid = client.post("/api/sessions", json={"scenario_id": 1}, headers=auth).json()["id"]
+        with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
+            ws.send_json({"type": "auth", "token": "ws-token-123"})
+            assert ws.receive_json()["type"] == "vitals"
+        for frame in ({"type": "auth", "token": "wrong"}, {"type": "hello"}):
+            with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
+                ws.send_json(frame)
+                assert ws.receive_json()["error"]["code"] == "unauthorized"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                assert closed.value.code == 4401
+        # authenticated by frame, then refused after the handshake: error frame + 4404
+        with client.websocket_connect(f"/ws/sessions/{uuid.uuid4()}") as ws:
+            ws.send_json({"type": "auth", "token": "ws-token-123"})
+            assert ws.receive_json()["error"]["code"] == "not_found"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4404
+        with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
+            ws.send_text(json.dumps({"type": "auth", "token": "x" * 5000}))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 1009
+            assert "over the limit of 4096 bytes" in closed.value.reason
+
+
+def test_no_auth_frame_in_time_closes_4401(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emrops.sim import ws as ws_module
+
+    monkeypatch.setattr(ws_module, "AUTH_DEADLINE_S", 0.3)
+    app = create_app(sqlite_db, token="ws-token-123", vitals_interval=0.2)
+    auth = {"Authorization": "Bearer ws-token-123"}
+    with TestClient(app) as client:
+        sid = client.post("/api/sessions", json={"scenario_id": 1}, headers=auth).json()["id"]
+        with client.websocket_connect(f"/ws/sessions/{sid}") as ws:
+            error = ws.receive_json()  # nothing sent: the deadline passes
+            assert error["error"]["code"] == "unauthorized"
+            assert "in time" in error["error"]["message"]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4401

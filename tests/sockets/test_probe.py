@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.sim.conftest import init_db
+from tests.sim.conftest import (
+    init_db,
+    start_server,  # noqa: F401 - the fixture, for this module
+)
 
 HERE = Path(__file__).parent
 
@@ -145,3 +148,19 @@ def test_unreachable_server(cli) -> None:
     result = cli("sockets", "probe", "--url", url, "--duration", "1s")
     assert result.exit_code == 1
     assert f"Error: cannot connect to {url}" in result.stderr
+
+
+def test_probe_sends_the_token_in_a_header(cli, start_server, sqlite_url: str) -> None:  # noqa: F811
+    """Against a server with a token the probe's streams authenticate by the Authorization
+    header (the server no longer needs ?token= in the URL, where it would end up in logs)."""
+    token = "probe-token-0123456789"
+    server = start_server("--db", init_db(sqlite_url), env={"EMROPS_SIM_TOKEN": token})
+    args = ["sockets", "probe", "--url", server.url, "--clients", "2", "--sessions", "1"]
+    args += ["--duration", "1s", "--rate", "5/s", "--json"]
+    result = cli(*args, env={"EMROPS_SIM_TOKEN": token})
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["totals"]["lost"] == 0
+    assert token not in result.stdout + result.stderr + server.log()
+    refused = cli(*args, env={"EMROPS_SIM_TOKEN": "wrong-token-000000000"})
+    assert refused.exit_code != 0 and "401" in refused.stderr

@@ -83,8 +83,16 @@ class Store(ABC):
         """Remove the (empty) folder of a deleted backup, where the store has folders."""
 
     def complete_ids(self) -> list[str]:
-        """Ids of published backups (those with a manifest), oldest first."""
-        return [i for i in self.backup_ids() if self.exists(f"{i}/{MANIFEST}")]
+        """Ids of published backups (those with a manifest), oldest first. A folder whose
+        name is not a plain name (a backslash, a NUL) is skipped: no name under it is used."""
+        out = []
+        for backup_id in self.backup_ids():
+            try:
+                if self.exists(f"{backup_id}/{MANIFEST}"):
+                    out.append(backup_id)
+            except OutsideStore:
+                continue
+        return out
 
     def cleanup(self) -> list[str]:
         """Remove staging leftovers and id folders without a manifest (crashed runs).
@@ -97,6 +105,28 @@ class Store(ABC):
                 self.delete_backup(backup_id)
                 removed.append(backup_id)
         return removed
+
+
+class OutsideStore(EmropsError):
+    """A name that would resolve outside the store (forged manifest, hostile folder name)."""
+
+
+def check_name(name: str, store: str) -> str:
+    """Refuse a name that is not ``<folder>/<file>`` (or one plain name) of plain parts: no
+    empty part, no "." or "..", no backslash, no NUL, not absolute. Returns ``name``."""
+    parts = name.split("/")
+    if (
+        not 1 <= len(parts) <= 2
+        or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts)
+        or len(name) > 512
+    ):
+        raise OutsideStore(
+            f"refusing the name {name[:80]!r} in backup store {store}: it is not a plain "
+            "<backup id>/<file> name inside the store",
+            hint="a manifest or folder in the store was forged or damaged "
+            "(see `emrops backup list`)",
+        )
+    return name
 
 
 def write_error(store: str, exc: OSError) -> EmropsError:

@@ -6,6 +6,12 @@ Data is uploaded as blocks with per-block MD5 (``validate_content``); uncommitte
 invisible (Azure drops them after 7 days), the block list is committed only when the
 stream is complete, and the stored size is checked. The lock is a 60 s blob lease on
 ``PREFIX/.lock``, renewed in the background, with the holder in the blob's metadata.
+
+Every blob of a backup carries the blob index tag ``emrops-pinned`` (``true`` while the
+backup's ``pin.json`` exists, else ``false``), kept in step when pin.json is written or
+deleted. The storage lifecycle rule (templates/bicep/modules/storage.bicep) deletes only
+blobs tagged ``false``, so it never removes a pinned backup; untagged blobs (written before
+tags, or by other tools) are never deleted by it either.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 
 from emrops import secrets
 from emrops.backup.lock import Holder, busy
-from emrops.backup.stores import NotFound, Store, Warn
+from emrops.backup.manifest import PIN
+from emrops.backup.stores import NotFound, Store, Warn, check_name
 from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
@@ -104,13 +111,13 @@ class _BlockWriter:
     def flush(self) -> None:
         pass
 
-    def commit(self) -> None:
+    def commit(self, tags: dict[str, str] | None = None) -> None:
         if self.buffer or not self.blocks:
             self._stage(bytes(self.buffer))
             self.buffer.clear()
         for future in self.pending:
             future.result()
-        self.blob.commit_block_list(self.blocks, validate_content=True)
+        self.blob.commit_block_list(self.blocks, validate_content=True, tags=tags)
         size = self.blob.get_blob_properties().size
         if size != self.written:
             raise EmropsError(
@@ -119,6 +126,9 @@ class _BlockWriter:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+PIN_TAG = "emrops-pinned"  # blob index tag the lifecycle rule filters on
 
 
 class AzureStore(Store):
@@ -162,6 +172,8 @@ class AzureStore(Store):
         return cls(service.get_container_client(container), prefix, url)
 
     def _name(self, name: str) -> str:
+        """The blob name of ``name``, refused unless it stays under the store's prefix."""
+        check_name(name, self.url)
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _blob(self, name: str) -> Any:
@@ -177,7 +189,9 @@ class AzureStore(Store):
             raise azure_error(self.url, exc) from exc
 
     def _list(self, under: str) -> list[str]:
-        start = self._name(under)
+        if under:
+            check_name(under.rstrip("/"), self.url)
+        start = f"{self.prefix}/{under}" if self.prefix else under
         with self._errors():
             try:
                 return [
@@ -218,15 +232,48 @@ class AzureStore(Store):
             sink = _BlockWriter(self._blob(name))
             try:
                 yield sink  # type: ignore[misc]
+                tags = self._tags_for(name)
                 self._still_holding()  # committing the block list publishes the blob
-                sink.commit()
+                sink.commit(tags)
             finally:
                 sink.close()
+            backup_id, _, rest = name.partition("/")
+            if rest == PIN:
+                self._retag(backup_id, pinned=True)
 
     def delete(self, name: str) -> None:
         self._still_holding()
         with self._errors(), contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob()
+        backup_id, _, rest = name.partition("/")
+        if rest == PIN:
+            self._retag(backup_id, pinned=False)
+
+    def _tags_for(self, name: str) -> dict[str, str] | None:
+        """The pin tag of a blob inside a backup folder; None outside one (lock, staging)."""
+        backup_id, _, rest = name.partition("/")
+        if not rest or backup_id.startswith("."):
+            return None
+        pinned = rest == PIN or self.exists(f"{backup_id}/{PIN}")
+        return {PIN_TAG: "true" if pinned else "false"}
+
+    def _retag(self, backup_id: str, pinned: bool) -> None:
+        """Set the pin tag on every blob of a backup (after pin.json was written or deleted)."""
+        self._still_holding()
+        with self._errors():
+            for rest in self.names(backup_id):
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._blob(f"{backup_id}/{rest}").set_blob_tags(
+                        {PIN_TAG: "true" if pinned else "false"}
+                    )
+
+    def pin_tags(self, backup_id: str) -> dict[str, str]:
+        """Each blob of a backup and its pin tag ("" when untagged): for checks and tests."""
+        with self._errors():
+            return {
+                rest: self._blob(f"{backup_id}/{rest}").get_blob_tags().get(PIN_TAG, "")
+                for rest in self.names(backup_id)
+            }
 
     def _still_holding(self) -> None:
         """Before changing the store under the lock, renew the lease: it is then ours for

@@ -11,7 +11,7 @@ from typing import IO
 
 from emrops.atomic import fsync_dir
 from emrops.backup.lock import Holder, local_lock
-from emrops.backup.stores import NotFound, Store, Warn, write_error
+from emrops.backup.stores import NotFound, OutsideStore, Store, Warn, check_name, write_error
 from emrops.errors import EmropsError, UsageError
 
 STAGING = ".staging-"
@@ -28,7 +28,15 @@ class LocalStore(Store):
             )
 
     def _path(self, name: str) -> Path:
-        return self.root / name
+        """The path of ``name``, refused unless it resolves inside the store (symlinks too)."""
+        path = self.root / check_name(name, self.url)
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise OutsideStore(
+                f"refusing {name!r}: it resolves to {resolved}, outside backup store {self.url}",
+                hint="a folder or file in the store is a link to elsewhere; remove it",
+            )
+        return path
 
     def _ensure_root(self) -> None:
         try:
@@ -49,7 +57,7 @@ class LocalStore(Store):
         )
 
     def names(self, backup_id: str) -> list[str]:
-        folder = self.root / backup_id
+        folder = self._path(backup_id)
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def exists(self, name: str) -> bool:
@@ -101,7 +109,7 @@ class LocalStore(Store):
             self._path(name).unlink()
 
     def remove_folder(self, backup_id: str) -> None:
-        shutil.rmtree(self.root / backup_id, ignore_errors=True)
+        shutil.rmtree(self._path(backup_id), ignore_errors=True)
         if self.root.is_dir():
             fsync_dir(self.root)
 

@@ -1,6 +1,9 @@
-// App Service plan + Linux Web App running the EMRsim sim server, with a `staging`
-// slot for blue-green deployment. Secrets are Key Vault references resolved through
-// the app's managed identity; nothing secret is stored in app settings.
+// App Service plan + Linux Web App running the EMRsim sim server, with a `staging` slot for
+// blue-green deployment. Both slots run as one user-assigned managed identity: it resolves
+// the Key Vault references, signs in to PostgreSQL with Entra ID tokens (db_auth=azure) and
+// writes backups. Outbound traffic goes through the VNet (regional VNet integration), so the
+// private endpoints of PostgreSQL, Storage and Key Vault are reachable. Nothing secret is
+// stored in app settings; the sim API's bearer token is a Key Vault reference.
 
 @description('Azure region.')
 param location string
@@ -14,45 +17,73 @@ param planName string
 @description('Web App name (globally unique).')
 param siteName string
 
-@description('App Service plan SKU (Standard or higher for slots).')
+@description('App Service plan SKU (Standard or higher for slots, Premium v3 for zone redundancy).')
 param skuName string
 
-@description('Number of instances.')
+@description('Number of instances (the autoscale minimum when autoscale is on).')
 param instanceCount int
+
+@description('Spread the plan\'s instances over availability zones (Premium v3).')
+param zoneRedundant bool
 
 @description('Application Insights connection string.')
 param appInsightsConnectionString string
 
-@description('Key Vault holding the database password.')
+@description('Key Vault holding the sim token.')
 param keyVaultName string
 
 @description('PostgreSQL host name.')
 param databaseHost string
 
-@description('PostgreSQL login name.')
-param databaseUser string
+@description('Blob endpoint of the backup storage account.')
+param storageBlobEndpoint string
 
-@description('Storage account holding the backups container.')
-param storageAccountName string
+@description('Subnet for regional VNet integration.')
+param subnetId string
+
+@description('Resource id of the app\'s user-assigned managed identity.')
+param identityId string
+
+@description('Client id of that identity (DefaultAzureCredential picks it with AZURE_CLIENT_ID).')
+param identityClientId string
+
+@description('Name of that identity: the PostgreSQL role it signs in as.')
+param identityName string
+
+@description('age recipient (public key) backups are encrypted to; empty: no encryption.')
+param backupRecipient string
 
 var readyPath = '/ready'
-var keyVaultSecretsUserRole = '4633458b-17de-408a-b874-0445c86b69e6'
+// EMROPS_DB_URL: an Entra ID token is the password (emrops db_auth=azure), TLS verified
+// against the system CA bundle, which holds the Azure root CAs.
 var appSettings = [
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: appInsightsConnectionString
   }
   {
-    name: 'EMROPS_DB_URL'
-    value: 'postgresql+psycopg://${databaseUser}@${databaseHost}:5432/emrsim?sslmode=require'
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
   }
   {
-    name: 'EMROPS_DB_PASSWORD'
-    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=database-password)'
+    name: 'EMROPS_DB_URL'
+    value: 'postgresql+psycopg://${identityName}@${databaseHost}:5432/emrsim?auth=azure&sslmode=verify-full'
+  }
+  {
+    name: 'EMROPS_SIM_TOKEN'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=sim-token)'
   }
   {
     name: 'EMROPS_BACKUP_STORE'
-    value: 'azure://${storageAccountName}/backups'
+    value: 'azure://backups/backups'
+  }
+  {
+    name: 'EMROPS_AZURE_STORAGE_ACCOUNT_URL'
+    value: storageBlobEndpoint
+  }
+  {
+    name: 'EMROPS_BACKUP_RECIPIENT'
+    value: backupRecipient
   }
   {
     name: 'WEBSITE_SWAP_WARMUP_PING_PATH'
@@ -67,6 +98,8 @@ var appSettings = [
     value: 'true'
   }
 ]
+// --host 0.0.0.0 is the container interface behind the App Service front end: `sim serve`
+// refuses it without EMROPS_SIM_TOKEN, which the Key Vault reference provides.
 var siteConfig = {
   linuxFxVersion: 'PYTHON|3.12'
   appCommandLine: 'python -m emrops sim serve --host 0.0.0.0 --port 8000'
@@ -76,11 +109,18 @@ var siteConfig = {
   http20Enabled: true
   ftpsState: 'Disabled'
   minTlsVersion: '1.2'
+  vnetRouteAllEnabled: true
   appSettings: appSettings
+}
+var identity = {
+  type: 'UserAssigned'
+  userAssignedIdentities: {
+    '${identityId}': {}
+  }
 }
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
-  #checkov:skip=CKV_AZURE_225:Zone redundancy needs Premium v3; the Standard plan is sized for a teaching workload
+  #checkov:skip=CKV_AZURE_225:Zone redundancy is the appZoneRedundant parameter: on in production (Premium v3), off in staging, whose Standard plan cannot have it; tests/provision/test_templates.py asserts both
   name: planName
   location: location
   tags: tags
@@ -91,77 +131,56 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   }
   properties: {
     reserved: true
-    zoneRedundant: false
+    zoneRedundant: zoneRedundant
   }
 }
 
 resource site 'Microsoft.Web/sites@2023-12-01' = {
-  #checkov:skip=CKV_AZURE_13:App Service Authentication does not apply: the sim API checks its own bearer token (EMROPS_SIM_TOKEN)
+  #checkov:skip=CKV_AZURE_13:No App Service Authentication: the sim API requires its own bearer token (EMROPS_SIM_TOKEN, a Key Vault reference in the app settings) and `sim serve` refuses a non-loopback address without it
   #checkov:skip=CKV_AZURE_17:Client certificates are not used by the browser clients of EMRsim
   #checkov:skip=CKV_AZURE_88:The app keeps no content on Azure Files; state lives in PostgreSQL
-  #checkov:skip=CKV_AZURE_222:Public access is required: students reach EMRsim over the internet
+  #checkov:skip=CKV_AZURE_222:Public access is required: students reach EMRsim over the internet (with the sim token); the app's own outbound traffic stays in the VNet
   name: siteName
   location: location
   tags: tags
   kind: 'app,linux'
-  identity: {
-    type: 'SystemAssigned'
-  }
+  identity: identity
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
+    keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: subnetId
     siteConfig: siteConfig
   }
 }
 
 resource stagingSlot 'Microsoft.Web/sites/slots@2023-12-01' = {
-  #checkov:skip=CKV_AZURE_13:App Service Authentication does not apply: the sim API checks its own bearer token (EMROPS_SIM_TOKEN)
+  #checkov:skip=CKV_AZURE_13:No App Service Authentication: the sim API requires its own bearer token (EMROPS_SIM_TOKEN, a Key Vault reference in the app settings) and `sim serve` refuses a non-loopback address without it
   #checkov:skip=CKV_AZURE_17:Client certificates are not used by the browser clients of EMRsim
   #checkov:skip=CKV_AZURE_88:The app keeps no content on Azure Files; state lives in PostgreSQL
-  #checkov:skip=CKV_AZURE_222:The staging slot is probed from CI runners over the internet before a swap
+  #checkov:skip=CKV_AZURE_222:The staging slot is probed from CI runners over the internet before a swap (with the sim token)
   parent: site
   name: 'staging'
   location: location
   tags: tags
   kind: 'app,linux'
-  identity: {
-    type: 'SystemAssigned'
-  }
+  identity: identity
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
+    keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: subnetId
     siteConfig: siteConfig
-  }
-}
-
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
-}
-
-resource siteSecretsReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, site.id, keyVaultSecretsUserRole)
-  scope: vault
-  properties: {
-    principalId: site.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRole)
-  }
-}
-
-resource slotSecretsReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, stagingSlot.id, keyVaultSecretsUserRole)
-  scope: vault
-  properties: {
-    principalId: stagingSlot.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRole)
   }
 }
 
 @description('Resource id of the Web App.')
 output siteId string = site.id
+
+@description('Resource id of the App Service plan (autoscale target).')
+output planId string = plan.id
 
 @description('Web App name.')
 output siteName string = site.name

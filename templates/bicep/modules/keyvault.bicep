@@ -1,5 +1,9 @@
-// Key Vault (RBAC, purge protection) holding the database password and the backup
-// encryption key. The Web App reads them through its managed identity (see app.bicep).
+// A Key Vault (RBAC, purge protection, audit logs) with the given secrets, readable only by
+// the given principals (Key Vault Secrets User). main.bicep makes two: the app vault (sim
+// token, database password) read by the app identity, and the restore vault (the age
+// identity that decrypts backups) read only by the operator/restore principal, so a
+// compromised app cannot decrypt a backup. Production reaches both only through private
+// endpoints; an environment with publicAccess on also admits the allowedIpRanges.
 
 @description('Azure region.')
 param location string
@@ -12,21 +16,27 @@ param tags object
 @maxLength(24)
 param vaultName string
 
-@description('PostgreSQL administrator password.')
+@description('Secrets to store, name to value.')
 @secure()
-param databasePassword string
+param secretValues object
 
-@description('Backup encryption key.')
-@secure()
-param backupEncryptionKey string
+@description('Principal ids that may read the secrets.')
+param readerPrincipalIds array
 
 @description('Log Analytics workspace for audit logs.')
 param logAnalyticsWorkspaceId string
 
+@description('Accept traffic from the public internet (only from allowedIpRanges).')
+param publicAccess bool
+
+@description('IPv4 addresses or CIDR ranges admitted when publicAccess is on.')
+param allowedIpRanges array
+
+var secretsUserRole = '4633458b-17de-408a-b874-0445c86b69e6'
+var publicNetworkAccess = publicAccess ? 'Enabled' : 'Disabled'
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  #checkov:skip=CKV_AZURE_109:No virtual network here; access is limited by RBAC and audited to the workspace
-  #checkov:skip=CKV_AZURE_189:Public network access is needed by App Service Key Vault references without VNet integration
-  #checkov:skip=CKV2_AZURE_32:No private endpoint: there is no virtual network in this deployment
+  #checkov:skip=CKV_AZURE_189:Per environment (publicDataAccess): Disabled in production, where the vault is reached only through its private endpoint; Enabled in staging with network default Deny and an IP allow-list. tests/provision/test_templates.py asserts both
   name: vaultName
   location: location
   tags: tags
@@ -40,33 +50,35 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: 'Deny'
+      ipRules: [for range in (publicAccess ? allowedIpRanges : []): {
+        value: range
+      }]
     }
   }
 }
 
-resource databasePasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  #checkov:skip=CKV_AZURE_41:The password is rotated by `emrops` on demand, not on a fixed expiry
+resource secrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [for secret in items(secretValues): {
+  #checkov:skip=CKV_AZURE_41:Rotated by the operator on demand; old backups must stay decryptable, so nothing expires on a timer
   parent: vault
-  name: 'database-password'
+  name: secret.key
   properties: {
-    value: databasePassword
+    value: secret.value
     contentType: 'text/plain'
   }
-}
+}]
 
-resource backupKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  #checkov:skip=CKV_AZURE_41:Old backups must stay decryptable, so the key does not expire
-  parent: vault
-  name: 'backup-encryption-key'
+resource readers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in readerPrincipalIds: {
+  name: guid(vault.id, principalId, secretsUserRole)
+  scope: vault
   properties: {
-    value: backupEncryptionKey
-    contentType: 'application/octet-stream'
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUserRole)
   }
-}
+}]
 
 resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-workspace'
@@ -84,3 +96,6 @@ resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
 
 @description('Vault name (no secret values).')
 output vaultName string = vault.name
+
+@description('Vault id (for its private endpoint).')
+output id string = vault.id

@@ -1,6 +1,12 @@
-// Azure Database for PostgreSQL Flexible Server shared by both App Service slots
-// (so schema migrations must be expand/contract). The admin password is a secure
-// parameter and never appears in an output.
+// Azure Database for PostgreSQL Flexible Server shared by both App Service slots (so schema
+// migrations must be expand/contract). Private: public network access is disabled, there is
+// no firewall rule at all, and clients reach it only through the private endpoint that
+// main.bicep places in the VNet (modules/privateendpoint.bicep). A private endpoint rather
+// than a delegated subnet: VNet injection is fixed when a server is created, so moving an
+// existing server to it means a new server and a data migration; a private endpoint is added
+// to the running server and keeps its host name (through the privatelink DNS zone).
+// Sign-in is Entra ID (the web app's managed identity holds a database role); password
+// authentication is a per-environment switch, off in production.
 
 @description('Azure region.')
 param location string
@@ -17,7 +23,7 @@ param version string
 @description('Compute SKU name.')
 param skuName string
 
-@description('Compute tier.')
+@description('Compute tier (zone-redundant HA needs GeneralPurpose or MemoryOptimized).')
 param skuTier string
 
 @description('Storage size in GiB.')
@@ -29,15 +35,35 @@ param backupRetentionDays int
 @description('Geo-redundant backups.')
 param geoRedundantBackup bool
 
-@description('Administrator login.')
+@description('Zone-redundant high availability: a standby in another zone, automatic failover.')
+param highAvailability bool
+
+@description('Allow password sign-in (the administrator login) besides Entra ID.')
+param passwordAuth bool
+
+@description('Administrator login (only with password authentication).')
 param adminLogin string
 
-@description('Administrator password.')
+@description('Administrator password (only with password authentication).')
 @secure()
 param adminPassword string
 
-@description('Client IP ranges allowed through the firewall: objects with name, start and end.')
-param allowedIpRanges array
+@description('Object id of the Entra ID administrator (a group, user or service principal).')
+param entraAdminObjectId string
+
+@description('Display name of the Entra ID administrator.')
+param entraAdminName string
+
+@description('Principal type of the Entra ID administrator.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param entraAdminType string
+
+@description('Extensions the server may create (azure.extensions allow-list).')
+param extensions array
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' = {
   #checkov:skip=CKV_AZURE_136:Geo-redundant backup is a parameter: on in production, off in staging to save cost
@@ -50,8 +76,13 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' =
   }
   properties: {
     version: version
-    administratorLogin: adminLogin
-    administratorLoginPassword: adminPassword
+    administratorLogin: passwordAuth ? adminLogin : null
+    administratorLoginPassword: passwordAuth ? adminPassword : null
+    authConfig: {
+      activeDirectoryAuth: 'Enabled'
+      passwordAuth: passwordAuth ? 'Enabled' : 'Disabled'
+      tenantId: subscription().tenantId
+    }
     storage: {
       storageSizeGB: storageGb
       autoGrow: 'Enabled'
@@ -60,12 +91,24 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' =
       backupRetentionDays: backupRetentionDays
       geoRedundantBackup: geoRedundantBackup ? 'Enabled' : 'Disabled'
     }
+    availabilityZone: '1'
     highAvailability: {
-      mode: 'Disabled'
+      mode: highAvailability ? 'ZoneRedundant' : 'Disabled'
+      standbyAvailabilityZone: highAvailability ? '2' : null
     }
     network: {
-      publicNetworkAccess: 'Enabled'
+      publicNetworkAccess: 'Disabled'
     }
+  }
+}
+
+resource entraAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2023-12-01-preview' = {
+  parent: server
+  name: entraAdminObjectId
+  properties: {
+    principalName: entraAdminName
+    principalType: entraAdminType
+    tenantId: subscription().tenantId
   }
 }
 
@@ -87,23 +130,21 @@ resource requireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@20
   }
 }
 
-resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2023-12-01-preview' = {
+// Configuration changes restart parts of the server: one at a time.
+resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
   parent: server
-  name: 'AllowAzureServices'
+  name: 'azure.extensions'
   properties: {
-    startIpAddress: '0.0.0.0'
-    endIpAddress: '0.0.0.0'
+    value: join(extensions, ',')
+    source: 'user-override'
   }
+  dependsOn: [
+    requireTls
+  ]
 }
 
-resource clientRules 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2023-12-01-preview' = [for range in allowedIpRanges: {
-  parent: server
-  name: range.name
-  properties: {
-    startIpAddress: range.start
-    endIpAddress: range.end
-  }
-}]
+@description('Resource id of the server (for its private endpoint).')
+output id string = server.id
 
 @description('Server host name (no credentials).')
 output fullyQualifiedDomainName string = server.properties.fullyQualifiedDomainName

@@ -1,5 +1,9 @@
-// Storage account for backups: private `backups` container, blob soft delete and
-// versioning, and a lifecycle rule that tiers backups to cool and then deletes them.
+// Storage account for backups: private `backups` container, blob soft delete and versioning,
+// Entra ID only (shared keys off), network default Deny. Production reaches it only through
+// the private endpoint (main.bicep); an environment with publicAccess on also admits the
+// allowedIpRanges. The lifecycle rule tiers backups to cool and deletes them by age, but
+// only blobs emrops tagged `emrops-pinned=false`: a pinned backup's blobs carry
+// `emrops-pinned=true` (set by `emrops backup pin`) and untagged blobs are never deleted.
 
 @description('Azure region.')
 param location string
@@ -15,22 +19,30 @@ param accountName string
 @description('Days before a backup moves to the cool tier.')
 param coolAfterDays int
 
-@description('Days before a backup is deleted.')
+@description('Days before an unpinned backup is deleted.')
 param deleteAfterDays int
 
 @description('Log Analytics workspace for diagnostics.')
 param logAnalyticsWorkspaceId string
 
+@description('Accept traffic from the public internet (only from allowedIpRanges).')
+param publicAccess bool
+
+@description('IPv4 addresses or CIDR ranges admitted when publicAccess is on.')
+param allowedIpRanges array
+
+@description('Principal (the app identity) that gets Storage Blob Data Contributor on the backups container only.')
+param contributorPrincipalId string
+
+var blobDataContributorRole = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var pinTag = 'emrops-pinned'
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  #checkov:skip=CKV_AZURE_35:Backups are written from CI runners without fixed IPs; access needs Entra ID and TLS
   #checkov:skip=CKV_AZURE_43:The name is computed in main.bicep from take(prefix + uniqueString(), 24): lowercase letters and digits
   #checkov:skip=CKV_AZURE_33:Queue service is not used; logging goes to the workspace through diagnostic settings
-  #checkov:skip=CKV_AZURE_59:Backups are uploaded from CI runners and operators' machines over TLS with Entra ID auth
   #checkov:skip=CKV_AZURE_206:Locally redundant storage keeps costs down; backups are also copied off-site by emrops
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; backups are already encrypted client-side by emrops
-  #checkov:skip=CKV2_AZURE_33:No private endpoint: there is no virtual network in this deployment
-  #checkov:skip=CKV2_AZURE_40:Shared key access stays on for azcopy-based restores in an emergency
-  #checkov:skip=CKV2_AZURE_41:No SAS tokens are issued, so there is no SAS expiration policy to set
+  #checkov:skip=CKV2_AZURE_41:No SAS tokens are issued (shared keys are off), so there is no SAS expiration policy to set
   name: accountName
   location: location
   tags: tags
@@ -41,12 +53,18 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   properties: {
     accessTier: 'Hot'
     allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicAccess ? 'Enabled' : 'Disabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: 'Deny'
+      ipRules: [for range in (publicAccess ? allowedIpRanges : []): {
+        value: range
+        action: 'Allow'
+      }]
     }
   }
 }
@@ -75,6 +93,51 @@ resource backups 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
   }
 }
 
+resource backupWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(backups.id, contributorPrincipalId, blobDataContributorRole)
+  scope: backups
+  properties: {
+    principalId: contributorPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributorRole)
+  }
+}
+
+// Storage Blob Data Contributor cannot set blob index tags; emrops tags every backup blob
+// (emrops-pinned), so the app identity also gets this narrow role on the container.
+resource tagRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, accountName, 'emrops-backup-tags')
+  properties: {
+    roleName: 'emrops backup tags ${accountName}'
+    description: 'Read and write blob index tags (emrops-pinned) of backup blobs.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource backupTagger 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(backups.id, contributorPrincipalId, 'emrops-backup-tags')
+  scope: backups
+  properties: {
+    principalId: contributorPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: tagRole.id
+  }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
@@ -82,7 +145,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
     policy: {
       rules: [
         {
-          name: 'tier-and-expire-backups'
+          name: 'tier-backups'
           enabled: true
           type: 'Lifecycle'
           definition: {
@@ -99,13 +162,39 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
                 tierToCool: {
                   daysAfterModificationGreaterThan: coolAfterDays
                 }
-                delete: {
-                  daysAfterModificationGreaterThan: deleteAfterDays
-                }
               }
               version: {
                 delete: {
                   daysAfterCreationGreaterThan: 30
+                }
+              }
+            }
+          }
+        }
+        {
+          name: 'expire-unpinned-backups'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                'backups/'
+              ]
+              blobIndexMatch: [
+                {
+                  name: pinTag
+                  op: '=='
+                  value: 'false'
+                }
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: deleteAfterDays
                 }
               }
             }
@@ -140,3 +229,9 @@ resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
 
 @description('Storage account name.')
 output accountName string = account.name
+
+@description('Storage account id (for its private endpoint).')
+output id string = account.id
+
+@description('Blob endpoint URL (emrops azure.storage_account_url).')
+output blobEndpoint string = account.properties.primaryEndpoints.blob

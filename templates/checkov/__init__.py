@@ -1,0 +1,1 @@
+"""emrops custom checkov checks (loaded with --external-checks-dir)."""
