@@ -56,7 +56,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy emrops
 
-## mutation: mutmut over the modules that decide (not in CI; see docs/testing.md). Fails when
+## mutation: mutmut over the modules that decide (at most 60 min, not in CI; docs/mutation.md). Fails when
 ## retention, budgets or compare has a surviving mutant not listed as equivalent.
 mutation: $(STAMP) postgres tools
 	$(PY) scripts/mutation.py $(MUTATION_ARGS)
@@ -68,7 +68,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/seed.py --write
 	$(PY) benchmarks/backup.py
 	$(PY) benchmarks/restore_in_place.py --write
-	$(PY) benchmarks/migrate.py
+	$(PY) benchmarks/migrate.py --scale
 	$(PY) benchmarks/datapath.py --write
 	-$(PY) benchmarks/harness.py --write  # exit 3 on a missed target; the figures are written anyway
 	$(PY) benchmarks/loadgen.py --write

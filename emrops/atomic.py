@@ -60,3 +60,19 @@ def write_text(path: str | os.PathLike[str], text: str, mode: int = 0o600) -> No
 def write_json(path: str | os.PathLike[str], data: Any, mode: int = 0o600) -> None:
     """Atomically write ``data`` as indented JSON with a trailing newline."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", mode)
+
+
+def append_line(path: str | os.PathLike[str], line: str, mode: int = 0o600) -> None:
+    """Append one line (an audit or reject entry) and fsync; a new file is created ``mode``.
+
+    O_APPEND makes each line land whole at the end even with several writers; an existing
+    file's mode is left as it is (a folder-level 0700 keeps older files private).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -104,6 +104,16 @@ FIELDS: list[Field] = [
     Field("backup.compression_level", "int", 3, "zstd level for backups (1 fastest, 19 smallest)"),
     Field("azure.storage_account_url", "str", None, "https://ACCOUNT.blob.core.windows.net"),
     Field("azure.storage_retries", "int", 3, "retries of a failed Azure Storage request"),
+    Field("azure.storage_connect_timeout", "str", "4s", "Azure Storage: TCP/TLS connect timeout"),
+    Field(
+        "azure.storage_read_timeout", "str", "5s", "Azure Storage: longest silence within a request"
+    ),
+    Field(
+        "azure.storage_retry_budget",
+        "str",
+        "15s",
+        "Azure Storage: no retry starts that could end after this much time on one request",
+    ),
     Field(
         "azure.storage_connection_string",
         "secret",

@@ -57,6 +57,7 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", None),
             "msg": secrets.mask(record.getMessage()),
         }
+        entry["message"] = entry["msg"]  # the key error lines use; "msg" kept for old readers
         data = getattr(record, "data", None)
         if isinstance(data, dict):
             entry.update({k: secrets.mask(v) if isinstance(v, str) else v for k, v in data.items()})

@@ -74,7 +74,7 @@ def format_duration(seconds: float) -> str:
 
 def parse_rate(text: str) -> float:
     """Parse ``200/s``, ``30/m`` or ``5000/h`` into events per second."""
-    match = _RATE.match(str(text))
+    match = _RATE.fullmatch(str(text))
     if not match:
         raise UsageError(
             f"invalid rate {text!r}", hint="use a count per unit, e.g. 200/s, 30/m or 5000/h"
@@ -89,7 +89,7 @@ def parse_rate(text: str) -> float:
 
 def parse_percent(text: str) -> float:
     """Parse ``10%`` or ``0.5%`` into a fraction (0.10, 0.005)."""
-    match = _PERCENT.match(str(text))
+    match = _PERCENT.fullmatch(str(text))
     if not match:
         raise UsageError(
             f"invalid percentage {text!r}", hint="use a number followed by %, e.g. 10%"
@@ -99,7 +99,7 @@ def parse_percent(text: str) -> float:
 
 def parse_size(text: str) -> int:
     """Parse ``512MB``, ``2GiB``, ``10k`` or a byte count into bytes."""
-    match = _SIZE.match(str(text))
+    match = _SIZE.fullmatch(str(text))
     if not match:
         raise UsageError(
             f"invalid size {text!r}", hint="use a number with a unit, e.g. 512MB or 2GiB"

@@ -136,7 +136,18 @@ def main() -> None:
     step("initialise and seed the embedded SQLite database (var/emrsim.db)")
     emrops("sim", "init-db")
     emrops("config", "show")
-    emrops("sim", "seed", "--sessions", "200", "--messages-per-session", "20", "--seed", "42")
+    # --append: a second `make demo` adds to var/emrsim.db instead of being refused
+    emrops(
+        "sim",
+        "seed",
+        "--sessions",
+        "200",
+        "--messages-per-session",
+        "20",
+        "--seed",
+        "42",
+        "--append",
+    )
 
     step("serve the simulation server")
     port = free_port()
@@ -179,6 +190,12 @@ def main() -> None:
     emrops("backup", "rotate", "--keep-last", "3", "--keep-daily", "7", "--dry-run")
     emrops("backup", "rotate", "--keep-last", "3", "--keep-daily", "7")
     print("\ndemo finished: every step succeeded")
+    print(
+        "\nemrops is installed in .venv, not on your PATH. To type `emrops ...` directly:\n"
+        "  source .venv/bin/activate      # this shell only\n"
+        "  pipx install .                 # or: for your user, in its own environment\n"
+        "or call it as .venv/bin/emrops."
+    )
 
 
 if __name__ == "__main__":

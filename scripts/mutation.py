@@ -51,21 +51,33 @@ TARGETS = (
     Target(
         "retention",
         "emrops/backup/retention.py",
-        ("tests/backup/test_retention.py", "tests/backup/test_retention_boundaries.py"),
+        (
+            "tests/backup/test_retention.py",
+            "tests/backup/test_retention_boundaries.py",
+            "tests/backup/test_retention_mutants.py",
+        ),
         gated=True,
         timeout_s=300,
     ),
     Target(
         "budgets",
         "emrops/loadtest/budgets.py",
-        ("tests/loadtest/test_budgets.py", "tests/loadtest/test_budget_boundaries.py"),
+        (
+            "tests/loadtest/test_budgets.py",
+            "tests/loadtest/test_budgets_boundaries.py",
+            "tests/loadtest/test_budget_mutants.py",
+        ),
         gated=True,
         timeout_s=300,
     ),
     Target(
         "compare",
         "emrops/stats/compare.py",
-        ("tests/stats/test_compare.py", "tests/stats/test_compare_boundaries.py"),
+        (
+            "tests/stats/test_compare.py",
+            "tests/stats/test_compare_boundaries.py",
+            "tests/stats/test_compare_mutants.py",
+        ),
         gated=True,
         timeout_s=300,
     ),
@@ -198,6 +210,7 @@ def mutmut_table(target: Target) -> str:
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["emrops"]\n'
+        'also_copy = ["checklists", "templates"]\n'
         f'only_mutate = ["{target.module}"]\n'
         f"pytest_add_cli_args_test_selection = [{tests}]\n"
         f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"{extra}]\n'
@@ -212,7 +225,9 @@ def prepare(target: Target) -> Path:
     where.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     shutil.copytree(ROOT / "emrops", where / "emrops", ignore=ignore)
-    shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+    for folder in ("tests", "checklists", "templates"):  # what the tests read from the tree
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, where / folder, ignore=ignore)
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     # drop the repository's own [tool.mutmut] table (up to the next table or the end)
     text = re.sub(r"\n\[tool\.mutmut\]\n(?:(?!\n\[).)*", "\n", text, flags=re.S)
@@ -324,7 +339,9 @@ def run_manual(target: Target, where: Path, outcome: Outcome) -> None:
             continue
         copy = where / f"manual-{index}"
         shutil.copytree(where / "emrops", copy / "emrops")
-        shutil.copytree(where / "tests", copy / "tests")
+        for folder in ("tests", "checklists", "templates"):
+            if (where / folder).is_dir():
+                shutil.copytree(where / folder, copy / folder)
         shutil.copy(where / "pyproject.toml", copy / "pyproject.toml")
         source = copy / target.module
         text = source.read_text(encoding="utf-8")

@@ -69,3 +69,20 @@ def test_parse_size() -> None:
     assert parse_size("123") == 123
     with pytest.raises(UsageError, match="invalid size"):
         parse_size("lots")
+
+
+def test_result_files_and_appended_lines_are_0600(tmp_path) -> None:
+    import stat
+
+    from emrops import atomic
+    from emrops.cli.app import write_out
+
+    out = tmp_path / "r" / "result.json"
+    write_out(out, {"url": "postgresql://u:pw@h/db"})
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert "pw" not in out.read_text()
+    log = tmp_path / "a" / "rejects.jsonl"
+    atomic.append_line(log, '{"n": 1}')
+    atomic.append_line(log, '{"n": 2}\n')
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert log.read_text() == '{"n": 1}\n{"n": 2}\n'

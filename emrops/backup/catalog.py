@@ -99,7 +99,7 @@ def entry(store: Store, manifest: Manifest) -> Entry:
 
 
 def broken_entry(store: Store, backup_id: str, reason: str) -> Entry:
-    pinned, _ = _pinned(store, backup_id) if ID_PATTERN.match(backup_id) else (False, "")
+    pinned, _ = _pinned(store, backup_id) if ID_PATTERN.fullmatch(backup_id) else (False, "")
     return Entry(
         id=backup_id,
         created_at=_id_time(backup_id),
@@ -120,7 +120,7 @@ def broken_entry(store: Store, backup_id: str, reason: str) -> Entry:
 
 def _id_time(backup_id: str) -> str:
     """The time in a backup id (the only date a broken entry has), or the epoch."""
-    if ID_PATTERN.match(backup_id):
+    if ID_PATTERN.fullmatch(backup_id):
         moment = datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return "1970-01-01T00:00:00.000Z"

@@ -6,13 +6,16 @@ restore need the identity, read from ``EMROPS_BACKUP_IDENTITY`` and nowhere else
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import pyrage
 
-from emrops import secrets
+from emrops import atomic, secrets
 from emrops.errors import EmropsError, UsageError
 
 IDENTITY_ENV = "EMROPS_BACKUP_IDENTITY"
@@ -34,6 +37,47 @@ def keygen() -> KeyPair:
     """A new X25519 identity and its recipient."""
     identity = pyrage.x25519.Identity.generate()
     return KeyPair(str(identity), str(identity.to_public()))
+
+
+def write_identity_file(path: Path, pair: KeyPair) -> None:
+    """Write ``pair`` as an age identity file (what ``age-keygen -o`` writes), mode 0600.
+
+    Never overwrites: losing an identity makes every backup encrypted to it unreadable. The
+    file appears complete or not at all (written beside it, fsynced, then hard-linked into
+    place, which fails if the name exists).
+    """
+    from datetime import UTC, datetime
+
+    text = (
+        f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+        f"# public key: {pair.recipient}\n"
+        f"{pair.identity}\n"
+    )
+    if path.exists() or path.is_symlink():
+        raise UsageError(
+            f"{path} exists: refusing to overwrite an identity file",
+            hint="choose another --out path, or move the old file away yourself",
+        )
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise UsageError(
+                f"{path} exists: refusing to overwrite an identity file",
+                hint="choose another --out path, or move the old file away yourself",
+            ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    atomic.fsync_dir(folder)
 
 
 def parse_recipients(text: str | None) -> list[Any]:

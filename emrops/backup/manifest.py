@@ -33,7 +33,7 @@ def new_backup_id(now: datetime | None = None) -> str:
 
 def check_id(backup_id: str) -> str:
     """Refuse anything that is not a backup id (it becomes part of a path or blob name)."""
-    if not ID_PATTERN.match(backup_id):
+    if not ID_PATTERN.fullmatch(backup_id):
         raise UsageError(
             f"invalid backup id {backup_id!r}",
             hint="copy an id from `emrops backup list`, e.g. 20261125T193012.345Z-3fa2c1",

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from emrops import secrets
 from emrops.backup.snapshot import Snapshot
 from emrops.db import azure_auth
 from emrops.db.engine import DbUrl, create_engine, db_errors
@@ -106,7 +107,8 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
                         code = proc.wait()
                     if code != 0:
                         errors.seek(0)
-                        lines = errors.read().decode(errors="replace").strip().splitlines()
+                        text = secrets.mask(errors.read().decode(errors="replace"))
+                        lines = text.strip().splitlines()
                         raise DatabaseError(
                             f"pg_dump of {db.masked()} failed (exit {code}): "
                             f"{lines[-1] if lines else 'no message'}"
@@ -125,6 +127,6 @@ def pg_globals(db: DbUrl) -> tuple[bytes | None, str]:
         check=False,
     )
     if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        lines = secrets.mask(proc.stderr.decode(errors="replace")).strip().splitlines()
         return None, lines[-1] if lines else f"pg_dumpall exit {proc.returncode}"
     return proc.stdout, "ok"

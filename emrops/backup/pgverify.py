@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from emrops import secrets
 from emrops.backup.manifest import Manifest
 from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool
 from emrops.backup.verify import Checks, check_counts
@@ -64,7 +65,7 @@ def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
         env=env,
         check=False,
     )
-    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    lines = secrets.mask(proc.stderr.decode(errors="replace")).strip().splitlines()
     return proc.returncode, lines[-1] if lines else ""
 
 

@@ -142,7 +142,7 @@ def _id(value: str, folder: str | None, what: str) -> None:
 
 def plain_name(name: str) -> bool:
     """A file name with no path in it (no separator, no "..", not absolute, no NUL)."""
-    return bool(PLAIN_NAME.match(name)) and name not in RESERVED
+    return bool(PLAIN_NAME.fullmatch(name)) and name not in RESERVED
 
 
 def check_manifest(doc: Any, folder: str | None) -> None:

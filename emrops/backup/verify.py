@@ -324,7 +324,7 @@ def verify_locked(
         manifest = load_manifest(store, backup_id)
     except (CheckFailed, UsageError) as exc:
         checks.add("manifest", False, exc.message)
-        if ID_PATTERN.match(backup_id):
+        if ID_PATTERN.fullmatch(backup_id):
             return _record(store, backup_id, None, checks, started)
         return Verification(backup_id, iso_utc(), False, checks.items, 0.0, __version__)
     check_seal(manifest, checks)

@@ -18,6 +18,7 @@ from emrops.bench.workloads import WORKLOADS, load_dataset
 from emrops.db.engine import parse_db_url
 from emrops.errors import UsageError
 from emrops.stats.saturation import usable_cores
+from emrops.units import format_duration
 
 Progress = Callable[[str], None]
 PG_RESERVED_CONNECTIONS = 5  # superuser_reserved_connections (3) + our admin connection + slack
@@ -136,11 +137,19 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
                 }
             )
         runs: dict[tuple[str, int], list[CellRun]] = {}
+        total = opts.repeat * len(clients) * len(labels)
+        per_cell = opts.warmup_s + opts.duration_s
+        cell = 0
         # repeats outermost and engines innermost: slow drift of the machine hits all alike
         for rep in range(1, opts.repeat + 1):
             for n in clients:
                 for label, s in zip(labels, scratches, strict=True):
-                    say(f"repeat {rep}/{opts.repeat}: {label}, {n} client(s)")
+                    cell += 1
+                    eta = (total - cell + 1) * per_cell
+                    say(
+                        f"cell {cell}/{total}: repeat {rep}/{opts.repeat}, {label}, "
+                        f"{n} client(s); ETA {format_duration(eta)}"
+                    )
                     run = run_cell_processes(
                         s.fresh_run(),
                         datasets[label],

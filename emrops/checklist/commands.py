@@ -53,6 +53,7 @@ class CheckResult:
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SUBST = re.compile(r"\{env\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class UnsetVariable(Exception):
@@ -61,16 +62,20 @@ class UnsetVariable(Exception):
 
 def render(check: Check, env: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The command line with ``{env}`` replaced by the run's environment and ``${NAME}`` by
-    environment variables. Raises UnsetVariable naming the first unset one."""
+    environment variables, each shell-quoted (one argument whatever it holds) and substituted
+    in one pass (a value is never itself expanded). Raises UnsetVariable naming the first
+    unset one."""
     environ = os.environ if environ is None else environ
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name is None:  # {env}
+            return shlex.quote(env) if env else ""
         if not environ.get(name):
             raise UnsetVariable(name)
         return shlex.quote(environ[name])
 
-    return _VAR.sub(value, check.run.replace("{env}", env or ""))
+    return _SUBST.sub(value, check.run)
 
 
 def variables(check: Check) -> list[str]:

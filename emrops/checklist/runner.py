@@ -283,11 +283,11 @@ def evidence_problem(evidence: Evidence, value: str) -> str | None:
     """Why ``value`` is not acceptable evidence, or None."""
     if not value:
         return f"{evidence.prompt}: an answer is required"
-    if evidence.kind == "url" and not _URL.match(value):
+    if evidence.kind == "url" and not _URL.fullmatch(value):
         return f"{evidence.prompt}: expected a URL starting with http:// or https://"
     if evidence.kind == "ticket" and not re.fullmatch(r"[\w#./:-]+", value):
         return f"{evidence.prompt}: expected a ticket reference without spaces (e.g. OPS-123)"
-    if evidence.kind == "number" and not _NUMBER.match(value):
+    if evidence.kind == "number" and not _NUMBER.fullmatch(value):
         return f"{evidence.prompt}: expected a number (optionally with a unit, e.g. 12min)"
     if evidence.pattern and not re.fullmatch(evidence.pattern, value):
         return f"{evidence.prompt}: does not match the expected format {evidence.pattern}"

@@ -137,10 +137,7 @@ class RunStore:
         if event is not None:
             entry = {"ts": run.updated_at, "run_id": run.run_id, **event}
             line = secrets.mask(json.dumps(entry, default=str))
-            with (self.root / f"{run.run_id}.events.jsonl").open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            atomic.append_line(self.root / f"{run.run_id}.events.jsonl", line, mode=0o600)
         return path
 
     def load(self, run_id: str) -> Run:

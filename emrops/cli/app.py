@@ -24,22 +24,49 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit, TyperException
 
 from emrops import atomic, secrets
+from emrops.cli import render
 from emrops.config import ConfigContext, Settings
 from emrops.errors import ConfirmationRequired, EmropsError, ExitCode
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False)
+err_console: Console = render.StatusConsole(stderr=True, highlight=False, soft_wrap=True)
+out_console: Console = render.DataConsole(highlight=False)
 
 
-def _print_error(message: str, hint: str | None) -> None:
+def _print_error(message: str, hint: str | None, exit_code: int = int(ExitCode.ERROR)) -> None:
     # typer.echo (not rich) so the exact line is stable for scripts and tests
-    typer.echo(f"Error: {secrets.mask(message)}", err=True)
-    if hint:
-        typer.echo(f"Try: {secrets.mask(hint)}", err=True)
+    for line in render.error_lines(message, hint, exit_code):
+        typer.echo(line, err=True)
 
 
 class EmropsGroup(TyperGroup):
-    """Turns EmropsError (and Ctrl-C) into a message on stderr and a documented exit code."""
+    """Turns EmropsError (and Ctrl-C) into a message on stderr and a documented exit code.
+
+    With ``--log-format json`` click's own usage errors (unknown option, missing argument)
+    become one JSON line too, so a log shipper can parse every failure.
+    """
+
+    def main(self, args: Any = None, prog_name: Any = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        wanted = render.json_wanted(argv)
+        render.set_json_mode(wanted)
+        if not wanted or kw.get("standalone_mode", True) is False:
+            return super().main(argv, prog_name, *a, **kw)
+        kw["standalone_mode"] = False
+        try:
+            rv = super().main(argv, prog_name, *a, **kw)
+        except TyperException as exc:  # click's usage errors (typer vendors click)
+            usage_ctx = getattr(exc, "ctx", None)
+            hint = f"run `{usage_ctx.command_path} --help`" if usage_ctx is not None else None
+            message = exc.format_message()
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                message = "a command is needed"
+            code = int(getattr(exc, "exit_code", ExitCode.USAGE))
+            _print_error(message, hint, code)
+            sys.exit(code)
+        except Abort:
+            _print_error("aborted", None, int(ExitCode.ERROR))
+            sys.exit(int(ExitCode.ERROR))
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:  # typer passes its own click Context
         try:
@@ -47,10 +74,10 @@ class EmropsGroup(TyperGroup):
         except EmropsError as exc:
             if _debug(ctx):
                 traceback.print_exc()
-            _print_error(exc.message, exc.hint)
+            _print_error(exc.message, exc.hint, int(exc.exit_code))
             ctx.exit(int(exc.exit_code))
         except KeyboardInterrupt:
-            _print_error("interrupted", None)
+            _print_error("interrupted", None, int(ExitCode.INTERRUPTED))
             ctx.exit(int(ExitCode.INTERRUPTED))
         except (Exit, TyperException, Abort):
             raise
@@ -146,9 +173,10 @@ def print_json(data: Any) -> None:
 
 
 def write_out(path: Path | None, data: Any) -> None:
-    """Write a result file atomically (mode 0644: results are not secret, secrets are masked)."""
+    """Write a result file atomically, mode 0600 like every report and state file emrops writes
+    (secrets are masked, but hosts, URLs and run details are still nobody else's business)."""
     if path is not None:
-        atomic.write_json(path, to_jsonable(data), mode=0o644)
+        atomic.write_json(path, to_jsonable(data), mode=0o600)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -237,10 +237,12 @@ def list_cmd(
         print_json({"store": target.url, "backups": entries})
         return
     sources = sorted({e.source for e in entries if e.broken is None})
+    # piped output keeps every column (a script greps the source); a terminal drops a lone one
+    show_source = len(sources) > 1 or not out_console.is_terminal
     table = Table(title=f"backups in {target.url}")
     table.add_column("id", no_wrap=True)
     for column in ("age", "engine", "source", "size", "verified", "pinned", "label"):
-        if column != "source" or len(sources) > 1:
+        if column != "source" or show_source:
             table.add_column(column, min_width=6 if column == "verified" else None)
     for e in entries:
         verified = {
@@ -259,17 +261,18 @@ def list_cmd(
             "pinned" if e.pinned else "",
             escape(e.label) + (" (encrypted)" if e.encrypted else ""),
         ]
-        if len(sources) <= 1:
+        if not show_source:
             del cells[3]
         table.add_row(*cells)
     out_console.print(table)
+    # notes are for people: stderr, so piped stdout stays one header plus one row per backup
     if len(sources) == 1:
-        out_console.print(f"source: {sources[0]}", markup=False, soft_wrap=True)
+        err_console.print(f"source: {sources[0]}", markup=False, soft_wrap=True)
     for e in entries:
         if e.reason:
-            out_console.print(f"{e.id}: {e.verified}: {e.reason}", markup=False, soft_wrap=True)
+            err_console.print(f"{e.id}: {e.verified}: {e.reason}", markup=False, soft_wrap=True)
         if e.broken is None and not e.sealed:
-            out_console.print(
+            err_console.print(
                 f"{e.id}: (unsealed) its manifest was written before manifests had seals",
                 markup=False,
                 soft_wrap=True,

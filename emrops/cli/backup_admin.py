@@ -5,6 +5,7 @@ Thin like cli/backup.py (run, verify, list and the shared options live there).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -230,15 +231,35 @@ def copy_cmd(
 
 
 @app.command("keygen")
-def keygen_cmd(json_out: JsonOpt = False) -> None:
-    """Print a new age identity (secret) and its recipient (public).
+def keygen_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the identity file here (mode 0600, never overwritten) instead of stdout.",
+            dir_okay=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make a new age identity (secret) and its recipient (public).
 
     Keep the identity in a secret store and give it to verify/restore as EMROPS_BACKUP_IDENTITY;
-    put the recipient in emrops.toml as backup.recipient. Example: emrops backup keygen
+    put the recipient in emrops.toml as backup.recipient. With --out the identity goes into a
+    new file (0600, refused if it exists) and only the recipient is printed.
+    Example: emrops backup keygen --out ~/.config/emrops/backup.key
     """
     from emrops.backup import crypto
 
     pair = crypto.keygen()
+    if out is not None:
+        crypto.write_identity_file(out, pair)
+        if json_out:
+            print_json({"identity_file": str(out), "recipient": pair.recipient})
+        else:
+            err_console.print(f"wrote the identity to {out} (mode 0600); public key below")
+            typer.echo(pair.recipient)
+        return
     if json_out:
         # the one place a secret is printed on purpose: the user asked for a new one
         import json
@@ -249,7 +270,8 @@ def keygen_cmd(json_out: JsonOpt = False) -> None:
         )
         return
     err_console.print(
-        "# keep the identity secret: export EMROPS_BACKUP_IDENTITY=... for verify/restore"
+        "# keep the identity secret: export EMROPS_BACKUP_IDENTITY=... for verify/restore "
+        "(or use --out FILE for a 0600 file)"
     )
     typer.echo(f"# public key: {pair.recipient}")
     typer.echo(pair.identity)

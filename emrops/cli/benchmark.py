@@ -134,8 +134,11 @@ def run(
         processes=_processes(processes),
     )
     opts.validate()
-    with err_console.status("benchmark starting", spinner="dots") as status:
-        doc = run_benchmark(opts, progress=lambda msg: status.update(msg))
+    from emrops.cli.render import Ticker
+
+    with Ticker(err_console, interval_s=5.0) as ticker:
+        # every message is a phase (a seed, a cell): shown at once, also in a pipe or a log
+        doc = run_benchmark(opts, progress=lambda msg: ticker.update(msg, force=True))
     write_out(out, doc)
     if plot is not None:
         from emrops.bench.plot import plot as draw

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from emrops import atomic
 from emrops.checklist import export as exporter
 from emrops.checklist import loader, report
 from emrops.checklist.commands import preflight
@@ -222,8 +223,7 @@ def _emit(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        atomic.write_text(out, text, mode=0o600)
         err_console.print(f"wrote {out}")
 
 

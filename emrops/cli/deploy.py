@@ -6,6 +6,7 @@ or production failed after a swap and was swapped back).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from emrops.cli.app import JsonOpt, YesOpt, confirm, err_console, make_app, prin
 from emrops.deploy import appservice, swap
 from emrops.provision import arm
 from emrops.provision.environments import load_environment
+from emrops.units import parse_duration
 
 app = make_app("Deploy the sim server to App Service slots (push, swap, rollback).")
 
@@ -64,17 +66,28 @@ def swap_cmd(
     window: Annotated[
         str | None, typer.Option("--window", help="How long to probe production, e.g. 2m.")
     ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", help="Deadline for the whole command, e.g. 10m (see below)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Swap staging into production behind a health gate; swap back automatically (exit 3).
 
     Staging must answer /ready on the database's schema revision, or the swap is refused.
-    Example: emrops deploy swap --env production --window 2m
+    Waits: deploy.ready_timeout (default 5m) for staging's /ready; --window (deploy.probe_window)
+    of production probes after the swap. --timeout bounds the whole command: every wait is cut
+    to what is left, except a swap or swap-back already sent to Azure. Deadline before the swap:
+    exit 1, nothing changed; during the window: production is swapped back (exit 3).
+    Example: emrops deploy swap --env production --window 2m --timeout 10m
     """
+    started = time.monotonic()
     cfg = settings(ctx)
     environment = load_environment(cfg, env)
     name = appservice.site_name(cfg, environment, site)
     timing = swap.Timing.from_settings(cfg, environment, window)
+    if timeout is not None:
+        timing.deadline = started + parse_duration(timeout, what="--timeout")
     clients = arm.connect(cfg)
     client = appservice.AppClient(cfg, clients.credential)
     result = swap.swap(clients, client, environment, name, timing, _say(json_out))

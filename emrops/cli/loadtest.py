@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from emrops.cli import render
 from emrops.cli.app import (
     JsonOpt,
     OutOpt,
@@ -37,6 +38,32 @@ def _progress_line(progress: Any, plan_rate: float | None) -> Text:
         + f"  p95 {p95:7.1f}ms  errors {totals.get('errors', 0)}"
         + f"  late {totals.get('late', 0)}  dropped {totals.get('dropped', 0)}"
     )
+
+
+def _periodic(ticker: render.Ticker, plan_rate: float | None) -> Any:
+    """Progress callback for non-terminals: p95 over every latency since the last line."""
+    window: list[int] = []
+    last = {"t": 0.0}
+
+    def on_progress(progress: Any) -> None:
+        window.extend(progress.live)
+        if progress.elapsed - last["t"] < ticker.interval_s:
+            return
+        last["t"] = progress.elapsed
+        progress.live = list(window)
+        window.clear()
+        totals = progress.totals
+        done = totals.get("ok", 0) + totals.get("errors", 0)
+        ticker.update(
+            _progress_line(progress, plan_rate).plain.strip(),
+            force=True,
+            elapsed_s=round(progress.elapsed, 1),
+            rps=round(done / max(progress.elapsed, 1e-9), 1),
+            errors=totals.get("errors", 0),
+            p95_ms=round(progress.live_percentile_ms(95), 1),
+        )
+
+    return on_progress
 
 
 def _table(result: dict[str, Any]) -> Table:
@@ -183,11 +210,12 @@ def run(
         budgets_file=budgets_file,
         token=get_settings(ctx).get("sim.token"),
     )
-    if err_console.is_terminal and not json_out:
+    if err_console.is_terminal and not json_out and not render.json_mode():
         with Live(Text("starting..."), console=err_console, transient=True) as live:
             result = run_loadtest(opts, lambda p: live.update(_progress_line(p, opts.rate)))
-    else:
-        result = run_loadtest(opts)
+    else:  # a pipe, a log file, CI: one status line every 5 s (a JSON event with --log-format)
+        with render.Ticker(err_console, interval_s=5.0) as ticker:
+            result = run_loadtest(opts, _periodic(ticker, opts.rate))
     write_out(out, result)
     if junit is not None:
         junit_mod.write(junit, result)

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from emrops import __version__
+from emrops.cli import doctor as doctor_cmd
 from emrops.cli import health as health_cmd
+from emrops.cli import render
 from emrops.cli.app import EmropsGroup, make_app
 from emrops.config import ConfigContext
 from emrops.logs import setup_logging
@@ -57,6 +59,7 @@ app = make_app(
     cls=RootGroup,
 )
 app.command("health")(health_cmd.health)  # a single command; its core loads inside it
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def _version(value: bool) -> None:
@@ -97,6 +100,7 @@ def root(
 
         raise UsageError(f"invalid --log-format {fmt!r}", hint="use text or json")
     run_id = setup_logging(fmt, "debug" if debug else os.environ.get("EMROPS_LOG_LEVEL", "info"))
+    render.set_json_mode(fmt == "json", run_id)
     ctx.obj = ConfigContext(config_file=config, debug=debug, log_format=log_format, run_id=run_id)
 
 

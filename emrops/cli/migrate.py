@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from emrops.cli import render
 from emrops.cli.app import (
     JsonOpt,
     YesOpt,
@@ -20,7 +21,7 @@ from emrops.cli.app import (
     settings,
 )
 from emrops.errors import ChangesPending, CheckFailed
-from emrops.migrate import api
+from emrops.migrate import api, reload
 
 app = make_app("Migrate an SQLite database to PostgreSQL: plan, run, verify, status, rollback.")
 
@@ -102,7 +103,9 @@ def _print_plan(result: dict[str, Any]) -> None:
     for s in result["skipped"]:
         out_console.print(f"not migrated: {s}")
     out_console.print(
-        f"{len(result['tables'])} tables, {len(result['views'])} views, {result['rows']} rows; "
+        f"{len(result['tables'])} tables, {len(result['views'])} views, "
+        f"{len([t for t in result.get('triggers', []) if not t['error']])} triggers, "
+        f"{result['rows']} rows; "
         f"estimated copy time {result['eta_seconds']} s"
     )
 
@@ -140,9 +143,10 @@ def run_cmd(
 ) -> None:
     """Copy the SQLite database into PostgreSQL: plan, create tables, COPY in parallel (with a
     pinned pre-migration backup taken alongside), build keys, constraints, indexes, identities,
-    foreign keys and views, ANALYZE, verify. Offline (without --online) the source is read in
-    place: stop the app first; a write to the source during the run fails it and removes what
-    it created. Exit 3 when rows were rejected, an object could not be built or verification failed.
+    foreign keys, views and translated triggers, ANALYZE, verify. Offline (without --online)
+    the source is read in place: stop the app first; a write to the source during the run
+    fails it and removes what it created. Exit 3 when rows were rejected, an object could not
+    be built or verification failed.
 
     Example: emrops migrate-db run --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --jobs 2
@@ -151,14 +155,17 @@ def run_cmd(
 
     cfg = settings(ctx)
     state_dir = cfg.state_dir
+    live_bars = err_console.is_terminal and not json_out and not render.json_mode()
     progress = Progress(
         TextColumn("{task.description:<24}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         console=err_console,
-        disable=json_out,
+        disable=not live_bars,
     )
+    # not a terminal: one status line at most every 5 s (a JSON event with --log-format json)
+    ticker = render.Ticker(err_console, interval_s=5.0, quiet=json_out or live_bars)
     tasks: dict[str, Any] = {}
 
     def on_tables(items: list[tuple[str, int]]) -> None:
@@ -167,6 +174,13 @@ def run_cmd(
             tasks[name] = progress.add_task(name[:24], total=max(total, 1), rate="")
 
     def on_rows(name: str, done: int, total: int) -> None:
+        ticker.update(
+            f"copying {name}: {done}/{total} rows",
+            force=done >= total,
+            table=name,
+            done=done,
+            total=total,
+        )
         task = tasks.get(name)
         if task is not None:
             progress.update(task, completed=done)
@@ -332,6 +346,24 @@ def _print_status(result: dict[str, Any]) -> None:
         out_console.print(f"  failed {f}")
 
 
+ReloadShellOpt = Annotated[
+    bool,
+    typer.Option("--reload-shell", help="Run --reload-cmd through /bin/sh (pipes, redirects)."),
+]
+ReloadTimeoutOpt = Annotated[
+    float,
+    typer.Option("--reload-timeout", help="Seconds before --reload-cmd is killed.", min=0.1),
+]
+
+
+def _reload(command: str | None, shell: bool, timeout: float) -> reload.ReloadCommand | None:
+    if command is None:
+        return None
+    cmd = reload.ReloadCommand(command, shell=shell, timeout_s=timeout)
+    cmd.check()
+    return cmd
+
+
 @app.command("cutover")
 def cutover_cmd(
     ctx: typer.Context,
@@ -341,6 +373,8 @@ def cutover_cmd(
         str | None,
         typer.Option("--reload-cmd", help="Run after the config switch, e.g. 'kill -HUP PID'."),
     ] = None,
+    reload_shell: ReloadShellOpt = False,
+    reload_timeout: ReloadTimeoutOpt = reload.DEFAULT_TIMEOUT_S,
     json_out: JsonOpt = False,
 ) -> None:
     """Finish an online run: maintenance on (writes get 503), replay the last changes, verify,
@@ -348,10 +382,15 @@ def cutover_cmd(
     PostgreSQL, remove the source's triggers. Reports the write-downtime window. Exit 3 (and
     stay on SQLite) when verification fails.
 
+    --reload-cmd runs without a shell (split like one) unless --reload-shell is given, and is
+    killed after --reload-timeout seconds. Without it, cutover says what the operator must do.
+
     Example: emrops migrate-db cutover --from sqlite:///var/emrsim.db
     --to postgresql+psycopg://postgres@127.0.0.1/emrsim --reload-cmd 'kill -HUP 1234'
     """
     import os
+
+    command = _reload(reload_cmd, reload_shell, reload_timeout)
 
     cfg = settings(ctx)
     config_file = cfg.config_file or Path("emrops.toml").resolve()
@@ -364,7 +403,7 @@ def cutover_cmd(
         source,
         target,
         config_file=config_file,
-        reload_cmd=reload_cmd,
+        reload_cmd=command,
         env_db_url=os.environ.get("EMROPS_DB_URL"),
         phase=on_phase,
     )
@@ -373,10 +412,14 @@ def cutover_cmd(
     if json_out:
         print_json(result)
     else:
+        reloaded = f"; reload command: {result['reload']}" if result["reload"] else ""
         out_console.print(
             f"cut over to {result['db_url']} (written to {result['config_file']}); "
             f"{result['replayed_rows']} row(s) replayed; write downtime {result['downtime_ms']} ms"
+            + reloaded
         )
+    for step in result["next_steps"]:
+        err_console.print(f"next: {step}")
 
 
 @app.command("rollback")
@@ -391,18 +434,21 @@ def rollback_cmd(
         str | None,
         typer.Option("--reload-cmd", help="After cutover: run once the config points back."),
     ] = None,
+    reload_shell: ReloadShellOpt = False,
+    reload_timeout: ReloadTimeoutOpt = reload.DEFAULT_TIMEOUT_S,
     yes: YesOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove exactly what `run` created (from its journal): in the target its views, tables and
-    the journal; in the source (online runs) the change-capture triggers and table, nothing
-    else. After cutover it first replays the writes made on PostgreSQL into SQLite and points
-    the config back to it, so going back loses nothing. The pre-migration snapshot and pinned
-    backup are kept. Idempotent.
+    """Remove exactly what `run` created (from its journal): in the target its views, tables
+    (with their triggers), trigger functions and the journal; in the source (online runs)
+    the change-capture triggers and table, nothing else. After cutover it first replays the
+    writes made on PostgreSQL into SQLite and points the config back to it, so going back
+    loses nothing. The pre-migration snapshot and pinned backup are kept. Idempotent.
 
     Example: emrops migrate-db rollback --to postgresql+psycopg://postgres@127.0.0.1/emrsim --yes
     """
+    command = _reload(reload_cmd, reload_shell, reload_timeout)
     rp = api.rollback_plan(target, source)
     done = False
     removed: list[str] = []
@@ -414,7 +460,7 @@ def rollback_cmd(
             yes,
         )
         config_file = settings(ctx).config_file or Path("emrops.toml").resolve()
-        removed = api.rollback(target, source, config_file=config_file, reload_cmd=reload_cmd)
+        removed = api.rollback(target, source, config_file=config_file, reload_cmd=command)
         done = True
     result = {**rp, "dry_run": dry_run, "rolled_back": done, "removed_from_source": removed}
     if json_out:

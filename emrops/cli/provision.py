@@ -169,7 +169,9 @@ def apply_cmd(
 ) -> None:
     """Deploy ENV (Incremental), showing each operation live; save outputs.
 
-    With --plan, a plan whose template or parameters changed since is refused.
+    With --plan, a plan whose template or parameters changed since is refused (exit 1), and
+    what-if runs again: when the live state drifted from the saved plan, apply refuses with
+    exit 4 and a summary of the differences.
     Without it, what-if runs first and you are asked to confirm (or pass --yes).
     Example: emrops provision apply --env staging --plan staging.plan
     """
@@ -179,6 +181,7 @@ def apply_cmd(
         saved = plan.load_plan(plan_file)
         inputs = applying.inputs_for_plan(cfg, saved, env, template)
         applying.check_fresh(saved, inputs)
+        applying.check_no_drift(clients, saved, inputs)
         name = saved.deployment_name
     else:
         fresh, inputs = plan.make_plan(cfg, env, template, clients)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from emrops.cli.app import DbOpt, JsonOpt, context, err_console, make_app, print_json, settings
 from emrops.db.engine import check_database, create_engine
 from emrops.db.migrations_api import upgrade
+from emrops.errors import UsageError
 from emrops.logs import get_logger
 from emrops.sim.catalog import ensure_scenarios
 
@@ -48,6 +50,22 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
         print_json(result)
 
 
+def _base_time(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"invalid --base-time {text!r}", hint="use UTC ISO-8601, e.g. 2026-01-01T00:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise UsageError(
+            f"--base-time {text!r} has no time zone", hint="add Z for UTC: 2026-01-01T00:00:00Z"
+        )
+    return value.astimezone(UTC)
+
+
 @app.command("seed")
 def seed(
     ctx: typer.Context,
@@ -60,39 +78,54 @@ def seed(
     seed_value: Annotated[
         int, typer.Option("--seed", help="Random seed (same seed, same data).")
     ] = 1,
+    base_time: Annotated[
+        str | None,
+        typer.Option(
+            "--base-time",
+            help="Sessions fall in the 90 days before this UTC time, e.g. 2026-01-01T00:00:00Z "
+            "(default: now). With --seed, two runs give identical databases.",
+        ),
+    ] = None,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add to a database that already has sessions.")
+    ] = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fill the database with realistic generated data (initialises the schema if needed).
 
+    A database that already holds sessions is refused (exit 2) unless --append is given.
     Example: emrops sim seed --sessions 20000 --messages-per-session 50 --seed 7
+    --base-time 2026-01-01T00:00:00Z
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from emrops.cli.render import Ticker
     from emrops.sim.seed import seed_database
 
+    base = _base_time(base_time)
     url = settings(ctx, db_url=db).db_url
     engine = create_engine(url)
     try:
         check_database(engine)
         upgrade(engine)
-        ensure_scenarios(engine)
-        with Progress(
-            TextColumn("seeding"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} sessions"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=json_out,
-        ) as progress:
-            task = progress.add_task("seed", total=sessions)
+        ensure_scenarios(engine, created_at=base if base_time is not None else None)
+        with Ticker(err_console, interval_s=5.0, quiet=json_out) as ticker:
+
+            def progress(done: int, total: int) -> None:
+                ticker.update(
+                    f"seeding: {done}/{total} sessions",
+                    force=done in (0, total),
+                    done=done,
+                    total=total,
+                )
+
             result = seed_database(
                 engine,
                 sessions=sessions,
                 messages_per_session=messages_per_session,
                 seed=seed_value,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                progress=progress,
+                base_time=base,
+                append=append,
             )
     finally:
         engine.dispose()

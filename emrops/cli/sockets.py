@@ -23,25 +23,9 @@ from emrops.units import parse_duration, parse_rate
 app = make_app("WebSocket reliability: clients that reconnect and resume, across restarts.")
 
 
-def _render(report: dict[str, Any]) -> None:
-    table = Table(title="sockets probe: per client")
-    for col in ("client", "expect", "recv", "lost", "dup", "ooo", "reconn", "p50", "p95", "max"):
-        table.add_column(col, justify="right")
-    for row in report["clients"]:
-        rt = row["reconnect_time"]
-        table.add_row(
-            str(row["client"]),
-            str(row["expected"]),
-            str(row["received"]),
-            str(row["lost"]),
-            str(row["duplicated"]),
-            str(row["out_of_order"]),
-            str(row["reconnects"]),
-            f"{rt['p50_s']:.2f}s",
-            f"{rt['p95_s']:.2f}s",
-            f"{rt['max_s']:.2f}s",
-        )
-    out_console.print(table)
+def _render(report: dict[str, Any], verbose: bool) -> None:
+    if verbose:
+        _client_table(report)
     t, w, rt = report["totals"], report["writer"], report["reconnect_time"]
     out_console.print(
         f"messages expected {t['expected']}, received {t['received']}, lost {t['lost']}, "
@@ -50,6 +34,48 @@ def _render(report: dict[str, Any]) -> None:
         f"max {rt['max_s']:.3f}s); writer posted {w['posted']}, refused {w['refused']}, "
         f"failed {w['failed']}; restarts {len(report['restarts'])}"
     )
+    if report["reconnecting_clients"]:
+        out_console.print(
+            f"{report['reconnecting_clients']} client(s) still reconnecting at the end, "
+            f"{t['reconnecting_missing']} message(s) not yet delivered to them (not counted "
+            "as lost: they resume from their last message id)"
+        )
+
+
+def _client_table(report: dict[str, Any]) -> None:
+    table = Table(title="sockets probe: per client")
+    for col in (
+        "client",
+        "state",
+        "expect",
+        "recv",
+        "lost",
+        "pending",
+        "dup",
+        "ooo",
+        "reconn",
+        "p50",
+        "p95",
+        "max",
+    ):
+        table.add_column(col, justify="right")
+    for row in report["clients"]:
+        rt = row["reconnect_time"]
+        table.add_row(
+            str(row["client"]),
+            row["state"],
+            str(row["expected"]),
+            str(row["received"]),
+            str(row["lost"]),
+            str(row["reconnecting_missing"]),
+            str(row["duplicated"]),
+            str(row["out_of_order"]),
+            str(row["reconnects"]),
+            f"{rt['p50_s']:.2f}s",
+            f"{rt['p95_s']:.2f}s",
+            f"{rt['max_s']:.2f}s",
+        )
+    out_console.print(table)
 
 
 @app.command("probe")
@@ -79,10 +105,16 @@ def probe(
     settle: Annotated[
         str, typer.Option("--settle", help="Time for clients to catch up after the writer stops.")
     ] = "15s",
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print the per-client table.")
+    ] = False,
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Probe WebSocket delivery; exit 3 when a message was lost or duplicated.
+    """Probe WebSocket delivery; exit 3 when a message was lost or duplicated. Prints a
+    summary; --verbose adds one row per client (--json always has them). A client still
+    reconnecting when the probe ends is reported as reconnecting: what it has not received
+    yet is pending, not lost (lost = not delivered after the client resumed).
 
     Example: emrops sockets probe --url http://127.0.0.1:8000 --clients 50 --duration 60s
     --restart-cmd 'sudo systemctl restart emrsim' --restart-every 20s
@@ -109,7 +141,7 @@ def probe(
     if json_out:
         print_json(report)
     else:
-        _render(report)
+        _render(report, verbose)
     if report["restart_failures"]:
         bad = next(r for r in report["restarts"] if r["exit_code"] != 0)
         raise EmropsError(
@@ -120,5 +152,5 @@ def probe(
     if t["lost"] or t["duplicated"]:
         raise CheckFailed(
             f"WebSocket delivery broken: {t['lost']} lost, {t['duplicated']} duplicated",
-            hint="see the per-client table",
+            hint="rerun with --verbose for the per-client table (or read --out/--json)",
         )

@@ -18,7 +18,7 @@ from typing import Any
 from emrops.config import Settings
 from emrops.deploy.appservice import AppClient, Probe, Slot, slot_hosts, wait_ready
 from emrops.deploy.package import Package, build_package
-from emrops.errors import CheckFailed
+from emrops.errors import CheckFailed, EmropsError
 from emrops.provision import arm
 from emrops.provision.environments import Environment
 from emrops.units import parse_duration
@@ -26,11 +26,30 @@ from emrops.units import parse_duration
 Report = Callable[[str], None]
 
 
+class DeadlineReached(EmropsError):
+    """``--timeout`` ran out before the command could finish (exit 1)."""
+
+
 @dataclass
 class Timing:
+    """How long each wait may take. ``deadline`` (time.monotonic(), from ``--timeout``) bounds
+    the whole command: every wait is cut to what is left of it, except a swap or swap-back
+    already sent to Azure, which is always waited for."""
+
     window: float
     interval: float
     ready_timeout: float
+    deadline: float | None = None
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def cap(self, seconds: float) -> float:
+        """``seconds`` cut to what is left before the deadline (never negative)."""
+        return max(0.0, min(seconds, self.left()))
+
+    def expired(self) -> bool:
+        return self.left() <= 0
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Environment, window: str | None) -> Timing:
@@ -118,7 +137,14 @@ def _swap(clients: arm.ArmClients, rg: str, site: str) -> None:
 
 def check_staging(app: AppClient, staging: Slot, production: Slot, timing: Timing) -> Probe:
     """Staging must be ready and on the database's schema revision; else CheckFailed."""
-    probe = wait_ready(app, staging.host, timing.ready_timeout, timing.interval)
+    budget = timing.cap(timing.ready_timeout)
+    probe = wait_ready(app, staging.host, budget, timing.interval)
+    if not probe.ok and budget < timing.ready_timeout:  # the deadline, not ready_timeout, ended it
+        raise DeadlineReached(
+            f"--timeout reached while waiting for staging {staging.host} to be ready "
+            f"({probe.summary}); nothing was swapped",
+            hint="raise --timeout, or fix staging first",
+        )
     if not probe.ok:
         body = probe.body or {}
         raw = body.get("error")
@@ -145,16 +171,24 @@ def check_staging(app: AppClient, staging: Slot, production: Slot, timing: Timin
 
 
 def watch(app: AppClient, host: str, timing: Timing, report: Report) -> tuple[int, list[str]]:
-    """Probe ``host`` for the window; stop at the first failure. (probes, failures)"""
+    """Probe ``host`` for the window; stop at the first failure. (probes, failures)
+
+    When ``--timeout`` ends before the window, that is a failure: production was not watched
+    for as long as asked, so it is not declared healthy (the caller swaps back)."""
     deadline = time.monotonic() + timing.window
     probes = 0
     while True:
-        probe = app.probe(host)
+        if timing.expired():
+            return probes, [f"--timeout reached after {probes} probe(s), before the window ended"]
+        probe = app.probe(host, timeout=max(0.5, timing.cap(5.0)))
         probes += 1
         if not probe.ok:
             return probes, [probe.summary]
         if time.monotonic() + timing.interval > deadline:
             return probes, []
+        if timing.left() < timing.interval:
+            time.sleep(max(0.0, timing.left()))
+            continue
         report(f"production ready ({probes} probes)")
         time.sleep(timing.interval)
 
@@ -175,14 +209,18 @@ def swap(
     say(f"checking staging {staging.host}")
     gate = check_staging(app, staging, production, timing)
     revision = (gate.body or {}).get("schema_revision")
+    if timing.expired():
+        raise DeadlineReached(
+            "--timeout reached before the swap; nothing was swapped", hint="raise --timeout"
+        )
     say(f"staging ready at schema {revision}; swapping into production")
-    _swap(clients, rg, site)
+    _swap(clients, rg, site)  # once sent, always waited for: the deadline never cuts a swap
     say(f"watching {production.host} for {timing.window:.0f}s")
     probes, failures = watch(app, production.host, timing, say)
     result = SwapResult(env.name, site, True, False, revision, probes, failures)
     if failures:
         say(f"production failed: {failures[0]}; swapping back")
-        _swap(clients, rg, site)
+        _swap(clients, rg, site)  # the swap-back runs whatever the deadline says
         result.swapped_back = True
         raise CheckFailed(
             f"production failed its health probe after the swap ({failures[0]}); "
@@ -205,7 +243,7 @@ def rollback(
     production = slot_hosts(clients, env.resource_group, site, "production")
     say(f"swapping {site} back")
     _swap(clients, env.resource_group, site)
-    probe = wait_ready(app, production.host, timing.ready_timeout, timing.interval)
+    probe = wait_ready(app, production.host, timing.cap(timing.ready_timeout), timing.interval)
     if not probe.ok:
         raise CheckFailed(
             f"rolled back, but production is not ready: {probe.summary}",

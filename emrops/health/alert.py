@@ -7,6 +7,7 @@ secret, so it is masked in every log line, error and JSON output.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from emrops import secrets
@@ -35,20 +36,41 @@ def alert_body(report: HealthReport) -> dict[str, Any]:
 
 def post_alert(url: str, report: HealthReport, timeout_s: float = 10.0) -> dict[str, Any]:
     """POST the alert; returns {"sent", "status", "error"}. Never raises: a failed alert is
-    reported (and logged) but does not hide the failed checks behind another error."""
+    reported (and logged) but does not hide the failed checks behind another error.
+
+    Redirects are never followed (a 3xx is a failure: the body would otherwise go wherever the
+    answer points), and ``timeout_s`` bounds the whole exchange, not each socket read: a
+    webhook that trickles its answer cannot hold the health run (and its cron slot) hostage.
+    """
+    secrets.register_secret(url)
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=_post, args=(url, alert_body(report), timeout_s, outcome), daemon=True
+    )
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():  # the daemon thread is abandoned; its socket closes at exit
+        log.warning("alert webhook %s: no answer within %gs", secrets.mask(url), timeout_s)
+        return {"sent": False, "status": None, "error": f"no answer within {timeout_s:g}s"}
+    return outcome
+
+
+def _post(url: str, body: dict[str, Any], timeout_s: float, outcome: dict[str, Any]) -> None:
     import requests
 
-    secrets.register_secret(url)
     try:
-        response = requests.post(url, json=alert_body(report), timeout=timeout_s)
+        response = requests.post(url, json=body, timeout=timeout_s, allow_redirects=False)
+        response.close()
     except requests.RequestException as exc:
         log.warning("alert webhook %s failed: %s", secrets.mask(url), type(exc).__name__)
-        return {"sent": False, "status": None, "error": f"{type(exc).__name__}"}
+        outcome.update(sent=False, status=None, error=f"{type(exc).__name__}")
+        return
     sent = 200 <= response.status_code < 300
+    error = None
+    if response.is_redirect or 300 <= response.status_code < 400:
+        error = f"HTTP {response.status_code} (redirects are not followed)"
+    elif not sent:
+        error = f"HTTP {response.status_code}"
     if not sent:
         log.warning("alert webhook answered %s", response.status_code)
-    return {
-        "sent": sent,
-        "status": response.status_code,
-        "error": None if sent else f"HTTP {response.status_code}",
-    }
+    outcome.update(sent=sent, status=response.status_code, error=error)

@@ -123,7 +123,7 @@ def _check_names(metric: str, step: str | None, expr: str) -> None:
 
 def parse_budget(expr: str) -> Budget:
     """Parse one command-line budget; UsageError (exit 2) names what is wrong."""
-    match = _EXPR.match(expr)
+    match = _EXPR.fullmatch(expr)
     if not match:
         raise UsageError(f"malformed budget {expr!r}", hint=_HINT)
     step, metric = match.group("step"), match.group("metric")
@@ -132,7 +132,7 @@ def parse_budget(expr: str) -> Budget:
 
 
 def _condition(metric: str, step: str | None, cond: str, expr: str) -> Budget:
-    found = _COND.match(cond)
+    found = _COND.fullmatch(cond)
     if not found:
         raise UsageError(f"malformed budget {expr!r}: expected an operator and a value", hint=_HINT)
     threshold = _value(metric, found.group("value"), expr)

@@ -47,4 +47,4 @@ def render(result: dict[str, Any]) -> str:
 
 
 def write(path: Path, result: dict[str, Any]) -> None:
-    atomic.write_text(path, render(result), mode=0o644)
+    atomic.write_text(path, render(result), mode=0o600)

@@ -12,6 +12,7 @@ from emrops import atomic
 from emrops.migrate import journal
 from emrops.migrate import run as runner
 from emrops.migrate.plan import build_plan, load_casts, open_source
+from emrops.migrate.reload import ReloadCommand
 
 # measured copy rate on a 2-core machine (psycopg 3 text COPY), for the plan's ETA
 ROWS_PER_SECOND = 250_000
@@ -32,7 +33,7 @@ def make_plan(source: str, target: str, cast: Path | None, emit_sql: Path | None
     finally:
         conn.close()
     if emit_sql is not None:
-        atomic.write_text(emit_sql, plan.ddl(), mode=0o644)
+        atomic.write_text(emit_sql, plan.ddl(), mode=0o600)
     data = plan.to_dict()
     data["rows"] = plan.total_rows
     data["eta_seconds"] = round(plan.total_rows / ROWS_PER_SECOND, 1)
@@ -115,7 +116,7 @@ def rollback(
     source: str | None = None,
     *,
     config_file: Path | None = None,
-    reload_cmd: str | None = None,
+    reload_cmd: ReloadCommand | None = None,
 ) -> list[str]:
     from emrops.migrate import rollback as rb
 
@@ -132,7 +133,7 @@ def cutover(
     target: str,
     *,
     config_file: Path,
-    reload_cmd: str | None,
+    reload_cmd: ReloadCommand | None,
     env_db_url: str | None,
     phase: Callable[[str], None],
 ) -> dict[str, Any]:

@@ -221,6 +221,28 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                 detail={"error": errors.get(v.target, "")},
             )
             failed.append(
-                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}"
+                f"view {v.target} (SQLite SQL not translatable): {errors.get(v.target, '')}; "
+                f"SQL sent: {v.sql}"
+            )
+        for t in plan.triggers:
+            item = f"object:{t.table}:trigger:{t.target}"
+            if t.error:
+                journal.put(
+                    conn, item, "object", "failed", detail={"kind": "trigger", "error": t.error}
+                )
+                failed.append(
+                    f"trigger {t.source} on {t.table} not translated ({t.error}): {t.sql}"
+                )
+                continue
+            if not t.trigger_sql:
+                continue  # left out by the cast file
+            _do(
+                conn,
+                entries,
+                failed,
+                item,
+                "trigger",
+                ";\n".join(x for x in (t.function_sql, t.trigger_sql) if x),
+                f"trigger {t.target} on {t.table}",
             )
     return failed

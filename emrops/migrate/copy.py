@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from emrops import atomic
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError
 from emrops.migrate import journal, sqlcopy
@@ -62,9 +63,7 @@ class RejectWriter:
     def write(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, default=repr, ensure_ascii=False)
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            atomic.append_line(self.path, line, mode=0o600)  # rejected rows are data
             self.count += 1
 
 

@@ -24,6 +24,7 @@ from emrops.db.urls import sqlite_db_url
 from emrops.migrate import journal
 from emrops.migrate.plan import ColumnPlan, Plan, TablePlan
 from emrops.migrate.reflect import quote
+from emrops.migrate.reload import ReloadCommand, run_reload
 
 CHANGES_PG = "emrops_changes_pg"
 
@@ -174,13 +175,12 @@ def rollback_after_cutover(
     source: Path,
     *,
     config_file: Path,
-    reload_cmd: str | None,
+    reload_cmd: ReloadCommand | None,
     wait_s: float,
 ) -> tuple[int, list[str]]:
     """Maintenance on PostgreSQL, replay its writes into SQLite, config back to SQLite, reload,
     maintenance off on SQLite. Returns (rows replayed, warnings). Safe to repeat after a crash:
     the replay is idempotent and the PostgreSQL side is only dropped afterwards."""
-    import subprocess
     import time
 
     from emrops.db.control import set_maintenance
@@ -196,9 +196,14 @@ def rollback_after_cutover(
         applied = replay_to_sqlite(target_url, source, plan)
         write_db_url(config_file, sqlite_db_url(source))
         if reload_cmd:
-            done = subprocess.run(reload_cmd, shell=True, capture_output=True, text=True)
-            if done.returncode != 0:
-                warnings.append(f"reload command failed (exit {done.returncode})")
+            outcome = run_reload(reload_cmd)
+            if not outcome.ok:
+                warnings.append(f"reload command failed ({outcome.detail})")
+        else:
+            warnings.append(
+                f"no --reload-cmd: reload or restart the app now so it reads db_url from "
+                f"{config_file} (writes are refused on PostgreSQL until then)"
+            )
         set_maintenance(src_engine, False)
     finally:
         pg_engine.dispose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from emrops.migrate import fallback, journal
 from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import Plan, TablePlan
 from emrops.migrate.reflect import quote
+from emrops.migrate.reload import ReloadCommand, run_reload
 from emrops.migrate.verify import VerifyResult, verify
 
 CHANGES = "_emrops_changes"
@@ -153,6 +153,11 @@ def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, 
             order.setdefault((tbl, pk), None)
         applied = 0
         with journal.connect(target_url) as conn:
+            # replayed rows are already what the source's triggers made of them: the
+            # translated triggers stay off for the replay (in its transaction only)
+            translated = [tr for tr in plan.triggers if not tr.error]
+            for tr in translated:
+                conn.execute(f"ALTER TABLE {quote(tr.table)} DISABLE TRIGGER {quote(tr.target)}")
             for tbl, pk_json in order:
                 tp = by_source.get(tbl)
                 if tp is None:
@@ -188,6 +193,8 @@ def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, 
                 for obj in t.post:
                     if obj.kind == "identity":
                         conn.execute(obj.sql)
+            for tr in translated:
+                conn.execute(f"ALTER TABLE {quote(tr.table)} ENABLE TRIGGER {quote(tr.target)}")
             position = int(changes[-1][0])
             journal.put(conn, "online", "online", "replayed", rows=position)
             conn.commit()
@@ -206,6 +213,16 @@ class CutoverResult:
     downtime_ms: int
     removed_from_source: list[str]
     warnings: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+def _reload_yourself(config_file: Path) -> str:
+    return (
+        f"the app still holds its SQLite connection: reload or restart it now so it reads "
+        f"db_url from {config_file} (`sim serve` reloads on SIGHUP: kill -HUP <pid>); writes "
+        f"are accepted on PostgreSQL already and refused on SQLite until then "
+        f"(pass --reload-cmd next time to have emrops do it)"
+    )
 
 
 def write_db_url(config_file: Path, url: str) -> None:
@@ -218,9 +235,9 @@ def write_db_url(config_file: Path, url: str) -> None:
             break
         if re.match(r"\s*db_url\s*=", existing):
             lines[i] = line
-            atomic.write_text(config_file, "\n".join(lines) + "\n", mode=0o644)
+            atomic.write_text(config_file, "\n".join(lines) + "\n", mode=0o600)
             return
-    atomic.write_text(config_file, "\n".join([line, *lines]) + "\n", mode=0o644)
+    atomic.write_text(config_file, "\n".join([line, *lines]) + "\n", mode=0o600)
 
 
 def cutover(
@@ -230,7 +247,7 @@ def cutover(
     since: int,
     *,
     config_file: Path,
-    reload_cmd: str | None,
+    reload_cmd: ReloadCommand | None,
     env_db_url: str | None,
     jobs: int,
     phase: Callable[[str], None] = lambda _p: None,
@@ -281,12 +298,16 @@ def cutover(
                 "change it too, or the app keeps using SQLite"
             )
         reload_out = None
+        next_steps: list[str] = []
         if reload_cmd:
             phase("reloading the app")
-            done = subprocess.run(reload_cmd, shell=True, capture_output=True, text=True)
-            reload_out = f"exit {done.returncode}"
-            if done.returncode != 0:
-                warnings.append(f"reload command failed ({reload_out}): {done.stderr.strip()}")
+            outcome = run_reload(reload_cmd)
+            reload_out = outcome.detail
+            if not outcome.ok:
+                warnings.append(f"reload command failed ({outcome.detail})")
+                next_steps.append(_reload_yourself(config_file))
+        else:
+            next_steps.append(_reload_yourself(config_file))
         phase("maintenance off on PostgreSQL")
         with journal.connect(target_url) as conn:  # capture writes on PG, for rollback
             fallback.install_pg_capture(conn, plan)
@@ -301,7 +322,15 @@ def cutover(
             journal.put(conn, "run", "run", "cut-over")
             conn.commit()
         return CutoverResult(
-            applied, result, str(config_file), clean, reload_out, downtime_ms, removed, warnings
+            applied,
+            result,
+            str(config_file),
+            clean,
+            reload_out,
+            downtime_ms,
+            removed,
+            warnings,
+            next_steps,
         )
     finally:
         src_engine.dispose()

@@ -17,7 +17,7 @@ from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
 from emrops.migrate import profile as prof
 from emrops.migrate.reflect import Schema, Table, quote, reflect
-from emrops.migrate.translate import index_element, translate_default, translate_expr
+from emrops.migrate.sql import Catalog, TranslationError, index_element, translate_default
 from emrops.migrate.typemap import Anomaly, is_fast, map_column, shorten
 
 PLAN_VERSION = 1
@@ -67,7 +67,22 @@ class TablePlan:
 class ViewPlan:
     source: str
     target: str
-    sql: str
+    sql: str  # the SELECT as PostgreSQL (or the --cast replacement)
+    columns: list[str] = field(default_factory=list)  # output names, as SQLite names them
+    note: str | None = None  # why the SQL could not be translated (sent as written)
+
+
+@dataclass
+class TriggerPlan:
+    source: str
+    table: str  # PostgreSQL table
+    target: str  # PostgreSQL trigger name
+    function: str  # its PL/pgSQL function
+    sql: str  # the SQLite CREATE TRIGGER
+    function_sql: str = ""
+    trigger_sql: str = ""
+    shape: str = ""  # touch or statements
+    error: str | None = None  # why it was not translated
 
 
 @dataclass
@@ -91,6 +106,7 @@ class Plan:
     anomalies: list[PlanAnomaly]
     notes: list[str]
     skipped: list[str]
+    triggers: list[TriggerPlan] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -120,6 +136,7 @@ class Plan:
             anomalies=[PlanAnomaly(**a) for a in data["anomalies"]],
             notes=data["notes"],
             skipped=data["skipped"],
+            triggers=[TriggerPlan(**t) for t in data.get("triggers", [])],
         )
 
     def ddl(self) -> str:
@@ -134,6 +151,12 @@ class Plan:
         ]
         lines.append("-- views")
         lines += [f"CREATE VIEW {quote(v.target)} AS {v.sql};" for v in self.views]
+        lines.append("-- triggers")
+        for trig in self.triggers:
+            if trig.error:
+                lines.append(f"-- trigger {trig.source} not translated: {trig.error}")
+            else:
+                lines += [x + ";" for x in (trig.function_sql, trig.trigger_sql) if x]
         return "\n".join(lines) + "\n"
 
 
@@ -198,9 +221,8 @@ def build_plan(
     table_names = {t.name: name_for("table", t.name, taken) for t in schema.tables}
     plans: list[TablePlan] = []
     anomalies: list[PlanAnomaly] = []
-    notes: list[str] = []
+    notes: list[str] = list(schema.notes)
     col_maps: dict[str, dict[str, str]] = {}
-    bool_cols: dict[str, set[str]] = {}
     for table in schema.tables:
         tp, cmap = _plan_table(
             conn,
@@ -213,15 +235,21 @@ def build_plan(
             full,
         )
         col_maps[table.name] = cmap
-        bool_cols[table.name] = {c.target for c in tp.columns if c.pg_type == "boolean"}
         plans.append(tp)
     index_scope: set[str] = set(table_names.values())
+    catalog = Catalog()
+    for table, tp in zip(schema.tables, plans, strict=True):
+        catalog.add(
+            table.name,
+            tp.target,
+            [(c.source, c.target, c.pg_type) for c in tp.columns],
+            rowid=table.rowid_alias,
+            key=table.pk,
+        )
     fks: list[PostObject] = []
     by_name = {t.name: t for t in schema.tables}
     for table, tp in zip(schema.tables, plans, strict=True):
-        _post_objects(
-            table, tp, col_maps[table.name], bool_cols[table.name], index_scope, name_for, notes
-        )
+        _post_objects(table, tp, col_maps[table.name], catalog, index_scope, name_for, notes)
         for fk in table.foreign_keys:
             if fk.ref_table not in by_name:
                 notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
@@ -250,20 +278,121 @@ def build_plan(
             )
     if full:
         _orphans(conn, schema, notes)
-    all_cols = {k: v for m in col_maps.values() for k, v in m.items()}
-    all_cols.update({k.lower(): v for k, v in table_names.items()})
-    views = []
-    for view in schema.views:
-        target = name_for("view", view.name, index_scope)
-        all_bools = set().union(*bool_cols.values()) if bool_cols else set()
-        views.append(ViewPlan(view.name, target, translate_expr(view.select, all_cols, all_bools)))
+    view_rules = _named_rules(casts, by_name, "view")
+    views = [
+        _plan_view(
+            conn, catalog, view, name_for("view", view.name, index_scope), view_rules, name_for
+        )
+        for view in schema.views
+    ]
+    notes += [f"view {v.source}: {v.note}" for v in views if v.note]
+    fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
+    trig_scopes: dict[str, set[str]] = {}
+    trigger_rules = _named_rules(casts, by_name, "trigger")
+    triggers = [
+        _plan_trigger(
+            catalog, t, trig_scopes.setdefault(t.table.lower(), set()), fn_scope, name_for
+        )
+        for t in schema.triggers
+    ]
+    for tp in triggers:
+        rule = trigger_rules.get(tp.source)
+        if rule is not None:  # the user's own PostgreSQL for it, or "" to leave it out
+            tp.function_sql, tp.trigger_sql = "", str(rule["sql"])
+            tp.shape, tp.error = (
+                ("replaced by --cast" if rule["sql"] else "left out by --cast"),
+                None,
+            )
+            notes.append(f"trigger {tp.source}: {tp.shape}")
+    skipped = list(schema.skipped) + [
+        f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
+    ]
     plans.sort(key=lambda t: t.rows, reverse=True)
-    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, schema.skipped)
+    return Plan(PLAN_VERSION, plans, views, fks, renames, anomalies, notes, skipped, triggers)
+
+
+def _plan_trigger(
+    catalog: Catalog, trig: Any, scope: set[str], fn_scope: set[str], name_for: Any
+) -> TriggerPlan:
+    """A trigger as a PL/pgSQL function plus trigger, or the reason it is not translated."""
+    table = catalog.relations.get(trig.table.lower())
+    target = name_for("trigger", trig.name, scope)
+    function = name_for("function", f"{trig.name}_fn", fn_scope)
+    tp = TriggerPlan(trig.name, table.target if table else trig.table, target, function, trig.sql)
+    try:
+        done = catalog.trigger(trig.sql, target, function)
+    except TranslationError as exc:
+        tp.error = str(exc)
+        return tp
+    tp.function_sql, tp.trigger_sql, tp.shape = done.function_sql, done.trigger_sql, done.shape
+    return tp
+
+
+def _translated(fn: Any, fallback: Any) -> Any:
+    """A translation, or the SQL as written when sqlglot cannot read it (PostgreSQL then
+    reports the object, with its SQL, when it is built)."""
+    try:
+        return fn()
+    except TranslationError:
+        return fallback
+
+
+def _plan_view(
+    conn: sqlite3.Connection,
+    catalog: Catalog,
+    view: Any,
+    target: str,
+    rules: dict[str, Any],
+    name_for: Any,
+) -> ViewPlan:
+    """A view translated with the column types known from the tables (and earlier views)."""
+    try:
+        names = [r[1] for r in conn.execute(f"PRAGMA table_info({quote(view.name)})")]
+    except sqlite3.Error:
+        names = []  # a view SQLite itself cannot resolve any more
+    scope: set[str] = set()
+    columns = [(c, name_for("column", c, scope)) for c in names]
+    targets = [t for _c, t in columns]
+    replacement = rules.get(view.name, {}).get("sql")
+    if replacement is not None:
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, str(replacement), targets, "replaced by --cast")
+    try:
+        done = catalog.view(view.name, target, view.select, columns)
+    except TranslationError as exc:
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, view.select, targets, f"not translated: {exc}")
+    return ViewPlan(view.name, target, done.sql, targets)
 
 
 def _check_casts(schema: Schema, casts: dict[str, Any]) -> None:
     tables = {t.name: t for t in schema.tables}
+    named = {
+        "view": ({v.name for v in schema.views}, "the view's SELECT as PostgreSQL SQL"),
+        "trigger": (
+            {t.name for t in schema.triggers},
+            'CREATE FUNCTION ... ; CREATE TRIGGER ... as PostgreSQL SQL, or "" to leave it out',
+        ),
+    }
+    for kind, (names, what) in named.items():
+        for name, rule in _named_rules(casts, tables, kind).items():
+            if name not in names:
+                raise UsageError(
+                    f"cast file names unknown {kind} {name!r}",
+                    hint=f"{kind}s: {', '.join(sorted(names)) or '(none)'}",
+                )
+            if (
+                not isinstance(rule, dict)
+                or not isinstance(rule.get("sql"), str)
+                or set(rule) != {"sql"}
+            ):
+                raise UsageError(
+                    f'cast file: [{kind}.{name}] takes one key, sql = "..."',
+                    hint=f"write {what}",
+                )
     for tname, cols in casts.items():
+        if tname in named and tname not in tables:
+            continue
         if tname not in tables:
             raise UsageError(
                 f"cast file names unknown table {tname!r}",
@@ -373,6 +502,16 @@ def _plan_table(
     return tp, cmap
 
 
+def _named_rules(casts: dict[str, Any], tables: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``[view.<name>] sql = "..."`` (a replacement SELECT) and ``[trigger.<name>] sql =
+    "..."`` (replacement DDL, or "" to leave the trigger out). A table named ``view`` or
+    ``trigger`` keeps its column rules there instead."""
+    if kind in tables:
+        return {}
+    rules = casts.get(kind, {})
+    return rules if isinstance(rules, dict) else {}
+
+
 def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
     """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
     p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
@@ -411,7 +550,7 @@ def _post_objects(
     table: Table,
     tp: TablePlan,
     cmap: dict[str, str],
-    bools: set[str],
+    catalog: Catalog,
     scope: set[str],
     name_for,
     notes: list[str],
@@ -447,7 +586,7 @@ def _post_objects(
         name = name_for("index", idx.name, scope)
         elements = []
         for e in idx.elements:
-            sql, note = index_element(e, cmap, bools)
+            sql, note = _translated(lambda e=e: index_element(e, catalog, table.name), (e, ""))
             elements.append(sql)
             if note:
                 notes.append(f"index {idx.name}: {note}")
@@ -456,11 +595,13 @@ def _post_objects(
             f"({', '.join(elements)})"
         )
         if idx.where:
-            sql += " WHERE " + translate_expr(idx.where, cmap, bools)
+            sql += " WHERE " + _translated(
+                lambda w=idx.where: catalog.expr(w, table.name), idx.where
+            )
         tp.post.append(PostObject("index", tp.target, name, sql))
     for i, chk in enumerate(table.checks, start=1):
         name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
-        expr = translate_expr(chk.expr, cmap, bools)
+        expr = _translated(lambda chk=chk: catalog.expr(chk.expr, table.name), chk.expr)
         tp.post.append(
             PostObject(
                 "check",

@@ -84,6 +84,15 @@ class Schema:
     tables: list[Table]
     views: list[View]
     skipped: list[str]  # objects that are not migrated (virtual tables, triggers), with why
+    triggers: list[Trigger] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Trigger:
+    name: str
+    table: str
+    sql: str  # the full CREATE TRIGGER statement
 
 
 def affinity(declared: str) -> str:
@@ -280,22 +289,61 @@ def reflect(conn: sqlite3.Connection) -> Schema:
     tables: list[Table] = []
     views: list[View] = []
     skipped: list[str] = []
+    triggers: list[Trigger] = []
+    notes: list[str] = []
+    virtual: set[str] = set()
     for kind, name, _tbl, sql in rows:
         if name.startswith(INTERNAL_PREFIXES):
             continue
         if kind == "table":
             if sql and re.match(r"\s*CREATE\s+VIRTUAL\s+TABLE", sql, re.I):
+                virtual.add(name)
+                if _full_text_with_content(sql):
+                    tables.append(_full_text_table(conn, name, sql))
+                    notes.append(
+                        f"{name}: full-text ({_module(sql)}) table copied as a plain table "
+                        "(its columns and rowid); MATCH queries need PostgreSQL full-text "
+                        "search (to_tsvector, a GIN index)"
+                    )
+                    continue
                 skipped.append(f"virtual table {name} (recreate it with a PostgreSQL equivalent)")
                 continue
             tables.append(_table(conn, name, sql, sequences.get(name)))
         elif kind == "view":
             views.append(View(name, sql, _view_select(sql)))
         elif kind == "trigger":
-            skipped.append(f"trigger {name} (triggers are not translated; recreate it in PL/pgSQL)")
-    virtual = {s.split()[2] for s in skipped if s.startswith("virtual table")}
+            triggers.append(Trigger(name, _tbl, sql))
     # shadow tables of a virtual table (fts5 and friends) go with it
-    tables = [t for t in tables if not any(t.name.startswith(v + "_") for v in virtual)]
-    return Schema(tables, views, skipped)
+    tables = [
+        t
+        for t in tables
+        if not any(t.name.startswith(v + "_") and t.name not in virtual for v in virtual)
+    ]
+    return Schema(tables, views, skipped, triggers, notes)
+
+
+def _module(sql: str) -> str:
+    m = re.search(r"\bUSING\s+(\w+)", sql, re.I)
+    return m.group(1).lower() if m else ""
+
+
+def _full_text_with_content(sql: str) -> bool:
+    """An FTS3/4/5 table that holds its own text (not contentless, not external content)."""
+    if _module(sql) not in ("fts3", "fts4", "fts5"):
+        return False
+    return not re.search(r"\bcontent\s*=", sql, re.I)
+
+
+def _full_text_table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
+    """A full-text table as a plain table: its columns (text) and its rowid as a column, so
+    rows keep pointing at what they index."""
+    columns = [Column("rowid", "INTEGER", True, None, 1)]
+    columns += [
+        Column(r[1], "TEXT", False, None, 0)
+        for r in _pragma(conn, "table_xinfo", name)
+        if r[6] != 1
+    ]
+    return Table(name, sql, columns, ["rowid"], False, False, None)
 
 
 def _pragma(conn: sqlite3.Connection, pragma: str, arg: str) -> list[tuple]:

@@ -17,12 +17,15 @@ from emrops.errors import EmropsError
 from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import quote
+from emrops.migrate.reload import ReloadCommand
 
 
 @dataclass
 class RollbackPlan:
     tables: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)  # trigger functions (dropped with
+    # their tables' triggers gone)
     journal: bool = False
     snapshot: str | None = None
     source_capture: str | None = None  # source file whose triggers go (online runs)
@@ -55,6 +58,24 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
     views = [e.item.split(":", 1)[1] for e in entries.values() if e.kind == "view"]
     if plan is not None:  # views are created OR REPLACE, so check each planned one
         views = [v.target for v in plan.views if v.target in present or v.target in views]
+    functions: list[str] = []
+    if plan is not None and plan.triggers:
+        with journal.connect(target, autocommit=True) as conn:
+            existing = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT proname FROM pg_proc "
+                    "WHERE pronamespace = current_schema()::regnamespace"
+                )
+            }
+        built = {  # only the functions this run created (with their trigger, atomically)
+            e.item for e in entries.values() if e.state == "done" and ":trigger:" in e.item
+        }
+        functions = [
+            t.function
+            for t in plan.triggers
+            if f"object:{t.table}:trigger:{t.target}" in built and t.function in existing
+        ]
     if run is not None and run.detail.get("online") and run.detail.get("source_path"):
         path = Path(run.detail["source_path"])
         if _has_capture(path):
@@ -62,6 +83,7 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
     return RollbackPlan(
         tables=[t for t in tables if t in present],
         views=[v for v in views if v in present],
+        functions=functions,
         journal=True,
         snapshot=run.detail.get("snapshot") if run else None,
         source_capture=capture,
@@ -92,7 +114,7 @@ def execute_rollback(
     rp: RollbackPlan,
     *,
     config_file: Path | None = None,
-    reload_cmd: str | None = None,
+    reload_cmd: ReloadCommand | None = None,
 ) -> list[str]:
     """Remove the planned objects; returns what was done to the source. After cutover, first
     replay the writes made on PostgreSQL into SQLite and point the config back to it."""
@@ -103,7 +125,7 @@ def execute_rollback(
         with journal.connect(target, autocommit=True) as conn:
             run = journal.read(conn)["run"]
         plan = Plan.from_dict(run.detail["plan"])
-        applied, _warnings = fallback.rollback_after_cutover(
+        applied, warnings = fallback.rollback_after_cutover(
             target,
             plan,
             Path(rp.after_cutover),
@@ -113,12 +135,15 @@ def execute_rollback(
         )
         done.append(f"replayed {applied} row(s) written on PostgreSQL into {rp.after_cutover}")
         done.append(f"db_url in {config_file} points to sqlite:///{rp.after_cutover} again")
+        done += [f"warning: {w}" for w in warnings]
     if rp.tables or rp.views or rp.journal:
         with journal.connect(target) as conn:
             for v in reversed(rp.views):
                 conn.execute(f"DROP VIEW IF EXISTS {quote(v)}")
             if rp.tables:
                 conn.execute("DROP TABLE IF EXISTS " + ", ".join(quote(t) for t in rp.tables))
+            for f in rp.functions:
+                conn.execute(f"DROP FUNCTION IF EXISTS {quote(f)}()")
             conn.execute(f"DROP TABLE IF EXISTS {journal.JOURNAL}")
             conn.commit()
     if rp.source_capture:

@@ -10,16 +10,32 @@ A chunk that holds invalid UTF-8 or a NUL byte (which the profile rules out, but
 never trusts blindly) is not sent: the caller re-reads that key range row by row, converting
 every value, so a bad value is rejected or aborts the copy exactly as on the per-row path.
 
+Reals. A ``double precision`` value is printed by ``printf('%!.17g', x)``, which round-trips
+exactly (PostgreSQL's strtod reads back the same bits) for the magnitudes of :data:`REAL_LO` to
+:data:`REAL_HI`, zero excepted: SQLite 3.40's printf is off by one unit in the last place for
+some doubles above about 1e102 and prints -0.0 as ``0.0``. This is not taken on trust:
+:func:`printf_exact` checks it against Python's correctly rounded parsing on a sample spanning
+every binary exponent of that range, once per process, and double columns stay on the per-row
+path if the library fails it. Integers print as their digits (PostgreSQL and Python both round
+them to the nearest double). A ``numeric`` real must reach PostgreSQL as Python's shortest
+``repr`` (as the per-row path sends it; SQLite cannot find the shortest digits exactly), so
+numeric reals and the double values outside the checked range go through a registered Python
+function: the fallback runs only where SQLite's text would differ. A value of another storage
+class (the plan is stale) comes back as a NUL byte, which sends its chunk to the per-row path.
+
 Not eligible (they use the per-row path): WITHOUT ROWID tables, and columns needing a Python
-conversion, ``double precision`` (SQLite's printf does not round-trip every double) and
-``numeric`` (a real must reach PostgreSQL as its shortest repr).
+conversion.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import random
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
@@ -27,15 +43,74 @@ from emrops.migrate.reflect import quote
 CHUNK_ROWS = 10_000
 
 # converters whose (fast) values SQLite can print as PostgreSQL reads them
-_SQL_KINDS = {"pass", "text", "bigint", "bool", "jsonb", "ts", "bytea"}
+_SQL_KINDS = {"pass", "text", "bigint", "bool", "jsonb", "ts", "bytea", "double", "numeric"}
+
+# magnitudes whose printf('%!.17g') text round-trips (checked by printf_exact)
+REAL_LO = 1e-300
+REAL_HI = 1e90  # the first failures seen are near 1e102
+_FALLBACK = "emrops_real_text"  # the registered Python function (see register)
+
+
+def real_text(v: Any) -> str:
+    """The text the per-row path sends for a number (``repr`` of a float, digits of an int);
+    a NUL byte for anything else, so its chunk is re-read row by row and converted there."""
+    if type(v) is float:
+        return repr(v)
+    if type(v) is int:
+        return str(v)
+    return "\x00"
+
+
+def register(conn: sqlite3.Connection) -> None:
+    """Register the fallback function :func:`column_sql` may call on ``conn``."""
+    conn.create_function(_FALLBACK, 1, real_text, deterministic=True)
+
+
+_EXPONENTS = (math.frexp(REAL_LO)[1] - 1, math.frexp(REAL_HI)[1])
+
+
+def _sample() -> list[float]:
+    """Doubles spanning every binary exponent of [REAL_LO, REAL_HI], both signs, plus edges."""
+    rng = random.Random(20261204)
+    lo, hi = _EXPONENTS
+    out = [REAL_LO, REAL_HI, -REAL_LO, 0.1, 1 / 3, 2**53 + 0.0, 1e16, 1e15 + 0.3]
+    for e in range(lo, hi):
+        for _ in range(12):
+            x = math.ldexp(1 + rng.getrandbits(52) / 2**52, e - 1)
+            if REAL_LO <= x <= REAL_HI:
+                out.append(x if rng.getrandbits(1) else -x)
+    return out
+
+
+@functools.cache
+def printf_exact(samples: int = 0) -> bool:
+    """True when this SQLite library's ``printf('%!.17g', x)`` reads back (by Python's correctly
+    rounded float parsing, which equals PostgreSQL's strtod) as ``x`` for every double of the
+    sample (``samples`` extra random doubles in range, for tests)."""
+    values = _sample()
+    rng = random.Random(samples)
+    while len(values) < samples:
+        x = math.ldexp(1 + rng.random(), rng.randint(*_EXPONENTS))
+        if REAL_LO <= x <= REAL_HI:
+            values.append(x)
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE f (x REAL)")
+        conn.executemany("INSERT INTO f VALUES (?)", ((v,) for v in values))
+        got = conn.execute("SELECT x, printf('%!.17g', x) FROM f").fetchall()
+    finally:
+        conn.close()
+    return len(got) == len(values) and all(float(t) == x for x, t in got)
 
 
 def _escaped(c: str) -> str:
-    """COPY text escaping of a text value (only rewritten when it holds a special byte)."""
+    """COPY text escaping of a text value (only rewritten when it holds a special byte). The
+    tab, newline and CR are literal characters in the SQL: char(9) would be a function call per
+    value, and this runs on every text value of a chunk that needs escaping."""
     return (
-        f"CASE WHEN instr({c}, '\\') OR instr({c}, char(9)) OR instr({c}, char(10)) "
-        f"OR instr({c}, char(13)) THEN replace(replace(replace(replace({c}, '\\', '\\\\'), "
-        f"char(9), '\\t'), char(10), '\\n'), char(13), '\\r') ELSE {c} END"
+        f"CASE WHEN instr({c}, '\\') OR instr({c}, '\t') OR instr({c}, '\n') "
+        f"OR instr({c}, '\r') THEN replace(replace(replace(replace({c}, '\\', '\\\\'), "
+        f"'\t', '\\t'), '\n', '\\n'), '\r', '\\r') ELSE {c} END"
     )
 
 
@@ -45,7 +120,9 @@ def column_sql(col: ColumnPlan, *, escape: bool = True) -> str | None:
     if not col.fast or col.converter not in _SQL_KINDS:
         return None
     c = quote(col.source)
-    if col.converter == "bytea":
+    if col.converter in ("double", "numeric"):
+        expr = _real_sql(c, double=col.converter == "double")
+    elif col.converter == "bytea":
         # bytea in text COPY: \x + hex, the backslash itself escaped for COPY
         expr = f"'\\\\x' || lower(hex(CAST({c} AS BLOB)))"
     elif col.converter in ("bigint", "bool") or (col.converter == "pass" and col.identity):
@@ -58,6 +135,21 @@ def column_sql(col: ColumnPlan, *, escape: bool = True) -> str | None:
     return expr if _not_null(col) else f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {expr} END"
 
 
+def _real_sql(c: str, *, double: bool) -> str:
+    """A number as the per-row path sends it (see the module docstring)."""
+    fallback = f"{_FALLBACK}({c})"
+    real = (
+        f"CASE WHEN abs({c}) BETWEEN {REAL_LO!r} AND {REAL_HI!r} "
+        f"THEN printf('%!.17g', {c}) ELSE {fallback} END"
+        if double
+        else fallback
+    )
+    return (
+        f"CASE typeof({c}) WHEN 'real' THEN {real} "
+        f"WHEN 'integer' THEN CAST({c} AS TEXT) ELSE {fallback} END"
+    )
+
+
 def _not_null(col: ColumnPlan) -> bool:
     return col.notnull or col.identity
 
@@ -65,6 +157,8 @@ def _not_null(col: ColumnPlan) -> bool:
 def line_sql(tp: TablePlan, *, escape: bool = True) -> str | None:
     """SQL of one COPY text line (with its newline) per row, or None for the per-row path."""
     if tp.without_rowid or not tp.columns:
+        return None
+    if any(c.converter == "double" for c in tp.columns) and not printf_exact():
         return None
     parts = [column_sql(c, escape=escape) for c in tp.columns]
     if any(p is None for p in parts):
@@ -113,36 +207,51 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
     provably equals the escaped text: exactly one tab per column boundary and one newline per
     row, no CR, and no backslash beyond those of its own NULL and bytea markers; so no value
     holds a byte that escaping would change. Otherwise the chunk is rebuilt with escaping in
-    SQL, and only a chunk with a NUL byte or invalid UTF-8 falls back to the row-by-row path.
+    SQL (and the next chunk is built escaped directly, until one needs no escaping), and only a
+    chunk with a NUL byte or invalid UTF-8 falls back to the row-by-row path.
     """
     raw = line_sql(tp, escape=False)
     escaped = line_sql(tp)
     if raw is None or escaped is None:
         raise ValueError(f"table {tp.source} cannot be formatted in SQL")
+    register(src)
     t = quote(tp.source)
-    first = (
-        f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB) FROM "
-        f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {raw} AS line FROM {t} "
-        f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
-    )
+
+    def first(line: str) -> str:
+        return (
+            f"SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB) FROM "
+            f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t} "
+            f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
+        )
+
+    first_raw, first_escaped = first(raw), first(escaped)
     again = (
         f"SELECT CAST(group_concat(line, '') AS BLOB) FROM (SELECT {escaped} AS line FROM {t} "
         "WHERE rowid BETWEEN ? AND ? ORDER BY rowid)"
     )
     tabs = len(tp.columns) - 1
     lo = -(2**63)
+    # After a chunk that needed escaping the next one is built escaped at once (values with a
+    # tab or newline tend to be common in a column, and building a chunk twice costs more than
+    # escaping it); an escaped chunk in which escaping added no backslash switches back to raw.
+    escape = False
     while True:
-        hi, count, backslashes, data = src.execute(first, (lo,)).fetchone()
+        hi, count, backslashes, data = src.execute(
+            first_escaped if escape else first_raw, (lo,)
+        ).fetchone()
         if not count:
             return
         data = data or b""
-        if not (
+        if escape:
+            escape = data.count(b"\\") != backslashes
+        elif not (
             data.count(b"\t") == count * tabs
             and data.count(b"\n") == count
             and data.count(b"\\") == backslashes
             and b"\r" not in data
         ):
             data = src.execute(again, (lo, hi)).fetchone()[0] or b""
+            escape = True
         yield Chunk(lo, hi, count, data if _clean(data) else None)
         if hi == 2**63 - 1:
             return

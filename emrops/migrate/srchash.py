@@ -26,7 +26,14 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
-from emrops.migrate.convert import NULL_MARK, SEP, canon_function, canon_kind, canon_ts
+from emrops.migrate.convert import (
+    NULL_MARK,
+    SEP,
+    canon_function,
+    canon_kind,
+    canon_ts,
+    numeric_scale,
+)
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
 
@@ -37,8 +44,9 @@ class Stopped(Exception):
     """The run gave up (another step failed): stop hashing."""
 
 
-def _canon_sql(col: ColumnPlan) -> str | None:
-    """SQL giving the canonical text of a fast column's non-NULL value, or None for Python."""
+def _canon_sql(col: ColumnPlan, python: str) -> str | None:
+    """SQL giving the canonical text of a fast column's non-NULL value, or None for Python
+    (``python``: the SQL calling the column's Python canonical function, for a mix)."""
     c = quote(col.source)
     kind = canon_kind(col.pg_type)
     if col.select_blob:
@@ -55,6 +63,12 @@ def _canon_sql(col: ColumnPlan) -> str | None:
             f"CASE WHEN {c} GLOB '????-??-?? ??:??:??.??????' THEN {c} "
             f"ELSE emrops_canon_ts({c}) END"
         )
+    if kind == "numeric" and col.converter == "numeric":
+        # integers as PostgreSQL prints them (the scale's zeros after them); reals need
+        # Python's shortest repr, which is what the copy sent
+        scale = numeric_scale(col.pg_type)
+        digits = f"CAST({c} AS TEXT)" + (f" || '.{'0' * scale}'" if scale else "")
+        return f"CASE WHEN typeof({c}) = 'integer' THEN {digits} ELSE {python} END"
     if kind == "uuid" and col.converter == "pass":
         # the profile matched every value to 32 hex digits or the dashed form
         return f"CASE WHEN length({c}) = 32 THEN lower({c}) ELSE lower(replace({c}, '-', '')) END"
@@ -73,12 +87,13 @@ def row_sql(conn: sqlite3.Connection, tp: TablePlan) -> str:
     conn.create_function("emrops_canon_ts", 1, canon_ts, deterministic=True)
     parts = []
     for i, col in enumerate(tp.columns):
-        sql = _canon_sql(col)
         c = quote(col.source)
-        if sql is None:
-            name = f"emrops_canon_{i}"
+        name = f"emrops_canon_{i}"
+        python = f"{name}({f'CAST({c} AS BLOB)' if col.select_blob else c})"
+        sql = _canon_sql(col, python)
+        if sql is None or python in sql:
             conn.create_function(name, 1, canon_function(col.pg_type), deterministic=True)
-            sql = f"{name}({f'CAST({c} AS BLOB)' if col.select_blob else c})"
+        sql = sql or python
         if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
             sql = f"CASE WHEN {c} IS NULL THEN {_literal(NULL_MARK)} ELSE {sql} END"
         parts.append(sql)

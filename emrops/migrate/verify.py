@@ -343,6 +343,18 @@ def _inventory(conn: psycopg.Connection, plan: Plan) -> list[str]:
     for v in plan.views:
         if v.target not in views:
             problems.append(f"view {v.target} is missing")
+    triggers = {
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"
+        )
+    }
+    for t in plan.triggers:
+        if t.error:
+            problems.append(f"trigger {t.source} on {t.table} was not translated: {t.error}")
+        elif t.function_sql and (t.table, t.target) not in triggers:  # ours, not --cast's
+            problems.append(f"trigger {t.target} on {t.table} is missing")
     return problems
 
 

@@ -17,10 +17,17 @@ from typing import Any
 
 from emrops import atomic
 from emrops.config import Settings
-from emrops.errors import EmropsError, UsageError
+from emrops.errors import ChangesPending, EmropsError, UsageError
 from emrops.provision import arm
 from emrops.provision.environments import load_environment
-from emrops.provision.plan import Inputs, Plan, ensure_resource_group, gather
+from emrops.provision.plan import (
+    Inputs,
+    Plan,
+    ResourceChange,
+    ensure_resource_group,
+    gather,
+    what_if,
+)
 
 OUTPUTS_SCHEMA = "emrops.outputs/1"
 
@@ -54,6 +61,64 @@ def check_fresh(plan: Plan, inputs: Inputs) -> None:
         raise EmropsError(
             f"stale plan: the template or parameters changed since the plan was made "
             f"({plan.inputs_sha256[:12]} != {inputs.sha256[:12]})",
+            hint=f"run `emrops provision plan --env {plan.environment}` again and review it",
+        )
+
+
+def _signature(change: ResourceChange) -> tuple[str, tuple[tuple[str, str, str, str], ...]]:
+    props = tuple(
+        sorted(
+            (
+                p.path,
+                p.change,
+                json.dumps(p.before, sort_keys=True, default=str),
+                json.dumps(p.after, sort_keys=True, default=str),
+            )
+            for p in change.properties
+        )
+    )
+    return change.change, props
+
+
+def drift(planned: list[ResourceChange], live: list[ResourceChange]) -> list[str]:
+    """How a fresh what-if differs from the saved plan, one line per resource (empty: none)."""
+    before = {c.resource_id: c for c in planned}
+    after = {c.resource_id: c for c in live}
+    lines = []
+    for rid in sorted(set(before) | set(after)):
+        old, new = before.get(rid), after.get(rid)
+        label = (new or old).name or rid  # type: ignore[union-attr]
+        if old is None:
+            lines.append(f"{label}: not in the plan, now {new.change}")  # type: ignore[union-attr]
+        elif new is None:
+            lines.append(f"{label}: planned {old.change}, no longer predicted")
+        elif _signature(old) != _signature(new):
+            if old.change != new.change:
+                lines.append(f"{label}: planned {old.change}, now {new.change}")
+            else:
+                paths = sorted(
+                    {p.path for p in old.properties} ^ {p.path for p in new.properties}
+                    | {
+                        p.path
+                        for p in new.properties
+                        for q in old.properties
+                        if p.path == q.path and (p.before, p.after) != (q.before, q.after)
+                    }
+                )
+                lines.append(f"{label}: {new.change} differs at {', '.join(paths) or 'properties'}")
+    return lines
+
+
+def check_no_drift(clients: arm.ArmClients, plan: Plan, inputs: Inputs) -> None:
+    """Re-run what-if; refuse (exit 4, ChangesPending) when the live state moved since the
+    plan, so what gets applied is what was reviewed."""
+    live, _ = what_if(clients, inputs, plan.deployment_name)
+    lines = drift(plan.changes, live)
+    if lines:
+        shown = lines[:10] + ([f"... and {len(lines) - 10} more"] if len(lines) > 10 else [])
+        raise ChangesPending(
+            f"the live state of {plan.resource_group} drifted since the plan was made "
+            f"({len(lines)} resource(s)):\n  " + "\n  ".join(shown),
             hint=f"run `emrops provision plan --env {plan.environment}` again and review it",
         )
 
@@ -153,7 +218,7 @@ def deploy(
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "outputs": outputs,
         },
-        mode=0o644,
+        mode=0o600,
     )
     return ApplyResult(
         env.name, env.resource_group, name, state, time.monotonic() - started, outputs, path, ops

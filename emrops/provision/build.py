@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emrops import atomic
+from emrops import atomic, secrets
 from emrops.config import Settings
 from emrops.errors import EmropsError, UsageError
 from emrops.provision.environments import bicep_dir
@@ -74,7 +74,9 @@ def build(settings: Settings, timeout: float = 300) -> BuildResult:
     except subprocess.TimeoutExpired as exc:
         raise EmropsError(f"bicep build did not finish within {timeout:.0f}s") from exc
     if proc.returncode != 0:
-        detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
+        detail = secrets.mask(proc.stderr.strip() or proc.stdout.strip()) or (
+            f"exit code {proc.returncode}"
+        )
         raise EmropsError(f"bicep build failed: {detail}", hint="fix the template and retry")
     template = parse_template(proc.stdout, f"output of {bicep} build")
     output = build_path(settings)

@@ -71,7 +71,7 @@ def available(settings: Settings) -> list[str]:
 
 def load_environment(settings: Settings, name: str) -> Environment:
     """Read and check ``environments/<name>.toml``; UsageError (exit 2) on any problem."""
-    if not _ENV_NAME.match(name):
+    if not _ENV_NAME.fullmatch(name):
         raise UsageError(
             f"invalid environment name {name!r}",
             hint="use lowercase letters, digits and dashes, e.g. staging",

@@ -2,7 +2,12 @@
 
 A plan file (schema ``emrops.plan/1``) holds the normalised changes and a hash of the
 template and the (non-secret) parameters; ``apply --plan`` refuses it when the hash of
-the current inputs differs (a stale plan).
+the current inputs differs (a stale plan), and when a fresh what-if differs from the saved
+changes (the live state drifted since the plan).
+
+Planning never writes: what-if is a read-only POST. When the resource group does not exist
+yet, the what-if runs at subscription scope on a wrapper that creates the group and deploys
+the template into it, so the plan shows the group as a Create instead of creating it.
 """
 
 from __future__ import annotations
@@ -134,8 +139,32 @@ def _git_sha() -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
+RG_TYPE = "Microsoft.Resources/resourceGroups"
+RG_API = "2022-09-01"
+
+
+def resource_group_exists(clients: arm.ArmClients, env: Environment) -> bool:
+    """A GET on the group (read-only); False on 404."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        arm.call(
+            f"reading resource group {env.resource_group}",
+            lambda: clients.resources.resource_groups.get(env.resource_group),
+        )
+    except EmropsError as exc:
+        if isinstance(exc.__cause__, ResourceNotFoundError):
+            return False
+        raise
+    return True
+
+
+def _group_tags(env: Environment) -> dict[str, str]:
+    return {"managed-by": "emrops", "environment": env.name}
+
+
 def ensure_resource_group(clients: arm.ArmClients, env: Environment) -> None:
-    body = {"location": env.location, "tags": {"managed-by": "emrops", "environment": env.name}}
+    body = {"location": env.location, "tags": _group_tags(env)}
     arm.call(
         f"creating resource group {env.resource_group}",
         lambda: clients.resources.resource_groups.create_or_update(env.resource_group, body),
@@ -159,10 +188,69 @@ def what_if(clients: arm.ArmClients, inputs: Inputs, name: str) -> tuple[list[Re
         )
     )
     rg = inputs.env.resource_group
-    result = arm.call(
-        f"what-if on {rg}",
-        lambda: clients.deployments.deployments.begin_what_if(rg, name, body).result(),
+    if resource_group_exists(clients, inputs.env):
+        result = arm.call(
+            f"what-if on {rg}",
+            lambda: clients.deployments.deployments.begin_what_if(rg, name, body).result(),
+        )
+    else:
+        wrapper = _subscription_what_if(inputs, name)
+        result = arm.call(
+            f"what-if for the new resource group {rg}",
+            lambda: clients.deployments.deployments.begin_what_if_at_subscription_scope(
+                name, wrapper
+            ).result(),
+        )
+    return _changes_of(result)
+
+
+def _subscription_what_if(inputs: Inputs, name: str) -> Any:
+    """A subscription-scope what-if body: create the group, then deploy into it (nested)."""
+    from azure.mgmt.resource.deployments.models import (
+        DeploymentWhatIf,
+        DeploymentWhatIfProperties,
+        DeploymentWhatIfSettings,
     )
+
+    env = inputs.env
+    template = {
+        "$schema": "https://schema.management.azure.com/schemas/2018-05-01/"
+        "subscriptionDeploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [
+            {
+                "type": RG_TYPE,
+                "apiVersion": RG_API,
+                "name": env.resource_group,
+                "location": env.location,
+                "tags": _group_tags(env),
+            },
+            {
+                "type": "Microsoft.Resources/deployments",
+                "apiVersion": RG_API,
+                "name": name,
+                "resourceGroup": env.resource_group,
+                "dependsOn": [env.resource_group],
+                "properties": {
+                    "mode": "Incremental",
+                    "expressionEvaluationOptions": {"scope": "inner"},
+                    "template": inputs.template,
+                    "parameters": inputs.parameters,
+                },
+            },
+        ],
+    }
+    return DeploymentWhatIf(
+        location=env.location,
+        properties=DeploymentWhatIfProperties(
+            template=template,
+            mode="Incremental",
+            what_if_settings=DeploymentWhatIfSettings(result_format="FullResourcePayloads"),
+        ),
+    )
+
+
+def _changes_of(result: Any) -> tuple[list[ResourceChange], int]:
     error = arm.field(result, "error")
     if error is not None or arm.text(arm.field(result, "status")).lower() == "failed":
         code = arm.field(error, "code") or "WhatIfFailed"
@@ -224,6 +312,8 @@ def _is_noise(prop: PropertyChange) -> bool:
 
 def _type_and_name(resource_id: str) -> tuple[str, str]:
     parts = resource_id.strip("/").split("/")
+    if "providers" not in parts and len(parts) == 4 and parts[2].lower() == "resourcegroups":
+        return RG_TYPE, parts[3]
     if "providers" not in parts:
         return "", parts[-1] if parts else ""
     i = len(parts) - 1 - parts[::-1].index("providers")
@@ -242,8 +332,7 @@ def make_plan(
 ) -> tuple[Plan, Inputs]:
     inputs = gather(settings, env_name, template)
     name = deployment_name(inputs.env.name)
-    ensure_resource_group(clients, inputs.env)
-    changes, filtered = what_if(clients, inputs, name)
+    changes, filtered = what_if(clients, inputs, name)  # read-only: no group is created
     plan = Plan(
         schema=SCHEMA,
         environment=inputs.env.name,
@@ -265,7 +354,7 @@ def default_plan_path(settings: Settings, env: str) -> Path:
 
 
 def save_plan(plan: Plan, path: Path) -> None:
-    atomic.write_json(path, plan.to_json(), mode=0o644)
+    atomic.write_json(path, plan.to_json(), mode=0o600)
 
 
 def load_plan(path: Path) -> Plan:

@@ -19,7 +19,12 @@ import jinja2
 from emrops import atomic, secrets
 from emrops.config import Settings
 from emrops.errors import UsageError
-from emrops.provision.environments import Environment, bicep_dir, load_environment
+from emrops.provision.environments import (
+    Environment,
+    SecretSource,
+    bicep_dir,
+    load_environment,
+)
 from emrops.provision.params import check_values, declared_parameters
 
 TEMPLATE_NAME = "parameters.json.j2"
@@ -79,18 +84,30 @@ def render_text(settings: Settings, env: Environment) -> str:
     return text
 
 
+UNSET = "(unset)"
+KEY_VAULT = "(Key Vault reference)"
+
+
+def _secret_shown(src: SecretSource, environ: Mapping[str, str] | None = None) -> str:
+    """``***`` only for a secret that is set; an unset one says so (apply would refuse it)."""
+    if src.env is None:
+        return KEY_VAULT
+    environ = os.environ if environ is None else environ
+    return secrets.MASK if environ.get(src.env) else UNSET
+
+
 def render(settings: Settings, env_name: str) -> RenderResult:
     """Write ``<state_dir>/params/<env>.parameters.json`` and describe the effective values."""
     env = load_checked(settings, env_name)
     text = render_text(settings, env)
     path = parameters_path(settings, env.name)
-    atomic.write_text(path, text, mode=0o644)
+    atomic.write_text(path, text, mode=0o600)
     specs = declared_parameters(bicep_dir(settings) / "main.bicep")
     effective: list[EffectiveParameter] = []
     for name, spec in sorted(specs.items()):
         if name in env.secrets:
             src = env.secrets[name]
-            effective.append(EffectiveParameter(name, secrets.MASK, src.description, True))
+            effective.append(EffectiveParameter(name, _secret_shown(src), src.description, True))
         elif name in env.parameters:
             effective.append(EffectiveParameter(name, env.parameters[name], "file", False))
         else:

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from emrops.errors import UsageError
 from emrops.schedule.cron import Schedule
 from emrops.schedule.jobs import DESCRIPTIONS
 
@@ -48,6 +49,28 @@ class Target:
         return shlex.join(words)
 
 
+def cron_escape(command: str) -> str:
+    """Escape ``%`` for a crontab command field: cron turns a bare ``%`` into a newline (and
+    feeds the rest to stdin), ``\\%`` into ``%``."""
+    return command.replace("%", "\\%")
+
+
+def systemd_escape(value: str, *, command: bool = False) -> str:
+    """Escape a value for a unit file: ``%`` starts a specifier (``%%`` is a percent sign) and,
+    in Exec lines, ``$`` an environment variable (``$$`` is a dollar sign)."""
+    value = value.replace("%", "%%")
+    return value.replace("$", "$$") if command else value
+
+
+def _no_newline(*values: object) -> None:
+    for value in values:
+        if "\n" in str(value) or "\r" in str(value):
+            raise UsageError(
+                f"{str(value)!r} holds a line break, which no crontab or unit file can carry",
+                hint="use a path without line breaks",
+            )
+
+
 def crontab(target: Target, jobs: dict[str, Schedule]) -> str:
     """Crontab lines (UTC) calling the one-shot job command, output appended to a log file."""
     lines = [
@@ -57,25 +80,29 @@ def crontab(target: Target, jobs: dict[str, Schedule]) -> str:
         "CRON_TZ=UTC",
         "SHELL=/bin/sh",
     ]
+    _no_newline(*target.command, target.config_file, target.workdir, target.log_dir)
     for name, schedule in jobs.items():
         log_file = shlex.quote(str(target.log_dir / f"schedule-{name}.log"))
         lines.append(f"# {name}: {DESCRIPTIONS[name]}")
-        lines.append(
-            f"{schedule.crontab} cd {shlex.quote(str(target.workdir))} && "
+        command = (
+            f"cd {shlex.quote(str(target.workdir))} && "
             f"{target.emrops('schedule', 'run-job', name)} >> {log_file} 2>&1"
         )
+        lines.append(f"{schedule.crontab} {cron_escape(command)}")
     return "\n".join(lines) + "\n"
 
 
 def _exec(target: Target, *args: str) -> str:
-    return target.emrops(*args)
+    return systemd_escape(target.emrops(*args), command=True)
 
 
 def systemd_units(
     target: Target, jobs: dict[str, Schedule], user: str | None = None
 ) -> dict[str, str]:
     """Unit file name -> content: a oneshot service + timer per job, and two daemon services."""
-    user_line = f"User={user}\n" if user else ""
+    _no_newline(*target.command, target.config_file, target.workdir, target.log_dir, user or "")
+    user_line = f"User={systemd_escape(user)}\n" if user else ""
+    workdir = systemd_escape(str(target.workdir))
     units: dict[str, str] = {}
     for name, schedule in jobs.items():
         units[f"emrops-{name}.service"] = (
@@ -87,13 +114,13 @@ def systemd_units(
             "[Service]\n"
             "Type=oneshot\n"
             f"{user_line}"
-            f"WorkingDirectory={target.workdir}\n"
+            f"WorkingDirectory={workdir}\n"
             f"ExecStart={_exec(target, 'schedule', 'run-job', name)}\n"
             f"SuccessExitStatus={BUSY_EXIT}\n"
         )
         units[f"emrops-{name}.timer"] = (
             "[Unit]\n"
-            f"Description=emrops {name} on '{schedule.expression}' (UTC)\n"
+            f"Description=emrops {name} on '{systemd_escape(schedule.expression)}' (UTC)\n"
             "\n"
             "[Timer]\n"
             f"OnCalendar={schedule.on_calendar()}\n"
@@ -112,7 +139,7 @@ def systemd_units(
         "[Service]\n"
         "Type=simple\n"
         f"{user_line}"
-        f"WorkingDirectory={target.workdir}\n"
+        f"WorkingDirectory={workdir}\n"
         f"ExecStart={_exec(target, 'schedule', 'run')}\n"
         "KillSignal=SIGTERM\n"
         "TimeoutStopSec=1h\n"
@@ -131,7 +158,7 @@ def systemd_units(
         "[Service]\n"
         "Type=simple\n"
         f"{user_line}"
-        f"WorkingDirectory={target.workdir}\n"
+        f"WorkingDirectory={workdir}\n"
         f"ExecStart={_exec(target, 'sim', 'serve')}\n"
         "ExecReload=/bin/kill -HUP $MAINPID\n"
         "KillSignal=SIGTERM\n"

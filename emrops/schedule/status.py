@@ -86,7 +86,8 @@ def record(folder: Path, status: JobStatus) -> JobStatus:
         status.last_success_duration_s = previous.last_success_duration_s
         status.last_success_bytes = previous.last_success_bytes
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / f"{status.job}.json", asdict(status), mode=0o644)
+    atomic.write_json(folder / f"{status.job}.json", asdict(status), mode=0o600)
+    # node_exporter's textfile collector runs as another user and must read the metrics file
     atomic.write_text(folder / f"{status.job}.prom", prometheus_text(status), mode=0o644)
     return status
 
@@ -147,7 +148,7 @@ def write_heartbeat(folder: Path, started_at: str, jobs: dict[str, Any], state: 
             "pid": os.getpid(),
             "jobs": jobs,
         },
-        mode=0o644,
+        mode=0o600,
     )
 
 

@@ -7,6 +7,7 @@ The patient profile drives the simulated replies and the vitals baselines.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -159,12 +160,15 @@ CATALOG: list[dict[str, Any]] = [
 ]
 
 
-def ensure_scenarios(engine: Engine) -> int:
-    """Insert catalog scenarios that are missing (matched by slug); returns how many were added."""
+def ensure_scenarios(engine: Engine, created_at: datetime | None = None) -> int:
+    """Insert catalog scenarios that are missing (matched by slug); returns how many were added.
+    ``created_at`` (default: now) makes a seeded database reproducible."""
     with db_errors(engine.url), begin_write(engine) as conn:
         existing = set(conn.execute(sa.select(scenarios.c.slug)).scalars())
         rows = [
-            {**item, "created_at": utcnow()} for item in CATALOG if item["slug"] not in existing
+            {**item, "created_at": created_at or utcnow()}
+            for item in CATALOG
+            if item["slug"] not in existing
         ]
         if rows:
             conn.execute(scenarios.insert(), rows)

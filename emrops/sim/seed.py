@@ -16,7 +16,8 @@ Determinism: the content is a pure function of ``seed``, the scenarios present a
 of sessions already in the database. Two fresh databases seeded with the same seed hold the
 same rows; seeding an existing database again appends new sessions (their random stream is
 derived from the seed and the existing session count, so ids never repeat). Timestamps are
-spread over the 90 days before the fixed :data:`SEED_EPOCH`, not "now", for the same reason.
+spread over the 90 days before a base time (default the fixed :data:`SEED_EPOCH`; `sim seed`
+passes now unless --base-time is given), not the clock at each row, for the same reason.
 Session ids are time-ordered UUIDv7 values: the (session_id, id) message index then grows at
 its right edge instead of splitting pages all over the tree.
 """
@@ -54,9 +55,6 @@ ANONYMOUS_SHARE = 0.05  # sessions without a user (guest encounters)
 MESSAGES_PER_BATCH = 50_000  # rows buffered per executemany / COPY round
 SQLITE_CACHE_KIB = 262_144  # page cache for the seeding connection: 256 MiB
 
-_EPOCH_NAIVE = SEED_EPOCH.replace(tzinfo=None)
-_EPOCH_MS = int(SEED_EPOCH.timestamp() * 1000)
-
 
 @dataclass(frozen=True)
 class SeedResult:
@@ -87,9 +85,21 @@ def _clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
-def _ts(offset_us: int) -> str:
-    """Naive UTC text, microseconds always present: what SQLAlchemy's DateTime writes on SQLite."""
-    return (_EPOCH_NAIVE + timedelta(microseconds=offset_us)).isoformat(" ", "microseconds")
+@dataclass(frozen=True)
+class _Clock:
+    """The base time every generated timestamp (and UUIDv7) is an offset from."""
+
+    naive: datetime  # naive UTC
+    ms: int
+
+    @classmethod
+    def at(cls, base: datetime) -> _Clock:
+        base = base.astimezone(UTC) if base.tzinfo else base.replace(tzinfo=UTC)
+        return cls(base.replace(tzinfo=None), int(base.timestamp() * 1000))
+
+    def ts(self, offset_us: int) -> str:
+        """Naive UTC text, microseconds always present (what SQLAlchemy's DateTime writes)."""
+        return (self.naive + timedelta(microseconds=offset_us)).isoformat(" ", "microseconds")
 
 
 class _Generator:
@@ -100,8 +110,10 @@ class _Generator:
         rng: random.Random,
         scenario_rows: list[tuple[int, dict[str, Any]]],
         user_ids: list[int],
+        clock: _Clock,
     ) -> None:
         self.rng = rng
+        self.clock = clock
         self.scenarios = [
             (sid, phrasebook(p), p.get("vitals_baseline") or DEFAULT_VITALS)
             for sid, p in scenario_rows
@@ -126,7 +138,7 @@ class _Generator:
         rng = self.rng
         rand = rng.random
         scenario_id, book, base = self.scenarios[int(rand() * len(self.scenarios))]
-        sid = _uuid7(_EPOCH_MS + start_us // 1000, rng)
+        sid = _uuid7(self.clock.ms + start_us // 1000, rng)
         user = None if rand() < ANONYMOUS_SHARE else self.user_ids[int(rand() * len(self.user_ids))]
         middle = list(MIDDLE_TOPICS)
         rng.shuffle(middle)
@@ -137,7 +149,7 @@ class _Generator:
         while len(plan) < pairs:
             plan.extend(loop)
         append = batch.messages.append
-        epoch, td = _EPOCH_NAIVE, timedelta
+        epoch, td = self.clock.naive, timedelta
         t = start_us + 5_000_000 + int(rand() * 55_000_000)
         for k in range(pairs):
             student, n_student, patient, n_patient, meta = plan[k]
@@ -171,10 +183,12 @@ class _Generator:
         ended = score = None
         if status != "active":
             t += 30_000_000 + int(rand() * 300_000_000)
-            ended = _ts(t)
+            ended = self.clock.ts(t)
             if status == "completed":
                 score = round(_clamp(rng.triangular(35, 100, 80), 0, 100), 1)
-        batch.sessions.append((sid, scenario_id, user, status, _ts(start_us), ended, score))
+        batch.sessions.append(
+            (sid, scenario_id, user, status, self.clock.ts(start_us), ended, score)
+        )
         self._vitals(batch, sid, base, start_us, t)
 
     def _vitals(self, batch: _Batch, sid: str, base: dict[str, Any], start: int, end: int) -> None:
@@ -199,11 +213,13 @@ class _Generator:
             spo2 = int(_clamp(round(spo2_0 + (rand() - rand()) * 2), 70, 100))
             rr = int(_clamp(round(rr0 + (rand() - rand()) * 3), 6, 60))
             temp = round(_clamp(temp0 + (rand() - rand()) * 0.3, 33.0, 43.0), 1)
-            at = _ts(start + k * step + int(rand() * 1_000_000))
+            at = self.clock.ts(start + k * step + int(rand() * 1_000_000))
             batch.vitals.append((sid, hr, sbp, dbp, spo2, rr, temp, at))
 
 
-def _users(rng: random.Random, ids: list[int], taken: set[str]) -> list[tuple[Any, ...]]:
+def _users(
+    rng: random.Random, ids: list[int], taken: set[str], clock: _Clock
+) -> list[tuple[Any, ...]]:
     window_start = -WINDOW_DAYS * 86_400_000_000
     rows = []
     for uid in ids:
@@ -215,7 +231,7 @@ def _users(rng: random.Random, ids: list[int], taken: set[str]) -> list[tuple[An
             email = f"{first}.{last}.{uid}.{n}@{EMAIL_DOMAIN}".lower()
         taken.add(email)
         role = "instructor" if rng.random() < 0.04 else "student"
-        created = _ts(window_start - int(rng.random() * 365 * 86_400_000_000))
+        created = clock.ts(window_start - int(rng.random() * 365 * 86_400_000_000))
         rows.append((uid, email, f"{first} {last}", role, created))
     return rows
 
@@ -244,12 +260,17 @@ def seed_database(
     messages_per_session: int = 50,
     seed: int = 1,
     progress: Progress | None = None,
+    base_time: datetime = SEED_EPOCH,
+    append: bool = True,
 ) -> SeedResult:
     """Append ``sessions`` generated sessions (with users, messages, vitals) in one transaction.
 
     Needs the schema and at least one scenario (``emrops sim init-db``). Raises UsageError for
     bad sizes or a database without scenarios, DatabaseError for any database failure (then
     nothing was written). ``progress(done, total)`` is called after each batch of sessions.
+    Sessions start in the 90 days before ``base_time``; ids and times are a pure function of
+    the seed, the base time and what the database holds. With ``append=False`` a database
+    that already has sessions is refused (UsageError, exit 2) instead of appended to.
     """
     if sessions < 1:
         raise UsageError(f"--sessions must be at least 1, got {sessions}")
@@ -272,7 +293,16 @@ def seed_database(
         writer = writer_class(raw.driver_connection)
         try:
             writer.begin()
-            counts = _seed(writer, scenario_rows, sessions, messages_per_session, seed, progress)
+            counts = _seed(
+                writer,
+                scenario_rows,
+                sessions,
+                messages_per_session,
+                seed,
+                progress,
+                _Clock.at(base_time),
+                append,
+            )
             writer.commit()
         except BaseException:
             writer.rollback()
@@ -302,16 +332,24 @@ def _seed(
     mps: int,
     seed: int,
     progress: Progress | None,
+    clock: _Clock,
+    append: bool,
 ) -> tuple[int, int, int]:
     """Generate and write everything inside the open transaction; (users, messages, vitals)."""
     existing = writer.scalar("SELECT count(*) FROM sessions")
+    if existing and not append:
+        raise UsageError(
+            f"the database already holds {existing} session(s)",
+            hint="pass --append to add more (with a stream derived from the seed and the "
+            "count), or seed a fresh database",
+        )
     # A fresh database gets exactly Random(seed); appending derives a new, distinct stream.
     rng = random.Random(seed if existing == 0 else f"{seed}/{existing}")
     user_ids = writer.new_user_ids(max(1, math.ceil(sessions / SESSIONS_PER_USER)))
     taken = set(writer.column(f"SELECT email FROM users WHERE email LIKE '%@{EMAIL_DOMAIN}'"))
-    writer.write("users", _users(rng, user_ids, taken))
+    writer.write("users", _users(rng, user_ids, taken, clock))
     per_batch = max(1, min(sessions, MESSAGES_PER_BATCH // max(mps, 1)))
-    batches = _Generator(rng, scenario_rows, user_ids).batches(sessions, mps, per_batch)
+    batches = _Generator(rng, scenario_rows, user_ids, clock).batches(sessions, mps, per_batch)
     if writer.overlap:
         batches = _prefetched(batches)
     messages = vitals = 0

@@ -116,6 +116,7 @@ class _Client:
     reconnect_times: list[float] = field(default_factory=list)
     connect_failures: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    online: bool = False  # its socket is open now (False while it reconnects)
 
     def on_message(self, mid: int) -> None:
         if mid in self.seen:
@@ -138,6 +139,7 @@ class _Client:
                     lost_at = None
                     backoff = BACKOFF_START
                     self.connected.set()
+                    self.online = True
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             break
@@ -148,6 +150,7 @@ class _Client:
                             break  # reconnect / database_unavailable: the server closes next
             except (aiohttp.ClientError, OSError, TimeoutError):
                 self.connect_failures += 1
+            self.online = False
             if lost_at is None:
                 lost_at = time.monotonic()
             await asyncio.sleep(random.uniform(0, backoff))  # full jitter
@@ -338,16 +341,22 @@ def _report(
     all_reconnects: list[float] = []
     for c in clients:
         expected = set(truth[c.session_id])
-        lost = sorted(expected - c.seen)
+        missing = sorted(expected - c.seen)
+        # Lost means "not delivered after the client resumed": a client still reconnecting
+        # when the probe ends has not resumed yet, so what it misses is pending, not lost.
+        lost = missing if c.online else []
+        pending = [] if c.online else missing
         all_reconnects += c.reconnect_times
         rows.append(
             {
                 "client": c.index,
                 "session_id": c.session_id,
+                "state": "connected" if c.online else "reconnecting",
                 "expected": len(expected),
                 "received": len(c.seen & expected),
                 "lost": len(lost),
                 "lost_ids": lost[:20],
+                "reconnecting_missing": len(pending),
                 "unexpected": len(c.seen - expected),
                 "duplicated": c.duplicates,
                 "out_of_order": c.out_of_order,
@@ -362,6 +371,7 @@ def _report(
             "expected",
             "received",
             "lost",
+            "reconnecting_missing",
             "unexpected",
             "duplicated",
             "out_of_order",
@@ -385,6 +395,7 @@ def _report(
         "restarts": restarts,
         "totals": totals,
         "reconnect_time": _times(all_reconnects),
+        "reconnecting_clients": sum(1 for r in rows if r["state"] == "reconnecting"),
         "clients": rows,
         "passed": totals["lost"] == 0 and totals["duplicated"] == 0 and not failed_restarts,
         "restart_failures": len(failed_restarts),

@@ -24,6 +24,35 @@ def test_keygen_prints_an_identity_file(cli) -> None:
     assert lines[0].startswith("# public key: age1") and lines[1].startswith("AGE-SECRET-KEY-1")
 
 
+def test_keygen_out_writes_a_0600_identity_file_and_never_overwrites(cli, tmp_path: Path) -> None:
+    import stat
+
+    key = tmp_path / "keys" / "backup.key"
+    result = cli("backup", "keygen", "--out", str(key))
+    assert result.exit_code == 0, result.stderr
+    recipient = result.stdout.strip()
+    assert recipient.startswith("age1") and "AGE-SECRET-KEY" not in result.stdout + result.stderr
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    lines = key.read_text().splitlines()
+    assert lines[1] == f"# public key: {recipient}" and lines[2].startswith("AGE-SECRET-KEY-1")
+    # the age CLI reads it as an identity file
+    probe = subprocess.run(
+        [have("age"), "-r", recipient], input=b"x", capture_output=True, check=True
+    )
+    back = subprocess.run(
+        [have("age"), "-d", "-i", str(key)], input=probe.stdout, capture_output=True, check=True
+    )
+    assert back.stdout == b"x"
+    before = key.read_bytes()
+    again = cli("backup", "keygen", "--out", str(key))
+    assert again.exit_code == 2
+    assert again.stderr.startswith(f"Error: {key} exists: refusing to overwrite an identity file")
+    assert key.read_bytes() == before
+    assert [p.name for p in key.parent.iterdir()] == ["backup.key"]  # no temporary left
+    as_json = json_of(cli("backup", "keygen", "--out", str(tmp_path / "k2"), "--json"))
+    assert as_json["recipient"].startswith("age1") and "identity" not in as_json
+
+
 def test_encrypted_backup_decrypts_with_the_age_cli(
     cli, seeded_sqlite: str, store: Path, tmp_path: Path, keys: dict[str, str], monkeypatch
 ) -> None:

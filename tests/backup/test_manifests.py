@@ -116,7 +116,7 @@ def test_unsealed_old_manifest_verifies_with_a_warning(
     assert seal["detail"].startswith("warning: unsealed")
     [entry] = listed(cli, store)
     assert entry["verified"] == "ok" and entry["sealed"] is False
-    assert "(unsealed)" in cli("backup", "list", "--store", str(store)).stdout
+    assert "(unsealed)" in cli("backup", "list", "--store", str(store)).stderr
 
 
 def _name(doc: dict[str, Any], value: str) -> None:

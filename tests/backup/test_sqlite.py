@@ -105,7 +105,8 @@ def test_pin_rotate_dry_run_and_delete(cli, seeded_sqlite: str, store: Path) -> 
     done = json_of(cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json"))
     assert done["deleted"] == [ids[0]]
     human = cli("backup", "rotate", "--keep-daily", "7", "--dry-run", "--store", str(store))
-    assert human.exit_code == 0 and "dry run: nothing deleted" in " ".join(human.stdout.split())
+    assert human.exit_code == 0 and "dry run: nothing deleted" in human.stderr  # title: stderr
+    assert human.stdout.startswith("id\taction\treasons\n")  # not a terminal: TSV
 
 
 def test_rotate_needs_a_rule(cli, store: Path) -> None:

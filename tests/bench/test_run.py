@@ -96,6 +96,10 @@ def test_json_prints_only_the_result(cli, tmp_path: Path) -> None:
     doc = validate(json.loads(r.stdout))
     _assert_cells_sane(doc, "write")
     assert set(doc["cells"][0]["repeats"][0]["ops"]) == {"write.message", "write.vitals"}
+    # not a terminal: one status line per phase, each cell numbered with an ETA
+    cells = [line for line in r.stderr.splitlines() if line.startswith("cell ")]
+    assert len(cells) == len(doc["cells"]) * doc["config"]["repeat"]
+    assert cells[0].startswith(f"cell 1/{len(cells)}: repeat 1/") and "; ETA " in cells[0]
 
 
 @pytest.mark.parametrize("workload", ["read", "mixed"])

@@ -83,6 +83,22 @@ def test_junit_report_parses_back(cli, mixed_run: dict, tmp_path: Path) -> None:
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "3")
 
 
+def test_run_state_audit_trail_and_reports_are_0600(cli, mixed_run: dict, tmp_path: Path) -> None:
+    import stat
+
+    from tests.checklist.conftest import runs_dir
+
+    folder = runs_dir(tmp_path)
+    for path in [*folder.glob("*.json"), *folder.glob("*.events.jsonl")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert list(folder.glob("*.events.jsonl"))
+    for fmt in ("md", "json", "junit"):
+        out = tmp_path / f"report.{fmt}"
+        result = cli("checklist", "report", mixed_run["run_id"], "--format", fmt, "--out", str(out))
+        assert result.exit_code == 0, result.stderr
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600, fmt
+
+
 def test_markdown_report_parses_back(cli, mixed_run: dict) -> None:
     result = cli("checklist", "report", mixed_run["run_id"], "--format", "md")
     assert result.exit_code == 0, result.stderr

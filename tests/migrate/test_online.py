@@ -128,6 +128,7 @@ def test_online_run_and_cutover_lose_no_write(
             pg_url,
             "--reload-cmd",
             f"echo reloaded > {marker}",
+            "--reload-shell",
             "--json",
         )
         assert cut.exit_code == 0, cut.stderr

@@ -184,9 +184,12 @@ def test_tables_needing_python_keep_the_row_path(tmp_path: Path) -> None:
     conn.close()
     plan = _plan(path)
     by_name = {t.source: t for t in plan.tables}
-    # SQLite's printf does not round-trip every double; WITHOUT ROWID has no rowid to chunk by
-    assert sqlcopy.line_sql(by_name["f"]) is None
+    # WITHOUT ROWID has no rowid to chunk by; a double SQLite's printf gets wrong is printed
+    # by the Python fallback (test_sqlcopy_reals loads it bit for bit)
     assert sqlcopy.line_sql(by_name["w"]) is None
+    with sqlite3.connect(path) as conn:
+        (chunk,) = sqlcopy.chunks(conn, by_name["f"])
+    assert chunk.data == b"1\t1.1089281961459624e+303\n"
 
 
 def test_profile_counts_through_an_index_exactly(tmp_path: Path) -> None:
@@ -236,3 +239,58 @@ def test_source_checksum_in_parts_equals_the_whole(
     assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert srchash.source_checksum(src, tp, parts=3) == whole
     assert whole[0] == 3000 and whole[2] == 0
+
+
+def test_chunks_escape_only_where_needed_and_switch_back(tmp_path: Path) -> None:
+    """A chunk needing escaping is rebuilt escaped and the next one is built escaped at once;
+    one in which escaping changed nothing switches back to raw. Every chunk's bytes are the
+    COPY text of its rows either way."""
+    path = tmp_path / "esc.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT)")
+    special = range(150, 260)  # chunks 2 and 3 of 100 rows hold tabs, newlines, backslashes
+
+    def text(i: int) -> str:
+        return f"v{i}\t\\x\n\r" if i in special else f"v{i}"
+
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)",
+        [
+            (i, text(i), None if i % 7 == 0 else "b\\N" if i in special else "b")
+            for i in range(1, 501)
+        ],
+    )
+    conn.commit()
+    tp = _plan(path).tables[0]
+    queries: list[str] = []
+    conn.set_trace_callback(queries.append)
+
+    def esc(v: str | None) -> str:
+        if v is None:
+            return "\\N"
+        return (
+            v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        )
+
+    got = list(sqlcopy.chunks(conn, tp, rows=100))
+    conn.set_trace_callback(None)
+    rows = conn.execute("SELECT id, a, b FROM t ORDER BY id").fetchall()
+    want = "".join(f"{i}\t{esc(a)}\t{esc(b)}\n" for i, a, b in rows).encode()
+    assert b"".join(c.data or b"" for c in got) == want
+    assert [c.rows for c in got] == [100] * 5
+    kinds = [
+        "again" if "BETWEEN" in q else "escaped" if "replace(" in q else "raw" for q in queries
+    ]
+    # chunk 1 raw; 2 raw, then rebuilt; 3 escaped (it needed it); 4 escaped (it did not); 5 raw;
+    # then the query finding no more rows
+    assert kinds == ["raw", "raw", "again", "escaped", "escaped", "raw", "raw"]
+    # a NUL byte in a chunk built escaped at once still sends that chunk row by row
+    conn.execute("UPDATE t SET a = 'nul' || char(0) || 'byte' WHERE id = 320")
+    assert [c.data is None for c in sqlcopy.chunks(conn, tp, rows=100)] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    conn.close()

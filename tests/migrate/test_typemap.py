@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from emrops.migrate.profile import ColumnProfile
 from emrops.migrate.reflect import affinity, parse_checks, parse_index_sql
-from emrops.migrate.translate import translate_default, translate_expr
+from emrops.migrate.sql import Catalog, translate_default
 from emrops.migrate.typemap import PG_MAX_IDENT, map_column, shorten
 
 declared_types = st.sampled_from(
@@ -141,12 +141,10 @@ def test_defaults_translate() -> None:
 
 
 def test_expression_translation() -> None:
-    cols = {"active": "active", "name": "Name"}
-    assert (
-        translate_expr("active = 1 AND name == 'x'", cols, {"active"})
-        == '"active" = true AND "Name" = \'x\''
-    )
-    assert translate_expr("ifnull([name], 'a = 1')", cols) == "coalesce(\"Name\", 'a = 1')"
+    catalog = Catalog()
+    catalog.add("t", "t", [("active", "active", "boolean"), ("name", "Name", "text")])
+    assert catalog.expr("active = 1 AND name == 'x'", "t") == '"active" = TRUE AND "Name" = \'x\''
+    assert catalog.expr("ifnull([name], 'a = 1')", "T") == "COALESCE(\"Name\", 'a = 1')"
 
 
 def test_sql_parsing() -> None:

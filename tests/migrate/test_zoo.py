@@ -44,10 +44,10 @@ def test_plan_clean_with_casts_and_emit_sql(
     assert result.exit_code == 0, result.stderr
     sql = out.read_text()
     assert (
-        'CREATE INDEX IF NOT EXISTS "users_active_email" ON "users" ("email") WHERE "active" = true'
+        'CREATE INDEX IF NOT EXISTS "users_active_email" ON "users" ("email") WHERE "active" = TRUE'
         in sql
     )
-    assert '"users_lower_email" ON "users" ((lower("email")))' in sql
+    assert '"users_lower_email" ON "users" ((LOWER("email")))' in sql
     assert '"score" double precision' in sql and '"active" boolean NOT NULL DEFAULT true' in sql
     assert '"created_at" timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP' in sql
     assert 'CHECK ("qty" > 0)' in sql and "ON DELETE CASCADE" in sql

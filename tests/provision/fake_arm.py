@@ -335,6 +335,11 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
                 ("GET", DEP + r"/operations", self._operations),
                 ("GET", DEP + r"/operationStatuses/(?P<op>\w+)", self._poll_status),
                 ("POST", DEP + r"/whatIf", self._what_if),
+                (
+                    "POST",
+                    SUB + r"/providers/Microsoft\.Resources/deployments/(?P<name>[^/]+)/whatIf",
+                    self._what_if_subscription,
+                ),
                 ("PUT", DEP, self._put_deployment),
                 ("GET", DEP, self._get_deployment),
                 ("GET", RG + r"/resources", self._list_resources),
@@ -415,6 +420,37 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
 
             def finish() -> dict[str, Any]:
                 changes = arm.what_if_changes(rg, wanted)
+                return {"status": "Succeeded", "properties": {"changes": changes}}
+
+            self._async(202, "whatif", finish, "Location")
+
+        def _what_if_subscription(self, payload, sub, name) -> None:
+            """Subscription scope: a resource group plus a nested (inner-scope) deployment."""
+            if "location" not in payload:
+                raise ArmError(400, "InvalidDeployment", "location is required")
+            if arm.what_if_error is not None:
+                self._send(200, {"status": "Failed", "error": arm.what_if_error})
+                return
+            resources = payload["properties"]["template"].get("resources") or []
+            changes: list[dict] = []
+            for res in resources:
+                if res["type"] == "Microsoft.Resources/resourceGroups":
+                    rg = res["name"]
+                    rid = f"/subscriptions/{arm.subscription}/resourceGroups/{rg}"
+                    if rg in arm.groups:
+                        changes.append({"resourceId": rid, "changeType": "NoChange"})
+                    else:
+                        changes.append({"resourceId": rid, "changeType": "Create", "after": res})
+            for res in resources:
+                if res["type"] == "Microsoft.Resources/deployments":
+                    props = res["properties"]
+                    if (props.get("expressionEvaluationOptions") or {}).get("scope") != "inner":
+                        raise ArmError(400, "InvalidTemplate", "fake ARM needs inner scope")
+                    rg = res["resourceGroup"]
+                    wanted, _ = arm.expand(rg, props["template"], props.get("parameters") or {})
+                    changes.extend(arm.what_if_changes(rg, wanted))
+
+            def finish() -> dict[str, Any]:
                 return {"status": "Succeeded", "properties": {"changes": changes}}
 
             self._async(202, "whatif", finish, "Location")

@@ -293,3 +293,28 @@ def test_unknown_site_is_reported(cli, azure):
     assert result.stderr.splitlines()[-1].startswith(
         "Error: reading nope/staging: not found: ResourceNotFound: "
     )
+
+
+def test_timeout_bounds_the_wait_for_staging(cli, azure, slots):
+    slots["staging"].stop()  # ready_timeout is 20 s in this fixture
+    started = time.monotonic()
+    result = _swap(cli, "--timeout", "1s")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert elapsed < 8, elapsed
+    assert "Error: --timeout reached while waiting for staging" in result.stderr
+    assert "nothing was swapped" in result.stderr
+    assert slots["site"].swaps == 0
+
+
+def test_timeout_during_the_window_swaps_back_and_never_cuts_a_swap(cli, azure, slots):
+    blue, green = slots["production"], slots["staging"]
+    started = time.monotonic()
+    result = _swap(cli, "--window", "60s", "--timeout", "2s")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 15, elapsed
+    assert "--timeout reached after" in result.stderr and "swapped back" in result.stderr
+    site: Site = slots["site"]
+    assert site.swaps == 2  # the swap and the swap-back both completed
+    assert site.backends == {"production": blue.url, "staging": green.url}

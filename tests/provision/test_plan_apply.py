@@ -25,8 +25,10 @@ def test_plan_apply_outputs_cycle(cli, azure, tmp_path):
     assert first.exit_code == 4, first.stderr  # changes pending
     plan = json.loads(first.stdout)
     assert plan["schema"] == "emrops.plan/1"
-    assert plan["summary"] == {"Create": N} and plan["pending"] == N
+    # the missing resource group is planned as a create (not created): N + 1 changes
+    assert plan["summary"] == {"Create": N + 1} and plan["pending"] == N + 1
     names = [c["name"] for c in plan["changes"]]
+    assert names[0] == RG
     assert {
         "emrsim-staging-pg",
         "emrsim-staging-plan",
@@ -36,8 +38,10 @@ def test_plan_apply_outputs_cycle(cli, azure, tmp_path):
     assert plan["deployment_name"].startswith("emrops-staging-")
     plan_file = Path(plan["plan_file"])
     assert plan_file == tmp_path / ".emrops" / "plans" / "staging.plan.json"
-    assert first.stderr.splitlines()[0] == f"Error: {N} change(s) pending in staging"
-    assert azure.groups[RG]["location"] == "westeurope"  # plan ensured the resource group
+    assert first.stderr.splitlines()[0] == f"Error: {N + 1} change(s) pending in staging"
+    assert plan["changes"][0]["resource_type"] == "Microsoft.Resources/resourceGroups"
+    assert RG not in azure.groups  # planning wrote nothing
+    assert [m for m, _ in azure.requests if m not in ("GET", "POST")] == []
 
     applied = cli("provision", "apply", "--env", "staging", "--plan", str(plan_file), "--json")
     assert applied.exit_code == 0, applied.stderr
@@ -88,7 +92,7 @@ def test_modify_shows_property_changes(cli, azure, monkeypatch, tmp_path):
 def test_plan_table_for_people(cli, azure):
     result = cli("provision", "plan", "--env", "staging")
     assert result.exit_code == 4
-    assert f"Resource changes: {N} to create." in result.stdout
+    assert f"Resource changes: {N + 1} to create." in result.stdout
     assert "Microsoft.Web/sites" in result.stdout
     assert "plan saved to" in result.stderr
 
@@ -129,7 +133,8 @@ def test_apply_without_plan_needs_confirmation(cli, azure):
     result = cli("provision", "apply", "--env", "staging")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-2] == (
-        f"Error: Apply {N} change(s) to staging: confirmation needed but stdin is not a terminal"
+        f"Error: Apply {N + 1} change(s) to staging: confirmation needed but stdin is not a "
+        "terminal"
     )
     assert azure.count("PUT", "/deployments/") == 0
 
@@ -326,3 +331,57 @@ def test_noise_is_filtered_but_real_changes_stay():
         ("NoChange", "Microsoft.Web/sites/slots", "app/staging2"),
     ]
     assert [p.path for p in changes[0].properties] == ["properties.httpsOnly"]
+
+
+def test_plan_never_writes_even_when_the_group_exists(cli, azure):
+    assert cli("provision", "apply", "--env", "staging", "--yes", "--json").exit_code == 0
+    azure.requests.clear()
+    result = _plan(cli)
+    assert result.exit_code == 0, result.stderr
+    writes = [(m, p) for m, p in azure.requests if m in ("PUT", "PATCH", "DELETE")]
+    assert writes == []
+    assert any(m == "POST" and p.endswith("/whatIf") for m, p in azure.requests)
+
+
+def test_apply_refuses_a_plan_when_live_state_drifted(cli, azure):
+    planned = _plan(cli, "--out", "staging.plan")
+    assert planned.exit_code == 4
+    # someone else deployed after the plan was reviewed
+    assert cli("provision", "apply", "--env", "staging", "--yes", "--json").exit_code == 0
+    azure.requests.clear()
+    result = cli("provision", "apply", "--env", "staging", "--plan", "staging.plan")
+    assert result.exit_code == 4, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(
+        f"Error: the live state of {RG} drifted since the plan was made ({N + 1} resource(s)):"
+    )
+    assert f"  {RG}: planned Create, no longer predicted" in lines  # it exists now
+    assert "  emrsim-staging-pg: planned Create, now NoChange" in lines
+    assert lines[-1] == "Try: run `emrops provision plan --env staging` again and review it"
+    assert [(m, p) for m, p in azure.requests if m in ("PUT", "PATCH", "DELETE")] == []
+
+
+def test_apply_with_an_undrifted_plan_goes_ahead(cli, azure):
+    assert _plan(cli, "--out", "staging.plan").exit_code == 4
+    result = cli("provision", "apply", "--env", "staging", "--plan", "staging.plan", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert RG in azure.groups and len(azure.resources[RG]) == N
+
+
+def test_drift_names_property_differences():
+    from emrops.provision.apply import drift
+    from emrops.provision.plan import PropertyChange, ResourceChange
+
+    old = [
+        ResourceChange("/r/a", "T", "a", "Modify", [PropertyChange("properties.x", "Modify", 1, 2)])
+    ]
+    same = [
+        ResourceChange("/r/a", "T", "a", "Modify", [PropertyChange("properties.x", "Modify", 1, 2)])
+    ]
+    moved = [
+        ResourceChange("/r/a", "T", "a", "Modify", [PropertyChange("properties.x", "Modify", 3, 2)])
+    ]
+    assert drift(old, same) == []
+    assert drift(old, moved) == ["a: Modify differs at properties.x"]
+    assert drift(old, []) == ["a: planned Modify, no longer predicted"]
+    assert drift([], old) == ["a: not in the plan, now Modify"]

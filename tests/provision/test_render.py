@@ -51,6 +51,19 @@ def test_render_writes_parameters_without_secrets(cli, tmp_path, monkeypatch):
     assert data["resource_group"] == "emrsim-production-rg"
 
 
+def test_render_shows_unset_secrets_as_unset_not_masked(cli, monkeypatch):
+    monkeypatch.delenv("EMROPS_SIM_TOKEN", raising=False)
+    monkeypatch.setenv("EMROPS_BACKUP_ENCRYPTION_KEY", "k" * 32)
+    result = cli("provision", "render", "--env", "production", "--json")
+    assert result.exit_code == 0, result.stderr
+    by_name = {p["name"]: p for p in json.loads(result.stdout)["parameters"]}
+    assert by_name["simToken"]["value"] == "(unset)"
+    assert by_name["backupEncryptionKey"]["value"] == "***"
+    table = cli("provision", "render", "--env", "production")
+    row = next(line for line in table.stdout.splitlines() if "simToken" in line)
+    assert "(unset)" in row and "***" not in row
+
+
 def test_render_table_for_people(cli):
     result = cli("provision", "render", "--env", "staging")
     assert result.exit_code == 0, result.stderr
@@ -69,6 +82,8 @@ def test_key_vault_reference_is_rendered_as_reference(cli, bicep_copy):
     result = cli("provision", "render", "--env", "staging", "--json")
     assert result.exit_code == 0, result.stderr
     rendered = json.loads(Path(json.loads(result.stdout)["parameters_file"]).read_text())
+    shown = {p["name"]: p["value"] for p in json.loads(result.stdout)["parameters"]}
+    assert shown["backupEncryptionKey"] == "(Key Vault reference)"
     assert rendered["parameters"]["backupEncryptionKey"] == {
         "reference": {"keyVault": {"id": vault}, "secretName": "backup-key"}
     }

@@ -134,3 +134,55 @@ def test_systemd_printed_with_headers(cli, config: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "# ---- emrops-backup.timer ----" in result.stdout
     assert result.stdout.count("User=emrops") == 6
+
+
+def _as_cron_runs_it(field: str) -> str:
+    """What cron hands to /bin/sh: up to the first bare %, with \\% turned into %."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 2] == "%":
+            out.append("%")
+            i += 2
+            continue
+        if field[i] == "%":
+            break
+        out.append(field[i])
+        i += 1
+    return "".join(out)
+
+
+def _systemd_unescape(value: str) -> str:
+    return value.replace("%%", "%").replace("$$", "$")
+
+
+def test_percent_and_dollar_are_escaped_in_cron_and_systemd(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "50%off $HOME"
+    folder.mkdir()
+    config = write_config(folder, **{"": {"db_url": "sqlite:///var/emrsim.db"}, "schedule": JOBS})
+    result = cli("--config", str(config), "schedule", "install", "--cron")
+    assert result.exit_code == 0, result.stderr
+    entries = [ln for ln in result.stdout.splitlines() if ln[:1].isdigit()]
+    for entry, job in zip(entries, JOBS, strict=True):
+        field = entry.split(maxsplit=5)[5]
+        assert "\\%" in field and "%" not in field.replace("\\%", "")
+        words = shlex.split(_as_cron_runs_it(field))
+        assert words[:3] == ["cd", str(folder), "&&"]
+        _check_command(words[3 : words.index(">>")], config, ["schedule", "run-job", job])
+    out = tmp_path / "units"
+    result = cli("--config", str(config), "schedule", "install", "--systemd", "--out-dir",
+                 str(out), "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    files = json.loads(result.stdout)["files"]
+    service = _ini(files["emrops-backup.service"])["Service"]
+    assert service["WorkingDirectory"] == str(folder).replace("%", "%%")
+    exec_start = service["ExecStart"]
+    assert "50%%off $$HOME" in exec_start
+    words = shlex.split(_systemd_unescape(exec_start))
+    _check_command(words, config, ["schedule", "run-job", "backup"])
+    if shutil.which("systemd-analyze"):
+        check = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(out / "emrops-backup.service")],
+            capture_output=True,
+            text=True,
+        )
+        assert "specifier" not in check.stderr.lower(), check.stderr

@@ -60,7 +60,7 @@ def test_runs_jobs_writes_status_and_stops_on_sigterm(
     assert next_run.second % 2 == 0
     assert view["scheduler"]["state"] == "running" and view["heartbeat_age_s"] < 5
     table = cli("--config", str(config), "schedule", "show")
-    assert table.exit_code == 0 and "│ backup │" in table.stdout and "success" in table.stdout
+    assert table.exit_code == 0 and "\nbackup\t" in table.stdout and "\tsuccess\t" in table.stdout
     assert "scheduler: running, pid" in table.stderr
 
     assert scheduler.stop(signal.SIGTERM) == 0
@@ -89,7 +89,12 @@ def test_sigint_stops_with_130(tmp_path: Path, sqlite_url: str, start_scheduler)
     scheduler = start_scheduler(config, "--no-catch-up")
     assert wait_for(lambda: (scheduler.status_dir / "heartbeat.json").exists(), 15, 0.1)
     assert scheduler.stop(signal.SIGINT) == 130
-    assert "Error: interrupted: scheduler stopped cleanly" in scheduler.log()
+    last = json.loads(scheduler.log().splitlines()[-1])  # --log-format json: errors too
+    assert (last["level"], last["message"], last["exit_code"]) == (
+        "error",
+        "interrupted: scheduler stopped cleanly",
+        130,
+    )
     assert not (scheduler.status_dir / "backup.json").exists()  # --no-catch-up: nothing ran
 
 

@@ -6,9 +6,10 @@ import json
 import math
 import re
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,67 @@ def test_pg_seed_is_utc_whatever_the_connection_time_zone(pg_url: str, tmp_path:
     assert _dump(pg_url) == _dump(lite)
     low = min(row[4] for row in _dump(pg_url)["sessions"])
     assert SEED_EPOCH - timedelta(days=WINDOW_DAYS) <= low < SEED_EPOCH
+
+
+def test_cli_seed_with_base_time_is_byte_identical(cli, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    sqlite3_cli = shutil.which("sqlite3")
+    assert sqlite3_cli, "the sqlite3 CLI is installed by `make test`"
+    dumps = []
+    for name in ("a.db", "b.db"):
+        path = tmp_path / name
+        result = cli(
+            "sim", "seed", "--db", f"sqlite:///{path}", "--sessions", "6",
+            "--messages-per-session", "4", "--seed", "7",
+            "--base-time", "2026-01-01T00:00:00Z",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        dumps.append(subprocess.run([sqlite3_cli, str(path), ".dump"], capture_output=True,
+                                    check=True).stdout)  # fmt: skip
+        time.sleep(0.01)  # a different wall clock for each run
+    assert dumps[0] == dumps[1]
+    assert b"2025-12-" in dumps[0] and b"2026-01-01 00:00:00.000000" in dumps[0]  # scenarios
+    other = tmp_path / "c.db"
+    assert cli("sim", "seed", "--db", f"sqlite:///{other}", "--sessions", "6",
+               "--messages-per-session", "4", "--seed", "8",
+               "--base-time", "2026-01-01T00:00:00Z").exit_code == 0  # fmt: skip
+    conn = sqlite3.connect(other)
+    ids_c = {r[0] for r in conn.execute("SELECT id FROM sessions")}
+    conn.close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    ids_a = {r[0] for r in conn.execute("SELECT id FROM sessions")}
+    conn.close()
+    assert ids_a.isdisjoint(ids_c)  # UUIDs come from the seed
+
+
+def test_cli_seed_without_base_time_is_relative_to_now(cli, sqlite_url: str) -> None:
+    result = cli("sim", "seed", "--db", sqlite_url, "--sessions", "5", "--seed", "7")
+    assert result.exit_code == 0, result.stderr
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    newest = max(r[0] for r in conn.execute("SELECT started_at FROM sessions"))
+    conn.close()
+    started = datetime.fromisoformat(newest).replace(tzinfo=UTC)
+    assert datetime.now(UTC) - timedelta(days=WINDOW_DAYS) <= started <= datetime.now(UTC)
+
+
+def test_cli_seed_refuses_a_seeded_database_without_append(cli, sqlite_url: str) -> None:
+    assert cli("sim", "seed", "--db", sqlite_url, "--sessions", "3").exit_code == 0
+    again = cli("sim", "seed", "--db", sqlite_url, "--sessions", "3")
+    assert again.exit_code == 2
+    lines = again.stderr.splitlines()
+    assert lines[0] == "Error: the database already holds 3 session(s)"
+    assert lines[1].startswith("Try: pass --append to add more")
+    appended = cli("sim", "seed", "--db", sqlite_url, "--sessions", "3", "--append", "--json")
+    assert appended.exit_code == 0, appended.stderr
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 6
+    conn.close()
+
+
+def test_cli_seed_rejects_a_base_time_without_zone(cli, sqlite_url: str) -> None:
+    result = cli("sim", "seed", "--db", sqlite_url, "--sessions", "1",
+                 "--base-time", "2026-01-01T00:00:00")  # fmt: skip
+    assert result.exit_code == 2
+    assert "has no time zone" in result.stderr

@@ -66,6 +66,21 @@ def test_probe_without_restarts(cli, restartable: tuple[str, str], tmp_path: Pat
     assert report["passed"] is True
 
 
+def test_summary_by_default_per_client_rows_with_verbose(cli, restartable: tuple[str, str]) -> None:
+    url, _ = restartable
+    args = ("sockets", "probe", "--url", url, "--clients", "3", "--sessions", "1")
+    quick = ("--duration", "0.5s", "--rate", "4/s", "--settle", "3s")
+    summary = cli(*args, *quick)
+    assert summary.exit_code == 0, summary.stderr
+    lines = summary.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("messages expected ")
+    verbose = cli(*args, *quick, "--verbose")
+    assert verbose.exit_code == 0, verbose.stderr
+    header, *rows = verbose.stdout.splitlines()[:4]
+    assert header.split("\t")[:2] == ["client", "state"]
+    assert [r.split("\t")[1] for r in rows] == ["connected"] * 3
+
+
 def test_probe_across_real_restarts_loses_nothing(cli, restartable: tuple[str, str]) -> None:
     url, restart = restartable
     pid_file = Path(shlex.split(restart)[3]) / "server.pid"

@@ -101,7 +101,7 @@ class Store(ABC):
         """
         removed = self.cleanup_staging()
         for backup_id in self.backup_ids():
-            if ID_PATTERN.match(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
+            if ID_PATTERN.fullmatch(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
                 self.delete_backup(backup_id)
                 removed.append(backup_id)
         return removed

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 
@@ -45,22 +47,77 @@ log = get_logger(__name__)
 BLOCK_SIZE = 8 << 20
 UPLOAD_THREADS = 4
 LEASE_SECONDS = 60
-CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120}
+DEFAULT_CONNECT_S, DEFAULT_READ_S, DEFAULT_BUDGET_S = 4.0, 5.0, 15.0
+
+
+class BudgetedRetry(ExponentialRetry):
+    """The storage SDK's exponential retry (1 s, then 3**n s), within a time budget per request:
+    no retry starts that could end (backoff + one read timeout) after ``budget_s`` from the
+    first try. An unreachable or silent endpoint fails in about ``budget_s``, not minutes."""
+
+    def __init__(self, *, budget_s: float, read_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.budget_s = budget_s
+        self.read_timeout_s = read_timeout_s
+
+    def configure_retries(self, request: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().configure_retries(request)
+        settings["emrops_started"] = time.monotonic()
+        return settings
+
+    def increment(
+        self, settings: Any, request: Any, response: Any = None, error: Any = None
+    ) -> Any:
+        if not super().increment(settings, request, response=response, error=error):
+            return False
+        spent = time.monotonic() - settings.get("emrops_started", time.monotonic())
+        # draw the jittered backoff once, so the check and the sleep use the same value
+        settings["emrops_backoff"] = super().get_backoff_time(settings)
+        return spent + settings["emrops_backoff"] + self.read_timeout_s <= self.budget_s
+
+    def get_backoff_time(self, settings: Any) -> float:
+        if "emrops_backoff" in settings:
+            return float(settings["emrops_backoff"])
+        return float(super().get_backoff_time(settings))
+
+
+def _seconds(settings: Any, key: str, default: float) -> float:
+    from emrops.units import parse_duration
+
+    raw = settings.get(key) if settings else None
+    return parse_duration(str(raw), what=key) if raw not in (None, "") else default
 
 
 def _client_options(settings: Any) -> dict[str, Any]:
-    # The SDK's default waits 15 s, 18 s, 24 s...; these wait 1 + 3**n s (4 s, 10 s, 28 s).
     retries = int(settings.get("azure.storage_retries") or 0) if settings else 3
-    policy = ExponentialRetry(initial_backoff=1, increment_base=3, retry_total=retries)
-    return {**CLIENT_OPTIONS, "retry_policy": policy}
+    connect = _seconds(settings, "azure.storage_connect_timeout", DEFAULT_CONNECT_S)
+    read = _seconds(settings, "azure.storage_read_timeout", DEFAULT_READ_S)
+    budget = _seconds(settings, "azure.storage_retry_budget", DEFAULT_BUDGET_S)
+    policy = BudgetedRetry(
+        budget_s=budget,
+        read_timeout_s=read,
+        initial_backoff=1,
+        increment_base=3,
+        random_jitter_range=0.5,
+        retry_total=retries,
+    )
+    return {"connection_timeout": connect, "read_timeout": read, "retry_policy": policy}
 
 
-def azure_error(store: str, exc: Exception) -> EmropsError:
-    """Translate an Azure SDK failure into one clear message with a hint."""
+def azure_error(store: str, exc: Exception, endpoint: str | None = None) -> EmropsError:
+    """Translate an Azure SDK failure into one clear message (naming the endpoint) and a hint."""
+    where = f"{store} at {endpoint}" if endpoint else store
     if isinstance(exc, ServiceRequestError):
         return EmropsError(
-            f"cannot reach Azure Blob Storage for {store}: {str(exc).splitlines()[0]}",
-            hint="check the network, the account URL or connection string, and the service",
+            f"cannot reach Azure Blob Storage for {where}: {str(exc).splitlines()[0]}",
+            hint="check the network, the account URL or connection string, and the service "
+            "(azure.storage_connect_timeout, azure.storage_retry_budget)",
+        )
+    if isinstance(exc, ServiceResponseError):
+        return EmropsError(
+            f"no answer from Azure Blob Storage for {where}: {str(exc).splitlines()[0]}",
+            hint="the endpoint accepted the connection but did not answer: check it is Azure "
+            "Storage (or Azurite) and reachable (azure.storage_read_timeout)",
         )
     if isinstance(exc, ClientAuthenticationError):
         return EmropsError(
@@ -161,7 +218,7 @@ class AzureStore(Store):
             from azure.identity import DefaultAzureCredential
 
             service = BlobServiceClient(
-                account, credential=DefaultAzureCredential(), **CLIENT_OPTIONS
+                account, credential=DefaultAzureCredential(), **_client_options(settings)
             )
         else:
             raise UsageError(
@@ -186,7 +243,11 @@ class AzureStore(Store):
         except (NotFound, EmropsError):
             raise
         except AzureError as exc:
-            raise azure_error(self.url, exc) from exc
+            raise azure_error(self.url, exc, self.endpoint) from exc
+
+    @property
+    def endpoint(self) -> str:
+        return str(getattr(self.container, "primary_endpoint", "") or self.container.url)
 
     def _list(self, under: str) -> list[str]:
         if under:
@@ -197,8 +258,18 @@ class AzureStore(Store):
                 return [
                     b.name[len(start) :] for b in self.container.list_blobs(name_starts_with=start)
                 ]
-            except ResourceNotFoundError:
-                return []
+            except ResourceNotFoundError as exc:
+                # Only Azure's own "no such container" means "no backups yet". A bare 404 (a
+                # proxy, a wrong URL, something that is not Azure Storage) is an error: an
+                # empty listing would read as "no backups" and hide the misconfiguration.
+                if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    return []
+                raise EmropsError(
+                    f"{self.endpoint} answered 404 without an Azure Storage error code for "
+                    f"{self.url}: it does not look like Azure Blob Storage",
+                    hint="check azure.storage_account_url / the connection string's "
+                    "BlobEndpoint (a proxy or a wrong path answers like this)",
+                ) from exc
 
     def backup_ids(self) -> list[str]:
         ids = {n.split("/", 1)[0] for n in self._list("") if "/" in n}

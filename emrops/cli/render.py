@@ -1,0 +1,201 @@
+"""How every command's output looks on a terminal, in a pipe, and in ``--log-format json``.
+
+- stdout (:class:`DataConsole`): on a terminal, rich tables as usual. When stdout is not a
+  terminal (``| grep``, ``> file``, cron), a table is printed as tab-separated rows under a
+  header row, cells never truncated or wrapped, whatever ``COLUMNS`` says (its title and
+  caption go to stderr); other text is not wrapped either. Every command that prints a
+  table goes through here, so a new column reaches scripts without any per-command code.
+- stderr (:class:`StatusConsole`): with ``--log-format json`` each message becomes one JSON
+  object per line (``level``, ``message``, ``run_id``), like the log lines; the final
+  error is ``{"level": "error", "message", "hint", "exit_code", "run_id"}``.
+- :class:`Ticker`: progress for long work. On a terminal a transient status line; elsewhere a
+  one-line status at most every ``interval_s`` (a JSON ``progress`` event in JSON mode).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from emrops import secrets
+from emrops.logs import iso_utc
+
+_state: dict[str, Any] = {"json": False, "run_id": None}
+
+
+def set_json_mode(on: bool, run_id: str | None = None) -> None:
+    """Called once by the root command after ``--log-format`` is known."""
+    _state["json"] = on
+    _state["run_id"] = run_id
+
+
+def json_mode() -> bool:
+    return bool(_state["json"])
+
+
+def json_line(level: str, message: str, **fields: Any) -> str:
+    """One stderr line in JSON mode: ts, level, logger, run_id, message (+ fields), masked."""
+    entry: dict[str, Any] = {
+        "ts": iso_utc(),
+        "level": level,
+        "logger": "emrops.cli",
+        "run_id": _state["run_id"],
+        "message": secrets.mask(message),
+    }
+    for key, value in fields.items():
+        entry[key] = secrets.mask(value) if isinstance(value, str) else value
+    return json.dumps(entry, default=str)
+
+
+def _cell_text(cell: Any) -> str:
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str):
+        try:
+            text = Text.from_markup(cell).plain
+        except Exception:  # not valid markup: the text as it is
+            text = cell
+    else:
+        text = str(cell)
+    # one row per line and one cell per tab, whatever a value holds
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "")
+
+
+def table_tsv(table: Table) -> str:
+    """A rich Table as a header row and tab-separated rows (no title, no truncation)."""
+    header = [_cell_text(c.header) for c in table.columns]
+    columns = [list(c.cells) for c in table.columns]
+    rows = ["\t".join(header)]
+    for index in range(table.row_count):
+        rows.append(
+            "\t".join(_cell_text(col[index]) if index < len(col) else "" for col in columns)
+        )
+    return "\n".join(rows) + "\n"
+
+
+class DataConsole(Console):
+    """stdout: tables become TSV when stdout is not a terminal; text is never wrapped there."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        for obj in objects:
+            if isinstance(obj, Table):
+                # the title and caption are for people: stderr, so stdout stays pure TSV
+                for note in (obj.title, obj.caption):
+                    if note:
+                        text = _cell_text(note)
+                        line = json_line("info", text) if json_mode() else secrets.mask(text)
+                        sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+                self.file.write(table_tsv(obj))
+                self.file.flush()
+            else:
+                kwargs.setdefault("soft_wrap", True)
+                super().print(obj, **kwargs)
+
+
+class StatusConsole(Console):
+    """stderr: in JSON mode each printed message is one JSON line (level from its prefix)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if not json_mode():
+            super().print(*objects, **kwargs)
+            return
+        for obj in objects:
+            if isinstance(obj, Table):
+                lines = table_tsv(obj).splitlines()
+            else:
+                lines = [_cell_text(obj) if isinstance(obj, str | Text) else str(obj)]
+            for line in lines:
+                if not line.strip():
+                    continue
+                level = "warning" if line.lower().startswith("warning") else "info"
+                self.file.write(json_line(level, line) + "\n")
+        self.file.flush()
+
+
+class Ticker:
+    """Progress for long work: ``update(message, **fields)`` as often as you like.
+
+    On a terminal the message replaces itself on one line (transient); otherwise it is written
+    as a line at most every ``interval_s`` seconds (``force=True`` always writes: a phase
+    change); in JSON mode the line is ``{"event": "progress", "message", ...fields}``.
+    """
+
+    def __init__(self, console: Console, interval_s: float = 5.0, quiet: bool = False) -> None:
+        self.console = console
+        self.interval_s = interval_s
+        self.quiet = quiet
+        self._last = 0.0
+        self._status: Any = None
+
+    def __enter__(self) -> Ticker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def update(self, message: str, *, force: bool = False, **fields: Any) -> None:
+        if self.quiet:
+            return
+        if self.console.is_terminal and not json_mode():
+            if self._status is None:
+                self._status = self.console.status(message)
+                self._status.start()
+            else:
+                self._status.update(message)
+            return
+        now = time.monotonic()
+        if not force and self._last and now - self._last < self.interval_s:
+            return
+        self._last = now
+        if json_mode():
+            line = json_line("info", message, event="progress", **fields)
+        else:
+            line = secrets.mask(message)
+        self.console.file.write(line + "\n")
+        self.console.file.flush()
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def error_lines(message: str, hint: str | None, exit_code: int) -> list[str]:
+    """The final lines of a failed command: ``Error:``/``Try:`` or one JSON object."""
+    if json_mode():
+        return [json_line("error", message, hint=hint, exit_code=exit_code)]
+    lines = [f"Error: {secrets.mask(message)}"]
+    if hint:
+        lines.append(f"Try: {secrets.mask(hint)}")
+    return lines
+
+
+def json_wanted(argv: list[str]) -> bool:
+    """Whether ``--log-format json`` (or EMROPS_LOG_FORMAT=json) is asked for, read from the
+    raw arguments: a usage error happens before any option is parsed."""
+    import os
+
+    for index, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--log-format" and index + 1 < len(argv):
+            return argv[index + 1] == "json"
+        if word.startswith("--log-format="):
+            return word.split("=", 1)[1] == "json"
+    return os.environ.get("EMROPS_LOG_FORMAT") == "json"
+
+
+def write_stderr(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()

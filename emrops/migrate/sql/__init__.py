@@ -1,0 +1,33 @@
+"""SQL translation, SQLite to PostgreSQL: defaults, CHECK and index expressions, views, triggers.
+
+``Catalog`` is the entry point: plan fills it with the target's tables and asks it for every
+expression, view and trigger; build and verify use what the plan recorded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from emrops.migrate.sql.catalog import Catalog, Translated, TranslationError
+from emrops.migrate.sql.defaults import translate_default
+
+__all__ = ["Catalog", "TranslationError", "Translated", "index_element", "translate_default"]
+
+
+def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]:
+    """(PostgreSQL index element, note) for one SQLite index element."""
+    note = ""
+    text = element.strip()
+    m = re.search(r"\s+COLLATE\s+(\w+|\"[^\"]+\")", text, re.I)
+    if m:
+        note = f"COLLATE {m.group(1)} dropped"
+        text = (text[: m.start()] + text[m.end() :]).strip()
+    order = ""
+    m = re.search(r"\s+(ASC|DESC)$", text, re.I)
+    if m:
+        order = " " + m.group(1).upper()
+        text = text[: m.start()].strip()
+    translated = catalog.expr(text, table)
+    if translated.startswith('"') and translated.endswith('"') and translated.count('"') == 2:
+        return translated + order, note
+    return f"({translated}){order}", note

@@ -1,0 +1,119 @@
+"""SQLite's implicit conversions as PostgreSQL expressions, and the template helper the
+rules build replacements with."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import sqlglot
+from sqlglot import exp
+
+from emrops.migrate.sql.types import kind
+
+
+@cache
+def _template(sql: str) -> exp.Expr:
+    return sqlglot.parse_one(sql, read="postgres")
+
+
+def fill(sql: str, **args: exp.Expr) -> exp.Expr:
+    """A PostgreSQL expression from a template whose columns ``__name`` are the arguments."""
+    tree = _template(sql).copy()
+    for col in list(tree.find_all(exp.Column)):
+        name = col.name
+        if name.startswith("__") and not col.table:
+            col.replace(_operand(args[name[2:]].copy()))
+    if isinstance(tree, exp.Binary | exp.Unary | exp.AtTimeZone):
+        tree = exp.Paren(this=tree)  # keeps its meaning wherever it is put
+    return tree
+
+
+def _operand(node: exp.Expr) -> exp.Expr:
+    if isinstance(node, exp.Binary | exp.Unary | exp.AtTimeZone) and not isinstance(
+        node, exp.Paren
+    ):
+        typed = node.type
+        node = exp.Paren(this=node)
+        node.type = typed
+    return node
+
+
+TEXT_OF_TIMESTAMPTZ = "TO_CHAR(__x AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+
+# SQLite's text -> number coercion: the longest numeric prefix, else 0 (NULL stays NULL)
+NUMERIC_PREFIX = r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)"
+
+
+def to_number(node: exp.Expr) -> exp.Expr:
+    """``node`` as SQLite sees it in arithmetic: numbers unchanged, text coerced."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        m = re.match(NUMERIC_PREFIX, node.this)
+        return exp.Literal.number(m.group(1) if m else 0)
+    k = kind(node)
+    if k in ("integer", "real", "numeric"):
+        return node
+    if k == "boolean":
+        return typed(fill("CAST(__x AS INT)", x=node), "int")
+    if k in ("text", "unknown"):
+        return typed(
+            fill(
+                "CASE WHEN __x IS NULL THEN NULL ELSE COALESCE(CAST(SUBSTRING(CAST(__x AS TEXT) "
+                f"FROM '{NUMERIC_PREFIX}') AS NUMERIC), 0) END",
+                x=node,
+            ),
+            "numeric",
+        )
+    return node
+
+
+def to_text(node: exp.Expr) -> exp.Expr:
+    """``node`` as SQLite's text: numbers and booleans printed, text unchanged."""
+    k = kind(node)
+    if k in ("text", "literal_text"):
+        return node
+    if isinstance(node, exp.Literal):
+        return exp.Literal.string(node.this)
+    if k == "boolean":
+        return typed(fill("CAST(CAST(__x AS INT) AS TEXT)", x=node), "text")
+    if k == "timestamp":
+        return typed(fill(TEXT_OF_TIMESTAMPTZ, x=node), "text")
+    if k == "real":  # SQLite prints doubles with 15 significant digits, whole ones as 2.0
+        return typed(fill(REAL_TEXT, x=node), "text")
+    return typed(exp.cast(node, "text"), "text")
+
+
+REAL_TEXT = (
+    "CASE WHEN __x = TRUNC(__x) AND ABS(__x) < 1e15 THEN CAST(CAST(__x AS BIGINT) AS TEXT) || '.0' "
+    "WHEN ABS(__x) >= 1e-4 AND ABS(__x) < 1e15 THEN CAST(CAST(__x AS NUMERIC) AS TEXT) "
+    "ELSE CAST(__x AS TEXT) END"
+)
+
+
+def to_integer(node: exp.Expr) -> exp.Expr:
+    """``CAST(node AS INTEGER)`` as SQLite computes it: reals truncated toward zero, text by
+    its leading integer (``' -3.5e1x'`` is -3), anything else 0."""
+    k = kind(node)
+    if k in ("integer", "boolean"):
+        return typed(exp.cast(node, "bigint"), "bigint")
+    if k in ("real", "numeric"):
+        return typed(fill("CAST(TRUNC(__x) AS BIGINT)", x=node), "bigint")
+    if isinstance(node, exp.Literal) and node.is_string:
+        m = re.match(INTEGER_PREFIX, node.this)
+        return exp.Literal.number(m.group(1) if m else 0)
+    return typed(
+        fill(
+            "CASE WHEN __x IS NULL THEN NULL ELSE COALESCE(CAST(SUBSTRING(CAST(__x AS TEXT) "
+            f"FROM '{INTEGER_PREFIX}') AS BIGINT), 0) END",
+            x=node,
+        ),
+        "bigint",
+    )
+
+
+INTEGER_PREFIX = r"^\s*([-+]?\d+)"
+
+
+def typed(node: exp.Expr, type_: str) -> exp.Expr:
+    node.type = exp.DataType.build(type_, dialect="postgres")
+    return node

@@ -1,0 +1,187 @@
+"""SQLite functions PostgreSQL lacks or computes differently (rows of ``ANONYMOUS`` and the
+function rows of ``rewrite.RULES``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from emrops.migrate.sql import dates
+from emrops.migrate.sql.coerce import fill, to_integer, to_number, to_text, typed
+from emrops.migrate.sql.types import kind
+
+
+def group_concat(node: exp.GroupConcat) -> exp.Expr | None:
+    node.set("this", to_text(node.this))
+    if node.args.get("separator") is None:
+        node.set("separator", exp.Literal.string(","))
+    return typed(node, "text")
+
+
+def json_extract(node: exp.Expr) -> exp.Expr | None:
+    """The path functions sqlglot writes take json: text and jsonb columns are cast. The
+    result is text (SQLite returns the JSON value's own SQL type)."""
+    node.set("this", exp.cast(node.this, "json"))
+    return None
+
+
+def _total(node: exp.Anonymous) -> exp.Expr:
+    arg = to_number(node.expressions[0])
+    return typed(fill("CAST(COALESCE(SUM(__x), 0) AS DOUBLE PRECISION)", x=arg), "double precision")
+
+
+def typeof(node: exp.Expr) -> exp.Expr | None:
+    arg = node.this if not isinstance(node, exp.Anonymous) else node.expressions[0]
+    name = {
+        "integer": "integer",
+        "boolean": "integer",
+        "real": "real",
+        "text": "text",
+        "literal_text": "text",
+        "uuid": "text",
+        "json": "text",
+        "timestamp": "text",
+        "date": "text",
+        "bytea": "blob",
+    }.get(kind(arg))
+    if name is None:
+        return None  # numeric columns hold integers or reals per value: not decidable
+    return typed(fill(f"CASE WHEN __x IS NULL THEN 'null' ELSE '{name}' END", x=arg), "text")
+
+
+def _printf(node: exp.Anonymous) -> exp.Expr | None:
+    """printf/format with %s, %d, %i, %f, %.Nf, %%, and widths on %d (zero or space padded)."""
+    args = node.expressions
+    if not args or not isinstance(args[0], exp.Literal):
+        return None
+    fmt = args[0].this
+    values = list(args[1:])
+    pieces: list[exp.Expr] = []
+    pos = 0
+    for m in re.finditer(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", fmt):
+        if m.start() > pos:
+            pieces.append(exp.Literal.string(fmt[pos : m.start()]))
+        pos = m.end()
+        zero, width, prec, conv = m.groups()
+        if conv == "%":
+            pieces.append(exp.Literal.string("%"))
+            continue
+        if not values:
+            return None
+        v = values.pop(0)
+        w = int(width or 0)
+        if conv == "s":  # NULL prints as nothing
+            piece = fill("COALESCE(__x, '')", x=to_text(v))
+        elif conv in ("d", "i"):  # NULL prints as 0; zero padding goes after the sign
+            n = fill("COALESCE(__x, 0)", x=to_integer(to_number(v) if kind(v) != "text" else v))
+            if zero and w:
+                piece = fill(
+                    f"CASE WHEN __n < 0 THEN '-' || {_pad('CAST(-__n AS TEXT)', w - 1, '0')} "
+                    f"ELSE {_pad('CAST(__n AS TEXT)', w, '0')} END",
+                    n=n,
+                )
+                w = 0
+            else:
+                piece = fill("CAST(__n AS TEXT)", n=n)
+        elif conv == "f":
+            piece = fill(
+                f"CAST(ROUND(CAST(COALESCE(__x, 0) AS NUMERIC), {int(prec or 6)}) AS TEXT)",
+                x=to_number(v),
+            )
+        else:
+            return None
+        if w:
+            piece = fill(_pad("__x", w, "0" if zero else " "), x=piece)
+        pieces.append(piece)
+    if pos < len(fmt):
+        pieces.append(exp.Literal.string(fmt[pos:]))
+    if "%" in re.sub(r"%(0?)(\d*)(?:\.(\d+))?([sdifq%])", "", fmt):
+        return None  # a conversion not handled here
+    if not pieces:
+        return exp.Literal.string("")
+    out = pieces[0]
+    for p in pieces[1:]:
+        out = exp.DPipe(this=out, expression=p)
+    return typed(out, "text")
+
+
+def _pad(sql: str, width: int, pad: str) -> str:
+    """printf's minimum width: pad on the left, never cut (LPAD alone would cut)."""
+    return f"CASE WHEN LENGTH({sql}) >= {width} THEN {sql} ELSE LPAD({sql}, {width}, '{pad}') END"
+
+
+def strpos(node: exp.StrPosition) -> exp.Expr | None:
+    node.set("this", to_text(node.this))
+    return None
+
+
+def substr(node: exp.Substring) -> exp.Expr | None:
+    """substr(x, -n[, len]) counts from the end in SQLite."""
+    node.set("this", to_text(node.this))
+    start = node.args.get("start")
+    if isinstance(start, exp.Neg) and isinstance(start.this, exp.Literal):
+        n = int(start.this.this)
+        length = node.args.get("length")
+        if length is None:
+            return typed(fill(f"RIGHT(__x, {n})", x=node.this), "text")
+        return typed(  # PostgreSQL counts positions before the first one, as SQLite does
+            fill(f"SUBSTRING(__x FROM LENGTH(__x) - {n} + 1 FOR __n)", x=node.this, n=length),
+            "text",
+        )
+    return typed(node, "text")
+
+
+def round_(node: exp.Round) -> exp.Expr | None:
+    """SQLite rounds halves away from zero and returns a real; PostgreSQL's round of a double
+    rounds halves to even."""
+    if kind(node.this) != "real":
+        return None
+    digits = node.args.get("decimals") or exp.Literal.number(0)
+    return typed(
+        fill(
+            # doubles from 1e15 up are whole already (and numeric keeps only 15 digits)
+            "CASE WHEN ABS(__x) >= 1e15 THEN __x "
+            "ELSE CAST(ROUND(CAST(__x AS NUMERIC), __d) AS DOUBLE PRECISION) END",
+            x=node.this,
+            d=digits,
+        ),
+        "double precision",
+    )
+
+
+def length(node: exp.Length) -> exp.Expr | None:
+    if kind(node.this) != "bytea":
+        node.set("this", to_text(node.this))
+    return None
+
+
+def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
+    """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
+    PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
+    right for CHECK constraints (what the function is used for), an error elsewhere."""
+    if len(node.expressions) != 1:
+        return None
+    arg = node.expressions[0]
+    if kind(arg) == "json":
+        return typed(fill("CASE WHEN __x IS NULL THEN NULL ELSE TRUE END", x=arg), "boolean")
+    return typed(
+        fill("CASE WHEN __x IS NULL THEN NULL ELSE CAST(__x AS JSONB) IS NOT NULL END", x=arg),
+        "boolean",
+    )
+
+
+ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expr | None]] = {
+    "total": _total,
+    "json_valid": _json_valid,
+    "typeof": typeof,
+    "printf": _printf,
+    "format": _printf,
+    "date": dates.date_function,
+    "datetime": dates.date_function,
+    "time": dates.date_function,
+    "julianday": dates.date_function,
+    "unixepoch": dates.date_function,
+    "strftime": dates.date_function,
+}

@@ -1,0 +1,391 @@
+"""Rewrite a parsed, type-annotated SQLite expression tree so PostgreSQL gives SQLite's answer.
+
+The tree comes from sqlglot (read as SQLite, qualified and annotated with the target's column
+types by ``catalog``). Each rule is one row in ``RULES``: the node class it applies to and a
+function returning the replacement (or None to keep the node). Rules run bottom-up, so a rule
+sees its operands already rewritten and typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from emrops.migrate.sql import dates
+from emrops.migrate.sql.coerce import fill, to_integer, to_number, to_text, typed
+from emrops.migrate.sql.functions import (
+    ANONYMOUS,
+    group_concat,
+    json_extract,
+    length,
+    round_,
+    strpos,
+    substr,
+    typeof,
+)
+from emrops.migrate.sql.types import is_number, kind
+
+
+def _binary_sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
+    return node.this, node.expression
+
+
+def _utc(node: exp.Expr) -> exp.Expr:
+    """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means."""
+    return typed(
+        fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP) AT TIME ZONE 'UTC'", x=node), "timestamptz"
+    )
+
+
+def collate(node: exp.Collate) -> exp.Expr | None:
+    """SQLite's collations by what they do: NOCASE folds ASCII case (a comparison then folds
+    both sides), RTRIM ignores trailing spaces, BINARY is PostgreSQL's "C" order."""
+    name = node.expression.name.upper() if node.expression is not None else ""
+    if name == "NOCASE":
+        new = typed(fill("LOWER(__x)", x=to_text(node.this)), "text")
+        new.meta["nocase"] = True
+        return new
+    if name == "RTRIM":
+        return typed(fill("RTRIM(__x)", x=to_text(node.this)), "text")
+    if name == "BINARY":
+        return exp.Collate(this=node.this, expression=exp.to_identifier("C", quoted=True))
+    return None
+
+
+def compare(node: exp.Binary) -> exp.Expr | None:
+    """SQLite's comparison affinity: a TEXT column against a number compares as text, a
+    boolean column against 0/1 is a boolean, text against a numeric column is a number;
+    text against a timestamp column is a UTC timestamp (whatever the session's zone)."""
+    left, right = _binary_sides(node)
+    if left.meta.get("nocase") and not right.meta.get("nocase"):
+        node.set("expression", fill("LOWER(__x)", x=to_text(right)))
+        return None
+    if right.meta.get("nocase") and not left.meta.get("nocase"):
+        node.set("this", fill("LOWER(__x)", x=to_text(left)))
+        return None
+    lk, rk = kind(left), kind(right)
+    if lk == "timestamp" and rk in ("text", "literal_text", "unknown"):
+        node.set("expression", _utc(right))
+    elif rk == "timestamp" and lk in ("text", "literal_text", "unknown"):
+        node.set("this", _utc(left))
+    elif lk == "boolean" and isinstance(right, exp.Literal) and right.this in ("0", "1"):
+        node.set("expression", exp.Boolean(this=right.this == "1"))
+    elif rk == "boolean" and isinstance(left, exp.Literal) and left.this in ("0", "1"):
+        node.set("this", exp.Boolean(this=left.this == "1"))
+    elif lk == "text" and isinstance(right, exp.Literal) and not right.is_string:
+        node.set("expression", exp.Literal.string(right.this))
+    elif rk == "text" and isinstance(left, exp.Literal) and not left.is_string:
+        node.set("this", exp.Literal.string(left.this))
+    elif lk == "text" and rk in ("integer", "real", "numeric"):
+        node.set("expression", to_text(right))
+    elif rk == "text" and lk in ("integer", "real", "numeric"):
+        node.set("this", to_text(left))
+    elif lk == "boolean" and rk in ("integer", "numeric"):
+        node.set("this", to_number(left))
+    elif rk == "boolean" and lk in ("integer", "numeric"):
+        node.set("expression", to_number(right))
+    return None
+
+
+def greatest(node: exp.Expr) -> exp.Expr | None:
+    """SQLite's max(a, b, ...)/min(...) are NULL when any argument is; GREATEST/LEAST skip
+    NULLs."""
+    args = [node.this, *node.expressions]
+    test = " OR ".join(f"__a{i} IS NULL" for i in range(len(args)))
+    new = fill(
+        f"CASE WHEN {test} THEN NULL ELSE __n END",
+        n=node.copy(),
+        **{f"a{i}": a for i, a in enumerate(args)},
+    )
+    new.type = node.type
+    return new
+
+
+def between(node: exp.Between) -> exp.Expr | None:
+    for bound in ("low", "high"):
+        probe = exp.EQ(this=node.this, expression=node.args[bound])
+        compare(probe)
+        node.set("this", probe.this)
+        node.set(bound, probe.expression)
+    return None
+
+
+def paren(node: exp.Paren) -> exp.Expr | None:
+    node.type = node.this.type
+    return None
+
+
+def arithmetic(node: exp.Binary) -> exp.Expr | None:
+    """SQLite converts text (and booleans stored as 0/1) to numbers in arithmetic, and
+    computes with a real literal (2.0, 1.1) in doubles where PostgreSQL would use numeric."""
+    for arg in ("this", "expression"):
+        lit = node.args.get(arg)
+        if isinstance(lit, exp.Literal) and not lit.is_string and not lit.is_int:
+            node.set(arg, typed(exp.cast(lit.copy(), "double precision"), "double precision"))
+    left, right = _binary_sides(node)
+    if is_number(left) and is_number(right):
+        return None
+    node.set("this", to_number(left))
+    node.set("expression", to_number(right))
+    return typed(node, "numeric")
+
+
+def concat(node: exp.DPipe) -> exp.Expr | None:
+    node.set("this", to_text(node.this))
+    node.set("expression", to_text(node.expression))
+    return typed(node, "text")
+
+
+def cast(node: exp.Cast) -> exp.Expr | None:
+    """CAST(x AS INTEGER) truncates toward zero in SQLite and text casts take a prefix."""
+    to = node.to.this
+    inner = node.this
+    if isinstance(inner, exp.Literal) and inner.this.startswith("__emrops_"):
+        return None  # a typed stand-in for NEW.col / OLD.col (catalog.query)
+    T = exp.DataType.Type
+    if to in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT):
+        return to_integer(inner)
+    if to in (T.DOUBLE, T.FLOAT):
+        return typed(exp.cast(to_number(inner), "double precision"), "double precision")
+    if to == T.DECIMAL and not node.to.expressions:
+        return typed(to_number(inner), "numeric")
+    if to in (T.TEXT, T.VARCHAR, T.CHAR):
+        return typed(to_text(inner), "text")
+    return None
+
+
+def like(node: exp.Like) -> exp.Expr | None:
+    """SQLite's LIKE is case-insensitive for ASCII and has no escape character by default."""
+    pattern = node.expression
+    new = exp.ILike(this=to_text(node.this), expression=pattern)
+    if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
+        return typed(exp.Escape(this=new, expression=exp.Literal.string("")), "boolean")
+    return typed(new, "boolean")
+
+
+def glob(node: exp.Glob) -> exp.Expr | None:
+    """GLOB is case-sensitive with * ? and [...] classes: a POSIX regex match."""
+    pattern = node.expression
+    if isinstance(pattern, exp.Literal):
+        return typed(
+            exp.RegexpLike(
+                this=to_text(node.this), expression=exp.Literal.string(glob_regex(pattern.this))
+            ),
+            "boolean",
+        )
+    return None
+
+
+def glob_regex(pattern: str) -> str:
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("^"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out) + "$"
+
+
+def in_list(node: exp.In) -> exp.Expr | None:
+    """``x IN tablename`` and an empty ``IN ()``, which PostgreSQL does not accept."""
+    field = node.args.get("field")
+    if field is not None:
+        table = exp.Table(this=field.this.copy() if isinstance(field, exp.Column) else field)
+        if isinstance(field, exp.Table):
+            table = field.copy()
+        node.set("field", None)
+        node.set("query", exp.Subquery(this=exp.select("*").from_(table)))
+        return None
+    if not node.expressions and node.args.get("query") is None and node.args.get("unnest") is None:
+        return exp.false()
+    return None
+
+
+def aggregate_numeric(node: exp.Expr) -> exp.Expr | None:
+    """sum/avg over text (SQLite coerces each value) or booleans (0/1)."""
+    arg = node.this
+    if arg is not None and not is_number(arg) and not isinstance(arg, exp.Star):
+        node.set("this", to_number(arg))
+    return None
+
+
+def anonymous(node: exp.Anonymous) -> exp.Expr | None:
+    rule = ANONYMOUS.get(node.name.lower())
+    return rule(node) if rule else None
+
+
+def truth(node: exp.Expr) -> exp.Expr:
+    """A value where SQLite wants a truth value: numbers are true when not 0, text by its
+    numeric prefix (PostgreSQL wants a boolean)."""
+    k = kind(node)
+    if k in ("integer", "real", "numeric"):
+        return typed(fill("__x <> 0", x=node), "boolean")
+    if k in ("text", "literal_text"):
+        return typed(fill("__x <> 0", x=to_number(node)), "boolean")
+    return node
+
+
+def condition(node: exp.Expr) -> exp.Expr | None:
+    """WHERE, HAVING, CASE WHEN, AND, OR and NOT take truth values."""
+    for arg in ("this", "expression"):
+        child = node.args.get(arg)
+        if isinstance(child, exp.Expr) and not (isinstance(node, exp.If) and arg != "this"):
+            node.set(arg, truth(child))
+    if isinstance(node, exp.Connector | exp.Not):
+        node.type = exp.DataType.build("boolean")
+    return None
+
+
+def select(node: exp.Select) -> exp.Expr | None:
+    """``LIMIT -1`` (no limit) and bare columns in an aggregate query: SQLite takes them from
+    some row of the group, PostgreSQL wants them grouped, so they become one value of the
+    group (``(ARRAY_AGG(x))[1]``) unless the group fixes them (grouped by that table's key)."""
+    limit = node.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Neg):
+        node.set("limit", None)
+    group = node.args.get("group")
+    aggregates = [
+        a
+        for e in node.expressions
+        for a in e.find_all(exp.AggFunc)
+        if _owner(a) is node and not isinstance(a.parent, exp.Window)
+    ]
+    if group is None and not aggregates:
+        return None
+    grouped = {g.sql() for g in group.expressions} if group is not None else set()
+    grouped_columns = {
+        (g.table, g.name)
+        for g in (group.expressions if group is not None else [])
+        if isinstance(g, exp.Column)
+    }
+    fixed: set[str] = set()  # aliases whose primary key is grouped
+    for table in node.find_all(exp.Table):
+        key = table.meta.get("key")
+        if _owner(table) is node and key:
+            alias = table.alias_or_name
+            if all((alias, k) in grouped_columns for k in key):
+                fixed.add(alias)
+    parts = list(node.expressions)
+    for arg in ("having", "order"):
+        if node.args.get(arg) is not None:
+            parts.append(node.args[arg])
+    for part in parts:
+        for col in list(part.find_all(exp.Column)):
+            if _owner(col) is not node or col.table in fixed:
+                continue
+            if any(_owner(a) is node for a in _ancestors(col, part, exp.AggFunc)):
+                continue
+            if any(a.sql() in grouped for a in _ancestors(col, part, exp.Expr)):
+                continue
+            if isinstance(col.parent, exp.Ordered) and col.name in {
+                e.alias_or_name for e in node.expressions
+            }:
+                continue  # ORDER BY an output column
+            col.replace(fill("(ARRAY_AGG(__x))[1]", x=col))
+    return None
+
+
+def _owner(node: exp.Expr) -> exp.Expr | None:
+    return node.find_ancestor(exp.Select)
+
+
+def _ancestors(node: exp.Expr, top: exp.Expr, cls: type) -> list[exp.Expr]:
+    out = []
+    cur: exp.Expr | None = node
+    while cur is not None:
+        if isinstance(cur, cls):
+            out.append(cur)
+        if cur is top:
+            break
+        cur = cur.parent
+    return out
+
+
+def prepare(tree: exp.Expr) -> exp.Expr:
+    """Rewrites needed before sqlglot can qualify the tree (``x IN tablename``)."""
+    for node in list(tree.find_all(exp.In)):
+        new = in_list(node)
+        if new is not None:
+            if node is tree:
+                return new
+            node.replace(new)
+    return tree
+
+
+# (node class, rule): the first matching row applies
+RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
+    (exp.EQ, compare),
+    (exp.NEQ, compare),
+    (exp.GT, compare),
+    (exp.GTE, compare),
+    (exp.LT, compare),
+    (exp.LTE, compare),
+    (exp.Collate, collate),
+    (exp.Where, condition),
+    (exp.Having, condition),
+    (exp.And, condition),
+    (exp.Or, condition),
+    (exp.Not, condition),
+    (exp.If, condition),
+    (exp.Select, select),
+    (exp.Between, between),
+    (exp.Greatest, greatest),
+    (exp.Least, greatest),
+    (exp.Paren, paren),
+    (exp.Add, arithmetic),
+    (exp.Sub, arithmetic),
+    (exp.Mul, arithmetic),
+    (exp.Div, arithmetic),
+    (exp.Mod, arithmetic),
+    (exp.DPipe, concat),
+    (exp.Cast, cast),
+    (exp.Like, like),
+    (exp.Glob, glob),
+    (exp.Sum, aggregate_numeric),
+    (exp.Avg, aggregate_numeric),
+    (exp.GroupConcat, group_concat),
+    (exp.JSONExtract, json_extract),
+    (exp.JSONExtractScalar, json_extract),
+    (exp.StrPosition, strpos),
+    (exp.Substring, substr),
+    (exp.Round, round_),
+    (exp.Length, length),
+    (exp.Typeof, typeof),
+    (exp.TimeToStr, dates.time_to_str),
+    (exp.Date, dates.date_function),
+    (exp.Anonymous, anonymous),
+]
+
+
+def apply(tree: exp.Expr) -> exp.Expr:
+    """Apply ``RULES`` bottom-up; returns the (possibly new) root."""
+    nodes = list(tree.walk())
+    root = tree
+    for node in reversed(nodes):
+        for cls, rule in RULES:
+            if type(node) is cls:
+                new = rule(node)
+                if new is not None and new is not node:
+                    if node is root:
+                        root = new
+                    else:
+                        node.replace(new)
+                break
+    return root
