@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from emrops.config import load_settings
+from emrops.db.azure_auth import is_loopback
 from emrops.db.engine import parse_db_url
 from emrops.errors import EmropsError, UsageError
 from emrops.logs import LOGGER_NAME, get_logger, setup_logging
@@ -91,13 +91,9 @@ def _max_body(options: ServeOptions) -> int:
 
 
 def is_loopback_address(host: str) -> bool:
-    """localhost, 127.0.0.0/8 and ::1 only; "", 0.0.0.0 and :: listen on every interface."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """localhost, 127.0.0.0/8 and ::1 only; "", 0.0.0.0 and :: listen on every interface
+    (a bind address, unlike a database host, is never a Unix socket path)."""
+    return bool(host) and not host.startswith("/") and is_loopback(host)
 
 
 def refuse_open_server(host: str, token: str | None, insecure: bool) -> None:
