@@ -13,7 +13,6 @@ With one process (or one client) the clients run in this process, as threads.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from emrops.bench.runner import MAX_ERROR_SAMPLES, CellRun, OpStats, run_cell
 from emrops.bench.scratch import open_engine
 from emrops.bench.workloads import Dataset
+from emrops.children import supervise
 from emrops.db.engine import DbUrl, parse_db_url
 from emrops.errors import EmropsError, Interrupted
 from emrops.stats.histogram import LatencyHistogram
@@ -133,40 +133,32 @@ def run_cell_processes(
         ctx.Process(target=_child, args=(plan, k, out, go), daemon=True)
         for k, plan in enumerate(plans)
     ]
-    for proc in procs:
-        proc.start()
     results: dict[int, dict[str, Any]] = {}
     ready = 0
-    deadline = time.monotonic() + READY_TIMEOUT_S + warmup_s + duration_s + 60
+
+    def on_message(kind: str, index: int, payload: Any) -> bool:
+        nonlocal ready
+        if kind == "ready":
+            ready += 1
+            if ready == len(procs):
+                go.set()
+            return False
+        if kind == "result":
+            results[index] = payload
+            return True
+        raise ClientProcessError(f"client process {index} failed: {payload}")
+
     try:
-        while len(results) < len(procs):
-            try:
-                kind, index, payload = out.get(timeout=0.5)
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    raise ClientProcessError("client processes did not finish in time") from None
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise ClientProcessError(
-                        f"a client process died (exit {dead[0].exitcode})"
-                    ) from None
-                continue
-            if kind == "ready":
-                ready += 1
-                if ready == len(procs):
-                    go.set()
-            elif kind == "result":
-                results[index] = payload
-            else:
-                raise ClientProcessError(f"client process {index} failed: {payload}")
+        supervise(
+            procs,
+            out,
+            deadline=time.monotonic() + READY_TIMEOUT_S + warmup_s + duration_s + 60,
+            on_message=on_message,
+            failure=ClientProcessError,
+            child="client process",
+        )
     except KeyboardInterrupt:
         raise Interrupted("interrupted: benchmark stopped, scratch databases removed") from None
-    finally:
-        for proc in procs:
-            proc.join(timeout=5 if len(results) == len(procs) else 0.1)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
     return merge_results([results[k] for k in sorted(results)], clients, duration_s)
 
 

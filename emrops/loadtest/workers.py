@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emrops.children import supervise
 from emrops.errors import EmropsError
 from emrops.loadtest.scenarios import SetupFailed
 from emrops.loadtest.scheduler import Plan, WindowStats, WorkerResult, run_worker
@@ -159,42 +159,34 @@ def _run_processes(plan: Plan, agg: _Aggregator) -> RunData:
         ctx.Process(target=_child, args=(plan, k, out, go, start_at), daemon=True)
         for k in range(plan.processes)
     ]
-    for proc in procs:
-        proc.start()
     results: list[WorkerResult] = []
     ready = 0
-    deadline = time.monotonic() + READY_TIMEOUT + plan.total_time + plan.timeout + 30
-    try:
-        while len(results) < len(procs):
-            try:
-                kind, index, payload = out.get(timeout=0.5)
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    raise GeneratorError("generator processes did not finish in time") from None
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise GeneratorError(
-                        f"a generator process died (exit {dead[0].exitcode})"
-                    ) from None
-                continue
-            if kind == "ready":
-                ready += 1
-                if ready == len(procs):
-                    start_at.value = time.time() + START_DELAY
-                    agg.t0 = time.monotonic() + START_DELAY
-                    go.set()
-            elif kind == "progress":
-                agg.add(payload)
-            elif kind == "result":
-                results.append(WorkerResult.from_wire(payload))
-            elif kind == "setup_failed":
-                raise _setup_error(payload)
-            else:
-                raise GeneratorError(f"generator process {index} failed: {payload}")
-    finally:
-        for proc in procs:
-            proc.join(timeout=5 if results else 0.1)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
+
+    def on_message(kind: str, index: int, payload: Any) -> bool:
+        nonlocal ready
+        if kind == "ready":
+            ready += 1
+            if ready == len(procs):
+                start_at.value = time.time() + START_DELAY
+                agg.t0 = time.monotonic() + START_DELAY
+                go.set()
+            return False
+        if kind == "progress":
+            agg.add(payload)
+            return False
+        if kind == "result":
+            results.append(WorkerResult.from_wire(payload))
+            return True
+        if kind == "setup_failed":
+            raise _setup_error(payload)
+        raise GeneratorError(f"generator process {index} failed: {payload}")
+
+    supervise(
+        procs,
+        out,
+        deadline=time.monotonic() + READY_TIMEOUT + plan.total_time + plan.timeout + 30,
+        on_message=on_message,
+        failure=GeneratorError,
+        child="generator process",
+    )
     return _merge(results, agg.plan)
