@@ -1,6 +1,6 @@
 """COPY text formatted by SQLite itself, for tables whose values need no conversion.
 
-For a rowid table whose every column is *fast* (the profile proved each value already is what
+For a table whose every column is *fast* (the profile proved each value already is what
 COPY needs), SQLite builds the ``COPY ... FROM STDIN`` text lines in SQL (backslash, tab,
 newline and CR escaped, NULL as ``\\N``) and hands them over in chunks of many rows, so no
 Python work is done per row or per value. The bytes equal what psycopg's ``write_row`` sends
@@ -23,8 +23,8 @@ numeric reals and the double values outside the checked range go through a regis
 function: the fallback runs only where SQLite's text would differ. A value of another storage
 class (the plan is stale) comes back as a NUL byte, which sends its chunk to the per-row path.
 
-Not eligible (they use the per-row path): WITHOUT ROWID tables, and columns needing a Python
-conversion.
+WITHOUT ROWID tables take this path too, in primary-key order (see reading.py). Not eligible
+(the per-row path): tables with a column needing a Python conversion.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrops.migrate.plan import ColumnPlan, TablePlan
+from emrops.migrate.reading import Key, nth_after, order_sql, range_sql
 from emrops.migrate.reflect import quote
 
 CHUNK_ROWS = 10_000
@@ -156,7 +157,7 @@ def _not_null(col: ColumnPlan) -> bool:
 
 def line_sql(tp: TablePlan, *, escape: bool = True) -> str | None:
     """SQL of one COPY text line (with its newline) per row, or None for the per-row path."""
-    if tp.without_rowid or not tp.columns:
+    if not tp.columns:
         return None
     if any(c.converter == "double" for c in tp.columns) and not printf_exact():
         return None
@@ -183,8 +184,8 @@ def _backslashes_sql(tp: TablePlan) -> str:
 
 @dataclass
 class Chunk:
-    lo: int  # the rows with lo <= rowid <= hi
-    hi: int
+    after: Key | None  # the rows of the key range (after, hi] (see reading.py)
+    hi: Key | None
     rows: int
     data: bytes | None  # COPY text, or None: re-read this range row by row
 
@@ -201,7 +202,8 @@ def _clean(data: bytes) -> bool:
 
 
 def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """COPY text of ``tp`` in rowid order, ``rows`` rows per chunk.
+    """COPY text of ``tp`` in key order (rowid, or the primary key of a WITHOUT ROWID table),
+    ``rows`` rows per chunk.
 
     Each chunk is first built from the raw values (cheap). It is sent as it is only when it
     provably equals the escaped text: exactly one tab per column boundary and one newline per
@@ -216,31 +218,30 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         raise ValueError(f"table {tp.source} cannot be formatted in SQL")
     register(src)
     t = quote(tp.source)
+    order = order_sql(tp)
 
-    def first(line: str) -> str:
+    def build(line: str, where: str) -> str:
         # count(line) < count(*) when a line came out NULL (a column the plan holds for never
         # NULL is NULL after all): group_concat skips NULLs, so such a chunk goes row by row
         return (
-            "SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB), "
-            "count(line) FROM "
-            f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t} "
-            f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
+            "SELECT count(*), sum(bs), CAST(group_concat(line, '') AS BLOB), count(line) FROM "
+            f"(SELECT {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t}{where} "
+            f"ORDER BY {order})"
         )
 
-    first_raw, first_escaped = first(raw), first(escaped)
-    again = (
-        f"SELECT CAST(group_concat(line, '') AS BLOB) FROM (SELECT {escaped} AS line FROM {t} "
-        "WHERE rowid BETWEEN ? AND ? ORDER BY rowid)"
-    )
     tabs = len(tp.columns) - 1
-    lo = -(2**63)
+    after: Key | None = None
     # After a chunk that needed escaping the next one is built escaped at once (values with a
     # tab or newline tend to be common in a column, and building a chunk twice costs more than
     # escaping it); an escaped chunk in which escaping added no backslash switches back to raw.
     escape = False
     while True:
-        hi, count, backslashes, data, lines = src.execute(
-            first_escaped if escape else first_raw, (lo,)
+        # the chunk's last key first (a walk of the key's b-tree), so that every query of the
+        # chunk reads the same closed range
+        hi = nth_after(src, tp, after, rows)
+        where, params = range_sql(tp, after, hi)
+        count, backslashes, data, lines = src.execute(
+            build(escaped if escape else raw, where), params
         ).fetchone()
         if not count:
             return
@@ -248,26 +249,23 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
             # a line is NULL when a column the plan holds for never NULL is NULL after all;
             # group_concat would skip it, so this range goes row by row (which rejects or
             # aborts on it) rather than losing the row
-            yield Chunk(lo, hi, count, None)
-            if hi == 2**63 - 1:
-                return
-            lo = hi + 1
-            continue
-        data = data or b""
-        if escape:
-            escape = data.count(b"\\") != backslashes
-        elif not (
-            data.count(b"\t") == count * tabs
-            and data.count(b"\n") == count
-            and data.count(b"\\") == backslashes
-            and b"\r" not in data
-        ):
-            data = src.execute(again, (lo, hi)).fetchone()[0] or b""
-            escape = True
-        # escaped text has exactly one newline per row; anything else (a line lost between the
-        # two queries) goes row by row, and the target's count is the backstop after that
-        whole = data.count(b"\n") == count
-        yield Chunk(lo, hi, count, data if whole and _clean(data) else None)
-        if hi == 2**63 - 1:
+            yield Chunk(after, hi, count, None)
+        else:
+            data = data or b""
+            if escape:
+                escape = data.count(b"\\") != backslashes
+            elif not (
+                data.count(b"\t") == count * tabs
+                and data.count(b"\n") == count
+                and data.count(b"\\") == backslashes
+                and b"\r" not in data
+            ):
+                data = src.execute(build(escaped, where), params).fetchone()[2] or b""
+                escape = True
+            # escaped text has exactly one newline per row; anything else (a line lost between
+            # the two queries) goes row by row, and the target's count is the backstop after that
+            whole = data.count(b"\n") == count
+            yield Chunk(after, hi, count, data if whole and _clean(data) else None)
+        if hi is None:
             return
-        lo = hi + 1
+        after = hi
