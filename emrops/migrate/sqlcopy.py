@@ -18,9 +18,11 @@ some doubles above about 1e102 and prints -0.0 as ``0.0``. This is not taken on 
 every binary exponent of that range, once per process, and double columns stay on the per-row
 path if the library fails it. Integers print as their digits (PostgreSQL and Python both round
 them to the nearest double). A ``numeric`` real must reach PostgreSQL as Python's shortest
-``repr`` (as the per-row path sends it; SQLite cannot find the shortest digits exactly), so
-numeric reals and the double values outside the checked range go through a registered Python
-function: the fallback runs only where SQLite's text would differ. A value of another storage
+``repr`` (as the per-row path sends it): SQLite's own text of a real (``%!.15g``) is that when
+it reads back as the same double (:func:`short_sql`, checked by :func:`short_exact`), which
+the usual sensor values (a few decimals) do. Other numeric reals and the double values outside
+the checked range go through a registered Python function: the fallback runs only where
+SQLite's text would differ. A value of another storage
 class (the plan is stale) comes back as a NUL byte, which sends its chunk to the per-row path.
 
 WITHOUT ROWID tables take this path too, in primary-key order (see reading.py). Not eligible
@@ -104,6 +106,48 @@ def printf_exact(samples: int = 0) -> bool:
     return len(got) == len(values) and all(float(t) == x for x, t in got)
 
 
+def short_sql(c: str) -> str:
+    """SQL true when the real ``c`` has a plain decimal text of at most 15 significant digits:
+    then ``CAST(c AS TEXT)`` (SQLite's ``%!.15g``) is Python's shortest ``repr`` of it. Only one
+    decimal of at most 15 significant digits lies within half a unit in the last place of a
+    double, so a 15-digit text that reads back as ``c`` is that decimal, which is also the
+    shortest one (checked by :func:`short_exact`). Zero (SQLite prints -0.0 as ``0.0``) and
+    exponent forms are left out."""
+    return (
+        f"({c} <> 0 AND instr(CAST({c} AS TEXT), 'e') = 0 "
+        f"AND CAST(CAST({c} AS TEXT) AS REAL) = {c})"
+    )
+
+
+def _short_sample() -> list[float]:
+    """Reals of every magnitude from 1e-5 to 1e16: sensor-like values rounded to 0-9 decimal
+    places, and full-precision doubles (which need 16 or 17 digits: never short)."""
+    rng = random.Random(1604)
+    out = [0.1, 0.2, 0.3, 0.1 + 0.2, 1 / 3, 2 / 3, 1e15 - 1, 1e15 + 0.5, 1e-4, 9.999e-5, 5e-324]
+    for exp in range(-5, 17):
+        for places in range(10):
+            for _ in range(4):
+                x = round(rng.uniform(1, 10) * 10.0**exp, places)
+                out += [x, -x, math.nextafter(x, math.inf), math.nextafter(x, 0)]
+    return out
+
+
+@functools.cache
+def short_exact() -> bool:
+    """True when, for every real of the sample, :func:`short_sql`'s test passing means that
+    ``CAST(x AS TEXT)`` equals Python's ``repr(x)`` (both are exact decimal texts PostgreSQL
+    reads; the per-row path sends ``repr``)."""
+    values = _short_sample()
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE f (x REAL)")
+        conn.executemany("INSERT INTO f VALUES (?)", ((v,) for v in values))
+        got = conn.execute(f"SELECT x, CAST(x AS TEXT) FROM f WHERE {short_sql('x')}").fetchall()
+    finally:
+        conn.close()
+    return len(got) > len(values) // 4 and all(repr(x) == t for x, t in got)
+
+
 def _escaped(c: str) -> str:
     """COPY text escaping of a text value (only rewritten when it holds a special byte). The
     tab, newline and CR are literal characters in the SQL: char(9) would be a function call per
@@ -139,12 +183,15 @@ def column_sql(col: ColumnPlan, *, escape: bool = True) -> str | None:
 def _real_sql(c: str, *, double: bool) -> str:
     """A number as the per-row path sends it (see the module docstring)."""
     fallback = f"{_FALLBACK}({c})"
-    real = (
-        f"CASE WHEN abs({c}) BETWEEN {REAL_LO!r} AND {REAL_HI!r} "
-        f"THEN printf('%!.17g', {c}) ELSE {fallback} END"
-        if double
-        else fallback
-    )
+    if double:
+        real = (
+            f"CASE WHEN abs({c}) BETWEEN {REAL_LO!r} AND {REAL_HI!r} "
+            f"THEN printf('%!.17g', {c}) ELSE {fallback} END"
+        )
+    elif short_exact():  # numeric: Python's repr, which SQLite's text is when short
+        real = f"CASE WHEN {short_sql(c)} THEN CAST({c} AS TEXT) ELSE {fallback} END"
+    else:
+        real = fallback
     return (
         f"CASE typeof({c}) WHEN 'real' THEN {real} "
         f"WHEN 'integer' THEN CAST({c} AS TEXT) ELSE {fallback} END"
