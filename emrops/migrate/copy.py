@@ -167,12 +167,14 @@ class _Unsendable(Exception):
         self.value = value
 
 
-def _nul_column(tp: TablePlan, out: tuple) -> tuple[ColumnPlan, str] | None:
-    """The first column of a converted row whose text holds a NUL byte, and that text."""
+def _unsendable(tp: TablePlan, key: Any, out: tuple, exc: psycopg.DataError) -> Exception:
+    """What to raise when psycopg refuses a converted row before sending it: a NUL byte in a
+    text value (psycopg's buffer then holds part of the row, so this COPY attempt ends) names
+    its row and column; anything else is raised as it is."""
     for col, v in zip(tp.columns, out, strict=False):
         if isinstance(v, str) and "\x00" in v:
-            return col, v
-    return None
+            return _Unsendable(key, col, v, str(exc))
+    return exc
 
 
 def _refused_in(tp: TablePlan, chunk: sqlcopy.Chunk, refused: dict[str, Any]) -> bool:
@@ -269,18 +271,7 @@ def copy_table(
             with conn.cursor() as cur:
                 cur.execute(f"TRUNCATE {quote(tp.target)}")
                 with cur.copy(f"COPY {quote(tp.target)} ({cols}) FROM STDIN (FREEZE)") as cp:
-
-                    def write(row: tuple, out: tuple) -> None:
-                        try:
-                            cp.write_row(out)
-                        except psycopg.DataError as exc:
-                            # psycopg refuses a value before sending it (a NUL byte in text):
-                            # the COPY buffer holds part of the row, so this attempt ends here
-                            found = _nul_column(tp, out)
-                            if found is None:
-                                raise
-                            raise _Unsendable(key_of(row), *found, str(exc)) from None
-
+                    write = cp.write_row
                     if line_sql is not None:
                         strict = checked(row_converter(tp, reject, strict=True))
                         for chunk in sqlcopy.chunks(src, tp):
@@ -294,7 +285,10 @@ def copy_table(
                                 for row in read_range(src, tp, chunk.after, chunk.hi, on_bad):
                                     out = strict(row)
                                     if out is not None:
-                                        write(row, out)
+                                        try:
+                                            write(out)
+                                        except psycopg.DataError as exc:
+                                            raise _unsendable(tp, key_of(row), out, exc) from None
                                         total += 1
                             tick()
                     else:
@@ -303,7 +297,10 @@ def copy_table(
                                 out = convert(row)
                                 if out is None:
                                     continue
-                                write(row, out)
+                                try:
+                                    write(out)
+                                except psycopg.DataError as exc:
+                                    raise _unsendable(tp, key_of(row), out, exc) from None
                                 total += 1
                             tick()
                 # what arrived, counted by PostgreSQL (never what was sent)
