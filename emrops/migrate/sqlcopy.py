@@ -148,6 +148,41 @@ def short_exact() -> bool:
     return len(got) > len(values) // 4 and all(repr(x) == t for x, t in got)
 
 
+def fixed_sql(c: str, scale: int) -> str:
+    """SQL true when the real ``c``, printed with ``scale`` decimals (``printf('%.Nf')``),
+    reads back as itself with at most 15 significant digits: then that text is Python's
+    shortest ``repr`` padded with zeros to the scale (the one such decimal, see
+    :func:`short_sql`), which is numeric(p, scale)'s canonical text, no rounding involved.
+    Two conversions per value, where the short text padded in SQL takes five."""
+    return (
+        f"({c} <> 0 AND abs({c}) < {10 ** (15 - min(scale, 15))} "
+        f"AND CAST(printf('%.{scale}f', {c}) AS REAL) = {c})"
+    )
+
+
+@functools.cache
+def fixed_exact() -> bool:
+    """True when, for every real of the sample and scales 0 to 6, :func:`fixed_sql`'s test
+    passing means that the printed text equals the numeric canonical text Python computes."""
+    from emrops.migrate.convert import canon_function
+
+    values = _short_sample()
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE f (x REAL)")
+        conn.executemany("INSERT INTO f VALUES (?)", ((v,) for v in values))
+        for scale in range(7):
+            canon = canon_function(f"numeric(30,{scale})")
+            got = conn.execute(
+                f"SELECT x, printf('%.{scale}f', x) FROM f WHERE {fixed_sql('x', scale)}"
+            ).fetchall()
+            if not got or any(canon(x) != t for x, t in got):
+                return False
+    finally:
+        conn.close()
+    return True
+
+
 def _escaped(c: str) -> str:
     """COPY text escaping of a text value (only rewritten when it holds a special byte). The
     tab, newline and CR are literal characters in the SQL: char(9) would be a function call per

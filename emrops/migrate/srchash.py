@@ -82,22 +82,14 @@ def _canon_sql(col: ColumnPlan, python: str) -> str | None:
             limit = 10 ** (precision - (scale or 0))
             fits = f" AND {c} > -{limit} AND {c} < {limit}"
         real = ""
-        if sqlcopy.short_exact():
-            text = f"CAST({c} AS TEXT)"
-            places = f"(length({text}) - instr({text}, '.'))"
-            if scale is None:
-                real = f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.short_sql(c)} THEN {text} "
-            elif scale == 0:
-                real = (
-                    f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.short_sql(c)} "
-                    f"AND {text} LIKE '%.0' THEN substr({text}, 1, length({text}) - 2) "
-                )
-            else:
-                real = (
-                    f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.short_sql(c)} "
-                    f"AND {places} <= {scale} "
-                    f"THEN {text} || substr('{'0' * scale}', 1, {scale} - {places}) "
-                )
+        if scale is None and sqlcopy.short_exact():
+            real = (
+                f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.short_sql(c)} "
+                f"THEN CAST({c} AS TEXT) "
+            )
+        elif scale is not None and sqlcopy.fixed_exact():
+            real = f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.fixed_sql(c, scale)} "
+            real += f"THEN printf('%.{scale}f', {c}) "
         return f"CASE WHEN typeof({c}) = 'integer'{fits} THEN {digits} {real}ELSE {python} END"
     if kind == "uuid" and col.converter == "pass":
         # the profile matched every value to 32 hex digits or the dashed form
