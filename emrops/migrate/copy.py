@@ -10,11 +10,10 @@ row. (The source side of verification is hashed separately from the same snapsho
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,8 @@ import psycopg
 
 from emrops import atomic
 from emrops.db.sqlite_file import open_sqlite
-from emrops.errors import CheckFailed, EmropsError, ExitCode
+from emrops.errors import EmropsError, ExitCode
 from emrops.migrate import journal, refusals, sqlcopy
-from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reading import (  # noqa: F401 - source_select, read_batches re-exported
     BadText,
@@ -37,16 +35,19 @@ from emrops.migrate.reading import (  # noqa: F401 - source_select, read_batches
 )
 from emrops.migrate.reflect import quote
 from emrops.migrate.refusals import RowsLost, check_loaded  # noqa: F401 - re-exported
+from emrops.migrate.rowconv import (  # noqa: F401 - re-exported
+    ValueRejected,
+    key_text,
+    null_keys,
+    row_converter,
+    show,
+)
 
 Progress = Callable[[str, int, int], None]  # (table, rows done, rows total)
 
 
 class CopyFailed(EmropsError):
     """COPY failed on the PostgreSQL side (the table's transaction is rolled back)."""
-
-
-class ValueRejected(CheckFailed):
-    """A value could not be converted and ``--on-error abort`` is in force (exit 3)."""
 
 
 @dataclass
@@ -71,85 +72,6 @@ class RejectWriter:
         with self._lock:
             atomic.append_line(self.path, line, mode=0o600)  # rejected rows are data
             self.count += 1
-
-
-def row_converter(
-    tp: TablePlan,
-    on_reject: Callable[[Any, str, Any, str], None] | None,
-    *,
-    strict: bool = False,
-):
-    """A function source-row -> converted tuple (or None when rejected), raising CopyFailed on
-    abort. Source rows carry the rowid first for rowid tables. ``strict`` converts every
-    column, the fast ones too (for rows the SQL path found something unexpected in)."""
-    offset = 0 if tp.without_rowid else 1
-    slow = [
-        (i, c.source, CONVERT[c.converter], c.notnull, null_keys(c))
-        for i, c in enumerate(tp.columns)
-        if strict or not c.fast
-    ]
-    pk_pos = [i for i, c in enumerate(tp.columns) if c.source in tp.key]
-
-    def key_of(row: tuple) -> Any:
-        if offset:
-            return row[0]
-        return {tp.columns[i].source: row[i] for i in pk_pos}
-
-    if not slow:
-        if offset:
-            return lambda row: row[1:]
-        return lambda row: row
-
-    def convert(row: tuple) -> tuple | None:
-        out = list(row[offset:])
-        for i, name, fn, notnull, fill in slow:
-            v = out[i]
-            if v is None:
-                if fill is not None:
-                    out[i] = next(fill)
-                    continue
-                if notnull:
-                    err = "NULL in a NOT NULL column"
-                else:
-                    continue
-            else:
-                try:
-                    out[i] = fn(v)
-                    continue
-                except ConversionError as exc:
-                    err = str(exc)
-            if on_reject is None:
-                raise ValueRejected(
-                    f"table {tp.source}, row {_key_text(tp, key_of(row))}, column {name}: "
-                    f"cannot convert {_show(v)} to {tp.columns[i].pg_type}: {err}",
-                    hint="add a cast rule for the column (--cast), or rerun with --on-error reject "
-                    "to write such rows to a reject file",
-                )
-            on_reject(key_of(row), name, v, err)
-            return None
-        return tuple(out)
-
-    return convert
-
-
-def null_keys(col: ColumnPlan) -> Iterator[int] | None:
-    """The keys given to NULL keys of ``col`` in source order (cast rule null_key =
-    "generate"), or None. The same sequence in the copy and in verification."""
-    return itertools.count(col.null_fill) if col.null_fill is not None else None
-
-
-def _key_text(tp: TablePlan, key: Any) -> str:
-    if isinstance(key, dict):
-        return ", ".join(f"{k}={v!r}" for k, v in key.items())
-    return f"rowid={key}"
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, bytes):
-        text = v.decode("utf-8", errors="backslashreplace")
-        return repr(text[:80])
-    text = repr(v)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 NUL_ERROR = "text holds a NUL byte"
@@ -221,7 +143,7 @@ def copy_table(
         rejected_keys.append(key)
         assert rejects is not None
         held.append(
-            {"table": tp.source, "key": key, "column": column, "value": _show(value), "error": err}
+            {"table": tp.source, "key": key, "column": column, "value": show(value), "error": err}
         )
 
     offset = 0 if tp.without_rowid else 1
@@ -249,8 +171,8 @@ def copy_table(
         err = "text is not valid UTF-8"
         if rejects is None:
             raise ValueRejected(
-                f"table {tp.source}, row {_key_text(tp, key)}, column {column}: cannot convert "
-                f"{_show(value)} to text: {err}",
+                f"table {tp.source}, row {key_text(tp, key)}, column {column}: cannot convert "
+                f"{show(value)} to text: {err}",
                 hint='add a cast rule type = "bytea" for the column (--cast), or rerun with '
                 "--on-error reject",
             )
@@ -323,8 +245,8 @@ def copy_table(
         src.close()
         if rejects is None or len(refused) >= 1000:
             raise ValueRejected(
-                f"table {tp.source}, row {_key_text(tp, bad.key)}, column {bad.column}: cannot "
-                f"convert {_show(bad.value)} to {bad.pg_type}: {NUL_ERROR}",
+                f"table {tp.source}, row {key_text(tp, bad.key)}, column {bad.column}: cannot "
+                f"convert {show(bad.value)} to {bad.pg_type}: {NUL_ERROR}",
                 hint='add a cast rule type = "bytea" for the column (--cast), or rerun with '
                 "--on-error reject to write such rows to a reject file",
             ) from None
@@ -370,7 +292,7 @@ def copy_table(
                 refused=refused,
             )
         sql = f"COPY {quote(tp.target)} ({cols}) FROM STDIN"
-        named = f", row {_key_text(tp, key)}" if key is not None else ""
+        named = f", row {key_text(tp, key)}" if key is not None else ""
         failure = CopyFailed(
             f"COPY into {tp.target} failed{named}: {msg}"
             + (f" ({where.splitlines()[0]})" if where else "")

@@ -22,8 +22,8 @@ them to the nearest double). A ``numeric`` real must reach PostgreSQL as Python'
 it reads back as the same double (:func:`short_sql`, checked by :func:`short_exact`), which
 the usual sensor values (a few decimals) do. Other numeric reals and the double values outside
 the checked range go through a registered Python function: the fallback runs only where
-SQLite's text would differ. A value of another storage
-class (the plan is stale) comes back as a NUL byte, which sends its chunk to the per-row path.
+SQLite's text would differ. A value of another storage class (the plan is stale) comes back
+as a NUL byte, which sends its chunk to the per-row path.
 
 WITHOUT ROWID tables take this path too, in primary-key order (see reading.py). Not eligible
 (the per-row path): tables with a column needing a Python conversion.
