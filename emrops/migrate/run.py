@@ -1,13 +1,16 @@
 """``migrate-db run``: plan, create, copy (with the pinned backup alongside), build, verify.
-How a run starts (fresh or resumed) is in start.py; what ``status`` reads, in status.py.
 
 Order of work: an offline run reads the source in place, read-only, guarded against writes
 (guard.py); an online run installs change capture and reads a snapshot. The plan is built from
-what is read, tables are created bare, data is copied (one transaction per table, journaled)
-while the pinned pre-migration backup is taken, then primary keys, unique and CHECK
+what is read, tables are created bare (start.py), data is copied (one transaction per table,
+journaled) while the pinned pre-migration backup is taken, then primary keys, unique and CHECK
 constraints, indexes, identities, foreign keys (NOT VALID, then VALIDATE), ANALYZE and views.
 ``--resume`` reuses the journaled plan (and an unchanged source, or the snapshot) and skips
 every table and object already done.
+
+The run is the table :data:`STEPS`: each step is a function of the shared :class:`RunContext`,
+announced by its phase name (timed for the result, and journaled as the run's step, so that
+``status`` names the step a killed run died in). A new step is a new row.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from emrops.errors import UsageError
 from emrops.migrate import journal, prebackup, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
-from emrops.migrate.start import fresh, remove_run, resume, settle_backup, source_path
+from emrops.migrate.plan import TablePlan
+from emrops.migrate.start import Start, fresh, remove_run, resume, settle_backup, source_path
 from emrops.migrate.status import owner
 from emrops.migrate.verify import VerifyResult, verify
 
@@ -87,24 +91,10 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     """Migrate; raises EmropsError for a refused start or an aborted copy (nothing is lost: the
     source is read-only and the target keeps a journal for --resume or rollback)."""
     hooks = hooks or Hooks()
-    started = time.monotonic()
-    timings: dict[str, float] = {}
-    mark = [started]
-    user_phase = hooks.phase
-
-    def phase(name: str) -> None:  # time each phase for the result
-        now = time.monotonic()
-        if timings or name != "planning":
-            timings[phase.current] = round(now - mark[0], 3)  # type: ignore[attr-defined]
-        mark[0] = now
-        phase.current = name  # type: ignore[attr-defined]
-        user_phase(name)
-
-    phase.current = "start"  # type: ignore[attr-defined]
+    clock = _Clock(hooks.phase)
     src_path = source_path(opts.source)
     if opts.on_error not in ("abort", "reject"):
         raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
-    jobs = opts.jobs or os.cpu_count() or 2
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
     # the child process hashing the source for verification starts now, so that its
@@ -112,155 +102,289 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     hashing = srchash.Hashing() if opts.verify and not opts.online else None
     try:
         with contextlib.ExitStack() as stack:
-            return _run(
-                opts, hooks, phase, entries, jobs, src_path, hashing, timings, started, stack
+            ctx = RunContext(
+                opts, hooks, clock, opts.jobs or os.cpu_count() or 2, src_path, hashing, stack
             )
+            ctx.entries = entries
+            for step in STEPS:
+                if step.when(ctx):
+                    if step.phase is not None:
+                        ctx.announce(step.phase)
+                    step.do(ctx)
+            return ctx.result
     finally:
         if hashing is not None:
             hashing.close()
 
 
-def _run(
-    opts: RunOptions,
-    hooks: Hooks,
-    timed_phase: Callable[[str], None],
-    entries: dict[str, journal.Entry],
-    jobs: int,
-    src_path: Path,
-    hashing: srchash.Hashing | None,
-    timings: dict[str, float],
-    started: float,
-    stack: contextlib.ExitStack,
-) -> RunResult:
-    journaled = [False]  # once the journal exists, each step is written there too
+@dataclass
+class _Clock:
+    """Times each phase for the result, and passes its name on to the CLI's hook."""
 
-    def phase(name: str) -> None:
-        timed_phase(name)
-        if journaled[0]:
-            with journal.connect(opts.target, autocommit=True) as conn:
+    hook: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per finished phase
+    current: str = "start"
+    mark: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.mark = self.started
+
+    def phase(self, name: str) -> None:
+        now = time.monotonic()
+        if self.timings or name != "planning":
+            self.timings[self.current] = round(now - self.mark, 3)
+        self.mark = now
+        self.current = name
+        self.hook(name)
+
+
+@dataclass
+class RunContext:
+    """What the steps share: the options, and what each step leaves for the next ones."""
+
+    opts: RunOptions
+    hooks: Hooks
+    clock: _Clock
+    jobs: int
+    src_path: Path
+    hashing: srchash.Hashing | None  # None: no verification (or online: the source moves)
+    stack: contextlib.ExitStack  # holds the source guard of an offline run
+    entries: dict[str, journal.Entry] = field(default_factory=dict)  # the journal, last read
+    journaled: bool = False  # once the journal exists, each step is written there too
+    start: Start = field(init=False)  # the plan, what the copy reads, the run id, the backup
+    reject_path: Path = field(init=False)
+    rejects: RejectWriter | None = None
+    todo: list[TablePlan] = field(default_factory=list)  # tables not copied yet
+    results: list[TableResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # objects that could not be built
+    replayed: tuple[int, int] | None = None  # online: change-capture position, rows replayed
+    vres: VerifyResult | None = None
+    result: RunResult = field(init=False)
+
+    def announce(self, name: str) -> None:
+        """Enter the phase ``name``: timed, shown, and journaled as the run's step."""
+        self.clock.phase(name)
+        if self.journaled:
+            with journal.connect(self.opts.target, autocommit=True) as conn:
                 journal.set_detail(conn, "run", "step", name)
 
-    run_entry = entries.get("run")
-    start = (
-        resume(opts, run_entry, stack, phase)
-        if opts.resume
-        else fresh(opts, run_entry, src_path, stack, phase)
-    )
-    plan, snap, run_id, guard = start.plan, start.snap, start.run_id, start.guard
-    pending, backup_id = start.pending, start.backup_id
-    # the journal names this process and the step it is in, so `status` can tell a run in
-    # progress from one that was killed (and where it died)
-    with journal.connect(opts.target, autocommit=True) as conn:
+    def reread(self) -> None:
+        with journal.connect(self.opts.target, autocommit=True) as conn:
+            self.entries = journal.read(conn)
+
+
+def _begin(ctx: RunContext) -> None:
+    """Start fresh or resume (start.py announces its own phases: planning, snapshot ...)."""
+    run_entry = ctx.entries.get("run")
+    if ctx.opts.resume:
+        ctx.start = resume(ctx.opts, run_entry, ctx.stack, ctx.announce)
+    else:
+        ctx.start = fresh(ctx.opts, run_entry, ctx.src_path, ctx.stack, ctx.announce)
+
+
+def _claim(ctx: RunContext) -> None:
+    """The journal names this process and the step it is in, so `status` can tell a run in
+    progress from one that was killed (and where it died)."""
+    with journal.connect(ctx.opts.target, autocommit=True) as conn:
         journal.set_detail(conn, "run", "owner", owner())
-    journaled[0] = True
-    reject_path = opts.reject_file or (opts.state_dir / "migrate" / run_id / "rejects.jsonl")
-    rejects = RejectWriter(reject_path) if opts.on_error == "reject" else None
-    with journal.connect(opts.target, autocommit=True) as conn:
-        entries = journal.read(conn)
-    todo = [
-        t
-        for t in plan.tables
-        if entries.get(f"table:{t.target}", None) is None
-        or entries[f"table:{t.target}"].state != "copied"
-    ]
-    hooks.tables([(t.target, t.rows) for t in plan.tables])
-    verifying = opts.verify and not opts.online  # online: the source keeps changing
+    ctx.journaled = True
+
+
+def _prepare_copy(ctx: RunContext) -> None:
+    """The reject file, the tables still to copy, and the source side of verification."""
+    opts, plan = ctx.opts, ctx.start.plan
+    ctx.reject_path = opts.reject_file or (
+        opts.state_dir / "migrate" / ctx.start.run_id / "rejects.jsonl"
+    )
+    ctx.rejects = RejectWriter(ctx.reject_path) if opts.on_error == "reject" else None
+    ctx.reread()
+    done = {t.target for t in plan.tables if _copied(ctx.entries.get(f"table:{t.target}"))}
+    ctx.todo = [t for t in plan.tables if t.target not in done]
+    ctx.hooks.tables([(t.target, t.rows) for t in plan.tables])
     # The source side of verification is hashed from the snapshot (what the copy reads: it
     # never changes) while the copy and the builds run, in a separate process so that its
-    # Python work does not hold the GIL the copy threads need.
-    if hashing is not None and not verifying:
-        hashing.close()
-        hashing = None
-    if hashing is not None:
-        hashing.start(snap, plan.tables)
-    phase("copying")
-    stop = threading.Event()  # a failed backup stops the copy at once
+    # Python work does not hold the GIL the copy threads need. Online: the source keeps
+    # changing, so there is none.
+    if ctx.hashing is not None and (not opts.verify or opts.online):
+        ctx.hashing.close()
+        ctx.hashing = None
+    if ctx.hashing is not None:
+        ctx.hashing.start(ctx.start.snap, plan.tables)
+
+
+def _copied(entry: journal.Entry | None) -> bool:
+    return entry is not None and entry.state == "copied"
+
+
+def _copy(ctx: RunContext) -> None:
+    """Copy every table not copied yet; a failed backup stops the copy at once."""
+    pending = ctx.start.pending
+    stop = threading.Event()
     if pending is not None:
         pending.add_done_callback(lambda f: stop.set() if f.exception() else None)
     try:
-        results: list[TableResult] = copy_tables(
-            snap, opts.target, todo, jobs=jobs, rejects=rejects, progress=hooks.rows, stop=stop
+        ctx.results = copy_tables(
+            ctx.start.snap,
+            ctx.opts.target,
+            ctx.todo,
+            jobs=ctx.jobs,
+            rejects=ctx.rejects,
+            progress=ctx.hooks.rows,
+            stop=stop,
         )
     except BaseException:
         if pending is None or not (pending.done() and pending.exception()):
             if pending is not None:  # the backup is still worth keeping for --resume
                 with contextlib.suppress(Exception):
-                    settle_backup(pending, opts.target)
+                    settle_backup(pending, ctx.opts.target)
             raise
-    if pending is not None:
-        try:
-            backup_id = settle_backup(pending, opts.target)
-        except BaseException:
-            # no pre-migration backup, no migration: remove what the run created
-            remove_run(opts, run_id, src_path)
-            raise
-        if backup_id and opts.backup_store and guard is not None:
-            # a rerun on the same unchanged source reuses it (prebackup.py)
-            prebackup.remember(
-                opts.state_dir, src_path, opts.backup_store, backup_id, guard.fingerprint
-            )
-    phase("building keys, constraints and indexes")
-    failed = build_objects(opts.target, plan, jobs)
-    replayed = None
-    if opts.online and not failed:
-        phase("replaying changes made meanwhile")
-        with journal.connect(opts.target, autocommit=True) as conn:
-            entries = journal.read(conn)
-        from emrops.migrate import online
+        # the backup failed (and stopped the copy): _settle reports the backup's error
 
-        since = entries["online"].rows if "online" in entries else online.last_seq(snap)
-        replayed = online.replay(src_path, opts.target, plan, int(since or 0))
+
+def _settle(ctx: RunContext) -> None:
+    """Wait for the pinned backup taken alongside the copy, and journal it."""
+    opts, start = ctx.opts, ctx.start
+    assert start.pending is not None
+    try:
+        start.backup_id = settle_backup(start.pending, opts.target)
+    except BaseException:
+        # no pre-migration backup, no migration: remove what the run created
+        remove_run(opts, start.run_id, ctx.src_path)
+        raise
+    if start.backup_id and opts.backup_store and start.guard is not None:
+        # a rerun on the same unchanged source reuses it (prebackup.py)
+        prebackup.remember(
+            opts.state_dir,
+            ctx.src_path,
+            opts.backup_store,
+            start.backup_id,
+            start.guard.fingerprint,
+        )
+
+
+def _build(ctx: RunContext) -> None:
+    ctx.failed = build_objects(ctx.opts.target, ctx.start.plan, ctx.jobs)
+
+
+def _replay(ctx: RunContext) -> None:
+    """Online: apply the changes the source captured while it was copied."""
+    from emrops.migrate import online
+
+    ctx.reread()
+    entries = ctx.entries
+    since = entries["online"].rows if "online" in entries else online.last_seq(ctx.start.snap)
+    ctx.replayed = online.replay(ctx.src_path, ctx.opts.target, ctx.start.plan, int(since or 0))
+
+
+def _verify(ctx: RunContext) -> None:
+    """Compare the target with the source hashes computed alongside the copy."""
+    assert ctx.hashing is not None
+    ctx.vres = verify(
+        ctx.start.plan,
+        ctx.opts.target,
+        ctx.entries,
+        source=ctx.start.snap,
+        jobs=ctx.jobs,
+        sums=ctx.hashing.get,
+    )
+    with journal.connect(ctx.opts.target, autocommit=True) as conn:
+        for target, (_rows, checksum, _rejected) in ctx.hashing.get().items():
+            journal.set_checksum(conn, f"table:{target}", checksum)
+
+
+def _finish(ctx: RunContext) -> None:
+    """The final state, only once every step (verification included) is over: a run killed
+    before this point reads as interrupted. A source written to meanwhile fails the run."""
+    opts, start = ctx.opts, ctx.start
     with journal.connect(opts.target, autocommit=True) as conn:
-        entries = journal.read(conn)
-    vres = None
-    if hashing is not None:
-        phase("verifying")
-        vres = verify(plan, opts.target, entries, source=snap, jobs=jobs, sums=hashing.get)
-        with journal.connect(opts.target, autocommit=True) as conn:
-            for target, (_rows, checksum, _rejected) in hashing.get().items():
-                journal.set_checksum(conn, f"table:{target}", checksum)
-    # the final state only once every step (verification included) is over: a run killed
-    # before this point reads as interrupted
-    with journal.connect(opts.target, autocommit=True) as conn:
-        state = "built-with-errors" if failed else ("online" if opts.online else "done")
+        state = "built-with-errors" if ctx.failed else ("online" if opts.online else "done")
         journal.put(conn, "run", "run", state)
+    guard, snap = start.guard, start.snap
     if guard is not None and guard.changed():
-        remove_run(opts, run_id, src_path)
+        remove_run(opts, start.run_id, ctx.src_path)
         guard.check()  # raises: the source was written to while it was read
-    if not failed and backup_id and guard is None and snap.resolve() != src_path.resolve():
+    if (
+        not ctx.failed
+        and start.backup_id
+        and guard is None
+        and snap.resolve() != ctx.src_path.resolve()
+    ):
         # the pinned backup is the record; the snapshot was only kept for --resume
         snap.unlink(missing_ok=True)
-    phase("done")
-    by_table = {r.table: r for r in results}
-    tables: list[dict[str, Any]] = []
-    for t in plan.tables:
-        e = entries.get(f"table:{t.target}")
-        r = by_table.get(t.target)
-        tables.append(
-            {
-                "table": t.source,
-                "target": t.target,
-                "rows": e.rows if e else None,
-                "rejected": e.rejected if e else 0,
-                "seconds": round(r.seconds, 3) if r else None,
-                "rows_per_s": int(r.rows / r.seconds) if r and r.seconds > 0 else None,
-                "copied_now": r is not None,
-            }
-        )
+
+
+def _report(ctx: RunContext) -> None:
+    """The result: per table, what the journal counted and what this run copied."""
+    by_table = {r.table: r for r in ctx.results}
+    tables = [
+        _table_row(t, ctx.entries.get(f"table:{t.target}"), by_table.get(t.target))
+        for t in ctx.start.plan.tables
+    ]
     rejected = sum(t["rejected"] or 0 for t in tables)
-    return RunResult(
-        run_id=run_id,
-        snapshot=None if guard is not None else str(snap),
+    start, clock, plan = ctx.start, ctx.clock, ctx.start.plan
+    ctx.result = RunResult(
+        run_id=start.run_id,
+        snapshot=None if start.guard is not None else str(start.snap),
         tables=tables,
         rows=sum(t["rows"] or 0 for t in tables),
         rejected=rejected,
-        reject_file=str(reject_path) if rejected else None,
-        failed_objects=failed,
-        verify=vres,
-        seconds=round(time.monotonic() - started, 3),
-        phases={k: v for k, v in timings.items() if k != "start"},
-        resumed=opts.resume,
-        backup_id=backup_id,
-        online=({"position": replayed[0], "replayed_rows": replayed[1]} if replayed else None),
+        reject_file=str(ctx.reject_path) if rejected else None,
+        failed_objects=ctx.failed,
+        verify=ctx.vres,
+        seconds=round(time.monotonic() - clock.started, 3),
+        phases={k: v for k, v in clock.timings.items() if k != "start"},
+        resumed=ctx.opts.resume,
+        backup_id=start.backup_id,
+        online=(
+            {"position": ctx.replayed[0], "replayed_rows": ctx.replayed[1]}
+            if ctx.replayed
+            else None
+        ),
         notes=plan.notes + [f"not migrated: {s}" for s in plan.skipped],
     )
+
+
+def _table_row(t: TablePlan, e: journal.Entry | None, r: TableResult | None) -> dict[str, Any]:
+    return {
+        "table": t.source,
+        "target": t.target,
+        "rows": e.rows if e else None,
+        "rejected": e.rejected if e else 0,
+        "seconds": round(r.seconds, 3) if r else None,
+        "rows_per_s": int(r.rows / r.seconds) if r and r.seconds > 0 else None,
+        "copied_now": r is not None,
+    }
+
+
+def _always(_ctx: RunContext) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of the run: ``do`` runs when ``when`` holds, after ``phase`` (if any) is
+    announced. Steps without a phase belong to the phase before them."""
+
+    do: Callable[[RunContext], None]
+    phase: str | None = None
+    when: Callable[[RunContext], bool] = _always
+
+
+STEPS: tuple[Step, ...] = (
+    Step(_begin),  # announces resuming, or change capture, snapshot and planning
+    Step(_claim),
+    Step(_prepare_copy),
+    Step(_copy, "copying"),
+    Step(_settle, when=lambda c: c.start.pending is not None),
+    Step(_build, "building keys, constraints and indexes"),
+    Step(
+        _replay,
+        "replaying changes made meanwhile",
+        when=lambda c: c.opts.online and not c.failed,
+    ),
+    Step(lambda c: c.reread()),
+    Step(_verify, "verifying", when=lambda c: c.hashing is not None),
+    Step(_finish),
+    Step(_report, "done"),
+)
