@@ -12,7 +12,8 @@ from emrops import atomic
 from emrops.migrate import journal, start
 from emrops.migrate import run as runner
 from emrops.migrate import status as run_status
-from emrops.migrate.plan import build_plan, load_casts, open_source
+from emrops.migrate.casts import load_casts
+from emrops.migrate.planner import build_plan, open_source
 from emrops.migrate.reload import ReloadCommand
 
 # measured copy rate on a 2-core machine (psycopg 3 text COPY), for the plan's ETA

@@ -166,7 +166,7 @@ def profile_table(
 ) -> TableProfile:
     """Count each column's value kinds: one cheap pass over the table, then a detailed pass
     only for the columns where the cheap pass saw something unexpected. ``check_text=False``
-    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`plan.build_plan`)."""
+    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`planner.build_plan`)."""
     register_functions(conn)
     plan: list[tuple[str, str, str]] = []  # (column, field, expr)
     for col in table.columns:

@@ -21,8 +21,10 @@ from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, prebackup
+from emrops.migrate.casts import load_casts
 from emrops.migrate.guard import SourceGuard, check_unchanged
-from emrops.migrate.plan import Plan, build_plan, load_casts, open_source
+from emrops.migrate.plan import Plan
+from emrops.migrate.planner import build_plan, open_source
 from emrops.migrate.reflect import quote, reflect
 
 if TYPE_CHECKING:

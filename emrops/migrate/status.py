@@ -10,7 +10,8 @@ from typing import Any
 
 from emrops.errors import EmropsError
 from emrops.migrate import journal
-from emrops.migrate.plan import Plan, open_source
+from emrops.migrate.plan import Plan
+from emrops.migrate.planner import open_source
 from emrops.migrate.start import source_path
 from emrops.migrate.verify import VerifyResult, verify
 
