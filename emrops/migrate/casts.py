@@ -42,21 +42,7 @@ def check_casts(schema: Schema, casts: dict[str, Any]) -> None:
         ),
     }
     for kind, (names, what) in named.items():
-        for name, rule in named_rules(casts, tables, kind).items():
-            if name not in names:
-                raise UsageError(
-                    f"cast file names unknown {kind} {name!r}",
-                    hint=f"{kind}s: {', '.join(sorted(names)) or '(none)'}",
-                )
-            if (
-                not isinstance(rule, dict)
-                or not isinstance(rule.get("sql"), str)
-                or set(rule) != {"sql"}
-            ):
-                raise UsageError(
-                    f'cast file: [{kind}.{name}] takes one key, sql = "..."',
-                    hint=f"write {what}",
-                )
+        _check_named(casts, tables, kind, names, what)
     for tname, cols in casts.items():
         if tname in named and tname not in tables:
             continue
@@ -82,3 +68,24 @@ def named_rules(casts: dict[str, Any], tables: dict[str, Any], kind: str) -> dic
         return {}
     rules = casts.get(kind, {})
     return rules if isinstance(rules, dict) else {}
+
+
+def _check_named(
+    casts: dict[str, Any], tables: dict[str, Any], kind: str, names: set[str], what: str
+) -> None:
+    """``[view.<name>]`` or ``[trigger.<name>]``: an existing object, one ``sql`` string."""
+    for name, rule in named_rules(casts, tables, kind).items():
+        if name not in names:
+            raise UsageError(
+                f"cast file names unknown {kind} {name!r}",
+                hint=f"{kind}s: {', '.join(sorted(names)) or '(none)'}",
+            )
+        if (
+            not isinstance(rule, dict)
+            or not isinstance(rule.get("sql"), str)
+            or set(rule) != {"sql"}
+        ):
+            raise UsageError(
+                f'cast file: [{kind}.{name}] takes one key, sql = "..."',
+                hint=f"write {what}",
+            )

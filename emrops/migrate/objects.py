@@ -72,9 +72,12 @@ def post_objects(
     cmap: dict[str, str],
     catalog: Catalog,
     scope: set[str],
-    name_for,
+    name_for: Any,
     notes: list[str],
 ) -> None:
+    """Add to ``tp.post`` what is built after the copy: primary key, unique constraints,
+    indexes, CHECKs (translated, or as written: the plan tries each on the target) and
+    identities."""
     t = quote(tp.target)
     if table.pk:
         name = name_for("constraint", f"{tp.target}_pkey", scope)
@@ -103,22 +106,7 @@ def post_objects(
                 )
             )
             continue
-        name = name_for("index", idx.name, scope)
-        elements = []
-        for e in idx.elements:
-            sql, note = _translated(lambda e=e: index_element(e, catalog, table.name), (e, ""))
-            elements.append(sql)
-            if note:
-                notes.append(f"index {idx.name}: {note}")
-        sql = (
-            f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX IF NOT EXISTS {quote(name)} ON {t} "
-            f"({', '.join(elements)})"
-        )
-        if idx.where:
-            sql += " WHERE " + _translated(
-                lambda w=idx.where: catalog.expr(w, table.name), idx.where
-            )
-        tp.post.append(PostObject("index", tp.target, name, sql))
+        tp.post.append(_index(idx, table, tp, catalog, name_for("index", idx.name, scope), notes))
     for i, chk in enumerate(table.checks, start=1):
         name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
         expr = _translated(lambda chk=chk: catalog.expr(chk.expr, table.name), chk.expr)
@@ -131,20 +119,41 @@ def post_objects(
                 source_expr=chk.expr,
             )
         )
-    for c in tp.columns:
-        if c.identity:
-            seq = max(table.sequence or 0, 0)
-            tp.post.append(
-                PostObject(
-                    "identity",
-                    tp.target,
-                    c.target,
-                    f"SELECT setval(pg_get_serial_sequence('{t.replace(chr(39), chr(39) * 2)}', "
-                    f"'{c.target.replace(chr(39), chr(39) * 2)}'), "
-                    f"GREATEST(coalesce((SELECT max({quote(c.target)}) FROM {t}), 0), {seq}) "
-                    "+ 1, false)",
-                )
-            )
+    tp.post += [_identity(table, tp, c.target) for c in tp.columns if c.identity]
+
+
+def _index(
+    idx: Any, table: Table, tp: TablePlan, catalog: Catalog, name: str, notes: list[str]
+) -> PostObject:
+    """CREATE INDEX, its expressions and WHERE translated (or sent as written)."""
+    elements = []
+    for e in idx.elements:
+        sql, note = _translated(lambda e=e: index_element(e, catalog, table.name), (e, ""))
+        elements.append(sql)
+        if note:
+            notes.append(f"index {idx.name}: {note}")
+    sql = (
+        f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX IF NOT EXISTS {quote(name)} "
+        f"ON {quote(tp.target)} ({', '.join(elements)})"
+    )
+    if idx.where:
+        sql += " WHERE " + _translated(lambda w=idx.where: catalog.expr(w, table.name), idx.where)
+    return PostObject("index", tp.target, name, sql)
+
+
+def _identity(table: Table, tp: TablePlan, column: str) -> PostObject:
+    """The identity's sequence set past the largest key copied (and SQLite's own sequence)."""
+    t = quote(tp.target)
+    seq = max(table.sequence or 0, 0)
+    return PostObject(
+        "identity",
+        tp.target,
+        column,
+        f"SELECT setval(pg_get_serial_sequence('{t.replace(chr(39), chr(39) * 2)}', "
+        f"'{column.replace(chr(39), chr(39) * 2)}'), "
+        f"GREATEST(coalesce((SELECT max({quote(column)}) FROM {t}), 0), {seq}) "
+        "+ 1, false)",
+    )
 
 
 def orphans(conn: sqlite3.Connection, schema: Schema, notes: list[str]) -> None:
@@ -197,10 +206,11 @@ def foreign_keys(
         cols = [col_maps[table.name][c.lower()] for c in fk.columns]
         ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
         name = name_for("constraint", fk.name or f"{tp.target}_{'_'.join(cols)}_fkey", scope)
-        actions = ""
-        for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
-            if action and action.upper() != "NO ACTION":
-                actions += f" ON {verb} {action.upper()}"
+        actions = "".join(
+            f" ON {verb} {action.upper()}"
+            for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update))
+            if action and action.upper() != "NO ACTION"
+        )
         found.append(
             PostObject(
                 "fk",
@@ -216,9 +226,17 @@ def foreign_keys(
     return found
 
 
-def use_trigger_rules(triggers: list[TriggerPlan], rules: dict[str, Any], notes: list[str]) -> None:
-    """``[trigger.<name>] sql = "..."`` in the cast file: the user's own PostgreSQL for a
-    trigger, or "" to leave it out."""
+def plan_triggers(
+    catalog: Catalog, found: list[Any], rules: dict[str, Any], name_for: Any, notes: list[str]
+) -> list[TriggerPlan]:
+    """Every trigger translated (or why not); ``[trigger.<name>] sql = "..."`` in the cast
+    file replaces one with the user's own PostgreSQL, or "" leaves it out."""
+    fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
+    scopes: dict[str, set[str]] = {}
+    triggers = [
+        plan_trigger(catalog, t, scopes.setdefault(t.table.lower(), set()), fn_scope, name_for)
+        for t in found
+    ]
     for tp in triggers:
         rule = rules.get(tp.source)
         if rule is not None:
@@ -228,3 +246,4 @@ def use_trigger_rules(triggers: list[TriggerPlan], rules: dict[str, Any], notes:
                 None,
             )
             notes.append(f"trigger {tp.source}: {tp.shape}")
+    return triggers

@@ -14,10 +14,9 @@ from emrops.migrate.columns import plan_table
 from emrops.migrate.objects import (
     foreign_keys,
     orphans,
-    plan_trigger,
+    plan_triggers,
     plan_view,
     post_objects,
-    use_trigger_rules,
 )
 from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan
 from emrops.migrate.reflect import reflect
@@ -107,13 +106,9 @@ def build_plan(
         for view in schema.views
     ]
     notes += [f"view {v.source}: {v.note}" for v in views if v.note]
-    fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
-    trig_scopes: dict[str, set[str]] = {}
-    triggers = [
-        plan_trigger(catalog, t, trig_scopes.setdefault(t.table.lower(), set()), fn_scope, name_for)
-        for t in schema.triggers
-    ]
-    use_trigger_rules(triggers, named_rules(casts, by_name, "trigger"), notes)
+    triggers = plan_triggers(
+        catalog, schema.triggers, named_rules(casts, by_name, "trigger"), name_for, notes
+    )
     skipped = list(schema.skipped) + [
         f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
     ]
