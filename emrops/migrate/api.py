@@ -50,6 +50,7 @@ def make_plan(
         tables = reflect(conn).tables
         tried.checked_at_run = trial.check_source_rows(conn, tables, plan, tried.failures)
         trial.unique_collisions(conn, tables, plan, tried.failures)
+        trial.citext_collisions(conn, tables, plan, target, tried.failures)
     finally:
         conn.close()
     if emit_sql is not None:
