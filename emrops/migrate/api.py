@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.machine import default_jobs
 from emrops.migrate import journal
 from emrops.migrate import run as runner
 from emrops.migrate.plan import build_plan, load_casts, open_source
@@ -191,7 +191,7 @@ def cutover(
         config_file=config_file,
         reload_cmd=reload_cmd,
         env_db_url=env_db_url,
-        jobs=os.cpu_count() or 2,
+        jobs=default_jobs(),
         phase=phase,
     )
     data = dataclasses.asdict(result)
