@@ -66,7 +66,7 @@ def plan_table(
         anomalies += [_with_example(conn, table, col.name, m.pg_type, a) for a in m.anomalies]
         notes += [f"{table.name}.{col.name}: {n}" for n in cp.notes]
     create = f"CREATE TABLE {quote(target)} (" + ", ".join(map(_column_sql, columns)) + ")"
-    key = list(table.pk) if table.without_rowid else ["rowid"]
+    key = prof.key_names(table)  # the row id's free name for rowid tables
     tp = TablePlan(
         table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
     )

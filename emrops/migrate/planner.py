@@ -11,6 +11,7 @@ from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
 from emrops.migrate.casts import check_casts, named_rules
 from emrops.migrate.columns import plan_table
+from emrops.migrate.journal import JOURNAL
 from emrops.migrate.objects import (
     foreign_keys,
     orphans,
@@ -37,6 +38,15 @@ def open_source(path: Path) -> sqlite3.Connection:
             f"{path} is not an SQLite database ({exc})",
             hint="point --from at an SQLite database file",
         ) from None
+    encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+    if encoding != "UTF-8":
+        conn.close()
+        # the copy and the checksums read text as its stored bytes, which would be UTF-16
+        raise UsageError(
+            f"{path} stores its text as {encoding}; migrate-db reads UTF-8 databases",
+            hint=f"make a UTF-8 copy and migrate that (the source is left as it is): "
+            f"sqlite3 {path} .dump | sqlite3 {path.with_name(path.stem + '-utf8.db')}",
+        )
     return conn
 
 
@@ -53,7 +63,7 @@ def build_plan(
     casts = casts or {}
     schema = reflect(conn)
     check_casts(schema, casts)
-    taken: set[str] = set()
+    taken: set[str] = {JOURNAL}  # a source table of that name gets another one (renames)
     renames: list[dict[str, str]] = []
 
     def name_for(kind: str, name: str, scope: set[str]) -> str:

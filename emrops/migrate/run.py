@@ -16,7 +16,6 @@ announced by its phase name (timed for the result, and journaled as the run's st
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops.errors import UsageError
+from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
@@ -103,7 +103,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     try:
         with contextlib.ExitStack() as stack:
             ctx = RunContext(
-                opts, hooks, clock, opts.jobs or os.cpu_count() or 2, src_path, hashing, stack
+                opts, hooks, clock, opts.jobs or default_jobs(), src_path, hashing, stack
             )
             ctx.entries = entries
             for step in STEPS:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops.errors import EmropsError
+from emrops.machine import default_jobs
 from emrops.migrate import journal
 from emrops.migrate.plan import Plan
 from emrops.migrate.planner import open_source
@@ -108,4 +109,4 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     plan, entries = load_plan(target)
     path = source_path(source)
     open_source(path).close()
-    return verify(plan, target, entries, source=path, jobs=jobs or os.cpu_count() or 2)
+    return verify(plan, target, entries, source=path, jobs=jobs or default_jobs())
