@@ -24,8 +24,9 @@ BadText = Callable[[Any, str, bytes], None]  # (key, column, raw value): reject 
 
 
 def key_columns(tp: TablePlan) -> list[str]:
-    """The key columns as SQL: ``rowid``, or the primary key's columns (quoted)."""
-    return [quote(k) for k in tp.key] if tp.without_rowid else ["rowid"]
+    """The key columns as SQL: the rowid (``rowid``, or ``_rowid_``/``oid`` when a column is
+    named rowid: the plan's key says which), or the primary key's columns (quoted)."""
+    return [quote(k) for k in tp.key] if tp.without_rowid else [quote(tp.key[0])]
 
 
 def _row_value(items: list[str]) -> str:
@@ -81,9 +82,9 @@ def source_select(
             cols.append(f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) ELSE {q} END")
         else:
             cols.append(q)
-    lead = "" if tp.without_rowid else "rowid, "
+    lead = "" if tp.without_rowid else f"{key_columns(tp)[0]}, "
     if after and not tp.without_rowid:
-        where = " WHERE rowid > ?"
+        where = f" WHERE {key_columns(tp)[0]} > ?"
     return f"SELECT {lead}{', '.join(cols)} FROM {quote(tp.source)}{where} ORDER BY {order_sql(tp)}"
 
 

@@ -58,7 +58,7 @@ def copy_line(exc: psycopg.Error) -> int | None:
 
 def nth_key(src: sqlite3.Connection, tp: TablePlan, line: int) -> Any:
     """The key of the ``line``-th row in copy order (when no row was skipped)."""
-    order = ", ".join(quote(k) for k in tp.key) if tp.without_rowid else "rowid"
+    order = ", ".join(quote(k) for k in tp.key)
     try:
         row = src.execute(
             f"SELECT {order} FROM {quote(tp.source)} ORDER BY {order} LIMIT 1 OFFSET ?",

@@ -84,7 +84,7 @@ def null_keys(col: ColumnPlan) -> Iterator[int] | None:
 def key_text(tp: TablePlan, key: Any) -> str:
     if isinstance(key, dict):
         return ", ".join(f"{k}={v!r}" for k, v in key.items())
-    return f"rowid={key}"
+    return f"{tp.key[0]}={key}"
 
 
 def show(v: Any) -> str:
