@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sqlalchemy.engine import Engine
+
 from emrops.db import queries
 from emrops.sim import wire
 from emrops.sim.dbcalls import DbCalls
-from sqlalchemy.engine import Engine
 
 
 class ScenarioList:

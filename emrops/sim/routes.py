@@ -26,7 +26,8 @@ def sim_state(request: Request) -> SimState:
     return state
 
 
-async def current_runtime(request: Request) -> Runtime:
+def current_runtime(request: Request) -> Runtime:
+    # A plain call, not a dependency: read routes skip FastAPI's dependency solving for it.
     return sim_state(request).runtime
 
 
@@ -39,7 +40,6 @@ async def writable_runtime(request: Request) -> Runtime:
     return runtime
 
 
-ReadDb = Annotated[Runtime, Depends(current_runtime)]
 WriteDb = Annotated[Runtime, Depends(writable_runtime)]
 # The token is checked by emrops.sim.guard.RequestGuard before the request reaches a route.
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
@@ -53,7 +53,8 @@ async def _existing_session(runtime: Runtime, session_id: uuid.UUID) -> queries.
 
 
 @router.get("/scenarios", response_model=models.ScenarioList, summary="List scenarios")
-async def list_scenarios(runtime: ReadDb) -> Response:
+async def list_scenarios(request: Request) -> Response:
+    runtime = current_runtime(request)
     return JsonBytes(await runtime.scenarios.body(runtime.engine, runtime.calls))
 
 
@@ -72,7 +73,8 @@ async def create_session(body: models.SessionCreate, runtime: WriteDb) -> Respon
 
 
 @router.get("/sessions/{session_id}", response_model=models.Session, summary="Get a session")
-async def get_session(session_id: uuid.UUID, runtime: ReadDb) -> Response:
+async def get_session(session_id: uuid.UUID, request: Request) -> Response:
+    runtime = current_runtime(request)
     return JsonBytes(wire.session(await _existing_session(runtime, session_id)))
 
 
@@ -107,10 +109,11 @@ async def post_message(
 )
 async def list_messages(
     session_id: uuid.UUID,
-    runtime: ReadDb,
+    request: Request,
     after: Annotated[int, Query(ge=0, le=models.MAX_INT64, description="message id")] = 0,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> Response:
+    runtime = current_runtime(request)
     rows = await runtime.calls.read(
         queries.list_messages, runtime.engine, session_id, after=after, limit=limit
     )
@@ -126,9 +129,10 @@ async def list_messages(
 )
 async def list_vitals(
     session_id: uuid.UUID,
-    runtime: ReadDb,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
 ) -> Response:
+    runtime = current_runtime(request)
     rows = await runtime.calls.read(queries.list_vitals, runtime.engine, session_id, limit=limit)
     if not rows:
         await _existing_session(runtime, session_id)
