@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -37,26 +38,38 @@ class DbCalls:
 
     def __init__(self, engine: Engine, *, threads: int):
         self.inline_reads = engine.dialect.name == "sqlite"
-        if self.inline_reads:
-            self._writes = ThreadPoolExecutor(1, thread_name_prefix="emrsim-sqlite-writer")
-            self._reads: ThreadPoolExecutor | None = None
-        else:
-            self._writes = ThreadPoolExecutor(threads, thread_name_prefix="emrsim-db")
-            self._reads = self._writes
+        # SQLite: one writer thread; PostgreSQL: reads and writes share `threads` threads
+        self._threads = 1 if self.inline_reads else threads
+        self._prefix = "emrsim-sqlite-writer" if self.inline_reads else "emrsim-db"
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)``: a call that only reads."""
-        if self._reads is None:
+        if self.inline_reads:
             return fn(*args, **kwargs)
-        return await _offload(self._reads, fn, *args, **kwargs)
+        return await _offload(self._executor(), fn, *args, **kwargs)
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)``: a call that writes (on SQLite: one after the other)."""
-        return await _offload(self._writes, fn, *args, **kwargs)
+        return await _offload(self._executor(), fn, *args, **kwargs)
 
     def close(self) -> None:
-        """No new calls; the ones queued still run (their requests are waiting for them)."""
-        self._writes.shutdown(wait=False)
+        """Let the threads go once the calls queued have run (their requests wait for them).
+        Like a disposed engine, a closed DbCalls still works: a later call starts afresh."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=self._prefix)
+                pool = self._pool
+        return pool
 
 
 async def _offload(

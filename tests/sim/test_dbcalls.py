@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -84,13 +83,31 @@ def test_postgresql_calls_run_on_threads_in_parallel(pg_db: str) -> None:
         engine.dispose()
 
 
-def test_a_closed_dbcalls_refuses_new_writes(sqlite_db: str) -> None:
+def test_a_closed_dbcalls_lets_its_threads_go_and_still_works(sqlite_db: str) -> None:
+    """Like a disposed engine: close() releases the threads; a later call starts afresh (an
+    app used again after its lifespan, as the schemathesis test does)."""
     engine = create_engine(sqlite_db)
     calls = DbCalls(engine, threads=1)
-    calls.close()
-    with pytest.raises(RuntimeError, match="shutdown"):
-        asyncio.run(calls.write(Overlap(), 1))
-    engine.dispose()
+
+    first = Overlap()
+
+    def alive() -> bool:
+        return any(t.ident in first.threads for t in threading.enumerate())
+
+    try:
+        assert asyncio.run(calls.write(first, 1)) == 2
+        assert alive()
+        calls.close()
+        deadline = time.monotonic() + 5
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not alive()
+        again = Overlap()
+        assert asyncio.run(calls.write(again, 2)) == 4
+        assert again.threads.isdisjoint(first.threads)
+    finally:
+        calls.close()
+        engine.dispose()
 
 
 def test_scenario_list_is_cached_for_the_profile_ttl(sqlite_db: str) -> None:
