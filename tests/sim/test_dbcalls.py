@@ -103,8 +103,8 @@ def test_a_closed_dbcalls_lets_its_threads_go_and_still_works(sqlite_db: str) ->
             time.sleep(0.01)
         assert not alive()
         again = Overlap()
-        assert asyncio.run(calls.write(again, 2)) == 4
-        assert again.threads.isdisjoint(first.threads)
+        assert asyncio.run(calls.write(again, 2)) == 4  # (thread idents may be reused)
+        assert len(again.threads) == 1
     finally:
         calls.close()
         engine.dispose()
