@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from emrops.migrate.batching import RowBudget, approx_bytes
 from emrops.migrate.plan import TablePlan
 from emrops.migrate.reflect import quote
 
@@ -103,22 +104,26 @@ def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Ite
     value by value: bad rows go to ``on_bad`` and are skipped, and reading carries on."""
     after: int | None = None
     texty = [i for i, c in enumerate(tp.columns) if not c.select_blob]
+    sizer = RowBudget(BATCH)  # rows of hundreds of KB come a few at a time
     while True:
         cur = src.execute(
             source_select(tp, after=after is not None), ((after,) if after is not None else ())
         )
         try:
             while True:
-                batch = cur.fetchmany(BATCH)
+                batch = cur.fetchmany(sizer.rows)
                 if not batch:
                     return
+                sizer.saw(len(batch), approx_bytes(batch))
                 if not tp.without_rowid:
                     after = batch[-1][0]
                 yield batch
         except sqlite3.OperationalError as exc:
             if "decode" not in str(exc).lower() or tp.without_rowid:
                 raise
-        sql = source_select(tp, after=after is not None, text_as_bytes=True) + f" LIMIT {BATCH}"
+        sql = (
+            source_select(tp, after=after is not None, text_as_bytes=True) + f" LIMIT {sizer.rows}"
+        )
         raw = src.execute(sql, (after,) if after is not None else ()).fetchall()
         if not raw:
             return

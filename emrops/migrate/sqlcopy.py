@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from emrops.migrate import batching
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reading import Key, nth_after, order_sql, range_sql
 from emrops.migrate.reflect import quote
@@ -283,9 +284,19 @@ def _clean(data: bytes) -> bool:
     return True
 
 
-def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+def chunks(
+    src: sqlite3.Connection,
+    tp: TablePlan,
+    rows: int = CHUNK_ROWS,
+    *,
+    first: int = batching.FIRST_ROWS,
+    budget: int = batching.BUDGET,
+) -> Iterator[Chunk]:
     """COPY text of ``tp`` in key order (rowid, or the primary key of a WITHOUT ROWID table),
-    ``rows`` rows per chunk.
+    at most ``rows`` rows per chunk and about :data:`batching.BUDGET` bytes: the next chunk's
+    row count follows the bytes per row of the last one (wide rows, e.g. documents of hundreds
+    of KB, would otherwise build chunks past SQLite's 1 GB string limit); a range too big to
+    build at all goes row by row, and the next chunks are a sixteenth of its size.
 
     Each chunk is first built from the raw values (cheap). It is sent as it is only when it
     provably equals the escaped text: exactly one tab per column boundary and one newline per
@@ -312,6 +323,7 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         )
 
     tabs = len(tp.columns) - 1
+    sizer = batching.RowBudget(rows, budget, first)
     after: Key | None = None
     # After a chunk that needed escaping the next one is built escaped at once (values with a
     # tab or newline tend to be common in a column, and building a chunk twice costs more than
@@ -320,13 +332,26 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
     while True:
         # the chunk's last key first (a walk of the key's b-tree), so that every query of the
         # chunk reads the same closed range
-        hi = nth_after(src, tp, after, rows)
+        hi = nth_after(src, tp, after, sizer.rows)
         where, params = range_sql(tp, after, hi)
-        count, backslashes, data, lines = src.execute(
-            build(escaped if escape else raw, where), params
-        ).fetchone()
+        try:
+            count, backslashes, data, lines = src.execute(
+                build(escaped if escape else raw, where), params
+            ).fetchone()
+        except (sqlite3.DataError, MemoryError, sqlite3.OperationalError) as exc:
+            if not _too_big(exc):
+                raise
+            # the range's text is past SQLite's string limit (or memory): it goes row by row
+            # (the copy reads those rows in byte-bounded batches) and the next ranges shrink
+            sizer.shrink()
+            yield Chunk(after, hi, 0, None)
+            if hi is None:
+                return
+            after = hi
+            continue
         if not count:
             return
+        sizer.saw(count, len(data or b""))
         if lines != count:
             # a line is NULL when a column the plan holds for never NULL is NULL after all;
             # group_concat would skip it, so this range goes row by row (which rejects or
@@ -351,3 +376,9 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         if hi is None:
             return
         after = hi
+
+
+def _too_big(exc: BaseException) -> bool:
+    """SQLite could not build a value that large (SQLITE_TOOBIG, or out of memory)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "too big" in text or "out of memory" in text

@@ -27,6 +27,7 @@ from typing import Any
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
 from emrops.migrate import sqlcopy
+from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import (
     NULL_MARK,
     SEP,
@@ -157,7 +158,7 @@ def fast_checksum(
     where = f" WHERE {quote(tp.key[0])} BETWEEN ? AND ?" if rowids is not None else ""
     cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
     first = operator.itemgetter(0)
-    while batch := cur.fetchmany(BATCH):
+    for batch in fetch_batches(cur, BATCH):
         texts = list(map(first, batch))
         if None in texts:
             # a NULL where the plan expects none (the row's text is NULL): the exact path

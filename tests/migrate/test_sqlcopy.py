@@ -112,7 +112,7 @@ def test_sql_text_loads_the_same_bytes_as_the_row_path(tmp_path: Path, pg_url: s
         "bigint",
     ]
     with sqlite3.connect(src) as conn:
-        chunks = list(sqlcopy.chunks(conn, tp))
+        chunks = list(sqlcopy.chunks(conn, tp, first=sqlcopy.CHUNK_ROWS))
     assert [c.rows for c in chunks] == [sqlcopy.CHUNK_ROWS, 1234]
     assert all(c.data is not None for c in chunks)
     assert b"\\t" not in chunks[0].data and b"tab\\there" in chunks[1].data
@@ -188,8 +188,8 @@ def test_tables_needing_python_keep_the_row_path(tmp_path: Path) -> None:
     # a double SQLite's printf gets wrong is printed by the Python fallback
     # (test_sqlcopy_reals loads it bit for bit); WITHOUT ROWID is chunked by its primary key
     with sqlite3.connect(path) as conn:
-        (chunk,) = sqlcopy.chunks(conn, by_name["f"])
-        (kv,) = sqlcopy.chunks(conn, by_name["w"])
+        (chunk,) = sqlcopy.chunks(conn, by_name["f"], first=sqlcopy.CHUNK_ROWS)
+        (kv,) = sqlcopy.chunks(conn, by_name["w"], first=sqlcopy.CHUNK_ROWS)
     assert chunk.data == b"1\t1.1089281961459624e+303\n"
     assert kv.data == b"a\tb\n" and (kv.after, kv.hi) == (None, None)
 
@@ -220,7 +220,7 @@ def test_without_rowid_chunks_by_primary_key(tmp_path: Path, pg_url: str) -> Non
     tp = _plan(src).tables[0]
     assert tp.without_rowid and sqlcopy.line_sql(tp) is not None
     with sqlite3.connect(src) as conn:
-        got = list(sqlcopy.chunks(conn, tp, rows=997))
+        got = list(sqlcopy.chunks(conn, tp, rows=997, first=997))
         in_order = conn.execute("SELECT count(*) FROM w").fetchone()[0]
     assert [c.rows for c in got] == [997] * (rows // 997) + [rows % 997]
     assert sum(c.rows for c in got) == in_order == rows
@@ -324,7 +324,7 @@ def test_chunks_escape_only_where_needed_and_switch_back(tmp_path: Path) -> None
             v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
         )
 
-    got = list(sqlcopy.chunks(conn, tp, rows=100))
+    got = list(sqlcopy.chunks(conn, tp, rows=100, first=100))
     conn.set_trace_callback(None)
     rows = conn.execute("SELECT id, a, b FROM t ORDER BY id").fetchall()
     want = "".join(f"{i}\t{esc(a)}\t{esc(b)}\n" for i, a, b in rows).encode()
@@ -336,7 +336,7 @@ def test_chunks_escape_only_where_needed_and_switch_back(tmp_path: Path) -> None
     assert kinds == ["raw", "raw", "escaped", "escaped", "escaped", "raw", "raw"]
     # a NUL byte in a chunk built escaped at once still sends that chunk row by row
     conn.execute("UPDATE t SET a = 'nul' || char(0) || 'byte' WHERE id = 320")
-    assert [c.data is None for c in sqlcopy.chunks(conn, tp, rows=100)] == [
+    assert [c.data is None for c in sqlcopy.chunks(conn, tp, rows=100, first=100)] == [
         False,
         False,
         False,
