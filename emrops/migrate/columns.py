@@ -30,17 +30,18 @@ def plan_table(
     the table's anomalies (with an example row each) and notes to ``anomalies`` and
     ``notes``; a bad cast rule is a UsageError naming the column."""
     json_checks = _json_checks(table)
-    json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()} | set(json_checks)
-    tprof = prof.profile_table(conn, table, json_cols, check_text)
+    tprof = prof.profile_table(conn, table, json_columns(table), check_text)
     col_scope: set[str] = set()
     columns: list[ColumnPlan] = []
     cmap: dict[str, str] = {}
+    mapped: list[tuple[Column, Mapping, int]] = []  # (column, mapping, numeric check's place)
     for col in table.columns:
         p = tprof.columns[col.name]
         rule = rules.get(col.name)
         m, null_fill = _mapping(
             conn, table, col, p, rule, json_checks.get(col.name), notes, check_text
         )
+        mapped.append((col, m, len(m.anomalies)))  # the default's anomaly comes after it
         cname = name_for("column", col.name, col_scope)
         cmap[col.name.lower()] = cname
         cp = ColumnPlan(
@@ -63,6 +64,8 @@ def plan_table(
         if col.generated:
             cp.notes.append("generated column: copied as stored values")
         columns.append(cp)
+    _numeric_fit(conn, table, mapped)
+    for (col, m, _at), cp in zip(mapped, columns, strict=True):
         anomalies += [_with_example(conn, table, col.name, m.pg_type, a) for a in m.anomalies]
         notes += [f"{table.name}.{col.name}: {n}" for n in cp.notes]
     create = f"CREATE TABLE {quote(target)} (" + ", ".join(map(_column_sql, columns)) + ")"
@@ -104,8 +107,6 @@ def _mapping(
         m.reason = f"{col.declared or 'untyped'} with CHECK json_valid: every value is JSON"
     _collation(col, m, rule)
     null_fill = _null_keys(conn, table, col, p, m, rule)
-    if m.pg_type.startswith("numeric("):
-        _numeric_fit(conn, table, col.name, m)
     if m.converter == "ts" and check_text and p.n_text:
         _precision_note(conn, table, col.name, m)
     return m, null_fill
@@ -166,6 +167,12 @@ _JSON_CHECK = re.compile(
         (?:\s+OR\s+(?P<n>"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|\w+)\s+IS\s+NULL)?\s*\)*""",
     re.I | re.X,
 )
+
+
+def json_columns(table: Table) -> set[str]:
+    """Columns declared JSON or checked with json_valid (the profile counts their JSON)."""
+    declared = {c.name for c in table.columns if "JSON" in c.declared.upper()}
+    return declared | set(_json_checks(table))
 
 
 def _json_checks(table: Table) -> dict[str, Any]:
@@ -250,26 +257,34 @@ def _precision_note(conn: sqlite3.Connection, table: Table, column: str, m: Any)
         )
 
 
-def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
-    """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
-    p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
-    c = quote(column)
-    where = (
-        f"typeof({c}) IN ('integer', 'real') AND (round({c}, {s}) <> {c} "
-        f"OR abs({c}) >= {10 ** (p - s)})"
-    )
-    n = conn.execute(f"SELECT count(*) FROM {quote(table.name)} WHERE {where}").fetchone()[0]
-    if n:
-        m.anomalies.append(
-            Anomaly(
+def _numeric_fit(conn: sqlite3.Connection, table: Table, mapped: list[Any]) -> None:
+    """numeric(p,s) rounds extra decimals and rejects too many digits: count such values of
+    every numeric(p,s) column of the table in one scan (``mapped``: (column, mapping, the
+    place of the anomaly among the mapping's))."""
+    checks = []
+    for col, m, at in mapped:
+        if m.pg_type.startswith("numeric("):
+            p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
+            where = (
+                f"typeof({{c}}) IN ('integer', 'real') AND (round({{c}}, {s}) <> {{c}} "
+                f"OR abs({{c}}) >= {10 ** (p - s)})"
+            )
+            checks.append((col, m, at, p, s, where))
+    if not checks:
+        return
+    sums = ", ".join(f"sum({w.format(c=quote(col.name))})" for col, _m, _a, _p, _s, w in checks)
+    row = conn.execute(f"SELECT {sums} FROM {quote(table.name)}").fetchone()
+    for (_col, m, at, p, s, where), n in zip(checks, row, strict=True):
+        if n:
+            anomaly = Anomaly(
                 "numeric_fit",
                 n,
                 f"values with more than {s} decimals or "
                 f"{p - s} integer digits would be rounded or rejected by "
                 f'{m.pg_type}; add a cast rule type = "numeric"',
             )
-        )
-        m.anomalies[-1].where = where.replace(c, "{c}")
+            anomaly.where = where
+            m.anomalies.insert(at, anomaly)
 
 
 def _anomaly_where(condition: str, pg_type: str) -> str | None:

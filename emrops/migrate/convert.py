@@ -341,6 +341,47 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+# The same encoder made once (JSONEncoder.encode builds it anew on every call: 60% of its
+# cost on a small document), and the decoder's C scanner called straight (decode() adds two
+# regex whitespace matches); documents with whitespace around them take decode().
+_ENCODE_C = getattr(json.encoder, "c_make_encoder", None)
+_SCAN = getattr(_DECODER, "scan_once")  # noqa: B009 - not in the stubs
+_JSON_SPACE = " \t\n\r"
+
+
+def _make_encode() -> Callable[[Any], str]:
+    if _ENCODE_C is None:  # a Python without the C accelerator
+        return _ENCODER.encode
+    iterencode = _ENCODE_C(
+        None,  # markers: check_circular=False
+        _ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ": ",
+        ", ",
+        False,  # sort_keys (the decoder ordered them)
+        False,  # skipkeys
+        False,  # allow_nan (no float reaches it: numbers are marked strings)
+    )
+    return lambda obj: "".join(iterencode(obj, 0))
+
+
+_ENCODE = _make_encode()
+
+
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``, raising ValueError for what is not one JSON document."""
+    if not text or text[0] in _JSON_SPACE or text[-1] in _JSON_SPACE:
+        return _DECODER.decode(text)
+    try:
+        obj, end = _SCAN(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("extra data after the JSON document")
+    return obj
+
+
 def _jsonb_number(m: re.Match[str]) -> str:
     token = m.group(1)
     if "e" in token or "E" in token or token.startswith("-0"):
@@ -354,7 +395,7 @@ def canon_jsonb(text: str) -> str:
     if "\\u0000" in text:  # jsonb rejects it; and it could spell a number marker
         return _jsonb_reference(text)
     try:
-        out = _ENCODER.encode(_DECODER.decode(text))
+        out = _ENCODE(_decode(text))
     except ValueError as exc:
         if isinstance(exc, ConversionError):
             raise

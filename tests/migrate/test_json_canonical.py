@@ -45,6 +45,10 @@ EDGE = [
     "null",
     '{"a": {"b": {"c": {"d": {"e": {"f": [1, {"g": 1e-2}]}}}}}}',
     '{"\\u0041\\u00e9": "key spelled with escapes"}',
+    # whitespace on one side only: the scanner is called straight only without any
+    ' [1, 2.5]',
+    '{"a": 1.25}\n',
+    "\t7.50\r",
 ]
 
 
@@ -61,8 +65,12 @@ def test_canonical_rejects_what_jsonb_rejects() -> None:
     for text in ("NaN", '{"a": Infinity}', "[-Infinity]"):
         with pytest.raises(ConversionError):
             canon_jsonb(text)
-    with pytest.raises(ValueError):
-        canon_jsonb("{bad")
+    # what is not one JSON document fails as json.loads does (the fast scan included)
+    for bad in ("{bad", "", " ", '{"a": 1} x', "1 2", "[1, 2]]", '{"a": 1}}', "[1,", "nul"):
+        with pytest.raises(ValueError):
+            json.loads(bad)
+        with pytest.raises(ValueError):
+            canon_jsonb(bad)
     # a string spelling the internal number marker is not taken for a number
     assert canon_jsonb('"\\u0000N1\\u0000"') == _jsonb_reference('"\\u0000N1\\u0000"')
 
