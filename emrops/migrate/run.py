@@ -95,6 +95,8 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     src_path = source_path(opts.source)
     if opts.on_error not in ("abort", "reject"):
         raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
+    if opts.backup_store:
+        prebackup.preload()  # its imports overlap the planning's scans
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
     # the child process hashing the source for verification starts now, so that its

@@ -246,6 +246,7 @@ def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:
     it while the migration is not finished. Returns its backup id."""
     if not opts.backup_store:
         return None
+    prebackup.preloaded()
     from emrops.backup.run import RunOptions as BackupOptions
     from emrops.backup.run import run_backup
     from emrops.backup.stores import open_store
