@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_probe_sends_the_token_in_a_header(cli, start_server, sqlite_url: str) -
     assert token not in result.stdout + result.stderr + server.log()
     refused = cli(*args, env={"EMROPS_SIM_TOKEN": "wrong-token-000000000"})
     assert refused.exit_code != 0 and "401" in refused.stderr
+
+
+def test_a_silent_server_fails_the_preparation_within_its_deadline(cli, blackhole: int) -> None:
+    started = time.monotonic()
+    result = cli("sockets", "probe", "--url", f"http://127.0.0.1:{blackhole}", "--clients", "3",
+                 "--duration", "1s", "--settle", "1s")  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert elapsed < 10 + 2, elapsed
+    assert result.stderr.splitlines()[-2] == (
+        f"Error: no answer from http://127.0.0.1:{blackhole} within 10s while preparing sessions"
+    )
