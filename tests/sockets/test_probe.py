@@ -166,15 +166,31 @@ def test_unreachable_server(cli) -> None:
     assert f"Error: cannot connect to {url}" in result.stderr
 
 
-def test_probe_sends_the_token_in_a_header(cli, start_server, sqlite_url: str) -> None:  # noqa: F811
+def test_probe_sends_the_token_in_a_header(
+    cli,
+    start_server,  # noqa: F811
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Against a server with a token the probe's streams authenticate by the Authorization
     header (the server no longer needs ?token= in the URL, where it would end up in logs)."""
+    import aiohttp
+
+    urls: list[str] = []
+    real_ws_connect = aiohttp.ClientSession.ws_connect
+
+    def spy(self: aiohttp.ClientSession, url: str, *args: object, **kwargs: object) -> object:
+        urls.append(str(url))
+        return real_ws_connect(self, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiohttp.ClientSession, "ws_connect", spy)
     token = "probe-token-0123456789"
     server = start_server("--db", init_db(sqlite_url), env={"EMROPS_SIM_TOKEN": token})
     args = ["sockets", "probe", "--url", server.url, "--clients", "2", "--sessions", "1"]
     args += ["--duration", "1s", "--rate", "5/s", "--json"]
     result = cli(*args, env={"EMROPS_SIM_TOKEN": token})
     assert result.exit_code == 0, result.stderr
+    assert len(urls) >= 2 and not [u for u in urls if token in u or "token=" in u], urls
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["totals"]["lost"] == 0
     assert token not in result.stdout + result.stderr + server.log()
