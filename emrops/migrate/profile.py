@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
-from emrops.migrate.reflect import Table, affinity, quote
+from emrops.errors import CheckFailed
+from emrops.migrate.batching import fetch_batches
+from emrops.migrate.reflect import ROWID_NAMES, Table, affinity, quote, rowid_name
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
 # The shape of an ISO-8601 date and time; julianday() and date() then require the digits and their
@@ -166,7 +168,7 @@ def profile_table(
 ) -> TableProfile:
     """Count each column's value kinds: one cheap pass over the table, then a detailed pass
     only for the columns where the cheap pass saw something unexpected. ``check_text=False``
-    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`plan.build_plan`)."""
+    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`planner.build_plan`)."""
     register_functions(conn)
     plan: list[tuple[str, str, str]] = []  # (column, field, expr)
     for col in table.columns:
@@ -337,7 +339,7 @@ def _undecodable(conn: sqlite3.Connection, table: Table, columns: list[str]) -> 
         return set()
     cur = conn.execute(f"SELECT {', '.join(map(quote, columns))} FROM {quote(table.name)}")
     try:
-        while cur.fetchmany(10_000):
+        for _batch in fetch_batches(cur, 10_000):
             pass
         return set()
     except sqlite3.OperationalError as exc:
@@ -414,11 +416,22 @@ def key_sql(table: Table) -> list[str]:
     """Expressions that identify a row: rowid, or the primary key of a WITHOUT ROWID table."""
     if table.without_rowid:
         return [quote(c) for c in table.pk]
-    return ["rowid"]
+    return [quote(key_names(table)[0])]
 
 
 def key_names(table: Table) -> list[str]:
-    return list(table.pk) if table.without_rowid else ["rowid"]
+    if table.without_rowid:
+        return list(table.pk)
+    name = rowid_name(table)
+    if name is None:
+        raise CheckFailed(
+            f"table {table.name}: its columns {', '.join(ROWID_NAMES)} hide SQLite's row id, "
+            "and it has no INTEGER PRIMARY KEY, so its rows have no key to copy, resume and "
+            "verify them by",
+            hint=f"in a copy of the database, rename one of those columns (ALTER TABLE "
+            f"{quote(table.name)} RENAME COLUMN ...) and migrate the copy",
+        )
+    return [name]
 
 
 def example(

@@ -11,7 +11,8 @@ import pytest
 
 from emrops.migrate import journal, sqlcopy, srchash
 from emrops.migrate.copy import RejectWriter, ValueRejected, copy_table
-from emrops.migrate.plan import Plan, TablePlan, build_plan, open_source
+from emrops.migrate.plan import Plan, TablePlan
+from emrops.migrate.planner import build_plan, open_source
 from emrops.migrate.reflect import quote
 from emrops.migrate.verify import source_checksum, target_checksum
 from tests.migrate.conftest import pg
