@@ -318,3 +318,31 @@ def test_timeout_during_the_window_swaps_back_and_never_cuts_a_swap(cli, azure, 
     site: Site = slots["site"]
     assert site.swaps == 2  # the swap and the swap-back both completed
     assert site.backends == {"production": blue.url, "staging": green.url}
+
+
+def test_ready_timeout_bounds_a_silent_staging(cli, azure, slots, blackhole, monkeypatch):
+    # staging accepts connections and never answers: each /ready probe is cut to what is
+    # left of deploy.ready_timeout, so the wait ends at 1 s, not after a 5 s probe timeout
+    slots["site"].backends["staging"] = f"http://127.0.0.1:{blackhole}"
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "1s")
+    started = time.monotonic()
+    result = _swap(cli)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 3.5, elapsed
+    assert result.stderr.splitlines()[-2] == (
+        f"Error: swap refused: staging slot {SITE}-staging.azurewebsites.net is not ready: "
+        "ReadTimeout: no answer within 1.0s"
+    )
+    assert slots["site"].swaps == 0
+
+
+def test_timeout_bounds_the_command_against_a_silent_staging(cli, azure, slots, blackhole):
+    slots["site"].backends["staging"] = f"http://127.0.0.1:{blackhole}"  # ready_timeout 20 s
+    started = time.monotonic()
+    result = _swap(cli, "--timeout", "1s")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert elapsed < 3.5, elapsed
+    assert "Error: --timeout reached while waiting for staging" in result.stderr
+    assert "nothing was swapped" in result.stderr and slots["site"].swaps == 0
