@@ -29,7 +29,6 @@ session are passed in by the caller (``emrops.sim.patient.reply`` / ``sample_vit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -44,10 +43,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from emrops.db.control import MAINTENANCE_KEY
-from emrops.db.engine import begin_write, db_errors, translate
+from emrops.db.engine import begin_write, db_errors
+from emrops.db.pooled import READ, STATEMENT, WRITE, Attempt, Mode
+from emrops.db.pooled import pinned as pinned  # re-exported: the benchmark's clients hold one
+from emrops.db.pooled import retried_operations as retried_operations  # (metrics)
+from emrops.db.pooled import run as run_operation
 from emrops.db.schema import audit_log, emrops_control
 from emrops.db.types import utcnow
-from emrops.errors import DatabaseError, EmropsError
+from emrops.errors import EmropsError
 
 MAX_PAGE = 500
 PROFILE_TTL_S = 30.0  # a profile edited under a running server is seen within this time
@@ -234,6 +237,34 @@ def _build(pg: bool) -> _Sql:
 _SQLITE = _build(pg=False)
 _PG = _build(pg=True)
 
+# PostgreSQL's exchange in ONE autocommitted statement (one round trip, its own transaction):
+# the maintenance flag read FOR SHARE, the session's scenario, and both inserts, which happen
+# only when the flag is off and the session belongs to the scenario whose profile made the reply
+# (the caller's expectation; NULL inserts nothing). Returns the flag, the session's scenario and
+# the two new ids (NULL when nothing was inserted). "On" is Python's truthiness of the flag's
+# "on" value, as _refuse_if_maintenance reads it.
+_FLAG_ON = (
+    "CASE jsonb_typeof(g.flag -> 'on') "
+    "WHEN 'boolean' THEN (g.flag ->> 'on') = 'true' "
+    "WHEN 'number' THEN (g.flag ->> 'on')::numeric <> 0 "
+    "WHEN 'string' THEN (g.flag ->> 'on') <> '' "
+    "WHEN 'array' THEN jsonb_array_length(g.flag -> 'on') > 0 "
+    "WHEN 'object' THEN (g.flag -> 'on') <> '{}'::jsonb "
+    "ELSE false END"
+)
+_PG_EXCHANGE = (
+    "WITH g AS (SELECT (SELECT value FROM emrops_control WHERE key = %s FOR SHARE) AS flag, "
+    "(SELECT scenario_id FROM sessions WHERE id = %s) AS sc), "
+    "ins AS (INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
+    "SELECT * FROM (VALUES "
+    "(%s::uuid, 'student', %s::text, %s::timestamptz, %s::int, %s::jsonb), "
+    "(%s::uuid, 'patient', %s::text, %s::timestamptz, %s::int, %s::jsonb)) AS v "
+    f"WHERE (SELECT g.sc = %s AND NOT ({_FLAG_ON}) FROM g) "
+    "RETURNING id, role) "
+    "SELECT g.flag, g.sc, (SELECT id FROM ins WHERE role = 'student'), "
+    "(SELECT id FROM ins WHERE role = 'patient') FROM g"
+)
+
 
 # ---------------------------------------------------------------------------------------------
 # Values as the schema's SQLAlchemy types store them (sa.Uuid, UTCDateTime, sa.JSON), so rows
@@ -279,108 +310,22 @@ _CODECS = {False: _Codec(False), True: _Codec(True)}
 
 
 # ---------------------------------------------------------------------------------------------
-# Running one operation: a pooled DB-API connection, one retry on a fresh connection.
+# Running one operation: emrops.db.pooled (checkout or pinned connection, one retry).
+
+_Attempt = Attempt  # the name work functions are typed with
 
 
-class _Attempt:
-    """Where a write got to: once ``commit_sent`` is set, a lost connection means an unknown
-    outcome and the operation must not be repeated."""
-
-    __slots__ = ("commit_sent",)
-
-    def __init__(self) -> None:
-        self.commit_sent = False
-
-
-_retries = 0
-_retries_lock = threading.Lock()
-
-
-def retried_operations() -> int:
-    """How many operations this process retried after a dropped connection (for metrics)."""
-    return _retries
-
-
-def _count_retry() -> None:
-    global _retries
-    with _retries_lock:
-        _retries += 1
-
-
-def _wrap(engine: Engine, exc: Exception, invalidated: bool) -> sa.exc.DBAPIError:
-    if invalidated:
-        # a lost connection is "unavailable" (503), whatever class the driver gave the error
-        # (PostgreSQL ends an idle transaction with an InternalError, for example)
-        return sa.exc.OperationalError(None, None, exc, connection_invalidated=True)
-    wrapped = sa.exc.DBAPIError.instance(
-        None,
-        None,
-        exc,
-        engine.dialect.loaded_dbapi.Error,
-        connection_invalidated=invalidated,
-        dialect=engine.dialect,
-    )
-    assert isinstance(wrapped, sa.exc.DBAPIError)
-    return wrapped
-
-
-def _run(engine: Engine, work: Callable[[Any, _Codec, _Attempt], Any], *, write: bool) -> Any:
-    """Run ``work(cursor, codec, attempt)`` on a pooled connection, in a write transaction when
-    ``write`` (committed here) or as one autocommitted read. Retries once when the connection
-    turns out to be dropped and nothing can have been committed."""
-    pg = engine.dialect.name == "postgresql"
-    codec = _CODECS[pg]
-    dbapi_error = engine.dialect.loaded_dbapi.Error
-    for attempt_no in (1, 2):
-        try:
-            fairy = engine.raw_connection()
-        except sa.exc.DBAPIError as exc:
-            raise translate(exc, engine.url) from exc
-        except dbapi_error as exc:  # the pool does not wrap a failed connect
-            wrapped = _wrap(engine, exc, False)
-            raise translate(wrapped, engine.url) from wrapped
-        conn: Any = fairy.driver_connection
-        attempt = _Attempt()
-        cur = None
-        try:
-            if pg and not write:
-                conn.autocommit = True  # one statement, no BEGIN/ROLLBACK round trips
-            cur = conn.cursor()
-            if write and not pg:
-                cur.execute("BEGIN IMMEDIATE")
-            result = work(cur, codec, attempt)
-            if write:
-                attempt.commit_sent = True
-                conn.commit()
-            if pg and not write:
-                conn.autocommit = False
-            fairy.close()
-            return result
-        except BaseException as exc:
-            dropped = isinstance(exc, dbapi_error) and engine.dialect.is_disconnect(exc, conn, cur)
-            if dropped:
-                # every connection opened before now is suspect: the pool replaces them lazily
-                engine.pool._invalidate(fairy, exc)  # noqa: SLF001 - what sa.Connection does
-            else:
-                if pg and not write:
-                    with contextlib.suppress(Exception):  # keep the original error
-                        conn.autocommit = False
-                fairy.close()  # the pool rolls back an open transaction
-            if not isinstance(exc, dbapi_error):
-                raise
-            wrapped = _wrap(engine, exc, dropped)
-            if dropped and not attempt.commit_sent and attempt_no == 1:
-                _count_retry()
-                continue
-            error = translate(wrapped, engine.url)
-            if dropped and attempt.commit_sent:
-                error = DatabaseError(
-                    f"{error.message} (the connection was lost during COMMIT: the write may or "
-                    "may not have been stored; it was not repeated)",
-                    hint="read the session back before sending again",
-                )
-            raise error from wrapped
-    raise AssertionError("unreachable")  # pragma: no cover
+def _run(
+    engine: Engine,
+    work: Callable[[Any, _Codec, Attempt], Any],
+    *,
+    write: bool = False,
+    mode: Mode | None = None,
+) -> Any:
+    """Run ``work(cursor, codec, attempt)`` on a connection: as reads, in a write transaction
+    (``write``) or as one autocommitted write statement (``mode=STATEMENT``, PostgreSQL); see
+    :func:`emrops.db.pooled.run` for the retry rule."""
+    return run_operation(engine, work, _CODECS, mode or (WRITE if write else READ))
 
 
 def _json_profile(value: Any) -> dict[str, Any]:
@@ -418,6 +363,44 @@ def _profile(engine: Engine, cur: Any, sql: _Sql, scenario_id: int) -> dict[str,
     with _profile_lock:
         _profile_cache[engine] = fresh
     return fresh.by_id.get(scenario_id)
+
+
+def _cached_profile(engine: Engine, scenario_id: int) -> dict[str, Any] | None:
+    """The scenario's patient profile from the cache, reloaded by a read when stale."""
+    cache = _profile_cache.get(engine)
+    if cache is not None and time.monotonic() - cache.loaded_at < PROFILE_TTL_S:
+        found = cache.by_id.get(scenario_id)
+        if found is not None:
+            return found
+
+    def work(cur: Any, codec: _Codec, _a: Attempt) -> dict[str, Any] | None:
+        return _profile(engine, cur, codec.sql, scenario_id)
+
+    result: dict[str, Any] | None = _run(engine, work)
+    return result
+
+
+# Each session's scenario (which never changes), per process and engine, so the patient's reply
+# can be made before the one statement that stores the exchange. Bounded: cleared when full.
+SESSION_CACHE_SIZE = 100_000
+_session_scenarios: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _session_cache(engine: Engine) -> dict[uuid.UUID, int]:
+    cache = _session_scenarios.get(engine)
+    if cache is None:
+        with _profile_lock:
+            cache = _session_scenarios.setdefault(engine, {})
+    return cache
+
+
+def _remember_session(engine: Engine, session_id: uuid.UUID, scenario_id: int) -> None:
+    cache = _session_cache(engine)
+    if len(cache) >= SESSION_CACHE_SIZE:
+        cache.clear()
+    cache[session_id] = scenario_id
 
 
 def _refuse_if_maintenance(value: Any) -> None:
@@ -635,6 +618,7 @@ def create_session(
         )
 
     _run(engine, work, write=True)
+    _remember_session(engine, session_id, scenario_id)
     return SessionRow(session_id, scenario_id, "active", now, None, None, email)
 
 
@@ -654,6 +638,9 @@ def add_exchange(
     a PostgreSQL NOTIFY it issues is delivered only if the messages commit. Raises NotFound,
     MaintenanceOn, DatabaseError.
     """
+
+    if engine.dialect.name == "postgresql":
+        return _pg_exchange(engine, session_id, content, reply, announce, respect_maintenance)
 
     def work(cur: Any, codec: _Codec, _a: _Attempt) -> Exchange:
         sql = codec.sql
@@ -685,6 +672,78 @@ def add_exchange(
 
     result: Exchange = _run(engine, work, write=True)
     return result
+
+
+def _pg_exchange(
+    engine: Engine,
+    session_id: uuid.UUID,
+    content: str,
+    reply: ReplyFn,
+    announce: Announce | None,
+    respect_maintenance: bool,
+) -> Exchange:
+    """add_exchange on PostgreSQL: one statement (_PG_EXCHANGE), autocommitted, or inside a
+    transaction when ``announce`` must run in it. The reply is made first, from the profile of
+    the session's scenario (cached; a session not seen yet costs one more run of the statement
+    that inserts nothing and tells the scenario)."""
+    key = MAINTENANCE_KEY if respect_maintenance else None
+    scenarios = _session_cache(engine)
+    expected = scenarios.get(session_id)
+    now = utcnow()
+    later = now + timedelta(microseconds=1)  # the reply is later: ordering by time agrees with ids
+    for _ in range(3):  # learn the scenario, store; once more if the cache was stale
+        if expected is None:
+            flag, expected = _run(engine, _exchange_work(key, session_id, (None,) * 11))[:2]
+            _exchange_refused(engine, session_id, flag, expected)
+            assert expected is not None
+            _remember_session(engine, session_id, expected)
+        answer = reply(_cached_profile(engine, expected) or {}, content)
+        text = answer.text
+        meta = json.dumps({"topic": answer.topic, "generator": REPLY_GENERATOR})
+        values = (
+            *(session_id, content, now, len(content.split()), "null"),
+            *(session_id, text, later, len(text.split()), meta),
+            expected,
+        )
+        mode = STATEMENT if announce is None else WRITE
+        flag, scenario_id, student_id, patient_id = _run(
+            engine, _exchange_work(key, session_id, values, announce), mode=mode
+        )
+        if student_id is not None:
+            return Exchange(
+                MessageRow(int(student_id), session_id, "student", content, now),
+                MessageRow(int(patient_id), session_id, "patient", text, later),
+            )
+        _exchange_refused(engine, session_id, flag, scenario_id)
+        if scenario_id == expected:  # the SQL read the flag as on where Python did not
+            raise MaintenanceOn("down for maintenance", hint="wait until maintenance is off")
+        expected = scenario_id
+        _remember_session(engine, session_id, scenario_id)
+    raise AssertionError("the session's scenario kept changing")  # pragma: no cover
+
+
+def _exchange_work(
+    key: str | None,
+    session_id: uuid.UUID,
+    values: tuple[Any, ...],
+    announce: Announce | None = None,
+) -> Callable[[Any, _Codec, Attempt], tuple[Any, Any, Any, Any]]:
+    def work(cur: Any, _codec: _Codec, _a: Attempt) -> tuple[Any, Any, Any, Any]:
+        cur.execute(_PG_EXCHANGE, (key, session_id, *values), prepare=True)
+        row = cur.fetchone()
+        if announce is not None and row[3] is not None:
+            announce(cur, session_id, int(row[3]))
+        return row  # type: ignore[no-any-return]
+
+    return work
+
+
+def _exchange_refused(engine: Engine, session_id: uuid.UUID, flag: Any, scenario_id: Any) -> None:
+    """Raise what the old path raised first: MaintenanceOn, then NotFound."""
+    _refuse_if_maintenance(flag)
+    if scenario_id is None:
+        _session_cache(engine).pop(session_id, None)
+        raise NotFound("session", session_id)
 
 
 def add_message(
