@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP) postgres tools $(CHECKOV) node_modules/.installed
 	$(VENV)/bin/pytest -q
 
-## test-slow: the long trials (marked slow, left out of `make test`)
+## test-slow: the long trials marked slow (SIGKILL loops, lock races, 400-example property tests; left out of `make test`)
 test-slow: $(STAMP) postgres tools $(CHECKOV) node_modules/.installed
 	$(VENV)/bin/pytest -q -m slow
 
@@ -46,10 +46,6 @@ $(CHECKOV):
 	python3 -m venv .venv-checkov
 	.venv-checkov/bin/pip install -q checkov==3.3.30
 	touch $(CHECKOV)
-
-## test-slow: long trials marked slow (SIGKILL loops, lock races)
-test-slow: $(STAMP) postgres tools node_modules/.installed
-	$(VENV)/bin/pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,7 +7,6 @@ backup without the identity or a decompressor.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import IO, Any
 import zstandard
 
 from emrops.backup import crypto
+from emrops.machine import MAX_ZSTD_THREADS, usable_cores
 
 CHUNK = 1 << 20
 Progress = Callable[[str, int, int | None], None]
@@ -225,7 +225,7 @@ def encode(
     With ``recipients``, ``seal()`` (called once the source is read) gives a 32-byte digest
     that is appended inside the encrypted stream as a skippable frame. Exceptions of the
     source and the sink (walimage.Restarted, a full disk) come out as they were raised."""
-    threads = max(1, (os.cpu_count() or 1))
+    threads = min(usable_cores(), MAX_ZSTD_THREADS)
     compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     counted = HashingReader(source, progress, phase, total, digest=False)
     out = HashingWriter(sink)

@@ -150,7 +150,10 @@ def run_cmd(
     source: FromOpt,
     target: ToOpt,
     jobs: Annotated[
-        int, typer.Option("--jobs", min=0, help="Tables copied in parallel (0 = number of cores).")
+        int,
+        typer.Option(
+            "--jobs", min=0, help="Tables copied in parallel (0 = usable cores, at most 8)."
+        ),
     ] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     cast: CastOpt = None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from emrops.children import supervise
 from emrops.errors import EmropsError
 from emrops.loadtest.scenarios import SetupFailed
 from emrops.loadtest.scheduler import Plan, WindowStats, WorkerResult, run_worker
+from emrops.machine import usable_cores
 from emrops.stats.histogram import LatencyHistogram
 
 START_DELAY = 0.2  # seconds between "all ready" and the common start
@@ -66,7 +66,7 @@ def run_async(coro: Any) -> Any:
 
 def resolve_processes(text: str) -> int:
     if text == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
+        return usable_cores()
     return int(text)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.machine import default_jobs
 from emrops.migrate import journal
 from emrops.migrate import run as runner
 from emrops.migrate.plan import build_plan, load_casts, open_source
@@ -50,6 +50,7 @@ def make_plan(
         tables = reflect(conn).tables
         tried.checked_at_run = trial.check_source_rows(conn, tables, plan, tried.failures)
         trial.unique_collisions(conn, tables, plan, tried.failures)
+        trial.citext_collisions(conn, tables, plan, target, tried.failures)
     finally:
         conn.close()
     if emit_sql is not None:
@@ -190,7 +191,7 @@ def cutover(
         config_file=config_file,
         reload_cmd=reload_cmd,
         env_db_url=env_db_url,
-        jobs=os.cpu_count() or 2,
+        jobs=default_jobs(),
         phase=phase,
     )
     data = dataclasses.asdict(result)

@@ -87,8 +87,9 @@ def source_select(
     if tp.without_rowid:
         order = ", ".join(quote(k) for k in tp.key)
         return f"SELECT {', '.join(cols)} FROM {quote(tp.source)} ORDER BY {order}"
-    where = " WHERE rowid > ?" if after else (" WHERE rowid BETWEEN ? AND ?" if between else "")
-    return f"SELECT rowid, {', '.join(cols)} FROM {quote(tp.source)}{where} ORDER BY rowid"
+    r = quote(tp.key[0])  # "rowid", or "_rowid_"/"oid" when a column is named rowid
+    where = f" WHERE {r} > ?" if after else (f" WHERE {r} BETWEEN ? AND ?" if between else "")
+    return f"SELECT {r}, {', '.join(cols)} FROM {quote(tp.source)}{where} ORDER BY {r}"
 
 
 BadText = Callable[[Any, str, bytes], None]  # (key, column, raw value): reject or raise
@@ -217,7 +218,7 @@ def null_keys(col: ColumnPlan) -> Iterator[int] | None:
 def _key_text(tp: TablePlan, key: Any) -> str:
     if isinstance(key, dict):
         return ", ".join(f"{k}={v!r}" for k, v in key.items())
-    return f"rowid={key}"
+    return f"{tp.key[0]}={key}"
 
 
 def _show(v: Any) -> str:
@@ -282,7 +283,7 @@ def copy_table(
         err = "text is not valid UTF-8"
         if rejects is None:
             raise ValueRejected(
-                f"table {tp.source}, row rowid={key}, column {column}: cannot convert "
+                f"table {tp.source}, row {_key_text(tp, key)}, column {column}: cannot convert "
                 f"{_show(value)} to text: {err}",
                 hint='add a cast rule type = "bytea" for the column (--cast), or rerun with '
                 "--on-error reject",

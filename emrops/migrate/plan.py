@@ -17,6 +17,7 @@ from typing import Any
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
 from emrops.migrate import profile as prof
+from emrops.migrate.journal import JOURNAL
 from emrops.migrate.reflect import Schema, Table, quote, reflect, unquote
 from emrops.migrate.sql import Catalog, TranslationError, defaults, index_element
 from emrops.migrate.typemap import Anomaly, is_fast, map_column, shorten
@@ -199,6 +200,15 @@ def open_source(path: Path) -> sqlite3.Connection:
             f"{path} is not an SQLite database ({exc})",
             hint="point --from at an SQLite database file",
         ) from None
+    encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+    if encoding != "UTF-8":
+        conn.close()
+        # the copy and the checksums read text as its stored bytes, which would be UTF-16
+        raise UsageError(
+            f"{path} stores its text as {encoding}; migrate-db reads UTF-8 databases",
+            hint=f"make a UTF-8 copy and migrate that (the source is left as it is): "
+            f"sqlite3 {path} .dump | sqlite3 {path.with_name(path.stem + '-utf8.db')}",
+        )
     return conn
 
 
@@ -215,7 +225,7 @@ def build_plan(
     casts = casts or {}
     schema = reflect(conn)
     _check_casts(schema, casts)
-    taken: set[str] = set()
+    taken: set[str] = {JOURNAL}  # a source table of that name gets another one (renames)
     renames: list[dict[str, str]] = []
 
     def name_for(kind: str, name: str, scope: set[str]) -> str:
@@ -536,7 +546,7 @@ def _plan_table(
             d += f" DEFAULT {c.default}"
         defs.append(d)
     create = f"CREATE TABLE {quote(target)} (" + ", ".join(defs) + ")"
-    key = list(table.pk) if table.without_rowid else ["rowid"]
+    key = prof.key_names(table)  # the row id's free name for rowid tables
     tp = TablePlan(
         table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
     )

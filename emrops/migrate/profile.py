@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
-from emrops.migrate.reflect import Table, affinity, quote
+from emrops.errors import CheckFailed
+from emrops.migrate.reflect import ROWID_NAMES, Table, affinity, quote, rowid_name
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
 # The shape of an ISO-8601 date and time; julianday() and date() then require the digits and their
@@ -414,11 +415,22 @@ def key_sql(table: Table) -> list[str]:
     """Expressions that identify a row: rowid, or the primary key of a WITHOUT ROWID table."""
     if table.without_rowid:
         return [quote(c) for c in table.pk]
-    return ["rowid"]
+    return [quote(key_names(table)[0])]
 
 
 def key_names(table: Table) -> list[str]:
-    return list(table.pk) if table.without_rowid else ["rowid"]
+    if table.without_rowid:
+        return list(table.pk)
+    name = rowid_name(table)
+    if name is None:
+        raise CheckFailed(
+            f"table {table.name}: its columns {', '.join(ROWID_NAMES)} hide SQLite's row id, "
+            "and it has no INTEGER PRIMARY KEY, so its rows have no key to copy, resume and "
+            "verify them by",
+            hint=f"in a copy of the database, rename one of those columns (ALTER TABLE "
+            f"{quote(table.name)} RENAME COLUMN ...) and migrate the copy",
+        )
+    return [name]
 
 
 def example(

@@ -310,6 +310,22 @@ def _tail_options(sql: str) -> set[str]:
     return opts
 
 
+ROWID_NAMES = ("rowid", "_rowid_", "oid")  # the names SQLite reads a table's row id by
+
+
+def rowid_name(table: Table) -> str | None:
+    """The name that reads the row id of a rowid table in SQL: ``rowid``, or ``_rowid_`` /
+    ``oid`` when a column that is not the row id took that name (``CREATE TABLE t(rowid
+    TEXT, ...)`` is legal, and then ``rowid`` reads the column). None for a WITHOUT ROWID
+    table, or when columns hide all three names (the rows then have no stable key)."""
+    if table.without_rowid:
+        return None
+    taken = {c.name.lower() for c in table.columns if c.name != table.rowid_alias}
+    if table.rowid_alias is None and table.pk == ["rowid"]:  # a full-text table's own rowid
+        taken.discard("rowid")
+    return next((n for n in ROWID_NAMES if n not in taken), None)
+
+
 def reflect(conn: sqlite3.Connection) -> Schema:
     """The schema of the open database. Raises sqlite3.DatabaseError for a file that is not one."""
     rows = conn.execute(

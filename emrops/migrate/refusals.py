@@ -57,7 +57,7 @@ def copy_line(exc: psycopg.Error) -> int | None:
 
 def nth_key(src: sqlite3.Connection, tp: TablePlan, line: int) -> Any:
     """The key of the ``line``-th row in copy order (when no row was skipped)."""
-    order = ", ".join(quote(k) for k in tp.key) if tp.without_rowid else "rowid"
+    order = ", ".join(quote(k) for k in tp.key)
     try:
         row = src.execute(
             f"SELECT {order} FROM {quote(tp.source)} ORDER BY {order} LIMIT 1 OFFSET ?",
@@ -83,11 +83,12 @@ def line_key(
     key = sent[line - 1]
     if key is not None:
         return key
+    r = quote(tp.key[0])
     for first, lo, hi in reversed(chunks_sent):  # a line of an SQL-built chunk
         if first <= line:
             row = src.execute(
-                f"SELECT rowid FROM {quote(tp.source)} WHERE rowid BETWEEN ? AND ? "
-                "ORDER BY rowid LIMIT 1 OFFSET ?",
+                f"SELECT {r} FROM {quote(tp.source)} WHERE {r} BETWEEN ? AND ? "
+                f"ORDER BY {r} LIMIT 1 OFFSET ?",
                 (lo, hi, line - first),
             ).fetchone()
             return row[0] if row else None

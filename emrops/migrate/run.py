@@ -30,6 +30,7 @@ from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
 from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
+from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
@@ -161,7 +162,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     src_path = source_path(opts.source)
     if opts.on_error not in ("abort", "reject"):
         raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
-    jobs = opts.jobs or os.cpu_count() or 2
+    jobs = opts.jobs or default_jobs()
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
     # the child process hashing the source for verification starts now, so that its
@@ -577,7 +578,7 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     plan, entries = load_plan(target)
     path = source_path(source)
     open_source(path).close()
-    return verify(plan, target, entries, source=path, jobs=jobs or os.cpu_count() or 2)
+    return verify(plan, target, entries, source=path, jobs=jobs or default_jobs())
 
 
 def _resume(

@@ -216,6 +216,7 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         raise ValueError(f"table {tp.source} cannot be formatted in SQL")
     register(src)
     t = quote(tp.source)
+    r = quote(tp.key[0])  # "rowid", or "_rowid_"/"oid" when a column is named rowid
 
     def first(line: str) -> str:
         # count(line) < count(*) when a line came out NULL (a column the plan holds for never
@@ -223,14 +224,14 @@ def chunks(src: sqlite3.Connection, tp: TablePlan, rows: int = CHUNK_ROWS) -> It
         return (
             "SELECT max(r), count(*), sum(bs), CAST(group_concat(line, '') AS BLOB), "
             "count(line) FROM "
-            f"(SELECT rowid AS r, {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t} "
-            f"WHERE rowid >= ? ORDER BY rowid LIMIT {int(rows)})"
+            f"(SELECT {r} AS r, {_backslashes_sql(tp)} AS bs, {line} AS line FROM {t} "
+            f"WHERE {r} >= ? ORDER BY {r} LIMIT {int(rows)})"
         )
 
     first_raw, first_escaped = first(raw), first(escaped)
     again = (
         f"SELECT CAST(group_concat(line, '') AS BLOB) FROM (SELECT {escaped} AS line FROM {t} "
-        "WHERE rowid BETWEEN ? AND ? ORDER BY rowid)"
+        f"WHERE {r} BETWEEN ? AND ? ORDER BY {r})"
     )
     tabs = len(tp.columns) - 1
     lo = -(2**63)

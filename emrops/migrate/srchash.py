@@ -140,7 +140,7 @@ def fast_checksum(
     canonical form (the caller then uses the exact path, which skips such rows as the copy
     did)."""
     count = total = 0
-    where = " WHERE rowid BETWEEN ? AND ?" if rowids is not None else ""
+    where = f" WHERE {quote(tp.key[0])} BETWEEN ? AND ?" if rowids is not None else ""
     cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
     first = operator.itemgetter(0)
     while batch := cur.fetchmany(BATCH):
@@ -198,11 +198,12 @@ def _rowid_ranges(source: Path, tp: TablePlan, parts: int) -> list[tuple[int, in
     if parts < 2 or tp.rows < SPLIT_ROWS:
         return None
     conn = open_sqlite(source)
+    r = quote(tp.key[0])
     try:
         cuts: list[int] = []
         for i in range(1, parts):
             row = conn.execute(
-                f"SELECT rowid FROM {quote(tp.source)} ORDER BY rowid LIMIT 1 OFFSET ?",
+                f"SELECT {r} FROM {quote(tp.source)} ORDER BY {r} LIMIT 1 OFFSET ?",
                 (tp.rows * i // parts,),
             ).fetchone()
             if row is not None and (not cuts or row[0] > cuts[-1]):

@@ -32,7 +32,7 @@ import psycopg
 from emrops.errors import EmropsError
 from emrops.migrate import journal
 from emrops.migrate.plan import Plan
-from emrops.migrate.reflect import Check, Table, quote
+from emrops.migrate.reflect import Check, Table, quote, rowid_name
 
 
 @dataclass
@@ -272,7 +272,7 @@ def check_source_rows(
                         tp.target,
                         post.name,
                         post.sql,
-                        f"{violated[0]} source row(s) violate CHECK ({chk.expr}); first rowid "
+                        f"{violated[0]} source row(s) violate CHECK ({chk.expr}); first key "
                         f"{violated[1]}",
                         "fix those rows in the source or drop the CHECK; the run would "
                         "fail to add it",
@@ -330,8 +330,88 @@ def unique_collisions(
                 )
 
 
+def _unique_keys(table: Table, tp: Any) -> list[tuple[str, list[str]]]:
+    keys = [
+        (i.name, list(i.columns))
+        for i in table.indexes
+        if i.unique and i.origin != "pk" and all(i.columns) and i.where is None
+    ]
+    if table.pk and not table.rowid_alias:
+        keys.append((f"{tp.target}_pkey", list(table.pk)))
+    return keys
+
+
+def citext_collisions(
+    src: sqlite3.Connection,
+    tables: list[Table],
+    plan: Plan,
+    target_url: str,
+    failures: list[SchemaFailure],
+) -> None:
+    """Unique keys over ``COLLATE NOCASE`` columns that become citext: SQLite's NOCASE folds
+    ASCII letters only, citext folds every letter the target's locale knows ('é' = 'É'), so
+    keys SQLite keeps apart can collide and the run's unique index would fail. Only rows
+    with a non-ASCII character in such a column can collide anew; those are grouped by the
+    target itself (its lower(), in a rolled-back temporary table)."""
+    by_source = {t.source: t for t in plan.tables}
+    checks = []
+    for table in tables:
+        tp = by_source.get(table.name)
+        if tp is None:
+            continue
+        citext = {c.source for c in tp.columns if c.pg_type == "citext"}
+        for name, cols in _unique_keys(table, tp):
+            if citext & set(cols):
+                checks.append((table, tp, name, cols, [c for c in cols if c in citext]))
+    if not checks:
+        return
+    with journal.connect(target_url) as pg:
+        try:
+            for table, tp, name, cols, ci in checks:
+                folded = ", ".join(
+                    f"lower(c{i})" if c in ci else f"c{i}" for i, c in enumerate(cols)
+                )
+                defs = ", ".join(f"c{i} text" for i in range(len(cols)))
+                pg.execute(f"CREATE TEMP TABLE emrops_ci ({defs}) ON COMMIT DROP")
+                # a character outside ASCII takes more than one byte
+                any_wide = " OR ".join(
+                    f"length(CAST({quote(c)} AS BLOB)) <> length(CAST({quote(c)} AS TEXT))"
+                    for c in ci
+                )
+                select = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in cols)
+                not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols)
+                cur = src.execute(
+                    f"SELECT {select} FROM {quote(table.name)} WHERE {not_null} AND ({any_wide})"
+                )
+                with pg.cursor().copy("COPY emrops_ci FROM STDIN") as copy:
+                    while batch := cur.fetchmany(5000):
+                        for row in batch:
+                            copy.write_row(row)
+                row = pg.execute(
+                    f"SELECT count(*), min(ex) FROM (SELECT min(c0) AS ex FROM emrops_ci "
+                    f"GROUP BY {folded} HAVING count(*) > 1) AS d"
+                ).fetchone()
+                pg.execute("DROP TABLE emrops_ci")
+                if row and row[0]:
+                    failures.append(
+                        SchemaFailure(
+                            "unique-data",
+                            tp.target,
+                            name,
+                            f"UNIQUE ({', '.join(cols)})",
+                            f"{row[0]} key value(s) that SQLite's COLLATE NOCASE keeps apart "
+                            f"(it folds ASCII letters only) are equal under citext (all "
+                            f"letters), e.g. {row[1]!r} and its other-case twin",
+                            f'add a cast rule type = "text" for {table.name}.{ci[0]} to keep '
+                            "it case-sensitive, or merge those rows in the source",
+                        )
+                    )
+        finally:
+            pg.rollback()
+
+
 def _violations(conn: sqlite3.Connection, table: Table, chk: Check) -> tuple[int, Any] | None:
-    key = "rowid" if not table.without_rowid else quote(table.pk[0]) if table.pk else "NULL"
+    key = quote(rowid_name(table) or "rowid") if not table.without_rowid else quote(table.pk[0])
     try:
         row = conn.execute(
             f"SELECT count(*), min({key}) FROM {quote(table.name)} WHERE NOT ({chk.expr})"

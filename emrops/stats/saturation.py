@@ -11,17 +11,10 @@ so N busy processes on fewer than N cores count as saturated too.
 
 from __future__ import annotations
 
-import os
+from emrops.machine import usable_cores
 
 CPU_LIMIT = 0.80
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+__all__ = ["CPU_LIMIT", "cpu_share", "saturated", "usable_cores"]
 
 
 def cpu_share(cpu_seconds: float, wall_s: float, processes: int, cores: int | None = None) -> float:
