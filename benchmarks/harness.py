@@ -19,8 +19,10 @@
    client processes' CPU-seconds, per second, over the same window (the cell's measured window,
    warm-up excluded, for both).
 
-PostgreSQL's CPU is read from /proc (the postmaster, its live children and the children it
-reaped) by a sampler every 0.1 s and interpolated at the window's ends; the client CPU is the
+PostgreSQL's CPU is read from /proc for the backends serving the measured database (found in
+pg_stat_activity) plus the shared WAL writer, checkpointer and background writer, sampled every
+0.1 s and interpolated at the window's ends, so other databases on the same server (other users
+of a shared machine) do not count; the client CPU is the
 client processes' own (emrops) or pgbench's (as a child of this script). Both are also given per
 operation, which is what bounds a cell on a small machine: with C cores, at most
 C / (client + server CPU per operation) operations per second are possible, whatever the
@@ -88,47 +90,45 @@ def _ticks() -> int:
     return int(os.sysconf("SC_CLK_TCK"))
 
 
-def _proc_cpu(pid: int, children_too: bool = False) -> float:
+def _proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # fields[11..14] = utime, stime, cutime, cstime (stat fields 14-17)
-    used = int(fields[11]) + int(fields[12])
-    if children_too:
-        used += int(fields[13]) + int(fields[14])
-    return used / _ticks()
+    return (int(fields[11]) + int(fields[12])) / _ticks()  # utime + stime (stat fields 14, 15)
 
 
-def postmaster_pid(admin_info: str) -> int:
-    with psycopg.connect(admin_info, autocommit=True) as conn:
-        row = conn.execute("SHOW data_directory").fetchone()
-    assert row is not None
-    return int(Path(row[0], "postmaster.pid").read_text().split()[0])
-
-
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """CPU-seconds used so far by the local PostgreSQL: postmaster + live children + reaped."""
-    total = _proc_cpu(postmaster, children_too=True)
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    for pid in children:
-        try:
-            total += _proc_cpu(int(pid))
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile (its CPU is in the postmaster's reaped figure then)
-    return total
+# PostgreSQL's own background processes that work for every database (WAL, checkpoints)
+_SHARED = ("walwriter", "checkpointer", "background writer")
 
 
 class ServerCpu:
-    """PostgreSQL's CPU-seconds sampled every SAMPLE_S in a thread; ``between(t0, t1)`` gives
-    the CPU-seconds used between two wall-clock (Unix) times, interpolated."""
+    """The CPU-seconds of the PostgreSQL processes serving the measured databases (client
+    backends of databases named like ``pattern``) plus the shared background writers, sampled
+    every SAMPLE_S in a thread; ``between(t0, t1)`` gives the CPU-seconds used between two
+    wall-clock (Unix) times, interpolated. Other databases' backends on the same server (other
+    users of a shared machine) are left out. A backend that exits keeps the CPU last read."""
 
-    def __init__(self, postmaster: int) -> None:
-        self.postmaster = postmaster
+    def __init__(self, admin_info: str, pattern: str) -> None:
+        self.admin_info = admin_info
+        self.pattern = pattern
+        self.seen: dict[int, float] = {}
         self.times: list[float] = []
         self.cpu: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._conn: psycopg.Connection[Any] | None = None
 
     def _sample(self) -> None:
-        self.cpu.append(postgres_cpu_seconds(self.postmaster))
+        assert self._conn is not None
+        pids = self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE (datname LIKE %s AND backend_type = "
+            "'client backend') OR backend_type = ANY(%s)",
+            (self.pattern, list(_SHARED)),
+        ).fetchall()
+        for (pid,) in pids:
+            try:
+                self.seen[pid] = _proc_cpu(pid)
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile: keeps the CPU last read
+        self.cpu.append(sum(self.seen.values()))
         self.times.append(time.time())
 
     def _run(self) -> None:
@@ -136,6 +136,7 @@ class ServerCpu:
             self._sample()
 
     def __enter__(self) -> ServerCpu:
+        self._conn = psycopg.connect(self.admin_info, autocommit=True)
         self._sample()
         self._thread.start()
         return self
@@ -144,6 +145,8 @@ class ServerCpu:
         self._stop.set()
         self._thread.join()
         self._sample()
+        assert self._conn is not None
+        self._conn.close()
 
     def at(self, when: float) -> float:
         i = bisect.bisect_left(self.times, when)
@@ -253,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     server = parse_db_url(args.server)
     name = f"emrops_harness_{uuid.uuid4().hex[:10]}"
     admin_info = server.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    postmaster = postmaster_pid(admin_info)
     with psycopg.connect(admin_info, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             ["pgbench", "-i", "-q", "-s", str(args.scale), name],
             env=_libpq(server.url), capture_output=True, check=True,
         )  # fmt: skip
-        with ServerCpu(postmaster) as cpu:
+        with ServerCpu(admin_info, name) as cpu:
             theirs = {
                 n: pgbench_cell(server.url, name, n, args.duration, args.pgbench_mode, cpu)
                 for n in clients
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-    with ServerCpu(postmaster) as cpu:
+    with ServerCpu(admin_info, "emrops_bench_%") as cpu:
         doc = _bench(str(server), "point-select", clients, _processes(args, clients), args)
     ours = {
         cell["clients"]: (_emrops_split(cell["repeats"][0], cpu), cell["repeats"][0])
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     chat = None
     if not args.no_split:
-        with ServerCpu(postmaster) as cpu:
+        with ServerCpu(admin_info, "emrops_bench_%") as cpu:
             chat_doc = _bench(str(server), "chat", [16], None, args)
         rep = chat_doc["cells"][0]["repeats"][0]
         chat = (_emrops_split(rep, cpu), rep)
@@ -352,7 +354,10 @@ def markdown(
             f"{split.client_cpu_per_s:.2f} (per process: {per_proc} s); per operation "
             f"{split.server_us:.0f} µs server, {split.client_us:.0f} µs clients; client_bound: "
             f"{'yes' if rep['client_bound'] else 'no'}. Target (server busier than the "
-            f"clients): {'met' if server_ahead else 'MISSED'}.",
+            f"clients): {'met' if server_ahead else 'MISSED'}. At this CPU per operation "
+            f"{usable_cores()} cores allow at most {split.ceiling(usable_cores()):,.0f} ops/s; "
+            f"the clients' share of it is "
+            f"{split.client_us / (split.client_us + split.server_us or 1):.0%}.",
         ]
     return "\n".join(lines) + "\n", ok
 

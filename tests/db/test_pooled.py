@@ -175,3 +175,19 @@ def test_exchange_on_a_session_recreated_with_another_scenario(engine: sa.Engine
     queries.add_exchange(engine, session.id, "hello again", reply=spy)
     assert seen[-1] == queries.get_scenario(engine, 2).patient_profile  # type: ignore[union-attr]
     assert _count(engine, session.id) == 2
+
+
+def test_message_rows_built_for_speed_are_ordinary_frozen_rows() -> None:
+    """_messages fills __dict__ instead of calling MessageRow's __init__ (speed): the result
+    must be indistinguishable from MessageRow(...)."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    sid = uuid.uuid4()
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    fast = queries._messages(queries._CODECS[True], sid, [(7, "patient", "ouch", at)])[0]
+    slow = queries.MessageRow(7, sid, "patient", "ouch", at)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.content = "changed"  # type: ignore[misc]
