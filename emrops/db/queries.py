@@ -44,7 +44,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -337,10 +337,11 @@ def _messages(codec: _Codec, session_id: uuid.UUID, rows: list[Any]) -> list[Mes
     when = codec.read_when
     out = []
     for r in rows:
+        at = r[3]
+        if type(at) is not datetime or at.tzinfo is not UTC:  # psycopg's UTC datetimes as is
+            at = when(at)
         row = _new(MessageRow)
-        row.__dict__.update(
-            id=r[0], session_id=session_id, role=r[1], content=r[2], created_at=when(r[3])
-        )
+        row.__dict__.update(id=r[0], session_id=session_id, role=r[1], content=r[2], created_at=at)
         out.append(row)
     return out
 
