@@ -17,7 +17,9 @@
    ``--processes auto`` (one per core, ``benchmark run``'s default) or N can be given instead.
 3. ``chat`` at 16 clients on PostgreSQL: the CPU-seconds of PostgreSQL's processes against the
    client processes' CPU-seconds, per second, over the same window (the cell's measured window,
-   warm-up excluded, for both).
+   warm-up excluded, for both). Client processes as ``benchmark run`` has them by default (one
+   per core; ``--chat-processes N`` to compare: on a 2-core machine shared with the server,
+   more client processes cost more CPU per operation in context switches, not less).
 
 PostgreSQL's CPU is read from /proc for the backends serving the measured database (found in
 pg_stat_activity) plus the shared WAL writer, checkpointer and background writer, sampled every
@@ -33,7 +35,8 @@ uses more CPU than the clients.
 
 Usage:
     .venv/bin/python benchmarks/harness.py [--server postgresql+psycopg://postgres@127.0.0.1/postgres]
-        [--clients 1,4] [--duration 10] [--scale 1] [--processes clients|auto|N] [--write]
+        [--clients 1,4] [--duration 10] [--scale 1] [--processes clients|auto|N]
+        [--chat-processes auto|N] [--pgbench-mode simple|prepared] [--no-split] [--write]
 
 Prints Markdown (with --write also into the "harness" section of docs/benchmarks.md) and exits
 3 when a target is missed. Scratch databases are dropped afterwards. Needs PostgreSQL on this
@@ -248,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", default="clients", help="client processes: clients (one each), auto or N"
     )
+    parser.add_argument(
+        "--chat-processes", default="auto", help="client processes of the chat cell: auto or N"
+    )
     parser.add_argument("--pgbench-mode", default="simple", choices=("simple", "prepared"))
     parser.add_argument("--no-split", action="store_true", help="skip the 16-client chat cell")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
@@ -282,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     chat = None
     if not args.no_split:
         with ServerCpu(admin_info, "emrops_bench_%") as cpu:
-            chat_doc = _bench(str(server), "chat", [16], None, args)
+            chat_procs = None if args.chat_processes == "auto" else int(args.chat_processes)
+            chat_doc = _bench(str(server), "chat", [16], chat_procs, args)
         rep = chat_doc["cells"][0]["repeats"][0]
         chat = (_emrops_split(rep, cpu), rep)
     text, ok = markdown(args, doc["config"]["processes"], theirs, ours, chat)
