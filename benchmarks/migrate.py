@@ -28,6 +28,7 @@ Usage: python benchmarks/migrate.py [--messages 1000000] [--rows-factor 1.0] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -51,7 +53,13 @@ HOST = os.environ.get("EMROPS_BENCH_PG_HOST", "127.0.0.1:5432")
 EMROPS = [sys.executable, "-m", "emrops"]
 PGLOADER_HEAP_MB = 4096  # the retry's --dynamic-space-size
 
-Result = tuple[float, int, int]  # wall seconds, peak RSS MB, exit code
+
+class Result(NamedTuple):
+    wall: float  # seconds
+    rss: int  # peak RSS in MB (the largest process of the command)
+    rc: int  # exit code
+    cpu: float = 0.0  # user + system seconds of the command and its children (not the server)
+    phases: dict[str, float] = {}  # noqa: RUF012 - emrops run: seconds per phase (its --json)
 
 
 def settle() -> None:
@@ -63,21 +71,27 @@ def settle() -> None:
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> Result:
-    """(wall seconds, peak RSS in MB, exit code) of a command, via /usr/bin/time."""
+    """Wall seconds, peak RSS, exit code and CPU seconds of a command, via /usr/bin/time; and
+    the phases an emrops ``--json`` output reports."""
     settle()
     out = subprocess.run(
-        ["/usr/bin/time", "-f", "TIME %e %M", *cmd],
+        ["/usr/bin/time", "-f", "TIME %e %M %U %S", *cmd],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         env=env,
     )
     line = [x for x in out.stderr.splitlines() if x.startswith("TIME ")][-1]
-    _tag, wall, rss_kb = line.split()
+    _tag, wall, rss_kb, user, system = line.split()
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
-    return float(wall), int(rss_kb) // 1024, out.returncode
+    phases: dict[str, float] = {}
+    if "--json" in cmd:
+        with contextlib.suppress(ValueError, AttributeError):
+            phases = dict(json.loads(out.stdout).get("phases") or {})
+    return Result(
+        float(wall), int(rss_kb) // 1024, out.returncode, float(user) + float(system), phases
+    )
 
 
 def pgloader_version() -> str:
@@ -328,10 +342,11 @@ LABELS = {
 def report(title: str, src: Path, rounds: list[dict[str, Result]], retried: bool) -> list[str]:
     """The markdown table of one dataset at one scale: medians, spread, peak RSS, exits."""
     for r in rounds:  # the same checks as two commands: `run --no-verify`, then `verify`
-        r["run,verify"] = (
-            r["run"][0] + r["verify"][0],
-            max(r["run"][1], r["verify"][1]),
-            max(r["run"][2], r["verify"][2]),
+        r["run,verify"] = Result(
+            r["run"].wall + r["verify"].wall,
+            max(r["run"].rss, r["verify"].rss),
+            max(r["run"].rc, r["verify"].rc),
+            r["run"].cpu + r["verify"].cpu,
         )
     lines = [f"#### {title} ({src.stat().st_size / 1e6:.0f} MB SQLite)", ""]
     if retried:
@@ -341,21 +356,37 @@ def report(title: str, src: Path, rounds: list[dict[str, Result]], retried: bool
             "",
         ]
     lines += [
-        "| step | wall s (median) | ratio to pgloader | spread (ratio) | target | peak RSS MB "
-        "| exit |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| step | wall s (median) | ratio to pgloader | spread (ratio) | target | client CPU s "
+        "| peak RSS MB | exit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    pgl = statistics.median(r["pgloader"][0] for r in rounds)
+    pgl = statistics.median(r["pgloader"].wall for r in rounds)
     for key in LABELS:
-        wall = statistics.median(r[key][0] for r in rounds)
-        ratios = [r[key][0] / r["pgloader"][0] for r in rounds if r["pgloader"][0] > 0]
+        wall = statistics.median(r[key].wall for r in rounds)
+        ratios = [r[key].wall / r["pgloader"].wall for r in rounds if r["pgloader"].wall > 0]
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
-        rss = max(r[key][1] for r in rounds)
-        rc = max(r[key][2] for r in rounds)
+        rss = max(r[key].rss for r in rounds)
+        rc = max(r[key].rc for r in rounds)
+        cpu = statistics.median(r[key].cpu for r in rounds)
         ratio = f"{wall / pgl:.2f}" if pgl > 0 else ""
         lines.append(
-            f"| {LABELS[key]} | {wall:.1f} | {ratio} | {spread} | {TARGETS[key]} | {rss} | {rc} |"
+            f"| {LABELS[key]} | {wall:.1f} | {ratio} | {spread} | {TARGETS[key]} | {cpu:.1f} "
+            f"| {rss} | {rc} |"
         )
+    lines.append("")
+    for key in ("run", "run+verify"):  # where emrops' wall time goes (medians per phase)
+        names = list(dict.fromkeys(n for r in rounds for n in r[key].phases))
+        if names:
+            parts = [
+                f"{n} {statistics.median(r[key].phases.get(n, 0.0) for r in rounds):.2f}"
+                for n in names
+            ]
+            lines.append(f"Phases of {LABELS[key]}, median s: {'; '.join(parts)}.  ")
+    lines.append(
+        "Client CPU: user + system seconds of the command and its children (pgloader does its "
+        "work in its own process; emrops' COPY parsing, index builds and target checksums run "
+        "in PostgreSQL and are not counted).  "
+    )
     lines.append("")
     return lines
 
@@ -387,7 +418,8 @@ def main() -> int:
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; pgloader {pgloader_version()}; "
-        f"medians of {args.repeat} rounds, pgloader and emrops alternating who goes first.",
+        f"medians of {args.repeat} rounds, pgloader and emrops alternating who goes first; "
+        f"load average at the start {_load()}.",
         "",
         "Targets, on both datasets and at 10x: `run --no-verify` <= 0.6x pgloader, verified "
         "`run` <= 1.0x, peak RSS <= 300 MB.",
@@ -420,8 +452,14 @@ def main() -> int:
                 rounds.append(result)
                 retried = retried or again
             out += report(title, src, rounds, retried)
+    out.append(f"Load average at the end: {_load()}.")
     print("\n".join(out))
     return 0
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (timings on a loaded machine are not comparable)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

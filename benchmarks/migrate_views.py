@@ -31,7 +31,8 @@ import psycopg  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from emrops.cli.main import app  # noqa: E402
-from emrops.migrate.plan import build_plan, load_casts, open_source  # noqa: E402
+from emrops.migrate.casts import load_casts  # noqa: E402
+from emrops.migrate.planner import build_plan, open_source  # noqa: E402
 from emrops.migrate.reflect import reflect  # noqa: E402
 from tests.migrate.corpus.cases import CASES, Case  # noqa: E402
 from tests.migrate.corpus.compare import rows  # noqa: E402

@@ -12,8 +12,16 @@ of docs/benchmarks.md, with the targets of issue #17 (met or missed):
   >= 2,000; p99 < 100 ms at an open-model 200 req/s;
 - PostgreSQL: two instances >= 1.6x one instance on POST message.
 
+Next to req/s, each row gives the server's CPU time per request (process CPU seconds from
+/proc/<pid>/stat over the wrk run, divided by the requests answered): on a machine shared with
+other work, req/s moves with the load, CPU-ms per request much less.
+
+``--baseline DIR`` also runs the server of another checkout (``DIR/.venv/bin/python -m emrops``
+from DIR, e.g. /work/main) and alternates baseline and this tree endpoint by endpoint on the
+same database, so both builds see the same load; the table then gives both and their ratio.
+
 Usage: .venv/bin/python benchmarks/sim_server.py [--duration 10] [--connections 16]
-       [--open-duration 20] [--write]
+       [--open-duration 20] [--engines sqlite,postgresql] [--baseline DIR] [--write]
 Needs wrk (Debian package `wrk`; `bash scripts/ensure-debs.sh wrk`) and PostgreSQL
 on 127.0.0.1:5432.
 """
@@ -34,6 +42,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +85,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Build:
+    """Which emrops serves: this tree (label "this") or a baseline checkout."""
+
+    label: str
+    python: str
+    root: Path
+
+
+THIS = Build("this", sys.executable, ROOT)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(*args: str) -> str:
     return subprocess.run(
         [*EMROPS, *args], check=True, capture_output=True, text=True, cwd=ROOT
@@ -92,7 +119,8 @@ def http_json(method: str, url: str, body: dict | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def servers(db_url: str, count: int):
+def servers(db_url: str, count: int, build: Build = THIS):
+    """``count`` server processes on ``db_url``; yields (urls, pids)."""
     procs, urls = [], []
     try:
         for _ in range(count):
@@ -100,7 +128,9 @@ def servers(db_url: str, count: int):
             procs.append(
                 subprocess.Popen(
                     [
-                        *EMROPS,
+                        build.python,
+                        "-m",
+                        "emrops",
                         "--log-format",
                         "json",
                         "sim",
@@ -110,7 +140,7 @@ def servers(db_url: str, count: int):
                         "--port",
                         str(port),
                     ],
-                    cwd=ROOT,
+                    cwd=build.root,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -126,7 +156,7 @@ def servers(db_url: str, count: int):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"server {url} did not start") from None
                     time.sleep(0.2)
-        yield urls
+        yield urls, [proc.pid for proc in procs]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -137,8 +167,11 @@ def servers(db_url: str, count: int):
                 proc.kill()
 
 
-def wrk(urls: list[str], mode: str, ids: list[str], duration: int, connections: int) -> dict:
-    """Run one wrk per instance in parallel; sum throughput, take the worst percentiles."""
+def wrk(
+    urls: list[str], pids: list[int], mode: str, ids: list[str], duration: int, connections: int
+) -> dict:
+    """Run one wrk per instance in parallel; sum throughput, take the worst percentiles, and
+    the servers' CPU time per request answered."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
         script.write_text(LUA_TEMPLATE % {"ids": ", ".join(f'"{i}"' for i in ids), "mode": mode})
@@ -164,17 +197,22 @@ def wrk(urls: list[str], mode: str, ids: list[str], duration: int, connections: 
             )
             for url in urls
         ]
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         results = []
         for proc in procs:
             out, _ = proc.communicate(timeout=duration + 60)
             line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
             results.append(json.loads(line))
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    requests = sum(r["requests"] for r in results)
     return {
         "rps": sum(r["requests"] / r["seconds"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "p50_ms": max(r["p50_ms"] for r in results),
         "p95_ms": max(r["p95_ms"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
+        "cpu_ms_per_req": 1000 * cpu / requests if requests else None,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -213,39 +251,92 @@ def open_model(url: str, duration: int) -> dict:
 
 
 def bench_engine(
-    name: str, db_url: str, instances: list[int], duration: int, conns: int, open_s: int
+    name: str,
+    db_url: str,
+    instances: list[int],
+    duration: int,
+    conns: int,
+    open_s: int,
+    builds: list[Build],
 ) -> list[dict]:
+    """wrk rows for each instance count and endpoint; with several builds, their servers run
+    side by side on the database and take turns endpoint by endpoint."""
     rows = []
     # the server expects an initialised database
     run("sim", "init-db", "--db", db_url)
     run("sim", "seed", "--db", db_url, "--sessions", "500", "--messages-per-session", "40")
-    with servers(db_url, 1) as urls:
+    with servers(db_url, 1) as (urls, _pids):
         ids = prepare(urls[0])
     for count in instances:
-        with servers(db_url, count) as urls:
+        with contextlib.ExitStack() as stack:
+            running = [(b, *stack.enter_context(servers(db_url, count, b))) for b in builds]
             for mode, label in MODES:
-                stats = wrk(urls, mode, ids, duration, conns)
-                rows.append({"engine": name, "instances": count, "endpoint": label, **stats})
-                print(json.dumps(rows[-1]), flush=True)
+                for build, urls, pids in running:
+                    stats = wrk(urls, pids, mode, ids, duration, conns)
+                    row = {"engine": name, "instances": count, "endpoint": label, **stats}
+                    rows.append({**row, "build": build.label})
+                    print(json.dumps(rows[-1]), flush=True)
             if name == "sqlite" and count == 1 and open_s > 0:
-                stats = open_model(urls[0], open_s)
-                rows.append({"engine": name, "instances": 1, "endpoint": "open-model", **stats})
+                this_urls = next(urls for build, urls, _ in running if build is THIS)
+                stats = open_model(this_urls[0], open_s)
+                rows.append(
+                    {"engine": name, "instances": 1, "endpoint": "open-model", **stats}
+                    | {"build": THIS.label}
+                )
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
+def comparison(rows: list[dict]) -> list[str]:
+    """baseline vs this tree, per row measured with both (empty without --baseline)."""
+    base = {
+        (r["engine"], r["instances"], r["endpoint"]): r
+        for r in rows
+        if r["build"] != THIS.label and r["endpoint"] != "open-model"
+    }
+    if not base:
+        return []
+    lines = [
+        "",
+        "This tree against the baseline build, same database, alternating endpoint by endpoint:",
+        "",
+        "| engine | instances | endpoint | req/s base | req/s this | ratio "
+        "| CPU ms/req base | CPU ms/req this | CPU base/this |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = base.get((r["engine"], r["instances"], r["endpoint"]))
+        if b is None or r["build"] != THIS.label:
+            continue
+        cpu_ratio = (
+            f"{b['cpu_ms_per_req'] / r['cpu_ms_per_req']:.2f}x"
+            if b["cpu_ms_per_req"] and r["cpu_ms_per_req"]
+            else "-"
+        )
+        lines.append(
+            f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {b['rps']:.0f} "
+            f"| {r['rps']:.0f} | {r['rps'] / b['rps']:.2f}x | {b['cpu_ms_per_req']:.3f} "
+            f"| {r['cpu_ms_per_req']:.3f} | {cpu_ratio} |"
+        )
+    return lines
+
+
 def markdown(rows: list[dict], duration: int, conns: int) -> str:
     cpu = platform.processor() or platform.machine()
+    mine = [r for r in rows if r["build"] == THIS.label]
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}; wrk -t1, {conns} connections for {duration}s per "
         "row, server, wrk and PostgreSQL on the same machine "
-        "(so absolute numbers are low; compare ratios).",
+        "(so absolute numbers are low; compare ratios). Server CPU ms/req: the server "
+        "processes' CPU time over the run per request answered (robust to other load); "
+        "load: the 1-minute load average at the end of the row.",
         "",
-        "| engine | instances | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| engine | instances | endpoint | req/s | server CPU ms/req | p50 ms | p95 ms | p99 ms "
+        "| errors | load | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in mine:
         if r["endpoint"] == "open-model":
             continue
         target = (
@@ -254,10 +345,11 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
         verdict = f">= {target:,}: {'met' if r['rps'] >= target else 'MISSED'}" if target else ""
         lines.append(
             f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {r['rps']:.0f} "
-            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
-            f"| {verdict} |"
+            f"| {r['cpu_ms_per_req']:.3f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
+            f"| {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} | {verdict} |"
         )
-    for r in rows:
+    lines += comparison(rows)
+    for r in mine:
         if r["endpoint"] == "open-model" and r["p99_ms"] is not None:
             met = r["p99_ms"] < OPEN_P99_MS and not r["unreliable"]
             lines += [
@@ -268,7 +360,7 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
                 f"{', generator flagged unreliable' if r['unreliable'] else ''}; target p99 < "
                 f"{OPEN_P99_MS:.0f} ms: {'met' if met else 'MISSED'}.",
             ]
-    by = {(r["engine"], r["instances"], r["endpoint"]): r.get("rps") for r in rows}
+    by = {(r["engine"], r["instances"], r["endpoint"]): r.get("rps") for r in mine}
     ratios = []
     for endpoint in ("POST message", "GET history"):
         pg1, pg2 = by.get(("postgresql", 1, endpoint)), by.get(("postgresql", 2, endpoint))
@@ -308,36 +400,62 @@ def main() -> None:
     parser.add_argument(
         "--open-duration", type=int, default=20, help="open-model run seconds (0: skip)"
     )
+    parser.add_argument(
+        "--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (with its .venv) to run side by side, e.g. /work/main",
+    )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: install it with `bash scripts/ensure-debs.sh wrk`")
+    engines = {e.strip() for e in args.engines.split(",") if e.strip()}
+    if not engines or engines - {"sqlite", "postgresql"}:
+        sys.exit(f"--engines: choose from sqlite, postgresql (got {args.engines!r})")
+    builds = [THIS]
+    if args.baseline is not None:
+        python = args.baseline / ".venv" / "bin" / "python"
+        if not python.exists():
+            sys.exit(f"--baseline: {python} not found (the checkout needs its .venv)")
+        builds.insert(0, Build("baseline", str(python), args.baseline.resolve()))
+    rows: list[dict] = []
+    if "sqlite" in engines:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += bench_engine(
+                "sqlite",
+                f"sqlite:///{tmp}/bench.db",
+                [1],
+                args.duration,
+                args.connections,
+                args.open_duration,
+                builds,
+            )
+    if "postgresql" in engines:
+        rows += bench_postgresql(args, builds)
+    text = markdown(rows, args.duration, args.connections)
+    print(text)
+    if args.write:
+        write_section("sim_server", "Simulation server (benchmarks/sim_server.py)", text)
+
+
+def bench_postgresql(args: argparse.Namespace, builds: list[Build]) -> list[dict]:
     import psycopg
 
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        rows += bench_engine(
-            "sqlite",
-            f"sqlite:///{tmp}/bench.db",
-            [1],
-            args.duration,
-            args.connections,
-            args.open_duration,
-        )
     name = f"emrops_bench_{uuid.uuid4().hex[:8]}"
     admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-        rows += bench_engine("postgresql", pg_url, [1, 2], args.duration, args.connections, 0)
+        return bench_engine(
+            "postgresql", pg_url, [1, 2], args.duration, args.connections, 0, builds
+        )
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    text = markdown(rows, args.duration, args.connections)
-    print(text)
-    if args.write:
-        write_section("sim_server", "Simulation server (benchmarks/sim_server.py)", text)
 
 
 if __name__ == "__main__":

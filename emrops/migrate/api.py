@@ -9,9 +9,11 @@ from typing import Any
 
 from emrops import atomic
 from emrops.machine import default_jobs
-from emrops.migrate import journal
+from emrops.migrate import journal, start
 from emrops.migrate import run as runner
-from emrops.migrate.plan import build_plan, load_casts, open_source
+from emrops.migrate import status as run_status
+from emrops.migrate.casts import load_casts
+from emrops.migrate.planner import build_plan, open_source
 from emrops.migrate.reload import ReloadCommand
 
 # measured copy rate on a 2-core machine (psycopg 3 text COPY), for the plan's ETA
@@ -43,7 +45,7 @@ def make_plan(
     # the target first: a plan that cannot be tried there is no promise (exit 1 with a hint)
     with journal.connect(target, autocommit=True) as pg:
         pass
-    conn = open_source(runner.source_path(source))
+    conn = open_source(start.source_path(source))
     try:
         plan = build_plan(conn, casts)
         tried = trial.try_plan(plan, target, plan.extensions, conn)
@@ -64,13 +66,13 @@ def make_plan(
     data["statements_tried"] = tried.statements
     data["ok"] = not plan.anomalies and not tried.failures
     with journal.connect(target, autocommit=True) as pg:
-        in_the_way = runner.existing_tables(pg, [t.target for t in plan.tables] + [journal.JOURNAL])
+        in_the_way = start.existing_tables(pg, [t.target for t in plan.tables] + [journal.JOURNAL])
     data["target_conflicts"] = in_the_way
     if state_dir is not None:
         from emrops.migrate import prebackup
 
         data["backup"] = prebackup.estimate(
-            state_dir, runner.source_path(source), backup_store, settings
+            state_dir, start.source_path(source), backup_store, settings
         )
     if in_the_way:
         data["notes"].append(
@@ -119,7 +121,7 @@ def run(
 
 
 def verify(source: str, target: str) -> dict[str, Any]:
-    result = runner.verify_target(source, target)
+    result = run_status.verify_target(source, target)
     return {
         "tables": [_plain(t) for t in result.tables],
         "problems": result.problems,
@@ -128,11 +130,11 @@ def verify(source: str, target: str) -> dict[str, Any]:
 
 
 def status(target: str) -> dict[str, Any]:
-    return runner.status(target)
+    return run_status.status(target)
 
 
 def _source(source: str | None) -> Path | None:
-    return runner.source_path(source) if source else None
+    return start.source_path(source) if source else None
 
 
 def rollback_plan(target: str, source: str | None = None) -> dict[str, Any]:
@@ -173,7 +175,7 @@ def cutover(
 ) -> dict[str, Any]:
     from emrops.migrate import online
 
-    plan, entries = runner.load_plan(target)
+    plan, entries = run_status.load_plan(target)
     run = entries["run"]
     if run.state != "online":
         from emrops.errors import UsageError

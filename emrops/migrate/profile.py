@@ -17,6 +17,7 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed
+from emrops.migrate.batching import fetch_batches
 from emrops.migrate.reflect import ROWID_NAMES, Table, affinity, quote, rowid_name
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
@@ -167,7 +168,7 @@ def profile_table(
 ) -> TableProfile:
     """Count each column's value kinds: one cheap pass over the table, then a detailed pass
     only for the columns where the cheap pass saw something unexpected. ``check_text=False``
-    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`plan.build_plan`)."""
+    leaves NUL bytes and invalid UTF-8 to the copy (see :func:`planner.build_plan`)."""
     register_functions(conn)
     plan: list[tuple[str, str, str]] = []  # (column, field, expr)
     for col in table.columns:
@@ -338,7 +339,7 @@ def _undecodable(conn: sqlite3.Connection, table: Table, columns: list[str]) -> 
         return set()
     cur = conn.execute(f"SELECT {', '.join(map(quote, columns))} FROM {quote(table.name)}")
     try:
-        while cur.fetchmany(10_000):
+        for _batch in fetch_batches(cur, 10_000):
             pass
         return set()
     except sqlite3.OperationalError as exc:

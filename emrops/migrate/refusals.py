@@ -12,6 +12,7 @@ import psycopg
 
 from emrops.errors import CheckFailed
 from emrops.migrate.plan import TablePlan
+from emrops.migrate.reading import key_value, order_sql, range_sql
 from emrops.migrate.reflect import quote
 
 
@@ -75,21 +76,22 @@ def line_key(
     tp: TablePlan,
     line: int,
     sent: list[Any],
-    chunks_sent: list[tuple[int, int, int]],
+    chunks_sent: list[tuple[int, Any, Any]],
 ) -> Any:
-    """The key of the row sent as COPY line ``line`` (1-based), or None when unknown."""
+    """The key of the row sent as COPY line ``line`` (1-based), or None when unknown.
+    ``chunks_sent``: (first line, after, hi) of each SQL-built chunk (see reading.py)."""
     if not 1 <= line <= len(sent):
         return None
     key = sent[line - 1]
     if key is not None:
         return key
-    r = quote(tp.key[0])
-    for first, lo, hi in reversed(chunks_sent):  # a line of an SQL-built chunk
+    for first, after, hi in reversed(chunks_sent):  # a line of an SQL-built chunk
         if first <= line:
+            where, params = range_sql(tp, after, hi)
+            order = order_sql(tp)
             row = src.execute(
-                f"SELECT {r} FROM {quote(tp.source)} WHERE {r} BETWEEN ? AND ? "
-                f"ORDER BY {r} LIMIT 1 OFFSET ?",
-                (lo, hi, line - first),
+                f"SELECT {order} FROM {quote(tp.source)}{where} ORDER BY {order} LIMIT 1 OFFSET ?",
+                (*params, line - first),
             ).fetchone()
-            return row[0] if row else None
+            return key_value(tp, tuple(row)) if row else None
     return None

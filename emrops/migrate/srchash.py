@@ -26,6 +26,8 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
+from emrops.migrate import sqlcopy
+from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import (
     NULL_MARK,
     SEP,
@@ -60,14 +62,18 @@ def _canon_sql(col: ColumnPlan, python: str) -> str | None:
         return f"CASE WHEN {c} THEN 'true' ELSE 'false' END"  # 0/1 integers
     if kind == "ts" and col.converter == "ts":
         # already 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): itself; anything else via Python
+        # (the profile checked every value is a valid ISO-8601 timestamp); whole seconds
+        # get their zero microseconds
         return (
             f"CASE WHEN {c} GLOB '????-??-?? ??:??:??.??????' THEN {c} "
+            f"WHEN {c} GLOB '????-??-?? ??:??:??' THEN {c} || '.000000' "
             f"ELSE emrops_canon_ts({c}) END"
         )
     if kind == "numeric" and col.converter == "numeric":
-        # integers as PostgreSQL prints them (the scale's zeros after them); reals need
-        # Python's shortest repr, which is what the copy sent
-        # integers at or over numeric(p,s)'s limit go to Python, which refuses them as
+        # integers as PostgreSQL prints them (the scale's zeros after them); reals from
+        # Python's shortest repr, which is what the copy sent: SQLite's own text when it is
+        # that (sqlcopy.short_sql), padded to the scale, when no rounding is needed
+        # values at or over numeric(p,s)'s limit go to Python, which refuses them as
         # PostgreSQL does (the query fails and the caller takes the exact path)
         scale = numeric_scale(col.pg_type)
         precision = numeric_precision(col.pg_type)
@@ -76,7 +82,16 @@ def _canon_sql(col: ColumnPlan, python: str) -> str | None:
         if precision is not None and precision - (scale or 0) < 19:
             limit = 10 ** (precision - (scale or 0))
             fits = f" AND {c} > -{limit} AND {c} < {limit}"
-        return f"CASE WHEN typeof({c}) = 'integer'{fits} THEN {digits} ELSE {python} END"
+        real = ""
+        if scale is None and sqlcopy.short_exact():
+            real = (
+                f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.short_sql(c)} "
+                f"THEN CAST({c} AS TEXT) "
+            )
+        elif scale is not None and sqlcopy.fixed_exact():
+            real = f"WHEN typeof({c}) = 'real'{fits} AND {sqlcopy.fixed_sql(c, scale)} "
+            real += f"THEN printf('%.{scale}f', {c}) "
+        return f"CASE WHEN typeof({c}) = 'integer'{fits} THEN {digits} {real}ELSE {python} END"
     if kind == "uuid" and col.converter == "pass":
         # the profile matched every value to 32 hex digits or the dashed form
         return f"CASE WHEN length({c}) = 32 THEN lower({c}) ELSE lower(replace({c}, '-', '')) END"
@@ -143,7 +158,7 @@ def fast_checksum(
     where = f" WHERE {quote(tp.key[0])} BETWEEN ? AND ?" if rowids is not None else ""
     cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
     first = operator.itemgetter(0)
-    while batch := cur.fetchmany(BATCH):
+    for batch in fetch_batches(cur, BATCH):
         texts = list(map(first, batch))
         if None in texts:
             # a NULL where the plan expects none (the row's text is NULL): the exact path

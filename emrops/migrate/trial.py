@@ -31,6 +31,7 @@ import psycopg
 
 from emrops.errors import EmropsError
 from emrops.migrate import journal
+from emrops.migrate.batching import fetch_batches
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import Check, Table, quote, rowid_name
 
@@ -197,7 +198,8 @@ def _jsonb_values(
             c = quote(col.source)
             cur = src.execute(f"SELECT {c} FROM {quote(tp.source)} WHERE typeof({c}) = 'text'")
             bad, first, dupes = 0, None, 0
-            while batch := [r[0] for r in cur.fetchmany(5000)]:
+            for fetched in fetch_batches(cur, 5000):
+                batch = [r[0] for r in fetched]
                 rows = pg.execute(
                     "SELECT v, emrops_jsonb_err(v) FROM unnest(%s::text[]) AS u(v) "
                     "WHERE emrops_jsonb_err(v) IS NOT NULL",
@@ -384,9 +386,9 @@ def citext_collisions(
                     f"SELECT {select} FROM {quote(table.name)} WHERE {not_null} AND ({any_wide})"
                 )
                 with pg.cursor().copy("COPY emrops_ci FROM STDIN") as copy:
-                    while batch := cur.fetchmany(5000):
-                        for row in batch:
-                            copy.write_row(row)
+                    for batch in fetch_batches(cur, 5000):
+                        for key in batch:
+                            copy.write_row(key)
                 row = pg.execute(
                     f"SELECT count(*), min(ex) FROM (SELECT min(c0) AS ex FROM emrops_ci "
                     f"GROUP BY {folded} HAVING count(*) > 1) AS d"

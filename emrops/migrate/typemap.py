@@ -212,6 +212,11 @@ def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
         return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
     if p.n_text and p.n_iso == p.n_values and not (p.n_nul or p.n_bad_utf8):
         return Mapping("timestamptz", "ts", "text holding only ISO-8601 timestamps (naive = UTC)")
+    return _chars(declared, up, p)
+
+
+def _chars(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    """Text: varchar(n) when every value fits a declared CHAR length, else text."""
     length = _length(declared)
     if length and "CHAR" in up and (p.max_len or 0) <= length:
         m = Mapping(f"varchar({length})", "text", f"{declared}: longest value {p.max_len or 0}")

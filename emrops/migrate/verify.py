@@ -29,9 +29,10 @@ from emrops.migrate.convert import (
     pg_hash_sql,
     pg_row_sql,
 )
-from emrops.migrate.copy import null_keys, read_batches
 from emrops.migrate.plan import Plan, TablePlan
+from emrops.migrate.reading import read_batches
 from emrops.migrate.reflect import quote
+from emrops.migrate.rowconv import null_keys
 
 SAMPLE = 5
 

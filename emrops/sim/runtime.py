@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,8 @@ from emrops.db.engine import DbUrl, check_database, create_engine, parse_db_url
 from emrops.db.migrations_api import current_revision, head_revision
 from emrops.errors import DatabaseError, EmropsError
 from emrops.logs import get_logger
+from emrops.sim.cached import ScenarioList
+from emrops.sim.dbcalls import DbCalls
 from emrops.sim.events import LocalHub, make_hub
 from emrops.sim.metrics import Metrics, worker_exited
 from emrops.sim.reopen import FileGuard, file_id, remove_side_files
@@ -40,7 +42,8 @@ DRAIN_SECONDS = 5.0  # how long a reopen waits for requests still on the replace
 
 @dataclass
 class Runtime:
-    """One database in use: URL, engine, hub and the last maintenance state seen."""
+    """One database in use: URL, engine, hub and the last maintenance state seen; where its
+    calls run (:mod:`emrops.sim.dbcalls`) and its cached scenario list."""
 
     db: DbUrl
     engine: Engine
@@ -49,6 +52,17 @@ class Runtime:
     maintenance: Maintenance
     db_ok: bool = True
     file_guard: FileGuard | None = None  # SQLite: the file opened, refused once replaced
+    calls: DbCalls = field(init=False)
+    scenarios: ScenarioList = field(init=False, default_factory=ScenarioList)
+    threads: int = 30  # PostgreSQL: calls in flight at once (the connection pool's size)
+
+    def __post_init__(self) -> None:
+        self.calls = DbCalls(self.engine, threads=self.threads)
+
+    def close(self) -> None:
+        """Stop taking database calls and close the engine's connections."""
+        self.calls.close()
+        self.engine.dispose()
 
     @property
     def masked_url(self) -> str:
@@ -92,7 +106,15 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
     except BaseException:
         engine.dispose()
         raise
-    return Runtime(db, engine, make_hub(db), revision, maintenance, file_guard=file_guard)
+    return Runtime(
+        db,
+        engine,
+        make_hub(db),
+        revision,
+        maintenance,
+        file_guard=file_guard,
+        threads=pool_size + max_overflow,
+    )
 
 
 class SimState:
@@ -134,7 +156,7 @@ class SimState:
                 await poller
         runtime = self.runtime
         await runtime.hub.stop()
-        runtime.engine.dispose()
+        runtime.close()
         worker_exited(os.getpid())  # multiprocess metrics: drop this worker's live gauges
 
     async def poll_once(self) -> None:
@@ -212,7 +234,7 @@ class SimState:
             log.warning("the database file %s was replaced (%s): reopening it", path, cause)
             await self._drain(old)
             stale = await run_in_threadpool(guard.left_behind)  # before they are closed
-            await run_in_threadpool(old.engine.dispose)
+            await run_in_threadpool(old.close)
             for side in await run_in_threadpool(remove_side_files, stale):
                 log.info("removed %s: it belonged to the replaced file", side)
             try:
@@ -265,7 +287,7 @@ class SimState:
             old, self.runtime = self.runtime, fresh
             log.info("switched database from %s to %s", old.masked_url, fresh.masked_url)
             await old.hub.stop(SWITCH_CLOSE_CODE, SWITCH_REASON)
-            await run_in_threadpool(old.engine.dispose)
+            await run_in_threadpool(old.close)
             await self.poll_once()
             return True
 

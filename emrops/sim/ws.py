@@ -28,7 +28,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from emrops.db import queries
@@ -82,7 +81,7 @@ class _Stream:
 
     async def send_new_messages(self) -> None:
         while True:
-            rows = await run_in_threadpool(
+            rows = await self.runtime.calls.read(
                 queries.list_messages,
                 self.runtime.engine,
                 self.session_id,
@@ -214,9 +213,9 @@ async def session_stream(websocket: WebSocket, session_id: str) -> None:
         await _refuse(websocket, 422, "validation_error", "after: must be a message id (>= 0)")
         return
     try:
-        found = await run_in_threadpool(queries.get_session, runtime.engine, sid)
+        found = await runtime.calls.read(queries.get_session, runtime.engine, sid)
         scenario = (
-            await run_in_threadpool(queries.get_scenario, runtime.engine, found.scenario_id)
+            await runtime.calls.read(queries.get_scenario, runtime.engine, found.scenario_id)
             if found is not None
             else None
         )

@@ -102,7 +102,7 @@ def test_range_split_checksum_equals_the_single_query(
     """On a server without parallel workers the target checksum of a big table is computed
     over key ranges on several connections; it must equal the one-query checksum."""
     from emrops.migrate import journal, verify
-    from emrops.migrate.run import load_plan
+    from emrops.migrate.status import load_plan
 
     src = _source(tmp_path / "app.db", wal=True)
     assert run_migration(_options(src, pg_url, tmp_path)).ok

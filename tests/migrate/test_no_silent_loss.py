@@ -11,7 +11,7 @@ import pytest
 
 from emrops.migrate import journal
 from emrops.migrate.copy import RowsLost, copy_table
-from emrops.migrate.plan import build_plan, open_source
+from emrops.migrate.planner import build_plan, open_source
 from tests.migrate.conftest import pg, sha256
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from emrops.migrate import journal
 from emrops.migrate.copy import CopyFailed, copy_table
-from emrops.migrate.plan import build_plan, open_source
+from emrops.migrate.planner import build_plan, open_source
 from tests.migrate.conftest import pg
 
 

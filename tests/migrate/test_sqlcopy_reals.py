@@ -189,3 +189,50 @@ def test_a_stale_plan_sends_a_text_real_row_by_row(tmp_path: Path, pg_url: str) 
         assert conn.execute("SELECT count(*) FROM f WHERE id = 9").fetchone()[0] == 0
         bits = conn.execute("SELECT float8send(d) FROM f WHERE id = 10").fetchone()[0]
     assert bytes(bits) == _bits(0.30000000000000004)
+
+
+def test_short_reals_need_no_python(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A numeric real whose SQLite text reads back as itself is printed by SQLite, on the copy
+    path and in the verification's canonical text, and both equal what Python computes."""
+    assert sqlcopy.short_exact()
+    rng = random.Random(11)
+    values = [round(rng.uniform(-99999, 99999), rng.randint(0, 6)) for _ in range(20_000)]
+    values += [rng.uniform(-1e5, 1e5) for _ in range(2000)]  # 16-17 digits: Python's
+    values += [0.1, -0.0, 0.0, 1e-4, 9.5e-5, 12345678901234.5, 1e15, 2.5]
+    path = tmp_path / "short.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE s (id INTEGER PRIMARY KEY, a NUMERIC, b NUMERIC(20,0), c NUMERIC(24,3))"
+    )
+    conn.executemany(
+        "INSERT INTO s VALUES (?, ?, ?, ?)",
+        [(i, v, round(v), round(v, 3)) for i, v in enumerate(values, 1)],
+    )
+    conn.commit()
+    conn.close()
+    tp = _plan(path).tables[0]
+    assert all(c.fast for c in tp.columns)
+    calls: list[object] = []
+    real_text = sqlcopy.real_text
+
+    def counted(v: object) -> str:
+        calls.append(v)
+        return real_text(v)
+
+    monkeypatch.setattr(sqlcopy, "real_text", counted)
+    with sqlite3.connect(path) as conn:
+        data = b"".join(c.data or b"" for c in sqlcopy.chunks(conn, tp))
+        lines = data.decode().splitlines()
+        stored = conn.execute("SELECT * FROM s ORDER BY id").fetchall()
+        assert len(lines) == len(stored) == len(values)
+        for line, row in zip(lines, stored, strict=True):  # the per-row path's text
+            assert line == "\t".join(real_text(v) for v in row), (line, row)
+        assert 0 < len(calls) < len(values) // 4  # the 16-17 digit reals, exponent forms
+        canon = [canon_function(c.pg_type) for c in tp.columns]
+        row_sql = srchash.row_sql(conn, tp)
+        for (text,), row in zip(
+            conn.execute(f"SELECT {row_sql} FROM s ORDER BY id"),
+            conn.execute("SELECT * FROM s ORDER BY id"),
+            strict=True,
+        ):
+            assert text == "\x1f".join(f(v) for f, v in zip(canon, row, strict=True)), row

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from emrops.migrate.plan import build_plan, open_source
+from emrops.migrate.planner import build_plan, open_source
 from tests.migrate.conftest import pg
 from tests.migrate.corpus.compare import rows
 

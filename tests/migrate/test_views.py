@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from emrops.migrate.plan import build_plan, open_source
+from emrops.migrate.planner import build_plan, open_source
 from tests.migrate.conftest import pg
 from tests.migrate.corpus.compare import rows
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from emrops.migrate.plan import build_plan, load_casts, open_source
+from emrops.migrate.casts import load_casts
+from emrops.migrate.planner import build_plan, open_source
 from tests.migrate.conftest import pg, sha256
 from tests.migrate.corpus.cases import CASES, L63, Case
 from tests.migrate.corpus.compare import rows

@@ -1,0 +1,285 @@
+"""Plan one table: each column's PostgreSQL type (typemap.py, from its declared type and the
+profile of its values), default, collation, notes and anomalies (with an example row), and the
+table's CREATE TABLE."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any
+
+from emrops.errors import UsageError
+from emrops.migrate import profile as prof
+from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan
+from emrops.migrate.reflect import Column, Table, quote, unquote
+from emrops.migrate.sql import defaults
+from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column
+
+
+def plan_table(
+    conn: sqlite3.Connection,
+    table: Table,
+    target: str,
+    rules: dict[str, Any],
+    name_for: Any,
+    anomalies: list[PlanAnomaly],
+    notes: list[str],
+    check_text: bool = True,
+) -> tuple[TablePlan, dict[str, str]]:
+    """The plan of one table, and its column names (lower-case source -> PostgreSQL). Adds
+    the table's anomalies (with an example row each) and notes to ``anomalies`` and
+    ``notes``; a bad cast rule is a UsageError naming the column."""
+    json_checks = _json_checks(table)
+    json_cols = {c.name for c in table.columns if "JSON" in c.declared.upper()} | set(json_checks)
+    tprof = prof.profile_table(conn, table, json_cols, check_text)
+    col_scope: set[str] = set()
+    columns: list[ColumnPlan] = []
+    cmap: dict[str, str] = {}
+    for col in table.columns:
+        p = tprof.columns[col.name]
+        rule = rules.get(col.name)
+        m, null_fill = _mapping(
+            conn, table, col, p, rule, json_checks.get(col.name), notes, check_text
+        )
+        cname = name_for("column", col.name, col_scope)
+        cmap[col.name.lower()] = cname
+        cp = ColumnPlan(
+            col.name,
+            cname,
+            col.declared,
+            m.pg_type,
+            m.converter,
+            m.reason,
+            # a primary key is NOT NULL in PostgreSQL: a NULL key is rejected by the copy
+            # (--on-error reject) or given a generated key (null_key rule), never loaded
+            notnull=col.notnull or bool(col.pk_pos),
+            identity=m.identity or null_fill is not None,
+            default=_column_default(col, rule, m),
+            select_blob=m.converter == "bytea" or bool(p.n_bad_utf8),
+            notes=list(m.notes),
+        )
+        cp.null_fill = null_fill
+        cp.fast = is_fast(m, p, cp.select_blob) and null_fill is None
+        if col.generated:
+            cp.notes.append("generated column: copied as stored values")
+        columns.append(cp)
+        anomalies += [_with_example(conn, table, col.name, m.pg_type, a) for a in m.anomalies]
+        notes += [f"{table.name}.{col.name}: {n}" for n in cp.notes]
+    create = f"CREATE TABLE {quote(target)} (" + ", ".join(map(_column_sql, columns)) + ")"
+    key = prof.key_names(table)  # the row id's free name for rowid tables
+    tp = TablePlan(
+        table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
+    )
+    return tp, cmap
+
+
+def _mapping(
+    conn: sqlite3.Connection,
+    table: Table,
+    col: Column,
+    p: prof.ColumnProfile,
+    rule: dict[str, Any] | None,
+    implied: Any,
+    notes: list[str],
+    check_text: bool,
+) -> tuple[Mapping, int | None]:
+    """The column's type (typemap.map_column), collation, NULL keys (and the first key
+    generated for them, if a rule says so), and the value checks its type needs (numeric
+    precision, timestamp fractions)."""
+    declared = col.declared
+    if implied is not None and not (rule or {}).get("type") and p.n_text and p.n_json == p.n_values:
+        # Django's JSONField on SQLite: text with CHECK (JSON_VALID(col) OR col IS
+        # NULL); jsonb implies the check, which is dropped
+        declared = "JSON"
+        table.checks = [c for c in table.checks if c is not implied]
+        notes.append(
+            f"{table.name}.{col.name}: CHECK ({implied.expr}) is implied by jsonb "
+            "(dropped); the column becomes jsonb"
+        )
+    try:
+        m = map_column(declared, p, rowid_alias=col.name == table.rowid_alias, rule=rule)
+    except ValueError as exc:
+        raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
+    if declared != col.declared:
+        m.reason = f"{col.declared or 'untyped'} with CHECK json_valid: every value is JSON"
+    _collation(col, m, rule)
+    null_fill = _null_keys(conn, table, col, p, m, rule)
+    if m.pg_type.startswith("numeric("):
+        _numeric_fit(conn, table, col.name, m)
+    if m.converter == "ts" and check_text and p.n_text:
+        _precision_note(conn, table, col.name, m)
+    return m, null_fill
+
+
+def _column_default(col: Column, rule: dict[str, Any] | None, m: Mapping) -> str | None:
+    """The cast rule's default ("" for none), else the translated SQLite default; one that
+    does not translate is an anomaly."""
+    if rule and "default" in rule:
+        return str(rule["default"]) if rule["default"] != "" else None
+    default, ok, why = _default(col.default, m)
+    if not ok:
+        m.anomalies.append(Anomaly("default", 1, why))
+    return default
+
+
+def _with_example(
+    conn: sqlite3.Connection, table: Table, column: str, pg_type: str, a: Anomaly
+) -> PlanAnomaly:
+    """An anomaly of the plan, with the key and value of one offending row."""
+    where = a.where or _anomaly_where(a.condition, pg_type) or prof.CONDITIONS.get(a.condition, "1")
+    ex = prof.example(conn, table, column, where)
+    ex_key, value = ex if ex else (None, None)
+    return PlanAnomaly(table.name, column, a.condition, a.count, a.message, ex_key, value)
+
+
+def _column_sql(c: ColumnPlan) -> str:
+    d = f"{quote(c.target)} {c.pg_type}"
+    if c.identity:
+        d += " GENERATED BY DEFAULT AS IDENTITY"
+    if c.notnull or c.identity:
+        d += " NOT NULL"
+    if c.default is not None:
+        d += f" DEFAULT {c.default}"
+    return d
+
+
+def _collation(col: Any, m: Any, rule: dict[str, Any] | None) -> None:
+    """``COLLATE NOCASE`` text becomes citext (case-insensitive comparisons, and unique
+    indexes, as in SQLite); other collations are dropped with a note."""
+    if not col.collation or col.collation == "BINARY":
+        return
+    texty = m.pg_type == "text" or m.pg_type.startswith("varchar(")
+    if col.collation == "NOCASE" and texty and not (rule or {}).get("type"):
+        was = m.pg_type
+        m.pg_type = "citext"
+        m.notes.append(
+            f"COLLATE NOCASE: citext instead of {was} (extension citext), so comparisons and "
+            "unique indexes stay case-insensitive (citext folds all letters, SQLite only ASCII)"
+            + (f"; the {was} length limit is not kept" if was != "text" else "")
+        )
+    else:
+        m.notes.append(f"COLLATE {col.collation} dropped: PostgreSQL compares as binary")
+
+
+_JSON_CHECK = re.compile(
+    r"""\(*\s*json_valid\s*\(\s*(?P<c>"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|\w+)\s*\)
+        (?:\s+OR\s+(?P<n>"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|\w+)\s+IS\s+NULL)?\s*\)*""",
+    re.I | re.X,
+)
+
+
+def _json_checks(table: Table) -> dict[str, Any]:
+    """CHECKs that only say a column holds JSON (``json_valid(c)``, optionally ``OR c IS
+    NULL``), by column name."""
+    names = {c.name.lower(): c.name for c in table.columns}
+    found: dict[str, Any] = {}
+    for chk in table.checks:
+        m = _JSON_CHECK.fullmatch(chk.expr.strip())
+        if m is None:
+            continue
+        col = unquote(m.group("c")).lower()
+        if m.group("n") is not None and unquote(m.group("n")).lower() != col:
+            continue
+        if col in names:
+            found[names[col]] = chk
+    return found
+
+
+def _default(expr: str | None, m: Any) -> tuple[str | None, bool, str]:
+    """(PostgreSQL default, translated?, why not) for a column mapped to ``m``, by
+    :mod:`emrops.migrate.sql.defaults`."""
+    rule = defaults.translate(expr, m.pg_type)
+    if rule.note:
+        m.notes.append(rule.note)
+    return rule.sql, rule.ok, rule.message
+
+
+def _null_keys(conn, table: Table, col, p, m, rule: dict[str, Any] | None) -> int | None:
+    """NULLs in a primary key that is not a rowid alias (``id INTEGER PRIMARY KEY DESC``,
+    ``INT PRIMARY KEY``, a composite key: SQLite lets them hold NULLs, PostgreSQL does not).
+    Without a rule they are an anomaly; the rule ``null_key = "generate"`` on a single
+    integer key gives them new keys above the largest one (returned: the first such key)."""
+    choice = (rule or {}).get("null_key")
+    if choice not in (None, "generate"):
+        raise UsageError(
+            f'cast rule for {table.name}.{col.name}: null_key must be "generate", not {choice!r}',
+            hint="rows with NULL keys are rejected with --on-error reject instead",
+        )
+    if not col.pk_pos or table.rowid_alias or table.without_rowid or not p.n_null:
+        return None
+    if choice == "generate":
+        if len(table.pk) != 1 or m.pg_type != "bigint":
+            raise UsageError(
+                f'cast rule for {table.name}.{col.name}: null_key = "generate" needs a '
+                f"single-column integer primary key (this one is {m.pg_type}, "
+                f"{len(table.pk)} column(s))",
+                hint="reject those rows instead: run with --on-error reject",
+            )
+        c, t = quote(col.name), quote(table.name)
+        top = conn.execute(f"SELECT max({c}) FROM {t} WHERE typeof({c}) = 'integer'").fetchone()
+        start = int(top[0] or 0) + 1
+        m.notes.append(
+            f"{p.n_null} NULL key(s) get generated keys from {start} on (cast rule null_key)"
+        )
+        return start
+    m.anomalies.append(
+        Anomaly(
+            "null",
+            p.n_null,
+            "NULL in a primary key that is not a rowid alias (SQLite allows it, PostgreSQL "
+            'does not): add a cast rule null_key = "generate" to give those rows new keys, '
+            "or run with --on-error reject to write them to the reject file",
+        )
+    )
+    return None
+
+
+_LONG_FRACTION_GLOB = "*:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*"
+
+
+def _precision_note(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
+    """Timestamps with more than 6 fractional digits: PostgreSQL keeps microseconds."""
+    c = quote(column)
+    n = conn.execute(
+        f"SELECT count(*) FROM {quote(table.name)} WHERE typeof({c}) = 'text' AND {c} GLOB ?",
+        (_LONG_FRACTION_GLOB,),
+    ).fetchone()[0]
+    if n:
+        m.notes.append(
+            f"{n} timestamp(s) with more than 6 fractional digits are rounded to microseconds"
+        )
+
+
+def _numeric_fit(conn: sqlite3.Connection, table: Table, column: str, m: Any) -> None:
+    """numeric(p,s) rounds extra decimals and rejects too many digits: count such values."""
+    p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
+    c = quote(column)
+    where = (
+        f"typeof({c}) IN ('integer', 'real') AND (round({c}, {s}) <> {c} "
+        f"OR abs({c}) >= {10 ** (p - s)})"
+    )
+    n = conn.execute(f"SELECT count(*) FROM {quote(table.name)} WHERE {where}").fetchone()[0]
+    if n:
+        m.anomalies.append(
+            Anomaly(
+                "numeric_fit",
+                n,
+                f"values with more than {s} decimals or "
+                f"{p - s} integer digits would be rounded or rejected by "
+                f'{m.pg_type}; add a cast rule type = "numeric"',
+            )
+        )
+        m.anomalies[-1].where = where.replace(c, "{c}")
+
+
+def _anomaly_where(condition: str, pg_type: str) -> str | None:
+    """Predicate selecting the offending values of an anomaly, for its example row."""
+    return {
+        "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1))",
+        "json_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'text' AND json_valid({c}))",
+        "date_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['date']})",
+        "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']}) "
+        f"AND NOT ({prof.CONDITIONS['date']})",
+        "mixed": "typeof({c}) NOT IN ('null', 'text')",
+        "default": "1",
+    }.get(condition)

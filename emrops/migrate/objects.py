@@ -1,0 +1,249 @@
+"""Plan what is built after the copy: primary keys, unique and CHECK constraints, indexes,
+identities and foreign keys per table; views and triggers translated with the column types
+known from the tables (emrops.migrate.sql); rows whose foreign key points nowhere."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from emrops.migrate.plan import PostObject, TablePlan, TriggerPlan, ViewPlan
+from emrops.migrate.reflect import Schema, Table, quote
+from emrops.migrate.sql import Catalog, TranslationError, index_element
+
+
+def plan_trigger(
+    catalog: Catalog, trig: Any, scope: set[str], fn_scope: set[str], name_for: Any
+) -> TriggerPlan:
+    """A trigger as a PL/pgSQL function plus trigger, or the reason it is not translated."""
+    table = catalog.relations.get(trig.table.lower())
+    target = name_for("trigger", trig.name, scope)
+    function = name_for("function", f"{trig.name}_fn", fn_scope)
+    tp = TriggerPlan(trig.name, table.target if table else trig.table, target, function, trig.sql)
+    try:
+        done = catalog.trigger(trig.sql, target, function)
+    except TranslationError as exc:
+        tp.error = str(exc)
+        return tp
+    tp.function_sql, tp.trigger_sql, tp.shape = done.function_sql, done.trigger_sql, done.shape
+    return tp
+
+
+def _translated(fn: Any, fallback: Any) -> Any:
+    """A translation, or the SQL as written when sqlglot cannot read it (PostgreSQL then
+    reports the object, with its SQL, when it is built)."""
+    try:
+        return fn()
+    except TranslationError:
+        return fallback
+
+
+def plan_view(
+    conn: sqlite3.Connection,
+    catalog: Catalog,
+    view: Any,
+    target: str,
+    rules: dict[str, Any],
+    name_for: Any,
+) -> ViewPlan:
+    """A view translated with the column types known from the tables (and earlier views)."""
+    try:
+        names = [r[1] for r in conn.execute(f"PRAGMA table_info({quote(view.name)})")]
+    except sqlite3.Error:
+        names = []  # a view SQLite itself cannot resolve any more
+    scope: set[str] = set()
+    columns = [(c, name_for("column", c, scope)) for c in names]
+    targets = [t for _c, t in columns]
+    replacement = rules.get(view.name, {}).get("sql")
+    if replacement is not None:
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, str(replacement), targets, "replaced by --cast")
+    try:
+        done = catalog.view(view.name, target, view.select, columns)
+    except TranslationError as exc:
+        catalog.add(view.name, target, [(c, t, "text") for c, t in columns])
+        return ViewPlan(view.name, target, view.select, targets, f"not translated: {exc}")
+    return ViewPlan(view.name, target, done.sql, targets)
+
+
+def post_objects(
+    table: Table,
+    tp: TablePlan,
+    cmap: dict[str, str],
+    catalog: Catalog,
+    scope: set[str],
+    name_for: Any,
+    notes: list[str],
+) -> None:
+    """Add to ``tp.post`` what is built after the copy: primary key, unique constraints,
+    indexes, CHECKs (translated, or as written: the plan tries each on the target) and
+    identities."""
+    t = quote(tp.target)
+    if table.pk:
+        name = name_for("constraint", f"{tp.target}_pkey", scope)
+        cols = ", ".join(quote(cmap[c.lower()]) for c in table.pk)
+        tp.post.append(
+            PostObject(
+                "pk",
+                tp.target,
+                name,
+                f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} PRIMARY KEY ({cols})",
+            )
+        )
+    for idx in table.indexes:
+        if idx.origin == "pk":
+            continue
+        if idx.origin == "u":
+            ucols = [cmap[c.lower()] for c in idx.columns]
+            name = name_for("constraint", f"{tp.target}_{'_'.join(ucols)}_key", scope)
+            tp.post.append(
+                PostObject(
+                    "unique",
+                    tp.target,
+                    name,
+                    f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} "
+                    f"UNIQUE ({', '.join(map(quote, ucols))})",
+                )
+            )
+            continue
+        tp.post.append(_index(idx, table, tp, catalog, name_for("index", idx.name, scope), notes))
+    for i, chk in enumerate(table.checks, start=1):
+        name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
+        expr = _translated(lambda chk=chk: catalog.expr(chk.expr, table.name), chk.expr)
+        tp.post.append(
+            PostObject(
+                "check",
+                tp.target,
+                name,
+                f"ALTER TABLE {t} ADD CONSTRAINT {quote(name)} CHECK ({expr})",
+                source_expr=chk.expr,
+            )
+        )
+    tp.post += [_identity(table, tp, c.target) for c in tp.columns if c.identity]
+
+
+def _index(
+    idx: Any, table: Table, tp: TablePlan, catalog: Catalog, name: str, notes: list[str]
+) -> PostObject:
+    """CREATE INDEX, its expressions and WHERE translated (or sent as written)."""
+    elements = []
+    for e in idx.elements:
+        sql, note = _translated(lambda e=e: index_element(e, catalog, table.name), (e, ""))
+        elements.append(sql)
+        if note:
+            notes.append(f"index {idx.name}: {note}")
+    sql = (
+        f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX IF NOT EXISTS {quote(name)} "
+        f"ON {quote(tp.target)} ({', '.join(elements)})"
+    )
+    if idx.where:
+        sql += " WHERE " + _translated(lambda w=idx.where: catalog.expr(w, table.name), idx.where)
+    return PostObject("index", tp.target, name, sql)
+
+
+def _identity(table: Table, tp: TablePlan, column: str) -> PostObject:
+    """The identity's sequence set past the largest key copied (and SQLite's own sequence)."""
+    t = quote(tp.target)
+    seq = max(table.sequence or 0, 0)
+    return PostObject(
+        "identity",
+        tp.target,
+        column,
+        f"SELECT setval(pg_get_serial_sequence('{t.replace(chr(39), chr(39) * 2)}', "
+        f"'{column.replace(chr(39), chr(39) * 2)}'), "
+        f"GREATEST(coalesce((SELECT max({quote(column)}) FROM {t}), 0), {seq}) "
+        "+ 1, false)",
+    )
+
+
+def orphans(conn: sqlite3.Connection, schema: Schema, notes: list[str]) -> None:
+    """Rows whose foreign key points nowhere (SQLite enforces FKs only when asked to)."""
+    for table in schema.tables:
+        if not table.foreign_keys:
+            continue
+        try:
+            rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
+        except sqlite3.OperationalError as exc:  # "foreign key mismatch": a key named wrong
+            notes.append(f"{table.name}: foreign keys not checked for orphans ({exc})")
+            continue
+        if rows:
+            first = rows[0]
+            notes.append(
+                f"{table.name}: {len(rows)} row(s) whose foreign key to {first[2]} "
+                "points to no row "
+                f"(first rowid {first[1]}); that constraint will stay NOT VALID"
+            )
+
+
+def foreign_keys(
+    table: Table,
+    tp: TablePlan,
+    col_maps: dict[str, dict[str, str]],
+    table_names: dict[str, str],
+    scope: set[str],
+    name_for: Any,
+    notes: list[str],
+) -> list[PostObject]:
+    """The foreign keys of one table, added NOT VALID then validated; a key to a missing table,
+    or naming no such key there, is skipped with a note."""
+    found: list[PostObject] = []
+    for fk in table.foreign_keys:
+        if fk.ref_table not in table_names:
+            notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
+            continue
+        ref_map = col_maps[fk.ref_table]
+        unknown = [c for c in fk.columns if c.lower() not in col_maps[table.name]] + [
+            c for c in fk.ref_columns if c.lower() not in ref_map
+        ]
+        if unknown or not fk.ref_columns or len(fk.ref_columns) != len(fk.columns):
+            # SQLite accepts REFERENCES to a column that does not exist (or to a table
+            # without a primary key) and only fails when the key is enforced
+            notes.append(
+                f"{table.name}: foreign key ({', '.join(fk.columns)}) to {fk.ref_table}"
+                f"({', '.join(fk.ref_columns)}) names no such key there; skipped"
+            )
+            continue
+        cols = [col_maps[table.name][c.lower()] for c in fk.columns]
+        ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
+        name = name_for("constraint", fk.name or f"{tp.target}_{'_'.join(cols)}_fkey", scope)
+        actions = "".join(
+            f" ON {verb} {action.upper()}"
+            for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update))
+            if action and action.upper() != "NO ACTION"
+        )
+        found.append(
+            PostObject(
+                "fk",
+                tp.target,
+                name,
+                f"ALTER TABLE {quote(tp.target)} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
+                f"({', '.join(map(quote, cols))}) "
+                f"REFERENCES {quote(table_names[fk.ref_table])} "
+                f"({', '.join(map(quote, ref_cols))}){actions} NOT VALID",
+                validate=f"ALTER TABLE {quote(tp.target)} VALIDATE CONSTRAINT {quote(name)}",
+            )
+        )
+    return found
+
+
+def plan_triggers(
+    catalog: Catalog, found: list[Any], rules: dict[str, Any], name_for: Any, notes: list[str]
+) -> list[TriggerPlan]:
+    """Every trigger translated (or why not); ``[trigger.<name>] sql = "..."`` in the cast
+    file replaces one with the user's own PostgreSQL, or "" leaves it out."""
+    fn_scope: set[str] = set()  # functions: their own namespace; triggers: one per table
+    scopes: dict[str, set[str]] = {}
+    triggers = [
+        plan_trigger(catalog, t, scopes.setdefault(t.table.lower(), set()), fn_scope, name_for)
+        for t in found
+    ]
+    for tp in triggers:
+        rule = rules.get(tp.source)
+        if rule is not None:
+            tp.function_sql, tp.trigger_sql = "", str(rule["sql"])
+            tp.shape, tp.error = (
+                ("replaced by --cast" if rule["sql"] else "left out by --cast"),
+                None,
+            )
+            notes.append(f"trigger {tp.source}: {tp.shape}")
+    return triggers

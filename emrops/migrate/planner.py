@@ -1,0 +1,138 @@
+"""Build a migration plan from any SQLite database: reflect, profile, map, and write the DDL
+(see plan.py for what a plan holds)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from emrops.db.sqlite_file import open_sqlite
+from emrops.errors import UsageError
+from emrops.migrate.casts import check_casts, named_rules
+from emrops.migrate.columns import plan_table
+from emrops.migrate.journal import JOURNAL
+from emrops.migrate.objects import (
+    foreign_keys,
+    orphans,
+    plan_triggers,
+    plan_view,
+    post_objects,
+)
+from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan
+from emrops.migrate.reflect import reflect
+from emrops.migrate.sql import Catalog
+from emrops.migrate.typemap import shorten
+
+
+def open_source(path: Path) -> sqlite3.Connection:
+    """Open an SQLite file read-only (never modified, never switched to WAL)."""
+    if not path.exists():
+        raise UsageError(f"source database not found: {path}", hint="check the --from path")
+    conn = open_sqlite(path, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UsageError(
+            f"{path} is not an SQLite database ({exc})",
+            hint="point --from at an SQLite database file",
+        ) from None
+    encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+    if encoding != "UTF-8":
+        conn.close()
+        # the copy and the checksums read text as its stored bytes, which would be UTF-16
+        raise UsageError(
+            f"{path} stores its text as {encoding}; migrate-db reads UTF-8 databases",
+            hint=f"make a UTF-8 copy and migrate that (the source is left as it is): "
+            f"sqlite3 {path} .dump | sqlite3 {path.with_name(path.stem + '-utf8.db')}",
+        )
+    return conn
+
+
+def build_plan(
+    conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, full: bool = True
+) -> Plan:
+    """Reflect and profile the open source database and decide everything the run will do.
+
+    ``full=False`` (used by ``run``) leaves out what the run checks anyway, so it does not
+    read the data twice for it: NUL bytes and invalid UTF-8 in text (the copy checks every
+    chunk and handles such values row by row: abort naming the row, or reject) and rows whose
+    foreign key points nowhere (PostgreSQL's VALIDATE CONSTRAINT names them, and the
+    constraint is reported left NOT VALID)."""
+    casts = casts or {}
+    schema = reflect(conn)
+    check_casts(schema, casts)
+    taken: set[str] = {JOURNAL}  # a source table of that name gets another one (renames)
+    renames: list[dict[str, str]] = []
+
+    def name_for(kind: str, name: str, scope: set[str]) -> str:
+        new = shorten(name, scope)
+        scope.add(new)
+        if new != name:
+            renames.append({"kind": kind, "from": name, "to": new})
+        return new
+
+    table_names = {t.name: name_for("table", t.name, taken) for t in schema.tables}
+    plans: list[TablePlan] = []
+    anomalies: list[PlanAnomaly] = []
+    notes: list[str] = list(schema.notes)
+    col_maps: dict[str, dict[str, str]] = {}
+    for table in schema.tables:
+        tp, cmap = plan_table(
+            conn,
+            table,
+            table_names[table.name],
+            casts.get(table.name, {}),
+            name_for,
+            anomalies,
+            notes,
+            full,
+        )
+        col_maps[table.name] = cmap
+        plans.append(tp)
+    index_scope: set[str] = set(table_names.values())
+    catalog = Catalog()
+    for table, tp in zip(schema.tables, plans, strict=True):
+        catalog.add(
+            table.name,
+            tp.target,
+            [(c.source, c.target, c.pg_type) for c in tp.columns],
+            rowid=table.rowid_alias,
+            key=table.pk,
+        )
+    fks: list[PostObject] = []
+    by_name = {t.name: t for t in schema.tables}
+    for table, tp in zip(schema.tables, plans, strict=True):
+        post_objects(table, tp, col_maps[table.name], catalog, index_scope, name_for, notes)
+        fks += foreign_keys(table, tp, col_maps, table_names, index_scope, name_for, notes)
+    if full:
+        orphans(conn, schema, notes)
+    view_rules = named_rules(casts, by_name, "view")
+    views = [
+        plan_view(
+            conn, catalog, view, name_for("view", view.name, index_scope), view_rules, name_for
+        )
+        for view in schema.views
+    ]
+    notes += [f"view {v.source}: {v.note}" for v in views if v.note]
+    triggers = plan_triggers(
+        catalog, schema.triggers, named_rules(casts, by_name, "trigger"), name_for, notes
+    )
+    skipped = list(schema.skipped) + [
+        f"trigger {t.source} (not translated: {t.error}): {t.sql}" for t in triggers if t.error
+    ]
+    plans.sort(key=lambda t: t.rows, reverse=True)
+    extensions = ["citext"] if any(c.pg_type == "citext" for t in plans for c in t.columns) else []
+    return Plan(
+        PLAN_VERSION,
+        plans,
+        views,
+        fks,
+        renames,
+        anomalies,
+        notes,
+        skipped,
+        extensions=extensions,
+        triggers=triggers,
+    )
