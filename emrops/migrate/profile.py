@@ -113,6 +113,12 @@ CONDITIONS = {
 }
 
 
+def uuid_declared(up: str) -> bool:
+    """A declared type that names a UUID (``UUID``, ``GUID``: NUMERIC affinity in SQLite,
+    text in every database written by hand that uses them)."""
+    return "UUID" in up or "GUID" in up
+
+
 _ISO_RE = re.compile(r"\d{4}-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d")
 
 
@@ -133,7 +139,9 @@ def _column_exprs(
     up = declared.upper()
     aff = affinity(declared)
     exprs = {} if notnull else {"count": f"count({c})"}
-    texty = aff == "TEXT" or json_col or "DATE" in up or "TIME" in up
+    texty = (aff == "TEXT" or json_col or "DATE" in up or "TIME" in up) or (
+        aff == "NUMERIC" and uuid_declared(up)
+    )
     if "BOOL" in up:
         exprs["n_bool"] = f"sum(typeof({c}) = 'integer' AND {c} IN (0, 1))"
         exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
@@ -150,7 +158,9 @@ def _column_exprs(
             exprs["n_json"] = f"sum(typeof({c}) = 'text' AND json_valid({c}))"
         if up.startswith("DATE") and "TIME" not in up:
             exprs["n_date"] = f"sum({CONDITIONS['date'].format(c=c)})"
-        if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(conn, table, name):
+        if (uuid_declared(up) or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(
+            conn, table, name
+        ):
             # the same test as GLOB UUID32_GLOB OR UUID36_GLOB
             exprs["n_uuid"] = f"sum(emrops_is_uuid({c}))"
         if "CHAR" in up:
