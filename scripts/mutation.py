@@ -54,7 +54,6 @@ TARGETS = (
         (
             "tests/backup/test_retention.py",
             "tests/backup/test_retention_boundaries.py",
-            "tests/backup/test_retention_mutants.py",
         ),
         gated=True,
         timeout_s=300,
@@ -65,7 +64,6 @@ TARGETS = (
         (
             "tests/loadtest/test_budgets.py",
             "tests/loadtest/test_budgets_boundaries.py",
-            "tests/loadtest/test_budget_mutants.py",
         ),
         gated=True,
         timeout_s=300,
@@ -76,7 +74,6 @@ TARGETS = (
         (
             "tests/stats/test_compare.py",
             "tests/stats/test_compare_boundaries.py",
-            "tests/stats/test_compare_mutants.py",
         ),
         gated=True,
         timeout_s=300,

@@ -43,6 +43,8 @@ def test_budget_expression_with_trailing_newline_is_malformed() -> None:
     assert parse_budget("p95 < 250ms").op == "<"
     with pytest.raises(UsageError, match="malformed budget"):
         parse_budget("p95 < 250ms\nerrors > 0")
+    with pytest.raises(UsageError, match="malformed budget"):  # `$` matched before the \n
+        parse_budget("p95<250ms\n")
 
 
 def test_checklist_slug_with_trailing_newline_fails_the_schema(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def _child(plan: ProcessPlan, index: int, out: Any, go: Any) -> None:
             },
             "cpu_seconds": run.cpu_seconds[0],
             "cpu_pct": run.client_cpu_pct,
+            "window": run.window,
             "error_samples": run.error_samples,
         }
         out.put(("result", index, payload))
@@ -183,4 +184,8 @@ def merge_results(payloads: list[dict[str, Any]], clients: int, duration_s: floa
         processes=len(payloads),
         cpu_seconds=[p["cpu_seconds"] for p in payloads],
         cores=usable_cores(),
+        window=(
+            min(p["window"][0] for p in payloads),
+            max(p["window"][1] for p in payloads),
+        ),
     )

@@ -135,6 +135,12 @@ SCHEMA: dict[str, Any] = {
                                 "client_cpu_s": {"type": "array", "items": {"type": "number"}},
                                 "cpu_share": {"type": "number", "minimum": 0},
                                 "client_bound": {"type": "boolean"},
+                                "window_unix": {
+                                    "type": "array",
+                                    "items": {"type": "number"},
+                                    "minItems": 2,
+                                    "maxItems": 2,
+                                },
                                 "ops": {"type": "object", "additionalProperties": _OP_RUN},
                                 "error_samples": {"type": "array", "items": {"type": "string"}},
                             },
@@ -193,6 +199,7 @@ def repeat_doc(run: CellRun) -> dict[str, Any]:
         "client_cpu_s": [round(c, 3) for c in run.cpu_seconds],
         "cpu_share": round(run.cpu_share, 3),
         "client_bound": run.client_bound,
+        "window_unix": [round(run.window[0], 3), round(run.window[1], 3)],
         "ops": {
             name: {
                 "count": s.count,

@@ -20,6 +20,7 @@ process by nature, so for SQLite that CPU includes the database's own work.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
@@ -77,6 +78,9 @@ class CellRun:
     processes: int = 1
     cpu_seconds: list[float] = field(default_factory=list)  # per client process
     cores: int = field(default_factory=usable_cores)
+    # the measured window in wall-clock (Unix) seconds, so a sampler outside the clients (the
+    # database server's CPU in benchmarks/harness.py) can cover exactly the same time
+    window: tuple[float, float] = (0.0, 0.0)
 
     @property
     def cpu_share(self) -> float:
@@ -153,30 +157,37 @@ class _Worker(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.start_barrier.wait()
-            measure_from, end = self.times["measure_from"], self.times["end"]
-            clock = time.perf_counter
-            while not self.stop.is_set():
-                for name, fn in self.client.step():
-                    began = clock()
-                    if began >= end:
-                        return
-                    try:
-                        fn()
-                    except Exception as exc:  # counted, not fatal: the run goes on
-                        if began >= measure_from:
-                            stats = self._stats(name)
-                            stats.errors += 1
-                            if is_busy(exc):
-                                stats.busy += 1
-                            if len(self.error_samples) < MAX_ERROR_SAMPLES:
-                                self.error_samples.append(f"{name}: {exc}")
-                        continue
-                    elapsed = clock() - began
-                    if began >= measure_from:
-                        self._stats(name).histogram.record_seconds(elapsed)
+            # a client that holds a connection for the cell (workloads.Client) holds it in its
+            # own thread: checked out at its first operation (in the warm-up), returned here
+            hold = getattr(self.client, "connection", None)
+            with hold() if hold is not None else contextlib.nullcontext():
+                self._loop()
         except BaseException as exc:  # a bug in the harness: reported by the main thread
             self.crash = exc
+
+    def _loop(self) -> None:
+        self.start_barrier.wait()
+        measure_from, end = self.times["measure_from"], self.times["end"]
+        clock = time.perf_counter
+        while not self.stop.is_set():
+            for name, fn in self.client.step():
+                began = clock()
+                if began >= end:
+                    return
+                try:
+                    fn()
+                except Exception as exc:  # counted, not fatal: the run goes on
+                    if began >= measure_from:
+                        stats = self._stats(name)
+                        stats.errors += 1
+                        if is_busy(exc):
+                            stats.busy += 1
+                        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+                            self.error_samples.append(f"{name}: {exc}")
+                    continue
+                elapsed = clock() - began
+                if began >= measure_from:
+                    self._stats(name).histogram.record_seconds(elapsed)
 
 
 def run_cell(
@@ -218,9 +229,9 @@ def run_cell(
             wait_start()
         barrier.wait()
         _sleep_until(times["measure_from"], sleep)
-        cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        cpu0, wall0, unix0 = _cpu_seconds(), time.perf_counter(), time.time()
         _sleep_until(times["end"], sleep)
-        cpu1, wall1 = _cpu_seconds(), time.perf_counter()
+        cpu1, wall1, unix1 = _cpu_seconds(), time.perf_counter(), time.time()
         for w in workers:
             w.join()
     except KeyboardInterrupt:
@@ -249,6 +260,7 @@ def run_cell(
         samples[:MAX_ERROR_SAMPLES],
         processes=1,
         cpu_seconds=[cpu1 - cpu0],
+        window=(unix0, unix1),
     )
 
 

@@ -15,6 +15,7 @@ client, made of one or more operations that the runner times one by one.
   the seeded messages: the calibration workload, the same shape as ``pgbench -S`` (one indexed
   primary-key read per transaction), to compare the harness's overhead with pgbench's.
 
+Each client holds one connection for the cell (:meth:`Client.connection`), like a pgbench client.
 Sessions are drawn uniformly from the seeded ones, with a per-client random generator so runs
 are repeatable. Every operation is a function of :mod:`emrops.db.queries`, the data layer the
 sim server uses (``chat.exchange`` passes the sim's reply generator, as the server does).
@@ -22,6 +23,7 @@ sim server uses (``chat.exchange`` passes the sim's reply generator, as the serv
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from collections.abc import Callable
@@ -133,6 +135,12 @@ class Client:
         self.rng = random.Random(seed)
         self.first_id = min(s.first_message_id for s in dataset.sessions)
         self.last_id = max(s.last_message_id for s in dataset.sessions)
+
+    def connection(self) -> contextlib.AbstractContextManager[None]:
+        """Hold one pooled connection for this client's thread for the whole cell, as pgbench
+        holds one per client: the SQL and the retry on a dropped connection are the data
+        layer's, only the pool's checkout and reset per operation are left out."""
+        return queries.pinned(self.engine)
 
     def _session(self) -> SessionInfo:
         return self.rng.choice(self.dataset.sessions)

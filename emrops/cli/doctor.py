@@ -20,6 +20,13 @@ def doctor(
     min_free_disk: Annotated[
         str, typer.Option("--min-free-disk", help="Free space a local backup store needs.")
     ] = "100MB",
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout",
+            help="Each network check's wait: an HTTP request, a database connection (5s).",
+        ),
+    ] = "5s",
     json_out: JsonOpt = False,
 ) -> None:
     """Check the set-up: config, database reachability and schema revision, backup store
@@ -35,6 +42,7 @@ def doctor(
     opts = DoctorOptions(
         max_clock_skew_s=parse_duration(max_clock_skew, what="--max-clock-skew"),
         min_free_bytes=parse_size(min_free_disk),
+        timeout_s=parse_duration(timeout, what="--timeout"),
     )
     report = run_doctor(lambda: context(ctx).settings(), opts)
     if json_out:

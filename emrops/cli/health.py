@@ -51,6 +51,13 @@ def health(
             "(default: the checked database's).",
         ),
     ] = None,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout",
+            help="Each network check's wait: an HTTP request, a database connection (5s).",
+        ),
+    ] = "5s",
     json_out: JsonOpt = False,
 ) -> None:
     """Check the sim server (/health, /ready), the database, the newest verified backup's
@@ -94,6 +101,7 @@ def health(
         skip=check_names(skip or []),
         source=source,
         db_url_is_default=cfg.sources["db_url"] == "default",
+        timeout_s=parse_duration(timeout, what="--timeout"),
     )
     report = run_checks(opts)
     webhook = cfg.get("health.alert_webhook")

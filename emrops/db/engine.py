@@ -121,6 +121,7 @@ def create_engine(
     readonly: bool = False,
     create: bool = True,
     pre_ping: bool = True,
+    connect_timeout: int = 10,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
@@ -131,7 +132,10 @@ def create_engine(
 
     ``pre_ping=False`` skips PostgreSQL's liveness round trip on every checkout: for the hot
     paths (sim server, benchmark) whose queries (:mod:`emrops.db.queries`) retry once on a fresh
-    connection instead when a pooled one turns out to be dropped."""
+    connection instead when a pooled one turns out to be dropped.
+
+    ``connect_timeout`` (PostgreSQL, whole seconds, at least 2 as libpq counts it) bounds each
+    new connection, a server that accepts and never answers included."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -167,7 +171,7 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
-        connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
+        connect_args={"options": "-c timezone=UTC", "connect_timeout": max(2, connect_timeout)},
     )
 
 

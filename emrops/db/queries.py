@@ -7,13 +7,21 @@ which prepares a statement on the server after a few uses), in the fewest round 
 - reads are one statement outside any transaction (PostgreSQL autocommit for that statement);
 - a write is ``BEGIN [IMMEDIATE]``, one SELECT that reads the maintenance flag together with the
   row the write depends on, one INSERT (both messages of an exchange in one statement), COMMIT;
-- the scenarios' patient profiles are cached per process and engine (:data:`PROFILE_TTL_S`).
+- except PostgreSQL's chat exchange, the hottest write: ONE autocommitted statement (a CTE that
+  reads the flag FOR SHARE and the session's scenario and inserts both messages only when the
+  flag is off), one round trip. The patient's reply is made before it, from the profile of the
+  session's scenario, which is cached per process (a session never changes scenario; a stale
+  entry is noticed by the statement and the reply made again). With an ``announce`` hook the
+  same statement runs inside a transaction, so the NOTIFY is still sent only on commit;
+- the scenarios' patient profiles are cached per process and engine (:data:`PROFILE_TTL_S`);
+- SQL texts and value codecs live in :mod:`emrops.db.statements`, the run loop (checkout or a
+  pinned connection, transaction mode, retry) in :mod:`emrops.db.pooled`.
 
 No pre-ping per checkout: a connection found dropped (PostgreSQL restarted, backend terminated)
 is replaced and the operation retried once on a fresh one, for reads and for writes that failed
-before COMMIT was sent. A connection lost while the COMMIT was in flight leaves the outcome
-unknown: that is a DatabaseError (the sim server answers 503), never a retry that could store an
-exchange twice.
+before COMMIT was sent. A connection lost while the COMMIT was in flight (for the one-statement
+exchange: while the statement was in flight) leaves the outcome unknown: that is a DatabaseError
+(the sim server answers 503), never a retry that could store an exchange twice.
 
 Every function raises :class:`emrops.errors.DatabaseError` (with the driver error, wrapped as
 SQLAlchemy's DBAPIError, as its cause) when the database fails, :class:`NotFound` for a missing
@@ -29,7 +37,6 @@ session are passed in by the caller (``emrops.sim.patient.reply`` / ``sample_vit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -44,10 +51,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from emrops.db.control import MAINTENANCE_KEY
-from emrops.db.engine import begin_write, db_errors, translate
+from emrops.db.engine import begin_write, db_errors
+from emrops.db.pooled import READ, STATEMENT, WRITE, Attempt, Mode
+from emrops.db.pooled import pinned as pinned  # re-exported: the benchmark's clients hold one
+from emrops.db.pooled import retried_operations as retried_operations  # (metrics)
+from emrops.db.pooled import run as run_operation
 from emrops.db.schema import audit_log, emrops_control
+from emrops.db.statements import CODECS as _CODECS
+from emrops.db.statements import PG_EXCHANGE as _PG_EXCHANGE
+from emrops.db.statements import Codec as _Codec
+from emrops.db.statements import Sql as _Sql
 from emrops.db.types import utcnow
-from emrops.errors import DatabaseError, EmropsError
+from emrops.errors import EmropsError
 
 MAX_PAGE = 500
 PROFILE_TTL_S = 30.0  # a profile edited under a running server is seen within this time
@@ -145,242 +160,22 @@ Announce = Callable[[Any, uuid.UUID, int], None]
 
 
 # ---------------------------------------------------------------------------------------------
-# SQL texts, one set per dialect, built once. Written with ``?``; PostgreSQL gets ``%s``.
+# Running one operation: emrops.db.pooled (checkout or pinned connection, one retry).
 
-_MSG = "id, role, content, created_at"
-_VIT = "id, heart_rate, systolic_bp, diastolic_bp, spo2, respiratory_rate, temperature, recorded_at"
-_INS_VIT = (
-    "INSERT INTO vitals (session_id, heart_rate, systolic_bp, diastolic_bp, spo2, "
-    "respiratory_rate, temperature, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
-)
+_Attempt = Attempt  # the name work functions are typed with
 
 
-@dataclass(frozen=True)
-class _Sql:
-    scenarios: str
-    scenario: str
-    profiles: str
-    session: str
-    gate_session: str  # maintenance flag + the session's scenario id, in one statement
-    gate_create: str  # maintenance flag + the user's id, in one statement
-    insert_exchange: str
-    insert_message: str
-    insert_vitals: str
-    insert_session: str
-    insert_user: str
-    insert_audit: str
-    last_messages: str
-    list_messages: str
-    message: str
-    list_vitals: str
-    vitals_range: str
-    jsonb: str  # the placeholder of a JSON value
-
-
-def _build(pg: bool) -> _Sql:
-    lock = " FOR SHARE" if pg else ""
-    j = "?::jsonb" if pg else "?"
-    flag = f"(SELECT value FROM emrops_control WHERE key = ?{lock})"
-    texts = _Sql(
-        scenarios="SELECT id, slug, title, description, patient_profile FROM scenarios ORDER BY id",
-        scenario="SELECT id, slug, title, description, patient_profile FROM scenarios WHERE id = ?",
-        profiles="SELECT id, patient_profile FROM scenarios",
-        session=(
-            "SELECT s.id, s.scenario_id, s.status, s.started_at, s.ended_at, s.score, u.email "
-            "FROM sessions AS s LEFT OUTER JOIN users AS u ON u.id = s.user_id WHERE s.id = ?"
-        ),
-        gate_session=f"SELECT {flag}, (SELECT scenario_id FROM sessions WHERE id = ?)",
-        gate_create=f"SELECT {flag}, (SELECT id FROM users WHERE email = ?)",
-        insert_exchange=(
-            "INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
-            f"VALUES (?, 'student', ?, ?, ?, {j}), (?, 'patient', ?, ?, ?, {j}) RETURNING id, role"
-        ),
-        insert_message=(
-            "INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
-            f"VALUES (?, ?, ?, ?, ?, {j}) RETURNING id"
-        ),
-        insert_vitals=_INS_VIT,
-        insert_session=(
-            "INSERT INTO sessions (id, scenario_id, user_id, status, started_at) "
-            "VALUES (?, ?, ?, 'active', ?)"
-        ),
-        insert_user=(
-            "INSERT INTO users (email, display_name, created_at) VALUES (?, ?, ?) RETURNING id"
-        ),
-        insert_audit=(
-            f"INSERT INTO audit_log (at, actor, action, target, details) VALUES (?, ?, ?, ?, {j})"
-        ),
-        last_messages=f"SELECT {_MSG} FROM messages WHERE session_id = ? ORDER BY id DESC LIMIT ?",
-        list_messages=(
-            f"SELECT {_MSG} FROM messages WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?"
-        ),
-        message="SELECT id, session_id, role, content, created_at FROM messages WHERE id = ?",
-        list_vitals=(
-            f"SELECT {_VIT} FROM vitals WHERE session_id = ? "
-            "ORDER BY recorded_at DESC, id DESC LIMIT ?"
-        ),
-        vitals_range=(
-            f"SELECT {_VIT} FROM vitals WHERE session_id = ? AND recorded_at >= ? "
-            "AND recorded_at < ? ORDER BY recorded_at"
-        ),
-        jsonb=j,
-    )
-    if not pg:
-        return texts
-    fields = {name: getattr(texts, name).replace("?", "%s") for name in texts.__dataclass_fields__}
-    return _Sql(**fields)
-
-
-_SQLITE = _build(pg=False)
-_PG = _build(pg=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Values as the schema's SQLAlchemy types store them (sa.Uuid, UTCDateTime, sa.JSON), so rows
-# written here and rows written through SQLAlchemy are identical.
-
-
-class _Codec:
-    """Python values <-> driver values for one dialect."""
-
-    def __init__(self, pg: bool):
-        self.pg = pg
-        self.sql = _PG if pg else _SQLITE
-
-    def uid(self, value: uuid.UUID) -> Any:
-        return value if self.pg else value.hex
-
-    def when(self, value: datetime) -> Any:
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given for a UTC column; use datetime.now(UTC)")
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        # SQLite: naive UTC text in SQLAlchemy's storage format (microseconds always present)
-        return value if self.pg else value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-    def read_when(self, value: Any) -> datetime:
-        if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return value if value.tzinfo is UTC else value.astimezone(UTC)
-
-    def read_uid(self, value: Any) -> uuid.UUID:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-
-    @staticmethod
-    def js(value: Any) -> str:
-        return json.dumps(value)  # None -> 'null', as sa.JSON stores it (none_as_null=False)
-
-    @staticmethod
-    def read_js(value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-_CODECS = {False: _Codec(False), True: _Codec(True)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Running one operation: a pooled DB-API connection, one retry on a fresh connection.
-
-
-class _Attempt:
-    """Where a write got to: once ``commit_sent`` is set, a lost connection means an unknown
-    outcome and the operation must not be repeated."""
-
-    __slots__ = ("commit_sent",)
-
-    def __init__(self) -> None:
-        self.commit_sent = False
-
-
-_retries = 0
-_retries_lock = threading.Lock()
-
-
-def retried_operations() -> int:
-    """How many operations this process retried after a dropped connection (for metrics)."""
-    return _retries
-
-
-def _count_retry() -> None:
-    global _retries
-    with _retries_lock:
-        _retries += 1
-
-
-def _wrap(engine: Engine, exc: Exception, invalidated: bool) -> sa.exc.DBAPIError:
-    if invalidated:
-        # a lost connection is "unavailable" (503), whatever class the driver gave the error
-        # (PostgreSQL ends an idle transaction with an InternalError, for example)
-        return sa.exc.OperationalError(None, None, exc, connection_invalidated=True)
-    wrapped = sa.exc.DBAPIError.instance(
-        None,
-        None,
-        exc,
-        engine.dialect.loaded_dbapi.Error,
-        connection_invalidated=invalidated,
-        dialect=engine.dialect,
-    )
-    assert isinstance(wrapped, sa.exc.DBAPIError)
-    return wrapped
-
-
-def _run(engine: Engine, work: Callable[[Any, _Codec, _Attempt], Any], *, write: bool) -> Any:
-    """Run ``work(cursor, codec, attempt)`` on a pooled connection, in a write transaction when
-    ``write`` (committed here) or as one autocommitted read. Retries once when the connection
-    turns out to be dropped and nothing can have been committed."""
-    pg = engine.dialect.name == "postgresql"
-    codec = _CODECS[pg]
-    dbapi_error = engine.dialect.loaded_dbapi.Error
-    for attempt_no in (1, 2):
-        try:
-            fairy = engine.raw_connection()
-        except sa.exc.DBAPIError as exc:
-            raise translate(exc, engine.url) from exc
-        except dbapi_error as exc:  # the pool does not wrap a failed connect
-            wrapped = _wrap(engine, exc, False)
-            raise translate(wrapped, engine.url) from wrapped
-        conn: Any = fairy.driver_connection
-        attempt = _Attempt()
-        cur = None
-        try:
-            if pg and not write:
-                conn.autocommit = True  # one statement, no BEGIN/ROLLBACK round trips
-            cur = conn.cursor()
-            if write and not pg:
-                cur.execute("BEGIN IMMEDIATE")
-            result = work(cur, codec, attempt)
-            if write:
-                attempt.commit_sent = True
-                conn.commit()
-            if pg and not write:
-                conn.autocommit = False
-            fairy.close()
-            return result
-        except BaseException as exc:
-            dropped = isinstance(exc, dbapi_error) and engine.dialect.is_disconnect(exc, conn, cur)
-            if dropped:
-                # every connection opened before now is suspect: the pool replaces them lazily
-                engine.pool._invalidate(fairy, exc)  # noqa: SLF001 - what sa.Connection does
-            else:
-                if pg and not write:
-                    with contextlib.suppress(Exception):  # keep the original error
-                        conn.autocommit = False
-                fairy.close()  # the pool rolls back an open transaction
-            if not isinstance(exc, dbapi_error):
-                raise
-            wrapped = _wrap(engine, exc, dropped)
-            if dropped and not attempt.commit_sent and attempt_no == 1:
-                _count_retry()
-                continue
-            error = translate(wrapped, engine.url)
-            if dropped and attempt.commit_sent:
-                error = DatabaseError(
-                    f"{error.message} (the connection was lost during COMMIT: the write may or "
-                    "may not have been stored; it was not repeated)",
-                    hint="read the session back before sending again",
-                )
-            raise error from wrapped
-    raise AssertionError("unreachable")  # pragma: no cover
+def _run(
+    engine: Engine,
+    work: Callable[[Any, _Codec, Attempt], Any],
+    *,
+    write: bool = False,
+    mode: Mode | None = None,
+) -> Any:
+    """Run ``work(cursor, codec, attempt)`` on a connection: as reads, in a write transaction
+    (``write``) or as one autocommitted write statement (``mode=STATEMENT``, PostgreSQL); see
+    :func:`emrops.db.pooled.run` for the retry rule."""
+    return run_operation(engine, work, _CODECS, mode or (WRITE if write else READ))
 
 
 def _json_profile(value: Any) -> dict[str, Any]:
@@ -418,6 +213,44 @@ def _profile(engine: Engine, cur: Any, sql: _Sql, scenario_id: int) -> dict[str,
     with _profile_lock:
         _profile_cache[engine] = fresh
     return fresh.by_id.get(scenario_id)
+
+
+def _cached_profile(engine: Engine, scenario_id: int) -> dict[str, Any] | None:
+    """The scenario's patient profile from the cache, reloaded by a read when stale."""
+    cache = _profile_cache.get(engine)
+    if cache is not None and time.monotonic() - cache.loaded_at < PROFILE_TTL_S:
+        found = cache.by_id.get(scenario_id)
+        if found is not None:
+            return found
+
+    def work(cur: Any, codec: _Codec, _a: Attempt) -> dict[str, Any] | None:
+        return _profile(engine, cur, codec.sql, scenario_id)
+
+    result: dict[str, Any] | None = _run(engine, work)
+    return result
+
+
+# Each session's scenario (which never changes), per process and engine, so the patient's reply
+# can be made before the one statement that stores the exchange. Bounded: cleared when full.
+SESSION_CACHE_SIZE = 100_000
+_session_scenarios: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _session_cache(engine: Engine) -> dict[uuid.UUID, int]:
+    cache = _session_scenarios.get(engine)
+    if cache is None:
+        with _profile_lock:
+            cache = _session_scenarios.setdefault(engine, {})
+    return cache
+
+
+def _remember_session(engine: Engine, session_id: uuid.UUID, scenario_id: int) -> None:
+    cache = _session_cache(engine)
+    if len(cache) >= SESSION_CACHE_SIZE:
+        cache.clear()
+    cache[session_id] = scenario_id
 
 
 def _refuse_if_maintenance(value: Any) -> None:
@@ -493,9 +326,24 @@ def get_session(engine: Engine, session_id: uuid.UUID) -> SessionRow | None:
     return result
 
 
+_new = object.__new__
+
+
 def _messages(codec: _Codec, session_id: uuid.UUID, rows: list[Any]) -> list[MessageRow]:
+    """MessageRows for fetched (id, role, content, created_at) rows. Built by filling each
+    instance's __dict__ rather than through the frozen dataclass's __init__ (five
+    object.__setattr__ calls, 1.4 µs a row against 0.4 µs): a chat screen's last 50 messages
+    are 50 rows per call. The rows are equal to, hash like and are as frozen as MessageRow(...)."""
     when = codec.read_when
-    return [MessageRow(r[0], session_id, r[1], r[2], when(r[3])) for r in rows]
+    out = []
+    for r in rows:
+        at = r[3]
+        if type(at) is not datetime or at.tzinfo is not UTC:  # psycopg's UTC datetimes as is
+            at = when(at)
+        row = _new(MessageRow)
+        row.__dict__.update(id=r[0], session_id=session_id, role=r[1], content=r[2], created_at=at)
+        out.append(row)
+    return out
 
 
 def list_messages(
@@ -635,6 +483,7 @@ def create_session(
         )
 
     _run(engine, work, write=True)
+    _remember_session(engine, session_id, scenario_id)
     return SessionRow(session_id, scenario_id, "active", now, None, None, email)
 
 
@@ -654,6 +503,9 @@ def add_exchange(
     a PostgreSQL NOTIFY it issues is delivered only if the messages commit. Raises NotFound,
     MaintenanceOn, DatabaseError.
     """
+
+    if engine.dialect.name == "postgresql":
+        return _pg_exchange(engine, session_id, content, reply, announce, respect_maintenance)
 
     def work(cur: Any, codec: _Codec, _a: _Attempt) -> Exchange:
         sql = codec.sql
@@ -685,6 +537,78 @@ def add_exchange(
 
     result: Exchange = _run(engine, work, write=True)
     return result
+
+
+def _pg_exchange(
+    engine: Engine,
+    session_id: uuid.UUID,
+    content: str,
+    reply: ReplyFn,
+    announce: Announce | None,
+    respect_maintenance: bool,
+) -> Exchange:
+    """add_exchange on PostgreSQL: one statement (_PG_EXCHANGE), autocommitted, or inside a
+    transaction when ``announce`` must run in it. The reply is made first, from the profile of
+    the session's scenario (cached; a session not seen yet costs one more run of the statement
+    that inserts nothing and tells the scenario)."""
+    key = MAINTENANCE_KEY if respect_maintenance else None
+    scenarios = _session_cache(engine)
+    expected = scenarios.get(session_id)
+    now = utcnow()
+    later = now + timedelta(microseconds=1)  # the reply is later: ordering by time agrees with ids
+    for _ in range(3):  # learn the scenario, store; once more if the cache was stale
+        if expected is None:
+            flag, expected = _run(engine, _exchange_work(key, session_id, (None,) * 11))[:2]
+            _exchange_refused(engine, session_id, flag, expected)
+            assert expected is not None
+            _remember_session(engine, session_id, expected)
+        answer = reply(_cached_profile(engine, expected) or {}, content)
+        text = answer.text
+        meta = json.dumps({"topic": answer.topic, "generator": REPLY_GENERATOR})
+        values = (
+            *(session_id, content, now, len(content.split()), "null"),
+            *(session_id, text, later, len(text.split()), meta),
+            expected,
+        )
+        mode = STATEMENT if announce is None else WRITE
+        flag, scenario_id, student_id, patient_id = _run(
+            engine, _exchange_work(key, session_id, values, announce), mode=mode
+        )
+        if student_id is not None:
+            return Exchange(
+                MessageRow(int(student_id), session_id, "student", content, now),
+                MessageRow(int(patient_id), session_id, "patient", text, later),
+            )
+        _exchange_refused(engine, session_id, flag, scenario_id)
+        if scenario_id == expected:  # the SQL read the flag as on where Python did not
+            raise MaintenanceOn("down for maintenance", hint="wait until maintenance is off")
+        expected = scenario_id
+        _remember_session(engine, session_id, scenario_id)
+    raise AssertionError("the session's scenario kept changing")  # pragma: no cover
+
+
+def _exchange_work(
+    key: str | None,
+    session_id: uuid.UUID,
+    values: tuple[Any, ...],
+    announce: Announce | None = None,
+) -> Callable[[Any, _Codec, Attempt], tuple[Any, Any, Any, Any]]:
+    def work(cur: Any, _codec: _Codec, _a: Attempt) -> tuple[Any, Any, Any, Any]:
+        cur.execute(_PG_EXCHANGE, (key, session_id, *values), prepare=True)
+        row = cur.fetchone()
+        if announce is not None and row[3] is not None:
+            announce(cur, session_id, int(row[3]))
+        return row  # type: ignore[no-any-return]
+
+    return work
+
+
+def _exchange_refused(engine: Engine, session_id: uuid.UUID, flag: Any, scenario_id: Any) -> None:
+    """Raise what the old path raised first: MaintenanceOn, then NotFound."""
+    _refuse_if_maintenance(flag)
+    if scenario_id is None:
+        _session_cache(engine).pop(session_id, None)
+        raise NotFound("session", session_id)
 
 
 def add_message(

@@ -21,6 +21,7 @@ from emrops.provision.apply import outputs_path
 from emrops.provision.environments import Environment
 
 ARM_SCOPE = "https://management.azure.com/.default"
+PROBE_TIMEOUT_S = 5.0  # one /ready probe; a wait for readiness cuts it to what is left
 
 
 @dataclass
@@ -102,12 +103,16 @@ class AppClient:
             raise EmropsError("no Azure credential for the Kudu API")
         return str(self.credential.get_token(ARM_SCOPE).token)
 
-    def probe(self, host: str, path: str = "/ready", timeout: float = 5) -> Probe:
+    def probe(self, host: str, path: str = "/ready", timeout: float = PROBE_TIMEOUT_S) -> Probe:
         import requests
 
         url, headers = self._url(host, path)
         try:
             response = self.session.get(url, headers=headers, timeout=timeout)
+        except requests.Timeout as exc:  # urllib3's text carries the float it was given
+            return Probe(
+                False, None, None, f"{type(exc).__name__}: no answer within {timeout:.1f}s"
+            )
         except requests.RequestException as exc:
             return Probe(False, None, None, f"{type(exc).__name__}: {exc}")
         try:
@@ -174,10 +179,15 @@ def wait_ready(
     interval: float,
     on_probe: Callable[[Probe], None] | None = None,
 ) -> Probe:
-    """Probe ``/ready`` until it answers ready or ``timeout`` passes; the last probe."""
+    """Probe ``/ready`` until it answers ready or ``timeout`` passes; the last probe.
+
+    Each probe's own timeout is cut to what is left (at least 0.5 s), so a slot that accepts
+    connections and never answers cannot stretch the wait by a whole probe timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        probe = client.probe(host)
+        probe = client.probe(
+            host, timeout=max(0.5, min(PROBE_TIMEOUT_S, deadline - time.monotonic()))
+        )
         if on_probe:
             on_probe(probe)
         if probe.ok or time.monotonic() + interval > deadline:

@@ -180,7 +180,8 @@ def watch(app: AppClient, host: str, timing: Timing, report: Report) -> tuple[in
     while True:
         if timing.expired():
             return probes, [f"--timeout reached after {probes} probe(s), before the window ended"]
-        probe = app.probe(host, timeout=max(0.5, timing.cap(5.0)))
+        # a probe still unanswered when the window ends is a failure: the wait is cut there
+        probe = app.probe(host, timeout=max(0.5, timing.cap(min(5.0, deadline - time.monotonic()))))
         probes += 1
         if not probe.ok:
             return probes, [probe.summary]

@@ -61,6 +61,10 @@ def _post(url: str, body: dict[str, Any], timeout_s: float, outcome: dict[str, A
     try:
         response = requests.post(url, json=body, timeout=timeout_s, allow_redirects=False)
         response.close()
+    except requests.Timeout:  # the same deadline as the caller's, whichever noticed first
+        log.warning("alert webhook %s: no answer within %gs", secrets.mask(url), timeout_s)
+        outcome.update(sent=False, status=None, error=f"no answer within {timeout_s:g}s")
+        return
     except requests.RequestException as exc:
         log.warning("alert webhook %s failed: %s", secrets.mask(url), type(exc).__name__)
         outcome.update(sent=False, status=None, error=f"{type(exc).__name__}")

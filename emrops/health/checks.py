@@ -9,6 +9,7 @@ unreadable store) fails with the reason; ``skip`` leaves checks out on purpose.
 
 from __future__ import annotations
 
+import math
 import shutil
 import socket
 from collections.abc import Callable
@@ -145,7 +146,9 @@ def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     from emrops.db.migrations_api import current_revision
 
     db = parse_db_url(opts.db_url)
-    engine = create_engine(db, pool_size=1, max_overflow=0, create=False)  # reads never create
+    engine = create_engine(  # reads never create
+        db, pool_size=1, max_overflow=0, create=False, connect_timeout=math.ceil(opts.timeout_s)
+    )
     try:
         check_database(engine)
         return True, f"{db.masked()} reachable, revision {current_revision(engine) or 'none'}"

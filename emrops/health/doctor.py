@@ -9,6 +9,7 @@ failure, expected or not, is a failed check.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -140,7 +141,12 @@ def _engine(ctx: _Context) -> Any:
 
     if "engine" not in ctx.facts:
         ctx.facts["db"] = parse_db_url(ctx.settings.db_url)
-        ctx.facts["engine"] = create_engine(ctx.facts["db"], pool_size=1, max_overflow=0)
+        ctx.facts["engine"] = create_engine(
+            ctx.facts["db"],
+            pool_size=1,
+            max_overflow=0,
+            connect_timeout=math.ceil(ctx.opts.timeout_s),
+        )
     return ctx.facts["engine"]
 
 

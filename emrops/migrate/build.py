@@ -11,6 +11,9 @@ culprit), identities and ANALYZE; then foreign keys (NOT VALID, then VALIDATE) a
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -99,10 +102,25 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
         return e is not None and e.state == "done"
 
     index_failed: dict[str, str] = {}  # pk/unique whose unique index could not be built
+    # one connection per worker thread for the whole build, not one per object: with
+    # thousands of small tables, connecting cost more than building
+    local = threading.local()
+    opened: list[psycopg.Connection] = []
+    opened_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def session() -> Iterator[psycopg.Connection]:
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed:
+            conn = journal.connect(target, autocommit=True)
+            _build_session(conn, jobs)
+            local.conn = conn
+            with opened_lock:
+                opened.append(conn)
+        yield conn
 
     def build_index(t: TablePlan, obj: PostObject) -> None:
-        with journal.connect(target, autocommit=True) as conn:
-            _build_session(conn, jobs)
+        with session() as conn:
             if obj.kind == "index":
                 _do(conn, entries, failed, _item(t, obj), obj.kind, obj.sql, _label(t, obj))
                 return
@@ -116,7 +134,7 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                 index_failed[_item(t, obj)] = _error(exc)
 
     def finish_table(t: TablePlan) -> None:
-        with journal.connect(target, autocommit=True) as conn:
+        with session() as conn:
             for obj in t.post:
                 if obj.kind not in ("pk", "unique"):
                     continue
@@ -176,11 +194,15 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
         if (o.kind == "index" or (o.kind in ("pk", "unique") and _key_columns(t, o) is not None))
         and not done(t, o)
     ]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for f in [pool.submit(build_index, t, o) for t, o in indexes]:
-            f.result()
-        for f in [pool.submit(finish_table, t) for t in tables]:
-            f.result()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for f in [pool.submit(build_index, t, o) for t, o in indexes]:
+                f.result()
+            for f in [pool.submit(finish_table, t) for t in tables]:
+                f.result()
+    finally:
+        for conn in opened:
+            conn.close()
     with journal.connect(target, autocommit=True) as conn:
         added = [
             fk

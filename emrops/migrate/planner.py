@@ -9,6 +9,7 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
+from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
 from emrops.migrate.columns import plan_table
 from emrops.migrate.journal import JOURNAL
@@ -78,19 +79,20 @@ def build_plan(
     anomalies: list[PlanAnomaly] = []
     notes: list[str] = list(schema.notes)
     col_maps: dict[str, dict[str, str]] = {}
-    for table in schema.tables:
-        tp, cmap = plan_table(
-            conn,
-            table,
-            table_names[table.name],
-            casts.get(table.name, {}),
-            name_for,
-            anomalies,
-            notes,
-            full,
-        )
-        col_maps[table.name] = cmap
-        plans.append(tp)
+    with prof.shared_readers(conn):  # one set of profiling connections for every table
+        for table in schema.tables:
+            tp, cmap = plan_table(
+                conn,
+                table,
+                table_names[table.name],
+                casts.get(table.name, {}),
+                name_for,
+                anomalies,
+                notes,
+                full,
+            )
+            col_maps[table.name] = cmap
+            plans.append(tp)
     index_scope: set[str] = set(table_names.values())
     catalog = Catalog()
     for table, tp in zip(schema.tables, plans, strict=True):

@@ -11,6 +11,8 @@ import contextlib
 import math
 import re
 import sqlite3
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +113,12 @@ CONDITIONS = {
 }
 
 
+def uuid_declared(up: str) -> bool:
+    """A declared type that names a UUID (``UUID``, ``GUID``: NUMERIC affinity in SQLite,
+    text in every database written by hand that uses them)."""
+    return "UUID" in up or "GUID" in up
+
+
 _ISO_RE = re.compile(r"\d{4}-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d")
 
 
@@ -131,7 +139,9 @@ def _column_exprs(
     up = declared.upper()
     aff = affinity(declared)
     exprs = {} if notnull else {"count": f"count({c})"}
-    texty = aff == "TEXT" or json_col or "DATE" in up or "TIME" in up
+    texty = (aff == "TEXT" or json_col or "DATE" in up or "TIME" in up) or (
+        aff == "NUMERIC" and uuid_declared(up)
+    )
     if "BOOL" in up:
         exprs["n_bool"] = f"sum(typeof({c}) = 'integer' AND {c} IN (0, 1))"
         exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
@@ -148,7 +158,9 @@ def _column_exprs(
             exprs["n_json"] = f"sum(typeof({c}) = 'text' AND json_valid({c}))"
         if up.startswith("DATE") and "TIME" not in up:
             exprs["n_date"] = f"sum({CONDITIONS['date'].format(c=c)})"
-        if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(conn, table, name):
+        if (uuid_declared(up) or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(
+            conn, table, name
+        ):
             # the same test as GLOB UUID32_GLOB OR UUID36_GLOB
             exprs["n_uuid"] = f"sum(emrops_is_uuid({c}))"
         if "CHAR" in up:
@@ -210,16 +222,16 @@ def profile_table(
     jobs += [(_scan_sql(table, items), items) for items in scans if items]
 
     def aggregate(sql: str) -> tuple:
-        with _reader(conn, path) as c:
+        with readers.lend() as c:
             return tuple(c.execute(sql, {"nul": "\x00"}).fetchone())
 
     def decode() -> set[str]:
-        with _reader(conn, path) as c:
+        with readers.lend() as c:
             return _undecodable(c, table, text_cols) if check_text else set()
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        bad_future = pool.submit(decode)
-        futures = [pool.submit(aggregate, sql) for sql, _items in jobs]
+    with _readers_for(conn, path) as readers:
+        bad_future = readers.pool.submit(decode)
+        futures = [readers.pool.submit(aggregate, sql) for sql, _items in jobs]
         results = [f.result() for f in futures]
         bad_text = bad_future.result()
     if not jobs:
@@ -366,18 +378,68 @@ def _looks_iso(conn: sqlite3.Connection, table: Table, column: str) -> bool:
     return bool(first and isinstance(first[0], str) and _ISO_RE.match(first[0]))
 
 
+class _Readers:
+    """Two profiling threads and the read-only connections they borrow. Opened once per plan
+    (see :func:`shared_readers`): a new connection parses the whole schema, and with
+    thousands of tables opening two per table cost more than the scans (O(tables^2))."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn, self.path = conn, path
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection to the file (``conn`` itself for :memory:)."""
+        if not self.path:
+            yield self.conn
+            return
+        with self._lock:
+            other = self._idle.pop() if self._idle else None
+        if other is None:
+            other = open_sqlite(self.path, check_same_thread=False)
+            register_functions(other)
+        try:
+            yield other
+        finally:
+            with self._lock:
+                self._idle.append(other)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for other in self._idle:
+            other.close()
+        self._idle.clear()
+
+
+_SHARED: dict[int, _Readers] = {}
+
+
 @contextlib.contextmanager
-def _reader(conn: sqlite3.Connection, path: str):
-    """A second read-only connection to the same file (or ``conn`` itself for :memory:)."""
-    if not path:
-        yield conn
-        return
-    other = open_sqlite(path, check_same_thread=False)
-    register_functions(other)
+def shared_readers(conn: sqlite3.Connection) -> Iterator[None]:
+    """Profile every table of one plan with the same threads and connections."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    readers = _Readers(conn, path)
+    _SHARED[id(conn)] = readers
     try:
-        yield other
+        yield
     finally:
-        other.close()
+        _SHARED.pop(id(conn), None)
+        readers.close()
+
+
+@contextlib.contextmanager
+def _readers_for(conn: sqlite3.Connection, path: str) -> Iterator[_Readers]:
+    shared = _SHARED.get(id(conn))
+    if shared is not None:
+        yield shared
+        return
+    readers = _Readers(conn, path)  # profile_table called on its own
+    try:
+        yield readers
+    finally:
+        readers.close()
 
 
 def _detail(

@@ -207,6 +207,22 @@ def _real(declared: str, up: str, p: ColumnProfile) -> Mapping:
     return m
 
 
+def _uuid(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    """A column declared UUID or GUID: uuid when every value is one, else text with a note
+    (SQLite gives these names NUMERIC affinity, but they hold text). Numbers alone stay
+    numeric, as before."""
+    if not p.n_text:
+        return _numeric(declared, up, p)
+    if p.n_uuid == p.n_values:
+        return Mapping("uuid", "pass", f"{declared} holding only UUIDs")
+    m = _chars(declared, up, p)
+    m.notes.append(f"not every value is a UUID ({p.n_values - p.n_uuid}): kept as text")
+    for kind, n in (("integer", p.n_int), ("real", p.n_real)):
+        if n:
+            m.anomalies.append(Anomaly(kind, n, f"{kind} values in a UUID column"))
+    return m
+
+
 def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
     if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and p.n_text and p.n_uuid == p.n_values:
         return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
@@ -248,6 +264,7 @@ RULES: tuple[
     (lambda up, _aff: "JSON" in up, _json),
     (lambda up, _aff: up.startswith("DATE") and "TIME" not in up, _date),
     (lambda up, _aff: "TIME" in up or "DATE" in up, _timestamp),
+    (lambda up, aff: aff == "NUMERIC" and ("UUID" in up or "GUID" in up), _uuid),
     (lambda _up, aff: aff == "INTEGER", _integer),
     (lambda _up, aff: aff == "REAL", _real),
     (lambda _up, aff: aff == "TEXT", _text),

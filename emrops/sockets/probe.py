@@ -34,6 +34,7 @@ from emrops.errors import EmropsError, UsageError
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
+SETUP_TIMEOUT_S = 10.0  # preparing the sessions, all requests together
 QUESTIONS = ("Where is the pain?", "When did it start?", "Any allergies?", "Do you smoke?")
 
 
@@ -280,7 +281,7 @@ async def _setup(http: aiohttp.ClientSession, base: str, n: int) -> list[str]:
             f"cannot connect to {base}: {exc.os_error.strerror or exc.os_error}",
             hint="check that the sim server runs there (emrops sim serve)",
         ) from None
-    except (aiohttp.ClientError, OSError, TimeoutError, IndexError) as exc:
+    except (aiohttp.ClientError, OSError, IndexError) as exc:
         raise ProbeError(
             f"cannot prepare sessions on {base}: {type(exc).__name__}: {exc}"
         ) from None
@@ -294,7 +295,13 @@ async def run_probe_async(opts: ProbeOptions, argv: list[str]) -> dict[str, Any]
     timeout = aiohttp.ClientTimeout(total=10, sock_connect=3)
     connector = aiohttp.TCPConnector(limit=opts.clients + 20)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as http:
-        sessions = await _setup(http, base, n_sessions)
+        try:  # one deadline for all of it: a server that stops answering cannot take n x 10 s
+            sessions = await asyncio.wait_for(_setup(http, base, n_sessions), SETUP_TIMEOUT_S)
+        except TimeoutError:
+            raise ProbeError(
+                f"no answer from {base} within {SETUP_TIMEOUT_S:g}s while preparing sessions",
+                hint="check that the sim server at --url answers (emrops health --url URL)",
+            ) from None
         clients = [_Client(c, sessions[c % n_sessions], ws_base) for c in range(opts.clients)]
         tasks = [asyncio.create_task(c.run(http)) for c in clients]
         try:

@@ -5,42 +5,12 @@ an endpoint that answers a bare 404 is an error, only ContainerNotFound means "n
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
 from tests.backup.conftest import conn_string
-
-
-@pytest.fixture
-def blackhole() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def _http(status: int, headers: dict[str, str]) -> tuple[ThreadingHTTPServer, int]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ def test_process_histograms_merge_to_the_operations_performed(tmp_path: Path) ->
         seed_database(engine, sessions=10, messages_per_session=4)
         dataset = load_dataset(engine)
         before = _rows(engine)
+        started = time.time()
         run = run_cell_processes(
             parse_db_url(url), dataset, "write", 4, 2, warmup_s=0.0, duration_s=1.0, seed=3
         )
@@ -48,6 +52,10 @@ def test_process_histograms_merge_to_the_operations_performed(tmp_path: Path) ->
     finally:
         engine.dispose()
     assert run.processes == 2 and len(run.cpu_seconds) == 2
+    # the measured window, in wall-clock time, spans the cell (what harness.py samples the
+    # server's CPU over)
+    assert started < run.window[0] < run.window[1] <= time.time()
+    assert 0.9 <= run.window[1] - run.window[0] < 1.5
     assert run.errors == 0, run.error_samples
     assert run.count == written > 0
     assert set(run.ops) <= {"write.message", "write.vitals"}
@@ -111,6 +119,37 @@ def test_client_bound_when_the_client_burns_its_cpu() -> None:
         assert busy.cpu_share > 0.6 * available, (busy.cpu_share, available)
     idle = _spin_run(False)
     assert idle.cpu_share < 0.3 and not idle.client_bound
+
+
+class _Holder:
+    """A client that holds a connection for the cell, as workloads.Client does."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[None]:
+        self.log.append(f"open {threading.get_ident()}")
+        yield
+        self.log.append(f"close {threading.get_ident()}")
+
+    def step(self) -> list[tuple[str, Any]]:
+        return [("op", lambda: self.log.append(f"op {threading.get_ident()}"))]
+
+
+def test_a_client_holds_its_connection_in_its_own_thread_for_the_cell() -> None:
+    logs: list[list[str]] = []
+
+    def make(_seed: int) -> _Holder:
+        logs.append([])
+        return _Holder(logs[-1])
+
+    run = run_cell(None, Dataset(()), "read", 2, warmup_s=0.0, duration_s=0.2, make_client=make)  # type: ignore[arg-type]
+    assert run.count > 0
+    for log in logs:
+        thread = log[0].split()[1]
+        assert log[0] == f"open {thread}" and log[-1] == f"close {thread}"
+        assert set(log[1:-1]) == {f"op {thread}"}  # every operation inside, in that thread
 
 
 def test_cpu_share_counts_the_cores_the_processes_can_use() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,49 @@ def test_check_timeout(cli, tmp_path: Path) -> None:
     assert item["check"]["timed_out"] is True and item["check"]["exit_code"] is None
     assert 0.9 <= item["check"]["duration_s"] < 4
     assert item["reason"] == "check failed: timed out after 1s"
+
+
+def test_check_timeout_bounds_the_run_and_kills_what_the_check_started(cli, tmp_path: Path) -> None:
+    # a background child holds the output pipe open: killing only the shell would leave the
+    # run waiting for EOF until the child's own 30 s ran out
+    pidfile = tmp_path / "child.pid"
+    path = write(
+        tmp_path / "hang.yaml",
+        f"""\
+        schema: emrops.checklist/1
+        id: hang
+        title: Hang
+        version: 1
+        sections:
+          - id: s
+            title: S
+            items:
+              - id: hanger
+                title: Leaves a child behind
+                instructions: hangs
+                check: {{run: "sh -c 'sleep 30 & echo $! > {pidfile}; sleep 30'", timeout: 1s}}
+        """,
+    )
+    started = time.monotonic()
+    result = cli("checklist", "run", str(path), "--non-interactive")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 4, elapsed
+    assert by_id(only_run(tmp_path))["hanger"]["reason"] == "check failed: timed out after 1s"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 2  # killed with its process group, reaped by init
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child), "the check's background child outlived its timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
 
 
 def test_emrops_commands_run_as_real_checks(cli, tmp_path: Path) -> None:

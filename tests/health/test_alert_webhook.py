@@ -91,3 +91,11 @@ def test_overall_deadline_bounds_a_trickling_webhook() -> None:
         sock.close()
     assert elapsed < 3
     assert result == {"sent": False, "status": None, "error": "no answer within 1s"}
+
+
+def test_overall_deadline_bounds_a_silent_webhook(blackhole: int) -> None:
+    started = time.monotonic()
+    result = post_alert(f"http://127.0.0.1:{blackhole}/hook", _report(), timeout_s=1.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2, elapsed
+    assert result == {"sent": False, "status": None, "error": "no answer within 1s"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,26 @@ def test_missing_sqlite_file_is_not_created(cli, tmp_path: Path) -> None:
     result = cli("doctor", "--json", env={"EMROPS_DB_URL": f"sqlite:///{db}"})
     assert result.exit_code == 3 and "database" in _failed(result)
     assert not db.exists()
+
+
+def test_timeout_bounds_a_silent_database_and_sim_server(healthy, blackhole: int) -> None:
+    # both accept connections and never answer: each check waits --timeout (libpq counts
+    # whole seconds, at least 2), then fails naming what did not answer
+    env = {
+        "EMROPS_DB_URL": f"postgresql://postgres@127.0.0.1:{blackhole}/nope",
+        "EMROPS_SIM_URL": f"http://127.0.0.1:{blackhole}",
+    }
+    started = time.monotonic()
+    result = healthy("--timeout", "2s", env=env)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 2 + 2 + 2.5, elapsed
+    assert _failed(result) == ["database", "sim_ready"]
+    checks = _checks(result)
+    assert checks["database"]["detail"] == (
+        f"database error on postgresql+psycopg://postgres@127.0.0.1:{blackhole}/nope: "
+        "connection timeout expired"
+    )
+    assert checks["sim_ready"]["detail"] == (
+        f"http://127.0.0.1:{blackhole}/ready unreachable (ReadTimeout)"
+    )

@@ -180,3 +180,20 @@ def test_webhook_in_config_file_is_refused(cli, tmp_path: Path) -> None:
     result = cli("health")
     assert result.exit_code == 2
     assert "health.alert_webhook must not be stored in" in result.stderr
+
+
+def test_timeout_bounds_each_check_against_a_silent_server(cli, blackhole: int) -> None:
+    # sim server and PostgreSQL both accept and never answer: three checks, each cut at --timeout
+    started = time.monotonic()
+    result = cli(
+        "health", "--url", f"http://127.0.0.1:{blackhole}", "--timeout", "2s",
+        "--db", f"postgresql://postgres@127.0.0.1:{blackhole}/nope",
+        "--skip", "backup_age", "--skip", "disk_space", "--skip", "scheduler", "--json",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 3 * 2 + 2.5, elapsed
+    details = {c["name"]: c["detail"] for c in json.loads(result.stdout)["checks"]}
+    assert details["sim_health"] == f"http://127.0.0.1:{blackhole}/health unreachable (ReadTimeout)"
+    assert details["sim_ready"] == f"http://127.0.0.1:{blackhole}/ready unreachable (ReadTimeout)"
+    assert details["database"].endswith(f"127.0.0.1:{blackhole}/nope: connection timeout expired")

@@ -73,7 +73,11 @@ def stall_server(tmp_path: Path) -> Iterator[Callable[[int, float], str]]:
     yield start
     for proc in procs:
         proc.terminate()
-        proc.wait(5)
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:  # still inside its stall: SIGTERM waits for the loop
+            proc.kill()
+            proc.wait(5)
 
 
 def metric(server_url: str, line_prefix: str) -> float:

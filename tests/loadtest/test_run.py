@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from junitparser import Failure, JUnitXml
@@ -362,3 +363,20 @@ def test_progress_every_5s_when_not_a_terminal(cli, sim_sqlite: Server) -> None:
     first = progress[0]
     assert first["elapsed_s"] >= 5 and first["rps"] > 0 and first["errors"] == 0
     assert first["p95_ms"] > 0 and "req/s" in first["message"]
+
+
+def test_timeout_bounds_the_run_against_a_server_that_stops_answering(cli, stall_server) -> None:
+    # the preflight /health is answered, then request 2 freezes the server for a minute: every
+    # request times out, and the run still ends at warm-up + duration + --timeout
+    url = stall_server(2, 60)
+    started = time.monotonic()
+    result = cli(
+        "loadtest", "run", "--url", url, "--scenario", "health", "--rate", "5/s",
+        "--duration", "2s", "--timeout", "1s", "--budget", "error_rate<1%", "--json",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 1 + 1.5, elapsed
+    assert result.exit_code == 3, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["error_kinds"] == {"timeout": summary["scheduled"]} and summary["ok"] == 0
+    assert "Error: budget broken: error_rate<1%" in result.stderr

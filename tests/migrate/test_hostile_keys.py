@@ -179,3 +179,33 @@ def test_a_utf16_database_is_refused_up_front_with_the_conversion_command(
     assert sha256(source) == before
     with pg(pg_url) as conn_pg:
         assert conn_pg.execute("SELECT to_regclass('public.t')").fetchone() == (None,)
+
+
+def test_columns_declared_uuid_migrate_as_uuid(cli, tmp_path: Path, pg_url: str) -> None:
+    import uuid
+
+    ids = [uuid.UUID(int=i * 7919 + 1) for i in range(50)]
+    source = _db(
+        tmp_path / "u.db",
+        "CREATE TABLE t (id UUID PRIMARY KEY, g GUID, loose UUID);",
+        [
+            (
+                "INSERT INTO t VALUES (?, ?, ?)",
+                [(str(u), str(u).upper(), str(u) if i % 2 else "n/a") for i, u in enumerate(ids)],
+            )
+        ],
+    )
+    url = f"sqlite:///{source}"
+    # before: 'text values in a numeric column' for every UUID, plan exit 3
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 0, run.stderr
+    with pg(pg_url) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 't'"
+            ).fetchall()
+        )
+        assert types == {"id": "uuid", "g": "uuid", "loose": "text"}
+        assert conn.execute("SELECT id FROM t ORDER BY id LIMIT 1").fetchone() == (ids[0],)
+    assert cli("migrate-db", "verify", "--from", url, "--to", pg_url).exit_code == 0

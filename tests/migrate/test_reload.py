@@ -40,6 +40,35 @@ def test_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
 
 
+def test_timeout_bounds_a_command_whose_child_holds_the_output_open(tmp_path: Path) -> None:
+    # no shell; the command's own child inherits its stdout and outlives it: the reload must
+    # still end at its timeout (not at the child's EOF 30 s later) and the child must be gone
+    pidfile = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen(['sleep', '30']); "
+        f"open({str(pidfile)!r}, 'w').write(str(c.pid)); time.sleep(30)"
+    )
+    started = time.monotonic()
+    outcome = run_reload(ReloadCommand(f"{sys.executable} -c {json.dumps(code)}", timeout_s=1.0))
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, elapsed
+    assert not outcome.ok and outcome.detail == "killed after its 1s timeout"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and _running(child):
+        time.sleep(0.05)
+    assert not _running(child), "the reload command's child outlived its timeout"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def test_failure_detail_is_masked_and_names_the_exit(tmp_path: Path) -> None:
     code = "import sys; print('PGPASSWORD=hunter2 refused'); sys.exit(3)"
     outcome = run_reload(ReloadCommand(f"{sys.executable} -c {json.dumps(code)}"))

@@ -158,3 +158,18 @@ def test_sql_parsing() -> None:
     ]
     elements, where = parse_index_sql("CREATE INDEX i ON t (lower(a), b DESC) WHERE a IS NOT NULL")
     assert elements == ["lower(a)", "b DESC"] and where == "a IS NOT NULL"
+
+
+def test_declared_uuid_or_guid_holding_text_is_uuid_or_text_not_numeric() -> None:
+    # UUID and GUID have NUMERIC affinity in SQLite; hand-written schemas use them for text
+    only_uuids = ColumnProfile(n_text=5, n_uuid=5, max_len=36)
+    for declared in ("UUID", "guid", "UUID NOT NULL"):
+        m = map_column(declared, only_uuids)
+        assert (m.pg_type, m.converter, m.anomalies) == ("uuid", "pass", []), declared
+    some = map_column("UUID", ColumnProfile(n_text=5, n_uuid=3, max_len=40))
+    assert (some.pg_type, some.anomalies) == ("text", [])
+    assert some.notes == ["not every value is a UUID (2): kept as text"]
+    mixed = map_column("UUID", ColumnProfile(n_text=2, n_uuid=2, n_int=1, max_len=36))
+    assert mixed.pg_type == "text" and [a.condition for a in mixed.anomalies] == ["integer"]
+    numbers = map_column("UUID", ColumnProfile(n_int=3))
+    assert numbers.pg_type == "numeric"  # numbers alone: as before

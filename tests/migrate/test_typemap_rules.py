@@ -14,14 +14,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emrops.migrate.profile import ColumnProfile, profile_table
-from emrops.migrate.reflect import reflect
+from emrops.migrate.reflect import affinity, reflect
 from emrops.migrate.typemap import CAST_TYPES, map_column
 from tests.migrate.corpus.cases import CASES
 from tests.migrate.typemap_before_rules import map_column as map_column_before
 
 
 def _same(declared: str, p: ColumnProfile, **kw: Any) -> None:
+    if _changed_on_purpose(declared, p, kw):
+        return
     assert map_column(declared, p, **kw) == map_column_before(declared, p, **kw), (declared, p, kw)
+
+
+def _changed_on_purpose(declared: str, p: ColumnProfile, kw: dict[str, Any]) -> bool:
+    """After the refactor, one deliberate change: a column declared UUID/GUID (NUMERIC
+    affinity) holding text maps to uuid or text, no longer to numeric with an anomaly per
+    value (tested in test_typemap.py)."""
+    up = declared.upper()
+    return (
+        ("UUID" in up or "GUID" in up)
+        and affinity(declared) == "NUMERIC"
+        and not any(w in up for w in ("BOOL", "JSON", "DATE", "TIME"))
+        and p.n_text > 0
+        and not kw.get("rule")
+        and not kw.get("rowid_alias")
+    )
 
 
 @pytest.fixture(scope="module")

@@ -318,3 +318,58 @@ def test_timeout_during_the_window_swaps_back_and_never_cuts_a_swap(cli, azure, 
     site: Site = slots["site"]
     assert site.swaps == 2  # the swap and the swap-back both completed
     assert site.backends == {"production": blue.url, "staging": green.url}
+
+
+def test_ready_timeout_bounds_a_silent_staging(cli, azure, slots, blackhole, monkeypatch):
+    # staging accepts connections and never answers: each /ready probe is cut to what is
+    # left of deploy.ready_timeout, so the wait ends at 1 s, not after a 5 s probe timeout
+    slots["site"].backends["staging"] = f"http://127.0.0.1:{blackhole}"
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "1s")
+    started = time.monotonic()
+    result = _swap(cli)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert elapsed < 3.5, elapsed
+    assert result.stderr.splitlines()[-2] == (
+        f"Error: swap refused: staging slot {SITE}-staging.azurewebsites.net is not ready: "
+        "ReadTimeout: no answer within 1.0s"
+    )
+    assert slots["site"].swaps == 0
+
+
+def test_timeout_bounds_the_command_against_a_silent_staging(cli, azure, slots, blackhole):
+    slots["site"].backends["staging"] = f"http://127.0.0.1:{blackhole}"  # ready_timeout 20 s
+    started = time.monotonic()
+    result = _swap(cli, "--timeout", "1s")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert elapsed < 3.5, elapsed
+    assert "Error: --timeout reached while waiting for staging" in result.stderr
+    assert "nothing was swapped" in result.stderr and slots["site"].swaps == 0
+
+
+def test_window_bounds_the_watch_of_a_production_that_goes_silent(cli, azure, slots, blackhole):
+    # staging is healthy, so the swap happens; right after it the new production accepts
+    # connections and never answers. The unanswered probe is cut where --window ends (a
+    # failure: swap back), not after its own 5 s timeout.
+    blue = slots["production"]
+    swapped = []
+
+    def go_silent(site: Site) -> None:
+        if site.swaps == 1:
+            site.backends["production"] = f"http://127.0.0.1:{blackhole}"
+            swapped.append(time.monotonic())
+
+    azure.on_swap = go_silent
+    try:
+        result = _swap(cli, "--window", "1.5s")
+    finally:
+        azure.on_swap = None
+    ended = time.monotonic()
+    assert result.exit_code == 3, result.stderr
+    assert swapped, "the swap never happened"
+    watched = ended - swapped[0]
+    assert watched < 1.5 + 2.0, watched  # window + the swap-back's round trips
+    assert "swapped back" in result.stderr and "no answer within" in result.stderr
+    site: Site = slots["site"]
+    assert site.swaps == 2 and site.backends["production"] == blue.url

@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,17 +166,45 @@ def test_unreachable_server(cli) -> None:
     assert f"Error: cannot connect to {url}" in result.stderr
 
 
-def test_probe_sends_the_token_in_a_header(cli, start_server, sqlite_url: str) -> None:  # noqa: F811
+def test_probe_sends_the_token_in_a_header(
+    cli,
+    start_server,  # noqa: F811
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Against a server with a token the probe's streams authenticate by the Authorization
     header (the server no longer needs ?token= in the URL, where it would end up in logs)."""
+    import aiohttp
+
+    urls: list[str] = []
+    real_ws_connect = aiohttp.ClientSession.ws_connect
+
+    def spy(self: aiohttp.ClientSession, url: str, *args: object, **kwargs: object) -> object:
+        urls.append(str(url))
+        return real_ws_connect(self, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiohttp.ClientSession, "ws_connect", spy)
     token = "probe-token-0123456789"
     server = start_server("--db", init_db(sqlite_url), env={"EMROPS_SIM_TOKEN": token})
     args = ["sockets", "probe", "--url", server.url, "--clients", "2", "--sessions", "1"]
     args += ["--duration", "1s", "--rate", "5/s", "--json"]
     result = cli(*args, env={"EMROPS_SIM_TOKEN": token})
     assert result.exit_code == 0, result.stderr
+    assert len(urls) >= 2 and not [u for u in urls if token in u or "token=" in u], urls
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["totals"]["lost"] == 0
     assert token not in result.stdout + result.stderr + server.log()
     refused = cli(*args, env={"EMROPS_SIM_TOKEN": "wrong-token-000000000"})
     assert refused.exit_code != 0 and "401" in refused.stderr
+
+
+def test_a_silent_server_fails_the_preparation_within_its_deadline(cli, blackhole: int) -> None:
+    started = time.monotonic()
+    result = cli("sockets", "probe", "--url", f"http://127.0.0.1:{blackhole}", "--clients", "3",
+                 "--duration", "1s", "--settle", "1s")  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert elapsed < 10 + 2, elapsed
+    assert result.stderr.splitlines()[-2] == (
+        f"Error: no answer from http://127.0.0.1:{blackhole} within 10s while preparing sessions"
+    )
