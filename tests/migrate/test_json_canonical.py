@@ -46,7 +46,7 @@ EDGE = [
     '{"a": {"b": {"c": {"d": {"e": {"f": [1, {"g": 1e-2}]}}}}}}',
     '{"\\u0041\\u00e9": "key spelled with escapes"}',
     # whitespace on one side only: the scanner is called straight only without any
-    ' [1, 2.5]',
+    " [1, 2.5]",
     '{"a": 1.25}\n',
     "\t7.50\r",
 ]
