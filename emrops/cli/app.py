@@ -133,6 +133,13 @@ def settings(ctx: typer.Context, **flags: Any) -> Settings:
 
 
 # Shared option types, so every command spells them the same way.
+CheckTimeoutOpt = Annotated[  # health and doctor: each network check's bound
+    str,
+    typer.Option(
+        "--timeout",
+        help="Each network check's wait: an HTTP request, a database connection (5s).",
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else).")
 ]

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from emrops.cli.app import JsonOpt, context, out_console, print_json
+from emrops.cli.app import CheckTimeoutOpt, JsonOpt, context, out_console, print_json
 from emrops.errors import CheckFailed
 from emrops.units import parse_duration, parse_size
 
@@ -20,13 +20,7 @@ def doctor(
     min_free_disk: Annotated[
         str, typer.Option("--min-free-disk", help="Free space a local backup store needs.")
     ] = "100MB",
-    timeout: Annotated[
-        str,
-        typer.Option(
-            "--timeout",
-            help="Each network check's wait: an HTTP request, a database connection (5s).",
-        ),
-    ] = "5s",
+    timeout: CheckTimeoutOpt = "5s",
     json_out: JsonOpt = False,
 ) -> None:
     """Check the set-up: config, database reachability and schema revision, backup store

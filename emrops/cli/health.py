@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from emrops.cli.app import DbOpt, JsonOpt, err_console, out_console, print_json
+from emrops.cli.app import (
+    CheckTimeoutOpt,
+    DbOpt,
+    JsonOpt,
+    err_console,
+    out_console,
+    print_json,
+)
 from emrops.cli.app import settings as load_settings
 
 
@@ -51,13 +58,7 @@ def health(
             "(default: the checked database's).",
         ),
     ] = None,
-    timeout: Annotated[
-        str,
-        typer.Option(
-            "--timeout",
-            help="Each network check's wait: an HTTP request, a database connection (5s).",
-        ),
-    ] = "5s",
+    timeout: CheckTimeoutOpt = "5s",
     json_out: JsonOpt = False,
 ) -> None:
     """Check the sim server (/health, /ready), the database, the newest verified backup's

@@ -299,18 +299,11 @@ def unique_collisions(
             for c in tp.columns
             if c.converter in ("text", "text_only", "bytea_only") and not c.fast
         }
-        keys = [
-            (i.name, i.columns)
-            for i in table.indexes
-            if i.unique and i.origin != "pk" and all(i.columns)
-        ]
-        if table.pk and not table.rowid_alias:
-            keys.append((f"{tp.target}_pkey", list(table.pk)))
-        for name, cols in keys:
+        for name, cols, where in _unique_keys(table, tp):
             if not mixed & set(cols):
                 continue
             as_text = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in cols)
-            not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols)
+            not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols) + where
             try:
                 row = conn.execute(
                     f"SELECT count(*) FROM (SELECT 1 FROM {quote(table.name)} WHERE {not_null} "
@@ -332,14 +325,17 @@ def unique_collisions(
                 )
 
 
-def _unique_keys(table: Table, tp: Any) -> list[tuple[str, list[str]]]:
+def _unique_keys(table: Table, tp: Any) -> list[tuple[str, list[str], str]]:
+    """(name, columns, extra WHERE of a partial index) of each unique key over plain columns
+    that PostgreSQL will enforce: UNIQUE indexes and constraints, and a primary key that is
+    not the rowid."""
     keys = [
-        (i.name, list(i.columns))
+        (i.name, list(i.columns), f" AND ({i.where})" if i.where else "")
         for i in table.indexes
-        if i.unique and i.origin != "pk" and all(i.columns) and i.where is None
+        if i.unique and i.origin != "pk" and all(i.columns)
     ]
     if table.pk and not table.rowid_alias:
-        keys.append((f"{tp.target}_pkey", list(table.pk)))
+        keys.append((f"{tp.target}_pkey", list(table.pk), ""))
     return keys
 
 
@@ -362,14 +358,14 @@ def citext_collisions(
         if tp is None:
             continue
         citext = {c.source for c in tp.columns if c.pg_type == "citext"}
-        for name, cols in _unique_keys(table, tp):
+        for name, cols, where in _unique_keys(table, tp):
             if citext & set(cols):
-                checks.append((table, tp, name, cols, [c for c in cols if c in citext]))
+                checks.append((table, tp, name, cols, [c for c in cols if c in citext], where))
     if not checks:
         return
     with journal.connect(target_url) as pg:
         try:
-            for table, tp, name, cols, ci in checks:
+            for table, tp, name, cols, ci, where in checks:
                 folded = ", ".join(
                     f"lower(c{i})" if c in ci else f"c{i}" for i, c in enumerate(cols)
                 )
@@ -381,7 +377,7 @@ def citext_collisions(
                     for c in ci
                 )
                 select = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in cols)
-                not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols)
+                not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols) + where
                 cur = src.execute(
                     f"SELECT {select} FROM {quote(table.name)} WHERE {not_null} AND ({any_wide})"
                 )

@@ -209,3 +209,21 @@ def test_columns_declared_uuid_migrate_as_uuid(cli, tmp_path: Path, pg_url: str)
         assert types == {"id": "uuid", "g": "uuid", "loose": "text"}
         assert conn.execute("SELECT id FROM t ORDER BY id LIMIT 1").fetchone() == (ids[0],)
     assert cli("migrate-db", "verify", "--from", url, "--to", pg_url).exit_code == 0
+
+
+def test_a_partial_unique_index_is_checked_over_its_own_rows_only(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    script = """
+    CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE, deleted INTEGER);
+    CREATE UNIQUE INDEX u_live_email ON u (email) WHERE deleted = 0;
+    INSERT INTO u (email, deleted) VALUES ('zoé@x.org', 1), ('ZOÉ@x.org', 0);
+    """
+    fine = _db(tmp_path / "fine.db", script)  # the twins: one of them deleted
+    plan = cli("migrate-db", "plan", "--from", f"sqlite:///{fine}", "--to", pg_url)
+    assert plan.exit_code == 0, plan.stderr
+    clash = _db(tmp_path / "clash.db", script + "UPDATE u SET deleted = 0;")
+    plan = cli("migrate-db", "plan", "--from", f"sqlite:///{clash}", "--to", pg_url, "--json")
+    assert plan.exit_code == 3, plan.stderr
+    (failure,) = json.loads(plan.stdout)["schema_failures"]
+    assert (failure["kind"], failure["name"]) == ("unique-data", "u_live_email")
