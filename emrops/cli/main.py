@@ -109,4 +109,12 @@ def run() -> None:
     from emrops.db.sqlite_malloc import disable_memstatus
 
     disable_memstatus()  # first, while no SQLite connection is open (parallel scans scale)
-    app(prog_name="emrops")
+    try:
+        app(prog_name="emrops")
+    finally:
+        # Everything is written and closed by now (atomic writes, atexit handlers still run):
+        # spare the interpreter's final garbage collection a walk over every object the
+        # command loaded, 0.15-0.2 s after a migration or backup.
+        import gc
+
+        gc.freeze()
