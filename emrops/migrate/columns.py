@@ -267,7 +267,7 @@ def _numeric_fit(conn: sqlite3.Connection, table: Table, mapped: list[Any]) -> N
             p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
             where = (
                 f"typeof({{c}}) IN ('integer', 'real') AND (round({{c}}, {s}) <> {{c}} "
-                f"OR abs({{c}}) >= {10 ** (p - s)})"
+                f"OR {{c}} >= {10 ** (p - s)} OR {{c}} <= -{10 ** (p - s)})"
             )
             checks.append((col, m, at, p, s, where))
     if not checks:

@@ -109,7 +109,7 @@ CONDITIONS = {
     # a real that is no bigint: a fraction, or beyond 64 bits (CAST saturates, so a value of
     # 2^63 or more compares equal to its cast)
     "fraction": "typeof({c}) = 'real' AND ({c} <> CAST(CAST({c} AS INTEGER) AS REAL) "
-    "OR abs({c}) >= 9223372036854775807.0)",
+    "OR {c} >= 9223372036854775807.0 OR {c} <= -9223372036854775807.0)",
 }
 
 

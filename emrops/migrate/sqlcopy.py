@@ -156,7 +156,8 @@ def fixed_sql(c: str, scale: int) -> str:
     :func:`short_sql`), which is numeric(p, scale)'s canonical text, no rounding involved.
     Two conversions per value, where the short text padded in SQL takes five."""
     return (
-        f"({c} <> 0 AND abs({c}) < {10 ** (15 - min(scale, 15))} "
+        f"({c} <> 0 AND {c} > -{10 ** (15 - min(scale, 15))} "
+        f"AND {c} < {10 ** (15 - min(scale, 15))} "
         f"AND CAST(printf('%.{scale}f', {c}) AS REAL) = {c})"
     )
 
@@ -221,7 +222,9 @@ def _real_sql(c: str, *, double: bool) -> str:
     fallback = f"{_FALLBACK}({c})"
     if double:
         real = (
-            f"CASE WHEN abs({c}) BETWEEN {REAL_LO!r} AND {REAL_HI!r} "
+            # not abs(): abs() of the smallest 64-bit integer is an error in SQLite
+            f"CASE WHEN ({c} BETWEEN {REAL_LO!r} AND {REAL_HI!r} "
+            f"OR {c} BETWEEN {-REAL_HI!r} AND {-REAL_LO!r}) "
             f"THEN printf('%!.17g', {c}) ELSE {fallback} END"
         )
     elif short_exact():  # numeric: Python's repr, which SQLite's text is when short

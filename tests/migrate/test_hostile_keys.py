@@ -227,3 +227,36 @@ def test_a_partial_unique_index_is_checked_over_its_own_rows_only(
     assert plan.exit_code == 3, plan.stderr
     (failure,) = json.loads(plan.stdout)["schema_failures"]
     assert (failure["kind"], failure["name"]) == ("unique-data", "u_live_email")
+
+
+def test_the_smallest_64_bit_integer_in_numeric_and_untyped_columns(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # SQLite's abs() of -2^63 is an error ("integer overflow"): the plan's numeric fit and the
+    # SQL-built COPY of numbers used it (found by the 400-example property test)
+    low, high = -(2**63), 2**63 - 1
+    source = _db(
+        tmp_path / "ovf.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, u, n NUMERIC, r REAL);"
+        "CREATE TABLE f (id INTEGER PRIMARY KEY, d NUMERIC(6,2));",
+        [
+            (
+                "INSERT INTO t (u, n, r) VALUES (?, ?, ?)",
+                [(1.5, 2.5, 0.5), (low, low, -9.2e18), (high, high, 1e300)],
+            ),
+            ("INSERT INTO f (d) VALUES (?)", [(1.25,), (low,)]),
+        ],
+    )
+    url = f"sqlite:///{source}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 3 and "unexpected" not in plan.stderr, plan.stderr
+    (a,) = json.loads(plan.stdout)["anomalies"]
+    assert (a["table"], a["column"], a["condition"], a["count"]) == ("f", "d", "numeric_fit", 1)
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[f.d]\ntype = "numeric"\n')
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert run.exit_code == 0 and "unexpected" not in run.stderr, run.stderr
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT min(n), max(n) FROM t").fetchone()
+        assert (int(got[0]), int(got[1])) == (low, high)
+        assert int(conn.execute("SELECT min(d) FROM f").fetchone()[0]) == low
