@@ -337,7 +337,8 @@ def test_generator_that_falls_behind_marks_the_result_unreliable(cli, sim_sqlite
         "--late-after",
         "0ms",
         "--budget",
-        "late_rate<100%",
+        # <=: on a loaded machine every request can be late, and that must not fail the test
+        "late_rate<=100%",
         "--out",
         "run.json",
     )
