@@ -188,6 +188,19 @@ def copy_table(
         if stop is not None and stop.is_set():
             raise CopyFailed(f"copy of {tp.source} stopped: another table failed")
 
+    def again() -> TableResult:
+        """The table copied again without the rows in ``refused`` (after a rejection)."""
+        return copy_table(
+            source,
+            target_url,
+            tp,
+            rejects=rejects,
+            progress=progress,
+            stop=stop,
+            sql_text=sql_text,
+            refused=refused,
+        )
+
     try:
         with journal.connect(target_url) as conn:
             with conn.cursor() as cur:
@@ -253,16 +266,7 @@ def copy_table(
         # reject that row and copy the table again without it (nothing of this attempt was
         # committed, journaled or written to the reject file)
         refused[repr(bad.key)] = (bad.target, NUL_ERROR)
-        return copy_table(
-            source,
-            target_url,
-            tp,
-            rejects=rejects,
-            progress=progress,
-            stop=stop,
-            sql_text=sql_text,
-            refused=refused,
-        )
+        return again()
     except psycopg.Error as exc:
         line = refusals.copy_line(exc)
         key = None
@@ -281,16 +285,7 @@ def copy_table(
             # back, nothing of it was journaled or written to the reject file)
             column = refusals.COLUMN.search(where)
             refused[repr(key)] = (column.group(1) if column else "", f"PostgreSQL: {msg}")
-            return copy_table(
-                source,
-                target_url,
-                tp,
-                rejects=rejects,
-                progress=progress,
-                stop=stop,
-                sql_text=sql_text,
-                refused=refused,
-            )
+            return again()
         sql = f"COPY {quote(tp.target)} ({cols}) FROM STDIN"
         named = f", row {key_text(tp, key)}" if key is not None else ""
         failure = CopyFailed(
