@@ -80,7 +80,12 @@ def lint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @needs_checkov
-def test_bundled_templates_pass_checkov(cli):
+@pytest.mark.parametrize("hash_seed", ["5", "8"])
+def test_bundled_templates_pass_checkov(cli, monkeypatch, hash_seed):
+    # checkov resolves a variable used as a resource property (`siteConfig: siteConfig`) only
+    # under some string-hash orders: seeds 5 and 8 (among others) failed six App Service checks
+    # before the site config was written out in the resources; a fresh CI run drew such a seed
+    monkeypatch.setenv("PYTHONHASHSEED", hash_seed)
     result = cli("provision", "lint", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)

@@ -98,26 +98,9 @@ var appSettings = [
     value: 'true'
   }
 ]
-// --host 0.0.0.0 is the container interface behind the App Service front end: `sim serve`
-// refuses it without EMROPS_SIM_TOKEN, which the Key Vault reference provides.
-var siteConfig = {
-  linuxFxVersion: 'PYTHON|3.12'
-  appCommandLine: 'python -m emrops sim serve --host 0.0.0.0 --port 8000'
-  healthCheckPath: readyPath
-  alwaysOn: true
-  numberOfWorkers: instanceCount
-  http20Enabled: true
-  ftpsState: 'Disabled'
-  minTlsVersion: '1.2'
-  vnetRouteAllEnabled: true
-  appSettings: appSettings
-}
-var identity = {
-  type: 'UserAssigned'
-  userAssignedIdentities: {
-    '${identityId}': {}
-  }
-}
+// The site config and identity are written out in both the site and the slot, not shared
+// through a variable: checkov resolves variable references in resource bodies only some of
+// the time (a fresh CI run saw `siteConfig: siteConfig` as unresolved and failed six checks).
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   #checkov:skip=CKV_AZURE_225:Zone redundancy is the appZoneRedundant parameter: on in production (Premium v3), off in staging, whose Standard plan cannot have it; tests/provision/test_templates.py asserts both
@@ -144,14 +127,32 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
   location: location
   tags: tags
   kind: 'app,linux'
-  identity: identity
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
     keyVaultReferenceIdentity: identityId
     virtualNetworkSubnetId: subnetId
-    siteConfig: siteConfig
+    // --host 0.0.0.0 is the container interface behind the App Service front end: `sim serve`
+    // refuses it without EMROPS_SIM_TOKEN, which the Key Vault reference provides.
+    siteConfig: {
+      linuxFxVersion: 'PYTHON|3.12'
+      appCommandLine: 'python -m emrops sim serve --host 0.0.0.0 --port 8000'
+      healthCheckPath: readyPath
+      alwaysOn: true
+      numberOfWorkers: instanceCount
+      http20Enabled: true
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      vnetRouteAllEnabled: true
+      appSettings: appSettings
+    }
   }
 }
 
@@ -165,14 +166,30 @@ resource stagingSlot 'Microsoft.Web/sites/slots@2023-12-01' = {
   location: location
   tags: tags
   kind: 'app,linux'
-  identity: identity
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
     keyVaultReferenceIdentity: identityId
     virtualNetworkSubnetId: subnetId
-    siteConfig: siteConfig
+    siteConfig: {
+      linuxFxVersion: 'PYTHON|3.12'
+      appCommandLine: 'python -m emrops sim serve --host 0.0.0.0 --port 8000'
+      healthCheckPath: readyPath
+      alwaysOn: true
+      numberOfWorkers: instanceCount
+      http20Enabled: true
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      vnetRouteAllEnabled: true
+      appSettings: appSettings
+    }
   }
 }
 
