@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -49,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EMROPS = [sys.executable, "-m", "emrops"]
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN_INFO = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 LUA_TEMPLATE = r"""
 local ids = {%(ids)s}
@@ -167,11 +169,50 @@ def servers(db_url: str, count: int, build: Build = THIS):
                 proc.kill()
 
 
+def pg_cpu_seconds(dbname: str) -> float:
+    """CPU-seconds so far of the PostgreSQL processes working for ``dbname``: its client
+    backends plus the shared WAL writer, checkpointer and background writer (other databases'
+    live backends on the same server are left out), plus every backend that has exited."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_INFO, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE (datname = %s AND backend_type = "
+            "'client backend') OR backend_type = ANY(%s)",
+            (dbname, ["walwriter", "checkpointer", "background writer"]),
+        ).fetchall()
+    total = 0.0
+    postmaster = None
+    for (pid,) in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # gone meanwhile
+            total += cpu_seconds(pid)
+            postmaster = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    if postmaster is not None:
+        # backends that exited (a connection closed) left their CPU in the postmaster's
+        # reaped-children time (cutime + cstime): counted too, whichever database they served
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(
-    urls: list[str], pids: list[int], mode: str, ids: list[str], duration: int, connections: int
+    urls: list[str],
+    pids: list[int],
+    mode: str,
+    ids: list[str],
+    duration: int,
+    connections: int,
+    pg_db: str | None = None,
 ) -> dict:
     """Run one wrk per instance in parallel; sum throughput, take the worst percentiles, and
-    the servers' CPU time per request answered."""
+    the CPU time per request answered of the servers, of PostgreSQL (``pg_db``: the database
+    they use) and of wrk: on a small machine the three share the cores, and their sum per
+    request is what bounds the throughput."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
         script.write_text(LUA_TEMPLATE % {"ids": ", ".join(f'"{i}"' for i in ids), "mode": mode})
@@ -198,14 +239,25 @@ def wrk(
             for url in urls
         ]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        per_before = [cpu_seconds(pid) for pid in pids]
+        pg_before = pg_cpu_seconds(pg_db) if pg_db else 0.0
+        wrk_before = children_cpu_seconds()
         results = []
         for proc in procs:
             out, _ = proc.communicate(timeout=duration + 60)
             line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
             results.append(json.loads(line))
+        per = [cpu_seconds(pid) - before for pid, before in zip(pids, per_before, strict=True)]
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        pg_cpu = pg_cpu_seconds(pg_db) - pg_before if pg_db else None
+        wrk_cpu = children_cpu_seconds() - wrk_before
     requests = sum(r["requests"] for r in results)
+    seconds = max(r["seconds"] for r in results)
     return {
+        "cpu_per_instance_s": [round(c / seconds, 3) for c in per],  # CPU-seconds per second
+        "pg_cpu_ms_per_req": 1000 * pg_cpu / requests if requests and pg_cpu is not None else None,
+        "wrk_cpu_ms_per_req": 1000 * wrk_cpu / requests if requests else None,
+        "cores_busy": (cpu + (pg_cpu or 0.0) + wrk_cpu) / seconds,
         "rps": sum(r["requests"] / r["seconds"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "p50_ms": max(r["p50_ms"] for r in results),
@@ -262,6 +314,7 @@ def bench_engine(
     """wrk rows for each instance count and endpoint; with several builds, their servers run
     side by side on the database and take turns endpoint by endpoint."""
     rows = []
+    pg_db = db_url.rsplit("/", 1)[1] if name == "postgresql" else None
     # the server expects an initialised database
     run("sim", "init-db", "--db", db_url)
     run("sim", "seed", "--db", db_url, "--sessions", "500", "--messages-per-session", "40")
@@ -272,7 +325,7 @@ def bench_engine(
             running = [(b, *stack.enter_context(servers(db_url, count, b))) for b in builds]
             for mode, label in MODES:
                 for build, urls, pids in running:
-                    stats = wrk(urls, pids, mode, ids, duration, conns)
+                    stats = wrk(urls, pids, mode, ids, duration, conns, pg_db)
                     row = {"engine": name, "instances": count, "endpoint": label, **stats}
                     rows.append({**row, "build": build.label})
                     print(json.dumps(rows[-1]), flush=True)
@@ -332,9 +385,13 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
         "processes' CPU time over the run per request answered (robust to other load); "
         "load: the 1-minute load average at the end of the row.",
         "",
-        "| engine | instances | endpoint | req/s | server CPU ms/req | p50 ms | p95 ms | p99 ms "
-        "| errors | load | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "PostgreSQL CPU ms/req: its backends for the benchmark database plus the WAL writer, "
+        "checkpointer and background writer; wrk CPU ms/req: the load generator's own; cores "
+        "busy: the three together, CPU-seconds per second (2 is all this machine has).",
+        "",
+        "| engine | instances | endpoint | req/s | server CPU ms/req | PostgreSQL CPU ms/req "
+        "| wrk CPU ms/req | cores busy | p50 ms | p95 ms | p99 ms | errors | load | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in mine:
         if r["endpoint"] == "open-model":
@@ -343,9 +400,12 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
             TARGETS.get(r["endpoint"]) if (r["engine"], r["instances"]) == ("sqlite", 1) else None
         )
         verdict = f">= {target:,}: {'met' if r['rps'] >= target else 'MISSED'}" if target else ""
+        pg_ms = r.get("pg_cpu_ms_per_req")
         lines.append(
             f"| {r['engine']} | {r['instances']} | {r['endpoint']} | {r['rps']:.0f} "
-            f"| {r['cpu_ms_per_req']:.3f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
+            f"| {r['cpu_ms_per_req']:.3f} | {'' if pg_ms is None else f'{pg_ms:.3f}'} "
+            f"| {r['wrk_cpu_ms_per_req']:.3f} | {r['cores_busy']:.2f} "
+            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
             f"| {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} | {verdict} |"
         )
     lines += comparison(rows)
@@ -360,7 +420,8 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
                 f"{', generator flagged unreliable' if r['unreliable'] else ''}; target p99 < "
                 f"{OPEN_P99_MS:.0f} ms: {'met' if met else 'MISSED'}.",
             ]
-    by = {(r["engine"], r["instances"], r["endpoint"]): r.get("rps") for r in mine}
+    rows_by = {(r["engine"], r["instances"], r["endpoint"]): r for r in mine}
+    by = {key: r.get("rps") for key, r in rows_by.items()}
     ratios = []
     for endpoint in ("POST message", "GET history"):
         pg1, pg2 = by.get(("postgresql", 1, endpoint)), by.get(("postgresql", 2, endpoint))
@@ -370,10 +431,25 @@ def markdown(rows: list[dict], duration: int, conns: int) -> str:
             if endpoint == "POST message":
                 met = pg2 / pg1 >= SCALE_TARGET
                 note = f" (target >= {SCALE_TARGET}x: {'met' if met else 'MISSED'})"
+                if not met:
+                    note += "; " + cpu_split(rows_by[("postgresql", 1, endpoint)])
+                    note += "; " + cpu_split(rows_by[("postgresql", 2, endpoint)])
             ratios.append(f"- {endpoint}: two PostgreSQL instances / one = {pg2 / pg1:.2f}x{note}")
         if pg1 and lite:
             ratios.append(f"- {endpoint}: PostgreSQL one instance / SQLite = {pg1 / lite:.2f}x")
     return "\n".join(lines + [""] + ratios) + "\n"
+
+
+def cpu_split(row: dict) -> str:
+    """Where one row's CPU went, per second: each server process, PostgreSQL, wrk."""
+    rps = row["rps"]
+    instances = ", ".join(f"{c:.2f}" for c in row.get("cpu_per_instance_s", []))
+    pg = (row.get("pg_cpu_ms_per_req") or 0.0) * rps / 1000
+    load = (row.get("wrk_cpu_ms_per_req") or 0.0) * rps / 1000
+    return (
+        f"{row['instances']} instance(s) at {rps:.0f} req/s used {row['cores_busy']:.2f} cores: "
+        f"server process(es) {instances}, PostgreSQL {pg:.2f}, wrk {load:.2f}"
+    )
 
 
 def write_section(key: str, title: str, text: str) -> None:
@@ -445,7 +521,7 @@ def bench_postgresql(args: argparse.Namespace, builds: list[Build]) -> list[dict
     import psycopg
 
     name = f"emrops_bench_{uuid.uuid4().hex[:8]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    admin = PG_ADMIN_INFO
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:

@@ -24,6 +24,7 @@ import psycopg
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.engine import DbUrl
+from emrops.db.statements import Notify
 from emrops.logs import get_logger
 
 CHANNEL = "emrsim_messages"
@@ -123,14 +124,11 @@ class LocalHub:
             return [sub for subs in self._subs.values() for sub in subs]
 
 
-def pg_notify(cursor: Any, session_id: uuid.UUID, last_id: int) -> None:
-    """Announce new messages of a session to every instance; call inside the insert transaction
-    with its DB-API (psycopg) cursor, as :func:`emrops.db.queries.add_exchange` does.
-
-    The payload is tiny (session and last id): listeners read the messages themselves, so the
-    8000-byte NOTIFY limit never meets a 4000-character message.
-    """
-    cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{session_id.hex}:{last_id}"))
+# Announce new messages of a session to every instance, inside the insert transaction, as
+# :func:`emrops.db.queries.add_exchange` does with it (folded into its one statement on
+# PostgreSQL). The payload is tiny (session and last id): listeners read the messages
+# themselves, so the 8000-byte NOTIFY limit never meets a 4000-character message.
+pg_notify = Notify(CHANNEL)
 
 
 def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:

@@ -80,6 +80,13 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
         # Do not create an empty file that would then lack the schema.
         raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
     # No pre-ping: the data layer retries once on a fresh connection instead (emrops.db.queries).
+    threads = pool_size + max_overflow
+    if path is None:
+        # PostgreSQL: one DB thread holds at most one connection, so the pool keeps as many as
+        # there are threads. With overflow connections, every burst above pool_size opened
+        # new ones (a backend fork and an authentication each) and closed them again on return:
+        # under 16 concurrent POSTs, PostgreSQL spent more CPU starting backends than inserting.
+        pool_size, max_overflow = threads, 0
     engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow, pre_ping=False)
     file_guard = None
     if path is not None:
@@ -113,7 +120,7 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
         revision,
         maintenance,
         file_guard=file_guard,
-        threads=pool_size + max_overflow,
+        threads=threads,
     )
 
 

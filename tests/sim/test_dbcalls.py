@@ -188,3 +188,41 @@ def test_a_write_waiting_for_another_process_does_not_stall_the_server(
         assert reply.json()["student"]["content"] == "are you there?"
     finally:
         holder.close()
+
+
+def test_postgresql_connections_are_kept_across_bursts(pg_db: str) -> None:
+    """Bursts of concurrent calls above the old steady pool size (10) reuse the server's
+    connections: after the first burst no new backend is started. With pool_size 10 and 20
+    overflow, every burst opened overflow connections and closed them again on return, a
+    backend fork and an authentication each time."""
+    from emrops.sim.runtime import open_runtime
+
+    runtime = open_runtime(pg_db)
+    dbname = pg_db.rsplit("/", 1)[1]
+
+    def hold(_i: int) -> int:  # what a slow request does: one connection held for a while
+        with runtime.engine.connect() as conn:
+            return int(
+                conn.execute(sa.text("SELECT pg_backend_pid() FROM pg_sleep(0.3)")).scalar_one()
+            )
+
+    try:
+        seen = []
+        with ThreadPoolExecutor(runtime.threads) as pool:
+            for _burst in range(3):
+                seen.append(set(pool.map(hold, range(20))))
+        with runtime.engine.connect() as conn:
+            alive = set(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = :db "
+                        "AND backend_type = 'client backend'"
+                    ),
+                    {"db": dbname},
+                ).scalars()
+            )
+        assert len(seen[0]) == 20  # 20 calls at once: 20 connections
+        assert seen[1] <= seen[0] and seen[2] <= seen[0]  # no backend started after the first
+        assert seen[0] <= alive  # and none of them was closed
+    finally:
+        runtime.close()

@@ -194,3 +194,41 @@ def test_notify_is_sent_only_on_commit(pg_db: str) -> None:
         assert [n.payload for n in got] == [f"{session.id.hex}:{done.patient.id}"]
     finally:
         engine.dispose()
+
+
+def test_folded_notify_announces_only_stored_messages(pg_db: str) -> None:
+    """The sim's Notify hook runs inside the exchange's one autocommitted statement: the payload
+    is the hook's, and nothing is announced when nothing is stored (maintenance on, unknown
+    session)."""
+    from emrops.db.queries import MaintenanceOn, NotFound
+
+    engine = create_engine(pg_db)
+    dsn = pg_db.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        session = queries.create_session(engine, 1)
+        with psycopg.connect(dsn, autocommit=True) as listener:
+            listener.execute(f"LISTEN {CHANNEL}")
+            set_maintenance(engine, True, "test")
+            with pytest.raises(MaintenanceOn):
+                queries.add_exchange(engine, session.id, "refused", announce=pg_notify, reply=reply)
+            set_maintenance(engine, False)
+            with pytest.raises(NotFound):
+                queries.add_exchange(
+                    engine, uuid.uuid4(), "nobody", announce=pg_notify, reply=reply
+                )
+            assert list(listener.notifies(timeout=0.5)) == []
+            done = [
+                queries.add_exchange(engine, session.id, f"q{i}", announce=pg_notify, reply=reply)
+                for i in range(3)
+            ]
+            got = list(listener.notifies(timeout=5, stop_after=3))
+        assert [n.payload for n in got] == [f"{session.id.hex}:{d.patient.id}" for d in done]
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(messages)
+                .where(messages.c.session_id == session.id)
+            ).scalar_one()
+        assert stored == 6
+    finally:
+        engine.dispose()
