@@ -343,8 +343,9 @@ def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
 
     Exit 0 when the migration is done (or cut over, or there is none), 3 when objects failed
     to build, 4 when it is unfinished or waiting for cutover. An unfinished run whose process
-    is gone (killed, crashed) shows as ``interrupted`` with the step it died in (--resume
-    it); one still going shows as ``running``.
+    is gone shows as ``failed`` with the step and the error it stopped on, or as
+    ``interrupted`` with the step it died in when it was killed (--resume either); one still
+    going shows as ``running``.
 
     Example: emrops migrate-db status --to postgresql+psycopg://postgres@127.0.0.1/emrsim
     """
@@ -362,6 +363,13 @@ def status_cmd(target: ToOpt, json_out: JsonOpt = False) -> None:
     if state == "online":
         raise ChangesPending(
             "the online run is waiting for cutover", hint="run `emrops migrate-db cutover`"
+        )
+    if state == "failed":
+        raise ChangesPending(
+            f"the run stopped with an error while {result['step'] or 'starting'}: "
+            f"{result['error']}",
+            hint="fix the cause, then continue with `emrops migrate-db run --resume`, or remove "
+            "it with `emrops migrate-db rollback`",
         )
     if state == "interrupted":
         raise ChangesPending(
@@ -381,9 +389,12 @@ def _print_status(result: dict[str, Any]) -> None:
     step = f" (step: {result['step']})" if result.get("step") else ""
     out_console.print(f"state: {result['state']}{step}")
     for t in result["tables"]:
-        out_console.print(
-            f"  {t['table']}: {t['state']} ({t['rows']} rows, {t['rejected']} rejected)"
+        counts = (
+            "not copied yet"
+            if t["rows"] is None
+            else f"{t['rows']} rows, {t['rejected'] or 0} rejected"
         )
+        out_console.print(f"  {t['table']}: {t['state']} ({counts})")
     if result["state"] != "none":
         out_console.print(
             f"objects: {result['objects']['done']} done, {result['objects']['failed']} failed"

@@ -288,12 +288,21 @@ def copy_table(
             return again()
         sql = f"COPY {quote(tp.target)} ({cols}) FROM STDIN"
         named = f", row {key_text(tp, key)}" if key is not None else ""
+        hint = (
+            "the table was rolled back; add a cast rule for the column (--cast) or rerun "
+            "with --on-error reject to write such rows to the reject file, then --resume"
+        )
+        if isinstance(exc, psycopg.OperationalError) and not data_error:
+            # the server went away (restarted, backend terminated, network): not the data
+            hint = (
+                "the connection to PostgreSQL was lost and the table rolled back; once the "
+                "server answers again, continue with `emrops migrate-db run --resume`"
+            )
         failure = CopyFailed(
             f"COPY into {tp.target} failed{named}: {msg}"
             + (f" ({where.splitlines()[0]})" if where else "")
             + f"; SQL: {sql}",
-            hint="the table was rolled back; add a cast rule for the column (--cast) or rerun "
-            "with --on-error reject to write such rows to the reject file, then --resume",
+            hint=hint,
         )
         if data_error:
             failure.exit_code = ExitCode.CHECK_FAILED

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emrops.errors import UsageError
+from emrops.errors import EmropsError, UsageError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, srchash
 from emrops.migrate.build import build_objects
@@ -108,15 +108,33 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
                 opts, hooks, clock, opts.jobs or default_jobs(), src_path, hashing, stack
             )
             ctx.entries = entries
-            for step in STEPS:
-                if step.when(ctx):
-                    if step.phase is not None:
-                        ctx.announce(step.phase)
-                    step.do(ctx)
+            try:
+                for step in STEPS:
+                    if step.when(ctx):
+                        if step.phase is not None:
+                            ctx.announce(step.phase)
+                        step.do(ctx)
+            except BaseException as exc:
+                if ctx.journaled:
+                    _journal_error(opts.target, exc)
+                raise
             return ctx.result
     finally:
         if hashing is not None:
             hashing.close()
+
+
+def _journal_error(target: str, exc: BaseException) -> None:
+    """Note in the journal why this run stopped, so that `status` tells a run that failed (and
+    how) from one that was killed. Best effort: the error may be that the target is gone."""
+    if isinstance(exc, KeyboardInterrupt):
+        text = "stopped by the user (Ctrl-C)"
+    elif isinstance(exc, EmropsError):
+        text = exc.message
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception), journal.connect(target, autocommit=True) as conn:
+        journal.set_detail(conn, "run", "error", text[:2000])
 
 
 @dataclass
@@ -190,6 +208,7 @@ def _claim(ctx: RunContext) -> None:
     progress from one that was killed (and where it died)."""
     with journal.connect(ctx.opts.target, autocommit=True) as conn:
         journal.set_detail(conn, "run", "owner", owner())
+        journal.set_detail(conn, "run", "error", None)  # a resumed run's earlier failure
     ctx.journaled = True
 
 

@@ -1,5 +1,6 @@
-"""What a run left in the target's journal: its status (running, interrupted in a named step,
-or finished), the process that owns it, and the journaled plan that ``verify`` checks again."""
+"""What a run left in the target's journal: its status (running, failed or interrupted in a
+named step, or finished), the process that owns it, and the journaled plan that ``verify``
+checks again."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ def status(target: str) -> dict[str, Any]:
     if run is None:
         return {"state": "none", "tables": [], "objects": {}, "failed": []}
     state, step = run.state, run.detail.get("step")
+    error = run.detail.get("error")
     if state not in FINAL_STATES:
-        # unfinished: the run is either still going or was killed; its owner tells which
-        state = "running" if alive(run.detail.get("owner")) else "interrupted"
+        # unfinished: the run is still going, stopped on an error it journaled, or was killed;
+        # its owner and the error tell which
+        if alive(run.detail.get("owner")):
+            state = "running"
+        else:
+            state = "failed" if error else "interrupted"
     tables = [
         {"table": e.item.split(":", 1)[1], "state": e.state, "rows": e.rows, "rejected": e.rejected}
         for e in entries.values()
@@ -40,7 +46,8 @@ def status(target: str) -> dict[str, Any]:
     return {
         "state": state,
         "journal_state": run.state,
-        "step": step if state in ("running", "interrupted") else None,
+        "step": step if state in ("running", "interrupted", "failed") else None,
+        "error": error if state == "failed" else None,
         "run_id": run.detail.get("run_id"),
         "started_at": run.detail.get("started_at"),
         "snapshot": run.detail.get("snapshot"),

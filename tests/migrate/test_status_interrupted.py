@@ -61,3 +61,56 @@ def test_a_run_killed_while_verifying_is_interrupted_not_done(
     assert "--resume" in shown.stderr
     text = cli("migrate-db", "status", "--to", pg_url)
     assert "state: interrupted (step: verifying)" in text.stdout
+
+
+def test_a_run_whose_connection_is_lost_says_so_and_status_says_failed(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    """PostgreSQL terminates the backend of the COPY: the run exits 1 with a hint about the
+    connection (not about cast rules), `status` says failed in the copying step with the error
+    (not "killed or crashed"), and --resume completes and clears it."""
+    source = tmp_path / "big.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, t TEXT, r REAL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000) "
+            "INSERT INTO m SELECT i, 'row ' || i, i / 7.0 FROM n"
+        )
+    conn.close()
+    proc = _start_run(f"sqlite:///{source}", pg_url, tmp_path)
+    dbname = pg_url.rsplit("/", 1)[1]
+    terminated = False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not terminated:
+            with pg(pg_url.rsplit("/", 1)[0] + "/postgres") as conn:
+                terminated = any(
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND query LIKE 'COPY%%'",
+                        (dbname,),
+                    )
+                )
+            time.sleep(0.005)
+        assert terminated, "the run's COPY was never seen"
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    err_text = err.decode()
+    assert proc.returncode == 1, err_text
+    assert "connection to PostgreSQL was lost" in err_text and "--cast" not in err_text
+    shown = cli("migrate-db", "status", "--to", pg_url, "--json")
+    assert shown.exit_code == 4, shown.stderr
+    status = json.loads(shown.stdout)
+    assert (status["state"], status["step"]) == ("failed", "copying"), status
+    assert "COPY into m failed" in status["error"]
+    assert "stopped with an error while copying" in shown.stderr
+    resumed = cli("migrate-db", "run", "--resume", "--from", f"sqlite:///{source}", "--to", pg_url)
+    assert resumed.exit_code == 0, resumed.stderr
+    done = json.loads(cli("migrate-db", "status", "--to", pg_url, "--json").stdout)
+    assert (done["state"], done["error"]) == ("done", None)
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM m").fetchone()[0] == 1500000
