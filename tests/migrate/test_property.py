@@ -25,6 +25,13 @@ NAMES = ["a", "b c", 'q"uote', "it's", "Ünï", "select", "order", "Mixed", "x" 
 TYPES = [
     "INTEGER", "INT", "TEXT", "REAL", "NUMERIC", "NUMERIC(6,2)", "BOOLEAN", "DATETIME",
     "DATE", "JSON", "BLOB", "", "VARCHAR(5)", "CHAR(32)", "TIMESTAMP",
+    # declared types and constraints seen in framework and hand-written schemas
+    "BIGINT", "UNSIGNED BIG INT", "DOUBLE", "FLOAT", "DECIMAL(10,2)", "CLOB", "NVARCHAR(20)",
+    "TEXT COLLATE NOCASE", "TEXT COLLATE NOCASE UNIQUE", "INTEGER NOT NULL DEFAULT 0",
+    "DATETIME DEFAULT CURRENT_TIMESTAMP", "BOOLEAN NOT NULL DEFAULT 0", "TEXT UNIQUE",
+    "TEXT CHECK (length(\"a\") < 1000)", "INTEGER CHECK (1)", "TIME", "UUID", "JSONB",
+    "REAL DEFAULT 0.5", "TEXT DEFAULT ''", "INT DEFAULT (1+1)", "SMALLINT", "TINYINT",
+    "NUMERIC(4,1)", "MONEY", "ENUM", "BIT", "DATETIME2", "INTERVAL",
 ]  # fmt: skip
 KEYS = ["none", "rowid alias", "desc", "int", "composite", "without rowid"]
 
@@ -42,8 +49,18 @@ values = st.one_of(
             "2024-01-02 03:04:05", "2024-01-02T03:04:05.1234567Z", "2017-08-08",
             '{"a": [1, 2.5, "x"]}', "[]", "0123456789abcdef0123456789abcdef", "1", "true",
             "a\tb\nc\\d\r", "",
+            # numbers, dates, booleans, JSON and UUIDs written the ways people write them
+            "NaN", "Infinity", "-0", "1e999", "0x1F", " 12 ", "12abc", "+5", ".5", "5.",
+            "2024-01-02 03:04:05+05:30", "2024-01-02T03:04:05Z", "2024-01-02 03:04",
+            "2024-13-45", "24:00:00", "12:30:00", "yes", "no", "t", "f", "TRUE", "False",
+            '{"a": 1, "a": 2}', '{"n": 1e400}', '{"z": "\\u0000"}', '{"b":1,"a":[{}]}',
+            "{bad json", "null", '"str"', "1.0", "1.00", "-9223372036854775808",
+            "9223372036854775808", "\u2028\u00e9\u0301", "x" * 300, "\\N", "\\.",
+            "00000000-0000-0000-0000-000000000000", "{00000000-0000-0000-0000-000000000000}",
         ]
     ),
+    st.sampled_from([2459580.5, 1700000000, 1700000000123, -1, 0.1, 1e-320, 2**53 + 1]),
+    st.sampled_from([b"", b"\xff\xfe", b"\x00", "é".encode()]),
     st.binary(max_size=6),
 )  # fmt: skip
 
@@ -53,12 +70,12 @@ def schemas(draw: Any) -> list[dict[str, Any]]:
     tables = []
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
     for tname in names:
-        cols = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+        cols = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
         types = [draw(st.sampled_from(TYPES)) for _ in cols]
         key = draw(st.sampled_from(KEYS))
         if key == "composite" and len(cols) < 2:
             key = "none"
-        rows = draw(st.lists(st.tuples(*[values for _ in cols]), min_size=0, max_size=6))
+        rows = draw(st.lists(st.tuples(*[values for _ in cols]), min_size=0, max_size=12))
         tables.append({"name": tname, "cols": cols, "types": types, "key": key, "rows": rows})
     return tables
 
