@@ -210,4 +210,12 @@ def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -
         )
     if "not a database" in text:
         return UsageError(f"{path} is not an SQLite database", hint="check the --db path")
+    if "malformed" in text:
+        # a damaged source (truncated, overwritten pages): a backup of it would be damaged too
+        return DatabaseError(
+            f"cannot snapshot {path}: {text}; the source is damaged, so no backup was taken",
+            hint=f"check it with `sqlite3 {path} 'PRAGMA integrity_check'`; restore the last "
+            "good backup (`emrops backup restore --latest`), or salvage rows with "
+            "`sqlite3 ... .recover` into a new file",
+        )
     return DatabaseError(f"cannot snapshot {path}: {text}")

@@ -122,7 +122,7 @@ def _bad_sources(tmp: Path) -> dict[str, tuple[Path, int, str]]:
     return {
         "zero-length file": (zero, 2, "is empty (0 bytes)"),
         "not SQLite": (text, 2, "is not an SQLite database"),
-        "truncated (last page beyond EOF)": (trunc, 1, "malformed"),
+        "truncated (last page beyond EOF)": (trunc, 1, "the source is damaged"),
         "symlink loop": (loop, 2, "not found"),
         "a folder": (folder, 2, "is a folder"),
     }
