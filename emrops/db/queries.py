@@ -11,10 +11,9 @@ which prepares a statement on the server after a few uses), in the fewest round 
   reads the flag FOR SHARE and the session's scenario and inserts both messages only when the
   flag is off), one round trip. The patient's reply is made before it, from the profile of the
   session's scenario, which is cached per process (a session never changes scenario; a stale
-  entry is noticed by the statement and the reply made again). The sim's NOTIFY to the other
-  instances (a :class:`~emrops.db.statements.Notify` hook) is part of that same statement, so it
-  is delivered on its commit; any other ``announce`` hook runs with the statement inside a
-  transaction (BEGIN, statement, hook, COMMIT);
+  entry is noticed by the statement and the reply made again). With an ``announce`` hook the
+  same statement runs inside a transaction, so what the hook does commits with it (the sim
+  server announces after the commit instead: see :mod:`emrops.sim.events`);
 - the scenarios' patient profiles are cached per process and engine (:data:`PROFILE_TTL_S`);
 - SQL texts and value codecs live in :mod:`emrops.db.statements`, the run loop (checkout or a
   pinned connection, transaction mode, retry) in :mod:`emrops.db.pooled`.
@@ -61,9 +60,7 @@ from emrops.db.pooled import run as run_operation
 from emrops.db.schema import audit_log, emrops_control
 from emrops.db.statements import CODECS as _CODECS
 from emrops.db.statements import PG_EXCHANGE as _PG_EXCHANGE
-from emrops.db.statements import PG_EXCHANGE_NOTIFY as _PG_EXCHANGE_NOTIFY
 from emrops.db.statements import Codec as _Codec
-from emrops.db.statements import Notify
 from emrops.db.statements import Sql as _Sql
 from emrops.db.types import utcnow
 from emrops.errors import EmropsError
@@ -574,11 +571,10 @@ def _pg_exchange(
             *(session_id, text, later, len(text.split()), meta),
             expected,
         )
-        # a Notify hook is folded into the statement; another hook needs a transaction
-        mode = STATEMENT if announce is None or isinstance(announce, Notify) else WRITE
+        mode = STATEMENT if announce is None else WRITE
         flag, scenario_id, student_id, patient_id = _run(
             engine, _exchange_work(key, session_id, values, announce), mode=mode
-        )[:4]
+        )
         if student_id is not None:
             return Exchange(
                 MessageRow(int(student_id), session_id, "student", content, now),
@@ -598,15 +594,6 @@ def _exchange_work(
     values: tuple[Any, ...],
     announce: Announce | None = None,
 ) -> Callable[[Any, _Codec, Attempt], tuple[Any, Any, Any, Any]]:
-    if isinstance(announce, Notify):  # NOTIFY in the same statement: no transaction needed
-
-        def work_notify(cur: Any, _codec: _Codec, _a: Attempt) -> tuple[Any, Any, Any, Any]:
-            params = (key, session_id, *values, announce.channel, session_id.hex)
-            cur.execute(_PG_EXCHANGE_NOTIFY, params, prepare=True)
-            return cur.fetchone()  # type: ignore[no-any-return]
-
-        return work_notify
-
     def work(cur: Any, _codec: _Codec, _a: Attempt) -> tuple[Any, Any, Any, Any]:
         cur.execute(_PG_EXCHANGE, (key, session_id, *values), prepare=True)
         row = cur.fetchone()

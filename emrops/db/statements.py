@@ -129,36 +129,6 @@ PG_EXCHANGE = (
     "SELECT g.flag, g.sc, (SELECT id FROM ins WHERE role = 'student'), "
     "(SELECT id FROM ins WHERE role = 'patient') FROM g"
 )
-# The same, announcing the new messages in the same statement: NOTIFY %s (the channel) with the
-# payload '<session id as 32 hex digits>:<patient message id>' when the messages were inserted.
-# NOTIFY is transactional, so it is delivered when (and only if) the statement commits: no
-# BEGIN, separate NOTIFY and COMMIT round trips. The payload is :class:`Notify`'s.
-PG_EXCHANGE_NOTIFY = (
-    PG_EXCHANGE[: PG_EXCHANGE.rindex("SELECT g.flag")]
-    + "SELECT g.flag, g.sc, (SELECT id FROM ins WHERE role = 'student'), p.id, "
-    "CASE WHEN p.id IS NOT NULL THEN pg_notify(%s::text, %s::text || ':' || p.id::text) END "
-    "FROM g LEFT JOIN (SELECT id FROM ins WHERE role = 'patient') AS p ON true"
-)
-
-
-class Notify:
-    """An ``announce`` hook of :func:`emrops.db.queries.add_exchange` that NOTIFYs ``channel``
-    (PostgreSQL) with the payload ``<session id hex>:<last message id>``. The PostgreSQL exchange
-    folds it into its one statement; called as a hook, it sends the NOTIFY on the cursor."""
-
-    __slots__ = ("channel",)
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-
-    @staticmethod
-    def payload(session_id: uuid.UUID, last_id: int) -> str:
-        return f"{session_id.hex}:{last_id}"
-
-    def __call__(self, cursor: Any, session_id: uuid.UUID, last_id: int) -> None:
-        cursor.execute(
-            "SELECT pg_notify(%s, %s)", (self.channel, self.payload(session_id, last_id))
-        )
 
 
 # ---------------------------------------------------------------------------------------------

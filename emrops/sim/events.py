@@ -5,9 +5,18 @@ the database, so nothing is lost when announcements coalesce, arrive twice or ar
 
 - :class:`LocalHub` fans out inside one process: all SQLite needs (one process owns the file).
 - :class:`PgHub` adds PostgreSQL LISTEN/NOTIFY so instances on one database hear each other.
-  The NOTIFY is issued inside the transaction that inserts the messages (:func:`pg_notify`), so
-  only committed messages are announced. After the listening connection is lost and regained,
-  every stream is woken to catch up on what was posted meanwhile.
+  :meth:`LocalHub.published` is called once the messages are committed, so only committed
+  messages are announced. PgHub sends the NOTIFYs from one sender task on its own connection,
+  every announcement pending at that moment in ONE statement (``pg_notify`` over an array):
+  PostgreSQL serialises the commits of transactions that NOTIFY behind one database-wide lock
+  held across the commit's WAL flush, so a NOTIFY inside each chat exchange's own transaction
+  capped every instance together at one commit per flush (measured: 16 writers, 3,200-3,700
+  exchanges/s with the NOTIFY in the transaction, 5,400-6,100 without). Under load the sender
+  coalesces whatever arrived during its previous send. After the listening connection is lost
+  and regained, every stream is woken to catch up on what was posted meanwhile; announcements
+  the sender could not send are kept (the newest id per session) and sent once it reconnects.
+  What an instance had not sent yet when it was killed is lost: other instances' streams of
+  those sessions see the messages at their session's next announcement or reconnect.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,7 +32,6 @@ import psycopg
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.engine import DbUrl
-from emrops.db.statements import Notify
 from emrops.logs import get_logger
 
 CHANNEL = "emrsim_messages"
@@ -70,9 +77,6 @@ class Subscription:
 class LocalHub:
     """In-process fan-out keyed by session id."""
 
-    # Called inside the write transaction (see emrops.db.queries.add_exchange); None: nothing to do.
-    announce_in_tx: Callable[[Any, uuid.UUID, int], None] | None = None
-
     def __init__(self) -> None:
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
         self._lock = threading.Lock()
@@ -104,6 +108,11 @@ class LocalHub:
                 if not subs:
                     del self._subs[sub.session_id]
 
+    def published(self, session_id: uuid.UUID, last_id: int) -> None:
+        """Messages up to ``last_id`` of ``session_id`` are committed: wake this process's
+        streams of it (and, on PostgreSQL, tell the other instances). Call on the event loop."""
+        self.announce(session_id)
+
     def announce(self, session_id: uuid.UUID) -> None:
         """Wake the streams of ``session_id`` in this process (thread-safe)."""
         with self._lock:
@@ -124,11 +133,15 @@ class LocalHub:
             return [sub for subs in self._subs.values() for sub in subs]
 
 
-# Announce new messages of a session to every instance, inside the insert transaction, as
-# :func:`emrops.db.queries.add_exchange` does with it (folded into its one statement on
-# PostgreSQL). The payload is tiny (session and last id): listeners read the messages
-# themselves, so the 8000-byte NOTIFY limit never meets a 4000-character message.
-pg_notify = Notify(CHANNEL)
+def payload(session_id: uuid.UUID, last_id: int) -> str:
+    """A notification's payload: tiny (session and last id), listeners read the messages
+    themselves, so the 8000-byte NOTIFY limit never meets a 4000-character message."""
+    return f"{session_id.hex}:{last_id}"
+
+
+def pg_notify(cursor: Any, session_id: uuid.UUID, last_id: int) -> None:
+    """NOTIFY the other instances on a DB-API (psycopg) cursor, in the caller's transaction."""
+    cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload(session_id, last_id)))
 
 
 def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:
@@ -138,14 +151,67 @@ def _conninfo(url: DbUrl) -> tuple[str, dict[str, Any]]:
 class PgHub(LocalHub):
     """LocalHub plus a LISTEN connection on the PostgreSQL database."""
 
-    announce_in_tx = staticmethod(pg_notify)
-
     def __init__(self, url: DbUrl):
         super().__init__()
         self.url = url
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._live = False
+        self._pending: dict[uuid.UUID, int] = {}  # announcements not sent yet: newest id
+        self._send_wanted = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+
+    def published(self, session_id: uuid.UUID, last_id: int) -> None:
+        self.announce(session_id)
+        if last_id > self._pending.get(session_id, -1):
+            self._pending[session_id] = last_id
+        self._send_wanted.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(
+                self._send_forever(), name="emrsim-pg-notify"
+            )
+
+    def pending(self) -> int:
+        """Announcements waiting to be sent to the other instances."""
+        return len(self._pending)
+
+    async def _send_forever(self) -> None:
+        """Send what is pending, in one statement per round, on a connection of its own."""
+        conn: psycopg.AsyncConnection[Any] | None = None
+        delay = 0.2
+        try:
+            while True:
+                await self._send_wanted.wait()
+                self._send_wanted.clear()
+                if not self._pending:
+                    continue
+                batch, self._pending = self._pending, {}
+                payloads = [payload(sid, last) for sid, last in batch.items()]
+                try:
+                    if conn is None or conn.closed:
+                        conninfo, extra = _conninfo(self.url)
+                        conn = await psycopg.AsyncConnection.connect(
+                            conninfo, autocommit=True, connect_timeout=5, **extra
+                        )
+                    await conn.execute(
+                        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads)
+                    )
+                    delay = 0.2
+                except (psycopg.Error, OSError) as exc:
+                    log.warning("cannot NOTIFY other instances on %s: %s", self._where, exc)
+                    for sid, last in batch.items():  # keep them (newer ids may have come)
+                        if last > self._pending.get(sid, -1):
+                            self._pending[sid] = last
+                    if conn is not None:
+                        await conn.close()
+                        conn = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                    self._send_wanted.set()
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
     @property
     def live(self) -> bool:
@@ -164,12 +230,24 @@ class PgHub(LocalHub):
 
     async def stop(self, code: int = 1012, reason: str = "server stopping") -> None:
         await super().stop(code, reason)
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            # what is pending goes out first (bounded: a stop never hangs on the database)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), 2.0)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._live = False
+
+    async def _drained(self) -> None:
+        while self._pending or self._send_wanted.is_set():
+            await asyncio.sleep(0.01)
 
     @property
     def _where(self) -> str:

@@ -94,10 +94,9 @@ async def post_message(
         session_id,
         body.content,
         reply=patient.reply,
-        announce=hub.announce_in_tx,
     )
-    # Wake this process's streams at once (other instances hear the NOTIFY).
-    hub.announce(session_id)
+    # Committed: wake this process's streams, and tell the other instances (PostgreSQL).
+    hub.published(session_id, exchange.patient.id)
     sim_state(request).metrics.exchanges.inc()
     return JsonBytes(wire.exchange(exchange), status_code=201)
 

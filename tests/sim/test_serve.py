@@ -274,3 +274,31 @@ def test_workers_on_postgresql_share_sessions_and_metrics(start_server, pg_db: s
     assert line is not None and float(line.group(1)) == posts  # summed over both workers
     assert len(set(re.findall(r"Started server process \[(\d+)\]", server.log()))) == 2
     assert server.stop() == 0
+
+
+def test_a_stream_on_one_instance_sees_messages_posted_through_another(
+    start_server, pg_db: str
+) -> None:
+    """Two instances on one PostgreSQL database: a WebSocket on B gets every message of 20
+    concurrent POSTs sent through A, each once and in id order (announced after the commit,
+    coalesced, through LISTEN/NOTIFY; B's LISTEN is live, so B does not poll)."""
+    a = start_server("--db", pg_db)
+    b = start_server("--db", pg_db, env={"EMROPS_SIM_VITALS_INTERVAL": "60"})
+    with a.http() as http:
+        sid = _new_session(http)
+    with ws_connect(f"{b.ws_url}/ws/sessions/{sid}") as ws:
+
+        def post(i: int) -> int:
+            with a.http() as http:
+                return http.post(
+                    f"/api/sessions/{sid}/messages", json={"content": f"q {i}"}
+                ).status_code
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        frames = _frames(ws, 40, timeout=15)
+    ids = [f["id"] for f in frames]
+    assert len(ids) == 40 and ids == sorted(set(ids))
