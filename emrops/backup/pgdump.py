@@ -136,13 +136,25 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
                     if code != 0:
                         errors.seek(0)
                         text = secrets.mask(errors.read().decode(errors="replace"))
-                        lines = text.strip().splitlines()
                         raise DatabaseError(
-                            f"pg_dump of {db.masked()} failed (exit {code}): "
-                            f"{lines[-1] if lines else 'no message'}"
+                            f"pg_dump of {db.masked()} failed (exit {code}): {tool_error(text)}",
+                            hint="a permission error means the user needs SELECT on every "
+                            "table (and USAGE on their schemas), e.g. the database's owner"
+                            if "permission denied" in text
+                            else None,
                         )
     finally:
         engine.dispose()
+
+
+def tool_error(text: str) -> str:
+    """The line of a PostgreSQL tool's stderr that says what failed: its "error:" line (pg_dump
+    follows it with "detail: Query was: ..."), else the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line or "ERROR:" in line or "FATAL:" in line:
+            return line
+    return lines[-1] if lines else "no message"
 
 
 def pg_globals(db: DbUrl) -> tuple[bytes | None, str]:

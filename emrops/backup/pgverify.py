@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from emrops import secrets
 from emrops.backup.manifest import Manifest
-from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool
+from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error
 from emrops.backup.verify import Checks, check_counts
 from emrops.db.engine import create_engine, db_errors, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
@@ -65,8 +65,8 @@ def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
         env=env,
         check=False,
     )
-    lines = secrets.mask(proc.stderr.decode(errors="replace")).strip().splitlines()
-    return proc.returncode, lines[-1] if lines else ""
+    text = secrets.mask(proc.stderr.decode(errors="replace"))
+    return proc.returncode, tool_error(text) if text.strip() else ""
 
 
 def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: Checks) -> None:

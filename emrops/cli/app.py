@@ -84,12 +84,29 @@ class EmropsGroup(TyperGroup):
         except Exception as exc:  # a bug: say so plainly, traceback only with --debug
             if _debug(ctx):
                 traceback.print_exc()
+            if _sqlstate(exc) == "42501":  # a database privilege missing: not a bug
+                text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                _print_error(
+                    f"permission denied by the database: {text[0] if text else exc}",
+                    "the database user lacks a privilege this command needs (see its --help); "
+                    "grant it, or run as a user that has it",
+                )
+                ctx.exit(int(ExitCode.ERROR))
             logging.getLogger("emrops").debug("unexpected error", exc_info=True)
             _print_error(
                 f"unexpected {type(exc).__name__}: {exc}",
                 "rerun with --debug for the traceback, and report it",
             )
             ctx.exit(int(ExitCode.ERROR))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, also when SQLAlchemy wraps it (``.orig``)."""
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
 
 
 def _debug(ctx: Any) -> bool:

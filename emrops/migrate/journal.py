@@ -103,7 +103,16 @@ class Entry:
 
 
 def ensure(conn: psycopg.Connection) -> None:
-    conn.execute(DDL)
+    try:
+        conn.execute(DDL)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(
+            f"cannot create the migration journal ({JOURNAL}) on the target: "
+            f"{str(exc).strip().splitlines()[0]}",
+            hint="migrate-db run needs CREATE on the target database's schema (e.g. `GRANT "
+            "CREATE ON SCHEMA public TO <user>`) and on the database, or run it as the "
+            "database's owner",
+        ) from None
 
 
 def exists(conn: psycopg.Connection) -> bool:

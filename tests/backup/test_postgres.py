@@ -150,3 +150,31 @@ def test_damaged_dump_fails_pg_restore(cli, seeded_pg: str, store, damage: str) 
     write_resealed(store / manifest["id"] / "manifest.json", doc)
     result = cli("backup", "verify", manifest["id"], "--db", seeded_pg, "--store", str(store))
     assert result.exit_code == 3 and "pg_restore:" in result.stderr
+
+
+def test_a_user_without_select_gets_pg_dumps_own_error_and_a_hint(cli, tmp_path) -> None:
+    """pg_dump's stderr ends with "detail: Query was: LOCK TABLE ..."; the error shown is its
+    "permission denied" line, with what to grant; nothing is published."""
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_DSN, PG_HOST, create_pg_database, drop_pg_database
+
+    name = create_pg_database()
+    role = f"weak_{name[-8:]}"
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, dbname=name, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            conn.execute("CREATE TABLE secret (x int)")
+        store = tmp_path / "store"
+        result = cli(
+            "backup", "run", "--db", f"postgresql+psycopg://{role}@{PG_HOST}/{name}",
+            "--store", str(store),
+        )  # fmt: skip
+        assert result.exit_code == 1, result.stderr
+        assert "permission denied for table secret" in result.stderr
+        assert "SELECT on every table" in result.stderr
+        assert not list(store.glob("*/manifest.json")) if store.exists() else True
+    finally:
+        drop_pg_database(name)
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as c:
+            c.execute(f'DROP ROLE IF EXISTS "{role}"')
