@@ -270,7 +270,7 @@ def _print_run(result: dict[str, Any]) -> None:
         )
     out_console.print(table)
     if not result["backup_id"]:
-        kept = result["snapshot"] or "none (no backup store configured)"
+        kept = result["snapshot"] or "none (no backup store configured, or none found)"
         out_console.print(f"pre-migration snapshot: {kept}")
     else:
         out_console.print(f"pre-migration backup (pinned): {result['backup_id']}")

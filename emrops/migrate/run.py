@@ -198,7 +198,7 @@ def _begin(ctx: RunContext) -> None:
     """Start fresh or resume (start.py announces its own phases: planning, snapshot ...)."""
     run_entry = ctx.entries.get("run")
     if ctx.opts.resume:
-        ctx.start = resume(ctx.opts, run_entry, ctx.stack, ctx.announce)
+        ctx.start = resume(ctx.opts, run_entry, ctx.stack, ctx.announce, ctx.src_path)
     else:
         ctx.start = fresh(ctx.opts, run_entry, ctx.src_path, ctx.stack, ctx.announce)
 
@@ -273,15 +273,6 @@ def _settle(ctx: RunContext) -> None:
         # no pre-migration backup, no migration: remove what the run created
         remove_run(opts, start.run_id, ctx.src_path)
         raise
-    if start.backup_id and opts.backup_store and start.guard is not None:
-        # a rerun on the same unchanged source reuses it (prebackup.py)
-        prebackup.remember(
-            opts.state_dir,
-            ctx.src_path,
-            opts.backup_store,
-            start.backup_id,
-            start.guard.fingerprint,
-        )
 
 
 def _build(ctx: RunContext) -> None:

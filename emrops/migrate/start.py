@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -88,8 +88,11 @@ def resume(
     run_entry: journal.Entry | None,
     stack: contextlib.ExitStack,
     phase: Callable[[str], None],
+    src_path: Path | None = None,
 ) -> Start:
-    """Continue the journaled run: its plan, and its source (unchanged) or snapshot."""
+    """Continue the journaled run: its plan, and its source (unchanged) or snapshot, and the
+    pinned backup it took (journaled, or found by the source's fingerprint when the run
+    stopped before it could journal it)."""
     guard: SourceGuard | None = None
     if run_entry is None:
         raise UsageError(
@@ -110,6 +113,13 @@ def resume(
     if live:
         check_unchanged(snap, run_entry.detail.get("source_fingerprint"))
         guard = stack.enter_context(contextlib.closing(SourceGuard(snap)))
+    if backup_id is None and opts.backup_store and src_path is not None and not opts.online:
+        # the run stopped (a failed copy, a kill) before journaling the backup it took
+        found = prebackup.find(opts.state_dir, src_path, opts.backup_store, opts.settings)
+        if found is not None:
+            backup_id = found.backup_id
+            with journal.connect(opts.target, autocommit=True) as conn:
+                journal.set_detail(conn, "run", "backup_id", backup_id)
     phase("resuming")
     return Start(plan, snap, run_id, guard, None, backup_id)
 
@@ -172,7 +182,10 @@ def fresh(
             taking.set_result(reused.backup_id)
         else:
             backup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emrops-backup")
-            taking = backup_pool.submit(_backup, snap, run_id, opts)
+            # offline, the source itself is copied: the backup is remembered under its
+            # fingerprint as soon as it is published, for a rerun or a --resume after a kill
+            remember = (src_path, guard.fingerprint) if guard is not None else None
+            taking = backup_pool.submit(_backup, snap, run_id, opts, remember)
             backup_pool.shutdown(wait=False)
         pending = taking
         try:
@@ -241,9 +254,15 @@ def settle_backup(pending: Future, target: str) -> str | None:
     return backup_id  # type: ignore[no-any-return]
 
 
-def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:
+def _backup(
+    snap: Path,
+    run_id: str,
+    opts: RunOptions,
+    remember: tuple[Path, dict[str, Any]] | None = None,
+) -> str | None:
     """A pinned `backup run` of the snapshot (the source as copied), so rotation cannot remove
-    it while the migration is not finished. Returns its backup id."""
+    it while the migration is not finished. Returns its backup id; with ``remember`` (the
+    source and its fingerprint) the backup is recorded for reuse (prebackup.py) at once."""
     if not opts.backup_store:
         return None
     prebackup.preloaded()
@@ -258,6 +277,9 @@ def _backup(snap: Path, run_id: str, opts: RunOptions) -> str | None:
     manifest = run_backup(
         store, BackupOptions(db_url=sqlite_db_url(snap), label=label, pin=True, level=1)
     )
+    if remember is not None:
+        source, fp = remember
+        prebackup.remember(opts.state_dir, source, opts.backup_store, str(manifest.id), fp)
     return str(manifest.id)
 
 

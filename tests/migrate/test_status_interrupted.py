@@ -110,7 +110,57 @@ def test_a_run_whose_connection_is_lost_says_so_and_status_says_failed(
     assert "stopped with an error while copying" in shown.stderr
     resumed = cli("migrate-db", "run", "--resume", "--from", f"sqlite:///{source}", "--to", pg_url)
     assert resumed.exit_code == 0, resumed.stderr
+    # the pinned backup the first attempt took (alongside its copy) is found and journaled
+    assert "pre-migration backup (pinned): " in resumed.stdout, resumed.stdout
     done = json.loads(cli("migrate-db", "status", "--to", pg_url, "--json").stdout)
     assert (done["state"], done["error"]) == ("done", None)
     with pg(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM m").fetchone()[0] == 1500000
+
+
+def test_a_run_killed_before_journaling_its_backup_finds_it_on_resume(
+    cli, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL during the copy, after the pinned backup was published but before the run
+    journaled it: --resume finds that backup by the source's fingerprint and journals it,
+    instead of going on without one."""
+    source = tmp_path / "big.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, t TEXT, r REAL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000) "
+            "INSERT INTO m SELECT i, 'row ' || i, i / 7.0 FROM n"
+        )
+    conn.close()
+    proc = _start_run(f"sqlite:///{source}", pg_url, tmp_path)
+    published: list[Path] = []
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            published = list((tmp_path / "backups").glob("*/manifest.json"))
+            with pg(pg_url) as conn:
+                copying = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE 'COPY%%'"
+                ).fetchone()[0]
+            if published and copying:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("never saw the backup published while the copy ran")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    backup_id = published[0].parent.name
+    with pg(pg_url) as conn:
+        journaled = conn.execute(
+            "SELECT detail->>'backup_id' FROM emrops_migration WHERE item = 'run'"
+        ).fetchone()[0]
+    assert journaled is None  # killed before it could be journaled
+    monkeypatch.chdir(tmp_path)  # the run's store is ./backups there
+    resumed = cli("migrate-db", "run", "--resume", "--from", f"sqlite:///{source}", "--to", pg_url)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert f"pre-migration backup (pinned): {backup_id}" in resumed.stdout, resumed.stdout
