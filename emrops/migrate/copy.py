@@ -70,7 +70,13 @@ class RejectWriter:
     def write(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, default=repr, ensure_ascii=False)
         with self._lock:
-            atomic.append_line(self.path, line, mode=0o600)  # rejected rows are data
+            try:
+                atomic.append_line(self.path, line, mode=0o600)  # rejected rows are data
+            except OSError as exc:
+                raise EmropsError(
+                    f"cannot write the reject file {self.path}: {exc.strerror or exc}",
+                    hint="free space there or choose another --reject-file, then --resume",
+                ) from exc
             self.count += 1
 
 

@@ -71,3 +71,27 @@ def test_verify_and_rollback_without_privileges_say_permission_denied(
         with psycopg.connect(PG_ADMIN_DSN, dbname=name, autocommit=True) as admin:
             admin.execute(f'REVOKE ALL ON emrops_migration FROM "{role}"')
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_reject_file_that_cannot_be_a_file_is_refused_before_anything_starts(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, d DATETIME)")
+        conn.execute("INSERT INTO t VALUES (1, '2024-01-01 00:00:00'), (2, 'garbage')")
+    conn.close()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for bad, words in ((tmp_path, "is a folder"), (a_file / "x.jsonl", "is a file, not a folder")):
+        result = cli(
+            "migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url,
+            "--on-error", "reject", "--reject-file", str(bad),
+        )  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert words in result.stderr and "unexpected" not in result.stderr
+        with psycopg.connect(PG_ADMIN_DSN, dbname=pg_url.rsplit("/", 1)[1]) as conn:
+            made = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchone()
+        assert made is not None and made[0] == 0  # nothing started on the target
