@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from emrops.errors import EmropsError, UsageError
+
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory so a rename inside it survives a crash."""
@@ -23,22 +25,50 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_file_path(path: str | os.PathLike[str], what: str = "output file") -> None:
+    """Raise UsageError when ``path`` cannot become a file: it is a folder, a folder on its way
+    is a file, or the nearest existing folder is not writable. For output options, checked
+    before the work whose result they receive (a benchmark, a load test)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{what} {target} is a folder", hint="give a file name")
+    parent = next((p for p in target.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"{what} {target}: {parent} is a file, not a folder")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {target}: {parent} is not writable")
+
+
+def _cannot_write(target: Path, exc: OSError) -> EmropsError:
+    return EmropsError(
+        f"cannot write {target}: {exc.strerror or exc}",
+        hint="check the path, its folder's permissions and free space",
+    )
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[IO[bytes]]:
     """Open a temporary file beside ``path`` for binary writing; publish it on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. A path
+    that cannot be created (its folder is a file, a read-only folder) raises EmropsError.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _cannot_write(target, exc) from exc
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)  # (onto a folder: IsADirectoryError)
+        except IsADirectoryError as exc:
+            raise _cannot_write(target, exc) from exc
         fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -160,9 +160,26 @@ CheckTimeoutOpt = Annotated[  # health and doctor: each network check's bound
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else).")
 ]
+
+
+def output_file(value: Path | None) -> Path | None:
+    """Option callback: refuse an output path that cannot become a file before any work."""
+    if value is not None:
+        try:
+            atomic.check_file_path(value)
+        except EmropsError as exc:
+            raise typer.BadParameter(exc.message) from None
+    return value
+
+
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", help="Also write the result as JSON to this file.", dir_okay=False),
+    typer.Option(
+        "--out",
+        help="Also write the result as JSON to this file.",
+        dir_okay=False,
+        callback=output_file,
+    ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DbOpt = Annotated[

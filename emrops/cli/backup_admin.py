@@ -12,7 +12,15 @@ import typer
 from rich.table import Table
 
 from emrops.backup.manifest import check_id
-from emrops.cli.app import JsonOpt, YesOpt, confirm, err_console, out_console, print_json
+from emrops.cli.app import (
+    JsonOpt,
+    YesOpt,
+    confirm,
+    err_console,
+    out_console,
+    output_file,
+    print_json,
+)
 from emrops.cli.app import settings as load_settings
 from emrops.cli.backup import (
     IdArg,
@@ -238,6 +246,7 @@ def keygen_cmd(
             "--out",
             help="Write the identity file here (mode 0600, never overwritten) instead of stdout.",
             dir_okay=False,
+            callback=output_file,
         ),
     ] = None,
     json_out: JsonOpt = False,

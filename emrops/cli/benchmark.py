@@ -13,6 +13,7 @@ from emrops.cli.app import (
     err_console,
     make_app,
     out_console,
+    output_file,
     print_json,
     settings,
     write_out,
@@ -104,7 +105,12 @@ def run(
     ] = "auto",
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Draw throughput and p95 against clients into this PNG."),
+        typer.Option(
+            "--plot",
+            help="Draw throughput and p95 against clients into this PNG.",
+            dir_okay=False,
+            callback=output_file,
+        ),
     ] = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,

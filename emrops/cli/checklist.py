@@ -22,6 +22,7 @@ from emrops.cli.app import (
     err_console,
     make_app,
     out_console,
+    output_file,
     print_json,
     settings,
 )
@@ -216,7 +217,10 @@ def status(
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="md, json or junit.")]
-FileOut = Annotated[Path | None, typer.Option("--out", help="Write to this file.", dir_okay=False)]
+FileOut = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write to this file.", dir_okay=False, callback=output_file),
+]
 
 
 def _emit(text: str, out: Path | None) -> None:

@@ -17,6 +17,7 @@ from emrops.cli.app import (
     err_console,
     make_app,
     out_console,
+    output_file,
     print_json,
     write_out,
 )
@@ -177,7 +178,12 @@ def run(
     ] = 4,
     junit: Annotated[
         Path | None,
-        typer.Option("--junit", help="Write JUnit XML (one testcase per budget).", dir_okay=False),
+        typer.Option(
+            "--junit",
+            help="Write JUnit XML (one testcase per budget).",
+            dir_okay=False,
+            callback=output_file,
+        ),
     ] = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,
@@ -252,9 +258,10 @@ def export_cmd(
     budgets_file: Annotated[
         Path | None, typer.Option("--budgets", help="TOML file with a [budgets] table.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Locustfile to write.", dir_okay=False)] = Path(
-        "locustfile.py"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Locustfile to write.", dir_okay=False, callback=output_file),
+    ] = Path("locustfile.py"),
     json_out: JsonOpt = False,
 ) -> None:
     """Write a locustfile with the same journeys, request mix, rate and budgets.
@@ -319,7 +326,13 @@ def cloud_cmd(
         str, typer.Option("--poll-interval", help="How often to poll the run.")
     ] = "5s",
     junit: Annotated[
-        Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per budget).")
+        Path | None,
+        typer.Option(
+            "--junit",
+            help="Write JUnit XML (one testcase per budget).",
+            dir_okay=False,
+            callback=output_file,
+        ),
     ] = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,

@@ -19,6 +19,7 @@ from emrops.cli.app import (
     err_console,
     make_app,
     out_console,
+    output_file,
     print_json,
     settings,
 )
@@ -132,7 +133,10 @@ def _print_plan(p: plan.Plan) -> None:
 def plan_cmd(
     ctx: typer.Context,
     env: EnvOpt,
-    out: Annotated[Path | None, typer.Option("--out", help="Plan file to write.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Plan file to write.", dir_okay=False, callback=output_file),
+    ] = None,
     template: TemplateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

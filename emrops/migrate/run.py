@@ -16,7 +16,6 @@ announced by its phase name (timed for the result, and journaled as the run's st
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emrops import atomic
 from emrops.errors import EmropsError, UsageError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, srchash
@@ -96,8 +96,8 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     src_path = source_path(opts.source)
     if opts.on_error not in ("abort", "reject"):
         raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
-    if opts.reject_file is not None:
-        _check_reject_file(opts.reject_file)
+    if opts.reject_file is not None:  # refused before anything starts, not at the first row
+        atomic.check_file_path(opts.reject_file, "--reject-file")
     if opts.backup_store:
         prebackup.preload()  # its imports overlap the planning's scans
     with journal.connect(opts.target, autocommit=True) as conn:
@@ -138,22 +138,6 @@ def _journal_error(target: str, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(Exception), journal.connect(target, autocommit=True) as conn:
         journal.set_detail(conn, "run", "error", text[:2000])
-
-
-def _check_reject_file(path: Path) -> None:
-    """Refuse a --reject-file that cannot be a file before anything starts (a folder, a path
-    under a file, a folder that cannot be written); it is created when the first row comes."""
-    if path.is_dir():
-        raise UsageError(
-            f"--reject-file {path} is a folder", hint="give a file name, e.g. rejects.jsonl"
-        )
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UsageError(f"--reject-file {path}: {parent} is a file, not a folder")
-    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"--reject-file {path}: {parent} is not writable", hint="choose a writable folder"
-        )
 
 
 @dataclass
