@@ -95,3 +95,25 @@ def test_a_reject_file_that_cannot_be_a_file_is_refused_before_anything_starts(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
             ).fetchone()
         assert made is not None and made[0] == 0  # nothing started on the target
+
+
+def test_a_cast_file_that_is_not_a_readable_toml_file_is_a_usage_error(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.close()
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes(b'[t.v]\ntype = "text" # caf\xe9\n')
+    for bad, words in (
+        (tmp_path, "cannot read cast file"),
+        (latin, "cannot read cast file"),
+        (tmp_path / "missing.toml", "cast file not found"),
+    ):
+        result = cli(
+            "migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", pg_url,
+            "--cast", str(bad),
+        )  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert words in result.stderr and "unexpected" not in result.stderr
