@@ -39,6 +39,16 @@ def check_file_path(path: str | os.PathLike[str], what: str = "output file") -> 
         raise UsageError(f"{what} {target}: {parent} is not writable")
 
 
+def check_folder_path(path: str | os.PathLike[str], what: str = "output folder") -> None:
+    """Raise UsageError when ``path`` cannot be (or become) a folder to write into."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{what} {folder} is a file, not a folder")
+    parent = next((p for p in folder.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"{what} {folder}: {parent} is a file, not a folder")
+
+
 def _cannot_write(target: Path, exc: OSError) -> EmropsError:
     return EmropsError(
         f"cannot write {target}: {exc.strerror or exc}",

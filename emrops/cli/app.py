@@ -172,6 +172,15 @@ def output_file(value: Path | None) -> Path | None:
     return value
 
 
+def output_folder(value: Path) -> Path:
+    """Option callback: refuse a folder path under a file, or naming a file, before any work."""
+    try:
+        atomic.check_folder_path(value)
+    except EmropsError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
 OutOpt = Annotated[
     Path | None,
     typer.Option(

@@ -23,6 +23,7 @@ from emrops.cli.app import (
     make_app,
     out_console,
     output_file,
+    output_folder,
     print_json,
     settings,
 )
@@ -261,7 +262,9 @@ def export(
 
 @app.command("docs")
 def docs(
-    folder: Annotated[Path, typer.Option("--dir", help="Where the documents go.")] = Path("docs"),
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Where the documents go.", callback=output_folder)
+    ] = Path("docs"),
     check: Annotated[
         bool, typer.Option("--check", help="Only check they are up to date (exit 4 when not).")
     ] = False,

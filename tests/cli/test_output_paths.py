@@ -70,3 +70,13 @@ def test_output_options_refuse_a_path_under_a_file_before_working(
     assert "is a file, not a folder" in result.stderr and "unexpected" not in result.stderr
     assert time.monotonic() - started < 5  # refused up front, not after the run
     assert not db.exists()  # nothing was seeded
+
+
+def test_checklist_docs_refuses_a_folder_under_a_file(cli, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for bad in (a_file, a_file / "docs"):
+        result = cli("checklist", "docs", "--dir", str(bad))
+        assert result.exit_code == 2, result.stderr
+        assert "is a file, not a folder" in result.stderr and "unexpected" not in result.stderr
+    assert a_file.read_text() == "x"
