@@ -171,7 +171,15 @@ class Settings:
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.values["state_dir"])
+        """The state folder; ConfigError when it names a file or lies under one."""
+        folder = Path(self.values["state_dir"])
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ConfigError(
+                f"state_dir {folder}: {blocker} is a file, not a folder",
+                hint="point state_dir (EMROPS_STATE_DIR or emrops.toml) at a folder",
+            )
+        return folder
 
     def masked(self) -> dict[str, dict[str, Any]]:
         """Every setting with its source; secrets and passwords masked."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,22 @@ def test_config_show_cli_masks_and_reports_sources(cli, tmp_path: Path) -> None:
     table = cli("config", "show", env=env)
     assert table.exit_code == 0
     assert "sim.port" in table.stdout and "pa55word-xyz" not in table.stdout
+
+
+def test_a_state_dir_that_is_a_file_is_a_config_error(tmp_path: Path, cli) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for bad in (a_file, a_file / "deeper"):
+        settings = load_settings(env={"EMROPS_STATE_DIR": str(bad)})
+        with pytest.raises(ConfigError, match="is a file, not a folder"):
+            _ = settings.state_dir
+    # through a command that keeps state: exit 2 with the hint, not an unexpected error
+    source = tmp_path / "app.db"
+    sqlite3.connect(source).close()
+    result = cli(
+        "migrate-db", "run", "--from", f"sqlite:///{source}",
+        "--to", "postgresql+psycopg://postgres@127.0.0.1:1/none",
+        env={"EMROPS_STATE_DIR": str(a_file)},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert "state_dir" in result.stderr and "unexpected" not in result.stderr
