@@ -93,6 +93,10 @@ def make_plan(opts: LoadtestOptions) -> tuple[Plan, list[Budget]]:
     processes = opts.processes
     if opts.closed is not None:
         processes = min(processes, opts.closed)
+    elif opts.rate is not None:
+        # at least one request per second per process: `--processes auto` on a 64-core
+        # machine at 5/s would otherwise start 64 generators (and their sessions) for nothing
+        processes = min(processes, max(1, int(opts.rate)))
     plan = Plan(
         scenario=opts.scenario,
         urls=urls,

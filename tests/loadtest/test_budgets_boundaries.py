@@ -294,3 +294,22 @@ def test_file_rejections_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         parse_table({"chatt": {}}, source=str(step_file))
     assert info.value.message.startswith(f"{step_file}: unknown step")
+
+
+@pytest.mark.parametrize(
+    ("processes", "rate", "closed", "used"),
+    [(64, 5.0, None, 5), (64, 0.5, None, 1), (2, 500.0, None, 2), (64, None, 3, 3)],
+)
+def test_generator_processes_never_exceed_the_work(
+    processes: int, rate: float | None, closed: int | None, used: int
+) -> None:
+    """`--processes auto` on a big machine starts no more generators than the rate (one
+    request per second each) or the virtual users can keep busy."""
+    from emrops.loadtest.run import LoadtestOptions, make_plan
+
+    plan, _budgets = make_plan(
+        LoadtestOptions(
+            urls=["http://127.0.0.1:8000"], rate=rate, closed=closed, processes=processes
+        )
+    )
+    assert plan.processes == used
