@@ -109,6 +109,17 @@ def _render(result: dict[str, Any]) -> None:
         out_console.print(f"budget {b['expr']}: {mark} ({shown})")
 
 
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        help="Write JUnit XML (one testcase per budget).",
+        dir_okay=False,
+        callback=output_file,
+    ),
+]
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
@@ -176,15 +187,7 @@ def run(
     sessions: Annotated[
         int, typer.Option("--sessions", help="Sessions (and WebSockets) per URL and process.")
     ] = 4,
-    junit: Annotated[
-        Path | None,
-        typer.Option(
-            "--junit",
-            help="Write JUnit XML (one testcase per budget).",
-            dir_okay=False,
-            callback=output_file,
-        ),
-    ] = None,
+    junit: JunitOpt = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -325,15 +328,7 @@ def cloud_cmd(
     poll_interval: Annotated[
         str, typer.Option("--poll-interval", help="How often to poll the run.")
     ] = "5s",
-    junit: Annotated[
-        Path | None,
-        typer.Option(
-            "--junit",
-            help="Write JUnit XML (one testcase per budget).",
-            dir_okay=False,
-            callback=output_file,
-        ),
-    ] = None,
+    junit: JunitOpt = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -12,11 +12,9 @@ from tests.conftest import PG_ADMIN_DSN, PG_HOST, create_pg_database, drop_pg_da
 
 
 def test_run_without_create_on_the_schema_names_the_grant(cli, tmp_path: Path) -> None:
-    source = tmp_path / "app.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        conn.execute("INSERT INTO t VALUES (1, 'a')")
-    conn.close()
+    source = _source(
+        tmp_path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'a')"
+    )
     name = create_pg_database()
     role = f"weak_{name[-8:]}"
     try:
@@ -46,11 +44,9 @@ def test_verify_and_rollback_without_privileges_say_permission_denied(
     """Any privilege error the database raises is reported as such (exit 1, what to do), not
     as an "unexpected" error: here verify without SELECT on the migrated table, and rollback
     by a user who does not own the journal."""
-    source = tmp_path / "app.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        conn.execute("INSERT INTO t VALUES (1, 'a')")
-    conn.close()
+    source = _source(
+        tmp_path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'a')"
+    )
     assert cli("migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url).exit_code == 0
     name = pg_url.rsplit("/", 1)[1]
     role = f"weak_{name[-8:]}"
@@ -76,11 +72,11 @@ def test_verify_and_rollback_without_privileges_say_permission_denied(
 def test_a_reject_file_that_cannot_be_a_file_is_refused_before_anything_starts(
     cli, tmp_path: Path, pg_url: str
 ) -> None:
-    source = tmp_path / "app.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, d DATETIME)")
-        conn.execute("INSERT INTO t VALUES (1, '2024-01-01 00:00:00'), (2, 'garbage')")
-    conn.close()
+    source = _source(
+        tmp_path,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, d DATETIME)",
+        "INSERT INTO t VALUES (1, '2024-01-01 00:00:00'), (2, 'garbage')",
+    )
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     for bad, words in ((tmp_path, "is a folder"), (a_file / "x.jsonl", "is a file, not a folder")):
@@ -100,10 +96,7 @@ def test_a_reject_file_that_cannot_be_a_file_is_refused_before_anything_starts(
 def test_a_cast_file_that_is_not_a_readable_toml_file_is_a_usage_error(
     cli, tmp_path: Path, pg_url: str
 ) -> None:
-    source = tmp_path / "app.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    conn.close()
+    source = _source(tmp_path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     latin = tmp_path / "latin1.toml"
     latin.write_bytes(b'[t.v]\ntype = "text" # caf\xe9\n')
     for bad, words in (
@@ -117,3 +110,12 @@ def test_a_cast_file_that_is_not_a_readable_toml_file_is_a_usage_error(
         )  # fmt: skip
         assert result.exit_code == 2, result.stderr
         assert words in result.stderr and "unexpected" not in result.stderr
+
+
+def _source(tmp_path: Path, *statements: str) -> Path:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+    return source

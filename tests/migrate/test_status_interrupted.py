@@ -69,14 +69,7 @@ def test_a_run_whose_connection_is_lost_says_so_and_status_says_failed(
     """PostgreSQL terminates the backend of the COPY: the run exits 1 with a hint about the
     connection (not about cast rules), `status` says failed in the copying step with the error
     (not "killed or crashed"), and --resume completes and clears it."""
-    source = tmp_path / "big.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, t TEXT, r REAL)")
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000) "
-            "INSERT INTO m SELECT i, 'row ' || i, i / 7.0 FROM n"
-        )
-    conn.close()
+    source = _big_source(tmp_path)
     proc = _start_run(f"sqlite:///{source}", pg_url, tmp_path)
     dbname = pg_url.rsplit("/", 1)[1]
     terminated = False
@@ -124,14 +117,7 @@ def test_a_run_killed_before_journaling_its_backup_finds_it_on_resume(
     """SIGKILL during the copy, after the pinned backup was published but before the run
     journaled it: --resume finds that backup by the source's fingerprint and journals it,
     instead of going on without one."""
-    source = tmp_path / "big.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, t TEXT, r REAL)")
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000) "
-            "INSERT INTO m SELECT i, 'row ' || i, i / 7.0 FROM n"
-        )
-    conn.close()
+    source = _big_source(tmp_path)
     proc = _start_run(f"sqlite:///{source}", pg_url, tmp_path)
     published: list[Path] = []
     deadline = time.monotonic() + 90
@@ -164,3 +150,16 @@ def test_a_run_killed_before_journaling_its_backup_finds_it_on_resume(
     resumed = cli("migrate-db", "run", "--resume", "--from", f"sqlite:///{source}", "--to", pg_url)
     assert resumed.exit_code == 0, resumed.stderr
     assert f"pre-migration backup (pinned): {backup_id}" in resumed.stdout, resumed.stdout
+
+
+def _big_source(tmp_path: Path) -> Path:
+    """1.5 million short rows: a COPY of a few seconds, long enough to be caught in."""
+    source = tmp_path / "big.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, t TEXT, r REAL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000) "
+            "INSERT INTO m SELECT i, 'row ' || i, i / 7.0 FROM n"
+        )
+    conn.close()
+    return source
