@@ -194,4 +194,3 @@ def test_notify_is_sent_only_on_commit(pg_db: str) -> None:
         assert [n.payload for n in got] == [f"{session.id.hex}:{done.patient.id}"]
     finally:
         engine.dispose()
-
