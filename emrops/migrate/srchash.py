@@ -37,7 +37,6 @@ from emrops.migrate.convert import (
     numeric_precision,
     numeric_scale,
 )
-from emrops.migrate.jsonbatch import canon_batch, sql_valid_ok
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reflect import quote
 
@@ -104,71 +103,24 @@ def eligible(tp: TablePlan) -> bool:
     return bool(tp.columns) and all(c.fast for c in tp.columns)
 
 
-def _json_batched(col: ColumnPlan) -> bool:
-    """A jsonb column whose documents are canonicalised a batch at a time (jsonbatch)."""
-    return canon_kind(col.pg_type) == "jsonb" and not col.select_blob and sql_valid_ok()
-
-
-def _column_sql(conn: sqlite3.Connection, i: int, col: ColumnPlan) -> str:
-    c = quote(col.source)
-    name = f"emrops_canon_{i}"
-    python = f"{name}({f'CAST({c} AS BLOB)' if col.select_blob else c})"
-    sql = _canon_sql(col, python)
-    if sql is None or python in sql:
-        conn.create_function(name, 1, canon_function(col.pg_type), deterministic=True)
-    sql = sql or python
-    if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
-        sql = f"CASE WHEN {c} IS NULL THEN {_literal(NULL_MARK)} ELSE {sql} END"
-    return sql
-
-
 def row_sql(conn: sqlite3.Connection, tp: TablePlan) -> str:
     """SQL of one row's canonical text (the values joined by SEP, NULL as NULL_MARK). Values
     with no canonical form in SQL call their Python canonical function, registered on
     ``conn``; one that fails makes the query fail (the caller then uses the exact path)."""
     conn.create_function("emrops_canon_ts", 1, canon_ts, deterministic=True)
-    parts = [_column_sql(conn, i, col) for i, col in enumerate(tp.columns)]
-    return f" || {_literal(SEP)} || ".join(parts)
-
-
-def pieces_sql(conn: sqlite3.Connection, tp: TablePlan) -> tuple[list[str], list[bool]]:
-    """A row's canonical text in pieces: SQL expressions whose texts, joined, make it, and
-    which of them are raw JSON documents (canonicalised by jsonbatch.canon_batch; NULL is
-    a NULL). The last expression says whether every document is one JSON value."""
-    conn.create_function("emrops_canon_ts", 1, canon_ts, deterministic=True)
-    exprs: list[str] = []
-    is_json: list[bool] = []
-    run: list[str] = []
-    valid: list[str] = []
+    parts = []
     for i, col in enumerate(tp.columns):
-        if i:
-            run.append(_literal(SEP))
-        if not _json_batched(col):
-            run.append(_column_sql(conn, i, col))
-            continue
-        if run:
-            exprs.append(" || ".join(run))
-            is_json.append(False)
-            run = []
         c = quote(col.source)
-        exprs.append(c)
-        is_json.append(True)
-        valid.append(f"({c} IS NULL OR json_valid({c}))")
-    if run:
-        exprs.append(" || ".join(run))
-        is_json.append(False)
-    exprs.append(" AND ".join(valid) or "1")
-    return exprs, is_json
-
-
-def _canon_docs(docs: list[Any], nullable: bool) -> list[str]:
-    """jsonb canonical texts of a batch of one column's documents (NULL as NULL_MARK)."""
-    if None not in docs:
-        return canon_batch(docs)
-    if not nullable:  # a NULL the plan does not expect: the exact path handles it
-        raise ValueError("NULL in a column planned as NOT NULL")
-    texts = iter(canon_batch([d for d in docs if d is not None]))
-    return [NULL_MARK if d is None else next(texts) for d in docs]
+        name = f"emrops_canon_{i}"
+        python = f"{name}({f'CAST({c} AS BLOB)' if col.select_blob else c})"
+        sql = _canon_sql(col, python)
+        if sql is None or python in sql:
+            conn.create_function(name, 1, canon_function(col.pg_type), deterministic=True)
+        sql = sql or python
+        if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
+            sql = f"CASE WHEN {c} IS NULL THEN {_literal(NULL_MARK)} ELSE {sql} END"
+        parts.append(sql)
+    return f" || {_literal(SEP)} || ".join(parts)
 
 
 def _literal(text: str) -> str:
@@ -202,49 +154,18 @@ def fast_checksum(
     Raises sqlite3.OperationalError when some text is not valid UTF-8 or a value has no
     canonical form (the caller then uses the exact path, which skips such rows as the copy
     did)."""
-    where = f" WHERE {quote(tp.key[0])} BETWEEN ? AND ?" if rowids is not None else ""
-    if not any(map(_json_batched, tp.columns)):
-        sql = row_sql(conn, tp)
-        cur = conn.execute(f"SELECT {sql} FROM {quote(tp.source)}{where}", rowids or ())
-        first = operator.itemgetter(0)
-        return _sum_texts((map(first, b) for b in fetch_batches(cur, BATCH)), stop)
-    exprs, is_json = pieces_sql(conn, tp)
-    nullable = [not (c.notnull or c.identity) for c in tp.columns if _json_batched(c)]
-    cur = conn.execute(f"SELECT {', '.join(exprs)} FROM {quote(tp.source)}{where}", rowids or ())
-
-    def texts() -> Iterable[Iterable[str | None]]:
-        for batch in fetch_batches(cur, BATCH):
-            cols = list(zip(*batch, strict=True))
-            if not all(cols[-1]):  # some document is not one JSON value: the exact path
-                raise sqlite3.OperationalError("a value in a jsonb column is not JSON")
-            try:
-                may_be_null = iter(nullable)
-                pieces = [
-                    _canon_docs(list(col), next(may_be_null)) if j else col
-                    for col, j in zip(cols[:-1], is_json, strict=True)
-                ]
-            except Exception as exc:  # as a failing SQL function would: the exact path
-                raise sqlite3.OperationalError(f"no canonical form: {exc}") from exc
-            yield pieces[0] if len(pieces) == 1 else map("".join, zip(*pieces, strict=True))
-
-    return _sum_texts(texts(), stop)
-
-
-def _sum_texts(
-    batches: Iterable[Iterable[str | None]], stop: threading.Event | None = None
-) -> tuple[int, int]:
     count = total = 0
-    for batch in batches:
-        try:
-            texts = list(batch)
-        except TypeError:  # a NULL piece of a row (a column planned as NOT NULL)
-            raise sqlite3.OperationalError("NULL in a column planned as NOT NULL") from None
+    where = f" WHERE {quote(tp.key[0])} BETWEEN ? AND ?" if rowids is not None else ""
+    cur = conn.execute(f"SELECT {row_sql(conn, tp)} FROM {quote(tp.source)}{where}", rowids or ())
+    first = operator.itemgetter(0)
+    for batch in fetch_batches(cur, BATCH):
+        texts = list(map(first, batch))
         if None in texts:
             # a NULL where the plan expects none (the row's text is NULL): the exact path
             # handles it as the copy did
             raise sqlite3.OperationalError("NULL in a column planned as NOT NULL")
-        total += hash_sum(texts)  # type: ignore[arg-type]
-        count += len(texts)
+        total += hash_sum(texts)
+        count += len(batch)
         if stop is not None and stop.is_set():
             raise Stopped
     return count, total
