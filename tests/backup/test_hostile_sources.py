@@ -6,12 +6,13 @@ clear error with a documented exit code; never a wrong backup that verifies.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
 from pathlib import Path
 
-from tests.backup.conftest import json_of, run_backup
+from tests.backup.conftest import json_of, run_backup, write_resealed
 
 
 def _wal_db(path: Path, value: str, rows: int = 500) -> sqlite3.Connection:
@@ -62,3 +63,53 @@ def test_symlinked_wal_source_reads_the_wal_of_the_file_it_points_to(cli, tmp_pa
     finally:
         other.close()
         real.close()
+
+
+def _fk_source(path: Path) -> None:
+    # foreign_keys is off by default in SQLite: any writer that does not turn it on can
+    # leave a child row without its parent
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE p(id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE c(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id))")
+    conn.execute("INSERT INTO p VALUES (1)")
+    conn.executemany("INSERT INTO c(pid) VALUES (?)", [(1,), (5,), (6,)])
+    conn.commit()
+    conn.close()
+
+
+def test_source_with_foreign_key_violations_verifies_and_restores(cli, tmp_path: Path) -> None:
+    """A faithful backup of a source that already had FK violations used to fail verify
+    (exit 3) and restore refused it: that source could never be restored."""
+    source = tmp_path / "fk.db"
+    _fk_source(source)
+    store = tmp_path / "store"
+    manifest = run_backup(cli, f"sqlite:///{source}", store)
+    assert manifest["engine_info"]["foreign_key_violations"] == 2
+    result = cli("backup", "verify", manifest["id"], "--store", str(store))
+    assert result.exit_code == 0, result.stderr
+    assert "2 violation(s), as in the source" in result.stdout + result.stderr
+    target = tmp_path / "restored.db"
+    restored = cli(
+        "backup", "restore", manifest["id"], "--store", str(store), "--target", str(target),
+        "--yes",
+    )  # fmt: skip
+    assert restored.exit_code == 0, restored.stderr
+    conn = sqlite3.connect(target)
+    assert conn.execute("SELECT pid FROM c ORDER BY id").fetchall() == [(1,), (5,), (6,)]
+    conn.close()
+
+
+def test_foreign_key_violations_not_in_the_source_still_fail(cli, tmp_path: Path) -> None:
+    """The count is compared: a backup whose manifest says fewer violations than the image
+    holds fails the check (exit 3), as a manifest without the count (older backups) does."""
+    source = tmp_path / "fk.db"
+    _fk_source(source)
+    store = tmp_path / "store"
+    manifest = run_backup(cli, f"sqlite:///{source}", store)
+    path = store / manifest["id"] / "manifest.json"
+    doc = json.loads(path.read_text())
+    del doc["engine_info"]["foreign_key_violations"]
+    write_resealed(path, doc)
+    result = cli("backup", "verify", manifest["id"], "--store", str(store))
+    assert result.exit_code == 3
+    assert "foreign_key_check: 2 violation(s), the source had 0" in result.stderr
