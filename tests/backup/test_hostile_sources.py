@@ -113,3 +113,22 @@ def test_foreign_key_violations_not_in_the_source_still_fail(cli, tmp_path: Path
     result = cli("backup", "verify", manifest["id"], "--store", str(store))
     assert result.exit_code == 3
     assert "foreign_key_check: 2 violation(s), the source had 0" in result.stderr
+
+
+def test_rotate_keeps_real_backups_beside_one_dated_in_the_future(cli, tmp_path: Path) -> None:
+    """A verified backup dated in the future (a writer with a wrong clock) used to be the
+    "newest verified" and take the --keep-last slot: rotate --keep-last 1 deleted the real
+    newest backup and kept only the skewed one."""
+    source = tmp_path / "src.db"
+    _fk_source(source)
+    store = tmp_path / "store"
+    real = run_backup(cli, f"sqlite:///{source}", store)
+    skewed = run_backup(cli, f"sqlite:///{source}", store)
+    path = store / skewed["id"] / "manifest.json"
+    write_resealed(path, {**json.loads(path.read_text()), "created_at": "2999-01-01T00:00:00.000Z"})
+    assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0
+    result = json_of(cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json"))
+    assert result["deleted"] == []
+    assert sorted(p.name for p in store.iterdir() if p.is_dir()) == sorted(
+        [real["id"], skewed["id"]]
+    )
