@@ -132,3 +132,21 @@ def test_rotate_keeps_real_backups_beside_one_dated_in_the_future(cli, tmp_path:
     assert sorted(p.name for p in store.iterdir() if p.is_dir()) == sorted(
         [real["id"], skewed["id"]]
     )
+
+
+def test_store_that_is_a_dangling_link_or_a_loop_is_named_as_such(cli, tmp_path: Path) -> None:
+    """A store path that is a symlink to an unmounted folder, or a loop, was reported as "a
+    file, not a folder"; nothing is created through the link."""
+    source = tmp_path / "src.db"
+    _fk_source(source)
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "gone").symlink_to(tmp_path / "mnt" / "nas")
+    for store in ("loop1", "gone"):
+        result = cli(
+            "backup", "run", "--db", f"sqlite:///{source}", "--store", str(tmp_path / store)
+        )
+        assert result.exit_code == 2, result.stderr
+        assert "is a symbolic link to" in result.stderr
+        assert "leads to no folder" in result.stderr
+    assert not (tmp_path / "mnt").exists()
