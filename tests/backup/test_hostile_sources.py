@@ -150,3 +150,18 @@ def test_store_that_is_a_dangling_link_or_a_loop_is_named_as_such(cli, tmp_path:
         assert "is a symbolic link to" in result.stderr
         assert "leads to no folder" in result.stderr
     assert not (tmp_path / "mnt").exists()
+
+
+def test_backup_of_a_database_with_no_tables_warns(cli, tmp_path: Path) -> None:
+    """A WAL database whose -wal was deleted (every table was in it) is an empty database:
+    the backup is faithful and verifies, so it is published, but it says so on stderr."""
+    conn = _wal_db(tmp_path / "w.db", "w")
+    shutil.copy(tmp_path / "w.db", tmp_path / "lost.db")
+    shutil.copy(tmp_path / "w.db-shm", tmp_path / "lost.db-shm")
+    conn.close()
+    result = cli(
+        "backup", "run", "--db", f"sqlite:///{tmp_path / 'lost.db'}",
+        "--store", str(tmp_path / "store"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "holds a database with no tables" in result.stderr
