@@ -227,4 +227,12 @@ def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -
             "good backup (`emrops backup restore --latest`), or salvage rows with "
             "`sqlite3 ... .recover` into a new file",
         )
+    if "database is locked" in text:
+        # a writer holding an EXCLUSIVE lock (or a long write transaction) past the timeout
+        return DatabaseError(
+            f"cannot snapshot {path}: it stayed locked by another process (a write transaction "
+            "that does not end); nothing was published",
+            hint=f"find the process with `fuser {path}`, let its transaction finish, and run "
+            "the backup again",
+        )
     return DatabaseError(f"cannot snapshot {path}: {text}")

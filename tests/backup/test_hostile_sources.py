@@ -10,9 +10,13 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.backup.conftest import json_of, run_backup, write_resealed
+import pytest
+
+from tests.backup.conftest import emrops_proc, json_of, run_backup, write_resealed
 
 
 def _wal_db(path: Path, value: str, rows: int = 500) -> sqlite3.Connection:
@@ -165,3 +169,34 @@ def test_backup_of_a_database_with_no_tables_warns(cli, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "holds a database with no tables" in result.stderr
+
+
+@pytest.mark.slow
+def test_source_locked_past_the_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    """A source another process keeps EXCLUSIVE-locked: exit 1 naming the lock, with a hint
+    (it was the bare SQLite text "database is locked"); nothing published."""
+    source = tmp_path / "ex.db"
+    _fk_source(source)
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(source)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); c.execute('DELETE FROM c')\n"
+            "print('locked', flush=True); time.sleep(300)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        store = tmp_path / "store"
+        result = emrops_proc("backup", "run", "--db", f"sqlite:///{source}", "--store", str(store))
+        assert result.returncode == 1, result.stderr
+        assert "stayed locked by another process" in result.stderr
+        assert "Try: find the process with `fuser" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert [p.name for p in store.iterdir()] == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
