@@ -202,7 +202,7 @@ def rotate(
             for e in entries
             if e.broken is None
         ]
-        decisions = retention.plan(candidates, policy, zone)
+        decisions = retention.plan(candidates, policy, zone, now=datetime.now(UTC))
         # a broken manifest is never deleted by rotate: it may be the only trace of a backup
         # someone changed, and its data files may still restore by hand
         decisions += [

@@ -5,16 +5,24 @@ most recent days *that have a backup*; weeks are ISO weeks, boundaries are in an
 time zone (UTC by default). Only verified backups count toward a bucket. Whatever the
 policy, these are always kept: pinned backups, the newest verified backup, and every backup
 newer than it (not verified yet); with no verified backup at all, nothing is deleted.
+
+Given ``now``, a backup dated more than FUTURE_SLACK after it (a writer with a wrong clock, or
+a manifest changed by hand) is kept and set apart: it would otherwise be the "newest verified"
+and take a "last" slot and a bucket, and the real backups those rules protect were deleted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from emrops.errors import UsageError
+
+# Clocks of hosts writing one store may differ by this much without a backup counting as
+# dated in the future.
+FUTURE_SLACK = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -60,17 +68,28 @@ def zone(name: str) -> ZoneInfo:
 
 
 def plan(
-    backups: Iterable[Candidate], policy: Policy, tz: ZoneInfo | None = None
+    backups: Iterable[Candidate],
+    policy: Policy,
+    tz: ZoneInfo | None = None,
+    now: datetime | None = None,
 ) -> list[Decision]:
     """Decisions for every backup, newest first. The result does not depend on input order."""
     tz = tz or ZoneInfo("UTC")
     ordered = sorted(backups, key=lambda b: (b.created_at, b.id), reverse=True)
     reasons: dict[str, list[str]] = {b.id: [] for b in ordered}
-    verified = [b for b in ordered if b.verified]
+    future: set[str] = set()
+    if now is not None:
+        future = {b.id for b in ordered if b.created_at > now + FUTURE_SLACK}
+        for b in ordered:
+            if b.id in future:
+                reasons[b.id].append("dated in the future (a wrong clock?); not counted")
+    verified = [b for b in ordered if b.verified and b.id not in future]
     newest_verified = verified[0] if verified else None
     for b in ordered:
         if b.pinned:
             reasons[b.id].append("pinned")
+        if b.id in future:
+            continue
         if newest_verified is None:
             reasons[b.id].append("no verified backup yet")
         elif b is newest_verified:

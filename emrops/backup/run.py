@@ -142,6 +142,14 @@ def run_locked(
             store.delete_backup(backup_id)
         raise
     log.info("backup %s published to %s (%d bytes)", backup_id, store.url, manifest.size)
+    if not manifest.row_counts:
+        # Faithful, and verify passes on it, but rarely what was meant: a mistyped path that
+        # SQLite opened, or a WAL database whose -wal (holding every table) was deleted.
+        log.warning(
+            "backup %s holds a database with no tables: check that %s is the database you meant",
+            backup_id,
+            source,
+        )
     return manifest
 
 

@@ -198,7 +198,16 @@ def _info(conn: sqlite3.Connection, method: str) -> dict[str, Any]:
         "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
         "page_count": conn.execute("PRAGMA page_count").fetchone()[0],
         "snapshot": method,
+        # SQLite enforces foreign keys only on connections that ask for it, so a source can
+        # hold violations; verify compares the image's count with this one instead of failing
+        # (and restore refusing) every faithful backup of such a source.
+        "foreign_key_violations": foreign_key_violations(conn),
     }
+
+
+def foreign_key_violations(conn: sqlite3.Connection) -> int:
+    """Rows ``PRAGMA foreign_key_check`` reports (counted, not kept: there may be many)."""
+    return sum(1 for _row in conn.execute("PRAGMA foreign_key_check"))
 
 
 def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -> EmropsError:
@@ -217,5 +226,13 @@ def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -
             hint=f"check it with `sqlite3 {path} 'PRAGMA integrity_check'`; restore the last "
             "good backup (`emrops backup restore --latest`), or salvage rows with "
             "`sqlite3 ... .recover` into a new file",
+        )
+    if "database is locked" in text:
+        # a writer holding an EXCLUSIVE lock (or a long write transaction) past the timeout
+        return DatabaseError(
+            f"cannot snapshot {path}: it stayed locked by another process (a write transaction "
+            "that does not end); nothing was published",
+            hint=f"find the process with `fuser {path}`, let its transaction finish, and run "
+            "the backup again",
         )
     return DatabaseError(f"cannot snapshot {path}: {text}")

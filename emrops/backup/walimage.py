@@ -85,6 +85,10 @@ class LiveImage:
 
     def __init__(self, path: Path, timeout: float = 30.0):
         self.path = path
+        # SQLite names the -wal and -shm after the file a symlink points to (it resolves
+        # the path); reading them beside the link would take another database's WAL (a stale
+        # or planted one) for this one's and publish a wrong image that verifies.
+        self.files = os.path.realpath(path)
         self.timeout = timeout
         self.conn: sqlite3.Connection | None = None
         self.db_fd = -1
@@ -182,7 +186,7 @@ class LiveImage:
         # closing one would silently release the read lock SQLite holds in the -shm file.
         if self.shm_fd < 0:
             try:
-                self.shm_fd = os.open(f"{self.path}-shm", os.O_RDONLY)
+                self.shm_fd = os.open(f"{self.files}-shm", os.O_RDONLY)
             except FileNotFoundError:
                 return None
         data = os.pread(self.shm_fd, 2 * SHM_HEADER, 0)
@@ -212,7 +216,7 @@ class LiveImage:
             return  # everything is in the main file
         self.salts = header[32:40]
         try:
-            self.wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            self.wal_fd = os.open(f"{self.files}-wal", os.O_RDONLY)
         except FileNotFoundError as exc:
             raise Unreadable("the WAL file is missing") from exc
         wal_header = os.pread(self.wal_fd, WAL_HEADER, 0)

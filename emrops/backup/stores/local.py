@@ -51,6 +51,13 @@ class LocalStore(Store):
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except FileExistsError:
+            if self.root.is_symlink():
+                # exists() is False for a dangling link or a loop: say so, not "a file"
+                raise UsageError(
+                    f"backup store {self.root} is a symbolic link to "
+                    f"{os.readlink(self.root)!r}, which leads to no folder (missing, or a loop)",
+                    hint="mount or create the folder it points to, or point --store elsewhere",
+                ) from None
             raise UsageError(f"backup store {self.root} is a file, not a folder") from None
         except OSError as exc:
             raise EmropsError(
