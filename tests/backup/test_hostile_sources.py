@@ -103,6 +103,29 @@ def test_source_with_foreign_key_violations_verifies_and_restores(cli, tmp_path:
     conn.close()
 
 
+def test_source_with_a_foreign_key_sqlite_cannot_check_backs_up_and_verifies(
+    cli, tmp_path: Path
+) -> None:
+    """A foreign key naming a missing column makes PRAGMA foreign_key_check fail ("foreign
+    key mismatch") on the source and on any faithful copy: the backup records that the keys
+    cannot be checked, and verify passes (migrate-db's pre-migration backup of such a source
+    had failed with "cannot snapshot")."""
+    source = tmp_path / "mismatch.db"
+    conn = sqlite3.connect(source)
+    conn.executescript(
+        "CREATE TABLE nokey (a INTEGER); "
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, r INTEGER REFERENCES nokey(zzz)); "
+        "INSERT INTO nokey VALUES (1); INSERT INTO c VALUES (1, 1);"
+    )
+    conn.close()
+    store = tmp_path / "store"
+    manifest = run_backup(cli, f"sqlite:///{source}", store)
+    assert manifest["engine_info"]["foreign_key_violations"] is None
+    result = cli("backup", "verify", manifest["id"], "--store", str(store))
+    assert result.exit_code == 0, result.stderr
+    assert "not checkable, as in the source" in result.stdout + result.stderr
+
+
 def test_foreign_key_violations_not_in_the_source_still_fail(cli, tmp_path: Path) -> None:
     """The count is compared: a backup whose manifest says fewer violations than the image
     holds fails the check (exit 3), as a manifest without the count (older backups) does."""

@@ -272,7 +272,11 @@ def test_workers_on_postgresql_share_sessions_and_metrics(start_server, pg_db: s
         text,
     )
     assert line is not None and float(line.group(1)) == posts  # summed over both workers
-    assert len(set(re.findall(r"Started server process \[(\d+)\]", server.log()))) == 2
+    # (a worker that came up after the requests logs its start a little later)
+    assert wait_for(
+        lambda: len(set(re.findall(r"Started server process \[(\d+)\]", server.log()))) == 2,
+        10,
+    ), server.log()
     assert server.stop() == 0
 
 
