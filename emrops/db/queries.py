@@ -28,6 +28,11 @@ Every function raises :class:`emrops.errors.DatabaseError` (with the driver erro
 SQLAlchemy's DBAPIError, as its cause) when the database fails, :class:`NotFound` for a missing
 session or scenario, and :class:`MaintenanceOn` for a write while the maintenance flag is on.
 
+A write that adds messages to a session locks the session's row on PostgreSQL (see
+:data:`emrops.db.statements.SESSION_LOCK`), so one session's message ids are handed out in
+commit order and a reader paging "after the last id I saw" never skips a message that commits
+later with a lower id (SQLite's ``BEGIN IMMEDIATE`` already serialises every write).
+
 Writes check the maintenance flag inside their own write transaction (``FOR SHARE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so once ``emrops sim maintenance on`` has returned no
 write commits any more: what a migration or restore copies afterwards is final.

@@ -23,6 +23,17 @@ _INS_VIT = (
 )
 
 
+# Readers page a session's messages by id ("after the last id I saw": WebSocket streams, history
+# pages), which is only safe when no message of the session can commit with a LOWER id than one
+# already visible. Identity values are handed out at INSERT, not at COMMIT, so two concurrent
+# exchanges on one session could commit out of id order and a reader that saw the later one
+# would skip the earlier one for ever. Every write that adds messages to a session therefore
+# locks the session's row first (FOR NO KEY UPDATE: the messages' foreign-key checks, FOR KEY
+# SHARE, do not conflict with it): writes to one session are serialised, writes to different
+# sessions are not.
+SESSION_LOCK = " FOR NO KEY UPDATE"
+
+
 @dataclass(frozen=True)
 class Sql:
     scenarios: str
@@ -47,6 +58,10 @@ class Sql:
 
 def _build(pg: bool) -> Sql:
     lock = " FOR SHARE" if pg else ""
+    # PostgreSQL: a write to a session locks its row until COMMIT, so the ids of one session's
+    # messages are handed out in commit order (SQLite's BEGIN IMMEDIATE serialises every write):
+    # see SESSION_LOCK.
+    session_lock = SESSION_LOCK if pg else ""
     j = "?::jsonb" if pg else "?"
     flag = f"(SELECT value FROM emrops_control WHERE key = ?{lock})"
     texts = Sql(
@@ -57,7 +72,9 @@ def _build(pg: bool) -> Sql:
             "SELECT s.id, s.scenario_id, s.status, s.started_at, s.ended_at, s.score, u.email "
             "FROM sessions AS s LEFT OUTER JOIN users AS u ON u.id = s.user_id WHERE s.id = ?"
         ),
-        gate_session=f"SELECT {flag}, (SELECT scenario_id FROM sessions WHERE id = ?)",
+        gate_session=(
+            f"SELECT {flag}, (SELECT scenario_id FROM sessions WHERE id = ?{session_lock})"
+        ),
         gate_create=f"SELECT {flag}, (SELECT id FROM users WHERE email = ?)",
         insert_exchange=(
             "INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
@@ -119,7 +136,7 @@ _FLAG_ON = (
 )
 PG_EXCHANGE = (
     "WITH g AS (SELECT (SELECT value FROM emrops_control WHERE key = %s FOR SHARE) AS flag, "
-    "(SELECT scenario_id FROM sessions WHERE id = %s) AS sc), "
+    f"(SELECT scenario_id FROM sessions WHERE id = %s{SESSION_LOCK}) AS sc), "
     "ins AS (INSERT INTO messages (session_id, role, content, created_at, tokens, metadata) "
     "SELECT * FROM (VALUES "
     "(%s::uuid, 'student', %s::text, %s::timestamptz, %s::int, %s::jsonb), "

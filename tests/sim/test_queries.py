@@ -194,3 +194,52 @@ def test_notify_is_sent_only_on_commit(pg_db: str) -> None:
         assert [n.payload for n in got] == [f"{session.id.hex}:{done.patient.id}"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("write", ["exchange", "message"])
+def test_a_sessions_messages_commit_in_id_order(pg_db: str, write: str) -> None:
+    """Readers page by id ("after the last id I saw"), so no message may commit with a lower id
+    than one already visible. An exchange held open before its COMMIT (the announce hook runs
+    inside the transaction) keeps a second write to the SAME session waiting, so a reader
+    meanwhile sees neither; a write to another session is not held up."""
+    import threading
+
+    engine = create_engine(pg_db)
+    try:
+        first = queries.create_session(engine, 1)
+        other = queries.create_session(engine, 1)
+        held, release = threading.Event(), threading.Event()
+
+        def hold(_cur: object, _sid: uuid.UUID, _last: int) -> None:
+            held.set()
+            assert release.wait(10)
+
+        def second_write() -> None:
+            if write == "exchange":
+                queries.add_exchange(engine, first.id, "second", reply=reply)
+            else:
+                queries.add_message(engine, first.id, "second")
+
+        t1 = threading.Thread(
+            target=queries.add_exchange,
+            args=(engine, first.id, "first"),
+            kwargs={"reply": reply, "announce": hold},
+        )
+        t1.start()
+        assert held.wait(10)
+        t2 = threading.Thread(target=second_write)
+        t2.start()
+        t2.join(0.5)
+        try:
+            assert t2.is_alive(), "a second write to the session did not wait for the first"
+            assert queries.list_messages(engine, first.id, after=0) == []
+            queries.add_exchange(engine, other.id, "elsewhere", reply=reply)  # not held up
+        finally:
+            release.set()
+            t1.join(10)
+            t2.join(10)
+        rows = queries.list_messages(engine, first.id, after=0)
+        assert [r.id for r in rows] == sorted(r.id for r in rows)
+        assert (rows[0].content, rows[2].content) == ("first", "second")
+    finally:
+        engine.dispose()

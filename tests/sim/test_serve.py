@@ -35,7 +35,12 @@ def _frames(ws: Any, count: int, timeout: float = 10.0, kind: str = "message") -
     while len(got) < count:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"only {len(got)} of {count} {kind} frames in {timeout}s"
-        frame = json.loads(ws.recv(timeout=remaining))
+        try:
+            frame = json.loads(ws.recv(timeout=remaining))
+        except TimeoutError:
+            ids = [g.get("id") for g in got]
+            msg = f"only {len(got)} of {count} {kind} frames in {timeout}s: {ids}"
+            raise AssertionError(msg) from None
         if frame["type"] == kind:
             got.append(frame["data"])
     return got
@@ -290,19 +295,20 @@ def test_a_stream_on_one_instance_sees_messages_posted_through_another(
     b = start_server("--db", pg_db, env={"EMROPS_SIM_VITALS_INTERVAL": "60"})
     with a.http() as http:
         sid = _new_session(http)
+    statuses: list[int] = []
     with ws_connect(f"{b.ws_url}/ws/sessions/{sid}") as ws:
 
-        def post(i: int) -> int:
+        def post(i: int) -> None:
             with a.http() as http:
-                return http.post(
-                    f"/api/sessions/{sid}/messages", json={"content": f"q {i}"}
-                ).status_code
+                response = http.post(f"/api/sessions/{sid}/messages", json={"content": f"q {i}"})
+                statuses.append(response.status_code)
 
         threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        assert statuses == [201] * 20, a.log()[-3000:]
         frames = _frames(ws, 40, timeout=15)
     ids = [f["id"] for f in frames]
     assert len(ids) == 40 and ids == sorted(set(ids))
