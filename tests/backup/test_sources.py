@@ -200,3 +200,47 @@ def test_postgres_source_identity(cli, seeded_pg: str, store: Path) -> None:
     other = seeded_pg.rsplit("/", 1)[0] + "/postgres"
     none = json_of(cli("backup", "list", "--store", str(store), "--source", other, "--json"))
     assert none["backups"] == []
+
+
+@pytest.mark.parametrize("name", ["plain.db", "with space.db", "q?mark.db", "per%cent.db", "ü.db"])
+def test_identity_is_the_same_through_a_path_a_plain_url_and_the_full_parser(
+    tmp_path: Path, name: str
+) -> None:
+    """identity_of reads a path or a plain SQLite URL without SQLAlchemy; escaped URLs go
+    through the full parser. All three agree, and a symlink names its target."""
+    from emrops.backup.sources import identity_of
+    from emrops.db.urls import sqlite_db_url
+
+    path = tmp_path / name
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    expected = identity_of(sqlite_db_url(path))  # escaped (or plain): either reader
+    assert expected["path"] == str(path.resolve()) and expected["header"]["page_size"] > 0
+    assert identity_of(str(path)) == expected
+    assert identity_of(str(link)) == expected
+    if "?" not in name and "%" not in name:
+        assert identity_of(f"sqlite:///{path}") == expected
+
+
+def test_a_sqlite_backup_imports_neither_sqlalchemy_nor_jsonschema(tmp_path: Path) -> None:
+    """About 0.25 s of imports that migrate-db's pinned backup paid on the critical path."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "src.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from emrops.backup.run import RunOptions, run_backup\n"
+        "from emrops.backup.stores import open_store\n"
+        "from emrops.db.urls import sqlite_db_url\n"
+        f"store = open_store({str(tmp_path / 'store')!r}, None)\n"
+        f"m = run_backup(store, RunOptions(db_url=sqlite_db_url(Path({str(db)!r})), pin=True))\n"
+        "print(m.source_id['kind'], 'sqlalchemy' in sys.modules, 'jsonschema' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["sqlite", "False", "False"], out.stderr
