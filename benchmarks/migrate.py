@@ -287,6 +287,16 @@ def one_round(
     jobs = ["--jobs", str(jobs_n)] if jobs_n else []
     migrate = [*EMROPS, "migrate-db"]
     source = ["--from", f"sqlite:///{src}"]
+    state = Path(env["EMROPS_STATE_DIR"])
+
+    def fresh() -> dict[str, str]:
+        """An empty state folder and backup store for each run, so every run takes its own
+        pinned backup (a rerun of an unchanged source reuses the earlier run's backup, which
+        is not the first migration a user times)."""
+        for folder in (state, Path(env["EMROPS_BACKUP_STORE"])):
+            shutil.rmtree(folder, ignore_errors=True)
+        return env
+
     try:
         nv_url = f"postgresql+psycopg://postgres@{HOST}/{dbs[1]}"
         full_url = f"postgresql+psycopg://postgres@{HOST}/{dbs[2]}"
@@ -294,12 +304,15 @@ def one_round(
             (
                 "run",
                 lambda: timed(
-                    [*migrate, "run", *source, "--to", nv_url, "--no-verify", "--json", *jobs], env
+                    [*migrate, "run", *source, "--to", nv_url, "--no-verify", "--json", *jobs],
+                    fresh(),
                 ),
             ),
             (
                 "run+verify",
-                lambda: timed([*migrate, "run", *source, "--to", full_url, "--json", *jobs], env),
+                lambda: timed(
+                    [*migrate, "run", *source, "--to", full_url, "--json", *jobs], fresh()
+                ),
             ),
             (
                 "verify",

@@ -112,3 +112,50 @@ def test_triggers_translate_or_say_why(timing: str, event: str, body: list[str])
 def test_broken_trigger_text_is_a_translation_error(sql: str) -> None:
     with pytest.raises(TranslationError):
         translate(_catalog(), sql, "x", "x_fn")
+
+
+@pytest.mark.parametrize(
+    "element",
+    ["s", "S", '"s"', "id DESC", '"s" ASC', "s COLLATE NOCASE", '"with space"', "n  DESC"],
+)
+def test_an_index_element_naming_a_column_is_the_same_without_the_parser(element: str) -> None:
+    """index_element takes a plain column name without sqlglot; what it gives equals what the
+    parser gives (the target's spelling, quoted, with the order and the collation note)."""
+    import re
+
+    import emrops.migrate.sql as sql
+
+    c = _catalog()
+    c.add("u", "u", [("with space", "With Space", "text")])
+    table = "u" if "space" in element else "t"
+    fast = sql.index_element(element, c, table)
+    saved, sql._PLAIN = sql._PLAIN, re.compile(r"(?!)(?P<bare>)(?P<quoted>)")
+    try:
+        assert sql.index_element(element, c, table) == fast
+    finally:
+        sql._PLAIN = saved
+    assert fast[0].startswith(('"S"', '"id"', '"n"', '"With Space"'))
+
+
+def test_a_plan_without_views_checks_or_expressions_does_not_import_sqlglot(tmp_path) -> None:
+    """sqlglot (about 90 ms of start-up) loads at the first translation, not with the plan."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "plain.db"
+    code = (
+        "import sqlite3, sys\n"
+        f"conn = sqlite3.connect({str(db)!r})\n"
+        "conn.executescript('CREATE TABLE a (id INTEGER PRIMARY KEY, \"x y\" TEXT, n REAL);"
+        ' CREATE INDEX a_xy ON a ("x y" DESC, n); INSERT INTO a VALUES (1, \\\'q\\\', 2.5);\')\n'
+        "from emrops.migrate.planner import build_plan\n"
+        "plain = build_plan(conn)\n"
+        "before = 'sqlglot' in sys.modules\n"
+        "conn.execute('CREATE VIEW v AS SELECT id + 1 AS k FROM a')\n"
+        "with_view = build_plan(conn)\n"
+        "print(before, 'sqlglot' in sys.modules, len(plain.tables))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "True", "1"], out.stderr

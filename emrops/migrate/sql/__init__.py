@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import re
 
+from emrops.migrate.reflect import quote
 from emrops.migrate.sql.catalog import Catalog, Translated, TranslationError
 from emrops.migrate.sql.defaults import translate_default
 
 __all__ = ["Catalog", "TranslationError", "Translated", "index_element", "translate_default"]
+
+
+# an index element naming a column: a bare identifier or one in double quotes (no quote inside)
+_PLAIN = re.compile(r'(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|"(?P<quoted>[^"]+)"')
 
 
 def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]:
@@ -27,6 +32,10 @@ def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]
     if m:
         order = " " + m.group(1).upper()
         text = text[: m.start()].strip()
+    plain = _PLAIN.fullmatch(text)
+    column = catalog.column(table, plain["bare"] or plain["quoted"]) if plain else None
+    if column is not None:  # a column by its name: no parsing (nor sqlglot's import) needed
+        return quote(column[0]) + order, note
     translated = catalog.expr(text, table)
     if translated.startswith('"') and translated.endswith('"') and translated.count('"') == 2:
         return translated + order, note

@@ -10,21 +10,51 @@ and printed as PostgreSQL with every identifier quoted under its target name.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
-from sqlglot.schema import MappingSchema
+if TYPE_CHECKING:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.annotate_types import annotate_types
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import traverse_scope
+    from sqlglot.schema import MappingSchema
 
-from emrops.migrate.sql import rewrite
+    from emrops.migrate.sql import rewrite
 
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
+
+# sqlglot is imported at the first translation (every one goes through ``guarded``), not with
+# this module: the import is ~90 ms of a migration's start-up, and a database whose indexes
+# name plain columns and that has no view, trigger, CHECK or expression needs none of it.
+_loading = threading.Lock()
+
+
+def _load() -> None:
+    global sqlglot, exp, SqlglotError, annotate_types, qualify, traverse_scope, MappingSchema
+    global rewrite
+    if "rewrite" in globals():
+        return
+    with _loading:
+        if "rewrite" in globals():
+            return
+        import sqlglot as _sqlglot
+        from sqlglot import exp as _exp
+        from sqlglot.errors import SqlglotError as _error
+        from sqlglot.optimizer.annotate_types import annotate_types as _annotate
+        from sqlglot.optimizer.qualify import qualify as _qualify
+        from sqlglot.optimizer.scope import traverse_scope as _traverse
+        from sqlglot.schema import MappingSchema as _schema
+
+        from emrops.migrate.sql import rewrite as _rewrite
+
+        sqlglot, exp, SqlglotError, annotate_types = _sqlglot, _exp, _error, _annotate  # type: ignore[misc]
+        qualify, traverse_scope, MappingSchema = _qualify, _traverse, _schema  # type: ignore[misc]
+        rewrite = _rewrite  # last: its presence says the rest is there
 
 
 class TranslationError(Exception):
@@ -32,22 +62,24 @@ class TranslationError(Exception):
 
 
 # A shape the parser or a rule does not handle must not stop a plan: the object is then sent
-# as SQLite wrote it and PostgreSQL reports it (with the SQL) when it is built.
-FAILURES = (SqlglotError, ValueError, KeyError, IndexError, AttributeError, TypeError)
+# as SQLite wrote it and PostgreSQL reports it (with the SQL) when it is built. (sqlglot's own
+# errors, SqlglotError, are added to these once it is loaded.)
+FAILURES = (ValueError, KeyError, IndexError, AttributeError, TypeError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(fn: F) -> F:
-    """Turn any failure inside translation into TranslationError."""
+    """Turn any failure inside translation into TranslationError (and load sqlglot first)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _load()
         try:
             return fn(*args, **kwargs)
         except TranslationError:
             raise
-        except (*FAILURES, RecursionError) as exc:
+        except (SqlglotError, *FAILURES, RecursionError) as exc:
             raise TranslationError(f"{type(exc).__name__}: {exc}") from None
 
     return cast(F, wrapper)
@@ -184,6 +216,7 @@ class Catalog:
     def trigger(self, sql: str, target: str, function: str) -> Any:
         """A CREATE TRIGGER as a PL/pgSQL function plus trigger (``triggers.Translated``);
         TranslationError names why a trigger is outside the translated shapes."""
+        _load()
         from emrops.migrate.sql import triggers  # triggers builds on this module
 
         return triggers.translate(self, sql, target, function)
