@@ -146,8 +146,8 @@ def test_a_plan_without_views_checks_or_expressions_does_not_import_sqlglot(tmp_
     code = (
         "import sqlite3, sys\n"
         f"conn = sqlite3.connect({str(db)!r})\n"
-        "conn.executescript('CREATE TABLE a (id INTEGER PRIMARY KEY, \"x y\" TEXT, n REAL);"
-        ' CREATE INDEX a_xy ON a ("x y" DESC, n); INSERT INTO a VALUES (1, \\\'q\\\', 2.5);\')\n'
+        'conn.executescript(\'CREATE TABLE a (id INTEGER PRIMARY KEY, "x y" TEXT, n REAL);'
+        " CREATE INDEX a_xy ON a (\"x y\" DESC, n); INSERT INTO a VALUES (1, \\'q\\', 2.5);')\n"
         "from emrops.migrate.planner import build_plan\n"
         "plain = build_plan(conn)\n"
         "before = 'sqlglot' in sys.modules\n"
