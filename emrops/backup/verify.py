@@ -26,6 +26,7 @@ import zstandard
 from emrops import __version__
 from emrops.backup import crypto
 from emrops.backup.codec import HashingReader, Progress, _noop, decode
+from emrops.backup.integrity import Integrity, integrity_problems
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import (
     ID_PATTERN,
@@ -250,13 +251,21 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     recorded = manifest.engine_info.get("foreign_key_violations", 0)
     if not isinstance(recorded, int) or isinstance(recorded, bool):
         recorded = 0  # engine_info is not in the schema's checked part: treat junk as none
+
+    def integrity_check() -> Integrity:
+        conn = open_sqlite(path, mode="rw")
+        try:
+            return integrity_problems(conn)  # stands in for the app's collations/functions
+        finally:
+            conn.close()
+
     with ThreadPoolExecutor(3) as pool:
-        integrity = pool.submit(query, "PRAGMA integrity_check")
+        integrity = pool.submit(integrity_check)
         fk = pool.submit(query, "PRAGMA foreign_key_check")
         rows = pool.submit(counts)
         try:
-            problems = [r[0] for r in integrity.result()]
-            checks.add("integrity_check", problems == ["ok"], "; ".join(problems[:5]))
+            found = integrity.result()
+            checks.add("integrity_check", found.ok, found.detail())
             try:
                 fks = fk.result()
             except sqlite3.DatabaseError as exc:
