@@ -10,7 +10,8 @@ called a good backup damaged.
 :func:`integrity_problems` registers a stand-in for each missing name (a total order for a
 collation, NULL for a function) until the check runs. The stand-ins cannot reproduce what the
 application computes, so what they make the check say about the objects that use them (entries
-"missing from index" X, "CHECK constraint failed in" T, a "NULL value in" T.C) is excused and
+"missing from index" X, "CHECK constraint failed in" T, a "NULL value in" T.C, a WITHOUT ROWID
+table T's "row not in PRIMARY KEY order") is excused and
 named as not checkable here. Everything else, the b-tree structure of every page above all, is
 checked as usual and reported as problems.
 """
@@ -21,13 +22,16 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
-_COLLATION = re.compile(r"no such collation sequence: (\S+)")
+_COLLATION = re.compile(r"no such collation sequence: (.+)$")
 _FUNCTION = re.compile(r"(?:unknown|no such) function: ([^\s(]+)")
 _INDEX = re.compile(
     r"(?:row \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)"
 )
-_TABLE = re.compile(r"(?:CHECK constraint failed in|NULL value in) ([^.\s]+)")
+_TABLE = re.compile(
+    r"(?:CHECK constraint failed in|NULL value in|row not in PRIMARY KEY order for) ([^.\s]+)"
+)
 MAX_STAND_INS = 50
+MAX_LINES = 100_000  # integrity_check's report limit when stand-ins are in place
 
 
 @dataclass
@@ -66,7 +70,11 @@ def integrity_problems(conn: sqlite3.Connection) -> Integrity:
     stand_ins: list[str] = []
     while True:
         try:
-            lines = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+            # with stand-ins, their own lines must not use up the 100 SQLite reports by default
+            pragma = (
+                f"PRAGMA integrity_check({MAX_LINES})" if stand_ins else "PRAGMA integrity_check"
+            )
+            lines = [str(r[0]) for r in conn.execute(pragma)]
             break
         except sqlite3.DatabaseError as exc:
             text = str(exc)
@@ -85,6 +93,9 @@ def integrity_problems(conn: sqlite3.Connection) -> Integrity:
     uses = _objects_using(conn, names)
     excused = [line for line in lines if _object_of(line) in uses]
     problems = [line for line in lines if line not in excused] or ["ok"]
+    if len(lines) >= MAX_LINES:  # cut short: what came after may be damage
+        cut = f"integrity_check stopped at {MAX_LINES} lines: the rest is unknown"
+        problems = [p for p in problems if p != "ok"] + [cut]
     return Integrity(problems, stand_ins, excused)
 
 

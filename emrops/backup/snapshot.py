@@ -29,6 +29,7 @@ from emrops.backup.walimage import (
     Unreadable,
     header_count,
 )
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import check_same_file, open_sqlite, quote_ident
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
@@ -86,7 +87,9 @@ def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
 
 
 def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
-    """Row count per table and the Alembic revision of an open SQLite database."""
+    """Row count per table and the Alembic revision of an open SQLite database (stand-ins for
+    the app's own collations: counting does not depend on their order)."""
+    register_stand_ins(conn)
     tables = sqlite_tables(conn)
     counts = {
         t: int(conn.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0]) for t in tables

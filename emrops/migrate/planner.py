@@ -9,6 +9,7 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
+from emrops.migrate import appdefs
 from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
 from emrops.migrate.columns import plan_table
@@ -39,6 +40,7 @@ def open_source(path: Path) -> sqlite3.Connection:
             f"{path} is not an SQLite database ({exc})",
             hint="point --from at an SQLite database file",
         ) from None
+    appdefs.register_stand_ins(conn)  # the app's own collations (see appdefs.py)
     encoding = conn.execute("PRAGMA encoding").fetchone()[0]
     if encoding != "UTF-8":
         conn.close()
@@ -64,6 +66,8 @@ def build_plan(
     casts = casts or {}
     schema = reflect(conn)
     check_casts(schema, casts)
+    appdefs.check_generated(conn, schema)
+    appdefs.check_keys(conn, schema)
     taken: set[str] = {JOURNAL}  # a source table of that name gets another one (renames)
     renames: list[dict[str, str]] = []
 

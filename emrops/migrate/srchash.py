@@ -26,7 +26,7 @@ from typing import Any
 
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
-from emrops.migrate import sqlcopy
+from emrops.migrate import appdefs, sqlcopy
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import (
     NULL_MARK,
@@ -203,6 +203,7 @@ def _fast(
 ) -> tuple[int, int]:
     conn = open_sqlite(source, check_same_thread=False)
     try:
+        appdefs.register_stand_ins(conn)
         return fast_checksum(conn, tp, stop, rowids)
     finally:
         conn.close()
