@@ -104,3 +104,29 @@ def test_a_without_rowid_key_under_an_app_collation_is_refused(
     assert "WITHOUT ROWID table t (code) uses the collation LOCALIZED" in out.stderr
     with pg(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
+
+
+def test_a_virtual_table_of_a_module_only_the_app_loads(cli, tmp_path: Path, pg_url: str) -> None:
+    """Its pinned backup failed ('cannot snapshot: no such module'), so the run did; now the
+    table is listed as not migrated, like any virtual table, and the rest migrates."""
+    source = tmp_path / "vt.db"
+    conn = sqlite3.connect(source)
+    conn.executescript(
+        """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);
+        INSERT INTO t (name) VALUES ('a'), ('b');
+        PRAGMA writable_schema = ON;
+        INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql)
+            VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING appmodule(a, b)');
+        PRAGMA writable_schema = OFF;
+        """
+    )
+    conn.commit()
+    conn.close()
+    env = {"EMROPS_BACKUP_STORE": str(tmp_path / "store")}
+    out = cli("migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url, env=env)
+    assert out.exit_code == 0, out.stderr
+    assert "not migrated: virtual table vx" in out.stdout + out.stderr
+    assert "pre-migration backup (pinned)" in out.stdout + out.stderr
+    with pg(pg_url) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 2
