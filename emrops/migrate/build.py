@@ -22,6 +22,7 @@ import psycopg
 from emrops.migrate import journal
 from emrops.migrate.plan import Plan, PostObject, TablePlan
 from emrops.migrate.reflect import quote
+from emrops.migrate.sql import missing_check
 
 
 def _do(
@@ -264,7 +265,12 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                 failed,
                 item,
                 "trigger",
-                ";\n".join(x for x in (t.function_sql, t.trigger_sql) if x),
+                # a call to a function PostgreSQL lacks compiles in PL/pgSQL: refuse it here
+                ";\n".join(
+                    x
+                    for x in (t.calls and missing_check(t.calls), t.function_sql, t.trigger_sql)
+                    if x
+                ),
                 f"trigger {t.target} on {t.table}",
             )
     return failed

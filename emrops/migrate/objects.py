@@ -26,6 +26,9 @@ def plan_trigger(
         tp.error = str(exc)
         return tp
     tp.function_sql, tp.trigger_sql, tp.shape = done.function_sql, done.trigger_sql, done.shape
+    from emrops.migrate.sql.triggers import unknown_calls  # loaded with the translation above
+
+    tp.calls = unknown_calls(trig.sql)
     return tp
 
 

@@ -80,6 +80,7 @@ class TriggerPlan:
     trigger_sql: str = ""
     shape: str = ""  # touch or statements
     error: str | None = None  # why it was not translated
+    calls: list[str] = field(default_factory=list)  # functions sqlglot does not know (checked)
 
 
 @dataclass

@@ -130,3 +130,34 @@ def test_a_virtual_table_of_a_module_only_the_app_loads(cli, tmp_path: Path, pg_
     assert "pre-migration backup (pinned)" in out.stdout + out.stderr
     with pg(pg_url) as c:
         assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+
+
+def test_a_trigger_calling_an_app_function_is_reported_not_built_broken(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    """PL/pgSQL compiles a call to a function PostgreSQL lacks; the trigger would only fail
+    when the app first writes. Plan and run name it (exit 3); a trigger calling functions
+    PostgreSQL has (lower, coalesce, datetime's translation) is built and fires."""
+    source = _app_db(
+        tmp_path / "trig.db",
+        """CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, at TEXT);
+           CREATE TABLE log (id INTEGER PRIMARY KEY, x TEXT);
+           CREATE TRIGGER app_tr AFTER INSERT ON t BEGIN
+               INSERT INTO log (x) VALUES (norm(new.name)); END;
+           CREATE TRIGGER ok_tr AFTER UPDATE ON t BEGIN
+               INSERT INTO log (x) VALUES (lower(coalesce(new.name, 'none'))); END;""",
+        NAMES[:3],
+    )
+    url = f"sqlite:///{source}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url)
+    assert plan.exit_code == 3, plan.stderr
+    assert "trigger app_tr" in plan.stdout and "function norm() does not exist" in plan.stdout
+    assert "ok_tr" not in plan.stdout.split("statements PostgreSQL refuses")[-1]
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 3, run.stderr
+    assert "trigger app_tr on t: function norm() does not exist" in run.stderr
+    with pg(pg_url) as conn:
+        conn.execute("UPDATE t SET name = 'Zed' WHERE id = 1")  # ok_tr fires
+        # the 3 rows app_tr logged in SQLite were migrated; ok_tr added the fourth
+        assert conn.execute("SELECT x FROM log ORDER BY id").fetchall()[3:] == [("zed",)]
+        conn.rollback()

@@ -12,7 +12,14 @@ from emrops.migrate.reflect import quote
 from emrops.migrate.sql.catalog import Catalog, Translated, TranslationError
 from emrops.migrate.sql.defaults import translate_default
 
-__all__ = ["Catalog", "TranslationError", "Translated", "index_element", "translate_default"]
+__all__ = [
+    "Catalog",
+    "TranslationError",
+    "Translated",
+    "index_element",
+    "missing_check",
+    "translate_default",
+]
 
 
 # an index element naming a column: a bare identifier or one in double quotes (no quote inside)
@@ -40,3 +47,17 @@ def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]
     if translated.startswith('"') and translated.endswith('"') and translated.count('"') == 2:
         return translated + order, note
     return f"({translated}){order}", note
+
+
+def missing_check(names: list[str]) -> str:
+    """A statement that fails on PostgreSQL naming the first of ``names`` it has no function
+    (or aggregate) of."""
+    listed = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+    return (
+        "DO $emrops$ DECLARE f text; BEGIN "
+        f"SELECT n INTO f FROM unnest(ARRAY[{listed}]::text[]) AS n "
+        "WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = n) LIMIT 1; "
+        "IF f IS NOT NULL THEN RAISE EXCEPTION 'function %() does not exist on PostgreSQL "
+        "(one the SQLite application defined?): the trigger would fail when it fires', f; "
+        "END IF; END $emrops$"
+    )

@@ -384,3 +384,31 @@ def _delete(catalog: Catalog, h: Header, stmt: exp.Delete) -> str:
     if where is not None:
         sql += f" WHERE {catalog.expr_tree(where.this, table, h.table)}"
     return sql + ";"
+
+
+def _translated_names() -> frozenset[str]:
+    from emrops.migrate.sql.functions import ANONYMOUS
+
+    return frozenset({*ANONYMOUS, "raise"})  # RAISE(...) is the trigger's own statement
+
+
+_TRANSLATED = _translated_names()  # functions sqlglot does not know that rewrite.py translates
+
+
+def unknown_calls(sql: str) -> list[str]:
+    """Functions a trigger calls that sqlglot does not know (lower-cased), e.g. one only the
+    SQLite application defines. PostgreSQL compiles a PL/pgSQL body without looking its calls
+    up, so the trial and the build ask the target whether each exists
+    (:func:`emrops.migrate.sql.missing_check`)."""
+    try:
+        h = parse(sql)
+        parts = [*h.body, *([f"SELECT {h.when}"] if h.when else [])]
+        names: list[str] = []
+        for part in parts:
+            for node in sqlglot.parse_one(part, read="sqlite").find_all(exp.Anonymous):
+                name = str(node.name).lower()
+                if name and name not in names and name not in _TRANSLATED:
+                    names.append(name)
+        return names
+    except (SqlglotError, ValueError, IndexError):
+        return []  # not parsed: the translation reports it
