@@ -18,7 +18,8 @@ other work, req/s moves with the load, CPU-ms per request much less.
 
 ``--baseline DIR`` also runs the server of another checkout (``DIR/.venv/bin/python -m emrops``
 from DIR, e.g. /work/main) and alternates baseline and this tree endpoint by endpoint on the
-same database, so both builds see the same load; the table then gives both and their ratio.
+same database, so both builds see the same load; who goes first alternates too (from endpoint to
+endpoint and between instance counts). The table then gives both and their ratio.
 
 Usage: .venv/bin/python benchmarks/sim_server.py [--duration 10] [--connections 16]
        [--open-duration 20] [--engines sqlite,postgresql] [--baseline DIR] [--write]
@@ -323,8 +324,11 @@ def bench_engine(
     for count in instances:
         with contextlib.ExitStack() as stack:
             running = [(b, *stack.enter_context(servers(db_url, count, b))) for b in builds]
-            for mode, label in MODES:
-                for build, urls, pids in running:
+            for turn, (mode, label) in enumerate(MODES):
+                # who goes first alternates from endpoint to endpoint: the second build of a
+                # POST row runs on a database the first one's POSTs have just grown
+                order = running if (turn + count) % 2 == 0 else running[::-1]
+                for build, urls, pids in order:
                     stats = wrk(urls, pids, mode, ids, duration, conns, pg_db)
                     row = {"engine": name, "instances": count, "endpoint": label, **stats}
                     rows.append({**row, "build": build.label})
