@@ -22,6 +22,8 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from emrops.db.appdefs import byte_order
+
 _COLLATION = re.compile(r"no such collation sequence: (.+)$")
 _FUNCTION = re.compile(r"(?:unknown|no such) function: ([^\s(]+)")
 _INDEX = re.compile(
@@ -57,10 +59,6 @@ class Integrity:
         )
 
 
-def _collate(a: str, b: str) -> int:
-    return (a > b) - (a < b)
-
-
 def _null(*_args: object) -> None:
     return None
 
@@ -82,7 +80,7 @@ def integrity_problems(conn: sqlite3.Connection) -> Integrity:
             if len(stand_ins) >= MAX_STAND_INS or not (collation or function):
                 raise
             if collation:
-                conn.create_collation(collation.group(1), _collate)
+                conn.create_collation(collation.group(1), byte_order)
                 stand_ins.append(f"collation {collation.group(1)}")
             elif function:
                 conn.create_function(function.group(1), -1, _null)

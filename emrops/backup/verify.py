@@ -14,11 +14,11 @@ import errno
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pyrage
 import zstandard
@@ -26,7 +26,7 @@ import zstandard
 from emrops import __version__
 from emrops.backup import crypto
 from emrops.backup.codec import HashingReader, Progress, _noop, decode
-from emrops.backup.integrity import Integrity, integrity_problems
+from emrops.backup.integrity import integrity_problems
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import (
     ID_PATTERN,
@@ -47,6 +47,7 @@ from emrops.logs import get_logger, iso_utc
 from emrops.scratch import scratch_dir as per_run_dir
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -230,17 +231,10 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     """integrity_check, foreign_key_check and row counts, each on its own connection in
     parallel (sqlite3 releases the GIL while a statement runs)."""
 
-    def query(sql: str) -> list[Any]:
+    def on_own_connection(work: Callable[[sqlite3.Connection], T]) -> T:
         conn = open_sqlite(path, mode="rw")
         try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-
-    def counts() -> dict[str, int]:
-        conn = open_sqlite(path, mode="rw")
-        try:
-            return sqlite_facts(conn)[0]
+            return work(conn)
         finally:
             conn.close()
 
@@ -252,17 +246,13 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
     if not isinstance(recorded, int) or isinstance(recorded, bool):
         recorded = 0  # engine_info is not in the schema's checked part: treat junk as none
 
-    def integrity_check() -> Integrity:
-        conn = open_sqlite(path, mode="rw")
-        try:
-            return integrity_problems(conn)  # stands in for the app's collations/functions
-        finally:
-            conn.close()
-
     with ThreadPoolExecutor(3) as pool:
-        integrity = pool.submit(integrity_check)
-        fk = pool.submit(query, "PRAGMA foreign_key_check")
-        rows = pool.submit(counts)
+        # integrity_problems stands in for the application's own collations and functions
+        integrity = pool.submit(on_own_connection, integrity_problems)
+        fk = pool.submit(
+            on_own_connection, lambda c: c.execute("PRAGMA foreign_key_check").fetchall()
+        )
+        rows = pool.submit(on_own_connection, lambda c: sqlite_facts(c)[0])
         try:
             found = integrity.result()
             checks.add("integrity_check", found.ok, found.detail())

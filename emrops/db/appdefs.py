@@ -69,7 +69,8 @@ def _defined(conn: sqlite3.Connection, name: str) -> bool:
     return True
 
 
-def _byte_order(a: str, b: str) -> int:
+def byte_order(a: str, b: str) -> int:
+    """A total order on text (its UTF-8 bytes): what every stand-in collation compares by."""
     x, y = a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
     return (x > y) - (x < y)
 
@@ -78,5 +79,5 @@ def register_stand_ins(conn: sqlite3.Connection) -> list[str]:
     """Register a byte-order stand-in for each unknown collation; returns their names."""
     names = unknown_collations(conn)
     for name in names:
-        conn.create_collation(name, _byte_order)
+        conn.create_collation(name, byte_order)
     return names

@@ -58,9 +58,6 @@ class Sql:
 
 def _build(pg: bool) -> Sql:
     lock = " FOR SHARE" if pg else ""
-    # PostgreSQL: a write to a session locks its row until COMMIT, so the ids of one session's
-    # messages are handed out in commit order (SQLite's BEGIN IMMEDIATE serialises every write):
-    # see SESSION_LOCK.
     session_lock = SESSION_LOCK if pg else ""
     j = "?::jsonb" if pg else "?"
     flag = f"(SELECT value FROM emrops_control WHERE key = ?{lock})"

@@ -3,7 +3,8 @@
 An app registers collations (``LOCALIZED``, ``UNICODE``...) on its own connections and declares
 columns and indexes with them; SQLite then refuses, anywhere else, every query whose plan
 touches such a column's index ("no such collation sequence"), even ``SELECT c ... LIMIT 1``.
-migrate-db reads such a source with a stand-in registered under each unknown name (byte order),
+migrate-db reads such a source with a stand-in registered under each unknown name (byte order,
+:func:`emrops.db.appdefs.register_stand_ins`),
 which is safe for what it does with them: rows are read by rowid ranges and in scans, and the
 collation itself is not migrated (PostgreSQL has no such collation; the plan notes the dropped
 COLLATE). The one read that depends on the real order, key ranges over a WITHOUT ROWID table
@@ -16,7 +17,6 @@ import sqlite3
 from typing import Any
 
 from emrops.db.appdefs import BUILTIN
-from emrops.db.appdefs import register_stand_ins as register_stand_ins  # re-exported
 from emrops.errors import EmropsError
 from emrops.migrate.reflect import quote
 

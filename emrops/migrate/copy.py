@@ -22,9 +22,10 @@ from typing import Any
 import psycopg
 
 from emrops import atomic
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import EmropsError, ExitCode
-from emrops.migrate import appdefs, journal, refusals, sqlcopy
+from emrops.migrate import journal, refusals, sqlcopy
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reading import (  # noqa: F401 - source_select, read_batches re-exported
     BadText,
@@ -139,7 +140,7 @@ def copy_table(
     keys refused so far, by ``repr``, with the error)."""
     started = time.monotonic()
     src = open_sqlite(source, check_same_thread=False)
-    appdefs.register_stand_ins(src)
+    register_stand_ins(src)
     rejected_keys: list[Any] = []
     held: list[dict[str, Any]] = []  # reject entries, written once the table commits
     refused = refused if refused is not None else {}

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import UsageError
 from emrops.migrate import appdefs
@@ -40,7 +41,7 @@ def open_source(path: Path) -> sqlite3.Connection:
             f"{path} is not an SQLite database ({exc})",
             hint="point --from at an SQLite database file",
         ) from None
-    appdefs.register_stand_ins(conn)  # the app's own collations (see appdefs.py)
+    register_stand_ins(conn)  # the app's own collations (see emrops/db/appdefs.py)
     encoding = conn.execute("PRAGMA encoding").fetchone()[0]
     if encoding != "UTF-8":
         conn.close()

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed
-from emrops.migrate import appdefs
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.reflect import ROWID_NAMES, Table, affinity, quote, rowid_name
 
@@ -401,7 +401,7 @@ class _Readers:
         if other is None:
             other = open_sqlite(self.path, check_same_thread=False)
             register_functions(other)
-            appdefs.register_stand_ins(other)
+            register_stand_ins(other)
         try:
             yield other
         finally:

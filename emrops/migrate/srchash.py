@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.sqlite_malloc import disable_memstatus
-from emrops.migrate import appdefs, sqlcopy
+from emrops.migrate import sqlcopy
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import (
     NULL_MARK,
@@ -203,7 +204,7 @@ def _fast(
 ) -> tuple[int, int]:
     conn = open_sqlite(source, check_same_thread=False)
     try:
-        appdefs.register_stand_ins(conn)
+        register_stand_ins(conn)
         return fast_checksum(conn, tp, stop, rowids)
     finally:
         conn.close()

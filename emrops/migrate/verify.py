@@ -18,8 +18,9 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
-from emrops.migrate import appdefs, journal, srchash
+from emrops.migrate import journal, srchash
 from emrops.migrate.convert import (
     CONVERT,
     ConversionError,
@@ -126,7 +127,7 @@ def target_checksum_split(target_url: str, tp: TablePlan, parts: int) -> tuple[i
 def source_rows(source: Path, tp: TablePlan) -> Any:
     """Converted source rows (rejected ones skipped) with their keys: yields (key, row)."""
     conn = open_sqlite(source, check_same_thread=False)
-    appdefs.register_stand_ins(conn)
+    register_stand_ins(conn)
     offset = 0 if tp.without_rowid else 1
     convs = [
         (i, CONVERT[c.converter], c.notnull, null_keys(c))
