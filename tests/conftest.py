@@ -136,3 +136,22 @@ def blackhole() -> Iterator[int]:
     for conn in held:
         conn.close()
     server.close()
+
+
+def add_unknown_module_table(db: Path, name: str = "vx") -> None:
+    """Declare in ``db`` a virtual table of a module no SQLite here loads (as an app that
+    registers its own module leaves it): every read of it fails with 'no such module'."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript(
+            "PRAGMA writable_schema = ON;"
+            "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES "
+            f"('table', '{name}', '{name}', 0, "
+            f"'CREATE VIRTUAL TABLE {name} USING appmodule(a, b)');"
+            "PRAGMA writable_schema = OFF;"
+        )
+        conn.commit()
+    finally:
+        conn.close()

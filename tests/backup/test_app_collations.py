@@ -10,6 +10,7 @@ from pathlib import Path
 import zstandard
 
 from emrops.backup.integrity import integrity_problems
+from tests.conftest import add_unknown_module_table
 
 
 def _reverse(a: str, b: str) -> int:
@@ -173,14 +174,11 @@ def test_a_virtual_table_of_a_module_only_the_app_loads(cli, tmp_path: Path) -> 
         INSERT INTO t (name) VALUES ('a'), ('b');
         CREATE VIRTUAL TABLE r USING rtree(id, minx, maxx);
         INSERT INTO r VALUES (1, 0.5, 2.5);
-        PRAGMA writable_schema = ON;
-        INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql)
-            VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING appmodule(a, b)');
-        PRAGMA writable_schema = OFF;
         """
     )
     conn.commit()
     conn.close()
+    add_unknown_module_table(db)
     store, url = tmp_path / "store", f"sqlite:///{db}"
     backed = cli("backup", "run", "--db", url, "--store", str(store), "--json")
     assert backed.exit_code == 0, backed.output

@@ -9,6 +9,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from tests.conftest import add_unknown_module_table
 from tests.migrate.conftest import pg
 
 
@@ -115,14 +116,11 @@ def test_a_virtual_table_of_a_module_only_the_app_loads(cli, tmp_path: Path, pg_
         """
         CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);
         INSERT INTO t (name) VALUES ('a'), ('b');
-        PRAGMA writable_schema = ON;
-        INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql)
-            VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING appmodule(a, b)');
-        PRAGMA writable_schema = OFF;
         """
     )
     conn.commit()
     conn.close()
+    add_unknown_module_table(source)
     env = {"EMROPS_BACKUP_STORE": str(tmp_path / "store")}
     out = cli("migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url, env=env)
     assert out.exit_code == 0, out.stderr

@@ -89,7 +89,22 @@ def _json_db(path: Path) -> Path:
     return path
 
 
-def _content_ok(plan, url: str, src: Path) -> bool:  # type: ignore[no-untyped-def]
+def copied_with_equal_checksums(src: Path, pg_url: str):  # type: ignore[no-untyped-def]
+    """The plan of the one-table database at ``src``, its table created and copied to
+    ``pg_url``, after checking that the source and target checksums agree."""
+    plan = _plan(src)
+    (tp,) = plan.tables
+    assert srchash.eligible(tp)
+    _create(pg_url, tp)
+    copy_table(src, pg_url, tp, rejects=None)
+    with sqlite3.connect(src) as conn:
+        fast = srchash.fast_checksum(conn, tp)
+    with pg(pg_url) as conn:
+        assert target_checksum(conn, tp) == fast
+    return plan
+
+
+def content_ok(plan, url: str, src: Path) -> bool:  # type: ignore[no-untyped-def]
     """verify's verdict on the table's content (the bare table has no constraints or
     identity yet, which verify also reports)."""
     (check,) = verify(plan, url, {}, source=src, jobs=1).tables
@@ -98,21 +113,14 @@ def _content_ok(plan, url: str, src: Path) -> bool:  # type: ignore[no-untyped-d
 
 def test_json_checksums_agree_and_a_change_fails_verify(tmp_path: Path, pg_url: str) -> None:
     src = _json_db(tmp_path / "json.db")
-    plan = _plan(src)
-    tp = plan.tables[0]
-    meta = next(c for c in tp.columns if c.source == "meta")
-    assert meta.pg_type == "jsonb" and srchash.eligible(tp)
-    _create(pg_url, tp)
-    copy_table(src, pg_url, tp, rejects=None)
-    with sqlite3.connect(src) as conn:
-        fast = srchash.fast_checksum(conn, tp)
-    with pg(pg_url) as conn:
-        assert target_checksum(conn, tp) == fast
-    assert _content_ok(plan, pg_url, src)
+    plan = copied_with_equal_checksums(src, pg_url)
+    meta = next(c for c in plan.tables[0].columns if c.source == "meta")
+    assert meta.pg_type == "jsonb"
+    assert content_ok(plan, pg_url, src)
     # an equal jsonb value written differently is the same value; a changed one is not
     with pg(pg_url) as conn:
         conn.execute("""UPDATE m SET meta = '{"k": 2}' WHERE id = 2""")
-    assert _content_ok(plan, pg_url, src)
+    assert content_ok(plan, pg_url, src)
     for change in ("""'{"k": 2.0}'""", "'1.0'::jsonb || '[]'", """'{"k": 2, "l": null}'"""):
         with pg(pg_url) as conn:
             conn.execute(f"UPDATE m SET meta = {change} WHERE id = 2")
@@ -121,5 +129,5 @@ def test_json_checksums_agree_and_a_change_fails_verify(tmp_path: Path, pg_url: 
         assert result.tables[0].changed and "id=2" in result.tables[0].changed[0]
     with pg(pg_url) as conn:
         conn.execute("""UPDATE m SET meta = '{"k": 2}', note = note || ' ' WHERE id = 2""")
-    assert not _content_ok(plan, pg_url, src)  # the text column compares raw text
+    assert not content_ok(plan, pg_url, src)  # the text column compares raw text
     assert json.loads(EDGE[1]) == {"k": 2}

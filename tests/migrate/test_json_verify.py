@@ -12,13 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from emrops.migrate import srchash
-from emrops.migrate.copy import copy_table
-from emrops.migrate.verify import target_checksum, verify
+from emrops.migrate.verify import verify
 from tests.migrate.conftest import pg
 from tests.migrate.test_canonical import _json_values
-from tests.migrate.test_json_canonical import EDGE
-from tests.migrate.test_sqlcopy import _create, _plan
+from tests.migrate.test_json_canonical import EDGE, content_ok, copied_with_equal_checksums
 
 
 def _db(path: Path) -> Path:
@@ -34,11 +31,6 @@ def _db(path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
-
-
-def _clean(plan, url: str, src: Path) -> bool:  # type: ignore[no-untyped-def]
-    (check,) = verify(plan, url, {}, source=src, jobs=1).tables
-    return check.ok and not check.changed
 
 
 SAME = [  # (source document, the same jsonb value written otherwise)
@@ -69,16 +61,8 @@ def test_verify_finds_changed_json_and_not_equal_json(
     src = _db(tmp_path / "j.db")
     with sqlite3.connect(src) as conn:
         conn.execute("UPDATE m SET a = ?, b = ?, c = ? WHERE id = 3", (source, source, source))
-    plan = _plan(src)
-    (tp,) = plan.tables
-    assert srchash.eligible(tp)
-    _create(pg_url, tp)
-    copy_table(src, pg_url, tp, rejects=None)
-    with sqlite3.connect(src) as conn:
-        fast = srchash.fast_checksum(conn, tp)
-    with pg(pg_url) as conn:
-        assert target_checksum(conn, tp) == fast
-    assert _clean(plan, pg_url, src)
+    plan = copied_with_equal_checksums(src, pg_url)
+    assert content_ok(plan, pg_url, src)
     for column in ("a", "b", "c"):
         with pg(pg_url) as conn:
             conn.execute(f"UPDATE m SET {column} = %s WHERE id = 3", (target,))
