@@ -64,7 +64,7 @@ def plan_table(
         if col.generated:
             cp.notes.append("generated column: copied as stored values")
         columns.append(cp)
-    _numeric_fit(conn, table, mapped)
+    _numeric_fit(conn, table, mapped, tprof.columns)
     for (col, m, _at), cp in zip(mapped, columns, strict=True):
         anomalies += [_with_example(conn, table, col.name, m.pg_type, a) for a in m.anomalies]
         notes += [f"{table.name}.{col.name}: {n}" for n in cp.notes]
@@ -257,24 +257,27 @@ def _precision_note(conn: sqlite3.Connection, table: Table, column: str, m: Any)
         )
 
 
-def _numeric_fit(conn: sqlite3.Connection, table: Table, mapped: list[Any]) -> None:
+def _numeric_fit(
+    conn: sqlite3.Connection, table: Table, mapped: list[Any], profiles: dict[str, Any]
+) -> None:
     """numeric(p,s) rounds extra decimals and rejects too many digits: count such values of
-    every numeric(p,s) column of the table in one scan (``mapped``: (column, mapping, the
-    place of the anomaly among the mapping's))."""
+    every numeric(p,s) column of the table (``mapped``: (column, mapping, the place of the
+    anomaly among the mapping's)). The profile's scan counted them for a declared
+    NUMERIC(p,s) mapped to that type; the others (a cast rule's type) get one scan."""
     checks = []
     for col, m, at in mapped:
         if m.pg_type.startswith("numeric("):
             p, s = (int(x) for x in m.pg_type[len("numeric(") : -1].split(","))
-            where = (
-                f"typeof({{c}}) IN ('integer', 'real') AND (round({{c}}, {s}) <> {{c}} "
-                f"OR {{c}} >= {10 ** (p - s)} OR {{c}} <= -{10 ** (p - s)})"
-            )
-            checks.append((col, m, at, p, s, where))
-    if not checks:
-        return
-    sums = ", ".join(f"sum({w.format(c=quote(col.name))})" for col, _m, _a, _p, _s, w in checks)
-    row = conn.execute(f"SELECT {sums} FROM {quote(table.name)}").fetchone()
-    for (_col, m, at, p, s, where), n in zip(checks, row, strict=True):
+            counted = profiles[col.name].unfit
+            n = counted[1] if counted is not None and counted[0] == m.pg_type else None
+            checks.append((col, m, at, p, s, prof.unfit_sql(p, s), n))
+    scan = [c for c in checks if c[-1] is None]
+    if scan:
+        sums = ", ".join(f"sum({w.format(c=quote(col.name))})" for col, *_r, w, _n in scan)
+        row = conn.execute(f"SELECT {sums} FROM {quote(table.name)}").fetchone()
+        counts = {id(c): n for c, n in zip(scan, row, strict=True)}
+        checks = [(*c[:-1], counts.get(id(c), c[-1])) for c in checks]
+    for _col, m, at, p, s, where, n in checks:
         if n:
             anomaly = Anomaly(
                 "numeric_fit",

@@ -21,7 +21,14 @@ from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed
 from emrops.migrate.batching import fetch_batches
-from emrops.migrate.reflect import ROWID_NAMES, Table, affinity, quote, rowid_name
+from emrops.migrate.reflect import (
+    ROWID_NAMES,
+    Table,
+    affinity,
+    declared_precision,
+    quote,
+    rowid_name,
+)
 
 NON_ASCII_GLOB = "*[^\x01-\x7f]*"  # any character outside ASCII (any byte >= 0x80)
 # The shape of an ISO-8601 date and time; julianday() and date() then require the digits and their
@@ -51,6 +58,9 @@ class ColumnProfile:
     min_int: int | None = None
     max_int: int | None = None
     max_len: int | None = None  # longest text, in characters
+    # (numeric(p,s), values it would round or refuse): counted in the profile's scan for a
+    # declared NUMERIC(p,s) (:func:`unfit_sql`), else None (columns.py scans for them)
+    unfit: tuple[str, int] | None = None
 
     @property
     def n_values(self) -> int:
@@ -114,6 +124,16 @@ CONDITIONS = {
 }
 
 
+def unfit_sql(precision: int, scale: int) -> str:
+    """Predicate (with ``{c}``) of a number that numeric(precision, scale) would round (more
+    decimals than the scale) or refuse (too many integer digits)."""
+    limit = 10 ** (precision - scale)
+    return (
+        f"typeof({{c}}) IN ('integer', 'real') AND (round({{c}}, {scale}) <> {{c}} "
+        f"OR {{c}} >= {limit} OR {{c}} <= -{limit})"
+    )
+
+
 def uuid_declared(up: str) -> bool:
     """A declared type that names a UUID (``UUID``, ``GUID``: NUMERIC affinity in SQLite,
     text in every database written by hand that uses them)."""
@@ -173,6 +193,9 @@ def _column_exprs(
         exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
     elif aff in ("REAL", "NUMERIC"):
         exprs["numbers"] = f"sum(typeof({c}) IN ('integer', 'real'))"
+        precision = declared_precision(declared) if aff == "NUMERIC" else None
+        if precision is not None:  # numeric(p,s): its fit, in the same scan
+            exprs["n_unfit"] = f"sum({unfit_sql(*precision).format(c=c)})"
     return exprs  # untyped columns get the detailed pass
 
 
@@ -268,6 +291,9 @@ def profile_table(
             clean = f["numbers"] == count
             if clean:  # split integers from reals only when it matters (it does not)
                 p.n_real = count
+            if "n_unfit" in f:
+                precision, scale = declared_precision(col.declared) or (0, 0)
+                p.unfit = (f"numeric({precision},{scale})", f["n_unfit"])
         if not clean:
             p = _detail(conn, table, col.name, col.name in json_columns, rows)
         up = col.declared.upper()
@@ -286,7 +312,12 @@ def profile_table(
 
 def _cost(expr: str) -> float:
     """Rough relative cost of one aggregate (to start the slowest queries first)."""
-    for needle, cost in (("emrops_is_uuid", 8.0), ("GLOB", 6.0), ("json_valid", 3.0)):
+    for needle, cost in (
+        ("emrops_is_uuid", 8.0),
+        ("GLOB", 6.0),
+        ("json_valid", 3.0),
+        ("round(", 3.0),
+    ):
         if needle in expr:
             return cost
     return 1.0

@@ -96,6 +96,14 @@ class Trigger:
     sql: str  # the full CREATE TRIGGER statement
 
 
+def declared_precision(declared: str) -> tuple[int, int] | None:
+    """(precision, scale) of a declared ``NUMERIC(p[,s])`` or ``DECIMAL(p, s)``, else None."""
+    m = re.search(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", declared)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
 def affinity(declared: str) -> str:
     """SQLite's column affinity rules (https://sqlite.org/datatype3.html §3.1), in order."""
     up = declared.upper()

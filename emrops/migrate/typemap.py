@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emrops.migrate.profile import ColumnProfile
-from emrops.migrate.reflect import affinity
+from emrops.migrate.reflect import affinity, declared_precision
 
 PG_MAX_IDENT = 63
 
@@ -77,13 +77,6 @@ class Mapping:
 def _length(declared: str) -> int | None:
     m = re.search(r"\(\s*(\d+)\s*\)", declared)
     return int(m.group(1)) if m else None
-
-
-def _precision(declared: str) -> tuple[int, int] | None:
-    m = re.search(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", declared)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2) or 0)
 
 
 def _kinds(p: ColumnProfile) -> list[str]:
@@ -247,7 +240,7 @@ def _chars(declared: str, up: str, p: ColumnProfile) -> Mapping:
 
 
 def _numeric(declared: str, up: str, p: ColumnProfile) -> Mapping:
-    prec = _precision(declared)
+    prec = declared_precision(declared)
     pg = f"numeric({prec[0]},{prec[1]})" if prec else "numeric"
     m = Mapping(pg, "numeric", f"{declared}: exact numeric")
     for kind, n in (("text", p.n_text), ("blob", p.n_blob)):

@@ -45,3 +45,26 @@ def test_numeric_fit_counts_each_column(tmp_path: Path) -> None:
     cols = [a.column for a in plan.anomalies]
     assert "t" in cols
     assert cols.index("we ird") < cols.index("big") < cols.index("t")
+
+
+def test_fit_is_counted_for_the_type_the_column_gets(tmp_path: Path) -> None:
+    """The profile's scan counts the fit for the declared NUMERIC(p,s), an index leading the
+    column included (it is counted over the index's groups); a column whose cast rule makes
+    it unbounded numeric has nothing to fit."""
+    path = _db(tmp_path / "n.db")
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE INDEX m_big ON m (big)")
+    raw.commit()
+    raw.close()
+    conn = open_source(path)
+    try:
+        default = build_plan(conn, full=False)
+        ruled = build_plan(conn, {"m": {"big": {"type": "numeric"}}}, full=False)
+    finally:
+        conn.close()
+
+    def fit(plan: object) -> dict[str, int]:
+        return {a.column: a.count for a in plan.anomalies if a.condition == "numeric_fit"}  # type: ignore[attr-defined]
+
+    assert fit(default) == {"we ird": 2, "big": 2}
+    assert fit(ruled) == {"we ird": 2}

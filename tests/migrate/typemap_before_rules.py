@@ -9,12 +9,12 @@ from typing import Any
 
 from emrops.migrate.profile import ColumnProfile
 from emrops.migrate.reflect import affinity
+from emrops.migrate.reflect import declared_precision as _precision
 from emrops.migrate.typemap import (
     Anomaly,
     Mapping,
     _kinds,
     _length,
-    _precision,
     _ruled,
     _text_checks,
 )
