@@ -17,6 +17,7 @@ instant, so a timestamptz column needs no zone, and text columns get UTC text as
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 
 from emrops.migrate.convert import ConversionError, parse_ts
@@ -33,8 +34,24 @@ _JULIAN = "(extract(epoch from now()) / 86400.0 + 2440587.5)"
 @dataclass(frozen=True)
 class Rule:
     pattern: str  # full match over the default's text, case-insensitive
-    by_kind: dict[str, str]
+    by_kind: dict[str, str]  # may use the pattern's named groups: {n}
     note: str = ""
+
+
+# Random defaults. SQLite's randomblob(N) is N random bytes; PostgreSQL's core has no random
+# bytes but gen_random_uuid() (13+, a strong random source): 32 hex digits of which 30 are
+# random (a UUID's version and variant digits, the 13th and 17th, are fixed), so N random bytes
+# are the hex of enough UUIDs cut to 2N digits. random() is a random 64-bit integer.
+_RANDOM_NOTE = (
+    "random default: new rows get random bytes from PostgreSQL's gen_random_uuid(), whose "
+    "13th and 17th hex digits of every 32 are fixed"
+)
+_RANDOM_INT_NOTE = (
+    "random() default: new rows get a random 64-bit integer from PostgreSQL's random()"
+)
+_RANDOM_INT = (
+    "('x' || substr(md5(random()::text || clock_timestamp()::text), 1, 16))::bit(64)::bigint"
+)
 
 
 _NOW = r"'now'"
@@ -89,7 +106,35 @@ RULES: tuple[Rule, ...] = (
         {"num": _JULIAN, "text": f"{_JULIAN}::text"},
     ),
 )
+_BLOB = r"randomblob\s*\(\s*(?P<n>\d{1,4})\s*\)"
+RULES += (
+    Rule(
+        r"lower\s*\(\s*hex\s*\(\s*" + _BLOB + r"\s*\)\s*\)",
+        {"text": "{hex}"},
+        _RANDOM_NOTE,
+    ),
+    Rule(
+        # SQLite's hex() is upper-case
+        r"(?P<upper>upper\s*\(\s*)?hex\s*\(\s*" + _BLOB + r"\s*\)(?(upper)\s*\))",
+        {"text": "upper({hex})"},
+        _RANDOM_NOTE,
+    ),
+    Rule(_BLOB, {"bytea": "decode({hex}, 'hex')", "other": "decode({hex}, 'hex')"}, _RANDOM_NOTE),
+    Rule(
+        r"random\s*\(\s*\)",
+        {"int": _RANDOM_INT, "num": f"{_RANDOM_INT}::numeric"},
+        _RANDOM_INT_NOTE,
+    ),
+)
 _COMPILED = [(re.compile(r.pattern, re.I), r) for r in RULES]
+
+
+def _random_hex(n: int) -> str:
+    """SQL of ``n`` random bytes as lower-case hex digits (see _RANDOM_NOTE)."""
+    uuids = " || ".join(["gen_random_uuid()::text"] * -(-2 * n // 32))
+    digits = f"replace({uuids}, '-', '')"
+    return digits if 2 * n % 32 == 0 and n <= 16 else f"substr({digits}, 1, {2 * n})"
+
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -138,7 +183,8 @@ def translate(expr: str | None, pg_type: str) -> Default:
     text = _unwrap(expr)
     kind = kind_of(pg_type)
     for pattern, rule in _COMPILED:
-        if pattern.fullmatch(text):
+        match = pattern.fullmatch(text)
+        if match:
             sql = rule.by_kind.get(kind)
             if sql is None:
                 return Default(
@@ -147,6 +193,12 @@ def translate(expr: str | None, pg_type: str) -> Default:
                     f"default {expr} has no {pg_type} equivalent: add a cast rule "
                     'default = "<PostgreSQL expression>" (or default = "" for none)',
                 )
+            groups = match.groupdict()
+            if groups.get("n") is not None:
+                n = int(groups["n"])
+                if n < 1:
+                    break  # randomblob(0) is one byte in SQLite: no rule
+                sql = sql.format(hex=_random_hex(n))
             return Default(sql, True, note=rule.note)
     quoted = _DOUBLE_QUOTED.fullmatch(text)
     if quoted:  # SQLite takes a double-quoted word that names no column as a string
@@ -228,6 +280,9 @@ def _generic(expr: str, text: str, kind: str) -> Default:
         return Default(up.lower(), True)
     if kind in ("bytea", "other") and re.fullmatch(r"[xX]'[0-9a-fA-F]*'", text):
         return Default(f"'\\x{text[2:-1]}'::bytea", True)
+    uuid = _random_uuid(text, kind)
+    if uuid is not None:
+        return Default(uuid, True, note="random UUID default: new rows get gen_random_uuid()")
     m = _NOW_FUNCS.fullmatch(text)
     if m:
         if kind in ("ts", "date"):
@@ -245,6 +300,39 @@ def _generic(expr: str, text: str, kind: str) -> Default:
 
 
 _LOCAL_DATE_UTC = "(now() AT TIME ZONE 'UTC')::date"
+
+_UUID_TEXT = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I
+)
+_SAMPLES = 64
+
+
+def _random_uuid(text: str, kind: str) -> str | None:
+    """gen_random_uuid() for a random default that spells a version-4 UUID in text (the
+    SQLite idiom glues randomblob() pieces with dashes, a '4' and one of '89ab'), found by
+    evaluating it: every one of 64 values a distinct UUID of one letter case. Evaluated on a
+    private in-memory connection (a default cannot name a column), with its length and
+    its number of steps limited; anything else: None."""
+    if kind not in ("text", "uuid") or "random" not in text.lower():
+        return None
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4096)
+        conn.set_progress_handler(lambda: 1, 100_000)  # aborts a runaway expression
+        values = [conn.execute(f"SELECT ({text})").fetchone()[0] for _ in range(_SAMPLES)]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if not all(isinstance(v, str) and _UUID_TEXT.fullmatch(v) for v in values):
+        return None
+    if len(set(values)) != _SAMPLES:
+        return None
+    if kind == "uuid":
+        return "gen_random_uuid()"
+    if all(v == v.lower() for v in values):
+        return "gen_random_uuid()::text"
+    return "upper(gen_random_uuid()::text)" if all(v == v.upper() for v in values) else None
 
 
 def _strftime_format(fmt: str) -> str | None:
