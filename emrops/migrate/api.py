@@ -52,6 +52,7 @@ def make_plan(
         tables = reflect(conn).tables
         tried.checked_at_run = trial.check_source_rows(conn, tables, plan, tried.failures)
         trial.unique_collisions(conn, tables, plan, tried.failures)
+        trial.fk_orphans(conn, tables, plan, tried.failures, tried.notes)
         trial.citext_collisions(conn, tables, plan, target, tried.failures)
     finally:
         conn.close()

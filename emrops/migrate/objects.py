@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from emrops.migrate.plan import PostObject, TablePlan, TriggerPlan, ViewPlan
-from emrops.migrate.reflect import Schema, Table, quote
+from emrops.migrate.reflect import Table, quote
 from emrops.migrate.sql import Catalog, TranslationError, index_element
 
 
@@ -159,25 +159,6 @@ def _identity(table: Table, tp: TablePlan, column: str) -> PostObject:
     )
 
 
-def orphans(conn: sqlite3.Connection, schema: Schema, notes: list[str]) -> None:
-    """Rows whose foreign key points nowhere (SQLite enforces FKs only when asked to)."""
-    for table in schema.tables:
-        if not table.foreign_keys:
-            continue
-        try:
-            rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
-        except sqlite3.OperationalError as exc:  # "foreign key mismatch": a key named wrong
-            notes.append(f"{table.name}: foreign keys not checked for orphans ({exc})")
-            continue
-        if rows:
-            first = rows[0]
-            notes.append(
-                f"{table.name}: {len(rows)} row(s) whose foreign key to {first[2]} "
-                "points to no row "
-                f"(first rowid {first[1]}); that constraint will stay NOT VALID"
-            )
-
-
 def foreign_keys(
     table: Table,
     tp: TablePlan,
@@ -224,6 +205,7 @@ def foreign_keys(
                 f"REFERENCES {quote(table_names[fk.ref_table])} "
                 f"({', '.join(map(quote, ref_cols))}){actions} NOT VALID",
                 validate=f"ALTER TABLE {quote(tp.target)} VALIDATE CONSTRAINT {quote(name)}",
+                fk_id=fk.sqlite_id,
             )
         )
     return found

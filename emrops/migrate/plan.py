@@ -45,6 +45,7 @@ class PostObject:
     sql: str
     validate: str | None = None  # second statement (FK VALIDATE)
     source_expr: str | None = None  # a CHECK's SQLite expression (plan evaluates it)
+    fk_id: int | None = None  # a foreign key's SQLite id (plan looks for rows it would orphan)
 
 
 @dataclass

@@ -17,7 +17,6 @@ from emrops.migrate.columns import plan_table
 from emrops.migrate.journal import JOURNAL
 from emrops.migrate.objects import (
     foreign_keys,
-    orphans,
     plan_triggers,
     plan_view,
     post_objects,
@@ -61,9 +60,8 @@ def build_plan(
 
     ``full=False`` (used by ``run``) leaves out what the run checks anyway, so it does not
     read the data twice for it: NUL bytes and invalid UTF-8 in text (the copy checks every
-    chunk and handles such values row by row: abort naming the row, or reject) and rows whose
-    foreign key points nowhere (PostgreSQL's VALIDATE CONSTRAINT names them, and the
-    constraint is reported left NOT VALID)."""
+    chunk and handles such values row by row: abort naming the row, or reject). Rows whose
+    foreign key points nowhere are the plan's trial's (:func:`trial.fk_orphans`)."""
     casts = casts or {}
     schema = reflect(conn)
     check_casts(schema, casts)
@@ -113,8 +111,6 @@ def build_plan(
     for table, tp in zip(schema.tables, plans, strict=True):
         post_objects(table, tp, col_maps[table.name], catalog, index_scope, name_for, notes)
         fks += foreign_keys(table, tp, col_maps, table_names, index_scope, name_for, notes)
-    if full:
-        orphans(conn, schema, notes)
     view_rules = named_rules(casts, by_name, "view")
     views = [
         plan_view(

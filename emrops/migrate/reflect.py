@@ -34,6 +34,7 @@ class ForeignKey:
     on_delete: str
     on_update: str
     name: str | None = None  # CONSTRAINT name in the CREATE TABLE, when it has one
+    sqlite_id: int | None = None  # its id in PRAGMA foreign_key_list (and foreign_key_check)
 
 
 @dataclass
@@ -454,6 +455,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
                 parts[0][6],
                 parts[0][5],
                 fk_names.get(tuple(c.lower() for c in local)),
+                parts[0][0],
             )
         )
     index_sql = dict(

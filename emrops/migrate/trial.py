@@ -286,6 +286,52 @@ def check_source_rows(
     return later
 
 
+def fk_orphans(
+    conn: sqlite3.Connection,
+    tables: list[Table],
+    plan: Plan,
+    failures: list[SchemaFailure],
+    notes: list[str],
+) -> None:
+    """Rows whose foreign key points to no row (SQLite enforces foreign keys only when asked
+    to): each key they break is a failure, as the run would add it NOT VALID and exit 3."""
+    by_source = {t.source: t for t in plan.tables}
+    for table in tables:
+        tp = by_source.get(table.name)
+        if tp is None:
+            continue
+        fks = {p.fk_id: p for p in plan.fks if p.table == tp.target and p.fk_id is not None}
+        if not fks:
+            continue
+        try:
+            rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
+        except sqlite3.OperationalError as exc:  # "foreign key mismatch": a key named wrong
+            notes.append(f"{table.name}: foreign keys not checked for orphans ({exc})")
+            continue
+        found: dict[int, list[Any]] = {}
+        for row in rows:  # (table, rowid, parent, fkid)
+            found.setdefault(row[3], []).append(row)
+        for fk_id, broken in found.items():
+            post = fks.get(fk_id)
+            if post is None:
+                continue  # a key the plan skipped (its table or columns are missing)
+            first = broken[0][1]
+            failures.append(
+                SchemaFailure(
+                    "fk-data",
+                    tp.target,
+                    post.name,
+                    post.sql,
+                    f"{len(broken)} source row(s) whose foreign key points to no row in "
+                    f"{broken[0][2]}; first "
+                    + ("rowid " + str(first) if first is not None else "row (WITHOUT ROWID)"),
+                    "fix or delete those rows in the source (PRAGMA foreign_key_check in "
+                    "sqlite3 lists them), or run anyway: every row is copied, the key is "
+                    "added NOT VALID and run exits 3",
+                )
+            )
+
+
 def unique_collisions(
     conn: sqlite3.Connection, tables: list[Table], plan: Plan, failures: list[SchemaFailure]
 ) -> None:

@@ -59,7 +59,7 @@ def test_a_failing_unique_index_and_check_are_named_and_the_rest_built(
         assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
 
 
-def test_a_dangling_foreign_key_is_noted_by_plan_and_left_not_valid_by_run(
+def test_a_dangling_foreign_key_fails_the_plan_and_is_left_not_valid_by_run(
     cli, tmp_path: Path, pg_url: str
 ) -> None:
     source = tmp_path / "orphans.db"
@@ -71,14 +71,22 @@ def test_a_dangling_foreign_key_is_noted_by_plan_and_left_not_valid_by_run(
         )
         conn.execute("INSERT INTO parent (id) VALUES (1)")
         conn.execute("INSERT INTO child (id, parent_id) VALUES (1, 1), (2, 99)")
+        # a composite key to a missing table is skipped (a note), so it orphans nothing
+        conn.execute("CREATE TABLE other (a INT, b INT, FOREIGN KEY (a, b) REFERENCES gone (x, y))")
+        conn.execute("INSERT INTO other VALUES (1, 2)")
+    # plan exit 0 promises a run without failures: the run would exit 3, so plan does
     plan = cli("migrate-db", "plan", "--from", f"sqlite:///{source}", "--to", pg_url, "--json")
-    assert plan.exit_code == 0, plan.stderr
-    notes = json.loads(plan.stdout)["notes"]
-    assert any("child: 1 row(s) whose foreign key to parent points to no row" in n for n in notes)
+    assert plan.exit_code == 3, plan.stderr
+    out = json.loads(plan.stdout)
+    failures = [(f["kind"], f["table"], f["name"]) for f in out["schema_failures"]]
+    assert failures == [("fk-data", "child", "fk_child_parent")], failures
+    assert "1 source row(s)" in out["schema_failures"][0]["error"]
+    assert "rowid 2" in out["schema_failures"][0]["error"]
+    assert any("foreign key to missing table gone skipped" in n for n in out["notes"])
     run = cli("migrate-db", "run", "--from", f"sqlite:///{source}", "--to", pg_url, "--json")
     assert run.exit_code == 3, run.stderr
     out = json.loads(run.stdout)
-    assert out["rows"] == 3  # every row is copied, the dangling one too
+    assert out["rows"] == 4  # every row is copied, the dangling one too
     assert any(
         f.startswith("foreign key fk_child_parent on child left NOT VALID:")
         and "(parent_id)=(99)" in f
