@@ -10,6 +10,8 @@ from typing import Any
 
 from emrops.errors import UsageError
 from emrops.migrate import profile as prof
+from emrops.migrate.batching import fetch_batches
+from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan
 from emrops.migrate.reflect import Column, Table, quote, unquote
 from emrops.migrate.sql import defaults
@@ -25,8 +27,9 @@ def plan_table(
     anomalies: list[PlanAnomaly],
     notes: list[str],
     check_text: bool = True,
-) -> tuple[TablePlan, dict[str, str]]:
-    """The plan of one table, and its column names (lower-case source -> PostgreSQL). Adds
+) -> tuple[TablePlan, dict[str, str], prof.TableProfile]:
+    """The plan of one table, its column names (lower-case source -> PostgreSQL) and the
+    profile of its values. Adds
     the table's anomalies (with an example row each) and notes to ``anomalies`` and
     ``notes``; a bad cast rule is a UsageError naming the column."""
     json_checks = _json_checks(table)
@@ -68,12 +71,71 @@ def plan_table(
     for (col, m, _at), cp in zip(mapped, columns, strict=True):
         anomalies += [_with_example(conn, table, col.name, m.pg_type, a) for a in m.anomalies]
         notes += [f"{table.name}.{col.name}: {n}" for n in cp.notes]
-    create = f"CREATE TABLE {quote(target)} (" + ", ".join(map(_column_sql, columns)) + ")"
     key = prof.key_names(table)  # the row id's free name for rowid tables
     tp = TablePlan(
-        table.name, target, tprof.rows, table.without_rowid, key, columns, create, pk=list(table.pk)
+        table.name,
+        target,
+        tprof.rows,
+        table.without_rowid,
+        key,
+        columns,
+        create_sql(target, columns),
+        pk=list(table.pk),
     )
-    return tp, cmap
+    return tp, cmap, tprof
+
+
+def _converts(conn: sqlite3.Connection, table: Table, col: Column, m: Mapping) -> bool:
+    """Every distinct value of the column converts to ``m``'s type."""
+    convert = CONVERT[m.converter]
+    c = quote(col.name)
+    cur = conn.execute(f"SELECT DISTINCT {c} FROM {quote(table.name)} WHERE {c} IS NOT NULL")
+    try:
+        for batch in fetch_batches(cur, 10_000):
+            for (value,) in batch:
+                convert(value)
+    except (ConversionError, ValueError, sqlite3.OperationalError):
+        return False  # (an undecodable text value fails the fetch)
+    return True
+
+
+def create_sql(target: str, columns: list[ColumnPlan]) -> str:
+    return f"CREATE TABLE {quote(target)} (" + ", ".join(map(_column_sql, columns)) + ")"
+
+
+def follow_key(
+    conn: sqlite3.Connection,
+    table: Table,
+    tp: TablePlan,
+    column: str,
+    p: prof.ColumnProfile,
+    want: str,
+    parent: str,
+) -> bool:
+    """Give a foreign key's column the type of the key it references (SQLite compares them
+    with the parent's affinity and collation, PostgreSQL refuses a key between two types):
+    citext for text under a NOCASE parent, else the parent's type when every distinct value
+    converts to it and the default still translates. False: left as it was."""
+    cp = next(c for c in tp.columns if c.source == column)
+    col = next(c for c in table.columns if c.name == column)
+    if want == "citext":
+        if not (cp.pg_type == "text" or cp.pg_type.startswith("varchar(")):
+            return False
+        cp.pg_type = "citext"
+    else:
+        try:
+            m = map_column(col.declared, p, rule={"type": want})
+        except ValueError:
+            return False  # not a type a cast rule can name
+        default, ok, _why = _default(col.default, m)
+        if m.anomalies or not ok or m.pg_type != want or not _converts(conn, table, col, m):
+            return False
+        cp.pg_type, cp.converter, cp.default = m.pg_type, m.converter, default
+        cp.fast = is_fast(m, p, cp.select_blob) and cp.null_fill is None
+    cp.reason = f"{col.declared or 'untyped'}: the type of the key it references ({parent})"
+    cp.notes.append(f"foreign key to {parent}: takes its type, {cp.pg_type}")
+    tp.create_sql = create_sql(tp.target, tp.columns)
+    return True
 
 
 def _mapping(

@@ -53,12 +53,20 @@ def _to_bytea(v: Any) -> bytes:
     return _to_text(v).encode("utf-8")
 
 
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+
+
 def _to_bigint(v: Any) -> int:
     if isinstance(v, int):
         return v
     if isinstance(v, float) and v.is_integer():
         if -(2**63) <= v < 2**63:  # 2**63 itself is a float but not a bigint
             return int(v)
+        raise ConversionError(f"out of the 64-bit integer range: {v!r}")
+    if isinstance(v, str) and _INTEGER_TEXT.fullmatch(v):  # a cast rule's '42' (as CAST does)
+        n = int(v)
+        if -(2**63) <= n < 2**63:
+            return n
         raise ConversionError(f"out of the 64-bit integer range: {v!r}")
     raise ConversionError(f"not an integer: {v!r}")
 

@@ -13,7 +13,7 @@ from emrops.errors import UsageError
 from emrops.migrate import appdefs
 from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
-from emrops.migrate.columns import plan_table
+from emrops.migrate.columns import follow_key, plan_table
 from emrops.migrate.journal import JOURNAL
 from emrops.migrate.objects import (
     foreign_keys,
@@ -53,6 +53,52 @@ def open_source(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_TEXTY = ("text", "varchar(")
+
+
+def _key_types(
+    conn: sqlite3.Connection,
+    schema: Any,
+    plans: list[TablePlan],
+    profiles: dict[str, prof.TableProfile],
+    casts: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """A foreign key's columns take the types of the columns they reference, where the types
+    differ in a way PostgreSQL refuses a key between (text and bigint, text and citext) and
+    the values allow it (:func:`columns.follow_key`); a column a cast rule names is left as
+    the rule says."""
+    by_name = {t.name.lower(): (t, tp) for t, tp in zip(schema.tables, plans, strict=True)}
+    for _round in schema.tables:  # a chain of keys (a -> b -> c) settles in as many rounds
+        changed = False
+        for table, tp in zip(schema.tables, plans, strict=True):
+            for fk in table.foreign_keys:
+                parent = by_name.get(fk.ref_table.lower())
+                if parent is None or len(fk.columns) != len(fk.ref_columns):
+                    continue
+                for child_col, parent_col in zip(fk.columns, fk.ref_columns, strict=True):
+                    cp, pp = _column(tp, child_col), _column(parent[1], parent_col)
+                    if cp is None or pp is None or cp.source in casts.get(table.name, {}):
+                        continue
+                    want, have = pp.pg_type, cp.pg_type
+                    if want == have or (want.startswith(_TEXTY) and have.startswith(_TEXTY)):
+                        continue
+                    p = profiles[table.name].columns[cp.source]
+                    where = f"{parent[1].target}.{pp.target}"
+                    if follow_key(conn, table, tp, cp.source, p, want, where):
+                        changed = True
+                        notes.append(
+                            f"{table.name}.{cp.source}: foreign key to {parent[0].name}."
+                            f"{pp.source}: {have} -> {want}, the type of the key it references"
+                        )
+        if not changed:
+            return
+
+
+def _column(tp: TablePlan, name: str) -> Any:
+    return next((c for c in tp.columns if c.source.lower() == name.lower()), None)
+
+
 def build_plan(
     conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, full: bool = True
 ) -> Plan:
@@ -82,9 +128,10 @@ def build_plan(
     anomalies: list[PlanAnomaly] = []
     notes: list[str] = list(schema.notes)
     col_maps: dict[str, dict[str, str]] = {}
+    profiles: dict[str, prof.TableProfile] = {}
     with prof.shared_readers(conn):  # one set of profiling connections for every table
         for table in schema.tables:
-            tp, cmap = plan_table(
+            tp, cmap, profiles[table.name] = plan_table(
                 conn,
                 table,
                 table_names[table.name],
@@ -96,6 +143,7 @@ def build_plan(
             )
             col_maps[table.name] = cmap
             plans.append(tp)
+    _key_types(conn, schema, plans, profiles, casts, notes)
     index_scope: set[str] = set(table_names.values())
     catalog = Catalog()
     for table, tp in zip(schema.tables, plans, strict=True):
