@@ -355,7 +355,8 @@ def _numeric_fit(
 def _anomaly_where(condition: str, pg_type: str) -> str | None:
     """Predicate selecting the offending values of an anomaly, for its example row."""
     return {
-        "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1))",
+        "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1)) "
+        f"AND NOT ({prof.CONDITIONS['bool_text']})",
         "json_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'text' AND json_valid({c}))",
         "date_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['date']})",
         "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']}) "

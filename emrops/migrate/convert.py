@@ -87,10 +87,19 @@ def _to_numeric(v: Any) -> Any:
     return _to_text(v).strip()
 
 
+# boolean text PostgreSQL's boolean input accepts (case and surrounding spaces aside)
+BOOL_TEXT = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True}
+BOOL_TEXT |= {"f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
+
+
 def _to_bool(v: Any) -> bool:
     if v in (0, 1) and not isinstance(v, float | str):
         return bool(v)
-    raise ConversionError(f"not 0/1: {v!r}")
+    if isinstance(v, str):
+        value = BOOL_TEXT.get(v.strip().lower())
+        if value is not None:
+            return value
+    raise ConversionError(f"not 0/1 or boolean text: {v!r}")
 
 
 def parse_ts(v: Any) -> datetime:

@@ -21,6 +21,7 @@ from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed
 from emrops.migrate.batching import fetch_batches
+from emrops.migrate.convert import BOOL_TEXT
 from emrops.migrate.reflect import (
     ROWID_NAMES,
     Table,
@@ -48,6 +49,7 @@ class ColumnProfile:
     n_blob: int = 0
     n_null: int = 0
     n_bool: int = 0  # integers that are 0 or 1
+    n_bool_text: int = 0  # text PostgreSQL reads as a boolean ('t', 'false', 'yes', ...)
     n_iso: int = 0  # text parsing as an ISO-8601 date and time
     n_date: int = 0  # text that is exactly YYYY-MM-DD
     n_uuid: int = 0  # text that is a UUID (32 hex digits, or 36 with dashes); CHAR(32)/UUID only
@@ -96,6 +98,8 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("emrops_is_uuid", 1, _is_uuid, deterministic=True)
 
 
+BOOL_TEXT_SQL = "(" + ", ".join(f"'{k}'" for k in BOOL_TEXT) + ")"
+
 # Each condition is a predicate over one column, used both for counting and for examples.
 CONDITIONS = {
     "integer": "typeof({c}) = 'integer'",
@@ -104,6 +108,8 @@ CONDITIONS = {
     "blob": "typeof({c}) = 'blob'",
     "null": "{c} IS NULL",
     "bool": "typeof({c}) = 'integer' AND {c} IN (0, 1)",
+    # what Rails and hand-written apps stored ('t'/'f'), as PostgreSQL's boolean input reads it
+    "bool_text": f"typeof({{c}}) = 'text' AND lower(trim({{c}})) IN {BOOL_TEXT_SQL}",
     # date(..., '+0 days') normalises an impossible day (2024-02-30 becomes 2024-03-01),
     # which PostgreSQL refuses: the day must come back unchanged
     # (and year 0000, which PostgreSQL has not)
@@ -166,6 +172,8 @@ def _column_exprs(
     if "BOOL" in up:
         exprs["n_bool"] = f"sum(typeof({c}) = 'integer' AND {c} IN (0, 1))"
         exprs["n_int"] = f"sum(typeof({c}) = 'integer')"
+        exprs["n_text"] = f"sum(typeof({c}) = 'text')"
+        exprs["n_bool_text"] = f"sum({CONDITIONS['bool_text'].format(c=c)})"
     elif texty:
         exprs["n_text"] = f"sum(typeof({c}) = 'text')"
         if "DATE" in up or "TIME" in up:
@@ -277,7 +285,8 @@ def profile_table(
         clean = False
         if "n_bool" in f:
             p.n_int, p.n_bool = f["n_int"], f["n_bool"]
-            clean = p.n_bool == count
+            p.n_text, p.n_bool_text = f["n_text"], f["n_bool_text"]
+            clean = p.n_bool + p.n_bool_text == count
         elif "n_text" in f:
             p.n_text, p.n_int = f["n_text"], f.get("n_int", 0)
             p.n_json, p.n_date = f.get("n_json", 0), f.get("n_date", 0)
@@ -497,6 +506,7 @@ def _detail(
         n_blob=by["blob"],
         n_null=by["null"],
         n_bool=by["bool"],
+        n_bool_text=by["bool_text"],
         n_iso=by["iso"],
         n_date=by["date"],
         n_json=by["json"],

@@ -34,7 +34,7 @@ from emrops.migrate import journal
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import Check, Table, quote, rowid_name
-from emrops.migrate.sql import missing_check
+from emrops.migrate.sql import NOCASE_ELEMENT, missing_check
 
 
 @dataclass
@@ -388,6 +388,19 @@ def _unique_keys(table: Table, tp: Any) -> list[tuple[str, list[str], str]]:
     return keys
 
 
+def _folded(table: Table, name: str) -> set[str]:
+    """Columns a unique index named ``name`` compares under COLLATE NOCASE (indexed as
+    lower(), see sql.index_element)."""
+    for i in table.indexes:
+        if i.name == name:
+            return {
+                c
+                for c, e in zip(i.columns, i.elements, strict=False)
+                if (m := NOCASE_ELEMENT.search(e)) and m.group(1).strip('"').upper() == "NOCASE"
+            }
+    return set()
+
+
 def citext_collisions(
     src: sqlite3.Connection,
     tables: list[Table],
@@ -406,10 +419,11 @@ def citext_collisions(
         tp = by_source.get(table.name)
         if tp is None:
             continue
-        citext = {c.source for c in tp.columns if c.pg_type == "citext"}
+        texty = {c.source for c in tp.columns if c.pg_type == "text" or c.pg_type[:8] == "varchar("}
         for name, cols, where in _unique_keys(table, tp):
-            if citext & set(cols):
-                checks.append((table, tp, name, cols, [c for c in cols if c in citext], where))
+            fold = citext_of(tp) | (_folded(table, name) & texty)
+            if fold & set(cols):
+                checks.append((table, tp, name, cols, [c for c in cols if c in fold], where))
     if not checks:
         return
     with journal.connect(target_url) as pg:
@@ -450,11 +464,18 @@ def citext_collisions(
                             f"(it folds ASCII letters only) are equal under citext (all "
                             f"letters), e.g. {row[1]!r} and its other-case twin",
                             f'add a cast rule type = "text" for {table.name}.{ci[0]} to keep '
-                            "it case-sensitive, or merge those rows in the source",
+                            "it case-sensitive, or merge those rows in the source"
+                            if ci[0] in citext_of(tp)
+                            else "merge those rows in the source (the index is built over "
+                            "lower(), which folds every letter)",
                         )
                     )
         finally:
             pg.rollback()
+
+
+def citext_of(tp: Any) -> set[str]:
+    return {c.source for c in tp.columns if c.pg_type == "citext"}
 
 
 def _violations(conn: sqlite3.Connection, table: Table, chk: Check) -> tuple[int, Any] | None:

@@ -135,9 +135,19 @@ def map_column(
 
 def _boolean(declared: str, up: str, p: ColumnProfile) -> Mapping:
     m = Mapping("boolean", "bool", "BOOLEAN declared, values are 0/1")
-    bad = p.n_values - p.n_bool
+    bad = p.n_values - p.n_bool - p.n_bool_text
     if bad:
-        m.anomalies.append(Anomaly("bool_bad", bad, "values other than 0/1 in a boolean column"))
+        m.anomalies.append(
+            Anomaly(
+                "bool_bad",
+                bad,
+                "values other than 0/1 or boolean text ('t'/'f', 'true'/'false', 'yes'/'no', "
+                "'on'/'off') in a boolean column",
+            )
+        )
+    if p.n_bool_text:
+        m.reason = "BOOLEAN declared, values are 0/1 or boolean text"
+        m.notes.append(f"{p.n_bool_text} boolean text value(s) ('t', 'false', ...) converted")
     return m
 
 
@@ -312,7 +322,7 @@ def is_fast(m: Mapping, p: ColumnProfile, select_blob: bool) -> bool:
         "bigint": kinds <= {"integer"},
         "double": kinds <= {"integer", "real"},
         "numeric": kinds <= {"integer", "real"},
-        "bool": True,
+        "bool": kinds <= {"integer"},  # text ('t'/'f') is converted per value
         "jsonb": kinds <= {"text"},
         "ts": kinds <= {"text"},
         "bytea": select_blob,

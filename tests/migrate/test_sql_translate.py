@@ -134,7 +134,7 @@ def test_an_index_element_naming_a_column_is_the_same_without_the_parser(element
         assert sql.index_element(element, c, table) == fast
     finally:
         sql._PLAIN = saved
-    assert fast[0].startswith(('"S"', '"id"', '"n"', '"With Space"'))
+    assert fast[0].startswith(('"S"', '"id"', '"n"', '"With Space"', '(lower("S"))'))
 
 
 def test_a_plan_without_views_checks_or_expressions_does_not_import_sqlglot(tmp_path) -> None:

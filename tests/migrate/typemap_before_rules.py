@@ -37,12 +37,21 @@ def map_column(
     if rowid_alias:
         return Mapping("bigint", "pass", "INTEGER PRIMARY KEY (rowid alias)", identity=True)
     if "BOOL" in up:
+        # changed with the rule (boolean text, session 8)
         m = Mapping("boolean", "bool", "BOOLEAN declared, values are 0/1")
-        bad = p.n_values - p.n_bool
+        bad = p.n_values - p.n_bool - p.n_bool_text
         if bad:
             m.anomalies.append(
-                Anomaly("bool_bad", bad, "values other than 0/1 in a boolean column")
+                Anomaly(
+                    "bool_bad",
+                    bad,
+                    "values other than 0/1 or boolean text ('t'/'f', 'true'/'false', "
+                    "'yes'/'no', 'on'/'off') in a boolean column",
+                )
             )
+        if p.n_bool_text:
+            m.reason = "BOOLEAN declared, values are 0/1 or boolean text"
+            m.notes.append(f"{p.n_bool_text} boolean text value(s) ('t', 'false', ...) converted")
         return m
     if "JSON" in up:
         m = Mapping("jsonb", "jsonb", "JSON declared, every value parses")

@@ -26,12 +26,17 @@ __all__ = [
 _PLAIN = re.compile(r'(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|"(?P<quoted>[^"]+)"')
 
 
+NOCASE_ELEMENT = re.compile(r"\s+COLLATE\s+(\w+|\"[^\"]+\")", re.I)
+
+
 def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]:
     """(PostgreSQL index element, note) for one SQLite index element."""
     note = ""
     text = element.strip()
-    m = re.search(r"\s+COLLATE\s+(\w+|\"[^\"]+\")", text, re.I)
+    collation = None
+    m = NOCASE_ELEMENT.search(text)
     if m:
+        collation = m.group(1).strip('"').upper()
         note = f"COLLATE {m.group(1)} dropped"
         text = (text[: m.start()] + text[m.end() :]).strip()
     order = ""
@@ -42,11 +47,28 @@ def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]
     plain = _PLAIN.fullmatch(text)
     column = catalog.column(table, plain["bare"] or plain["quoted"]) if plain else None
     if column is not None:  # a column by its name: no parsing (nor sqlglot's import) needed
-        return quote(column[0]) + order, note
+        return _column_element(column, collation, order, note)
     translated = catalog.expr(text, table)
     if translated.startswith('"') and translated.endswith('"') and translated.count('"') == 2:
-        return translated + order, note
+        name = translated[1:-1]
+        found = next((c for c in catalog.columns_of(table) if c[0] == name), (name, ""))
+        return _column_element(found, collation, order, note)
     return f"({translated}){order}", note
+
+
+def _column_element(
+    column: tuple[str, str], collation: str | None, order: str, note: str
+) -> tuple[str, str]:
+    """A column as an index element: under COLLATE NOCASE, a text column is indexed as
+    lower(col), keeping SQLite's case-insensitive order and (UNIQUE) equality; a citext one
+    needs nothing."""
+    name, pg_type = column
+    if collation == "NOCASE" and pg_type == "citext":
+        return quote(name) + order, ""
+    if collation == "NOCASE" and (pg_type == "text" or pg_type.startswith("varchar(")):
+        note = "COLLATE NOCASE: indexed as lower() (case-insensitive, as in SQLite)"
+        return f"(lower({quote(name)})){order}", note
+    return quote(name) + order, note
 
 
 def missing_check(names: list[str]) -> str:

@@ -126,6 +126,11 @@ class Catalog:
     def target(self, source: str) -> str:
         return self.relations[source.lower()].target
 
+    def columns_of(self, table: str) -> list[tuple[str, str]]:
+        """(PostgreSQL name, type) of every column of a table (none for an unknown one)."""
+        rel = self.relations.get(table.lower())
+        return list(rel.columns.values()) if rel else []
+
     def column(self, table: str, column: str) -> tuple[str, str] | None:
         """(PostgreSQL name, type) of a column, None when the table has none such."""
         rel = self.relations.get(table.lower())
