@@ -17,6 +17,10 @@ from emrops.migrate.reflect import Column, Table, quote, unquote
 from emrops.migrate.sql import defaults
 from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column
 
+# PostgreSQL's system columns: a table column of one of these names is refused ("conflicts with
+# a system column name"), quoted or not (oid stopped being one in PostgreSQL 12)
+SYSTEM_COLUMNS = {"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"}
+
 
 def plan_table(
     conn: sqlite3.Connection,
@@ -35,6 +39,11 @@ def plan_table(
     json_checks = _json_checks(table)
     tprof = prof.profile_table(conn, table, json_columns(table), check_text)
     col_scope: set[str] = set()
+    # system-column names last, so their new names step around the table's own columns
+    names = {
+        c.name: name_for("column", c.name, col_scope)
+        for c in sorted(table.columns, key=lambda c: c.name in SYSTEM_COLUMNS)
+    }
     columns: list[ColumnPlan] = []
     cmap: dict[str, str] = {}
     mapped: list[tuple[Column, Mapping, int]] = []  # (column, mapping, numeric check's place)
@@ -45,7 +54,7 @@ def plan_table(
             conn, table, col, p, rule, json_checks.get(col.name), notes, check_text
         )
         mapped.append((col, m, len(m.anomalies)))  # the default's anomaly comes after it
-        cname = name_for("column", col.name, col_scope)
+        cname = names[col.name]
         cmap[col.name.lower()] = cname
         cp = ColumnPlan(
             col.name,

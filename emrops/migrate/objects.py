@@ -55,7 +55,7 @@ def plan_view(
     except sqlite3.Error:
         names = []  # a view SQLite itself cannot resolve any more
     scope: set[str] = set()
-    columns = [(c, name_for("column", c, scope)) for c in names]
+    columns = [(c, name_for("view column", c, scope)) for c in names]
     targets = [t for _c, t in columns]
     replacement = rules.get(view.name, {}).get("sql")
     if replacement is not None:

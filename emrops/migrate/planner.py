@@ -13,7 +13,7 @@ from emrops.errors import UsageError
 from emrops.migrate import appdefs
 from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
-from emrops.migrate.columns import follow_key, plan_table
+from emrops.migrate.columns import SYSTEM_COLUMNS, follow_key, plan_table
 from emrops.migrate.journal import JOURNAL
 from emrops.migrate.objects import (
     foreign_keys,
@@ -22,7 +22,7 @@ from emrops.migrate.objects import (
     post_objects,
 )
 from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan
-from emrops.migrate.reflect import reflect
+from emrops.migrate.reflect import View, reflect, tokens
 from emrops.migrate.sql import Catalog
 from emrops.migrate.typemap import shorten
 
@@ -95,6 +95,31 @@ def _key_types(
             return
 
 
+def dependency_order(views: list[View]) -> list[View]:
+    """Views after the views they select from (SQLite keeps them in creation order, and a view
+    may name one created after it), so each is translated knowing the columns of those; the
+    creation order otherwise, and for a cycle (which SQLite refuses to use)."""
+    names = {v.name.lower(): v for v in views}
+    needs = {
+        v.name: {
+            names[t[2].strip('"`[]').lower()].name
+            for t in tokens(v.select)
+            if t[2].strip('"`[]').lower() in names and t[2].strip('"`[]').lower() != v.name.lower()
+        }
+        for v in views
+    }
+    done: list[View] = []
+    placed: set[str] = set()
+    while len(done) < len(views):
+        ready = [v for v in views if v.name not in placed and needs[v.name] <= placed]
+        if not ready:  # a cycle: the rest as they are
+            ready = [v for v in views if v.name not in placed]
+        for v in ready:
+            done.append(v)
+            placed.add(v.name)
+    return done
+
+
 def _column(tp: TablePlan, name: str) -> Any:
     return next((c for c in tp.columns if c.source.lower() == name.lower()), None)
 
@@ -117,7 +142,12 @@ def build_plan(
     renames: list[dict[str, str]] = []
 
     def name_for(kind: str, name: str, scope: set[str]) -> str:
-        new = shorten(name, scope)
+        new = name
+        if kind == "column" and name in SYSTEM_COLUMNS:  # refused as a table's column
+            new += "_"
+            while new in scope:
+                new += "_"
+        new = shorten(new, scope)
         scope.add(new)
         if new != name:
             renames.append({"kind": kind, "from": name, "to": new})
@@ -164,7 +194,7 @@ def build_plan(
         plan_view(
             conn, catalog, view, name_for("view", view.name, index_scope), view_rules, name_for
         )
-        for view in schema.views
+        for view in dependency_order(schema.views)
     ]
     notes += [f"view {v.source}: {v.note}" for v in views if v.note]
     triggers = plan_triggers(
