@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 
 
 def source_path(url: str) -> Path:
+    """The SQLite file of ``--from``: a ``sqlite:///`` URL, or a bare path to an existing
+    file. A URL whose ``?`` or ``#`` belongs to the file's name (a URL's query and fragment
+    start there) is refused with the URL that names it."""
+    text = str(url).strip()
+    if "://" not in text and text and Path(text).is_file():
+        return Path(text)
+    _whole_name(text)
     simple = simple_sqlite_path(url)
     if simple is not None:
         return simple
@@ -44,6 +51,22 @@ def source_path(url: str) -> Path:
             hint="use sqlite:///path/to/app.db",
         )
     return db.sqlite_path
+
+
+def _whole_name(text: str) -> None:
+    """A UsageError when the text after ``sqlite:///`` names an existing file only as a whole
+    (with its ``?``/``#``), which the URL would cut at the first of them."""
+    head, sep, rest = text.partition(":///")
+    if not sep or not head.startswith("sqlite") or not ("?" in rest or "#" in rest):
+        return
+    whole = Path(rest)
+    if whole.is_file():
+        raise UsageError(
+            f"--from cuts the file name at its first '?' or '#' (a URL's query starts there): "
+            f"{whole} exists, but the URL names {rest.split('?')[0].split('#')[0]!r}",
+            hint=f"percent-encode the name: --from '{sqlite_db_url(whole)}', or pass the "
+            "file's path itself",
+        )
 
 
 def snapshot(path: Path, dest: Path) -> None:
