@@ -45,3 +45,22 @@ def sqlite_db_url(path: str | os.PathLike[str]) -> str:
     :func:`simple_sqlite_path` (which then defers to the full parser). Build SQLite URLs from
     paths only with this: ``f"sqlite:///{path}"`` cuts a path at its first ``?``."""
     return "sqlite:///" + quote(os.path.abspath(os.fspath(path)), safe="/")
+
+
+def check_whole_name(text: str, option: str) -> None:
+    """A UsageError when the text after ``sqlite:///`` names an existing file only as a whole,
+    with its ``?`` or ``#``, which the URL cuts at the first of them (a URL's query and
+    fragment start there): the error names the file and the URL that names it."""
+    from emrops.errors import UsageError
+
+    head, sep, rest = str(text).strip().partition(":///")
+    if not sep or not head.startswith("sqlite") or not ("?" in rest or "#" in rest):
+        return
+    whole = Path(rest)
+    if whole.is_file():
+        raise UsageError(
+            f"{option} cuts the file name at its first '?' or '#' (a URL's query starts "
+            f"there): {whole} exists, but the URL names {rest.split('?')[0].split('#')[0]!r}",
+            hint=f"percent-encode the name: {option} '{sqlite_db_url(whole)}', or pass the "
+            "file's path itself",
+        )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
-from emrops.db.urls import simple_sqlite_path, sqlite_db_url
+from emrops.db.urls import check_whole_name, simple_sqlite_path, sqlite_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, prebackup
@@ -38,7 +38,7 @@ def source_path(url: str) -> Path:
     text = str(url).strip()
     if "://" not in text and text and Path(text).is_file():
         return Path(text)
-    _whole_name(text)
+    check_whole_name(text, "--from")
     simple = simple_sqlite_path(url)
     if simple is not None:
         return simple
@@ -51,22 +51,6 @@ def source_path(url: str) -> Path:
             hint="use sqlite:///path/to/app.db",
         )
     return db.sqlite_path
-
-
-def _whole_name(text: str) -> None:
-    """A UsageError when the text after ``sqlite:///`` names an existing file only as a whole
-    (with its ``?``/``#``), which the URL would cut at the first of them."""
-    head, sep, rest = text.partition(":///")
-    if not sep or not head.startswith("sqlite") or not ("?" in rest or "#" in rest):
-        return
-    whole = Path(rest)
-    if whole.is_file():
-        raise UsageError(
-            f"--from cuts the file name at its first '?' or '#' (a URL's query starts there): "
-            f"{whole} exists, but the URL names {rest.split('?')[0].split('#')[0]!r}",
-            hint=f"percent-encode the name: --from '{sqlite_db_url(whole)}', or pass the "
-            "file's path itself",
-        )
 
 
 def snapshot(path: Path, dest: Path) -> None:
