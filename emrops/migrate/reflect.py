@@ -364,6 +364,14 @@ def reflect(conn: sqlite3.Connection) -> Schema:
                         "search (to_tsvector, a GIN index)"
                     )
                     continue
+                if _module(sql) in ("rtree", "rtree_i32"):
+                    tables.append(_rtree_table(conn, name, sql))
+                    notes.append(
+                        f"{name}: R*Tree ({_module(sql)}) table copied as a plain table (its id, "
+                        "bounds and auxiliary columns); spatial searches need a GiST index on "
+                        "PostgreSQL (e.g. on box(point(minx, miny), point(maxx, maxy)))"
+                    )
+                    continue
                 skipped.append(f"virtual table {name} (recreate it with a PostgreSQL equivalent)")
                 continue
             tables.append(_table(conn, name, sql, sequences.get(name)))
@@ -402,6 +410,17 @@ def _full_text_table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
         if r[6] != 1
     ]
     return Table(name, sql, columns, ["rowid"], False, False, None)
+
+
+def _rtree_table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
+    """An R*Tree table as a plain table: its first column is its rowid (an integer key), then
+    the bounds (32-bit floats as SQLite returns them, or integers for rtree_i32) and the
+    auxiliary (+name) columns, untyped."""
+    info = _pragma(conn, "table_xinfo", name)
+    key = info[0][1]
+    columns = [Column(key, "INTEGER", True, None, 1)]
+    columns += [Column(r[1], r[2] or "", False, None, 0) for r in info[1:]]
+    return Table(name, sql, columns, [key], False, False, key)
 
 
 def _pragma(conn: sqlite3.Connection, pragma: str, arg: str) -> list[tuple]:
