@@ -145,16 +145,44 @@ def canon_ts(v: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _epoch(scale: int) -> Callable[[Any], datetime]:
+# cast rule epoch = ...: (the instant of 0, microseconds per unit); julian counts days from
+# noon UTC of 4714-11-24 BC (SQLite's julianday()): 2440587.5 is the Unix epoch
+EPOCH_UNITS: dict[str, tuple[datetime, float]] = {
+    "s": (EPOCH, 1_000_000),
+    "ms": (EPOCH, 1_000),
+    "us": (EPOCH, 1),
+    "2001": (datetime(2001, 1, 1, tzinfo=UTC), 1_000_000),  # Apple Core Data, NSDate
+    "julian": (EPOCH, 86_400_000_000),  # of v - 2440587.5
+}
+_JULIAN_UNIX = 2440587.5
+
+
+def _epoch(unit: str) -> Callable[[Any], datetime]:
+    base, scale = EPOCH_UNITS[unit]
+    offset = _JULIAN_UNIX if unit == "julian" else 0
+
     def conv(v: Any) -> datetime:
-        if not isinstance(v, int):
-            raise ConversionError(f"not an integer epoch: {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConversionError(f"not a number of {unit} since the epoch: {v!r}")
         try:
-            return EPOCH + timedelta(microseconds=v * scale)
-        except OverflowError:
+            if isinstance(v, int) and not offset:
+                return base + timedelta(microseconds=v * int(scale))
+            return base + timedelta(microseconds=round((v - offset) * scale))
+        except (OverflowError, ValueError):  # beyond datetime's range, or inf
             raise ConversionError(f"epoch out of range: {v!r}") from None
 
     return conv
+
+
+def epoch_number(unit: str, moment: datetime) -> int | float:
+    """The number SQLite held for ``moment`` under the cast rule epoch = ``unit`` (an integer
+    when it is one): the inverse of the conversion, for writing back to SQLite."""
+    base, scale = EPOCH_UNITS[unit]
+    micros = (moment - base) // timedelta(microseconds=1)
+    if unit == "julian":
+        return micros / scale + _JULIAN_UNIX
+    whole, rest = divmod(micros, int(scale))
+    return whole if not rest else micros / scale
 
 
 def _to_date(v: Any) -> date:
@@ -192,8 +220,7 @@ CONVERT: dict[str, Callable[[Any], Any]] = {
     "numeric": _to_numeric,
     "bool": _to_bool,
     "ts": _ts_text,
-    "ts_epoch_s": _epoch(1_000_000),
-    "ts_epoch_ms": _epoch(1_000),
+    **{f"ts_epoch_{unit}": _epoch(unit) for unit in EPOCH_UNITS},
     "date": _to_date,
     "jsonb": _to_jsonb,
     "text_only": _text_only,

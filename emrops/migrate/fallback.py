@@ -22,6 +22,7 @@ import psycopg
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.urls import sqlite_db_url
 from emrops.migrate import journal
+from emrops.migrate.convert import epoch_number
 from emrops.migrate.plan import ColumnPlan, Plan, TablePlan
 from emrops.migrate.reflect import quote
 from emrops.migrate.reload import ReloadCommand, run_reload
@@ -68,10 +69,9 @@ def remove_pg_capture(conn: psycopg.Connection, plan: Plan) -> None:
 def _to_sqlite(c: ColumnPlan) -> Callable[[Any], Any]:
     """PostgreSQL value (as psycopg returns it) -> the value SQLite held for this column."""
     base = c.pg_type.split("(")[0]
-    if c.converter == "ts_epoch_s":
-        return lambda v: int(v.timestamp())
-    if c.converter == "ts_epoch_ms":
-        return lambda v: int(v.timestamp() * 1000)
+    if c.converter.startswith("ts_epoch_"):
+        unit = c.converter[len("ts_epoch_") :]
+        return lambda v: epoch_number(unit, v)
     if base == "timestamptz":  # naive UTC text with microseconds, as SQLAlchemy writes it
         return lambda v: v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     if base == "boolean":

@@ -291,13 +291,11 @@ def _backup(
 
 
 def _shown(source: str) -> str:
-    """The source URL as reports show it (an SQLite URL holds no secret)."""
+    """The source as reports show it (an SQLite URL holds no secret): its file's URL."""
     path = simple_sqlite_path(source)
     if path is not None:
         return f"sqlite:///{path}"
-    from emrops.db.engine import parse_db_url
-
-    return parse_db_url(source).masked()
+    return sqlite_db_url(source_path(source))
 
 
 def _create(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emrops.migrate.convert import EPOCH_UNITS
 from emrops.migrate.profile import ColumnProfile
 from emrops.migrate.reflect import affinity, declared_precision
 
@@ -27,8 +28,7 @@ CONVERTERS = (
     "numeric",
     "bool",
     "ts",
-    "ts_epoch_s",
-    "ts_epoch_ms",
+    *(f"ts_epoch_{unit}" for unit in EPOCH_UNITS),
     "date",
     "jsonb",
     "text_only",
@@ -121,7 +121,7 @@ def map_column(
     whose test matches the declared type (its upper-case text and SQLite affinity); a column
     no row matches (no declared type, or BLOB) follows its values."""
     rule = rule or {}
-    if rule.get("type"):
+    if rule.get("type") or rule.get("epoch"):
         return _ruled(declared, p, rule)
     if rowid_alias:
         return Mapping("bigint", "pass", "INTEGER PRIMARY KEY (rowid alias)", identity=True)
@@ -169,15 +169,19 @@ def _date(declared: str, up: str, p: ColumnProfile) -> Mapping:
     return m
 
 
+_EPOCH_HINT = (
+    'add a cast rule epoch = "s", "ms" or "us" (Unix time), "julian" (Julian day numbers, '
+    'as julianday() gives) or "2001" (seconds since 2001-01-01, Apple Core Data), or '
+    'type = "double precision" to keep the numbers'
+)
+
+
 def _timestamp(declared: str, up: str, p: ColumnProfile) -> Mapping:
-    if p.n_int and not p.n_text:
-        m = Mapping("timestamptz", "ts", "timestamp declared but holds integers")
+    if (p.n_int or p.n_real) and not p.n_text:
+        kind = "real" if p.n_real else "integer"
+        m = Mapping("timestamptz", "ts", f"timestamp declared but holds {kind}s")
         m.anomalies.append(
-            Anomaly(
-                "integer",
-                p.n_int,
-                'integer values in a timestamp column: add a cast rule epoch = "s" or "ms"',
-            )
+            Anomaly(kind, p.n_int + p.n_real, f"numbers in a timestamp column: {_EPOCH_HINT}")
         )
         return m
     m = Mapping("timestamptz", "ts", "timestamp declared, ISO-8601 text (naive = UTC)")
@@ -330,14 +334,18 @@ def is_fast(m: Mapping, p: ColumnProfile, select_blob: bool) -> bool:
 
 
 def _ruled(declared: str, p: ColumnProfile, rule: dict[str, Any]) -> Mapping:
-    name = str(rule["type"]).lower()
+    name = str(rule.get("type") or "timestamptz").lower()  # epoch alone: a timestamp
     if name not in CAST_TYPES:
         raise ValueError(f"unknown cast type {rule['type']!r} (known: {', '.join(CAST_TYPES)})")
     pg, conv = CAST_TYPES[name]
     epoch = rule.get("epoch")
-    if pg == "timestamptz" and epoch:
-        if epoch not in ("s", "ms"):
-            raise ValueError(f'epoch must be "s" or "ms", not {epoch!r}')
+    if epoch and pg != "timestamptz":
+        raise ValueError(f'epoch is for type = "timestamptz", not {name!r}')
+    if epoch:
+        if epoch not in EPOCH_UNITS:
+            raise ValueError(
+                f"epoch must be one of {', '.join(map(repr, EPOCH_UNITS))}, not {epoch!r}"
+            )
         conv = f"ts_epoch_{epoch}"
     m = Mapping(
         pg,
