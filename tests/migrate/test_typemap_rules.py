@@ -27,9 +27,15 @@ def _same(declared: str, p: ColumnProfile, **kw: Any) -> None:
 
 
 def _changed_on_purpose(declared: str, p: ColumnProfile, kw: dict[str, Any]) -> bool:
-    """After the refactor, one deliberate change: a column declared UUID/GUID (NUMERIC
+    """After the refactor, deliberate changes: a column declared UUID/GUID (NUMERIC
     affinity) holding text maps to uuid or text, no longer to numeric with an anomaly per
-    value (tested in test_typemap.py)."""
+    value (tested in test_typemap.py); a cast rule's epoch with a type other than
+    timestamptz is refused, no longer ignored (test_epochs.py)."""
+    rule = kw.get("rule") or {}
+    if rule.get("epoch") and str(rule.get("type", "timestamptz")).lower() != "timestamptz":
+        with pytest.raises(ValueError, match="epoch is for"):
+            map_column(declared, p, **kw)
+        return True
     up = declared.upper()
     return (
         ("UUID" in up or "GUID" in up)

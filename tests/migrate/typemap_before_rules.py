@@ -68,13 +68,17 @@ def map_column(
             )
         return m
     if "TIME" in up or "DATE" in up:
-        if p.n_int and not p.n_text:
-            m = Mapping("timestamptz", "ts", "timestamp declared but holds integers")
+        if (p.n_int or p.n_real) and not p.n_text:  # changed with the rule (epochs, session 8)
+            kind = "real" if p.n_real else "integer"
+            m = Mapping("timestamptz", "ts", f"timestamp declared but holds {kind}s")
             m.anomalies.append(
                 Anomaly(
-                    "integer",
-                    p.n_int,
-                    'integer values in a timestamp column: add a cast rule epoch = "s" or "ms"',
+                    kind,
+                    p.n_int + p.n_real,
+                    'numbers in a timestamp column: add a cast rule epoch = "s", "ms" or "us" '
+                    '(Unix time), "julian" (Julian day numbers, as julianday() gives) or "2001" '
+                    '(seconds since 2001-01-01, Apple Core Data), or type = "double precision" '
+                    "to keep the numbers",
                 )
             )
             return m
