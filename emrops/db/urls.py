@@ -24,6 +24,7 @@ SIMPLE_PG = re.compile(
 
 def simple_sqlite_path(text: str) -> Path | None:
     """The file of a plain SQLite URL, or None when the URL needs the full parser."""
+    check_whole_name(text, "the database URL")
     match = SIMPLE_SQLITE.fullmatch(str(text).strip())
     if match is None or match["path"] == ":memory:":
         return None
@@ -61,6 +62,5 @@ def check_whole_name(text: str, option: str) -> None:
         raise UsageError(
             f"{option} cuts the file name at its first '?' or '#' (a URL's query starts "
             f"there): {whole} exists, but the URL names {rest.split('?')[0].split('#')[0]!r}",
-            hint=f"percent-encode the name: {option} '{sqlite_db_url(whole)}', or pass the "
-            "file's path itself",
+            hint=f"percent-encode the name: '{sqlite_db_url(whole)}'",
         )

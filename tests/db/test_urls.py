@@ -118,3 +118,23 @@ def test_any_plain_pg_url_agrees(
     except Exception:  # noqa: BLE001 - the full parser refusing is a disagreement too
         theirs = None
     assert mine == theirs
+
+
+def test_a_url_that_cuts_an_existing_file_name_is_refused(tmp_path: Path) -> None:
+    """'?' and '#' start a URL's query and fragment: sqlite:///dir/a?b.db names dir/a. When
+    dir/a?b.db exists, every command refuses the URL with the one that names it."""
+    from emrops.db.urls import sqlite_db_url
+    from emrops.errors import UsageError
+
+    whole = tmp_path / "a?b#c.db"
+    whole.write_bytes(b"")
+    for parse in (simple_sqlite_path, parse_db_url):
+        with pytest.raises(UsageError) as caught:
+            parse(f"sqlite:///{whole}")
+        assert sqlite_db_url(whole) in (caught.value.hint or "")
+    # the escaped URL names it; a query on a file that exists as written is left alone
+    assert simple_sqlite_path(sqlite_db_url(whole)) in (None, whole)
+    assert parse_db_url(sqlite_db_url(whole)).sqlite_path == whole
+    plain = tmp_path / "plain.db"
+    plain.write_bytes(b"")
+    assert simple_sqlite_path(f"sqlite:///{plain}?mode=ro") == plain
