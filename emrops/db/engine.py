@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.sqlite_file import Mode, open_sqlite, require_file
-from emrops.db.urls import check_whole_name
+from emrops.db.urls import sqlite_db_url, whole_name
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -57,7 +57,9 @@ class DbUrl:
 def parse_db_url(text: str) -> DbUrl:
     """Validate a database URL; ``postgres://`` and ``postgresql://`` use psycopg 3."""
     raw = str(text).strip()
-    check_whole_name(raw, "the database URL")
+    whole = whole_name(raw)
+    if whole is not None:  # a '?' that belongs to the file's name
+        raw = sqlite_db_url(whole)
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw[len("postgres://") :]
     try:

@@ -24,7 +24,9 @@ SIMPLE_PG = re.compile(
 
 def simple_sqlite_path(text: str) -> Path | None:
     """The file of a plain SQLite URL, or None when the URL needs the full parser."""
-    check_whole_name(text, "the database URL")
+    whole = whole_name(text)
+    if whole is not None:
+        return whole
     match = SIMPLE_SQLITE.fullmatch(str(text).strip())
     if match is None or match["path"] == ":memory:":
         return None
@@ -48,19 +50,12 @@ def sqlite_db_url(path: str | os.PathLike[str]) -> str:
     return "sqlite:///" + quote(os.path.abspath(os.fspath(path)), safe="/")
 
 
-def check_whole_name(text: str, option: str) -> None:
-    """A UsageError when the text after ``sqlite:///`` names an existing file only as a whole,
-    with its ``?`` or ``#``, which the URL cuts at the first of them (a URL's query and
-    fragment start there): the error names the file and the URL that names it."""
-    from emrops.errors import UsageError
-
+def whole_name(text: str) -> Path | None:
+    """The existing file a ``sqlite:///`` URL names when its ``?`` belongs to the file's name
+    (``sqlite:////srv/a?b/app.db``), which URL parsing would cut there as a query; None
+    otherwise. A name with ``#`` needs nothing: SQLite URLs keep it in the path."""
     head, sep, rest = str(text).strip().partition(":///")
-    if not sep or not head.startswith("sqlite") or not ("?" in rest or "#" in rest):
-        return
+    if not sep or not head.startswith("sqlite") or "?" not in rest:
+        return None
     whole = Path(rest)
-    if whole.is_file():
-        raise UsageError(
-            f"{option} cuts the file name at its first '?' or '#' (a URL's query starts "
-            f"there): {whole} exists, but the URL names {rest.split('?')[0].split('#')[0]!r}",
-            hint=f"percent-encode the name: '{sqlite_db_url(whole)}'",
-        )
+    return whole if whole.is_file() else None

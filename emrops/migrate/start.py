@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
-from emrops.db.urls import check_whole_name, simple_sqlite_path, sqlite_db_url
+from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import iso_utc, new_run_id
 from emrops.migrate import journal, prebackup
@@ -32,13 +32,12 @@ if TYPE_CHECKING:
 
 
 def source_path(url: str) -> Path:
-    """The SQLite file of ``--from``: a ``sqlite:///`` URL, or a bare path to an existing
-    file. A URL whose ``?`` or ``#`` belongs to the file's name (a URL's query and fragment
-    start there) is refused with the URL that names it."""
+    """The SQLite file of ``--from``: a ``sqlite:///`` URL (a ``?`` that belongs to an
+    existing file's name is read as part of it, see db.urls.whole_name), or a bare path to
+    an existing file."""
     text = str(url).strip()
     if "://" not in text and text and Path(text).is_file():
         return Path(text)
-    check_whole_name(text, "--from")
     simple = simple_sqlite_path(url)
     if simple is not None:
         return simple

@@ -120,21 +120,20 @@ def test_any_plain_pg_url_agrees(
     assert mine == theirs
 
 
-def test_a_url_that_cuts_an_existing_file_name_is_refused(tmp_path: Path) -> None:
-    """'?' and '#' start a URL's query and fragment: sqlite:///dir/a?b.db names dir/a. When
-    dir/a?b.db exists, every command refuses the URL with the one that names it."""
+def test_a_question_mark_that_belongs_to_an_existing_file_name_is_read_as_part_of_it(
+    tmp_path: Path,
+) -> None:
+    """'?' starts a URL's query: sqlite:///dir/a?b.db would name dir/a. When dir/a?b.db exists,
+    every command reads that file, as it already did for '#' (SQLite URLs keep it)."""
     from emrops.db.urls import sqlite_db_url
-    from emrops.errors import UsageError
 
     whole = tmp_path / "a?b#c.db"
     whole.write_bytes(b"")
-    for parse in (simple_sqlite_path, parse_db_url):
-        with pytest.raises(UsageError) as caught:
-            parse(f"sqlite:///{whole}")
-        assert sqlite_db_url(whole) in (caught.value.hint or "")
-    # the escaped URL names it; a query on a file that exists as written is left alone
-    assert simple_sqlite_path(sqlite_db_url(whole)) in (None, whole)
+    assert simple_sqlite_path(f"sqlite:///{whole}") == whole
+    assert parse_db_url(f"sqlite:///{whole}").sqlite_path == whole
     assert parse_db_url(sqlite_db_url(whole)).sqlite_path == whole
+    # a query on a file that exists as written is still a query
     plain = tmp_path / "plain.db"
     plain.write_bytes(b"")
     assert simple_sqlite_path(f"sqlite:///{plain}?mode=ro") == plain
+    assert parse_db_url(f"sqlite:///{plain}?mode=ro").sqlite_path == plain
