@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -33,7 +34,12 @@ from emrops.backup.pgdump import pg_tables
 from emrops.backup.pgverify import check_postgres, pg_restore
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
-from emrops.backup.sqlite_swap import header_says_wal, publish_by_rename, restore_in_place
+from emrops.backup.sqlite_swap import (
+    header_says_wal,
+    move_aside,
+    publish_by_rename,
+    restore_in_place,
+)
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
     Checks,
@@ -47,7 +53,7 @@ from emrops.backup.verify import (
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
-from emrops.db.sqlite_file import open_sqlite
+from emrops.db.sqlite_file import HotJournal, open_sqlite
 from emrops.db.urls import sqlite_db_url
 from emrops.errors import CheckFailed, DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
@@ -143,6 +149,21 @@ def inspect_target(db: DbUrl) -> TargetState:
                     hint="stop what holds it (maintenance mode stops the sim server's "
                     "writes) and run the restore again",
                 ) from exc
+            if isinstance(exc, HotJournal):
+                # A database with the journal that completes it, not junk: moved aside without
+                # the journal (renames of the file alone) it is torn, and no safety backup of
+                # its last committed state could be taken.
+                journal = Path(f"{path}-journal")
+                raise DatabaseError(
+                    f"{path} has a hot journal ({journal.name}) left by a writer that stopped "
+                    "mid-transaction: its last committed data is the file together with that "
+                    "journal, which SQLite rolls back on the next read-write open; nothing was "
+                    "changed",
+                    hint=f"open it once read-write as its owner (e.g. `sqlite3 "
+                    f"{shlex.quote(str(path))} 'PRAGMA quick_check'`) so SQLite rolls the "
+                    f"journal back, then run the restore again (it takes a safety backup "
+                    f"first); never delete {journal.name}",
+                ) from exc
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
@@ -226,7 +247,8 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     ]
     if state.exists and state.note and db.engine_name == "sqlite":
         steps.append(
-            f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id}"
+            f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id} "
+            "(its -journal/-wal/-shm, if any, beside it)"
         )
     if state.has_control:
         steps.append("switch maintenance on in the target (sim apps answer writes with 503)")
@@ -362,7 +384,7 @@ def _restore_sqlite(
         if state.exists and state.note:
             aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
             previous = os.stat(path)
-            os.replace(path, aside)
+            move_aside(path, aside)
             result.moved_aside = str(aside)
         in_place = state.exists and not state.note
         target_wal = header_says_wal(path) if in_place else None  # before the flag step

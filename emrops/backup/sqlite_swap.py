@@ -34,6 +34,7 @@ from emrops.errors import DatabaseError
 
 BUSY_TIMEOUT_SECONDS = 30.0
 CHECKPOINT_WAIT_MS = 2000  # the checkpoint after the copy is a courtesy: it never waits long
+SIDE_FILES = ("-journal", "-wal", "-shm")  # what SQLite keeps beside a database file
 
 
 def header_says_wal(path: Path) -> bool:
@@ -129,12 +130,40 @@ def publish_by_rename(image: Path, target: Path, like: os.stat_result | None) ->
     notes = keep_owner_and_mode(image, like) if like is not None else []
     with open(image, "rb") as handle:
         os.fsync(handle.fileno())
-    for suffix in ("-wal", "-shm", "-journal"):
+    for suffix in SIDE_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{target}{suffix}")
     os.replace(image, target)
     fsync_dir(target.parent)
     return notes
+
+
+def move_aside(path: Path, aside: Path) -> None:
+    """Rename ``path`` to ``aside`` together with its ``-journal``/``-wal``/``-shm``: they may
+    hold the rest of its data (a journal to roll back, committed WAL frames), which salvaging
+    the moved file needs. Each side file is hard-linked under its new name before the file is
+    renamed and unlinked after it, so a crash at any point leaves the moved file with them
+    (publish_by_rename later removes what is left beside the target)."""
+    moved = []
+    for suffix in SIDE_FILES:
+        source, dest = Path(f"{path}{suffix}"), Path(f"{aside}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            dest.unlink()
+        try:
+            os.link(source, dest)
+        except FileNotFoundError:
+            continue
+        except OSError:  # a file system without hard links: renamed after the file instead
+            moved.append((source, dest, False))
+            continue
+        moved.append((source, dest, True))
+    os.replace(path, aside)
+    for source, dest, linked in moved:
+        if linked:
+            source.unlink()
+        else:
+            os.replace(source, dest)
+    fsync_dir(aside.parent)
 
 
 def keep_owner_and_mode(path: Path, like: os.stat_result) -> list[str]:
