@@ -35,10 +35,13 @@ from emrops.backup.pgverify import check_postgres, pg_restore
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
 from emrops.backup.sqlite_swap import (
+    encoding_name,
+    encoding_refusal,
     header_says_wal,
     move_aside,
     publish_by_rename,
     restore_in_place,
+    text_encoding,
 )
 from emrops.backup.stores import Store
 from emrops.backup.verify import (
@@ -230,6 +233,12 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
             hint="restore into the same engine, then copy across with `emrops migrate`",
         )
     state = inspect_target(db)
+    if db.engine_name == "sqlite" and state.exists and not state.note:
+        assert db.sqlite_path is not None
+        header = (manifest.source_id or {}).get("header") or {}
+        code = header.get("text_encoding")
+        if isinstance(code, int) and not isinstance(code, bool):
+            _refuse_encoding(encoding_refusal(encoding_name(code), db.sqlite_path), db)
     refusals = []
     if state.exists:
         what = state.note or f"{state.tables} tables, schema revision {state.revision or 'none'}"
@@ -305,6 +314,17 @@ def _other_source(manifest: Manifest, target: str) -> str | None:
             f"({manifest.source})"
         )
     return None
+
+
+def _refuse_encoding(reason: str | None, db: DbUrl) -> None:
+    if reason is None:
+        return
+    raise EmropsError(
+        f"restore refused, even with --force: {reason}; nothing was changed",
+        hint="stop the apps that use the target, move it away (with its -wal/-shm), and "
+        "restore into the free path: a new file gets the backup's encoding; or restore into "
+        f"another file (--target NEW.db) and point the apps at it ({db.masked()} unchanged)",
+    )
 
 
 def check_refusals(plan: RestorePlan, force: bool) -> None:
@@ -387,6 +407,8 @@ def _restore_sqlite(
             move_aside(path, aside)
             result.moved_aside = str(aside)
         in_place = state.exists and not state.note
+        if in_place:  # the image is what counts (a manifest older than source ids has none)
+            _refuse_encoding(encoding_refusal(text_encoding(scratch), path), db)
         target_wal = header_says_wal(path) if in_place else None  # before the flag step
         _set_flag_in_file(scratch, before)
         if not in_place:

@@ -37,6 +37,37 @@ CHECKPOINT_WAIT_MS = 2000  # the checkpoint after the copy is a courtesy: it nev
 SIDE_FILES = ("-journal", "-wal", "-shm")  # what SQLite keeps beside a database file
 
 
+ENCODINGS = {1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}  # header bytes 56-59
+
+
+def encoding_name(code: int) -> str:
+    """The name of a header's text-encoding code (0: nothing written yet, SQLite's UTF-8)."""
+    return ENCODINGS.get(code or 1, f"unknown encoding {code}")
+
+
+def text_encoding(path: Path) -> str:
+    """The text encoding the database header of ``path`` records."""
+    with open(path, "rb") as handle:
+        head = handle.read(60)
+    return encoding_name(int.from_bytes(head[56:60], "big") if len(head) == 60 else 0)
+
+
+def encoding_refusal(image: str, target: Path) -> str | None:
+    """Why an image of text encoding ``image`` cannot be copied into ``target`` in place (None
+    when it can). SQLite fixes a connection's encoding when it first reads the schema, so every
+    process that has the target open would fail each query after the copy ("attached databases
+    must use the same text encoding as main database") until it is restarted; and no pragma
+    converts a database's encoding."""
+    have = text_encoding(target)
+    if have == image:
+        return None
+    return (
+        f"the backup is a {image} database and {target} is {have}: SQLite cannot change the "
+        "text encoding of a database in place (every process that has it open, a running sim "
+        "server, would fail each query until restarted)"
+    )
+
+
 def header_says_wal(path: Path) -> bool:
     """Whether the database header of ``path`` marks it as a WAL database (bytes 18-19)."""
     with open(path, "rb") as handle:

@@ -162,3 +162,59 @@ def test_an_unreadable_target_is_moved_aside_with_its_journal_and_wal(cli, tmp_p
     assert _rows(target) == _rows(tmp_path / "src.db")
     assert json.loads(json.dumps(done))["verification"]["ok"] is True
     assert os.stat(target).st_size > 0
+
+
+def _utf16_db(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA encoding = 'UTF-16le'")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t(v) VALUES (?)", [("héllo",), ("wörld",)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_restore_in_place_refuses_another_text_encoding(cli, tmp_path: Path) -> None:
+    """SQLite cannot change a database's text encoding under the connections that have it open:
+    after an in-place restore of a UTF-16 backup onto a UTF-8 target every query of a running
+    app failed ("attached databases must use the same text encoding as main database") until
+    it was restarted, while restore exited 0 promising "no restart needed". Now restore refuses
+    (exit 1, before maintenance or a safety backup: nothing changed, nothing published); a new
+    target gets the backup's encoding."""
+    store = tmp_path / "store"
+    source = _utf16_db(tmp_path / "src16.db")
+    backup_id = run_backup(cli, _url(source), store)["id"]
+    target = _small_db(tmp_path / "app.db", value="x")
+    held = sqlite3.connect(target)  # a running app
+    try:
+        assert held.execute("SELECT count(*) FROM t").fetchone() == (3,)
+        before = target.read_bytes()
+        for extra in (("--dry-run",), ()):
+            refused = cli(
+                "backup", "restore", backup_id, "--target", str(target), "--force", "--yes",
+                "--store", str(store), *extra,
+            )  # fmt: skip
+            assert refused.exit_code == 1, (refused.stdout, refused.stderr)
+            text = " ".join(refused.stderr.split())
+            assert "UTF-16le" in text and "UTF-8" in text and "nothing was changed" in text
+            assert "Traceback" not in refused.stderr
+        assert target.read_bytes() == before
+        assert held.execute("SELECT count(*) FROM t").fetchone() == (3,)
+        assert len(os.listdir(store)) == 2  # .lock and the one backup: no safety backup
+    finally:
+        held.close()
+    fresh = tmp_path / "new.db"
+    json_of(
+        cli(
+            "backup",
+            "restore",
+            backup_id,
+            "--target",
+            str(fresh),
+            "--yes",
+            "--store",
+            str(store),
+            "--json",
+        )  # fmt: skip
+    )
+    assert _rows(fresh) == _rows(source) == [(1, "héllo"), (2, "wörld")]
