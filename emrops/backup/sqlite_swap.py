@@ -95,7 +95,7 @@ def restore_in_place(
         dest_mode = str(dest.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         dest_page = int(dest.execute("PRAGMA page_size").fetchone()[0])
         want_wal = dest_mode == "wal" if wal is None else wal
-        _match_image(image, wal=want_wal, page_size=dest_page)
+        _match_image(image, target, wal=want_wal, page_size=dest_page)
         source = open_sqlite(image, mode="rw", isolation_level=None)
         try:
             source.backup(dest, pages=-1, progress=_give_up_when_busy(target, busy_timeout))
@@ -134,7 +134,7 @@ def _give_up_when_busy(target: Path, busy_timeout: float) -> Callable[[int, int,
     return progress
 
 
-def _match_image(image: Path, *, wal: bool, page_size: int) -> None:
+def _match_image(image: Path, target: Path, *, wal: bool, page_size: int) -> None:
     conn = open_sqlite(image, mode="rw", isolation_level=None)
     try:
         mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
@@ -145,6 +145,19 @@ def _match_image(image: Path, *, wal: bool, page_size: int) -> None:
             conn.execute(f"PRAGMA page_size = {int(page_size)}")
             conn.execute("VACUUM")
             mode = "delete"
+            size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            if size != page_size and wal:
+                # SQLite puts at most 32 reserved bytes in a 512-byte page (it takes 1024
+                # instead), and a WAL file only takes pages of its own size: the copy would
+                # fail with a bare "attempt to write a readonly database".
+                with open(image, "rb") as handle:
+                    reserve = handle.read(21)[20]
+                raise DatabaseError(
+                    f"the backup's pages carry {reserve} reserved bytes, which SQLite cannot "
+                    f"fit in the {page_size}-byte pages of the WAL database {target}; nothing "
+                    "was restored",
+                    hint="restore into a new file (--target NEW.db) and point the apps at it",
+                )
         if wal and mode != "wal":
             conn.execute("PRAGMA journal_mode = WAL").fetchall()
         elif not wal and mode == "wal":

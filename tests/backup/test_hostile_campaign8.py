@@ -8,6 +8,7 @@ wrong backup that verifies, nor a restore that loses the data it replaces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -15,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.backup.conftest import json_of, run_backup
+import pytest
+
+from tests.backup.conftest import json_of, run_backup, write_resealed
 
 
 def _url(path: Path) -> str:
@@ -218,3 +221,239 @@ def test_restore_in_place_refuses_another_text_encoding(cli, tmp_path: Path) -> 
         )  # fmt: skip
     )
     assert _rows(fresh) == _rows(source) == [(1, "héllo"), (2, "wörld")]
+
+
+def _content(path: Path) -> tuple[object, ...]:
+    """Schema, every table's rows (by rowid), and the header fields a restore must keep."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        tables = [r[1] for r in schema if r[0] == "table"]
+        rows = {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
+        pragmas = tuple(
+            conn.execute(f"PRAGMA {p}").fetchone()[0]
+            for p in ("encoding", "user_version", "application_id", "page_size")
+        )
+        return schema, rows, pragmas
+    finally:
+        conn.close()
+
+
+def _shape(path: Path, shape: str) -> sqlite3.Connection | None:
+    """Build one source shape at ``path``; returns a connection to keep open (WAL shapes)."""
+    if shape == "utf16be-wal":
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA encoding = 'UTF-16be'")
+        conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE t(a TEXT, b BLOB)")
+        rows = [("ü" * i, b"\0\xff" * i) for i in range(300)]
+        conn.executemany("INSERT INTO t VALUES (?, ?)", rows)
+        conn.execute("PRAGMA application_id = 1234567")
+        conn.execute("PRAGMA user_version = 77")
+        conn.commit()
+        return conn
+    if shape == "reserve32-page512-wal":
+        # reserved bytes per page, as a checksum or encryption VFS leaves them
+        subprocess.run(
+            ["sqlite3", str(path), "PRAGMA page_size = 512", ".filectrl reserve_bytes 32",
+             "VACUUM", "PRAGMA journal_mode = WAL", "CREATE TABLE t(a)"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.executemany("INSERT INTO t VALUES (?)", [("y" * (i % 300),) for i in range(1500)])
+        conn.commit()
+        assert path.read_bytes()[20] == 32 and conn.execute("PRAGMA page_size").fetchone() == (512,)
+        return conn
+    conn = sqlite3.connect(path)
+    if shape == "2000-columns":
+        conn.execute(f"CREATE TABLE w({', '.join(f'c{i}' for i in range(2000))})")
+        conn.execute(f"INSERT INTO w VALUES ({', '.join(['?'] * 2000)})", list(range(2000)))
+    elif shape == "schema-only":
+        conn.executescript(
+            "CREATE TABLE a(x); CREATE INDEX ia ON a(x); CREATE VIEW v AS SELECT * FROM a;"
+            "CREATE TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; END;"
+        )
+    elif shape == "trailing-bytes":
+        conn.execute("CREATE TABLE t(a)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+        conn.commit()
+        conn.close()
+        with open(path, "ab") as handle:  # not a whole page: the header's count decides
+            handle.write(b"GARBAGE" * 20)
+        return None
+    conn.commit()
+    conn.close()
+    return None
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["utf16be-wal", "reserve32-page512-wal", "2000-columns", "schema-only", "trailing-bytes"],
+)
+def test_source_shapes_back_up_verify_and_restore_equal(cli, tmp_path: Path, shape: str) -> None:
+    """Shapes held in campaign 8: the backup verifies and a restore into a new file has the
+    source's schema, rows (by rowid), encoding, user_version, application_id and page size."""
+    source = tmp_path / "src.db"
+    held = _shape(source, shape)
+    try:
+        store = tmp_path / "store"
+        manifest = run_backup(cli, _url(source), store, "--verify")
+        restored = tmp_path / "restored.db"
+        json_of(
+            cli(
+                "backup",
+                "restore",
+                manifest["id"],
+                "--target",
+                str(restored),
+                "--yes",
+                "--store",
+                str(store),
+                "--json",
+            )  # fmt: skip
+        )
+        assert _content(restored) == _content(source)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def test_wal_tail_of_a_killed_writer_is_not_in_the_backup(cli, tmp_path: Path) -> None:
+    """A writer killed mid-transaction after spilling frames into the WAL: the frames after
+    the last commit are not part of the database, nor of its backup."""
+    source = tmp_path / "src.db"
+    held = _shape(source, "utf16be-wal")
+    assert held is not None
+    try:
+        committed = _content(source)
+        crash = (
+            "import os, sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
+            "c.execute(\"UPDATE t SET a = 'TORN'\"); os._exit(9)\n"
+        )
+        size = Path(f"{source}-wal").stat().st_size
+        subprocess.run([sys.executable, "-c", crash, str(source)], check=False)
+        assert Path(f"{source}-wal").stat().st_size > size  # the torn frames are there
+        store = tmp_path / "store"
+        manifest = run_backup(cli, _url(source), store, "--verify")
+        restored = tmp_path / "restored.db"
+        json_of(
+            cli(
+                "backup",
+                "restore",
+                manifest["id"],
+                "--target",
+                str(restored),
+                "--yes",
+                "--store",
+                str(store),
+                "--json",
+            )  # fmt: skip
+        )
+        assert _content(restored) == committed
+    finally:
+        held.close()
+
+
+def test_reserved_bytes_image_restored_in_place_under_an_open_wal_connection(
+    cli, tmp_path: Path
+) -> None:
+    """An image with 32 reserved bytes in 512-byte pages copied in place into a WAL target
+    with 4096-byte pages and none: the image is rewritten at the target's page size (keeping
+    its reserve), and a connection that stays open reads the restored rows, integrity ok."""
+    source = tmp_path / "src.db"
+    _shape(source, "reserve32-page512-wal")
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, _url(source), store)["id"]
+    target = tmp_path / "app.db"
+    conn = sqlite3.connect(target)
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute("CREATE TABLE t(a)")
+    conn.execute("INSERT INTO t VALUES ('old')")
+    conn.commit()
+    try:
+        json_of(
+            cli(
+                "backup",
+                "restore",
+                backup_id,
+                "--target",
+                str(target),
+                "--force",
+                "--yes",
+                "--store",
+                str(store),
+                "--json",
+            )  # fmt: skip
+        )
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1500,)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    assert _rows(target) == _rows(source)
+    assert target.read_bytes()[20] == 32  # the reserve travels with the pages
+
+
+def test_a_payload_swapped_for_another_valid_database_fails_verify(cli, tmp_path: Path) -> None:
+    """A writer to the store replaces the data file by another valid, well-compressed database
+    and reseals the manifest with its size and SHA-256 (so checksum and seal pass): the row
+    counts the manifest recorded at backup time still tell (exit 3), and restore refuses."""
+    store = tmp_path / "store"
+    real = run_backup(cli, _url(_small_db(tmp_path / "a.db", rows=5)), store)
+    other = run_backup(cli, _url(_small_db(tmp_path / "b.db", rows=4, value="evil")), store)
+    [item] = real["files"]
+    payload = (store / other["id"] / item["name"]).read_bytes()
+    (store / real["id"] / item["name"]).write_bytes(payload)
+    doc = json.loads((store / real["id"] / "manifest.json").read_text())
+    [entry] = doc["files"]
+    entry["size"] = len(payload)
+    entry["sha256"] = hashlib.sha256(payload).hexdigest()
+    entry["raw_size"] = other["files"][0]["raw_size"]
+    write_resealed(store / real["id"] / "manifest.json", doc)
+    result = cli("backup", "verify", real["id"], "--store", str(store))
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    text = " ".join(result.stderr.split())
+    assert "row counts: t: 4 (manifest 5)" in text
+    restore = cli(
+        "backup", "restore", real["id"], "--target", str(tmp_path / "new.db"), "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert restore.exit_code == 3 and not (tmp_path / "new.db").exists()
+
+
+def test_an_image_whose_reserve_does_not_fit_the_wal_targets_page_size_is_a_clear_error(
+    cli, tmp_path: Path
+) -> None:
+    """SQLite will not put more than 32 reserved bytes in a 512-byte page (it makes the page
+    1024 bytes instead), so such an image cannot be rewritten at a WAL target's 512-byte page
+    size and SQLite refuses the copy. The error was "attempt to write a readonly database";
+    now it names the cause and the way out (exit 1, target unchanged, maintenance back)."""
+    source = tmp_path / "src.db"
+    subprocess.run(
+        ["sqlite3", str(source), "PRAGMA page_size = 512", ".filectrl reserve_bytes 40",
+         "VACUUM", "CREATE TABLE t(a)", "INSERT INTO t VALUES ('restored')"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, _url(source), store)["id"]
+    target = tmp_path / "app.db"
+    conn = sqlite3.connect(target)
+    conn.execute("PRAGMA page_size = 512")
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute("CREATE TABLE t(a)")
+    conn.execute("INSERT INTO t VALUES ('old')")
+    conn.commit()
+    conn.close()
+    result = cli(
+        "backup", "restore", backup_id, "--target", str(target), "--force", "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    text = " ".join(result.stderr.split())
+    assert "40 reserved bytes" in text and "512-byte pages" in text, text
+    assert "readonly" not in text and "Traceback" not in text
+    assert "--target" in text  # the way out: a new file
+    assert _rows(target) == [("old",)]
