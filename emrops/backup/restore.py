@@ -8,8 +8,9 @@ that is not a database (moved aside), gets the image by rename. The maintenance 
 inside the database being replaced: restore switches it on in the *old* file first (so a
 running sim app stops taking writes that would be lost), and writes the flag's previous state
 into the image, so the commit that brings the restored data also brings the flag back.
-PostgreSQL: ``pg_restore --clean --if-exists --single-transaction`` into the target
-database, which readers see switch at commit; the flag is on during the restore and set
+PostgreSQL: the relations the backup does not hold are dropped and the ``pg_restore --clean
+--if-exists`` script runs, in one transaction (:mod:`emrops.backup.pgrestore`), so readers see
+the database switch at commit to the backup's state; the flag is on during the restore and set
 back afterwards.
 """
 
@@ -31,7 +32,8 @@ from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
 from emrops.backup.pgdump import pg_tables
-from emrops.backup.pgverify import check_postgres, pg_restore
+from emrops.backup.pgrestore import restore_exact
+from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
 from emrops.backup.sqlite_swap import (
@@ -278,7 +280,10 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     else:
         if not state.exists and state.note:
             steps.append(f"create database {db.url.database}")
-        steps.append(f"pg_restore --clean --single-transaction into {db.masked()}")
+        steps.append(
+            f"drop what the backup does not hold, pg_restore --clean, in one transaction, "
+            f"into {db.masked()}"
+        )
     after = "on" if state.previous_maintenance() else "off"
     if state.interrupted_restore:
         steps.append(
@@ -509,13 +514,16 @@ def _restore_postgres(
             if state.exists:  # after the flag: it holds every write the restore replaces
                 result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
             progress("restore", 0, None)
-            code, message = pg_restore(
-                archive, str(db), "--clean", "--if-exists", "--single-transaction"
-            )
+            code, message, dropped = restore_exact(archive, str(db))
             if code != 0:
                 raise DatabaseError(
                     f"pg_restore into {db.masked()} failed (exit {code}), target unchanged: "
                     f"{message}"
+                )
+            if dropped:
+                result.notes.append(
+                    f"dropped {len(dropped)} relation(s) created after the backup (their rows "
+                    f"are in the safety backup): {', '.join(dropped)}"
                 )
         if _has_control(db):  # a database that is not EMRsim's has no flag to set back
             _set_flag(db, state.previous_maintenance())

@@ -178,3 +178,96 @@ def test_a_user_without_select_gets_pg_dumps_own_error_and_a_hint(cli, tmp_path)
         drop_pg_database(name)
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as c:
             c.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _restore_force(cli, backup_id: str, target: str, store) -> dict:
+    return json_of(
+        cli(
+            "backup", "restore", backup_id, "--target", target, "--yes", "--force", "--json",
+            "--store", str(store),
+        )
+    )  # fmt: skip
+
+
+def test_restore_postgres_returns_to_the_backups_state(cli, seeded_pg: str, store) -> None:
+    """Objects created after the backup (a later migration): a table whose foreign key
+    references a backed-up table made pg_restore --clean fail; without one, the table stayed.
+    Both are dropped in the restore's transaction, their rows kept in the safety backup."""
+    backup_id = run_backup(cli, seeded_pg, store)["id"]
+    before = pg_counts(seeded_pg)
+    dsn = seeded_pg.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            'CREATE TABLE "later notes" (id int PRIMARY KEY, '
+            "message_id bigint REFERENCES messages (id), body text)"
+        )
+        conn.execute(
+            "INSERT INTO \"later notes\" SELECT 1, id, 'x' FROM messages ORDER BY id LIMIT 1"
+        )
+        conn.execute("CREATE TABLE audit_later (n int)")
+        conn.execute("CREATE VIEW recent AS SELECT id FROM messages ORDER BY id DESC LIMIT 5")
+        conn.execute("DELETE FROM vitals")
+    done = _restore_force(cli, backup_id, seeded_pg, store)
+    after = pg_counts(seeded_pg)
+    after.pop("emrops_control"), before.pop("emrops_control")
+    assert after == before  # the backup's tables, rows and nothing else
+    assert any(
+        "dropped 3 relation(s)" in n and "public.later notes" in n and "public.recent" in n
+        for n in done["notes"]
+    ), done["notes"]
+    import json
+
+    safety = json.loads((store / done["safety_backup_id"] / "manifest.json").read_text())
+    assert safety["row_counts"]["later notes"] == 1  # the dropped rows are kept there
+
+
+def test_a_restore_script_cut_short_commits_nothing(tmp_path) -> None:
+    """pg_restore failing part-way through a cut archive (its script already half sent):
+    the transaction ends in ROLLBACK, so the target keeps its rows and the relations the
+    restore dropped first."""
+    import subprocess
+
+    from emrops.backup.pgrestore import restore_exact
+
+    source, target = create_pg_database("emrops_cut_src"), create_pg_database("emrops_cut_dst")
+    base = "postgresql://postgres@127.0.0.1/"
+    try:
+        with psycopg.connect(base + source, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+            conn.execute(
+                "INSERT INTO t SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 20000) g"
+            )
+            conn.execute("CREATE TABLE u (id int)")
+            conn.execute("INSERT INTO u SELECT generate_series(1, 20000)")
+        archive = tmp_path / "db.pgdump"
+        subprocess.run(
+            ["pg_dump", "-Fc", "-Z0", "-f", str(archive), "-d", base + source], check=True
+        )
+        cut = tmp_path / "cut.pgdump"
+        data = archive.read_bytes()
+        cut.write_bytes(data[: len(data) * 2 // 3])
+        with psycopg.connect(base + target, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+            conn.execute("INSERT INTO t VALUES (1, 'mine')")
+            conn.execute("CREATE TABLE extra (n int)")
+            conn.execute("INSERT INTO extra VALUES (7)")
+        code, message, dropped = restore_exact(
+            cut, f"postgresql+psycopg://postgres@127.0.0.1/{target}"
+        )
+        assert code != 0 and message, message
+        assert dropped == ["public.extra"]
+        with psycopg.connect(base + target) as conn:
+            assert conn.execute("SELECT * FROM t").fetchall() == [(1, "mine")]
+            assert conn.execute("SELECT * FROM extra").fetchall() == [(7,)]
+            assert conn.execute("SELECT to_regclass('u')").fetchone() == (None,)
+        # the whole archive restores, and the target is then the source's state
+        code, message, dropped = restore_exact(
+            archive, f"postgresql+psycopg://postgres@127.0.0.1/{target}"
+        )
+        assert code == 0, message
+        with psycopg.connect(base + target) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (20000,)
+            assert conn.execute("SELECT to_regclass('extra')").fetchone() == (None,)
+    finally:
+        drop_pg_database(source)
+        drop_pg_database(target)

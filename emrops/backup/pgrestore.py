@@ -1,0 +1,135 @@
+"""Restoring a PostgreSQL backup in place, to the backup's state, in one transaction.
+
+``pg_restore --clean`` drops and recreates only what the dump holds: a table created after the
+backup (a later migration, say) stays in the restored database, and one whose foreign key
+references a table of the backup makes the restore fail (the key cannot be dropped). So the
+relations of the target that the dump does not hold (tables, views, materialized views,
+foreign tables; not an extension's own) are dropped first, with CASCADE, in the same
+transaction as the restore script: readers see the old database until the commit, then the
+backup's, and a failure anywhere leaves the target as it was. The rows of dropped relations
+are in the safety backup that restore takes first.
+
+The script (``pg_restore -f -``) is fed to ``psql`` through this process, which ends the
+transaction with COMMIT only when pg_restore exited 0: a script cut short by a failing
+pg_restore is rolled back, never committed in part.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from emrops import secrets
+from emrops.backup.pgdump import libpq_conninfo, pg_tool, tool_error
+from emrops.db.engine import db_errors, parse_db_url
+from emrops.db.quoting import quote_ident
+
+# relkind -> the word DROP takes and the one pg_restore -l lists it under
+_KINDS = {
+    "r": ("TABLE", "TABLE"),
+    "p": ("TABLE", "TABLE"),
+    "v": ("VIEW", "VIEW"),
+    "m": ("MATERIALIZED VIEW", "MATERIALIZED VIEW"),
+    "f": ("FOREIGN TABLE", "FOREIGN TABLE"),
+}
+_EXTRA_SQL = """
+SELECT c.relkind, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp)'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 2, 3
+"""
+
+
+def toc(archive: Path) -> list[str]:
+    """The archive's table of contents (``pg_restore -l``), one entry per line."""
+    proc = subprocess.run(
+        [pg_tool("pg_restore"), "-l", str(archive)], capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        return []
+    return [ln for ln in proc.stdout.decode(errors="replace").splitlines() if ln[:1].isdigit()]
+
+
+def extra_relations(target_url: str, entries: list[str]) -> list[tuple[str, str, str]]:
+    """(DROP word, schema, name) of each relation of the target the dump does not hold. An
+    entry reads ``ID; OID OID <KIND> <schema> <name> <owner>``; names may hold spaces, so
+    each relation is looked for as that text rather than parsed out of the line."""
+    listed = [" " + e.split(" ", 3)[3] + " " if e.count(" ") >= 3 else "" for e in entries]
+    db = parse_db_url(target_url)
+    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            rows = conn.exec_driver_sql(_EXTRA_SQL).fetchall()
+    finally:
+        engine.dispose()
+    extra = []
+    for relkind, schema, name in rows:
+        drop, kind = _KINDS[relkind]
+        needle = f" {kind} {schema} {name} "
+        if not any(line.startswith(needle) for line in listed):
+            extra.append((drop, schema, name))
+    return extra
+
+
+def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
+    """(exit code, error text, dropped relations) of restoring ``archive`` into the target
+    in one transaction (see the module docstring)."""
+    extra = extra_relations(target_url, toc(archive))
+    drops = "".join(
+        f"DROP {drop} IF EXISTS {quote_ident(schema)}.{quote_ident(name)} CASCADE;\n"
+        for drop, schema, name in extra
+    )
+    uri, env = libpq_conninfo(parse_db_url(target_url).url)
+    with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as psql_err:
+        psql = subprocess.Popen(
+            [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_err,
+            env=env,
+        )
+        dump = subprocess.Popen(
+            [
+                pg_tool("pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "-f",
+                "-",
+                str(archive),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=dump_err,
+        )
+        assert psql.stdin is not None and dump.stdout is not None
+        try:
+            psql.stdin.write(b"BEGIN;\n" + drops.encode())
+            shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
+            dump.wait()
+            psql.stdin.write(b"COMMIT;\n" if dump.returncode == 0 else b"ROLLBACK;\n")
+            psql.stdin.close()
+        except BrokenPipeError:  # psql stopped at an error: its transaction is rolled back
+            dump.kill()
+            dump.wait()
+        finally:
+            dump.stdout.close()
+        code = psql.wait()
+        if dump.returncode != 0 and code == 0:
+            code = dump.returncode or 1
+        errors = []
+        for f in (dump_err, psql_err) if code else ():
+            f.seek(0)
+            text = secrets.mask(f.read().decode(errors="replace"))
+            if text.strip():
+                errors.append(tool_error(text))
+    dropped = [f"{schema}.{name}" for _d, schema, name in extra]
+    return code, "; ".join(errors), dropped
