@@ -246,6 +246,12 @@ def translate(exc: BaseException, url: Any) -> DatabaseError:
         hint = "check the folder exists and is writable"
     elif "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
         hint = "initialise the schema with `emrops sim init-db`"
+    elif "permission denied" in lowered or "row-level security" in lowered:
+        hint = (
+            "the database user lacks a privilege: GRANT it, or run as the database's owner (a "
+            "backup needs SELECT on every table, USAGE on their schemas, and BYPASSRLS or "
+            "ownership where row-level security is forced)"
+        )
     return DatabaseError(f"database error on {where}: {secrets.mask(text)}", hint=hint)
 
 

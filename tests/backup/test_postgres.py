@@ -271,3 +271,31 @@ def test_a_restore_script_cut_short_commits_nothing(tmp_path) -> None:
     finally:
         drop_pg_database(source)
         drop_pg_database(target)
+
+
+def test_a_table_the_backup_user_cannot_read_fails_with_a_hint(cli, store) -> None:
+    """A table the user may only INSERT into: the backup fails (exit 1) naming the table, with
+    what to grant (it said "permission denied for table ..." and nothing else)."""
+    name = create_pg_database("emrops_perm")
+    base = "postgresql://postgres@127.0.0.1/"
+    try:
+        with psycopg.connect(base + name, autocommit=True) as conn:
+            conn.execute(
+                "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'emrops_bk') "
+                "THEN CREATE ROLE emrops_bk LOGIN; END IF; END$$"
+            )
+            conn.execute("CREATE TABLE ok (n int)")
+            conn.execute("CREATE TABLE secret (n int)")
+            conn.execute("GRANT SELECT ON ok TO emrops_bk")
+            conn.execute("GRANT INSERT ON secret TO emrops_bk")
+        result = cli(
+            "backup", "run", "--db", f"postgresql+psycopg://emrops_bk@127.0.0.1/{name}",
+            "--store", str(store),
+        )  # fmt: skip
+        assert result.exit_code == 1, result.stderr
+        assert "permission denied for table secret" in result.stderr
+        assert "SELECT on every table" in result.stderr
+    finally:
+        drop_pg_database(name)
+        with psycopg.connect(base + "postgres", autocommit=True) as conn:
+            conn.execute("DROP ROLE IF EXISTS emrops_bk")
