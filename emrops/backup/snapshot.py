@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from emrops.backup.walimage import (
+    PAGE_COUNT_HINT,
     LiveImage,
     PageCountMismatch,
     Restarted,
@@ -196,7 +197,7 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 raise PageCountMismatch(
                     f"the copy of {path} has {info['page_count']} pages but {where} {named}: "
                     "not publishing it",
-                    hint="report this; the backup is refused so that a wrong image is never kept",
+                    hint=PAGE_COUNT_HINT.format(path=path),
                 )
         with scratch.open("rb") as stream:
             yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)

@@ -55,6 +55,14 @@ class Restarted(Exception):
     """The WAL was restarted under us (read-lock 0 case); read the image again."""
 
 
+PAGE_COUNT_HINT = (
+    "the file is cut short or was written by a tool that does not keep the header's page "
+    "count (or a size that is not a whole number of pages); check it with `sqlite3 {path} "
+    "'PRAGMA integrity_check'` and, on a copy, `VACUUM INTO` a new file and back that up; "
+    "the backup is refused so that a wrong image is never kept"
+)
+
+
 def header_count(header: bytes) -> int | None:
     """The page count in a database header, or None when the header marks it unreliable."""
     if len(header) < 100:
@@ -174,7 +182,7 @@ class LiveImage:
             raise PageCountMismatch(
                 f"the image of {self.path} would have {self.page_count} pages but {where} "
                 f"says {named}: not publishing it",
-                hint="report this; the backup is refused so that a wrong image is never kept",
+                hint=PAGE_COUNT_HINT.format(path=self.path),
             )
 
     def _begin(self) -> None:

@@ -102,4 +102,5 @@ def test_a_handle_on_another_file_is_refused(
         image_of(path, live)
     if mode == "delete":
         assert isinstance(caught.value, PageCountMismatch)
+        assert "integrity_check" in (caught.value.hint or "")  # what to do, not "report this"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("emrops-")] == []
