@@ -139,8 +139,9 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
                         raise DatabaseError(
                             f"pg_dump of {db.masked()} failed (exit {code}): {tool_error(text)}",
                             hint="a permission error means the user needs SELECT on every "
-                            "table (and USAGE on their schemas), e.g. the database's owner"
-                            if "permission denied" in text
+                            "table (and USAGE on their schemas), and BYPASSRLS or ownership "
+                            "where row-level security is forced: e.g. the database's owner"
+                            if "permission denied" in text or "row-level security" in text
                             else None,
                         )
     finally:

@@ -299,3 +299,33 @@ def test_a_table_the_backup_user_cannot_read_fails_with_a_hint(cli, store) -> No
         drop_pg_database(name)
         with psycopg.connect(base + "postgres", autocommit=True) as conn:
             conn.execute("DROP ROLE IF EXISTS emrops_bk")
+
+
+def test_forced_row_level_security_fails_with_a_hint(cli, store) -> None:
+    """A table with FORCE ROW LEVEL SECURITY, owned by the backup user: pg_dump refuses it
+    (a dump would silently miss rows); the failure says what would let it read them."""
+    name = create_pg_database("emrops_rls")
+    base = "postgresql://postgres@127.0.0.1/"
+    try:
+        with psycopg.connect(base + name, autocommit=True) as conn:
+            conn.execute(
+                "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'emrops_rl') "
+                "THEN CREATE ROLE emrops_rl LOGIN; END IF; END$$"
+            )
+            conn.execute("GRANT CREATE ON SCHEMA public TO emrops_rl")
+        with psycopg.connect(f"postgresql://emrops_rl@127.0.0.1/{name}", autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (n int)")
+            conn.execute("INSERT INTO t VALUES (1), (-1)")
+            conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
+            conn.execute("ALTER TABLE t FORCE ROW LEVEL SECURITY")
+            conn.execute("CREATE POLICY positive ON t USING (n > 0)")
+        result = cli(
+            "backup", "run", "--db", f"postgresql+psycopg://emrops_rl@127.0.0.1/{name}",
+            "--store", str(store),
+        )  # fmt: skip
+        assert result.exit_code == 1, result.stderr
+        assert "row-level security" in result.stderr and "BYPASSRLS" in result.stderr
+    finally:
+        drop_pg_database(name)
+        with psycopg.connect(base + "postgres", autocommit=True) as conn:
+            conn.execute("DROP ROLE IF EXISTS emrops_rl")
