@@ -108,6 +108,32 @@ def find(
     return Reusable(backup_id, load_manifest(store, backup_id).size)
 
 
+def label_prefix(run_id: str) -> str:
+    """How the pinned backup of run ``run_id`` starts its label (start._backup writes it)."""
+    return f"pre-migration {run_id} of "
+
+
+def find_of_run(store_spec: str, settings: Any, run_id: str) -> str | None:
+    """The pinned backup run ``run_id`` published, found by its label in the store: for a run
+    killed after publishing it and before recording it (index and journal), the window
+    between the manifest's rename and the next write."""
+    preloaded()
+    from emrops.backup.catalog import list_backups, set_pin
+    from emrops.backup.stores import open_store
+
+    store = open_store(store_spec, settings)
+    found = [
+        e
+        for e in list_backups(store)
+        if e.verified != "broken" and e.label.startswith(label_prefix(run_id))
+    ]
+    if not found:
+        return None
+    if not found[-1].pinned:  # killed before its pin was written, too
+        set_pin(store, found[-1].id, True)
+    return found[-1].id
+
+
 def remember(
     state_dir: Path, source: Path, store_spec: str, backup_id: str, fp: dict[str, Any]
 ) -> None:

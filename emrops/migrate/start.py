@@ -122,8 +122,12 @@ def resume(
     if backup_id is None and opts.backup_store and src_path is not None and not opts.online:
         # the run stopped (a failed copy, a kill) before journaling the backup it took
         found = prebackup.find(opts.state_dir, src_path, opts.backup_store, opts.settings)
-        if found is not None:
-            backup_id = found.backup_id
+        backup_id = (
+            found.backup_id
+            if found is not None
+            else prebackup.find_of_run(opts.backup_store, opts.settings, run_id)
+        )
+        if backup_id is not None:
             with journal.connect(opts.target, autocommit=True) as conn:
                 journal.set_detail(conn, "run", "backup_id", backup_id)
     phase("resuming")
@@ -277,7 +281,7 @@ def _backup(
     from emrops.backup.stores import open_store
 
     store = open_store(opts.backup_store, opts.settings)
-    label = f"pre-migration {run_id} of {_shown(opts.source)}"
+    label = prebackup.label_prefix(run_id) + _shown(opts.source)
     # zstd level 1: half the CPU of the default level 3 for a file 3% larger (measured on the
     # benchmark database), and this backup runs while the snapshot is profiled on both cores
     manifest = run_backup(

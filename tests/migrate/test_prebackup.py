@@ -67,3 +67,29 @@ def test_rerun_reuses_the_backup_until_the_source_changes(cli, tmp_path: Path, p
     refused = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts), env=env)
     assert refused.exit_code == 3 and "PostgreSQL refused to create table t" in refused.stderr
     assert new_id in _backups(store)
+
+
+def test_a_runs_backup_is_found_by_its_label_when_nothing_recorded_it(tmp_path: Path) -> None:
+    """A run killed between publishing its pinned backup and recording it (the reuse index and
+    the journal): --resume finds it by the run id in its label, and pins it if the kill also
+    came before the pin."""
+    from emrops.backup.catalog import list_backups
+    from emrops.backup.run import RunOptions, run_backup
+    from emrops.backup.stores import open_store
+    from emrops.db.urls import sqlite_db_url
+    from emrops.migrate import prebackup
+
+    source = tmp_path / "app.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    spec = str(tmp_path / "store")
+    store = open_store(spec, None)
+    label = prebackup.label_prefix("20261204T000000Z-abc123") + sqlite_db_url(source)
+    other = run_backup(store, RunOptions(db_url=sqlite_db_url(source), label="nightly"))
+    mine = run_backup(store, RunOptions(db_url=sqlite_db_url(source), label=label, pin=False))
+    assert prebackup.find_of_run(spec, None, "20261204T000000Z-other") is None
+    assert prebackup.find_of_run(spec, None, "20261204T000000Z-abc123") == str(mine.id)
+    pinned = {e.id: e.pinned for e in list_backups(store)}
+    assert pinned == {str(other.id): False, str(mine.id): True}
