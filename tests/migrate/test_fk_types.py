@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.migrate.conftest import pg
+from tests.migrate.conftest import migrated_ok, pg
 
 
 def _db(path: Path, *statements: str) -> str:
@@ -23,16 +23,6 @@ def _db(path: Path, *statements: str) -> str:
 def _types(plan: dict, table: str) -> dict[str, str]:
     (t,) = [t for t in plan["tables"] if t["source"] == table]
     return {c["source"]: c["pg_type"] for c in t["columns"]}
-
-
-def _migrated(cli, url: str, pg_url: str) -> dict:
-    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
-    assert plan.exit_code == 0, plan.stdout + plan.stderr
-    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
-    assert run.exit_code == 0, run.stdout + run.stderr
-    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
-    assert verify.exit_code == 0, verify.stdout + verify.stderr
-    return json.loads(plan.stdout)
 
 
 def _valid_fks(pg_url: str) -> set[str]:
@@ -57,7 +47,7 @@ def test_text_keys_to_an_integer_key_become_bigint(cli, tmp_path: Path, pg_url: 
         "INSERT INTO posts VALUES (1, '1'), (2, 2), (3, NULL)",
         "INSERT INTO comments VALUES (1, '3'), (2, '1')",
     )
-    plan = _migrated(cli, url, pg_url)
+    plan = migrated_ok(cli, url, pg_url)
     assert _types(plan, "posts")["user_id"] == "bigint"
     assert _types(plan, "comments")["post_id"] == "bigint"
     assert any("posts.user_id: foreign key to users.id: text -> bigint" in n for n in plan["notes"])
@@ -77,7 +67,7 @@ def test_keys_to_a_nocase_key_become_citext(cli, tmp_path: Path, pg_url: str) ->
         "INSERT INTO country VALUES ('NL', 'Netherlands')",
         "INSERT INTO city VALUES (1, 'NL'), (2, 'nl')",  # 'nl' matches under NOCASE
     )
-    plan = _migrated(cli, url, pg_url)
+    plan = migrated_ok(cli, url, pg_url)
     assert _types(plan, "city")["country"] == "citext"
     assert _valid_fks(pg_url) == {"city_country_fkey"}
 
@@ -90,7 +80,7 @@ def test_an_integer_key_to_a_text_key_becomes_text(cli, tmp_path: Path, pg_url: 
         "INSERT INTO item VALUES ('100'), ('A-1')",
         "INSERT INTO line VALUES (1, 100)",
     )
-    plan = _migrated(cli, url, pg_url)
+    plan = migrated_ok(cli, url, pg_url)
     assert _types(plan, "line")["sku"] == "text"
     assert _valid_fks(pg_url) == {"line_sku_fkey"}
 

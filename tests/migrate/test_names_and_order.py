@@ -4,33 +4,13 @@ order SQLite created them in."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 
-from tests.migrate.conftest import pg
-
-
-def _db(path: Path, script: str) -> str:
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
-    return f"sqlite:///{path}"
-
-
-def _migrate(cli, url: str, pg_url: str) -> dict:
-    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
-    assert plan.exit_code == 0, plan.stdout + plan.stderr
-    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
-    assert run.exit_code == 0, run.stdout + run.stderr
-    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
-    assert verify.exit_code == 0, verify.stdout + verify.stderr
-    return json.loads(plan.stdout)
+from tests.migrate.conftest import migrated_ok, pg, script_db
 
 
 def test_system_column_names_are_renamed(cli, tmp_path: Path, pg_url: str) -> None:
-    url = _db(
+    url = script_db(
         tmp_path / "sys.db",
         """
         CREATE TABLE t (id INTEGER PRIMARY KEY, xmin INT, ctid TEXT, "TableOid" TEXT,
@@ -40,7 +20,7 @@ def test_system_column_names_are_renamed(cli, tmp_path: Path, pg_url: str) -> No
         INSERT INTO t VALUES (1, 2, 'a', 'b', 1.5, 3, 7), (2, 4, 'c', 'd', 0.5, 5, 8);
         """,
     )
-    plan = _migrate(cli, url, pg_url)
+    plan = migrated_ok(cli, url, pg_url)
     renamed = {(r["from"], r["to"]) for r in plan["renames"] if r["kind"] == "column"}
     # xmin_ is taken by a column of its own: xmin goes one further
     assert renamed == {("xmin", "xmin__"), ("ctid", "ctid_"), ("cmax", "cmax_")}
@@ -54,7 +34,7 @@ def test_system_column_names_are_renamed(cli, tmp_path: Path, pg_url: str) -> No
 def test_a_view_over_a_view_created_after_it_is_translated(
     cli, tmp_path: Path, pg_url: str
 ) -> None:
-    url = _db(
+    url = script_db(
         tmp_path / "views.db",
         """
         CREATE TABLE t (id INTEGER PRIMARY KEY, n INT, label TEXT);
@@ -63,7 +43,7 @@ def test_a_view_over_a_view_created_after_it_is_translated(
         INSERT INTO t VALUES (1, 1, 'x'), (2, 2, NULL), (3, 3, 'y');
         """,
     )
-    plan = _migrate(cli, url, pg_url)
+    plan = migrated_ok(cli, url, pg_url)
     assert not [n for n in plan["notes"] if "not translated" in n], plan["notes"]
     with pg(pg_url) as conn:
         assert conn.execute("SELECT tag FROM a ORDER BY id").fetchall() == [("none:2",), ("y:3",)]

@@ -5,22 +5,12 @@ different-case duplicate, as SQLite did; keys the new folding makes equal fail t
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.migrate.conftest import pg
-
-
-def _db(path: Path, script: str) -> str:
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
-    return f"sqlite:///{path}"
-
+from tests.migrate.conftest import pg, script_db
 
 USERS = """
 CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, nick TEXT COLLATE NOCASE);
@@ -32,7 +22,7 @@ INSERT INTO users VALUES (1, 'Bob@x.org', 'Bob'), (2, 'amy@x.org', 'amy');
 
 
 def test_a_nocase_unique_index_stays_case_insensitive(cli, tmp_path: Path, pg_url: str) -> None:
-    url = _db(tmp_path / "users.db", USERS)
+    url = script_db(tmp_path / "users.db", USERS)
     plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
     assert plan.exit_code == 0, plan.stdout + plan.stderr
     assert any(
@@ -58,7 +48,7 @@ def test_a_nocase_unique_index_stays_case_insensitive(cli, tmp_path: Path, pg_ur
 
 def test_keys_lower_folds_together_fail_the_plan(cli, tmp_path: Path, pg_url: str) -> None:
     # SQLite's NOCASE folds ASCII only: 'zoé' and 'ZOÉ' are two keys there, one under lower()
-    url = _db(
+    url = script_db(
         tmp_path / "twins.db",
         "CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT);"
         "CREATE UNIQUE INDEX u_email ON u (email COLLATE NOCASE);"
