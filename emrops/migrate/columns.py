@@ -12,7 +12,7 @@ from emrops.errors import UsageError
 from emrops.migrate import profile as prof
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import CONVERT, ConversionError
-from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan
+from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan, is_text
 from emrops.migrate.reflect import Column, Table, quote, unquote
 from emrops.migrate.sql import defaults
 from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column
@@ -128,7 +128,7 @@ def follow_key(
     cp = next(c for c in tp.columns if c.source == column)
     col = next(c for c in table.columns if c.name == column)
     if want == "citext":
-        if not (cp.pg_type == "text" or cp.pg_type.startswith("varchar(")):
+        if not is_text(cp.pg_type):
             return False
         cp.pg_type = "citext"
     else:
@@ -220,7 +220,7 @@ def _collation(col: Any, m: Any, rule: dict[str, Any] | None) -> None:
     indexes, as in SQLite); other collations are dropped with a note."""
     if not col.collation or col.collation == "BINARY":
         return
-    texty = m.pg_type == "text" or m.pg_type.startswith("varchar(")
+    texty = is_text(m.pg_type)
     if col.collation == "NOCASE" and texty and not (rule or {}).get("type"):
         was = m.pg_type
         m.pg_type = "citext"

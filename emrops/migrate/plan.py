@@ -17,6 +17,11 @@ from emrops.migrate.reflect import quote
 PLAN_VERSION = 1
 
 
+def is_text(pg_type: str) -> bool:
+    """text or varchar(n): the types a COLLATE NOCASE column or key may become citext from."""
+    return pg_type == "text" or pg_type.startswith("varchar(")
+
+
 @dataclass
 class ColumnPlan:
     source: str

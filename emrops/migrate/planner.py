@@ -21,7 +21,7 @@ from emrops.migrate.objects import (
     plan_view,
     post_objects,
 )
-from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan
+from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan, is_text
 from emrops.migrate.reflect import View, reflect, tokens
 from emrops.migrate.sql import Catalog
 from emrops.migrate.typemap import shorten
@@ -53,9 +53,6 @@ def open_source(path: Path) -> sqlite3.Connection:
     return conn
 
 
-_TEXTY = ("text", "varchar(")
-
-
 def _key_types(
     conn: sqlite3.Connection,
     schema: Any,
@@ -81,7 +78,7 @@ def _key_types(
                     if cp is None or pp is None or cp.source in casts.get(table.name, {}):
                         continue
                     want, have = pp.pg_type, cp.pg_type
-                    if want == have or (want.startswith(_TEXTY) and have.startswith(_TEXTY)):
+                    if want == have or (is_text(want) and is_text(have)):
                         continue
                     p = profiles[table.name].columns[cp.source]
                     where = f"{parent[1].target}.{pp.target}"

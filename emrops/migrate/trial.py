@@ -32,7 +32,7 @@ import psycopg
 from emrops.errors import EmropsError
 from emrops.migrate import journal
 from emrops.migrate.batching import fetch_batches
-from emrops.migrate.plan import Plan
+from emrops.migrate.plan import Plan, is_text
 from emrops.migrate.reflect import Check, Table, quote, rowid_name
 from emrops.migrate.sql import NOCASE_ELEMENT, missing_check
 
@@ -419,7 +419,7 @@ def citext_collisions(
         tp = by_source.get(table.name)
         if tp is None:
             continue
-        texty = {c.source for c in tp.columns if c.pg_type == "text" or c.pg_type[:8] == "varchar("}
+        texty = {c.source for c in tp.columns if is_text(c.pg_type)}
         for name, cols, where in _unique_keys(table, tp):
             fold = citext_of(tp) | (_folded(table, name) & texty)
             if fold & set(cols):

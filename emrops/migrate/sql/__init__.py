@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from emrops.migrate.plan import is_text
 from emrops.migrate.reflect import quote
 from emrops.migrate.sql.catalog import Catalog, Translated, TranslationError
 from emrops.migrate.sql.defaults import translate_default
@@ -65,7 +66,7 @@ def _column_element(
     name, pg_type = column
     if collation == "NOCASE" and pg_type == "citext":
         return quote(name) + order, ""
-    if collation == "NOCASE" and (pg_type == "text" or pg_type.startswith("varchar(")):
+    if collation == "NOCASE" and is_text(pg_type):
         note = "COLLATE NOCASE: indexed as lower() (case-insensitive, as in SQLite)"
         return f"(lower({quote(name)})){order}", note
     return quote(name) + order, note
