@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from emrops.backup.walimage import (
+    CUT_SHORT_HINT,
     PAGE_COUNT_HINT,
     LiveImage,
     PageCountMismatch,
     Restarted,
+    SourceCutShort,
     Unreadable,
     header_count,
 )
@@ -155,8 +157,8 @@ def use_sqlite_snapshot(
             with sqlite_snapshot(path, scratch_dir, live=attempt < LIVE_ATTEMPTS) as snap:
                 result = use(snap)
             return snap, result
-        except Restarted:
-            log.info("the WAL of %s restarted during the read; reading again", path)
+        except Restarted as exc:
+            log.info("reading %s again: %s", path, exc)
     raise AssertionError("unreachable: the last attempt uses the backup API")
 
 
@@ -178,6 +180,8 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 expected = int(source.execute("PRAGMA page_count").fetchone()[0])
                 wal = source.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 header = None if wal else header_count(os.pread(header_fd, 100, 0))
+                if not wal:  # a WAL may hold the pages the file lacks; the live read checks it
+                    _check_whole_file(path, header_fd, expected, source)
                 target = open_sqlite(scratch, mode="rw")
                 try:
                     source.backup(target, pages=-1)
@@ -201,6 +205,20 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 )
         with scratch.open("rb") as stream:
             yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)
+
+
+def _check_whole_file(path: Path, fd: int, pages: int, conn: sqlite3.Connection) -> None:
+    """A rollback-journal file must hold all its pages whole (see LiveImage._check_whole_pages):
+    the backup API, like any reader, would copy the missing bytes as zeros."""
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    size = os.fstat(fd).st_size
+    if size < pages * page_size:
+        raise SourceCutShort(
+            f"cannot back up {path}: it is cut short (page {size // page_size + 1} of {pages}, "
+            f"{page_size} bytes each, is not whole in the file, which ends at byte {size}); "
+            "SQLite would read the missing bytes as zeros, so nothing was published",
+            hint=CUT_SHORT_HINT.format(path=path),
+        )
 
 
 def _info(conn: sqlite3.Connection, method: str) -> dict[str, Any]:

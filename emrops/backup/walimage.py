@@ -52,7 +52,23 @@ class PageCountMismatch(DatabaseError):
 
 
 class Restarted(Exception):
-    """The WAL was restarted under us (read-lock 0 case); read the image again."""
+    """The files changed under the read in a way the snapshot does not survive (the WAL was
+    restarted in the read-lock 0 case, ...); read the image again. The text says what."""
+
+    def __init__(self, why: str = "the WAL restarted during the read"):
+        super().__init__(why)
+
+
+class SourceCutShort(DatabaseError):
+    """The main file ends before the last page the image takes from it: never published."""
+
+
+CUT_SHORT_HINT = (
+    "the file was truncated (an interrupted copy or download, a full disk, a `truncate`); "
+    "restore the last good backup (`emrops backup restore --latest`), or, if this file is all "
+    "there is, recover what it holds into a new file (`sqlite3 {path} .recover | sqlite3 "
+    "recovered.db`) and back that up"
+)
 
 
 PAGE_COUNT_HINT = (
@@ -124,7 +140,9 @@ class LiveImage:
             header = os.pread(self.db_fd, 100, 0)
             if len(header) < 100:
                 raise Unreadable("the file is shorter than an SQLite header")
-            self.wal = header[18] == 2 and header[19] == 2
+            # SQLite reads through a -wal whenever one exists beside the file, whatever the
+            # header says (a -wal left beside a file renamed into place): so do we.
+            self.wal = (header[18] == 2 and header[19] == 2) or os.path.exists(f"{self.files}-wal")
             if self.wal:
                 self._begin_wal()
             else:
@@ -135,6 +153,7 @@ class LiveImage:
                 raise Unreadable("the header's page size differs from the connection's")
             if self.wal and self.frames and self.page_size != self.wal_page_size:
                 raise Unreadable("the WAL's page size differs from the database's")
+            self._check_whole_pages()
             self._check_page_count()
             self.size = self.page_size * self.page_count
         except BaseException:
@@ -165,6 +184,24 @@ class LiveImage:
     def db(self) -> sqlite3.Connection:
         assert self.conn is not None, "open() first"
         return self.conn
+
+    def _check_whole_pages(self) -> None:
+        """Every page the image takes from the main file must be in it whole. SQLite reads the
+        missing bytes of a file cut inside its last page as zeros, without an error, and
+        integrity_check does not notice zeros inside a record or an overflow page: such an
+        image was published, and verified. Under our read lock no writer shrinks the file below
+        our snapshot (a checkpoint truncates only to the size of the newest commit), so a page
+        missing here was missing before the backup began."""
+        size = os.fstat(self.db_fd).st_size
+        for page in range(size // self.page_size + 1, self.page_count + 1):
+            if page not in self.frames:
+                raise SourceCutShort(
+                    f"cannot back up {self.path}: it is cut short (page {page} of "
+                    f"{self.page_count}, {self.page_size} bytes each, is not whole in the file, "
+                    f"which ends at byte {size}); SQLite would read the missing bytes as zeros, "
+                    "so nothing was published",
+                    hint=CUT_SHORT_HINT.format(path=self.path),
+                )
 
     def _check_page_count(self) -> None:
         """The handle's page count must be the named file's: from the newest commit frame in
@@ -264,7 +301,9 @@ class LiveImage:
                     raise Restarted
                 data[at : at + self.page_size] = frame
             elif at + self.page_size > have:
-                raise Restarted  # the file shrank under us: not the snapshot we hold
+                # open() found every page whole, and no writer shrinks it under our read lock:
+                # something else (a `truncate`) did. Read again: open() then says what it is.
+                raise Restarted("the file shrank during the read")
         if first == 1:
             count = header_count(bytes(data[:100]))
             if count is not None and count != self.page_count:
