@@ -95,6 +95,16 @@ def _same_file(fd: int, path: Path) -> None:
         raise DatabaseError(f"{path} was replaced while it was being opened")
 
 
+def names_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not replaced, not deleted)."""
+    try:
+        want = os.stat(path)
+    except FileNotFoundError:
+        return False
+    got = os.fstat(fd)
+    return (got.st_dev, got.st_ino) == (want.st_dev, want.st_ino)
+
+
 def page_size_of(header: bytes) -> int:
     size = int.from_bytes(header[16:18], "big")
     return 65536 if size == 1 else size
@@ -147,6 +157,7 @@ class LiveImage:
                 self._begin_wal()
             else:
                 self._begin()
+            self._check_same_database()
             self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
             self.page_count = int(self.db.execute("PRAGMA page_count").fetchone()[0])
             if self.page_size != page_size_of(header):
@@ -184,6 +195,20 @@ class LiveImage:
     def db(self) -> sqlite3.Connection:
         assert self.conn is not None, "open() first"
         return self.conn
+
+    def _check_same_database(self) -> None:
+        """Inside the read transaction, the files we read must be the ones the connection reads.
+        The journal mode was taken from the header before the transaction began: a switch in
+        between (``PRAGMA journal_mode`` by another process) left the connection reading
+        through a WAL whose frames the image would leave out, or the other way round. A file
+        renamed over the path before our -wal/-shm were opened by name would pair its WAL with
+        our main file. Neither can happen once this check passes: a switch needs an exclusive
+        lock, and descriptors keep the files we read. Both are rare windows: read again."""
+        mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
+        if (mode == "wal") != self.wal:
+            raise Restarted(f"its journal mode changed to {mode} as the read began")
+        if not names_file(self.path, self.db_fd):
+            raise Restarted("the file was replaced or deleted as the read began")
 
     def _check_whole_pages(self) -> None:
         """Every page the image takes from the main file must be in it whole. SQLite reads the

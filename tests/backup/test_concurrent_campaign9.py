@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from emrops.backup.snapshot import sqlite_snapshot
-from emrops.backup.walimage import SourceCutShort
+from emrops.backup.walimage import LiveImage, Restarted, SourceCutShort
 from tests.backup.conftest import json_of, run_backup
 
 ACCOUNTS, BALANCE, BLOBS = 100, 100, 1200
@@ -285,3 +285,120 @@ def backup_with_change(source: Path, store: Path, change: str) -> dict:  # type:
     )
     assert proc.returncode == 0, proc.stderr
     return {**json.loads(proc.stdout), "stderr": proc.stderr}
+
+
+# --- 2. a change in the window between the header read and the read transaction -------------
+
+TO_WAL = (
+    textwrap.dedent("""
+    import sqlite3, sys
+    c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
+    print(c.execute("PRAGMA journal_mode = WAL").fetchone()[0], flush=True)
+""")
+    + HOLD_WAL.split('c.execute("PRAGMA journal_mode = WAL")\n', 1)[1]
+)
+
+
+class ChangedAsTheReadBegins(LiveImage):
+    """Runs ``code`` in another process just before the read transaction begins, after the
+    header was read: a window of microseconds in real life, opened here. The process keeps
+    its connection until the test ends (``held``)."""
+
+    def __init__(self, path: Path, code: str):
+        super().__init__(path)
+        self.code: str | None = code
+        self.held: list[subprocess.Popen[str]] = []
+
+    def _change(self) -> None:
+        if self.code is not None:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", self.code, str(self.path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.held.append(proc)
+            assert proc.stdout is not None
+            while proc.stdout.readline() not in ("ready\n", ""):
+                pass
+            self.code = None
+
+    def _begin(self) -> None:
+        self._change()
+        super()._begin()
+
+    def _begin_wal(self) -> None:
+        self._change()
+        super()._begin_wal()
+
+    def release(self) -> None:
+        for proc in self.held:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=30)
+
+
+def image_state(image: LiveImage, copy: Path) -> tuple[str, int, int]:
+    with copy.open("wb") as out:
+        while chunk := image.read():
+            out.write(chunk)
+    return state(copy)
+
+
+def test_a_switch_to_wal_as_the_read_begins_is_read_again(tmp_path: Path) -> None:
+    """The header said rollback journal; before the read transaction began another process
+    switched the file to WAL and committed 30 transactions into the WAL. The connection read
+    through the WAL (row counts: 1170 blobs), the image was the main file alone (1200): backup
+    exited 0 with an image older than its own row counts, which verify then failed (exit 3);
+    commits that only updated rows would have left the counts equal, and a checkpoint under
+    the read (the connection's read lock does not cover a file read as rollback journal)
+    could tear the image. Now the mode the connection reads in is checked inside the
+    transaction, and the image is read again."""
+    source = bank(tmp_path / "app.db", "delete")
+    racing = ChangedAsTheReadBegins(source, TO_WAL)
+    try:
+        with pytest.raises(Restarted, match="its journal mode changed to wal as the read began"):
+            racing.open()
+        with LiveImage(source) as again:  # what use_sqlite_snapshot does next
+            assert again.wal
+            assert image_state(again, tmp_path / "image.db") == HELD
+    finally:
+        racing.release()
+
+
+REPLACE_WITH_WAL_DB = textwrap.dedent("""
+    import os, sqlite3, sys
+    p = sys.argv[1]
+    c = sqlite3.connect(p + ".new", isolation_level=None)
+    c.execute("PRAGMA journal_mode = WAL")
+    c.execute("PRAGMA wal_autocheckpoint = 0")
+    c.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
+    c.execute("CREATE TABLE blob(id INTEGER PRIMARY KEY, b BLOB)")
+    c.executemany("INSERT INTO acct(bal) VALUES (?)", [(7,)] * 3)
+    for suffix in ("", "-wal", "-shm"):  # a deploy that moves the WAL along with the file
+        os.rename(p + ".new" + suffix, p + suffix)
+    print("ready", flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_a_file_replaced_before_its_wal_is_opened_is_read_again(tmp_path: Path) -> None:
+    """A WAL database renamed over the path, with its -wal and -shm, after the connection
+    opened the old file but before the image opened the -wal and -shm by name: the image
+    paired the new file's WAL with the old file's pages (refused only because the page counts
+    happened to differ; with equal counts a mixed image would have been published). Now the
+    path is checked inside the transaction, after the -wal and -shm are open."""
+    source = bank(tmp_path / "app.db", "wal")
+    with holding_wal(source):
+        racing = ChangedAsTheReadBegins(source, REPLACE_WITH_WAL_DB)
+        try:
+            with pytest.raises(Restarted, match="the file was replaced or deleted"):
+                racing.open()
+            with LiveImage(source) as again:
+                copy = tmp_path / "image.db"
+                image_state(again, copy)
+                conn = sqlite3.connect(copy)
+                assert conn.execute("SELECT sum(bal), count(*) FROM acct").fetchone() == (21, 3)
+                conn.close()
+        finally:
+            racing.release()
