@@ -192,6 +192,27 @@ def _to_date(v: Any) -> date:
         raise ConversionError(f"not a YYYY-MM-DD date: {v!r}") from None
 
 
+_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(?:\.([0-9]{1,6}))?)?")
+
+
+def _to_time(v: Any) -> str:
+    """A time of day as PostgreSQL's time reads it (the text is passed on, checked)."""
+    if not isinstance(v, str) or _TIME.fullmatch(v) is None:
+        raise ConversionError(f"not an HH:MM[:SS[.ffffff]] time of day: {v!r}")
+    return v
+
+
+def canon_time(v: Any) -> str:
+    """PostgreSQL's text of a time: HH:MM:SS, then the fraction without trailing zeros."""
+    m = _TIME.fullmatch(v)
+    if m is None:
+        raise ConversionError(f"not an HH:MM[:SS[.ffffff]] time of day: {v!r}")
+    hours, minutes, seconds, fraction = m.groups()
+    text = f"{hours}:{minutes}:{seconds or '00'}"
+    fraction = (fraction or "").rstrip("0")
+    return f"{text}.{fraction}" if fraction else text
+
+
 def _text_only(v: Any) -> str:
     if not isinstance(v, str):
         raise ConversionError(f"{type(v).__name__} value in a text column: {v!r}")
@@ -222,6 +243,7 @@ CONVERT: dict[str, Callable[[Any], Any]] = {
     "ts": _ts_text,
     **{f"ts_epoch_{unit}": _epoch(unit) for unit in EPOCH_UNITS},
     "date": _to_date,
+    "time": _to_time,
     "jsonb": _to_jsonb,
     "text_only": _text_only,
     "uuid": lambda v: str(uuid.UUID(_to_text(v))),
@@ -250,6 +272,7 @@ def canon_kind(pg_type: str) -> str:
         "timestamptz": "ts",
         "uuid": "uuid",
         "date": "date",
+        "time": "time",
         "jsonb": "jsonb",
     }.get(base, "text")
 
@@ -475,6 +498,8 @@ def canon_function(pg_type: str) -> Callable[[Any], str]:
         return _canon_uuid
     if kind == "date":
         return lambda v: v.isoformat()
+    if kind == "time":
+        return canon_time
     return canon_jsonb
 
 
@@ -491,6 +516,7 @@ def pg_canon_sql(column: str, pg_type: str) -> str:
         "bytea": f"encode({c}, 'hex')",
         "ts": f"to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
         "date": f"{c}::text",
+        "time": f"{c}::text",
         "jsonb": f"{c}::text",
         "uuid": f"encode(uuid_send({c}), 'hex')",  # half the cost of replace({c}::text, ...)
     }[kind]

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,13 @@ def _to_sqlite(c: ColumnPlan) -> Callable[[Any], Any]:
         return (lambda v: v.hex) if "32" in c.declared else str
     if base == "numeric":
         return lambda v: int(v) if v == v.to_integral_value() and "," not in c.pg_type else float(v)
-    if base == "date":
+    if base in ("date", "time"):  # time: HH:MM:SS[.ffffff], as SQLite's time() writes it
         return lambda v: v.isoformat()
     return lambda v: bytes(v) if isinstance(v, memoryview) else v
 
 
 def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal | datetime | date | uuid.UUID):
+    if isinstance(v, Decimal | datetime | date | dt_time | uuid.UUID):
         return str(v)
     return v
 

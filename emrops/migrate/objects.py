@@ -167,9 +167,12 @@ def foreign_keys(
     scope: set[str],
     name_for: Any,
     notes: list[str],
+    tables: dict[str, Table],
 ) -> list[PostObject]:
     """The foreign keys of one table, added NOT VALID then validated; a key to a missing table,
-    or naming no such key there, is skipped with a note."""
+    naming no such column there, or to columns that are not the parent's primary key or a
+    unique index (SQLite fails such a key with "foreign key mismatch" whenever it enforces it;
+    PostgreSQL refuses to create it), is skipped with a note."""
     found: list[PostObject] = []
     for fk in table.foreign_keys:
         if fk.ref_table not in table_names:
@@ -185,6 +188,14 @@ def foreign_keys(
             notes.append(
                 f"{table.name}: foreign key ({', '.join(fk.columns)}) to {fk.ref_table}"
                 f"({', '.join(fk.ref_columns)}) names no such key there; skipped"
+            )
+            continue
+        if fk.ref_columns and not _unique_key(tables[fk.ref_table], fk.ref_columns):
+            notes.append(
+                f"{table.name}: foreign key ({', '.join(fk.columns)}) to {fk.ref_table}"
+                f"({', '.join(fk.ref_columns)}) skipped: those columns are not its primary key "
+                'or a unique index, so SQLite cannot enforce the key either ("foreign key '
+                'mismatch"); add a unique index on them in SQLite first to keep it'
             )
             continue
         cols = [col_maps[table.name][c.lower()] for c in fk.columns]
@@ -209,6 +220,16 @@ def foreign_keys(
             )
         )
     return found
+
+
+def _unique_key(parent: Table, columns: list[str]) -> bool:
+    """``columns`` are exactly the parent's primary key or a unique index's columns."""
+    want = {c.lower() for c in columns}
+    keys = [parent.pk] if parent.pk else []
+    if parent.rowid_alias:
+        keys.append([parent.rowid_alias])
+    keys += [ix.columns for ix in parent.indexes if ix.unique and ix.where is None]
+    return any(all(keys_col) and {c.lower() for c in keys_col} == want for keys_col in keys)
 
 
 def plan_triggers(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.db.quoting import pg_text
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.migrate import fallback, journal
@@ -124,9 +125,11 @@ def _upsert_sql(tp: TablePlan) -> str:
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest) if rest else "DO NOTHING"
     )
+    # psycopg reads % as a placeholder: a name holding one is escaped (pg_text)
     return (
-        f"INSERT INTO {quote(tp.target)} ({', '.join(cols)}) VALUES "
-        f"({', '.join(['%s'] * len(cols))}) ON CONFLICT ({', '.join(pk)}) {action}"
+        pg_text(f"INSERT INTO {quote(tp.target)} ({', '.join(cols)}) VALUES ")
+        + f"({', '.join(['%s'] * len(cols))})"
+        + pg_text(f" ON CONFLICT ({', '.join(pk)}) {action}")
     )
 
 

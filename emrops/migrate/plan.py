@@ -32,6 +32,7 @@ class ColumnPlan:
     reason: str
     notnull: bool = False
     identity: bool = False
+    sequence: str | None = None  # the identity's sequence, when not PostgreSQL's own choice
     default: str | None = None
     select_blob: bool = False  # read as bytes (invalid UTF-8 or bytea target)
     fast: bool = False  # every value already fits: no per-value conversion

@@ -13,7 +13,7 @@ from emrops.errors import UsageError
 from emrops.migrate import appdefs
 from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
-from emrops.migrate.columns import SYSTEM_COLUMNS, follow_key, plan_table
+from emrops.migrate.columns import SYSTEM_COLUMNS, follow_key, name_sequences, plan_table
 from emrops.migrate.journal import JOURNAL
 from emrops.migrate.objects import (
     foreign_keys,
@@ -139,7 +139,7 @@ def build_plan(
     renames: list[dict[str, str]] = []
 
     def name_for(kind: str, name: str, scope: set[str]) -> str:
-        new = name
+        new = name or "unnamed"  # SQLite allows "" as a name, PostgreSQL no empty identifier
         if kind == "column" and name in SYSTEM_COLUMNS:  # refused as a table's column
             new += "_"
             while new in scope:
@@ -150,7 +150,11 @@ def build_plan(
             renames.append({"kind": kind, "from": name, "to": new})
         return new
 
-    table_names = {t.name: name_for("table", t.name, taken) for t in schema.tables}
+    # a table named "" last, so that its new name steps around the other tables
+    table_names = {
+        t.name: name_for("table", t.name, taken)
+        for t in sorted(schema.tables, key=lambda t: not t.name)
+    }
     plans: list[TablePlan] = []
     anomalies: list[PlanAnomaly] = []
     notes: list[str] = list(schema.notes)
@@ -172,6 +176,8 @@ def build_plan(
             plans.append(tp)
     _key_types(conn, schema, plans, profiles, casts, notes)
     index_scope: set[str] = set(table_names.values())
+    for tp in plans:
+        name_sequences(tp, index_scope)
     catalog = Catalog()
     for table, tp in zip(schema.tables, plans, strict=True):
         catalog.add(
@@ -185,7 +191,7 @@ def build_plan(
     by_name = {t.name: t for t in schema.tables}
     for table, tp in zip(schema.tables, plans, strict=True):
         post_objects(table, tp, col_maps[table.name], catalog, index_scope, name_for, notes)
-        fks += foreign_keys(table, tp, col_maps, table_names, index_scope, name_for, notes)
+        fks += foreign_keys(table, tp, col_maps, table_names, index_scope, name_for, notes, by_name)
     view_rules = named_rules(casts, by_name, "view")
     views = [
         plan_view(

@@ -39,6 +39,12 @@ ISO_GLOB = "????-??-??[ T]??:??*"
 UUID32_GLOB = "[0-9a-fA-F]" * 32
 UUID36_GLOB = "-".join("[0-9a-fA-F]" * n for n in (8, 4, 4, 4, 12))
 DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]"
+TIME_GLOB = "[0-2][0-9]:[0-5][0-9]"  # HH:MM, then :SS and .ffffff (up to 6 digits)
+
+
+def time_declared(up: str) -> bool:
+    """A column declared TIME (or TIME(n)): PostgreSQL's time, not a timestamp."""
+    return up.split("(")[0].strip() in ("TIME", "TIME WITHOUT TIME ZONE")
 
 
 @dataclass
@@ -52,6 +58,7 @@ class ColumnProfile:
     n_bool_text: int = 0  # text PostgreSQL reads as a boolean ('t', 'false', 'yes', ...)
     n_iso: int = 0  # text parsing as an ISO-8601 date and time
     n_date: int = 0  # text that is exactly YYYY-MM-DD
+    n_time: int = 0  # text that is HH:MM[:SS[.ffffff]] (only counted for TIME-declared columns)
     n_uuid: int = 0  # text that is a UUID (32 hex digits, or 36 with dashes); CHAR(32)/UUID only
     n_json: int = 0  # text that is valid JSON (only counted for JSON-declared columns)
     n_nul: int = 0  # text holding a NUL byte
@@ -113,11 +120,23 @@ CONDITIONS = {
     # date(..., '+0 days') normalises an impossible day (2024-02-30 becomes 2024-03-01),
     # which PostgreSQL refuses: the day must come back unchanged
     # (and year 0000, which PostgreSQL has not)
+    # a zone of hours alone (+05, as PostgreSQL prints it) or without its colon (+0530) is
+    # ISO-8601 too, and PostgreSQL and Python read it; SQLite's julianday() needs +HH:MM
     "iso": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{ISO_GLOB}' "
-    "AND julianday({c}) IS NOT NULL AND {c} >= '0001' "
+    "AND julianday(CASE WHEN {c} GLOB '*[+-][0-9][0-9]' THEN {c} || ':00' "
+    "WHEN {c} GLOB '*[+-][0-9][0-9][0-9][0-9]' THEN substr({c}, 1, length({c}) - 2) || ':' "
+    "|| substr({c}, -2) ELSE {c} END) IS NOT NULL AND {c} >= '0001' "
+    # julianday() takes hour 24 (24:59:59 is the next day), PostgreSQL and Python do not
+    "AND substr({c}, 12, 2) < '24' "
     "AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)",
     "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' AND {{c}} >= '0001' "
     "AND date({c}, '+0 days') = {c}",
+    # HH:MM, HH:MM:SS or HH:MM:SS.f to .ffffff, hours 00-23, nothing after: PostgreSQL's time
+    # reads it as it is (a zone suffix, which time would drop, is not taken)
+    "time": f"typeof({{c}}) = 'text' AND substr({{c}}, 1, 2) <= '23' AND {{c}} GLOB '{TIME_GLOB}*' "
+    "AND (length({c}) = 5 OR (length({c}) = 8 AND substr({c}, 6) GLOB ':[0-5][0-9]') "
+    "OR (length({c}) BETWEEN 10 AND 15 AND substr({c}, 6) GLOB ':[0-5][0-9].[0-9]*' "
+    "AND substr({c}, 10) NOT GLOB '*[^0-9]*'))",
     "json": "typeof({c}) = 'text' AND json_valid({c})",
     "nul": "typeof({c}) = 'text' AND instr(CAST({c} AS BLOB), x'00') > 0",
     "bad_utf8": (
@@ -187,6 +206,8 @@ def _column_exprs(
             exprs["n_json"] = f"sum(typeof({c}) = 'text' AND json_valid({c}))"
         if up.startswith("DATE") and "TIME" not in up:
             exprs["n_date"] = f"sum({CONDITIONS['date'].format(c=c)})"
+        if time_declared(up):
+            exprs["n_time"] = f"sum({CONDITIONS['time'].format(c=c)})"
         if (uuid_declared(up) or "CHAR(32)" in up.replace(" ", "")) and _looks_uuid(
             conn, table, name
         ):
@@ -290,6 +311,7 @@ def profile_table(
         elif "n_text" in f:
             p.n_text, p.n_int = f["n_text"], f.get("n_int", 0)
             p.n_json, p.n_date = f.get("n_json", 0), f.get("n_date", 0)
+            p.n_time = f.get("n_time", 0)
             p.n_iso = f.get("n_iso", 0)
             p.n_uuid = f.get("n_uuid", 0)
             clean = p.n_text == count and not f.get("textcheck") and col.name not in bad_text
@@ -306,7 +328,8 @@ def profile_table(
         if not clean:
             p = _detail(conn, table, col.name, col.name in json_columns, rows)
         up = col.declared.upper()
-        if ("DATE" in up or "TIME" in up) and p.n_text > p.n_iso + p.n_date:
+        stamp = ("DATE" in up or "TIME" in up) and not time_declared(up)
+        if stamp and p.n_text > p.n_iso + p.n_date:
             # some text is not an ISO timestamp: count the date-only values exactly (a
             # timestamp column holding dates takes them as midnight UTC, with a note)
             c = quote(col.name)
@@ -509,6 +532,7 @@ def _detail(
         n_bool_text=by["bool_text"],
         n_iso=by["iso"],
         n_date=by["date"],
+        n_time=by["time"],
         n_json=by["json"],
         n_nul=by["nul"],
         n_bad_utf8=by["bad_utf8"],

@@ -98,11 +98,16 @@ class Trigger:
 
 
 def declared_precision(declared: str) -> tuple[int, int] | None:
-    """(precision, scale) of a declared ``NUMERIC(p[,s])`` or ``DECIMAL(p, s)``, else None."""
+    """(precision, scale) of a declared ``NUMERIC(p[,s])`` or ``DECIMAL(p, s)``, else None
+    (also for a precision PostgreSQL does not take: 1 to 1000)."""
     m = re.search(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", declared)
-    if not m:
+    if not m or not 1 <= int(m.group(1)) <= PG_MAX_NUMERIC:
         return None
     return int(m.group(1)), int(m.group(2) or 0)
+
+
+PG_MAX_NUMERIC = 1000  # numeric(p, s): p at most 1000
+PG_MAX_VARCHAR = 10485760  # varchar(n): n at most 10 MiB
 
 
 def affinity(declared: str) -> str:

@@ -61,6 +61,13 @@ def pg_message(exc: psycopg.Error) -> str:
     return (primary or str(exc).strip().splitlines()[0]).strip()
 
 
+TOO_MANY_COLUMNS = (
+    "PostgreSQL allows at most 1600 columns in a table (SQLite up to 2000, or more when built "
+    "so): split the table in the source first, e.g. move some columns into a second table "
+    "keyed by the same primary key"
+)
+
+
 def hint_for(kind: str) -> str:
     return {
         "table": "a column type or default PostgreSQL refuses: add a cast rule for the column "
@@ -116,8 +123,11 @@ def try_plan(
                         conn.execute(sql)
                     return True
                 except psycopg.Error as exc:
+                    hint = hint_for(kind)
+                    if isinstance(exc, psycopg.errors.TooManyColumns):
+                        hint = TOO_MANY_COLUMNS
                     (result.failures if into is None else into).append(
-                        SchemaFailure(kind, table, name, sql, pg_message(exc), hint_for(kind))
+                        SchemaFailure(kind, table, name, sql, pg_message(exc), hint)
                     )
                     return False
 
@@ -305,9 +315,10 @@ def fk_orphans(
             continue
         try:
             rows = conn.execute(f"PRAGMA foreign_key_check({quote(table.name)})").fetchall()
-        except sqlite3.OperationalError as exc:  # "foreign key mismatch": a key named wrong
-            notes.append(f"{table.name}: foreign keys not checked for orphans ({exc})")
-            continue
+        except sqlite3.OperationalError:
+            # "foreign key mismatch": another key of the table is named wrong (the plan skips
+            # it); the keys the plan keeps are checked one by one instead
+            rows = _orphans_each(conn, table, set(fks))
         found: dict[int, list[Any]] = {}
         for row in rows:  # (table, rowid, parent, fkid)
             found.setdefault(row[3], []).append(row)
@@ -330,6 +341,26 @@ def fk_orphans(
                     "added NOT VALID and run exits 3",
                 )
             )
+
+
+def _orphans_each(conn: sqlite3.Connection, table: Table, ids: set[int]) -> list[tuple]:
+    """PRAGMA foreign_key_check's rows (table, rowid, parent, fkid) for the keys ``ids``,
+    by one anti-join each: a row whose key columns are all non-NULL and match no parent row."""
+    rows: list[tuple] = []
+    rowid = "NULL" if table.without_rowid else "c.rowid"
+    for fk in table.foreign_keys:
+        if fk.sqlite_id not in ids:
+            continue
+        present = " AND ".join(f"c.{quote(c)} IS NOT NULL" for c in fk.columns)
+        match = " AND ".join(
+            f"p.{quote(r)} = c.{quote(c)}" for c, r in zip(fk.columns, fk.ref_columns, strict=True)
+        )
+        sql = (
+            f"SELECT {rowid} FROM {quote(table.name)} AS c WHERE {present} AND NOT EXISTS "
+            f"(SELECT 1 FROM {quote(fk.ref_table)} AS p WHERE {match})"
+        )
+        rows += [(table.name, r[0], fk.ref_table, fk.sqlite_id) for r in conn.execute(sql)]
+    return rows
 
 
 def unique_collisions(

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emrops.migrate.convert import EPOCH_UNITS
-from emrops.migrate.profile import ColumnProfile
-from emrops.migrate.reflect import affinity, declared_precision
+from emrops.migrate.profile import ColumnProfile, time_declared
+from emrops.migrate.reflect import PG_MAX_NUMERIC, PG_MAX_VARCHAR, affinity, declared_precision
 
 PG_MAX_IDENT = 63
 
@@ -30,6 +30,7 @@ CONVERTERS = (
     "ts",
     *(f"ts_epoch_{unit}" for unit in EPOCH_UNITS),
     "date",
+    "time",
     "jsonb",
     "text_only",
     "bytea_only",
@@ -47,6 +48,7 @@ CAST_TYPES = {
     "boolean": ("boolean", "bool"),
     "timestamptz": ("timestamptz", "ts"),
     "date": ("date", "date"),
+    "time": ("time", "time"),
     "jsonb": ("jsonb", "jsonb"),
     "uuid": ("uuid", "uuid"),
 }
@@ -169,6 +171,19 @@ def _date(declared: str, up: str, p: ColumnProfile) -> Mapping:
     return m
 
 
+def _time(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    m = Mapping("time", "time", "TIME declared, values are HH:MM[:SS[.ffffff]]")
+    if p.n_values - p.n_time:
+        m.anomalies.append(
+            Anomaly(
+                "time_bad",
+                p.n_values - p.n_time,
+                "values that are not HH:MM[:SS[.ffffff]] times of day (00:00 to 23:59)",
+            )
+        )
+    return m
+
+
 _EPOCH_HINT = (
     'add a cast rule epoch = "s", "ms" or "us" (Unix time), "julian" (Julian day numbers, '
     'as julianday() gives) or "2001" (seconds since 2001-01-01, Apple Core Data), or '
@@ -241,6 +256,8 @@ def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
 def _chars(declared: str, up: str, p: ColumnProfile) -> Mapping:
     """Text: varchar(n) when every value fits a declared CHAR length, else text."""
     length = _length(declared)
+    if length and length > PG_MAX_VARCHAR:
+        length = None  # PostgreSQL's varchar(n) stops at 10 MiB: text, which has no limit
     if length and "CHAR" in up and (p.max_len or 0) <= length:
         m = Mapping(f"varchar({length})", "text", f"{declared}: longest value {p.max_len or 0}")
     else:
@@ -257,6 +274,11 @@ def _numeric(declared: str, up: str, p: ColumnProfile) -> Mapping:
     prec = declared_precision(declared)
     pg = f"numeric({prec[0]},{prec[1]})" if prec else "numeric"
     m = Mapping(pg, "numeric", f"{declared}: exact numeric")
+    if prec is None and re.search(r"\(\s*\d+", declared):
+        m.notes.append(
+            f"{declared}: precision and scale outside 1 to {PG_MAX_NUMERIC} and 0 or more; "
+            "unconstrained numeric"
+        )
     for kind, n in (("text", p.n_text), ("blob", p.n_blob)):
         if n:
             m.anomalies.append(Anomaly(kind, n, f"{kind} values in a numeric column"))
@@ -269,6 +291,7 @@ RULES: tuple[
 ] = (
     (lambda up, _aff: "BOOL" in up, _boolean),
     (lambda up, _aff: "JSON" in up, _json),
+    (lambda up, _aff: time_declared(up), _time),
     (lambda up, _aff: up.startswith("DATE") and "TIME" not in up, _date),
     (lambda up, _aff: "TIME" in up or "DATE" in up, _timestamp),
     (lambda up, aff: aff == "NUMERIC" and ("UUID" in up or "GUID" in up), _uuid),

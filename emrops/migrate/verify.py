@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from emrops.db.appdefs import register_stand_ins
+from emrops.db.quoting import pg_text
 from emrops.db.sqlite_file import open_sqlite
 from emrops.migrate import journal, srchash
 from emrops.migrate.convert import (
@@ -73,11 +74,9 @@ def target_checksum(
     conn: psycopg.Connection, tp: TablePlan, where: str = "", params: tuple = ()
 ) -> tuple[int, int]:
     row_sql = pg_row_sql([(c.target, c.pg_type) for c in tp.columns])
-    row = conn.execute(
-        f"SELECT count(*), coalesce(sum({pg_hash_sql(row_sql)}), 0) FROM {quote(tp.target)}"
-        + where,
-        params,
-    ).fetchone()
+    sql = f"SELECT count(*), coalesce(sum({pg_hash_sql(row_sql)}), 0) FROM {quote(tp.target)}"
+    # with parameters psycopg reads % as a placeholder: a name holding one is escaped
+    row = (conn.execute(pg_text(sql) + where, params) if params else conn.execute(sql)).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -109,7 +108,12 @@ def target_checksum_split(target_url: str, tp: TablePlan, parts: int) -> tuple[i
 
     def part(r: tuple[int, int]) -> tuple[int, int]:
         with journal.connect(target_url) as conn:
-            where = f" WHERE {quote(ident)} >= %s AND {quote(ident)} < %s"
+            where = (
+                pg_text(f" WHERE {quote(ident)} >= ")
+                + "%s"
+                + pg_text(f" AND {quote(ident)} < ")
+                + "%s"
+            )
             return target_checksum(conn, tp, where, r)
 
     with ThreadPoolExecutor(max_workers=parts) as pool:

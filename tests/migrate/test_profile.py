@@ -6,14 +6,19 @@ from __future__ import annotations
 import random
 import sqlite3
 
+from emrops.migrate.convert import parse_ts
 from emrops.migrate.profile import CONDITIONS
 
 STRICT = (
     "typeof({c}) = 'text' AND {c} GLOB "
     "'[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]*' "
-    "AND julianday({c}) IS NOT NULL"
+    # a zone of hours alone (+05) or without its colon (+0530) completed as julianday() needs
+    "AND julianday(CASE WHEN {c} GLOB '*[+-][0-9][0-9]' THEN {c} || ':00' "
+    "WHEN {c} GLOB '*[+-][0-9][0-9][0-9][0-9]' THEN substr({c}, 1, length({c}) - 2) || ':' "
+    "|| substr({c}, -2) ELSE {c} END) IS NOT NULL"
     # days that exist (PostgreSQL refuses 2024-02-30 and year 0)
     " AND {c} >= '0001' AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)"
+    " AND {c} NOT GLOB '??????????[ T]2[4-9]*'"  # hour 24, which julianday() takes
 )
 
 
@@ -35,6 +40,10 @@ def _values() -> list[object]:
         "2024-02-29 00:00",
         "2023-02-29 00:00",
         "0000-01-01 10:00",
+        "2024-01-31 24:00:00",
+        "2024-01-31 24:59:59",
+        "2024-01-31 23:59:59-12",
+        "2024-01-31 23:59:59.1+0530",
     }
     for _ in range(20_000):
         chars = list(base)
@@ -59,3 +68,8 @@ def test_iso_test_agrees_with_the_strict_one() -> None:
     assert not {"2024-13-01 10:00", "2024-01-01", "２０２４-01-01 10:00"} & iso
     assert not {"2024-02-30 10:00", "0000-01-01 10:00", "2023-02-29 00:00"} & iso
     assert "2024-02-29 00:00" in iso
+    # what the test accepts, the copy's converter (and so PostgreSQL) reads
+    for value in iso:
+        parse_ts(value)
+    assert {"2024-01-31 23:59:59.1+0530", "2024-01-31 23:59:59-12"} <= iso
+    assert not {"2024-01-31 24:00:00", "2024-01-31 24:59:59"} & iso

@@ -16,11 +16,12 @@ instant, so a timestamptz column needs no zone, and text columns get UTC text as
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from dataclasses import dataclass
 
-from emrops.migrate.convert import ConversionError, parse_ts
+from emrops.migrate.convert import CONVERT, ConversionError, parse_ts
 
 _UTC_TEXT = "to_char(now() AT TIME ZONE 'UTC', '{fmt}')"
 _LOCAL_TEXT = "to_char(now(), '{fmt}')"
@@ -76,7 +77,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         r"CURRENT_TIME|time\s*\(\s*" + _NOW + _UTC + r"\s*\)",
-        {"text": _UTC_TEXT.format(fmt=_TIME)},
+        {"text": _UTC_TEXT.format(fmt=_TIME), "time": "(now() AT TIME ZONE 'UTC')::time(0)"},
     ),
     Rule(
         r"datetime\s*\(\s*" + _NOW + _LOCAL + r"\s*\)",
@@ -147,6 +148,7 @@ def kind_of(pg_type: str) -> str:
     return {
         "timestamptz": "ts",
         "date": "date",
+        "time": "time",
         "text": "text",
         "varchar": "text",
         "citext": "text",
@@ -208,7 +210,47 @@ def translate(expr: str | None, pg_type: str) -> Default:
     literal = _SINGLE_QUOTED.fullmatch(text)
     if literal:
         return _string(expr, text, literal.group(1).replace("''", "'"), pg_type, kind)
-    return _generic(expr, text, kind)
+    generic = _generic(expr, text, kind)
+    constant = None if generic.ok else _constant(text)
+    if constant is not None and constant != text:
+        d = translate(constant, pg_type)
+        if d.ok and d.sql is not None:
+            d.note = f"default {expr} is the constant {constant}"
+        return d
+    return generic
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_CONSTANT_WORDS = re.compile(r"TRUE|FALSE|NULL|[xX][0-9a-fA-F]*|[eE][0-9]*")
+
+
+def _constant(text: str) -> str | None:
+    """The literal a constant expression evaluates to (SQLite's hex integers 0x10, TRUE and
+    FALSE, arithmetic such as 60 * 60 * 24, string concatenation): literals and operators
+    only, so nothing that changes between rows (a function call, CURRENT_TIME) is frozen.
+    Evaluated by SQLite on a private in-memory connection, with its length and its steps
+    limited; None when it is not such an expression."""
+    bare = re.sub(r"'(?:[^']|'')*'", "''", text)
+    if any(not _CONSTANT_WORDS.fullmatch(w) for w in _WORD.findall(bare)):
+        return None
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4096)
+        conn.set_progress_handler(lambda: 1, 10_000)
+        value = conn.execute(f"SELECT ({text})").fetchone()[0]
+    except (sqlite3.Error, sqlite3.Warning, OverflowError):
+        return None
+    finally:
+        conn.close()
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "x'" + bytes(value).hex() + "'"
 
 
 def translate_default(expr: str | None, pg_type: str) -> tuple[str | None, bool]:
@@ -250,6 +292,11 @@ def _string(expr: str, sql: str, value: str, pg_type: str, kind: str) -> Default
     elif kind == "date":
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             bad = "is not a YYYY-MM-DD date"
+    elif kind == "time":
+        try:
+            CONVERT["time"](value)
+        except ConversionError:
+            bad = "is not an HH:MM[:SS[.ffffff]] time"
     elif kind == "int" and not _INTEGER.fullmatch(value.strip()):
         bad = "is not an integer"
     elif kind == "num" and not _NUMBER.fullmatch(value.strip()):
