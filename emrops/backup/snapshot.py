@@ -31,6 +31,7 @@ from emrops.backup.walimage import (
     SourceCutShort,
     Unreadable,
     header_count,
+    names_file,
 )
 from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import check_same_file, open_sqlite, quote_ident
@@ -141,6 +142,7 @@ def sqlite_snapshot(
     if image is not None:
         with image:
             yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
+            _warn_if_replaced(path, image.db_fd)
         return
     with _backup_api_copy(path, scratch_dir) as snap:
         yield snap
@@ -194,6 +196,8 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 source.close()
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(path, folder, exc) from exc
+        else:
+            _warn_if_replaced(path, header_fd)
         finally:
             os.close(header_fd)
         for named, where in ((expected, "SQLite reports"), (header, "its header says")):
@@ -205,6 +209,18 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
                 )
         with scratch.open("rb") as stream:
             yield Snapshot(counts, revision, info, stream=stream, size=scratch.stat().st_size)
+
+
+def _warn_if_replaced(path: Path, fd: int) -> None:
+    # The image is the file we opened, whole and consistent: a deploy that renames another
+    # file over the path, or a delete, does not touch it. Published, but said: the path now
+    # names another database (or none) than the one backed up.
+    if not names_file(path, fd):
+        log.warning(
+            "%s was replaced or deleted during the backup: the backup holds the database as it "
+            "was when the backup began, not the file at that path now",
+            path,
+        )
 
 
 def _check_whole_file(path: Path, fd: int, pages: int, conn: sqlite3.Connection) -> None:
@@ -264,11 +280,13 @@ def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -
             "`sqlite3 ... .recover` into a new file",
         )
     if "database is locked" in text:
-        # a writer holding an EXCLUSIVE lock (or a long write transaction) past the timeout
+        # a writer holding an EXCLUSIVE lock (a long write transaction, or a connection in
+        # exclusive locking mode, which keeps it until it closes) past the timeout
         return DatabaseError(
             f"cannot snapshot {path}: it stayed locked by another process (a write transaction "
-            "that does not end); nothing was published",
-            hint=f"find the process with `fuser {path}`, let its transaction finish, and run "
-            "the backup again",
+            "that does not end, or a connection in `PRAGMA locking_mode=EXCLUSIVE`, which "
+            "keeps the lock until it closes); nothing was published",
+            hint=f"find the process with `fuser {path}`, let its transaction finish (or have it "
+            "use locking_mode=NORMAL), and run the backup again",
         )
     return DatabaseError(f"cannot snapshot {path}: {text}")

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ import pytest
 
 from emrops.backup.snapshot import sqlite_snapshot
 from emrops.backup.walimage import LiveImage, Restarted, SourceCutShort
-from tests.backup.conftest import json_of, run_backup
+from tests.backup.conftest import emrops_proc, json_of, run_backup
 
 ACCOUNTS, BALANCE, BLOBS = 100, 100, 1200
 TOTAL = ACCOUNTS * BALANCE
@@ -287,6 +288,50 @@ def backup_with_change(source: Path, store: Path, change: str) -> dict:  # type:
     return {**json.loads(proc.stdout), "stderr": proc.stderr}
 
 
+# (journal mode, change) -> what the change says it did. A rollback-journal source is under the
+# backup's SHARED lock for the whole read, so changes that write wait and give up; a WAL source
+# is read from the snapshot's frames, so they go through (a TRUNCATE checkpoint cannot finish
+# while the backup reads: busy = 1).
+MIDREAD_CASES = {
+    ("delete", "replace"): "replaced",
+    ("wal", "replace"): "replaced",
+    ("wal", "replace-and-remove-wal"): "replaced",
+    ("delete", "delete"): "deleted",
+    ("wal", "delete"): "deleted",
+    ("delete", "vacuum"): "database is locked",
+    ("wal", "vacuum"): "vacuumed",
+    ("delete", "vacuum-into-and-rename"): "replaced",
+    ("wal", "vacuum-into-and-rename"): "replaced",
+    ("delete", "journal-mode-switch"): "database is locked",
+    ("wal", "journal-mode-switch"): "database is locked",
+    ("wal", "checkpoint-truncate"): "[(1, ",
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "change"), list(MIDREAD_CASES), ids=[f"{m}-{c}" for m, c in MIDREAD_CASES]
+)
+def test_a_change_during_the_read_leaves_the_backup_whole(
+    cli, tmp_path: Path, mode: str, change: str
+) -> None:
+    """Replaced (rename over the path), deleted, vacuumed, VACUUM INTO + rename, journal mode
+    switched, checkpointed with TRUNCATE while the backup reads: the backup holds the state of
+    the file it opened when it began, restores to it and verifies; a path that no longer
+    names that file is said on stderr."""
+    source = bank(tmp_path / "app.db", mode)
+    store = tmp_path / "store"
+    if mode == "wal":
+        with holding_wal(source):
+            done, start = backup_with_change(source, store, change), HELD
+    else:
+        done, start = backup_with_change(source, store, change), START
+    assert MIDREAD_CASES[(mode, change)] in done["change"][0], done
+    assert "id" in done, done
+    assert restored_state(cli, store, done["id"], tmp_path / "restored.db") == start
+    moved = change.startswith(("replace", "delete", "vacuum-into"))
+    assert ("was replaced or deleted during the backup" in done["stderr"]) == moved
+
+
 # --- 2. a change in the window between the header read and the read transaction -------------
 
 TO_WAL = (
@@ -402,3 +447,132 @@ def test_a_file_replaced_before_its_wal_is_opened_is_read_again(tmp_path: Path) 
                 conn.close()
         finally:
             racing.release()
+
+
+# --- 4. writers throughout the backup --------------------------------------------------------
+
+GROUP = 7  # blob rows each writer transaction adds
+WRITER = textwrap.dedent("""
+    import os, sqlite3, sys, time
+    path, mode, stop = sys.argv[1:4]
+    c = sqlite3.connect(path, timeout=30, isolation_level=None)
+    c.execute(f"PRAGMA journal_mode = {mode}")
+    n = 0
+    while not os.path.exists(stop):
+        c.execute("BEGIN IMMEDIATE")
+        c.executemany("INSERT INTO blob(b) VALUES (randomblob(3000))", [()] * 8)
+        c.execute("DELETE FROM blob WHERE id = (SELECT min(id) FROM blob)")  # net +7
+        c.execute("UPDATE acct SET bal = bal - 3 WHERE id = ?", (n * 13 % 100 + 1,))
+        c.execute("UPDATE acct SET bal = bal + 3 WHERE id = ?", (n * 31 % 100 + 1,))
+        c.execute("UPDATE blob SET b = randomblob(4000) WHERE id = ?", (n * 17 % 1000 + 500,))
+        c.execute("COMMIT")
+        n += 1
+        time.sleep(0.002)  # a busy app, not a busy loop: the machine is shared
+    print(n)
+""")
+
+
+def wait_for_commits(path: Path, more_than: int) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(path, timeout=30)
+        rows = conn.execute("SELECT count(*) FROM blob").fetchone()[0]
+        conn.close()
+        if rows >= more_than + 5 * GROUP:
+            return int(rows)
+        time.sleep(0.02)
+    raise AssertionError("the writer made no progress")
+
+
+@pytest.mark.parametrize("mode", ["wal", "delete"])
+def test_backups_under_a_writer_are_committed_states(cli, tmp_path: Path, mode: str) -> None:
+    """A process commits transactions of 7 inserts, a delete and two updates (a transfer that
+    keeps the bank's total) every few ms, in WAL and in rollback-journal mode, while
+    `python -m emrops backup run` runs three times: each backup is one committed state (whole
+    transactions, total unchanged, integrity_check ok), verifies and restores; the writer
+    keeps committing between them."""
+    source = bank(tmp_path / "app.db", mode)
+    store, stop = tmp_path / "store", tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(source), mode, str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ids, seen = [], BLOBS
+    try:
+        for _ in range(3):
+            seen = wait_for_commits(source, seen)
+            result = emrops_proc("backup", "run", "--db", _url(source), "--store", str(store),
+                                 "--json")  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            ids.append(json.loads(result.stdout)["manifest"]["id"])
+    finally:
+        stop.touch()
+        commits = int(writer.communicate(timeout=60)[0])
+    assert commits > 15
+    blobs = []
+    for backup_id in ids:
+        integrity, total, rows = restored_state(cli, store, backup_id, tmp_path / f"{backup_id}.db")
+        assert (integrity, total) == ("ok", TOTAL)
+        assert (rows - BLOBS) % GROUP == 0 and rows > BLOBS
+        blobs.append(rows)
+    assert blobs == sorted(blobs) and len(set(blobs)) == 3  # the writer went on between them
+
+
+# --- 5. locks held by another process --------------------------------------------------------
+
+EXCLUSIVE = textwrap.dedent("""
+    import sqlite3, sys
+    c = sqlite3.connect(sys.argv[1], isolation_level=None)
+    c.execute("PRAGMA locking_mode = EXCLUSIVE")
+    if sys.argv[2] == "write":
+        c.execute("UPDATE acct SET bal = bal WHERE id = 1")  # takes the lock for good
+    else:
+        c.execute("SELECT count(*) FROM acct").fetchall()  # keeps its SHARED lock
+    print("locked", flush=True)
+    sys.stdin.read()
+""")
+
+
+@contextmanager
+def exclusive_mode(path: Path, what: str) -> Iterator[None]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", EXCLUSIVE, str(path), what],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_a_reader_in_exclusive_locking_mode_does_not_block_the_backup(cli, tmp_path: Path) -> None:
+    """A rollback-journal connection in `locking_mode=EXCLUSIVE` that has only read keeps a
+    SHARED lock, which other readers share: the backup goes on."""
+    source = bank(tmp_path / "app.db", "delete")
+    store = tmp_path / "store"
+    with exclusive_mode(source, "read"):
+        manifest = run_backup(cli, _url(source), store)
+    assert restored_state(cli, store, manifest["id"], tmp_path / "r.db") == START
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["wal", "delete"])
+def test_a_writer_in_exclusive_locking_mode_is_a_clear_error(tmp_path: Path, mode: str) -> None:
+    """A connection in `locking_mode=EXCLUSIVE` that wrote keeps its lock until it closes: the
+    backup waits (about 60 s), then exits 1 naming that mode, with nothing in the store."""
+    source = bank(tmp_path / "app.db", mode)
+    store = tmp_path / "store"
+    with exclusive_mode(source, "write"):
+        result = emrops_proc("backup", "run", "--db", _url(source), "--store", str(store))
+    assert result.returncode == 1, result.stderr
+    assert "stayed locked by another process" in result.stderr
+    assert "`PRAGMA locking_mode=EXCLUSIVE`" in result.stderr
+    assert "Try: find the process with `fuser" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert store_names(store) == [".lock"]
