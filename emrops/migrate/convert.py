@@ -107,19 +107,26 @@ def parse_ts(v: Any) -> datetime:
     if not isinstance(v, str):
         raise ConversionError(f"not an ISO-8601 timestamp: {v!r}")
     text = v.strip()
+    # SQLite and PostgreSQL take a lower-case zulu and a space before the zone; Python not
+    text = _ZONE_GAP.sub(r"\1\2", text)
+    if text.endswith("z"):
+        text = text[:-1] + "Z"
     extra = _LONG_FRACTION.search(text)
     try:
         moment = datetime.fromisoformat(text)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
         if extra is not None:
             # Python truncates past microseconds, PostgreSQL rounds (rint of the fraction
             # parsed as a double times 10^6): do as PostgreSQL does, so both sides agree
+            # (in UTC, so that rounding up at the end of 9999 in a zone east of it fits)
             micros = round(float(extra.group(1)) * 1_000_000)
-            moment = moment.replace(microsecond=0) + timedelta(microseconds=micros)
+            moment = moment.astimezone(UTC).replace(microsecond=0) + timedelta(microseconds=micros)
     except (ValueError, OverflowError):
         raise ConversionError(f"not an ISO-8601 timestamp: {v!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return moment
 
 
+_ZONE_GAP = re.compile(r"(\d)\s+([Zz]|[+-]\d\d(?::?\d\d)?)$")
 # a fraction of a second with more digits than PostgreSQL keeps (microseconds)
 _LONG_FRACTION = re.compile(r":\d\d(\.\d{7,})")
 
@@ -137,12 +144,19 @@ def _canon_uuid(v: Any) -> str:
     return uuid.UUID(v).hex
 
 
+_MICROS = re.compile(r"[0-9 :-]{19}\.[0-9]{6}").fullmatch  # no zone, no other characters
+
+
 def canon_ts(v: Any) -> str:
     """UTC 'YYYY-MM-DD HH:MM:SS.ffffff' (what to_char(..., 'YYYY-MM-DD HH24:MI:SS.US') gives)."""
-    if type(v) is str and len(v) == 26 and v[10] == " " and v[19] == ".":
+    if type(v) is str and len(v) == 26 and v[10] == " " and v[19] == "." and _MICROS(v):
         return v  # already naive UTC with microseconds: the common SQLAlchemy form
-    moment = v if isinstance(v, datetime) else parse_ts(v)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    u = (v if isinstance(v, datetime) else parse_ts(v)).astimezone(UTC)
+    # not strftime: its %Y does not pad years before 1000 on glibc (999-12-31)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
+        f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
+    )
 
 
 # cast rule epoch = ...: (the instant of 0, microseconds per unit); julian counts days from

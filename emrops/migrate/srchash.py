@@ -66,7 +66,7 @@ def _canon_sql(col: ColumnPlan, python: str) -> str | None:
         # (the profile checked every value is a valid ISO-8601 timestamp); whole seconds
         # get their zero microseconds
         return (
-            f"CASE WHEN {c} GLOB '????-??-?? ??:??:??.??????' THEN {c} "
+            f"CASE WHEN {c} GLOB '????-??-?? ??:??:??.[0-9][0-9][0-9][0-9][0-9][0-9]' THEN {c} "
             f"WHEN {c} GLOB '????-??-?? ??:??:??' THEN {c} || '.000000' "
             f"ELSE emrops_canon_ts({c}) END"
         )

@@ -5,10 +5,14 @@ and tables wider than PostgreSQL allows."""
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
 from pathlib import Path
 
 from emrops.migrate import online, verify
+from emrops.migrate.convert import canon_ts
 from emrops.migrate.plan import ColumnPlan, TablePlan
+from emrops.migrate.profile import CONDITIONS
 from tests.migrate.conftest import migrated_ok, pg, script_db
 
 
@@ -323,3 +327,49 @@ def test_hour_24_is_an_anomaly_not_a_failed_copy(cli, tmp_path: Path, pg_url: st
         1,
         "2024-01-01 24:30:00",
     )
+
+
+def test_timestamps_the_profile_accepts_read_the_same_in_python_and_postgresql(
+    pg_url: str,
+) -> None:
+    """Differential: random mutations of ISO-8601 text; every one the profile's test accepts
+    (so the copy sends it to PostgreSQL as it is) must be read by the per-row converter and
+    give verification's canonical text, and PostgreSQL must read the same instant. This
+    found years before 1000 (strftime does not pad them: 999-12-31), a 5-digit fraction with
+    a zone taken for the canonical form, a lower-case zulu or a space before the zone that
+    Python refused, and rounding at the end of year 9999 in a zone east of UTC."""
+    rng = random.Random(11)
+    bases = [
+        "2024-01-31 23:59:59.123456",
+        "2024-06-15T08:05:09.123Z",
+        "0999-12-31 23:59:59.9999995+05:30",
+        "9999-12-31 23:59:59.9999995+05:30",
+        "2024-02-29 00:00-0800",
+    ]
+    alphabet = "0123456789-:+ TZz.,\t"
+    values = set()
+    for _ in range(20_000):
+        chars = list(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            i, op = rng.randrange(len(chars)), rng.random()
+            if op < 0.5:
+                chars[i] = rng.choice(alphabet)
+            elif op < 0.75:
+                chars.insert(i, rng.choice(alphabet))
+            else:
+                del chars[i]
+        values.add("".join(chars))
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (v)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    test = CONDITIONS["iso"].format(c="v")
+    accepted = sorted(r[0] for r in conn.execute(f"SELECT v FROM t WHERE {test}"))
+    assert len(accepted) > 300
+    ours = [(v, canon_ts(v)) for v in accepted]
+    with pg(pg_url) as db:
+        theirs = db.execute(
+            "SELECT v, to_char(v::timestamptz, 'YYYY-MM-DD HH24:MI:SS.US') "
+            "FROM unnest(%s::text[]) AS v",
+            ([v for v, _c in ours],),
+        ).fetchall()
+    assert [t[1] for t in theirs] == [c for _v, c in ours]
