@@ -145,7 +145,10 @@ def _index(
 
 
 def _identity(table: Table, tp: TablePlan, column: str) -> PostObject:
-    """The identity's sequence set past the largest key copied (and SQLite's own sequence)."""
+    """The identity's sequence set past the largest key copied (and SQLite's own sequence):
+    its last value is that key, so the next is one more; an empty table starts at 1. A key of
+    2^63 - 1 leaves it exhausted (nextval fails, where SQLite picks a random unused rowid)
+    instead of failing the run on "bigint out of range"."""
     t = quote(tp.target)
     seq = max(table.sequence or 0, 0)
     return PostObject(
@@ -153,9 +156,8 @@ def _identity(table: Table, tp: TablePlan, column: str) -> PostObject:
         tp.target,
         column,
         f"SELECT setval(pg_get_serial_sequence('{t.replace(chr(39), chr(39) * 2)}', "
-        f"'{column.replace(chr(39), chr(39) * 2)}'), "
-        f"GREATEST(coalesce((SELECT max({quote(column)}) FROM {t}), 0), {seq}) "
-        "+ 1, false)",
+        f"'{column.replace(chr(39), chr(39) * 2)}'), GREATEST(v, 1), v > 0) FROM "
+        f"(SELECT GREATEST(coalesce(max({quote(column)}), 0), {seq}) AS v FROM {t}) AS top",
     )
 
 

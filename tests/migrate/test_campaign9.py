@@ -9,6 +9,9 @@ import random
 import sqlite3
 from pathlib import Path
 
+import psycopg
+import pytest
+
 from emrops.migrate import online, verify
 from emrops.migrate.convert import canon_ts
 from emrops.migrate.plan import ColumnPlan, TablePlan
@@ -373,3 +376,26 @@ def test_timestamps_the_profile_accepts_read_the_same_in_python_and_postgresql(
             ([v for v, _c in ours],),
         ).fetchall()
     assert [t[1] for t in theirs] == [c for _v, c in ours]
+
+
+def test_keys_at_the_ends_of_the_64_bit_range(cli, tmp_path: Path, pg_url: str) -> None:
+    # setval(max + 1) overflowed: run exit 3 ("bigint out of range") after plan exit 0
+    url = script_db(
+        tmp_path / "ends.db",
+        """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+        INSERT INTO t VALUES (9223372036854775807, 'a'), (-9223372036854775808, 'b');
+        CREATE TABLE n (id INTEGER PRIMARY KEY, v TEXT);
+        INSERT INTO n VALUES (-5, 'a');
+        CREATE TABLE e (id INTEGER PRIMARY KEY, v TEXT);
+        """,
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)
+        # negative keys only, or none: the identity starts at 1
+        assert conn.execute("INSERT INTO n (v) VALUES ('b') RETURNING id").fetchone() == (1,)
+        assert conn.execute("INSERT INTO e (v) VALUES ('b') RETURNING id").fetchone() == (1,)
+        # the largest key taken: the identity is exhausted, as SQLite's rowid was
+        with pytest.raises(psycopg.errors.SequenceGeneratorLimitExceeded):
+            conn.execute("INSERT INTO t (v) VALUES ('c')")
