@@ -281,6 +281,10 @@ async def _setup(http: aiohttp.ClientSession, base: str, n: int) -> list[str]:
             f"cannot connect to {base}: {exc.os_error.strerror or exc.os_error}",
             hint="check that the sim server runs there (emrops sim serve)",
         ) from None
+    except TimeoutError:
+        # a request's own 10 s timeout (TimeoutError is an OSError): the same silence as the
+        # caller's deadline, which says so with the URL (this raced it under load)
+        raise
     except (aiohttp.ClientError, OSError, IndexError) as exc:
         raise ProbeError(
             f"cannot prepare sessions on {base}: {type(exc).__name__}: {exc}"

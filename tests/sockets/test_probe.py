@@ -208,3 +208,23 @@ def test_a_silent_server_fails_the_preparation_within_its_deadline(cli, blackhol
     assert result.stderr.splitlines()[-2] == (
         f"Error: no answer from http://127.0.0.1:{blackhole} within 10s while preparing sessions"
     )
+
+
+def test_a_request_timing_out_before_the_deadline_reads_as_the_same_silence(
+    blackhole: int,
+) -> None:
+    # under load a request's own 10 s timeout fired just before the 10 s preparation deadline:
+    # TimeoutError is an OSError, so it read "cannot prepare sessions ...: TimeoutError: "
+    import asyncio
+
+    import aiohttp
+
+    from emrops.sockets.probe import _setup
+
+    async def prepare() -> None:
+        timeout = aiohttp.ClientTimeout(total=0.3)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            await _setup(http, f"http://127.0.0.1:{blackhole}", 1)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(prepare())
