@@ -121,11 +121,14 @@ CONDITIONS = {
     # which PostgreSQL refuses: the day must come back unchanged
     # (and year 0000, which PostgreSQL has not)
     # a zone of hours alone (+05, as PostgreSQL prints it) or without its colon (+0530) is
-    # ISO-8601 too, and PostgreSQL and Python read it; SQLite's julianday() needs +HH:MM
+    # ISO-8601 too, and PostgreSQL and Python read it; SQLite's julianday() needs +HH:MM, so
+    # such a value is tried again completed (coalesce: only values julianday() refused; a
+    # GLOB '*...' per value made the test 2.6 times as slow)
     "iso": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{ISO_GLOB}' "
-    "AND julianday(CASE WHEN {c} GLOB '*[+-][0-9][0-9]' THEN {c} || ':00' "
-    "WHEN {c} GLOB '*[+-][0-9][0-9][0-9][0-9]' THEN substr({c}, 1, length({c}) - 2) || ':' "
-    "|| substr({c}, -2) ELSE {c} END) IS NOT NULL AND {c} >= '0001' "
+    "AND coalesce(julianday({c}), julianday(CASE WHEN substr({c}, -3, 1) IN ('+', '-') "
+    "THEN {c} || ':00' WHEN substr({c}, -5, 1) IN ('+', '-') "
+    "THEN substr({c}, 1, length({c}) - 2) || ':' || substr({c}, -2) END)) IS NOT NULL "
+    "AND {c} >= '0001' "
     # julianday() takes hour 24 (24:59:59 is the next day), PostgreSQL and Python do not
     "AND substr({c}, 12, 2) < '24' "
     "AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)",
