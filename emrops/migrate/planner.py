@@ -21,6 +21,7 @@ from emrops.migrate.objects import (
     plan_view,
     post_objects,
 )
+from emrops.migrate.pgcatalog import CATALOG_RELATIONS
 from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan, is_text
 from emrops.migrate.reflect import View, reflect, tokens
 from emrops.migrate.sql import Catalog
@@ -135,7 +136,9 @@ def build_plan(
     check_casts(schema, casts)
     appdefs.check_generated(conn, schema)
     appdefs.check_keys(conn, schema)
-    taken: set[str] = {JOURNAL}  # a source table of that name gets another one (renames)
+    # a source table of one of these names gets another one (renames): the journal's, and the
+    # catalog's, which would shadow it in every statement
+    taken: set[str] = {JOURNAL, *CATALOG_RELATIONS}
     renames: list[dict[str, str]] = []
 
     def name_for(kind: str, name: str, scope: set[str]) -> str:
@@ -175,7 +178,7 @@ def build_plan(
             col_maps[table.name] = cmap
             plans.append(tp)
     _key_types(conn, schema, plans, profiles, casts, notes)
-    index_scope: set[str] = set(table_names.values())
+    index_scope: set[str] = {*table_names.values(), *CATALOG_RELATIONS}
     for tp in plans:
         name_sequences(tp, index_scope)
     catalog = Catalog()

@@ -399,3 +399,27 @@ def test_keys_at_the_ends_of_the_64_bit_range(cli, tmp_path: Path, pg_url: str) 
         # the largest key taken: the identity is exhausted, as SQLite's rowid was
         with pytest.raises(psycopg.errors.SequenceGeneratorLimitExceeded):
             conn.execute("INSERT INTO t (v) VALUES ('c')")
+
+
+def test_names_of_catalog_relations_are_renamed(cli, tmp_path: Path, pg_url: str) -> None:
+    # pg_catalog is searched first: a table created as pg_class was shadowed by the catalog in
+    # every statement (plan: "permission denied: pg_class is a system catalog", exit 3)
+    url = script_db(
+        tmp_path / "catalog.db",
+        """
+        CREATE TABLE pg_class (id INTEGER PRIMARY KEY, v TEXT);
+        CREATE TABLE pg_notes (id INTEGER PRIMARY KEY, v TEXT);
+        CREATE INDEX pg_type_oid_index ON pg_notes (v);
+        CREATE VIEW pg_views AS SELECT v FROM pg_class;
+        INSERT INTO pg_class VALUES (1, 'a'), (2, 'b');
+        INSERT INTO pg_notes VALUES (1, 'n');
+        """,
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    renamed = {r["from"]: r["to"] for r in plan["renames"]}
+    assert set(renamed) == {"pg_class", "pg_views", "pg_type_oid_index"}  # not pg_notes
+    with pg(pg_url) as conn:
+        table, view = renamed["pg_class"], renamed["pg_views"]
+        assert conn.execute(f'SELECT v FROM "{table}" ORDER BY id').fetchall() == [("a",), ("b",)]
+        assert conn.execute(f'SELECT count(*) FROM "{view}"').fetchone() == (2,)
+        assert conn.execute("SELECT v FROM pg_notes").fetchall() == [("n",)]
