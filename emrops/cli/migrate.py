@@ -22,6 +22,7 @@ from emrops.cli.app import (
 )
 from emrops.errors import ChangesPending, CheckFailed
 from emrops.migrate import api, reload
+from emrops.migrate.journal import JOURNAL
 
 app = make_app("Migrate an SQLite database to PostgreSQL: plan, run, verify, status, rollback.")
 
@@ -81,6 +82,14 @@ def plan_cmd(
             f"{len(result['anomalies'])} column anomaly(ies) without a cast rule; first: table "
             f"{a['table']}, row {a['key']}, column {a['column']}: {a['message']}",
             hint="add rules to a cast file (--cast), or run with --on-error reject",
+        )
+    foreign = result["target_conflicts"]
+    if foreign and JOURNAL not in foreign:
+        raise CheckFailed(
+            f"the target already has tables that no emrops run created: {', '.join(foreign[:5])}"
+            + (" ..." if len(foreign) > 5 else "")
+            + "; `run` would refuse to start",
+            hint="migrate into an empty database, or drop or rename those tables first",
         )
 
 

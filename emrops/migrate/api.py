@@ -75,11 +75,13 @@ def make_plan(
         data["backup"] = prebackup.estimate(
             state_dir, start.source_path(source), backup_store, settings
         )
-    if in_the_way:
+    if in_the_way and journal.JOURNAL in in_the_way:  # an emrops run's: --resume goes on
         data["notes"].append(
             f"the target already has tables {', '.join(in_the_way)}: `run` would refuse it "
             "(use --resume to continue a run, or rollback)"
         )
+    elif in_the_way:  # someone else's: run would refuse, so plan does not promise it
+        data["ok"] = False
     return data
 
 

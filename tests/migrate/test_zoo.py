@@ -65,8 +65,11 @@ def test_plan_clean_with_casts_and_emit_sql(
         str(casts),
         "--json",
     )
-    assert again.exit_code == 0
+    # a table no emrops run created: run would refuse to start, so plan exits 3 (it said
+    # exit 0 with a note before)
+    assert again.exit_code == 3
     assert json.loads(again.stdout)["target_conflicts"] == ["wide"]
+    assert "no emrops run created: wide" in again.stderr
     down = cli(
         "migrate-db",
         "plan",
