@@ -443,6 +443,12 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
     pk = [c.name for c in sorted((c for c in columns if c.pk_pos), key=lambda c: c.pk_pos)]
     opts = _tail_options(sql)
     without_rowid = "WITHOUT ROWID" in opts
+    if "STRICT" in opts:
+        # ANY in a STRICT table keeps each value as given (no affinity): an untyped column,
+        # not the NUMERIC affinity the word has elsewhere
+        for col in columns:
+            if col.declared.upper() == "ANY":
+                col.declared = ""
     rowid_alias = None
     if (
         not without_rowid

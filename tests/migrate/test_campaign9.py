@@ -423,3 +423,24 @@ def test_names_of_catalog_relations_are_renamed(cli, tmp_path: Path, pg_url: str
         assert conn.execute(f'SELECT v FROM "{table}" ORDER BY id').fetchall() == [("a",), ("b",)]
         assert conn.execute(f'SELECT count(*) FROM "{view}"').fetchone() == (2,)
         assert conn.execute("SELECT v FROM pg_notes").fetchall() == [("n",)]
+
+
+def test_any_in_a_strict_table_is_an_untyped_column(cli, tmp_path: Path, pg_url: str) -> None:
+    # ANY has NUMERIC affinity in an ordinary table, none in a STRICT one: its text values
+    # were reported as "text values in a numeric column"
+    url = script_db(
+        tmp_path / "strict.db",
+        """
+        CREATE TABLE s (id INTEGER PRIMARY KEY, a ANY, b ANY, c ANY) STRICT;
+        CREATE TABLE loose (id INTEGER PRIMARY KEY, a ANY);
+        INSERT INTO s VALUES (1, 'x', 1, '007'), (2, 'y', 2, '1.50');
+        INSERT INTO loose VALUES (1, '007');
+        """,
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    types = {(t["source"], c["target"]): c["pg_type"] for t in plan["tables"] for c in t["columns"]}
+    assert (types[("s", "a")], types[("s", "b")], types[("s", "c")]) == ("text", "bigint", "text")
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT c FROM s ORDER BY id").fetchall() == [("007",), ("1.50",)]
+        # the ordinary table's ANY stored '007' as the number 7 (NUMERIC affinity)
+        assert conn.execute("SELECT a::text FROM loose").fetchone() == ("7",)
