@@ -26,6 +26,7 @@ class SourceDoc:
     path: Path
     data: Any
     lines: dict[PathKey, int] = field(default_factory=dict)
+    values: int = 0  # values built so far (an alias counts each time it is used)
 
     def line(self, where: PathKey) -> int:
         """Line of ``where``, or of its nearest ancestor that has one (1 for the root)."""
@@ -62,12 +63,49 @@ def parse_yaml(path: Path, text: str) -> SourceDoc:
         ) from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}:1: malformed YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(
+            f"{path}: YAML nested too deeply to read",
+            hint=f"a checklist nests a few levels; keep it under {MAX_DEPTH}",
+        ) from None
     finally:
         loader.dispose()
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, where: PathKey, doc: SourceDoc) -> Any:
-    doc.lines[where] = node.start_mark.line + 1
+# A checklist holds hundreds of values. Aliases are expanded where they are used, so a few
+# lines can stand for billions of values (the "billion laughs" document): refused, with the
+# file's line, long before time or memory run out.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+def _build(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    where: PathKey,
+    doc: SourceDoc,
+    above: tuple[yaml.Node, ...] = (),
+) -> Any:
+    line = node.start_mark.line + 1
+    doc.values += 1
+    if doc.values > MAX_VALUES:
+        raise UsageError(
+            f"{doc.path}:{line}: the checklist expands to more than {MAX_VALUES:,} values "
+            "(YAML aliases repeat what they name)",
+            hint="write the items out, or use fewer nested aliases",
+        )
+    if any(node is a for a in above):
+        raise UsageError(
+            f"{doc.path}:{line}: a YAML alias refers to a value that contains it",
+            hint="a checklist cannot be recursive: remove the alias",
+        )
+    if len(above) >= MAX_DEPTH:
+        raise UsageError(
+            f"{doc.path}:{line}: YAML nested more than {MAX_DEPTH} levels deep",
+            hint="a checklist nests a few levels: sections, items, their fields",
+        )
+    doc.lines[where] = line
+    above = (*above, node)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         out: dict[str, Any] = {}
@@ -82,9 +120,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, where: PathKey, doc: Source
                     f"(first defined on line {first})",
                     hint="each key may appear only once in a mapping",
                 )
-            out[key] = _build(loader, value_node, (*where, key), doc)
+            out[key] = _build(loader, value_node, (*where, key), doc, above)
             doc.lines[(*where, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, child, (*where, i), doc) for i, child in enumerate(node.value)]
+        return [
+            _build(loader, child, (*where, i), doc, above) for i, child in enumerate(node.value)
+        ]
     return loader.construct_object(node, deep=True)

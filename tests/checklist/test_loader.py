@@ -230,3 +230,45 @@ def test_bundled_check_commands_resolve(name: str, monkeypatch: pytest.MonkeyPat
     problems = preflight(checklist, None, resolver, {i.id for i in checklist.items})
     assert problems == []
     assert os.environ["STAGING_URL"]
+
+
+_LAUGHS = "\n".join(
+    [HEAD.rstrip("\n").replace("items:", "items: []"), 'l0: &l0 ["lol", "lol", "lol", "lol"]']
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # the "billion laughs": 4 x 9^9 values from 11 lines (validate ran until killed)
+        (_LAUGHS, "expands to more than 100,000 values"),
+        # an alias inside the value it names (an unexpected RecursionError before)
+        (HEAD.replace("items:", "items: &x [*x]"), "refers to a value that contains it"),
+        (HEAD + "      - id: a\n        title: " + "[" * 3000 + "]" * 3000 + "\n", "too deep"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep-nesting"],
+)
+def test_hostile_yaml_is_refused_quickly(cli, tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "hostile.yaml", text)
+    result = cli("checklist", "validate", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and str(path) in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bad.yaml",
+        HEAD
+        + """\
+      - id: a
+        title: &t Shared title
+        instructions: Do it.
+      - id: b
+        title: *t
+        instructions: Do it again.
+""",
+    )
+    checklist = loader.load_file(path)
+    assert [i.title for s in checklist.sections for i in s.items] == ["Shared title"] * 2
