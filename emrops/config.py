@@ -243,6 +243,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except RecursionError:  # arrays nested thousands deep
+        raise ConfigError(f"config file {path} is nested too deeply to read") from None
 
 
 def _resolve_path(value: str, base: Path) -> Path:

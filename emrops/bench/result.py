@@ -281,6 +281,8 @@ def load(path: Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"{path} is nested too deeply to read") from None
     return validate(doc, str(path))
 
 

@@ -151,6 +151,8 @@ class RunStore:
             ) from None
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"cannot read run file {path}: {exc}") from None
+        except RecursionError:  # arrays nested thousands deep
+            raise UsageError(f"run file {path} is nested too deeply to read") from None
         if data.get("format") != RUN_FORMAT:
             raise UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")
         try:

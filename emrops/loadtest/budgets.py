@@ -180,6 +180,8 @@ def load_file(path: Path) -> list[Budget]:
         raise UsageError(f"cannot read budgets file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"budgets file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"budgets file {path} is nested too deeply to read") from None
     table = data.get("budgets")
     if not isinstance(table, dict) or not table:
         raise UsageError(

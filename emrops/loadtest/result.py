@@ -180,6 +180,8 @@ def load(path: Path) -> dict[str, Any]:
         raise UsageError(f"result file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read result file {path}: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"result file {path} is nested too deeply to read") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else None
         raise UsageError(

@@ -21,6 +21,8 @@ def load_casts(path: Path | None) -> dict[str, dict[str, dict[str, Any]]]:
         raise UsageError(f"cast file not found: {path}", hint="check the --cast path") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cast file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"cast file {path} is nested too deeply to read") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, not UTF-8
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read cast file {path}: {reason}") from None

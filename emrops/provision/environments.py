@@ -87,6 +87,8 @@ def load_environment(settings: Settings, name: str) -> Environment:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"environment file {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"environment file {path} is nested too deeply to read") from None
     return _parse(name, path, data, settings)
 
 
