@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from emrops.db.quoting import pg_text
 from emrops.db.sqlite_file import open_sqlite
 from emrops.db.urls import sqlite_db_url
 from emrops.migrate import journal
@@ -115,11 +116,11 @@ def replay_to_sqlite(target_url: str, source: Path, plan: Plan) -> int:
                     continue
                 keys = json.loads(pk_json)
                 pk_cols = [c for c in tp.columns if c.source in tp.pk]
-                cond = " AND ".join(f"{quote(c.target)} = %s" for c in pk_cols)
+                # psycopg reads % as a placeholder: names are escaped (pg_text)
+                cond = " AND ".join(pg_text(quote(c.target)) + " = %s" for c in pk_cols)
+                select = f"SELECT {', '.join(quote(c.target) for c in tp.columns)} FROM "
                 row = conn.execute(
-                    f"SELECT {', '.join(quote(c.target) for c in tp.columns)} FROM "
-                    f"{quote(tp.target)} WHERE {cond}",
-                    keys,
+                    pg_text(f"{select}{quote(tp.target)} WHERE ") + cond, keys
                 ).fetchone()
                 src_pk = [
                     _to_sqlite(c)(k) if k is not None else None

@@ -183,8 +183,11 @@ def replay(source: Path, target_url: str, plan: Plan, since: int) -> tuple[int, 
                             else None
                             for c in pk_cols
                         ]
-                        cond = " AND ".join(f"{quote(c.target)} = %s" for c in pk_cols)
-                        conn.execute(f"DELETE FROM {quote(tp.target)} WHERE {cond}", pk_vals)
+                        # psycopg reads % as a placeholder: names are escaped (pg_text)
+                        cond = " AND ".join(pg_text(quote(c.target)) + " = %s" for c in pk_cols)
+                        conn.execute(
+                            pg_text(f"DELETE FROM {quote(tp.target)} WHERE ") + cond, pk_vals
+                        )
                 except ConversionError as exc:
                     raise CheckFailed(
                         f"replay: table {tp.source}, key {keys}: {exc}",

@@ -444,3 +444,42 @@ def test_any_in_a_strict_table_is_an_untyped_column(cli, tmp_path: Path, pg_url:
         assert conn.execute("SELECT c FROM s ORDER BY id").fetchall() == [("007",), ("1.50",)]
         # the ordinary table's ANY stored '007' as the number 7 (NUMERIC affinity)
         assert conn.execute("SELECT a::text FROM loose").fetchone() == ("7",)
+
+
+def test_online_run_cutover_and_rollback_with_hostile_names(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # the online replay's DELETE and the rollback's replay into SQLite put names holding % into
+    # queries with parameters: rollback failed with "unexpected ProgrammingError"
+    db = tmp_path / "app.db"
+    script_db(
+        db,
+        """
+        CREATE TABLE emrops_control (key VARCHAR(100) PRIMARY KEY, value JSON NOT NULL,
+                                     updated_at DATETIME NOT NULL);
+        CREATE TABLE "t%s" (id INTEGER PRIMARY KEY, "%(x)s" TEXT, tm TIME);
+        INSERT INTO "t%s" VALUES (1, 'a', '10:00:00'), (2, 'b', '11:30'), (3, 'c', '12:00');
+        """,
+    )
+    config = tmp_path / "emrops.toml"
+    config.write_text(f'db_url = "sqlite:///{db}"\n')
+    env = {"EMROPS_CONFIG": str(config)}
+    src = ["--from", f"sqlite:///{db}", "--to", pg_url]
+    run = cli("migrate-db", "run", "--online", *src, env=env)
+    assert run.exit_code == 0, run.stdout + run.stderr
+    with sqlite3.connect(db) as conn:  # the app writes while the run is online
+        conn.execute("""UPDATE "t%s" SET "%(x)s" = 'A', tm = '09:15:30.5' WHERE id = 1""")
+        conn.execute('DELETE FROM "t%s" WHERE id = 2')
+    cut = cli("migrate-db", "cutover", *src, env=env)
+    assert cut.exit_code == 0, cut.stdout + cut.stderr
+    with pg(pg_url) as conn:
+        rows = conn.execute('SELECT id, "%(x)s", tm::text FROM "t%s" ORDER BY id').fetchall()
+        assert rows == [(1, "A", "09:15:30.5"), (3, "c", "12:00:00")]
+        # the app writes on PostgreSQL, then the migration is rolled back
+        conn.execute("""INSERT INTO "t%s" VALUES (4, 'd', '13:00')""")
+        conn.execute('DELETE FROM "t%s" WHERE id = 3')
+    back = cli("migrate-db", "rollback", "--yes", *src, env=env)
+    assert back.exit_code == 0, back.stdout + back.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute('SELECT id, "%(x)s", tm FROM "t%s" ORDER BY id').fetchall()
+    assert rows == [(1, "A", "09:15:30.5"), (4, "d", "13:00:00")]
