@@ -1,8 +1,9 @@
 """Cron expressions (UTC) for scheduled jobs, with APScheduler's traps taken out.
 
 Accepted: the 5 standard fields (``minute hour day month weekday``), the macros ``@hourly``,
-``@daily``, ``@weekly``, ``@monthly``, or 6 fields with the seconds first (``*/5 * * * * *``,
-for tests and sub-minute schedules; cron itself cannot express those). ``off`` disables a job.
+``@daily``, ``@weekly``, ``@monthly``, ``@yearly``, or 6 fields with the seconds first
+(``*/5 * * * * *``, for tests and sub-minute schedules; cron itself cannot express those).
+``off`` disables a job.
 
 Two traps of APScheduler 3.x are handled here, not left to users:
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from emrops.errors import UsageError
 
@@ -30,6 +31,8 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@weekly": "0 0 * * 0",
     "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
 }
 DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 HINT = "use 5 cron fields in UTC, e.g. '0 2 * * *' (02:00 daily) or '0 4 * * sun', or 'off'"
@@ -110,6 +113,11 @@ def parse(expression: str) -> Schedule | None:
     text = " ".join(str(expression).split())
     if text.lower() in ("", "off", "none", "disabled"):
         return None
+    if text.startswith("@") and text.lower() not in MACROS:
+        raise UsageError(
+            f"invalid schedule {expression!r}: unknown macro",
+            hint=f"use one of {', '.join(MACROS)}",
+        )
     fields = MACROS.get(text.lower(), text).split()
     if len(fields) == 5:
         fields = ["0", *fields]
@@ -128,6 +136,13 @@ def parse(expression: str) -> Schedule | None:
         croniter(schedule._croniter_expr())
     except (ValueError, KeyError) as exc:
         raise UsageError(f"invalid schedule {expression!r}: {exc}", hint=HINT) from None
+    try:  # e.g. the 31st of February: valid fields, no date (croniter gives up looking)
+        schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC))
+    except CroniterBadDateError:
+        raise UsageError(
+            f"invalid schedule {expression!r}: it never fires (no such date)",
+            hint="check the day of month against the month (February has 28 or 29 days)",
+        ) from None
     return schedule
 
 

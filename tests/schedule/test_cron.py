@@ -28,6 +28,8 @@ EXPRESSIONS = [
     "0 12 1,15 jan,jul *",
     "@daily",
     "@weekly",
+    "@yearly",
+    "0 0 29 2 *",  # leap days only
 ]
 
 
@@ -77,6 +79,10 @@ def test_off(word: str) -> None:
         ("61 2 * * *", "invalid schedule"),
         ("0 2 * * funday", "invalid weekday field"),
         ("0 2 * * 8", "invalid weekday field"),
+        # valid fields, no such date: was "unexpected CroniterBadDateError" from `schedule show`
+        ("* * 31 2 *", "never fires"),
+        ("0 0 31 4,6,9,11 *", "never fires"),
+        ("@reboot", "unknown macro"),
     ],
 )
 def test_invalid(expression: str, message: str) -> None:
