@@ -265,8 +265,8 @@ def _coerce(item: Field, value: Any, base: Path, origin: str) -> Any:
     where = f"{item.key} (from {origin})"
     try:
         if item.kind == "int":
-            if isinstance(value, bool):
-                raise ValueError
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError  # not 1.5 read as 1
             return int(value)
         if item.kind == "float":
             return float(value)

@@ -90,11 +90,13 @@ def run_job_cmd(
     from datetime import UTC, datetime
 
     from emrops.schedule.jobs import JOBS, execute
+    from emrops.schedule.status import prepare as prepare_status
 
     if job not in JOBS:
         raise UsageError(f"unknown job {job!r}", hint=f"jobs are: {', '.join(JOBS)}")
     job_ctx = _context(ctx)
     job_ctx.source = source
+    prepare_status(job_ctx.status_dir)  # before the job: its status must be recordable
     schedule = job_ctx.schedules.get(job)
     tick = schedule.latest_at_or_before(datetime.now(UTC)) if schedule and claim else None
     status = execute(job_ctx, job, tick, claim=claim)

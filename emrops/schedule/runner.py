@@ -30,6 +30,7 @@ from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from emrops.errors import UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import status as status_files
 from emrops.schedule.cron import Schedule
@@ -83,9 +84,12 @@ def overdue(ctx: JobContext, job: str, schedule: Schedule, now: datetime) -> dat
     return latest if done < latest else None
 
 
+MAX_MISFIRE_GRACE_S = 366 * 86400
+
+
 @dataclass
 class RunOptions:
-    misfire_grace_s: float = 3600.0
+    misfire_grace_s: float = 3600.0  # at most MAX_MISFIRE_GRACE_S
     heartbeat_s: float = 30.0
     catch_up: bool = True
     install_signals: bool = True
@@ -95,6 +99,13 @@ class RunOptions:
 
 def run_scheduler(ctx: JobContext, opts: RunOptions) -> str:
     """Run until SIGTERM/SIGINT; returns the name of the signal that stopped it."""
+    if opts.misfire_grace_s > MAX_MISFIRE_GRACE_S:  # APScheduler overflows past C int seconds
+        raise UsageError(
+            f"schedule.misfire_grace of {opts.misfire_grace_s:g} s is longer than a year",
+            hint="a run late by more than this is skipped; use e.g. 1h or 1d",
+        )
+    status_files.prepare(ctx.status_dir)  # an unwritable status folder: refused now, not
+    # a traceback in the log every heartbeat while health reports the scheduler dead
     jobs = {name: s for name, s in ctx.schedules.items() if s is not None}
     executor = TickExecutor(max_workers=len(jobs) + 2)
     scheduler = BlockingScheduler(

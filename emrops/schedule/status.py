@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.errors import EmropsError
 from emrops.logs import iso_utc
 
 FORMAT = "emrops-schedule-status/1"
@@ -132,6 +133,20 @@ def prometheus_text(status: JobStatus) -> str:
 def _number(value: float) -> str:
     # full precision: %g would turn a Unix timestamp into 1.79564e+09
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def prepare(folder: Path) -> None:
+    """Create the status folder and check that files can be written there; else EmropsError
+    naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(folder / ".write-test", {}, mode=0o600)
+        (folder / ".write-test").unlink()
+    except OSError as exc:
+        raise EmropsError(
+            f"cannot write the scheduler's status files in {folder}: {exc.strerror or exc}",
+            hint="set schedule.status_dir to a folder the scheduler's user can write",
+        ) from None
 
 
 def write_heartbeat(folder: Path, started_at: str, jobs: dict[str, Any], state: str) -> None:
