@@ -12,10 +12,17 @@ are in the safety backup that restore takes first.
 The script (``pg_restore -f -``) is fed to ``psql`` through this process, which ends the
 transaction with COMMIT only when pg_restore exited 0: a script cut short by a failing
 pg_restore is rolled back, never committed in part.
+
+The script's own ``SET lock_timeout = 0`` would let a DROP wait for ever behind a session
+that keeps a table open (idle in transaction), silently, with maintenance on. It is replaced
+by the target's own ``lock_timeout`` (ALTER DATABASE/ROLE ... SET, or PGOPTIONS), or
+:data:`LOCK_TIMEOUT` when that is unset: a restore that cannot get a lock in time rolls back
+and names the sessions holding transactions open.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +34,10 @@ from emrops import secrets
 from emrops.backup.pgdump import libpq_conninfo, pg_tool, tool_error
 from emrops.db.engine import db_errors, parse_db_url
 from emrops.db.quoting import quote_ident
+from emrops.errors import DatabaseError
+
+LOCK_TIMEOUT = "30s"  # each lock's wait when the target sets no lock_timeout of its own
+_SCRIPT_LOCK_TIMEOUT = re.compile(rb"^SET lock_timeout = 0;$", re.MULTILINE)
 
 # relkind -> the word DROP takes and the one pg_restore -l lists it under
 _KINDS = {
@@ -62,12 +73,19 @@ def extra_relations(target_url: str, entries: list[str]) -> list[tuple[str, str,
     """(DROP word, schema, name) of each relation of the target the dump does not hold. An
     entry reads ``ID; OID OID <KIND> <schema> <name> <owner>``; names may hold spaces, so
     each relation is looked for as that text rather than parsed out of the line."""
+    return _target_facts(target_url, entries)[0]
+
+
+def _target_facts(target_url: str, entries: list[str]) -> tuple[list[tuple[str, str, str]], str]:
+    """The target's extra relations (see :func:`extra_relations`) and the lock_timeout the
+    restore's transaction gets (the target's own, else :data:`LOCK_TIMEOUT`)."""
     listed = [" " + e.split(" ", 3)[3] + " " if e.count(" ") >= 3 else "" for e in entries]
     db = parse_db_url(target_url)
     engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
     try:
         with db_errors(db), engine.connect() as conn:
             rows = conn.exec_driver_sql(_EXTRA_SQL).fetchall()
+            timeout = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
     finally:
         engine.dispose()
     extra = []
@@ -76,13 +94,41 @@ def extra_relations(target_url: str, entries: list[str]) -> list[tuple[str, str,
         needle = f" {kind} {schema} {name} "
         if not any(line.startswith(needle) for line in listed):
             extra.append((drop, schema, name))
-    return extra
+    return extra, LOCK_TIMEOUT if timeout in ("0", "") else timeout
+
+
+def _bounded_lock_waits(head: bytes, timeout: str) -> bytes:
+    """The script's first chunk with its ``SET lock_timeout = 0`` bounded (once: the script
+    sets it once, in its header)."""
+    quoted = "'" + timeout.replace("'", "''") + "'"
+    return _SCRIPT_LOCK_TIMEOUT.sub(f"SET lock_timeout = {quoted};".encode(), head, count=1)
+
+
+def open_transactions(target_url: str) -> list[str]:
+    """The other sessions with a transaction open in the target database, as
+    ``pid N (user, application, state since T)``: what a restore waiting for locks waits on."""
+    db = parse_db_url(target_url)
+    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT pid, usename, application_name, state, "
+                "to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL ORDER BY xact_start"
+            ).fetchall()
+    finally:
+        engine.dispose()
+    return [
+        f"pid {pid} ({user}, {app or 'no application name'}, {state} since {since})"
+        for pid, user, app, state, since in rows
+    ]
 
 
 def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
     """(exit code, error text, dropped relations) of restoring ``archive`` into the target
     in one transaction (see the module docstring)."""
-    extra = extra_relations(target_url, toc(archive))
+    extra, lock_timeout = _target_facts(target_url, toc(archive))
     drops = "".join(
         f"DROP {drop} IF EXISTS {quote_ident(schema)}.{quote_ident(name)} CASCADE;\n"
         for drop, schema, name in extra
@@ -112,7 +158,9 @@ def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
         )
         assert psql.stdin is not None and dump.stdout is not None
         try:
-            psql.stdin.write(b"BEGIN;\n" + drops.encode())
+            psql.stdin.write(b"BEGIN;\n" + f"SET LOCAL lock_timeout = '{lock_timeout}';\n".encode())
+            psql.stdin.write(drops.encode())
+            psql.stdin.write(_bounded_lock_waits(dump.stdout.read(1 << 16), lock_timeout))
             shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
             dump.wait()
             psql.stdin.write(b"COMMIT;\n" if dump.returncode == 0 else b"ROLLBACK;\n")
@@ -133,3 +181,18 @@ def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
                 errors.append(tool_error(text))
     dropped = [f"{schema}.{name}" for _d, schema, name in extra]
     return code, "; ".join(errors), dropped
+
+
+def restore_failed(target_url: str, shown: str, code: int, message: str) -> DatabaseError:
+    """The error of a restore that rolled back, with what to do about the usual causes."""
+    text = f"pg_restore into {shown} failed (exit {code}), target unchanged: {message}"
+    if "lock timeout" in message:
+        holders = open_transactions(target_url)
+        return DatabaseError(
+            f"{text}; sessions with a transaction open there: "
+            + ("; ".join(holders) if holders else "none any more"),
+            hint="end them (stop the app, or SELECT pg_terminate_backend(PID)) and run the "
+            "restore again; each lock is waited for up to the target's lock_timeout "
+            f"({LOCK_TIMEOUT} when unset; e.g. PGOPTIONS='-c lock_timeout=5min')",
+        )
+    return DatabaseError(text)

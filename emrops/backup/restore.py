@@ -32,7 +32,7 @@ from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
 from emrops.backup.pgdump import pg_tables
-from emrops.backup.pgrestore import restore_exact
+from emrops.backup.pgrestore import restore_exact, restore_failed
 from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
@@ -516,10 +516,7 @@ def _restore_postgres(
             progress("restore", 0, None)
             code, message, dropped = restore_exact(archive, str(db))
             if code != 0:
-                raise DatabaseError(
-                    f"pg_restore into {db.masked()} failed (exit {code}), target unchanged: "
-                    f"{message}"
-                )
+                raise restore_failed(str(db), db.masked(), code, message)
             if dropped:
                 result.notes.append(
                     f"dropped {len(dropped)} relation(s) created after the backup (their rows "

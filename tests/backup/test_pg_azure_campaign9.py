@@ -1,0 +1,81 @@
+"""Session 9 hostile-input campaign on PostgreSQL backups and restores and on the Azure Blob
+store: regression tests of the defects found (docs/backup.md, *PostgreSQL and Azure, session
+9*). Real PostgreSQL, real Azurite, the real CLI in a subprocess where a hang or a process
+boundary matters."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.backup.conftest import emrops_proc
+from tests.conftest import PG_HOST, create_pg_database, drop_pg_database
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _rows(url: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(_dsn(url)) as conn:
+        return conn.execute(query).fetchall()
+
+
+@pytest.fixture
+def pg_db() -> object:
+    """A factory of fresh PostgreSQL databases (URL), dropped after the test."""
+    made: list[str] = []
+
+    def make(**create: str) -> str:
+        name = create_pg_database("emrops_c9")
+        if create:
+            drop_pg_database(name)  # created again with the options asked for
+            with psycopg.connect(f"postgresql://postgres@{PG_HOST}/postgres", autocommit=True) as c:
+                opts = sql.SQL(" ").join(
+                    sql.SQL("{} {}").format(sql.SQL(k), sql.Literal(v)) for k, v in create.items()
+                )
+                c.execute(sql.SQL("CREATE DATABASE {} {}").format(sql.Identifier(name), opts))
+        made.append(name)
+        return f"postgresql+psycopg://postgres@{PG_HOST}/{name}"
+
+    yield make
+    for name in made:
+        drop_pg_database(name)
+
+
+def test_restore_blocked_by_an_open_transaction_fails_in_time_naming_it(pg_db, tmp_path) -> None:
+    """A session idle in transaction on a table of the target made `restore --force` wait for
+    ever (pg_restore's script sets lock_timeout = 0), silently, maintenance on. Now each lock
+    waits at most the target's lock_timeout (here 2 s from PGOPTIONS), then the transaction
+    rolls back: exit 1 naming the session, target unchanged."""
+    src = pg_db()
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5)")
+    store = tmp_path / "store"
+    backup = emrops_proc("backup", "run", "--db", src, "--store", str(store), "--json")
+    assert backup.returncode == 0, backup.stderr
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute("INSERT INTO t VALUES (6)")
+    holder = psycopg.connect(_dsn(src), application_name="c9-holder")
+    try:
+        holder.execute("SELECT count(*) FROM t")  # idle in transaction from here on
+        started = time.monotonic()
+        done = emrops_proc(
+            "backup", "restore", "--latest", "--source", "all", "--target", src,
+            "--store", str(store), "--yes", "--force",
+            env={"PGOPTIONS": "-c lock_timeout=2s"},
+            timeout=40,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        pid = holder.info.backend_pid
+    finally:
+        holder.close()
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "canceling statement due to lock timeout" in done.stderr
+    assert f"pid {pid} (postgres, c9-holder, idle in transaction since" in done.stderr
+    assert "Try: end them" in done.stderr and "Traceback" not in done.stderr
+    assert elapsed < 30
+    assert _rows(src, "SELECT count(*) FROM t") == [(6,)]  # unchanged: the row after the backup
