@@ -37,7 +37,15 @@ def _clients(text: str) -> list[int]:
             f"invalid --clients {text!r}: every client count must be at least 1",
             hint="e.g. --clients 1,4,16,64",
         )
+    if any(v > MAX_CLIENTS for v in values):  # each is a thread with its own connection
+        raise UsageError(
+            f"invalid --clients {text!r}: at most {MAX_CLIENTS:,} clients",
+            hint="e.g. --clients 1,4,16,64",
+        )
     return values
+
+
+MAX_CLIENTS = 10_000
 
 
 def _processes(text: str) -> int | None:

@@ -70,10 +70,12 @@ def _base_time(text: str | None) -> datetime:
 def seed(
     ctx: typer.Context,
     sessions: Annotated[
-        int, typer.Option("--sessions", min=1, help="Number of sessions to create.")
+        int,
+        typer.Option("--sessions", min=1, max=100_000_000, help="Number of sessions to create."),
     ],
     messages_per_session: Annotated[
-        int, typer.Option("--messages-per-session", min=0, help="Messages per session.")
+        int,
+        typer.Option("--messages-per-session", min=0, max=100_000, help="Messages per session."),
     ] = 50,
     seed_value: Annotated[
         int, typer.Option("--seed", help="Random seed (same seed, same data).")

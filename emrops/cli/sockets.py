@@ -119,10 +119,11 @@ def probe(
     Example: emrops sockets probe --url http://127.0.0.1:8000 --clients 50 --duration 60s
     --restart-cmd 'sudo systemctl restart emrsim' --restart-every 20s
     """
+    from emrops.httpurl import check_url
     from emrops.sockets.probe import ProbeOptions, run_probe
 
     opts = ProbeOptions(
-        url=url,
+        url=check_url(url),
         clients=clients,
         duration=parse_duration(duration, what="--duration"),
         sessions=sessions,

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from emrops.errors import UsageError
+from emrops.httpurl import check_url
 from emrops.loadtest import budgets as budget_mod
 from emrops.loadtest import result as result_mod
 from emrops.loadtest import workers
@@ -35,20 +35,6 @@ class LoadtestOptions:
     budget_exprs: list[str] = field(default_factory=list)
     budgets_file: Path | None = None
     token: str | None = None
-
-
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            f"invalid --url {url!r}",
-            hint="give the sim server's base URL, e.g. http://127.0.0.1:8000",
-        )
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise UsageError(f"invalid port in --url {url!r}") from None
-    return url.rstrip("/")
 
 
 def make_plan(opts: LoadtestOptions) -> tuple[Plan, list[Budget]]:
