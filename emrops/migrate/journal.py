@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.urls import simple_pg_uri
-from emrops.errors import DatabaseError
+from emrops.errors import DatabaseError, UsageError
 
 JOURNAL = "emrops_migration"
 
@@ -47,8 +47,6 @@ def conninfo(url: str) -> str:
 
     db = parse_db_url(url)
     if db.engine_name != "postgresql":
-        from emrops.errors import UsageError
-
         raise UsageError(
             f"--to must be a PostgreSQL URL, not {db.masked()}",
             hint="use postgresql+psycopg://user@host:5432/dbname",
@@ -78,6 +76,12 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             options="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
             "-c extra_float_digits=1",
         )
+    except psycopg.ProgrammingError as exc:  # libpq could not parse it (e.g. %00 in a name)
+        raise UsageError(
+            f"invalid PostgreSQL URL {secrets.mask(url)}: {secrets.mask(str(exc).strip())}",
+            hint="use postgresql+psycopg://user@host:5432/dbname (percent-encode reserved "
+            "characters; NUL is not allowed)",
+        ) from None
     except psycopg.OperationalError as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "check that PostgreSQL is running and the host/port in --to are right"

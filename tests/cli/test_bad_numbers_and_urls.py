@@ -31,3 +31,15 @@ def test_bad_values_are_usage_errors(cli, args: list[str], message: str) -> None
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr
     assert "unexpected" not in result.stderr
+
+
+def test_a_postgresql_url_libpq_cannot_parse_is_a_usage_error(cli, tmp_path) -> None:
+    # %00 in the database or user name: "unexpected ProgrammingError: forbidden value %00"
+    source = tmp_path / "s.db"
+    source.write_bytes(b"")
+    url = "postgresql+psycopg://po%00stgres:secretpw@127.0.0.1/x"
+    for args in (["migrate-db", "status", "--to", url],
+                 ["migrate-db", "plan", "--from", str(source), "--to", url]):  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 2, result.stderr
+        assert "invalid PostgreSQL URL" in result.stderr and "secretpw" not in result.stderr
