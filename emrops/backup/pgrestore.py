@@ -178,9 +178,23 @@ def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
             f.seek(0)
             text = secrets.mask(f.read().decode(errors="replace"))
             if text.strip():
-                errors.append(tool_error(text))
+                errors.append(tool_error(text) + _dependents(text))
     dropped = [f"{schema}.{name}" for _d, schema, name in extra]
     return code, "; ".join(errors), dropped
+
+
+def _dependents(text: str) -> str:
+    """The objects psql's DETAIL names as depending on what a DROP of the script could not
+    drop (one a line: the first after "DETAIL:", the others bare), as " (A; B)"."""
+    if "because other objects depend on it" not in text:
+        return ""
+    found = []
+    for line in text.splitlines():
+        line = line.removeprefix("DETAIL:").strip()
+        # "X depends on Y" a line, then "and 12 other objects (see server log ...)" past 100
+        if " depends on " in line or (line.startswith("and ") and "other objects" in line):
+            found.append(line)
+    return f" ({'; '.join(found)})" if found else ""
 
 
 def restore_failed(target_url: str, shown: str, code: int, message: str) -> DatabaseError:
@@ -194,5 +208,13 @@ def restore_failed(target_url: str, shown: str, code: int, message: str) -> Data
             hint="end them (stop the app, or SELECT pg_terminate_backend(PID)) and run the "
             "restore again; each lock is waited for up to the target's lock_timeout "
             f"({LOCK_TIMEOUT} when unset; e.g. PGOPTIONS='-c lock_timeout=5min')",
+        )
+    if "because other objects depend on it" in message:
+        return DatabaseError(
+            text,
+            hint="objects created after the backup (functions, types, ...: the restore drops "
+            "only the relations it does not hold) depend on what it restores: drop them "
+            "(their definitions are in the safety backup) and run the restore again, or "
+            "restore into a new database",
         )
     return DatabaseError(text)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.backup.conftest import emrops_proc
+from tests.backup.conftest import emrops_proc, run_backup
 from tests.conftest import PG_HOST, create_pg_database, drop_pg_database
 
 
@@ -79,3 +79,27 @@ def test_restore_blocked_by_an_open_transaction_fails_in_time_naming_it(pg_db, t
     assert "Try: end them" in done.stderr and "Traceback" not in done.stderr
     assert elapsed < 30
     assert _rows(src, "SELECT count(*) FROM t") == [(6,)]  # unchanged: the row after the backup
+
+
+def test_restore_blocked_by_a_later_function_on_a_tables_type_names_it(cli, pg_db, tmp_path):
+    """A function created after the backup that takes a restored table's row type: pg_restore
+    --clean cannot drop the table. It failed (exit 1, target unchanged) with the bare "cannot
+    drop table t because other objects depend on it" and no hint; now the dependents are named
+    and the hint says what to do."""
+    src = pg_db()
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5)")
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, src, store)["id"]
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute("INSERT INTO t VALUES (6)")
+        conn.execute("CREATE FUNCTION first_of(r t) RETURNS int LANGUAGE sql AS 'SELECT r.id'")
+    done = cli(
+        "backup", "restore", backup_id, "--target", src, "--store", str(store), "--yes", "--force"
+    )  # fmt: skip
+    assert done.exit_code == 1, done.stderr
+    assert "cannot drop table public.t because other objects depend on it" in done.stderr
+    assert "(function public.first_of(public.t) depends on type public.t)" in done.stderr
+    assert "Try: objects created after the backup" in done.stderr
+    assert _rows(src, "SELECT count(*) FROM t") == [(6,)]
+    assert _rows(src, "SELECT count(*) FROM pg_proc WHERE proname = 'first_of'") == [(1,)]
