@@ -6,9 +6,12 @@ boundary matters."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, quote
 
 import psycopg
 import pytest
+from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 from psycopg import sql
 
 from tests.backup.conftest import emrops_proc, run_backup
@@ -103,3 +106,32 @@ def test_restore_blocked_by_a_later_function_on_a_tables_type_names_it(cli, pg_d
     assert "Try: objects created after the backup" in done.stderr
     assert _rows(src, "SELECT count(*) FROM t") == [(6,)]
     assert _rows(src, "SELECT count(*) FROM pg_proc WHERE proname = 'first_of'") == [(1,)]
+
+
+def test_a_sas_azure_refuses_is_a_configuration_error_with_a_hint_and_stays_masked(
+    cli, azure_store: str, azurite: str, monkeypatch, seeded_sqlite: str
+) -> None:
+    """A SAS token Azure refuses (wrong signature; an expired one or one without the rights
+    gets the same 403) read "Azure Blob Storage error on ...: Server failed to authenticate"
+    with no hint. Now it says access was refused and what to check; the token never shows."""
+    key = azurite.split("AccountKey=")[1].split(";")[0]
+    endpoint = azurite.split("BlobEndpoint=")[1].rstrip(";")
+    sas = generate_account_sas(
+        "devstoreaccount1", key, ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True,
+                              create=True, tag=True),
+        datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    good = f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
+    monkeypatch.setenv("EMROPS_AZURE_STORAGE_CONNECTION_STRING", good)
+    run_backup(cli, seeded_sqlite, azure_store)  # the SAS itself works
+    sig = parse_qs(sas)["sig"][0]
+    forged = good.replace("sig=", "sig=AAAA")
+    for args in (["list"], ["run", "--db", seeded_sqlite], ["verify", "--all"]):
+        done = cli("backup", *args, "--store", azure_store, env={
+            "EMROPS_AZURE_STORAGE_CONNECTION_STRING": forged})  # fmt: skip
+        assert done.exit_code == 1, (args, done.stderr)
+        assert f"Error: Azure refused access to {azure_store} (403 " in done.stderr, done.stderr
+        assert "Try: check EMROPS_AZURE_STORAGE_CONNECTION_STRING" in done.stderr
+        for shown in (done.stdout, done.stderr):
+            assert sig not in shown and quote(sig, safe="") not in shown and "AAAA" not in shown

@@ -124,8 +124,22 @@ def azure_error(store: str, exc: Exception, endpoint: str | None = None) -> Emro
             f"Azure refused the credentials for {store}",
             hint="check EMROPS_AZURE_STORAGE_CONNECTION_STRING or the managed identity's role",
         )
-    text = getattr(exc, "message", None) or str(exc)
-    return EmropsError(f"Azure Blob Storage error on {store}: {secrets.mask(text.splitlines()[0])}")
+    text = secrets.mask((getattr(exc, "message", None) or str(exc)).splitlines()[0])
+    if getattr(exc, "status_code", None) == 403:
+        # A wrong or expired SAS, a rotated key, a missing role: a configuration problem, not
+        # a broken store (this is also what a SAS without list/write/delete rights gets).
+        return EmropsError(
+            f"Azure refused access to {store} (403 {_code(exc)}): {text}",
+            hint="check EMROPS_AZURE_STORAGE_CONNECTION_STRING: the account key, or the SAS "
+            "token's signature, expiry (se=) and permissions (sp= needs r, w, d, l, a, c and t), "
+            "or the managed identity's role (Storage Blob Data Contributor)",
+        )
+    return EmropsError(f"Azure Blob Storage error on {store}: {text}")
+
+
+def _code(exc: Exception) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "no error code")
 
 
 class _BlockWriter:
