@@ -4,10 +4,10 @@
 backup (a later migration, say) stays in the restored database, and one whose foreign key
 references a table of the backup makes the restore fail (the key cannot be dropped). So the
 relations of the target that the dump does not hold (tables, views, materialized views,
-foreign tables; not an extension's own) are dropped first, with CASCADE, in the same
-transaction as the restore script: readers see the old database until the commit, then the
-backup's, and a failure anywhere leaves the target as it was. The rows of dropped relations
-are in the safety backup that restore takes first.
+foreign tables, sequences no column owns; not an extension's own) are dropped first, with
+CASCADE, in the same transaction as the restore script: readers see the old database until
+the commit, then the backup's, and a failure anywhere leaves the target as it was. The rows
+of dropped relations are in the safety backup that restore takes first.
 
 The script (``pg_restore -f -``) is fed to ``psql`` through this process, which ends the
 transaction with COMMIT only when pg_restore exited 0: a script cut short by a failing
@@ -46,15 +46,20 @@ _KINDS = {
     "v": ("VIEW", "VIEW"),
     "m": ("MATERIALIZED VIEW", "MATERIALIZED VIEW"),
     "f": ("FOREIGN TABLE", "FOREIGN TABLE"),
+    "S": ("SEQUENCE", "SEQUENCE"),
 }
 _EXTRA_SQL = """
 SELECT c.relkind, n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp)'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'e')
+  -- a sequence owned by a column (serial, identity) goes with its table
+  AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d
+           WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+           AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
 ORDER BY 2, 3
 """
 

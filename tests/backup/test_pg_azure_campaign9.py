@@ -14,7 +14,7 @@ import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 from psycopg import sql
 
-from tests.backup.conftest import emrops_proc, run_backup
+from tests.backup.conftest import emrops_proc, json_of, run_backup
 from tests.conftest import PG_HOST, create_pg_database, drop_pg_database
 
 
@@ -135,3 +135,31 @@ def test_a_sas_azure_refuses_is_a_configuration_error_with_a_hint_and_stays_mask
         assert "Try: check EMROPS_AZURE_STORAGE_CONNECTION_STRING" in done.stderr
         for shown in (done.stdout, done.stderr):
             assert sig not in shown and quote(sig, safe="") not in shown and "AAAA" not in shown
+
+
+def test_restore_force_drops_a_sequence_created_after_the_backup(cli, pg_db, tmp_path) -> None:
+    """A standalone sequence created after the backup stayed in the target after `restore
+    --force` (exit 0; only tables and views were dropped), so the database was not the
+    backup's. Sequences owned by a column (serial, identity) and standalone ones the backup
+    holds come back with their values."""
+    src = pg_db()
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute(
+            "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY, s serial, v int);"
+            "INSERT INTO t (v) SELECT generate_series(1, 5);"
+            "CREATE SEQUENCE kept START 9223372036854775000; SELECT nextval('kept')"
+        )
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, src, store)["id"]
+    with psycopg.connect(_dsn(src)) as conn:
+        conn.execute("CREATE SEQUENCE later; SELECT nextval('kept'); INSERT INTO t (v) VALUES (6)")
+    done = json_of(
+        cli(
+            "backup", "restore", backup_id, "--target", src, "--store", str(store),
+            "--yes", "--force", "--json",
+        )
+    )  # fmt: skip
+    assert any("public.later" in note for note in done["notes"]), done["notes"]
+    seqs = "SELECT sequencename, last_value FROM pg_sequences ORDER BY 1"
+    assert _rows(src, seqs) == [("kept", 9223372036854775000), ("t_id_seq", 5), ("t_s_seq", 5)]
+    assert _rows(src, "SELECT count(*) FROM t") == [(5,)]
