@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, quote
 import psycopg
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from psycopg import sql
 
 from tests.backup.conftest import emrops_proc, json_of, run_backup
 from tests.conftest import PG_HOST, create_pg_database, drop_pg_database
@@ -32,17 +31,9 @@ def pg_db() -> object:
     """A factory of fresh PostgreSQL databases (URL), dropped after the test."""
     made: list[str] = []
 
-    def make(**create: str) -> str:
-        name = create_pg_database("emrops_c9")
-        if create:
-            drop_pg_database(name)  # created again with the options asked for
-            with psycopg.connect(f"postgresql://postgres@{PG_HOST}/postgres", autocommit=True) as c:
-                opts = sql.SQL(" ").join(
-                    sql.SQL("{} {}").format(sql.SQL(k), sql.Literal(v)) for k, v in create.items()
-                )
-                c.execute(sql.SQL("CREATE DATABASE {} {}").format(sql.Identifier(name), opts))
-        made.append(name)
-        return f"postgresql+psycopg://postgres@{PG_HOST}/{name}"
+    def make() -> str:
+        made.append(create_pg_database("emrops_c9"))
+        return f"postgresql+psycopg://postgres@{PG_HOST}/{made[-1]}"
 
     yield make
     for name in made:
