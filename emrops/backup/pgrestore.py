@@ -28,11 +28,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from emrops import secrets
 from emrops.backup.pgdump import libpq_conninfo, pg_tool, tool_error
-from emrops.db.engine import db_errors, parse_db_url
+from emrops.db.engine import db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import quote_ident
 from emrops.errors import DatabaseError
 
@@ -86,7 +84,7 @@ def _target_facts(target_url: str, entries: list[str]) -> tuple[list[tuple[str, 
     restore's transaction gets (the target's own, else :data:`LOCK_TIMEOUT`)."""
     listed = [" " + e.split(" ", 3)[3] + " " if e.count(" ") >= 3 else "" for e in entries]
     db = parse_db_url(target_url)
-    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    engine = oneshot_engine(db.url)
     try:
         with db_errors(db), engine.connect() as conn:
             rows = conn.exec_driver_sql(_EXTRA_SQL).fetchall()
@@ -109,11 +107,34 @@ def _bounded_lock_waits(head: bytes, timeout: str) -> bytes:
     return _SCRIPT_LOCK_TIMEOUT.sub(f"SET lock_timeout = {quoted};".encode(), head, count=1)
 
 
+_CLIENT_ENCODING = re.compile(r"^SET client_encoding = '([A-Za-z0-9_]+)';$")
+
+
+def archive_encoding(archive: Path) -> str | None:
+    """The encoding of the database a custom-format archive was dumped from (its script sets
+    it as the client encoding, in the first lines); None when it cannot be read."""
+    with subprocess.Popen(
+        [pg_tool("pg_restore"), "--schema-only", "-f", "-", str(archive)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        found = None
+        for n, line in enumerate(proc.stdout):
+            match = _CLIENT_ENCODING.match(line.strip())
+            if match or n > 200:
+                found = match.group(1) if match else None
+                break
+        proc.kill()
+    return found
+
+
 def open_transactions(target_url: str) -> list[str]:
     """The other sessions with a transaction open in the target database, as
     ``pid N (user, application, state since T)``: what a restore waiting for locks waits on."""
     db = parse_db_url(target_url)
-    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    engine = oneshot_engine(db.url)
     try:
         with db_errors(db), engine.connect() as conn:
             rows = conn.exec_driver_sql(

@@ -11,13 +11,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from emrops import secrets
 from emrops.backup.manifest import Manifest
 from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error
 from emrops.backup.verify import Checks, check_counts
-from emrops.db.engine import create_engine, db_errors, parse_db_url
+from emrops.db.engine import create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.errors import UsageError
 
@@ -33,7 +31,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
         )
     admin_url = db.url.set(database="postgres")
     name = f"emrops_verify_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    admin = oneshot_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with db_errors(admin_url), admin.connect() as conn:
             conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(name)}"))

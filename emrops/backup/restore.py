@@ -32,7 +32,7 @@ from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
 from emrops.backup.pgdump import pg_tables
-from emrops.backup.pgrestore import restore_exact, restore_failed
+from emrops.backup.pgrestore import archive_encoding, restore_exact, restore_failed
 from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
@@ -56,7 +56,7 @@ from emrops.backup.verify import (
     scratch_space,
 )
 from emrops.db.control import read_maintenance, set_maintenance
-from emrops.db.engine import DbUrl, create_engine, db_errors, parse_db_url
+from emrops.db.engine import DbUrl, create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.db.sqlite_file import HotJournal, open_sqlite
 from emrops.db.urls import sqlite_db_url
@@ -172,7 +172,7 @@ def inspect_target(db: DbUrl) -> TargetState:
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
         return _with_maintenance(db, state)
-    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    engine = oneshot_engine(db.url)
     try:
         with engine.connect() as pg:
             tables = pg_tables(pg)
@@ -509,7 +509,7 @@ def _restore_postgres(
         result = RestoreResult(plan, verification)
         state = plan.target_state
         if not state.exists and state.note:
-            _create_database(db)
+            _create_database(db, archive_encoding(archive), result)
         with _maintenance_during(db, state, manifest.id, result):
             if state.exists:  # after the flag: it holds every write the restore replaces
                 result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
@@ -528,7 +528,7 @@ def _restore_postgres(
 
 
 def _has_control(db: DbUrl) -> bool:
-    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    engine = oneshot_engine(db.url)
     try:
         with db_errors(db), engine.connect() as conn:
             return ("public", "emrops_control") in pg_tables(conn)
@@ -536,11 +536,22 @@ def _has_control(db: DbUrl) -> bool:
         engine.dispose()
 
 
-def _create_database(db: DbUrl) -> None:
+def _create_database(db: DbUrl, encoding: str | None, result: RestoreResult) -> None:
+    """Create the target database in the encoding the backup's database had: a SQL_ASCII or
+    LATIN1 dump restored into the server's default UTF8 would put bytes in that are not UTF-8
+    (pg_restore does not convert from SQL_ASCII), and every query reading them would fail.
+    Such an encoding takes the C locale, the one that fits every encoding."""
     admin_url = db.url.set(database="postgres")
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    engine = oneshot_engine(admin_url, isolation_level="AUTOCOMMIT")
+    sql = f"CREATE DATABASE {quote_ident(db.url.database or '')}"
     try:
         with db_errors(admin_url), engine.connect() as conn:
-            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(db.url.database or '')}"))
+            server = conn.exec_driver_sql("SHOW server_encoding").scalar()
+            if encoding and server and encoding.upper() != str(server).upper():
+                sql += f" TEMPLATE template0 ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C'"
+                result.notes.append(
+                    f"created {db.url.database} with the backup's encoding {encoding} (C locale)"
+                )
+            conn.exec_driver_sql(pg_text(sql))
     finally:
         engine.dispose()

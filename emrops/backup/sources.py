@@ -79,7 +79,9 @@ def postgres_identity(db: Any) -> dict[str, Any]:
     """System identifier + database name of the PostgreSQL database ``db`` (a DbUrl)."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool)
+    from emrops.db.engine import oneshot_engine
+
+    engine = oneshot_engine(db.url)
     try:
         with engine.connect() as conn:
             row = conn.exec_driver_sql(

@@ -175,8 +175,24 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
-        connect_args={"options": "-c timezone=UTC", "connect_timeout": max(2, connect_timeout)},
+        connect_args={
+            "options": "-c timezone=UTC",
+            "connect_timeout": max(2, connect_timeout),
+            **PG_CONNECT_ARGS,
+        },
     )
+
+
+# A SQL_ASCII database hands psycopg bytes for every text value unless the client encoding is
+# named, the server's version string included: SQLAlchemy's first connect then failed with
+# "unexpected TypeError: cannot use a string pattern on a bytes-like object".
+PG_CONNECT_ARGS = {"client_encoding": "utf8"}
+
+
+def oneshot_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
+    """An engine without a pool, for a few statements (identity reads, admin work)."""
+    args = PG_CONNECT_ARGS if sa.make_url(url).get_backend_name() == "postgresql" else {}
+    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=args, **kwargs)
 
 
 def _sqlite_creator(path: Path, mode: Mode) -> Any:

@@ -225,9 +225,10 @@ def _scratch_target(engine: str, db_url: str) -> Any:
 
 
 def _drop_database(admin_url: Any, name: str) -> None:
-    import sqlalchemy as sa
 
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    from emrops.db.engine import oneshot_engine
+
+    engine = oneshot_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -154,3 +154,36 @@ def test_restore_force_drops_a_sequence_created_after_the_backup(cli, pg_db, tmp
     seqs = "SELECT sequencename, last_value FROM pg_sequences ORDER BY 1"
     assert _rows(src, seqs) == [("kept", 9223372036854775000), ("t_id_seq", 5), ("t_s_seq", 5)]
     assert _rows(src, "SELECT count(*) FROM t") == [(5,)]
+
+
+def test_a_sql_ascii_database_is_backed_up_and_restored_in_its_encoding(cli, tmp_path) -> None:
+    """SQL_ASCII (legacy databases holding bytes in no declared encoding): every command
+    failed on the first connect with "unexpected TypeError" (psycopg got the server version as
+    bytes); a restore into a new database created it in UTF8, which took the non-UTF-8 bytes in
+    (no conversion from SQL_ASCII) so that reading them failed."""
+    source, target = (f"emrops_c9_ascii_{tag}_{time.time_ns()}" for tag in ("src", "new"))
+    with psycopg.connect(f"postgresql://postgres@{PG_HOST}/postgres", autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE \"{source}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' "
+            "LC_CTYPE 'C' TEMPLATE template0"
+        )
+    try:
+        url = f"postgresql+psycopg://postgres@{PG_HOST}/{source}"
+        with psycopg.connect(_dsn(url), autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t VALUES (1, 'abc'), (2, E'caf\\xe9')")
+        store = tmp_path / "store"
+        manifest = run_backup(cli, url, store)
+        new_url = f"postgresql+psycopg://postgres@{PG_HOST}/{target}"
+        result = cli("backup", "restore", "-y", "--store", str(store), manifest["id"],
+                     "--target", new_url)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert "with the backup's encoding SQL_ASCII" in result.stdout + result.stderr
+        with psycopg.connect(_dsn(new_url)) as conn:
+            conn.execute("SET client_encoding = 'SQL_ASCII'")
+            assert conn.execute("SHOW server_encoding").fetchone() == (b"SQL_ASCII",)
+            rows = conn.execute("SELECT id, convert_to(v, 'SQL_ASCII') FROM t ORDER BY id")
+            assert [(i, bytes(v)) for i, v in rows] == [(1, b"abc"), (2, b"caf\xe9")]
+    finally:
+        drop_pg_database(source)
+        drop_pg_database(target)
