@@ -38,6 +38,7 @@ from emrops.migrate.reflect import quote
 from emrops.migrate.refusals import RowsLost, check_loaded  # noqa: F401 - re-exported
 from emrops.migrate.rowconv import (  # noqa: F401 - re-exported
     ValueRejected,
+    key_id,
     key_text,
     null_keys,
     row_converter,
@@ -257,7 +258,7 @@ def copy_table(
                 rows=loaded,
                 rejected=len(rejected_keys),
                 detail={
-                    "rejected_keys": rejected_keys,
+                    "rejected_key_ids": [key_id(k) for k in rejected_keys],
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )

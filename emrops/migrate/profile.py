@@ -572,7 +572,8 @@ def example(
     """The key and value of the first row matching ``where`` (a predicate with ``{c}``)."""
     register_functions(conn)
     col = quote(column)
-    keys = key_sql(table)
+    # keys as bytes too: a WITHOUT ROWID table's text key can itself be invalid UTF-8
+    keys = [f"CAST({k} AS BLOB), typeof({k})" for k in key_sql(table)]
     sql = (
         f"SELECT {', '.join(keys)}, CAST({col} AS BLOB), typeof({col}) FROM {quote(table.name)} "
         f"WHERE {where.format(c=col)} LIMIT 1"
@@ -580,7 +581,8 @@ def example(
     row = conn.execute(sql, {"nonascii": NON_ASCII_GLOB}).fetchone()
     if row is None:
         return None
-    key = dict(zip(key_names(table), row[: len(keys)], strict=True))
+    pairs = [row[i : i + 2] for i in range(0, 2 * len(keys), 2)]
+    key = {n: show_value(raw, kind) for n, (raw, kind) in zip(key_names(table), pairs, strict=True)}
     raw, kind = row[-2], row[-1]
     return key, show_value(raw, kind)
 

@@ -105,6 +105,7 @@ def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Ite
     after: int | None = None
     texty = [i for i, c in enumerate(tp.columns) if not c.select_blob]
     sizer = RowBudget(BATCH)  # rows of hundreds of KB come a few at a time
+    done = 0  # rows yielded (a WITHOUT ROWID table's restart point)
     while True:
         cur = src.execute(
             source_select(tp, after=after is not None), ((after,) if after is not None else ())
@@ -117,10 +118,14 @@ def read_batches(src: sqlite3.Connection, tp: TablePlan, on_bad: BadText) -> Ite
                 sizer.saw(len(batch), approx_bytes(batch))
                 if not tp.without_rowid:
                     after = batch[-1][0]
+                done += len(batch)
                 yield batch
         except sqlite3.OperationalError as exc:
-            if "decode" not in str(exc).lower() or tp.without_rowid:
+            if "decode" not in str(exc).lower():
                 raise
+        if tp.without_rowid:  # no rowid to resume from: the rest, as bytes, in key order
+            yield from _rest_as_bytes(src, tp, done, texty, on_bad, sizer)
+            return
         sql = (
             source_select(tp, after=after is not None, text_as_bytes=True) + f" LIMIT {sizer.rows}"
         )
@@ -143,6 +148,26 @@ def read_range(
         values = decoded(row, tp, texty, on_bad)
         if values is not None:
             yield values
+
+
+def _rest_as_bytes(
+    src: sqlite3.Connection,
+    tp: TablePlan,
+    skip: int,
+    texty: list[int],
+    on_bad: BadText,
+    sizer: RowBudget,
+) -> Iterator[list]:
+    """A WITHOUT ROWID table from its ``skip``-th row on, text read as bytes and decoded value
+    by value (a key can itself be invalid UTF-8, so there is no key to resume after)."""
+    cur = src.execute(source_select(tp, text_as_bytes=True))
+    while batch := cur.fetchmany(sizer.rows):
+        sizer.saw(len(batch), approx_bytes(batch))
+        if skip >= len(batch):
+            skip -= len(batch)
+            continue
+        batch, skip = batch[skip:], 0
+        yield [v for row in batch if (v := decoded(row, tp, texty, on_bad)) is not None]
 
 
 def decoded(row: tuple, tp: TablePlan, texty: list[int], on_bad: BadText) -> tuple | None:

@@ -4,6 +4,7 @@ a row is named in messages and the reject file."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,3 +94,18 @@ def show(v: Any) -> str:
         return repr(text[:80])
     text = repr(v)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def key_id(key: Any) -> str:
+    """A row key as ASCII JSON text, so a source key and a journaled one compare. ASCII: a text
+    key holding NUL (or bytes that are not UTF-8) cannot go into jsonb as a value, but its
+    key_id can (journaled as "rejected_key_ids")."""
+    return json.dumps(json.loads(json.dumps(key, default=str)), sort_keys=True)
+
+
+def rejected_ids(detail: dict[str, Any]) -> list[str]:
+    """The key_ids of the rows a table's copy rejected, from its journal entry (a journal
+    written before "rejected_key_ids" holds the keys themselves)."""
+    if "rejected_key_ids" in detail:
+        return [str(k) for k in detail["rejected_key_ids"] or []]
+    return [key_id(k) for k in detail.get("rejected_keys") or []]

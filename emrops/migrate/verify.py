@@ -8,7 +8,6 @@ sequences ahead of max(id), and the constraint, index and view inventory equal t
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from emrops.migrate.convert import (
 from emrops.migrate.plan import Plan, TablePlan
 from emrops.migrate.reading import read_batches
 from emrops.migrate.reflect import quote
-from emrops.migrate.rowconv import null_keys
+from emrops.migrate.rowconv import key_id, null_keys, rejected_ids
 
 SAMPLE = 5
 
@@ -169,19 +168,14 @@ def source_rows(source: Path, tp: TablePlan) -> Any:
         conn.close()
 
 
-def key_id(key: Any) -> str:
-    """A row key as the journal holds it (JSON), so a source key and a journaled one compare."""
-    return json.dumps(json.loads(json.dumps(key, default=str)), sort_keys=True)
-
-
 def source_checksum(
-    source: Path, tp: TablePlan, skip: list[Any] | None = None
+    source: Path, tp: TablePlan, skip: list[str] | None = None
 ) -> tuple[int, int, int]:
-    """(rows, checksum, rows not converted) of the source table; the rows whose keys are in
+    """(rows, checksum, rows not converted) of the source table; the rows whose key_id is in
     ``skip`` (those the run journaled as rejected, e.g. PostgreSQL refused a value mid-COPY
     that the conversion accepts) count as rejected, not as rows the target should hold."""
     hasher = make_row_hasher([c.pg_type for c in tp.columns], [c.notnull for c in tp.columns])
-    skipped = {key_id(k) for k in skip or []}
+    skipped = set(skip or [])
     count = total = rejected = 0
     for key, row in source_rows(source, tp):
         if row is None or (skipped and key_id(key) in skipped):
@@ -290,7 +284,7 @@ def verify(
         entry = entries.get(f"table:{tp.target}")
         t_rows, t_sum = target_checksum_split(target_url, tp, jobs)
         known = sums() if sums is not None else {}
-        journaled = list((entry.detail or {}).get("rejected_keys") or []) if entry else []
+        journaled = rejected_ids(entry.detail or {}) if entry else []
         if journaled and source is not None:
             # rows the run rejected are skipped by key (the fast hashes would count them)
             s_rows, s_sum, rejected = source_checksum(source, tp, journaled)

@@ -483,3 +483,35 @@ def test_online_run_cutover_and_rollback_with_hostile_names(
     with sqlite3.connect(db) as conn:
         rows = conn.execute('SELECT id, "%(x)s", tm FROM "t%s" ORDER BY id').fetchall()
     assert rows == [(1, "A", "09:15:30.5"), (4, "d", "13:00:00")]
+
+
+def test_a_without_rowid_key_holding_nul_or_bad_utf8(cli, tmp_path: Path, pg_url: str) -> None:
+    # plan: the anomaly's example key was read as text ("unexpected OperationalError: Could not
+    # decode to UTF-8"); run --on-error reject: the rejected keys went into the journal's jsonb
+    # (PostgreSQL refuses \u0000) and the COPY failed; verify re-read the table as text
+    db = tmp_path / "keys.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
+        conn.execute("INSERT INTO kv VALUES ('a', '1'), ('b' || char(0) || 'c', '2'), ('é', '3')")
+        conn.execute("INSERT INTO kv VALUES (CAST(x'ff61' AS TEXT), '4'), ('z', '5')")
+    url = f"sqlite:///{db}"
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    kinds = sorted(a["condition"] for a in json.loads(plan.stdout)["anomalies"])
+    assert kinds == ["bad_utf8", "nul"], kinds
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--on-error", "reject")
+    assert run.exit_code == 3 and "2 row(s) rejected" in run.stderr, run.stdout + run.stderr
+    assert "unexpected" not in run.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT k FROM kv ORDER BY v").fetchall() == [("a",), ("é",), ("z",)]
+    verify_ = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
+    assert verify_.exit_code == 0, verify_.stdout + verify_.stderr
+
+
+def test_a_journal_written_with_the_keys_themselves_still_verifies() -> None:
+    # journals before session 9 held "rejected_keys"; a --resume or verify reads them as ids
+    from emrops.migrate.rowconv import key_id, rejected_ids
+
+    assert rejected_ids({"rejected_keys": [2, {"k": "a"}]}) == [key_id(2), key_id({"k": "a"})]
+    assert rejected_ids({"rejected_key_ids": ['{"k": "b\\u0000c"}']}) == ['{"k": "b\\u0000c"}']
+    assert key_id({"k": "b\x00c"}).isascii()

@@ -191,7 +191,7 @@ def test_verify_skips_exactly_the_rows_the_copy_journaled_as_rejected(
         copy_table(source, pg_url, tp, rejects=RejectWriter(tmp_path / "r.jsonl"), sql_text=True)
     with journal.connect(pg_url, autocommit=True) as jc:
         entries = journal.read(jc)
-    assert entries["table:d"].detail["rejected_keys"] == [2]
+    assert entries["table:d"].detail["rejected_key_ids"] == ["2"]  # key_id: ASCII JSON
     result = verify(plan, pg_url, entries, source=source, jobs=1)
     checks = {c.table: c for c in result.tables}
     assert {t: (c.source_rows, c.target_rows, c.rejected) for t, c in checks.items()} == {
