@@ -20,6 +20,7 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from emrops.migrate.convert import CONVERT, ConversionError, parse_ts
 
@@ -233,15 +234,10 @@ def _constant(text: str) -> str | None:
     bare = re.sub(r"'(?:[^']|'')*'", "''", text)
     if any(not _CONSTANT_WORDS.fullmatch(w) for w in _WORD.findall(bare)):
         return None
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4096)
-        conn.set_progress_handler(lambda: 1, 10_000)
-        value = conn.execute(f"SELECT ({text})").fetchone()[0]
-    except (sqlite3.Error, sqlite3.Warning, OverflowError):
+    values = _evaluate(text, times=1, steps=10_000)
+    if values is None:
         return None
-    finally:
-        conn.close()
+    value = values[0]
     if value is None:
         return "NULL"
     if isinstance(value, int):
@@ -354,6 +350,21 @@ _UUID_TEXT = re.compile(
 _SAMPLES = 64
 
 
+def _evaluate(text: str, *, times: int, steps: int) -> list[Any] | None:
+    """``SELECT (text)`` evaluated ``times`` times by SQLite on a private in-memory connection
+    (a default cannot name a column), its result at most 4 KB and each evaluation at most
+    ``steps`` VM steps (a runaway expression is aborted); None when SQLite refuses it."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4096)
+        conn.set_progress_handler(lambda: 1, steps)
+        return [conn.execute(f"SELECT ({text})").fetchone()[0] for _ in range(times)]
+    except (sqlite3.Error, sqlite3.Warning, OverflowError):
+        return None
+    finally:
+        conn.close()
+
+
 def _random_uuid(text: str, kind: str) -> str | None:
     """gen_random_uuid() for a random default that spells a version-4 UUID in text (the
     SQLite idiom glues randomblob() pieces with dashes, a '4' and one of '89ab'), found by
@@ -362,16 +373,8 @@ def _random_uuid(text: str, kind: str) -> str | None:
     its number of steps limited; anything else: None."""
     if kind not in ("text", "uuid") or "random" not in text.lower():
         return None
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4096)
-        conn.set_progress_handler(lambda: 1, 100_000)  # aborts a runaway expression
-        values = [conn.execute(f"SELECT ({text})").fetchone()[0] for _ in range(_SAMPLES)]
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    if not all(isinstance(v, str) and _UUID_TEXT.fullmatch(v) for v in values):
+    values = _evaluate(text, times=_SAMPLES, steps=100_000)
+    if values is None or not all(isinstance(v, str) and _UUID_TEXT.fullmatch(v) for v in values):
         return None
     if len(set(values)) != _SAMPLES:
         return None
