@@ -71,6 +71,14 @@ def run_backup(cli, db: str, store: str | Path, *extra: str) -> dict:  # type: i
     ]
 
 
+def restore_new(cli, store: str | Path, backup_id: str, target: str) -> dict:  # type: ignore[no-untyped-def]
+    """``backup restore ID --target TARGET --yes`` (a new file or database), exit 0; its JSON."""
+    return json_of(
+        cli("backup", "restore", backup_id, "--target", target, "--yes", "--store", str(store),
+            "--json")
+    )  # fmt: skip
+
+
 def listed(cli, store: str | Path) -> list[dict]:  # type: ignore[no-untyped-def]
     return json_of(cli("backup", "list", "--store", str(store), "--json"))["backups"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup.conftest import json_of, run_backup, write_resealed
+from tests.backup.conftest import json_of, restore_new, run_backup, write_resealed
 
 
 def _url(path: Path) -> str:
@@ -117,19 +117,7 @@ def test_restore_onto_a_target_with_a_hot_journal_never_drops_the_journal(
     assert done["moved_aside"] is None and done["safety_backup_id"]
     assert _rows(target) == _rows(tmp_path / "src.db")
     safety = tmp_path / "safety.db"
-    json_of(
-        cli(
-            "backup",
-            "restore",
-            done["safety_backup_id"],
-            "--target",
-            str(safety),
-            "--yes",
-            "--store",
-            str(store),
-            "--json",
-        )  # fmt: skip
-    )
+    restore_new(cli, str(store), done["safety_backup_id"], str(safety))
     assert _rows(safety) == committed
 
 
@@ -207,19 +195,7 @@ def test_restore_in_place_refuses_another_text_encoding(cli, tmp_path: Path) -> 
     finally:
         held.close()
     fresh = tmp_path / "new.db"
-    json_of(
-        cli(
-            "backup",
-            "restore",
-            backup_id,
-            "--target",
-            str(fresh),
-            "--yes",
-            "--store",
-            str(store),
-            "--json",
-        )  # fmt: skip
-    )
+    restore_new(cli, str(store), backup_id, str(fresh))
     assert _rows(fresh) == _rows(source) == [(1, "héllo"), (2, "wörld")]
 
 
@@ -301,19 +277,7 @@ def test_source_shapes_back_up_verify_and_restore_equal(cli, tmp_path: Path, sha
         store = tmp_path / "store"
         manifest = run_backup(cli, _url(source), store, "--verify")
         restored = tmp_path / "restored.db"
-        json_of(
-            cli(
-                "backup",
-                "restore",
-                manifest["id"],
-                "--target",
-                str(restored),
-                "--yes",
-                "--store",
-                str(store),
-                "--json",
-            )  # fmt: skip
-        )
+        restore_new(cli, str(store), manifest["id"], str(restored))
         assert _content(restored) == _content(source)
     finally:
         if held is not None:
@@ -340,19 +304,7 @@ def test_wal_tail_of_a_killed_writer_is_not_in_the_backup(cli, tmp_path: Path) -
         store = tmp_path / "store"
         manifest = run_backup(cli, _url(source), store, "--verify")
         restored = tmp_path / "restored.db"
-        json_of(
-            cli(
-                "backup",
-                "restore",
-                manifest["id"],
-                "--target",
-                str(restored),
-                "--yes",
-                "--store",
-                str(store),
-                "--json",
-            )  # fmt: skip
-        )
+        restore_new(cli, str(store), manifest["id"], str(restored))
         assert _content(restored) == committed
     finally:
         held.close()

@@ -33,7 +33,7 @@ def test_a_deeply_nested_file_is_named(
     result = cli(*args)
     assert result.exit_code == 2, result.stderr
     assert "unexpected" not in result.stderr
-    assert f"{message}" in result.stderr and "nested too deeply to read" in result.stderr
+    assert message in result.stderr and "nested too deeply to read" in result.stderr
 
 
 def test_a_deeply_nested_config_file_is_named(cli, tmp_path: Path) -> None:
