@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emrops import __version__
 from emrops.bench import durability, result
@@ -15,13 +15,16 @@ from emrops.bench.procs import run_cell_processes
 from emrops.bench.runner import CellRun
 from emrops.bench.scratch import Scratch, open_engine
 from emrops.bench.workloads import WORKLOADS, load_dataset
-from emrops.db.engine import parse_db_url
+from emrops.db.connroom import ROOM_SQL, room_of
+from emrops.db.engine import db_errors, parse_db_url
 from emrops.errors import UsageError
 from emrops.stats.saturation import usable_cores
 from emrops.units import format_duration
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 Progress = Callable[[str], None]
-PG_RESERVED_CONNECTIONS = 5  # superuser_reserved_connections (3) + our admin connection + slack
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,9 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
             try:
                 info = durability.capture(engine)
                 datasets[label] = load_dataset(engine)
+                _check_pg_capacity(label, engine, max(clients))
             finally:
                 engine.dispose()
-            _check_pg_capacity(label, info, max(clients))
             engines.append(
                 {
                     "label": label,
@@ -193,13 +196,19 @@ def run_benchmark(opts: BenchOptions, progress: Progress | None = None) -> dict[
     }
 
 
-def _check_pg_capacity(label: str, info: dict[str, Any], clients: int) -> None:
-    if info["engine"] != "postgresql":
+def _check_pg_capacity(label: str, engine: Engine, clients: int) -> None:
+    """Refuse before the first cell when the server has no room for a connection per client
+    (the limits of max_connections, the role and the database, less what is open now): the
+    cell with the most clients would otherwise fail half-way through the benchmark."""
+    if engine.dialect.name != "postgresql":
         return
-    limit = int(info["settings"].get("max_connections", "100"))
-    if clients > limit - PG_RESERVED_CONNECTIONS:
+    with db_errors(engine.url), engine.connect() as conn:
+        room = room_of(conn.exec_driver_sql(ROOM_SQL).fetchone())
+    # the clients' connections, plus the one the run keeps to create each cell's copy
+    if room is not None and clients + 1 > room.free:
         raise UsageError(
-            f"{label}: {clients} clients need {clients} connections, but the server allows "
-            f"max_connections={limit}",
-            hint=f"use at most {limit - PG_RESERVED_CONNECTIONS} clients or raise max_connections",
+            f"{label}: {clients} clients need {clients + 1} connections, but PostgreSQL has "
+            f"room for {room.free} from this role ({room.limit})",
+            hint=f"use at most {max(room.free - 1, 0)} clients (--clients), close idle "
+            "connections, or raise the limit (max_connections, CONNECTION LIMIT)",
         )

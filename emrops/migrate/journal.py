@@ -87,6 +87,11 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
         hint = "check that PostgreSQL is running and the host/port in --to are right"
         if "does not exist" in text:
             hint = "create the target database first (createdb), or fix its name in --to"
+        elif "too many connections" in text or "connection slots are reserved" in text:
+            hint = (
+                "PostgreSQL's connection limit is reached: close idle connections, lower "
+                "--jobs, or raise the limit (CONNECTION LIMIT, max_connections)"
+            )
         elif "password" in text:
             hint = "set the password in PGPASSWORD or EMROPS_DB_PASSWORD"
         raise DatabaseError(

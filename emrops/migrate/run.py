@@ -26,7 +26,7 @@ from typing import Any
 from emrops import atomic
 from emrops.errors import EmropsError, UsageError
 from emrops.machine import default_jobs
-from emrops.migrate import journal, prebackup, srchash
+from emrops.migrate import journal, prebackup, slots, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import TablePlan
@@ -102,15 +102,15 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
         prebackup.preload()  # its imports overlap the planning's scans
     with journal.connect(opts.target, autocommit=True) as conn:
         entries = journal.read(conn)
+        jobs, jobs_note = slots.fit_jobs(conn, opts.jobs or default_jobs())
     # the child process hashing the source for verification starts now, so that its
     # interpreter starts up while the source is planned
     hashing = srchash.Hashing() if opts.verify and not opts.online else None
     try:
         with contextlib.ExitStack() as stack:
-            ctx = RunContext(
-                opts, hooks, clock, opts.jobs or default_jobs(), src_path, hashing, stack
-            )
+            ctx = RunContext(opts, hooks, clock, jobs, src_path, hashing, stack)
             ctx.entries = entries
+            ctx.notes = [jobs_note] if jobs_note else []
             try:
                 for step in STEPS:
                     if step.when(ctx):
@@ -181,6 +181,7 @@ class RunContext:
     todo: list[TablePlan] = field(default_factory=list)  # tables not copied yet
     results: list[TableResult] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # objects that could not be built
+    notes: list[str] = field(default_factory=list)  # for the result (e.g. fewer jobs)
     replayed: tuple[int, int] | None = None  # online: change-capture position, rows replayed
     vres: VerifyResult | None = None
     result: RunResult = field(init=False)
@@ -356,7 +357,7 @@ def _report(ctx: RunContext) -> None:
             if ctx.replayed
             else None
         ),
-        notes=plan.notes + [f"not migrated: {s}" for s in plan.skipped],
+        notes=ctx.notes + plan.notes + [f"not migrated: {s}" for s in plan.skipped],
     )
 
 

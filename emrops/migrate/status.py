@@ -11,7 +11,7 @@ from typing import Any
 
 from emrops.errors import EmropsError
 from emrops.machine import default_jobs
-from emrops.migrate import journal
+from emrops.migrate import journal, slots
 from emrops.migrate.plan import Plan
 from emrops.migrate.planner import open_source
 from emrops.migrate.start import source_path
@@ -116,4 +116,6 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     plan, entries = load_plan(target)
     path = source_path(source)
     open_source(path).close()
-    return verify(plan, target, entries, source=path, jobs=jobs or default_jobs())
+    with journal.connect(target, autocommit=True) as conn:
+        jobs, _note = slots.fit_jobs(conn, jobs or default_jobs(), "verification")
+    return verify(plan, target, entries, source=path, jobs=jobs)

@@ -280,9 +280,13 @@ def verify(
         else {}
     )
 
+    # the tables are summed ``jobs`` at a time, each over ``parts`` connections: at most
+    # ``jobs`` connections in all (jobs * jobs would outrun a small server's limit)
+    parts = max(1, jobs // max(1, min(jobs, len(plan.tables))))
+
     def one(tp: TablePlan) -> None:
         entry = entries.get(f"table:{tp.target}")
-        t_rows, t_sum = target_checksum_split(target_url, tp, jobs)
+        t_rows, t_sum = target_checksum_split(target_url, tp, parts)
         known = sums() if sums is not None else {}
         journaled = rejected_ids(entry.detail or {}) if entry else []
         if journaled and source is not None:

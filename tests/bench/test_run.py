@@ -186,7 +186,7 @@ def test_scratch_removed_when_the_run_fails(tmp_path: Path) -> None:
     )
     from emrops.errors import UsageError
 
-    with pytest.raises(UsageError, match="500 clients need 500 connections"):
+    with pytest.raises(UsageError, match="500 clients need 501 connections"):
         run_benchmark(opts)
     assert scratch_databases() == before
     assert list(tmp_path.iterdir()) == []
