@@ -38,7 +38,7 @@ def make_plan(
 ) -> dict[str, Any]:
     """The plan as a dict, plus a pre-flight look at the target (reachable, tables in the way,
     every statement tried) and the pre-migration backup `run` would take or reuse."""
-    from emrops.migrate import trial
+    from emrops.migrate import rowsize, trial
     from emrops.migrate.reflect import reflect
 
     casts = load_casts(cast)
@@ -54,6 +54,7 @@ def make_plan(
         trial.unique_collisions(conn, tables, plan, tried.failures)
         trial.fk_orphans(conn, tables, plan, tried.failures, tried.notes)
         trial.citext_collisions(conn, tables, plan, target, tried.failures)
+        rowsize.oversized_rows(conn, tables, plan, tried.failures)
     finally:
         conn.close()
     if emit_sql is not None:

@@ -25,7 +25,7 @@ from emrops import atomic
 from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import EmropsError, ExitCode
-from emrops.migrate import journal, refusals, sqlcopy
+from emrops.migrate import journal, refusals, rowsize, sqlcopy
 from emrops.migrate.plan import ColumnPlan, TablePlan
 from emrops.migrate.reading import (  # noqa: F401 - source_select, read_batches re-exported
     BadText,
@@ -288,7 +288,15 @@ def copy_table(
         src.close()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = getattr(getattr(exc, "diag", None), "context", None) or ""
-        data_error = (getattr(exc, "sqlstate", None) or "")[:2] in ("22", "23")
+        # 22 data exception, 23 integrity: a value of the row on that line. 54 program limit
+        # (a row too big for a page) is the data too, but it is raised when COPY flushes its
+        # buffered rows, so the line is the last one read, not the row: nothing is named or
+        # rejected by it
+        state = getattr(exc, "sqlstate", None) or ""
+        data_error = state[:2] in ("22", "23")
+        too_big = state[:2] == "54"
+        if too_big:
+            key = None
         if data_error and rejects is not None and key is not None and len(refused) < 1000:
             # reject that row and copy the table again without it (the attempt was rolled
             # back, nothing of it was journaled or written to the reject file)
@@ -301,7 +309,9 @@ def copy_table(
             "the table was rolled back; add a cast rule for the column (--cast) or rerun "
             "with --on-error reject to write such rows to the reject file, then --resume"
         )
-        if isinstance(exc, psycopg.OperationalError) and not data_error:
+        if too_big:
+            hint = rowsize.HINT + " (`emrops migrate-db plan` names the rows)"
+        elif isinstance(exc, psycopg.OperationalError) and not data_error:
             # the server went away (restarted, backend terminated, network): not the data
             hint = (
                 "the connection to PostgreSQL was lost and the table rolled back; once the "
@@ -313,7 +323,7 @@ def copy_table(
             + f"; SQL: {sql}",
             hint=hint,
         )
-        if data_error:
+        if data_error or too_big:
             failure.exit_code = ExitCode.CHECK_FAILED
         raise failure from None
     finally:

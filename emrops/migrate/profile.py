@@ -168,6 +168,8 @@ def uuid_declared(up: str) -> bool:
     return "UUID" in up or "GUID" in up
 
 
+SCAN_AGGREGATES = 1000  # per query (SQLite: at most 2000 result columns)
+
 _ISO_RE = re.compile(r"\d{4}-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d")
 
 
@@ -275,7 +277,13 @@ def profile_table(
         lighter = weight.index(min(weight))
         scans[lighter].extend(items)
         weight[lighter] += sum(_cost(e) for _c, _f, e in items)
-    jobs += [(_scan_sql(table, items), items) for items in scans if items]
+    # SQLite returns at most 2000 columns per row: a wide table's scan is split into queries
+    # of at most SCAN_AGGREGATES aggregates each
+    jobs += [
+        (_scan_sql(table, items[i : i + SCAN_AGGREGATES]), items[i : i + SCAN_AGGREGATES])
+        for items in scans
+        for i in range(0, len(items), SCAN_AGGREGATES)
+    ]
 
     def aggregate(sql: str) -> tuple:
         with readers.lend() as c:

@@ -237,6 +237,16 @@ def _real_sql(c: str, *, double: bool) -> str:
     )
 
 
+def joined_sql(terms: list[str], op: str) -> str:
+    """``terms`` joined by the SQL operator ``op`` (``" || "``, ``" + "``), parenthesised as a
+    balanced tree: SQLite refuses an expression nested deeper than 1000 levels, which a flat
+    chain over the columns of a wide table is (``a || b || ...`` nests one level per term)."""
+    if len(terms) <= 16:
+        return op.join(terms)
+    step = -(-len(terms) // 16)
+    return op.join(f"({joined_sql(terms[i : i + step], op)})" for i in range(0, len(terms), step))
+
+
 def _not_null(col: ColumnPlan) -> bool:
     return col.notnull or col.identity
 
@@ -252,7 +262,9 @@ def line_sql(tp: TablePlan, *, escape: bool = True) -> str | None:
         return None
     # literal tab and newline characters in the SQL (char(9) would be a function call per
     # column and row: 10% of the chunk's time)
-    return " || '\t' || ".join(p for p in parts if p is not None) + " || '\n'"
+    tab = "'\t'"
+    line = [t for p in parts if p is not None for t in (tab, p)][1:]
+    return joined_sql([*line, "'\n'"], " || ")
 
 
 def _backslashes_sql(tp: TablePlan) -> str:
@@ -265,7 +277,7 @@ def _backslashes_sql(tp: TablePlan) -> str:
             terms.append(f"2 * ({c} IS NOT NULL)")
         if not _not_null(col):
             terms.append(f"({c} IS NULL)")
-    return " + ".join(terms)
+    return joined_sql(terms, " + ")
 
 
 @dataclass

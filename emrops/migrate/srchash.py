@@ -121,7 +121,8 @@ def row_sql(conn: sqlite3.Connection, tp: TablePlan) -> str:
         if not (col.notnull or col.identity):  # (hex(NULL) is '', so test the value)
             sql = f"CASE WHEN {c} IS NULL THEN {_literal(NULL_MARK)} ELSE {sql} END"
         parts.append(sql)
-    return f" || {_literal(SEP)} || ".join(parts)
+    sep = _literal(SEP)
+    return sqlcopy.joined_sql([t for part in parts for t in (sep, part)][1:], " || ")
 
 
 def _literal(text: str) -> str:
