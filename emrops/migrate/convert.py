@@ -316,7 +316,11 @@ def _canon_numeric(scale: int | None, precision: int | None = None) -> Callable[
     def exact(v: Any) -> str:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
         if not d.is_finite():
-            raise ConversionError(f"not a finite number: {v!r}")
+            # unconstrained numeric holds Infinity and NaN (PostgreSQL 14+), numeric(p,s)
+            # refuses them
+            if quantum is not None or d.is_snan():
+                raise ConversionError(f"not a finite number: {v!r}")
+            return "NaN" if d.is_nan() else ("-Infinity" if d < 0 else "Infinity")
         if quantum is not None:
             d = d.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)  # as PostgreSQL
         if limit is not None and abs(d) >= limit:
