@@ -285,6 +285,27 @@ def _numeric(declared: str, up: str, p: ColumnProfile) -> Mapping:
     return m
 
 
+# declared types that name numbers (NUMERIC, NUMBER, DECIMAL, DEC, MONEY, SMALLMONEY; not ENUM)
+_NUMBER_NAME = re.compile(r"(?<![A-Z])(NUM|DEC|MONEY|SMALLMONEY)")
+
+
+def _named(declared: str, up: str, p: ColumnProfile) -> Mapping:
+    """A declared type SQLite gives NUMERIC affinity by default although it names no number
+    (``ENUM('a','b')``, ``SET(...)``, ``STRING``, ``GEOMETRY``): what the values are decides.
+    Text alone is text (SQLite stored every value that looked like a number as one), blobs
+    alone bytea, numbers alone numeric; a mix is an anomaly naming the kinds held."""
+    kinds = _kinds(p)
+    if kinds == ["text"]:
+        m = _chars(declared, up, p)
+        m.reason = f"{declared}: names no number and holds only text"
+        return m
+    if kinds == ["blob"]:
+        return Mapping("bytea", "bytea", f"{declared}: names no number and holds only blobs")
+    if "text" in kinds or "blob" in kinds:
+        return _by_values(declared, p)  # mixed: a cast rule says text or bytea
+    return _numeric(declared, up, p)
+
+
 # (test on the upper-case declared type and its affinity, decision): the first match decides
 RULES: tuple[
     tuple[Callable[[str, str], bool], Callable[[str, str, ColumnProfile], Mapping]], ...
@@ -298,6 +319,7 @@ RULES: tuple[
     (lambda _up, aff: aff == "INTEGER", _integer),
     (lambda _up, aff: aff == "REAL", _real),
     (lambda _up, aff: aff == "TEXT", _text),
+    (lambda up, aff: aff == "NUMERIC" and not _NUMBER_NAME.search(up), _named),
     (lambda _up, aff: aff == "NUMERIC", _numeric),
 )
 

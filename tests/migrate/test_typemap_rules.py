@@ -47,6 +47,15 @@ def _changed_on_purpose(declared: str, p: ColumnProfile, kw: dict[str, Any]) -> 
         assert map_column(declared, p, **kw).pg_type == "time"
         return True
     new = map_column(declared, p, **kw)
+    if "names no number" in new.reason or (
+        new.converter in ("text_only", "bytea_only")
+        and map_column_before(declared, p, **kw).converter == "numeric"
+    ):
+        # session 10: a declared type SQLite gives NUMERIC affinity by default but that names
+        # no number (ENUM('a','b'), STRING, GEOMETRY) holding text or blobs is text or bytea,
+        # no longer numeric with an anomaly per value; a mix is named as one
+        # (test_campaign10.py)
+        return True
     unconstrained = [n for n in new.notes if "unconstrained numeric" in n]
     if unconstrained:
         # session 9: a NUMERIC(p, s) PostgreSQL does not take (p of 0 or past 1000) maps to
