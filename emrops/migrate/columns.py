@@ -13,9 +13,9 @@ from emrops.migrate import profile as prof
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan, is_text
-from emrops.migrate.reflect import Column, Table, quote, unquote
+from emrops.migrate.reflect import Column, Table, affinity, quote, unquote
 from emrops.migrate.sql import defaults
-from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column, shorten
+from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column, shorten, text_mapping
 
 # PostgreSQL's system columns: a table column of one of these names is refused ("conflicts with
 # a system column name"), quoted or not (oid stopped being one in PostgreSQL 12)
@@ -193,6 +193,19 @@ def _mapping(
         raise UsageError(f"cast rule for {table.name}.{col.name}: {exc}") from None
     if declared != col.declared:
         m.reason = f"{col.declared or 'untyped'} with CHECK json_valid: every value is JSON"
+    if (
+        m.pg_type in ("timestamptz", "uuid")
+        and affinity(declared) == "TEXT"
+        and col.default is not None
+        and not rule
+        and not _default(col.default, m)[1]
+    ):
+        # a text column taken for timestamps (or UUIDs) by its values whose default is not one
+        # (WordPress: post_date_gmt text DEFAULT '0000-00-00 00:00:00'): the app writes that
+        # text, so the column stays text
+        kind = "timestamps" if m.pg_type == "timestamptz" else "UUIDs"
+        m = text_mapping(declared, p)
+        m.notes.append(f"values are all {kind} but the default {col.default} is not: kept as text")
     _collation(col, m, rule)
     null_fill = _null_keys(conn, table, col, p, m, rule)
     if m.converter == "ts" and check_text and p.n_text:
@@ -207,14 +220,17 @@ def _column_default(col: Column, rule: dict[str, Any] | None, m: Mapping) -> str
         return str(rule["default"]) if rule["default"] != "" else None
     default, ok, why = _default(col.default, m)
     if not ok:
-        m.anomalies.append(Anomaly("default", 1, why))
+        m.anomalies.append(Anomaly("default", 1, why, value=col.default))
     return default
 
 
 def _with_example(
     conn: sqlite3.Connection, table: Table, column: str, pg_type: str, a: Anomaly
 ) -> PlanAnomaly:
-    """An anomaly of the plan, with the key and value of one offending row."""
+    """An anomaly of the plan, with the key and value of one offending row (for a default,
+    which no row holds: the default itself)."""
+    if a.condition == "default":
+        return PlanAnomaly(table.name, column, a.condition, a.count, a.message, None, a.value)
     where = a.where or _anomaly_where(a.condition, pg_type) or prof.CONDITIONS.get(a.condition, "1")
     ex = prof.example(conn, table, column, where)
     ex_key, value = ex if ex else (None, None)

@@ -213,7 +213,18 @@ def fresh(
 
 
 def _refuse(plan: Plan, opts: RunOptions) -> None:
-    """Refuse to start on unresolved anomalies (with abort) or a target holding the tables."""
+    """Refuse to start on unresolved anomalies (with abort; a default without a PostgreSQL
+    equivalent always, as no row holds it to reject) or a target holding the tables."""
+    defaults = [a for a in plan.anomalies if a.condition == "default"]
+    if defaults:
+        a = defaults[0]
+        raise CheckFailed(
+            f"{len(defaults)} column default(s) have no PostgreSQL equivalent for the planned "
+            f"type; first: table {a.table}, column {a.column}: {a.message}",
+            hint='add a cast rule for the column in a cast file (--cast): default = "" for '
+            'no default, or default = "..." (a PostgreSQL expression); --on-error reject '
+            "rejects rows, and no row holds a default",
+        )
     if plan.anomalies and opts.on_error == "abort":
         a = plan.anomalies[0]
         raise CheckFailed(
