@@ -64,6 +64,7 @@ class ColumnProfile:
     n_nul: int = 0  # text holding a NUL byte
     n_bad_utf8: int = 0  # text that is not valid UTF-8
     n_fraction: int = 0  # reals with a fractional part
+    # the least and greatest integer (counted in the detailed pass only, else None)
     min_int: int | None = None
     max_int: int | None = None
     max_len: int | None = None  # longest text, in characters
@@ -528,11 +529,13 @@ def _detail(
     parts.append(
         f"sum(CASE WHEN {CONDITIONS['json'].format(c=col) if json_col else '0'} THEN 1 ELSE 0 END)"
     )
+    parts.append(f"min(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
+    parts.append(f"max(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
     parts.append(f"max(CASE WHEN typeof({col}) = 'text' THEN length({col}) END)")
     row = conn.execute(
         f"SELECT {', '.join(parts)} FROM {quote(table.name)}", {"nonascii": NON_ASCII_GLOB}
     ).fetchone()
-    by = dict(zip([*kinds, "json"], [v or 0 for v in row[:-1]], strict=True))
+    by = dict(zip([*kinds, "json"], [v or 0 for v in row[:-3]], strict=True))
     return ColumnProfile(
         n_int=by["integer"],
         n_real=by["real"],
@@ -548,6 +551,8 @@ def _detail(
         n_nul=by["nul"],
         n_bad_utf8=by["bad_utf8"],
         n_fraction=by["fraction"],
+        min_int=row[-3],
+        max_int=row[-2],
         max_len=row[-1],
     )
 

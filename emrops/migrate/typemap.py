@@ -245,6 +245,12 @@ def _uuid(declared: str, up: str, p: ColumnProfile) -> Mapping:
     return m
 
 
+def text_mapping(declared: str, p: ColumnProfile) -> Mapping:
+    """The plain text mapping of a TEXT-affinity column (what it is when its values do not
+    make it a timestamp or a UUID)."""
+    return _chars(declared, declared.upper(), p)
+
+
 def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
     if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and p.n_text and p.n_uuid == p.n_values:
         return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
@@ -334,6 +340,15 @@ _BY_VALUES: dict[tuple[str, ...], tuple[str, str, str]] = {
 }
 
 
+DOUBLE_EXACT = 2**53  # integers up to this magnitude are exact in a double
+
+
+def _past_double(p: ColumnProfile) -> bool:
+    return (p.min_int is not None and p.min_int < -DOUBLE_EXACT) or (
+        p.max_int is not None and p.max_int > DOUBLE_EXACT
+    )
+
+
 def _by_values(declared: str, p: ColumnProfile) -> Mapping:
     kinds = tuple(_kinds(p))
     if kinds == ("text",):
@@ -342,6 +357,13 @@ def _by_values(declared: str, p: ColumnProfile) -> Mapping:
         m = Mapping("text", "text", "no declared type; every value is text")
         _text_checks(p, m)
         return m
+    if kinds == ("integer", "real") and _past_double(p):
+        # a double holds integers exactly only up to 2^53: numeric keeps both kinds exactly
+        return Mapping(
+            "numeric",
+            "numeric",
+            "no declared type; integers and reals, integers past 2^53 (exact numeric)",
+        )
     if kinds in _BY_VALUES:
         pg, conv, reason = _BY_VALUES[kinds]
         return Mapping(pg, conv, reason or f"{declared or 'no declared type'}: bytes")

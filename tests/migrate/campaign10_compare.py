@@ -28,7 +28,9 @@ def same(sv: Any, pv: Any) -> bool:
     if isinstance(pv, bool):
         return (_BOOL.get(sv.strip().lower()) if isinstance(sv, str) else sv) == pv
     if isinstance(pv, float):
-        return isinstance(sv, int | float) and struct.pack(">d", sv) == struct.pack(">d", pv)
+        if type(sv) is int:  # exactly, not as the nearest double
+            return pv.is_integer() and int(pv) == sv
+        return isinstance(sv, float) and struct.pack(">d", sv) == struct.pack(">d", pv)
     if isinstance(pv, int):
         return type(sv) is int and sv == pv
     if isinstance(pv, Decimal):
@@ -47,8 +49,9 @@ def same(sv: Any, pv: Any) -> bool:
         return uuid.UUID(sv) == pv
     if isinstance(pv, bytes):
         return bool(sv == pv)
-    if isinstance(pv, dict | list):
-        return bool(json.loads(sv) == pv)
+    if isinstance(pv, dict | list):  # as numbers, not as doubles (jsonb's are numeric)
+        exact = {"parse_float": Decimal, "parse_int": Decimal}
+        return bool(json.loads(sv, **exact) == json.loads(json.dumps(pv), **exact))
     return isinstance(sv, str) and sv == pv
 
 

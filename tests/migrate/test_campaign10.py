@@ -181,3 +181,93 @@ def test_a_string_column_sqlite_turned_partly_into_numbers_names_the_mix(
     assert plan.exit_code == 3
     assert "mixed value types (integer, text)" in plan.stderr
     assert 'type = "text"' in plan.stderr
+
+
+WORDPRESS = """
+CREATE TABLE wp_posts (ID integer NOT NULL PRIMARY KEY AUTOINCREMENT,
+  post_author integer NOT NULL DEFAULT '0',
+  post_date text NOT NULL DEFAULT '0000-00-00 00:00:00' COLLATE NOCASE,
+  post_date_gmt text NOT NULL DEFAULT '0000-00-00 00:00:00' COLLATE NOCASE,
+  post_content text NOT NULL COLLATE NOCASE, comment_count integer NOT NULL DEFAULT '0');
+INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content)
+VALUES (1, '2024-01-01 10:00:00', '2024-01-01 09:00:00', 'Hello'),
+       (1, '2024-01-02 10:00:00', '2024-01-02 09:00:00', 'World');
+"""
+
+
+def test_a_text_column_of_timestamps_whose_default_is_not_one_stays_text(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # WordPress on SQLite: every post_date is a timestamp, the default '0000-00-00 00:00:00'
+    # is not; the column became timestamptz and the default an anomaly (plan exit 3)
+    url = script_db(tmp_path / "wp.db", WORDPRESS)
+    plan = migrated_ok(cli, url, pg_url)
+    assert any("post_date: values are all timestamps" in n for n in plan["notes"]), plan["notes"]
+    assert assert_same_rows(tmp_path / "wp.db", pg_url, "wp_posts", "ID") == 2
+    with pg(pg_url) as conn:
+        conn.execute("INSERT INTO wp_posts (post_author, post_content) VALUES (2, 'x')")
+        assert conn.execute(
+            'SELECT post_date, post_date_gmt FROM wp_posts WHERE "ID" = 3'
+        ).fetchone() == (
+            "0000-00-00 00:00:00",
+            "0000-00-00 00:00:00",
+        )
+
+
+def test_reject_mode_does_not_drop_a_default_without_an_equivalent(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # run --on-error reject started, created the columns without their defaults and exited 0
+    # with 'verify ok': a default is no row, nothing was rejected, the schema changed silently
+    url = script_db(
+        tmp_path / "def.db",
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, b DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00',"
+        " f DATETIME DEFAULT 0);"
+        "INSERT INTO p VALUES (1, '2024-01-01 10:00:00', '2024-01-01 10:00:00');",
+    )
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 3
+    anomalies = json.loads(plan.stdout)["anomalies"]
+    # the example is the default itself, not a row that holds nothing wrong
+    assert [(a["column"], a["key"], a["value"]) for a in anomalies] == [
+        ("b", None, "'0000-00-00 00:00:00'"),
+        ("f", None, "0"),
+    ]
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--on-error", "reject")
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert "2 column default(s) have no PostgreSQL equivalent" in run.stderr
+    assert 'default = ""' in run.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone() == (0,)
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[p.b]\ndefault = ""\n[p.f]\ndefault = "now()"\n')
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert run.exit_code == 0, run.stdout + run.stderr
+
+
+def test_untyped_integers_past_2_to_the_53_beside_reals_are_kept_exactly(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # an untyped column of integers and reals became double precision: 9007199254740993
+    # arrived as 9007199254740992 and -2^63 + 1 as -2^63, with exit 0 and 'verify ok' (both
+    # sides hashed the same double)
+    url = script_db(
+        tmp_path / "big.db",
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, v, small);"
+        "INSERT INTO u VALUES (1, 9007199254740993, 1), (2, 1.5, 2.5),"
+        " (3, -9223372036854775807, 9007199254740992), (4, 9223372036854775807, NULL);",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    types = {c["source"]: c["pg_type"] for c in plan["tables"][0]["columns"]}
+    # within 2^53 a double holds every integer: those columns stay double precision
+    assert types == {"id": "bigint", "v": "numeric", "small": "double precision"}
+    assert assert_same_rows(tmp_path / "big.db", pg_url, "u", "id") == 4
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT v::text FROM u ORDER BY id").fetchall() == [
+            ("9007199254740993",),
+            ("1.5",),
+            ("-9223372036854775807",),
+            ("9223372036854775807",),
+        ]
