@@ -53,6 +53,8 @@ def plan_table(
         m, null_fill = _mapping(
             conn, table, col, p, rule, json_checks.get(col.name), notes, check_text
         )
+        if rule and (rule.get("type") or rule.get("epoch")) and m.converter not in TEXTUAL:
+            m.anomalies += _rule_failures(conn, table, col, m)
         mapped.append((col, m, len(m.anomalies)))  # the default's anomaly comes after it
         cname = names[col.name]
         cmap[col.name.lower()] = cname
@@ -92,6 +94,55 @@ def plan_table(
         pk=list(table.pk),
     )
     return tp, cmap, tprof
+
+
+# converters that take any value (NUL bytes and invalid UTF-8 have their own anomalies)
+TEXTUAL = ("text", "bytea")
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _rule_failures(
+    conn: sqlite3.Connection, table: Table, col: Column, m: Mapping
+) -> list[Anomaly]:
+    """Values a cast rule's conversion refuses (text in an epoch column, 'abc' cast to
+    bigint): an anomaly counting their rows, so that plan says what run would stop on."""
+    convert = CONVERT[m.converter]
+    c = quote(col.name)
+    cur = conn.execute(
+        f"SELECT {c}, count(*) FROM {quote(table.name)} WHERE {c} IS NOT NULL GROUP BY {c}"
+    )
+    rows, first, why = 0, None, ""
+    try:
+        for batch in fetch_batches(cur, 10_000):
+            for value, n in batch:
+                try:
+                    convert(value)
+                except (ConversionError, ValueError, OverflowError) as exc:
+                    rows += n
+                    if first is None:
+                        first, why = value, str(exc)
+    except sqlite3.OperationalError:
+        return []  # undecodable text: its own anomaly says so
+    if not rows:
+        return []
+    literal = _sql_literal(first)
+    return [
+        Anomaly(
+            "rule",
+            rows,
+            f"the cast rule's conversion to {m.pg_type} refuses these values ({why}): change "
+            "the rule, or run with --on-error reject",
+            value=first,
+            where=f"{{c}} = {literal}" if len(literal) <= 10_000 else None,
+        )
+    ]
 
 
 def _converts(conn: sqlite3.Connection, table: Table, col: Column, m: Mapping) -> bool:

@@ -176,6 +176,13 @@ def _epoch(unit: str) -> Callable[[Any], datetime]:
     offset = _JULIAN_UNIX if unit == "julian" else 0
 
     def conv(v: Any) -> datetime:
+        if isinstance(v, str):
+            try:  # a value the app already wrote as an ISO-8601 timestamp is that instant
+                return parse_ts(v).astimezone(UTC)
+            except ConversionError:
+                raise ConversionError(
+                    f"neither a number of {unit} since the epoch nor an ISO-8601 timestamp: {v!r}"
+                ) from None
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConversionError(f"not a number of {unit} since the epoch: {v!r}")
         try:

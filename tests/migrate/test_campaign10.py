@@ -271,3 +271,78 @@ def test_untyped_integers_past_2_to_the_53_beside_reals_are_kept_exactly(
             ("-9223372036854775807",),
             ("9223372036854775807",),
         ]
+
+
+def test_values_a_cast_rule_cannot_convert_fail_the_plan_not_the_run(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # plan took a cast rule on trust (exit 0); run then stopped at the first value the rule's
+    # conversion refused (exit 3 after the backup and the table creation)
+    url = script_db(
+        tmp_path / "rules.db",
+        "CREATE TABLE e (id INTEGER PRIMARY KEY, n TEXT, b TEXT, d TEXT, ok TEXT);"
+        "INSERT INTO e VALUES (1, '42', 'yes', '2024-01-01', '7'), (2, 'abc', 'maybe', 'x', '8'),"
+        " (3, 'abc', 't', '2024-02-30', '-9');",
+    )
+    casts = tmp_path / "rules.toml"
+    casts.write_text(
+        '[e.n]\ntype = "bigint"\n[e.b]\ntype = "boolean"\n[e.d]\ntype = "date"\n'
+        '[e.ok]\ntype = "bigint"\n'
+    )
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts), "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    found = [
+        (a["column"], a["condition"], a["count"], a["key"], a["value"])
+        for a in json.loads(plan.stdout)["anomalies"]
+    ]
+    assert found == [
+        ("n", "rule", 2, {"rowid": 2}, "abc"),
+        ("b", "rule", 1, {"rowid": 2}, "maybe"),
+        ("d", "rule", 2, {"rowid": 3}, "2024-02-30"),
+    ]
+    run = cli(
+        "migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts),
+        "--on-error", "reject", "--reject-file", str(tmp_path / "rej.jsonl"),
+    )  # fmt: skip
+    assert run.exit_code == 3, run.stdout + run.stderr
+    rejected = [json.loads(line) for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in rejected) == [2, 3]
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT id, n, b, d, ok FROM e").fetchall() == [
+            (1, 42, True, __import__("datetime").date(2024, 1, 1), 7)
+        ]
+
+
+def test_an_epoch_rule_keeps_the_iso_timestamps_beside_the_numbers(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # apps that switched from ISO text to epoch numbers leave both in one column; an epoch
+    # rule refused the text (run exit 3 after plan's exit 0), and no rule covered both
+    url = script_db(
+        tmp_path / "mixed.db",
+        "CREATE TABLE e (id INTEGER PRIMARY KEY, at DATETIME);"
+        "INSERT INTO e VALUES (1, '2024-01-01T10:00:00Z'), (2, 1700000000),"
+        " (3, '2024-01-01 12:00:00.5+02:00'), (4, 1700000000.25), (5, NULL);",
+    )
+    casts = tmp_path / "epoch.toml"
+    casts.write_text('[e.at]\nepoch = "s"\n')
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert plan.exit_code == 0, plan.stdout + plan.stderr
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert run.exit_code == 0, run.stdout + run.stderr
+    with pg(pg_url) as conn:
+        got = conn.execute(
+            "SELECT to_char(at, 'YYYY-MM-DD HH24:MI:SS.US') FROM e ORDER BY id"
+        ).fetchall()
+    assert got == [
+        ("2024-01-01 10:00:00.000000",),
+        ("2023-11-14 22:13:20.000000",),
+        ("2024-01-01 10:00:00.500000",),
+        ("2023-11-14 22:13:20.250000",),
+        (None,),
+    ]
+    # RFC 2822 text is no ISO timestamp: named by plan
+    script_db(tmp_path / "mixed.db", "INSERT INTO e VALUES (6, 'Mon, 01 Jan 2024 10:00:00 +0000');")
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert plan.exit_code == 3
+    assert "nor an ISO-8601 timestamp: 'Mon, 01 Jan 2024" in plan.stdout + plan.stderr
