@@ -15,7 +15,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from emrops.migrate.reflect import quote
@@ -77,14 +77,21 @@ def _to_double(v: Any) -> float:
     raise ConversionError(f"not a number: {v!r}")
 
 
+# the text PostgreSQL's numeric input reads (Decimal also takes '1_000', 'sNaN', 'NaN12' and
+# digits of other scripts, which PostgreSQL refuses)
+_NUMERIC_TEXT = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?inf(?:inity)?|nan",
+    re.IGNORECASE | re.ASCII,
+)
+
+
 def _to_numeric(v: Any) -> Any:
     if isinstance(v, int | float):
         return v
-    try:
-        Decimal(_to_text(v).strip())
-    except InvalidOperation:
-        raise ConversionError(f"not a number: {v!r}") from None
-    return _to_text(v).strip()
+    text = _to_text(v).strip()
+    if not _NUMERIC_TEXT.fullmatch(text):
+        raise ConversionError(f"not a number: {v!r}")
+    return text
 
 
 # boolean text PostgreSQL's boolean input accepts (case and surrounding spaces aside)
@@ -323,11 +330,13 @@ def _canon_numeric(scale: int | None, precision: int | None = None) -> Callable[
     def exact(v: Any) -> str:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
         if not d.is_finite():
-            # unconstrained numeric holds Infinity and NaN (PostgreSQL 14+), numeric(p,s)
-            # refuses them
+            # numeric holds NaN, and unconstrained numeric Infinity (PostgreSQL 14+), which
+            # numeric(p,s) refuses
+            if d.is_qnan():
+                return "NaN"
             if quantum is not None or d.is_snan():
                 raise ConversionError(f"not a finite number: {v!r}")
-            return "NaN" if d.is_nan() else ("-Infinity" if d < 0 else "Infinity")
+            return "-Infinity" if d < 0 else "Infinity"
         if quantum is not None:
             d = d.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)  # as PostgreSQL
         if limit is not None and abs(d) >= limit:

@@ -346,3 +346,36 @@ def test_an_epoch_rule_keeps_the_iso_timestamps_beside_the_numbers(
     plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts))
     assert plan.exit_code == 3
     assert "nor an ISO-8601 timestamp: 'Mon, 01 Jan 2024" in plan.stdout + plan.stderr
+
+
+def test_a_numeric_rule_takes_the_text_postgresql_reads(cli, tmp_path: Path, pg_url: str) -> None:
+    # Python's Decimal accepted '1_000', 'sNaN' and Arabic-Indic digits, which PostgreSQL's
+    # numeric refuses: plan passed them and the COPY failed
+    url = script_db(
+        tmp_path / "num.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, amount TEXT);"
+        "INSERT INTO t VALUES (1, ' 12.50 '), (2, '1_000'), (3, 'NaN'), (4, '-inf'), (5, '+.5'),"
+        " (6, 'sNaN'), (7, '١٢'), (8, '1e3');",
+    )
+    casts = tmp_path / "num.toml"
+    casts.write_text('[t.amount]\ntype = "numeric"\n')
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts), "--json")
+    assert plan.exit_code == 3
+    [anomaly] = json.loads(plan.stdout)["anomalies"]
+    assert (anomaly["condition"], anomaly["count"]) == ("rule", 3)
+    run = cli(
+        "migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts),
+        "--on-error", "reject", "--reject-file", str(tmp_path / "rej.jsonl"),
+    )  # fmt: skip
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert "3 row(s) rejected" in run.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT id, amount::text FROM t ORDER BY id").fetchall() == [
+            (1, "12.50"),
+            (3, "NaN"),
+            (4, "-Infinity"),
+            (5, "0.5"),
+            (8, "1000"),
+        ]
+    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
+    assert verify.exit_code == 0, verify.stdout + verify.stderr  # the journaled rejects skipped
