@@ -138,11 +138,23 @@ _ZONE_GAP = re.compile(r"(\d)\s+([Zz]|[+-]\d\d(?::?\d\d)?)$")
 _LONG_FRACTION = re.compile(r":\d\d(\.\d{7,})")
 
 
-def _ts_text(v: Any) -> str:
+# the ISO-8601 shapes PostgreSQL reads as Python does (extended date, optional time to the
+# minute or more, fraction with a point, zone as Z or hours[:minutes]); Python also takes
+# week dates (2024-W01-1), an hour alone (T10) and a comma before the fraction, which
+# PostgreSQL refuses
+_PG_ISO = re.compile(
+    r"\s*\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d(?:\.\d*)?)?)?"
+    r"(?:\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?))?\s*",
+    re.ASCII,
+)
+
+
+def _ts_text(v: Any) -> str | datetime:
     """Validate an ISO-8601 timestamp and pass the text on: PostgreSQL (session TimeZone UTC)
-    parses it faster than Python can build and dump a datetime."""
-    parse_ts(v)
-    return v
+    parses it faster than Python can build and dump a datetime. A shape PostgreSQL would not
+    read goes as the datetime Python parsed."""
+    moment = parse_ts(v)
+    return v if _PG_ISO.fullmatch(v) else moment
 
 
 def _canon_uuid(v: Any) -> str:

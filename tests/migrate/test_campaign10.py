@@ -379,3 +379,39 @@ def test_a_numeric_rule_takes_the_text_postgresql_reads(cli, tmp_path: Path, pg_
         ]
     verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
     assert verify.exit_code == 0, verify.stdout + verify.stderr  # the journaled rejects skipped
+
+
+def test_a_timestamptz_rule_over_iso_shapes_postgresql_does_not_read(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # the converter checked the text with Python (which reads week dates, an hour alone and
+    # a comma before the fraction) and sent the text itself: plan exit 0, then the COPY
+    # failed ('invalid input syntax for type timestamp with time zone')
+    url = script_db(
+        tmp_path / "iso.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, at TEXT);"
+        "INSERT INTO t VALUES (1, '2024-W01-1T10:00'), (2, '2024-01-01T10'),"
+        " (3, '2024-01-01 10:00:00,5'), (4, '20240101T100000'), (5, '2024-01-01 10:00:00 +05:30'),"
+        " (6, 'Mon');",
+    )
+    casts = tmp_path / "ts.toml"
+    casts.write_text('[t.at]\ntype = "timestamptz"\n')
+    run = cli(
+        "migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts),
+        "--on-error", "reject", "--reject-file", str(tmp_path / "rej.jsonl"),
+    )  # fmt: skip
+    assert run.exit_code == 3, run.stdout + run.stderr  # 'Mon' only
+    assert "1 row(s) rejected" in run.stderr
+    with pg(pg_url) as conn:
+        got = conn.execute(
+            "SELECT id, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US') FROM t ORDER BY id"
+        ).fetchall()
+    assert got == [
+        (1, "2024-01-01 10:00:00.000000"),
+        (2, "2024-01-01 10:00:00.000000"),
+        (3, "2024-01-01 10:00:00.500000"),
+        (4, "2024-01-01 10:00:00.000000"),
+        (5, "2024-01-01 04:30:00.000000"),
+    ]
+    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
