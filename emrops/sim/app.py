@@ -43,6 +43,7 @@ def create_app(
     reloader: Callable[[], str] | None = None,
     handle_sighup: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    processes: int = 1,
 ) -> FastAPI:
     """The simulation server for ``db_url``.
 
@@ -51,14 +52,15 @@ def create_app(
     and WebSocket frame (413 / close 1009 above it); both are enforced by
     :class:`emrops.sim.guard.RequestGuard` before any route runs. ``reloader`` returns the
     database URL the config names now; with ``handle_sighup`` the app calls it on SIGHUP and
-    switches databases when it changed.
+    switches databases when it changed. ``processes``: the workers serving the database, which
+    share its connection room.
     Raises UsageError for a bad URL, DatabaseError when the database is unreachable or has no
     (current) schema."""
     if vitals_interval <= 0:
         raise ValueError("vitals_interval must be positive")
     if max_body < 1:
         raise ValueError("max_body must be at least 1 byte")
-    runtime = open_runtime(db_url)
+    runtime = open_runtime(db_url, processes=processes)
     metrics = Metrics()
     state = SimState(
         runtime,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from emrops.db.connroom import ROOM_SQL, room_of
 from emrops.db.control import Maintenance, get_maintenance
 from emrops.db.engine import DbUrl, check_database, create_engine, parse_db_url
 from emrops.db.migrations_api import current_revision, head_revision
@@ -37,6 +39,7 @@ MAINTENANCE_POLL_SECONDS = 0.5
 INIT_HINT = "run `emrops sim init-db` on this database first"
 SWITCH_CLOSE_CODE = 1012  # "service restart": clients reconnect and resume with ?after=
 SWITCH_REASON = "database switched: reconnect and resume with ?after=<last message id>"
+HUB_CONNECTIONS = 2  # PostgreSQL: the hub's LISTEN and NOTIFY connections (events.PgHub)
 DRAIN_SECONDS = 5.0  # how long a reopen waits for requests still on the replaced file
 
 
@@ -55,6 +58,7 @@ class Runtime:
     calls: DbCalls = field(init=False)
     scenarios: ScenarioList = field(init=False, default_factory=ScenarioList)
     threads: int = 30  # PostgreSQL: calls in flight at once (the connection pool's size)
+    processes: int = 1  # worker processes serving this database (they share its room)
 
     def __post_init__(self) -> None:
         self.calls = DbCalls(self.engine, threads=self.threads)
@@ -69,8 +73,16 @@ class Runtime:
         return self.db.masked()
 
 
-def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Runtime:
+def open_runtime(
+    db_url: str, *, pool_size: int = 10, max_overflow: int = 20, processes: int = 1
+) -> Runtime:
     """Connect to ``db_url`` and check it carries the current schema.
+
+    On PostgreSQL the pool is also fitted to the server's room (:mod:`emrops.db.connroom`),
+    shared by the ``processes`` workers serving it: 30 connections a worker would outrun a
+    small managed server (or a role's CONNECTION LIMIT) as soon as load came, and each request
+    past the limit failed. With less room each worker keeps fewer connections (requests then
+    wait for one, they do not fail); with none, a DatabaseError.
 
     Raises UsageError for a bad URL and DatabaseError (with the init-db hint) for an unreachable
     database, a missing schema or a revision this emrops does not serve."""
@@ -88,6 +100,12 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
         # under 16 concurrent POSTs, PostgreSQL spent more CPU starting backends than inserting.
         pool_size, max_overflow = threads, 0
     engine = create_engine(db, pool_size=pool_size, max_overflow=max_overflow, pre_ping=False)
+    if path is None:
+        fitted = _fit_pool(engine, db, threads, processes)
+        if fitted != threads:
+            engine.dispose()
+            threads = fitted
+            engine = create_engine(db, pool_size=threads, max_overflow=0, pre_ping=False)
     file_guard = None
     if path is not None:
         # Taken before the first connection: the guard then refuses any connection to a file
@@ -121,7 +139,42 @@ def open_runtime(db_url: str, *, pool_size: int = 10, max_overflow: int = 20) ->
         maintenance,
         file_guard=file_guard,
         threads=threads,
+        processes=processes,
     )
+
+
+def _fit_pool(engine: Engine, db: DbUrl, threads: int, processes: int) -> int:
+    """The pool connections one of ``processes`` workers may keep: ``threads``, or its share
+    of the server's room when that is less, after the hub's own LISTEN and NOTIFY connections
+    (the checking connection is returned to the pool)."""
+    try:
+        with engine.connect() as conn:
+            room = room_of(conn.exec_driver_sql(ROOM_SQL).fetchone())
+    except Exception:  # the schema check right after names what is wrong
+        return threads
+    if room is None or room.free >= (threads + HUB_CONNECTIONS) * processes:
+        return threads
+    share = room.free // processes - HUB_CONNECTIONS
+    if share < 1:
+        engine.dispose()
+        raise DatabaseError(
+            f"{db.masked()} has room for {room.free} connection(s) from this role "
+            f"({room.limit}); {processes} worker(s) need at least {1 + HUB_CONNECTIONS} each",
+            hint="run fewer --workers, close idle connections, or raise the limit "
+            "(max_connections, ALTER ROLE ... CONNECTION LIMIT)",
+        )
+    log.warning(
+        "%s: %d pool connection(s) per worker instead of %d: PostgreSQL has room for %d (%s) "
+        "shared by %d worker(s), each also listening on %d; requests beyond that wait",
+        db.masked(),
+        share,
+        threads,
+        room.free,
+        room.limit,
+        processes,
+        HUB_CONNECTIONS,
+    )
+    return share
 
 
 class SimState:
@@ -245,7 +298,9 @@ class SimState:
             for side in await run_in_threadpool(remove_side_files, stale):
                 log.info("removed %s: it belonged to the replaced file", side)
             try:
-                fresh = await run_in_threadpool(open_runtime, str(old.db))
+                fresh = await run_in_threadpool(
+                    functools.partial(open_runtime, str(old.db), processes=old.processes)
+                )
             except EmropsError as exc:
                 hint = f" ({exc.hint})" if exc.hint else ""
                 self._cannot_reopen(f"cannot reopen {old.masked_url}: {exc}{hint}")
@@ -281,7 +336,9 @@ class SimState:
         lock = self._switch_lock or asyncio.Lock()
         async with lock:
             try:
-                fresh = await run_in_threadpool(open_runtime, new_url)
+                fresh = await run_in_threadpool(
+                    functools.partial(open_runtime, new_url, processes=self.runtime.processes)
+                )
             except EmropsError as exc:
                 log.error(
                     "cannot switch to the new database, keeping %s: %s%s",

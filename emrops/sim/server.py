@@ -225,7 +225,7 @@ def run_server(options: ServeOptions) -> None:
 
 def _run_workers(options: ServeOptions) -> None:
     # Check the database once here, so a missing schema is one clear error, not N crashed workers.
-    open_runtime(options.db_url).engine.dispose()
+    open_runtime(options.db_url, processes=options.workers).engine.dispose()
     metrics_dir = tempfile.mkdtemp(prefix="emrops-sim-metrics-")
     os.environ[metrics.MULTIPROC_ENV] = metrics_dir
     os.environ[WORKER_ENV] = json.dumps(
@@ -283,4 +283,5 @@ def worker_app() -> FastAPI:
         _token(options),
         vitals_interval=vitals_interval,
         max_body=_max_body(options),
+        processes=options.workers,
     )
