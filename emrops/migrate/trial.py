@@ -374,15 +374,18 @@ def unique_collisions(
         tp = by_source.get(table.name)
         if tp is None:
             continue
-        mixed = {
-            c.source
+        # columns whose values are converted: grouped by the text (or, for bytea, the
+        # bytes) each value becomes, which is what the target's index compares
+        converted = {
+            c.source: "BLOB" if c.converter in ("bytea", "bytea_only") else "TEXT"
             for c in tp.columns
-            if c.converter in ("text", "text_only", "bytea_only") and not c.fast
+            # (bytea reads every value as bytes, text too: fast, but 'a' and x'61' meet)
+            if c.converter != "pass" and (not c.fast or c.converter == "bytea")
         }
         for name, cols, where in _unique_keys(table, tp):
-            if not mixed & set(cols):
+            if not set(converted) & set(cols):
                 continue
-            as_text = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in cols)
+            as_text = ", ".join(f"CAST({quote(c)} AS {converted.get(c, 'TEXT')})" for c in cols)
             not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols) + where
             try:
                 row = conn.execute(
@@ -399,8 +402,13 @@ def unique_collisions(
                         name,
                         f"UNIQUE ({', '.join(cols)})",
                         f"{row[0]} key value(s) that SQLite keeps apart by type (e.g. 1 and "
-                        "'1') collide once converted to one type",
-                        "make the values one type in the source, or cast the column to bytea",
+                        "'1', or 'a' and x'61') collide once converted to one type",
+                        "make the values one type in the source"
+                        + (
+                            ""
+                            if any(converted.get(c) == "BLOB" for c in cols)
+                            else ", or cast the column to bytea"
+                        ),
                     )
                 )
 

@@ -415,3 +415,29 @@ def test_a_timestamptz_rule_over_iso_shapes_postgresql_does_not_read(
     ]
     verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
     assert verify.exit_code == 0, verify.stdout + verify.stderr
+
+
+def test_unique_keys_that_meet_once_converted_fail_the_plan(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # a BLOB column holding 'a' as text and x'61' as a blob (SQLite keeps them apart) cast to
+    # bytea, or 1 and '1' cast to bigint: plan exit 0, then the run could not build the
+    # unique indexes (exit 3)
+    url = script_db(
+        tmp_path / "uq.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB UNIQUE, n UNIQUE, ok BLOB UNIQUE);"
+        "INSERT INTO t VALUES (1, x'61', 1, x'61'), (2, 'a', '1', 'b');",
+    )
+    casts = tmp_path / "uq.toml"
+    casts.write_text('[t.b]\ntype = "bytea"\n[t.n]\ntype = "bigint"\n')
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--cast", str(casts), "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    failures = json.loads(plan.stdout)["schema_failures"]
+    assert [(f["kind"], f["sql"], f["hint"]) for f in failures] == [
+        ("unique-data", "UNIQUE (b)", "make the values one type in the source"),
+        (
+            "unique-data",
+            "UNIQUE (n)",
+            "make the values one type in the source, or cast the column to bytea",
+        ),
+    ]

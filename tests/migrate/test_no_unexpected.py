@@ -37,10 +37,13 @@ def test_a_default_postgresql_refuses_at_create_is_a_named_object(
     (a,) = json.loads(plan.stdout)["anomalies"]
     assert a["condition"] == "default" and "does not fit timestamptz" in a["message"]
     run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--on-error", "reject")
-    # the default is an anomaly (not a row): reject copies the rows, leaves the default out
-    assert "unexpected" not in run.stderr
+    # the default is an anomaly no row holds: reject cannot resolve it, so the run refuses
+    # (before session 10 it left the default out silently, exit 0)
+    assert run.exit_code == 3 and "unexpected" not in run.stderr
+    assert "column default(s) have no PostgreSQL equivalent" in run.stderr
     casts = tmp_path / "casts.toml"
-    casts.write_text("[t.n]\ndefault = \"'abc'\"\n")  # a rule PostgreSQL refuses
+    # StartTime without its default; n with a rule PostgreSQL refuses
+    casts.write_text('[t.StartTime]\ndefault = ""\n[t.n]\ndefault = "\'abc\'"\n')
     cli("migrate-db", "rollback", "--to", pg_url, "--yes")
     bad = cli(
         "migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts),
