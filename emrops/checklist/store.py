@@ -11,9 +11,11 @@ import getpass
 import json
 import os
 import socket
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +111,56 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Run:
+        """The run a run file holds; ValueError naming the first field of a wrong type or
+        value (a hand-edited or damaged file must not fail later, while it is rendered)."""
         data = {k: v for k, v in data.items() if k not in ("format", "counts")}
-        data["items"] = [ItemRecord(**rec) for rec in data["items"]]
+        _check_fields(cls, data, "run")
+        records = []
+        for n, rec in enumerate(data["items"], 1):
+            if not isinstance(rec, dict):
+                raise ValueError(f"item {n} is {type(rec).__name__}, not an object")
+            _check_fields(ItemRecord, rec, f"item {n}")
+            if rec.get("status", "pending") not in STATUSES:
+                raise ValueError(f"item {n} has status {rec['status']!r}")
+            records.append(ItemRecord(**rec))
+        data["items"] = records
         return cls(**data)
+
+
+def _check_fields(kind: type, data: dict[str, Any], where: str) -> None:
+    """ValueError when ``data`` lacks a required field of the dataclass ``kind``, has one it
+    does not know, or one whose value is not of the declared (simple) type."""
+    hints = typing.get_type_hints(kind)
+    for f in fields(kind):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ValueError(f"{where} has no {f.name!r}")
+            continue
+        if not _conforms(data[f.name], hints[f.name]):
+            raise ValueError(
+                f"{where}: {f.name!r} is {type(data[f.name]).__name__}, "
+                f"not {_type_name(hints[f.name])}"
+            )
+    unknown = set(data) - {f.name for f in fields(kind)}
+    if unknown:
+        raise ValueError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}")
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is not None:  # dict[...], list[...]: the container's type
+        return isinstance(value, origin)
+    if hint is int:
+        return type(value) is int  # not bool
+    return hint is Any or not isinstance(hint, type) or isinstance(value, hint)
 
 
 class RunStore:
@@ -149,27 +198,29 @@ class RunStore:
                 f"no checklist run {run_id!r} in {self.root}",
                 hint="list runs with `emrops checklist status`",
             ) from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
             raise UsageError(f"cannot read run file {path}: {exc}") from None
         except RecursionError:  # arrays nested thousands deep
             raise UsageError(f"run file {path} is nested too deeply to read") from None
-        if data.get("format") != RUN_FORMAT:
+        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")
         try:
             return Run.from_dict(data)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError) as exc:
             raise UsageError(f"run file {path} is damaged: {exc}") from None
 
-    def list(self) -> list[Run]:
-        """Every run, newest first (run ids sort by start time)."""
+    def list(self, skipped: list[str] | None = None) -> list[Run]:
+        """Every run, newest first (run ids sort by start time). A foreign or damaged file
+        does not hide the others: its error is added to ``skipped`` (for a warning)."""
         if not self.root.is_dir():
             return []
         runs = []
         for path in sorted(self.root.glob("*.json"), reverse=True):
             try:
                 runs.append(self.load(path.stem))
-            except UsageError:
-                continue  # a foreign or damaged file does not hide the others
+            except UsageError as exc:
+                if skipped is not None:
+                    skipped.append(exc.message)
         return runs
 
     @contextmanager

@@ -204,7 +204,10 @@ def status(
     """
     store = _store(ctx)
     if run_id is None:
-        runs = store.list()
+        skipped: list[str] = []
+        runs = store.list(skipped)
+        for problem in skipped:
+            err_console.print(f"Warning: skipped {problem}", markup=False, highlight=False)
         if json_out:
             print_json([r.summary() for r in runs])
         else:
