@@ -68,6 +68,7 @@ def make_plan(
     data["statements_tried"] = tried.statements
     data["ok"] = not plan.anomalies and not tried.failures
     with journal.connect(target, autocommit=True) as pg:
+        journal.check_schema(pg)  # where run creates its tables (the trial used a scratch one)
         in_the_way = start.existing_tables(pg, [t.target for t in plan.tables] + [journal.JOURNAL])
     data["target_conflicts"] = in_the_way
     if state_dir is not None:

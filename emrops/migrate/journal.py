@@ -111,6 +111,38 @@ class Entry:
     detail: dict[str, Any]
 
 
+_CREATE_HINT = (
+    "migrate-db run needs CREATE on the target database's schema (e.g. `GRANT CREATE ON "
+    "SCHEMA public TO <user>`) and on the database, or run it as the database's owner"
+)
+_NO_SCHEMA_HINT = (
+    "the search_path of the target (database or role setting) names no schema that exists: "
+    "create it, or set one (`ALTER ROLE <user> SET search_path = public`)"
+)
+
+
+def check_schema(conn: psycopg.Connection) -> None:
+    """Refuse a target the run could not create its tables in: a search_path naming no
+    schema that exists, or a schema without CREATE for this user (what plan checks before
+    saying that run will work, and run before it starts)."""
+    row = conn.execute(
+        "SELECT current_schema(), current_setting('search_path'), "
+        "coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+    ).fetchone()
+    schema, path, create = row if row else (None, "", False)
+    if schema is None:
+        raise DatabaseError(
+            f"the target has no schema to create the tables in (search_path = {path})",
+            hint=_NO_SCHEMA_HINT,
+        )
+    if not create:
+        raise DatabaseError(
+            f"cannot create the migration's tables on the target: permission denied for "
+            f"schema {schema}",
+            hint=_CREATE_HINT,
+        )
+
+
 def ensure(conn: psycopg.Connection) -> None:
     try:
         conn.execute(DDL)
@@ -118,9 +150,13 @@ def ensure(conn: psycopg.Connection) -> None:
         raise DatabaseError(
             f"cannot create the migration journal ({JOURNAL}) on the target: "
             f"{str(exc).strip().splitlines()[0]}",
-            hint="migrate-db run needs CREATE on the target database's schema (e.g. `GRANT "
-            "CREATE ON SCHEMA public TO <user>`) and on the database, or run it as the "
-            "database's owner",
+            hint=_CREATE_HINT,
+        ) from None
+    except psycopg.errors.InvalidSchemaName as exc:
+        raise DatabaseError(
+            f"cannot create the migration journal ({JOURNAL}) on the target: "
+            f"{str(exc).strip().splitlines()[0]}",
+            hint=_NO_SCHEMA_HINT,
         ) from None
 
 

@@ -441,3 +441,43 @@ def test_unique_keys_that_meet_once_converted_fail_the_plan(
             "make the values one type in the source, or cast the column to bytea",
         ),
     ]
+
+
+def test_a_target_whose_search_path_names_no_schema(cli, tmp_path: Path, pg_url: str) -> None:
+    # ALTER DATABASE ... SET search_path to a schema that is not there (or public dropped):
+    # plan tried its statements in a scratch schema and said exit 0; run failed with
+    # 'unexpected InvalidSchemaName: no schema has been selected to create in'
+    url = script_db(tmp_path / "s.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+    db = pg_url.rsplit("/", 1)[1]
+    with pg(pg_url) as conn:
+        conn.execute(f'ALTER DATABASE "{db}" SET search_path = nowhere')
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url)
+    assert plan.exit_code == 1, plan.stdout + plan.stderr
+    assert "no schema to create the tables in (search_path = nowhere)" in plan.stderr
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 1 and "unexpected" not in run.stderr, run.stderr
+    assert "SET search_path" in run.stderr
+
+
+def test_plan_without_create_on_the_schema_says_so_as_run_does(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # CREATE on the database (the plan's scratch schema) but not on public (PostgreSQL 15's
+    # default for other roles): plan exit 0, run exit 1 ('cannot create the migration journal')
+    url = script_db(tmp_path / "s.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+    role = f"c10_{tmp_path.name[-8:].replace('-', '_')}".lower()
+    db = pg_url.rsplit("/", 1)[1]
+    with pg(pg_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT CONNECT, CREATE ON DATABASE "{db}" TO "{role}"')
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        target = pg_url.replace("postgres@", f"{role}@")
+        plan = cli("migrate-db", "plan", "--from", url, "--to", target)
+        assert plan.exit_code == 1, plan.stdout + plan.stderr
+        assert "permission denied for schema public" in plan.stderr
+        assert "GRANT CREATE ON SCHEMA public" in plan.stderr
+    finally:
+        with pg(pg_url) as conn:
+            conn.execute(f'REVOKE ALL ON DATABASE "{db}" FROM "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
