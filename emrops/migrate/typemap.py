@@ -233,6 +233,10 @@ def _uuid(declared: str, up: str, p: ColumnProfile) -> Mapping:
     """A column declared UUID or GUID: uuid when every value is one, else text with a note
     (SQLite gives these names NUMERIC affinity, but they hold text). Numbers alone stay
     numeric, as before."""
+    if p.n_blob and _kinds(p) == ["blob"]:
+        # 16-byte UUIDs (.NET's and Core Data's): kept as the bytes, whose order differs
+        # between writers (RFC 4122 or .NET's little-endian fields)
+        return Mapping("bytea", "bytea", f"{declared} holding only blobs: bytes as stored")
     if not p.n_text:
         return _numeric(declared, up, p)
     if p.n_uuid == p.n_values:

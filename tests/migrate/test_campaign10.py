@@ -481,3 +481,21 @@ def test_plan_without_create_on_the_schema_says_so_as_run_does(
         with pg(pg_url) as conn:
             conn.execute(f'REVOKE ALL ON DATABASE "{db}" FROM "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_uuid_column_of_16_byte_blobs_is_bytea(cli, tmp_path: Path, pg_url: str) -> None:
+    # System.Data.SQLite and Core Data store GUIDs as 16-byte blobs in a column declared
+    # UUID/GUID: plan flagged each as 'blob values in a numeric column'
+    db = tmp_path / "guid.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, g GUID NOT NULL, u UUID)")
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)",
+        [(1, bytes(range(16)), None), (2, bytes(range(16, 32)), b"\xff" * 16)],
+    )
+    conn.commit()
+    conn.close()
+    plan = migrated_ok(cli, f"sqlite:///{db}", pg_url)
+    types = {c["source"]: c["pg_type"] for c in plan["tables"][0]["columns"]}
+    assert types == {"id": "bigint", "g": "bytea", "u": "bytea"}
+    assert assert_same_rows(db, pg_url, "t", "id") == 2

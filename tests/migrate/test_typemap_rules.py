@@ -47,13 +47,18 @@ def _changed_on_purpose(declared: str, p: ColumnProfile, kw: dict[str, Any]) -> 
         assert map_column(declared, p, **kw).pg_type == "time"
         return True
     new = map_column(declared, p, **kw)
-    if "names no number" in new.reason or (
-        new.converter in ("text_only", "bytea_only")
-        and map_column_before(declared, p, **kw).converter == "numeric"
+    if (
+        "names no number" in new.reason
+        or "holding only blobs" in new.reason
+        or (
+            new.converter in ("text_only", "bytea_only")
+            and map_column_before(declared, p, **kw).converter == "numeric"
+        )
     ):
         # session 10: a declared type SQLite gives NUMERIC affinity by default but that names
         # no number (ENUM('a','b'), STRING, GEOMETRY) holding text or blobs is text or bytea,
-        # no longer numeric with an anomaly per value; a mix is named as one
+        # no longer numeric with an anomaly per value; a mix is named as one; UUID or GUID
+        # holding only blobs is bytea
         # (test_campaign10.py)
         return True
     unconstrained = [n for n in new.notes if "unconstrained numeric" in n]
