@@ -11,11 +11,9 @@ import getpass
 import json
 import os
 import socket
-import types
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import filelock
 from emrops import atomic, secrets
 from emrops.errors import Busy, UsageError
 from emrops.logs import iso_utc
+from emrops.typedjson import check_fields
 
 RUN_FORMAT = "emrops.checklist-run/1"
 TERMINAL = frozenset({"done", "skipped", "n/a"})
@@ -114,53 +113,17 @@ class Run:
         """The run a run file holds; ValueError naming the first field of a wrong type or
         value (a hand-edited or damaged file must not fail later, while it is rendered)."""
         data = {k: v for k, v in data.items() if k not in ("format", "counts")}
-        _check_fields(cls, data, "run")
+        check_fields(cls, data, "run")
         records = []
         for n, rec in enumerate(data["items"], 1):
             if not isinstance(rec, dict):
                 raise ValueError(f"item {n} is {type(rec).__name__}, not an object")
-            _check_fields(ItemRecord, rec, f"item {n}")
+            check_fields(ItemRecord, rec, f"item {n}")
             if rec.get("status", "pending") not in STATUSES:
                 raise ValueError(f"item {n} has status {rec['status']!r}")
             records.append(ItemRecord(**rec))
         data["items"] = records
         return cls(**data)
-
-
-def _check_fields(kind: type, data: dict[str, Any], where: str) -> None:
-    """ValueError when ``data`` lacks a required field of the dataclass ``kind``, has one it
-    does not know, or one whose value is not of the declared (simple) type."""
-    hints = typing.get_type_hints(kind)
-    for f in fields(kind):
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ValueError(f"{where} has no {f.name!r}")
-            continue
-        if not _conforms(data[f.name], hints[f.name]):
-            raise ValueError(
-                f"{where}: {f.name!r} is {type(data[f.name]).__name__}, "
-                f"not {_type_name(hints[f.name])}"
-            )
-    unknown = set(data) - {f.name for f in fields(kind)}
-    if unknown:
-        raise ValueError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}")
-
-
-def _type_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
-def _conforms(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is not None:  # dict[...], list[...]: the container's type
-        return isinstance(value, origin)
-    if hint is int:
-        return type(value) is int  # not bool
-    return hint is Any or not isinstance(hint, type) or isinstance(value, hint)
 
 
 class RunStore:

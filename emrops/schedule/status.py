@@ -23,7 +23,10 @@ from typing import Any
 
 from emrops import atomic
 from emrops.errors import EmropsError
-from emrops.logs import iso_utc
+from emrops.logs import get_logger, iso_utc
+from emrops.typedjson import check_fields
+
+log = get_logger(__name__)
 
 FORMAT = "emrops-schedule-status/1"
 HEARTBEAT = "heartbeat.json"
@@ -65,11 +68,24 @@ def parse_time(text: str) -> datetime:
 
 
 def read_status(folder: Path, job: str) -> JobStatus | None:
-    """The last recorded run of ``job``, or None (never ran, or an unreadable file)."""
+    """The last recorded run of ``job``, or None (never ran, or a file that cannot be read or
+    holds a damaged record: logged, and then treated as no record, so the next run of the job
+    replaces it instead of failing on it)."""
+    path = folder / f"{job}.json"
     try:
-        data = json.loads((folder / f"{job}.json").read_text())
-        return JobStatus(**{k: v for k, v in data.items() if k in JobStatus.__dataclass_fields__})
-    except (OSError, ValueError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        known = {k: v for k, v in data.items() if k in JobStatus.__dataclass_fields__}
+        check_fields(JobStatus, known, "the record")
+        for name in ("started_at", "finished_at", "last_success_at"):
+            if known.get(name) is not None:
+                parse_time(known[name])
+        return JobStatus(**known)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8, fields
+        log.warning("ignoring the damaged job status %s: %s", path, exc)
         return None
 
 
@@ -168,8 +184,14 @@ def write_heartbeat(folder: Path, started_at: str, jobs: dict[str, Any], state: 
 
 
 def read_heartbeat(folder: Path) -> dict[str, Any] | None:
+    """The scheduler's heartbeat, or None when there is none or it is damaged (its time must
+    parse: health and `schedule show` compute its age)."""
     try:
-        data = json.loads((folder / HEARTBEAT).read_text())
-    except (OSError, ValueError):
+        data = json.loads((folder / HEARTBEAT).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            return None
+        if data.get("updated_at") is not None:
+            parse_time(str(data["updated_at"]))
+    except (OSError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    return data
