@@ -4,6 +4,7 @@ table's CREATE TABLE."""
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from typing import Any
@@ -105,6 +106,8 @@ def _sql_literal(value: Any) -> str:
         return f"X'{value.hex()}'"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "9e999" if value > 0 else "-9e999"  # SQLite's infinities
     return repr(value)
 
 
@@ -140,7 +143,12 @@ def _rule_failures(
             f"the cast rule's conversion to {m.pg_type} refuses these values ({why}): change "
             "the rule, or run with --on-error reject",
             value=first,
-            where=f"{{c}} = {literal}" if len(literal) <= 10_000 else None,
+            # (a predicate formatted with {c} later: the literal's own braces doubled)
+            where=(
+                "{c} = " + literal.replace("{", "{{").replace("}", "}}")
+                if len(literal) <= 10_000
+                else None
+            ),
         )
     ]
 

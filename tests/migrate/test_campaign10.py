@@ -499,3 +499,24 @@ def test_a_uuid_column_of_16_byte_blobs_is_bytea(cli, tmp_path: Path, pg_url: st
     types = {c["source"]: c["pg_type"] for c in plan["tables"][0]["columns"]}
     assert types == {"id": "bigint", "g": "bytea", "u": "bytea"}
     assert assert_same_rows(db, pg_url, "t", "id") == 2
+
+
+def test_rule_anomalies_name_json_text_and_infinities(cli, tmp_path: Path, pg_url: str) -> None:
+    # the first refused value is shown from its row: a value with braces or an infinity
+    # must not break that lookup ('unexpected KeyError', 'no such column: inf')
+    db = tmp_path / "odd.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, j TEXT, r)")
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)", [(1, '{"a": 1}', float("inf")), (2, "{x}", 1)]
+    )
+    conn.commit()
+    conn.close()
+    casts = tmp_path / "odd.toml"
+    casts.write_text('[t.j]\ntype = "bigint"\n[t.r]\ntype = "boolean"\n')
+    plan = cli(
+        "migrate-db", "plan", "--from", str(db), "--to", pg_url, "--cast", str(casts), "--json"
+    )
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    found = [(a["column"], a["key"], a["value"]) for a in json.loads(plan.stdout)["anomalies"]]
+    assert found == [("j", {"rowid": 1}, '{"a": 1}'), ("r", {"rowid": 1}, "Inf")]
