@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import struct
 import uuid
@@ -266,6 +267,8 @@ def _bytes_only(v: Any) -> bytes:
 
 
 def _to_jsonb(v: Any) -> str:
+    if isinstance(v, float) and not math.isfinite(v):  # 'inf' is no JSON number
+        raise ConversionError(f"JSON has no infinite numbers: {v!r}")
     text = _to_text(v)
     if "\\u0000" in text:
         raise ConversionError("JSON holds \\u0000, which jsonb rejects")

@@ -514,6 +514,10 @@ def test_rule_anomalies_name_json_text_and_infinities(cli, tmp_path: Path, pg_ur
     conn.close()
     casts = tmp_path / "odd.toml"
     casts.write_text('[t.j]\ntype = "bigint"\n[t.r]\ntype = "boolean"\n')
+    jsonb = tmp_path / "jsonb.toml"  # an infinity is no JSON number: the COPY refused it
+    jsonb.write_text('[t.j]\ntype = "text"\n[t.r]\ntype = "jsonb"\n')
+    plan = cli("migrate-db", "plan", "--from", str(db), "--to", pg_url, "--cast", str(jsonb))
+    assert plan.exit_code == 3 and "JSON has no infinite numbers: inf" in plan.stderr
     plan = cli(
         "migrate-db", "plan", "--from", str(db), "--to", pg_url, "--cast", str(casts), "--json"
     )
