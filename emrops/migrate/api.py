@@ -55,6 +55,7 @@ def make_plan(
         trial.fk_orphans(conn, tables, plan, tried.failures, tried.notes)
         trial.citext_collisions(conn, tables, plan, target, tried.failures)
         rowsize.oversized_rows(conn, tables, plan, tried.failures)
+        rowsize.oversized_index_keys(conn, tables, plan, tried.failures)
     finally:
         conn.close()
     if emit_sql is not None:

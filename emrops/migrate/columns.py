@@ -127,7 +127,7 @@ def _rule_failures(
             for value, n in batch:
                 try:
                     convert(value)
-                except (ConversionError, ValueError, OverflowError) as exc:
+                except (ConversionError, ValueError, OverflowError, TypeError) as exc:
                     rows += n
                     if first is None:
                         first, why = value, str(exc)

@@ -1,4 +1,6 @@
-"""Rows PostgreSQL cannot store: a heap row must fit one 8 kB page once its long values are
+"""Rows and index keys PostgreSQL cannot store.
+
+A heap row must fit one 8 kB page once its long values are
 moved out of line (TOAST), and values of fixed-size types (bigint, double precision,
 timestamptz, uuid, ...) never move. A table of several hundred such columns (SQLite takes up
 to 2000) can hold rows that fail the COPY with "row is too big", so plan looks for them.
@@ -9,11 +11,18 @@ look at. Otherwise the rows SQL ranks largest (:data:`CANDIDATES` of them) are l
 PostgreSQL lays out a row (header, NULL bitmap, each value aligned to its type), counting the
 least a value can take (text and bytea: the smaller of the value and an out-of-line pointer;
 numeric and jsonb: their header); a row over the limit by that count is certain to be refused.
+
+A btree index key (a UNIQUE or PRIMARY KEY constraint, any index) stops at 2704 bytes after
+compression: a long URL, path or token in an indexed text or blob column passes SQLite and
+fails the run's CREATE INDEX. Rows whose indexed text and blobs add up to more are compressed
+here with zlib (which compresses at least as well as PostgreSQL's pglz or lz4), so a key still
+over the limit is certain to be refused.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from typing import Any
 
 from emrops.migrate.plan import Plan, TablePlan
@@ -122,3 +131,70 @@ def oversized_rows(
             failure = _table(conn, table, tp)
             if failure is not None:
                 failures.append(failure)
+
+
+MAX_INDEX_KEY = 2704  # bytes of a btree index row (version 4), after compression
+INDEX_HINT = (
+    "PostgreSQL's btree index keys stop at 2704 bytes: drop the index (or the UNIQUE) in a "
+    "copy of the source and migrate that, then index a hash of the value (e.g. a UNIQUE "
+    "index on md5(col)) after the run"
+)
+
+
+def oversized_index_keys(
+    conn: sqlite3.Connection, tables: list[Table], plan: Plan, failures: list[SchemaFailure]
+) -> None:
+    """Add an ``index-size`` failure for each index over text or blobs holding a key
+    PostgreSQL's btree would refuse."""
+    by_source = {t.name: t for t in tables}
+    for tp in plan.tables:
+        table = by_source.get(tp.source)
+        if table is None:
+            continue
+        wide = {c.source for c in tp.columns if c.pg_type.split("(")[0] in _TEXT_LIKE}
+        for index in table.indexes:
+            cols = [c for c in index.columns if c in wide]
+            if not all(index.columns) or not cols:
+                continue
+            failure = _index(conn, table, index.name, cols, index.where, tp.target)
+            if failure is not None:
+                failures.append(failure)
+
+
+def _index(
+    conn: sqlite3.Connection,
+    table: Table,
+    name: str,
+    cols: list[str],
+    where: str | None,
+    target: str,
+) -> SchemaFailure | None:
+    size = " + ".join(f"coalesce(length(CAST({quote(c)} AS BLOB)), 0)" for c in cols)
+    keys = key_sql(table)
+    cond = f"{size} > {MAX_INDEX_KEY}" + (f" AND ({where})" if where else "")
+    try:
+        rows = conn.execute(
+            f"SELECT {', '.join(keys)}, {', '.join(f'CAST({quote(c)} AS BLOB)' for c in cols)} "
+            f"FROM {quote(table.name)} WHERE {cond} LIMIT {CANDIDATES}"
+        ).fetchall()
+    except sqlite3.Error:
+        return None  # a predicate SQLite cannot evaluate here: the run's CREATE INDEX decides
+    over = []
+    for row in rows:
+        packed = sum(len(zlib.compress(v, 9)) for v in row[len(keys) :] if v is not None)
+        if packed > MAX_INDEX_KEY:
+            over.append((packed, row[: len(keys)]))
+    if not over:
+        return None
+    packed, first = max(over)
+    key = ", ".join(f"{k}={v!r}" for k, v in zip(key_names(table), first, strict=False))
+    return SchemaFailure(
+        "index-size",
+        target,
+        name,
+        "",
+        f"{len(over)} source row(s) hold a key of {', '.join(cols)} of at least {packed} "
+        f"bytes compressed, over PostgreSQL's btree limit of {MAX_INDEX_KEY}; the largest: "
+        f"{key}",
+        INDEX_HINT,
+    )

@@ -524,3 +524,36 @@ def test_rule_anomalies_name_json_text_and_infinities(cli, tmp_path: Path, pg_ur
     assert plan.exit_code == 3, plan.stdout + plan.stderr
     found = [(a["column"], a["key"], a["value"]) for a in json.loads(plan.stdout)["anomalies"]]
     assert found == [("j", {"rowid": 1}, '{"a": 1}'), ("r", {"rowid": 1}, "Inf")]
+
+
+def test_index_keys_past_the_btree_limit_fail_the_plan(cli, tmp_path: Path, pg_url: str) -> None:
+    # a UNIQUE url of 6 kB and an indexed 4 kB blob: plan exit 0 (its trial builds the
+    # indexes on empty tables), then the run's CREATE INDEX failed ('index row size 6024
+    # exceeds btree version 4 maximum 2704'), exit 3 with the objects missing
+    import random as _random
+
+    rng = _random.Random(5)
+    db = tmp_path / "ix.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, url TEXT UNIQUE, body TEXT, tag BLOB)")
+    conn.execute("CREATE INDEX t_body ON t (body)")
+    conn.execute("CREATE INDEX t_tag ON t (tag) WHERE id > 0")
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?, ?, ?)",
+        [
+            (1, "https://x/" + rng.randbytes(3000).hex(), "short", rng.randbytes(4000)),
+            # 100 kB that compresses to a few hundred bytes: PostgreSQL indexes it
+            (2, "a", "x" * 100_000, b""),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    plan = cli("migrate-db", "plan", "--from", str(db), "--to", pg_url, "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    failures = json.loads(plan.stdout)["schema_failures"]
+    assert [(f["kind"], f["name"]) for f in failures] == [
+        ("index-size", "sqlite_autoindex_t_1"),
+        ("index-size", "t_tag"),
+    ]
+    assert "key of url of at least" in failures[0]["error"] and "rowid=1" in failures[0]["error"]
+    assert "md5(col)" in failures[0]["hint"]
