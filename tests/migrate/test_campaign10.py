@@ -557,3 +557,24 @@ def test_index_keys_past_the_btree_limit_fail_the_plan(cli, tmp_path: Path, pg_u
     ]
     assert "key of url of at least" in failures[0]["error"] and "rowid=1" in failures[0]["error"]
     assert "md5(col)" in failures[0]["hint"]
+
+
+def test_names_differing_only_in_non_ascii_case_are_not_confused_in_views(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # SQLite folds only ASCII letters: "Äpfel" and "äpfel" are two tables, "Ä" and "ä" two
+    # columns. The translation folded them together: the view read the other table and its
+    # columns became string literals ('Ä'), with run and verify at exit 0
+    url = script_db(
+        tmp_path / "umlaut.db",
+        'CREATE TABLE "Äpfel" (id INTEGER PRIMARY KEY, "Ä" TEXT, "ä" INTEGER, "Σ" TEXT, "σ" TEXT);'
+        'CREATE TABLE "äpfel" (id INTEGER PRIMARY KEY, v TEXT);'
+        'CREATE VIEW v AS SELECT "Ä", "ä", "σ" FROM "Äpfel";'
+        'CREATE VIEW w AS SELECT v FROM "äpfel";'
+        "INSERT INTO \"Äpfel\" VALUES (1, 'upper', 5, 'SIGMA', 'sigma');"
+        "INSERT INTO \"äpfel\" VALUES (1, 'lower table');",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT * FROM v").fetchall() == [("upper", 5, "sigma")]
+        assert conn.execute("SELECT * FROM w").fetchall() == [("lower table",)]

@@ -93,6 +93,13 @@ class Relation:
     names: list[str] = field(default_factory=list)  # SQLite column names, in order
     rowid: str | None = None  # the column aliasing the rowid
     key: list[str] = field(default_factory=list)  # primary-key columns, lower-cased
+    # lower-cased names of columns that differ only in the case of non-ASCII letters
+    clashing: set[str] = field(default_factory=set)
+
+
+def _ascii_fold(name: str) -> str:
+    """A name as SQLite compares identifiers: only ASCII letters fold (Ä and ä differ)."""
+    return name.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 @dataclass
@@ -104,6 +111,10 @@ class Translated:
 class Catalog:
     def __init__(self) -> None:
         self.relations: dict[str, Relation] = {}
+        # lower-cased relation names that stand for two relations SQLite keeps apart (names
+        # differing only in the case of non-ASCII letters: "Äpfel" and "äpfel"); this
+        # catalog, and sqlglot's, fold them together, so SQL naming them is not translated
+        self.clashing: set[str] = set()
 
     def add(
         self,
@@ -117,10 +128,15 @@ class Catalog:
         the SQLite column that aliases the rowid (``rowid``, ``oid``, ``_rowid_`` mean it)."""
         rel = Relation(source, target)
         for name, tname, pg_type in columns:
+            if name.lower() in rel.columns:
+                rel.clashing.add(name.lower())
             rel.columns[name.lower()] = (tname, pg_type)
             rel.names.append(name)
         rel.rowid = rowid
         rel.key = [k.lower() for k in key or []]
+        earlier = self.relations.get(source.lower())
+        if earlier is not None and _ascii_fold(earlier.source) != _ascii_fold(source):
+            self.clashing.add(source.lower())
         self.relations[source.lower()] = rel
 
     def target(self, source: str) -> str:
@@ -139,6 +155,18 @@ class Catalog:
     def _schema(self, tree: exp.Expr) -> MappingSchema:
         """The relations ``tree`` names (a schema of every table costs time per object)."""
         names = {t.name.lower() for t in tree.find_all(exp.Table)}
+        clash = sorted(names & self.clashing) + sorted(
+            c.name
+            for c in tree.find_all(exp.Column)
+            for key in names
+            if key in self.relations and c.name.lower() in self.relations[key].clashing
+        )
+        if clash:
+            raise TranslationError(
+                f"names {clash[0]!r}, which stands for two names SQLite tells apart (they "
+                "differ only in the case of non-ASCII letters) and the translation would "
+                "confuse"
+            )
         mapping: dict[str, object] = {
             key: {col: _sqlglot_type(t) for col, (_n, t) in rel.columns.items()}
             for key, rel in self.relations.items()
