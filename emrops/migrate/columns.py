@@ -14,7 +14,7 @@ from emrops.migrate import profile as prof
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import CONVERT, ConversionError
 from emrops.migrate.plan import ColumnPlan, PlanAnomaly, TablePlan, is_text
-from emrops.migrate.reflect import Column, Table, affinity, quote, unquote
+from emrops.migrate.reflect import Column, Table, affinity, fold, quote, unquote
 from emrops.migrate.sql import defaults
 from emrops.migrate.typemap import Anomaly, Mapping, is_fast, map_column, shorten, text_mapping
 
@@ -58,7 +58,7 @@ def plan_table(
             m.anomalies += _rule_failures(conn, table, col, m)
         mapped.append((col, m, len(m.anomalies)))  # the default's anomaly comes after it
         cname = names[col.name]
-        cmap[col.name.lower()] = cname
+        cmap[fold(col.name)] = cname
         cp = ColumnPlan(
             col.name,
             cname,

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from emrops.migrate.plan import PostObject, TablePlan, TriggerPlan, ViewPlan
-from emrops.migrate.reflect import Table, quote
+from emrops.migrate.reflect import Table, fold, quote
 from emrops.migrate.sql import Catalog, TranslationError, index_element
 
 
@@ -84,7 +84,7 @@ def post_objects(
     t = quote(tp.target)
     if table.pk:
         name = name_for("constraint", f"{tp.target}_pkey", scope)
-        cols = ", ".join(quote(cmap[c.lower()]) for c in table.pk)
+        cols = ", ".join(quote(cmap[fold(c)]) for c in table.pk)
         tp.post.append(
             PostObject(
                 "pk",
@@ -97,7 +97,7 @@ def post_objects(
         if idx.origin == "pk":
             continue
         if idx.origin == "u":
-            ucols = [cmap[c.lower()] for c in idx.columns]
+            ucols = [cmap[fold(c)] for c in idx.columns]
             name = name_for("constraint", f"{tp.target}_{'_'.join(ucols)}_key", scope)
             tp.post.append(
                 PostObject(
@@ -181,8 +181,8 @@ def foreign_keys(
             notes.append(f"{table.name}: foreign key to missing table {fk.ref_table} skipped")
             continue
         ref_map = col_maps[fk.ref_table]
-        unknown = [c for c in fk.columns if c.lower() not in col_maps[table.name]] + [
-            c for c in fk.ref_columns if c.lower() not in ref_map
+        unknown = [c for c in fk.columns if fold(c) not in col_maps[table.name]] + [
+            c for c in fk.ref_columns if fold(c) not in ref_map
         ]
         if unknown or not fk.ref_columns or len(fk.ref_columns) != len(fk.columns):
             # SQLite accepts REFERENCES to a column that does not exist (or to a table
@@ -200,8 +200,8 @@ def foreign_keys(
                 'mismatch"); add a unique index on them in SQLite first to keep it'
             )
             continue
-        cols = [col_maps[table.name][c.lower()] for c in fk.columns]
-        ref_cols = [ref_map[c.lower()] for c in fk.ref_columns]
+        cols = [col_maps[table.name][fold(c)] for c in fk.columns]
+        ref_cols = [ref_map[fold(c)] for c in fk.ref_columns]
         name = name_for("constraint", fk.name or f"{tp.target}_{'_'.join(cols)}_fkey", scope)
         actions = "".join(
             f" ON {verb} {action.upper()}"
@@ -226,12 +226,12 @@ def foreign_keys(
 
 def _unique_key(parent: Table, columns: list[str]) -> bool:
     """``columns`` are exactly the parent's primary key or a unique index's columns."""
-    want = {c.lower() for c in columns}
+    want = {fold(c) for c in columns}
     keys = [parent.pk] if parent.pk else []
     if parent.rowid_alias:
         keys.append([parent.rowid_alias])
     keys += [ix.columns for ix in parent.indexes if ix.unique and ix.where is None]
-    return any(all(keys_col) and {c.lower() for c in keys_col} == want for keys_col in keys)
+    return any(all(keys_col) and {fold(c) for c in keys_col} == want for keys_col in keys)
 
 
 def plan_triggers(

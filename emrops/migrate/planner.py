@@ -23,7 +23,7 @@ from emrops.migrate.objects import (
 )
 from emrops.migrate.pgcatalog import CATALOG_RELATIONS
 from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan, is_text
-from emrops.migrate.reflect import View, reflect, tokens
+from emrops.migrate.reflect import View, fold, reflect, tokens
 from emrops.migrate.sql import Catalog
 from emrops.migrate.typemap import shorten
 
@@ -66,12 +66,12 @@ def _key_types(
     differ in a way PostgreSQL refuses a key between (text and bigint, text and citext) and
     the values allow it (:func:`columns.follow_key`); a column a cast rule names is left as
     the rule says."""
-    by_name = {t.name.lower(): (t, tp) for t, tp in zip(schema.tables, plans, strict=True)}
+    by_name = {fold(t.name): (t, tp) for t, tp in zip(schema.tables, plans, strict=True)}
     for _round in schema.tables:  # a chain of keys (a -> b -> c) settles in as many rounds
         changed = False
         for table, tp in zip(schema.tables, plans, strict=True):
             for fk in table.foreign_keys:
-                parent = by_name.get(fk.ref_table.lower())
+                parent = by_name.get(fold(fk.ref_table))
                 if parent is None or len(fk.columns) != len(fk.ref_columns):
                     continue
                 for child_col, parent_col in zip(fk.columns, fk.ref_columns, strict=True):
@@ -119,7 +119,7 @@ def dependency_order(views: list[View]) -> list[View]:
 
 
 def _column(tp: TablePlan, name: str) -> Any:
-    return next((c for c in tp.columns if c.source.lower() == name.lower()), None)
+    return next((c for c in tp.columns if fold(c.source) == fold(name)), None)
 
 
 def build_plan(

@@ -124,6 +124,12 @@ def affinity(declared: str) -> str:
     return "NUMERIC"
 
 
+def fold(name: str) -> str:
+    """A name as SQLite compares names: only ASCII letters fold ("Ä" and "ä" are two names,
+    which str.lower() would merge)."""
+    return name.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
+
+
 def quote(name: str) -> str:
     """Double-quote an identifier (the SQL standard spelling both engines accept)."""
     return '"' + name.replace('"', '""') + '"'
@@ -245,7 +251,7 @@ def parse_collations(sql: str) -> dict[str, str]:
             if words and upper[0] not in _TABLE_CONSTRAINTS and "COLLATE" in upper[1:]:
                 at = upper.index("COLLATE", 1)
                 if at + 1 < len(words):
-                    found[unquote(words[0]).lower()] = unquote(words[at + 1]).upper()
+                    found[fold(unquote(words[0]))] = unquote(words[at + 1]).upper()
             words = []
             continue
         if depth == 0:
@@ -260,14 +266,14 @@ def _fk_name(words: list[str], names: dict[tuple[str, ...], str]) -> None:
     ref = upper.index("REFERENCES")
     if upper[:1] == ["CONSTRAINT"] and upper[2:4] == ["FOREIGN", "KEY"] and words[4:5] == ["("]:
         close = words.index(")", 5)
-        cols = [unquote(w).lower() for w in words[5:close] if w != ","]
+        cols = [fold(unquote(w)) for w in words[5:close] if w != ","]
         names[tuple(cols)] = unquote(words[1])
     elif (
         upper[:1] not in (["FOREIGN"], ["CONSTRAINT"])
         and ref >= 2
         and upper[ref - 2] == ("CONSTRAINT")
     ):
-        names[(unquote(words[0]).lower(),)] = unquote(words[ref - 1])
+        names[(fold(unquote(words[0])),)] = unquote(words[ref - 1])
 
 
 def parse_index_sql(sql: str) -> tuple[list[str], str | None]:
@@ -334,7 +340,7 @@ def rowid_name(table: Table) -> str | None:
     table, or when columns hide all three names (the rows then have no stable key)."""
     if table.without_rowid:
         return None
-    taken = {c.name.lower() for c in table.columns if c.name != table.rowid_alias}
+    taken = {fold(c.name) for c in table.columns if c.name != table.rowid_alias}
     if table.rowid_alias is None and table.pk == ["rowid"]:  # a full-text table's own rowid
         taken.discard("rowid")
     return next((n for n in ROWID_NAMES if n not in taken), None)
@@ -484,7 +490,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
                 ref_cols,
                 parts[0][6],
                 parts[0][5],
-                fk_names.get(tuple(c.lower() for c in local)),
+                fk_names.get(tuple(fold(c) for c in local)),
                 parts[0][0],
             )
         )
@@ -512,7 +518,7 @@ def _collations(sql: str, columns: list[Column]) -> list[tuple[Column, str]]:
         found = parse_collations(sql)
     except (ValueError, StopIteration):
         return []
-    return [(c, found[c.name.lower()]) for c in columns if c.name.lower() in found]
+    return [(c, found[fold(c.name)]) for c in columns if fold(c.name) in found]
 
 
 def columns_by(columns: list[Column], name: str) -> Column:

@@ -578,3 +578,30 @@ def test_names_differing_only_in_non_ascii_case_are_not_confused_in_views(
     with pg(pg_url) as conn:
         assert conn.execute("SELECT * FROM v").fetchall() == [("upper", 5, "sigma")]
         assert conn.execute("SELECT * FROM w").fetchall() == [("lower table",)]
+
+
+def test_indexes_over_columns_differing_only_in_non_ascii_case(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # the column map was keyed by str.lower(): a UNIQUE index on ("Ä", id) was built on
+    # ("ä", id), and the UNIQUE on "Ä" failed on the duplicates of "ä" (exit 3); without
+    # such duplicates the wrong index would have passed silently
+    url = script_db(
+        tmp_path / "ix.db",
+        'CREATE TABLE t (id INTEGER PRIMARY KEY, "Ä" TEXT UNIQUE, "ä" INTEGER);'
+        'CREATE INDEX t_a ON t ("ä");'
+        'CREATE UNIQUE INDEX t_a2 ON t ("Ä", id);'
+        "INSERT INTO t VALUES (1, 'x', 5), (2, 'y', 5);",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        defs = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 't'"
+            ).fetchall()
+        )
+    assert defs["t_a2"].endswith('("Ä", id)'), defs
+    assert defs["t_a"].endswith('("ä")'), defs
+    assert any(
+        d.endswith('UNIQUE INDEX "t_Ä_key" ON public.t USING btree ("Ä")') for d in defs.values()
+    ), defs

@@ -148,8 +148,14 @@ class Catalog:
         return list(rel.columns.values()) if rel else []
 
     def column(self, table: str, column: str) -> tuple[str, str] | None:
-        """(PostgreSQL name, type) of a column, None when the table has none such."""
+        """(PostgreSQL name, type) of a column, None when the table has none such;
+        TranslationError when the name stands for two (see :attr:`clashing`)."""
         rel = self.relations.get(table.lower())
+        if rel is not None and (table.lower() in self.clashing or column.lower() in rel.clashing):
+            raise TranslationError(
+                f"names {column!r} of {table!r}, which SQLite tells apart from a name "
+                "differing only in the case of non-ASCII letters"
+            )
         return rel.columns.get(column.lower()) if rel else None
 
     def _schema(self, tree: exp.Expr) -> MappingSchema:
