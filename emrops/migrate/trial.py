@@ -32,6 +32,7 @@ import psycopg
 from emrops.errors import EmropsError
 from emrops.migrate import journal
 from emrops.migrate.batching import fetch_batches
+from emrops.migrate.convert import canon_function, canon_kind
 from emrops.migrate.plan import Plan, is_text
 from emrops.migrate.reflect import Check, Table, quote, rowid_name
 from emrops.migrate.sql import NOCASE_ELEMENT, missing_check
@@ -370,22 +371,20 @@ def unique_collisions(
     PRIMARY KEY column) collide once a cast rule makes them one type: the run's unique index
     would fail, so the plan says so with the count."""
     by_source = {t.source: t for t in plan.tables}
+    register_equal(conn)
     for table in tables:
         tp = by_source.get(table.name)
         if tp is None:
             continue
-        # columns whose values are converted: grouped by the text (or, for bytea, the
-        # bytes) each value becomes, which is what the target's index compares
-        converted = {
-            c.source: "BLOB" if c.converter in ("bytea", "bytea_only") else "TEXT"
-            for c in tp.columns
-            # (bytea reads every value as bytes, text too: fast, but 'a' and x'61' meet)
-            if c.converter != "pass" and (not c.fast or c.converter == "bytea")
-        }
+        # columns whose values are converted: grouped by what each value becomes, which is
+        # what the target's index compares
+        converted = {c.source: _equal_as(c) for c in tp.columns if _equal_as(c) is not None}
         for name, cols, where in _unique_keys(table, tp):
             if not set(converted) & set(cols):
                 continue
-            as_text = ", ".join(f"CAST({quote(c)} AS {converted.get(c, 'TEXT')})" for c in cols)
+            as_text = ", ".join(
+                (converted.get(c) or "CAST({c} AS TEXT)").format(c=quote(c)) for c in cols
+            )
             not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in cols) + where
             try:
                 row = conn.execute(
@@ -401,16 +400,54 @@ def unique_collisions(
                         tp.target,
                         name,
                         f"UNIQUE ({', '.join(cols)})",
-                        f"{row[0]} key value(s) that SQLite keeps apart by type (e.g. 1 and "
-                        "'1', or 'a' and x'61') collide once converted to one type",
-                        "make the values one type in the source"
-                        + (
-                            ""
-                            if any(converted.get(c) == "BLOB" for c in cols)
-                            else ", or cast the column to bytea"
-                        ),
+                        f"{row[0]} key value(s) that SQLite keeps apart collide once converted "
+                        "(1 and '1' or 'a' and x'61' made one type; two spellings of one "
+                        "timestamp, UUID, time or JSON document)",
+                        _collision_hint([converted.get(c) or "" for c in cols]),
                     )
                 )
+
+
+def _equal_as(c: Any) -> str | None:
+    """SQL (with ``{c}``) of what a column's value is equal as in PostgreSQL, when that is
+    not its SQLite value: the text or bytes of a converted value, and the canonical form of a
+    timestamp, time, jsonb or UUID (two spellings of one instant are one key there); None for
+    columns compared as they are."""
+    kind = canon_kind(c.pg_type)
+    if kind in ("ts", "time", "jsonb"):
+        return f"emrops_equal_{kind}({{c}})"
+    if kind == "uuid":
+        return "lower(replace(CAST({c} AS TEXT), '-', ''))"
+    if c.converter in ("bytea", "bytea_only"):
+        return "CAST({c} AS BLOB)"  # text too: 'a' and x'61' meet
+    if c.converter != "pass" and not c.fast:
+        return "CAST({c} AS TEXT)"
+    return None
+
+
+def _collision_hint(equal_as: list[str]) -> str:
+    hint = "make the values one type (one spelling) in the source"
+    if any("emrops_equal" in e or "replace(" in e for e in equal_as):
+        return hint + ', or cast the column to text (type = "text" keeps each spelling)'
+    if any("AS BLOB" in e for e in equal_as):
+        return hint
+    return hint + ", or cast the column to bytea"
+
+
+def _canonical_or_none(fn: Any) -> Any:
+    def canon(v: Any) -> Any:
+        try:
+            return None if v is None else fn(v)
+        except (ValueError, TypeError, ArithmeticError):
+            return None  # not convertible: an anomaly of its own
+
+    return canon
+
+
+def register_equal(conn: sqlite3.Connection) -> None:
+    for kind, pg_type in (("ts", "timestamptz"), ("time", "time"), ("jsonb", "jsonb")):
+        fn = _canonical_or_none(canon_function(pg_type))
+        conn.create_function(f"emrops_equal_{kind}", 1, fn, deterministic=True)
 
 
 def _unique_keys(table: Table, tp: Any) -> list[tuple[str, list[str], str]]:

@@ -434,13 +434,40 @@ def test_unique_keys_that_meet_once_converted_fail_the_plan(
     assert plan.exit_code == 3, plan.stdout + plan.stderr
     failures = json.loads(plan.stdout)["schema_failures"]
     assert [(f["kind"], f["sql"], f["hint"]) for f in failures] == [
-        ("unique-data", "UNIQUE (b)", "make the values one type in the source"),
+        ("unique-data", "UNIQUE (b)", "make the values one type (one spelling) in the source"),
         (
             "unique-data",
             "UNIQUE (n)",
-            "make the values one type in the source, or cast the column to bytea",
+            "make the values one type (one spelling) in the source, or cast the column to bytea",
         ),
     ]
+
+
+def test_two_spellings_of_one_key_fail_the_plan(cli, tmp_path: Path, pg_url: str) -> None:
+    # a TEXT key of timestamps ('...T10:00:00Z' and '... 10:00:00'), UUIDs in two letter
+    # cases, JSON with and without spaces, times with and without seconds: distinct text in
+    # SQLite, one value in PostgreSQL; plan exit 0, then the run's keys failed (exit 3)
+    url = script_db(
+        tmp_path / "spell.db",
+        "CREATE TABLE ev (at TEXT PRIMARY KEY, v INT) WITHOUT ROWID;"
+        "INSERT INTO ev VALUES ('2024-01-01T10:00:00Z', 1), ('2024-01-01 10:00:00', 2),"
+        " ('2024-01-01 12:00:00+02:00', 3), ('2024-01-02 10:00:00', 4);"
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, g CHAR(32) UNIQUE, j JSON UNIQUE, t TIME UNIQUE,"
+        " ok TEXT UNIQUE);"
+        "INSERT INTO u VALUES (1, 'ABCDEF0123456789ABCDEF0123456789', '{\"a\":1}', '10:00', 'x'),"
+        " (2, 'abcdef0123456789abcdef0123456789', '{\"a\": 1}', '10:00:00', 'X');",
+    )
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json")
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    failures = json.loads(plan.stdout)["schema_failures"]
+    assert [(f["kind"], f["table"], f["sql"]) for f in failures] == [
+        ("unique-data", "ev", "UNIQUE (at)"),
+        ("unique-data", "u", "UNIQUE (g)"),
+        ("unique-data", "u", "UNIQUE (j)"),
+        ("unique-data", "u", "UNIQUE (t)"),
+    ]
+    assert failures[0]["error"].startswith("1 key value(s)")  # 10:00 UTC three ways: one key
+    assert 'type = "text" keeps each spelling' in failures[0]["hint"]
 
 
 def test_a_target_whose_search_path_names_no_schema(cli, tmp_path: Path, pg_url: str) -> None:
