@@ -460,7 +460,7 @@ def _anomaly_where(condition: str, pg_type: str) -> str | None:
     return {
         "bool_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'integer' AND {c} IN (0, 1)) "
         f"AND NOT ({prof.CONDITIONS['bool_text']})",
-        "json_bad": "{c} IS NOT NULL AND NOT (typeof({c}) = 'text' AND json_valid({c}))",
+        "json_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['json']})",
         "date_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['date']})",
         "time_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['time']})",
         "iso_bad": f"{{c}} IS NOT NULL AND NOT ({prof.CONDITIONS['iso']}) "

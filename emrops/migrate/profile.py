@@ -141,7 +141,9 @@ CONDITIONS = {
     "AND (length({c}) = 5 OR (length({c}) = 8 AND substr({c}, 6) GLOB ':[0-5][0-9]') "
     "OR (length({c}) BETWEEN 10 AND 15 AND substr({c}, 6) GLOB ':[0-5][0-9].[0-9]*' "
     "AND substr({c}, 10) NOT GLOB '*[^0-9]*'))",
-    "json": "typeof({c}) = 'text' AND json_valid({c})",
+    # a JSON column's numbers are JSON too: SQLite's affinity stored the document '5' as 5
+    # (not an infinity, which JSON cannot spell)
+    "json": "typeof({c}) IN ('text', 'integer', 'real') AND json_valid({c})",
     "nul": "typeof({c}) = 'text' AND instr(CAST({c} AS BLOB), x'00') > 0",
     "bad_utf8": (
         "typeof({c}) = 'text' AND {c} GLOB :nonascii AND emrops_utf8_bad(CAST({c} AS BLOB))"
@@ -209,7 +211,7 @@ def _column_exprs(
         if check_text:
             exprs["textcheck"] = f"sum(typeof({c}) = 'text' AND instr({c}, :nul) > 0)"
         if json_col:
-            exprs["n_json"] = f"sum(typeof({c}) = 'text' AND json_valid({c}))"
+            exprs["n_json"] = f"sum({CONDITIONS['json'].format(c=c)})"
         if up.startswith("DATE") and "TIME" not in up:
             exprs["n_date"] = f"sum({CONDITIONS['date'].format(c=c)})"
         if time_declared(up):

@@ -632,3 +632,31 @@ def test_indexes_over_columns_differing_only_in_non_ascii_case(
     assert any(
         d.endswith('UNIQUE INDEX "t_Ä_key" ON public.t USING btree ("Ä")') for d in defs.values()
     ), defs
+
+
+def test_json_documents_sqlite_stored_as_numbers(cli, tmp_path: Path, pg_url: str) -> None:
+    # SQLAlchemy's JSON type declares JSON (NUMERIC affinity): the documents '5' and '1.5'
+    # were stored as the numbers 5 and 1.5, and plan called them 'values that are not valid
+    # JSON' (exit 3)
+    url = script_db(
+        tmp_path / "json.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, j JSON);"
+        "INSERT INTO t VALUES (1, '{\"a\":1}'), (2, '5'), (3, '1.5'), (4, 'true'), (5, 'null'),"
+        " (6, NULL), (7, '-12');",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT id, j::text, jsonb_typeof(j) FROM t ORDER BY id").fetchall()
+    assert got == [
+        (1, '{"a": 1}', "object"),
+        (2, "5", "number"),
+        (3, "1.5", "number"),
+        (4, "true", "boolean"),
+        (5, "null", "null"),
+        (6, None, None),
+        (7, "-12", "number"),
+    ]
+    # an infinity (the document 1e400 as SQLite stored it) is no JSON: still an anomaly
+    script_db(tmp_path / "json.db", "INSERT INTO t VALUES (8, 9e999);")
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url)
+    assert plan.exit_code == 3 and "values that are not valid JSON" in plan.stderr
