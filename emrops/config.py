@@ -241,6 +241,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid TOML: {exc}", hint="fix the syntax"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text: {exc}", hint="save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except RecursionError:  # arrays nested thousands deep

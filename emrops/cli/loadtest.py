@@ -419,7 +419,12 @@ def compare(
     """
     from emrops.loadtest.result import compare_results, load
 
-    report = compare_results(load(baseline), load(result), parse_percent(max_regression))
+    report = compare_results(
+        load(baseline),
+        load(result),
+        parse_percent(max_regression),
+        names=(str(baseline), str(result)),
+    )
     data = report.as_dict()
     write_out(out, data)
     if json_out:

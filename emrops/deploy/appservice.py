@@ -58,7 +58,7 @@ def site_name(settings: Settings, env: Environment, explicit: str | None) -> str
     try:
         outputs = json.loads(path.read_text(encoding="utf-8"))["outputs"]
         return str(outputs["siteName"])
-    except (OSError, KeyError, json.JSONDecodeError, TypeError):
+    except (OSError, KeyError, ValueError, TypeError):  # ValueError: not JSON or not UTF-8
         raise UsageError(
             f"which Web App? no siteName in {path}",
             hint=f"run `emrops provision apply --env {env.name}` first, or pass --site NAME",

@@ -226,16 +226,36 @@ class CompareReport:
 
 
 def compare_results(
-    baseline: dict[str, Any], result: dict[str, Any], max_regression: float
+    baseline: dict[str, Any],
+    result: dict[str, Any],
+    max_regression: float,
+    names: tuple[str, str] = ("the baseline", "the result"),
 ) -> CompareReport:
-    """Compare two result documents metric by metric (see emrops.stats.compare)."""
+    """Compare two result documents metric by metric (see emrops.stats.compare). UsageError
+    naming the file (``names``) whose content is not what a result holds (a file passes
+    :func:`load` by its schema name alone, so a damaged or hand-edited one arrives here)."""
+    configs = []
+    series = []
+    for doc, name in ((baseline, names[0]), (result, names[1])):
+        try:
+            config = doc["config"]
+            if not isinstance(config, dict):
+                raise TypeError(f"config is {type(config).__name__}, not an object")
+            configs.append(config)
+            series.append(_series(doc))
+        except (KeyError, TypeError, ValueError, AttributeError, UsageError) as exc:
+            what = exc.message if isinstance(exc, UsageError) else f"{type(exc).__name__}: {exc}"
+            raise UsageError(
+                f"{name} is not a complete loadtest result: {what}",
+                hint="pass files written by `emrops loadtest run --out FILE`",
+            ) from None
     diffs = []
     for key in ("scenario", "model", "rate", "vus", "duration_s", "urls"):
-        a, b = baseline["config"].get(key), result["config"].get(key)
+        a, b = configs[0].get(key), configs[1].get(key)
         if a != b:
             diffs.append(f"{key}: {a!r} -> {b!r}")
     try:
-        comparison = compare(_series(baseline), _series(result), max_regression)
+        comparison = compare(series[0], series[1], max_regression)
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"result files are incomplete: {type(exc).__name__}: {exc}") from None
     return CompareReport(comparison, diffs)

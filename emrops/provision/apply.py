@@ -255,9 +255,11 @@ def read_outputs(settings: Settings, env_name: str) -> dict[str, Any]:
             f"no outputs for {env.name}: {path} does not exist",
             hint=f"run `emrops provision apply --env {env.name}` first",
         ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON or not UTF-8
         raise EmropsError(f"outputs file {path} is unreadable: {exc}") from exc
-    if data.get("schema") != OUTPUTS_SCHEMA:
+    except RecursionError:  # arrays nested thousands deep
+        raise EmropsError(f"outputs file {path} is nested too deeply to read") from None
+    if not isinstance(data, dict) or data.get("schema") != OUTPUTS_SCHEMA:
         raise EmropsError(f"{path} is not an emrops outputs file")
     return data
 

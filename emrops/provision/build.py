@@ -109,6 +109,8 @@ def load_template(settings: Settings, template: Path | None) -> tuple[dict[str, 
             text = template.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read template {template}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"template {template} is not UTF-8 text: {exc}") from None
         return parse_template(text, str(template)), str(template)
     result = build(settings)
     return parse_template(result.output.read_text(), str(result.output)), str(result.output)

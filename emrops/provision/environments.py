@@ -87,6 +87,10 @@ def load_environment(settings: Settings, name: str) -> Environment:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"environment file {path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"environment file {path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read environment file {path}: {exc.strerror}") from None
     except RecursionError:  # arrays nested thousands deep
         raise UsageError(f"environment file {path} is nested too deeply to read") from None
     return _parse(name, path, data, settings)

@@ -362,8 +362,10 @@ def load_plan(path: Path) -> Plan:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(f"plan file {path} not found", hint="run `emrops provision plan`") from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON or not UTF-8
         raise UsageError(f"plan file {path} is unreadable: {exc}") from exc
+    except RecursionError:  # arrays nested thousands deep
+        raise UsageError(f"plan file {path} is nested too deeply to read") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not an emrops plan ({SCHEMA})")
     try:
