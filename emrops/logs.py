@@ -92,6 +92,12 @@ def setup_logging(log_format: str = "text", level: str = "info", run_id: str | N
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, level.upper(), logging.INFO))
     logger.propagate = False
+    # psycopg logs a warning ("error ignored terminating <psycopg.Copy ...>") when a COPY
+    # ends in an error that emrops reports itself; with no handler of its own it reached
+    # stderr unformatted and unmasked, through logging's last resort, beside the real error
+    psycopg_logger = logging.getLogger("psycopg")
+    if not psycopg_logger.handlers:
+        psycopg_logger.addHandler(logging.NullHandler())
     return run_id
 
 

@@ -295,7 +295,9 @@ def copy_table(
         state = getattr(exc, "sqlstate", None) or ""
         data_error = state[:2] in ("22", "23")
         too_big = state[:2] == "54"
-        if too_big:
+        # 53: the server ran out of something (disk, memory, connections): not this row
+        resources = state[:2] == "53"
+        if too_big or resources:
             key = None
         if data_error and rejects is not None and key is not None and len(refused) < 1000:
             # reject that row and copy the table again without it (the attempt was rolled
@@ -311,6 +313,18 @@ def copy_table(
         )
         if too_big:
             hint = rowsize.HINT + " (`emrops migrate-db plan` names the rows)"
+        elif state == "53100":
+            hint = (
+                "PostgreSQL's disk is full (the table was rolled back, its space is free "
+                "again): make room for the target (the plan's size estimate, plus indexes), "
+                "then continue with `emrops migrate-db run --resume`, or remove the partial "
+                "migration with `emrops migrate-db rollback`"
+            )
+        elif resources:
+            hint = (
+                "PostgreSQL ran out of a resource (the table was rolled back): fix it on the "
+                "server (memory, connections, limits), then `emrops migrate-db run --resume`"
+            )
         elif isinstance(exc, psycopg.OperationalError) and not data_error:
             # the server went away (restarted, backend terminated, network): not the data
             hint = (
