@@ -6,6 +6,7 @@ A reader sees either the old file or the complete new one, never a half-written 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -50,10 +51,19 @@ def check_folder_path(path: str | os.PathLike[str], what: str = "output folder")
 
 
 def _cannot_write(target: Path, exc: OSError) -> EmropsError:
+    if exc.errno in _NO_ROOM:
+        return EmropsError(
+            f"cannot write {target}: {exc.strerror or exc} (nothing was changed there)",
+            hint=f"free space on the file system of {target.parent} (or raise the quota)",
+        )
     return EmropsError(
         f"cannot write {target}: {exc.strerror or exc}",
         hint="check the path, its folder's permissions and free space",
     )
+
+
+# the file system has no room for what is being written: the writer's fault never
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @contextlib.contextmanager
@@ -71,13 +81,27 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[IO[
         raise _cannot_write(target, exc) from exc
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        handle = os.fdopen(fd, "wb")
+        try:
+            try:
+                yield handle
+            except OSError as exc:  # the caller's writes: a full disk is named as such
+                if exc.errno in _NO_ROOM:
+                    raise _cannot_write(target, exc) from exc
+                raise
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise _cannot_write(target, exc) from exc
+        finally:
+            # after a failed write the buffer still holds what did not fit, and close() would
+            # try again and raise over the error above; after fsync there is nothing left
+            with contextlib.suppress(OSError):
+                handle.close()
         try:
             os.replace(tmp, target)  # (onto a folder: IsADirectoryError)
-        except IsADirectoryError as exc:
+        except OSError as exc:
             raise _cannot_write(target, exc) from exc
         fsync_dir(target.parent)
     except BaseException:

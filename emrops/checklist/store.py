@@ -20,7 +20,7 @@ from typing import Any
 import filelock
 
 from emrops import atomic, secrets
-from emrops.errors import Busy, UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import iso_utc
 from emrops.typedjson import check_fields
 
@@ -149,7 +149,14 @@ class RunStore:
         if event is not None:
             entry = {"ts": run.updated_at, "run_id": run.run_id, **event}
             line = secrets.mask(json.dumps(entry, default=str))
-            atomic.append_line(self.root / f"{run.run_id}.events.jsonl", line, mode=0o600)
+            trail = self.root / f"{run.run_id}.events.jsonl"
+            try:
+                atomic.append_line(trail, line, mode=0o600)
+            except OSError as exc:  # a full disk: the run file above is saved already
+                raise EmropsError(
+                    f"cannot append to the audit trail {trail}: {exc.strerror or exc}",
+                    hint=f"free space there, then resume the run (`--resume {run.run_id}`)",
+                ) from None
         return path
 
     def load(self, run_id: str) -> Run:

@@ -112,6 +112,13 @@ def run_job_cmd(
             exit_code=ExitCode(status.exit_code) if status.exit_code in ExitCode._value2member_map_
             else ExitCode.ERROR,
         )  # fmt: skip
+    if status.unrecorded:
+        raise EmropsError(
+            f"job {job} {status.result}, but its status could not be recorded: "
+            f"{status.unrecorded}",
+            hint=f"free space in (or fix the permissions of) {job_ctx.status_dir}: health "
+            "checks and `schedule show` read the job's status there",
+        )
 
 
 @app.command("show")

@@ -270,7 +270,13 @@ def execute(ctx: JobContext, job: str, tick: datetime | None, *, claim: bool = T
             run_id=ctx.run_id,
             extra=outcome.extra,
         )
-        record(ctx.status_dir, status)
+        try:
+            record(ctx.status_dir, status)
+        except (EmropsError, OSError) as exc:  # a full or read-only status folder
+            # the job's own result stands (a backup taken stays taken); the status that
+            # health checks and `schedule show` read is stale, which must not pass unseen
+            status.unrecorded = str(exc)
+            log.error("job %s %s, but its status could not be recorded: %s", job, result, exc)
         level = log.info if status.ok else log.warning if result == "busy" else log.error
         level(
             "job %s (tick %s): %s in %.2fs%s",

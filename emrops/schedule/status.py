@@ -56,6 +56,8 @@ class JobStatus:
     last_success_duration_s: float | None = None
     last_success_bytes: int | None = None
     format: str = FORMAT
+    # why this run's status could not be written (full or read-only folder); never saved
+    unrecorded: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -103,7 +105,8 @@ def record(folder: Path, status: JobStatus) -> JobStatus:
         status.last_success_duration_s = previous.last_success_duration_s
         status.last_success_bytes = previous.last_success_bytes
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / f"{status.job}.json", asdict(status), mode=0o600)
+    saved = {k: v for k, v in asdict(status).items() if k != "unrecorded"}
+    atomic.write_json(folder / f"{status.job}.json", saved, mode=0o600)
     # node_exporter's textfile collector runs as another user and must read the metrics file
     atomic.write_text(folder / f"{status.job}.prom", prometheus_text(status), mode=0o644)
     return status
@@ -158,9 +161,10 @@ def prepare(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic.write_json(folder / ".write-test", {}, mode=0o600)
         (folder / ".write-test").unlink()
-    except OSError as exc:
+    except (OSError, EmropsError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise EmropsError(
-            f"cannot write the scheduler's status files in {folder}: {exc.strerror or exc}",
+            f"cannot write the scheduler's status files in {folder}: {reason}",
             hint="set schedule.status_dir to a folder the scheduler's user can write",
         ) from None
 
