@@ -114,8 +114,7 @@ def run_job_cmd(
         )  # fmt: skip
     if status.unrecorded:
         raise EmropsError(
-            f"job {job} {status.result}, but its status could not be recorded: "
-            f"{status.unrecorded}",
+            f"job {job} {status.result}, but its status could not be recorded: {status.unrecorded}",
             hint=f"free space in (or fix the permissions of) {job_ctx.status_dir}: health "
             "checks and `schedule show` read the job's status there",
         )
