@@ -97,8 +97,8 @@ def plan_table(
     return tp, cmap, tprof
 
 
-# converters that take any value (NUL bytes and invalid UTF-8 have their own anomalies)
-TEXTUAL = ("text", "bytea")
+# converters that take any value
+TEXTUAL = ("bytea",)
 
 
 def _sql_literal(value: Any) -> str:
@@ -118,8 +118,11 @@ def _rule_failures(
     bigint): an anomaly counting their rows, so that plan says what run would stop on."""
     convert = CONVERT[m.converter]
     c = quote(col.name)
+    # text: only blobs can fail (decoded as UTF-8, without NUL); text values with NUL bytes
+    # or invalid UTF-8 have anomalies of their own
+    only = f" AND typeof({c}) = 'blob'" if m.converter == "text" else ""
     cur = conn.execute(
-        f"SELECT {c}, count(*) FROM {quote(table.name)} WHERE {c} IS NOT NULL GROUP BY {c}"
+        f"SELECT {c}, count(*) FROM {quote(table.name)} WHERE {c} IS NOT NULL{only} GROUP BY {c}"
     )
     rows, first, why = 0, None, ""
     try:

@@ -660,3 +660,27 @@ def test_json_documents_sqlite_stored_as_numbers(cli, tmp_path: Path, pg_url: st
     script_db(tmp_path / "json.db", "INSERT INTO t VALUES (8, 9e999);")
     plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url)
     assert plan.exit_code == 3 and "values that are not valid JSON" in plan.stderr
+
+
+def test_a_text_rule_over_blobs_names_the_ones_that_are_no_text(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # a type = "text" rule decodes blobs as UTF-8: a blob holding a NUL byte (or bytes that
+    # are not UTF-8) passed plan and stopped the run (exit 3)
+    db = tmp_path / "blobs.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c CLOB)")
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?)",
+        [(1, "text"), (2, b"bytes"), (3, b"\x00\x01"), (4, b"\xff\xfe")],
+    )
+    conn.commit()
+    conn.close()
+    casts = tmp_path / "text.toml"
+    casts.write_text('[t.c]\ntype = "text"\n')
+    plan = cli(
+        "migrate-db", "plan", "--from", str(db), "--to", pg_url, "--cast", str(casts), "--json"
+    )
+    assert plan.exit_code == 3, plan.stdout + plan.stderr
+    [anomaly] = json.loads(plan.stdout)["anomalies"]
+    assert (anomaly["condition"], anomaly["count"]) == ("rule", 2)
