@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 SIMPLE_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?%]+)(?:\?[^%]*)?")
 SIMPLE_PG = re.compile(
@@ -51,11 +51,27 @@ def sqlite_db_url(path: str | os.PathLike[str]) -> str:
 
 
 def whole_name(text: str) -> Path | None:
-    """The existing file a ``sqlite:///`` URL names when its ``?`` belongs to the file's name
-    (``sqlite:////srv/a?b/app.db``), which URL parsing would cut there as a query; None
-    otherwise. A name with ``#`` needs nothing: SQLite URLs keep it in the path."""
+    """The existing file a ``sqlite:///`` URL names when its ``?`` or ``%`` belongs to the
+    file's name (``sqlite:////srv/a?b/app.db``, ``sqlite:////srv/pct%41.db``), which URL
+    parsing would cut there as a query or decode as an escape (``pct%41.db`` is ``pctA.db``
+    to SQLAlchemy: a backup of another file, without a word); None otherwise. When the name
+    as written and the decoded one are both files, the URL is refused as ambiguous
+    (UsageError). A name with ``#`` needs nothing: SQLite URLs keep it in the path."""
     head, sep, rest = str(text).strip().partition(":///")
-    if not sep or not head.startswith("sqlite") or "?" not in rest:
+    if not sep or not head.startswith("sqlite") or not ("?" in rest or "%" in rest):
         return None
     whole = Path(rest)
-    return whole if whole.is_file() else None
+    if not whole.is_file():
+        return None
+    if "%" in rest:
+        decoded = Path(unquote(rest.partition("?")[0]))
+        if decoded != whole and decoded.exists():
+            from emrops.errors import UsageError
+
+            raise UsageError(
+                f"{text!r} names two files: {decoded} (its %-escapes decoded, as URLs are "
+                f"read) and {whole} (as written)",
+                hint=f"write %25 for a literal % ({sqlite_db_url(whole)}), or give the "
+                "decoded path",
+            )
+    return whole

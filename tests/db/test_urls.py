@@ -137,3 +137,38 @@ def test_a_question_mark_that_belongs_to_an_existing_file_name_is_read_as_part_o
     plain.write_bytes(b"")
     assert simple_sqlite_path(f"sqlite:///{plain}?mode=ro") == plain
     assert parse_db_url(f"sqlite:///{plain}?mode=ro").sqlite_path == plain
+
+
+def test_a_percent_that_belongs_to_an_existing_file_name(cli, tmp_path: Path) -> None:
+    """'%41' in a URL is 'A': sqlite:///dir/pct%41.db named dir/pctA.db, so `backup run` backed
+    up another file than the one written, without a word. Now a file that exists as written is
+    read as written, and when both exist the URL is refused as ambiguous."""
+    import json
+    import sqlite3
+
+    from emrops.errors import UsageError
+
+    literal, decoded = tmp_path / "pct%41.db", tmp_path / "pctA.db"
+    for path, table in ((literal, "wanted"), (decoded, "decoy")):
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"CREATE TABLE {table} (x)")
+        conn.close()
+    url = f"sqlite:///{literal}"
+    try:
+        parse_db_url(url)
+    except UsageError as exc:
+        assert f"names two files: {decoded}" in exc.message and "write %25" in (exc.hint or "")
+    else:
+        raise AssertionError("an ambiguous URL was accepted")
+    refused = cli("backup", "run", "--db", url, "--store", str(tmp_path / "store"))
+    assert refused.exit_code == 2 and "names two files" in refused.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").glob("*.json"))
+    decoded.unlink()
+    assert simple_sqlite_path(url) == literal and parse_db_url(url).sqlite_path == literal
+    done = cli("backup", "run", "--db", url, "--store", str(tmp_path / "store"), "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["manifest"]["row_counts"] == {"wanted": 0}
+    # a %-escape with no such file as written keeps its usual meaning
+    spaced = tmp_path / "sp ace.db"
+    spaced.write_bytes(b"")
+    assert parse_db_url(f"sqlite:///{tmp_path}/sp%20ace.db").sqlite_path == spaced
