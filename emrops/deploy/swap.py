@@ -221,8 +221,25 @@ def swap(
     result = SwapResult(env.name, site, True, False, revision, probes, failures)
     if failures:
         say(f"production failed: {failures[0]}; swapping back")
-        _swap(clients, rg, site)  # the swap-back runs whatever the deadline says
+        try:
+            _swap(clients, rg, site)  # the swap-back runs whatever the deadline says
+        except EmropsError as exc:
+            # the worst case: production serves the version that just failed; say so plainly
+            raise EmropsError(
+                f"production failed its health probe after the swap ({failures[0]}) and the "
+                f"swap back FAILED: {exc.message}; production still runs the new version",
+                hint=f"swap back now: `emrops deploy rollback --env {env.name} --site {site} "
+                "--yes` (or swap the slots in the Azure portal)",
+            ) from None
         result.swapped_back = True
+        back = wait_ready(app, production.host, timing.ready_timeout, timing.interval)
+        if not back.ok:
+            raise CheckFailed(
+                f"production failed its health probe after the swap ({failures[0]}); swapped "
+                f"back, but the previous version is not ready either: {back.summary}",
+                hint="inspect both slots (a shared dependency such as the database may be "
+                "down); the new version is in the staging slot",
+            )
         raise CheckFailed(
             f"production failed its health probe after the swap ({failures[0]}); "
             f"swapped back to the previous version",

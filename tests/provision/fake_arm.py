@@ -124,6 +124,7 @@ class FakeArm:
         self.zip_deploys: list[tuple[str, str, bytes]] = []  # (site, slot, zip bytes)
         self.on_zip_deploy: Callable[[Site, str, bytes], None] | None = None
         self.on_swap: Callable[[Site], None] | None = None
+        self.refuse_swap: int | None = None  # the swap (1-based, per site) answered 409
         self.polls = 2
         self.throttle: dict[str, int] = {}  # path fragment -> 429 answers left
         self.what_if_error: dict[str, Any] | None = None
@@ -637,6 +638,12 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             source = payload.get("targetSlot")
             if source not in found.backends or "production" not in found.backends:
                 raise ArmError(400, "BadRequest", f"Slot '{source}' does not exist.")
+            if arm.refuse_swap is not None and found.swaps + 1 == arm.refuse_swap:
+                raise ArmError(
+                    409,
+                    "Conflict",
+                    "Cannot modify this site because another operation is in progress.",
+                )
 
             def finish() -> None:
                 with arm.lock:

@@ -192,6 +192,48 @@ def test_failing_production_after_swap_is_swapped_back(cli, azure, slots):
         assert response.status == 200
 
 
+def test_swap_back_that_fails_says_production_runs_the_new_version(cli, azure, slots):
+    """The worst case of a blue-green swap: the new version fails in production and ARM
+    refuses the swap back. Before: the ARM error alone, with nothing saying production
+    still served the failing version. Now that is the message, with the command to run."""
+    green = slots["staging"]
+
+    def break_new_production(site: Site) -> None:
+        if site.swaps == 1:
+            green.stop()
+
+    azure.on_swap = break_new_production
+    azure.refuse_swap = 2
+    result = _swap(cli)
+    assert result.exit_code == 1, result.stderr
+    assert "unexpected" not in result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "the swap back FAILED" in error and "production still runs the new version" in error
+    assert "another operation is in progress" in error
+    assert f"emrops deploy rollback --env production --site {SITE} --yes" in result.stderr
+    assert slots["site"].swaps == 1
+    assert slots["site"].backends["production"] == green.url  # as the message says
+
+
+def test_swap_back_to_a_version_that_is_not_ready_either(cli, azure, slots, monkeypatch):
+    """Both versions fail (a shared dependency is down): the swap back is not reported as a
+    return to a working version."""
+    blue, green = slots["production"], slots["staging"]
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "2s")
+
+    def break_both(site: Site) -> None:
+        if site.swaps == 1:
+            green.stop()
+            blue.stop()
+
+    azure.on_swap = break_both
+    result = _swap(cli)
+    assert result.exit_code == 3, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "swapped back, but the previous version is not ready either" in error
+    assert slots["site"].swaps == 2
+
+
 def test_rollback_swaps_again(cli, azure, slots):
     blue, green = slots["production"], slots["staging"]
     assert _swap(cli).exit_code == 0
