@@ -107,7 +107,7 @@ def _table(conn: sqlite3.Connection, table: Table, tp: TablePlan) -> SchemaFailu
     if not over:
         return None
     size, first = max(over)
-    key = ", ".join(f"{k}={v!r}" for k, v in zip(key_names(table), first, strict=False))
+    key = _key(table, first)
     return SchemaFailure(
         "row-size",
         tp.target,
@@ -187,7 +187,7 @@ def _index(
     if not over:
         return None
     packed, first = max(over)
-    key = ", ".join(f"{k}={v!r}" for k, v in zip(key_names(table), first, strict=False))
+    key = _key(table, first)
     return SchemaFailure(
         "index-size",
         target,
@@ -198,3 +198,8 @@ def _index(
         f"{key}",
         INDEX_HINT,
     )
+
+
+def _key(table: Table, values: tuple[Any, ...]) -> str:
+    """A row's key as the failures name it: ``id=5`` (or ``a='x', b=2``)."""
+    return ", ".join(f"{k}={v!r}" for k, v in zip(key_names(table), values, strict=False))
