@@ -17,10 +17,13 @@ back afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
+import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,9 +61,9 @@ from emrops.backup.verify import (
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
-from emrops.db.sqlite_file import HotJournal, open_sqlite
+from emrops.db.sqlite_file import HotJournal, not_a_file, open_sqlite
 from emrops.db.urls import sqlite_db_url
-from emrops.errors import CheckFailed, DatabaseError, EmropsError, UsageError
+from emrops.errors import CheckFailed, DatabaseError, EmropsError, Interrupted, UsageError
 from emrops.logs import get_logger
 from emrops.scratch import claim, scratch_dir, sweep_tmp
 
@@ -79,6 +82,9 @@ class TargetState:
     # and the maintenance state it recorded from before it (what this restore sets back).
     interrupted_restore: str | None = None
     maintenance_before: bool | None = None
+    # Why the target takes no writes (a hot standby, default_transaction_read_only): a
+    # restore is refused before anything is changed, even with --force.
+    read_only: str | None = None
 
     def previous_maintenance(self) -> bool:
         """The maintenance state to leave behind: the target's, or, when an interrupted
@@ -130,6 +136,14 @@ def inspect_target(db: DbUrl) -> TargetState:
     if db.engine_name == "sqlite":
         path = db.sqlite_path
         assert path is not None
+        kind = not_a_file(path)
+        if kind is not None:
+            # never moved aside, even with --force: a typo such as sqlite:////dev/null would
+            # rename the system's device node (or a whole folder) and put a database there
+            raise UsageError(
+                f"restore target {path} is {kind}, not a database file; nothing was changed",
+                hint="point --target at an SQLite database file (or a new file name)",
+            )
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             return TargetState(False)
         try:
@@ -175,6 +189,7 @@ def inspect_target(db: DbUrl) -> TargetState:
     engine = oneshot_engine(db.url)
     try:
         with engine.connect() as pg:
+            read_only = _read_only(pg, db)
             tables = pg_tables(pg)
             revision = None
             if ("public", "alembic_version") in tables:
@@ -188,7 +203,23 @@ def inspect_target(db: DbUrl) -> TargetState:
     finally:
         engine.dispose()
     state = TargetState(bool(tables), revision, len(tables), ("public", "emrops_control") in tables)
+    state.read_only = read_only
     return _with_maintenance(db, state)
+
+
+def _read_only(conn: sa.Connection, db: DbUrl) -> str | None:
+    """Why the PostgreSQL database takes no writes, or None when it does."""
+    standby, read_only = conn.exec_driver_sql(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+    ).one()
+    if standby:
+        return f"the server of {db.masked()} is a standby (in recovery): it takes no writes"
+    if read_only:
+        return (
+            f"{db.masked()} is read-only: default_transaction_read_only is on for it (ALTER "
+            "DATABASE or ALTER ROLE ... SET, or PGOPTIONS)"
+        )
+    return None
 
 
 def _busy(exc: BaseException) -> bool:
@@ -333,11 +364,79 @@ def _refuse_encoding(reason: str | None, db: DbUrl) -> None:
 
 
 def check_refusals(plan: RestorePlan, force: bool) -> None:
+    if plan.target_state.read_only:
+        raise EmropsError(
+            f"restore refused, even with --force: {plan.target_state.read_only}; nothing was "
+            "changed",
+            hint="restore into the primary server, or into a database that takes writes; "
+            "where the setting is deliberate, `ALTER DATABASE ... RESET "
+            "default_transaction_read_only` first",
+        )
     if plan.refusals and not force:
         raise EmropsError(
             "restore refused: " + "; ".join(plan.refusals),
             hint="check the target; --force overwrites it (after a safety backup)",
         )
+
+
+@dataclass
+class _Stage:
+    """How far a restore got, for the message of one that is interrupted."""
+
+    name: str = "plan"  # plan | verify | safety | restore | publish | done
+    target: str = ""
+    flag: bool = False  # the target has the maintenance flag
+    before: bool = False  # the maintenance state to leave behind
+    flag_left_on: bool = False  # set on by this restore and could not be set back
+
+
+_STAGES = {
+    "plan": "while planning, before anything was changed",
+    "verify": "while verifying the backup, before anything was changed",
+    "safety": "during the safety backup, before the target's data was changed",
+    "restore": "during the restore, whose transaction was rolled back: the target holds what "
+    "it held before",
+    "publish": "while moving the restored file into place: the target is either what it was "
+    "or the backup (an unreadable file it held is beside it, .before-restore-ID)",
+    "done": "after the restore committed: the target holds the backup",
+}
+
+
+def _interrupted(stage: _Stage, backup_id: str) -> Interrupted:
+    text = f"interrupted: the restore of {backup_id} into {stage.target} stopped "
+    text += _STAGES[stage.name]
+    hint = "run the restore again"
+    if stage.flag_left_on:
+        state = "on" if stage.before else "off"
+        text += "; maintenance is still ON there (this restore switched it on)"
+        hint += (
+            f" (it sets maintenance back to {state}), or `emrops sim maintenance {state} "
+            f"--db {stage.target}`"
+        )
+    elif stage.flag and stage.name not in ("plan", "verify"):
+        text += f"; maintenance is {'on' if stage.before else 'off'}, as before"
+    return Interrupted(text, hint=hint if stage.name != "done" else None)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor stopping a job, `kill`) stops a restore the way Ctrl-C does:
+    the transaction rolls back, the scratch database is dropped, the maintenance flag set
+    back. The default action would end the process on the spot, the flag left on without
+    a word. Only the first SIGTERM: a second one is ignored while cleaning up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def restore(
@@ -350,17 +449,25 @@ def restore(
     progress: Progress = _noop,
     warn: Warn | None = None,
 ) -> RestoreResult:
-    """Execute a restore under the store lock (re-planning there, so the plan is current)."""
+    """Execute a restore under the store lock (re-planning there, so the plan is current).
+    Ctrl-C or SIGTERM raises Interrupted (exit 130), saying what the target holds."""
     started = time.monotonic()
-    with store.lock("backup restore", warn, read_only_ok=True):
-        plan = plan_restore(store, backup_id, target)
-        check_refusals(plan, force)
-        manifest = load_manifest(store, backup_id)
-        db = target_url(target)
-        if db.engine_name == "sqlite":
-            result = _restore_sqlite(store, manifest, plan, db, progress)
-        else:
-            result = _restore_postgres(store, manifest, plan, db, progress)
+    stage = _Stage(target=target_url(target).masked())
+    try:
+        with _terminate_as_interrupt(), store.lock("backup restore", warn, read_only_ok=True):
+            plan = plan_restore(store, backup_id, target)
+            check_refusals(plan, force)
+            stage.name = "verify"
+            stage.flag = plan.target_state.has_control
+            stage.before = plan.target_state.previous_maintenance()
+            manifest = load_manifest(store, backup_id)
+            db = target_url(target)
+            if db.engine_name == "sqlite":
+                result = _restore_sqlite(store, manifest, plan, db, progress, stage)
+            else:
+                result = _restore_postgres(store, manifest, plan, db, progress, stage)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(stage, backup_id) from exc
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
@@ -381,7 +488,12 @@ def _verified(store: Store, manifest: Manifest, checks: Checks, started: float) 
 
 
 def _restore_sqlite(
-    store: Store, manifest: Manifest, plan: RestorePlan, db: DbUrl, progress: Progress
+    store: Store,
+    manifest: Manifest,
+    plan: RestorePlan,
+    db: DbUrl,
+    progress: Progress,
+    stage: _Stage,
 ) -> RestoreResult:
     path = db.sqlite_path
     assert path is not None
@@ -407,6 +519,7 @@ def _restore_sqlite(
         before = state.previous_maintenance()
         previous: os.stat_result | None = None
         if state.exists and state.note:
+            stage.name = "publish"
             aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
             previous = os.stat(path)
             move_aside(path, aside)
@@ -417,12 +530,17 @@ def _restore_sqlite(
         target_wal = header_says_wal(path) if in_place else None  # before the flag step
         _set_flag_in_file(scratch, before)
         if not in_place:
+            stage.name = "publish"
             result.notes.extend(publish_by_rename(scratch, path, previous))
+            stage.name = "done"
             return result
-        with _maintenance_during(db, state, manifest.id, result):
+        with _maintenance_during(db, state, manifest.id, result, stage):
             # After the flag: every write the running apps committed is in the safety backup.
+            stage.name = "safety"
             result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
+            stage.name = "restore"
             restore_in_place(scratch, path, wal=target_wal)
+            stage.name = "done"
         result.notes.append(
             "restored in place: processes that have the file open (a running sim server) "
             "read the restored data from now on, no restart or signal needed"
@@ -434,7 +552,7 @@ def _restore_sqlite(
 
 @contextlib.contextmanager
 def _maintenance_during(
-    db: DbUrl, state: TargetState, backup_id: str, result: RestoreResult
+    db: DbUrl, state: TargetState, backup_id: str, result: RestoreResult, stage: _Stage
 ) -> Iterator[None]:
     """Maintenance on in the target (when it has the flag) for the safety backup and the swap.
     The message records the state before, so a rerun after a kill sets it back. When the
@@ -454,9 +572,12 @@ def _maintenance_during(
     try:
         yield
     except BaseException as exc:
+        if stage.name == "done":
+            raise  # the flag came back with the restored data
         try:
             _set_flag(db, before)
         except Exception:
+            stage.flag_left_on = True
             if isinstance(exc, EmropsError):
                 exc.hint = (
                     f"{exc.hint + '; ' if exc.hint else ''}maintenance is still on in the target: "
@@ -495,7 +616,12 @@ def _set_flag_in_file(path: Path, on: bool) -> None:
 
 
 def _restore_postgres(
-    store: Store, manifest: Manifest, plan: RestorePlan, db: DbUrl, progress: Progress
+    store: Store,
+    manifest: Manifest,
+    plan: RestorePlan,
+    db: DbUrl,
+    progress: Progress,
+    stage: _Stage,
 ) -> RestoreResult:
     started = time.monotonic()
     checks = Checks()
@@ -510,30 +636,45 @@ def _restore_postgres(
         state = plan.target_state
         if not state.exists and state.note:
             _create_database(db, archive_encoding(archive), result)
-        with _maintenance_during(db, state, manifest.id, result):
+        with _maintenance_during(db, state, manifest.id, result, stage):
             if state.exists:  # after the flag: it holds every write the restore replaces
+                stage.name = "safety"
                 result.safety_backup_id = _safety_backup(store, db, manifest.id, progress)
             progress("restore", 0, None)
-            code, message, dropped = restore_exact(archive, str(db))
+            stage.name = "restore"
+            # The flag is set back in the restore's own transaction: the commit that brings
+            # the backup's data brings the target's maintenance state with it, and nothing
+            # is left to do after it that a kill or a lost connection could leave undone.
+            code, message, dropped = restore_exact(
+                archive, str(db), _flag_sql(state.previous_maintenance())
+            )
             if code != 0:
                 raise restore_failed(str(db), db.masked(), code, message)
+            stage.name = "done"
             if dropped:
                 result.notes.append(
                     f"dropped {len(dropped)} relation(s) created after the backup (their rows "
                     f"are in the safety backup): {', '.join(dropped)}"
                 )
-        if _has_control(db):  # a database that is not EMRsim's has no flag to set back
-            _set_flag(db, state.previous_maintenance())
         return result
 
 
-def _has_control(db: DbUrl) -> bool:
-    engine = oneshot_engine(db.url)
-    try:
-        with db_errors(db), engine.connect() as conn:
-            return ("public", "emrops_control") in pg_tables(conn)
-    finally:
-        engine.dispose()
+def _flag_sql(on: bool) -> str:
+    """SQL giving the restored database's maintenance flag the state ``on`` (as
+    :func:`emrops.db.control.set_maintenance` writes it), when the backup has the flag's
+    table (a database that is not EMRsim's has no flag)."""
+    value = json.dumps({"on": on, "message": "down for maintenance" if on else ""})
+    return (
+        "DO $emrops$ BEGIN IF to_regclass('public.emrops_control') IS NOT NULL THEN\n"
+        "DELETE FROM public.emrops_control WHERE key = 'maintenance';\n"
+        "INSERT INTO public.emrops_control (key, value, updated_at) "
+        f"VALUES ('maintenance', {_pg_literal(value)}, now());\n"
+        "END IF; END $emrops$;\n"
+    )
+
+
+def _pg_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _create_database(db: DbUrl, encoding: str | None, result: RestoreResult) -> None:

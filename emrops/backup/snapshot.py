@@ -34,7 +34,13 @@ from emrops.backup.walimage import (
     names_file,
 )
 from emrops.db.appdefs import register_stand_ins
-from emrops.db.sqlite_file import check_same_file, open_sqlite, quote_ident
+from emrops.db.sqlite_file import (
+    NOT_A_FILE_HINT,
+    check_same_file,
+    not_a_file,
+    open_sqlite,
+    quote_ident,
+)
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
 from emrops.scratch import scratch_file, sweep, sweep_tmp
@@ -58,8 +64,9 @@ def check_sqlite_file(path: Path) -> None:
     """Refuse a missing file or one that is not an SQLite database, with a clear message."""
     if not path.exists():
         raise UsageError(f"database file not found: {path}", hint="check the --db path")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder, not a database file", hint="point --db at a file")
+    kind = not_a_file(path)
+    if kind is not None:
+        raise UsageError(f"{path} is {kind}, not a database file", hint=NOT_A_FILE_HINT)
     with path.open("rb") as handle:
         header = handle.read(16)
     if not header:

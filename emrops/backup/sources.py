@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops.backup.manifest import Manifest
+from emrops.db.sqlite_file import not_a_file
 from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.logs import get_logger
 
@@ -61,6 +62,8 @@ def sqlite_identity(path: Path) -> dict[str, Any]:
     resolved = Path(os.path.realpath(path))
     header: dict[str, Any] = {}
     try:
+        if not_a_file(resolved) is not None:  # a pipe or device: opening it could block
+            raise FileNotFoundError(resolved)
         with open(resolved, "rb") as handle:
             head = handle.read(100)
         if len(head) == 100 and head.startswith(b"SQLite format 3\x00"):

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from emrops import secrets
 from emrops.db import azure_auth
-from emrops.db.sqlite_file import Mode, open_sqlite, require_file
+from emrops.db.sqlite_file import NOT_A_FILE_HINT, Mode, not_a_file, open_sqlite, require_file
 from emrops.db.urls import sqlite_db_url, whole_name
 from emrops.errors import DatabaseError, UsageError
 
@@ -144,10 +144,9 @@ def create_engine(
     if db.engine_name == "sqlite":
         path = db.sqlite_path
         if path is not None:
-            if path.exists() and path.is_dir():
-                raise UsageError(
-                    f"{path} is a folder, not a database file", hint="point --db at a file"
-                )
+            kind = not_a_file(path)
+            if kind is not None:
+                raise UsageError(f"{path} is {kind}, not a database file", hint=NOT_A_FILE_HINT)
             if readonly:
                 return _readonly_sqlite_engine(db, path, pool_size, max_overflow, echo)
             if create:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ __all__ = [
     "MissingDatabase",
     "check_same_file",
     "header_page_count",
+    "not_a_file",
     "open_sqlite",
     "quote_ident",
     "require_file",
@@ -179,8 +181,33 @@ def require_file(named: Path) -> None:
             hint="check the path (emrops does not create a database when reading one; "
             "`emrops sim init-db` creates one)",
         )
-    if named.is_dir():
-        raise MissingDatabase(f"{named} is a folder, not an SQLite database file")
+    kind = not_a_file(named)
+    if kind is not None:
+        raise MissingDatabase(
+            f"{named} is {kind}, not an SQLite database file", hint=NOT_A_FILE_HINT
+        )
+
+
+NOT_A_FILE_HINT = "an SQLite database is a regular file: point --db at one"
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def not_a_file(named: Path) -> str | None:
+    """What ``named`` is when it exists and is not a regular file (a symlink counts as what it
+    points to), else None. Opening a named pipe waits for a writer: a FIFO passed as a
+    database would hang a cron job (and the store lock it holds) forever, so callers refuse
+    it before any open."""
+    try:
+        mode = os.stat(named).st_mode
+    except OSError:
+        return None
+    return next((what for test, what in _KINDS if test(mode)), None)
 
 
 def _open_error(named: Path, mode: Mode, exc: sqlite3.Error) -> EmropsError:
