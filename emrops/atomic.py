@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,8 +73,19 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[IO[
 
     On any exception the temporary file is removed and ``path`` is left untouched. A path
     that cannot be created (its folder is a file, a read-only folder) raises EmropsError.
+
+    A symlink is followed: the file it points to is replaced and the link kept. A path that
+    is not a file (``/dev/null``, ``/dev/stdout``, a named pipe) is written to as it is: a
+    rename over it would put a regular file in the device's place (as root, for everyone on
+    the machine), so there is nothing atomic to do there.
     """
     target = Path(path)
+    if _is_stream(target):
+        with _stream_open(target) as stream:
+            yield stream
+        return
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -108,6 +120,32 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _is_stream(target: Path) -> bool:
+    """True when ``target`` (through any symlink) exists and is neither a file nor a folder."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+@contextlib.contextmanager
+def _stream_open(target: Path) -> Iterator[IO[bytes]]:
+    """Write straight into a device or pipe (no temporary file, no rename, no fsync)."""
+    try:
+        handle = open(target, "wb")  # noqa: SIM115 - closed below, errors named
+    except OSError as exc:
+        raise _cannot_write(target, exc) from exc
+    try:
+        yield handle
+        handle.flush()
+    except OSError as exc:
+        raise _cannot_write(target, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            handle.close()
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
