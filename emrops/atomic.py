@@ -175,6 +175,7 @@ def append_line(path: str | os.PathLike[str], line: str, mode: int = 0o600) -> N
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
     try:
         os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
-        os.fsync(fd)
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # a device or pipe cannot be fsynced (EINVAL)
+            os.fsync(fd)
     finally:
         os.close(fd)

@@ -82,3 +82,19 @@ def test_a_socket_is_a_clear_error(tmp_path: Path) -> None:
         assert stat.S_ISSOCK(os.stat(path).st_mode)
     finally:
         sock.close()
+
+
+def test_lines_appended_to_a_device(tmp_path: Path) -> None:
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    # before: OSError EINVAL from fsync, so `migrate-db run --reject-file /dev/null` failed
+    # at its first rejected row
+    atomic.append_line(null, '{"row": 1}')
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+    log = tmp_path / "audit.log"
+    atomic.append_line(log, "a")
+    atomic.append_line(log, "b")
+    assert log.read_text() == "a\nb\n"
