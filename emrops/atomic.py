@@ -51,6 +51,20 @@ def check_folder_path(path: str | os.PathLike[str], what: str = "output folder")
         raise UsageError(f"{what} {folder}: {parent} is a file, not a folder")
 
 
+def require_writable_folder(folder: Path, what: str, hint: str) -> None:
+    """Raise UsageError unless ``folder`` exists or can be made, and a file can be created in
+    it (tried, not guessed with os.access, which says yes to root on a read-only mount)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".emrops-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"{what} {folder} is not writable: {exc.strerror or exc}", hint=hint
+        ) from exc
+
+
 def _cannot_write(target: Path, exc: OSError) -> EmropsError:
     if exc.errno in _NO_ROOM:
         return EmropsError(

@@ -196,7 +196,11 @@ class RunStore:
     @contextmanager
     def locked(self, run_id: str) -> Iterator[None]:
         """Hold the run's lock while driving it; Busy (exit 75) if another process holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        atomic.require_writable_folder(
+            self.root,
+            "the checklist runs folder",
+            "set EMROPS_STATE_DIR (or state_dir in emrops.toml) to a folder this user can write",
+        )
         lock = filelock.FileLock(str(self.root / f"{run_id}.lock"), timeout=0)
         try:
             lock.acquire()

@@ -98,6 +98,13 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
         raise UsageError(f"--on-error must be abort or reject, not {opts.on_error!r}")
     if opts.reject_file is not None:  # refused before anything starts, not at the first row
         atomic.check_file_path(opts.reject_file, "--reject-file")
+    # the run keeps its snapshot, rejects and backup index there: found unwritable after the
+    # copy, it would leave a half-built target behind an "unexpected" error
+    atomic.require_writable_folder(
+        opts.state_dir / "migrate",
+        "the state folder",
+        "set EMROPS_STATE_DIR (or state_dir in emrops.toml) to a folder this user can write",
+    )
     if opts.backup_store:
         prebackup.preload()  # its imports overlap the planning's scans
     with journal.connect(opts.target, autocommit=True) as conn:
