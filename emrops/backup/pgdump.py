@@ -8,10 +8,13 @@ Kept apart from the SQLite snapshot so a SQLite backup never imports SQLAlchemy.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from typing import IO, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -97,28 +100,39 @@ def pg_facts(
     return counts, revision
 
 
+LOCK_TIMEOUT = "30s"  # each lock's wait when the database sets no lock_timeout of its own
+
+
 @contextlib.contextmanager
 def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
-    """pg_dump of an exported snapshot, streamed; raises DatabaseError when pg_dump fails."""
+    """pg_dump of an exported snapshot, streamed; raises DatabaseError when pg_dump fails,
+    when its output is not a whole custom-format archive (checked by ``pg_restore`` as it
+    streams past), when it is older than the server, or when a table stays locked (ALTER
+    TABLE, LOCK TABLE, VACUUM FULL...) longer than the lock timeout: the database's own
+    ``lock_timeout``, else :data:`LOCK_TIMEOUT` (pg_dump itself would wait for ever)."""
     engine = create_engine(db, pool_size=1, max_overflow=0)
     try:
         with db_errors(db), engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
+                timeout = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
+                if timeout in ("0", ""):
+                    timeout = LOCK_TIMEOUT
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                counts, revision = pg_facts(conn)
+                counts, revision = _locked_facts(conn, db, timeout)
                 server = conn.exec_driver_sql("SHOW server_version").scalar()
+                server_num = int(conn.exec_driver_sql("SHOW server_version_num").scalar() or 0)
                 conninfo, env = libpq_conninfo(db.url)
-                version = subprocess.run(
-                    [pg_tool("pg_dump"), "--version"], capture_output=True, text=True, check=False
-                ).stdout.strip()
-                with tempfile.TemporaryFile() as errors:
+                version = _check_tools(server_num // 10000)
+                with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as check_err:
                     proc = subprocess.Popen(
                         [
                             pg_tool("pg_dump"),
                             "-Fc",
                             "-Z0",
                             f"--snapshot={snapshot_id}",
+                            f"--lock-wait-timeout={timeout}",
                             "-d",
                             conninfo,
                         ],
@@ -127,25 +141,212 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
                         env=env,
                     )
                     info = {"server_version": server, "pg_dump_version": version}
+                    assert proc.stdout is not None
+                    checked = _CheckedArchive(proc.stdout, check_err)
                     try:
-                        assert proc.stdout is not None
-                        yield Snapshot(counts, revision, info, stream=proc.stdout)
+                        yield Snapshot(counts, revision, info, stream=cast(IO[bytes], checked))
+                    except BaseException:
+                        proc.kill()  # one waiting for a lock would not see its output closed
+                        checked.abandon()
+                        raise
                     finally:
-                        proc.stdout.close()  # type: ignore[union-attr]
+                        proc.stdout.close()
                         code = proc.wait()
                     if code != 0:
+                        checked.abandon()
                         errors.seek(0)
                         text = secrets.mask(errors.read().decode(errors="replace"))
                         raise DatabaseError(
-                            f"pg_dump of {db.masked()} failed (exit {code}): {tool_error(text)}",
-                            hint="a permission error means the user needs SELECT on every "
-                            "table (and USAGE on their schemas), and BYPASSRLS or ownership "
-                            "where row-level security is forced: e.g. the database's owner"
-                            if "permission denied" in text or "row-level security" in text
-                            else None,
+                            f"pg_dump of {db.masked()} failed (exit {code}): {tool_error(text)}"
+                            + _locking(text),
+                            hint=_dump_hint(text, timeout),
                         )
+                    checked.finish(db)
     finally:
         engine.dispose()
+
+
+_LOCK_QUERY = re.compile(r"Query was: LOCK TABLE (\S+) IN ")
+
+
+def _locking(text: str) -> str:
+    """ " (waiting to lock TABLE)" when pg_dump's query that failed was its LOCK TABLE (its
+    --lock-wait-timeout ends as a statement timeout)."""
+    found = _LOCK_QUERY.search(text)
+    return f" (waiting to lock {found.group(1)})" if found else ""
+
+
+def _dump_hint(text: str, timeout: str) -> str | None:
+    if "permission denied" in text or "row-level security" in text:
+        return (
+            "a permission error means the user needs SELECT on every table (and USAGE on "
+            "their schemas), and BYPASSRLS or ownership where row-level security is forced: "
+            "e.g. the database's owner"
+        )
+    if "lock timeout" in text or "Query was: LOCK TABLE" in text:
+        return _LOCKED_HINT.format(timeout=timeout)
+    return None
+
+
+_LOCKED_HINT = (
+    "another session holds a lock that conflicts with reading the table (ALTER TABLE, LOCK "
+    "TABLE, VACUUM FULL, REINDEX...); the backup waited {timeout} (the database's "
+    "lock_timeout, else 30s) and took nothing: run it again once that is done, or let it wait "
+    "longer (ALTER DATABASE ... SET lock_timeout = '5min')"
+)
+
+
+def _locked_facts(
+    conn: sa.Connection, db: DbUrl, timeout: str
+) -> tuple[dict[str, int], str | None]:
+    """:func:`pg_facts`, with a lock timeout named as such (and who holds the locks)."""
+    try:
+        return pg_facts(conn)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":
+            raise
+        holders = _lock_holders(db)
+        raise DatabaseError(
+            f"backup of {db.masked()} could not lock a table within {timeout}: "
+            f"{str(exc.orig).splitlines()[0]}; sessions holding exclusive locks there: "
+            + ("; ".join(holders) if holders else "none any more"),
+            hint=_LOCKED_HINT.format(timeout=timeout),
+        ) from exc
+
+
+def _lock_holders(db: DbUrl) -> list[str]:
+    engine = create_engine(db, pool_size=1, max_overflow=0)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT DISTINCT l.pid, a.usename, a.application_name, l.mode, "
+                "l.relation::regclass::text FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.granted AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock') "
+                "AND l.locktype = 'relation' AND a.datname = current_database() "
+                "AND l.pid <> pg_backend_pid() ORDER BY 1"
+            ).fetchall()
+    finally:
+        engine.dispose()
+    return [
+        f"pid {pid} ({user}, {app or 'no application name'}, {mode} on {rel})"
+        for pid, user, app, mode, rel in rows
+    ]
+
+
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
+
+
+def tool_major(name: str) -> tuple[int | None, str]:
+    """The major version a PostgreSQL tool reports (None when it reports none) and its
+    ``--version`` line."""
+    proc = subprocess.run(
+        [pg_tool(name), "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    line = proc.stdout.strip()
+    match = _VERSION.search(line)
+    return (int(match.group(1)) if match else None), line
+
+
+def _check_tools(server_major: int) -> str:
+    """pg_dump's ``--version`` line, once it is known to dump this server into archives the
+    pg_restore here reads (the one verify and restore use)."""
+    dump_major, version = tool_major("pg_dump")
+    restore_major, _ = tool_major("pg_restore")
+    where = pg_tool("pg_dump")
+    if dump_major is None:
+        raise DatabaseError(
+            f"{where} is not a pg_dump emrops can use: `pg_dump --version` said {version!r}",
+            hint="install the PostgreSQL client (Debian: postgresql-client) and check which "
+            "pg_dump comes first on PATH",
+        )
+    if dump_major < server_major:
+        raise DatabaseError(
+            f"pg_dump {dump_major} ({where}) is older than the server ({server_major}): it "
+            "cannot dump it",
+            hint=f"install the PostgreSQL {server_major} client (Debian: "
+            f"postgresql-client-{server_major}) and put it first on PATH",
+        )
+    if restore_major is not None and restore_major < dump_major:
+        raise DatabaseError(
+            f"pg_dump {dump_major} ({where}) writes archives that pg_restore {restore_major} "
+            f"({pg_tool('pg_restore')}) cannot read: backups taken here could not be verified "
+            "or restored here",
+            hint="install pg_dump and pg_restore of the same PostgreSQL version",
+        )
+    return version
+
+
+class _CheckedArchive:
+    """pg_dump's output as it is read, also fed to ``pg_restore -f /dev/null``, which reads
+    the whole archive (table of contents and every data block): a pg_dump that exits 0 with
+    garbage, nothing, or an archive cut short is caught before the backup is published."""
+
+    def __init__(self, source: IO[bytes], errors: IO[bytes]) -> None:
+        self.source = source
+        self.head = b""
+        self.size = 0
+        self.errors = errors
+        self.checker: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [pg_tool("pg_restore"), "-f", os.devnull],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self.errors,
+        )
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        if len(self.head) < 5:
+            self.head += data[:5]
+        self.size += len(data)
+        checker = self.checker
+        if data and checker is not None and checker.stdin is not None and not checker.stdin.closed:
+            try:
+                checker.stdin.write(data)
+            except BrokenPipeError:  # it stopped reading: it failed, finish() says why
+                checker.stdin.close()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def abandon(self) -> None:
+        if self.checker is not None:
+            self.checker.kill()
+            self._wait()
+
+    def _wait(self) -> int:
+        assert self.checker is not None
+        if self.checker.stdin is not None and not self.checker.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.checker.stdin.close()
+        code = self.checker.wait()
+        self.checker = None
+        return code
+
+    def finish(self, db: DbUrl) -> None:
+        """Raise DatabaseError when what pg_dump wrote is not a whole archive."""
+        code = self._wait()
+        self.errors.seek(0)
+        said = tool_error(secrets.mask(self.errors.read().decode(errors="replace")))
+        where = pg_tool("pg_dump")
+        if self.size == 0 or not self.head.startswith(b"PGDMP"):
+            what = "nothing" if self.size == 0 else f"no archive (it began {self.head[:5]!r})"
+            raise DatabaseError(
+                f"pg_dump ({where}) of {db.masked()} exited 0 but wrote {what}: nothing was "
+                "published",
+                hint="check which pg_dump comes first on PATH (`pg_dump --version`); "
+                "reinstall the PostgreSQL client",
+            )
+        if code != 0:
+            raise DatabaseError(
+                f"pg_dump ({where}) of {db.masked()} exited 0 but its archive is not whole "
+                f"({self.size} bytes; pg_restore reading it said: {said}): nothing was published",
+                hint="check which pg_dump comes first on PATH and its version (`pg_dump "
+                "--version`), and the free space where it writes; run the backup again",
+            )
 
 
 def tool_error(text: str) -> str:

@@ -22,11 +22,15 @@ and names the sessions holding transactions open.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from emrops import secrets
 from emrops.backup.pgdump import libpq_conninfo, pg_tool, tool_error
@@ -107,6 +111,8 @@ def _bounded_lock_waits(head: bytes, timeout: str) -> bytes:
     return _SCRIPT_LOCK_TIMEOUT.sub(f"SET lock_timeout = {quoted};".encode(), head, count=1)
 
 
+# psql -v VERBOSITY=verbose writes "ERROR:  53100: could not extend file ..."
+_RESOURCES = re.compile(r"(?:ERROR|FATAL):\s+(53[0-9A-Z]{3}):")
 _CLIENT_ENCODING = re.compile(r"^SET client_encoding = '([A-Za-z0-9_]+)';$")
 
 
@@ -151,62 +157,141 @@ def open_transactions(target_url: str) -> list[str]:
     ]
 
 
-def restore_exact(archive: Path, target_url: str) -> tuple[int, str, list[str]]:
+def restore_exact(
+    archive: Path, target_url: str, before_commit: str = ""
+) -> tuple[int, str, list[str]]:
     """(exit code, error text, dropped relations) of restoring ``archive`` into the target
-    in one transaction (see the module docstring)."""
+    in one transaction (see the module docstring); ``before_commit`` is SQL run last in that
+    transaction. Whatever stops it before the COMMIT (pg_restore or psql failing or killed, an
+    exception, Ctrl-C in this process) ends with psql killed and its server session ended:
+    the transaction rolls back and holds no lock once this returns or raises."""
     extra, lock_timeout = _target_facts(target_url, toc(archive))
     drops = "".join(
         f"DROP {drop} IF EXISTS {quote_ident(schema)}.{quote_ident(name)} CASCADE;\n"
         for drop, schema, name in extra
     )
     uri, env = libpq_conninfo(parse_db_url(target_url).url)
+    app = f"emrops restore {os.getpid()}"
     with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as psql_err:
         psql = subprocess.Popen(
-            [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri],
+            # VERBOSITY=verbose: errors carry their SQLSTATE (class 53: out of disk, memory...)
+            [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"]
+            + ["-d", uri],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=psql_err,
-            env=env,
+            env={**env, "PGAPPNAME": app},
         )
-        dump = subprocess.Popen(
-            [
-                pg_tool("pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--no-privileges",
-                "-f",
-                "-",
-                str(archive),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=dump_err,
-        )
-        assert psql.stdin is not None and dump.stdout is not None
+        dump: subprocess.Popen[bytes] | None = None
         try:
-            psql.stdin.write(b"BEGIN;\n" + f"SET LOCAL lock_timeout = '{lock_timeout}';\n".encode())
-            psql.stdin.write(drops.encode())
-            psql.stdin.write(_bounded_lock_waits(dump.stdout.read(1 << 16), lock_timeout))
-            shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
-            dump.wait()
-            psql.stdin.write(b"COMMIT;\n" if dump.returncode == 0 else b"ROLLBACK;\n")
-            psql.stdin.close()
-        except BrokenPipeError:  # psql stopped at an error: its transaction is rolled back
-            dump.kill()
-            dump.wait()
-        finally:
-            dump.stdout.close()
+            dump = subprocess.Popen(
+                [
+                    pg_tool("pg_restore"),
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--no-privileges",
+                    "-f",
+                    "-",
+                    str(archive),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=dump_err,
+            )
+            head = b"BEGIN;\n" + f"SET LOCAL lock_timeout = '{lock_timeout}';\n".encode()
+            fed = _feed(psql, dump, head + drops.encode(), before_commit, lock_timeout)
+        except BaseException:
+            _abandon(psql, dump, target_url, app)
+            raise
+        if not fed:
+            # pg_restore failed part-way: ending psql's input would end a COPY it is in the
+            # middle of as if complete (or feed a ROLLBACK to it as a row); ending psql ends
+            # its session, which the server rolls back
+            _abandon(psql, dump, target_url, app)
         code = psql.wait()
-        if dump.returncode != 0 and code == 0:
+        errors = [_tool_failure("pg_restore", dump.returncode, dump_err)] if not fed else []
+        if fed and code != 0:
+            errors.append(_tool_failure("psql", code, psql_err))
+        if not fed:
             code = dump.returncode or 1
-        errors = []
-        for f in (dump_err, psql_err) if code else ():
-            f.seek(0)
-            text = secrets.mask(f.read().decode(errors="replace"))
-            if text.strip():
-                errors.append(tool_error(text) + _dependents(text))
     dropped = [f"{schema}.{name}" for _d, schema, name in extra]
-    return code, "; ".join(errors), dropped
+    return code, "; ".join(e for e in errors if e), dropped
+
+
+def _feed(
+    psql: subprocess.Popen[bytes],
+    dump: subprocess.Popen[bytes],
+    head: bytes,
+    before_commit: str,
+    lock_timeout: str,
+) -> bool:
+    """Stream pg_restore's script into psql between ``head`` and COMMIT; False (and no
+    COMMIT sent) when pg_restore did not exit 0. A psql that stopped at an error has rolled
+    back: True then, its exit code says it failed."""
+    assert psql.stdin is not None and dump.stdout is not None
+    try:
+        psql.stdin.write(head)
+        psql.stdin.write(_bounded_lock_waits(dump.stdout.read(1 << 16), lock_timeout))
+        shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
+        if dump.wait() != 0:
+            return False
+        psql.stdin.write(before_commit.encode() + b"COMMIT;\n")
+        psql.stdin.close()
+    except BrokenPipeError:  # psql stopped at an error: its transaction is rolled back
+        dump.kill()
+        dump.wait()
+    finally:
+        dump.stdout.close()
+    return True
+
+
+def _abandon(
+    psql: subprocess.Popen[bytes],
+    dump: subprocess.Popen[bytes] | None,
+    target_url: str,
+    app: str,
+) -> None:
+    """Kill psql (and pg_restore), then end the server session psql had (application name
+    ``app``): a statement it was running goes on after psql dies, holding the locks the
+    restore took, until the server next talks to the client."""
+    for proc in (dump, psql):
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+    for proc in (dump, psql):
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                if proc.stdin:
+                    proc.stdin.close()
+            proc.wait()
+    with contextlib.suppress(Exception):  # best effort: the server ends it on its own anyway
+        db = parse_db_url(target_url)
+        engine = oneshot_engine(db.url)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %(app)s AND pid <> pg_backend_pid()",
+                    {"app": app},
+                )
+                conn.commit()
+        finally:
+            engine.dispose()
+
+
+def _tool_failure(tool: str, code: int | None, err: IO[bytes]) -> str:
+    """What a failed pg_restore or psql said, or the signal that killed it."""
+    err.seek(0)
+    text = secrets.mask(err.read().decode(errors="replace"))
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        said = f" ({tool_error(text)})" if text.strip() else ""
+        return f"{tool} was killed by {name}{said}"
+    if not text.strip():
+        return f"{tool} exited with {code}" if code else ""
+    return tool_error(text) + _dependents(text)
 
 
 def _dependents(text: str) -> str:
@@ -242,5 +327,19 @@ def restore_failed(target_url: str, shown: str, code: int, message: str) -> Data
             "only the relations it does not hold) depend on what it restores: drop them "
             "(their definitions are in the safety backup) and run the restore again, or "
             "restore into a new database",
+        )
+    resources = _RESOURCES.search(message)
+    if resources and resources.group(1) == "53100":
+        return DatabaseError(
+            text,
+            hint="PostgreSQL's disk is full (the restore was rolled back, the space it took is "
+            "free again): make room on the server for the restored database (the backup's "
+            "size, plus its indexes; where its tablespace lives), then run the restore again",
+        )
+    if resources:
+        return DatabaseError(
+            text,
+            hint="PostgreSQL ran out of a resource (the restore was rolled back): fix it on "
+            "the server (memory, connections, limits), then run the restore again",
         )
     return DatabaseError(text)

@@ -11,18 +11,31 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from emrops import secrets
 from emrops.backup.manifest import Manifest
 from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error
 from emrops.backup.verify import Checks, check_counts
 from emrops.db.engine import create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
-from emrops.errors import UsageError
+from emrops.errors import DatabaseError, UsageError
+from emrops.logs import get_logger
+
+log = get_logger(__name__)
+
+
+# pg_advisory_lock(_LOCK_CLASS, hashtext(name)) is held, on the server's postgres database,
+# by the run that uses the scratch database `name`, for as long as it exists.
+_LOCK_CLASS = 0x656D7276  # "emrv"
+_PREFIX = "emrops_verify_"
 
 
 @contextlib.contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``server_url``, dropped afterwards."""
+    """A new, empty PostgreSQL database on the server of ``server_url``, dropped afterwards.
+    A run killed while it used one (SIGKILL, a crash, a lost host) cannot drop it: each run
+    first drops those no live run holds (see :func:`sweep_scratch_databases`)."""
     db = parse_db_url(server_url)
     if db.engine_name != "postgresql":
         raise UsageError(
@@ -30,20 +43,62 @@ def scratch_database(server_url: str) -> Iterator[str]:
             hint="pass --db postgresql+psycopg://user@host/db (CREATE DATABASE permission needed)",
         )
     admin_url = db.url.set(database="postgres")
-    name = f"emrops_verify_{uuid.uuid4().hex[:12]}"
+    name = f"{_PREFIX}{uuid.uuid4().hex[:12]}"
     admin = oneshot_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with db_errors(admin_url), admin.connect() as conn:
-            conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(name)}"))
-        try:
-            yield db.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with db_errors(admin_url), admin.connect() as conn:
+            sweep_scratch_databases(conn)
+            # the session holding this lock lives as long as the scratch database is in use
+            _lock(conn, "pg_advisory_lock", name)
+            try:
+                conn.exec_driver_sql(pg_text(f"CREATE DATABASE {quote_ident(name)}"))
+            except sa.exc.ProgrammingError as exc:
+                if "permission denied" not in str(exc.orig):
+                    raise
+                raise DatabaseError(
+                    f"cannot create a scratch database on the server of {db.masked()} to "
+                    f"verify the backup in: {str(exc.orig).splitlines()[0]}",
+                    hint="the backup is restored into a scratch database and checked before "
+                    "anything else: use a user with CREATEDB (ALTER ROLE ... CREATEDB)",
+                ) from exc
+            try:
+                yield db.url.set(database=name).render_as_string(hide_password=False)
+            finally:
                 conn.exec_driver_sql(
                     pg_text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
                 )
     finally:
         admin.dispose()
+
+
+def _lock(conn: sa.Connection, function: str, name: str) -> bool:
+    sql = f"SELECT {function}(%s, hashtext(%s))"
+    return bool(conn.exec_driver_sql(sql, (_LOCK_CLASS, name)).scalar())
+
+
+def sweep_scratch_databases(conn: sa.Connection) -> list[str]:
+    """Drop the scratch databases (``emrops_verify_*``) whose run is gone: those whose
+    advisory lock no session holds. Returns their names; one that cannot be dropped (another
+    user's) is left for its owner."""
+    rows = conn.exec_driver_sql(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (_PREFIX,)
+    )
+    names = [r[0] for r in rows]
+    swept = []
+    for name in names:
+        if not _lock(conn, "pg_try_advisory_lock", name):
+            continue  # in use by a live run
+        try:
+            conn.exec_driver_sql(
+                pg_text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+            )
+            swept.append(name)
+            log.info("dropped scratch database %s, left by a verification that died", name)
+        except sa.exc.DBAPIError as exc:
+            log.info("cannot drop the leftover scratch database %s: %s", name, exc.orig)
+        finally:
+            _lock(conn, "pg_advisory_unlock", name)
+    return swept
 
 
 def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
