@@ -86,3 +86,11 @@ def test_checklist_run_names_the_folder(tmp_path: Path, readonly_dir: Path) -> N
     assert result.returncode == 2, result.stderr
     assert "unexpected" not in result.stderr
     assert "the checklist runs folder" in result.stderr and "is not writable" in result.stderr
+
+
+def test_checklist_docs_into_a_read_only_folder(tmp_path: Path, readonly_dir: Path) -> None:
+    result = _emrops(["checklist", "docs", "--dir", str(readonly_dir / "docs")], tmp_path, tmp_path)
+    # before: exit 1 "unexpected OSError: [Errno 30] Read-only file system"
+    assert result.returncode == 2, result.stderr
+    assert "unexpected" not in result.stderr
+    assert f"--dir {readonly_dir / 'docs'} is not writable" in result.stderr

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from emrops import atomic
 from emrops.checklist import loader
 from emrops.checklist.model import Checklist, Item
 
@@ -222,11 +223,11 @@ def stale_docs(folder: Path, dirs: Sequence[Path] | None = None) -> list[str]:
 
 def write_docs(folder: Path, dirs: Sequence[Path] | None = None) -> list[str]:
     """(Re)write the generated documents; returns the names that changed."""
-    folder.mkdir(parents=True, exist_ok=True)
+    atomic.require_writable_folder(folder, "--dir", "choose a folder this user can write")
     changed = []
     for name, text in render_docs(dirs).items():
         path = folder / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            atomic.write_text(path, text, mode=0o644)  # never a half-written document
             changed.append(name)
     return changed
