@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -156,8 +157,10 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
                         checked.abandon()
                         errors.seek(0)
                         text = secrets.mask(errors.read().decode(errors="replace"))
+                        killed = killed_by(code)
+                        said = f"killed by {killed}" if killed else tool_error(text)
                         raise DatabaseError(
-                            f"pg_dump of {db.masked()} failed (exit {code}): {tool_error(text)}"
+                            f"pg_dump of {db.masked()} failed (exit {code}): {said}"
                             + _locking(text),
                             hint=_dump_hint(text, timeout),
                         )
@@ -347,6 +350,16 @@ class _CheckedArchive:
                 hint="check which pg_dump comes first on PATH and its version (`pg_dump "
                 "--version`), and the free space where it writes; run the backup again",
             )
+
+
+def killed_by(code: int | None) -> str | None:
+    """The name of the signal a subprocess's (negative) exit code says killed it."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
 
 
 def tool_error(text: str) -> str:

@@ -26,14 +26,13 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import IO
 
 from emrops import secrets
-from emrops.backup.pgdump import libpq_conninfo, pg_tool, tool_error
+from emrops.backup.pgdump import killed_by, libpq_conninfo, pg_tool, tool_error
 from emrops.db.engine import db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import quote_ident
 from emrops.errors import DatabaseError
@@ -282,13 +281,10 @@ def _tool_failure(tool: str, code: int | None, err: IO[bytes]) -> str:
     """What a failed pg_restore or psql said, or the signal that killed it."""
     err.seek(0)
     text = secrets.mask(err.read().decode(errors="replace"))
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
+    killed = killed_by(code)
+    if killed:
         said = f" ({tool_error(text)})" if text.strip() else ""
-        return f"{tool} was killed by {name}{said}"
+        return f"{tool} was killed by {killed}{said}"
     if not text.strip():
         return f"{tool} exited with {code}" if code else ""
     return tool_error(text) + _dependents(text)

@@ -388,6 +388,7 @@ class _Stage:
     flag: bool = False  # the target has the maintenance flag
     before: bool = False  # the maintenance state to leave behind
     flag_left_on: bool = False  # set on by this restore and could not be set back
+    created: bool = False  # the target database was created by this restore
 
 
 _STAGES = {
@@ -415,6 +416,8 @@ def _interrupted(stage: _Stage, backup_id: str) -> Interrupted:
         )
     elif stage.flag and stage.name not in ("plan", "verify"):
         text += f"; maintenance is {'on' if stage.before else 'off'}, as before"
+    if stage.created and stage.name != "done":
+        text += " (the database this restore created, empty: a rerun restores into it)"
     return Interrupted(text, hint=hint if stage.name != "done" else None)
 
 
@@ -468,6 +471,12 @@ def restore(
                 result = _restore_postgres(store, manifest, plan, db, progress, stage)
     except KeyboardInterrupt as exc:
         raise _interrupted(stage, backup_id) from exc
+    except EmropsError as exc:
+        if stage.name == "safety":  # its error is the backup's: say the restore's state
+            exc.message += (
+                f"; the restore of {backup_id} stopped there, before the target's data was changed"
+            )
+        raise
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
@@ -636,6 +645,7 @@ def _restore_postgres(
         state = plan.target_state
         if not state.exists and state.note:
             _create_database(db, archive_encoding(archive), result)
+            stage.created = True
         with _maintenance_during(db, state, manifest.id, result, stage):
             if state.exists:  # after the flag: it holds every write the restore replaces
                 stage.name = "safety"

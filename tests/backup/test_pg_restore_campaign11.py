@@ -345,3 +345,54 @@ def test_a_backup_behind_a_table_lock_fails_in_bounded_time_naming_it(target, tm
     )
     assert "the backup waited 2s" in done.stderr
     assert _backups(store) == [backup_id]
+
+
+def test_a_restore_into_a_new_database_interrupted_says_so_and_a_rerun_needs_no_force(
+    backed_up, tmp_path
+) -> None:
+    """--target naming a database that does not exist: restore creates it. SIGTERM in the
+    restore transaction ended emrops on the spot (exit -15, no word). Now the message says
+    the database it created is left empty; the rerun takes it as new (no --force needed)."""
+    _source, store, backup_id = backed_up
+    name = f"emrops_c11_new_{uuid.uuid4().hex[:8]}"
+    env = stand_ins(tmp_path / "bin") | {
+        "C11_MID_pg_restore": "--clean",
+        "C11_BYTES": "20000",
+        "C11_SLEEP": "5",
+    }
+    try:
+        proc = start(*_restore(backup_id, name, str(store)), env=env)
+        wait_for(tmp_path / "bin" / "mark.pg_restore", proc)
+        proc.send_signal(signal.SIGTERM)
+        code, err = finish(proc, timeout=30)
+        assert code == 130, (code, err)
+        assert "stopped during the restore, whose transaction was rolled back" in err
+        assert "(the database this restore created, empty: a rerun restores into it)" in err
+        assert rows(name, "SELECT to_regclass('messages')") == [(None,)]
+        done = emrops_proc(*_restore(backup_id, name, str(store)), timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert rows(name, COUNT) == [(ROWS,)]
+    finally:
+        drop_pg_database(name)
+
+
+def test_a_safety_backup_that_fails_says_the_restore_changed_nothing(target, tmp_path) -> None:
+    """The safety backup's pg_dump killed: "pg_dump of T failed (exit -9): no message", and
+    nothing said whether the restore had changed the target. Now the signal is named and the
+    message says the restore stopped before the target's data was changed; flag set back."""
+    name, store, backup_id = target
+    real = shutil.which("pg_dump")
+    env = fake_tool(
+        tmp_path / "bin",
+        "pg_dump",
+        f'if [[ "$*" == *--snapshot* ]]; then kill -9 $$; fi\nexec {real} "$@"',
+    )
+    done = emrops_proc(*_restore(backup_id, name, store), "--force", env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"Error: pg_dump of {url(name)} failed (exit -9): killed by SIGKILL; the restore of "
+        f"{backup_id} stopped there, before the target's data was changed"
+    ) in done.stderr
+    assert rows(name, COUNT) == [(ROWS - 10,)]
+    assert flag(name) == {"on": False, "message": ""}
+    assert _backups(store) == [backup_id]
