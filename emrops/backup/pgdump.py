@@ -26,6 +26,9 @@ from emrops.db import azure_auth
 from emrops.db.engine import DbUrl, create_engine, db_errors
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.errors import DatabaseError, EmropsError
+from emrops.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def libpq_conninfo(url: URL) -> tuple[str, dict[str, str]]:
@@ -104,69 +107,111 @@ def pg_facts(
 LOCK_TIMEOUT = "30s"  # each lock's wait when the database sets no lock_timeout of its own
 
 
+_ATTEMPTS = 2  # of a snapshot whose pg_dump waited out the lock timeout
+
+
 @contextlib.contextmanager
 def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
     """pg_dump of an exported snapshot, streamed; raises DatabaseError when pg_dump fails,
     when its output is not a whole custom-format archive (checked by ``pg_restore`` as it
     streams past), when it is older than the server, or when a table stays locked (ALTER
     TABLE, LOCK TABLE, VACUUM FULL...) longer than the lock timeout: the database's own
-    ``lock_timeout``, else :data:`LOCK_TIMEOUT` (pg_dump itself would wait for ever)."""
+    ``lock_timeout``, else :data:`LOCK_TIMEOUT` (pg_dump itself would wait for ever).
+
+    The row counts hold ACCESS SHARE on every table until pg_dump is done, and pg_dump takes
+    it again in its own session: an ALTER TABLE queued in between (it waits for the counts'
+    lock) makes pg_dump wait for it, a wait the server cannot see as a deadlock. pg_dump's
+    wait is bounded by the lock timeout, and a pg_dump that timed out before writing anything
+    is tried again once in a new snapshot, after the ALTER went through."""
     engine = create_engine(db, pool_size=1, max_overflow=0)
     try:
-        with db_errors(db), engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                timeout = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
-                if timeout in ("0", ""):
-                    timeout = LOCK_TIMEOUT
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                counts, revision = _locked_facts(conn, db, timeout)
-                server = conn.exec_driver_sql("SHOW server_version").scalar()
-                server_num = int(conn.exec_driver_sql("SHOW server_version_num").scalar() or 0)
-                conninfo, env = libpq_conninfo(db.url)
-                version = _check_tools(server_num // 10000)
-                with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as check_err:
-                    proc = subprocess.Popen(
-                        [
-                            pg_tool("pg_dump"),
-                            "-Fc",
-                            "-Z0",
-                            f"--snapshot={snapshot_id}",
-                            f"--lock-wait-timeout={timeout}",
-                            "-d",
-                            conninfo,
-                        ],
-                        stdout=subprocess.PIPE,
-                        stderr=errors,
-                        env=env,
-                    )
+        for attempt in range(1, _ATTEMPTS + 1):
+            with db_errors(db), engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    timeout = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
+                    if timeout in ("0", ""):
+                        timeout = LOCK_TIMEOUT
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                    snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+                    counts, revision = _locked_facts(conn, db, timeout)
+                    server = conn.exec_driver_sql("SHOW server_version").scalar()
+                    num = int(conn.exec_driver_sql("SHOW server_version_num").scalar() or 0)
+                    version = _check_tools(num // 10000)
                     info = {"server_version": server, "pg_dump_version": version}
-                    assert proc.stdout is not None
-                    checked = _CheckedArchive(proc.stdout, check_err)
-                    try:
-                        yield Snapshot(counts, revision, info, stream=cast(IO[bytes], checked))
-                    except BaseException:
-                        proc.kill()  # one waiting for a lock would not see its output closed
-                        checked.abandon()
-                        raise
-                    finally:
-                        proc.stdout.close()
-                        code = proc.wait()
-                    if code != 0:
-                        checked.abandon()
-                        errors.seek(0)
-                        text = secrets.mask(errors.read().decode(errors="replace"))
-                        killed = killed_by(code)
-                        said = f"killed by {killed}" if killed else tool_error(text)
-                        raise DatabaseError(
-                            f"pg_dump of {db.masked()} failed (exit {code}): {said}"
-                            + _locking(text),
-                            hint=_dump_hint(text, timeout),
-                        )
-                    checked.finish(db)
+                    with _dump(db, str(snapshot_id), timeout, last=attempt == _ATTEMPTS) as stream:
+                        if stream is None:
+                            continue  # a new snapshot, once this one's locks are gone
+                        yield Snapshot(counts, revision, info, stream=stream)
+                        return
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _dump(db: DbUrl, snapshot_id: str, timeout: str, *, last: bool) -> Iterator[IO[bytes] | None]:
+    """pg_dump's archive of the snapshot, as a stream checked while read; None (when not the
+    ``last`` attempt) for a pg_dump that waited out the lock timeout before writing anything."""
+    conninfo, env = libpq_conninfo(db.url)
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as check_err:
+        proc = subprocess.Popen(
+            [
+                pg_tool("pg_dump"),
+                "-Fc",
+                "-Z0",
+                f"--snapshot={snapshot_id}",
+                f"--lock-wait-timeout={timeout}",
+                "-d",
+                conninfo,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        )
+        assert proc.stdout is not None
+        checked: _CheckedArchive | None = None
+        try:
+            # pg_dump writes its archive's first bytes once it holds all its locks
+            head = proc.stdout.read(5)
+            if not head and not last and proc.wait() != 0 and _lock_waited(_text(errors)):
+                log.warning(
+                    "pg_dump of %s waited %s for a lock and gave up (a session altering a "
+                    "table was queued between the backup's snapshot and pg_dump); trying "
+                    "again in a new snapshot",
+                    db.masked(),
+                    timeout,
+                )
+                yield None
+                return
+            checked = _CheckedArchive(proc.stdout, check_err, head)
+            yield cast(IO[bytes], checked)
+        except BaseException:
+            proc.kill()  # one waiting for a lock would not see its output closed
+            if checked is not None:
+                checked.abandon()
+            raise
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            checked.abandon()
+            text = _text(errors)
+            killed = killed_by(code)
+            said = f"killed by {killed}" if killed else tool_error(text)
+            raise DatabaseError(
+                f"pg_dump of {db.masked()} failed (exit {code}): {said}" + _locking(text),
+                hint=_dump_hint(text, timeout),
+            )
+        checked.finish(db)
+
+
+def _text(errors: IO[bytes]) -> str:
+    errors.seek(0)
+    return secrets.mask(errors.read().decode(errors="replace"))
+
+
+def _lock_waited(text: str) -> bool:
+    return "lock timeout" in text or "Query was: LOCK TABLE" in text
 
 
 _LOCK_QUERY = re.compile(r"Query was: LOCK TABLE (\S+) IN ")
@@ -186,7 +231,7 @@ def _dump_hint(text: str, timeout: str) -> str | None:
             "their schemas), and BYPASSRLS or ownership where row-level security is forced: "
             "e.g. the database's owner"
         )
-    if "lock timeout" in text or "Query was: LOCK TABLE" in text:
+    if _lock_waited(text):
         return _LOCKED_HINT.format(timeout=timeout)
     return None
 
@@ -285,11 +330,12 @@ class _CheckedArchive:
     the whole archive (table of contents and every data block): a pg_dump that exits 0 with
     garbage, nothing, or an archive cut short is caught before the backup is published."""
 
-    def __init__(self, source: IO[bytes], errors: IO[bytes]) -> None:
+    def __init__(self, source: IO[bytes], errors: IO[bytes], head: bytes) -> None:
         self.source = source
         self.head = b""
         self.size = 0
         self.errors = errors
+        self.pending = head  # read before, returned first
         self.checker: subprocess.Popen[bytes] | None = subprocess.Popen(
             [pg_tool("pg_restore"), "-f", os.devnull],
             stdin=subprocess.PIPE,
@@ -298,7 +344,10 @@ class _CheckedArchive:
         )
 
     def read(self, n: int = -1) -> bytes:
-        data = self.source.read(n)
+        if self.pending:
+            data, self.pending = self.pending, b""
+        else:
+            data = self.source.read(n)
         if len(self.head) < 5:
             self.head += data[:5]
         self.size += len(data)

@@ -302,19 +302,20 @@ def test_a_pg_dump_that_misbehaves_publishes_nothing(target, tmp_path, kind) -> 
     assert _backups(store) == [backup_id]
 
 
-def test_a_backup_behind_a_table_lock_fails_in_bounded_time_naming_it(target, tmp_path) -> None:
+def test_a_backup_behind_a_table_lock_is_bounded_retried_or_names_it(target, tmp_path) -> None:
     """An ALTER TABLE queued after the snapshot's row counts (which hold ACCESS SHARE on every
     table until pg_dump ends) and before pg_dump's own LOCK TABLE: pg_dump (lock_timeout 0)
     queued behind the ALTER, the ALTER behind the snapshot, the snapshot waited for pg_dump:
     a hang the server cannot see as a deadlock. Now pg_dump gets --lock-wait-timeout (the
-    database's lock_timeout, else 30s) and the backup fails naming the table. A table locked
+    database's lock_timeout, else 30s); once it gives up, the ALTER goes through and a new
+    snapshot is dumped: the backup is published, with a warning, and verifies. A table locked
     before the backup began: the count waited without bound and, with a lock_timeout, failed
     with no hint; now it fails in that time naming the session."""
     name, store, backup_id = target
     with _admin_connect() as conn:
         conn.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '2s'")
     env = stand_ins(tmp_path / "bin") | {"C11_PAUSE_pg_dump": "--snapshot", "C11_SLEEP": "1"}
-    proc = start("backup", "run", "--db", url(name), "--store", store, env=env)
+    proc = start("backup", "run", "--db", url(name), "--store", store, "--json", env=env)
     wait_for(tmp_path / "bin" / "mark.pg_dump", proc)
     alter = subprocess.Popen(
         ["psql", "-X", "-q", "-d", f"postgresql://postgres@127.0.0.1:5432/{name}", "-c",
@@ -324,10 +325,15 @@ def test_a_backup_behind_a_table_lock_fails_in_bounded_time_naming_it(target, tm
         code, err = finish(proc, timeout=30)
     finally:
         alter.wait(30)
-    assert code == 1, (code, err)
-    assert "canceling statement due to statement timeout (waiting to lock public.messages)" in err
-    assert "Try: another session holds a lock that conflicts with reading the table" in err
-    assert _backups(store) == [backup_id]
+    assert code == 0, (code, err)
+    assert "waited 2s for a lock and gave up (a session altering a table was queued" in err
+    assert "trying again in a new snapshot" in err
+    assert len(_backups(store)) == 2
+    checked = emrops_proc(
+        "backup", "verify", "--all", "--store", store, "--db", url(name), timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert rows(name, "SELECT count(c11) FROM messages") == [(0,)]  # the ALTER went through
 
     holder = psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}")
     try:
@@ -344,7 +350,7 @@ def test_a_backup_behind_a_table_lock_fails_in_bounded_time_naming_it(target, tm
         done.stderr
     )
     assert "the backup waited 2s" in done.stderr
-    assert _backups(store) == [backup_id]
+    assert len(_backups(store)) == 2  # nothing more
 
 
 def test_a_restore_into_a_new_database_interrupted_says_so_and_a_rerun_needs_no_force(
@@ -396,3 +402,31 @@ def test_a_safety_backup_that_fails_says_the_restore_changed_nothing(target, tmp
     assert rows(name, COUNT) == [(ROWS - 10,)]
     assert flag(name) == {"on": False, "message": ""}
     assert _backups(store) == [backup_id]
+
+
+def test_the_scratch_database_lock_holder_terminated_mid_verify_still_drops_it(
+    target, tmp_path
+) -> None:
+    """The session holding a scratch database's advisory lock terminated (pg_terminate_backend)
+    while the backup is restored into it: the verification goes on, the restore completes, and
+    the scratch database is still dropped (on a new connection)."""
+    name, store, backup_id = target
+    env = stand_ins(tmp_path / "bin") | {"C11_PAUSE_pg_restore": "emrops_verify_", "C11_SLEEP": "1"}
+    proc = start(*_restore(backup_id, name, store), "--force", env=env)
+    wait_for(tmp_path / "bin" / "mark.pg_restore", proc)
+    scratch = [
+        arg.rsplit("/", 1)[1]
+        for _pid, args in children(proc.pid)
+        for arg in args.split()
+        if "/emrops_verify_" in arg
+    ][0]
+    terminated = rows(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+        f"AND classid = {0x656D7276} AND objid = hashtext('{scratch}')::oid",
+    )
+    assert terminated == [(True,)]
+    code, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert not rows("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{scratch}'")
+    assert rows(name, COUNT) == [(ROWS,)]
