@@ -8,12 +8,16 @@ behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +50,10 @@ class EmropsGroup(TyperGroup):
     """
 
     def main(self, args: Any = None, prog_name: Any = None, *a: Any, **kw: Any) -> Any:
+        with _sigterm_as_interrupt():
+            return self._main(args, prog_name, *a, **kw)
+
+    def _main(self, args: Any = None, prog_name: Any = None, *a: Any, **kw: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         wanted = render.json_wanted(argv)
         render.set_json_mode(wanted)
@@ -76,8 +84,9 @@ class EmropsGroup(TyperGroup):
                 traceback.print_exc()
             _print_error(exc.message, exc.hint, int(exc.exit_code))
             ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
-            _print_error("interrupted", None, int(ExitCode.INTERRUPTED))
+        except KeyboardInterrupt as exc:
+            what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            _print_error(what, None, int(ExitCode.INTERRUPTED))
             ctx.exit(int(ExitCode.INTERRUPTED))
         except (Exit, TyperException, Abort):
             raise
@@ -98,6 +107,37 @@ class EmropsGroup(TyperGroup):
                 "rerun with --debug for the traceback, and report it",
             )
             ctx.exit(int(ExitCode.ERROR))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C would be (see _sigterm_as_interrupt)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (CI cancelling a job, systemd or Kubernetes stopping it, `kill`) stops a command
+    the way Ctrl-C does. Its default action ends the process on the spot: no cleanup runs, and
+    what it started outlives it (a load test's generator processes went on sending the load
+    for the rest of --duration; a checklist check or reload command, in its own session, ran
+    on as an orphan). Raised in the main thread, cleanups run and children are stopped; exit
+    130. A second SIGTERM is ignored while that cleanup runs (SIGKILL still ends it). Commands
+    with their own handling (sim serve, schedule run, restore) install theirs over this one."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
