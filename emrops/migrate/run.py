@@ -137,8 +137,12 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
 def _journal_error(target: str, exc: BaseException) -> None:
     """Note in the journal why this run stopped, so that `status` tells a run that failed (and
     how) from one that was killed. Best effort: the error may be that the target is gone."""
-    if isinstance(exc, KeyboardInterrupt):
-        text = "stopped by the user (Ctrl-C)"
+    if isinstance(exc, KeyboardInterrupt):  # the CLI raises SIGTERM as one too
+        text = (
+            "stopped by the user (Ctrl-C)"
+            if type(exc) is KeyboardInterrupt
+            else "stopped by SIGTERM"
+        )
     elif isinstance(exc, EmropsError):
         text = exc.message
     else:
