@@ -25,9 +25,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO
 
@@ -66,13 +66,22 @@ ORDER BY 2, 3
 
 
 def toc(archive: Path) -> list[str]:
-    """The archive's table of contents (``pg_restore -l``), one entry per line."""
+    """The archive's table of contents (``pg_restore -l``), one entry per line. Raises
+    DatabaseError when pg_restore cannot list it: every relation of the target would look
+    created after the backup, and be dropped with CASCADE (with what depends on it)."""
     proc = subprocess.run(
         [pg_tool("pg_restore"), "-l", str(archive)], capture_output=True, check=False
     )
-    if proc.returncode != 0:
-        return []
-    return [ln for ln in proc.stdout.decode(errors="replace").splitlines() if ln[:1].isdigit()]
+    entries = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if ln[:1].isdigit()]
+    if proc.returncode != 0 or not entries:
+        said = tool_error(secrets.mask(proc.stderr.decode(errors="replace")))
+        raise DatabaseError(
+            f"pg_restore -l ({pg_tool('pg_restore')}) could not list the backup's archive "
+            f"(exit {proc.returncode}, {len(entries)} entries: {said}); nothing was changed",
+            hint="check which pg_restore comes first on PATH and its version "
+            "(`pg_restore --version`), then run the restore again",
+        )
+    return entries
 
 
 def extra_relations(target_url: str, entries: list[str]) -> list[tuple[str, str, str]]:
@@ -112,6 +121,7 @@ def _bounded_lock_waits(head: bytes, timeout: str) -> bytes:
 
 # psql -v VERBOSITY=verbose writes "ERROR:  53100: could not extend file ..."
 _RESOURCES = re.compile(r"(?:ERROR|FATAL):\s+(53[0-9A-Z]{3}):")
+_SCRIPT_END = b"-- PostgreSQL database dump complete\n"  # the last line but one of a script
 _CLIENT_ENCODING = re.compile(r"^SET client_encoding = '([A-Za-z0-9_]+)';$")
 
 
@@ -171,13 +181,18 @@ def restore_exact(
     )
     uri, env = libpq_conninfo(parse_db_url(target_url).url)
     app = f"emrops restore {os.getpid()}"
-    with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as psql_err:
+    done = f"emrops-restore-committed-{uuid.uuid4().hex}"
+    with (
+        tempfile.TemporaryFile() as dump_err,
+        tempfile.TemporaryFile() as psql_err,
+        tempfile.TemporaryFile() as psql_out,
+    ):
         psql = subprocess.Popen(
             # VERBOSITY=verbose: errors carry their SQLSTATE (class 53: out of disk, memory...)
             [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"]
             + ["-d", uri],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=psql_out,
             stderr=psql_err,
             env={**env, "PGAPPNAME": app},
         )
@@ -198,21 +213,31 @@ def restore_exact(
                 stderr=dump_err,
             )
             head = b"BEGIN;\n" + f"SET LOCAL lock_timeout = '{lock_timeout}';\n".encode()
-            fed = _feed(psql, dump, head + drops.encode(), before_commit, lock_timeout)
+            # psql prints `done` only once its COMMIT succeeded: the proof the script ran
+            tail = f"{before_commit}COMMIT;\n\\echo {done}\n"
+            short = _feed(psql, dump, head + drops.encode(), tail, lock_timeout)
         except BaseException:
             _abandon(psql, dump, target_url, app)
             raise
-        if not fed:
+        if short:
             # pg_restore failed part-way: ending psql's input would end a COPY it is in the
             # middle of as if complete (or feed a ROLLBACK to it as a row); ending psql ends
             # its session, which the server rolls back
             _abandon(psql, dump, target_url, app)
         code = psql.wait()
-        errors = [_tool_failure("pg_restore", dump.returncode, dump_err)] if not fed else []
-        if fed and code != 0:
-            errors.append(_tool_failure("psql", code, psql_err))
-        if not fed:
+        if not short and code == 0 and not _said(psql_out, done):
+            raise DatabaseError(
+                f"psql ({pg_tool('psql')}) exited 0 but never confirmed the restore's COMMIT "
+                "(the line it echoes after it): whether the restore committed is not known",
+                hint="check which psql comes first on PATH (`psql --version`) and what the "
+                "target holds; running the restore again is safe (it takes a safety backup)",
+            )
+        errors = []
+        if short:
+            errors.append(_tool_failure("pg_restore", dump.returncode, dump_err) or short)
             code = dump.returncode or 1
+        elif code != 0:
+            errors.append(_tool_failure("psql", code, psql_err))
     dropped = [f"{schema}.{name}" for _d, schema, name in extra]
     return code, "; ".join(e for e in errors if e), dropped
 
@@ -221,27 +246,39 @@ def _feed(
     psql: subprocess.Popen[bytes],
     dump: subprocess.Popen[bytes],
     head: bytes,
-    before_commit: str,
+    tail: str,
     lock_timeout: str,
-) -> bool:
-    """Stream pg_restore's script into psql between ``head`` and COMMIT; False (and no
-    COMMIT sent) when pg_restore did not exit 0. A psql that stopped at an error has rolled
-    back: True then, its exit code says it failed."""
+) -> str | None:
+    """Stream pg_restore's script into psql between ``head`` and ``tail`` (its COMMIT).
+    Returns why pg_restore's script is not whole (no COMMIT sent then): it exited non-zero,
+    or exited 0 without the line that ends every script; None when the script went through.
+    A psql that stopped at an error has rolled back: None then, its exit code says it
+    failed."""
     assert psql.stdin is not None and dump.stdout is not None
     try:
         psql.stdin.write(head)
-        psql.stdin.write(_bounded_lock_waits(dump.stdout.read(1 << 16), lock_timeout))
-        shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
+        last = _bounded_lock_waits(dump.stdout.read(1 << 16), lock_timeout)
+        psql.stdin.write(last)
+        while chunk := dump.stdout.read(1 << 20):
+            psql.stdin.write(chunk)
+            last = last[-512:] + chunk
         if dump.wait() != 0:
-            return False
-        psql.stdin.write(before_commit.encode() + b"COMMIT;\n")
+            return "failed"
+        if _SCRIPT_END not in last[-512:]:  # (then a \unrestrict line, since 15.14)
+            return "pg_restore exited 0 but its script stops short of its last line"
+        psql.stdin.write(tail.encode())
         psql.stdin.close()
     except BrokenPipeError:  # psql stopped at an error: its transaction is rolled back
         dump.kill()
         dump.wait()
     finally:
         dump.stdout.close()
-    return True
+    return None
+
+
+def _said(out: IO[bytes], line: str) -> bool:
+    out.seek(0)
+    return line.encode() in out.read().splitlines()
 
 
 def _abandon(

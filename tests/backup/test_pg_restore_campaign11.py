@@ -430,3 +430,39 @@ def test_the_scratch_database_lock_holder_terminated_mid_verify_still_drops_it(
     assert code == 0, err
     assert not rows("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{scratch}'")
     assert rows(name, COUNT) == [(ROWS,)]
+
+
+@pytest.mark.parametrize("kind", ["psql does nothing", "toc fails", "script cut short"])
+def test_a_restore_tool_that_misbehaves_is_not_reported_restored(target, tmp_path, kind) -> None:
+    """A psql first on PATH that exits 0 without running anything: "restored" (exit 0), the
+    target unchanged and maintenance left on (its restore message too). pg_restore -l failing:
+    every relation of the target was taken as created after the backup and dropped with
+    CASCADE (dependent objects too), the note listing them all. pg_restore's script cut short
+    with exit 0: committed as it was. Now psql must echo a line after its COMMIT, the table of
+    contents must list, the script must end with its last line: else exit 1, flag set back."""
+    name, store, backup_id = target
+    rows(name, "CREATE TABLE later (id int)")
+    real = shutil.which("pg_restore")
+    tool, body = {
+        "psql does nothing": ("psql", "cat > /dev/null; exit 0"),
+        "toc fails": ("pg_restore", f'[ "$1" = -l ] && {{ echo "pg_restore: error: boom" >&2; '
+                      f'exit 1; }}\nexec {real} "$@"'),
+        "script cut short": ("pg_restore", f'if [[ "$*" == *--clean* ]]; then {real} "$@" | '
+                             'head -c 30000; exit 0; fi\n' f'exec {real} "$@"'),
+    }[kind]  # fmt: skip
+    env = fake_tool(tmp_path / "bin", tool, body)
+    done = emrops_proc(*_restore(backup_id, name, store), "--force", env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    where = tmp_path / "bin" / tool
+    said = {
+        "psql does nothing": f"Error: psql ({where}) exited 0 but never confirmed the restore's "
+        "COMMIT (the line it echoes after it): whether the restore committed is not known",
+        "toc fails": f"Error: pg_restore -l ({where}) could not list the backup's archive (exit "
+        "1, 0 entries: pg_restore: error: boom); nothing was changed",
+        "script cut short": "target unchanged: pg_restore exited 0 but its script stops short "
+        "of its last line",
+    }[kind]
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert rows(name, COUNT) == [(ROWS - 10,)]
+    assert rows(name, "SELECT to_regclass('later')") == [("later",)]
+    assert flag(name) == {"on": False, "message": ""}
