@@ -63,7 +63,14 @@ from emrops.db.engine import DbUrl, create_engine, db_errors, oneshot_engine, pa
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.db.sqlite_file import HotJournal, not_a_file, open_sqlite
 from emrops.db.urls import sqlite_db_url
-from emrops.errors import CheckFailed, DatabaseError, EmropsError, Interrupted, UsageError
+from emrops.errors import (
+    Busy,
+    CheckFailed,
+    DatabaseError,
+    EmropsError,
+    Interrupted,
+    UsageError,
+)
 from emrops.logs import get_logger
 from emrops.scratch import claim, scratch_dir, sweep_tmp
 
@@ -468,7 +475,8 @@ def restore(
             if db.engine_name == "sqlite":
                 result = _restore_sqlite(store, manifest, plan, db, progress, stage)
             else:
-                result = _restore_postgres(store, manifest, plan, db, progress, stage)
+                with _one_restore_into(db, backup_id):
+                    result = _restore_postgres(store, manifest, plan, db, progress, stage)
     except KeyboardInterrupt as exc:
         raise _interrupted(stage, backup_id) from exc
     except EmropsError as exc:
@@ -479,6 +487,50 @@ def restore(
         raise
     result.duration_s = round(time.monotonic() - started, 3)
     return result
+
+
+_RESTORE_LOCK = 0x656D7272  # "emrr": pg_advisory_lock(_RESTORE_LOCK, hashtext(database))
+
+
+@contextlib.contextmanager
+def _one_restore_into(db: DbUrl, backup_id: str) -> Iterator[None]:
+    """One restore at a time into a PostgreSQL database, whatever store it restores from (the
+    store lock does not see another store's restore): a second one would read the first's
+    maintenance message as left by an interrupted restore, and the first's commit would switch
+    maintenance off in the middle of the second. An advisory lock, held by a session on the
+    server's postgres database for the restore's duration (it ends with the process, killed or
+    not). Raises Busy (exit 75) naming the restore that holds it."""
+    admin_url = db.url.set(database="postgres")
+    engine = oneshot_engine(admin_url, isolation_level="AUTOCOMMIT")
+    key = (_RESTORE_LOCK, db.url.database or "")
+    try:
+        with db_errors(admin_url), engine.connect() as conn:
+            me = f"emrops restore {os.getpid()} of {backup_id}"[:63]
+            conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (me,))
+            if not conn.exec_driver_sql(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", key
+            ).scalar():
+                holder = conn.exec_driver_sql(
+                    "SELECT a.application_name, a.pid, "
+                    "to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s "
+                    "AND l.objid = hashtext(%s)::oid AND l.objsubid = 2",
+                    key,
+                ).first()
+                who = f"{holder[0]}, server pid {holder[1]}, since {holder[2]}" if holder else "?"
+                raise Busy(
+                    f"another restore into {db.masked()} is running ({who}): nothing was changed",
+                    hint="wait for it to end, check what the target holds, then run this "
+                    "restore again if it is still wanted",
+                )
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # the lock ends with the session anyway
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+    finally:
+        engine.dispose()
 
 
 def _safety_backup(store: Store, db: DbUrl, backup_id: str, progress: Progress) -> str:

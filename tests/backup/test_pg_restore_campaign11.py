@@ -466,3 +466,26 @@ def test_a_restore_tool_that_misbehaves_is_not_reported_restored(target, tmp_pat
     assert rows(name, COUNT) == [(ROWS - 10,)]
     assert rows(name, "SELECT to_regclass('later')") == [("later",)]
     assert flag(name) == {"on": False, "message": ""}
+
+
+def test_a_second_restore_into_the_same_database_is_busy(target, tmp_path) -> None:
+    """Two restores into one database from two stores (the store lock does not see the other):
+    the second read the first's maintenance message as left by an interrupted restore, both
+    ran, and the first's commit switched maintenance off while the second was still running.
+    Now the second is refused (exit 75, Busy) naming the first; the first completes."""
+    name, store, backup_id = target
+    other = str(tmp_path / "other-store")
+    shutil.copytree(store, other)
+    env = stand_ins(tmp_path / "bin") | {"C11_PAUSE_psql": "ON_ERROR_STOP", "C11_SLEEP": "4"}
+    first = start(*_restore(backup_id, name, store), "--force", env=env)
+    wait_for(tmp_path / "bin" / "mark.psql", first)
+    second = emrops_proc(*_restore(backup_id, name, other), "--force", timeout=60)
+    code, err = finish(first, timeout=60)
+    assert second.returncode == 75, second.stderr
+    busy = f"Error: another restore into {url(name)} is running (emrops restore {first.pid} of "
+    assert busy + f"{backup_id}, server pid " in second.stderr, second.stderr
+    assert "nothing was changed" in second.stderr
+    assert code == 0, err
+    assert rows(name, COUNT) == [(ROWS,)]
+    assert flag(name) == {"on": False, "message": ""}
+    assert _backups(other) == [backup_id]  # the second took no safety backup
