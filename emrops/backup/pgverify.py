@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from emrops import secrets
 from emrops.backup.manifest import Manifest
-from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error
+from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error, tool_major
 from emrops.backup.verify import Checks, check_counts
 from emrops.db.engine import create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
@@ -138,9 +138,21 @@ def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
     return proc.returncode, tool_error(text) if text.strip() else ""
 
 
+def _too_old(manifest: Manifest) -> str:
+    """Why pg_restore cannot read an archive's format: the pg_dump that wrote it is newer."""
+    wrote = manifest.engine_info.get("pg_dump_version") or "a newer pg_dump"
+    _major, here = tool_major("pg_restore")
+    return (
+        f" (the archive was written by {wrote}; {here or 'this pg_restore'} cannot read it: "
+        "install a PostgreSQL client at least as new, first on PATH)"
+    )
+
+
 def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: Checks) -> None:
     with scratch_database(server_url) as scratch:
         code, message = pg_restore(archive, scratch)
+        if code and "unsupported version" in message:
+            message += _too_old(manifest)
         if not checks.add(
             "pg_restore", code == 0, message if code else "restored into a scratch database"
         ):

@@ -489,3 +489,28 @@ def test_a_second_restore_into_the_same_database_is_busy(target, tmp_path) -> No
     assert rows(name, COUNT) == [(ROWS,)]
     assert flag(name) == {"on": False, "message": ""}
     assert _backups(other) == [backup_id]  # the second took no safety backup
+
+
+def test_a_pg_restore_too_old_for_the_archive_says_which_wrote_it(target, tmp_path) -> None:
+    """A pg_restore older than the pg_dump that wrote the backup (an archive format it does
+    not know): the restore failed verification with pg_restore's bare "unsupported version
+    (1.16) in file header". Now the pg_dump that wrote it and this pg_restore are named."""
+    name, store, backup_id = target
+    real = shutil.which("pg_restore")
+    env = fake_tool(
+        tmp_path / "bin",
+        "pg_restore",
+        f'if [[ "$*" == *" -d "* ]]; then echo "pg_restore: error: unsupported version (1.16) '
+        f'in file header" >&2; exit 1; fi\nexec {real} "$@"',
+    )
+    done = emrops_proc(*_restore(backup_id, name, store), "--force", env=env, timeout=60)
+    assert done.returncode == 3, done.stderr
+    version = subprocess.run([real, "--version"], capture_output=True, text=True).stdout.strip()
+    assert (
+        "failed verification, nothing restored: pg_restore: pg_restore: error: unsupported "
+        "version (1.16) in file header (the archive was written by pg_dump (PostgreSQL) "
+    ) in done.stderr
+    assert f"; {version} cannot read it: install a PostgreSQL client at least as new" in (
+        done.stderr
+    )
+    assert rows(name, COUNT) == [(ROWS - 10,)]
