@@ -138,6 +138,17 @@ def pg_restore(archive: Path, target_url: str, *extra: str) -> tuple[int, str]:
     return proc.returncode, tool_error(text) if text.strip() else ""
 
 
+# what pg_restore relays of SQLSTATE class 53 (it prints no SQLSTATE): disk, memory, slots
+_OUT_OF_RESOURCES = (
+    "No space left on device",
+    "could not extend file",
+    "out of memory",
+    "out of shared memory",
+    "too many clients",
+    "remaining connection slots",
+)
+
+
 def _too_old(manifest: Manifest) -> str:
     """Why pg_restore cannot read an archive's format: the pg_dump that wrote it is newer."""
     wrote = manifest.engine_info.get("pg_dump_version") or "a newer pg_dump"
@@ -153,6 +164,15 @@ def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: C
         code, message = pg_restore(archive, scratch)
         if code and "unsupported version" in message:
             message += _too_old(manifest)
+        if code and any(sign in message for sign in _OUT_OF_RESOURCES):
+            # the server's trouble, not the backup's: no failed verification is recorded
+            raise DatabaseError(
+                f"could not verify backup {manifest.id}: the PostgreSQL server ran out of a "
+                f"resource while it was restored into a scratch database ({message}); the "
+                "backup was not judged, nothing was recorded or changed",
+                hint="make room on the server (disk where new databases are created: the "
+                "backup's size plus its indexes; memory, connections), then run it again",
+            )
         if not checks.add(
             "pg_restore", code == 0, message if code else "restored into a scratch database"
         ):

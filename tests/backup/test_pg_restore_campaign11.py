@@ -514,3 +514,30 @@ def test_a_pg_restore_too_old_for_the_archive_says_which_wrote_it(target, tmp_pa
         done.stderr
     )
     assert rows(name, COUNT) == [(ROWS - 10,)]
+
+
+def test_a_server_out_of_disk_while_verifying_does_not_fail_the_backup(target, tmp_path) -> None:
+    """The server's disk full while the backup was restored into its scratch database: "backup
+    failed verification" (exit 3), recorded against the backup (so rotation would no longer
+    count it), for the server's trouble. Now exit 1 saying so, nothing recorded."""
+    name, store, backup_id = target
+    real = shutil.which("pg_restore")
+    env = fake_tool(
+        tmp_path / "bin",
+        "pg_restore",
+        f'if [[ "$*" == *" -d "* ]]; then echo "pg_restore: error: could not execute query: '
+        'ERROR:  could not extend file \\"base/1/2\\": No space left on device" >&2; exit 1; fi\n'
+        f'exec {real} "$@"',
+    )
+    done = emrops_proc(
+        "backup", "verify", backup_id, "--store", store, "--db", url(name), env=env, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"Error: could not verify backup {backup_id}: the PostgreSQL server ran out of a "
+        "resource while it was restored into a scratch database (pg_restore: error: could not "
+        'execute query: ERROR:  could not extend file "base/1/2": No space left on device); '
+        "the backup was not judged"
+    ) in done.stderr
+    assert "Try: make room on the server" in done.stderr
+    assert not (Path(store) / backup_id / "verification.json").exists()
