@@ -688,7 +688,10 @@ def _restore_postgres(
     checks = Checks()
     with scratch_dir(None, "emrops-restore-") as tmp:
         archive = tmp / "database.pgdump"
-        with archive.open("wb") as sink:
+        with (
+            scratch_space(tmp, f"restore backup {manifest.id} (nothing was restored)"),
+            archive.open("wb") as sink,
+        ):
             ok = materialize(store, manifest, manifest.database_file(), sink, checks, progress)
         if ok:
             check_postgres(archive, manifest, str(db), checks)

@@ -541,3 +541,34 @@ def test_a_server_out_of_disk_while_verifying_does_not_fail_the_backup(target, t
     ) in done.stderr
     assert "Try: make room on the server" in done.stderr
     assert not (Path(store) / backup_id / "verification.json").exists()
+
+
+def test_a_full_scratch_folder_in_a_restore_is_named(target, tmp_path) -> None:
+    """The scratch folder (TMPDIR) filling up while the backup is decoded for a PostgreSQL
+    restore: "unexpected OSError: [Errno 28] No space left on device" and "report it". Now the
+    folder is named, with what to do (as verify and the SQLite restore do); nothing changed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    name, store, backup_id = target
+    folder = Path(f"/var/tmp/emrops-tmp-{uuid.uuid4().hex[:10]}")
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        folder.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        done = emrops_proc(
+            *_restore(backup_id, name, store), "--force", env={"TMPDIR": str(folder)}, timeout=60
+        )
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+        folder.rmdir()
+    assert done.returncode == 1, done.stderr
+    assert f"Error: cannot restore backup {backup_id} (nothing was restored): the scratch " in (
+        done.stderr
+    )
+    assert "is full (No space left on device)" in done.stderr and "unexpected" not in done.stderr
+    assert "Try: free space there, or point TMPDIR at a folder" in done.stderr
+    assert rows(name, COUNT) == [(ROWS - 10,)]
