@@ -9,7 +9,7 @@ import typer
 
 from emrops.cli.app import DbOpt, JsonOpt, context, err_console, make_app, print_json, settings
 from emrops.db.engine import check_database, create_engine
-from emrops.db.migrations_api import upgrade
+from emrops.db.migrations_api import refuse_foreign, upgrade
 from emrops.errors import UsageError
 from emrops.logs import get_logger
 from emrops.sim.catalog import ensure_scenarios
@@ -25,6 +25,7 @@ def init_db(ctx: typer.Context, db: DbOpt = None, json_out: JsonOpt = False) -> 
     Example: emrops sim init-db --db sqlite:///var/emrsim.db
     """
     url = settings(ctx, db_url=db).db_url
+    refuse_foreign(url)
     engine = create_engine(url)
     try:
         check_database(engine)
@@ -105,6 +106,7 @@ def seed(
 
     base = _base_time(base_time)
     url = settings(ctx, db_url=db).db_url
+    refuse_foreign(url)
     engine = create_engine(url)
     try:
         check_database(engine)

@@ -24,7 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from emrops.db.connroom import ROOM_SQL, room_of
 from emrops.db.control import Maintenance, get_maintenance
 from emrops.db.engine import DbUrl, check_database, create_engine, parse_db_url
-from emrops.db.migrations_api import current_revision, head_revision
+from emrops.db.migrations_api import (
+    current_revision,
+    foreign_revision_error,
+    head_revision,
+    known_revision,
+    refuse_foreign,
+)
 from emrops.errors import DatabaseError, EmropsError
 from emrops.logs import get_logger
 from emrops.sim.cached import ScenarioList
@@ -91,6 +97,7 @@ def open_runtime(
     if path is not None and not path.exists():
         # Do not create an empty file that would then lack the schema.
         raise DatabaseError(f"database file not found: {path}", hint=INIT_HINT)
+    refuse_foreign(db)  # before the read-write engine switches someone else's file to WAL
     # No pre-ping: the data layer retries once on a fresh connection instead (emrops.db.queries).
     threads = pool_size + max_overflow
     if path is None:
@@ -122,6 +129,8 @@ def open_runtime(
         head = head_revision()
         if revision is None:
             raise DatabaseError(f"{db.masked()} has no EMRsim schema", hint=INIT_HINT)
+        if not known_revision(revision):
+            raise foreign_revision_error(db.masked(), revision)
         if revision != head:
             raise DatabaseError(
                 f"{db.masked()} is at schema revision {revision}, this emrops serves {head}",
