@@ -207,7 +207,7 @@ def foreign_keys(
             f" ON {verb} {action.upper()}"
             for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update))
             if action and action.upper() != "NO ACTION"
-        )
+        ) + (f" {fk.deferral}" if fk.deferral else "")
         found.append(
             PostObject(
                 "fk",

@@ -35,6 +35,7 @@ class ForeignKey:
     on_update: str
     name: str | None = None  # CONSTRAINT name in the CREATE TABLE, when it has one
     sqlite_id: int | None = None  # its id in PRAGMA foreign_key_list (and foreign_key_check)
+    deferral: str = ""  # "DEFERRABLE INITIALLY DEFERRED|IMMEDIATE", or "" (not deferrable)
 
 
 @dataclass
@@ -203,12 +204,55 @@ def parse_fk_names(sql: str) -> dict[tuple[str, ...], str]:
     """Names of the named foreign keys of a CREATE TABLE statement, by their (lower-case)
     local columns: ``CONSTRAINT n FOREIGN KEY (a, b) REFERENCES ...`` and the column form
     ``a INTEGER CONSTRAINT n REFERENCES ...`` (PRAGMA foreign_key_list gives no names)."""
+    names: dict[tuple[str, ...], str] = {}
+    for definition in _definitions(sql):
+        _fk_name(definition, names)
+    return names
+
+
+def parse_fk_deferral(sql: str) -> dict[tuple[str, ...], str]:
+    """``DEFERRABLE INITIALLY DEFERRED`` or ``DEFERRABLE INITIALLY IMMEDIATE`` of each
+    deferrable foreign key of a CREATE TABLE statement, by its (lower-case) local columns
+    (PRAGMA foreign_key_list does not say). Django writes every foreign key ``DEFERRABLE
+    INITIALLY DEFERRED``; an app inserting rows that refer to each other in one transaction
+    relies on it."""
+    found: dict[tuple[str, ...], str] = {}
+    for words in _definitions(sql):
+        upper = [w.upper() for w in words]
+        if "REFERENCES" not in upper or "DEFERRABLE" not in upper:
+            continue
+        at = upper.index("DEFERRABLE")
+        if at < upper.index("REFERENCES") or upper[at - 1] == "NOT":
+            continue
+        initially = upper[at + 1 : at + 3] == ["INITIALLY", "DEFERRED"]
+        mode = "DEFERRABLE INITIALLY " + ("DEFERRED" if initially else "IMMEDIATE")
+        cols = _fk_local_columns(words, upper)
+        if cols:
+            found[cols] = mode
+    return found
+
+
+def _fk_local_columns(words: list[str], upper: list[str]) -> tuple[str, ...]:
+    """The local columns of the foreign key in one definition: ``FOREIGN KEY (a, b)`` (after
+    an optional CONSTRAINT name), or the column that a column-form REFERENCES belongs to."""
+    at = 2 if upper[:1] == ["CONSTRAINT"] else 0
+    if upper[at : at + 2] == ["FOREIGN", "KEY"] and words[at + 2 : at + 3] == ["("]:
+        close = words.index(")", at + 3)
+        return tuple(fold(unquote(w)) for w in words[at + 3 : close] if w != ",")
+    if upper[:1] in (["FOREIGN"], ["CONSTRAINT"]):
+        return ()
+    return (fold(unquote(words[0])),)
+
+
+def _definitions(sql: str) -> list[list[str]]:
+    """The column and table-constraint definitions of a CREATE TABLE statement, each as its
+    token texts (parenthesised parts kept whole)."""
     toks = tokens(sql)
     start = next((i for i, t in enumerate(toks) if t[2] == "("), None)
     if start is None:
-        return {}
+        return []
     end = _matching(toks, start)
-    names: dict[tuple[str, ...], str] = {}
+    found: list[list[str]] = []
     definition: list[str] = []
     i = start + 1
     while i <= end:
@@ -219,12 +263,12 @@ def parse_fk_names(sql: str) -> dict[tuple[str, ...], str]:
             i = close + 1
             continue
         if text in (",", ")") and definition:
-            _fk_name(definition, names)
+            found.append(definition)
             definition = []
         elif text not in (",", ")"):
             definition.append(text)
         i += 1
-    return names
+    return found
 
 
 _TABLE_CONSTRAINTS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
@@ -470,6 +514,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
     table = Table(name, sql, columns, pk, without_rowid, autoincrement, rowid_alias, sequence=seq)
     table.checks = parse_checks(sql)
     fk_names = parse_fk_names(sql)
+    fk_deferral = parse_fk_deferral(sql)
     fks: dict[int, list[tuple]] = {}
     for r in _pragma(conn, "foreign_key_list", name):
         fks.setdefault(r[0], []).append(r)
@@ -492,6 +537,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str, seq: int | None) -> Ta
                 parts[0][5],
                 fk_names.get(tuple(fold(c) for c in local)),
                 parts[0][0],
+                fk_deferral.get(tuple(fold(c) for c in local), ""),
             )
         )
     index_sql = dict(
