@@ -23,7 +23,7 @@ from emrops.migrate.objects import (
 )
 from emrops.migrate.pgcatalog import CATALOG_RELATIONS
 from emrops.migrate.plan import PLAN_VERSION, Plan, PlanAnomaly, PostObject, TablePlan, is_text
-from emrops.migrate.reflect import View, fold, reflect, tokens
+from emrops.migrate.reflect import View, fold, parse_conflict_clauses, reflect, tokens
 from emrops.migrate.sql import Catalog
 from emrops.migrate.typemap import shorten
 
@@ -122,6 +122,32 @@ def _column(tp: TablePlan, name: str) -> Any:
     return next((c for c in tp.columns if fold(c.source) == fold(name)), None)
 
 
+_KEYED = "for the old behaviour the app writes INSERT ... ON CONFLICT (...) DO {}"
+_CONFLICT_EFFECT = {
+    **{
+        (kind, "REPLACE"): "a write that duplicated the key deleted the old row in SQLite; "
+        "PostgreSQL fails it with a unique violation; " + _KEYED.format("UPDATE")
+        for kind in ("PRIMARY KEY", "UNIQUE")
+    },
+    **{
+        (kind, "IGNORE"): "a write that duplicated the key was skipped in SQLite; PostgreSQL "
+        "fails it with a unique violation; " + _KEYED.format("NOTHING")
+        for kind in ("PRIMARY KEY", "UNIQUE")
+    },
+    ("NOT NULL", "REPLACE"): "a NULL written there became the column's default in SQLite; "
+    "PostgreSQL refuses it (not-null violation)",
+    ("NOT NULL", "IGNORE"): "a row writing NULL there was skipped in SQLite; PostgreSQL "
+    "refuses it (not-null violation)",
+    **{
+        (kind, how): f"SQLite's {how} kept its own error handling (FAIL keeps the statement's "
+        "earlier changes, ROLLBACK ends the transaction); PostgreSQL fails the statement and "
+        "aborts the transaction"
+        for kind in ("PRIMARY KEY", "UNIQUE", "NOT NULL")
+        for how in ("FAIL", "ROLLBACK")
+    },
+}
+
+
 def build_plan(
     conn: sqlite3.Connection, casts: dict[str, Any] | None = None, *, full: bool = True
 ) -> Plan:
@@ -161,6 +187,11 @@ def build_plan(
     plans: list[TablePlan] = []
     anomalies: list[PlanAnomaly] = []
     notes: list[str] = list(schema.notes)
+    for table in schema.tables:
+        notes += [
+            f"{table.name}.{where}: {kind} ON CONFLICT {how}: {_CONFLICT_EFFECT[kind, how]}"
+            for where, kind, how in parse_conflict_clauses(table.sql)
+        ]
     col_maps: dict[str, dict[str, str]] = {}
     profiles: dict[str, prof.TableProfile] = {}
     with prof.shared_readers(conn):  # one set of profiling connections for every table

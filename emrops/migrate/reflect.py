@@ -232,6 +232,38 @@ def parse_fk_deferral(sql: str) -> dict[tuple[str, ...], str]:
     return found
 
 
+_CONFLICT_KINDS = {"PRIMARY": "PRIMARY KEY", "UNIQUE": "UNIQUE", "NOT": "NOT NULL"}
+
+
+def parse_conflict_clauses(sql: str) -> list[tuple[str, str, str]]:
+    """SQLite's ``ON CONFLICT`` clauses of a CREATE TABLE statement other than the default
+    ABORT, as (where: a column name or ``(a, b)``, constraint: PRIMARY KEY / UNIQUE /
+    NOT NULL, resolution: REPLACE / IGNORE / FAIL / ROLLBACK). PostgreSQL has no table-level
+    conflict clause: what they did in SQLite becomes an error there."""
+    found: list[tuple[str, str, str]] = []
+    for words in _definitions(sql):
+        upper = [w.upper() for w in words]
+        table_level = upper[0] in _TABLE_CONSTRAINTS
+        for i in range(len(upper) - 2):
+            if upper[i : i + 2] != ["ON", "CONFLICT"] or upper[i + 2] == "ABORT":
+                continue
+            kind = next(
+                (_CONFLICT_KINDS[w] for w in reversed(upper[:i]) if w in _CONFLICT_KINDS), ""
+            )
+            if not kind:
+                continue
+            if table_level and "(" in words[:i]:
+                start = words.index("(")
+                inner = words[start + 1 : words.index(")", start)]
+                where = "(" + ", ".join(unquote(w) for w in inner if w != ",") + ")"
+            elif table_level:
+                where = "(table)"
+            else:
+                where = unquote(words[0])
+            found.append((where, kind, upper[i + 2]))
+    return found
+
+
 def _fk_local_columns(words: list[str], upper: list[str]) -> tuple[str, ...]:
     """The local columns of the foreign key in one definition: ``FOREIGN KEY (a, b)`` (after
     an optional CONSTRAINT name), or the column that a column-form REFERENCES belongs to."""
