@@ -306,7 +306,8 @@ def _abandon(
             with engine.connect() as conn:
                 conn.exec_driver_sql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = %(app)s AND pid <> pg_backend_pid()",
+                    "WHERE application_name = %(app)s AND datname = current_database() "
+                    "AND pid <> pg_backend_pid()",
                     {"app": app},
                 )
                 conn.commit()

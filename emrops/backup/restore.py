@@ -430,23 +430,27 @@ def _interrupted(stage: _Stage, backup_id: str) -> Interrupted:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a supervisor stopping a job, `kill`) stops a restore the way Ctrl-C does:
-    the transaction rolls back, the scratch database is dropped, the maintenance flag set
-    back. The default action would end the process on the spot, the flag left on without
-    a word. Only the first SIGTERM: a second one is ignored while cleaning up."""
+    """SIGTERM (a supervisor stopping a job, `kill`) and SIGHUP (the terminal or SSH session
+    closed) stop a restore the way Ctrl-C does: the transaction rolls back, the scratch
+    database is dropped, the maintenance flag set back. Their default action would end the
+    process on the spot, the flag left on without a word. Only the first: later ones are
+    ignored while cleaning up."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    signals = (signal.SIGTERM, signal.SIGHUP)
 
     def stop(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def restore(

@@ -76,7 +76,12 @@ def _restore(backup_id: str, name: str, store: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("stage", "sig"),
-    [("restore", signal.SIGINT), ("restore", signal.SIGTERM), ("safety", signal.SIGTERM)],
+    [
+        ("restore", signal.SIGINT),
+        ("restore", signal.SIGTERM),
+        ("safety", signal.SIGTERM),
+        ("safety", signal.SIGHUP),
+    ],
 )
 def test_ctrl_c_or_sigterm_mid_restore_cleans_up_and_says_what_the_target_holds(
     target, tmp_path, stage, sig
@@ -84,8 +89,9 @@ def test_ctrl_c_or_sigterm_mid_restore_cleans_up_and_says_what_the_target_holds(
     """SIGINT to emrops alone (not its process group) in the restore transaction hung for
     ever: emrops, setting the flag back, waited for the lock its own psql held, psql waited
     for the rest of the script. SIGTERM ended emrops on the spot, maintenance left on without
-    a word (and the partial safety backup was not removed). Now both end psql (the server
-    rolls back), set the flag back and exit 130 saying what the target holds."""
+    a word (and the partial safety backup was not removed); SIGHUP (terminal closed) too. Now
+    each ends psql (the server rolls back), sets the flag back and exits 130 saying what the
+    target holds."""
     name, store, backup_id = target
     env = stand_ins(tmp_path / "bin") | {"C11_SLEEP": "5"}
     if stage == "restore":
