@@ -104,6 +104,25 @@ RULES: tuple[Rule, ...] = (
         },
     ),
     Rule(
+        # epoch milliseconds, whole seconds times 1000 (strftime('%s') has no fraction)
+        r"(?:CAST\s*\(\s*)?\(?\s*(?:strftime\s*\(\s*'%s'\s*,\s*" + _NOW + r"\s*\)"
+        r"|unixepoch\s*\(\s*(?:'now')?\s*\))\s*(?:AS\s+INTEGER\s*\)\s*)?\)?"
+        r"\s*\*\s*1000(?:\s+AS\s+INTEGER\s*\))?",
+        {
+            "int": "extract(epoch from date_trunc('second', now()))::bigint * 1000",
+            "num": "(extract(epoch from date_trunc('second', now()))::bigint * 1000)::numeric",
+        },
+    ),
+    Rule(
+        # epoch milliseconds with the fraction, the idiom of apps that want ms timestamps
+        r"CAST\s*\(\s*\(\s*julianday\s*\(\s*" + _NOW + r"\s*\)\s*-\s*2440587\.5\s*\)"
+        r"\s*\*\s*86400000(?:\.0*)?\s+AS\s+INTEGER\s*\)",
+        {
+            "int": "floor(extract(epoch from now()) * 1000)::bigint",
+            "num": "floor(extract(epoch from now()) * 1000)::numeric",
+        },
+    ),
+    Rule(
         r"julianday\s*\(\s*" + _NOW + r"\s*\)",
         {"num": _JULIAN, "text": f"{_JULIAN}::text"},
     ),
@@ -223,15 +242,59 @@ def translate(expr: str | None, pg_type: str) -> Default:
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _CONSTANT_WORDS = re.compile(r"TRUE|FALSE|NULL|[xX][0-9a-fA-F]*|[eE][0-9]*")
+# SQLite's deterministic functions whose value over literals is a literal too (json('[]') is
+# '[]'); none of them reads the clock or a random source
+_PURE_FUNCTIONS = frozenset(
+    [
+        "json",
+        "json_object",
+        "json_array",
+        "json_quote",
+        "json_insert",
+        "json_set",
+        "json_replace",
+        "json_remove",
+        "json_patch",
+        "lower",
+        "upper",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "replace",
+        "substr",
+        "substring",
+        "hex",
+        "char",
+        "printf",
+        "format",
+        "abs",
+        "round",
+        "coalesce",
+        "ifnull",
+        "nullif",
+        "length",
+        "quote",
+        "unicode",
+        "zeroblob",
+        "concat",
+        "concat_ws",
+    ]
+)
+_CALL = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(")
 
 
 def _constant(text: str) -> str | None:
     """The literal a constant expression evaluates to (SQLite's hex integers 0x10, TRUE and
-    FALSE, arithmetic such as 60 * 60 * 24, string concatenation): literals and operators
-    only, so nothing that changes between rows (a function call, CURRENT_TIME) is frozen.
+    FALSE, arithmetic such as 60 * 60 * 24, string concatenation, json('[]')): literals,
+    operators and pure functions only, so nothing that changes between rows (the clock,
+    randomblob(), CURRENT_TIME) is frozen.
     Evaluated by SQLite on a private in-memory connection, with its length and its steps
     limited; None when it is not such an expression."""
     bare = re.sub(r"'(?:[^']|'')*'", "''", text)
+    calls = {m.group(1).lower() for m in _CALL.finditer(bare)}
+    if not calls <= _PURE_FUNCTIONS:
+        return None
+    bare = _CALL.sub("(", bare)
     if any(not _CONSTANT_WORDS.fullmatch(w) for w in _WORD.findall(bare)):
         return None
     values = _evaluate(text, times=1, steps=10_000)
