@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -35,7 +36,13 @@ from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
 from emrops.backup.pgdump import pg_tables
-from emrops.backup.pgrestore import archive_encoding, restore_exact, restore_failed
+from emrops.backup.pgrestore import (
+    LOCK_TIMEOUT,
+    archive_encoding,
+    open_transactions,
+    restore_exact,
+    restore_failed,
+)
 from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
@@ -633,7 +640,11 @@ def _maintenance_during(
     if not state.has_control:
         yield
         return
-    _set_flag(db, True, restoring_message(backup_id, before))
+    try:
+        _set_flag(db, True, restoring_message(backup_id, before))
+    except EmropsError as exc:
+        exc.message += "; nothing was changed"
+        raise
     try:
         yield
     except BaseException as exc:
@@ -653,11 +664,38 @@ def _maintenance_during(
 
 
 def _set_flag(db: DbUrl, on: bool, message: str = "") -> None:
+    """Switch the target's flag. On PostgreSQL switching waits for the writes in flight (a lock
+    on the flag's table), and a session idle in transaction after reading the flag would make
+    it wait for ever: the wait is bounded like the restore's (the target's lock_timeout, else
+    LOCK_TIMEOUT), and the sessions in the way are named."""
     engine = create_engine(db, pool_size=1, max_overflow=0, create=False)
+    if db.engine_name == "postgresql":
+        sa.event.listen(engine, "connect", _bounded_lock_wait)
     try:
         set_maintenance(engine, on, message)
+    except DatabaseError as exc:
+        if "lock timeout" not in exc.message:
+            raise
+        holders = open_transactions(str(db))
+        raise DatabaseError(
+            f"could not switch maintenance {'on' if on else 'off'} in {db.masked()}: "
+            f"{exc.message.rsplit(': ', 1)[-1]} (the flag's table stays locked); sessions with "
+            "a transaction open there: " + ("; ".join(holders) if holders else "none any more"),
+            hint="end them (stop the app, or SELECT pg_terminate_backend(PID)) and run the "
+            "restore again",
+        ) from exc
     finally:
         engine.dispose()
+
+
+def _bounded_lock_wait(dbapi_conn: Any, _record: object) -> None:
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True  # a SET in a transaction the pool rolls back would not last
+    try:
+        if dbapi_conn.execute("SHOW lock_timeout").fetchone()[0] in ("0", ""):
+            dbapi_conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def _set_flag_in_file(path: Path, on: bool) -> None:

@@ -580,3 +580,30 @@ def test_a_full_scratch_folder_in_a_restore_is_named(target, tmp_path) -> None:
     assert "is full (No space left on device)" in done.stderr and "unexpected" not in done.stderr
     assert "Try: free space there, or point TMPDIR at a folder" in done.stderr
     assert rows(name, COUNT) == [(ROWS - 10,)]
+
+
+def test_an_app_idle_in_transaction_on_the_flag_is_named_not_waited_for(target) -> None:
+    """A session idle in transaction after reading the flag FOR SHARE (as the sim app's writes
+    do): switching maintenance on waited for ever (no lock timeout), silently, before the
+    restore's own lock timeout applies; with the target's lock_timeout it failed with the bare
+    "canceling statement due to lock timeout". Now bounded, the session named, nothing
+    changed."""
+    name, store, backup_id = target
+    with _admin_connect() as conn:
+        conn.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '2s'")
+    holder = psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}", application_name="c11")
+    try:
+        holder.execute("SELECT * FROM emrops_control FOR SHARE")
+        done = emrops_proc(*_restore(backup_id, name, store), "--force", timeout=40)
+        pid = holder.info.backend_pid
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"Error: could not switch maintenance on in {url(name)}: canceling statement due to lock "
+        "timeout (the flag's table stays locked); sessions with a transaction open there: "
+        f"pid {pid} (postgres, c11, idle in transaction since "
+    ) in done.stderr
+    assert "; nothing was changed" in done.stderr and "Try: end them" in done.stderr
+    assert rows(name, COUNT) == [(ROWS - 10,)]
+    assert _backups(store) == [backup_id]
