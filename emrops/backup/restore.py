@@ -301,6 +301,8 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     steps = [
         f"verify backup {backup_id} (checksum, decrypt, decompress, integrity, row counts)",
     ]
+    if state.read_only:  # the plan shows it: the restore itself stops at check_refusals
+        steps.insert(0, f"REFUSED, even with --force: {state.read_only}")
     if state.exists and state.note and db.engine_name == "sqlite":
         steps.append(
             f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id} "

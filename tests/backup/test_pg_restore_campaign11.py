@@ -211,6 +211,9 @@ def test_a_read_only_target_is_refused_before_anything(target, cli) -> None:
     assert "Try: restore into the primary server" in done.stderr
     assert _backups(store) == [backup_id]  # no safety backup either
     assert rows(name, COUNT) == [(ROWS - 10,)]
+    planned = cli(*_restore(backup_id, name, store), "--dry-run")
+    assert planned.exit_code == 0, planned.stderr
+    assert f"  1. REFUSED, even with --force: {url(name)} is read-only" in planned.stderr
 
 
 @pytest.fixture
