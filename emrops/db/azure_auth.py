@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from emrops import secrets
 from emrops.errors import DatabaseError, UsageError
@@ -211,8 +212,23 @@ def libpq(url: URL) -> tuple[str, dict[str, Any]]:
     extra.update(tls_defaults(url.host, token_auth, query))
     if token_auth:
         extra["password"] = token_source().token()
-    plain = url.set(drivername="postgresql", password=None, query=query)
-    return plain.render_as_string(hide_password=False), extra
+    return libpq_uri(url, query), extra
+
+
+def libpq_uri(url: URL, query: dict[str, Any]) -> str:
+    """``postgresql://user@host:port/dbname?query`` with every part percent-encoded and no
+    password. Built here, not by SQLAlchemy: ``URL.set(password=None)`` keeps the password
+    (None means "unchanged"), which then reached pg_dump's command line, readable by every
+    local user in ``ps``; and its rendering leaves a space in a database name, which libpq
+    refuses ("unexpected spaces found")."""
+    user = quote(url.username, safe="") + "@" if url.username else ""
+    host = url.host or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port else ""
+    database = quote(url.database, safe="") if url.database else ""
+    params = urlencode(query, doseq=True, quote_via=quote)
+    return f"postgresql://{user}{host}{port}/{database}" + (f"?{params}" if params else "")
 
 
 PG_ENV = {"password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}

@@ -231,10 +231,20 @@ def _reload_yourself(config_file: Path) -> str:
     )
 
 
+def config_url(target_url: str) -> str:
+    """The target URL as cutover writes it into the config: without its password (secrets
+    stay in the environment). ``URL.set(password=None)`` keeps it (None means "unchanged"),
+    and it went into the config file in clear."""
+    from emrops.db.engine import parse_db_url
+
+    url = parse_db_url(target_url).url
+    return str(url._replace(password=None).render_as_string(hide_password=False))
+
+
 def write_db_url(config_file: Path, url: str) -> None:
     """Set the top-level ``db_url`` in a TOML config file (creating the file if needed)."""
     text = config_file.read_text() if config_file.exists() else ""
-    line = f'db_url = "{url}"'
+    line = f"db_url = {json.dumps(url)}"  # a TOML basic string, quotes and backslashes escaped
     lines = text.splitlines()
     for i, existing in enumerate(lines):
         if existing.strip().startswith("["):
@@ -294,9 +304,7 @@ def cutover(
                 hint="fix the difference, then run cutover again",
             )
         phase("switching the config")
-        clean = (
-            parse_db_url(target_url).url.set(password=None).render_as_string(hide_password=False)
-        )
+        clean = config_url(target_url)
         write_db_url(config_file, clean)
         if env_db_url:
             warnings.append(
