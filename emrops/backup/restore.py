@@ -96,8 +96,8 @@ class TargetState:
     # and the maintenance state it recorded from before it (what this restore sets back).
     interrupted_restore: str | None = None
     maintenance_before: bool | None = None
-    # Why the target takes no writes (a hot standby, default_transaction_read_only): a
-    # restore is refused before anything is changed, even with --force.
+    # Why the target takes no restore (a hot standby, default_transaction_read_only, tables
+    # of another owner): refused before anything is changed, even with --force.
     read_only: str | None = None
 
     def previous_maintenance(self) -> bool:
@@ -203,7 +203,7 @@ def inspect_target(db: DbUrl) -> TargetState:
     engine = oneshot_engine(db.url)
     try:
         with engine.connect() as pg:
-            read_only = _read_only(pg, db)
+            read_only = _read_only(pg, db) or _not_owned(pg, db)
             tables = pg_tables(pg)
             revision = None
             if ("public", "alembic_version") in tables:
@@ -219,6 +219,33 @@ def inspect_target(db: DbUrl) -> TargetState:
     state = TargetState(bool(tables), revision, len(tables), ("public", "emrops_control") in tables)
     state.read_only = read_only
     return _with_maintenance(db, state)
+
+
+_NOT_OWNED_SQL = """
+SELECT n.nspname || '.' || c.relname, pg_get_userbyid(c.relowner), current_user,
+       count(*) OVER ()
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+  AND NOT pg_has_role(c.relowner, 'USAGE')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')  -- an extension's own
+ORDER BY 1 LIMIT 3
+"""
+
+
+def _not_owned(conn: sa.Connection, db: DbUrl) -> str | None:
+    """Why the user cannot restore into the database: relations it does not own (the restore
+    drops and recreates them all; another's cannot be dropped, and information_schema hides
+    the tables it may not read, so the target would even look empty)."""
+    rows = conn.exec_driver_sql(_NOT_OWNED_SQL).fetchall()
+    if not rows:
+        return None
+    named = ", ".join(f"{name} (owned by {owner})" for name, owner, _me, _n in rows)
+    return (
+        f"user {rows[0][2]} does not own {rows[0][3]} relation(s) of {db.masked()}, which the "
+        f"restore drops and recreates: {named}{', ...' if rows[0][3] > len(rows) else ''}"
+    )
 
 
 def _read_only(conn: sa.Connection, db: DbUrl) -> str | None:
@@ -381,10 +408,14 @@ def _refuse_encoding(reason: str | None, db: DbUrl) -> None:
 
 def check_refusals(plan: RestorePlan, force: bool) -> None:
     if plan.target_state.read_only:
+        owner = plan.target_state.read_only.startswith("user ")
         raise EmropsError(
             f"restore refused, even with --force: {plan.target_state.read_only}; nothing was "
             "changed",
-            hint="restore into the primary server, or into a database that takes writes; "
+            hint="run the restore as the role that owns the database's tables (or a "
+            "superuser), or restore into a new database"
+            if owner
+            else "restore into the primary server, or into a database that takes writes; "
             "where the setting is deliberate, `ALTER DATABASE ... RESET "
             "default_transaction_read_only` first",
         )

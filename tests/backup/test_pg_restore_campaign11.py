@@ -610,3 +610,29 @@ def test_an_app_idle_in_transaction_on_the_flag_is_named_not_waited_for(target) 
     assert "; nothing was changed" in done.stderr and "Try: end them" in done.stderr
     assert rows(name, COUNT) == [(ROWS - 10,)]
     assert _backups(store) == [backup_id]
+
+
+def test_a_user_that_does_not_own_the_tables_is_refused_before_anything(target) -> None:
+    """A user that does not own the target's tables (the restore drops and recreates them):
+    information_schema hid the tables it may not read, so the target looked empty (no
+    --force asked), and the restore went on until CREATE DATABASE or a DROP refused it. Now
+    it is refused first, even with --force, naming the owner."""
+    name, store, backup_id = target
+    role = f"c11_{uuid.uuid4().hex[:8]}"
+    with _admin_connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN CREATEDB")
+    try:
+        weak = url(name).replace("postgres@", f"{role}@")
+        done = emrops_proc(
+            "backup", "restore", backup_id, "--target", weak, "--store", store, "--yes",
+            "--force", timeout=60,
+        )  # fmt: skip
+    finally:
+        with _admin_connect() as conn:
+            conn.execute(f"DROP ROLE {role}")
+    assert done.returncode == 1, done.stderr
+    assert f"Error: restore refused, even with --force: user {role} does not own " in done.stderr
+    assert "relation(s) of " in done.stderr and "(owned by postgres)" in done.stderr
+    assert "Try: run the restore as the role that owns the database's tables" in done.stderr
+    assert rows(name, COUNT) == [(ROWS - 10,)]
+    assert _backups(store) == [backup_id]
