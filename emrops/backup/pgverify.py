@@ -15,7 +15,14 @@ import sqlalchemy as sa
 
 from emrops import secrets
 from emrops.backup.manifest import Manifest
-from emrops.backup.pgdump import libpq_conninfo, pg_facts, pg_tool, tool_error, tool_major
+from emrops.backup.pgdump import (
+    killed_by,
+    libpq_conninfo,
+    pg_facts,
+    pg_tool,
+    tool_error,
+    tool_major,
+)
 from emrops.backup.verify import Checks, check_counts
 from emrops.db.engine import create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
@@ -164,6 +171,15 @@ def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: C
         code, message = pg_restore(archive, scratch)
         if code and "unsupported version" in message:
             message += _too_old(manifest)
+        killed = killed_by(code)
+        if killed:  # the OOM killer, an operator: not the backup's fault
+            raise DatabaseError(
+                f"could not verify backup {manifest.id}: pg_restore was killed by {killed} "
+                "while it restored the backup into a scratch database; the backup was not "
+                "judged, nothing was recorded or changed",
+                hint="if the kernel's OOM killer did it (see `dmesg`), give the host more "
+                "memory; then run it again",
+            )
         if code and any(sign in message for sign in _OUT_OF_RESOURCES):
             # the server's trouble, not the backup's: no failed verification is recorded
             raise DatabaseError(

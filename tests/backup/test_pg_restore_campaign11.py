@@ -636,3 +636,32 @@ def test_a_user_that_does_not_own_the_tables_is_refused_before_anything(target) 
     assert "Try: run the restore as the role that owns the database's tables" in done.stderr
     assert rows(name, COUNT) == [(ROWS - 10,)]
     assert _backups(store) == [backup_id]
+
+
+def test_pg_restore_killed_while_verifying_does_not_fail_the_backup(target, tmp_path) -> None:
+    """pg_restore killed (the OOM killer, say) while the backup is restored into its scratch
+    database: "failed verification" (exit 3) with an empty reason, recorded against a good
+    backup. Now exit 1 naming the signal, nothing recorded, the scratch database dropped."""
+    name, store, backup_id = target
+    record = Path(store) / backup_id / "verification.json"
+    before = record.read_bytes() if record.exists() else None
+    env = stand_ins(tmp_path / "bin") | {
+        "C11_PAUSE_pg_restore": "emrops_verify_",
+        "C11_SLEEP": "20",
+    }
+    proc = start("backup", "verify", backup_id, "--store", store, "--db", url(name), env=env)
+    wait_for(tmp_path / "bin" / "mark.pg_restore", proc)
+    for pid, args in children(proc.pid):
+        if "emrops_verify_" in args and args.startswith("/bin/bash"):
+            scratch = [a for a in args.split() if "/emrops_verify_" in a][0].rsplit("/", 1)[1]
+            sleepers = children(pid)  # its sleep holds its stderr pipe: killed with it
+            for victim in [pid, *(p for p, _ in sleepers)]:
+                os.kill(victim, signal.SIGKILL)
+    code, err = finish(proc, timeout=30)
+    assert code == 1, (code, err)
+    assert (
+        f"Error: could not verify backup {backup_id}: pg_restore was killed by SIGKILL while it "
+        "restored the backup into a scratch database; the backup was not judged"
+    ) in err
+    assert (record.read_bytes() if record.exists() else None) == before
+    assert not rows("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{scratch}'")
