@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from emrops.backup import retention
 from emrops.backup.lock import Warn
-from emrops.backup.manifest import ID_PATTERN, PIN, VERIFICATION, Manifest, Verification
+from emrops.backup.manifest import (
+    ID_PATTERN,
+    MAX_DOCUMENT,
+    PIN,
+    VERIFICATION,
+    Manifest,
+    Verification,
+    load_document,
+)
 from emrops.backup.run import pin_record
 from emrops.backup.schemas import InvalidDocument, check_pin
 from emrops.backup.sources import Source, matches
@@ -49,7 +56,7 @@ def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, st
     """(state, verified_at, reason) from ``<id>/verification.json``."""
     try:
         record = Verification.from_json(
-            store.read_bytes(f"{manifest.id}/{VERIFICATION}"), manifest.id
+            store.read_bytes(f"{manifest.id}/{VERIFICATION}", limit=MAX_DOCUMENT), manifest.id
         )
     except NotFound:
         return "never", None, ""
@@ -66,13 +73,13 @@ def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, st
 def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
     """An invalid pin record still pins (keeping a backup is the safe side)."""
     try:
-        data = store.read_bytes(f"{backup_id}/{PIN}")
+        data = store.read_bytes(f"{backup_id}/{PIN}", limit=MAX_DOCUMENT)
     except NotFound:
         return False, ""
     except CheckFailed as exc:  # not a regular file: like an invalid record, it still pins
         return True, f"pin record is invalid ({exc.message}); treated as pinned"
     try:
-        check_pin(json.loads(data), backup_id)
+        check_pin(load_document(data), backup_id)
     except (ValueError, InvalidDocument) as exc:
         return True, f"pin record is invalid ({exc}); treated as pinned"
     return True, ""

@@ -21,6 +21,9 @@ FORMAT = "emrops-backup/1"
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
 PIN = "pin.json"
+# The most read of a stored document (manifest, verification, pin): emrops writes a few KiB;
+# anything larger is damage or a forgery and is never read whole into memory.
+MAX_DOCUMENT = 8 << 20
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 
 
@@ -137,7 +140,7 @@ class Manifest:
         from emrops.backup.schemas import InvalidDocument, check_manifest
 
         try:
-            raw = json.loads(data)
+            raw = load_document(data)
             check_manifest(raw, folder)
         except (ValueError, InvalidDocument) as exc:
             raise CheckFailed(
@@ -167,6 +170,28 @@ BOUND_FIELDS = (
     "host",
     "tool_version",
 )
+
+
+MAX_DEPTH = 32  # emrops writes documents 4 levels deep
+
+
+def load_document(data: bytes) -> Any:
+    """Parse a stored JSON document; ValueError when it is not JSON or nested deeper than
+    MAX_DEPTH (a forged one: deep nesting exhausts the parser's or a later copy's recursion)."""
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    todo = [(doc, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return doc
 
 
 def canonical(doc: Any) -> bytes:
@@ -220,7 +245,7 @@ class Verification:
         from emrops.backup.schemas import InvalidDocument, check_verification
 
         try:
-            raw = json.loads(data)
+            raw = load_document(data)
             check_verification(raw, folder)
         except (ValueError, InvalidDocument) as exc:
             raise CheckFailed(

@@ -31,6 +31,7 @@ from emrops.backup.lock import Warn
 from emrops.backup.manifest import (
     ID_PATTERN,
     MANIFEST,
+    MAX_DOCUMENT,
     VERIFICATION,
     Check,
     DataFile,
@@ -97,7 +98,7 @@ def load_manifest(store: Store, backup_id: str) -> Manifest:
     """The manifest of a published backup; NotFound (exit 1) when there is none."""
     check_id(backup_id)
     try:
-        data = store.read_bytes(f"{backup_id}/{MANIFEST}")
+        data = store.read_bytes(f"{backup_id}/{MANIFEST}", limit=MAX_DOCUMENT)
     except NotFound:
         raise NotFound(
             f"backup {backup_id} not found in {store.url}", hint="see `emrops backup list`"
@@ -340,7 +341,8 @@ def _record(
 ) -> Verification:
     history: list[dict[str, Any]] = []
     with contextlib.suppress(NotFound, CheckFailed):
-        old = Verification.from_json(store.read_bytes(f"{backup_id}/{VERIFICATION}"), backup_id)
+        data = store.read_bytes(f"{backup_id}/{VERIFICATION}", limit=MAX_DOCUMENT)
+        old = Verification.from_json(data, backup_id)
         history = [{"verified_at": old.verified_at, "ok": old.ok}, *old.history][:20]
     result = Verification(
         backup_id=backup_id,

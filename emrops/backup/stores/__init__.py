@@ -37,14 +37,16 @@ class Store(ABC):
 
     @abstractmethod
     def names(self, backup_id: str) -> list[str]:
-        """The file names (without the id prefix) stored for one backup."""
+        """The file names (without the id prefix) stored for one backup: plain names only
+        (something nested deeper under the id folder was not written by emrops)."""
 
     @abstractmethod
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def read_bytes(self, name: str) -> bytes:
-        """The whole object; raises NotFound."""
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes:
+        """The whole object; raises NotFound, and TooLarge when it is over ``limit`` bytes
+        (then at most ``limit + 1`` bytes were read)."""
 
     @abstractmethod
     def open_read(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
@@ -108,6 +110,19 @@ class Store(ABC):
                 self.delete_backup(backup_id)
                 removed.append(backup_id)
         return removed
+
+
+class TooLarge(CheckFailed):
+    """A stored document larger than any emrops writes: damage or a forgery, never read
+    whole (exit 3)."""
+
+
+def too_large(name: str, store: str, limit: int) -> TooLarge:
+    return TooLarge(
+        f"{name} in backup store {store} is larger than {limit // (1 << 20)} MiB: not a "
+        "document emrops wrote (the store was damaged or changed)",
+        hint="restore another backup; see `emrops backup list`",
+    )
 
 
 class NotAFile(CheckFailed):

@@ -23,7 +23,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import IO, Any
+from urllib.parse import parse_qs
 
 from azure.core.exceptions import (
     AzureError,
@@ -39,7 +41,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 from emrops import secrets
 from emrops.backup.lock import Holder, busy
 from emrops.backup.manifest import PIN
-from emrops.backup.stores import NotFound, Store, Warn, check_name
+from emrops.backup.stores import NotFound, Store, Warn, check_name, too_large
 from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
@@ -104,8 +106,15 @@ def _client_options(settings: Any) -> dict[str, Any]:
     return {"connection_timeout": connect, "read_timeout": read, "retry_policy": policy}
 
 
-def azure_error(store: str, exc: Exception, endpoint: str | None = None) -> EmropsError:
-    """Translate an Azure SDK failure into one clear message (naming the endpoint) and a hint."""
+# The SAS permission (sp= letter) each kind of request needs, and its name.
+PERMISSIONS = {"l": "list", "r": "read", "w": "write", "d": "delete", "t": "tag"}
+
+
+def azure_error(
+    store: str, exc: Exception, endpoint: str | None = None, need: str = ""
+) -> EmropsError:
+    """Translate an Azure SDK failure into one clear message (naming the endpoint) and a hint.
+    ``need``: the SAS permission letter the failed request needed (see PERMISSIONS)."""
     where = f"{store} at {endpoint}" if endpoint else store
     if isinstance(exc, ServiceRequestError):
         return EmropsError(
@@ -125,6 +134,21 @@ def azure_error(store: str, exc: Exception, endpoint: str | None = None) -> Emro
             hint="check EMROPS_AZURE_STORAGE_CONNECTION_STRING or the managed identity's role",
         )
     text = secrets.mask((getattr(exc, "message", None) or str(exc)).splitlines()[0])
+    if _code(exc) == "AuthorizationPermissionMismatch" and need in PERMISSIONS:
+        # The credentials are good but may not do this kind of request: name the right.
+        return EmropsError(
+            f"Azure refused to {PERMISSIONS[need]} blobs in {store}: the credentials lack "
+            f"the {PERMISSIONS[need]} permission (403 AuthorizationPermissionMismatch)",
+            hint=f"give the SAS token the {PERMISSIONS[need]} permission ('{need}' in sp=; "
+            "emrops needs r, w, d, l, a, c and t), or the managed identity the Storage Blob "
+            "Data Contributor role",
+        )
+    if _code(exc) == "ContainerNotFound":
+        return EmropsError(
+            f"the container of {store} does not exist and these credentials may not create it",
+            hint="create the container, or use credentials that may (an account key, or a SAS "
+            "token for the account rather than the container)",
+        )
     if getattr(exc, "status_code", None) == 403:
         # A wrong or expired SAS, a rotated key, a missing role: a configuration problem, not
         # a broken store (this is also what a SAS without list/write/delete rights gets).
@@ -135,6 +159,26 @@ def azure_error(store: str, exc: Exception, endpoint: str | None = None) -> Emro
             "or the managed identity's role (Storage Blob Data Contributor)",
         )
     return EmropsError(f"Azure Blob Storage error on {store}: {text}")
+
+
+def check_sas_expiry(conn: str, store: str, now: datetime | None = None) -> None:
+    """Refuse a connection string whose SAS token has expired (se= in the past) before any
+    request: Azure would answer each one with a bare 403. Names the expiry, never the token."""
+    parts = dict(p.partition("=")[::2] for p in conn.split(";") if "=" in p)
+    sas = next((v for k, v in parts.items() if k.lower() == "sharedaccesssignature"), "")
+    expiry = parse_qs(sas.lstrip("?")).get("se", [""])[0]
+    try:
+        moment = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    except ValueError:
+        return  # no expiry, or one Azure reads and we do not: Azure answers for it
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment <= (now or datetime.now(UTC)):
+        raise EmropsError(
+            f"the SAS token for {store} expired at {expiry} "
+            "(EMROPS_AZURE_STORAGE_CONNECTION_STRING, se=)",
+            hint="generate a new SAS token (or use the account key or a managed identity)",
+        )
 
 
 def _code(exc: Exception) -> str:
@@ -209,6 +253,7 @@ class AzureStore(Store):
         self.url = url
         self._lease: Any = None  # while this object holds the store lock
         self._lease_lost = threading.Event()
+        self._container_ready = False
 
     @classmethod
     def from_url(cls, url: str, settings: Any) -> AzureStore:
@@ -219,6 +264,7 @@ class AzureStore(Store):
         conn = settings.get("azure.storage_connection_string") if settings else None
         account = settings.get("azure.storage_account_url") if settings else None
         if conn:
+            check_sas_expiry(conn, url)
             try:
                 service = BlobServiceClient.from_connection_string(
                     conn, **_client_options(settings)
@@ -251,13 +297,29 @@ class AzureStore(Store):
         return self.container.get_blob_client(self._name(name))
 
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, need: str) -> Iterator[None]:
+        """Azure failures as EmropsError; ``need``: the SAS permission the requests need."""
         try:
             yield
         except (NotFound, EmropsError):
             raise
         except AzureError as exc:
-            raise azure_error(self.url, exc, self.endpoint) from exc
+            raise azure_error(self.url, exc, self.endpoint, need) from exc
+
+    def _ensure_container(self) -> None:
+        """Create the container unless it exists. Credentials scoped to the container (a
+        container SAS) may not create one (403): the container then exists or the next
+        request says it does not (ContainerNotFound)."""
+        if self._container_ready:
+            return
+        try:
+            self.container.create_container()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+        self._container_ready = True
 
     @property
     def endpoint(self) -> str:
@@ -267,7 +329,7 @@ class AzureStore(Store):
         if under:
             check_name(under.rstrip("/"), self.url)
         start = f"{self.prefix}/{under}" if self.prefix else under
-        with self._errors():
+        with self._errors("l"):
             try:
                 return [
                     b.name[len(start) :] for b in self.container.list_blobs(name_starts_with=start)
@@ -290,19 +352,34 @@ class AzureStore(Store):
         return sorted(i for i in ids if not i.startswith("."))
 
     def names(self, backup_id: str) -> list[str]:
-        return sorted(self._list(f"{backup_id}/"))
+        # A blob nested deeper (<id>/sub/x) or named with a trailing slash was not written
+        # by emrops and is no name of the backup (check_name would refuse it).
+        return sorted(n for n in self._list(f"{backup_id}/") if n and "/" not in n)
 
     def exists(self, name: str) -> bool:
-        with self._errors():
+        with self._errors("r"):
             return bool(self._blob(name).exists())
 
-    def read_bytes(self, name: str) -> bytes:
-        with self.open_read(name) as stream:
-            return stream.read()
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes:
+        if limit is None:
+            with self.open_read(name) as stream:
+                return stream.read()
+        with self._errors("r"):
+            try:
+                data = self._blob(name).download_blob(offset=0, length=limit + 1).readall()
+            except ResourceNotFoundError:
+                raise NotFound(f"{name} is missing from backup store {self.url}") from None
+            except HttpResponseError as exc:
+                if _code(exc) != "InvalidRange":  # what a range read of an empty blob gets
+                    raise
+                data = b""
+        if len(data) > limit:
+            raise too_large(name, self.url, limit)
+        return bytes(data)
 
     @contextlib.contextmanager
     def open_read(self, name: str) -> Iterator[IO[bytes]]:
-        with self._errors():
+        with self._errors("r"):
             try:
                 downloader = self._blob(name).download_blob(max_concurrency=4)
             except ResourceNotFoundError:
@@ -311,9 +388,8 @@ class AzureStore(Store):
 
     @contextlib.contextmanager
     def writer(self, name: str) -> Iterator[IO[bytes]]:
-        with self._errors():
-            with contextlib.suppress(ResourceExistsError):
-                self.container.create_container()
+        with self._errors("w"):
+            self._ensure_container()
             sink = _BlockWriter(self._blob(name))
             try:
                 yield sink  # type: ignore[misc]
@@ -328,7 +404,7 @@ class AzureStore(Store):
 
     def delete(self, name: str) -> None:
         self._still_holding()
-        with self._errors(), contextlib.suppress(ResourceNotFoundError):
+        with self._errors("d"), contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob()
         backup_id, _, rest = name.partition("/")
         if rest == PIN:
@@ -345,7 +421,7 @@ class AzureStore(Store):
     def _retag(self, backup_id: str, pinned: bool) -> None:
         """Set the pin tag on every blob of a backup (after pin.json was written or deleted)."""
         self._still_holding()
-        with self._errors():
+        with self._errors("t"):
             for rest in self.names(backup_id):
                 with contextlib.suppress(ResourceNotFoundError):
                     self._blob(f"{backup_id}/{rest}").set_blob_tags(
@@ -354,7 +430,7 @@ class AzureStore(Store):
 
     def pin_tags(self, backup_id: str) -> dict[str, str]:
         """Each blob of a backup and its pin tag ("" when untagged): for checks and tests."""
-        with self._errors():
+        with self._errors("t"):
             return {
                 rest: self._blob(f"{backup_id}/{rest}").get_blob_tags().get(PIN_TAG, "")
                 for rest in self.names(backup_id)
@@ -383,24 +459,28 @@ class AzureStore(Store):
     def cleanup_staging(self) -> list[str]:
         return []  # uncommitted blocks are invisible and expire on their own
 
+    def _lock_holder(self, blob: Any) -> Holder | None:
+        with self._errors("r"):
+            return _holder(blob.get_blob_properties().metadata)
+
     @contextlib.contextmanager
     def lock(
         self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
     ) -> Iterator[Holder]:
         me = Holder.me(operation)
         blob = self._blob(".lock")
-        with self._errors():
-            with contextlib.suppress(ResourceExistsError):
-                self.container.create_container()
+        with self._errors("w"):
+            self._ensure_container()
             with contextlib.suppress(ResourceExistsError, HttpResponseError):
                 blob.upload_blob(b"", overwrite=False)
             try:
                 lease = blob.acquire_lease(lease_duration=LEASE_SECONDS)
             except HttpResponseError as exc:
                 if exc.status_code == 409:
-                    raise busy(self.url, _holder(blob.get_blob_properties().metadata)) from None
+                    raise busy(self.url, self._lock_holder(blob)) from None
                 raise
-            previous = _holder(blob.get_blob_properties().metadata)
+        try:
+            previous = self._lock_holder(blob)
             if previous is not None:
                 message = (
                     f"taking over a stale lock on {self.url}: {previous.describe()} (lease expired)"
@@ -408,7 +488,13 @@ class AzureStore(Store):
                 log.warning(message)
                 if warn:
                     warn(message)
-            blob.set_blob_metadata(_metadata(me), lease=lease)
+            with self._errors("w"):
+                blob.set_blob_metadata(_metadata(me), lease=lease)
+        except BaseException:
+            # e.g. credentials that may take a lease but not read: no lease held for a minute
+            with contextlib.suppress(AzureError):
+                lease.release()
+            raise
         stop = threading.Event()
         self._lease_lost.clear()
         self._lease = lease

@@ -19,6 +19,7 @@ from emrops.backup.stores import (
     Store,
     Warn,
     check_name,
+    too_large,
     write_error,
 )
 from emrops.errors import EmropsError, UsageError
@@ -73,17 +74,23 @@ class LocalStore(Store):
         )
 
     def names(self, backup_id: str) -> list[str]:
+        # A folder inside is not a file emrops wrote: remove_folder takes it with the rest.
         folder = self._path(backup_id)
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_symlink() or not p.is_dir())
 
     def exists(self, name: str) -> bool:
         # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
         # shown as such, never taken for a crashed run's leftovers and removed).
         return self._path(name).exists()
 
-    def read_bytes(self, name: str) -> bytes:
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes:
         with self.open_read(name) as handle:
-            return handle.read()
+            data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise too_large(name, self.url, limit)
+        return data
 
     @contextlib.contextmanager
     def open_read(self, name: str) -> Iterator[IO[bytes]]:

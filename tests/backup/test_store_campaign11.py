@@ -1,0 +1,330 @@
+"""The backup store layer under failure injection and hostile input, campaign 11: SAS tokens
+without a right or expired, container-scoped SAS tokens, blobs and folders that are not
+backups, documents far larger than any emrops writes, swapped payloads, uploads killed
+midway. Everything runs through the CLI against Azurite and local folders.
+
+The standard: no backup reads as good when it is not, no expected failure ends in a
+traceback or "unexpected ...", nothing half-written is later taken as a backup, and no
+secret is printed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient, generate_container_sas
+
+from tests.backup.conftest import DEV_KEY, json_of, listed, run_backup
+
+PAD = 9 << 20  # past the 8 MiB a stored document may have
+
+
+def _box(azurite: str, url: str) -> ContainerClient:
+    name = url.removeprefix("azure://").split("/")[0]
+    return BlobServiceClient.from_connection_string(azurite).get_container_client(name)
+
+
+def _sas_conn(azurite: str, url: str, permission: str, minutes: float = 60) -> tuple[str, str]:
+    """A connection string with a SAS token for the store's container only, and its sig."""
+    container = url.removeprefix("azure://").split("/")[0]
+    endpoint = azurite.split("BlobEndpoint=")[1].rstrip(";")
+    sas = generate_container_sas(
+        "devstoreaccount1",
+        container,
+        account_key=DEV_KEY,
+        permission=permission,
+        expiry=datetime.now(UTC) + timedelta(minutes=minutes),
+    )
+    return f"BlobEndpoint={endpoint};SharedAccessSignature={sas}", parse_qs(sas)["sig"][0]
+
+
+def _no_secret(done, sig: str) -> None:  # type: ignore[no-untyped-def]
+    for shown in (done.stdout, done.stderr):
+        assert sig not in shown and quote(sig, safe="") not in shown
+        assert DEV_KEY not in shown and "Traceback" not in shown and "unexpected" not in shown
+
+
+def _blobs(azurite: str, url: str) -> list[str]:
+    return sorted(b.name for b in _box(azurite, url).list_blobs(name_starts_with="emrsim/"))
+
+
+# --- SAS tokens ------------------------------------------------------------------------------
+
+
+def test_a_container_sas_with_every_right_runs_lists_verifies_and_rotates(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """Every write began with create_container, which a SAS for the container may not do
+    (403): a least-privilege SAS with racwdlt could take no backup at all (exit 1)."""
+    _box(azurite, azure_store).create_container()  # the SAS owner made it
+    conn, sig = _sas_conn(azurite, azure_store, "racwdlt")
+    env = {"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn}
+    for _ in range(2):
+        done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store, env=env)
+        assert done.exit_code == 0, done.stderr
+        _no_secret(done, sig)
+    done = cli("backup", "verify", "--all", "--store", azure_store, env=env)
+    assert done.exit_code == 0, done.stderr
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, env=env)
+    assert done.exit_code == 0, done.stderr
+    assert len(listed(cli, azure_store)) == 1
+
+
+def test_a_container_sas_for_a_missing_container_says_so(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    conn, sig = _sas_conn(azurite, azure_store, "racwdlt")
+    env = {"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn}
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store, env=env)
+    assert done.exit_code == 1
+    assert (
+        f"Error: the container of {azure_store} does not exist and these credentials may not "
+        "create it" in done.stderr
+    ), done.stderr
+    _no_secret(done, sig)
+
+
+@pytest.mark.parametrize(
+    ("permission", "command", "named"),
+    [
+        ("rl", "run", "the credentials lack the write permission"),
+        ("wacdt", "run", "the credentials lack the read permission"),
+        ("wacdt", "list", "the credentials lack the list permission"),
+        ("rwl", "rotate", "the credentials lack the delete permission"),
+        ("rl", "verify", "the credentials lack the write permission"),
+    ],
+)
+def test_a_sas_without_a_right_names_it_and_changes_nothing(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str, permission, command, named
+) -> None:
+    """Was "Azure refused access ... sp= needs r, w, d, l, a, c and t" whatever was missing
+    (and, for a container SAS, always the create_container refusal)."""
+    first = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    run_backup(cli, seeded_sqlite, azure_store)
+    assert cli("backup", "verify", "--all", "--store", azure_store).exit_code == 0
+    before = _blobs(azurite, azure_store)
+    conn, sig = _sas_conn(azurite, azure_store, permission)
+    args = {
+        "run": ["run", "--db", seeded_sqlite],
+        "list": ["list"],
+        "rotate": ["rotate", "--keep-last", "1"],
+        "verify": ["verify", first],
+    }[command]
+    done = cli("backup", *args, "--store", azure_store,
+               env={"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn})  # fmt: skip
+    assert done.exit_code == 1, done.stderr
+    assert named in done.stderr and "Try: give the SAS token the" in done.stderr
+    _no_secret(done, sig)
+    assert _blobs(azurite, azure_store) == before  # nothing written, nothing deleted
+    assert len(listed(cli, azure_store)) == 2
+    # the lock is free again at once (no lease left held for a minute)
+    assert cli("backup", "rotate", "--keep-last", "5", "--store", azure_store).exit_code == 0
+
+
+def test_an_expired_sas_is_named_before_any_request(cli, azure_store: str, azurite: str) -> None:
+    """Was Azure's bare 403 "Server failed to authenticate the request"."""
+    conn, sig = _sas_conn(azurite, azure_store, "racwdlt", minutes=-5)
+    for args in (["list"], ["verify", "--all"], ["rotate", "--keep-last", "1"]):
+        done = cli("backup", *args, "--store", azure_store,
+                   env={"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn})  # fmt: skip
+        assert done.exit_code == 1, done.stderr
+        assert f"Error: the SAS token for {azure_store} expired at " in done.stderr
+        assert "Try: generate a new SAS token" in done.stderr
+        _no_secret(done, sig)
+
+
+# --- things in the store that are not backups ------------------------------------------------
+
+GHOST = "20260101T000000.000Z-abcdef"  # an id folder with no manifest (a crashed run's, say)
+
+
+def _nest(store: str, azurite: str, name: str) -> None:
+    """Put a file at ``name`` (under the store), nested deeper than emrops writes."""
+    if store.startswith("azure://"):
+        _box(azurite, store).upload_blob(f"emrsim/{name}", b"x", overwrite=True)
+    else:
+        path = Path(store) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+@pytest.fixture(params=["local", "azure"])
+def any_store(request, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "local":
+        return str(tmp_path / "backups")
+    return str(request.getfixturevalue("azure_store"))
+
+
+def test_a_nested_folder_under_an_id_neither_blocks_runs_nor_rotate(
+    cli, seeded_sqlite: str, any_store: str, request
+) -> None:
+    """``<id>/sub/x`` in the store: every later ``backup run`` failed in the cleanup of
+    interrupted runs (Azure: "refusing the name ...", local: "unexpected IsADirectoryError"),
+    and rotate failed on such a backup after deleting its manifest."""
+    azurite = request.getfixturevalue("azurite") if any_store.startswith("azure") else ""
+    old = run_backup(cli, seeded_sqlite, any_store)["id"]
+    _nest(any_store, azurite, f"{GHOST}/sub/x")
+    _nest(any_store, azurite, f"{old}/sub/nested.bin")
+    new = run_backup(cli, seeded_sqlite, any_store)["id"]
+    assert [e["id"] for e in listed(cli, any_store)] == [old, new]
+    done = cli("backup", "verify", "--all", "--store", any_store)
+    assert done.exit_code == 0, done.stderr
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", any_store, "--json")
+    assert json_of(done)["deleted"] == [old]
+    assert [e["id"] for e in listed(cli, any_store)] == [new]
+    assert cli("backup", "run", "--db", seeded_sqlite, "--store", any_store).exit_code == 0
+
+
+def test_blobs_that_are_not_backups_are_not_listed(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    real = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    box = _box(azurite, azure_store)
+    for name in ("emrsim", "emrsim/", "emrsim//x", "emrsim/readme.txt", f"emrsim/{GHOST}",
+                 f"emrsim/{GHOST}x/manifest.json", "emrsimother/x/manifest.json",
+                 f"emrsim/{GHOST}/manifest.json/x"):  # fmt: skip
+        box.upload_blob(name, b"{}", overwrite=True)
+    assert [(e["id"], e["verified"]) for e in listed(cli, azure_store)] == [
+        (f"{GHOST}x", "broken"),
+        (real, "never"),
+    ]
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store)
+    assert done.exit_code == 0, done.stderr
+    done = cli("backup", "verify", "--all", "--store", azure_store)
+    assert done.exit_code == 3 and f"{GHOST}x: manifest" in done.stderr
+    states = {e["id"]: e["verified"] for e in listed(cli, azure_store)}
+    assert states[real] == "ok" and states[f"{GHOST}x"] == "broken" and len(states) == 3
+
+
+# --- documents larger than emrops writes -----------------------------------------------------
+
+
+def _put(store: str, azurite: str, name: str, data: bytes) -> None:
+    if store.startswith("azure://"):
+        _box(azurite, store).upload_blob(f"emrsim/{name}", data, overwrite=True)
+    else:
+        (Path(store) / name).write_bytes(data)
+
+
+def _get(store: str, azurite: str, name: str) -> bytes:
+    if store.startswith("azure://"):
+        return bytes(_box(azurite, store).download_blob(f"emrsim/{name}").readall())
+    return (Path(store) / name).read_bytes()
+
+
+def test_a_manifest_padded_past_8_mib_is_broken_not_read_whole(
+    cli, seeded_sqlite: str, any_store: str, request
+) -> None:
+    """A valid manifest followed by 9 MiB of blanks (valid JSON, seal intact) was read whole
+    into memory, listed and verified as a good backup: nothing bounded what a hostile store
+    made emrops allocate."""
+    azurite = request.getfixturevalue("azurite") if any_store.startswith("azure") else ""
+    backup_id = run_backup(cli, seeded_sqlite, any_store)["id"]
+    text = _get(any_store, azurite, f"{backup_id}/manifest.json")
+    _put(any_store, azurite, f"{backup_id}/manifest.json", text + b" " * PAD)
+    [entry] = listed(cli, any_store)
+    assert entry["verified"] == "broken" and "larger than 8 MiB" in entry["reason"]
+    done = cli("backup", "verify", backup_id, "--store", any_store)
+    assert done.exit_code == 3 and "larger than 8 MiB" in done.stderr
+    done = cli("backup", "restore", backup_id, "--target", "/nonexistent/x.db", "--yes",
+               "--store", any_store)  # fmt: skip
+    assert done.exit_code == 3 and "larger than 8 MiB" in done.stderr
+
+
+def test_padded_verification_and_pin_records_are_invalid_not_read_whole(
+    cli, seeded_sqlite: str, any_store: str, request
+) -> None:
+    azurite = request.getfixturevalue("azurite") if any_store.startswith("azure") else ""
+    backup_id = run_backup(cli, seeded_sqlite, any_store, "--pin")["id"]
+    assert cli("backup", "verify", backup_id, "--store", any_store).exit_code == 0
+    for name in ("verification.json", "pin.json"):
+        text = _get(any_store, azurite, f"{backup_id}/{name}")
+        _put(any_store, azurite, f"{backup_id}/{name}", text + b" " * PAD)
+    [entry] = listed(cli, any_store)
+    assert entry["verified"] == "invalid" and "larger than 8 MiB" in entry["reason"]
+    assert entry["pinned"] is True  # an unreadable pin record still pins
+
+
+# --- hostile manifests -----------------------------------------------------------------------
+
+
+def _hostile(doc: dict, case: str) -> bytes:  # type: ignore[type-arg]
+    files = doc["files"]
+    changed: object
+    if case == "not json":
+        return b"\x00\xff{not json"
+    if case == "array":
+        return b"[1, 2, 3]"
+    if case == "deep":
+        return b"[" * 100_000 + b"]" * 100_000
+    changed = json.loads(json.dumps(doc))
+    assert isinstance(changed, dict)
+    f0 = changed["files"][0]
+    if case == "dotdot":
+        f0["name"] = "../../etc/passwd"
+    elif case == "absolute":
+        f0["name"] = "/etc/passwd"
+    elif case == "nul":
+        f0["name"] = "database\x00.zst"
+    elif case == "negative size":
+        f0["size"] = -1
+    elif case == "huge size":
+        f0["size"] = 10**30
+    elif case == "short checksum":
+        f0["sha256"] = f0["sha256"][:10]
+    elif case == "wrong types":
+        changed["row_counts"] = ["x"]
+        f0["size"] = "12"
+    elif case == "other id":
+        changed["id"] = "20200101T000000.000Z-000000"
+    elif case == "duplicate":
+        changed["files"] = [files[0], files[0]]
+    elif case == "deep engine_info":
+        nested: list[object] = []
+        for _ in range(600):
+            nested = [nested]
+        changed["engine_info"] = {"x": nested}
+    from emrops.backup.manifest import seal_of
+
+    changed.pop("seal", None)
+    changed["seal"] = seal_of(changed)
+    return json.dumps(changed).encode()
+
+
+CASES = ["not json", "array", "deep", "dotdot", "absolute", "nul", "negative size",
+         "huge size", "short checksum", "wrong types", "other id", "duplicate",
+         "deep engine_info"]  # fmt: skip
+
+
+def test_hostile_manifests_are_broken_never_followed(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """Each case in its own backup of one store: list, verify, rotate and restore go on past
+    them, read nothing outside the store and never crash."""
+    store = tmp_path / "backups"
+    good = run_backup(cli, seeded_sqlite, store)["id"]
+    doc = json.loads((store / good / "manifest.json").read_text())
+    ids = {}
+    for case in CASES:
+        backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+        (store / backup_id / "manifest.json").write_bytes(_hostile(doc, case))
+        ids[backup_id] = case
+    entries = {e["id"]: e for e in listed(cli, store)}
+    assert entries[good]["verified"] == "never"
+    for backup_id, case in ids.items():
+        assert entries[backup_id]["verified"] == "broken", (case, entries[backup_id])
+        done = cli("backup", "verify", backup_id, "--store", str(store))
+        assert done.exit_code == 3, (case, done.stderr)
+        assert "Traceback" not in done.stderr and "unexpected" not in done.stderr
+        done = cli("backup", "restore", backup_id, "--target", str(tmp_path / "r.db"),
+                   "--yes", "--store", str(store))  # fmt: skip
+        assert done.exit_code in (1, 3) and "unexpected" not in done.stderr, (case, done.stderr)
+        assert not (tmp_path / "r.db").exists()
+    assert cli("backup", "verify", good, "--store", str(store)).exit_code == 0
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
+    assert json_of(done)["deleted"] == []  # a broken manifest is kept; the good one is newest
+    assert len(listed(cli, store)) == 1 + len(CASES)
