@@ -15,8 +15,23 @@ from tests.sim.conftest import Server
 
 
 def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    """Processes whose parent is ``pid`` (from /proc/*/stat: no kernel option needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _alive(pid: int) -> bool:
@@ -47,11 +62,7 @@ def test_sigterm_stops_the_generator_processes(sim_sqlite: Server, tmp_path: Pat
         while time.monotonic() < deadline and len(generators) < 2:
             time.sleep(0.2)
             # the spawn start method's resource tracker is a child too: generators run _child
-            generators = [
-                c
-                for c in _children(proc.pid)
-                if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-            ]
+            generators = [c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)]
         assert len(generators) >= 2, "the generator processes did not start"
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
