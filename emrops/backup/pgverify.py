@@ -100,11 +100,14 @@ def _lock(conn: sa.Connection, function: str, name: str) -> bool:
 
 
 def sweep_scratch_databases(conn: sa.Connection) -> list[str]:
-    """Drop the scratch databases (``emrops_verify_*``) whose run is gone: those whose
-    advisory lock no session holds. Returns their names; one that cannot be dropped (another
-    user's) is left for its owner."""
+    """Drop the scratch databases (``emrops_verify_*``) whose run is gone: those no session
+    is connected to and whose advisory lock no session holds. Returns their names; one that
+    cannot be dropped (another user's) is left for its owner."""
+    # one with a session in it is in use (also by a version of emrops that takes no lock)
     rows = conn.exec_driver_sql(
-        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (_PREFIX,)
+        "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, %s) AND NOT EXISTS "
+        "(SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+        (_PREFIX,),
     )
     names = [r[0] for r in rows]
     swept = []
