@@ -78,7 +78,8 @@ def _refuse_foreign(engine: Engine, before: str | None) -> None:
 
 
 def refuse_foreign(url: str | DbUrl) -> None:
-    """:func:`_refuse_foreign`, checked over a read-only connection before any read-write one:
+    """:func:`_refuse_foreign` (and, on PostgreSQL, a database not in UTF-8), checked over a
+    read-only connection before any read-write one:
     the data layer's read-write SQLite connections switch the file to WAL, which would change
     another application's database even when the command then refuses it. A missing or
     empty SQLite file is a new database (nothing to check)."""
@@ -90,9 +91,27 @@ def refuse_foreign(url: str | DbUrl) -> None:
         return
     engine = create_engine(db, readonly=True)
     try:
+        if db.engine_name == "postgresql":
+            _refuse_non_utf8(engine)
         _refuse_foreign(engine, current_revision(engine))
     finally:
         engine.dispose()
+
+
+def _refuse_non_utf8(engine: Engine) -> None:
+    """EMRsim stores chat text in any language: a database in LATIN1 (or SQL_ASCII) cannot
+    hold it, and every message outside that encoding would fail (a 500) or be stored as other
+    characters."""
+    with db_errors(engine.url), engine.connect() as conn:
+        encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
+    if isinstance(encoding, bytes):  # psycopg's text from an SQL_ASCII database
+        encoding = encoding.decode("ascii", "replace")
+    if encoding != "UTF8":
+        database = engine.url.database
+        raise DatabaseError(
+            f"database {database} uses the encoding {encoding}: EMRsim's text is Unicode",
+            hint=f"use a UTF-8 database: createdb -E UTF8 -T template0 {database}",
+        )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:

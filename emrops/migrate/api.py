@@ -44,7 +44,7 @@ def make_plan(
     casts = load_casts(cast)
     # the target first: a plan that cannot be tried there is no promise (exit 1 with a hint)
     with journal.connect(target, autocommit=True) as pg:
-        pass
+        journal.require_utf8(pg)
     conn = open_source(start.source_path(source))
     try:
         plan = build_plan(conn, casts)

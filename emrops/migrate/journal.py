@@ -64,6 +64,26 @@ def _libpq(url: str) -> tuple[str, dict[str, Any]]:
     return azure_auth.libpq(parse_db_url(url).url)
 
 
+def require_utf8(conn: psycopg.Connection) -> None:
+    """Refuse a target database whose encoding is not UTF8. SQLite text is Unicode; the copy
+    sends it as UTF-8 bytes, which a LATIN1 database took as Latin-1 characters without a
+    word ('héllo' arrived as 'hÃ©llo', six characters) and which verification could not see
+    (the stored bytes were the source's, so their hashes matched); SQL_ASCII stores any
+    bytes unchecked. Neither holds the source's text as text."""
+    row = conn.execute("SELECT current_setting('server_encoding'), current_database()").fetchone()
+    # (psycopg returns bytes for text from an SQL_ASCII database)
+    encoding, database = (
+        v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in row or ("", "")
+    )
+    if encoding != "UTF8":
+        raise DatabaseError(
+            f"target database {database} uses the encoding {encoding}: SQLite's text is Unicode "
+            "and would be stored as other characters there (or, with SQL_ASCII, unchecked)",
+            hint=f"create the target with UTF-8: createdb -E UTF8 -T template0 {database} "
+            "(or CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)",
+        )
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Connect to the target with UTC, ISO dates and no synchronous commit for bulk work."""
     try:

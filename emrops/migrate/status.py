@@ -117,5 +117,6 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     path = source_path(source)
     open_source(path).close()
     with journal.connect(target, autocommit=True) as conn:
+        journal.require_utf8(conn)
         jobs, _note = slots.fit_jobs(conn, jobs or default_jobs(), "verification")
     return verify(plan, target, entries, source=path, jobs=jobs)
