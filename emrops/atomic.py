@@ -52,11 +52,15 @@ def check_folder_path(path: str | os.PathLike[str], what: str = "output folder")
 
 
 def require_writable_folder(folder: Path, what: str, hint: str) -> None:
-    """Raise UsageError unless ``folder`` exists or can be made, and a file can be created in
-    it (tried, not guessed with os.access, which says yes to root on a read-only mount)."""
+    """Raise UsageError unless files can be created in ``folder`` (or, when it does not exist
+    yet, in its nearest existing parent, where it would be made). Tried with a probe file that
+    is removed at once, not guessed with os.access (which says yes to root on a read-only
+    mount); nothing is left behind, and a missing folder is not created here."""
+    here = next((p for p in (folder, *folder.parents) if p.exists()), None)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".emrops-probe-", dir=folder)
+        if here is None or not here.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(here))
+        fd, probe = tempfile.mkstemp(prefix=".emrops-probe-", dir=here)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

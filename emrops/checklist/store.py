@@ -201,6 +201,7 @@ class RunStore:
             "the checklist runs folder",
             "set EMROPS_STATE_DIR (or state_dir in emrops.toml) to a folder this user can write",
         )
+        self.root.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self.root / f"{run_id}.lock"), timeout=0)
         try:
             lock.acquire()
