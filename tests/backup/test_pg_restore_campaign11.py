@@ -159,7 +159,7 @@ def test_a_restore_tool_killed_mid_restore_is_named_and_the_target_is_unchanged(
     env = stand_ins(tmp_path / "bin") | {
         "C11_MID_pg_restore": "-f - ",
         "C11_BYTES": "20000",
-        "C11_SLEEP": "2",
+        "C11_SLEEP": "1",
     }
     proc = start(*_restore(backup_id, name, store), "--force", env=env)
     wait_for(tmp_path / "bin" / "mark.pg_restore", proc)
@@ -485,7 +485,7 @@ def test_a_second_restore_into_the_same_database_is_busy(target, tmp_path) -> No
     name, store, backup_id = target
     other = str(tmp_path / "other-store")
     shutil.copytree(store, other)
-    env = stand_ins(tmp_path / "bin") | {"C11_PAUSE_psql": "ON_ERROR_STOP", "C11_SLEEP": "4"}
+    env = stand_ins(tmp_path / "bin") | {"C11_PAUSE_psql": "ON_ERROR_STOP", "C11_SLEEP": "2"}
     first = start(*_restore(backup_id, name, store), "--force", env=env)
     wait_for(tmp_path / "bin" / "mark.psql", first)
     second = emrops_proc(*_restore(backup_id, name, other), "--force", timeout=60)
