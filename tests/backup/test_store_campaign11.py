@@ -328,3 +328,34 @@ def test_hostile_manifests_are_broken_never_followed(
     done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
     assert json_of(done)["deleted"] == []  # a broken manifest is kept; the good one is newest
     assert len(listed(cli, store)) == 1 + len(CASES)
+
+
+# --- store URLs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "shown"),
+    [
+        ("/x?sv=2024&sig=SECRETSIG", "?***"),  # a SAS URL pasted as the store
+        ("/x#frag", "the prefix must be plain folder names"),
+        ("/a/../b", "the prefix must be plain folder names"),
+        ("/..", "the prefix must be plain folder names"),
+        ("/a//b", "the prefix must be plain folder names"),
+        ("/a\\b", "the prefix must be plain folder names"),
+        ("?sig=SECRETSIG", "the container name is missing or not a plain name"),
+    ],
+)
+def test_a_store_url_azure_would_resolve_elsewhere_is_refused_masked(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str, suffix: str, shown: str
+) -> None:
+    """Was: a SAS pasted into the store URL became part of every blob name and was printed
+    (``backup ... -> azure://c/x?sig=...``); ``a/../b`` read "403 ... failed to authenticate"
+    (the client resolved the dot segment, the signature no longer matched)."""
+    store = azure_store.split("/emrsim")[0] + suffix
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", store)
+    assert done.exit_code == 2, done.stderr
+    assert done.stderr.startswith("Error: invalid Azure store ") and shown in done.stderr
+    assert "SECRETSIG" not in done.stdout + done.stderr
+    service = BlobServiceClient.from_connection_string(azurite)
+    name = azure_store.removeprefix("azure://").split("/")[0]
+    assert name not in [c.name for c in service.list_containers()]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -246,6 +247,36 @@ class _BlockWriter:
 PIN_TAG = "emrops-pinned"  # blob index tag the lifecycle rule filters on
 
 
+# What a container or prefix segment may not hold: a query or fragment (a SAS URL pasted as the
+# store), a backslash or a control character; "." and ".." are refused too (HTTP
+# clients resolve them, and a request then goes elsewhere or fails its signature).
+BAD_SEGMENT = re.compile(r"[?#\\\x00-\x1f\x7f]|^\.{1,2}$")
+
+
+def parse_store_url(url: str) -> tuple[str, str]:
+    """(container, prefix) of ``azure://CONTAINER/PREFIX``; UsageError (exit 2) for a name Azure
+    would refuse or resolve elsewhere. The URL is shown masked (a pasted SAS stays hidden)."""
+    container, _, prefix = url[len("azure://") :].partition("/")
+    prefix = prefix.strip("/")
+    shown = secrets.mask(url.split("?")[0] + ("?***" if "?" in url else ""))
+    if not container or BAD_SEGMENT.search(container):
+        raise UsageError(
+            f"invalid Azure store {shown!r}: the container name is missing or not a plain name",
+            hint="use azure://CONTAINER/PREFIX (a container name is lowercase letters, digits "
+            "and hyphens)",
+        )
+    if prefix and (
+        len(prefix) > 256 or any(not part or BAD_SEGMENT.search(part) for part in prefix.split("/"))
+    ):
+        raise UsageError(
+            f"invalid Azure store {shown!r}: the prefix must be plain folder names",
+            hint="use azure://CONTAINER/PREFIX with no '?', '#', '\\', '.', '..' or "
+            "empty parts "
+            "(credentials go in EMROPS_AZURE_STORAGE_CONNECTION_STRING, never in the store)",
+        )
+    return container, prefix
+
+
 class AzureStore(Store):
     def __init__(self, container: ContainerClient, prefix: str, url: str):
         self.container = container
@@ -257,10 +288,7 @@ class AzureStore(Store):
 
     @classmethod
     def from_url(cls, url: str, settings: Any) -> AzureStore:
-        rest = url[len("azure://") :]
-        container, _, prefix = rest.partition("/")
-        if not container:
-            raise UsageError(f"invalid Azure store {url!r}", hint="use azure://CONTAINER/PREFIX")
+        container, prefix = parse_store_url(url)
         conn = settings.get("azure.storage_connection_string") if settings else None
         account = settings.get("azure.storage_account_url") if settings else None
         if conn:
