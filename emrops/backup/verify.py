@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import pyrage
 import zstandard
@@ -139,10 +139,17 @@ def materialize(
     seal = None
     try:
         with store.open_read(name) as stream:
-            reader = HashingReader(stream, progress, "verify", item.size)
+            capped = cast(IO[bytes], _Capped(stream, item.size))
+            reader = HashingReader(capped, progress, "verify", item.size)
             if key_problem is None:
                 try:
-                    seal = decode(reader, sink, identities=identities)
+                    out = cast(IO[bytes], _Capped(sink, item.raw_size))
+                    seal = decode(reader, out, identities=identities)
+                except Oversize as exc:
+                    if exc.stored:
+                        raise
+                    # the stored bytes may still match (then the manifest's raw size is wrong)
+                    decode_error = ("decompress " + item.name, str(exc))
                 except pyrage.DecryptError as exc:
                     if "No matching keys" in str(exc) and not item.recipients:
                         # no recipient recorded to tell a wrong key from a damaged header:
@@ -165,6 +172,8 @@ def materialize(
                     # pyrage's own error for a payload chunk that fails its MAC or is cut short
                     decode_error = ("decrypt " + item.name, f"cannot decrypt: {_one_line(exc)}")
             reader.drain()
+    except Oversize as exc:
+        return checks.add(f"checksum {item.name}", False, f"{exc}, manifest says {item.size}")
     except NotFound:
         return checks.add(f"checksum {item.name}", False, f"{item.name} is missing from the store")
     except NotAFile as exc:
@@ -185,6 +194,43 @@ def materialize(
     if item.encryption:
         check_bound_seal(manifest, item, seal, checks)
     return True
+
+
+class Oversize(Exception):
+    """More bytes than the manifest records, stored or decoded: damage, found before a
+    swapped blob or a decompression bomb fills the scratch disk (it would read as "scratch
+    folder full", exit 1, instead of a failed check)."""
+
+    def __init__(self, limit: int, stored: bool):
+        what = "stored" if stored else "decodes to"
+        super().__init__(f"{what} more than {limit} bytes")
+        self.stored = stored
+
+
+class _Capped:
+    """A source read from, or a sink written to, that raises Oversize past ``limit`` bytes."""
+
+    def __init__(self, inner: Any, limit: int):
+        self.inner, self.limit, self.count = inner, limit, 0
+
+    def _add(self, n: int, stored: bool) -> None:
+        self.count += n
+        if self.count > self.limit:
+            raise Oversize(self.limit, stored)
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.inner.read(n)
+        self._add(len(data), stored=True)
+        return data
+
+    def write(self, data: Any) -> int:
+        size = len(memoryview(data))
+        self._add(size, stored=False)
+        self.inner.write(data)
+        return size
+
+    def flush(self) -> None:
+        self.inner.flush()
 
 
 def check_bound_seal(

@@ -359,3 +359,59 @@ def test_a_store_url_azure_would_resolve_elsewhere_is_refused_masked(
     service = BlobServiceClient.from_connection_string(azurite)
     name = azure_store.removeprefix("azure://").split("/")[0]
     assert name not in [c.name for c in service.list_containers()]
+
+
+# --- payloads swapped or inflated ------------------------------------------------------------
+
+
+def test_a_blob_that_decodes_past_its_raw_size_fails_its_check_not_the_scratch_disk(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A data file replaced by a small zstd frame of 256 MiB of zeros (a swapped blob, or a
+    decompression bomb) was decoded whole into the scratch folder before its checksum was
+    compared: with 64 MiB of room, verify said "the scratch folder ... is full ... nothing was
+    recorded" (exit 1, the backup never marked failed) instead of exit 3 naming the file."""
+    import resource
+
+    import zstandard
+
+    from tests.backup.conftest import emrops_proc
+
+    store = tmp_path / "backups"
+    backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+    bomb = zstandard.ZstdCompressor().compress(bytes(256 << 20))
+    (store / backup_id / "database.sqlite.zst").write_bytes(bomb)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+
+    done = emrops_proc("backup", "verify", backup_id, "--store", str(store),
+                       env={"TMPDIR": str(scratch)}, preexec=small_disk)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "checksum database.sqlite.zst: stored " in done.stderr, done.stderr
+    assert "full" not in done.stderr
+    assert listed(cli, store)[0]["verified"] == "failed"
+
+
+def test_swapped_blobs_and_manifests_fail_verify_naming_them(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    import sqlite3
+
+    first = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    with sqlite3.connect(seeded_sqlite.removeprefix("sqlite:///")) as conn:
+        conn.execute("CREATE TABLE extra(x)")
+    second = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    box = _box(azurite, azure_store)
+    data = box.download_blob(f"emrsim/{second}/database.sqlite.zst").readall()
+    box.upload_blob(f"emrsim/{first}/database.sqlite.zst", data, overwrite=True)
+    manifest = box.download_blob(f"emrsim/{first}/manifest.json").readall()
+    box.upload_blob(f"emrsim/{second}/manifest.json", manifest, overwrite=True)
+    done = cli("backup", "verify", "--all", "--store", azure_store)
+    assert done.exit_code == 3
+    assert f"{first}: checksum database.sqlite.zst: stored " in done.stderr
+    assert f"{second}: manifest: manifest {second}/manifest.json is invalid: id " in done.stderr
+    states = {e["id"]: e["verified"] for e in listed(cli, azure_store)}
+    assert states == {first: "failed", second: "broken"}
