@@ -1,0 +1,61 @@
+"""A target database with standard_conforming_strings off (set for an old app). Every
+backslash in the SQL migrate-db sends was then an escape: a view's '\\t' became a tab, a
+CHECK's 'c:\\temp' became 'c:<tab>emp', a default 'a\\nb' a line break, and run and verify
+both exited 0. The migration's connections now set it on for themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import PG_HOST
+from tests.migrate.conftest import script_db
+
+ADMIN = f"host={PG_HOST.split(':')[0]} user=postgres dbname=postgres"
+SCHEMA = r"""
+CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT DEFAULT 'a\nb', p TEXT CHECK (p <> 'c:\temp'));
+CREATE VIEW v AS SELECT id, s || '\t' AS st FROM t;
+INSERT INTO t (id, p) VALUES (1, 'x');
+"""
+
+
+@pytest.fixture
+def old_style_db() -> Iterator[str]:
+    name = "emrops_scs_off"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET standard_conforming_strings = off").format(
+                sql.Identifier(name)
+            )
+        )
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def test_backslashes_stay_backslashes(cli, tmp_path: Path, old_style_db: str) -> None:
+    source = script_db(tmp_path / "b.db", SCHEMA)
+    url = f"postgresql+psycopg://postgres@{PG_HOST}/{old_style_db}"
+    result = cli("migrate-db", "run", "--from", source, "--to", url)
+    assert result.exit_code == 0, result.stderr
+    dsn = ADMIN.replace("dbname=postgres", f"dbname={old_style_db}")
+    with psycopg.connect(dsn, options="-c standard_conforming_strings=on") as conn:
+        view = conn.execute("SELECT st FROM v").fetchone()
+        check = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 't'::regclass AND contype = 'c'"
+        ).fetchone()
+        conn.execute("INSERT INTO t (id, p) VALUES (2, 'y')")
+        default = conn.execute("SELECT s FROM t WHERE id = 2").fetchone()
+    # before: 'a\nb' then a tab, 'c:<tab>emp', 'a<line break>b'
+    assert view == ("a\\nb\\t",)
+    assert check is not None and "'c:\\temp'" in check[0]
+    assert default == ("a\\nb",)
