@@ -16,7 +16,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient, generate_container_sas
+from azure.storage.blob import (
+    BlobLeaseClient,
+    BlobServiceClient,
+    ContainerClient,
+    generate_container_sas,
+)
 
 from tests.backup.conftest import DEV_KEY, json_of, listed, run_backup
 
@@ -415,3 +420,67 @@ def test_swapped_blobs_and_manifests_fail_verify_naming_them(
     assert f"{second}: manifest: manifest {second}/manifest.json is invalid: id " in done.stderr
     states = {e["id"]: e["verified"] for e in listed(cli, azure_store)}
     assert states == {first: "failed", second: "broken"}
+
+
+# --- a run killed during its upload ----------------------------------------------------------
+
+
+def _noise_db(path: Path, megabytes: int) -> str:
+    """An incompressible SQLite database: its backup is several 8 MiB blocks."""
+    import os
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
+        for _ in range(megabytes):
+            rows = [(os.urandom(100_000),) for _ in range(10)]
+            conn.executemany("INSERT INTO t(b) VALUES (?)", rows)
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str, tmp_path: Path
+) -> None:
+    """SIGKILL while blocks are staged: nothing new is listed, verified or counted by rotate; the
+    lock says its holder is dead and when it frees (was only "is locked: backup run by pid N"),
+    and once the lease is gone the next run takes the lock over and publishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    good = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    assert cli("backup", "verify", good, "--store", azure_store).exit_code == 0
+    noise = _noise_db(tmp_path / "noise.db", 40)
+    env = {**os.environ, "EMROPS_AZURE_STORAGE_CONNECTION_STRING": azurite}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emrops", "backup", "run", "--db", noise, "--store", azure_store],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lock = _box(azurite, azure_store).get_blob_client("emrsim/.lock")
+    deadline = time.monotonic() + 30
+    while lock.get_blob_properties().metadata.get("pid") != str(proc.pid):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # the snapshot is read and blocks are being staged
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
+    entries = listed(cli, azure_store)
+    assert [e["id"] for e in entries] == [good], "a killed upload was published"
+    busy = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store)
+    assert busy.exit_code == 75
+    assert f"(pid {proc.pid} is no longer running on this host: its lease runs out within 60 s" in (
+        busy.stderr
+    )
+    assert "Try: run it again in 60 s" in busy.stderr
+    BlobLeaseClient(lock).break_lease(lease_break_period=0)  # what 60 s would do
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store, "--json")
+    assert done.exit_code == 0 and "taking over a stale lock" in done.stderr
+    newest = json.loads(done.stdout)["manifest"]["id"]
+    assert [e["id"] for e in listed(cli, azure_store)] == [good, newest]
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
+    assert json_of(done)["deleted"] == []  # the new one is not verified yet: nothing goes
+    assert all("emrsim/" + good in n or "emrsim/" + newest in n or n == "emrsim/.lock"
+               for n in _blobs(azurite, azure_store))  # fmt: skip

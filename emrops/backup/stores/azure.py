@@ -40,7 +40,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from emrops import secrets
-from emrops.backup.lock import Holder, busy
+from emrops.backup.lock import Holder, busy, pid_alive
 from emrops.backup.manifest import PIN
 from emrops.backup.stores import NotFound, Store, Warn, check_name, too_large
 from emrops.errors import Busy, EmropsError, UsageError
@@ -487,6 +487,18 @@ class AzureStore(Store):
     def cleanup_staging(self) -> list[str]:
         return []  # uncommitted blocks are invisible and expire on their own
 
+    def _busy(self, me: Holder, holder: Holder | None) -> Busy:
+        """Busy naming the holder; a holder on this host that is no longer running (killed)
+        keeps the lock until its lease runs out: say so, and when."""
+        error = busy(self.url, holder)
+        if holder is None or holder.host != me.host or pid_alive(holder.pid):
+            return error
+        return Busy(
+            f"{error.message} (pid {holder.pid} is no longer running on this host: its lease "
+            f"runs out within {LEASE_SECONDS} s, then the lock is taken over)",
+            hint=f"run it again in {LEASE_SECONDS} s",
+        )
+
     def _lock_holder(self, blob: Any) -> Holder | None:
         with self._errors("r"):
             return _holder(blob.get_blob_properties().metadata)
@@ -505,7 +517,7 @@ class AzureStore(Store):
                 lease = blob.acquire_lease(lease_duration=LEASE_SECONDS)
             except HttpResponseError as exc:
                 if exc.status_code == 409:
-                    raise busy(self.url, self._lock_holder(blob)) from None
+                    raise self._busy(me, self._lock_holder(blob)) from None
                 raise
         try:
             previous = self._lock_holder(blob)
