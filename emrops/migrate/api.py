@@ -45,6 +45,7 @@ def make_plan(
     # the target first: a plan that cannot be tried there is no promise (exit 1 with a hint)
     with journal.connect(target, autocommit=True) as pg:
         journal.require_utf8(pg)
+        journal.require_writable(pg)
     conn = open_source(start.source_path(source))
     try:
         plan = build_plan(conn, casts)

@@ -84,6 +84,27 @@ def require_utf8(conn: psycopg.Connection) -> None:
         )
 
 
+def require_writable(conn: psycopg.Connection) -> None:
+    """Refuse a target where nothing can be created: a standby (in recovery), or a database
+    whose transactions are read-only by default. Without this, plan blamed a missing CREATE
+    privilege and run ended in "unexpected ReadOnlySqlTransaction"."""
+    row = conn.execute(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'), current_database()"
+    ).fetchone()
+    recovery, read_only, database = row if row else (False, "off", "")
+    if recovery:
+        raise DatabaseError(
+            f"target database {database} is on a standby (read-only, in recovery)",
+            hint="point --to at the primary server",
+        )
+    if read_only == "on":
+        raise DatabaseError(
+            f"target database {database} is read-only (default_transaction_read_only is on)",
+            hint=f"ALTER DATABASE {database} SET default_transaction_read_only = off (or for "
+            "the role), or use another target",
+        )
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Connect to the target with UTC, ISO dates and no synchronous commit for bulk work.
 

@@ -109,6 +109,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
         prebackup.preload()  # its imports overlap the planning's scans
     with journal.connect(opts.target, autocommit=True) as conn:
         journal.require_utf8(conn)
+        journal.require_writable(conn)
         entries = journal.read(conn)
         jobs, jobs_note = slots.fit_jobs(conn, opts.jobs or default_jobs())
     # the child process hashing the source for verification starts now, so that its

@@ -59,3 +59,34 @@ def test_backslashes_stay_backslashes(cli, tmp_path: Path, old_style_db: str) ->
     assert view == ("a\\nb\\t",)
     assert check is not None and "'c:\\temp'" in check[0]
     assert default == ("a\\nb",)
+
+
+@pytest.fixture
+def read_only_db() -> Iterator[str]:
+    name = "emrops_read_only"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+                sql.Identifier(name)
+            )
+        )
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def test_a_read_only_target_is_named_as_such(cli, tmp_path: Path, read_only_db: str) -> None:
+    source = script_db(tmp_path / "r.db", "CREATE TABLE t (id INTEGER PRIMARY KEY);")
+    url = f"postgresql+psycopg://postgres@{PG_HOST}/{read_only_db}"
+    for command in ("plan", "run"):
+        result = cli("migrate-db", command, "--from", source, "--to", url)
+        # before: plan hinted at a missing CREATE privilege; run said
+        # "unexpected ReadOnlySqlTransaction"
+        assert result.exit_code == 1, (command, result.stderr)
+        assert "unexpected" not in result.stderr
+        assert f"target database {read_only_db} is read-only" in result.stderr
+        assert "default_transaction_read_only = off" in result.stderr
