@@ -20,7 +20,7 @@ from emrops.backup.manifest import (
 from emrops.backup.run import pin_record
 from emrops.backup.schemas import InvalidDocument, check_pin
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import NotFound, Store
+from emrops.backup.stores import NotFound, OutsideStore, Store
 from emrops.backup.verify import load_manifest
 from emrops.errors import CheckFailed, UsageError
 
@@ -60,7 +60,7 @@ def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, st
         )
     except NotFound:
         return "never", None, ""
-    except CheckFailed as exc:
+    except (CheckFailed, OutsideStore) as exc:  # a link to elsewhere is never followed
         return "invalid", None, exc.message
     if record.manifest_seal != manifest.seal:
         # the result is of another manifest than the one in the store now
@@ -76,7 +76,8 @@ def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
         data = store.read_bytes(f"{backup_id}/{PIN}", limit=MAX_DOCUMENT)
     except NotFound:
         return False, ""
-    except CheckFailed as exc:  # not a regular file: like an invalid record, it still pins
+    except (CheckFailed, OutsideStore) as exc:  # not a regular file, or a link to elsewhere:
+        # like an invalid record, it still pins
         return True, f"pin record is invalid ({exc.message}); treated as pinned"
     try:
         check_pin(load_document(data), backup_id)

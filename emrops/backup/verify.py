@@ -41,7 +41,7 @@ from emrops.backup.manifest import (
 )
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import FULL_ERRNOS, NotAFile, NotFound, Store
+from emrops.backup.stores import FULL_ERRNOS, NotAFile, NotFound, OutsideStore, Store
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import get_logger, iso_utc
@@ -176,7 +176,7 @@ def materialize(
         return checks.add(f"checksum {item.name}", False, f"{exc}, manifest says {item.size}")
     except NotFound:
         return checks.add(f"checksum {item.name}", False, f"{item.name} is missing from the store")
-    except NotAFile as exc:
+    except (NotAFile, OutsideStore) as exc:  # damage: a link to elsewhere is never followed
         return checks.add(f"checksum {item.name}", False, exc.message)
     digest = reader.sha.hexdigest()
     if reader.size != item.size or digest != item.sha256:
@@ -386,7 +386,7 @@ def _record(
     store: Store, backup_id: str, seal: str | None, checks: Checks, started: float
 ) -> Verification:
     history: list[dict[str, Any]] = []
-    with contextlib.suppress(NotFound, CheckFailed):
+    with contextlib.suppress(NotFound, CheckFailed, OutsideStore):
         data = store.read_bytes(f"{backup_id}/{VERIFICATION}", limit=MAX_DOCUMENT)
         old = Verification.from_json(data, backup_id)
         history = [{"verified_at": old.verified_at, "ok": old.ok}, *old.history][:20]

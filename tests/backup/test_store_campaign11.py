@@ -484,3 +484,50 @@ def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
     assert json_of(done)["deleted"] == []  # the new one is not verified yet: nothing goes
     assert all("emrsim/" + good in n or "emrsim/" + newest in n or n == "emrsim/.lock"
                for n in _blobs(azurite, azure_store))  # fmt: skip
+
+
+# --- links in a local store ------------------------------------------------------------------
+
+
+def test_links_to_elsewhere_are_damage_never_followed_nor_a_block(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A verification.json or pin.json that is a link out of the store stopped list, verify
+    --all and rotate for every backup ("refusing ...: it resolves to ..."); a link in an
+    unpublished id folder, or an id-named folder that is a link, stopped every later run in
+    the cleanup of interrupted runs; and that cleanup deleted .staging-* files in the folder
+    such a link pointed to. Now: the record is invalid (a pin still pins), a data file that is
+    a link fails its check, the links are removed or replaced (never followed), and nothing
+    outside the store changes."""
+    store = tmp_path / "backups"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("secret", ".staging-keep", "database.sqlite.zst"):
+        (outside / name).write_text("outside")
+    first = run_backup(cli, seeded_sqlite, store)["id"]
+    second = run_backup(cli, seeded_sqlite, store)["id"]
+    (store / first / "verification.json").symlink_to(outside / "secret")
+    (store / first / "pin.json").symlink_to(outside / "secret")
+    (store / second / "database.sqlite.zst").unlink()
+    (store / second / "database.sqlite.zst").symlink_to(outside / "database.sqlite.zst")
+    (store / GHOST).mkdir()
+    (store / GHOST / "database.sqlite.zst").symlink_to(outside / "secret")
+    (store / "20260101T000000.000Z-aaaaaa").symlink_to(outside, target_is_directory=True)
+    entries = {e["id"]: e for e in listed(cli, store)}
+    assert entries[first]["verified"] == "invalid" and entries[first]["pinned"] is True
+    assert "resolves to" in entries[first]["reason"]
+    done = cli("backup", "verify", "--all", "--store", str(store))
+    assert done.exit_code == 3, done.stderr
+    assert f"{second}: checksum database.sqlite.zst: refusing " in done.stderr
+    assert first not in done.stderr.split("Error:")[1]  # the first verified fine
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", str(store))
+    assert done.exit_code == 0, done.stderr
+    assert not (store / GHOST).exists()
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store))
+    assert done.exit_code == 0, done.stderr
+    assert sorted(p.name for p in outside.iterdir()) == [
+        ".staging-keep",
+        "database.sqlite.zst",
+        "secret",
+    ]
+    assert {p.read_text() for p in outside.iterdir()} == {"outside"}

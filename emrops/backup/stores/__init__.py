@@ -106,9 +106,12 @@ class Store(ABC):
         """
         removed = self.cleanup_staging()
         for backup_id in self.backup_ids():
-            if ID_PATTERN.fullmatch(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
-                self.delete_backup(backup_id)
-                removed.append(backup_id)
+            try:
+                if ID_PATTERN.fullmatch(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
+                    self.delete_backup(backup_id)
+                    removed.append(backup_id)
+            except OutsideStore:
+                continue  # a link to elsewhere named like an id: no run wrote it, left alone
         return removed
 
 

@@ -37,10 +37,12 @@ class LocalStore(Store):
                 hint="point --store (or EMROPS_BACKUP_STORE) at a folder",
             )
 
-    def _path(self, name: str) -> Path:
-        """The path of ``name``, refused unless it resolves inside the store (symlinks too)."""
+    def _path(self, name: str, *, follow: bool = True) -> Path:
+        """The path of ``name``, refused unless it resolves inside the store (symlinks too).
+        ``follow=False`` for what replaces or removes the name itself (a link there is
+        replaced or removed, never followed): only its folder must be inside."""
         path = self.root / check_name(name, self.url)
-        resolved = path.resolve()
+        resolved = path.resolve() if follow else path.parent.resolve() / path.name
         if not resolved.is_relative_to(self.root.resolve()):
             raise OutsideStore(
                 f"refusing {name!r}: it resolves to {resolved}, outside backup store {self.url}",
@@ -114,7 +116,7 @@ class LocalStore(Store):
 
     @contextlib.contextmanager
     def writer(self, name: str) -> Iterator[IO[bytes]]:
-        target = self._path(name)
+        target = self._path(name, follow=False)
         self._ensure_root()
         staging = target.with_name(f"{STAGING}{target.name}.{os.getpid()}")
         try:
@@ -140,7 +142,7 @@ class LocalStore(Store):
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._path(name).unlink()
+            self._path(name, follow=False).unlink()
 
     def remove_folder(self, backup_id: str) -> None:
         shutil.rmtree(self._path(backup_id), ignore_errors=True)
@@ -157,6 +159,8 @@ class LocalStore(Store):
         removed = []
         if self.root.is_dir():
             for path in self.root.glob(f"*/{STAGING}*"):
+                if path.parent.is_symlink():  # a folder linked to elsewhere is not the store's
+                    continue
                 path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.root)))
         return removed
