@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.sqlite_file import NOT_A_FILE_HINT, Mode, not_a_file, open_sqlite, require_file
-from emrops.db.urls import sqlite_db_url, whole_name
+from emrops.db.urls import pg_options, sqlite_db_url, whole_name
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -175,7 +175,7 @@ def create_engine(
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         connect_args={
-            "options": "-c timezone=UTC",
+            "options": pg_options("-c timezone=UTC"),
             "connect_timeout": max(2, connect_timeout),
             **PG_CONNECT_ARGS,
         },

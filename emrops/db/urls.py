@@ -75,3 +75,11 @@ def whole_name(text: str) -> Path | None:
                 "decoded path",
             )
     return whole
+
+
+def pg_options(ours: str) -> str:
+    """libpq ``options`` for emrops's own connections: the user's PGOPTIONS first, then ours
+    (later ``-c`` settings win). Passing ``options`` alone replaced PGOPTIONS, so settings
+    a user exported for every client (search_path, statement_timeout, lock_timeout) were
+    silently ignored by emrops while pg_dump and psql honoured them."""
+    return f"{os.environ.get('PGOPTIONS', '').strip()} {ours}".strip()

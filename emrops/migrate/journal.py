@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from emrops import secrets
 from emrops.db import azure_auth
-from emrops.db.urls import simple_pg_uri
+from emrops.db.urls import pg_options, simple_pg_uri
 from emrops.errors import DatabaseError, UsageError
 
 JOURNAL = "emrops_migration"
@@ -119,8 +119,10 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             **extra,
             autocommit=autocommit,
             connect_timeout=10,
-            options="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
-            "-c extra_float_digits=1 -c standard_conforming_strings=on",
+            options=pg_options(
+                "-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
+                "-c extra_float_digits=1 -c standard_conforming_strings=on"
+            ),
         )
     except psycopg.ProgrammingError as exc:  # libpq could not parse it (e.g. %00 in a name)
         raise UsageError(
