@@ -20,7 +20,7 @@ from emrops.backup.manifest import (
 from emrops.backup.run import pin_record
 from emrops.backup.schemas import InvalidDocument, check_pin
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import NotFound, OutsideStore, Store
+from emrops.backup.stores import NotFound, Offline, OutsideStore, Store
 from emrops.backup.verify import load_manifest
 from emrops.errors import CheckFailed, UsageError
 
@@ -60,7 +60,7 @@ def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, st
         )
     except NotFound:
         return "never", None, ""
-    except (CheckFailed, OutsideStore) as exc:  # a link to elsewhere is never followed
+    except (CheckFailed, OutsideStore, Offline) as exc:  # a link to elsewhere is not followed
         return "invalid", None, exc.message
     if record.manifest_seal != manifest.seal:
         # the result is of another manifest than the one in the store now
@@ -76,7 +76,7 @@ def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:
         data = store.read_bytes(f"{backup_id}/{PIN}", limit=MAX_DOCUMENT)
     except NotFound:
         return False, ""
-    except (CheckFailed, OutsideStore) as exc:  # not a regular file, or a link to elsewhere:
+    except (CheckFailed, OutsideStore, Offline) as exc:  # not a file, a link, archived:
         # like an invalid record, it still pins
         return True, f"pin record is invalid ({exc.message}); treated as pinned"
     try:
@@ -149,7 +149,7 @@ def list_backups(store: Store, source: Source | None = None) -> list[Entry]:
     for backup_id in store.complete_ids():
         try:
             manifest = load_manifest(store, backup_id)
-        except (CheckFailed, UsageError) as exc:
+        except (CheckFailed, UsageError, Offline) as exc:
             if source is None:
                 out.append(broken_entry(store, backup_id, exc.message))
             continue

@@ -41,7 +41,14 @@ from emrops.backup.manifest import (
 )
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import FULL_ERRNOS, NotAFile, NotFound, OutsideStore, Store
+from emrops.backup.stores import (
+    FULL_ERRNOS,
+    NotAFile,
+    NotFound,
+    Offline,
+    OutsideStore,
+    Store,
+)
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import get_logger, iso_utc
@@ -488,7 +495,7 @@ def latest_id(store: Store, source: Source | None) -> str:
 def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:
     try:
         return load_manifest(store, backup_id)
-    except (CheckFailed, UsageError):
+    except (CheckFailed, UsageError, Offline):
         return None
 
 
@@ -541,7 +548,7 @@ def verify_backups(
                         progress=progress,
                     )
                 )
-            except (crypto.IdentityProblem, ScratchFull) as exc:
+            except (crypto.IdentityProblem, ScratchFull, Offline) as exc:
                 results.append(Unchecked(backup_id, exc.message, exc.hint))
         return results
 

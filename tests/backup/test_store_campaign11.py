@@ -531,3 +531,33 @@ def test_links_to_elsewhere_are_damage_never_followed_nor_a_block(
         "secret",
     ]
     assert {p.read_text() for p in outside.iterdir()} == {"outside"}
+
+
+def test_a_blob_in_the_archive_tier_is_named_and_the_others_still_checked(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """A blob moved to the Archive tier (a lifecycle rule, by hand) cannot be read until it is
+    rehydrated: verify --all stopped at it ("Azure Blob Storage error ...: This operation is
+    not permitted on an archived blob", no hint), the backups after it never checked, and an
+    archived manifest stopped ``backup list`` for every backup."""
+    first = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    second = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    third = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    box = _box(azurite, azure_store)
+    box.get_blob_client(f"emrsim/{first}/database.sqlite.zst").set_standard_blob_tier("Archive")
+    box.get_blob_client(f"emrsim/{second}/manifest.json").set_standard_blob_tier("Archive")
+    done = cli("backup", "verify", "--all", "--store", azure_store)
+    assert done.exit_code == 1, done.stderr
+    assert f"{first}/database.sqlite.zst in backup store {azure_store} is in the Archive tier" in (
+        done.stderr
+    )
+    assert "Try: rehydrate it" in done.stderr and "2 of 3 backups could not be checked" in (
+        done.stderr
+    )
+    states = {e["id"]: e["verified"] for e in listed(cli, azure_store)}
+    assert states == {first: "never", second: "broken", third: "ok"}
+    done = cli("backup", "restore", first, "--target", "/nonexistent/x.db", "--yes",
+               "--store", azure_store)  # fmt: skip
+    assert done.exit_code == 1 and "is in the Archive tier" in done.stderr
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
+    assert json_of(done)["deleted"] == [first]  # never verified, older than the verified one

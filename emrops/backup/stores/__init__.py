@@ -26,6 +26,11 @@ class NotFound(EmropsError):
     """An object the caller expected is not in the store."""
 
 
+class Offline(EmropsError):
+    """An object the store holds but cannot read now (an Azure blob in the Archive tier):
+    nothing is known about the backup (exit 1), it is never marked failed."""
+
+
 class Store(ABC):
     """Where backups live. ``url`` is for display (never carries a secret)."""
 

@@ -42,7 +42,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 from emrops import secrets
 from emrops.backup.lock import Holder, busy, pid_alive
 from emrops.backup.manifest import PIN
-from emrops.backup.stores import NotFound, Store, Warn, check_name, too_large
+from emrops.backup.stores import NotFound, Offline, Store, Warn, check_name, too_large
 from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
@@ -399,7 +399,7 @@ class AzureStore(Store):
                 raise NotFound(f"{name} is missing from backup store {self.url}") from None
             except HttpResponseError as exc:
                 if _code(exc) != "InvalidRange":  # what a range read of an empty blob gets
-                    raise
+                    raise self._offline(name, exc) from None
                 data = b""
         if len(data) > limit:
             raise too_large(name, self.url, limit)
@@ -412,6 +412,8 @@ class AzureStore(Store):
                 downloader = self._blob(name).download_blob(max_concurrency=4)
             except ResourceNotFoundError:
                 raise NotFound(f"{name} is missing from backup store {self.url}") from None
+            except HttpResponseError as exc:
+                raise self._offline(name, exc) from None
             yield downloader  # type: ignore[misc]  # has read(size)
 
     @contextlib.contextmanager
@@ -497,6 +499,17 @@ class AzureStore(Store):
             f"{error.message} (pid {holder.pid} is no longer running on this host: its lease "
             f"runs out within {LEASE_SECONDS} s, then the lock is taken over)",
             hint=f"run it again in {LEASE_SECONDS} s",
+        )
+
+    def _offline(self, name: str, exc: HttpResponseError) -> Exception:
+        """Offline for a blob in the Archive tier (unreadable until rehydrated), else ``exc``."""
+        if _code(exc) != "BlobArchived":
+            return exc
+        return Offline(
+            f"{name} in backup store {self.url} is in the Archive tier: it cannot be read until "
+            "it is rehydrated",
+            hint="rehydrate it (az storage blob set-tier --tier Cool --rehydrate-priority "
+            "Standard ...; this takes hours) and run the command again",
         )
 
     def _lock_holder(self, blob: Any) -> Holder | None:
