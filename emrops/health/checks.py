@@ -143,7 +143,7 @@ def _sim_ready(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
 
 def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     from emrops.db.engine import check_database, create_engine, parse_db_url
-    from emrops.db.migrations_api import current_revision
+    from emrops.db.migrations_api import current_revision, known_revision
 
     db = parse_db_url(opts.db_url)
     engine = create_engine(  # reads never create
@@ -151,7 +151,22 @@ def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     )
     try:
         check_database(engine)
-        return True, f"{db.masked()} reachable, revision {current_revision(engine) or 'none'}"
+        revision = current_revision(engine)
+        detail = f"{db.masked()} reachable, revision {revision or 'none'}"
+        if revision is None or not known_revision(revision):  # not (yet) an EMRsim schema
+            return True, detail
+        from emrops.db.control import get_maintenance
+
+        flag = get_maintenance(engine)
+        if flag.on:
+            # the app refuses writes on every instance; one left on by a restore or migration
+            # that was killed says so in its message, and nothing else would show it
+            since = f" since {flag.since:%Y-%m-%d %H:%M} UTC" if flag.since else ""
+            return False, (
+                f"{detail}, but maintenance mode is ON{since} ({flag.message or 'no message'}): "
+                "writes get 503; `emrops sim maintenance off` once the work it names is over"
+            )
+        return True, detail
     finally:
         engine.dispose()
 
