@@ -149,6 +149,8 @@ def list_backups(store: Store, source: Source | None = None) -> list[Entry]:
     for backup_id in store.complete_ids():
         try:
             manifest = load_manifest(store, backup_id)
+        except NotFound:
+            continue  # deleted since it was listed (list takes no lock: a rotate may run)
         except (CheckFailed, UsageError, Offline) as exc:
             if source is None:
                 out.append(broken_entry(store, backup_id, exc.message))

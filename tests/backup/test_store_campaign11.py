@@ -561,3 +561,41 @@ def test_a_blob_in_the_archive_tier_is_named_and_the_others_still_checked(
     assert done.exit_code == 1 and "is in the Archive tier" in done.stderr
     done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
     assert json_of(done)["deleted"] == [first]  # never verified, older than the verified one
+
+
+# --- list while a rotate deletes -------------------------------------------------------------
+
+
+def test_list_while_rotate_deletes_never_fails(cli, seeded_sqlite: str, tmp_path: Path) -> None:
+    """``backup list`` takes no lock; a backup deleted between listing the folders and reading
+    its manifest ended the whole listing in "backup ... not found" (exit 1)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from emrops.backup.manifest import seal_of
+
+    store = tmp_path / "backups"
+    good = run_backup(cli, seeded_sqlite, store)["id"]
+    assert cli("backup", "verify", good, "--store", str(store)).exit_code == 0
+    doc = json.loads((store / good / "manifest.json").read_text())
+    for i in range(200):  # older copies, unverified: rotate deletes them all
+        copy = f"20200101T000000.{i:03d}Z-{i:06x}"
+        shutil.copytree(store / good, store / copy)
+        (store / copy / "verification.json").unlink()
+        fields = {k: v for k, v in doc.items() if k != "seal"}
+        fields |= {"id": copy, "created_at": f"2020-01-01T00:00:00.{i:03d}Z"}
+        (store / copy / "manifest.json").write_text(json.dumps({**fields, "seal": seal_of(fields)}))
+    rotate = subprocess.Popen(
+        [sys.executable, "-m", "emrops", "backup", "rotate", "--keep-last", "1", "--store",
+         str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    failures, lists = [], 0
+    while rotate.poll() is None:
+        done = cli("backup", "list", "--store", str(store), "--json")
+        lists += 1
+        if done.exit_code != 0:
+            failures.append(done.stderr)
+    assert rotate.returncode == 0, rotate.stderr.read() if rotate.stderr else ""
+    assert failures == [], f"{len(failures)} of {lists} listings failed: {failures[0]}"
+    assert [e["id"] for e in listed(cli, store)] == [good]
