@@ -257,7 +257,7 @@ def test_padded_verification_and_pin_records_are_invalid_not_read_whole(
 # --- hostile manifests -----------------------------------------------------------------------
 
 
-def _hostile(doc: dict, case: str) -> bytes:  # type: ignore[type-arg]
+def _hostile(doc: dict, case: str, backup_id: str) -> bytes:  # type: ignore[type-arg]
     files = doc["files"]
     changed: object
     if case == "not json":
@@ -268,6 +268,7 @@ def _hostile(doc: dict, case: str) -> bytes:  # type: ignore[type-arg]
         return b"[" * 100_000 + b"]" * 100_000
     changed = json.loads(json.dumps(doc))
     assert isinstance(changed, dict)
+    changed["id"] = backup_id  # in its own folder: only the case's change is wrong
     f0 = changed["files"][0]
     if case == "dotdot":
         f0["name"] = "../../etc/passwd"
@@ -316,12 +317,14 @@ def test_hostile_manifests_are_broken_never_followed(
     ids = {}
     for case in CASES:
         backup_id = run_backup(cli, seeded_sqlite, store)["id"]
-        (store / backup_id / "manifest.json").write_bytes(_hostile(doc, case))
+        (store / backup_id / "manifest.json").write_bytes(_hostile(doc, case, backup_id))
         ids[backup_id] = case
     entries = {e["id"]: e for e in listed(cli, store)}
     assert entries[good]["verified"] == "never"
     for backup_id, case in ids.items():
-        assert entries[backup_id]["verified"] == "broken", (case, entries[backup_id])
+        # a size past any disk is schema-valid: listed, and verify fails on it
+        state = "never" if case == "huge size" else "broken"
+        assert entries[backup_id]["verified"] == state, (case, entries[backup_id])
         done = cli("backup", "verify", backup_id, "--store", str(store))
         assert done.exit_code == 3, (case, done.stderr)
         assert "Traceback" not in done.stderr and "unexpected" not in done.stderr
