@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.urls import pg_options, simple_pg_uri
-from emrops.errors import DatabaseError, UsageError
+from emrops.errors import Busy, DatabaseError, UsageError
 
 JOURNAL = "emrops_migration"
 
@@ -81,6 +81,23 @@ def require_utf8(conn: psycopg.Connection) -> None:
             "and would be stored as other characters there (or, with SQL_ASCII, unchecked)",
             hint=f"create the target with UTF-8: createdb -E UTF8 -T template0 {database} "
             "(or CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)",
+        )
+
+
+START_LOCK = 0x656D726F70736D67  # "emropsmg": the advisory lock of a starting run
+
+
+def lock_start(conn: psycopg.Connection) -> None:
+    """Take the target's start lock on ``conn`` (held until it closes), or raise Busy. Two
+    runs started together both found no journal, both tried to create it, and the second
+    ended in "unexpected UniqueViolation" (after taking and pinning its backup); with the
+    lock, the second one waits for nothing and says another run is starting, and once the
+    first has journaled itself a later one is refused as a target holding a migration."""
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (START_LOCK,)).fetchone()
+    if not (got and got[0]):
+        raise Busy(
+            "another emrops migrate-db run is starting on this target",
+            hint="wait for it; `emrops migrate-db status --to ...` then shows it",
         )
 
 

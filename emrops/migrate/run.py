@@ -16,6 +16,7 @@ announced by its phase name (timed for the result, and journaled as the run's st
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,15 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from emrops import atomic
-from emrops.errors import EmropsError, UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, slots, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import TablePlan
 from emrops.migrate.start import Start, fresh, remove_run, resume, settle_backup, source_path
-from emrops.migrate.status import owner
+from emrops.migrate.status import alive, owner
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -107,17 +110,26 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
     )
     if opts.backup_store:
         prebackup.preload()  # its imports overlap the planning's scans
-    with journal.connect(opts.target, autocommit=True) as conn:
-        journal.require_utf8(conn)
-        journal.require_writable(conn)
-        entries = journal.read(conn)
-        jobs, jobs_note = slots.fit_jobs(conn, opts.jobs or default_jobs())
+    # held until the run has journaled itself (see journal.lock_start): the connection the
+    # start checks are made on
+    starting = journal.connect(opts.target, autocommit=True)
+    try:
+        journal.lock_start(starting)
+        journal.require_utf8(starting)
+        journal.require_writable(starting)
+        entries = journal.read(starting)
+        jobs, jobs_note = slots.fit_jobs(starting, opts.jobs or default_jobs())
+    except BaseException:
+        starting.close()
+        raise
     # the child process hashing the source for verification starts now, so that its
     # interpreter starts up while the source is planned
-    hashing = srchash.Hashing() if opts.verify and not opts.online else None
+    hashing = None
     try:
+        hashing = srchash.Hashing() if opts.verify and not opts.online else None
         with contextlib.ExitStack() as stack:
             ctx = RunContext(opts, hooks, clock, jobs, src_path, hashing, stack)
+            ctx.starting = starting
             ctx.entries = entries
             ctx.notes = [jobs_note] if jobs_note else []
             try:
@@ -132,6 +144,7 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
                 raise
             return ctx.result
     finally:
+        starting.close()  # (already closed by _claim once the run was journaled)
         if hashing is not None:
             hashing.close()
 
@@ -198,6 +211,7 @@ class RunContext:
     replayed: tuple[int, int] | None = None  # online: change-capture position, rows replayed
     vres: VerifyResult | None = None
     result: RunResult = field(init=False)
+    starting: psycopg.Connection | None = None  # holds the start lock until the run is journaled
 
     def announce(self, name: str) -> None:
         """Enter the phase ``name``: timed, shown, and journaled as the run's step."""
@@ -214,6 +228,13 @@ class RunContext:
 def _begin(ctx: RunContext) -> None:
     """Start fresh or resume (start.py announces its own phases: planning, snapshot ...)."""
     run_entry = ctx.entries.get("run")
+    held = run_entry.detail.get("owner") if run_entry is not None else None
+    if ctx.opts.resume and held and held.get("host") == socket.gethostname() and alive(held):
+        raise Busy(
+            f"the migration is still running (pid {held.get('pid')} on this host)",
+            hint="wait for it to finish, or stop it first; `emrops migrate-db status` shows "
+            "its step",
+        )
     if ctx.opts.resume:
         ctx.start = resume(ctx.opts, run_entry, ctx.stack, ctx.announce, ctx.src_path)
     else:
@@ -227,6 +248,9 @@ def _claim(ctx: RunContext) -> None:
         journal.set_detail(conn, "run", "owner", owner())
         journal.set_detail(conn, "run", "error", None)  # a resumed run's earlier failure
     ctx.journaled = True
+    if ctx.starting is not None:  # the journal names this run now: the start lock goes
+        ctx.starting.close()
+        ctx.starting = None
 
 
 def _prepare_copy(ctx: RunContext) -> None:
