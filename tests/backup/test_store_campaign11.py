@@ -602,3 +602,20 @@ def test_list_while_rotate_deletes_never_fails(cli, seeded_sqlite: str, tmp_path
     assert rotate.returncode == 0, rotate.stderr.read() if rotate.stderr else ""
     assert failures == [], f"{len(failures)} of {lists} listings failed: {failures[0]}"
     assert [e["id"] for e in listed(cli, store)] == [good]
+
+
+def test_a_file_name_the_store_refuses_neither_blocks_rotate_nor_runs(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A file named ``a\\b`` in a backup's folder (local store): rotate deleted the manifest,
+    then stopped on "refusing the name ..." (exit 1), leaving a half-deleted backup."""
+    store = tmp_path / "backups"
+    old = run_backup(cli, seeded_sqlite, store)["id"]
+    (store / old / "a\\b").write_bytes(b"x")
+    (store / GHOST).mkdir()
+    (store / GHOST / "x\\y").write_bytes(b"x")
+    new = run_backup(cli, seeded_sqlite, store)["id"]
+    assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
+    assert json_of(done)["deleted"] == [old]
+    assert sorted(p.name for p in store.iterdir() if p.name != ".lock") == [new]

@@ -142,15 +142,16 @@ class OutsideStore(EmropsError):
     """A name that would resolve outside the store (forged manifest, hostile folder name)."""
 
 
+def plain_part(part: str) -> bool:
+    """One part of a store name: not empty, not "." or "..", no separator, backslash or NUL."""
+    return part not in ("", ".", "..") and not any(c in part for c in "/\\\x00")
+
+
 def check_name(name: str, store: str) -> str:
     """Refuse a name that is not ``<folder>/<file>`` (or one plain name) of plain parts: no
     empty part, no "." or "..", no backslash, no NUL, not absolute. Returns ``name``."""
     parts = name.split("/")
-    if (
-        not 1 <= len(parts) <= 2
-        or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts)
-        or len(name) > 512
-    ):
+    if not 1 <= len(parts) <= 2 or not all(map(plain_part, parts)) or len(name) > 512:
         raise OutsideStore(
             f"refusing the name {name[:80]!r} in backup store {store}: it is not a plain "
             "<backup id>/<file> name inside the store",

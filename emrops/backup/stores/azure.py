@@ -42,7 +42,15 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 from emrops import secrets
 from emrops.backup.lock import Holder, busy, pid_alive
 from emrops.backup.manifest import PIN
-from emrops.backup.stores import NotFound, Offline, Store, Warn, check_name, too_large
+from emrops.backup.stores import (
+    NotFound,
+    Offline,
+    Store,
+    Warn,
+    check_name,
+    plain_part,
+    too_large,
+)
 from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger
 
@@ -380,9 +388,9 @@ class AzureStore(Store):
         return sorted(i for i in ids if not i.startswith("."))
 
     def names(self, backup_id: str) -> list[str]:
-        # A blob nested deeper (<id>/sub/x) or named with a trailing slash was not written
-        # by emrops and is no name of the backup (check_name would refuse it).
-        return sorted(n for n in self._list(f"{backup_id}/") if n and "/" not in n)
+        # A blob nested deeper (<id>/sub/x), named with a trailing slash or otherwise not
+        # plain was not written by emrops and is no name of the backup (check_name refuses it).
+        return sorted(n for n in self._list(f"{backup_id}/") if plain_part(n))
 
     def exists(self, name: str) -> bool:
         with self._errors("r"):

@@ -19,6 +19,7 @@ from emrops.backup.stores import (
     Store,
     Warn,
     check_name,
+    plain_part,
     too_large,
     write_error,
 )
@@ -80,7 +81,11 @@ class LocalStore(Store):
         folder = self._path(backup_id)
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_symlink() or not p.is_dir())
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if (p.is_symlink() or not p.is_dir()) and plain_part(p.name)
+        )
 
     def exists(self, name: str) -> bool:
         # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
