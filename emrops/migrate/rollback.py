@@ -21,6 +21,7 @@ from emrops.migrate import fallback, journal, online
 from emrops.migrate.plan import Plan
 from emrops.migrate.reflect import quote
 from emrops.migrate.reload import ReloadCommand
+from emrops.migrate.status import refuse_if_running
 
 
 @dataclass
@@ -58,6 +59,8 @@ def plan_rollback(target: str, source: Path | None = None) -> RollbackPlan:
             )
         }
     run = entries.get("run")
+    if run is not None:
+        refuse_if_running(run.detail, "a rollback")
     after_cutover = run is not None and run.state == "cut-over"
     plan = Plan.from_dict(run.detail["plan"]) if run and "plan" in run.detail else None
     tables = [e.item.split(":", 1)[1] for e in entries.values() if e.kind == "table"]

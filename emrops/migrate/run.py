@@ -16,7 +16,6 @@ announced by its phase name (timed for the result, and journaled as the run's st
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +26,14 @@ from typing import Any
 import psycopg
 
 from emrops import atomic
-from emrops.errors import Busy, EmropsError, UsageError
+from emrops.errors import EmropsError, UsageError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, prebackup, slots, srchash
 from emrops.migrate.build import build_objects
 from emrops.migrate.copy import RejectWriter, TableResult, copy_tables
 from emrops.migrate.plan import TablePlan
 from emrops.migrate.start import Start, fresh, remove_run, resume, settle_backup, source_path
-from emrops.migrate.status import alive, owner
+from emrops.migrate.status import owner, refuse_if_running
 from emrops.migrate.verify import VerifyResult, verify
 
 
@@ -228,13 +227,8 @@ class RunContext:
 def _begin(ctx: RunContext) -> None:
     """Start fresh or resume (start.py announces its own phases: planning, snapshot ...)."""
     run_entry = ctx.entries.get("run")
-    held = run_entry.detail.get("owner") if run_entry is not None else None
-    if ctx.opts.resume and held and held.get("host") == socket.gethostname() and alive(held):
-        raise Busy(
-            f"the migration is still running (pid {held.get('pid')} on this host)",
-            hint="wait for it to finish, or stop it first; `emrops migrate-db status` shows "
-            "its step",
-        )
+    if ctx.opts.resume and run_entry is not None:
+        refuse_if_running(run_entry.detail, "a resume")
     if ctx.opts.resume:
         ctx.start = resume(ctx.opts, run_entry, ctx.stack, ctx.announce, ctx.src_path)
     else:

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from emrops.errors import EmropsError
+from emrops.errors import Busy, EmropsError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, slots
 from emrops.migrate.plan import Plan
@@ -66,6 +66,20 @@ def status(target: str) -> dict[str, Any]:
 def owner() -> dict[str, Any]:
     """This process, as the journal names a run's owner (see :func:`alive`)."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "since": _process_start(os.getpid())}
+
+
+def refuse_if_running(run_detail: dict[str, Any] | None, doing: str) -> None:
+    """Raise Busy when the run that journaled ``run_detail`` is still alive on this host: a
+    resume would copy the same tables beside it, a rollback drop them under it. (A run owned
+    by another host cannot be checked from here and is not refused.)"""
+    held = (run_detail or {}).get("owner")
+    if held and held.get("host") == socket.gethostname() and alive(held):
+        raise Busy(
+            f"the migration is still running (pid {held.get('pid')} on this host): "
+            f"{doing} would work on the same tables",
+            hint="wait for it to finish, or stop it first; `emrops migrate-db status` shows "
+            "its step",
+        )
 
 
 def alive(owner: dict[str, Any] | None) -> bool:

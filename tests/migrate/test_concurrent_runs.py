@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.migrate.conftest import pg
 
 
@@ -64,24 +66,32 @@ def test_two_runs_started_together(tmp_path: Path, pg_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (50_000,)
 
 
-def test_resume_of_a_run_still_going(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("command", [["run", "--resume"], ["rollback", "--yes"]])
+def test_resume_or_rollback_of_a_run_still_going(
+    tmp_path: Path, pg_url: str, command: list[str]
+) -> None:
     source = _source(tmp_path / "big.db", 600_000)
     where = ["--from", f"sqlite:///{source}", "--to", pg_url]
     env = _env(tmp_path, 1)
     first = _run(["run", *where], env)
     try:
         assert first.stderr is not None
+        seen = []
         for line in first.stderr:
+            seen.append(line)
             if line.startswith("copying"):
                 break
+        else:
+            pytest.fail(f"the first run stopped before copying: {''.join(seen)}")
         second = subprocess.run(
-            [sys.executable, "-m", "emrops", "migrate-db", "run", "--resume", *where],
+            [sys.executable, "-m", "emrops", "migrate-db", *command, *where],
             capture_output=True,
             text=True,
             env=env,
             timeout=120,
         )
-        # before: a second copy of the same tables started beside the first
+        # before: a second copy of the same tables started beside the first, or the
+        # rollback dropped them under it
         assert second.returncode == 75, second.stderr
         assert f"still running (pid {first.pid} on this host)" in second.stderr
         first.communicate(timeout=180)  # (drains its stderr)
