@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def not_a_lock_file(path: Path, what: str) -> EmropsError:
+    return EmropsError(
+        f"the lock file {path} is {what}: refusing to use it (nothing was written)",
+        hint="remove it; emrops creates it as a plain file (the store was changed by hand)",
+    )
+
+
 @contextlib.contextmanager
 def local_lock(
     folder: Path, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
@@ -79,8 +87,12 @@ def local_lock(
     the lock, with a warning, instead of failing."""
     path = folder / ".lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # never through a link: the holder is written over the file, so a .lock linked to
+        # elsewhere would have its target truncated
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise not_a_lock_file(path, f"a symbolic link to {os.readlink(path)!r}") from None
         if read_only_ok and exc.errno == errno.EROFS:
             message = (
                 f"backup store {folder} is on a read-only file system: {operation} goes on "
@@ -96,6 +108,9 @@ def local_lock(
             hint = "the store is on a read-only file system: only verify, restore and copy "
             hint += "(from it) work there"
         raise EmropsError(f"cannot create the lock file {path}: {exc.strerror}", hint) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_a_lock_file(path, "not a regular file")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -619,3 +619,36 @@ def test_a_file_name_the_store_refuses_neither_blocks_rotate_nor_runs(
     done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
     assert json_of(done)["deleted"] == [old]
     assert sorted(p.name for p in store.iterdir() if p.name != ".lock") == [new]
+
+
+def test_links_planted_at_the_lock_or_a_staging_name_are_never_written_through(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A ``.lock`` that is a link: every command truncated the link's target and wrote the
+    holder into it. A link at a staging name (``<id>/.staging-verification.json.<pid>``,
+    predictable): verify truncated its target and wrote the record into it."""
+    import os
+
+    store = tmp_path / "backups"
+    precious = tmp_path / "precious"
+    precious.write_text("precious")
+    backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+    staging = store / backup_id / f".staging-verification.json.{os.getpid()}"
+    staging.symlink_to(precious)
+    done = cli("backup", "verify", backup_id, "--store", str(store))
+    assert done.exit_code == 0, done.stderr
+    assert precious.read_text() == "precious"
+    assert json.loads((store / backup_id / "verification.json").read_text())["ok"] is True
+    (store / ".lock").unlink()
+    (store / ".lock").symlink_to(precious)
+    for args in (
+        ["run", "--db", seeded_sqlite],
+        ["rotate", "--keep-last", "1"],
+        ["pin", backup_id],
+    ):
+        done = cli("backup", *args, "--store", str(store))
+        assert done.exit_code == 1, done.stderr
+        assert f"Error: the lock file {store / '.lock'} is a symbolic link to " in done.stderr
+        assert "Try: remove it" in done.stderr
+    assert precious.read_text() == "precious"
+    assert len(listed(cli, store)) == 1

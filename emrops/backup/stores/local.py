@@ -126,7 +126,10 @@ class LocalStore(Store):
         staging = target.with_name(f"{STAGING}{target.name}.{os.getpid()}")
         try:
             target.parent.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # a fresh file, never through a link planted at the (predictable) staging name
+            staging.unlink(missing_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(staging, flags, 0o600)
         except OSError as exc:
             raise write_error(self.url, exc) from exc
         try:
