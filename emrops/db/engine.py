@@ -175,11 +175,18 @@ def create_engine(
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         connect_args={
-            "options": pg_options("-c timezone=UTC"),
+            "options": pg_options("-c timezone=UTC", _query_text(db.url.query.get("options"))),
             "connect_timeout": max(2, connect_timeout),
             **PG_CONNECT_ARGS,
         },
     )
+
+
+def _query_text(value: Any) -> str | None:
+    """A URL query value as one string (SQLAlchemy gives a tuple for a repeated key)."""
+    if isinstance(value, tuple):
+        return " ".join(value)
+    return value if isinstance(value, str) else None
 
 
 # A SQL_ASCII database hands psycopg bytes for every text value unless the client encoding is

@@ -77,9 +77,11 @@ def whole_name(text: str) -> Path | None:
     return whole
 
 
-def pg_options(ours: str) -> str:
-    """libpq ``options`` for emrops's own connections: the user's PGOPTIONS first, then ours
-    (later ``-c`` settings win). Passing ``options`` alone replaced PGOPTIONS, so settings
-    a user exported for every client (search_path, statement_timeout, lock_timeout) were
-    silently ignored by emrops while pg_dump and psql honoured them."""
-    return f"{os.environ.get('PGOPTIONS', '').strip()} {ours}".strip()
+def pg_options(ours: str, given: str | None = None) -> str:
+    """libpq ``options`` for emrops's own connections: the user's PGOPTIONS, then the URL's
+    own ``options`` (``?options=-c search_path=app``), then ours (later ``-c`` settings win).
+    Passing ``options`` alone replaced both, so a search_path, statement_timeout or
+    lock_timeout given there was silently ignored by emrops (a migration aimed at schema
+    ``app`` landed in ``public``) while pg_dump and psql honoured it."""
+    parts = (os.environ.get("PGOPTIONS", ""), given or "", ours)
+    return " ".join(p.strip() for p in parts if p and p.strip())

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from emrops import secrets
@@ -137,8 +138,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             autocommit=autocommit,
             connect_timeout=10,
             options=pg_options(
-                "-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
-                "-c extra_float_digits=1 -c standard_conforming_strings=on"
+                given=str(conninfo_to_dict(uri).get("options") or ""),
+                ours="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
+                "-c extra_float_digits=1 -c standard_conforming_strings=on",
             ),
         )
     except psycopg.ProgrammingError as exc:  # libpq could not parse it (e.g. %00 in a name)
