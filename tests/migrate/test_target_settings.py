@@ -23,22 +23,24 @@ INSERT INTO t (id, p) VALUES (1, 'x');
 """
 
 
-@pytest.fixture
-def old_style_db() -> Iterator[str]:
-    name = "emrops_scs_off"
+def _database_with(name: str, setting: str) -> Iterator[str]:
+    """A fresh database ``name`` with ``ALTER DATABASE ... SET <setting>``; dropped after."""
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         conn.execute(
-            sql.SQL("ALTER DATABASE {} SET standard_conforming_strings = off").format(
-                sql.Identifier(name)
-            )
+            sql.SQL("ALTER DATABASE {} SET ").format(sql.Identifier(name)) + sql.SQL(setting)
         )
     yield name
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture
+def old_style_db() -> Iterator[str]:
+    yield from _database_with("emrops_scs_off", "standard_conforming_strings = off")
 
 
 def test_backslashes_stay_backslashes(cli, tmp_path: Path, old_style_db: str) -> None:
@@ -63,20 +65,7 @@ def test_backslashes_stay_backslashes(cli, tmp_path: Path, old_style_db: str) ->
 
 @pytest.fixture
 def read_only_db() -> Iterator[str]:
-    name = "emrops_read_only"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
-                sql.Identifier(name)
-            )
-        )
-    yield name
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    yield from _database_with("emrops_read_only", "default_transaction_read_only = on")
 
 
 def test_a_read_only_target_is_named_as_such(cli, tmp_path: Path, read_only_db: str) -> None:
