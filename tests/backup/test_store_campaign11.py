@@ -442,6 +442,11 @@ def _noise_db(path: Path, megabytes: int) -> str:
     return f"sqlite:///{path}"
 
 
+def _bytes_read(pid: int) -> int:
+    text = Path(f"/proc/{pid}/io").read_text()
+    return int(text.split("rchar:")[1].split()[0])
+
+
 def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
     cli, seeded_sqlite: str, azure_store: str, azurite: str, tmp_path: Path
 ) -> None:
@@ -467,7 +472,11 @@ def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
     while lock.get_blob_properties().metadata.get("pid") != str(proc.pid):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
-    time.sleep(0.3)  # the snapshot is read and blocks are being staged
+    # kill once half the database was read (/proc/PID/io): blocks are being staged then
+    read_at_lock = _bytes_read(proc.pid)
+    while _bytes_read(proc.pid) < read_at_lock + (20 << 20):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed, not finished
     entries = listed(cli, azure_store)
