@@ -45,12 +45,18 @@ class Holder:
 
     @classmethod
     def parse(cls, text: str | bytes | None) -> Holder | None:
+        """The holder named by a lock file; None for anything else (the file is not trusted:
+        a forged one, e.g. nested past the parser's recursion limit, names no holder)."""
         if not text:
             return None
         try:
-            return cls(**json.loads(text))
-        except (ValueError, TypeError):
+            holder = cls(**json.loads(text))
+        except (ValueError, TypeError, RecursionError):
             return None
+        texts = (holder.host, holder.operation, holder.since)
+        if type(holder.pid) is not int or not all(isinstance(t, str) for t in texts):
+            return None
+        return holder
 
 
 def busy(store: str, holder: Holder | None) -> Busy:

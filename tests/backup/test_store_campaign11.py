@@ -661,3 +661,21 @@ def test_links_planted_at_the_lock_or_a_staging_name_are_never_written_through(
         assert "Try: remove it" in done.stderr
     assert precious.read_text() == "precious"
     assert len(listed(cli, store)) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[" * 4000, '{"host": ["h"], "pid": "1", "operation": 2, "since": null}', "[1]", "\x00\xff"],
+)
+def test_a_forged_lock_file_names_no_holder_and_is_taken_over(
+    cli, seeded_sqlite: str, tmp_path: Path, content: str
+) -> None:
+    """A .lock nested 4000 deep ended every command that locks in "unexpected RecursionError";
+    one with fields of the wrong types was described as a holder."""
+    store = tmp_path / "backups"
+    store.mkdir()
+    (store / ".lock").write_text(content)
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", str(store))
+    assert done.exit_code == 0, done.stderr
+    assert "taking over" not in done.stderr
+    assert len(listed(cli, store)) == 1
