@@ -77,11 +77,12 @@ def whole_name(text: str) -> Path | None:
     return whole
 
 
-def pg_options(ours: str, given: str | None = None) -> str:
-    """libpq ``options`` for emrops's own connections: the user's PGOPTIONS, then the URL's
-    own ``options`` (``?options=-c search_path=app``), then ours (later ``-c`` settings win).
-    Passing ``options`` alone replaced both, so a search_path, statement_timeout or
-    lock_timeout given there was silently ignored by emrops (a migration aimed at schema
-    ``app`` landed in ``public``) while pg_dump and psql honoured it."""
-    parts = (os.environ.get("PGOPTIONS", ""), given or "", ours)
+def pg_options(ours: str, given: str | None = None, defaults: str = "") -> str:
+    """libpq ``options`` for emrops's own connections: ``defaults`` (emrops's, which a user
+    may override), the user's PGOPTIONS, then the URL's own ``options`` (``?options=-c
+    search_path=app``), then ``ours`` (later ``-c`` settings win). Passing ``options`` alone
+    replaced both, so a search_path, statement_timeout or lock_timeout given there was
+    silently ignored by emrops (a migration aimed at schema ``app`` landed in ``public``)
+    while pg_dump and psql honoured it."""
+    parts = (defaults, os.environ.get("PGOPTIONS", ""), given or "", ours)
     return " ".join(p.strip() for p in parts if p and p.strip())

@@ -297,7 +297,9 @@ def copy_table(
         too_big = state[:2] == "54"
         # 53: the server ran out of something (disk, memory, connections): not this row
         resources = state[:2] == "53"
-        if too_big or resources:
+        # 57014: cancelled (statement_timeout from PGOPTIONS or the URL, pg_cancel_backend)
+        cancelled = state == "57014"
+        if too_big or resources or cancelled:
             key = None
         if data_error and rejects is not None and key is not None and len(refused) < 1000:
             # reject that row and copy the table again without it (the attempt was rolled
@@ -324,6 +326,12 @@ def copy_table(
             hint = (
                 "PostgreSQL ran out of a resource (the table was rolled back): fix it on the "
                 "server (memory, connections, limits), then `emrops migrate-db run --resume`"
+            )
+        elif cancelled:
+            hint = (
+                "PostgreSQL cancelled the COPY (a statement_timeout set in PGOPTIONS or the "
+                "URL's options, or pg_cancel_backend); the table was rolled back: remove the "
+                "timeout for the migration, then `emrops migrate-db run --resume`"
             )
         elif isinstance(exc, psycopg.OperationalError) and not data_error:
             # the server went away (restarted, backend terminated, network): not the data

@@ -139,6 +139,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             connect_timeout=10,
             options=pg_options(
                 given=str(conninfo_to_dict(uri).get("options") or ""),
+                # the app's timeouts (ALTER DATABASE ... SET statement_timeout) are not the bulk
+                # work's: as pg_dump and pg_restore do, none, unless PGOPTIONS or the URL set one
+                defaults="-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
                 ours="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
                 "-c extra_float_digits=1 -c standard_conforming_strings=on",
             ),

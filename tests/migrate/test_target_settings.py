@@ -79,3 +79,42 @@ def test_a_read_only_target_is_named_as_such(cli, tmp_path: Path, read_only_db: 
         assert "unexpected" not in result.stderr
         assert f"target database {read_only_db} is read-only" in result.stderr
         assert "default_transaction_read_only = off" in result.stderr
+
+
+@pytest.fixture
+def timeout_db() -> Iterator[str]:
+    yield from _database_with("emrops_app_timeout", "statement_timeout = '20ms'")
+
+
+def _big_source(tmp_path: Path) -> str:
+    import sqlite3
+
+    path = tmp_path / "big.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n REAL)")
+    conn.executemany(
+        "INSERT INTO t (v, n) VALUES (?, ?)", ((f"v{i}" * 10, i / 3) for i in range(150_000))
+    )
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_the_apps_statement_timeout_is_not_the_migrations(
+    cli, tmp_path: Path, timeout_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _big_source(tmp_path)
+    url = f"postgresql+psycopg://postgres@{PG_HOST}/{timeout_db}"
+    run = cli("migrate-db", "run", "--from", source, "--to", url)
+    # before: exit 1, "COPY into t failed, row rowid=...: canceling statement due to statement
+    # timeout" with a hint that the connection was lost
+    assert run.exit_code == 0, run.stderr
+    cli("migrate-db", "rollback", "--to", url, "--yes")
+    # a timeout the user sets for emrops itself is theirs: it applies, and is named
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=20")
+    again = cli("migrate-db", "run", "--from", source, "--to", url)
+    assert again.exit_code == 1, again.stderr
+    assert "PostgreSQL cancelled the COPY" in again.stderr
+    assert (
+        "row rowid=" not in again.stderr and "connection to PostgreSQL was lost" not in again.stderr
+    )
