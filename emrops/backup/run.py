@@ -20,7 +20,7 @@ from emrops.backup.manifest import MANIFEST, PIN, DataFile, Manifest, new_backup
 from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
 from emrops.backup.stores import Store
 from emrops.db.urls import simple_sqlite_path
-from emrops.errors import UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger, iso_utc
 
 log = get_logger(__name__)
@@ -99,9 +99,7 @@ def run_locked(
     from emrops.backup.sources import identity_of
 
     source_id = identity_of(str(path) if path is not None else opts.db_url)
-    removed = store.cleanup()
-    if removed:
-        log.info("removed %d leftover(s) of interrupted runs: %s", len(removed), ", ".join(removed))
+    remove_leftovers(store)
     backup_id = new_backup_id()
     started = time.monotonic()
     created_at = iso_utc()
@@ -151,6 +149,21 @@ def run_locked(
             source,
         )
     return manifest
+
+
+def remove_leftovers(store: Store) -> None:
+    """Remove what interrupted runs left (never listed as backups). Housekeeping: a store
+    that may not delete (a SAS without 'd', an immutability policy: set so that a writer
+    cannot destroy backups) keeps them, with a warning, and the backup is still taken."""
+    try:
+        removed = store.cleanup()
+    except Busy:
+        raise
+    except EmropsError as exc:
+        log.warning("leftovers of interrupted runs stay in %s: %s", store.url, exc.message)
+        return
+    if removed:
+        log.info("removed %d leftover(s) of interrupted runs: %s", len(removed), ", ".join(removed))
 
 
 @dataclass

@@ -734,3 +734,24 @@ def test_more_than_one_page_of_blobs_every_backup_is_seen(
     assert cli("backup", "verify", "--all", "--store", azure_store).exit_code == 0
     done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
     assert json_of(done)["deleted"] == [first]
+
+
+def test_a_writer_that_may_not_delete_still_backs_up_past_leftovers(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """A SAS without delete (so that a backup host cannot destroy backups) and the leftover of
+    an interrupted run: every later run failed in the cleanup ("lack the delete permission",
+    exit 1), so one crash stopped all backups. Now the leftover stays, with a warning."""
+    first = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    _box(azurite, azure_store).upload_blob(f"emrsim/{GHOST}/database.sqlite.zst", b"partial")
+    conn, sig = _sas_conn(azurite, azure_store, "racwlt")
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store, "--json",
+               env={"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn})  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    assert f"leftovers of interrupted runs stay in {azure_store}: Azure refused to delete" in (
+        done.stderr
+    )
+    _no_secret(done, sig)
+    second = json.loads(done.stdout)["manifest"]["id"]
+    assert [e["id"] for e in listed(cli, azure_store)] == [first, second]
+    assert f"emrsim/{GHOST}/database.sqlite.zst" in _blobs(azurite, azure_store)
