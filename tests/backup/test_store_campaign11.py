@@ -33,8 +33,11 @@ def _box(azurite: str, url: str) -> ContainerClient:
     return BlobServiceClient.from_connection_string(azurite).get_container_client(name)
 
 
-def _sas_conn(azurite: str, url: str, permission: str, minutes: float = 60) -> tuple[str, str]:
-    """A connection string with a SAS token for the store's container only, and its sig."""
+def _sas_conn(
+    azurite: str, url: str, permission: str, minutes: float = 60, start: float | None = None
+) -> tuple[str, str]:
+    """A connection string with a SAS token for the store's container only, and its sig;
+    ``start``: minutes from now before which it is not valid."""
     container = url.removeprefix("azure://").split("/")[0]
     endpoint = azurite.split("BlobEndpoint=")[1].rstrip(";")
     sas = generate_container_sas(
@@ -43,6 +46,7 @@ def _sas_conn(azurite: str, url: str, permission: str, minutes: float = 60) -> t
         account_key=DEV_KEY,
         permission=permission,
         expiry=datetime.now(UTC) + timedelta(minutes=minutes),
+        start=None if start is None else datetime.now(UTC) + timedelta(minutes=start),
     )
     return f"BlobEndpoint={endpoint};SharedAccessSignature={sas}", parse_qs(sas)["sig"][0]
 
@@ -132,7 +136,7 @@ def test_a_sas_without_a_right_names_it_and_changes_nothing(
 
 def test_an_expired_sas_is_named_before_any_request(cli, azure_store: str, azurite: str) -> None:
     """Was Azure's bare 403 "Server failed to authenticate the request"."""
-    conn, sig = _sas_conn(azurite, azure_store, "racwdlt", minutes=-5)
+    conn, sig = _sas_conn(azurite, azure_store, "racwdlt", minutes=-30)
     for args in (["list"], ["verify", "--all"], ["rotate", "--keep-last", "1"]):
         done = cli("backup", *args, "--store", azure_store,
                    env={"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn})  # fmt: skip
@@ -140,6 +144,17 @@ def test_an_expired_sas_is_named_before_any_request(cli, azure_store: str, azuri
         assert f"Error: the SAS token for {azure_store} expired at " in done.stderr
         assert "Try: generate a new SAS token" in done.stderr
         _no_secret(done, sig)
+
+
+def test_a_sas_not_valid_yet_is_named_before_any_request(cli, azure_store: str, azurite: str):
+    """Was Azure's bare 403 "Server failed to authenticate the request"."""
+    conn, sig = _sas_conn(azurite, azure_store, "racwdlt", start=30)
+    done = cli("backup", "list", "--store", azure_store,
+               env={"EMROPS_AZURE_STORAGE_CONNECTION_STRING": conn})  # fmt: skip
+    assert done.exit_code == 1, done.stderr
+    assert f"Error: the SAS token for {azure_store} is not valid before " in done.stderr
+    assert "fix this host's clock" in done.stderr
+    _no_secret(done, sig)
 
 
 # --- things in the store that are not backups ------------------------------------------------

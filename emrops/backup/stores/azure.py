@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import parse_qs
 
@@ -170,24 +170,44 @@ def azure_error(
     return EmropsError(f"Azure Blob Storage error on {store}: {text}")
 
 
+# How far this host's clock may be from Azure's before a SAS time is judged here: within it,
+# Azure's own answer decides (a token it accepts is never refused for a skewed clock).
+SAS_SKEW = timedelta(minutes=5)
+
+
 def check_sas_expiry(conn: str, store: str, now: datetime | None = None) -> None:
-    """Refuse a connection string whose SAS token has expired (se= in the past) before any
-    request: Azure would answer each one with a bare 403. Names the expiry, never the token."""
+    """Refuse a connection string whose SAS token has expired (se= in the past) or is not
+    valid yet (st= in the future) before any request: Azure would answer each one with a bare
+    403. Names the time, never the token."""
     parts = dict(p.partition("=")[::2] for p in conn.split(";") if "=" in p)
     sas = next((v for k, v in parts.items() if k.lower() == "sharedaccesssignature"), "")
-    expiry = parse_qs(sas.lstrip("?")).get("se", [""])[0]
-    try:
-        moment = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
-    except ValueError:
-        return  # no expiry, or one Azure reads and we do not: Azure answers for it
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if moment <= (now or datetime.now(UTC)):
+    query = parse_qs(sas.lstrip("?"))
+    now = now or datetime.now(UTC)
+    expiry, start = _sas_time(query, "se"), _sas_time(query, "st")
+    where = "(EMROPS_AZURE_STORAGE_CONNECTION_STRING, {})"
+    if expiry is not None and expiry[0] <= now - SAS_SKEW:
         raise EmropsError(
-            f"the SAS token for {store} expired at {expiry} "
-            "(EMROPS_AZURE_STORAGE_CONNECTION_STRING, se=)",
+            f"the SAS token for {store} expired at {expiry[1]} {where.format('se=')}",
             hint="generate a new SAS token (or use the account key or a managed identity)",
         )
+    if start is not None and start[0] > now + SAS_SKEW:
+        raise EmropsError(
+            f"the SAS token for {store} is not valid before {start[1]} {where.format('st=')}; "
+            f"it is {now:%Y-%m-%dT%H:%M:%SZ} here",
+            hint="wait until then, or generate one without a start time (st=); if the time "
+            "here is wrong, fix this host's clock",
+        )
+
+
+def _sas_time(query: dict[str, list[str]], key: str) -> tuple[datetime, str] | None:
+    """A SAS time field (se=, st=) and its text; None when absent or not a time we read
+    (Azure answers for it then)."""
+    text = query.get(key, [""])[0]
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), text
 
 
 def _code(exc: Exception) -> str:
