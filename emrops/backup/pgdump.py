@@ -123,7 +123,7 @@ def postgres_snapshot(db: DbUrl) -> Iterator[Snapshot]:
     lock) makes pg_dump wait for it, a wait the server cannot see as a deadlock. pg_dump's
     wait is bounded by the lock timeout, and a pg_dump that timed out before writing anything
     is tried again once in a new snapshot, after the ALTER went through."""
-    engine = create_engine(db, pool_size=1, max_overflow=0)
+    engine = create_engine(db, pool_size=1, max_overflow=0, bulk=True)
     try:
         for attempt in range(1, _ATTEMPTS + 1):
             with db_errors(db), engine.connect() as conn:

@@ -196,7 +196,7 @@ def check_postgres(archive: Path, manifest: Manifest, server_url: str, checks: C
             "pg_restore", code == 0, message if code else "restored into a scratch database"
         ):
             return
-        engine = create_engine(scratch, pool_size=1, max_overflow=0)
+        engine = create_engine(scratch, pool_size=1, max_overflow=0, bulk=True)
         try:
             legacy: dict[str, int] = {}
             with db_errors(scratch), engine.connect() as conn:

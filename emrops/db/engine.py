@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from emrops import secrets
 from emrops.db import azure_auth
 from emrops.db.sqlite_file import NOT_A_FILE_HINT, Mode, not_a_file, open_sqlite, require_file
-from emrops.db.urls import pg_options, sqlite_db_url, whole_name
+from emrops.db.urls import BULK_DEFAULTS, pg_options, sqlite_db_url, whole_name
 from emrops.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -126,6 +126,7 @@ def create_engine(
     create: bool = True,
     pre_ping: bool = True,
     connect_timeout: int = 10,
+    bulk: bool = False,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
@@ -139,7 +140,10 @@ def create_engine(
     connection instead when a pooled one turns out to be dropped.
 
     ``connect_timeout`` (PostgreSQL, whole seconds, at least 2 as libpq counts it) bounds each
-    new connection, a server that accepts and never answers included."""
+    new connection, a server that accepts and never answers included.
+
+    ``bulk=True`` (backups, verification): the sessions start without the app's
+    statement_timeout (see :data:`emrops.db.urls.BULK_DEFAULTS`)."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -175,7 +179,11 @@ def create_engine(
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         connect_args={
-            "options": pg_options("-c timezone=UTC", _query_text(db.url.query.get("options"))),
+            "options": pg_options(
+                "-c timezone=UTC",
+                _query_text(db.url.query.get("options")),
+                defaults=BULK_DEFAULTS if bulk else "",
+            ),
             "connect_timeout": max(2, connect_timeout),
             **PG_CONNECT_ARGS,
         },

@@ -77,6 +77,12 @@ def whole_name(text: str) -> Path | None:
     return whole
 
 
+# The app's timeouts (ALTER DATABASE/ROLE ... SET statement_timeout, a usual guard on managed
+# servers) are not for bulk work, which pg_dump and pg_restore also run without them: a
+# migration's COPY, a backup's row counts. One set in PGOPTIONS or the URL still applies.
+BULK_DEFAULTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
+
+
 def pg_options(ours: str, given: str | None = None, defaults: str = "") -> str:
     """libpq ``options`` for emrops's own connections: ``defaults`` (emrops's, which a user
     may override), the user's PGOPTIONS, then the URL's own ``options`` (``?options=-c

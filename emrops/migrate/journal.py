@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from emrops import secrets
 from emrops.db import azure_auth
-from emrops.db.urls import pg_options, simple_pg_uri
+from emrops.db.urls import BULK_DEFAULTS, pg_options, simple_pg_uri
 from emrops.errors import Busy, DatabaseError, UsageError
 
 JOURNAL = "emrops_migration"
@@ -139,9 +139,7 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             connect_timeout=10,
             options=pg_options(
                 given=str(conninfo_to_dict(uri).get("options") or ""),
-                # the app's timeouts (ALTER DATABASE ... SET statement_timeout) are not the bulk
-                # work's: as pg_dump and pg_restore do, none, unless PGOPTIONS or the URL set one
-                defaults="-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
+                defaults=BULK_DEFAULTS,
                 ours="-c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=off "
                 "-c extra_float_digits=1 -c standard_conforming_strings=on",
             ),
