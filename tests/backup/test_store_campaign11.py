@@ -770,3 +770,21 @@ def test_a_writer_that_may_not_delete_still_backs_up_past_leftovers(
     second = json.loads(done.stdout)["manifest"]["id"]
     assert [e["id"] for e in listed(cli, azure_store)] == [first, second]
     assert f"emrsim/{GHOST}/database.sqlite.zst" in _blobs(azurite, azure_store)
+
+
+def test_a_file_where_a_backup_folder_should_be_is_not_found(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A plain file named like a backup id at the top of a local store: verify, pin and
+    restore of that id ended in "unexpected NotADirectoryError"."""
+    store = tmp_path / "backups"
+    run_backup(cli, seeded_sqlite, store)
+    (store / GHOST).write_bytes(b"x")
+    for args in (["verify", GHOST], ["pin", GHOST],
+                 ["restore", GHOST, "--target", str(tmp_path / "r.db"), "--yes"]):  # fmt: skip
+        done = cli("backup", *args, "--store", str(store))
+        assert done.exit_code == 1, (args, done.stderr)
+        assert f"Error: backup {GHOST} not found in {store}" in done.stderr, done.stderr
+    assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0
+    assert cli("backup", "run", "--db", seeded_sqlite, "--store", str(store)).exit_code == 0
+    assert (store / GHOST).read_bytes() == b"x"

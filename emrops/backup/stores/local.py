@@ -107,6 +107,11 @@ class LocalStore(Store):
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"{name} is missing from backup store {self.url}") from None
+        except NotADirectoryError:  # a file where the backup's folder should be
+            raise NotFound(
+                f"{name} is missing from backup store {self.url} ({path.parent.name} is a file, "
+                "not a backup folder)"
+            ) from None
         except IsADirectoryError:
             raise NotAFile(f"{name} in backup store {self.url} is not a regular file") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
