@@ -788,3 +788,30 @@ def test_a_file_where_a_backup_folder_should_be_is_not_found(
     assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0
     assert cli("backup", "run", "--db", seeded_sqlite, "--store", str(store)).exit_code == 0
     assert (store / GHOST).read_bytes() == b"x"
+
+
+def test_link_loops_in_a_local_store_are_damage_not_a_crash(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A link to itself at verification.json, pin.json or a data file, or an id-named folder
+    that is a loop: list, verify --all and rotate of the whole store, and verify ID, ended in
+    "unexpected RuntimeError: Symlink loop from ..."."""
+    store = tmp_path / "backups"
+    first = run_backup(cli, seeded_sqlite, store)["id"]
+    second = run_backup(cli, seeded_sqlite, store)["id"]
+    for name in ("verification.json", "pin.json"):
+        (store / first / name).symlink_to(name)
+    (store / second / "database.sqlite.zst").unlink()
+    (store / second / "database.sqlite.zst").symlink_to("database.sqlite.zst")
+    (store / GHOST).symlink_to(GHOST)
+    entries = {e["id"]: e for e in listed(cli, store)}
+    assert entries[first]["verified"] == "invalid" and entries[first]["pinned"] is True
+    done = cli("backup", "verify", "--all", "--store", str(store))
+    assert done.exit_code == 3 and f"{second}: checksum database.sqlite.zst: refusing" in (
+        done.stderr
+    )
+    done = cli("backup", "verify", GHOST, "--store", str(store))
+    assert done.exit_code == 1 and "loop" in done.stderr and "unexpected" not in done.stderr
+    assert cli("backup", "run", "--db", seeded_sqlite, "--store", str(store)).exit_code == 0
+    done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
+    assert json_of(done)["deleted"] == []  # the failed one is newer than the verified one

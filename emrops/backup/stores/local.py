@@ -43,7 +43,13 @@ class LocalStore(Store):
         ``follow=False`` for what replaces or removes the name itself (a link there is
         replaced or removed, never followed): only its folder must be inside."""
         path = self.root / check_name(name, self.url)
-        resolved = path.resolve() if follow else path.parent.resolve() / path.name
+        try:
+            resolved = path.resolve() if follow else path.parent.resolve() / path.name
+        except (RuntimeError, OSError) as exc:  # a link loop (RuntimeError before 3.13)
+            raise OutsideStore(
+                f"refusing {name!r} in backup store {self.url}: {exc}",
+                hint="a file or folder in the store is a link that leads nowhere; remove it",
+            ) from None
         if not resolved.is_relative_to(self.root.resolve()):
             raise OutsideStore(
                 f"refusing {name!r}: it resolves to {resolved}, outside backup store {self.url}",
