@@ -815,3 +815,21 @@ def test_link_loops_in_a_local_store_are_damage_not_a_crash(
     assert cli("backup", "run", "--db", seeded_sqlite, "--store", str(store)).exit_code == 0
     done = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
     assert json_of(done)["deleted"] == []  # the failed one is newer than the verified one
+
+
+def test_a_manifest_that_is_a_link_to_nothing_is_broken_never_removed(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A backup whose manifest.json became a link to nothing (its data files intact) was left
+    out of ``backup list`` and deleted whole, as a crashed run's leftovers, by the next run."""
+    store = tmp_path / "backups"
+    damaged = run_backup(cli, seeded_sqlite, store)["id"]
+    (store / damaged / "manifest.json").unlink()
+    (store / damaged / "manifest.json").symlink_to("gone.json")
+    [entry] = listed(cli, store)
+    assert entry["id"] == damaged and entry["verified"] == "broken"
+    assert "is a link to nothing ('gone.json')" in entry["reason"]
+    assert cli("backup", "run", "--db", seeded_sqlite, "--store", str(store)).exit_code == 0
+    assert (store / damaged / "database.sqlite.zst").is_file()
+    done = cli("backup", "verify", damaged, "--store", str(store))
+    assert done.exit_code == 3 and "is a link to nothing" in done.stderr

@@ -95,8 +95,10 @@ class LocalStore(Store):
 
     def exists(self, name: str) -> bool:
         # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
-        # shown as such, never taken for a crashed run's leftovers and removed).
-        return self._path(name).exists()
+        # shown as such, never taken for a crashed run's leftovers and removed); a link to
+        # nothing too.
+        path = self._path(name)
+        return path.is_symlink() or path.exists()
 
     def read_bytes(self, name: str, limit: int | None = None) -> bytes:
         with self.open_read(name) as handle:
@@ -112,6 +114,11 @@ class LocalStore(Store):
             # O_NONBLOCK: a FIFO put where a file should be must not hang the reader.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
+            if path.is_symlink():
+                raise NotAFile(
+                    f"{name} in backup store {self.url} is a link to nothing "
+                    f"({os.readlink(path)!r}): the store was damaged"
+                ) from None
             raise NotFound(f"{name} is missing from backup store {self.url}") from None
         except NotADirectoryError:  # a file where the backup's folder should be
             raise NotFound(
