@@ -833,3 +833,19 @@ def test_a_manifest_that_is_a_link_to_nothing_is_broken_never_removed(
     assert (store / damaged / "database.sqlite.zst").is_file()
     done = cli("backup", "verify", damaged, "--store", str(store))
     assert done.exit_code == 3 and "is a link to nothing" in done.stderr
+
+
+def test_a_folder_named_like_a_staging_file_does_not_stop_runs(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """A folder ``<id>/.staging-x`` in a local store: every later run failed in the cleanup
+    of interrupted runs with "unexpected IsADirectoryError"."""
+    store = tmp_path / "backups"
+    backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+    (store / backup_id / ".staging-x" / "sub").mkdir(parents=True)
+    (store / backup_id / ".staging-manifest.json.1").write_bytes(b"half")
+    done = cli("backup", "run", "--db", seeded_sqlite, "--store", str(store))
+    assert done.exit_code == 0, done.stderr
+    assert not (store / backup_id / ".staging-manifest.json.1").exists()  # a run's: removed
+    assert (store / backup_id / ".staging-x" / "sub").is_dir()  # no run's: left alone
+    assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0

@@ -187,6 +187,8 @@ class LocalStore(Store):
             for path in self.root.glob(f"*/{STAGING}*"):
                 if path.parent.is_symlink():  # a folder linked to elsewhere is not the store's
                     continue
+                if path.is_dir() and not path.is_symlink():  # no run writes a folder there
+                    continue
                 path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.root)))
         return removed
