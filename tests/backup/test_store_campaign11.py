@@ -849,3 +849,19 @@ def test_a_folder_named_like_a_staging_file_does_not_stop_runs(
     assert not (store / backup_id / ".staging-manifest.json.1").exists()  # a run's: removed
     assert (store / backup_id / ".staging-x" / "sub").is_dir()  # no run's: left alone
     assert cli("backup", "verify", "--all", "--store", str(store)).exit_code == 0
+
+
+def test_unpin_of_a_pin_record_that_is_a_folder_names_it(
+    cli, seeded_sqlite: str, tmp_path: Path
+) -> None:
+    """``backup unpin`` where pin.json is a folder ended in "unexpected IsADirectoryError"."""
+    store = tmp_path / "backups"
+    backup_id = run_backup(cli, seeded_sqlite, store)["id"]
+    (store / backup_id / "pin.json" / "x").mkdir(parents=True)
+    done = cli("backup", "unpin", backup_id, "--store", str(store))
+    assert done.exit_code == 3, done.stderr
+    assert f"Error: {backup_id}/pin.json in backup store {store} is a folder, not a file" in (
+        done.stderr
+    )
+    assert (store / backup_id / "pin.json" / "x").is_dir()
+    assert listed(cli, store)[0]["pinned"] is True  # still pins, as an invalid record does

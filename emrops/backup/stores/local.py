@@ -167,8 +167,16 @@ class LocalStore(Store):
             raise
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self._path(name, follow=False).unlink()
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise NotAFile(
+                f"{name} in backup store {self.url} is a folder, not a file (the store was "
+                "damaged): nothing was deleted",
+                hint="look at what is in it, and remove it by hand",
+            ) from None
 
     def remove_folder(self, backup_id: str) -> None:
         shutil.rmtree(self._path(backup_id), ignore_errors=True)
