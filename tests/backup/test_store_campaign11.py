@@ -865,3 +865,44 @@ def test_unpin_of_a_pin_record_that_is_a_folder_names_it(
     )
     assert (store / backup_id / "pin.json" / "x").is_dir()
     assert listed(cli, store)[0]["pinned"] is True  # still pins, as an invalid record does
+
+
+@pytest.mark.slow
+def test_the_lease_of_a_killed_holder_runs_out_and_the_lock_is_taken_over(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """Already handled (a regression test, ~65 s): with no one renewing it, the lease of a
+    SIGKILLed run ends within 60 s and the next run takes the lock over, with a warning."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "EMROPS_AZURE_STORAGE_CONNECTION_STRING": azurite}
+    settings = {"azure.storage_connection_string": azurite}
+    script = (
+        "import time\nfrom emrops.backup.stores import open_store\n"
+        f"store = open_store({azure_store!r}, {settings!r})\n"
+        "with store.lock('backup run'):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    killed_at = time.monotonic()
+    busy = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store)
+    assert busy.exit_code == 75 and "is no longer running on this host" in busy.stderr
+    while time.monotonic() - killed_at < 62:
+        done = cli("backup", "run", "--db", seeded_sqlite, "--store", azure_store)
+        if done.exit_code == 0:
+            break
+        assert done.exit_code == 75, done.stderr
+        time.sleep(2)
+    assert done.exit_code == 0, done.stderr
+    assert f"taking over a stale lock on {azure_store}: backup run by pid {holder.pid}" in (
+        done.stderr
+    )
+    assert len(listed(cli, azure_store)) == 1
