@@ -359,13 +359,13 @@ def test_hostile_manifests_are_broken_never_followed(
 @pytest.mark.parametrize(
     ("suffix", "shown"),
     [
-        ("/x?sv=2024&sig=SECRETSIG", "?***"),  # a SAS URL pasted as the store
-        ("/x#frag", "the prefix must be plain folder names"),
+        ("/x?sv=2024&sig=SECRETSIG", "it holds a secret (a SAS token?)"),  # a SAS URL pasted
         ("/a/../b", "the prefix must be plain folder names"),
         ("/..", "the prefix must be plain folder names"),
         ("/a//b", "the prefix must be plain folder names"),
         ("/a\\b", "the prefix must be plain folder names"),
-        ("?sig=SECRETSIG", "the container name is missing or not a plain name"),
+        ("?sig=SECRETSIG", "it holds a secret"),
+        ("?x=1", "the container name is missing or not a plain name"),
     ],
 )
 def test_a_store_url_azure_would_resolve_elsewhere_is_refused_masked(
@@ -373,7 +373,8 @@ def test_a_store_url_azure_would_resolve_elsewhere_is_refused_masked(
 ) -> None:
     """Was: a SAS pasted into the store URL became part of every blob name and was printed
     (``backup ... -> azure://c/x?sig=...``); ``a/../b`` read "403 ... failed to authenticate"
-    (the client resolved the dot segment, the signature no longer matched)."""
+    (the client resolved the dot segment, the signature no longer matched). Prefixes with
+    "#", "?" or "%" are still used as written (test_torture)."""
     store = azure_store.split("/emrsim")[0] + suffix
     done = cli("backup", "run", "--db", seeded_sqlite, "--store", store)
     assert done.exit_code == 2, done.stderr

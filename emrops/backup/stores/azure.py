@@ -275,32 +275,38 @@ class _BlockWriter:
 PIN_TAG = "emrops-pinned"  # blob index tag the lifecycle rule filters on
 
 
-# What a container or prefix segment may not hold: a query or fragment (a SAS URL pasted as the
-# store), a backslash or a control character; "." and ".." are refused too (HTTP
-# clients resolve them, and a request then goes elsewhere or fails its signature).
-BAD_SEGMENT = re.compile(r"[?#\\\x00-\x1f\x7f]|^\.{1,2}$")
+# A container name never holds these; a prefix is used as written ("#", "?", "%" included)
+# except for parts Azure cannot hold as written: "." and ".." (HTTP clients resolve them, and
+# the request goes elsewhere or fails its signature), a backslash (Azure turns it into "/")
+# or a control character.
+BAD_CONTAINER = re.compile(r"[?#/\\\x00-\x1f\x7f]|^\.{1,2}$")
+BAD_PART = re.compile(r"[\\\x00-\x1f\x7f]|^\.{1,2}$")
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
     """(container, prefix) of ``azure://CONTAINER/PREFIX``; UsageError (exit 2) for a name Azure
-    would refuse or resolve elsewhere. The URL is shown masked (a pasted SAS stays hidden)."""
+    would resolve elsewhere, or a URL holding a secret (a SAS URL pasted as the store): it
+    would be printed with every result and end up in every blob name. Shown masked."""
     container, _, prefix = url[len("azure://") :].partition("/")
     prefix = prefix.strip("/")
-    shown = secrets.mask(url.split("?")[0] + ("?***" if "?" in url else ""))
-    if not container or BAD_SEGMENT.search(container):
+    shown = secrets.mask(url)
+    if shown != url:
+        raise UsageError(
+            f"invalid Azure store {shown!r}: it holds a secret (a SAS token?)",
+            hint="use azure://CONTAINER/PREFIX; credentials go in "
+            "EMROPS_AZURE_STORAGE_CONNECTION_STRING, never in the store",
+        )
+    if not container or BAD_CONTAINER.search(container):
         raise UsageError(
             f"invalid Azure store {shown!r}: the container name is missing or not a plain name",
             hint="use azure://CONTAINER/PREFIX (a container name is lowercase letters, digits "
             "and hyphens)",
         )
-    if prefix and (
-        len(prefix) > 256 or any(not part or BAD_SEGMENT.search(part) for part in prefix.split("/"))
-    ):
+    parts = prefix.split("/") if prefix else []
+    if len(prefix) > 256 or any(not part or BAD_PART.search(part) for part in parts):
         raise UsageError(
             f"invalid Azure store {shown!r}: the prefix must be plain folder names",
-            hint="use azure://CONTAINER/PREFIX with no '?', '#', '\\', '.', '..' or "
-            "empty parts "
-            "(credentials go in EMROPS_AZURE_STORAGE_CONNECTION_STRING, never in the store)",
+            hint="use azure://CONTAINER/PREFIX with no '.', '..', '\\' or empty parts",
         )
     return container, prefix
 
