@@ -393,7 +393,7 @@ def _record(
     store: Store, backup_id: str, seal: str | None, checks: Checks, started: float
 ) -> Verification:
     history: list[dict[str, Any]] = []
-    with contextlib.suppress(NotFound, CheckFailed, OutsideStore):
+    with contextlib.suppress(NotFound, CheckFailed, OutsideStore, Offline):
         data = store.read_bytes(f"{backup_id}/{VERIFICATION}", limit=MAX_DOCUMENT)
         old = Verification.from_json(data, backup_id)
         history = [{"verified_at": old.verified_at, "ok": old.ok}, *old.history][:20]

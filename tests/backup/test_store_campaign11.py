@@ -907,3 +907,18 @@ def test_the_lease_of_a_killed_holder_runs_out_and_the_lock_is_taken_over(
         done.stderr
     )
     assert len(listed(cli, azure_store)) == 1
+
+
+def test_an_archived_verification_record_is_replaced_by_the_next_verify(
+    cli, seeded_sqlite: str, azure_store: str, azurite: str
+) -> None:
+    """verify read the previous record (for its history) before writing the new one: an
+    archived verification.json made a good backup "not checked" (exit 1) for good."""
+    backup_id = run_backup(cli, seeded_sqlite, azure_store)["id"]
+    assert cli("backup", "verify", backup_id, "--store", azure_store).exit_code == 0
+    record = _box(azurite, azure_store).get_blob_client(f"emrsim/{backup_id}/verification.json")
+    record.set_standard_blob_tier("Archive")
+    assert listed(cli, azure_store)[0]["verified"] == "invalid"
+    done = cli("backup", "verify", backup_id, "--store", azure_store)
+    assert done.exit_code == 0, done.stderr
+    assert listed(cli, azure_store)[0]["verified"] == "ok"
