@@ -23,7 +23,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from tests.backup.conftest import DEV_KEY, json_of, listed, run_backup
+from tests.backup.conftest import DEV_KEY, json_of, listed, restore_new, run_backup
 
 PAD = 9 << 20  # past the 8 MiB a stored document may have
 
@@ -497,6 +497,9 @@ def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
     assert proc.wait() == -signal.SIGKILL  # killed, not finished
     entries = listed(cli, azure_store)
     assert [e["id"] for e in entries] == [good], "a killed upload was published"
+    busy = cli("backup", "restore", good, "--target", str(tmp_path / "r.db"), "--yes",
+               "--store", azure_store)  # fmt: skip
+    assert busy.exit_code == 75 and not (tmp_path / "r.db").exists()
     busy = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store)
     assert busy.exit_code == 75
     assert f"(pid {proc.pid} is no longer running on this host: its lease runs out within 60 s" in (
@@ -508,6 +511,7 @@ def test_a_run_killed_during_its_upload_leaves_nothing_taken_as_a_backup(
     assert done.exit_code == 0 and "taking over a stale lock" in done.stderr
     newest = json.loads(done.stdout)["manifest"]["id"]
     assert [e["id"] for e in listed(cli, azure_store)] == [good, newest]
+    restore_new(cli, azure_store, good, str(tmp_path / "r.db"))
     done = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
     assert json_of(done)["deleted"] == []  # the new one is not verified yet: nothing goes
     assert all("emrsim/" + good in n or "emrsim/" + newest in n or n == "emrsim/.lock"
