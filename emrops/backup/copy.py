@@ -13,7 +13,7 @@ from pathlib import Path
 
 from emrops.backup.codec import CHUNK, HashingReader, Progress, _noop
 from emrops.backup.lock import Warn
-from emrops.backup.manifest import MANIFEST, PIN, Verification
+from emrops.backup.manifest import MANIFEST, MAX_DOCUMENT, PIN, Verification
 from emrops.backup.stores import Store
 from emrops.backup.verify import VerificationFailed, load_manifest, verify_locked
 from emrops.errors import CheckFailed, EmropsError
@@ -73,7 +73,8 @@ def copy_backup(
                 copied += reader.size
             if source.exists(f"{backup_id}/{PIN}"):
                 destination.write_bytes(
-                    f"{backup_id}/{PIN}", source.read_bytes(f"{backup_id}/{PIN}")
+                    f"{backup_id}/{PIN}",
+                    source.read_bytes(f"{backup_id}/{PIN}", limit=MAX_DOCUMENT),
                 )
             destination.write_bytes(f"{backup_id}/{MANIFEST}", manifest.to_json())
         except BaseException:
