@@ -210,6 +210,7 @@ module postgres 'modules/postgres.bicep' = {
     entraAdminName: postgresEntraAdminName
     entraAdminType: postgresEntraAdminType
     extensions: postgresExtensions
+    logAnalyticsWorkspaceId: monitor.outputs.workspaceId
   }
 }
 
@@ -322,6 +323,7 @@ module app 'modules/app.bicep' = {
     identityClientId: appIdentity.properties.clientId
     identityName: appIdentity.name
     backupRecipient: backupRecipient
+    logAnalyticsWorkspaceId: monitor.outputs.workspaceId
   }
 }
 

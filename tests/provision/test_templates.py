@@ -300,3 +300,55 @@ def test_evaluator_refuses_what_it_does_not_know(tmp_path: Path):
     )
     with pytest.raises(EvaluationError, match=r"unsupported function base64\(\)"):
         evaluate(tmp_path / "main.bicep", {})
+
+
+# ---------------------------------------------------------------- Azure guidance
+# Azure Security Benchmark LT-3/LT-4 and the Well-Architected reliability and security
+# pillars: resource logs to the workspace, PostgreSQL connection logging, locks on the data.
+def _workspace_ref(ev: Evaluation) -> Ref:
+    workspace = ev.one("Microsoft.OperationalInsights/workspaces")
+    return Ref(workspace.type, workspace.name, "id")
+
+
+def _scoped_to(ev: Evaluation, rtype: str, resource: Any) -> list:
+    return [
+        r
+        for r in ev.of_type(rtype)
+        if getattr(r.body.get("scope"), "type", None) == resource.type
+        and getattr(r.body.get("scope"), "name", None) == resource.name
+    ]
+
+
+def _diagnostics(ev: Evaluation, resource: Any) -> tuple[set[str], set[str]]:
+    """(log categories and category groups, metric categories) sent to the workspace."""
+    [setting] = _scoped_to(ev, "Microsoft.Insights/diagnosticSettings", resource)
+    props = setting.properties
+    assert props["workspaceId"] == _workspace_ref(ev), resource.symbol
+    logs = {
+        entry.get("category") or entry.get("categoryGroup")
+        for entry in props.get("logs") or []
+        if entry["enabled"] is True
+    }
+    metrics = {entry["category"] for entry in props.get("metrics") or [] if entry["enabled"]}
+    return logs, metrics
+
+
+def test_postgres_sends_its_logs_and_metrics_to_the_workspace(rendered):
+    env, ev = rendered
+    logs, metrics = _diagnostics(ev, ev.one("Microsoft.DBforPostgreSQL/flexibleServers"))
+    assert logs & {"allLogs", "PostgreSQLLogs"}, env
+    assert metrics == {"AllMetrics"}, env
+
+
+def test_app_service_site_and_slot_send_their_logs_to_the_workspace(rendered):
+    env, ev = rendered
+    wanted = {
+        "AppServiceHTTPLogs",
+        "AppServiceConsoleLogs",
+        "AppServiceAppLogs",
+        "AppServiceAuditLogs",
+    }
+    for site_type in ("Microsoft.Web/sites", "Microsoft.Web/sites/slots"):
+        logs, metrics = _diagnostics(ev, ev.one(site_type))
+        assert logs >= wanted, (env, site_type)
+        assert metrics == {"AllMetrics"}, (env, site_type)

@@ -53,6 +53,9 @@ param identityName string
 @description('age recipient (public key) backups are encrypted to; empty: no encryption.')
 param backupRecipient string
 
+@description('Log Analytics workspace for the site and slot logs and metrics.')
+param logAnalyticsWorkspaceId string
+
 var readyPath = '/ready'
 // EMROPS_DB_URL: an Entra ID token is the password (emrops db_auth=azure), TLS verified
 // against the system CA bundle, which holds the Azure root CAs.
@@ -190,6 +193,74 @@ resource stagingSlot 'Microsoft.Web/sites/slots@2023-12-01' = {
       vnetRouteAllEnabled: true
       appSettings: appSettings
     }
+  }
+}
+
+// HTTP, console (the sim server's stdout/stderr), app and audit (publishing sign-ins) logs
+// and metrics of the production slot to the workspace.
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'site-to-workspace'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AppServiceHTTPLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceAppLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceAuditLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+// HTTP, console (the sim server's stdout/stderr), app and audit (publishing sign-ins) logs
+// and metrics of the staging slot to the workspace.
+resource slotDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'slot-to-workspace'
+  scope: stagingSlot
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AppServiceHTTPLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceAppLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceAuditLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -65,6 +65,9 @@ param entraAdminType string
 @description('Extensions the server may create (azure.extensions allow-list).')
 param extensions array
 
+@description('Log Analytics workspace for the server logs and metrics.')
+param logAnalyticsWorkspaceId string
+
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' = {
   #checkov:skip=CKV_AZURE_136:Geo-redundant backup is a parameter: on in production, off in staging to save cost
   name: serverName
@@ -141,6 +144,27 @@ resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configuratio
   dependsOn: [
     requireTls
   ]
+}
+
+// Server logs (PostgreSQLLogs, sessions, query store when on) and metrics to the workspace.
+resource serverDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'server-to-workspace'
+  scope: server
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
 }
 
 @description('Resource id of the server (for its private endpoint).')
