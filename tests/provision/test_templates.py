@@ -352,3 +352,26 @@ def test_app_service_site_and_slot_send_their_logs_to_the_workspace(rendered):
         logs, metrics = _diagnostics(ev, ev.one(site_type))
         assert logs >= wanted, (env, site_type)
         assert metrics == {"AllMetrics"}, (env, site_type)
+
+
+def test_postgres_logs_connections_disconnections_and_checkpoints_one_change_at_a_time(rendered):
+    env, ev = rendered
+    configs = ev.of_type("Microsoft.DBforPostgreSQL/flexibleServers/configurations")
+    values = {c.name: c.properties for c in configs}
+    for name in ("log_connections", "log_disconnections", "log_checkpoints"):
+        assert values[name] == {"value": "on", "source": "user-override"}, (env, name)
+    # ARM answers ServerIsBusy to a second configuration change while one is applied: the
+    # configurations form one chain, each depending on the one before it
+    names = {c.name for c in configs}
+    previous = {}
+    for config in configs:
+        before = [d.name for d in config.body.get("dependsOn") or [] if d.name in names]
+        assert len(before) <= 1, (env, config.name, before)
+        previous[config.name] = before[0] if before else None
+    [first] = [name for name, before in previous.items() if before is None]
+    chain = [first]
+    following = {before: name for name, before in previous.items() if before is not None}
+    assert len(following) == len(configs) - 1, (env, previous)
+    while chain[-1] in following:
+        chain.append(following[chain[-1]])
+    assert sorted(chain) == sorted(names), (env, chain)

@@ -146,6 +146,44 @@ resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configuratio
   ]
 }
 
+// Connection, disconnection and checkpoint logging (Azure security baseline for PostgreSQL):
+// they reach the workspace through the diagnostic setting below. Still one at a time.
+resource logConnections 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
+  parent: server
+  name: 'log_connections'
+  properties: {
+    value: 'on'
+    source: 'user-override'
+  }
+  dependsOn: [
+    allowExtensions
+  ]
+}
+
+resource logDisconnections 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
+  parent: server
+  name: 'log_disconnections'
+  properties: {
+    value: 'on'
+    source: 'user-override'
+  }
+  dependsOn: [
+    logConnections
+  ]
+}
+
+resource logCheckpoints 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
+  parent: server
+  name: 'log_checkpoints'
+  properties: {
+    value: 'on'
+    source: 'user-override'
+  }
+  dependsOn: [
+    logDisconnections
+  ]
+}
+
 // Server logs (PostgreSQLLogs, sessions, query store when on) and metrics to the workspace.
 resource serverDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'server-to-workspace'
