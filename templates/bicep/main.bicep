@@ -137,6 +137,9 @@ param alertEmail string
 @description('Minutes without a backup heartbeat before the backup alert fires.')
 param backupHeartbeatMinutes int = 1500
 
+@description('CanNotDelete locks on the data resources: PostgreSQL server, backup storage account, both Key Vaults (production).')
+param lockDataResources bool = false
+
 @description('Tags added to every resource.')
 param extraTags object = {}
 
@@ -187,6 +190,7 @@ module storage 'modules/storage.bicep' = {
     publicAccess: publicDataAccess
     allowedIpRanges: allowedIpRanges
     contributorPrincipalId: appIdentity.properties.principalId
+    lock: lockDataResources
   }
 }
 
@@ -211,6 +215,7 @@ module postgres 'modules/postgres.bicep' = {
     entraAdminType: postgresEntraAdminType
     extensions: postgresExtensions
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
+    lock: lockDataResources
   }
 }
 
@@ -231,6 +236,7 @@ module keyVault 'modules/keyvault.bicep' = {
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
     publicAccess: publicDataAccess
     allowedIpRanges: allowedIpRanges
+    lock: lockDataResources
   }
 }
 
@@ -249,6 +255,7 @@ module restoreVault 'modules/keyvault.bicep' = {
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
     publicAccess: publicDataAccess
     allowedIpRanges: allowedIpRanges
+    lock: lockDataResources
   }
 }
 

@@ -375,3 +375,28 @@ def test_postgres_logs_connections_disconnections_and_checkpoints_one_change_at_
     while chain[-1] in following:
         chain.append(following[chain[-1]])
     assert sorted(chain) == sorted(names), (env, chain)
+
+
+def test_production_data_resources_are_locked_against_deletion(production):
+    environment = load_environment(load_settings(), "production")
+    assert environment.parameters["lockDataResources"] is True
+    data = [
+        production.one("Microsoft.DBforPostgreSQL/flexibleServers"),
+        production.one("Microsoft.Storage/storageAccounts"),
+        *production.of_type("Microsoft.KeyVault/vaults"),
+    ]
+    assert len(data) == 4  # server, backup storage, app vault, restore vault
+    for resource in data:
+        [lock] = _scoped_to(production, "Microsoft.Authorization/locks", resource)
+        assert lock.properties["level"] == "CanNotDelete", resource.symbol
+        notes = lock.properties["notes"]
+        # the note says why, and how to remove the lock on purpose
+        assert "lockDataResources" in notes and "az lock delete" in notes, notes
+        assert len(notes) <= 512  # ARM's limit for lock notes
+    assert len(production.of_type("Microsoft.Authorization/locks")) == len(data)
+
+
+def test_staging_data_resources_are_not_locked(staging):
+    environment = load_environment(load_settings(), "staging")
+    assert environment.parameters["lockDataResources"] is False
+    assert staging.of_type("Microsoft.Authorization/locks") == []

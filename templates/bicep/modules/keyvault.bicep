@@ -32,6 +32,11 @@ param publicAccess bool
 @description('IPv4 addresses or CIDR ranges admitted when publicAccess is on.')
 param allowedIpRanges array
 
+@description('Put a CanNotDelete lock on the vault (production data).')
+param lock bool
+
+var lockName = 'emrops-data-lock'
+
 var secretsUserRole = '4633458b-17de-408a-b874-0445c86b69e6'
 var publicNetworkAccess = publicAccess ? 'Enabled' : 'Disabled'
 
@@ -91,6 +96,18 @@ resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
         enabled: true
       }
     ]
+  }
+}
+
+// Production data: a CanNotDelete lock (lockDataResources) keeps the vault from being deleted by
+// a slip (portal, CLI, a resource group delete); updates still go through.
+// Purge protection covers a vault already deleted; the lock stops the delete itself.
+resource vaultLock 'Microsoft.Authorization/locks@2020-05-01' = if (lock) {
+  name: lockName
+  scope: vault
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Production data (lockDataResources in environments/production.toml). To delete on purpose: verify a recent backup, then az lock delete --name ${lockName} --resource-group ${resourceGroup().name} --resource ${vaultName} --resource-type Microsoft.KeyVault/vaults. The next provision apply puts the lock back while lockDataResources is true.'
   }
 }
 

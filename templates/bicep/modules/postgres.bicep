@@ -68,6 +68,11 @@ param extensions array
 @description('Log Analytics workspace for the server logs and metrics.')
 param logAnalyticsWorkspaceId string
 
+@description('Put a CanNotDelete lock on the server (production data).')
+param lock bool
+
+var lockName = 'emrops-data-lock'
+
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' = {
   #checkov:skip=CKV_AZURE_136:Geo-redundant backup is a parameter: on in production, off in staging to save cost
   name: serverName
@@ -202,6 +207,17 @@ resource serverDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-pre
         enabled: true
       }
     ]
+  }
+}
+
+// Production data: a CanNotDelete lock (lockDataResources) keeps the server and its databases from being deleted by
+// a slip (portal, CLI, a resource group delete); updates still go through.
+resource serverLock 'Microsoft.Authorization/locks@2020-05-01' = if (lock) {
+  name: lockName
+  scope: server
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Production data (lockDataResources in environments/production.toml). To delete on purpose: verify a recent backup, then az lock delete --name ${lockName} --resource-group ${resourceGroup().name} --resource ${serverName} --resource-type Microsoft.DBforPostgreSQL/flexibleServers. The next provision apply puts the lock back while lockDataResources is true.'
   }
 }
 

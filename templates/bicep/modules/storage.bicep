@@ -34,6 +34,11 @@ param allowedIpRanges array
 @description('Principal (the app identity) that gets Storage Blob Data Contributor on the backups container only.')
 param contributorPrincipalId string
 
+@description('Put a CanNotDelete lock on the account (production data).')
+param lock bool
+
+var lockName = 'emrops-data-lock'
+
 var blobDataContributorRole = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var pinTag = 'emrops-pinned'
 
@@ -224,6 +229,18 @@ resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
         enabled: true
       }
     ]
+  }
+}
+
+// Production data: a CanNotDelete lock (lockDataResources) keeps the backup account from being deleted by
+// a slip (portal, CLI, a resource group delete); updates still go through.
+// It does not guard the blobs themselves (data plane): soft delete and versioning do.
+resource accountLock 'Microsoft.Authorization/locks@2020-05-01' = if (lock) {
+  name: lockName
+  scope: account
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Production data (lockDataResources in environments/production.toml). To delete on purpose: verify a recent backup, then az lock delete --name ${lockName} --resource-group ${resourceGroup().name} --resource ${accountName} --resource-type Microsoft.Storage/storageAccounts. The next provision apply puts the lock back while lockDataResources is true.'
   }
 }
 
