@@ -6,8 +6,11 @@ Tests that need PostgreSQL fail (never skip) when it is not reachable on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -155,3 +158,23 @@ def add_unknown_module_table(db: Path, name: str = "vx") -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def tmpfs(options: str) -> Iterator[Path]:
+    """A tmpfs mounted with ``options`` (e.g. ``size=64k``, ``ro``) at a new folder, unmounted
+    and removed afterwards; the test is skipped where mounting is not permitted."""
+    mount = Path(tempfile.mkdtemp(prefix="emrops-tmpfs-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        mount.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        mount.rmdir()

@@ -14,11 +14,9 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import pytest
-
+from tests.conftest import tmpfs
 from tests.schedule.conftest import init_db, write_config
 
 
@@ -101,16 +99,7 @@ def test_job_status_that_cannot_be_recorded_fails_the_job_run(
 
 
 def test_checklist_on_a_full_tmpfs(tmp_path: Path) -> None:
-    mount = Path(tempfile.mkdtemp(prefix="emrops-full-"))
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        mount.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs("size=64k") as mount:
         (mount / "filler").write_bytes(os.urandom(60_000))
         run = _emrops(
             ["checklist", "run", "recovery-drill", "--non-interactive"],
@@ -122,6 +111,3 @@ def test_checklist_on_a_full_tmpfs(tmp_path: Path) -> None:
         assert run.returncode == 1, run.stderr
         assert "unexpected" not in run.stderr
         assert "No space left on device (nothing was changed there)" in run.stderr
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()

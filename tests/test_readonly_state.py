@@ -13,30 +13,19 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.conftest import tmpfs
+
 
 @pytest.fixture
 def readonly_dir() -> Iterator[Path]:
-    mount = Path(tempfile.mkdtemp(prefix="emrops-ro-"))
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        mount.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs("ro,size=64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()
 
 
 def _emrops(args: list[str], state: Path, cwd: Path) -> subprocess.CompletedProcess[str]:

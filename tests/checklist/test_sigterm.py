@@ -13,14 +13,7 @@ import time
 from pathlib import Path
 
 from tests.checklist.conftest import write
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+from tests.sockets.restartable import alive
 
 
 def test_sigterm_kills_the_running_check(tmp_path: Path) -> None:
@@ -67,10 +60,10 @@ def test_sigterm_kills_the_running_check(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, err
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(check_pid):
+    while time.monotonic() < deadline and alive(check_pid):
         time.sleep(0.1)
-    alive = _alive(check_pid)
-    if alive:
+    running = alive(check_pid)
+    if running:
         os.kill(check_pid, signal.SIGKILL)
     # before: emrops died at once and `sleep 300` ran on as an orphan
-    assert not alive
+    assert not running

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.sim.conftest import Server
+from tests.sockets.restartable import alive
 
 
 def _children(pid: int) -> list[int]:
@@ -32,14 +33,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_sigterm_stops_the_generator_processes(sim_sqlite: Server, tmp_path: Path) -> None:
@@ -73,7 +66,7 @@ def test_sigterm_stops_the_generator_processes(sim_sqlite: Server, tmp_path: Pat
     assert proc.returncode == 130, err
     assert b"terminated (SIGTERM)" in err
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(g) for g in generators):
+    while time.monotonic() < deadline and any(alive(g) for g in generators):
         time.sleep(0.1)
     # before: both generators still ran (and sent load) until their 60 s were over
-    assert not [g for g in generators if _alive(g)]
+    assert not [g for g in generators if alive(g)]
