@@ -28,6 +28,7 @@ import re
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -65,6 +66,51 @@ ORDER BY 2, 3
 """
 
 
+# Objects other than relations the target holds, as pg_restore -l names them (KIND schema
+# name); those the dump does not hold are left in place and named in the result. Dropping
+# them is not the restore's call: a function or type made after the backup may be used by
+# code outside the database. Extension members come and go with their extension.
+_LEFTOVER_SQL = """
+SELECT 'SCHEMA', '-', n.nspname, 'schema ' || quote_ident(n.nspname)
+FROM pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+  AND n.nspname !~ '^pg_(toast|temp)'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                  AND d.objid = n.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'EXTENSION', '-', e.extname, 'extension ' || quote_ident(e.extname)
+FROM pg_extension e WHERE e.extname <> 'plpgsql'
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       n.nspname,
+       p.proname || '(' || coalesce((SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
+                     FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+       lower(CASE p.prokind WHEN 'p' THEN 'procedure ' WHEN 'a' THEN 'aggregate '
+                   ELSE 'function ' END) || p.oid::regprocedure::text
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname,
+       CASE t.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END || t.oid::regtype::text
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp)'
+  AND (t.typtype IN ('e', 'd', 'r', 'm')
+       OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                  AND d.objid = t.oid AND d.deptype = 'e')
+ORDER BY 4
+"""
+# pg_restore --clean unlinks and recreates each large object the dump holds; one made after
+# the backup would stay, so every one is unlinked first, in the same transaction (those the
+# dump holds come back with their contents; the others' are in the safety backup)
+_UNLINK_LARGE_OBJECTS = (
+    "SELECT count(pg_catalog.lo_unlink(oid)) FROM pg_catalog.pg_largeobject_metadata;\n"
+)
+
+
 def toc(archive: Path) -> list[str]:
     """The archive's table of contents (``pg_restore -l``), one entry per line. Raises
     DatabaseError when pg_restore cannot list it: every relation of the target would look
@@ -88,28 +134,66 @@ def extra_relations(target_url: str, entries: list[str]) -> list[tuple[str, str,
     """(DROP word, schema, name) of each relation of the target the dump does not hold. An
     entry reads ``ID; OID OID <KIND> <schema> <name> <owner>``; names may hold spaces, so
     each relation is looked for as that text rather than parsed out of the line."""
-    return _target_facts(target_url, entries)[0]
+    return _target_facts(target_url, entries).extra
 
 
-def _target_facts(target_url: str, entries: list[str]) -> tuple[list[tuple[str, str, str]], str]:
-    """The target's extra relations (see :func:`extra_relations`) and the lock_timeout the
-    restore's transaction gets (the target's own, else :data:`LOCK_TIMEOUT`)."""
+@dataclass
+class _Facts:
+    extra: list[tuple[str, str, str]]  # relations the dump does not hold (dropped)
+    leftover: list[str]  # other objects the dump does not hold (left in place)
+    large_objects: int  # large objects in the target now
+    large_objects_gone: int | None  # of those, the ones the dump does not hold (None: unknown)
+    lock_timeout: str  # the restore transaction's (the target's own, else LOCK_TIMEOUT)
+
+
+def _target_facts(target_url: str, entries: list[str]) -> _Facts:
+    """What the target holds that the dump (its TOC ``entries``) does not, and the
+    lock_timeout the restore's transaction gets."""
     listed = [" " + e.split(" ", 3)[3] + " " if e.count(" ") >= 3 else "" for e in entries]
     db = parse_db_url(target_url)
     engine = oneshot_engine(db.url)
     try:
         with db_errors(db), engine.connect() as conn:
             rows = conn.exec_driver_sql(_EXTRA_SQL).fetchall()
+            others = conn.exec_driver_sql(_LEFTOVER_SQL).fetchall()
+            blobs = [
+                int(r[0]) for r in conn.exec_driver_sql("SELECT oid FROM pg_largeobject_metadata")
+            ]
             timeout = str(conn.exec_driver_sql("SHOW lock_timeout").scalar())
     finally:
         engine.dispose()
+
+    def held(kind: str, schema: str, name: str) -> bool:
+        needle = f" {kind} {schema} {name} "
+        return any(line.startswith(needle) for line in listed)
+
     extra = []
     for relkind, schema, name in rows:
         drop, kind = _KINDS[relkind]
-        needle = f" {kind} {schema} {name} "
-        if not any(line.startswith(needle) for line in listed):
+        if not held(kind, schema, name):
             extra.append((drop, schema, name))
-    return extra, LOCK_TIMEOUT if timeout in ("0", "") else timeout
+    leftover = [shown for kind, schema, name, shown in others if not held(kind, schema, name)]
+    kept = _toc_large_objects(entries)
+    gone = None if kept is None else len(set(blobs) - kept)
+    return _Facts(
+        extra, leftover, len(blobs), gone, LOCK_TIMEOUT if timeout in ("0", "") else timeout
+    )
+
+
+_TOC_BLOB = re.compile(r"^\d+; \d+ \d+ BLOB - (\d+) ")
+
+
+def _toc_large_objects(entries: list[str]) -> set[int] | None:
+    """The OIDs of the large objects the dump holds (``BLOB - <oid>`` entries); None when
+    it lists them some other way (pg_dump 17 groups them)."""
+    found: set[int] = set()
+    for line in entries:
+        if " BLOB " in line:
+            match = _TOC_BLOB.match(line)
+            if match is None:
+                return None
+            found.add(int(match.group(1)))
+    return found
 
 
 def _bounded_lock_waits(head: bytes, timeout: str) -> bytes:
@@ -166,19 +250,35 @@ def open_transactions(target_url: str) -> list[str]:
     ]
 
 
-def restore_exact(
-    archive: Path, target_url: str, before_commit: str = ""
-) -> tuple[int, str, list[str]]:
-    """(exit code, error text, dropped relations) of restoring ``archive`` into the target
-    in one transaction (see the module docstring); ``before_commit`` is SQL run last in that
-    transaction. Whatever stops it before the COMMIT (pg_restore or psql failing or killed, an
-    exception, Ctrl-C in this process) ends with psql killed and its server session ended:
-    the transaction rolls back and holds no lock once this returns or raises."""
-    extra, lock_timeout = _target_facts(target_url, toc(archive))
+@dataclass
+class Restored:
+    """What :func:`restore_exact` did: pg_restore/psql's exit code and error text, the
+    relations it dropped, the other objects made after the backup it left in place, and
+    how many large objects the target had and how many of them the dump does not hold (None
+    when its list could not be read): all are unlinked, the dump's come back."""
+
+    code: int
+    message: str
+    dropped: list[str]
+    leftover: list[str]
+    large_objects: int
+    large_objects_gone: int | None
+
+
+def restore_exact(archive: Path, target_url: str, before_commit: str = "") -> Restored:
+    """Restore ``archive`` into the target in one transaction (see the module docstring);
+    ``before_commit`` is SQL run last in that transaction. Whatever stops it before the
+    COMMIT (pg_restore or psql failing or killed, an exception, Ctrl-C in this process) ends
+    with psql killed and its server session ended: the transaction rolls back and holds no
+    lock once this returns or raises."""
+    facts = _target_facts(target_url, toc(archive))
+    extra, lock_timeout = facts.extra, facts.lock_timeout
     drops = "".join(
         f"DROP {drop} IF EXISTS {quote_ident(schema)}.{quote_ident(name)} CASCADE;\n"
         for drop, schema, name in extra
     )
+    if facts.large_objects:
+        drops += _UNLINK_LARGE_OBJECTS
     uri, env = libpq_conninfo(parse_db_url(target_url).url)
     app = f"emrops restore {os.getpid()}"
     done = f"emrops-restore-committed-{uuid.uuid4().hex}"
@@ -239,7 +339,14 @@ def restore_exact(
         elif code != 0:
             errors.append(_tool_failure("psql", code, psql_err))
     dropped = [f"{schema}.{name}" for _d, schema, name in extra]
-    return code, "; ".join(e for e in errors if e), dropped
+    return Restored(
+        code,
+        "; ".join(e for e in errors if e),
+        dropped,
+        facts.leftover,
+        facts.large_objects,
+        facts.large_objects_gone,
+    )
 
 
 def _feed(

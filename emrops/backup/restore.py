@@ -785,16 +785,28 @@ def _restore_postgres(
             # The flag is set back in the restore's own transaction: the commit that brings
             # the backup's data brings the target's maintenance state with it, and nothing
             # is left to do after it that a kill or a lost connection could leave undone.
-            code, message, dropped = restore_exact(
-                archive, str(db), _flag_sql(state.previous_maintenance())
-            )
-            if code != 0:
-                raise restore_failed(str(db), db.masked(), code, message)
+            done = restore_exact(archive, str(db), _flag_sql(state.previous_maintenance()))
+            if done.code != 0:
+                raise restore_failed(str(db), db.masked(), done.code, done.message)
             stage.name = "done"
-            if dropped:
+            if done.dropped:
                 result.notes.append(
-                    f"dropped {len(dropped)} relation(s) created after the backup (their rows "
-                    f"are in the safety backup): {', '.join(dropped)}"
+                    f"dropped {len(done.dropped)} relation(s) created after the backup (their "
+                    f"rows are in the safety backup): {', '.join(done.dropped)}"
+                )
+            if done.large_objects_gone or (done.large_objects and done.large_objects_gone is None):
+                result.notes.append(
+                    f"removed {done.large_objects_gone} large object(s) the backup does not "
+                    "hold (their contents are in the safety backup)"
+                    if done.large_objects_gone
+                    else f"replaced the target's {done.large_objects} large object(s) by the "
+                    "backup's (the target's are in the safety backup)"
+                )
+            if done.leftover:
+                result.notes.append(
+                    f"left in place {len(done.leftover)} object(s) the backup does not hold "
+                    "(made after it; code outside the database may use them; their "
+                    f"definitions are in the safety backup): {', '.join(done.leftover)}"
                 )
         return result
 

@@ -251,20 +251,16 @@ def test_a_restore_script_cut_short_commits_nothing(tmp_path) -> None:
             conn.execute("INSERT INTO t VALUES (1, 'mine')")
             conn.execute("CREATE TABLE extra (n int)")
             conn.execute("INSERT INTO extra VALUES (7)")
-        code, message, dropped = restore_exact(
-            cut, f"postgresql+psycopg://postgres@127.0.0.1/{target}"
-        )
-        assert code != 0 and message, message
-        assert dropped == ["public.extra"]
+        done = restore_exact(cut, f"postgresql+psycopg://postgres@127.0.0.1/{target}")
+        assert done.code != 0 and done.message, done.message
+        assert done.dropped == ["public.extra"]
         with psycopg.connect(base + target) as conn:
             assert conn.execute("SELECT * FROM t").fetchall() == [(1, "mine")]
             assert conn.execute("SELECT * FROM extra").fetchall() == [(7,)]
             assert conn.execute("SELECT to_regclass('u')").fetchone() == (None,)
         # the whole archive restores, and the target is then the source's state
-        code, message, dropped = restore_exact(
-            archive, f"postgresql+psycopg://postgres@127.0.0.1/{target}"
-        )
-        assert code == 0, message
+        done = restore_exact(archive, f"postgresql+psycopg://postgres@127.0.0.1/{target}")
+        assert done.code == 0, done.message
         with psycopg.connect(base + target) as conn:
             assert conn.execute("SELECT count(*) FROM t").fetchone() == (20000,)
             assert conn.execute("SELECT to_regclass('extra')").fetchone() == (None,)
