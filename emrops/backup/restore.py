@@ -68,7 +68,15 @@ from emrops.backup.verify import (
 from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
-from emrops.db.sqlite_file import HotJournal, not_a_file, open_sqlite
+from emrops.db.sqlite_file import (
+    SCHEMA_PARSE_HINT,
+    HotJournal,
+    check_one_name,
+    not_a_file,
+    open_sqlite,
+    schema_parse_error,
+    schema_parse_text,
+)
 from emrops.db.urls import sqlite_db_url
 from emrops.errors import (
     Busy,
@@ -160,6 +168,7 @@ def inspect_target(db: DbUrl) -> TargetState:
             )
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             return TargetState(False)
+        check_one_name(path, doing="restore into")  # even with --force: it would corrupt it
         try:
             check_sqlite_file(path)
             conn = open_sqlite(path, mode="ro", timeout=10)
@@ -196,6 +205,15 @@ def inspect_target(db: DbUrl) -> TargetState:
                     f"{shlex.quote(str(path))} 'PRAGMA quick_check'`) so SQLite rolls the "
                     f"journal back, then run the restore again (it takes a safety backup "
                     f"first); never delete {journal.name}",
+                ) from exc
+            parse = schema_parse_error(exc)
+            if parse is not None:
+                # A healthy database of an app on a newer SQLite, not junk: moved aside, its
+                # running app would go on writing into the moved file, with no safety backup.
+                raise DatabaseError(
+                    f"restore target {path}: {schema_parse_text(parse)}; it is not moved aside "
+                    "as unreadable: nothing was changed",
+                    hint=f"{SCHEMA_PARSE_HINT}; or restore into a new file (--target NEW.db)",
                 ) from exc
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -36,10 +37,14 @@ from emrops.backup.walimage import (
 from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import (
     NOT_A_FILE_HINT,
+    SCHEMA_PARSE_HINT,
+    check_one_name,
     check_same_file,
     not_a_file,
     open_sqlite,
     quote_ident,
+    schema_parse_error,
+    schema_parse_text,
 )
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
@@ -180,6 +185,7 @@ def _backup_api_copy(path: Path, scratch_dir: Path | None) -> Iterator[Snapshot]
         # the connection's SHARED lock (which keeps writers out) included.
         header_fd = os.open(path, os.O_RDONLY)
         try:
+            check_one_name(path, header_fd)
             source = open_sqlite(path, mode="ro", timeout=30, isolation_level=None)
             try:
                 check_same_file(source, path)  # the page count below is this handle's
@@ -278,6 +284,16 @@ def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -
         )
     if "not a database" in text:
         return UsageError(f"{path} is not an SQLite database", hint="check the --db path")
+    parse = schema_parse_error(exc)
+    if parse is not None:
+        # Not "damaged": the usual cause is an app on a newer SQLite, and the damage hint
+        # (restore the last good backup) would throw away a healthy database's newer data.
+        return DatabaseError(
+            f"cannot back up {path}: {schema_parse_text(parse)}; nothing was published",
+            hint=f"{SCHEMA_PARSE_HINT}; until then copy it with the app's own SQLite "
+            f'(`sqlite3 {shlex.quote(str(path))} ".backup copy.db"`); do not restore an older '
+            "backup over it because of this error",
+        )
     if "malformed" in text:
         # a damaged source (truncated, overwritten pages): a backup of it would be damaged too
         return DatabaseError(

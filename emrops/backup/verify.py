@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import sqlite3
 import time
@@ -49,7 +50,12 @@ from emrops.backup.stores import (
     OutsideStore,
     Store,
 )
-from emrops.db.sqlite_file import open_sqlite
+from emrops.db.sqlite_file import (
+    SCHEMA_PARSE_HINT,
+    open_sqlite,
+    schema_parse_error,
+    schema_parse_text,
+)
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.scratch import scratch_dir as per_run_dir
@@ -69,6 +75,40 @@ class Checks:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.items)
+
+
+class NewerSchema(EmropsError):
+    """The backup's schema uses syntax of a newer SQLite than this one (the manifest says which
+    wrote it): it cannot be checked here, which says nothing against it (exit 1, nothing
+    recorded, never marked failed)."""
+
+
+def _newer_schema(manifest: Manifest, exc: BaseException) -> NewerSchema | None:
+    """NewerSchema when ``exc`` is a schema parse error and the backup was taken with a newer
+    SQLite than this one. With the same or an older one it was parsed when the backup was
+    taken (its row counts needed the schema), so then it is damage: None."""
+    parse = schema_parse_error(exc)
+    wrote = manifest.engine_info.get("sqlite_version")
+    if (
+        parse is None
+        or not isinstance(wrote, str)
+        or _version(wrote) <= _version(sqlite3.sqlite_version)
+    ):
+        return None
+    return NewerSchema(
+        f"cannot check backup {manifest.id} here: it was taken with SQLite {wrote}, and "
+        f"{schema_parse_text(parse)}; nothing was recorded about the backup, and nothing "
+        "restored from it",
+        hint=f"{SCHEMA_PARSE_HINT} (here: at least {wrote}, which took the backup)",
+    )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 class ScratchFull(EmropsError):
@@ -333,6 +373,9 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
         except sqlite3.DatabaseError as exc:
             if "disk is full" in str(exc):
                 raise  # the scratch disk, not the backup (see scratch_space)
+            newer = _newer_schema(manifest, exc)
+            if newer is not None:
+                raise newer from exc
             checks.add("integrity_check", False, str(exc))
             return
     check_counts(manifest.row_counts, actual, checks)
@@ -548,7 +591,7 @@ def verify_backups(
                         progress=progress,
                     )
                 )
-            except (crypto.IdentityProblem, ScratchFull, Offline) as exc:
+            except (crypto.IdentityProblem, ScratchFull, Offline, NewerSchema) as exc:
                 results.append(Unchecked(backup_id, exc.message, exc.hint))
         return results
 

@@ -32,7 +32,7 @@ import struct
 import time
 from pathlib import Path
 
-from emrops.db.sqlite_file import open_sqlite
+from emrops.db.sqlite_file import check_one_name, open_sqlite
 from emrops.errors import DatabaseError
 
 WAL_HEADER = 32
@@ -147,6 +147,7 @@ class LiveImage:
                 self.path, mode="ro", timeout=self.timeout, isolation_level=None
             )
             _same_file(self.db_fd, self.path)
+            check_one_name(self.path, self.db_fd)
             header = os.pread(self.db_fd, 100, 0)
             if len(header) < 100:
                 raise Unreadable("the file is shorter than an SQLite header")

@@ -23,6 +23,7 @@ What the helper guarantees:
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -32,13 +33,18 @@ from emrops.db.quoting import quote_ident
 from emrops.errors import DatabaseError, EmropsError
 
 __all__ = [
+    "SCHEMA_PARSE_HINT",
+    "HardLinked",
     "MissingDatabase",
+    "check_one_name",
     "check_same_file",
     "header_page_count",
     "not_a_file",
     "open_sqlite",
     "quote_ident",
     "require_file",
+    "schema_parse_error",
+    "schema_parse_text",
     "sqlite_uri",
 ]
 
@@ -228,3 +234,70 @@ def header_page_count(path: str | os.PathLike[str]) -> int | None:
     if count == 0 or valid_for != change_counter:
         return None
     return count
+
+
+# SQLite parses every CREATE statement of sqlite_master when it loads the schema; one it cannot
+# parse fails every statement as "malformed database schema (NAME) - near "X": syntax error".
+_SCHEMA_PARSE = re.compile(
+    r"malformed database schema \((?P<name>.*)\) - "
+    r"(?P<detail>.*(?:syntax error|unrecognized token).*)"
+)
+
+
+def schema_parse_error(exc: BaseException) -> tuple[str, str] | None:
+    """``(object name, SQLite's parse error)`` when ``exc`` says SQLite could not parse an entry
+    of the schema, else None.
+
+    That is what a database written by a newer SQLite looks like to an older one (a view using
+    ``group_concat(x ORDER BY y)``, 3.44; a default of ``1_000``, 3.46): the file is healthy and
+    the application that wrote it reads it. It is not what damaged pages look like (those say
+    ``database disk image is malformed``, ``invalid rootpage`` ...), though a damaged byte inside
+    the statement's text would say the same; so the caller names both possibilities and never
+    treats such a file as junk."""
+    match = _SCHEMA_PARSE.search(str(exc))
+    if match is None:
+        return None
+    return match.group("name"), match.group("detail")
+
+
+def schema_parse_text(problem: tuple[str, str]) -> str:
+    """The common explanation of a :func:`schema_parse_error`."""
+    name, detail = problem
+    return (
+        f"SQLite {sqlite3.sqlite_version} (the one emrops runs with) cannot parse its "
+        f"schema: the definition of {name!r} fails with `{detail}`; the file was most likely "
+        "written by a newer SQLite, whose syntax this one does not know (or that definition is "
+        "damaged)"
+    )
+
+
+SCHEMA_PARSE_HINT = (
+    "run emrops with a Python whose sqlite3 module is at least as new as the application's "
+    "SQLite (compare `python -c 'import sqlite3; print(sqlite3.sqlite_version)'` with the app's "
+    "`select sqlite_version()`); the file itself is probably healthy"
+)
+
+
+class HardLinked(DatabaseError):
+    """A database file with more than one name (hard links)."""
+
+
+def check_one_name(path: Path, fd: int | None = None, *, doing: str = "back up") -> None:
+    """Raise HardLinked when the file at ``path`` (or open as ``fd``) has other names.
+
+    SQLite keeps a database's ``-wal``, ``-shm`` and ``-journal`` beside the *name* it was
+    opened by (a symlink is resolved, a hard link cannot be): an app writing through another
+    name keeps its committed WAL frames, its locks and its hot journal where a reader of this
+    name never looks. A backup through this name was the main file alone (stale, or empty
+    when every table was still in the app's WAL), and it verified; a restore in place would
+    mix with the app's WAL (sqlite.org/howtocorrupt.html, "multiple links to the same file")."""
+    links = os.fstat(fd).st_nlink if fd is not None else os.stat(path).st_nlink
+    if links > 1:
+        raise HardLinked(
+            f"cannot {doing} {path}: the file has {links} names (hard links), and SQLite keeps "
+            "the -wal, -shm and -journal of each name apart, so what an app committed through "
+            "another name may not be in the file yet; nothing was changed",
+            hint=f"find the names with `find / -xdev -samefile {_shell_word(path)}`, remove "
+            f"all but the one the app opens, and {doing} that one (a copy to keep is made with "
+            '`sqlite3 DB ".backup COPY"`, never with `ln`)',
+        )

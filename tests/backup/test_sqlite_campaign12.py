@@ -1,0 +1,223 @@
+"""Hostile SQLite files, campaign 12 (see docs/backup.md, "SQLite files written elsewhere,
+session 12"). Every file is built at test time with the real SQLite.
+
+Each case ends in a backup that restores to the source's content (verify exits 0), or a clear
+``Error:`` with a documented exit code, nothing published and the target unchanged; never a
+wrong backup that verifies, a healthy file taken for junk, nor advice that would lose data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.backup.conftest import json_of, run_backup, write_resealed
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _small_db(path: Path, rows: int = 3) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t(v) VALUES (?)", [(f"v{i}",) for i in range(rows)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+# Schema entries SQLite 3.40 (this Python's) cannot parse, as newer SQLite versions write them:
+# an aggregate with ORDER BY in its arguments (3.44) and a numeric literal with underscores
+# (3.46). Put in with writable_schema, which is how the older library sees such a file.
+NEWER_SYNTAX = {
+    "view": (
+        "view",
+        "v",
+        "CREATE VIEW v AS SELECT group_concat(v ORDER BY id) AS vs FROM t",
+    ),
+    "trigger": (
+        "trigger",
+        "tr",
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET v = 1_000 WHERE id = new.id; END",
+    ),
+}
+
+
+def _newer_sqlite_db(path: Path, case: str, rows: int = 5) -> Path:
+    """A healthy database as an app on a newer SQLite leaves it: its schema holds a statement
+    this SQLite cannot parse (see NEWER_SYNTAX)."""
+    _small_db(path, rows)
+    kind, name, sql = NEWER_SYNTAX[case]
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql) VALUES (?, ?, 't', 0, ?)",
+        (kind, name, sql),
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.DatabaseError, match="malformed database schema"):
+        sqlite3.connect(path).execute("SELECT count(*) FROM t").fetchone()
+    return path
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("case", sorted(NEWER_SYNTAX))
+def test_a_schema_of_a_newer_sqlite_is_not_called_damage(cli, tmp_path: Path, case: str) -> None:
+    """A database written by an app on a newer SQLite (a view or trigger using syntax this
+    SQLite does not know) made ``backup run`` say "the source is damaged" and advise restoring
+    the last good backup, which would throw the healthy file's newer data away. Now exit 1
+    names the parse error and the version, says the file is probably healthy, and advises a
+    newer SQLite; nothing is published and the source is unchanged."""
+    src = _newer_sqlite_db(tmp_path / "app.db", case)
+    before = _files(tmp_path)
+    store = tmp_path / "store"
+    result = cli("backup", "run", "--db", _url(src), "--store", str(store))
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    text = _one_line(result.stderr)
+    assert f"SQLite {sqlite3.sqlite_version} (the one emrops runs with) cannot parse" in text
+    assert "syntax error" in text or "unrecognized token" in text
+    assert "written by a newer SQLite" in text
+    assert "damaged, so no backup" not in text and "restore the last good" not in text
+    assert "do not restore an older backup over it" in text
+    assert "Traceback" not in result.stderr
+    assert not store.exists() or [p.name for p in store.iterdir()] == [".lock"]
+    assert {k: v for k, v in _files(tmp_path).items() if k in before} == before
+
+
+def test_restore_never_moves_a_newer_sqlites_database_aside(cli, tmp_path: Path) -> None:
+    """``restore --force`` took such a target for "not a readable SQLite database" and moved it
+    aside without a safety backup or maintenance: the app that has it open (on its newer
+    SQLite) went on writing into the moved file, so its writes after the restore were lost to
+    the restored one. Now refused (exit 1), the target and its folder unchanged."""
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db")), store)
+    target = _newer_sqlite_db(tmp_path / "app.db", "view")
+    before = _files(tmp_path)
+    for extra in (("--dry-run",), ("--force", "--yes")):
+        result = cli(
+            "backup", "restore", backup["id"], "--target", str(target), "--store", str(store),
+            *extra,
+        )  # fmt: skip
+        assert result.exit_code == 1, (extra, result.stdout, result.stderr)
+        text = _one_line(result.stderr)
+        assert "cannot parse its schema" in text and "nothing was changed" in text
+        assert "--target NEW.db" in text
+    assert _files(tmp_path) == before
+    assert not list(tmp_path.glob("app.db.before-restore-*"))
+
+
+def _swap_payload(store: Path, backup: dict, image: Path, sqlite_version: str) -> None:  # type: ignore[type-arg]
+    """Replace a backup's image by ``image`` and reseal its manifest as if SQLite
+    ``sqlite_version`` had taken it (a backup taken on another host, verified here)."""
+    [item] = backup["files"]
+    raw = image.read_bytes()
+    payload = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(raw)
+    (store / backup["id"] / item["name"]).write_bytes(payload)
+    doc = json.loads((store / backup["id"] / "manifest.json").read_text())
+    [entry] = doc["files"]
+    entry.update(size=len(payload), sha256=hashlib.sha256(payload).hexdigest(), raw_size=len(raw))
+    doc["engine_info"]["sqlite_version"] = sqlite_version
+    doc["engine_info"]["page_count"] = len(raw) // 4096
+    write_resealed(store / backup["id"] / "manifest.json", doc)
+
+
+def test_a_backup_taken_with_a_newer_sqlite_is_unchecked_not_failed(cli, tmp_path: Path) -> None:
+    """A backup taken on a host whose SQLite is newer (its schema uses newer syntax), verified
+    here, was recorded as FAILED (exit 3, "find out what damaged this one"), so rotate no
+    longer counted it and restore refused it as damaged. Now it cannot be checked here: exit 1,
+    nothing recorded, the hint names the SQLite that took it. Taken with this SQLite or an
+    older one (which parsed the schema to count its rows), the same image is damage: exit 3."""
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db", rows=5)), store)
+    image = _newer_sqlite_db(tmp_path / "newer.db", "view", rows=5)
+    _swap_payload(store, backup, image, "3.99.0")
+    result = cli("backup", "verify", backup["id"], "--store", str(store))
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    text = _one_line(result.stderr)
+    assert "it was taken with SQLite 3.99.0" in text and "cannot parse its schema" in text
+    assert "nothing was recorded" in text and "at least 3.99.0" in text
+    assert not (store / backup["id"] / "verification.json").exists()
+    listed = json_of(cli("backup", "list", "--store", str(store), "--json"))
+    assert "FAILED" not in json.dumps(listed)
+    restore = cli(
+        "backup", "restore", backup["id"], "--target", str(tmp_path / "new.db"), "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert restore.exit_code == 1, (restore.stdout, restore.stderr)
+    assert "cannot parse its schema" in _one_line(restore.stderr)
+    assert not (tmp_path / "new.db").exists()
+
+    _swap_payload(store, backup, image, sqlite3.sqlite_version)
+    result = cli("backup", "verify", backup["id"], "--store", str(store))
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "malformed database schema" in _one_line(result.stderr)
+
+
+@pytest.mark.parametrize("mode", ["wal", "delete"])
+def test_a_source_with_another_name_is_refused(cli, tmp_path: Path, mode: str) -> None:
+    """A database with a second name (a hard link: `ln app.db current.db`). SQLite keeps the
+    -wal/-shm/-journal beside the name a connection used, so the app's committed WAL frames
+    (and locks, and a crashed writer's hot journal) under ``app.db-wal`` are invisible through
+    ``current.db``: the backup through that name was the main file alone, here a database
+    with no tables (exit 0, verify exit 0). Now refused, exit 1, nothing published."""
+    app = tmp_path / "app.db"
+    conn = sqlite3.connect(app)
+    conn.execute(f"PRAGMA journal_mode = {mode}").fetchall()
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t(v) VALUES (?)", [("x",)] * 50)
+    conn.commit()  # the app keeps its connection: in WAL mode the rows stay in app.db-wal
+    other = tmp_path / "current.db"
+    os.link(app, other)
+    store = tmp_path / "store"
+    try:
+        result = cli("backup", "run", "--db", _url(other), "--store", str(store))
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        text = _one_line(result.stderr)
+        assert f"cannot back up {other}: the file has 2 names (hard links)" in text
+        assert "find / -xdev -samefile" in text and "Traceback" not in result.stderr
+        assert not store.exists()  # refused before the store lock
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 50
+    finally:
+        conn.close()
+
+
+def test_restore_refuses_a_target_with_another_name(cli, tmp_path: Path) -> None:
+    """An in-place restore through a second name would write its own -wal beside that name
+    while the app's WAL under the first name still overlays old pages on the restored file.
+    Refused, even with --force, before maintenance or a safety backup; nothing changed."""
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db", rows=7)), store)
+    live = tmp_path / "live"
+    live.mkdir()
+    app = _small_db(live / "app.db", rows=2)
+    os.link(app, live / "current.db")
+    before = _files(live)
+    result = cli(
+        "backup", "restore", backup["id"], "--target", str(live / "current.db"), "--force",
+        "--yes", "--store", str(store),
+    )  # fmt: skip
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "cannot restore into" in result.stderr and "hard links" in _one_line(result.stderr)
+    assert _files(live) == before and sorted(p.name for p in live.iterdir()) == [
+        "app.db",
+        "current.db",
+    ]
+    assert len(json_of(cli("backup", "list", "--store", str(store), "--json"))["backups"]) == 1
