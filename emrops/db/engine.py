@@ -111,11 +111,6 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_readonly_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-    dbapi_conn.isolation_level = None
-    dbapi_conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-
-
 def create_engine(
     url: str | DbUrl,
     *,
@@ -127,6 +122,7 @@ def create_engine(
     pre_ping: bool = True,
     connect_timeout: int = 10,
     bulk: bool = False,
+    busy_timeout_s: float | None = None,
 ) -> Engine:
     """An engine for ``url``. For SQLite the file's folder is created; the file is not checked here
     (use :func:`check_database`). ``readonly`` opens an SQLite file with ``mode=ro`` and changes
@@ -143,7 +139,10 @@ def create_engine(
     new connection, a server that accepts and never answers included.
 
     ``bulk=True`` (backups, verification): the sessions start without the app's
-    statement_timeout (see :data:`emrops.db.urls.BULK_DEFAULTS`)."""
+    statement_timeout (see :data:`emrops.db.urls.BULK_DEFAULTS`).
+
+    ``busy_timeout_s`` (read-only SQLite) bounds the wait for a lock another process holds,
+    instead of :data:`SQLITE_BUSY_TIMEOUT_MS`: for checks that promise an answer in time."""
     db = url if isinstance(url, DbUrl) else parse_db_url(url)
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -152,7 +151,12 @@ def create_engine(
             if kind is not None:
                 raise UsageError(f"{path} is {kind}, not a database file", hint=NOT_A_FILE_HINT)
             if readonly:
-                return _readonly_sqlite_engine(db, path, pool_size, max_overflow, echo)
+                busy_ms = (
+                    SQLITE_BUSY_TIMEOUT_MS
+                    if busy_timeout_s is None
+                    else max(1, round(busy_timeout_s * 1000))
+                )
+                return _readonly_sqlite_engine(db, path, pool_size, max_overflow, echo, busy_ms)
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             else:
@@ -209,28 +213,36 @@ def oneshot_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=args, **kwargs)
 
 
-def _sqlite_creator(path: Path, mode: Mode) -> Any:
+def _sqlite_creator(path: Path, mode: Mode, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Any:
     def connect() -> sqlite3.Connection:
-        return open_sqlite(
-            path, mode=mode, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-        )
+        return open_sqlite(path, mode=mode, timeout=busy_ms / 1000, check_same_thread=False)
 
     return connect
 
 
 def _readonly_sqlite_engine(
-    db: DbUrl, path: Path, pool_size: int, max_overflow: int, echo: bool
+    db: DbUrl,
+    path: Path,
+    pool_size: int,
+    max_overflow: int,
+    echo: bool,
+    busy_ms: int = SQLITE_BUSY_TIMEOUT_MS,
 ) -> Engine:
     require_file(path)
     engine = sa.create_engine(
         db.url,
         echo=echo,
-        creator=_sqlite_creator(path, "ro"),
+        creator=_sqlite_creator(path, "ro", busy_ms),
         pool_size=pool_size,
         max_overflow=max_overflow,
         poolclass=sa.pool.QueuePool,
     )
-    sa.event.listen(engine, "connect", _sqlite_readonly_on_connect)
+
+    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+
+    sa.event.listen(engine, "connect", on_connect)
     sa.event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 

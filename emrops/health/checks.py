@@ -24,6 +24,10 @@ from emrops.logs import iso_utc
 from emrops.units import format_duration
 
 CHECKS = ("sim_health", "sim_ready", "database", "backup_age", "disk_space", "scheduler")
+# A backup or heartbeat dated later than now by more than this is not counted as fresh: a clock
+# ahead when it was written (another host, a clock stepped back since) would otherwise make it
+# look young until the clocks catch up, however long ago backups or the scheduler stopped.
+FUTURE_TOLERANCE_S = 300.0
 
 
 @dataclass
@@ -146,8 +150,16 @@ def _database(opts: HealthOptions, _now: datetime) -> tuple[bool, str]:
     from emrops.db.migrations_api import current_revision, known_revision
 
     db = parse_db_url(opts.db_url)
-    engine = create_engine(  # reads never create
-        db, pool_size=1, max_overflow=0, create=False, connect_timeout=math.ceil(opts.timeout_s)
+    # reads never create, and never change the file: a read-write SQLite connection would
+    # switch a rollback-journal database to WAL (and wait 10 s for a lock, not --timeout)
+    engine = create_engine(
+        db,
+        pool_size=1,
+        max_overflow=0,
+        create=False,
+        readonly=db.engine_name == "sqlite",
+        connect_timeout=math.ceil(opts.timeout_s),
+        busy_timeout_s=opts.timeout_s,
     )
     try:
         check_database(engine)
@@ -189,9 +201,21 @@ def _backup_age(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
     if not verified:
         of = f" of {source.describe()}" if source is not None else ""
         return False, f"no verified backup{of} in {store.url} (limit {limit})"
-    newest = verified[-1]
-    created = datetime.fromisoformat(newest.created_at.replace("Z", "+00:00"))
-    age = (now - created).total_seconds()
+    ages = [
+        (now - datetime.fromisoformat(e.created_at.replace("Z", "+00:00"))).total_seconds()
+        for e in verified
+    ]
+    ahead = [(e, -age) for e, age in zip(verified, ages, strict=True) if -age > FUTURE_TOLERANCE_S]
+    if ahead:
+        entry, by = ahead[-1]
+        return False, (
+            f"verified backup {entry.id} is dated {format_duration(by)} in the future "
+            f"({entry.created_at}; {len(ahead)} such): the clock of the host that took it was "
+            "ahead, or this one's is behind; its age says nothing of when backups last ran. "
+            "Fix the clocks (NTP), then remove or re-take it"
+        )
+    age = min(ages)
+    newest = verified[ages.index(age)]
     text = f"newest verified backup {newest.id} is {format_duration(max(age, 0))} old"
     return age <= opts.max_backup_age_s, f"{text} (limit {limit})"
 
@@ -226,6 +250,13 @@ def _scheduler(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
     who = f"pid {beat.get('pid')} on {beat.get('host')}"
     if beat.get("state") == "stopped":
         return False, f"scheduler ({who}) stopped at {beat['updated_at']}"
+    if -age > FUTURE_TOLERANCE_S:
+        return False, (
+            f"heartbeat of {who} is dated {format_duration(-age)} in the future "
+            f"({beat['updated_at']}): a clock was ahead when it was written or this one is "
+            "behind, so its age says nothing of whether the scheduler still runs; fix the "
+            "clocks (NTP)"
+        )
     limit = format_duration(opts.max_heartbeat_age_s)
     text = f"heartbeat of {who} {format_duration(max(age, 0))} ago (limit {limit})"
     return age <= opts.max_heartbeat_age_s, text

@@ -140,25 +140,29 @@ def _engine(ctx: _Context) -> Any:
     from emrops.db.engine import create_engine, parse_db_url
 
     if "engine" not in ctx.facts:
-        ctx.facts["db"] = parse_db_url(ctx.settings.db_url)
+        ctx.facts["db"] = db = parse_db_url(ctx.settings.db_url)
+        # the checks only read: an SQLite file is opened read-only (a read-write connection
+        # would switch a rollback-journal database to WAL), waiting --timeout for a lock
         ctx.facts["engine"] = create_engine(
-            ctx.facts["db"],
+            db,
             pool_size=1,
             max_overflow=0,
+            readonly=db.engine_name == "sqlite" and db.sqlite_path is not None,
             connect_timeout=math.ceil(ctx.opts.timeout_s),
+            busy_timeout_s=ctx.opts.timeout_s,
         )
     return ctx.facts["engine"]
 
 
 def _database(ctx: _Context) -> str:
-    from emrops.db.engine import check_database
+    from emrops.db.engine import check_database, parse_db_url
 
-    engine = _engine(ctx)
-    path = ctx.facts["db"].sqlite_path
+    path = parse_db_url(ctx.settings.db_url).sqlite_path
     if path is not None and not Path(path).is_file():  # connecting would create it
         ctx.facts["db_down"] = True
         raise _Fail(f"database file {path} does not exist", "run `emrops sim init-db`")
     try:
+        engine = _engine(ctx)
         check_database(engine)
     except EmropsError as exc:
         ctx.facts["db_down"] = True
@@ -192,6 +196,26 @@ def _backup_store(ctx: _Context) -> str:
 
     spec = str(ctx.settings.get("backup.store"))
     store = open_store(spec, ctx.settings)
+    root = getattr(store, "root", None)
+    if root is not None and not Path(root).exists():
+        # a check creates nothing (the folder would appear wherever doctor ran, ./backups by
+        # default): the nearest existing parent is probed instead, where `backup run` makes it
+        from emrops.atomic import require_writable_folder
+
+        try:
+            require_writable_folder(Path(root), "backup store", "")
+        except EmropsError as exc:
+            raise _Fail(exc.message, "create the folder, or point backup.store elsewhere") from None
+        here = next(p for p in Path(root).parents if p.exists())
+        free = shutil.disk_usage(here).free
+        text = f"{store.url}: does not exist yet, `emrops backup run` creates it; {here} is "
+        if free < ctx.opts.min_free_bytes:
+            raise _Fail(
+                f"{text}writable, but only {_size(free)} free (minimum "
+                f"{_size(ctx.opts.min_free_bytes)})",
+                "free disk space or point backup.store elsewhere",
+            )
+        return f"{text}writable, {_size(free)} free"
     probe = f".doctor-{uuid.uuid4().hex[:8]}"
     try:
         store.write_bytes(probe, b"emrops doctor write probe\n")
@@ -200,7 +224,6 @@ def _backup_store(ctx: _Context) -> str:
     finally:
         with contextlib.suppress(EmropsError):
             store.delete(probe)
-    root = getattr(store, "root", None)
     if root is None:
         return f"{store.url}: writable (remote store, no local disk to measure)"
     folder = Path(root)
