@@ -76,6 +76,7 @@ from emrops.db.sqlite_file import (
     open_sqlite,
     schema_parse_error,
     schema_parse_text,
+    side_file_of,
 )
 from emrops.db.urls import sqlite_db_url
 from emrops.errors import (
@@ -158,6 +159,16 @@ def inspect_target(db: DbUrl) -> TargetState:
     if db.engine_name == "sqlite":
         path = db.sqlite_path
         assert path is not None
+        side = side_file_of(path)
+        if side is not None:
+            # even with --force: moved aside, a live database's WAL or hot journal is lost, and
+            # the file put there is taken for its WAL or journal, or deleted with it
+            raise UsageError(
+                f"restore target {path} is the {side[1]} file of the database {side[0]}, not a "
+                "database; nothing was changed",
+                hint=f"point --target at the database file itself ({side[0]}), or at a new "
+                "file name",
+            )
         kind = not_a_file(path)
         if kind is not None:
             # never moved aside, even with --force: a typo such as sqlite:////dev/null would

@@ -45,6 +45,7 @@ from emrops.db.sqlite_file import (
     quote_ident,
     schema_parse_error,
     schema_parse_text,
+    side_file_of,
 )
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
@@ -82,6 +83,12 @@ def check_sqlite_file(path: Path) -> None:
             f"{path} is empty (0 bytes): there is no database in it to back up",
             hint="check that --db (or EMROPS_DB_URL) points at the EMRsim database file "
             "(`emrops sim init-db` creates one)",
+        )
+    side = side_file_of(path)
+    if header != SQLITE_HEADER and side is not None:
+        raise UsageError(
+            f"{path} is the {side[1]} file of the database {side[0]}, not a database",
+            hint=f"back up {side[0]} itself (its {side[1]} is read with it)",
         )
     if header != SQLITE_HEADER:
         raise UsageError(

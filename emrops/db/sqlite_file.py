@@ -38,6 +38,7 @@ __all__ = [
     "MissingDatabase",
     "check_one_name",
     "check_same_file",
+    "side_file_of",
     "header_page_count",
     "not_a_file",
     "open_sqlite",
@@ -301,3 +302,19 @@ def check_one_name(path: Path, fd: int | None = None, *, doing: str = "back up")
             f"all but the one the app opens, and {doing} that one (a copy to keep is made with "
             '`sqlite3 DB ".backup COPY"`, never with `ln`)',
         )
+
+
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def side_file_of(path: Path) -> tuple[Path, str] | None:
+    """``(database, suffix)`` when ``path`` is named as the ``-wal``, ``-shm`` or ``-journal``
+    of a file that exists beside it: SQLite's own file of that database, never one to back up
+    or restore over (a database written there is taken for that database's WAL or journal)."""
+    name = path.name
+    for suffix in SIDE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            base = path.with_name(name[: -len(suffix)])
+            if base.is_file():
+                return base, suffix
+    return None

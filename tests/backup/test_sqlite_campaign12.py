@@ -221,3 +221,45 @@ def test_restore_refuses_a_target_with_another_name(cli, tmp_path: Path) -> None
         "current.db",
     ]
     assert len(json_of(cli("backup", "list", "--store", str(store), "--json"))["backups"]) == 1
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-journal", "-shm"])
+def test_restore_refuses_a_target_named_as_a_databases_wal_or_journal(
+    cli, tmp_path: Path, suffix: str
+) -> None:
+    """``restore --force --target app.db-wal`` (a slip of the shell's completion) took the live
+    database's WAL for an unreadable file: moved aside, so the app's committed frames left
+    app.db, and put a database there that SQLite then took for app.db's WAL (and deleted with
+    it at the app's next checkpoint): exit 0, "restored", the restored file gone. Now refused
+    (exit 2, even with --force), nothing changed; ``backup run`` names it too."""
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db")), store)
+    live = tmp_path / "live"
+    live.mkdir()
+    app = live / "app.db"
+    conn = sqlite3.connect(app)
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t(x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    conn.commit()
+    side = live / f"app.db{suffix}"
+    if not side.exists():
+        side.write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))  # a journal header
+    try:
+        before = _files(live)
+        result = cli(
+            "backup", "restore", backup["id"], "--target", str(side), "--force", "--yes",
+            "--store", str(store),
+        )  # fmt: skip
+        assert result.exit_code == 2, (result.stdout, result.stderr)
+        text = _one_line(result.stderr)
+        assert f"is the {suffix} file of the database {app}, not a database" in text
+        assert "nothing was changed" in text
+        assert _files(live) == before
+        run = cli("backup", "run", "--db", _url(side), "--store", str(store))
+        assert run.exit_code == 2, (run.stdout, run.stderr)
+        assert f"is the {suffix} file of the database {app}" in _one_line(run.stderr)
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 100
+    finally:
+        conn.close()
