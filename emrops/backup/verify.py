@@ -532,7 +532,35 @@ def latest_id(store: Store, source: Source | None) -> str:
             hint="see `emrops backup list`"
             + (" (--source all: of any database)" if source is not None else ""),
         )
-    return ids[0]
+    newest = ids[0]
+    ahead = _seconds_ahead(newest)
+    if ahead > FUTURE_TOLERANCE_S:
+        # its clock was ahead when it was taken (another host, or this one stepped back
+        # since): "newest" by that date may be older than backups taken after it, and
+        # restoring it would bring back stale data while the user expects the last one
+        raise UsageError(
+            f"the newest backup by date, {newest}, is dated {round(ahead / 60)} minute(s) in "
+            "the future: a clock was wrong when it (or the later ones) was taken, so which "
+            "backup is really the latest cannot be told from the dates",
+            hint="look at `emrops backup list` and name the backup to restore; fix the "
+            "clocks (NTP)",
+        )
+    return newest
+
+
+FUTURE_TOLERANCE_S = 300.0  # clocks of two hosts a little apart are not a wrong clock
+
+
+def _seconds_ahead(backup_id: str) -> float:
+    """How far in the future the time in ``backup_id`` is (negative: in the past; 0 for an
+    id without a time)."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:
