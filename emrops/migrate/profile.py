@@ -120,7 +120,9 @@ CONDITIONS = {
     "bool_text": f"typeof({{c}}) = 'text' AND lower(trim({{c}})) IN {BOOL_TEXT_SQL}",
     # date(..., '+0 days') normalises an impossible day (2024-02-30 becomes 2024-03-01),
     # which PostgreSQL refuses: the day must come back unchanged
-    # (and year 0000, which PostgreSQL has not)
+    # (and year 0000, which PostgreSQL has not: compared as substr(), which has no affinity;
+    # `c >= '0001'` in a DATE or DATETIME column (NUMERIC affinity) compared the number 1,
+    # which every text is greater than, so 0000-01-01 passed plan and failed the copy)
     # a zone of hours alone (+05, as PostgreSQL prints it) or without its colon (+0530) is
     # ISO-8601 too, and PostgreSQL and Python read it; SQLite's julianday() needs +HH:MM, so
     # such a value is tried again completed (coalesce: only values julianday() refused; a
@@ -129,12 +131,12 @@ CONDITIONS = {
     "AND coalesce(julianday({c}), julianday(CASE WHEN substr({c}, -3, 1) IN ('+', '-') "
     "THEN {c} || ':00' WHEN substr({c}, -5, 1) IN ('+', '-') "
     "THEN substr({c}, 1, length({c}) - 2) || ':' || substr({c}, -2) END)) IS NOT NULL "
-    "AND {c} >= '0001' "
+    "AND substr({c}, 1, 4) >= '0001' "
     # julianday() takes hour 24 (24:59:59 is the next day), PostgreSQL and Python do not
     "AND substr({c}, 12, 2) < '24' "
     "AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)",
-    "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' AND {{c}} >= '0001' "
-    "AND date({c}, '+0 days') = {c}",
+    "date": f"typeof({{c}}) = 'text' AND {{c}} GLOB '{DATE_GLOB}' "
+    "AND substr({c}, 1, 4) >= '0001' AND date({c}, '+0 days') = {c}",
     # HH:MM, HH:MM:SS or HH:MM:SS.f to .ffffff, hours 00-23, nothing after: PostgreSQL's time
     # reads it as it is (a zone suffix, which time would drop, is not taken)
     "time": f"typeof({{c}}) = 'text' AND substr({{c}}, 1, 2) <= '23' AND {{c}} GLOB '{TIME_GLOB}*' "
@@ -440,20 +442,31 @@ def _undecodable(conn: sqlite3.Connection, table: Table, columns: list[str]) -> 
 
 def _looks_uuid(conn: sqlite3.Connection, table: Table, column: str) -> bool:
     """Probe one value: only columns whose first value is a UUID get counted."""
-    c = quote(column)
-    first = conn.execute(
-        f"SELECT {c} FROM {quote(table.name)} WHERE {c} IS NOT NULL LIMIT 1"
-    ).fetchone()
-    return bool(first and isinstance(first[0], str) and _UUID_RE.fullmatch(first[0]))
+    first = _first_text(conn, table, column)
+    return bool(first and _UUID_RE.fullmatch(first))
 
 
 def _looks_iso(conn: sqlite3.Connection, table: Table, column: str) -> bool:
     """Probe one value: only columns whose first value is an ISO timestamp get counted."""
+    first = _first_text(conn, table, column)
+    return bool(first and _ISO_RE.match(first))
+
+
+def _first_text(conn: sqlite3.Connection, table: Table, column: str) -> str | None:
+    """The column's first non-NULL value when it is text, else None. Read as bytes: a first
+    value of invalid UTF-8 made the fetch itself fail ('unexpected OperationalError: Could
+    not decode'); it is an anomaly the profile counts, not a timestamp or a UUID."""
     c = quote(column)
     first = conn.execute(
-        f"SELECT {c} FROM {quote(table.name)} WHERE {c} IS NOT NULL LIMIT 1"
+        f"SELECT typeof({c}), CAST({c} AS BLOB) FROM {quote(table.name)} "
+        f"WHERE {c} IS NOT NULL LIMIT 1"
     ).fetchone()
-    return bool(first and isinstance(first[0], str) and _ISO_RE.match(first[0]))
+    if not first or first[0] != "text":
+        return None
+    try:
+        return bytes(first[1]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 class _Readers:

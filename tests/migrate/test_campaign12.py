@@ -1,0 +1,82 @@
+"""Session 12's hostile inputs: data shapes and schema shapes earlier campaigns did not cover.
+Each migration that exits 0 is compared row by row with the source, independently of verify
+(tests/migrate/campaign10_compare.py); the source's SHA-256 is checked after every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.migrate.conftest import pg, script_db, sha256
+
+
+def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    res = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json", *extra)
+    assert "unexpected" not in res.stderr, res.stderr
+    return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+# Invalid UTF-8 as the first value of a text column: the probes that decide whether a column
+# holds timestamps or UUIDs fetched it as str ("unexpected OperationalError: Could not decode
+# to UTF-8", plan and run exit 1). Each shape of bad UTF-8: a lone surrogate, a truncated
+# sequence, a byte UTF-8 never uses, an overlong encoding, a code point past U+10FFFF.
+@pytest.mark.parametrize("bad", ["eda080", "c3", "ff", "c0af", "f4908080"])
+def test_invalid_utf8_as_the_first_value_is_an_anomaly(
+    cli, tmp_path: Path, pg_url: str, bad: str
+) -> None:
+    db = tmp_path / "u.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, g CHAR(32), d DATETIME, u UUID);"
+        f"INSERT INTO t VALUES (1, CAST(x'{bad}' AS TEXT), CAST(x'{bad}' AS TEXT), "
+        f"CAST(x'{bad}' AS TEXT), CAST(x'{bad}' AS TEXT));"
+        "INSERT INTO t VALUES (2, 'ok', '0123456789abcdef0123456789abcdef', "
+        "'2024-01-01 10:00:00', '123e4567-e89b-12d3-a456-426614174000');",
+    )
+    before = sha256(db)
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    flagged = {(a["column"], a["condition"]) for a in plan["anomalies"]}
+    assert ("s", "bad_utf8") in flagged
+    rejects = tmp_path / "rejects.jsonl"
+    run = cli(
+        "migrate-db", "run", "--from", url, "--to", pg_url,
+        "--on-error", "reject", "--reject-file", str(rejects),
+    )  # fmt: skip
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert "unexpected" not in run.stderr
+    lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(r["table"], r["key"]) for r in lines] == [("t", 1)]
+    with pg(pg_url) as c:
+        assert c.execute("SELECT id, s FROM t").fetchall() == [(2, "ok")]
+    assert sha256(db) == before
+
+
+# Year 0000 (which PostgreSQL's date and timestamptz do not have) in a DATE or DATETIME column:
+# the profile's `c >= '0001'` met the column's NUMERIC affinity, so it compared the number 1,
+# which every text is greater than; plan said exit 0 and the copy failed (exit 3).
+@pytest.mark.parametrize(
+    ("declared", "value"),
+    [
+        ("DATE", "0000-01-01"),
+        ("DATETIME", "0000-01-01 00:00:00"),
+        ("TIMESTAMP", "0000-12-31T23:59:59Z"),
+    ],
+)
+def test_year_zero_in_a_date_or_timestamp_column_is_an_anomaly(
+    cli, tmp_path: Path, pg_url: str, declared: str, value: str
+) -> None:
+    url = script_db(
+        tmp_path / "y0.db",
+        f"CREATE TABLE t (id INTEGER PRIMARY KEY, d {declared});"
+        f"INSERT INTO t VALUES (1, '{value}'), (2, '2024-01-01');",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    assert [(a["column"], a["count"], a["key"]) for a in plan["anomalies"]] == [
+        ("d", 1, {"rowid": 1})
+    ]
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 3 and "do not fit the plan" in run.stderr, run.stderr
