@@ -472,6 +472,13 @@ def reflect(conn: sqlite3.Connection) -> Schema:
         for t in tables
         if not any(t.name.startswith(v + "_") and t.name not in virtual for v in virtual)
     ]
+    # SQLite finds a key's parent table as it finds any name, ASCII case folded
+    # (REFERENCES USERS(ID) is the table "Users"): the key names the table as it is named, or
+    # it was skipped as a key "to missing table USERS"
+    by_fold = {fold(t.name): t.name for t in tables}
+    for t in tables:
+        for fk in t.foreign_keys:
+            fk.ref_table = by_fold.get(fold(fk.ref_table), fk.ref_table)
     return Schema(tables, views, skipped, triggers, notes)
 
 

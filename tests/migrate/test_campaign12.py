@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrate.conftest import pg, script_db, sha256
+from tests.migrate.campaign10_compare import assert_same_rows
+from tests.migrate.conftest import migrated_ok, pg, script_db, sha256
 
 
 def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
@@ -80,3 +81,28 @@ def test_year_zero_in_a_date_or_timestamp_column_is_an_anomaly(
     ]
     run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
     assert run.exit_code == 3 and "do not fit the plan" in run.stderr, run.stderr
+
+
+# SQLite finds a foreign key's parent table ignoring ASCII case (REFERENCES USERS(ID) is the
+# table "Users"); plan skipped such a key as "to missing table USERS" and the run and verify
+# exited 0 without it: the target accepted orphans SQLite (foreign_keys on) refuses.
+def test_a_foreign_key_naming_its_parent_in_another_case_is_kept(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "case.db"
+    url = script_db(
+        db,
+        "CREATE TABLE Users (id INTEGER PRIMARY KEY, Name TEXT);"
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
+        "user_id INTEGER REFERENCES USERS(ID), owner INT REFERENCES users);"
+        "INSERT INTO Users VALUES (1, 'a'); INSERT INTO orders VALUES (1, 1, 1);",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    assert not [n for n in plan["notes"] if "foreign key" in n], plan["notes"]
+    assert assert_same_rows(db, pg_url, "orders", "id") == 1
+    with pg(pg_url) as c:
+        fks = c.execute(
+            "SELECT conname, confrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'f' AND convalidated ORDER BY 1"
+        ).fetchall()
+        assert [ref for _n, ref in fks] == ['"Users"', '"Users"']
