@@ -72,6 +72,7 @@ from emrops.db.sqlite_file import (
     SCHEMA_PARSE_HINT,
     HotJournal,
     check_one_name,
+    check_side_files,
     not_a_file,
     open_sqlite,
     schema_parse_error,
@@ -180,6 +181,7 @@ def inspect_target(db: DbUrl) -> TargetState:
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             return TargetState(False)
         check_one_name(path, doing="restore into")  # even with --force: it would corrupt it
+        check_side_files(path, doing="restore into")
         try:
             check_sqlite_file(path)
             conn = open_sqlite(path, mode="ro", timeout=10)

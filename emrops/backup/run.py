@@ -67,10 +67,11 @@ def check_source(db_url: str) -> None:
             _probe_postgres(db)
             return
     from emrops.backup.snapshot import check_sqlite_file
-    from emrops.db.sqlite_file import check_one_name
+    from emrops.db.sqlite_file import check_one_name, check_side_files
 
     check_sqlite_file(path)
     check_one_name(path)
+    check_side_files(path)
 
 
 def _probe_postgres(db: Any) -> None:

@@ -40,6 +40,7 @@ from emrops.db.sqlite_file import (
     SCHEMA_PARSE_HINT,
     check_one_name,
     check_same_file,
+    check_side_files,
     not_a_file,
     open_sqlite,
     quote_ident,
@@ -141,6 +142,7 @@ def sqlite_snapshot(
     walimage.Restarted when the WAL restarted during the read (read it again).
     """
     check_sqlite_file(path)
+    check_side_files(path)
     sweep_tmp(scratch_dir)  # scratch left by killed runs of any command
     sweep(path.parent, f".{path.name}.restore-", ".tmp")  # a killed restore onto this file
     image = None

@@ -37,6 +37,7 @@ __all__ = [
     "HardLinked",
     "MissingDatabase",
     "check_one_name",
+    "check_side_files",
     "check_same_file",
     "side_file_of",
     "header_page_count",
@@ -318,3 +319,25 @@ def side_file_of(path: Path) -> tuple[Path, str] | None:
             if base.is_file():
                 return base, suffix
     return None
+
+
+_ROLES = {"-wal": "write-ahead log", "-shm": "WAL index", "-journal": "rollback journal"}
+
+
+def check_side_files(path: Path, *, doing: str = "back up") -> None:
+    """Raise DatabaseError when the ``-wal``, ``-shm`` or ``-journal`` of ``path`` (named, as
+    SQLite names them, after the file a symlink points to) exists and is not a regular file (a
+    folder, a FIFO...). SQLite then fails with a misleading "unable to open database file", or
+    reads without the file and emrops's own read of it failed with "unexpected
+    IsADirectoryError"; a FIFO would block a read for ever."""
+    real = os.path.realpath(path)
+    for suffix, role in _ROLES.items():
+        side = Path(f"{real}{suffix}")
+        kind = not_a_file(side)
+        if kind is not None:
+            raise DatabaseError(
+                f"cannot {doing} {path}: {side} is {kind}, where SQLite keeps the database's "
+                f"{role} ({suffix} file); nothing was changed",
+                hint=f"move {_shell_word(side)} out of the way (it cannot hold SQLite data; "
+                "SQLite makes a new file there when it needs one), then run this again",
+            )

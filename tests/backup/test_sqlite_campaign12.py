@@ -263,3 +263,36 @@ def test_restore_refuses_a_target_named_as_a_databases_wal_or_journal(
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 100
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+def test_a_side_file_that_is_a_folder_is_named(cli, tmp_path: Path, suffix: str) -> None:
+    """A folder where SQLite keeps a WAL database's -wal, -shm or -journal: a -shm folder made
+    ``backup run`` fail with "unexpected IsADirectoryError" (SQLite read on without it, then
+    emrops's own read of it failed), a -wal folder with "cannot create or open its -shm
+    file ... folder is read-only". Now exit 1 naming the folder, for backup and restore
+    alike; nothing published, nothing changed."""
+    app = tmp_path / "app.db"
+    conn = sqlite3.connect(app)
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+    folder = tmp_path / f"app.db{suffix}"
+    folder.mkdir()
+    store = tmp_path / "store"
+    result = cli("backup", "run", "--db", _url(app), "--store", str(store))
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    text = _one_line(result.stderr)
+    assert f"cannot back up {app}: {folder} is a folder, where SQLite keeps" in text
+    assert "unexpected" not in text and not store.exists()
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db")), store)
+    before = _files(tmp_path)
+    restore = cli(
+        "backup", "restore", backup["id"], "--target", str(app), "--force", "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert restore.exit_code == 1, (restore.stdout, restore.stderr)
+    assert f"cannot restore into {app}: {folder} is a folder" in _one_line(restore.stderr)
+    assert _files(tmp_path) == before and folder.is_dir()
