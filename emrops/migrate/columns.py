@@ -380,6 +380,18 @@ def _null_keys(conn, table: Table, col, p, m, rule: dict[str, Any] | None) -> in
             f'cast rule for {table.name}.{col.name}: null_key must be "generate", not {choice!r}',
             hint="rows with NULL keys are rejected with --on-error reject instead",
         )
+    if col.notnull and not col.pk_pos and p.n_null:
+        # SQLite checks NOT NULL on writes only: rows written before the constraint was
+        # (by an older schema, or writable_schema) keep their NULLs, which the copy refuses
+        m.anomalies.append(
+            Anomaly(
+                "null",
+                p.n_null,
+                "NULL in a NOT NULL column (written before SQLite had the constraint): set "
+                "those rows in the source, or run with --on-error reject to write them to the "
+                "reject file",
+            )
+        )
     if not col.pk_pos or table.rowid_alias or table.without_rowid or not p.n_null:
         return None
     if choice == "generate":

@@ -114,7 +114,9 @@ CONDITIONS = {
     "real": "typeof({c}) = 'real'",
     "text": "typeof({c}) = 'text'",
     "blob": "typeof({c}) = 'blob'",
-    "null": "{c} IS NULL",
+    # not `c IS NULL`: SQLite folds that to false for a column declared NOT NULL, which can
+    # still hold NULLs written before the constraint was (an older schema, writable_schema)
+    "null": "typeof({c}) = 'null'",
     "bool": "typeof({c}) = 'integer' AND {c} IN (0, 1)",
     # what Rails and hand-written apps stored ('t'/'f'), as PostgreSQL's boolean input reads it
     "bool_text": f"typeof({{c}}) = 'text' AND lower(trim({{c}})) IN {BOOL_TEXT_SQL}",

@@ -5,6 +5,7 @@ Each migration that exits 0 is compared row by row with the source, independentl
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,56 @@ def test_a_foreign_key_naming_its_parent_in_another_case_is_kept(
             "WHERE contype = 'f' AND convalidated ORDER BY 1"
         ).fetchall()
         assert [ref for _n, ref in fks] == ['"Users"', '"Users"']
+
+
+def _rewrite_schema(db: Path, table: str, create: str) -> None:
+    """Replace a table's CREATE statement in place, as an old app version or a hand fix with
+    writable_schema does: the rows already there are not checked against it."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = ?", (create, table))
+    conn.commit()
+    conn.close()
+
+
+# NULLs in a column declared NOT NULL (SQLite checks it on writes only: rows written before the
+# constraint keep their NULLs). The profile counted them with `c IS NULL`, which SQLite folds
+# to false for a NOT NULL column: plan exit 0, then the copy stopped at the first such row.
+def test_nulls_in_a_not_null_column_are_an_anomaly(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "nn.db"
+    script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT, s TEXT, r REAL, b BOOLEAN, u);"
+        "INSERT INTO t VALUES (1, NULL, 'a', 1.5, 1, 'x'), (2, 5, NULL, NULL, NULL, NULL),"
+        "(3, 6, 'c', 2.5, 0, 'z');",
+    )
+    _rewrite_schema(
+        db,
+        "t",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT NOT NULL, s TEXT NOT NULL DEFAULT 'x', "
+        "r REAL NOT NULL, b BOOLEAN NOT NULL, u NOT NULL)",
+    )
+    url = f"sqlite:///{db}"
+    before = sha256(db)
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    assert sorted((a["column"], a["count"], a["key"]["rowid"]) for a in plan["anomalies"]) == [
+        ("b", 1, 2),
+        ("n", 1, 1),
+        ("r", 1, 2),
+        ("s", 1, 2),
+        ("u", 1, 2),
+    ]
+    assert all("NOT NULL" in a["message"] for a in plan["anomalies"])
+    rejects = tmp_path / "rejects.jsonl"
+    run = cli(
+        "migrate-db", "run", "--from", url, "--to", pg_url,
+        "--on-error", "reject", "--reject-file", str(rejects),
+    )  # fmt: skip
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert sorted(json.loads(x)["key"] for x in rejects.read_text().splitlines()) == [1, 2]
+    with pg(pg_url) as c:
+        assert c.execute("SELECT id, n, s, r, b, u FROM t").fetchall() == [
+            (3, 6, "c", 2.5, False, "z")
+        ]
+    assert sha256(db) == before
