@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -47,9 +48,19 @@ class CheckResult:
             return self.error
         if self.timed_out:
             return f"timed out after {self.duration_s:.1f}s"
+        expected = " or ".join(map(str, self.expected))
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"killed by signal {_signal_name(-self.exit_code)}, expected exit {expected}"
         if self.passed:
             return f"exit {self.exit_code}"
-        return f"exit {self.exit_code}, expected {' or '.join(map(str, self.expected))}"
+        return f"exit {self.exit_code}, expected {expected}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -138,6 +149,103 @@ def _clip(text: str, limit: int = MAX_OUTPUT) -> tuple[str, bool]:
     return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[-tail:]}", True
 
 
+# After the check's own process exits, how long its output is still read: a background
+# process it started (``daemon &``, ``setsid``) may hold the pipe open for ever.
+OUTPUT_GRACE = 1.0
+# Bytes of raw output kept at each end: a check printing gigabytes must not fill memory.
+KEEP_BYTES = 4 * MAX_OUTPUT
+
+
+class _Output:
+    """The first and last KEEP_BYTES of a stream, and how many bytes fell in between."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = KEEP_BYTES - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > KEEP_BYTES:
+            extra = len(self.tail) - KEEP_BYTES
+            del self.tail[:extra]
+            self.dropped += extra
+
+    def text(self) -> tuple[str, bool]:
+        """Masked, clipped text (see _clip) and whether anything was cut."""
+        if not self.dropped:
+            return _clip(secrets.mask(_decode(bytes(self.head + self.tail))))
+        head = secrets.mask(_decode(bytes(self.head)))
+        tail = secrets.mask(_decode(bytes(self.tail)))
+        keep_head, keep_tail = MAX_OUTPUT // 4, MAX_OUTPUT - MAX_OUTPUT // 4
+        cut = self.dropped + max(0, len(head) - keep_head) + max(0, len(tail) - keep_tail)
+        return f"{head[:keep_head]}\n[... {cut} characters cut ...]\n{tail[-keep_tail:]}", True
+
+
+def _decode(raw: bytes) -> str:
+    # NUL and other binary bytes stay in the text; the terminal side makes them visible
+    return raw.decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _collect(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bool, bool, _Output]:
+    """Read the check's output until its end, its timeout, or OUTPUT_GRACE after it exited.
+
+    Returns (timed out, output still held open by something it started, the output). On a
+    timeout the check's process group is killed. Never blocks past the timeout plus the
+    grace: a daemon that left the group and keeps the pipe open is not waited for.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    buf = _Output()
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    timed_out = held = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                _kill_group(proc)
+                proc.wait()
+                exited_at = now = time.monotonic()
+            if exited_at is not None and now >= exited_at + OUTPUT_GRACE:
+                held = not timed_out
+                _kill_group(proc)  # whatever it left in its group
+                break
+            wait = (deadline if exited_at is None else exited_at + OUTPUT_GRACE) - now
+            if not selector.select(timeout=max(0.0, min(wait, 0.1))):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:  # EOF: every writer is gone
+                if exited_at is None:
+                    try:
+                        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        timed_out = True
+                        _kill_group(proc)
+                        proc.wait()
+                break
+            buf.add(chunk)
+    proc.stdout.close()
+    return timed_out, held, buf
+
+
 def run_check(
     check: Check,
     env: str | None,
@@ -188,21 +296,19 @@ def run_check(
             truncated=False,
             error=f"cannot start `{shown}`: {getattr(exc, 'strerror', None) or exc}",
         )
-    timed_out = False
     try:
-        raw, _ = proc.communicate(timeout=check.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        raw, _ = proc.communicate()
+        timed_out, held, buf = _collect(proc, check.timeout)
     except BaseException:  # Ctrl-C while a check runs: do not leave it behind
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
         proc.wait()
         raise
     duration = time.monotonic() - started
-    output, truncated = _clip(secrets.mask(raw.decode("utf-8", errors="replace")))
+    output, truncated = buf.text()
+    if held:
+        output += (
+            "\n[emrops: the check exited but a process it started kept its output open; "
+            "stopped reading]"
+        )
     code = None if timed_out else proc.returncode
     return CheckResult(
         command=shown,

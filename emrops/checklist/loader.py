@@ -104,15 +104,34 @@ def load(name: str, dirs: Sequence[Path] | None = None) -> Checklist:
     return load_file(locate(name, dirs if dirs is not None else search_dirs()))
 
 
+# A checklist is a few kilobytes (the bundled ones are under 40 KB). Reading a huge file
+# with the pure-Python YAML parser takes seconds per megabyte: refused at once instead.
+MAX_BYTES = 1024 * 1024
+
+
 def load_file(path: Path) -> Checklist:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read checklist {path}: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise UsageError(
+            f"{path} is larger than {MAX_BYTES // 1024 // 1024} MB: not a checklist",
+            hint="a checklist is a YAML file of a few kilobytes; check the path",
+        )
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}:1: checklist is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            what = "is UTF-16 text, not UTF-8"
+            line = 1
+        else:
+            what = f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})"
+            line = raw[: exc.start].count(b"\n") + 1
+        raise UsageError(
+            f"{path}:{line}: checklist {what}", hint="save the file as UTF-8"
+        ) from None
     doc = parse_yaml(path, text)
     problems = validate(doc)
     if problems:

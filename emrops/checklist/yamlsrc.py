@@ -8,6 +8,7 @@ become errors.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def _build(
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _build(loader, key_node, (*where, "<key>"), doc, above)
             if not isinstance(key, str):
                 key = str(key)
             if key in out:
@@ -127,4 +128,15 @@ def _build(
         return [
             _build(loader, child, (*where, i), doc, above) for i, child in enumerate(node.value)
         ]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    bad = _SURROGATE.search(value) if isinstance(value, str) else None
+    if bad:  # "\ud800" escapes make text that cannot be written as UTF-8 (reports, terminals)
+        raise UsageError(
+            f"{doc.path}:{line}: text holds an unpaired UTF-16 surrogate "
+            f"({bad.group().encode('unicode_escape').decode()})",
+            hint="write the character itself, or a \\U escape of its code point",
+        )
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

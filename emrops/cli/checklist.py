@@ -83,7 +83,7 @@ def validate(
         ids = {i.id for i in c.items if c.applies(i, env)} if env else {i.id for i in c.items}
         found = preflight(c, env, ui.emrops_resolver(ctx.find_root().command), ids)
         if not found:
-            err_console.print(f"{c.path}: ok ({len(c.items)} items)")
+            err_console.print(ui.plain(f"{c.path}: ok ({len(c.items)} items)"))
         problems += found
     if problems:
         raise UsageError(
@@ -144,10 +144,14 @@ def run(
     extra_env = {}
     if context(ctx).config_file:
         extra_env["EMROPS_CONFIG"] = str(Path(context(ctx).config_file or "").resolve())
-    err_console.print(
-        f"[bold]{c.title}[/bold]  run {the_run.run_id}  env {the_run.env or '-'}  "
-        f"({'interactive' if mode else 'non-interactive'})"
+    header = ui.plain(c.title, "bold")
+    header.append(
+        ui.safe(
+            f"  run {the_run.run_id}  env {the_run.env or '-'}  "
+            f"({'interactive' if mode else 'non-interactive'})"
+        )
     )
+    err_console.print(header)
     with store.locked(the_run.run_id):
         runner = Runner(
             c, the_run, store, ui.RichIO(err_console), mode, default_check_fn(extra_env)
@@ -171,15 +175,19 @@ def _finish(done: Run, store: RunStore, require_complete: bool, json_out: bool) 
     if json_out:
         print_json(summary)
     err_console.print(
-        f"run {done.run_id}: {done.status}; "
-        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        ui.plain(
+            f"run {done.run_id}: {done.status}; "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        )
     )
     for rec in done.items:
         if rec.status == "pending":
-            err_console.print(f"  pending: {rec.id}: {rec.title} ({rec.reason or 'not done'})")
+            err_console.print(
+                ui.plain(f"  pending: {rec.id}: {rec.title} ({rec.reason or 'not done'})")
+            )
     resume_hint = f"emrops checklist run {done.checklist_id} --resume {done.run_id}"
     if done.status == "paused":
-        err_console.print(f"Paused. Resume with: {resume_hint}")
+        err_console.print(ui.plain(f"Paused. Resume with: {resume_hint}"))
     if counts["failed"]:
         raise CheckFailed(
             f"{counts['failed']} item(s) failed: {', '.join(done.ids('failed'))}",

@@ -3,6 +3,7 @@ and the resolver that checks `emrops ...` check commands against the real comman
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -19,6 +20,22 @@ from emrops.checklist.store import ItemRecord, Run
 
 OUTPUT_LINES = 12  # lines of check output shown on screen (the run file keeps more)
 
+# Characters a checklist file, a check's output or a typed answer must not send to a terminal
+# as they are: C0/C1 control characters (ESC starts sequences that recolour, retitle, clear or
+# rewrite the screen; CR overwrites a line) other than tab and newline, DEL, and the Unicode
+# bidirectional overrides and isolates that make text display in another order than it reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` with every unsafe character written as a visible escape (``\\x1b``, ``\\u202e``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def plain(text: str, style: str | None = None) -> Text:
+    """Untrusted text for rich: escaped (see safe) and never read as markup."""
+    return Text(safe(text), style=style or "")
+
 
 class RichIO:
     """RunnerIO on a rich console (stderr: stdout stays for data). Reads answers from stdin."""
@@ -29,17 +46,19 @@ class RichIO:
     def show_item(self, item: Item, position: int, total: int, record: ItemRecord) -> None:
         c = self.console
         c.print()
-        c.rule(f"[bold][{position}/{total}] {item.title}[/bold]  ({item.id})", align="left")
+        title = Text.assemble((f"[{position}/{total}] {safe(item.title)}", "bold"))
+        title.append(f"  ({safe(item.id)})")
+        c.rule(title, align="left")
         if record.status != "pending" or record.reason:
-            c.print(f"[yellow]previously {record.status}: {record.reason or ''}[/yellow]")
-        c.print(Markdown(item.instructions))
+            c.print(plain(f"previously {record.status}: {record.reason or ''}", "yellow"))
+        c.print(Markdown(safe(item.instructions)))
         if item.details:
-            c.print(Markdown(item.details))
+            c.print(Markdown(safe(item.details)))
         if item.estimate:
-            c.print(f"[dim]estimate: {item.estimate}[/dim]")
+            c.print(plain(f"estimate: {item.estimate}", "dim"))
 
     def check_started(self, item: Item, command: str) -> None:
-        self.console.print(Text(f"Running check: {command}", style="cyan"))
+        self.console.print(plain(f"Running check: {command}", "cyan"))
 
     def check_finished(self, item: Item, result: CheckResult) -> None:
         lines = result.output.rstrip().splitlines()
@@ -47,9 +66,11 @@ class RichIO:
         if len(lines) > OUTPUT_LINES:
             shown = f"... ({len(lines) - OUTPUT_LINES} more lines in the run file)\n" + shown
         style = "green" if result.passed else "red"
-        title = ("PASSED" if result.passed else "FAILED") + f": {result.summary()}"
+        title = plain(("PASSED" if result.passed else "FAILED") + f": {result.summary()}")
         self.console.print(
-            Panel(Text(shown or "(no output)"), title=title, title_align="left", border_style=style)
+            Panel(
+                plain(shown or "(no output)"), title=title, title_align="left", border_style=style
+            )
         )
 
     def choose(self, question: str, choices: list[str], default: str) -> str:
@@ -72,11 +93,11 @@ class RichIO:
             self.console.print("[red]An answer is required.[/red]")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/yellow]")
+        self.console.print(plain(message, "yellow"))
 
     def _input(self, prompt: str) -> str:
         # markup=False: the prompt's [d]one keys are literal text, not rich markup
-        self.console.print(prompt, end="", markup=False, highlight=False)
+        self.console.print(safe(prompt), end="", markup=False, highlight=False)
         self.console.file.flush()
         return input()
 
@@ -133,22 +154,24 @@ def checklists_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("name", "title", "items", "automatic", "environments", "estimate")
     for row in rows:
         if "error" in row:
-            table.add_row(row["name"], Text(f"invalid: {row['error']}", style="red"))
+            table.add_row(plain(row["name"]), plain(f"invalid: {row['error']}", "red"))
             continue
         table.add_row(
-            row["name"],
-            row["title"],
+            plain(row["name"]),
+            plain(row["title"]),
             str(row["items"]),
             str(row["automatic"]),
-            ", ".join(row["environments"]),
-            row["estimate"] or "",
+            plain(", ".join(row["environments"])),
+            plain(row["estimate"] or ""),
         )
     return table
 
 
 def items_table(c: Checklist, env: str | None) -> Table:
     """Every item; with an environment, the ones that do not apply are dimmed."""
-    table = Table("#", "id", "title", "kind", "check / when", title=f"{c.title} (v{c.version})")
+    table = Table(
+        "#", "id", "title", "kind", "check / when", title=plain(f"{c.title} (v{c.version})")
+    )
     for s_no, section in enumerate(c.sections, 1):
         for i_no, item in enumerate(section.items, 1):
             kind = "auto" if item.check else "manual"
@@ -156,7 +179,9 @@ def items_table(c: Checklist, env: str | None) -> Table:
             if item.when.env or item.when.env_not:
                 extra = (extra + "  " if extra else "") + f"({item.when.describe()})"
             style = "dim" if env and not c.applies(item, env) else None
-            table.add_row(f"{s_no}.{i_no}", item.id, item.title, kind, Text(extra), style=style)
+            table.add_row(
+                f"{s_no}.{i_no}", plain(item.id), plain(item.title), kind, plain(extra), style=style
+            )
     return table
 
 
@@ -166,13 +191,13 @@ def runs_table(runs: list[Run]) -> Table:
         counts = r.counts()
         closed = counts["done"] + counts["skipped"] + counts["n/a"]
         table.add_row(
-            r.run_id,
-            r.checklist_id,
-            r.env or "",
-            r.status,
+            plain(r.run_id),
+            plain(r.checklist_id),
+            plain(r.env or ""),
+            plain(r.status),
             f"{closed}/{len(r.items)}",
-            r.started_at,
-            r.started_by["user"],
+            plain(r.started_at),
+            plain(r.started_by["user"]),
         )
     return table
 
@@ -185,16 +210,16 @@ def run_table(run: Run) -> Table:
         "by",
         "at",
         "reason / evidence",
-        title=f"{run.checklist_title}: {run.status}",
+        title=plain(f"{run.checklist_title}: {run.status}"),
     )
     for rec in run.items:
         notes = [rec.reason or ""] + [f"{k}: {v}" for k, v in rec.evidence.items()]
         table.add_row(
-            rec.id,
-            rec.status,
-            rec.method or "",
-            rec.by["user"] if rec.by else "",
-            rec.at or "",
-            Text("; ".join(n for n in notes if n)),
+            plain(rec.id),
+            plain(rec.status),
+            plain(rec.method or ""),
+            plain(rec.by["user"] if rec.by else ""),
+            plain(rec.at or ""),
+            plain("; ".join(n for n in notes if n)),
         )
     return table

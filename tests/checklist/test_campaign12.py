@@ -1,0 +1,170 @@
+"""Hostile checklists and checks: markup and terminal escapes in titles and output, checks
+that leave a daemon holding their output, print hundreds of megabytes or die by a signal,
+and files that are not UTF-8, hold unpaired surrogates or are huge."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.checklist.conftest import by_id, only_run, write
+
+
+@pytest.fixture(autouse=True)
+def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+
+
+def one_check(path: Path, run: str, title: str = "T", timeout: str = "20s") -> Path:
+    data = {
+        "schema": "emrops.checklist/1",
+        "id": path.stem,
+        "title": title,
+        "version": 1,
+        "sections": [
+            {
+                "id": "s",
+                "title": "S",
+                "items": [
+                    {
+                        "id": "c",
+                        "title": title,
+                        "instructions": f"about {title}",
+                        "check": {"run": run, "timeout": timeout},
+                    },
+                    {"id": "m", "title": f"manual {title}", "instructions": "by hand"},
+                ],
+            }
+        ],
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+HOSTILE = "Deploy [/bold] [red]x\x1b[2J\x1b]0;pwned\x07 \u202eevil"
+
+
+def test_markup_and_terminal_escapes_are_shown_inert(cli, tmp_path: Path) -> None:
+    # rich read a title as markup ("unexpected MarkupError") and let ESC sequences through
+    printer = "printf '\\033[31mred\\033]2;t\\007 [/x]\\n'"
+    path = one_check(tmp_path / "hostile.yaml", f"sh -c {json.dumps(printer)}", HOSTILE)
+    result = cli("checklist", "run", str(path), "--interactive", input="d\nd\n")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+    assert "[/bold] [red]x\\x1b[2J\\x1b]0;pwned\\x07 \\u202eevil" in result.stderr
+    assert "\\x1b[31mred\\x1b]2;t\\x07 [/x]" in result.stderr  # the check's output
+    items = by_id(only_run(tmp_path))
+    assert items["c"]["status"] == "done" and items["c"]["title"] == HOSTILE  # kept as written
+    for args in (["show", str(path)], ["status"], ["status", only_run(tmp_path)["run_id"]]):
+        shown = cli("checklist", *args)
+        assert shown.exit_code == 0, shown.stderr
+        assert "\x1b" not in shown.stdout + shown.stderr, args
+
+
+def test_a_daemon_holding_the_output_open_neither_hangs_nor_fails_the_check(
+    cli, tmp_path: Path
+) -> None:
+    # the check exits 0 at once; a process it started in its own session keeps the pipe:
+    # the run waited for it (for ever with `sleep infinity`) and called the check timed out
+    pidfile = tmp_path / "daemon.pid"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & echo started; exit 0"
+    path = one_check(tmp_path / "daemon.yaml", f"sh -c {json.dumps(script)}", timeout="20s")
+    started = time.monotonic()
+    try:
+        result = cli("checklist", "run", str(path), "--non-interactive")
+        elapsed = time.monotonic() - started
+    finally:
+        deadline = time.monotonic() + 5
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert result.exit_code == 0, result.stderr
+    assert elapsed < 6, elapsed
+    check = by_id(only_run(tmp_path))["c"]
+    assert check["status"] == "done" and check["check"]["exit_code"] == 0
+    assert check["check"]["timed_out"] is False
+    assert check["check"]["output"].startswith("started\n")
+    assert "kept its output open" in check["check"]["output"]
+
+
+def test_hundreds_of_megabytes_of_output_are_read_in_bounded_memory(tmp_path: Path) -> None:
+    # all output was kept in memory (300 MB of check output: 900 MB RSS and 37 s)
+    code = """
+import resource as R
+from emrops.checklist.commands import run_check
+from emrops.checklist.model import Check
+r = run_check(Check(run="sh -c 'head -c 100000000 /dev/zero | tr \\\\\\\\0 x; echo END'"), None)
+print(r.passed, r.truncated, repr(r.output[-4:]), R.getrusage(R.RUSAGE_SELF).ru_maxrss)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    passed, truncated, tail, maxrss_kb = out.stdout.split()
+    assert (passed, truncated, tail) == ("True", "True", "'END\\n'")
+    assert int(maxrss_kb) < 120_000, maxrss_kb
+
+
+def test_output_cut_note_counts_what_was_dropped() -> None:
+    from emrops.checklist.commands import MAX_OUTPUT, run_check
+    from emrops.checklist.model import Check
+
+    result = run_check(Check(run=f"{sys.executable} -c \"print('y' * 100000)\""), None)
+    head, cut, tail = result.output.split("\n", 2)
+    assert head == "y" * (MAX_OUTPUT // 4)
+    assert cut == f"[... {100001 - MAX_OUTPUT} characters cut ...]"
+    assert tail == "y" * (MAX_OUTPUT - MAX_OUTPUT // 4 - 1) + "\n"
+
+
+def test_a_check_killed_by_a_signal_says_so(cli, tmp_path: Path) -> None:
+    path = one_check(tmp_path / "sig.yaml", "sh -c 'kill -TERM $$'")
+    result = cli("checklist", "run", str(path), "--non-interactive")
+    assert result.exit_code == 3, result.stderr
+    item = by_id(only_run(tmp_path))["c"]
+    assert item["status"] == "failed"
+    assert item["reason"] == "check failed: killed by signal SIGTERM (15), expected exit 0"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "\ufeffid: x\n".encode("utf-16"),
+            "enc.yaml:1: checklist is UTF-16 text, not UTF-8",
+        ),
+        (b"id: enc\ntitle: caf\xe9\n", "enc.yaml:2: checklist is not UTF-8 text (byte 0xe9)"),
+        (
+            b'schema: emrops.checklist/1\nid: enc\ntitle: "a \\ud800 b"\n',
+            "enc.yaml:3: text holds an unpaired UTF-16 surrogate (\\ud800)",
+        ),
+        (b'{"\\udc80": 1}\n', "enc.yaml:1: text holds an unpaired UTF-16 surrogate (\\udc80)"),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_naming_the_line(
+    cli, tmp_path: Path, content: bytes, message: str
+) -> None:
+    # a "\ud800" escape loaded, then `report --format md` died with "unexpected UnicodeEncodeError"
+    (tmp_path / "enc.yaml").write_bytes(content)
+    for command in ("show", "run", "export"):
+        extra = ["--non-interactive"] if command == "run" else []
+        result = cli("checklist", command, str(tmp_path / "enc.yaml"), *extra)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert message in result.stderr and "unexpected" not in result.stderr
+        assert "Try: " in result.stderr
+
+
+def test_a_huge_file_is_refused_at_once(cli, tmp_path: Path) -> None:
+    path = write(tmp_path / "huge.yaml", "id: huge\n" + "# padding\n" * 500_000)
+    started = time.monotonic()
+    result = cli("checklist", "show", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert "huge.yaml is larger than 1 MB: not a checklist" in result.stderr
+    assert time.monotonic() - started < 1
