@@ -428,8 +428,18 @@ def reflect(conn: sqlite3.Connection) -> Schema:
         "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"
     ).fetchall()
     has_seq = any(r[1] == "sqlite_sequence" for r in rows)
+    # seq as SQLite's AUTOINCREMENT reads it, an integer: the table is an ordinary one that
+    # tools and hand fixes write ('100' as text, 200.5, NULL, a second row for one name), and
+    # text ended plan in "unexpected TypeError", a real in a setval() PostgreSQL refused
     sequences = (
-        dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall()) if has_seq else {}
+        dict(
+            conn.execute(
+                "SELECT name, max(CAST(seq AS INTEGER)) FROM sqlite_sequence "
+                "WHERE seq IS NOT NULL GROUP BY name"
+            ).fetchall()
+        )
+        if has_seq
+        else {}
     )
     tables: list[Table] = []
     views: list[View] = []

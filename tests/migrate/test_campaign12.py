@@ -160,3 +160,43 @@ def test_nulls_in_a_not_null_column_are_an_anomaly(cli, tmp_path: Path, pg_url: 
             (3, 6, "c", 2.5, False, "z")
         ]
     assert sha256(db) == before
+
+
+# sqlite_sequence is an ordinary table that tools and hand fixes write: a seq of text ('100')
+# ended plan and run in "unexpected TypeError: '>' not supported between instances of 'int'
+# and 'str'", a real (200.5) made a setval() PostgreSQL refused (plan exit 3, run exit 3). The
+# next key on PostgreSQL must be the one SQLite itself would hand out (asked of a copy).
+@pytest.mark.parametrize(
+    "fix",
+    [
+        "UPDATE sqlite_sequence SET seq = '100'",
+        "UPDATE sqlite_sequence SET seq = 200.5",
+        "UPDATE sqlite_sequence SET seq = NULL",
+        "UPDATE sqlite_sequence SET seq = 'abc'",
+        "INSERT INTO sqlite_sequence VALUES ('t', 500)",
+        "UPDATE sqlite_sequence SET seq = 100; DELETE FROM t WHERE id = 3",
+    ],
+)
+def test_odd_sqlite_sequence_values_continue_as_sqlite_would(
+    cli, tmp_path: Path, pg_url: str, fix: str
+) -> None:
+    db = tmp_path / "seq.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);"
+        f"INSERT INTO t (v) VALUES ('a'), ('b'), ('c'); {fix};",
+    )
+    oracle = tmp_path / "oracle.db"
+    oracle.write_bytes(db.read_bytes())
+    with sqlite3.connect(oracle) as conn:
+        sqlite_next = conn.execute("INSERT INTO t (v) VALUES ('new') RETURNING id").fetchone()[0]
+    conn.close()
+    migrated_ok(cli, url, pg_url)
+    assert assert_same_rows(db, pg_url, "t", "id") == len(
+        sqlite3.connect(db).execute("SELECT * FROM t").fetchall()
+    )
+    with pg(pg_url) as c:
+        pg_next = c.execute("INSERT INTO t (v) VALUES ('new') RETURNING id").fetchone()[0]
+    # a second row for one name: SQLite reads the first, the plan the largest (never a key
+    # SQLite handed out before)
+    assert pg_next == sqlite_next if "INSERT" not in fix else pg_next == 501
