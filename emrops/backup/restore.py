@@ -69,6 +69,7 @@ from emrops.db.control import read_maintenance, set_maintenance
 from emrops.db.engine import DbUrl, create_engine, db_errors, oneshot_engine, parse_db_url
 from emrops.db.quoting import pg_text, quote_ident
 from emrops.db.sqlite_file import (
+    FOREIGN_JOURNAL_HINT,
     SCHEMA_PARSE_HINT,
     HotJournal,
     check_one_name,
@@ -203,6 +204,15 @@ def inspect_target(db: DbUrl) -> TargetState:
                     f"{path} stayed locked by another process; nothing was changed",
                     hint="stop what holds it (maintenance mode stops the sim server's "
                     "writes) and run the restore again",
+                ) from exc
+            if isinstance(exc, HotJournal) and exc.foreign:
+                raise DatabaseError(
+                    f"{path} has a hot journal ({path.name}-journal) that may not be its own "
+                    f"({exc.foreign}; or a VACUUM that changed the page size was interrupted); "
+                    "nothing was changed",
+                    hint=FOREIGN_JOURNAL_HINT.format(
+                        db=shlex.quote(str(path)), journal=shlex.quote(f"{path}-journal")
+                    ),
                 ) from exc
             if isinstance(exc, HotJournal):
                 # A database with the journal that completes it, not junk: moved aside without

@@ -38,6 +38,7 @@ __all__ = [
     "MissingDatabase",
     "check_one_name",
     "check_side_files",
+    "foreign_journal",
     "check_same_file",
     "side_file_of",
     "header_page_count",
@@ -122,6 +123,19 @@ def _probe(conn: sqlite3.Connection, named: Path) -> None:
         if code == SQLITE_READONLY_ROLLBACK or (
             code == SQLITE_CANTOPEN and journal.exists() and journal.stat().st_size > 0
         ):
+            foreign = foreign_journal(named, journal)
+            if foreign is not None:
+                raise HotJournal(
+                    f"cannot read {named}: it has a hot journal ({journal.name}) that may not be "
+                    f"its own ({foreign}): either another database's journal copied or renamed "
+                    "beside it, which the next read-write open would roll into this file and "
+                    "damage it, or the journal of a VACUUM that changed the page size and was "
+                    "interrupted, which that open rolls back correctly",
+                    hint=FOREIGN_JOURNAL_HINT.format(
+                        db=_shell_word(named), journal=_shell_word(journal)
+                    ),
+                    foreign=foreign,
+                ) from exc
             raise HotJournal(
                 f"cannot read {named} without changing it: it has a hot journal ({journal.name}) "
                 "left by a writer that stopped mid-transaction, and SQLite must roll that back "
@@ -145,7 +159,45 @@ def _probe(conn: sqlite3.Connection, named: Path) -> None:
 
 
 class HotJournal(DatabaseError):
-    """A read-only source with a hot journal that SQLite would have to roll back."""
+    """A read-only source with a hot journal that SQLite would have to roll back. ``foreign``
+    says why the journal cannot be the file's own, when that can be told."""
+
+    def __init__(self, message: str, hint: str | None = None, *, foreign: str | None = None):
+        super().__init__(message, hint)
+        self.foreign = foreign
+
+
+JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+FOREIGN_JOURNAL_HINT = (
+    "before anything opens it read-write, copy {db} and {journal} together somewhere safe; open "
+    "the copy read-write (`sqlite3 COPY 'PRAGMA integrity_check'`, the copy's journal beside "
+    "it): if it says ok, that was its journal; if not, the journal is another file's: keep the "
+    "original, move {journal} away, and check it again"
+)
+
+
+def foreign_journal(named: Path, journal: Path) -> str | None:
+    """Why ``journal`` may not be the rollback journal of the database ``named`` (None when
+    nothing says so). A journal records the page size of its database (header bytes 24-27); a
+    different one is another database's journal copied or renamed there (rolling it back, as
+    any read-write open does, writes that database's pages into this one: malformed), or the
+    journal of an interrupted VACUUM that changed the page size (page 1 already rewritten),
+    which rolls back correctly. A foreign journal of the same page size cannot be told."""
+    try:
+        with open(journal, "rb") as handle:
+            head = handle.read(28)
+        with open(named, "rb") as handle:
+            db_head = handle.read(18)
+    except OSError:
+        return None
+    if len(head) < 28 or head[:8] != JOURNAL_MAGIC or len(db_head) < 18:
+        return None
+    journal_page = int.from_bytes(head[24:28], "big")
+    db_page = int.from_bytes(db_head[16:18], "big")
+    db_page = 65536 if db_page == 1 else db_page
+    if journal_page == db_page:
+        return None
+    return f"it records {journal_page}-byte pages, the database has {db_page}-byte pages"
 
 
 def _is_wal(named: Path) -> bool:

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -296,3 +298,57 @@ def test_a_side_file_that_is_a_folder_is_named(cli, tmp_path: Path, suffix: str)
     assert restore.exit_code == 1, (restore.stdout, restore.stderr)
     assert f"cannot restore into {app}: {folder} is a folder" in _one_line(restore.stderr)
     assert _files(tmp_path) == before and folder.is_dir()
+
+
+def _db_with_a_foreign_journal(folder: Path) -> Path:
+    """A 4096-byte-page database with the hot journal of a 1024-byte-page one beside it (a
+    crashed writer's journal copied along with the wrong file)."""
+    other = folder / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA page_size = 1024")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t(v) VALUES (?)", [("r" * 100,)] * 3000)
+    conn.commit()
+    conn.close()
+    crash = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA cache_size = 1')\n"  # spill into the file before any commit
+        "c.execute('BEGIN')\n"
+        "c.execute(\"UPDATE t SET v = 'TORN' || v\")\n"
+        "os._exit(9)\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(other)], check=False)
+    app = _small_db(folder / "app.db", rows=500)
+    (folder / "app.db-journal").write_bytes((folder / "other.db-journal").read_bytes())
+    return app
+
+
+def test_a_hot_journal_of_another_page_size_is_not_rolled_back_on_our_advice(
+    cli, tmp_path: Path
+) -> None:
+    """A hot ``-journal`` recording another page size than the database's (another file's
+    journal copied beside it): the hint said to open the database read-write so SQLite rolls
+    it back, which writes the other database's pages into it (then "database disk image is
+    malformed", the journal gone). Now the error says it may not be its own and the hint says
+    to copy both first and try on the copy; restore refuses it too; nothing changed."""
+    folder = tmp_path / "live"
+    folder.mkdir()
+    app = _db_with_a_foreign_journal(folder)
+    before = _files(folder)
+    store = tmp_path / "store"
+    result = cli("backup", "run", "--db", _url(app), "--store", str(store))
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    text = _one_line(result.stderr)
+    assert "that may not be its own (it records 1024-byte pages, the database has 4096" in text
+    assert "copy " in text and "together somewhere safe" in text
+    assert "so SQLite rolls the journal back" not in text
+    backup = run_backup(cli, _url(_small_db(tmp_path / "a.db")), store)
+    restore = cli(
+        "backup", "restore", backup["id"], "--target", str(app), "--force", "--yes",
+        "--store", str(store),
+    )  # fmt: skip
+    assert restore.exit_code == 1, (restore.stdout, restore.stderr)
+    assert "may not be its own" in _one_line(restore.stderr)
+    assert "together somewhere safe" in _one_line(restore.stderr)
+    assert _files(folder) == before
