@@ -47,10 +47,24 @@ def _do(
         journal.put(conn, item, "object", "done", detail={"kind": kind})
         return True
     except psycopg.Error as exc:
+        raise_if_lost(conn, exc)
         msg = _error(exc)
         journal.put(conn, item, "object", "failed", detail={"kind": kind, "error": msg})
         failed.append(f"{label}: {msg}")
         return False
+
+
+def raise_if_lost(conn: psycopg.Connection, exc: psycopg.Error) -> None:
+    """A lost connection (server restarted, backend terminated, network) is no failure of the
+    object being built: the step stops (:func:`journal.lost`) and ``--resume`` builds what is
+    not done. It was journaled as the object's failure on the dead connection, which ended
+    the run in 'unexpected OperationalError: the connection is closed'."""
+    doing = "building keys, indexes and views"
+    gone = journal.lost(exc, doing)
+    if gone is None and (conn.closed or conn.broken):
+        gone = journal.lost(psycopg.OperationalError(_error(exc)), doing)
+    if gone is not None:
+        raise gone from None
 
 
 def _key_columns(t: TablePlan, obj: PostObject) -> str | None:
@@ -132,6 +146,7 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                     f"ON {quote(t.target)} ({cols})"
                 )
             except psycopg.Error as exc:
+                raise_if_lost(conn, exc)
                 index_failed[_item(t, obj)] = _error(exc)
 
     def finish_table(t: TablePlan) -> None:
@@ -168,14 +183,18 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                                 conn, _item(t, o), "object", "done", detail={"kind": "check"}
                             )
                     checks = []
-                except psycopg.Error:
-                    pass  # one by one below, so the failing constraint is named
+                except psycopg.Error as exc:
+                    raise_if_lost(conn, exc)  # else one by one below, naming the failing one
             for o in checks:
                 _do(conn, entries, failed, _item(t, o), o.kind, o.sql, _label(t, o))
             for o in t.post:
                 if o.kind not in ("pk", "unique", "index", "check"):
                     _do(conn, entries, failed, _item(t, o), o.kind, o.sql, _label(t, o))
-            conn.execute(f"ANALYZE {quote(t.target)}")
+            try:
+                conn.execute(f"ANALYZE {quote(t.target)}")
+            except psycopg.Error as exc:
+                raise_if_lost(conn, exc)
+                raise
 
     def validate(fk: Any) -> None:
         item = f"object:{fk.table}:fk:{fk.name}"
@@ -183,6 +202,7 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
             try:
                 tconn.execute(fk.validate)
             except psycopg.Error as exc:
+                raise_if_lost(tconn, exc)
                 msg = _error(exc)
                 journal.put(tconn, item, "object", "failed", detail={"kind": "fk", "error": msg})
                 failed.append(f"foreign key {fk.name} on {fk.table} left NOT VALID: {msg}")
@@ -232,6 +252,7 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                         journal.put(conn, f"view:{v.target}", "view", "done")
                     pending.remove(v)
                 except psycopg.Error as exc:
+                    raise_if_lost(conn, exc)
                     errors[v.target] = str(exc).strip().splitlines()[0]
             if not pending or not errors:
                 break

@@ -123,6 +123,25 @@ def require_writable(conn: psycopg.Connection) -> None:
         )
 
 
+def lost(exc: BaseException, doing: str) -> DatabaseError | None:
+    """``exc`` as the error of a lost connection to PostgreSQL (the server restarted, the
+    backend was terminated, the network went), or None for any other error. A migration that
+    loses its connection stops, and ``--resume`` goes on from its journal: such an error
+    ended runs and verifications in 'unexpected AdminShutdown' or 'OperationalError: the
+    connection is closed'."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    state = exc.sqlstate or ""
+    if state and not state.startswith(("08", "57P")):
+        return None  # a server error of another kind (out of memory, disk full): not this
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DatabaseError(
+        f"the connection to PostgreSQL was lost while {doing}: {first}",
+        hint="once the server answers again, run the command again (a run: `emrops "
+        "migrate-db run --resume`, which keeps what is done, or `emrops migrate-db rollback`)",
+    )
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Connect to the target with UTC, ISO dates and no synchronous commit for bulk work.
 

@@ -136,7 +136,13 @@ def run_migration(opts: RunOptions, hooks: Hooks | None = None) -> RunResult:
                     if step.when(ctx):
                         if step.phase is not None:
                             ctx.announce(step.phase)
-                        step.do(ctx)
+                        try:
+                            step.do(ctx)
+                        except psycopg.Error as exc:
+                            gone = journal.lost(exc, clock.current)
+                            if gone is None:
+                                raise
+                            raise gone from None
             except BaseException as exc:
                 if ctx.journaled:
                     _journal_error(opts.target, exc)

@@ -9,6 +9,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from emrops.errors import Busy, EmropsError
 from emrops.machine import default_jobs
 from emrops.migrate import journal, slots
@@ -133,4 +135,10 @@ def verify_target(source: str, target: str, jobs: int = 0) -> VerifyResult:
     with journal.connect(target, autocommit=True) as conn:
         journal.require_utf8(conn)
         jobs, _note = slots.fit_jobs(conn, jobs or default_jobs(), "verification")
-    return verify(plan, target, entries, source=path, jobs=jobs)
+    try:
+        return verify(plan, target, entries, source=path, jobs=jobs)
+    except psycopg.Error as exc:
+        gone = journal.lost(exc, "verifying")
+        if gone is None:
+            raise
+        raise gone from None

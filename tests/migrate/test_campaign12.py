@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.migrate.campaign10_compare import assert_same_rows
 from tests.migrate.conftest import migrated_ok, pg, script_db, sha256
+from tests.migrate.test_resume import _start_run
 
 
 def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
@@ -200,3 +204,100 @@ def test_odd_sqlite_sequence_values_continue_as_sqlite_would(
     # a second row for one name: SQLite reads the first, the plan the largest (never a key
     # SQLite handed out before)
     assert pg_next == sqlite_next if "INSERT" not in fix else pg_next == 501
+
+
+def _terminate_when(pg_url: str, proc: subprocess.Popen, prefix: str) -> None:
+    """pg_terminate_backend every session of the target once one runs a query starting with
+    ``prefix`` (as a server restart or a failover does)."""
+    admin, dbname = pg_url.rsplit("/", 1)
+    deadline = time.monotonic() + 90
+    with pg(admin + "/postgres") as conn:
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND state <> 'idle' "
+                "AND query LIKE %s",
+                (dbname, prefix.replace("%", "%%") + "%"),
+            ).fetchone()
+            if seen:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                return
+            time.sleep(0.005)
+    pytest.fail(f"no query starting {prefix!r} was seen")
+
+
+def _big(path: Path) -> Path:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, a TEXT, b INT, c REAL, d TEXT)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+            "INSERT INTO m SELECT i, 'x' || (i * 7919 % 100003), i % 1000, i / 3.0, "
+            "hex(randomblob(20)) FROM n"
+        )
+        for k, cols in enumerate(["a, d", "b, c", "c, b", "d, a"]):
+            conn.execute(f"CREATE INDEX i{k} ON m ({cols})")
+        conn.execute("CREATE TABLE s (id INTEGER PRIMARY KEY, mid INT REFERENCES m (id))")
+        conn.execute("INSERT INTO s SELECT id, id FROM m WHERE id % 3 = 0")
+    conn.close()
+    return path
+
+
+# The server dropping the run's sessions (restart, failover, pg_terminate_backend) while it
+# built indexes or verified: the build journaled the lost connection as the object's failure
+# on the dead connection, and the run ended in "unexpected OperationalError: the connection is
+# closed" (building) or "unexpected AdminShutdown" (verifying; a standalone verify too). Now
+# each says the connection was lost, exit 1, and --resume completes the migration.
+@pytest.mark.parametrize(
+    "query",
+    [
+        "CREATE INDEX",
+        pytest.param("ALTER TABLE", marks=pytest.mark.slow),
+        pytest.param("SELECT count(*), coalesce", marks=pytest.mark.slow),
+    ],
+)
+def test_sessions_terminated_while_building_or_verifying_then_resume(
+    cli, tmp_path: Path, pg_url: str, query: str
+) -> None:
+    db = _big(tmp_path / "big.db")
+    url = f"sqlite:///{db}"
+    before = sha256(db)
+    proc = _start_run(url, pg_url, tmp_path)
+    try:
+        _terminate_when(pg_url, proc, query)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "unexpected" not in text and "connection to PostgreSQL was lost" in text, text
+    assert "--resume" in text
+    resumed = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--resume")
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
+    assert assert_same_rows(db, pg_url, "m", "id") == 200000
+    assert assert_same_rows(db, pg_url, "s", "id") == 66666
+    with pg(pg_url) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'm'").fetchone() == (5,)
+        assert c.execute(
+            "SELECT convalidated FROM pg_constraint WHERE contype = 'f'"
+        ).fetchall() == [(True,)]
+    if query.startswith("SELECT"):  # a standalone verify losing its sessions
+        vproc = subprocess.Popen(
+            [sys.executable, "-m", "emrops", "migrate-db", "verify", "--from", url, "--to", pg_url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        _terminate_when(pg_url, vproc, query)
+        _out, err = vproc.communicate(timeout=120)
+        assert vproc.returncode == 1, err.decode()
+        assert "unexpected" not in err.decode()
+        assert "connection to PostgreSQL was lost while verifying" in err.decode()
+    assert sha256(db) == before
