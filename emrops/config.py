@@ -12,6 +12,7 @@ Other concerns register their settings by appending :class:`Field` objects to
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -251,6 +252,37 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is nested too deeply to read") from None
 
 
+def _with_suggestion(key: str, known: set[str]) -> str:
+    """``key``, and the known setting it is probably a typo of."""
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    if not close:  # a misspelt table: [shedule] backup = ... -> schedule.backup
+        head, _, leaf = key.rpartition(".")
+        same_leaf = [k for k in known if k.rpartition(".")[2] == leaf and head]
+        close = difflib.get_close_matches(key, same_leaf, n=1, cutoff=0.5)
+    return f"{key} (did you mean {close[0]}?)" if close else key
+
+
+def _known_hint(key: str, known: set[str]) -> str:
+    """The settings of ``key``'s table (or the top level), to fix a typo from."""
+    table = key.rpartition(".")[0]
+    names = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == table)
+    if not names:
+        tables = sorted({k.rpartition(".")[0] for k in known if "." in k})
+        return "tables emrops knows: " + ", ".join(f"[{t}]" for t in tables)
+    where = f"[{table}]" if table else "the top level"
+    return f"fix the spelling; settings in {where}: {', '.join(names)}"
+
+
+def _env_value(item: Field, env: Mapping[str, str]) -> str | None:
+    """The variable's value; None when unset, empty or only whitespace (an exported but blank
+    variable must not become a folder named " "). Surrounding whitespace is dropped, except
+    from secrets (a password may end in a space)."""
+    value = env.get(item.env_name)
+    if value is None or not value.strip():
+        return None
+    return value if item.kind == "secret" else value.strip()
+
+
 def _resolve_path(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
@@ -315,9 +347,10 @@ def load_settings(
     known = {item.key for item in FIELDS}
     unknown = sorted(set(file_values) - known)
     if unknown:
+        named = [_with_suggestion(key, known) for key in unknown]
         raise ConfigError(
-            f"unknown setting{'s' if len(unknown) > 1 else ''} in {path}: {', '.join(unknown)}",
-            hint="see `emrops config show` for the settings emrops knows",
+            f"unknown setting{'s' if len(unknown) > 1 else ''} in {path}: {', '.join(named)}",
+            hint=_known_hint(unknown[0], {f.key for f in FIELDS if f.file_allowed}),
         )
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -325,8 +358,8 @@ def load_settings(
         if item.key in flags:
             values[item.key] = _coerce(item, flags[item.key], cwd, "flag")
             sources[item.key] = "flag"
-        elif env.get(item.env_name):
-            values[item.key] = _coerce(item, env[item.env_name], cwd, item.env_name)
+        elif _env_value(item, env) is not None:
+            values[item.key] = _coerce(item, _env_value(item, env), cwd, item.env_name)
             sources[item.key] = f"env {item.env_name}"
         elif item.key in file_values:
             if not item.file_allowed:
@@ -349,11 +382,28 @@ def load_settings(
             f"db_url in {path} contains a password",
             hint="remove the password from the file and set EMROPS_DB_PASSWORD (or PGPASSWORD)",
         )
+    _refuse_at_in_password(values["db_url"], sources["db_url"])
     values["db_url"] = _inject_password(values["db_url"], values.get("db_password"))
     values["db_url"] = azure_auth.with_auth(values["db_url"], values.get("db_auth"))
     if values["log_format"] not in ("text", "json"):
         raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
     return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)
+
+
+def _refuse_at_in_password(url: str, source: str) -> None:
+    """A raw ``@`` in a URL's password makes the rest of the password the host name: the
+    connection fails and the error shows that part of the password as a host."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("postgres"):
+        return
+    authority = rest.split("/", 1)[0]
+    userinfo, _, _ = authority.rpartition("@")
+    if ":" in userinfo and "@" in userinfo.split(":", 1)[1]:
+        raise ConfigError(
+            f"db_url (from {source}) has an unescaped '@' in its password",
+            hint="percent-encode the password's special characters: @ as %40, : as %3A, "
+            "/ as %2F, % as %25 (or give the password as EMROPS_DB_PASSWORD)",
+        )
 
 
 def _inject_password(url: str, password: str | None) -> str:

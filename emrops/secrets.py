@@ -13,9 +13,11 @@ import re
 MASK = "***"
 _registered: set[str] = set()
 
-# scheme://user:password@host  ->  scheme://user:***@host
+# scheme://user:password@host  ->  scheme://user:***@host. A password may hold a raw "@"
+# (and the user too: Azure's "user@server"), so the password runs to the *last* "@" of the
+# word: masking a little of a host is better than showing the end of a password.
 _URL_PASSWORD = re.compile(
-    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)"
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/\s\"'<>]*?:)(?P<pw>[^\s\"'<>]*)(?P<post>@)"
 )
 # Names whose value is a secret, in any case: libpq DSN keys and env variables (PGPASSWORD),
 # Azure connection strings (AccountKey, SharedAccessKey, SharedAccessSignature), SAS `sig`,

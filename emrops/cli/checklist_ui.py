@@ -3,7 +3,6 @@ and the resolver that checks `emrops ...` check commands against the real comman
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import typer
@@ -17,24 +16,11 @@ from typer.exceptions import Exit, TyperException
 from emrops.checklist.commands import CheckResult, EmropsResolver
 from emrops.checklist.model import Checklist, Item
 from emrops.checklist.store import ItemRecord, Run
+from emrops.cli.render import plain, safe
 
 OUTPUT_LINES = 12  # lines of check output shown on screen (the run file keeps more)
 
-# Characters a checklist file, a check's output or a typed answer must not send to a terminal
-# as they are: C0/C1 control characters (ESC starts sequences that recolour, retitle, clear or
-# rewrite the screen; CR overwrites a line) other than tab and newline, DEL, and the Unicode
-# bidirectional overrides and isolates that make text display in another order than it reads.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def safe(text: str) -> str:
-    """``text`` with every unsafe character written as a visible escape (``\\x1b``, ``\\u202e``)."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-def plain(text: str, style: str | None = None) -> Text:
-    """Untrusted text for rich: escaped (see safe) and never read as markup."""
-    return Text(safe(text), style=style or "")
+__all__ = ["RichIO", "plain", "safe"]  # plain/safe: re-exported for cli/checklist.py
 
 
 class RichIO:

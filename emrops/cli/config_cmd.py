@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from emrops.cli.app import JsonOpt, make_app, out_console, print_json, settings
+from emrops.cli.render import plain
 
 app = make_app("Inspect the effective configuration.")
 
@@ -25,10 +26,12 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(data)
         return
-    table = Table(title=f"config file: {data['config_file'] or '(none)'}")
+    # values come from a file or the environment: never rich markup, never terminal escapes
+    table = Table(title=plain(f"config file: {data['config_file'] or '(none)'}"))
     table.add_column("setting")
     table.add_column("value")
     table.add_column("source")
     for key, item in shown.items():
-        table.add_row(key, "" if item["value"] is None else str(item["value"]), item["source"])
+        value = "" if item["value"] is None else str(item["value"])
+        table.add_row(key, plain(value), plain(item["source"]))
     out_console.print(table)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -27,6 +28,23 @@ from emrops import secrets
 from emrops.logs import iso_utc
 
 _state: dict[str, Any] = {"json": False, "run_id": None}
+
+
+# Characters a file, a program's output or a typed answer must not send to a terminal
+# as they are: C0/C1 control characters (ESC starts sequences that recolour, retitle, clear or
+# rewrite the screen; CR overwrites a line) other than tab and newline, DEL, and the Unicode
+# bidirectional overrides and isolates that make text display in another order than it reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` with every unsafe character written as a visible escape (``\\x1b``, ``\\u202e``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def plain(text: str, style: str | None = None) -> Text:
+    """Untrusted text for rich: escaped (see safe) and never read as markup."""
+    return Text(safe(text), style=style or "")
 
 
 def set_json_mode(on: bool, run_id: str | None = None) -> None:
