@@ -301,3 +301,27 @@ def test_sessions_terminated_while_building_or_verifying_then_resume(
         assert "unexpected" not in err.decode()
         assert "connection to PostgreSQL was lost while verifying" in err.decode()
     assert sha256(db) == before
+
+
+# A BOOLEAN default written as the boolean text its values may hold ('yes', 'on', 'n'): the
+# copy converted such values, but plan refused the same text as a default ("is not a
+# boolean", exit 3, a cast rule asked for). New rows on PostgreSQL get SQLite's default.
+def test_boolean_text_defaults_are_booleans(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "b.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a BOOLEAN DEFAULT 'yes', b BOOL DEFAULT 'off',"
+        " c BOOLEAN NOT NULL DEFAULT ' N ', d BOOLEAN DEFAULT 'On', e BOOLEAN DEFAULT 'true');"
+        "INSERT INTO t (id, a) VALUES (1, 'no'); INSERT INTO t (id) VALUES (2);",
+    )
+    migrated_ok(cli, url, pg_url)
+    assert assert_same_rows(db, pg_url, "t", "id") == 2
+    with pg(pg_url) as c:
+        c.execute("INSERT INTO t (id) VALUES (3)")
+        assert c.execute("SELECT a, b, c, d, e FROM t WHERE id = 3").fetchone() == (
+            True,
+            False,
+            False,
+            True,
+            True,
+        )

@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from emrops.migrate.convert import CONVERT, ConversionError, parse_ts
+from emrops.migrate.convert import BOOL_TEXT, CONVERT, ConversionError, parse_ts
 
 _UTC_TEXT = "to_char(now() AT TIME ZONE 'UTC', '{fmt}')"
 _LOCAL_TEXT = "to_char(now(), '{fmt}')"
@@ -361,10 +361,11 @@ def _string(expr: str, sql: str, value: str, pg_type: str, kind: str) -> Default
     elif kind == "num" and not _NUMBER.fullmatch(value.strip()):
         bad = "is not a number"
     elif kind == "bool":
-        if value.strip().lower() in ("0", "false", "f"):
-            return Default("false", True)
-        if value.strip().lower() in ("1", "true", "t"):
-            return Default("true", True)
+        # the boolean text the column's values may hold ('yes', 'on', 'n', ...), as they are
+        # converted: 'yes' was a value the copy took and a default plan refused
+        truth = BOOL_TEXT.get(value.strip().lower())
+        if truth is not None:
+            return Default("true" if truth else "false", True)
         bad = "is not a boolean"
     if bad:
         return Default(
