@@ -48,14 +48,31 @@ class Integrity:
 
     def detail(self) -> str:
         if not self.stand_ins:
-            return "; ".join(self.problems[:5])
-        text = "; ".join(self.problems[:5]) if not self.ok else "ok"
+            return "; ".join(self.problems[:5]) + self._only_indexes()
+        text = "; ".join(self.problems[:5]) + self._only_indexes() if not self.ok else "ok"
         objects = sorted({_object_of(line) for line in self.excused})
         return (
             f"{text} (the schema uses the application's {', '.join(self.stand_ins)}, which only "
             "the application defines: page structure and everything else checked"
             + (f"; not checkable here: {', '.join(objects)}" if objects else "")
             + ")"
+        )
+
+    def _only_indexes(self) -> str:
+        """When every problem is an index entry (quick_check passes such a file), say so: the
+        rows are whole and REINDEX rebuilds the index, in the source too when it says the same
+        (a copy is faithful to it); restoring an older backup would lose newer rows for it."""
+        if self.ok or not self.problems:
+            return ""
+        matches = [_INDEX.search(p) for p in self.problems]
+        names = {m.group(1) for m in matches if m is not None}
+        if not names or None in matches:
+            return ""
+        listed = ", ".join(sorted(names))
+        return (
+            f" (only entries of index {listed}: the table rows are whole; `REINDEX {listed}` "
+            "rebuilds it, in the source database too when its `PRAGMA integrity_check` says "
+            "the same, then take a new backup)"
         )
 
 

@@ -124,11 +124,15 @@ def _give_up_when_busy(target: Path, busy_timeout: float) -> Callable[[int, int,
     # busy_timeout seconds when a step reports BUSY/LOCKED, so the first one ends the copy.
     def progress(status: int, _remaining: int, _total: int) -> None:
         if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # In rollback-journal mode the copy needs every reader gone too: a read transaction
+            # left open (a DB browser, a stuck report) holds it up as surely as a writer.
             raise DatabaseError(
-                f"{target} stayed locked by another writer for {busy_timeout:.0f}s; "
-                "nothing was restored",
-                hint="stop what is writing to it (maintenance mode stops the sim server's "
-                "writes) and run the restore again",
+                f"{target} stayed locked by another writer for {busy_timeout:.0f}s, or by a "
+                "reader whose transaction does not end (a rollback-journal file takes a write "
+                "only when no one reads); nothing was restored",
+                hint=f"find the processes with `fuser {target}`; stop what is writing to it "
+                "(maintenance mode stops the sim server's writes) or holds a transaction open "
+                "on it (a database browser, a long query), and run the restore again",
             )
 
     return progress

@@ -352,3 +352,102 @@ def test_a_hot_journal_of_another_page_size_is_not_rolled_back_on_our_advice(
     assert "may not be its own" in _one_line(restore.stderr)
     assert "together somewhere safe" in _one_line(restore.stderr)
     assert _files(folder) == before
+
+
+def test_a_reader_that_never_ends_is_named_when_restore_gives_up(tmp_path: Path) -> None:
+    """A rollback-journal target with a read transaction left open (a DB browser, a stuck
+    report): the in-place copy waits for it, then gave up saying "stayed locked by another
+    writer", sending the user after writers that do not exist. The message now names a reader
+    whose transaction does not end too, and how to find it; the target is unchanged."""
+    from emrops.backup.sqlite_swap import restore_in_place
+    from emrops.errors import DatabaseError
+
+    image = _small_db(tmp_path / "image.db", rows=9)
+    target = _small_db(tmp_path / "target.db", rows=2)
+    reader = sqlite3.connect(target, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+    try:
+        with pytest.raises(DatabaseError) as raised:
+            restore_in_place(image, target, busy_timeout=0.5)
+        text = _one_line(raised.value.message + " " + (raised.value.hint or ""))
+        assert "stayed locked by another writer for 0s, or by a reader" in text
+        assert f"fuser {target}" in text and "nothing was restored" in text
+    finally:
+        reader.close()
+    assert len(_rows_of(target)) == 2
+
+
+def _rows_of(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT * FROM t").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("shape", ["cut inside the last frame", "bytes after the last frame"])
+def test_a_crashed_writers_wal_is_read_as_sqlite_reads_it(cli, tmp_path: Path, shape: str) -> None:
+    """(Held.) A WAL left by a writer killed while appending a frame (no -shm: nobody has it
+    open), or with junk after its last frame: the backup holds what SQLite reads (the last
+    whole commit), verifies, restores to those rows, and the source's files are unchanged."""
+    live = tmp_path / "live"
+    live.mkdir()
+    app = live / "app.db"
+    conn = sqlite3.connect(app)
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    for _ in range(20):
+        conn.executemany("INSERT INTO t(v) VALUES (?)", [("z" * 500,)] * 20)
+        conn.commit()
+    wal = Path(f"{app}-wal").read_bytes()
+    main = app.read_bytes()
+    conn.close()  # checkpoints and removes the WAL: put the crashed writer's files back
+    app.write_bytes(main)
+    Path(f"{app}-shm").unlink(missing_ok=True)
+    cut = wal[:-1000] if shape.startswith("cut") else wal + os.urandom(5000)
+    Path(f"{app}-wal").write_bytes(cut)
+    check = sqlite3.connect(f"file:{app}?mode=ro", uri=True)
+    expected = check.execute("SELECT * FROM t ORDER BY id").fetchall()
+    check.close()
+    assert len(expected) == (380 if shape.startswith("cut") else 400)
+    before = {name: digest for name, digest in _files(live).items() if name != "app.db-shm"}
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(app), store)
+    assert backup["row_counts"] == {"t": len(expected)}
+    assert cli("backup", "verify", backup["id"], "--store", str(store)).exit_code == 0
+    json_of(cli("backup", "restore", backup["id"], "--target", str(tmp_path / "r.db"), "--yes",
+                "--store", str(store), "--json"))  # fmt: skip
+    restored = sqlite3.connect(tmp_path / "r.db")
+    assert restored.execute("SELECT * FROM t ORDER BY id").fetchall() == expected
+    restored.close()
+    after = {name: digest for name, digest in _files(live).items() if name != "app.db-shm"}
+    assert after == before
+
+
+def test_damage_only_in_an_index_says_the_rows_are_whole(cli, tmp_path: Path) -> None:
+    """A source whose index disagrees with its table (quick_check ok, integrity_check "row N
+    missing from index ix"): every faithful backup fails verify (exit 3), with the hint to
+    restore another backup, which for such a source loses every newer row. Still exit 3, but
+    the check now says only index entries are affected, the rows are whole, and REINDEX
+    repairs it (in the source too)."""
+    src = tmp_path / "app.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w TEXT)")
+    conn.executemany(
+        "INSERT INTO t(v, w) VALUES (?, ?)", [(f"a{i}", f"b{999 - i}") for i in range(300)]
+    )
+    conn.execute("CREATE INDEX ix ON t(v)")
+    conn.commit()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX ix ON t(w)' WHERE name = 'ix'")
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    backup = run_backup(cli, _url(src), store)
+    result = cli("backup", "verify", backup["id"], "--store", str(store))
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    text = _one_line(result.stdout + " " + result.stderr)
+    assert "missing from index ix" in text
+    assert "only entries of index ix: the table rows are whole; `REINDEX ix`" in text
