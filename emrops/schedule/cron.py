@@ -118,11 +118,35 @@ def parse(expression: str) -> Schedule | None:
             f"invalid schedule {expression!r}: unknown macro",
             hint=f"use one of {', '.join(MACROS)}",
         )
+    if text.split()[0].upper().startswith(("CRON_TZ=", "TZ=")):
+        raise UsageError(
+            f"invalid schedule {expression!r}: schedules are UTC: a CRON_TZ= or TZ= prefix "
+            "is not supported",
+            hint="write the time in UTC (no daylight-saving gaps or repeats: each tick runs "
+            "once), e.g. 02:30 Berlin time is '30 1 * * *' in winter",
+        )
     fields = MACROS.get(text.lower(), text).split()
+    seconds_first = len(fields) == 6
     if len(fields) == 5:
         fields = ["0", *fields]
     if len(fields) != 6:
-        raise UsageError(f"invalid schedule {expression!r}: expected 5 fields", hint=HINT)
+        raise UsageError(
+            f"invalid schedule {expression!r}: expected 5 fields (or 6 with the seconds "
+            f"first), not {len(fields)}",
+            hint=HINT,
+        )
+    try:
+        return _parse_fields(expression, text, fields)
+    except UsageError as exc:
+        if seconds_first:  # "0 2 * * * 2026" (a year, Quartz style) is not what it seems
+            exc.hint = (
+                "6 fields are read with the seconds first (second minute hour day month "
+                "weekday); a year or a timezone field is not supported. " + HINT
+            )
+        raise
+
+
+def _parse_fields(expression: str, text: str, fields: list[str]) -> Schedule:
     second, minute, hour, day, month, weekday = fields
     weekday = _weekday_names(weekday, expression)
     if day not in ("*", "?") and weekday != "*":

@@ -18,6 +18,7 @@ Choices, each against a known APScheduler trap (see docs/schedule.md):
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -25,7 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -173,6 +180,26 @@ def run_scheduler(ctx: JobContext, opts: RunOptions) -> str:
 
     scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
 
+    def on_still_running(event: JobSubmissionEvent) -> None:
+        # APScheduler says this through its own logger, as plain text in a JSON log
+        # ("Execution of job ... skipped: maximum number of running instances reached")
+        log.warning(
+            "job %s is still running: its tick at %s is skipped (runs never overlap)",
+            event.job_id,
+            iso_utc(event.scheduled_run_times[-1]),
+            extra={"data": {"job": event.job_id, "result": "skipped"}},
+        )
+
+    def on_error(event: JobExecutionEvent) -> None:
+        log.error("%s crashed: %s", event.job_id, event.exception)
+
+    scheduler.add_listener(on_still_running, EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+    # the listeners above say what matters, in the log's format; APScheduler's own lines
+    # would reach stderr through logging's last-resort handler, unformatted
+    logging.getLogger("apscheduler").addHandler(logging.NullHandler())
+    logging.getLogger("apscheduler").propagate = False
+
     def stop(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if not opts.stopped_by:
@@ -184,6 +211,9 @@ def run_scheduler(ctx: JobContext, opts: RunOptions) -> str:
     if opts.install_signals:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # the terminal closing (or `kill -HUP`) ended the process on the spot: a running
+        # backup killed half-way, the heartbeat left "running". It stops like SIGTERM.
+        signal.signal(signal.SIGHUP, stop)
     log.info(
         "scheduler started (UTC): %s",
         ", ".join(f"{n} '{s.expression}'" for n, s in jobs.items()) or "no jobs",

@@ -1,0 +1,110 @@
+"""`schedule run` against hostile conditions: SIGHUP, a job still running at its next tick,
+and schedules written for other cron dialects."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from emrops.errors import UsageError
+from emrops.schedule import cron
+from tests.schedule.conftest import OFF, init_db, wait_for, write_config
+
+
+def test_sighup_stops_the_scheduler_cleanly(
+    tmp_path: Path, sqlite_url: str, start_scheduler
+) -> None:
+    # SIGHUP (the terminal closed, `kill -HUP`) ended the process on the spot: a running job
+    # killed half-way, exit 129, and the heartbeat left "running" for health to misread
+    init_db(sqlite_url)
+    config = write_config(
+        tmp_path,
+        **{"": {"db_url": sqlite_url},
+           "schedule": {**OFF, "backup": "0 2 * * *", "heartbeat_interval": "0.5s"}},
+    )  # fmt: skip
+    scheduler = start_scheduler(config, "--no-catch-up")
+    assert wait_for(lambda: (scheduler.status_dir / "heartbeat.json").exists(), 15, 0.1)
+    assert scheduler.stop(signal.SIGHUP) == 0, scheduler.log()
+    messages = [e["msg"] for e in scheduler.events()]
+    assert "SIGHUP received: stopping (running jobs finish first)" in messages
+    assert messages[-1] == "scheduler stopped"
+    beat = json.loads((scheduler.status_dir / "heartbeat.json").read_text())
+    assert beat["state"] == "stopped"
+
+
+def test_a_tick_while_the_job_still_runs_is_skipped_and_said_in_the_log_format(
+    tmp_path: Path, pg_url: str, start_scheduler
+) -> None:
+    # APScheduler's own "Execution of job ... skipped: maximum number of running instances
+    # reached" went to stderr as plain text through logging's last resort, in a JSON log
+    init_db(pg_url)
+    config = write_config(
+        tmp_path,
+        **{"": {"db_url": pg_url},
+           "schedule": {**OFF, "backup": "* * * * * *", "heartbeat_interval": "0.5s"}},
+    )  # fmt: skip
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it
+        scheduler = start_scheduler(config, "--no-catch-up")
+
+        def skipped() -> list[dict]:
+            return [e for e in scheduler.events() if e.get("result") == "skipped"]
+
+        assert wait_for(lambda: len(skipped()) >= 2, 20, 0.2), scheduler.log()
+        conn.rollback()
+    assert wait_for(
+        lambda: any(e.get("result") == "success" for e in scheduler.events()), 30, 0.2
+    ), scheduler.log()
+    assert scheduler.stop(signal.SIGTERM) == 0
+    lines = scheduler.log().splitlines()
+    assert all(line.startswith("{") for line in lines), [
+        line for line in lines if not line.startswith("{")
+    ]
+    first = skipped()[0]
+    assert first["level"] == "warning" and first["job"] == "backup"
+    assert first["msg"].startswith("job backup is still running: its tick at ")
+    assert first["msg"].endswith(" is skipped (runs never overlap)")
+    # one backup at a time: every run that started finished before the next one started
+    runs = [e for e in scheduler.events() if e.get("job") == "backup" and "tick" in e]
+    assert runs and all(e["result"] in ("success", "skipped") for e in runs)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        (
+            "CRON_TZ=Europe/Berlin 30 2 * * *",
+            "schedules are UTC: a CRON_TZ= or TZ= prefix is not supported",
+        ),
+        ("TZ=America/New_York 0 2 * * *", "a CRON_TZ= or TZ= prefix is not supported"),
+        (
+            "0 2 * * * 2026",
+            "6 fields are read with the seconds first (second minute hour day month weekday)",
+        ),
+        ("0 0 2 * * * *", "expected 5 fields (or 6 with the seconds first), not 7"),
+        ("0 2 *", "expected 5 fields (or 6 with the seconds first), not 3"),
+    ],
+)
+def test_other_cron_dialects_get_a_clear_error(expression: str, message: str) -> None:
+    # a timezone prefix failed as 'Unrecognized expression "CRON_TZ=..." for field "second"';
+    # a year field as "invalid weekday field '2026'"
+    with pytest.raises(UsageError) as err:
+        cron.parse(expression)
+    assert message in err.value.message + " " + (err.value.hint or "")
+
+
+def test_a_dst_day_in_utc_fires_once_per_tick() -> None:
+    # schedules are UTC: 02:30 on Europe's spring-forward and fall-back days is one tick each
+    from datetime import UTC, datetime
+
+    schedule = cron.parse("30 2 * * *")
+    assert schedule is not None
+    for day in (datetime(2026, 3, 28, 12, tzinfo=UTC), datetime(2026, 10, 24, 12, tzinfo=UTC)):
+        fires = cron.next_fire_times(schedule, 3, day)
+        assert [f.day for f in fires] == [day.day + 1, day.day + 2, day.day + 3]
+        assert all((f.hour, f.minute) == (2, 30) for f in fires)
