@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -152,12 +156,36 @@ def run(
         )
     )
     err_console.print(header)
-    with store.locked(the_run.run_id):
+    with store.locked(the_run.run_id), _hangup_as_interrupt():
         runner = Runner(
             c, the_run, store, ui.RichIO(err_console), mode, default_check_fn(extra_env)
         )
         done = runner.execute()
     _finish(done, store, require_complete, json_out)
+
+
+class HangUp(KeyboardInterrupt):
+    """SIGHUP: the terminal running the checklist closed (an ssh session dropped)."""
+
+
+@contextlib.contextmanager
+def _hangup_as_interrupt() -> Iterator[None]:
+    """SIGHUP stops the run as Ctrl-C does: the running check (in its own session, so the
+    hang-up never reaches it) is killed and the run saved as interrupted. Its default action
+    ended emrops alone: the check went on as an orphan and the run stayed "in-progress"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hang_up(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # one is enough; cleanup runs now
+        raise HangUp
+
+    previous = signal.signal(signal.SIGHUP, hang_up)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _finish(done: Run, store: RunStore, require_complete: bool, json_out: bool) -> None:

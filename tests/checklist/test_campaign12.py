@@ -4,6 +4,7 @@ and files that are not UTF-8, hold unpaired surrogates or are huge."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.checklist.conftest import by_id, only_run, write
+from tests.sockets.restartable import alive
 
 
 @pytest.fixture(autouse=True)
@@ -170,3 +172,40 @@ def test_a_huge_file_is_refused_at_once(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.stderr
     assert "huge.yaml is larger than 1 MB: not a checklist" in result.stderr
     assert time.monotonic() - started < 1
+
+
+def test_sighup_kills_the_running_check_and_saves_the_run(tmp_path: Path) -> None:
+    # a dropped ssh session: SIGHUP's default action ended emrops alone, the check (in its
+    # own session) ran on as an orphan and the run stayed "in-progress"
+    pidfile = tmp_path / "check.pid"
+    path = one_check(tmp_path / "hup.yaml", f"sh -c 'echo $$ > {pidfile}; exec sleep 300'")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMROPS_")}
+    env.update(EMROPS_STATE_DIR=str(tmp_path / "state"), CI="true")
+    command = [sys.executable, "-m", "emrops", "checklist", "run", str(path)]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+    )
+    check_pid = 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not check_pid:
+            time.sleep(0.1)
+            text = pidfile.read_text().strip() if pidfile.exists() else ""
+            check_pid = int(text) if text else 0
+        assert check_pid, "the check did not start"
+        proc.send_signal(signal.SIGHUP)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if check_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(check_pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert b"interrupted: checklist run" in err
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and alive(check_pid):
+        time.sleep(0.05)
+    assert not alive(check_pid), "the check outlived the run"
+    run = only_run(tmp_path, tmp_path / "state")
+    assert run["status"] == "interrupted"
