@@ -116,7 +116,27 @@ def check_resumable(checklist: Checklist, run: Run, env: str | None, force: bool
             hint="start a new run, or resume anyway with --force "
             "(items are matched by id; new items start pending)",
         )
-    if run.sha256 != checklist.sha256:
+    ids = [item.id for item in checklist.items]
+    recorded = [rec.id for rec in run.items]
+    if run.sha256 == checklist.sha256 and recorded != ids and not force:
+        # same checklist file, other items: the run file was edited by hand
+        missing = [i for i in ids if i not in recorded]
+        extra = [i for i in recorded if i not in ids]
+        what = "; ".join(
+            part
+            for part in (
+                f"no record of {', '.join(missing)}" if missing else "",
+                f"records of unknown items {', '.join(extra)}" if extra else "",
+                "items in another order" if not missing and not extra else "",
+            )
+            if part
+        )
+        raise UsageError(
+            f"run {run.run_id} does not match checklist {checklist.id}: {what}",
+            hint="the run file was edited; resume with --force to match items by id "
+            "(missing items start pending), or start a new run",
+        )
+    if run.sha256 != checklist.sha256 or recorded != ids:
         _reconcile(checklist, run)
 
 

@@ -122,6 +122,8 @@ class Run:
             if rec.get("status", "pending") not in STATUSES:
                 raise ValueError(f"item {n} has status {rec['status']!r}")
             records.append(ItemRecord(**rec))
+            if any(r.id == records[-1].id for r in records[:-1]):
+                raise ValueError(f"item {n} repeats the id {records[-1].id!r}")
         data["items"] = records
         return cls(**data)
 

@@ -209,3 +209,32 @@ def test_sighup_kills_the_running_check_and_saves_the_run(tmp_path: Path) -> Non
     assert not alive(check_pid), "the check outlived the run"
     run = only_run(tmp_path, tmp_path / "state")
     assert run["status"] == "interrupted"
+
+
+def test_a_run_file_edited_to_other_items_is_refused_not_a_key_error(cli, tmp_path: Path) -> None:
+    # same checklist file, an item deleted from the run file: "unexpected KeyError: 'c'";
+    # an item copied twice was reported (and counted) twice
+    path = one_check(tmp_path / "edited.yaml", "true")
+    assert cli("checklist", "run", str(path), "--non-interactive").exit_code == 0
+    run = only_run(tmp_path)
+    run_file = tmp_path / ".emrops" / "checklists" / "runs" / f"{run['run_id']}.json"
+    run_file.write_text(json.dumps({**run, "items": [run["items"][1]]}))
+    resumed = cli("checklist", "run", str(path), "--resume", run["run_id"], "--non-interactive")
+    assert resumed.exit_code == 2, resumed.stderr
+    assert f"run {run['run_id']} does not match checklist edited: no record of c" in (
+        resumed.stderr
+    )
+    assert "unexpected" not in resumed.stderr and "--force" in resumed.stderr
+    forced = cli(
+        "checklist", "run", str(path), "--resume", run["run_id"], "--non-interactive", "--force"
+    )
+    assert forced.exit_code == 0, forced.stderr
+    assert [i["id"] for i in only_run(tmp_path)["items"]] == ["c", "m"]
+    assert by_id(only_run(tmp_path))["c"]["status"] == "done"  # the check ran again
+
+    twice = only_run(tmp_path)
+    run_file.write_text(json.dumps({**twice, "items": [twice["items"][0]] * 2}))
+    for args in (["report", twice["run_id"]], ["status", twice["run_id"]]):
+        result = cli("checklist", *args)
+        assert result.exit_code == 2, result.stderr
+        assert "is damaged: item 2 repeats the id 'c'" in result.stderr
