@@ -451,3 +451,38 @@ def test_damage_only_in_an_index_says_the_rows_are_whole(cli, tmp_path: Path) ->
     text = _one_line(result.stdout + " " + result.stderr)
     assert "missing from index ix" in text
     assert "only entries of index ix: the table rows are whole; `REINDEX ix`" in text
+
+
+def test_an_fts5_table_of_a_newer_sqlite_is_backed_up_as_it_is(cli, tmp_path: Path) -> None:
+    """An FTS5 table written by a newer SQLite (secure-delete or contentless_delete, 3.42+,
+    record file format 5; this SQLite knows 4) made ``backup run`` fail: "cannot snapshot
+    ...: invalid fts5 file format (found 5, expected 4) - run 'rebuild'" (its row count), no
+    hint. Now the virtual table is left out of the counts, as one of an unknown module is, with
+    a warning; its shadow tables are counted; verify exits 0 and the restored file is the
+    source's, format 5 included."""
+    src = tmp_path / "app.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("CREATE VIRTUAL TABLE f USING fts5(body)")
+    conn.executemany("INSERT INTO f VALUES (?)", [(f"word{i} other",) for i in range(40)])
+    conn.executemany("INSERT INTO notes(body) VALUES (?)", [("n",)] * 7)
+    conn.execute("UPDATE f_config SET v = 5 WHERE k = 'version'")  # as a newer SQLite wrote it
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    result = cli("backup", "run", "--db", _url(src), "--store", str(store), "--json")
+    manifest = json_of(result)["manifest"]
+    assert "virtual table f not counted: invalid fts5 file format" in _one_line(result.stderr)
+    assert manifest["row_counts"]["notes"] == 7 and manifest["row_counts"]["f_content"] == 40
+    assert "f" not in manifest["row_counts"]
+    assert cli("backup", "verify", manifest["id"], "--store", str(store)).exit_code == 0
+    restore_new_target = tmp_path / "r.db"
+    json_of(cli("backup", "restore", manifest["id"], "--target", str(restore_new_target),
+                "--yes", "--store", str(store), "--json"))  # fmt: skip
+    original = sqlite3.connect(src)
+    expected = original.execute("SELECT * FROM f_content").fetchall()
+    original.close()
+    restored = sqlite3.connect(restore_new_target)
+    assert restored.execute("SELECT * FROM f_content").fetchall() == expected
+    assert restored.execute("SELECT v FROM f_config WHERE k = 'version'").fetchone() == (5,)
+    restored.close()
