@@ -89,6 +89,22 @@ def render(check: Check, env: str | None, environ: Mapping[str, str] | None = No
     return _SUBST.sub(value, check.run)
 
 
+# ${NAME}s whose value is a secret: it is masked wherever it shows up (output, reasons)
+_SECRET_VARIABLE = re.compile(r"TOKEN|SECRET|PASSW|PWD|KEY|CREDENTIAL|SIG|AUTH|PASS", re.I)
+
+
+def display(check: Check, env: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The command line as people and run files see it: ``{env}`` filled in, ``${NAME}`` left
+    as written (values of variables never leave the process in a command line), masked.
+    Values of secret-looking variables are registered, so the check's output masks them."""
+    environ = os.environ if environ is None else environ
+    for name in variables(check):
+        if _SECRET_VARIABLE.search(name):
+            secrets.register_secret(environ.get(name))
+    text = check.run.replace("{env}", shlex.quote(env) if env else "")
+    return secrets.mask(text)
+
+
 def variables(check: Check) -> list[str]:
     return _VAR.findall(check.run)
 
@@ -269,7 +285,7 @@ def run_check(
             truncated=False,
             error=f"environment variable {exc} is not set",
         )
-    shown = secrets.mask(command)
+    shown = display(check, env)
     child_env = dict(os.environ)
     child_env.update(extra_env or {})
     child_env["EMROPS_CHECKLIST_ENV"] = env or ""

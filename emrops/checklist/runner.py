@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from emrops import secrets
-from emrops.checklist.commands import CheckResult, UnsetVariable, render, run_check
+from emrops.checklist.commands import CheckResult, display, run_check
 from emrops.checklist.model import Checklist, Evidence, Item
 from emrops.checklist.store import TERMINAL, ItemRecord, Run, RunStore, actor
 from emrops.errors import Interrupted, UsageError
@@ -208,11 +208,7 @@ class Runner:
             return self._manual(item, rec)
         while True:
             rec.attempts += 1
-            try:
-                command = render(item.check, self.run.env)
-            except UnsetVariable:
-                command = item.check.run
-            self.io.check_started(item, secrets.mask(command))
+            self.io.check_started(item, display(item.check, self.run.env))
             result = self.check_fn(item, self.run.env)
             rec.check = {**asdict(result), "at": iso_utc()}
             self.io.check_finished(item, result)

@@ -238,3 +238,23 @@ def test_a_run_file_edited_to_other_items_is_refused_not_a_key_error(cli, tmp_pa
         result = cli("checklist", *args)
         assert result.exit_code == 2, result.stderr
         assert "is damaged: item 2 repeats the id 'c'" in result.stderr
+
+
+def test_variable_values_never_show_in_a_command_line_and_secret_ones_are_masked(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "Running check: echo tok-s3cr3t-999" on the terminal and in the run file, and the
+    # value again in the check's output
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-s3cr3t-999")
+    monkeypatch.setenv("TARGET_HOST", "db-7.internal")
+    path = one_check(tmp_path / "vars.yaml", "echo ${DEPLOY_TOKEN} ${TARGET_HOST}")
+    result = cli("checklist", "run", str(path), "--non-interactive")
+    assert result.exit_code == 0, result.stderr
+    assert "Running check: echo ${DEPLOY_TOKEN} ${TARGET_HOST}" in result.stderr
+    check = by_id(only_run(tmp_path))["c"]["check"]
+    assert check["command"] == "echo ${DEPLOY_TOKEN} ${TARGET_HOST}"
+    assert check["output"] == "*** db-7.internal\n"  # the ordinary value is output as it is
+    for written in (tmp_path / ".emrops").rglob("*"):
+        if written.is_file():
+            assert "tok-s3cr3t-999" not in written.read_text(), written
+    assert "tok-s3cr3t-999" not in result.stderr + result.stdout
