@@ -24,8 +24,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import filelock
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_MAX_INSTANCES,
@@ -37,7 +39,7 @@ from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from emrops.errors import UsageError
+from emrops.errors import Busy, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import status as status_files
 from emrops.schedule.cron import Schedule
@@ -113,6 +115,32 @@ def run_scheduler(ctx: JobContext, opts: RunOptions) -> str:
         )
     status_files.prepare(ctx.status_dir)  # an unwritable status folder: refused now, not
     # a traceback in the log every heartbeat while health reports the scheduler dead
+    lock = _scheduler_lock(ctx.status_dir)
+    try:
+        return _run(ctx, opts)
+    finally:
+        lock.release()
+
+
+def _scheduler_lock(status_dir: Path) -> filelock.BaseFileLock:
+    """One scheduler per status folder. A second one ran every job again for each tick the
+    first had just run (the store lock only stops runs that overlap), and the two overwrote
+    one heartbeat, so health saw a live scheduler while either was dead. Busy (exit 75)."""
+    lock = filelock.FileLock(str(status_dir / "scheduler.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        beat = status_files.read_heartbeat(status_dir)
+        who = f" (pid {beat.get('pid')} on {beat.get('host')})" if beat else ""
+        raise Busy(
+            f"another scheduler is running with the status folder {status_dir}{who}",
+            hint="run one scheduler per deployment: stop the other one, or use the cron/systemd "
+            "lines of `schedule install` instead of `schedule run`",
+        ) from None
+    return lock
+
+
+def _run(ctx: JobContext, opts: RunOptions) -> str:
     jobs = {name: s for name, s in ctx.schedules.items() if s is not None}
     executor = TickExecutor(max_workers=len(jobs) + 2)
     scheduler = BlockingScheduler(

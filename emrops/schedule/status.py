@@ -159,8 +159,10 @@ def prepare(folder: Path) -> None:
     naming it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(folder / ".write-test", {}, mode=0o600)
-        (folder / ".write-test").unlink()
+        # a name of its own: two schedulers starting together removed each other's probe
+        probe = folder / f".write-test.{os.getpid()}"
+        atomic.write_json(probe, {}, mode=0o600)
+        probe.unlink()
     except (OSError, EmropsError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise EmropsError(

@@ -108,3 +108,32 @@ def test_a_dst_day_in_utc_fires_once_per_tick() -> None:
         fires = cron.next_fire_times(schedule, 3, day)
         assert [f.day for f in fires] == [day.day + 1, day.day + 2, day.day + 3]
         assert all((f.hour, f.minute) == (2, 30) for f in fires)
+
+
+def test_a_second_scheduler_on_the_same_status_folder_is_refused(
+    tmp_path: Path, sqlite_url: str, start_scheduler
+) -> None:
+    # the second one ran every backup again right after the first (the store lock only stops
+    # runs that overlap) and shared its heartbeat; started at the same moment, one of them
+    # died on the other's write probe: "cannot write the scheduler's status files"
+    init_db(sqlite_url)
+    config = write_config(
+        tmp_path,
+        **{"": {"db_url": sqlite_url},
+           "schedule": {**OFF, "backup": "*/2 * * * * *", "heartbeat_interval": "0.5s"}},
+    )  # fmt: skip
+    both = [start_scheduler(config, "--no-catch-up", name=n) for n in ("first", "second")]
+    assert wait_for(lambda: any(s.proc.poll() is not None for s in both), 20, 0.1)
+    loser = next(s for s in both if s.proc.poll() is not None)
+    winner = next(s for s in both if s is not loser)
+    assert loser.proc.returncode == 75, loser.log()
+    error = loser.events()[-1]
+    assert error["message"].startswith(
+        f"another scheduler is running with the status folder {winner.status_dir}"
+    )
+    assert wait_for(
+        lambda: len([e for e in winner.events() if e.get("result") == "success"]) >= 2, 20, 0.1
+    ), winner.log()
+    assert winner.proc.poll() is None
+    assert winner.stop(signal.SIGTERM) == 0
+    assert not [e for e in loser.events() if e.get("job")]
