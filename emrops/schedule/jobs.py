@@ -89,6 +89,28 @@ class JobContext:
         return open_store(self.store_spec, self.settings)
 
 
+KEEP_KEYS = ("schedule.keep_last", "schedule.keep_daily", "schedule.keep_weekly",
+             "schedule.keep_monthly")  # fmt: skip
+
+
+def check_keep(keep: tuple[int, ...], cfg: Settings | None) -> None:
+    """UsageError naming the keep_* setting that is wrong (the rotate job failed at every run
+    naming `backup rotate`'s flags, while the scheduler started as if all was well)."""
+    for key, value in zip(KEEP_KEYS, keep, strict=True):
+        if value < 0:
+            where = f" (from {cfg.sources.get(key, 'default')})" if cfg else ""
+            raise UsageError(
+                f"{key}{where} must not be negative: {value}",
+                hint="a count of backups to keep: 0 or more",
+            )
+    if not any(keep):
+        raise UsageError(
+            "schedule.keep_last, keep_daily, keep_weekly and keep_monthly are all 0: the rotate "
+            "job would keep nothing",
+            hint="keep at least one backup (e.g. keep_last = 3), or set schedule.rotate = 'off'",
+        )
+
+
 def status_dir(cfg: Settings) -> Path:
     value = cfg.get("schedule.status_dir")
     return Path(value) if value else cfg.state_dir / "status"
@@ -141,6 +163,7 @@ def run_verify_job(ctx: JobContext) -> Outcome:
 def run_rotate_job(ctx: JobContext) -> Outcome:
     from emrops.backup import catalog, retention
 
+    check_keep(ctx.keep, ctx.settings)
     result = catalog.rotate(ctx.store(), retention.Policy(*ctx.keep))
     kept = len(result.kept)
     return Outcome(

@@ -43,7 +43,7 @@ from emrops.errors import Busy, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import status as status_files
 from emrops.schedule.cron import Schedule
-from emrops.schedule.jobs import JobContext, execute
+from emrops.schedule.jobs import JobContext, check_keep, execute
 from emrops.schedule.status import parse_time
 
 log = get_logger(__name__)
@@ -113,6 +113,13 @@ def run_scheduler(ctx: JobContext, opts: RunOptions) -> str:
             f"schedule.misfire_grace of {opts.misfire_grace_s:g} s is longer than a year",
             hint="a run late by more than this is skipped; use e.g. 1h or 1d",
         )
+    if opts.misfire_grace_s < 1:  # APScheduler wants a whole number of seconds, at least 1
+        raise UsageError(
+            f"schedule.misfire_grace of {opts.misfire_grace_s:g} s is shorter than a second",
+            hint="a run late by more than this is skipped; use e.g. 1h (the default)",
+        )
+    if ctx.schedules.get("rotate"):  # refused at start, not at the rotate job's first run
+        check_keep(ctx.keep, ctx.settings)
     status_files.prepare(ctx.status_dir)  # an unwritable status folder: refused now, not
     # a traceback in the log every heartbeat while health reports the scheduler dead
     lock = _scheduler_lock(ctx.status_dir)

@@ -137,3 +137,32 @@ def test_a_second_scheduler_on_the_same_status_folder_is_refused(
     assert winner.proc.poll() is None
     assert winner.stop(signal.SIGTERM) == 0
     assert not [e for e in loser.events() if e.get("job")]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"misfire_grace": "0s"}, "schedule.misfire_grace of 0 s is shorter than a second"),
+        ({"misfire_grace": "500ms"}, "schedule.misfire_grace of 0.5 s is shorter than a second"),
+        ({"keep_daily": -1}, "schedule.keep_daily (from file {config}) must not be negative: -1"),
+        (
+            {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
+            "keep_monthly are all 0: the rotate job would keep nothing",
+        ),
+    ],
+)
+def test_bad_scheduler_settings_are_refused_at_start_naming_the_setting(
+    cli, tmp_path: Path, sqlite_url: str, schedule: dict, message: str
+) -> None:
+    # misfire_grace 0s: "unexpected TypeError: misfire_grace_time must be either None or a
+    # positive integer"; a negative or all-zero keep_*: the scheduler started and the rotate
+    # job failed at every run naming `backup rotate`'s --keep-* flags
+    init_db(sqlite_url)
+    config = write_config(tmp_path, **{"": {"db_url": sqlite_url}, "schedule": schedule})
+    result = cli("schedule", "run", "--no-catch-up")
+    assert result.exit_code == 2, result.stderr
+    assert message.format(config=config) in result.stderr and "unexpected" not in result.stderr
+    if "keep" in message:  # the backup job still runs; only rotate is refused
+        assert cli("schedule", "run-job", "backup").exit_code == 0
+        rotate = cli("schedule", "run-job", "rotate")
+        assert rotate.exit_code == 2 and message.format(config=config) in rotate.stderr
