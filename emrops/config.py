@@ -203,11 +203,20 @@ def find_config_file(
     """Locate the config file by the documented search order; None when there is none."""
     if explicit:
         path = Path(explicit).expanduser()
+        if path.is_dir():
+            raise ConfigError(
+                f"config file {path} is a folder", hint=f"use --config {path / CONFIG_NAME}"
+            )
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}", hint="check the --config path")
         return path.resolve()
     if env.get("EMROPS_CONFIG"):
         path = Path(env["EMROPS_CONFIG"]).expanduser()
+        if path.is_dir():
+            raise ConfigError(
+                f"config file {path} (from EMROPS_CONFIG) is a folder",
+                hint=f"set EMROPS_CONFIG={path / CONFIG_NAME}",
+            )
         if not path.is_file():
             raise ConfigError(
                 f"config file not found: {path} (from EMROPS_CONFIG)",
@@ -377,7 +386,9 @@ def load_settings(
             sources[item.key] = "default"
         if item.kind == "secret":
             secrets.register_secret(values[item.key])
-    if sources["db_url"].startswith("file") and secrets.url_has_password(values["db_url"]):
+    if sources["db_url"].startswith("file") and (
+        secrets.url_has_password(values["db_url"]) or _query_password(values["db_url"])
+    ):
         raise ConfigError(
             f"db_url in {path} contains a password",
             hint="remove the password from the file and set EMROPS_DB_PASSWORD (or PGPASSWORD)",
@@ -388,6 +399,17 @@ def load_settings(
     if values["log_format"] not in ("text", "json"):
         raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
     return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)
+
+
+def _query_password(url: str) -> bool:
+    """A password given in the query string (``?password=...``: libpq takes it there too)."""
+    from urllib.parse import parse_qsl
+
+    query = url.partition("?")[2]
+    return any(
+        key.lower() in ("password", "sslpassword") and value
+        for key, value in parse_qsl(query, keep_blank_values=True)
+    )
 
 
 def _refuse_at_in_password(url: str, source: str) -> None:

@@ -131,3 +131,30 @@ def test_config_show_on_a_terminal_prints_markup_and_escapes_inert(tmp_path: Pat
     text = out.decode("utf-8", "replace")
     assert "[/x] \\x1b[2J \\u202eevil" in text
     assert "\x1b[2J" not in text and "\u202e" not in text
+
+
+def test_a_password_in_the_db_url_query_string_is_refused_in_the_file(tmp_path: Path) -> None:
+    # the rule "a db_url with a password in it is refused" only looked at user:password@
+    cfg = tmp_path / "emrops.toml"
+    for url in (
+        "postgresql://app@db/emrsim?sslmode=require&password=hunter2",
+        "postgresql://app@db/emrsim?PASSWORD=hunter2",
+        "postgresql://app@db/emrsim?sslpassword=keypass",
+    ):
+        cfg.write_text(f'db_url = "{url}"\n')
+        with pytest.raises(ConfigError) as err:
+            load_settings(cfg, env={})
+        assert err.value.message == f"db_url in {cfg} contains a password"
+        assert "hunter2" not in err.value.message
+    cfg.write_text('db_url = "postgresql://app@db/emrsim?sslmode=require&password="\n')
+    assert load_settings(cfg, env={}).db_url.endswith("password=")  # empty: nothing secret
+
+
+def test_a_config_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, env={})
+    assert err.value.message == f"config file {tmp_path} is a folder"
+    assert err.value.hint == f"use --config {tmp_path / 'emrops.toml'}"
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"EMROPS_CONFIG": str(tmp_path)})
+    assert err.value.message == f"config file {tmp_path} (from EMROPS_CONFIG) is a folder"
