@@ -164,6 +164,12 @@ def validate(doc: SourceDoc) -> list[str]:
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if (
+        error.validator == "oneOf"
+        and error.absolute_path
+        and error.absolute_path[-1] == ("expect_exit")
+    ):
+        return f"{error.instance!r} is not an exit code (0-255) or a list of exit codes"
     if error.validator == "oneOf":
         return f"{error.instance!r} is not a name or a list of names"
     return error.message

@@ -44,7 +44,17 @@ class SourceDoc:
 
 def parse_yaml(path: Path, text: str) -> SourceDoc:
     """Parse ``text`` (the content of ``path``). Raises UsageError naming file:line on bad YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # the reader checks every character as it is created: NUL and other control
+        # characters ("unexpected ReaderError") are reported like any other YAML problem
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(text[exc.position])
+        raise UsageError(
+            f"{path}:{line}: malformed YAML: character U+{char:04X} is not allowed",
+            hint="remove control characters from the file (a checklist is plain text)",
+        ) from None
     try:
         node = loader.get_single_node()
         doc = SourceDoc(path=path, data=None)
@@ -105,6 +115,11 @@ def _build(
             f"{doc.path}:{line}: YAML nested more than {MAX_DEPTH} levels deep",
             hint="a checklist nests a few levels: sections, items, their fields",
         )
+    if node.tag not in _PLAIN_TAGS:  # a tag a safe loader would ignore here, or refuse later
+        raise UsageError(
+            f"{doc.path}:{line}: YAML tag {node.tag!r} is not allowed in a checklist",
+            hint="remove the tag (!!python/..., !!binary, ...): a checklist is plain YAML",
+        )
     doc.lines[where] = line
     above = (*above, node)
     if isinstance(node, yaml.MappingNode):
@@ -139,4 +154,8 @@ def _build(
     return value
 
 
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp", "merge")
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")

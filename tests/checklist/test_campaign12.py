@@ -258,3 +258,35 @@ def test_variable_values_never_show_in_a_command_line_and_secret_ones_are_masked
         if written.is_file():
             assert "tok-s3cr3t-999" not in written.read_text(), written
     assert "tok-s3cr3t-999" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"id: nul\n\x00\n", "bad.yaml:2: malformed YAML: character U+0000 is not allowed"),
+        (
+            b'!!python/object/apply:os.system ["true"]\n',
+            "bad.yaml:1: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not "
+            "allowed in a checklist",
+        ),
+        (
+            b"id: bad\ntitle: !!binary aGVsbG8=\n",
+            "bad.yaml:2: YAML tag 'tag:yaml.org,2002:binary' is not allowed in a checklist",
+        ),
+        (
+            b"schema: emrops.checklist/1\nid: bad\ntitle: t\nversion: 1\nsections:\n"
+            b"  - {id: s, title: S, items: [{id: a, title: A, instructions: x,\n"
+            b"     check: {run: 'true', expect_exit: [-1, 256]}}]}\n",
+            "expect_exit: [-1, 256] is not an exit code (0-255) or a list of exit codes",
+        ),
+    ],
+)
+def test_control_characters_tags_and_bad_exit_codes_are_named(
+    cli, tmp_path: Path, content: bytes, message: str
+) -> None:
+    # NUL: "unexpected ReaderError"; a tag on a mapping or sequence was silently dropped;
+    # a bad expect_exit was "not a name or a list of names"
+    (tmp_path / "bad.yaml").write_bytes(content)
+    result = cli("checklist", "show", str(tmp_path / "bad.yaml"))
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and "unexpected" not in result.stderr
