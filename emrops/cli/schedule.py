@@ -13,6 +13,7 @@ from rich.table import Table
 
 from emrops.cli.app import JsonOpt, context, err_console, make_app, out_console, print_json
 from emrops.cli.app import settings as load_settings
+from emrops.cli.render import plain
 from emrops.errors import EmropsError, ExitCode, Interrupted, UsageError
 
 app = make_app("Scheduled backups: run the scheduler, run one job, show jobs, install timers.")
@@ -104,7 +105,7 @@ def run_job_cmd(
         print_json(status)
     else:
         text = status.error or status.detail
-        err_console.print(f"{job}: {status.result} ({status.duration_s:.2f}s) {text}", markup=False)
+        err_console.print(plain(f"{job}: {status.result} ({status.duration_s:.2f}s) {text}"))
     if not status.ok:
         raise EmropsError(
             f"job {job} {status.result}: {status.error}",
@@ -132,7 +133,8 @@ def show_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(view)
         return
-    table = Table(title=f"scheduled jobs (times UTC), status in {view.status_dir}")
+    # status files can be edited or damaged: their text is never markup nor terminal escapes
+    table = Table(title=plain(f"scheduled jobs (times UTC), status in {view.status_dir}"))
     table.add_column("job", no_wrap=True)
     table.add_column("schedule")
     for column in ("next run", "last run", "result"):
@@ -140,14 +142,14 @@ def show_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     table.add_column("detail")
     colours = {"success": "green", "failure": "red", "busy": "yellow", "skipped": "cyan"}
     for j in view.jobs:
-        result = f"[{colours.get(j.result or '', 'white')}]{j.result}[/]" if j.result else "never"
+        result = plain(str(j.result), colours.get(j.result or "", "white")) if j.result else "never"
         table.add_row(
-            j.job,
-            j.schedule,
-            _short(j.next_run),
-            _short(j.last_run),
+            plain(j.job),
+            plain(j.schedule),
+            plain(_short(j.next_run)),
+            plain(_short(j.last_run)),
             result,
-            j.detail,
+            plain(str(j.detail or "")),
         )
     out_console.print(table)
     beat = view.scheduler
@@ -155,9 +157,10 @@ def show_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         err_console.print("scheduler: no heartbeat (not running as `emrops schedule run`)")
     else:
         err_console.print(
-            f"scheduler: {beat.get('state')}, pid {beat.get('pid')} on {beat.get('host')}, "
-            f"heartbeat {view.heartbeat_age_s}s ago",
-            markup=False,
+            plain(
+                f"scheduler: {beat.get('state')}, pid {beat.get('pid')} on {beat.get('host')}, "
+                f"heartbeat {view.heartbeat_age_s}s ago"
+            )
         )
 
 

@@ -166,3 +166,57 @@ def test_bad_scheduler_settings_are_refused_at_start_naming_the_setting(
         assert cli("schedule", "run-job", "backup").exit_code == 0
         rotate = cli("schedule", "run-job", "rotate")
         assert rotate.exit_code == 2 and message.format(config=config) in rotate.stderr
+
+
+def run_on_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """``python -m emrops ARGS`` with stdout and stderr on a pseudo-terminal."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    drop = ("CI", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("EMROPS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emrops", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**env, "COLUMNS": "250"},
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        try:
+            chunk = os.read(master, 65536) if ready else b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return proc.wait(timeout=10), out.decode("utf-8", "replace")
+
+
+def test_schedule_show_on_a_terminal_prints_status_text_inert(
+    cli, tmp_path: Path, sqlite_url: str
+) -> None:
+    # a status file's text (an error, a hand edit) was read as rich markup: "unexpected
+    # MarkupError", and a folder named "st[prod]" lost its "[prod]"
+    init_db(sqlite_url)
+    config = write_config(
+        tmp_path, **{"": {"db_url": sqlite_url}, "schedule": {"status_dir": "st[prod]"}}
+    )
+    assert cli("schedule", "run-job", "backup").exit_code == 0
+    status = tmp_path / "st[prod]" / "backup.json"
+    record = json.loads(status.read_text())
+    status.write_text(json.dumps({**record, "detail": "bad [/x] \x1b[2J", "result": "odd[/]"}))
+    code, text = run_on_terminal(["--config", str(config), "schedule", "show"], tmp_path)
+    assert code == 0, text
+    assert "unexpected" not in text and "\x1b[2J" not in text
+    assert "odd[/]" in text and "bad [/x] \\x1b[2J" in text
+    assert "/st[prod]" in text  # the title (wrapped) names the folder as it is
