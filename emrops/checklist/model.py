@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 60.0
@@ -68,6 +70,24 @@ class Item:
     when: When = field(default_factory=When)
     estimate: str | None = None
     line: int = 0
+
+    @property
+    def definition(self) -> str:
+        """SHA-256 of what the item asks (title, instructions, check, evidence, when), not of
+        where it stands: moving it leaves this unchanged, rewording it does not."""
+        check = asdict(self.check) if self.check else None
+        if check:
+            check.pop("line")
+        what = {
+            "title": self.title,
+            "instructions": self.instructions,
+            "details": self.details,
+            "check": check,
+            "evidence": [asdict(e) for e in self.evidence],
+            "when": asdict(self.when),
+        }
+        text = json.dumps(what, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
     def automatic(self) -> bool:

@@ -59,7 +59,9 @@ def new_run(checklist: Checklist, env: str | None, mode: str) -> Run:
     now = iso_utc()
     items = []
     for item in checklist.items:
-        rec = ItemRecord(id=item.id, section=item.section_id, title=item.title)
+        rec = ItemRecord(
+            id=item.id, section=item.section_id, title=item.title, definition=item.definition
+        )
         if not checklist.applies(item, env):
             rec.status, rec.reason = "n/a", f"not for environment {env or '(none)'}"
         items.append(rec)
@@ -145,7 +147,17 @@ def _reconcile(checklist: Checklist, run: Run) -> None:
     old = {rec.id: rec for rec in run.items}
     items = []
     for item in checklist.items:
-        rec = old.get(item.id) or ItemRecord(id=item.id, section=item.section_id, title=item.title)
+        fresh = ItemRecord(
+            id=item.id, section=item.section_id, title=item.title, definition=item.definition
+        )
+        rec = old.get(item.id) or fresh
+        if rec is not fresh and rec.status != "pending" and _changed(rec, item):
+            # done (or failed, skipped) under another wording, check or evidence: not done
+            # under this one. Kept, it reported a step as done that nobody did as now written.
+            was = rec.status
+            rec = fresh
+            rec.reason = f"item changed since it was {was} in this run: to do again"
+        rec.section, rec.title, rec.definition = item.section_id, item.title, item.definition
         if not checklist.applies(item, run.env):
             rec.status, rec.reason = "n/a", f"not for environment {run.env or '(none)'}"
         elif rec.status == "n/a":
@@ -154,6 +166,17 @@ def _reconcile(checklist: Checklist, run: Run) -> None:
     run.items = items
     run.sha256 = checklist.sha256
     run.checklist_version = checklist.version
+
+
+def _changed(rec: ItemRecord, item: Item) -> bool:
+    """Whether ``item`` differs from the one ``rec`` was recorded for. Run files written
+    before items carried a definition hash compare the title and the check command."""
+    if rec.definition is not None:
+        return rec.definition != item.definition
+    if rec.title != item.title:
+        return True
+    ran = (rec.check or {}).get("command")
+    return ran is not None and item.check is not None and ran != display(item.check, None)
 
 
 @dataclass

@@ -58,6 +58,7 @@ class ItemRecord:
     by: dict[str, str] | None = None
     at: str | None = None
     attempts: int = 0
+    definition: str | None = None  # sha256 of the item as written when this run began
 
 
 @dataclass

@@ -290,3 +290,30 @@ def test_control_characters_tags_and_bad_exit_codes_are_named(
     result = cli("checklist", "show", str(tmp_path / "bad.yaml"))
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr and "unexpected" not in result.stderr
+
+
+def test_force_resume_redoes_items_whose_definition_changed(cli, tmp_path: Path) -> None:
+    # --force kept every record by id: an item done under `true` stayed done after its check
+    # became the real one, and the run reported complete for a step nobody did as written
+    path = tmp_path / "changed.yaml"
+    data = json.loads(one_check(path, "true").read_text())
+    data["sections"][0]["items"].append(
+        {"id": "k", "title": "Kept", "instructions": "same", "check": {"run": "true"}}
+    )
+    path.write_text(json.dumps(data))
+    assert cli("checklist", "run", str(path), "--non-interactive").exit_code == 0
+    run_id = only_run(tmp_path)["run_id"]
+    assert by_id(only_run(tmp_path))["c"]["status"] == "done"
+    items = data["sections"][0]["items"]
+    items[0]["check"]["run"] = "sh -c 'exit 4'"  # the real check now
+    data["sections"][0]["items"] = [items[2], items[0], items[1]]  # and moved around
+    path.write_text(json.dumps(data))
+    args = ("checklist", "run", str(path), "--resume", run_id, "--non-interactive", "--force")
+    result = cli(*args)
+    assert result.exit_code == 3, result.stderr
+    after = by_id(only_run(tmp_path))
+    assert after["c"]["status"] == "failed" and after["c"]["check"]["exit_code"] == 4
+    assert after["k"]["status"] == "done" and after["k"]["attempts"] == 1  # moved, not redone
+    assert [i["id"] for i in only_run(tmp_path)["items"]] == ["k", "c", "m"]
+    events = (tmp_path / ".emrops" / "checklists" / "runs" / f"{run_id}.events.jsonl").read_text()
+    assert '"item": "c", "status": "failed"' in events
