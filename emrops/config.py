@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import platformdirs
 
@@ -396,9 +397,25 @@ def load_settings(
     _refuse_at_in_password(values["db_url"], sources["db_url"])
     values["db_url"] = _inject_password(values["db_url"], values.get("db_password"))
     values["db_url"] = azure_auth.with_auth(values["db_url"], values.get("db_auth"))
+    _register_url_password(values["db_url"])
     if values["log_format"] not in ("text", "json"):
         raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
     return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)
+
+
+def _register_url_password(url: str) -> None:
+    """Register the database password, as written in the URL and decoded, as a secret. The
+    URL pattern of secrets.mask stops at a space, and EMROPS_DB_PASSWORD is injected
+    percent-encoded: `config show` printed 'p%40ss word' in clear for 'p@ss word'."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    userinfo, at, _host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        written = userinfo.split(":", 1)[1]
+        secrets.register_secret(written)
+        secrets.register_secret(unquote(written))
 
 
 def _query_password(url: str) -> bool:

@@ -158,3 +158,22 @@ def test_a_config_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(env={"EMROPS_CONFIG": str(tmp_path)})
     assert err.value.message == f"config file {tmp_path} (from EMROPS_CONFIG) is a folder"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EMROPS_DB_URL": "postgresql://app@db/emrsim", "EMROPS_DB_PASSWORD": "p@ss:w/o%rd 1x"},
+        {"EMROPS_DB_URL": "postgresql://app:spaced pass-2y@db/emrsim"},
+    ],
+)
+def test_a_db_password_with_a_space_is_masked_in_config_show(cli, env: dict) -> None:
+    # `config show` printed postgresql://app:p%40ss%3Aw%2Fo%25rd 1x@db/emrsim: the password
+    # is injected percent-encoded and the URL pattern stopped at the space
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        result = cli(*args, env=env)
+        assert result.exit_code == 0, result.stderr
+        shown = result.stdout + result.stderr
+        for leak in ("1x", "2y", "%40ss", "spaced"):
+            assert leak not in shown, (args, leak)
+        assert "postgresql://app:***@db/emrsim" in shown
