@@ -317,3 +317,23 @@ def test_force_resume_redoes_items_whose_definition_changed(cli, tmp_path: Path)
     assert [i["id"] for i in only_run(tmp_path)["items"]] == ["k", "c", "m"]
     events = (tmp_path / ".emrops" / "checklists" / "runs" / f"{run_id}.events.jsonl").read_text()
     assert '"item": "c", "status": "failed"' in events
+
+
+def test_reports_of_binary_check_output_stay_well_formed(cli, tmp_path: Path) -> None:
+    # a NUL, ESC or form feed in check output was written into the JUnit XML as it was:
+    # "not well-formed (invalid token)", so CI could not publish the checklist at all
+    import xml.etree.ElementTree as ET
+
+    path = one_check(tmp_path / "bin.yaml", "printf 'a\\001 \\033[31m \\000 \\014 z'", "T\x1b")
+    assert cli("checklist", "run", str(path), "--non-interactive").exit_code == 0
+    run_id = only_run(tmp_path)["run_id"]
+    junit = cli("checklist", "report", run_id, "--format", "junit")
+    assert junit.exit_code == 0, junit.stderr
+    out = ET.fromstring(junit.stdout.encode("utf-8")).find(".//system-out")
+    assert out is not None and out.text is not None
+    assert out.text.endswith("a\\x01 \\x1b[31m \\x00 \\x0c z")
+    md = cli("checklist", "report", run_id, "--format", "md")
+    assert md.exit_code == 0 and "\x1b" not in md.stdout and "\x00" not in md.stdout
+    assert "a\\x01 \\x1b[31m \\x00 \\x0c z" in md.stdout
+    raw = cli("checklist", "report", run_id, "--format", "json")  # JSON escapes them itself
+    assert json.loads(raw.stdout)["items"][0]["check"]["output"] == "a\x01 \x1b[31m \x00 \x0c z"
