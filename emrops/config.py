@@ -28,6 +28,7 @@ from emrops.db import azure_auth
 from emrops.errors import ConfigError
 
 CONFIG_NAME = "emrops.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -400,6 +401,11 @@ def load_settings(
     _register_url_password(values["db_url"])
     if values["log_format"] not in ("text", "json"):
         raise ConfigError(f"invalid log_format {values['log_format']!r}", hint="use text or json")
+    if str(values["log_level"]).lower() not in LOG_LEVELS:  # was read as "info" unseen
+        raise ConfigError(
+            f"invalid log_level {values['log_level']!r} (from {sources['log_level']})",
+            hint=f"use one of {', '.join(LOG_LEVELS)}",
+        )
     return Settings(values=values, sources=sources, config_file=path, base_dir=file_base)
 
 

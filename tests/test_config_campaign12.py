@@ -177,3 +177,11 @@ def test_a_db_password_with_a_space_is_masked_in_config_show(cli, env: dict) -> 
         for leak in ("1x", "2y", "%40ss", "spaced"):
             assert leak not in shown, (args, leak)
         assert "postgresql://app:***@db/emrsim" in shown
+
+
+def test_an_unknown_log_level_is_refused_not_read_as_info(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"EMROPS_LOG_LEVEL": "loud"})
+    assert err.value.message == "invalid log_level 'loud' (from env EMROPS_LOG_LEVEL)"
+    assert err.value.hint == "use one of debug, info, warning, error"
+    assert load_settings(env={"EMROPS_LOG_LEVEL": "WARNING"}).get("log_level") == "WARNING"
