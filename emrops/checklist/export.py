@@ -15,6 +15,7 @@ from pathlib import Path
 from emrops import atomic
 from emrops.checklist import loader
 from emrops.checklist.model import Checklist, Item
+from emrops.checklist.report import printable
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def markdown(checklist: Checklist, quick: bool = False) -> str:
         for i_number, item in enumerate(section.items, start=1):
             number = f"{s_number}.{i_number}"
             out += _quick_item(item, number) if quick else _full_item(item, number)
-    return "\n".join(out).rstrip() + "\n"
+    return printable("\n".join(out).rstrip() + "\n")  # no ESC sequences in a document
 
 
 def _full_item(item: Item, number: str) -> list[str]:

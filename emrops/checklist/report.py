@@ -76,7 +76,7 @@ def markdown(run: Run) -> str:
                 "",
             ]
     # control characters (ESC sequences) in a document shown with `cat` act on the terminal
-    return _xml("\n".join(lines).rstrip() + "\n")
+    return printable("\n".join(lines).rstrip() + "\n")
 
 
 # Characters XML 1.0 cannot hold at all, even escaped: check output with a NUL, an ESC or a
@@ -84,7 +84,7 @@ def markdown(run: Run) -> str:
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _xml(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with characters XML cannot hold written as visible escapes (``\\x1b``)."""
     return _NOT_XML.sub(
         lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text
@@ -92,20 +92,20 @@ def _xml(text: str) -> str:
 
 
 def junit(run: Run) -> str:
-    suite = TestSuite(_xml(f"checklist {run.checklist_id} ({run.env or 'no env'})"))
+    suite = TestSuite(printable(f"checklist {run.checklist_id} ({run.env or 'no env'})"))
     suite.timestamp = run.started_at
-    suite.hostname = _xml(run.started_by.get("host", ""))
+    suite.hostname = printable(run.started_by.get("host", ""))
     for rec in run.items:
-        case = TestCase(_xml(rec.id), classname=_xml(f"{run.checklist_id}.{rec.section}"))
+        case = TestCase(printable(rec.id), classname=printable(f"{run.checklist_id}.{rec.section}"))
         check = rec.check or {}
         if check.get("duration_s") is not None:
             case.time = float(check["duration_s"])
         if rec.status == "failed":
-            case.result = [Failure(_xml(rec.reason or "failed"), type_="checklist.failed")]
+            case.result = [Failure(printable(rec.reason or "failed"), type_="checklist.failed")]
         elif rec.status in ("skipped", "pending", "n/a"):
-            case.result = [Skipped(_xml(f"{rec.status}: {rec.reason or ''}".rstrip(": ")))]
+            case.result = [Skipped(printable(f"{rec.status}: {rec.reason or ''}".rstrip(": ")))]
         if check.get("output"):
-            case.system_out = _xml(f"$ {check.get('command')}\n{check['output']}")
+            case.system_out = printable(f"$ {check.get('command')}\n{check['output']}")
         suite.add_testcase(case)
     suite.update_statistics()
     xml = JUnitXml()

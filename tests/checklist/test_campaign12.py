@@ -337,3 +337,10 @@ def test_reports_of_binary_check_output_stay_well_formed(cli, tmp_path: Path) ->
     assert "a\\x01 \\x1b[31m \\x00 \\x0c z" in md.stdout
     raw = cli("checklist", "report", run_id, "--format", "json")  # JSON escapes them itself
     assert json.loads(raw.stdout)["items"][0]["check"]["output"] == "a\x01 \x1b[31m \x00 \x0c z"
+
+
+def test_export_writes_control_characters_as_escapes(cli, tmp_path: Path) -> None:
+    path = one_check(tmp_path / "exp.yaml", "true", "Deploy \x1b[2J now")
+    result = cli("checklist", "export", str(path), "--format", "md")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout and "# Deploy \\x1b[2J now" in result.stdout
