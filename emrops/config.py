@@ -420,8 +420,11 @@ def _register_url_password(url: str) -> None:
     userinfo, at, _host = authority.rpartition("@")
     if at and ":" in userinfo:
         written = userinfo.split(":", 1)[1]
-        secrets.register_secret(written)
-        secrets.register_secret(unquote(written))
+        # only when the URL pattern misses it: registering "postgres" (a dev password) masked
+        # every "postgres" in every line, scheme and user included
+        if f":{written}@" in secrets.mask(url):
+            secrets.register_secret(written)
+            secrets.register_secret(unquote(written))
 
 
 def _query_password(url: str) -> bool:

@@ -185,3 +185,12 @@ def test_an_unknown_log_level_is_refused_not_read_as_info(tmp_path: Path) -> Non
     assert err.value.message == "invalid log_level 'loud' (from env EMROPS_LOG_LEVEL)"
     assert err.value.hint == "use one of debug, info, warning, error"
     assert load_settings(env={"EMROPS_LOG_LEVEL": "WARNING"}).get("log_level") == "WARNING"
+
+
+def test_a_password_equal_to_the_user_name_does_not_mask_the_user(cli) -> None:
+    # registering every URL password masked it everywhere: "***ql://***:***@db/***"
+    env = {"EMROPS_DB_URL": "postgresql://opsuser7:opsuser7@db/opsuser7"}
+    result = cli("config", "show", "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)["settings"]["db_url"]["value"]
+    assert shown == "postgresql://opsuser7:***@db/opsuser7"
