@@ -117,6 +117,11 @@ def _client_options(settings: Any) -> dict[str, Any]:
 
 # The SAS permission (sp= letter) each kind of request needs, and its name.
 PERMISSIONS = {"l": "list", "r": "read", "w": "write", "d": "delete", "t": "tag"}
+IMMUTABLE_CODES = (
+    "BlobImmutableDueToPolicy",
+    "BlobImmutableDueToLegalHold",
+    "ContainerImmutableDueToPolicy",
+)
 
 
 def azure_error(
@@ -151,6 +156,25 @@ def azure_error(
             hint=f"give the SAS token the {PERMISSIONS[need]} permission ('{need}' in sp=; "
             "emrops needs r, w, d, l, a, c and t), or the managed identity the Storage Blob "
             "Data Contributor role",
+        )
+    if _code(exc) == "KeyBasedAuthenticationNotPermitted":
+        # The account has shared-key access disabled (allowSharedKeyAccess: false, Azure's
+        # security baseline): an account key or a key-signed SAS is refused whatever it holds.
+        return EmropsError(
+            f"Azure refused the account key for {store}: the storage account does not allow "
+            "shared-key authorization (403 KeyBasedAuthenticationNotPermitted)",
+            hint="unset EMROPS_AZURE_STORAGE_CONNECTION_STRING and set azure.storage_account_url "
+            "(EMROPS_AZURE_STORAGE_ACCOUNT_URL) to use Entra ID (managed identity, az login) "
+            "with the Storage Blob Data Contributor role, or a user delegation SAS",
+        )
+    if _code(exc) in IMMUTABLE_CODES:
+        # A time-based retention policy or a legal hold on the container (WORM): nothing,
+        # emrops included, may delete or overwrite the blob until it ends.
+        return EmropsError(
+            f"Azure refused to change a blob in {store}: it is immutable "
+            f"(409 {_code(exc)}): {text}",
+            hint="the container has an immutability policy or legal hold: the backup stays "
+            "until the retention period ends or the hold is cleared; rotate cannot delete it",
         )
     if _code(exc) == "ContainerNotFound":
         return EmropsError(
