@@ -152,6 +152,15 @@ def call(what: str, fn: Callable[[], T]) -> T:
     except ResourceNotFoundError as exc:
         raise EmropsError(f"{what}: not found: {arm_error_text(exc)}") from exc
     except HttpResponseError as exc:
+        if getattr(getattr(exc, "error", None), "code", None) == "ScopeLocked":
+            # Production data resources carry CanNotDelete locks (lockDataResources): ARM
+            # refuses the whole delete and nothing was removed.
+            raise EmropsError(
+                f"{what} failed: {arm_error_text(exc)}",
+                hint="a CanNotDelete lock protects this scope (lockDataResources in production):"
+                " nothing was deleted; if the deletion is intended, remove the lock first "
+                "(`az lock list -g <group>`, then `az lock delete`) and run it again",
+            ) from exc
         raise EmropsError(f"{what} failed: {arm_error_text(exc)}") from exc
     except ServiceRequestError as exc:
         raise EmropsError(
