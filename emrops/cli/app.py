@@ -93,13 +93,9 @@ class EmropsGroup(TyperGroup):
         except Exception as exc:  # a bug: say so plainly, traceback only with --debug
             if _debug(ctx):
                 traceback.print_exc()
-            if _sqlstate(exc) == "42501":  # a database privilege missing: not a bug
-                text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-                _print_error(
-                    f"permission denied by the database: {text[0] if text else exc}",
-                    "the database user lacks a privilege this command needs (see its --help); "
-                    "grant it, or run as a user that has it",
-                )
+            known = _database_state(exc)
+            if known is not None:  # the server's state or settings, not a bug
+                _print_error(*known)
                 ctx.exit(int(ExitCode.ERROR))
             logging.getLogger("emrops").debug("unexpected error", exc_info=True)
             _print_error(
@@ -147,6 +143,49 @@ def _sqlstate(exc: BaseException) -> str | None:
         if isinstance(state, str):
             return state
     return None
+
+
+# SQLSTATEs (exact, or a class by its first two characters) that say something about the
+# server, its settings or the user's rights rather than about emrops: the step that met one
+# has no handling of its own, and "unexpected ..." would send the user to report a bug
+_DATABASE_STATES: dict[str, tuple[str, str]] = {
+    "42501": (
+        "permission denied by the database",
+        "the database user lacks a privilege this command needs (see its --help); grant it, "
+        "or run as a user that has it",
+    ),
+    "57014": (
+        "PostgreSQL cancelled a statement",
+        "a statement_timeout (PGOPTIONS, the URL's options, ALTER ROLE/DATABASE ... SET) or "
+        "pg_cancel_backend() stopped it; raise or unset the timeout for emrops's user and run "
+        "it again (commands that write keep their own journal or roll back)",
+    ),
+    "57P": (
+        "the database server ended the session (shutdown, restart or pg_terminate_backend)",
+        "wait until it accepts connections again and run the command again",
+    ),
+    "08": (
+        "the connection to the database was lost",
+        "check that the server is up and reachable, then run the command again",
+    ),
+    "53": (
+        "the database server ran out of a resource (disk, memory or connections)",
+        "free it on the server (see the message), then run the command again",
+    ),
+}
+
+
+def _database_state(exc: BaseException) -> tuple[str, str] | None:
+    """(message, hint) for a driver error that :data:`_DATABASE_STATES` knows, else None."""
+    state = _sqlstate(exc)
+    if state is None:
+        return None
+    known = _DATABASE_STATES.get(state) or _DATABASE_STATES.get(state[:3])
+    known = known or _DATABASE_STATES.get(state[:2])
+    if known is None:
+        return None
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{known[0]}: {secrets.mask(text[0]) if text else type(exc).__name__}", known[1]
 
 
 def _debug(ctx: Any) -> bool:

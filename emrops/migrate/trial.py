@@ -89,6 +89,18 @@ _JSONB_ERR = """CREATE FUNCTION emrops_jsonb_err(t text) RETURNS text LANGUAGE p
 BEGIN PERFORM t::jsonb; RETURN NULL; EXCEPTION WHEN others THEN RETURN SQLERRM; END $$"""
 
 
+def not_the_statements(exc: psycopg.Error) -> bool:
+    """True for an error that says nothing about the statement tried: cancelled (a
+    statement_timeout), the session ended or lost, the server out of a resource. Recorded as
+    the statement's failure, it sent the user to write a cast rule for a timeout."""
+    state = exc.sqlstate or ""
+    return (isinstance(exc, psycopg.OperationalError) and not state) or state[:2] in (
+        "57",
+        "08",
+        "53",
+    )
+
+
 def try_plan(
     plan: Plan,
     target_url: str,
@@ -104,6 +116,8 @@ def try_plan(
             try:
                 conn.execute(f"CREATE SCHEMA {quote(scratch)}")
             except psycopg.Error as exc:
+                if not_the_statements(exc):
+                    raise
                 raise EmropsError(
                     f"plan cannot try the statements on the target: {pg_message(exc)}",
                     hint="plan needs CONNECT and CREATE on the --to database (a scratch schema, "
@@ -124,6 +138,8 @@ def try_plan(
                         conn.execute(sql)
                     return True
                 except psycopg.Error as exc:
+                    if not_the_statements(exc):  # the server or a timeout, not this SQL
+                        raise
                     hint = hint_for(kind)
                     if isinstance(exc, psycopg.errors.TooManyColumns):
                         hint = TOO_MANY_COLUMNS

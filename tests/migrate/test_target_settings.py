@@ -114,7 +114,12 @@ def test_the_apps_statement_timeout_is_not_the_migrations(
     monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=20")
     again = cli("migrate-db", "run", "--from", source, "--to", url)
     assert again.exit_code == 1, again.stderr
-    assert "PostgreSQL cancelled the COPY" in again.stderr
+    # the COPY, or (on a loaded machine) a planning statement before it, is the one cancelled
+    assert (
+        "PostgreSQL cancelled the COPY" in again.stderr
+        or "PostgreSQL cancelled a statement" in again.stderr
+    ), again.stderr
+    assert "unexpected" not in again.stderr
     assert (
         "row rowid=" not in again.stderr and "connection to PostgreSQL was lost" not in again.stderr
     )
