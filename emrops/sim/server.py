@@ -33,6 +33,7 @@ from emrops.errors import EmropsError, UsageError
 from emrops.logs import LOGGER_NAME, get_logger, setup_logging
 from emrops.sim import metrics
 from emrops.sim.app import DEFAULT_VITALS_INTERVAL, create_app
+from emrops.sim.headlimit import BoundedHeadProtocol
 from emrops.sim.runtime import open_runtime
 
 log = get_logger(__name__)
@@ -173,6 +174,7 @@ def _uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Co
         ws_ping_timeout=20,
         # the websockets library refuses a bigger frame from its header, before buffering it
         ws_max_size=_max_body(options),
+        http=BoundedHeadProtocol,
         **extra,
     )
 
