@@ -167,6 +167,13 @@ class Scenario:
                 raise SetupFailed(f"cannot connect to {target.url}: {reason}") from exc
             except (aiohttp.ClientError, TimeoutError, OSError, StepFailed) as exc:
                 raise SetupFailed(f"{target.url}: {type(exc).__name__}: {exc}") from exc
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                # 200/201 with a body that is not the sim server's (another service, a proxy's
+                # error page as JSON): name it instead of an 'unexpected KeyError'.
+                raise SetupFailed(
+                    f"{target.url} does not answer like an EMRsim sim server "
+                    f"({type(exc).__name__}: {exc} in its JSON)"
+                ) from exc
 
     async def _setup_target(self, target: _Target) -> None:
         assert self.http is not None
@@ -227,7 +234,13 @@ class Scenario:
         async with self.http.post(url, json={"content": content}) as resp:
             if resp.status != 201:
                 raise StepFailed(f"http_{resp.status}", "POST messages")
-            return dict(await resp.json())
+            exchange = await resp.json()
+        # A 201 whose body is not an exchange (a proxy or a broken server answering an error
+        # body) did not store the message: an error, not a pass.
+        patient = exchange.get("patient") if isinstance(exchange, dict) else None
+        if not isinstance(patient, dict) or not isinstance(patient.get("id"), int):
+            raise StepFailed("protocol", "POST messages answered 201 without an exchange")
+        return dict(exchange)
 
     def step_for(self, i: int) -> str:
         return MIXED[i % len(MIXED)] if self.name == "mixed" else self.name
@@ -266,6 +279,6 @@ class Scenario:
             raise StepFailed("timeout") from None
         except aiohttp.ClientConnectionError as exc:
             raise StepFailed("connect", str(exc)) from None
-        except (aiohttp.ClientError, ValueError, KeyError) as exc:
+        except (aiohttp.ClientError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise StepFailed("protocol", f"{type(exc).__name__}: {exc}") from None
         return step
