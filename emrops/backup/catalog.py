@@ -15,6 +15,7 @@ from emrops.backup.manifest import (
     VERIFICATION,
     Manifest,
     Verification,
+    id_time,
     load_document,
 )
 from emrops.backup.run import pin_record
@@ -130,8 +131,8 @@ def broken_entry(store: Store, backup_id: str, reason: str) -> Entry:
 
 def _id_time(backup_id: str) -> str:
     """The time in a backup id (the only date a broken entry has), or the epoch."""
-    if ID_PATTERN.fullmatch(backup_id):
-        moment = datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+    moment = id_time(backup_id)
+    if moment is not None:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return "1970-01-01T00:00:00.000Z"
 

@@ -34,6 +34,14 @@ def new_backup_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def id_time(backup_id: str) -> datetime | None:
+    """The UTC time a backup id was made from (:func:`new_backup_id`); None for another
+    name."""
+    if not ID_PATTERN.fullmatch(backup_id):
+        return None
+    return datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+
+
 def check_id(backup_id: str) -> str:
     """Refuse anything that is not a backup id (it becomes part of a path or blob name)."""
     if not ID_PATTERN.fullmatch(backup_id):

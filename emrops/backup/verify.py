@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
@@ -39,7 +40,9 @@ from emrops.backup.manifest import (
     Manifest,
     Verification,
     check_id,
+    id_time,
 )
+from emrops.backup.retention import FUTURE_SLACK
 from emrops.backup.snapshot import sqlite_facts
 from emrops.backup.sources import Source, matches
 from emrops.backup.stores import (
@@ -533,8 +536,9 @@ def latest_id(store: Store, source: Source | None) -> str:
             + (" (--source all: of any database)" if source is not None else ""),
         )
     newest = ids[0]
-    ahead = _seconds_ahead(newest)
-    if ahead > FUTURE_TOLERANCE_S:
+    moment = id_time(newest)
+    ahead = (moment - datetime.now(UTC)).total_seconds() if moment is not None else 0.0
+    if ahead > FUTURE_SLACK.total_seconds():
         # its clock was ahead when it was taken (another host, or this one stepped back
         # since): "newest" by that date may be older than backups taken after it, and
         # restoring it would bring back stale data while the user expects the last one
@@ -546,21 +550,6 @@ def latest_id(store: Store, source: Source | None) -> str:
             "clocks (NTP)",
         )
     return newest
-
-
-FUTURE_TOLERANCE_S = 300.0  # clocks of two hosts a little apart are not a wrong clock
-
-
-def _seconds_ahead(backup_id: str) -> float:
-    """How far in the future the time in ``backup_id`` is (negative: in the past; 0 for an
-    id without a time)."""
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.strptime(backup_id[:19], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
-    except ValueError:
-        return 0.0
-    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _manifest_or_none(store: Store, backup_id: str) -> Manifest | None:

@@ -18,16 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emrops.backup.retention import FUTURE_SLACK
 from emrops.db.sqlite_file import MissingDatabase
 from emrops.errors import EmropsError, UsageError
 from emrops.logs import iso_utc
 from emrops.units import format_duration
 
 CHECKS = ("sim_health", "sim_ready", "database", "backup_age", "disk_space", "scheduler")
-# A backup or heartbeat dated later than now by more than this is not counted as fresh: a clock
-# ahead when it was written (another host, a clock stepped back since) would otherwise make it
-# look young until the clocks catch up, however long ago backups or the scheduler stopped.
-FUTURE_TOLERANCE_S = 300.0
 
 
 @dataclass
@@ -205,7 +202,11 @@ def _backup_age(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
         (now - datetime.fromisoformat(e.created_at.replace("Z", "+00:00"))).total_seconds()
         for e in verified
     ]
-    ahead = [(e, -age) for e, age in zip(verified, ages, strict=True) if -age > FUTURE_TOLERANCE_S]
+    # a date later than now by more than FUTURE_SLACK: a clock was ahead when it was written
+    # (another host, or this one stepped back since); it would look young until the clocks
+    # caught up, however long ago backups stopped
+    slack = FUTURE_SLACK.total_seconds()
+    ahead = [(e, -age) for e, age in zip(verified, ages, strict=True) if -age > slack]
     if ahead:
         entry, by = ahead[-1]
         return False, (
@@ -250,7 +251,7 @@ def _scheduler(opts: HealthOptions, now: datetime) -> tuple[bool, str]:
     who = f"pid {beat.get('pid')} on {beat.get('host')}"
     if beat.get("state") == "stopped":
         return False, f"scheduler ({who}) stopped at {beat['updated_at']}"
-    if -age > FUTURE_TOLERANCE_S:
+    if -age > FUTURE_SLACK.total_seconds():
         return False, (
             f"heartbeat of {who} is dated {format_duration(-age)} in the future "
             f"({beat['updated_at']}): a clock was ahead when it was written or this one is "

@@ -123,17 +123,24 @@ def require_writable(conn: psycopg.Connection) -> None:
         )
 
 
+def is_lost(exc: BaseException) -> bool:
+    """True when ``exc`` says the connection to PostgreSQL was lost (class 08, 57P, or a
+    driver error with no SQLSTATE); a server error of another kind (out of memory, disk
+    full) is not."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return not state or state.startswith(("08", "57P"))
+
+
 def lost(exc: BaseException, doing: str) -> DatabaseError | None:
     """``exc`` as the error of a lost connection to PostgreSQL (the server restarted, the
     backend was terminated, the network went), or None for any other error. A migration that
     loses its connection stops, and ``--resume`` goes on from its journal: such an error
     ended runs and verifications in 'unexpected AdminShutdown' or 'OperationalError: the
     connection is closed'."""
-    if not isinstance(exc, psycopg.OperationalError):
+    if not is_lost(exc):
         return None
-    state = exc.sqlstate or ""
-    if state and not state.startswith(("08", "57P")):
-        return None  # a server error of another kind (out of memory, disk full): not this
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return DatabaseError(
         f"the connection to PostgreSQL was lost while {doing}: {first}",

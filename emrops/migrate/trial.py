@@ -94,11 +94,7 @@ def not_the_statements(exc: psycopg.Error) -> bool:
     statement_timeout), the session ended or lost, the server out of a resource. Recorded as
     the statement's failure, it sent the user to write a cast rule for a timeout."""
     state = exc.sqlstate or ""
-    return (isinstance(exc, psycopg.OperationalError) and not state) or state[:2] in (
-        "57",
-        "08",
-        "53",
-    )
+    return journal.is_lost(exc) or state == "57014" or state.startswith("53")
 
 
 def try_plan(
