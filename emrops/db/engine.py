@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from emrops import secrets
-from emrops.db import azure_auth
+from emrops.db import azure_auth, pghints
 from emrops.db.sqlite_file import NOT_A_FILE_HINT, Mode, not_a_file, open_sqlite, require_file
 from emrops.db.urls import BULK_DEFAULTS, pg_options, sqlite_db_url, whole_name
 from emrops.errors import DatabaseError, UsageError
@@ -270,31 +270,25 @@ def translate(exc: BaseException, url: Any) -> DatabaseError:
     )
     orig = getattr(exc, "orig", exc)
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    lowered = text.lower()
-    hint = None
+    hint = pghints.connect_hint(text) or _statement_hint(text.lower())
+    return DatabaseError(f"database error on {where}: {secrets.mask(text)}", hint=hint)
+
+
+def _statement_hint(lowered: str) -> str | None:
+    """The hint for a failure that is not about connecting."""
     if "file is not a database" in lowered or "not a database" in lowered:
-        hint = "check that --db points at an SQLite database file"
-    elif (
-        "connection refused" in lowered
-        or "could not connect" in lowered
-        or "connection failed" in lowered
-    ):
-        hint = "check that PostgreSQL is running and the host/port in the URL are right"
-    elif "does not exist" in lowered and "database" in lowered:
-        hint = "create the database first, or check its name in the URL"
-    elif "password authentication failed" in lowered:
-        hint = "set the password in EMROPS_DB_PASSWORD or PGPASSWORD"
-    elif "unable to open database file" in lowered:
-        hint = "check the folder exists and is writable"
-    elif "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
-        hint = "initialise the schema with `emrops sim init-db`"
-    elif "permission denied" in lowered or "row-level security" in lowered:
-        hint = (
+        return "check that --db points at an SQLite database file"
+    if "unable to open database file" in lowered:
+        return "check the folder exists and is writable"
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        return "initialise the schema with `emrops sim init-db`"
+    if "permission denied" in lowered or "row-level security" in lowered:
+        return (
             "the database user lacks a privilege: GRANT it, or run as the database's owner (a "
             "backup needs SELECT on every table, USAGE on their schemas, and BYPASSRLS or "
             "ownership where row-level security is forced)"
         )
-    return DatabaseError(f"database error on {where}: {secrets.mask(text)}", hint=hint)
+    return None
 
 
 def check_database(engine: Engine) -> None:

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from emrops import secrets
-from emrops.db import azure_auth
+from emrops.db import azure_auth, pghints
 from emrops.db.urls import BULK_DEFAULTS, pg_options, simple_pg_uri
 from emrops.errors import Busy, DatabaseError, UsageError
 
@@ -178,16 +178,7 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
         ) from None
     except psycopg.OperationalError as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "check that PostgreSQL is running and the host/port in --to are right"
-        if "does not exist" in text:
-            hint = "create the target database first (createdb), or fix its name in --to"
-        elif "too many connections" in text or "connection slots are reserved" in text:
-            hint = (
-                "PostgreSQL's connection limit is reached: close idle connections, lower "
-                "--jobs, or raise the limit (CONNECTION LIMIT, max_connections)"
-            )
-        elif "password" in text:
-            hint = "set the password in PGPASSWORD or EMROPS_DB_PASSWORD"
+        hint = pghints.connect_hint(text, "--to")
         raise DatabaseError(
             f"cannot connect to {secrets.mask(url)}: {secrets.mask(text)}", hint=hint
         ) from None
