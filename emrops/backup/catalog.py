@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +21,9 @@ from emrops.backup.manifest import (
 from emrops.backup.run import pin_record
 from emrops.backup.schemas import InvalidDocument, check_pin
 from emrops.backup.sources import Source, matches
-from emrops.backup.stores import NotFound, Offline, OutsideStore, Store
+from emrops.backup.stores import DeleteRefused, NotFound, Offline, OutsideStore, Store
 from emrops.backup.verify import load_manifest
-from emrops.errors import CheckFailed, UsageError
+from emrops.errors import CheckFailed, EmropsError, UsageError
 
 
 @dataclass
@@ -185,6 +185,8 @@ class RotateResult:
     policy: retention.Policy
     decisions: list[retention.Decision]
     deleted: list[str]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (id, why) kept by the store
+    store: str = ""
 
     @property
     def kept(self) -> list[str]:
@@ -222,12 +224,42 @@ def rotate(
             if e.broken is not None
         ]
         deleted: list[str] = []
+        refused: list[tuple[str, str, str | None]] = []
         if not dry_run:
             for decision in decisions:
                 if not decision.keep:
-                    store.delete_backup(decision.id)
+                    try:
+                        store.delete_backup(decision.id)
+                    except DeleteRefused as exc:
+                        # one immutable backup must not keep the older ones from rotating;
+                        # other failures (store unreachable, lock lost) stop the rotate
+                        refused.append((decision.id, exc.message, exc.hint))
+                        continue
                     deleted.append(decision.id)
-    return RotateResult(dry_run, tz, policy, decisions, deleted)
+    result = RotateResult(
+        dry_run, tz, policy, decisions, deleted, [(i, why) for i, why, _ in refused], store.url
+    )
+    if refused:
+        raise RotateIncomplete(result, refused[0][2])
+    return result
+
+
+class RotateIncomplete(EmropsError):
+    """The policy was applied except for backups the store refused to delete (exit 1);
+    ``result`` holds every decision, what was deleted and what was refused."""
+
+    def __init__(self, result: RotateResult, hint: str | None):
+        self.result = result
+        refused = "; ".join(f"{backup_id}: {why}" for backup_id, why in result.refused)
+        deleted = ", ".join(result.deleted) or "none"
+        super().__init__(
+            f"rotate could not delete {len(result.refused)} of the "
+            f"{len(result.refused) + len(result.deleted)} backup(s) no rule keeps, which stay "
+            f"in {result.store}: {refused}. Deleted: {deleted}",
+            hint=(hint or "check what keeps the store from deleting them")
+            + "; every backup a rule keeps is untouched, and rotate deletes the rest at its "
+            "next run once the store allows it",
+        )
 
 
 def _time(text: str) -> datetime:

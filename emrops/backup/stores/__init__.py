@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from emrops.backup.lock import Holder
-from emrops.backup.manifest import ID_PATTERN, MANIFEST
+from emrops.backup.manifest import ID_PATTERN, MANIFEST, MAX_DOCUMENT, PIN, VERIFICATION
 from emrops.errors import CheckFailed, EmropsError
 
 Warn = Callable[[str], None]
@@ -83,10 +83,35 @@ class Store(ABC):
             sink.write(data)
 
     def delete_backup(self, backup_id: str) -> None:
-        """Delete a backup: the manifest first, so a crash midway leaves only garbage."""
-        self.delete(f"{backup_id}/{MANIFEST}")
-        for name in self.names(backup_id):
-            self.delete(f"{backup_id}/{name}")
+        """Delete a backup: the manifest first, so a crash midway leaves only garbage, then
+        its data files, then its records (verification, pin).
+
+        Raises DeleteRefused when the store refuses to delete one object (an immutable blob,
+        a file or folder that cannot be changed). When that is the backup's first data file,
+        nothing of it is gone yet and the manifest is written back: the backup stays whole and
+        listed (a refused delete never leaves a backup that can no longer be restored)."""
+        manifest = f"{backup_id}/{MANIFEST}"
+        try:
+            saved: bytes | None = self.read_bytes(manifest, limit=MAX_DOCUMENT)
+        except EmropsError:  # none (a crashed run's folder), or not a document emrops wrote
+            saved = None
+        self.delete(manifest)
+        records = (VERIFICATION, PIN)
+        rest = sorted(self.names(backup_id), key=lambda n: (n in records, n))
+        for index, name in enumerate(rest):
+            try:
+                self.delete(f"{backup_id}/{name}")
+            except DeleteRefused as exc:
+                if index == 0 and saved is not None:
+                    self.write_bytes(manifest, saved)
+                    raise DeleteRefused(
+                        f"{exc.message}; backup {backup_id} was left whole", hint=exc.hint
+                    ) from exc
+                raise DeleteRefused(
+                    f"{exc.message}; backup {backup_id} is now incomplete (its manifest and "
+                    f"{', '.join(rest[:index]) or 'no file'} were deleted)",
+                    hint=exc.hint,
+                ) from exc
         self.remove_folder(backup_id)
 
     def remove_folder(self, backup_id: str) -> None:  # noqa: B027 - only local folders exist
@@ -110,6 +135,7 @@ class Store(ABC):
         Only safe while holding the lock: a running backup has no manifest yet.
         """
         removed = self.cleanup_staging()
+        refused: list[DeleteRefused] = []
         for backup_id in self.backup_ids():
             try:
                 if ID_PATTERN.fullmatch(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
@@ -117,7 +143,21 @@ class Store(ABC):
                     removed.append(backup_id)
             except OutsideStore:
                 continue  # a link to elsewhere named like an id: no run wrote it, left alone
+            except DeleteRefused as exc:  # the others are still removed
+                refused.append(exc)
+        if refused:
+            raise DeleteRefused(
+                "; ".join(exc.message for exc in refused)
+                + (f" (removed {', '.join(removed)})" if removed else ""),
+                hint=refused[0].hint,
+            )
         return removed
+
+
+class DeleteRefused(EmropsError):
+    """The store refused to delete (or overwrite) one object: an immutability policy or
+    legal hold, a file or folder that cannot be changed. Other objects may still be deleted
+    (exit 1)."""
 
 
 class TooLarge(CheckFailed):

@@ -43,6 +43,7 @@ from emrops import secrets
 from emrops.backup.lock import Holder, busy, pid_alive
 from emrops.backup.manifest import PIN
 from emrops.backup.stores import (
+    DeleteRefused,
     NotFound,
     Offline,
     Store,
@@ -170,7 +171,7 @@ def azure_error(
     if _code(exc) in IMMUTABLE_CODES:
         # A time-based retention policy or a legal hold on the container (WORM): nothing,
         # emrops included, may delete or overwrite the blob until it ends.
-        return EmropsError(
+        return DeleteRefused(
             f"Azure refused to change a blob in {store}: it is immutable "
             f"(409 {_code(exc)}): {text}",
             hint="the container has an immutability policy or legal hold: the backup stays "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -13,6 +14,7 @@ from typing import IO
 from emrops.atomic import fsync_dir
 from emrops.backup.lock import Holder, local_lock
 from emrops.backup.stores import (
+    DeleteRefused,
     NotAFile,
     NotFound,
     OutsideStore,
@@ -26,6 +28,14 @@ from emrops.backup.stores import (
 from emrops.errors import EmropsError, UsageError
 
 STAGING = ".staging-"
+# A file or folder that may not change (chattr +i or +a, a read-only folder or file system):
+# a refusal of this one object, not a broken store.
+REFUSED_ERRNOS = {errno.EPERM, errno.EACCES, errno.EROFS}
+DELETE_REFUSED_HINT = (
+    "the file or its folder may not be changed: check `lsattr -d {file} {folder}` (immutable "
+    "or append-only), the folder's permissions and its mount (read-only); the backup stays "
+    "until that is lifted"
+)
 
 
 class LocalStore(Store):
@@ -177,6 +187,17 @@ class LocalStore(Store):
                 "damaged): nothing was deleted",
                 hint="look at what is in it, and remove it by hand",
             ) from None
+        except OSError as exc:
+            if exc.errno in REFUSED_ERRNOS:
+                raise DeleteRefused(
+                    f"cannot delete {name} from backup store {self.url}: {exc.strerror}",
+                    hint=DELETE_REFUSED_HINT.format(
+                        file=self.root / name, folder=(self.root / name).parent
+                    ),
+                ) from None
+            raise EmropsError(
+                f"cannot delete {name} from backup store {self.url}: {exc.strerror or exc}"
+            ) from exc
 
     def remove_folder(self, backup_id: str) -> None:
         shutil.rmtree(self._path(backup_id), ignore_errors=True)
