@@ -219,7 +219,7 @@ def _sqlite(path: Path, scratch: Path | None, data: _Data, files: list[DataFile]
         assert snap.stream is not None
         return data.write("database.sqlite", "database", snap.stream, snap.size, snap)
 
-    snap, file = use_sqlite_snapshot(path, scratch, write)
+    snap, file = use_sqlite_snapshot(path, scratch, write, data.progress)
     files.append(file)
     return snap
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from emrops.backup.codec import Progress, _noop
 from emrops.backup.walimage import (
+    CHUNK_PAGES,
     CUT_SHORT_HINT,
     PAGE_COUNT_HINT,
     LiveImage,
@@ -153,7 +155,7 @@ def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
 
 @contextlib.contextmanager
 def sqlite_snapshot(
-    path: Path, scratch_dir: Path | None = None, *, live: bool = True
+    path: Path, scratch_dir: Path | None = None, *, live: bool = True, progress: Progress = _noop
 ) -> Iterator[Snapshot]:
     """A consistent image of the SQLite database at ``path`` as ``Snapshot.stream``.
 
@@ -179,29 +181,64 @@ def sqlite_snapshot(
             if image is not None:
                 image.close()
             raise _sqlite_error(path, None, exc) from exc
-    if image is not None:
+    if image is not None and image.wal:  # writers go on beside a WAL reader
         with image:
             yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
             _warn_if_replaced(path, image.db_fd)
+        return
+    if image is not None:
+        with _copied_out(image, path, scratch_dir, progress) as (stream, size):
+            yield Snapshot(counts, revision, info, stream=stream, size=size)
         return
     with _backup_api_copy(path, scratch_dir) as snap:
         yield snap
 
 
 def use_sqlite_snapshot(
-    path: Path, scratch_dir: Path | None, use: Callable[[Snapshot], T]
+    path: Path, scratch_dir: Path | None, use: Callable[[Snapshot], T], progress: Progress = _noop
 ) -> tuple[Snapshot, T]:
     """Run ``use`` on a consistent image of the SQLite database at ``path`` (it reads
     ``Snapshot.stream``); the image is read again when the WAL restarted under the reads, and
     after LIVE_ATTEMPTS such restarts the backup API makes it."""
     for attempt in range(LIVE_ATTEMPTS + 1):
         try:
-            with sqlite_snapshot(path, scratch_dir, live=attempt < LIVE_ATTEMPTS) as snap:
+            with sqlite_snapshot(
+                path, scratch_dir, live=attempt < LIVE_ATTEMPTS, progress=progress
+            ) as snap:
                 result = use(snap)
             return snap, result
         except Restarted as exc:
             log.info("reading %s again: %s", path, exc)
     raise AssertionError("unreachable: the last attempt uses the backup API")
+
+
+@contextlib.contextmanager
+def _copied_out(
+    image: LiveImage, path: Path, scratch_dir: Path | None, progress: Progress
+) -> Iterator[tuple[IO[bytes], int]]:
+    """The image of a rollback-journal database, copied to a private scratch file (0600) under
+    the read transaction, which is then ended: its SHARED lock keeps every writer of the app
+    out, so it must not last through compression, encryption and upload (on a slow store,
+    minutes). The copy is read with every check of LiveImage.read (page count, whole pages)."""
+    folder = Path(scratch_dir or tempfile.gettempdir())
+    with image, scratch_file(folder, "emrops-snapshot-", ".db") as scratch:
+        try:
+            with scratch.open("wb") as out:
+                done = 0
+                while chunk := image.read(CHUNK_PAGES * image.page_size):
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress("copy", done, image.size)
+        except OSError as exc:
+            raise EmropsError(
+                f"cannot copy {path} into {folder}: {exc.strerror or exc} (is the disk full?); "
+                "nothing was published",
+                hint="free space in the scratch folder, or set TMPDIR to a larger one",
+            ) from exc
+        _warn_if_replaced(path, image.db_fd)
+        image.close()  # the writers go on from here
+        with scratch.open("rb") as stream:
+            yield stream, image.size
 
 
 @contextlib.contextmanager

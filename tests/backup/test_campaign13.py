@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -206,3 +208,49 @@ def _no_leftover_immutable(tmp_path: Path) -> Iterator[None]:
     yield
     # a failed assertion inside `immutable` still lifts the flag (finally); this is for safety
     subprocess.run(["chattr", "-R", "-i", str(tmp_path)], check=False, capture_output=True)
+
+
+# -- a rollback-journal source is not held locked through compression and upload ----------
+
+
+def test_rollback_journal_writers_wait_for_the_copy_not_the_compression(
+    cli, tmp_path: Path, monkeypatch
+) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    rows = ((os.urandom(300) + b"x" * 700,) for _ in range(40_000))  # ~40 MB, slow at level 19
+    conn.executemany("INSERT INTO t (v) VALUES (?)", rows)
+    conn.commit()
+    conn.close()
+    monkeypatch.setenv("EMROPS_BACKUP_COMPRESSION_LEVEL", "19")
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        db = sqlite3.connect(path, timeout=120, isolation_level=None)
+        while not stop.is_set():
+            started = time.monotonic()
+            db.execute("INSERT INTO t (v) VALUES (x'00')")
+            waits.append(time.monotonic() - started)
+            time.sleep(0.01)
+        db.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        result = cli("backup", "run", "--db", f"sqlite:///{path}", "--store", str(tmp_path / "st"))
+        took = time.monotonic() - started
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert result.exit_code == 0, result.stderr
+    assert took > 1.0  # compression at level 19 dominates the run
+    # before: the writer waited for the whole run (the read lock was held through it)
+    assert max(waits) < took / 3, (max(waits), took)
+    result = cli("backup", "verify", "--latest", "--store", str(tmp_path / "st"))
+    assert result.exit_code == 0, result.stderr

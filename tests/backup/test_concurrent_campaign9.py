@@ -199,7 +199,9 @@ MIDREAD = textwrap.dedent("""
     db, store, change = sys.argv[1:4]
     said = []
     def progress(phase, done, total):
-        if phase == "compress" and not said:  # the first MiB of the image is read, not the rest
+        # the first MiB of the image is read, not the rest (a rollback-journal image is copied
+        # out under the read lock, then compressed: "copy")
+        if phase in ("copy", "compress") and not said:
             run = subprocess.run([sys.executable, "-c", change, db], capture_output=True,
                                  text=True, check=False)
             said.append(run.stdout.strip() + run.stderr.strip()[-200:])
