@@ -51,7 +51,9 @@ def make_plan(
         plan = build_plan(conn, casts)
         tried = trial.try_plan(plan, target, plan.extensions, conn)
         tables = reflect(conn).tables
-        tried.checked_at_run = trial.check_source_rows(conn, tables, plan, tried.failures)
+        tried.checked_at_run = trial.check_source_rows(
+            conn, tables, plan, tried.failures, tried.evaluated
+        )
         trial.unique_collisions(conn, tables, plan, tried.failures)
         trial.fk_orphans(conn, tables, plan, tried.failures, tried.notes)
         trial.citext_collisions(conn, tables, plan, target, tried.failures)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from emrops.migrate.plan import PostObject, TablePlan, TriggerPlan, ViewPlan
+from emrops.migrate.plan import PostObject, TablePlan, TriggerPlan, ViewPlan, is_text
 from emrops.migrate.reflect import Table, fold, quote
-from emrops.migrate.sql import Catalog, TranslationError, index_element
+from emrops.migrate.sql import NOCASE_ELEMENT, Catalog, TranslationError, index_element
 
 
 def plan_trigger(
@@ -123,6 +123,64 @@ def post_objects(
             )
         )
     tp.post += [_identity(table, tp, c.target) for c in tp.columns if c.identity]
+    tp.post += _rtrim_keys(table, tp, cmap, catalog, scope, name_for, notes)
+
+
+def _rtrim_keys(
+    table: Table,
+    tp: TablePlan,
+    cmap: dict[str, str],
+    catalog: Catalog,
+    scope: set[str],
+    name_for: Any,
+    notes: list[str],
+) -> list[PostObject]:
+    """A unique key over text SQLite compares under ``COLLATE RTRIM`` (the column's, or the
+    index element's) kept 'a' and 'a ' apart as one value; PostgreSQL has no such collation,
+    so beside the key as it is (which foreign keys may need) a unique index over rtrim()
+    of those columns keeps SQLite's uniqueness."""
+    texty = {c.source for c in tp.columns if is_text(c.pg_type) or c.pg_type == "citext"}
+    own = {c.name: c.collation for c in table.columns}
+    keys: list[tuple[str, list[str], list[str], str | None]] = []
+    if table.pk and not table.rowid_alias:
+        keys.append((f"{tp.target}_pkey", list(table.pk), [""] * len(table.pk), None))
+    for idx in table.indexes:
+        if idx.unique and idx.origin != "pk" and all(idx.columns):
+            given = [_element_collation(e) for e in idx.elements]
+            name = idx.name
+            if idx.origin == "u":  # named as the UNIQUE constraint is
+                name = f"{tp.target}_{'_'.join(cmap[fold(c)] for c in idx.columns)}_key"
+            keys.append((name, list(idx.columns), given, idx.where))
+    out = []
+    for name, cols, given, where in keys:
+        rtrim = [
+            (g or own.get(c, "")) == "RTRIM" and c in texty
+            for c, g in zip(cols, given, strict=False)
+        ]
+        if not any(rtrim):
+            continue
+        elements = [
+            f"(rtrim({quote(cmap[fold(c)])}))" if r else quote(cmap[fold(c)])
+            for c, r in zip(cols, rtrim, strict=True)
+        ]
+        target = name_for("index", f"{name}_rtrim", scope)
+        sql = (
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(target)} ON {quote(tp.target)} "
+            f"({', '.join(elements)})"
+        )
+        if where:
+            sql += " WHERE " + _translated(lambda w=where: catalog.expr(w, table.name), where)
+        out.append(PostObject("index", tp.target, target, sql))
+        notes.append(
+            f"{tp.source}: unique key {name} compares under COLLATE RTRIM: also indexed as "
+            f"{target} over rtrim() (trailing spaces ignored, as in SQLite)"
+        )
+    return out
+
+
+def _element_collation(element: str) -> str:
+    m = NOCASE_ELEMENT.search(element)
+    return m.group(1).strip('"').upper() if m else ""
 
 
 def _index(

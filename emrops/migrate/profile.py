@@ -83,7 +83,15 @@ class TableProfile:
     columns: dict[str, ColumnProfile]
 
 
-_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+# A UUID as text: dashed (its shape says UUID), or 32 hex digits whose version nibble is 1-8
+# and variant bits 10xx, as RFC 4122/9562 UUIDs have (Django's and SQLAlchemy's CHAR(32)
+# UUIDs). Other 32-hex text (MD5 digests) would come back from a uuid column with dashes,
+# so it stays text; a random digest passes this one time in eight, so a column of them
+# almost never does as a whole.
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{12}[1-8][0-9a-fA-F]{3}[89abAB][0-9a-fA-F]{15}"
+    r"|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+)
 
 
 def _utf8_bad(value: bytes | None) -> int:

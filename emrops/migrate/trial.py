@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from emrops.errors import EmropsError
-from emrops.migrate import journal
+from emrops.migrate import checkeval, journal
 from emrops.migrate.batching import fetch_batches
 from emrops.migrate.convert import canon_function, canon_kind
 from emrops.migrate.plan import Plan, is_text
@@ -54,6 +54,8 @@ class TrialResult:
     checked_at_run: list[str] = field(default_factory=list)
     statements: int = 0
     notes: list[str] = field(default_factory=list)
+    # (table, check) evaluated by the target over the source rows (checkeval)
+    evaluated: set[tuple[str, str]] = field(default_factory=set)
 
 
 def pg_message(exc: psycopg.Error) -> str:
@@ -162,9 +164,44 @@ def try_plan(
             if source is not None:
                 conn.execute(_JSONB_ERR)
                 _jsonb_values(conn, source, plan, result)
+                _target_checks(conn, source, plan, created, result)
         finally:
             conn.rollback()
     return result
+
+
+def _target_checks(
+    pg: psycopg.Connection,
+    src: sqlite3.Connection,
+    plan: Plan,
+    created: set[str],
+    result: TrialResult,
+) -> None:
+    """Each CHECK that compiled, evaluated by the target over the source's values
+    (checkeval); a violated one is a ``check-data`` failure."""
+    failed = {(f.table, f.name) for f in result.failures if f.kind == "check"}
+    for tp in plan.tables:
+        checks = [
+            p
+            for p in tp.post
+            if p.kind == "check" and tp.target in created and (tp.target, p.name) not in failed
+        ]
+        if not checks:
+            continue
+        found, done = checkeval.evaluate(pg, src, tp, checks)
+        result.evaluated |= {(tp.target, name) for name in done}
+        by_name = {p.name: p for p in checks}
+        for v in found:
+            result.failures.append(
+                SchemaFailure(
+                    "check-data",
+                    tp.target,
+                    v.check,
+                    by_name[v.check].sql,
+                    checkeval.describe(v),
+                    checkeval.HINT,
+                )
+            )
 
 
 def _views(plan: Plan, attempt: Any) -> None:
@@ -274,10 +311,13 @@ def check_source_rows(
     tables: list[Table],
     plan: Plan,
     failures: list[SchemaFailure],
+    evaluated: set[tuple[str, str]] | None = None,
 ) -> list[str]:
-    """Evaluate each CHECK that compiled on the target over the source rows; a violated one is
-    a failure (the run's ALTER TABLE would fail on it). Returns the checks left to the run."""
-    failed = {(f.table, f.name) for f in failures if f.kind == "check"}
+    """Evaluate each CHECK that compiled on the target over the source rows (SQLite's
+    expression; those in ``evaluated`` the target already judged); a violated one is a
+    failure (the run's ALTER TABLE would fail on it). Returns the checks left to the run."""
+    failed = {(f.table, f.name) for f in failures if f.kind in ("check", "check-data")}
+    failed |= evaluated or set()
     by_source = {t.source: t for t in plan.tables}
     later: list[str] = []
     for table in tables:

@@ -218,6 +218,23 @@ def in_list(node: exp.In) -> exp.Expr | None:
     return None
 
 
+def in_values(node: exp.In) -> exp.Expr | None:
+    """``b IN (0, 1)`` on a boolean column (SQLAlchemy before 1.4 writes this CHECK for every
+    Boolean): the 0/1 literals become false/true; a list with other numbers compares the
+    boolean as the 0/1 SQLite stores."""
+    if kind(node.this) != "boolean" or node.args.get("query") is not None:
+        return None
+    items = node.expressions
+    numbers = [e for e in items if isinstance(e, exp.Literal) and not e.is_string]
+    if not numbers:
+        return None
+    if len(numbers) == len(items) and all(e.this in ("0", "1") for e in numbers):
+        node.set("expressions", [exp.Boolean(this=e.this == "1") for e in items])
+    else:
+        node.set("this", to_number(node.this))
+    return typed(node, "boolean")
+
+
 def aggregate_numeric(node: exp.Expr) -> exp.Expr | None:
     """sum/avg over text (SQLite coerces each value) or booleans (0/1)."""
     arg = node.this
@@ -346,6 +363,7 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.If, condition),
     (exp.Select, select),
     (exp.Between, between),
+    (exp.In, in_values),
     (exp.Greatest, greatest),
     (exp.Least, greatest),
     (exp.Paren, paren),

@@ -1,0 +1,209 @@
+"""Session 13: the gaps session 12 left (CHECKs PostgreSQL judges differently, ``b IN (0, 1)``
+on booleans, MD5 digests in CHAR(32), COLLATE RTRIM unique keys) and a new hostile campaign.
+Each migration that exits 0 is compared row by row with the source, independently of verify
+(tests/migrate/campaign10_compare.py); the source's SHA-256 is checked where it matters."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.migrate.campaign10_compare import assert_same_rows
+from tests.migrate.conftest import migrated_ok, pg, script_db, sha256
+
+
+def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    res = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json", *extra)
+    assert "unexpected" not in res.stderr, res.stderr
+    return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+def _failures(plan: dict) -> dict[tuple[str, str], dict]:
+    return {(f["kind"], f["name"]): f for f in plan["schema_failures"]}
+
+
+# A CHECK whose translation PostgreSQL evaluates differently from SQLite on existing rows:
+# SQLite's upper() folds ASCII only ('éCOLE' = upper('éCOLE') there), and SQLite compares a
+# timestamp column's text with '2000-01-01' as text ('2000-01-01 00:00:00' is greater). plan
+# evaluated SQLite's expression (exit 0), the run failed adding the CHECK (exit 3).
+CHECKS = """
+CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT CHECK (s = upper(s)),
+  d TIMESTAMP CHECK (d > '2000-01-01'), n INT CHECK (n > 0));
+INSERT INTO t VALUES (1, 'ÉCOLE', '2000-01-01 00:00:00', 1);
+INSERT INTO t VALUES (2, 'éCOLE', '2000-02-01 00:00:00', NULL);
+INSERT INTO t VALUES (3, 'ABC', '2001-01-01', 5);
+CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TEXT,
+  CHECK (flag IS NOT NULL AND upper(v) = v)) WITHOUT ROWID;
+INSERT INTO w VALUES ('a', 't', 'X'), ('z', 'f', 'é'), ('b', 'f', 'Y');
+"""
+
+
+def test_a_check_postgresql_judges_differently_fails_the_plan(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "checks.db"
+    url = script_db(db, CHECKS)
+    before = sha256(db)
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    failures = _failures(plan)
+    assert set(failures) == {
+        ("check-data", "t_check"),
+        ("check-data", "t_check2"),
+        ("check-data", "w_check"),
+    }
+    upper = failures[("check-data", "t_check")]
+    assert upper["table"] == "t"
+    assert upper["error"].startswith("1 source row(s) violate CHECK")
+    assert upper["error"].endswith("first key 2")
+    assert "upper()" in upper["hint"]
+    assert failures[("check-data", "t_check2")]["error"].endswith("first key 1")
+    # a WITHOUT ROWID table whose booleans are text ('t'/'f', converted row by row): the
+    # key is named by its primary key
+    assert failures[("check-data", "w_check")]["error"].endswith("first key z")
+    assert sha256(db) == before
+
+
+def test_a_check_postgresql_judges_alike_passes_and_runs(cli, tmp_path: Path, pg_url: str) -> None:
+    # the same shapes with rows both engines accept: plan exit 0 is kept by run and verify;
+    # NULL passes a CHECK in both
+    db = tmp_path / "ok.db"
+    url = script_db(
+        db,
+        CHECKS.split("INSERT")[0]
+        + "INSERT INTO t VALUES (1, 'ABC', '2000-01-02 00:00:00', NULL), (2, NULL, NULL, 3);"
+        "CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TEXT,"
+        " CHECK (flag IS NOT NULL AND upper(v) = v)) WITHOUT ROWID;"
+        "INSERT INTO w VALUES ('a', 't', 'X'), ('b', 'f', NULL), ('z', 'f', 'Y');",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    assert not plan["checked_at_run"]
+    assert assert_same_rows(db, pg_url, "t", "id") == 2
+    assert assert_same_rows(db, pg_url, "w", "k") == 3
+    with pg(pg_url) as conn:
+        names = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE contype='c'")}
+        assert {"t_check", "t_check2", "t_check3", "w_check"} <= names
+
+
+def test_a_cast_rule_to_text_resolves_a_timestamp_check(cli, tmp_path: Path, pg_url: str) -> None:
+    # the hint's way out: the column kept as text compares as SQLite did
+    db = tmp_path / "cast.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, d TIMESTAMP CHECK (d > '2000-01-01'));"
+        "INSERT INTO t VALUES (1, '2000-01-01 00:00:00');",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3 and ("check-data", "t_check") in _failures(plan)
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[t.d]\ntype = "text"\n')
+    code, plan = _plan(cli, url, pg_url, "--cast", str(casts))
+    assert code == 0, plan["schema_failures"]
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, "--cast", str(casts))
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert assert_same_rows(db, pg_url, "t", "id") == 1
+
+
+def test_a_check_whose_values_fail_to_evaluate_on_the_target(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # the translation raises on a value (a + 1 past 2^63 - 1: a real in SQLite, "bigint out
+    # of range" in PostgreSQL): the run's ALTER TABLE would fail, so the plan says so
+    db = tmp_path / "ovf.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a INT CHECK (a + 1 > 0));"
+        "INSERT INTO t VALUES (1, 5), (2, 9223372036854775807);",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    failure = _failures(plan)[("check-data", "t_check")]
+    assert failure["error"].endswith("bigint out of range")
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 3
+    assert "t_check" in run.stderr
+
+
+# SQLAlchemy before 1.4 writes CHECK (b IN (0, 1)) for every Boolean: on a boolean column
+# PostgreSQL refused it ("operator does not exist: boolean = integer", plan exit 3).
+def test_boolean_in_zero_one_check(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "b.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY,"
+        " b BOOLEAN CONSTRAINT ck_b CHECK (b IN (0, 1)),"
+        " c BOOLEAN CHECK (c IN (0, 1, 2)), d BOOLEAN NOT NULL CHECK (d NOT IN (1)));"
+        "INSERT INTO t VALUES (1, 1, 0, 0), (2, 0, NULL, 0), (3, NULL, 1, 0);",
+    )
+    migrated_ok(cli, url, pg_url)
+    assert assert_same_rows(db, pg_url, "t", "id") == 3
+    with pg(pg_url) as conn:
+        defs = dict(
+            conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype='c'"
+            ).fetchall()
+        )
+        assert "false" in defs["ck_b"] and "true" in defs["ck_b"]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO t (b, c, d) VALUES (true, true, true)")
+
+
+# A CHAR(32) column of MD5 digests became uuid and read back with dashes; only RFC 4122
+# UUIDs (version nibble 1-8, variant bits 10xx), as Django and SQLAlchemy store them, do.
+def test_md5_digests_in_char32_stay_text(cli, tmp_path: Path, pg_url: str) -> None:
+    md5 = [
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "098f6bcd4621d373cade4e832627b4f6",
+        "5d41402abc4b2a76b9719d911017c592",
+    ]
+    uuids = [uuid.uuid4().hex, uuid.uuid1().hex, uuid.uuid4().hex.upper()]
+    db = tmp_path / "h.db"
+    rows = ", ".join(f"({i}, '{m}', '{u}')" for i, m, u in zip((1, 2, 3), md5, uuids, strict=True))
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, h CHAR(32), u CHAR(32));"
+        f"INSERT INTO t VALUES {rows};",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    types = {c["source"]: c["pg_type"] for t in plan["tables"] for c in t["columns"]}
+    assert types["h"] == "varchar(32)" and types["u"] == "uuid"
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT h, u FROM t ORDER BY id").fetchall()
+    assert [h for h, _ in got] == md5  # as written, no dashes
+    assert [u for _, u in got] == [uuid.UUID(u) for u in uuids]
+
+
+# COLLATE RTRIM unique keys: SQLite holds 'a' and 'a ' equal, PostgreSQL (the collation
+# dropped) accepted both after the migration.
+def test_rtrim_unique_keys_stay_unique(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "r.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, r TEXT COLLATE RTRIM UNIQUE, s TEXT,"
+        " k TEXT COLLATE RTRIM, m TEXT, UNIQUE (k, s));"
+        "CREATE UNIQUE INDEX t_m ON t (m COLLATE RTRIM) WHERE id > 0;"
+        "CREATE TABLE p (code TEXT COLLATE RTRIM PRIMARY KEY, v INT) WITHOUT ROWID;"
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, code TEXT REFERENCES p(code));"
+        "INSERT INTO t VALUES (1, 'a', 'x', 'k', 'm1'), (2, 'b ', 'y ', 'k', 'm2 ');"
+        "INSERT INTO p VALUES ('a ', 1), ('b', 2); INSERT INTO c VALUES (1, 'a ');",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    assert any("COLLATE RTRIM: also indexed" in n for n in plan["notes"])
+    for table, key in (("t", "id"), ("p", "code"), ("c", "id")):
+        assert_same_rows(db, pg_url, table, key)
+    refused = [
+        "INSERT INTO t (r) VALUES ('b')",
+        "INSERT INTO t (r, s, k) VALUES ('q', 'x', 'k  ')",
+        "INSERT INTO t (r, m) VALUES ('q', 'm2')",
+        "INSERT INTO p VALUES ('b  ', 3)",
+    ]
+    with pg(pg_url) as conn:
+        for sql in refused:
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(sql)
+        # s compares as binary in the (k, s) key, as in SQLite
+        conn.execute("INSERT INTO t (r, s, k, m) VALUES ('q', 'x ', 'k', 'n')")
