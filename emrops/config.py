@@ -472,6 +472,9 @@ class ConfigContext:
     debug: bool = False
     log_format: str | None = None
     run_id: str = ""
+    # called with the first settings loaded: the CLI applies log_format and log_level from
+    # the file there (the root command only sees flags and the environment)
+    on_first_load: Callable[[Settings], None] | None = None
     _cache: dict[tuple[Any, ...], Settings] = field(default_factory=dict)
 
     def settings(self, **flags: Any) -> Settings:
@@ -479,7 +482,10 @@ class ConfigContext:
         merged = {"log_format": self.log_format, **flags}
         key = tuple(sorted((k, str(v)) for k, v in merged.items()))
         if key not in self._cache:
+            first = not self._cache
             self._cache[key] = load_settings(self.config_file, merged)
+            if first and self.on_first_load is not None:
+                self.on_first_load(self._cache[key])
         return self._cache[key]
 
 

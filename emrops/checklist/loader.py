@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import jsonschema
 
 from emrops.checklist.model import DEFAULT_TIMEOUT, Check, Checklist, Evidence, Item, Section, When
+from emrops.checklist.patterns import pattern_problem
 from emrops.checklist.yamlsrc import SourceDoc, parse_yaml
 from emrops.errors import UsageError
 from emrops.resources import checklists_dir
@@ -224,11 +224,9 @@ def _semantic(doc: SourceDoc) -> list[tuple[int, str]]:
                 if evidence["id"] in ids:
                     problem(e_where, f"duplicate evidence id {evidence['id']!r}")
                 ids[evidence["id"]] = 1
-                if evidence.get("pattern"):
-                    try:
-                        re.compile(evidence["pattern"])
-                    except re.error as exc:
-                        problem((*where, "evidence", e_index, "pattern"), f"bad pattern: {exc}")
+                bad = evidence.get("pattern") and pattern_problem(evidence["pattern"])
+                if bad:
+                    problem((*where, "evidence", e_index, "pattern"), bad)
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from emrops import secrets
 from emrops.checklist.commands import CheckResult, display, run_check
 from emrops.checklist.model import Checklist, Evidence, Item
+from emrops.checklist.patterns import DEADLINE, MAX_ANSWER, PatternTimeout, full_match
 from emrops.checklist.store import TERMINAL, ItemRecord, Run, RunStore, actor
 from emrops.errors import Interrupted, UsageError
 from emrops.logs import iso_utc, new_run_id
@@ -328,6 +329,17 @@ def evidence_problem(evidence: Evidence, value: str) -> str | None:
         return f"{evidence.prompt}: expected a ticket reference without spaces (e.g. OPS-123)"
     if evidence.kind == "number" and not _NUMBER.fullmatch(value):
         return f"{evidence.prompt}: expected a number (optionally with a unit, e.g. 12min)"
-    if evidence.pattern and not re.fullmatch(evidence.pattern, value):
-        return f"{evidence.prompt}: does not match the expected format {evidence.pattern}"
+    if len(value) > MAX_ANSWER:
+        return f"{evidence.prompt}: longer than {MAX_ANSWER} characters"
+    if evidence.pattern:
+        try:
+            fits = full_match(evidence.pattern, value)
+        except PatternTimeout:
+            return (
+                f"{evidence.prompt}: the checklist's pattern {evidence.pattern} could not "
+                f"decide this answer within {DEADLINE:g} s (the pattern needs fixing); "
+                "type it again exactly as expected, or Ctrl-C to save and stop"
+            )
+        if not fits:
+            return f"{evidence.prompt}: does not match the expected format {evidence.pattern}"
     return None

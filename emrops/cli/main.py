@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,7 @@ from emrops.cli import doctor as doctor_cmd
 from emrops.cli import health as health_cmd
 from emrops.cli import render
 from emrops.cli.app import EmropsGroup, make_app
-from emrops.config import ConfigContext
+from emrops.config import LOG_LEVELS, ConfigContext, Settings
 from emrops.logs import setup_logging
 
 # Command groups, imported only when used: a cron job running `emrops backup run` should not
@@ -99,9 +100,30 @@ def root(
         from emrops.errors import UsageError
 
         raise UsageError(f"invalid --log-format {fmt!r}", hint="use text or json")
-    run_id = setup_logging(fmt, "debug" if debug else os.environ.get("EMROPS_LOG_LEVEL", "info"))
+    run_id = setup_logging(fmt, "debug" if debug else _env_level(os.environ))
     render.set_json_mode(fmt == "json", run_id)
-    ctx.obj = ConfigContext(config_file=config, debug=debug, log_format=log_format, run_id=run_id)
+
+    def apply_settings(settings: Settings) -> None:
+        # flag > EMROPS_* > emrops.toml: load_settings already ranked them; --debug wins
+        level = "debug" if debug else str(settings.get("log_level")).lower()
+        chosen = str(settings.get("log_format"))
+        setup_logging(chosen, level, run_id)
+        render.set_json_mode(chosen == "json", run_id)
+
+    ctx.obj = ConfigContext(
+        config_file=config,
+        debug=debug,
+        log_format=log_format,
+        run_id=run_id,
+        on_first_load=apply_settings,
+    )
+
+
+def _env_level(env: Mapping[str, str]) -> str:
+    """EMROPS_LOG_LEVEL until the settings are loaded; an unknown one is refused by
+    load_settings, naming the variable, so it is read as info here."""
+    level = (env.get("EMROPS_LOG_LEVEL") or "").strip().lower()
+    return level if level in LOG_LEVELS else "info"
 
 
 def run() -> None:

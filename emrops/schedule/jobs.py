@@ -23,8 +23,8 @@ from emrops.config import Settings
 from emrops.db.urls import sqlite_db_url
 from emrops.errors import Busy, CheckFailed, EmropsError, ExitCode, UsageError
 from emrops.logs import get_logger, iso_utc
-from emrops.schedule import cron
-from emrops.schedule.status import JobStatus, record
+from emrops.schedule import cron, joblock
+from emrops.schedule.status import JobStatus, read_status, record
 from emrops.scratch import scratch_dir
 
 log = get_logger(__name__)
@@ -269,9 +269,17 @@ RUNNERS: dict[str, Callable[[JobContext], Outcome]] = {
 }
 
 
-def execute(ctx: JobContext, job: str, tick: datetime | None, *, claim: bool = True) -> JobStatus:
-    """One run of ``job`` for the scheduled time ``tick``: claim, run, record. Never raises
-    for a failed job: the result is in the returned (and recorded) status."""
+def execute(
+    ctx: JobContext,
+    job: str,
+    tick: datetime | None,
+    *,
+    claim: bool = True,
+    trigger: str = joblock.RUN_JOB,
+) -> JobStatus:
+    """One run of ``job`` for the scheduled time ``tick``: lock, claim, run, record. Never
+    raises for a failed job: the result is in the returned (and recorded) status.
+    ``trigger`` is who asks (the scheduler, or run-job): see emrops/schedule/joblock.py."""
     started_at = iso_utc()
     started = time.monotonic()
     tick_text = iso_utc(tick) if tick else None
@@ -292,6 +300,7 @@ def execute(ctx: JobContext, job: str, tick: datetime | None, *, claim: bool = T
             exit_code=code,
             run_id=ctx.run_id,
             extra=outcome.extra,
+            trigger=trigger,
         )
         try:
             record(ctx.status_dir, status)
@@ -313,17 +322,22 @@ def execute(ctx: JobContext, job: str, tick: datetime | None, *, claim: bool = T
         return status
 
     try:
-        if claim and tick is not None:
-            from emrops.schedule.claim import claim_tick, needs_claim
+        with joblock.job_running(ctx.status_dir, job, trigger):
+            if claim and tick_text is not None:
+                done = joblock.already_run(read_status(ctx.status_dir, job), tick_text, trigger)
+                if done:
+                    return finish("skipped", Outcome(detail=done), None, 0)
+            if claim and tick is not None:
+                from emrops.schedule.claim import claim_tick, needs_claim
 
-            if needs_claim(ctx.db_url):
-                me = f"{socket.gethostname()}:{os.getpid()}"
-                got = claim_tick(ctx.db_url, job, tick, me)
-                if not got.claimed:
-                    return finish(
-                        "skipped", Outcome(detail=f"tick claimed by {got.holder}"), None, 0
-                    )
-        outcome = RUNNERS[job](ctx)
+                if needs_claim(ctx.db_url):
+                    me = f"{socket.gethostname()}:{os.getpid()}"
+                    got = claim_tick(ctx.db_url, job, tick, me)
+                    if not got.claimed:
+                        return finish(
+                            "skipped", Outcome(detail=f"tick claimed by {got.holder}"), None, 0
+                        )
+            outcome = RUNNERS[job](ctx)
     except Busy as exc:
         return finish("busy", None, exc.message, int(ExitCode.BUSY))
     except EmropsError as exc:

@@ -43,6 +43,7 @@ from emrops.errors import Busy, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import status as status_files
 from emrops.schedule.cron import Schedule
+from emrops.schedule.joblock import SCHEDULER
 from emrops.schedule.jobs import JobContext, check_keep, execute
 from emrops.schedule.status import parse_time
 
@@ -168,7 +169,7 @@ def _run(ctx: JobContext, opts: RunOptions) -> str:
     def job_run(job: str, tick: str | None = None) -> None:
         fire = parse_time(tick) if tick else current_fire_time()
         with job_locks[job]:
-            execute(ctx, job, fire)
+            execute(ctx, job, fire, trigger=SCHEDULER)
 
     def jobs_summary() -> dict[str, Any]:
         out: dict[str, Any] = {}

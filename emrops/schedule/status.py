@@ -55,6 +55,8 @@ class JobStatus:
     last_success_tick: str | None = None
     last_success_duration_s: float | None = None
     last_success_bytes: int | None = None
+    trigger: str | None = None  # scheduler | run-job (None: an older record, or a test)
+    last_success_by: str | None = None  # the trigger of the last success
     format: str = FORMAT
     # why this run's status could not be written (full or read-only folder); never saved
     unrecorded: str | None = field(default=None, repr=False, compare=False)
@@ -99,11 +101,13 @@ def record(folder: Path, status: JobStatus) -> JobStatus:
         status.last_success_tick = status.tick
         status.last_success_duration_s = status.duration_s
         status.last_success_bytes = status.bytes
+        status.last_success_by = status.trigger
     elif previous is not None:
         status.last_success_at = previous.last_success_at
         status.last_success_tick = previous.last_success_tick
         status.last_success_duration_s = previous.last_success_duration_s
         status.last_success_bytes = previous.last_success_bytes
+        status.last_success_by = previous.last_success_by
     folder.mkdir(parents=True, exist_ok=True)
     saved = {k: v for k, v in asdict(status).items() if k != "unrecorded"}
     atomic.write_json(folder / f"{status.job}.json", saved, mode=0o600)

@@ -1,0 +1,100 @@
+"""Session 13: hostile checklists. Evidence patterns that backtrack for ever, and more."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from emrops.checklist.patterns import PatternTimeout, full_match, pattern_problem
+
+
+@pytest.fixture(autouse=True)
+def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+
+
+def with_evidence(path: Path, pattern: str) -> Path:
+    data = {
+        "schema": "emrops.checklist/1",
+        "id": path.stem,
+        "title": "T",
+        "version": 1,
+        "sections": [
+            {
+                "id": "s",
+                "title": "S",
+                "items": [
+                    {
+                        "id": "m",
+                        "title": "M",
+                        "instructions": "by hand",
+                        "evidence": [{"id": "t", "prompt": "Ticket", "pattern": pattern}],
+                    }
+                ],
+            }
+        ],
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def emrops(*args: str, cwd: Path, input: str = "", timeout: float = 30):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMROPS_") and k != "CI"}
+    env["EMROPS_STATE_DIR"] = str(cwd / "state")
+    return subprocess.run(
+        [sys.executable, "-m", "emrops", *args],
+        input=input, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(?:x*)*", "((\\w+))+", "(a+?){2,}"])
+def test_a_group_that_only_repeats_a_repeat_is_refused_at_load(
+    tmp_path: Path, pattern: str
+) -> None:
+    path = with_evidence(tmp_path / "redos.yaml", pattern)
+    result = emrops("checklist", "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:1: pattern {pattern!r} repeats a group that only repeats" in result.stderr
+
+
+@pytest.mark.parametrize("pattern", ["OPS-[0-9]+", "v(\\d+\\.)*\\d+", "(ab|cd)+", "a{2}(b+)?"])
+def test_ordinary_patterns_are_accepted(pattern: str) -> None:
+    assert pattern_problem(pattern) is None
+
+
+def test_a_pattern_that_backtracks_for_ever_does_not_hang_the_prompt(tmp_path: Path) -> None:
+    # `(a|a)*` passes the shape check; against 40 a's and a b it backtracks 2**40 times:
+    # the prompt hung for ever (Ctrl-C was the only way out, the answer never decided)
+    path = with_evidence(tmp_path / "slow.yaml", "(a|a)*")
+    started = time.monotonic()
+    result = emrops(
+        "checklist", "run", str(path), "--interactive",
+        cwd=tmp_path, input="d\n" + "a" * 40 + "b\n" + "aaaa\n",
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Ticket: the checklist's pattern (a|a)* could not decide this answer within 1 s"
+        in result.stdout + result.stderr
+    )
+    run = json.loads(next((tmp_path / "state" / "checklists" / "runs").glob("*.json")).read_text())
+    assert run["items"][0]["status"] == "done"
+    assert run["items"][0]["evidence"] == {"t": "aaaa"}
+
+
+def test_full_match_has_a_deadline_and_restores_the_alarm() -> None:
+    started = time.monotonic()
+    with pytest.raises(PatternTimeout):
+        full_match("(a|a)*", "a" * 40 + "b", deadline=0.2)
+    assert time.monotonic() - started < 2
+    import signal
+
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert full_match("OPS-[0-9]+", "OPS-12") is True
+    assert full_match("OPS-[0-9]+", "OPS-12" * 2000) is False  # longer than any answer
