@@ -90,7 +90,7 @@ from emrops.errors import (
     UsageError,
 )
 from emrops.logs import get_logger
-from emrops.scratch import claim, scratch_dir, sweep_tmp
+from emrops.scratch import Claimed, claim, scratch_dir, sweep_tmp
 
 log = get_logger(__name__)
 
@@ -157,6 +157,12 @@ def target_url(text: str) -> DbUrl:
     return parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
 
 
+# What is said of a file that holds no database, the only kind a restore moves aside (with
+# --force): its header is not SQLite's, or its pages are damaged. Any other failure to open a
+# target says nothing of what the file holds.
+NOT_A_DATABASE = ("is not an SQLite database", "file is not a database", "malformed")
+
+
 def inspect_target(db: DbUrl) -> TargetState:
     if db.engine_name == "sqlite":
         path = db.sqlite_path
@@ -196,7 +202,7 @@ def inspect_target(db: DbUrl) -> TargetState:
                     revision = row[0] if row else None
             finally:
                 conn.close()
-        except (UsageError, DatabaseError, sqlite3.DatabaseError) as exc:
+        except (UsageError, DatabaseError, sqlite3.DatabaseError, OSError) as exc:
             if _busy(exc):
                 # A database another process is writing is a database: never move it aside
                 # (its writers would go on writing into the moved file).
@@ -237,6 +243,19 @@ def inspect_target(db: DbUrl) -> TargetState:
                     f"restore target {path}: {schema_parse_text(parse)}; it is not moved aside "
                     "as unreadable: nothing was changed",
                     hint=f"{SCHEMA_PARSE_HINT}; or restore into a new file (--target NEW.db)",
+                ) from exc
+            if not any(marker in str(exc) for marker in NOT_A_DATABASE):
+                # SQLite could not open it for a reason outside the file (a folder it cannot
+                # write its -shm or -journal in, a permission, an I/O error): it may be a
+                # healthy live database, and moved aside its app would go on writing into the
+                # moved file, with no safety backup.
+                why = f"{exc.strerror}" if isinstance(exc, OSError) else str(exc)
+                raise DatabaseError(
+                    f"cannot open restore target {path} to check what it holds: {why}; it is "
+                    "not moved aside as unreadable: nothing was changed",
+                    hint="make the file and its folder readable and writable for this user "
+                    "(check `ls -ld`, `lsattr -d` and the mount), or restore into a new file "
+                    "(--target NEW.db)",
                 ) from exc
             return TargetState(True, note=f"not a readable SQLite database ({exc})")
         state = TargetState(True, revision, len(names), "emrops_control" in names)
@@ -574,6 +593,22 @@ def restore(
     return result
 
 
+def _claim_beside(path: Path) -> Claimed:
+    """The scratch file beside an SQLite target the image is decoded into (swept once its run
+    dies); the target's folder is created when missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return claim(path.parent, f".{path.name}.restore-", ".tmp")
+    except OSError as exc:
+        raise EmropsError(
+            f"cannot write into {path.parent}, the folder of restore target {path.name}: "
+            f"{exc.strerror or exc}; nothing was changed",
+            hint="the restore writes the image beside the target, then swaps it in: make the "
+            "folder writable for this user (check `ls -ld`, `lsattr -d` and the mount), or "
+            "restore into a file in another folder",
+        ) from exc
+
+
 _RESTORE_LOCK = 0x656D7272  # "emrr": pg_advisory_lock(_RESTORE_LOCK, hashtext(database))
 
 
@@ -643,9 +678,8 @@ def _restore_sqlite(
 ) -> RestoreResult:
     path = db.sqlite_path
     assert path is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
     sweep_tmp()
-    claimed = claim(path.parent, f".{path.name}.restore-", ".tmp")  # swept once its run dies
+    claimed = _claim_beside(path)
     scratch = claimed.path
     started = time.monotonic()
     checks = Checks()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -254,3 +256,114 @@ def test_rollback_journal_writers_wait_for_the_copy_not_the_compression(
     assert max(waits) < took / 3, (max(waits), took)
     result = cli("backup", "verify", "--latest", "--store", str(tmp_path / "st"))
     assert result.exit_code == 0, result.stderr
+
+
+# -- restore targets and stores this user may not read or write ---------------------------
+
+AS_OTHER_USER = [  # root without the capabilities that let it ignore file permissions
+    "setpriv",
+    "--inh-caps=-all",
+    "--bounding-set=-dac_override,-dac_read_search,-fowner",
+]
+
+
+def emrops_without_override(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_OTHER_USER, sys.executable, "-m", "emrops", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def live_wal_db(path: Path) -> None:
+    """A WAL database with committed frames still in its -wal (as a running app leaves it)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE app (id INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO app VALUES (?)", [(i,) for i in range(10)])
+    conn.commit()
+    # leave -wal and -shm behind, as a process that has it open does
+    for side in ("-wal", "-shm"):
+        shutil.copyfile(f"{path}{side}", f"{path}{side}.keep")
+    conn.close()
+    os.replace(f"{path}-wal.keep", f"{path}-wal")
+    os.replace(f"{path}-shm.keep", f"{path}-shm")
+
+
+def test_restore_refuses_a_live_database_this_user_cannot_open(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    backup_id = backups(cli, db, str(store), 1)[0]
+    live = tmp_path / "live" / "emrsim.db"
+    live.parent.mkdir()
+    live.parent.chmod(0o777)
+    live_wal_db(live)
+    for side in ("-wal", "-shm"):  # the app's user owns them (0600); the operator is another
+        os.chown(f"{live}{side}", 65534, 65534)
+        os.chmod(f"{live}{side}", 0o600)
+    before = {p.name: p.read_bytes() for p in live.parent.iterdir()}
+    done = emrops_without_override(
+        "backup", "restore", backup_id, "--store", str(store), "--target", str(live), "--yes",
+        "--force",
+    )  # fmt: skip
+    # before: moved aside as "not a readable SQLite database", with no maintenance and no
+    # safety backup, while its app went on writing into the moved file
+    assert done.returncode == 1, done.stderr
+    assert "it is not moved aside as unreadable: nothing was changed" in done.stderr
+    assert "unexpected" not in done.stderr
+    assert {p.name: p.read_bytes() for p in live.parent.iterdir()} == before
+    # the same for a target this user may not read at all
+    os.chmod(live, 0o000)
+    done = emrops_without_override(
+        "backup", "restore", backup_id, "--store", str(store), "--target", str(live), "--yes",
+        "--force",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "cannot open restore target" in done.stderr and "Permission denied" in done.stderr
+    assert sorted(p.name for p in live.parent.iterdir()) == sorted(before)
+
+
+def test_restore_into_a_folder_that_cannot_be_written(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    backup_id = backups(cli, db, str(store), 1)[0]
+    folder = tmp_path / "target"
+    folder.mkdir()
+    live = folder / "live.db"
+    live_wal_db(live)
+    os.unlink(f"{live}-shm")  # SQLite must create it to read the WAL, and cannot
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with immutable(folder):
+        new = cli("backup", "restore", backup_id, "--store", str(store),
+                  "--target", str(folder / "new.db"), "--yes")  # fmt: skip
+        old = cli("backup", "restore", backup_id, "--store", str(store),
+                  "--target", str(live), "--yes", "--force")  # fmt: skip
+    assert new.exit_code == 1, new.stderr
+    assert f"cannot write into {folder}, the folder of restore target new.db" in new.stderr
+    assert old.exit_code == 1, old.stderr
+    assert "it is not moved aside as unreadable: nothing was changed" in old.stderr
+    assert "unexpected" not in new.stderr + old.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_store_of_another_user_is_an_error_and_records_nothing(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    backup_id = backups(cli, db, str(store), 1)[0]
+    record = (store / backup_id / "verification.json").read_bytes()
+    for path in (store, *store.rglob("*")):
+        os.chown(path, 65534, 65534)
+    listing = emrops_without_override("backup", "list", "--store", str(store))
+    assert listing.returncode == 1, listing.stderr
+    assert f"cannot read {store} in backup store {store}: Permission denied" in listing.stderr
+    assert "(owned by nobody)" in listing.stderr and "sudo -u" in listing.stderr
+    store.chmod(0o755)  # the folder listable, the backup's files still not readable
+    done = emrops_without_override("backup", "restore", backup_id, "--store", str(store),
+                                   "--target", str(tmp_path / "new.db"), "--yes")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "manifest.json in backup store" in done.stderr and "unexpected" not in done.stderr
+    assert not (tmp_path / "new.db").exists()
+    assert (store / backup_id / "verification.json").read_bytes() == record

@@ -575,6 +575,23 @@ class AzureStore(Store):
         with self._errors("r"):
             return _holder(blob.get_blob_properties().metadata)
 
+    def _acquire(self, blob: Any, me: Holder) -> Any:
+        """The lease on the lock blob, or Busy naming its holder. A holder writes its metadata
+        just after taking the lease and clears it just before releasing it: a lease held with
+        no metadata is one of those moments, so it is tried again for a second before the
+        holder is called "another process"."""
+        for attempt in range(20):
+            try:
+                return blob.acquire_lease(lease_duration=LEASE_SECONDS)
+            except HttpResponseError as exc:
+                if exc.status_code != 409:
+                    raise
+            holder = self._lock_holder(blob)
+            if holder is not None or attempt == 19:
+                raise self._busy(me, holder) from None
+            time.sleep(0.05)
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def lock(
         self, operation: str, warn: Warn | None = None, *, read_only_ok: bool = False
@@ -585,12 +602,7 @@ class AzureStore(Store):
             self._ensure_container()
             with contextlib.suppress(ResourceExistsError, HttpResponseError):
                 blob.upload_blob(b"", overwrite=False)
-            try:
-                lease = blob.acquire_lease(lease_duration=LEASE_SECONDS)
-            except HttpResponseError as exc:
-                if exc.status_code == 409:
-                    raise self._busy(me, self._lock_holder(blob)) from None
-                raise
+            lease = self._acquire(blob, me)
         try:
             previous = self._lock_holder(blob)
             if previous is not None:

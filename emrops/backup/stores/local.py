@@ -17,6 +17,7 @@ from emrops.backup.stores import (
     DeleteRefused,
     NotAFile,
     NotFound,
+    Offline,
     OutsideStore,
     Store,
     Warn,
@@ -67,6 +68,21 @@ class LocalStore(Store):
             )
         return path
 
+    @contextlib.contextmanager
+    def _access(self, path: Path) -> Iterator[None]:
+        """A permission refused while reading the store: backups written by another user
+        (files 0600 in 0700 folders). Nothing is known about them: Offline, exit 1, never a
+        failed verification."""
+        try:
+            yield
+        except PermissionError as exc:
+            where = Path(exc.filename) if exc.filename else path
+            raise Offline(
+                f"cannot read {where} in backup store {self.url}: {exc.strerror}{_owned_by(where)}",
+                hint="run emrops as the user that writes the backups (its files are 0600 in "
+                "0700 folders), e.g. with `sudo -u USER`",
+            ) from None
+
     def _ensure_root(self) -> None:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -86,29 +102,32 @@ class LocalStore(Store):
             ) from exc
 
     def backup_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        with self._access(self.root):
+            if not self.root.is_dir():
+                return []
+            return sorted(
+                p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
 
     def names(self, backup_id: str) -> list[str]:
         # A folder inside is not a file emrops wrote: remove_folder takes it with the rest.
         folder = self._path(backup_id)
-        if not folder.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in folder.iterdir()
-            if (p.is_symlink() or not p.is_dir()) and plain_part(p.name)
-        )
+        with self._access(folder):
+            if not folder.is_dir():
+                return []
+            return sorted(
+                p.name
+                for p in folder.iterdir()
+                if (p.is_symlink() or not p.is_dir()) and plain_part(p.name)
+            )
 
     def exists(self, name: str) -> bool:
         # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
         # shown as such, never taken for a crashed run's leftovers and removed); a link to
         # nothing too.
         path = self._path(name)
-        return path.is_symlink() or path.exists()
+        with self._access(path):
+            return path.is_symlink() or path.exists()
 
     def read_bytes(self, name: str, limit: int | None = None) -> bytes:
         with self.open_read(name) as handle:
@@ -122,7 +141,8 @@ class LocalStore(Store):
         path = self._path(name)
         try:
             # O_NONBLOCK: a FIFO put where a file should be must not hang the reader.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with self._access(path):
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             if path.is_symlink():
                 raise NotAFile(
@@ -221,3 +241,19 @@ class LocalStore(Store):
                 path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.root)))
         return removed
+
+
+def _owned_by(path: Path) -> str:
+    """`` (owned by USER)`` for the nearest existing part of ``path``, or ""."""
+    import pwd
+
+    for part in (path, *path.parents):
+        try:
+            uid = part.lstat().st_uid
+        except OSError:
+            continue
+        try:
+            return f" (owned by {pwd.getpwuid(uid).pw_name})"
+        except KeyError:
+            return f" (owned by uid {uid})"
+    return ""
