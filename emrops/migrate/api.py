@@ -57,6 +57,7 @@ def make_plan(
         trial.unique_collisions(conn, tables, plan, tried.failures)
         trial.fk_orphans(conn, tables, plan, tried.failures, tried.notes)
         trial.citext_collisions(conn, tables, plan, target, tried.failures)
+        tried.failures = trial.without_repeats(tried.failures)
         rowsize.oversized_rows(conn, tables, plan, tried.failures)
         rowsize.oversized_index_keys(conn, tables, plan, tried.failures)
     finally:

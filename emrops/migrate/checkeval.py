@@ -1,17 +1,23 @@
-"""CHECK constraints evaluated by the target itself over the source's values (``plan``).
+"""CHECKs and translated indexes evaluated by the target itself over the source's values.
 
 A translated CHECK can judge an existing row differently from SQLite's expression: SQLite's
 ``upper()`` folds ASCII letters only and PostgreSQL's every letter; SQLite compares a
-timestamp column's text with ``'2000-01-01'`` as text, PostgreSQL as instants. Evaluating
-SQLite's expression in the plan would then promise a run whose ALTER TABLE ... ADD CHECK
-fails. So the plan copies, for each table with CHECKs, the row key and the columns its CHECKs
-name into a temporary table of the target types (inside the trial's rolled-back transaction),
-the same way the copy sends them (COPY text built by SQLite, row by row only where a value
-needs Python), and asks PostgreSQL for the rows each translated CHECK rejects: every row, not
-a sample. Rows whose values do not convert are anomalies of their own and are left out.
+timestamp column's text with ``'2000-01-01'`` as text, PostgreSQL as instants. A unique
+index over an expression can likewise hold apart in SQLite what its translation makes equal
+(``lower('É')`` and ``lower('é')``; ``json_extract`` of ``1`` and ``"1"``). Evaluating
+SQLite's side in the plan would then promise a run whose ALTER TABLE or CREATE INDEX fails.
 
-A CHECK this cannot evaluate (a column it names was not recognised, a value the COPY refuses)
-is left to the SQLite evaluation in :func:`emrops.migrate.trial.check_source_rows`.
+So for each table with CHECKs, expression indexes or partial unique indexes, the plan copies
+the row key and the columns those name into a temporary table of the target types, named
+like the table (inside the trial's rolled-back transaction, where ``pg_temp`` is searched
+first), the same way the copy sends them (COPY text built by SQLite, row by row only where a
+value needs Python); then it asks PostgreSQL for the rows each translated CHECK rejects and
+builds each such index there as the run will: every row, not a sample. Rows whose values do
+not convert are anomalies of their own and are left out.
+
+A CHECK or index this cannot evaluate (a column it names was not recognised, a value the
+COPY refuses) is left to the SQLite evaluation (:func:`emrops.migrate.trial.check_source_rows`)
+or to the run.
 """
 
 from __future__ import annotations
@@ -29,8 +35,15 @@ from emrops.migrate.reading import read_batches, read_range
 from emrops.migrate.reflect import quote
 from emrops.migrate.rowconv import row_converter
 
-TEMP = "emrops_check_rows"
 KEY = "emrops_key"  # the rowid of a rowid table (a WITHOUT ROWID table keeps its own key)
+
+INDEX_HINT = (
+    "the run's CREATE INDEX would fail on these rows: the translated expression makes equal "
+    "(or cannot compute) what SQLite's kept apart (lower()/upper() fold every letter there, "
+    'ASCII only in SQLite; json_extract gives text, so 1 and "1" meet). Merge those rows '
+    "in the source, or drop the index from the source schema and create one by hand after "
+    "the run"
+)
 
 HINT = (
     "the run's ALTER TABLE would fail on these rows. PostgreSQL's translation can judge a row "
@@ -72,14 +85,14 @@ def _named(columns: list[ColumnPlan], exprs: list[str]) -> list[ColumnPlan]:
 
 
 def _reduced(tp: TablePlan, used: list[ColumnPlan]) -> TablePlan:
-    """``tp`` cut down to its key and ``used``, loaded into :data:`TEMP`."""
+    """``tp`` cut down to its key and ``used``, loaded into a temporary table of its name."""
     if tp.without_rowid:
         keys = [c for c in tp.columns if c.source in tp.key]
         cols = keys + [c for c in used if c not in keys]
     else:
         key = ColumnPlan(tp.key[0], KEY, "", "bigint", "bigint", "", notnull=True, fast=True)
         cols = [key, *used]
-    return dataclasses.replace(tp, target=TEMP, columns=cols, post=[])
+    return dataclasses.replace(tp, columns=cols, post=[])
 
 
 def _key_sql(tp: TablePlan, small: TablePlan) -> list[str]:
@@ -100,7 +113,7 @@ def _load(pg: psycopg.Connection, src: sqlite3.Connection, small: TablePlan) -> 
     # as the KEY column
     convert = row_converter(small, skip, strict=True)
 
-    with pg.cursor().copy(f"COPY {quote(TEMP)} ({cols}) FROM STDIN") as cp:
+    with pg.cursor().copy(f"COPY pg_temp.{quote(small.target)} ({cols}) FROM STDIN") as cp:
 
         def send(batch: Any) -> None:
             for row in batch:
@@ -123,26 +136,38 @@ def _load(pg: psycopg.Connection, src: sqlite3.Connection, small: TablePlan) -> 
                 send(batch)
 
 
+def translated_index(post: PostObject) -> bool:
+    """An index over an expression (``((...))``) or with a WHERE, both translated, or a
+    partial unique one: what PostgreSQL may compute unlike SQLite."""
+    return post.kind == "index" and ("((" in post.sql or " WHERE " in post.sql)
+
+
 def evaluate(
     pg: psycopg.Connection,
     src: sqlite3.Connection,
     tp: TablePlan,
     checks: list[PostObject],
+    indexes: list[PostObject] | None = None,
 ) -> tuple[list[Violation], set[str]]:
-    """Violations of ``checks`` (CHECKs of ``tp`` that compiled on the target) among the
-    source rows, and the names of the checks that were evaluated. ``pg`` is inside a
-    transaction (the trial's); everything is done under a savepoint and dropped."""
+    """Violations of ``checks`` (CHECKs of ``tp`` that compiled on the target) and failures
+    of ``indexes`` (built as the run builds them) over the source rows, and the names of the
+    checks that were evaluated. ``pg`` is inside a transaction (the trial's); everything is
+    done under a savepoint and dropped."""
     exprs = {p.name: e for p in checks if (e := expression(tp, p)) is not None}
-    if not exprs or not tp.rows:
-        return [], set(exprs) if not tp.rows else set()
-    small = _reduced(tp, _named(tp.columns, list(exprs.values())))
+    indexes = indexes or []
+    if not tp.rows:
+        return [], set(exprs)
+    if not exprs and not indexes:
+        return [], set()
+    texts = list(exprs.values()) + [i.sql for i in indexes]
+    small = _reduced(tp, _named(tp.columns, texts))
     defs = ", ".join(f"{quote(c.target)} {c.pg_type}" for c in small.columns)
     keys = _key_sql(tp, small)
     found: list[Violation] = []
     done: set[str] = set()
     try:
         with pg.transaction():
-            pg.execute(f"CREATE TEMP TABLE {quote(TEMP)} ({defs}) ON COMMIT DROP")
+            pg.execute(f"CREATE TEMP TABLE {quote(tp.target)} ({defs}) ON COMMIT DROP")
             _load(pg, src, small)
             for name, expr in exprs.items():
                 outcome = _violations(pg, tp, name, expr, keys)
@@ -151,12 +176,31 @@ def evaluate(
                 done.add(name)
                 if outcome.count or outcome.error:
                     found.append(outcome)
-            pg.execute(f"DROP TABLE {quote(TEMP)}")
+            found += [v for i in indexes if (v := _index(pg, tp, i)) is not None]
+            pg.execute(f"DROP TABLE pg_temp.{quote(tp.target)}")
     except psycopg.Error as exc:
         if _lost(exc):
             raise
         return [], set()  # the values could not be loaded: SQLite's evaluation decides
     return found, done
+
+
+def _index(pg: psycopg.Connection, tp: TablePlan, post: PostObject) -> Violation | None:
+    """The index built on the temporary table (``ON "t"`` finds it first): a duplicate key
+    or a value the expression fails on is a violation; any other error (a column not
+    recognised) is left to the run."""
+    try:
+        with pg.transaction():
+            pg.execute(post.sql)
+    except psycopg.Error as exc:
+        if _lost(exc):
+            raise
+        state = exc.sqlstate or ""
+        if state == "23505" or state.startswith("22"):
+            detail = getattr(getattr(exc, "diag", None), "message_detail", None)
+            error = _message(exc) + (f" ({detail})" if detail else "")
+            return Violation(tp.target, post.name, post.sql, 0, None, error)
+    return None
 
 
 def _lost(exc: psycopg.Error) -> bool:
@@ -173,7 +217,7 @@ def _violations(
     None when the query does not compile here (a column not recognised)."""
     key = ", ".join(keys)
     sql = (
-        f"SELECT count(*) OVER (), {key} FROM {quote(TEMP)} AS {quote(tp.target)} "
+        f"SELECT count(*) OVER (), {key} FROM pg_temp.{quote(tp.target)} AS {quote(tp.target)} "
         f"WHERE NOT ({expr}) ORDER BY {key} LIMIT 1"
     )
     try:

@@ -177,29 +177,31 @@ def _target_checks(
     created: set[str],
     result: TrialResult,
 ) -> None:
-    """Each CHECK that compiled, evaluated by the target over the source's values
-    (checkeval); a violated one is a ``check-data`` failure."""
-    failed = {(f.table, f.name) for f in result.failures if f.kind == "check"}
+    """Each CHECK and translated index that compiled, evaluated by the target over the
+    source's values (checkeval); a violated one is a ``check-data`` / ``index-data``
+    failure."""
+    failed = {(f.table, f.name) for f in result.failures if f.kind in ("check", "index")}
     for tp in plan.tables:
-        checks = [
-            p
-            for p in tp.post
-            if p.kind == "check" and tp.target in created and (tp.target, p.name) not in failed
-        ]
-        if not checks:
+        if tp.target not in created:
             continue
-        found, done = checkeval.evaluate(pg, src, tp, checks)
+        tried = [p for p in tp.post if (tp.target, p.name) not in failed]
+        checks = [p for p in tried if p.kind == "check"]
+        indexes = [p for p in tried if checkeval.translated_index(p)]
+        if not checks and not indexes:
+            continue
+        found, done = checkeval.evaluate(pg, src, tp, checks, indexes)
         result.evaluated |= {(tp.target, name) for name in done}
-        by_name = {p.name: p for p in checks}
+        by_name = {p.name: p for p in tried}
         for v in found:
+            index = by_name[v.check].kind == "index"
             result.failures.append(
                 SchemaFailure(
-                    "check-data",
+                    "index-data" if index else "check-data",
                     tp.target,
                     v.check,
                     by_name[v.check].sql,
-                    checkeval.describe(v),
-                    checkeval.HINT,
+                    v.error if index else checkeval.describe(v),
+                    checkeval.INDEX_HINT if index else checkeval.HINT,
                 )
             )
 
@@ -600,6 +602,13 @@ def citext_collisions(
                     )
         finally:
             pg.rollback()
+
+
+def without_repeats(failures: list[SchemaFailure]) -> list[SchemaFailure]:
+    """``failures`` less each index the target could not build (``index-data``) that a
+    ``unique-data`` failure names already, with its more specific hint."""
+    named = {(f.table, f.name) for f in failures if f.kind == "unique-data"}
+    return [f for f in failures if f.kind != "index-data" or (f.table, f.name) not in named]
 
 
 def citext_of(tp: Any) -> set[str]:
