@@ -176,7 +176,7 @@ class RunStore:
         except RecursionError:  # arrays nested thousands deep
             raise UsageError(f"run file {path} is nested too deeply to read") from None
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-            raise UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")
+            raise _not_a_run_file(path, data)
         try:
             return Run.from_dict(data)
         except (TypeError, KeyError, ValueError) as exc:
@@ -217,3 +217,18 @@ class RunStore:
             yield
         finally:
             lock.release()
+
+
+def _not_a_run_file(path: Path, data: Any) -> UsageError:
+    """A file of another kind, or a run file of another format version (a newer emrops)."""
+    found = data.get("format") if isinstance(data, dict) else None
+    family, _, version = RUN_FORMAT.rpartition("/")
+    if isinstance(found, str) and found.startswith(family + "/"):
+        other = found.rpartition("/")[2]
+        newer = other.isdigit() and int(other) > int(version)
+        return UsageError(
+            f"run file {path} has format {found}; this emrops reads {RUN_FORMAT}"
+            + (" (the file was written by a newer emrops)" if newer else ""),
+            hint="use the emrops version that wrote it" if newer else "start a new run",
+        )
+    return UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")

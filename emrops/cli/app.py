@@ -28,7 +28,7 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit, TyperException
 
 from emrops import atomic, secrets
-from emrops.cli import render
+from emrops.cli import render, streams
 from emrops.config import ConfigContext, Settings
 from emrops.errors import ConfirmationRequired, EmropsError, ExitCode
 
@@ -91,6 +91,11 @@ class EmropsGroup(TyperGroup):
         except (Exit, TyperException, Abort):
             raise
         except Exception as exc:  # a bug: say so plainly, traceback only with --debug
+            if isinstance(exc, BrokenPipeError) and streams.stdout_gone():
+                # `emrops ... | head -1`: the reader has what it wanted (a pipe to a child
+                # process that broke is the command's own failure, reported below)
+                streams.silence_stdout()
+                ctx.exit(int(ExitCode.ERROR))
             if _debug(ctx):
                 traceback.print_exc()
             known = _database_state(exc)

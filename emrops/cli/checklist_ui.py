@@ -53,10 +53,13 @@ class RichIO:
             shown = f"... ({len(lines) - OUTPUT_LINES} more lines in the run file)\n" + shown
         style = "green" if result.passed else "red"
         title = plain(("PASSED" if result.passed else "FAILED") + f": {result.summary()}")
+        # soft_wrap=False: the console's soft wrapping cropped every line of the panel at
+        # the terminal's width ("first line of th"), the failure's own words cut off
         self.console.print(
             Panel(
                 plain(shown or "(no output)"), title=title, title_align="left", border_style=style
-            )
+            ),
+            soft_wrap=False,
         )
 
     def choose(self, question: str, choices: list[str], default: str) -> str:

@@ -11,7 +11,7 @@ import typer
 from emrops import __version__
 from emrops.cli import doctor as doctor_cmd
 from emrops.cli import health as health_cmd
-from emrops.cli import render
+from emrops.cli import render, streams
 from emrops.cli.app import EmropsGroup, make_app
 from emrops.config import LOG_LEVELS, ConfigContext, Settings
 from emrops.logs import setup_logging
@@ -131,8 +131,12 @@ def run() -> None:
     from emrops.db.sqlite_malloc import disable_memstatus
 
     disable_memstatus()  # first, while no SQLite connection is open (parallel scans scale)
+    streams.reopen_closed()  # before any file is opened: none may take fd 0, 1 or 2
     try:
         app(prog_name="emrops")
+    except BrokenPipeError:  # stdout's reader went away while click flushed it
+        streams.silence_stdout()
+        raise SystemExit(1) from None
     finally:
         # Everything is written and closed by now (atomic writes, atexit handlers still run):
         # spare the interpreter's final garbage collection a walk over every object the

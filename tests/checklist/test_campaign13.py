@@ -98,3 +98,28 @@ def test_full_match_has_a_deadline_and_restores_the_alarm() -> None:
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert full_match("OPS-[0-9]+", "OPS-12") is True
     assert full_match("OPS-[0-9]+", "OPS-12" * 2000) is False  # longer than any answer
+
+
+def test_a_run_file_from_a_newer_emrops_says_so(tmp_path: Path) -> None:
+    # was: "... is not a checklist run file (emrops.checklist-run/1)", as for any other file
+    path = tmp_path / "basic.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "emrops.checklist/1", "id": "basic", "title": "B", "version": 1,
+                "sections": [{"id": "s", "title": "S", "items": [
+                    {"id": "a", "title": "A", "instructions": "x", "check": {"run": "true"}}]}],
+            }
+        )
+    )  # fmt: skip
+    assert emrops("checklist", "run", str(path), cwd=tmp_path).returncode == 0
+    run_file = next((tmp_path / "state" / "checklists" / "runs").glob("*.json"))
+    data = json.loads(run_file.read_text())
+    run_file.write_text(json.dumps({**data, "format": "emrops.checklist-run/2"}))
+    result = emrops("checklist", "run", str(path), "--resume", run_file.stem, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"Error: run file {run_file} has format emrops.checklist-run/2; this emrops reads "
+        "emrops.checklist-run/1 (the file was written by a newer emrops)",
+        "Try: use the emrops version that wrote it",
+    ]

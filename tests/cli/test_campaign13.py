@@ -1,0 +1,112 @@
+"""Session 13: the CLI frame against its standard streams: closed stdin, stdout or stderr
+(`<&-`, `>&-`, `2>&-`), a reader that has gone (`| head -0`), and narrow terminals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASIC = """\
+schema: emrops.checklist/1
+id: basic
+title: Basic
+version: 1
+sections:
+  - id: s
+    title: S
+    items:
+      - id: a
+        title: A
+        instructions: x
+        check:
+          run: "sh -c 'echo first line of the check output that is long; exit 3'"
+      - id: m
+        title: M
+        instructions: y
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EMROPS_") and k != "CI"}
+    return {**base, "EMROPS_STATE_DIR": str(tmp_path / "state")}
+
+
+def shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`emrops ARGS` through sh, so redirections like <&- close the stream for real."""
+    emrops = f"{sys.executable} -m emrops"
+    return subprocess.run(
+        ["sh", "-c", command.replace("emrops", emrops, 1)],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_closed_stdin_reads_as_end_of_input(tmp_path: Path, env: dict[str, str]) -> None:
+    # sys.stdin was None: "unexpected AttributeError: 'NoneType' object has no attribute
+    # 'isatty'" (and "input(): lost sys.stdin" with --interactive)
+    (tmp_path / "basic.yaml").write_text(BASIC)
+    plain = shell("emrops checklist run ./basic.yaml <&-", tmp_path, env)
+    assert plain.returncode == 3, plain.stderr  # non-interactive: the check failed
+    assert "unexpected" not in plain.stderr
+    assert "pending: m: M (manual item" in plain.stderr
+    asked = shell("emrops checklist run ./basic.yaml --interactive <&-", tmp_path, env)
+    assert asked.returncode == 130, asked.stderr
+    assert "Error: input ended: checklist run " in asked.stderr
+    assert "unexpected" not in asked.stderr
+
+
+def test_a_closed_stderr_or_stdout_does_not_fail_the_command(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # with stderr closed `checklist list` exited 1 (writing to None), its output lost
+    listed = shell("emrops checklist list 2>&-", tmp_path, env)
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("name\ttitle\titems\t")
+    as_json = shell("emrops checklist list --json 2>&-", tmp_path, env)
+    assert {row["name"] for row in json.loads(as_json.stdout)} >= {"recovery-drill"}
+    closed = shell("emrops checklist list >&-", tmp_path, env)
+    assert closed.returncode == 0 and "unexpected" not in closed.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["checklist", "list", "--json"],
+        ["checklist", "list"],
+        ["checklist", "export", "production-deployment", "--format", "md"],
+        ["--log-format", "json", "config", "show", "--json"],
+    ],
+)
+def test_a_reader_that_has_gone_stops_the_command_quietly(
+    tmp_path: Path, env: dict[str, str], args: list[str]
+) -> None:
+    # `emrops ... | head -0`: "Error: unexpected BrokenPipeError ... report it"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "emrops", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert "unexpected" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_check_output_is_wrapped_not_cropped_on_a_narrow_terminal(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # the check's output panel cut every line at the width: "first line of th"
+    (tmp_path / "basic.yaml").write_text(BASIC)
+    result = shell("COLUMNS=20 emrops checklist run ./basic.yaml --non-interactive", tmp_path, env)
+    assert result.returncode == 3
+    panel = [line.strip("│ ") for line in result.stderr.splitlines() if line.startswith("│")]
+    assert " ".join(panel) == "first line of the check output that is long"
