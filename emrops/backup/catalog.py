@@ -68,7 +68,33 @@ def _verification(store: Store, manifest: Manifest) -> tuple[str, str | None, st
         return "invalid", record.verified_at, "the manifest changed after it was verified"
     if not record.ok:
         return "failed", record.verified_at, record.reason
+    changed = _changed_since(store, manifest)
+    if changed is not None:
+        # The record says what the files were when verified; a file deleted or cut since
+        # (a cleanup script, bit rot, a lifecycle rule) leaves a backup that cannot be
+        # restored. Counted as verified, it held a --keep-last slot while rotate deleted the
+        # intact older ones, and health took it for a fresh good backup.
+        return "failed", record.verified_at, f"verified ok, but since then {changed}"
     return "ok", record.verified_at, ""
+
+
+def _changed_since(store: Store, manifest: Manifest) -> str | None:
+    """What no longer matches the manifest in the stored files' presence and size (one
+    listing; the checksums are verify's job), or None."""
+    try:
+        sizes = store.sizes(manifest.id)
+    except (OutsideStore, Offline) as exc:
+        return exc.message
+    for file in manifest.files:
+        size = sizes.get(file.name)
+        if size is None:
+            return f"{file.name} is missing (run `emrops backup verify {manifest.id}`)"
+        if size != file.size:
+            return (
+                f"{file.name} is {size} bytes, the manifest says {file.size} "
+                f"(run `emrops backup verify {manifest.id}`)"
+            )
+    return None
 
 
 def _pinned(store: Store, backup_id: str) -> tuple[bool, str]:

@@ -367,3 +367,35 @@ def test_a_store_of_another_user_is_an_error_and_records_nothing(cli, tmp_path: 
     assert "manifest.json in backup store" in done.stderr and "unexpected" not in done.stderr
     assert not (tmp_path / "new.db").exists()
     assert (store / backup_id / "verification.json").read_bytes() == record
+
+
+# -- a verified backup whose files went since its verification ---------------------------
+
+
+def test_rotate_keeps_the_intact_backup_when_newer_verified_ones_lost_their_data(
+    cli, tmp_path: Path
+) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    ids = backups(cli, db, str(store), 3)
+    (store / ids[2] / "database.sqlite.zst").unlink()  # a cleanup script, a lifecycle rule
+    data = store / ids[1] / "database.sqlite.zst"
+    data.write_bytes(data.read_bytes()[:100])  # cut short
+    shown = {b["id"]: b for b in listed(cli, store)}
+    assert shown[ids[2]]["verified"] == "failed"
+    assert "since then database.sqlite.zst is missing" in shown[ids[2]]["reason"]
+    assert shown[ids[1]]["verified"] == "failed"
+    assert "is 100 bytes, the manifest says" in shown[ids[1]]["reason"]
+    assert shown[ids[0]]["verified"] == "ok"
+    result = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
+    # before: ids[2] was "newest verified" and the only restorable backup, ids[0], was deleted
+    decisions = {d["id"]: d for d in json_of(result)["decisions"]}
+    assert json_of(result)["deleted"] == []
+    assert decisions[ids[0]]["reasons"] == ["newest verified", "last"]
+    result = cli("backup", "restore", "--latest", "--store", str(store),
+                 "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
+    assert result.exit_code == 3  # the newest is damaged: restore says so, restores nothing
+    result = cli("backup", "restore", ids[0], "--store", str(store),
+                 "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert sqlite3.connect(tmp_path / "r.db").execute("SELECT count(*) FROM t").fetchone() == (50,)

@@ -46,6 +46,11 @@ class Store(ABC):
         (something nested deeper under the id folder was not written by emrops)."""
 
     @abstractmethod
+    def sizes(self, backup_id: str) -> dict[str, int]:
+        """Size of each regular file stored for one backup (plain names only), in one listing:
+        what list and rotate check a verified backup still holds."""
+
+    @abstractmethod
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod

@@ -413,20 +413,24 @@ class AzureStore(Store):
         return str(getattr(self.container, "primary_endpoint", "") or self.container.url)
 
     def _list(self, under: str) -> list[str]:
+        return list(self._list_sizes(under))
+
+    def _list_sizes(self, under: str) -> dict[str, int]:
         if under:
             check_name(under.rstrip("/"), self.url)
         start = f"{self.prefix}/{under}" if self.prefix else under
         with self._errors("l"):
             try:
-                return [
-                    b.name[len(start) :] for b in self.container.list_blobs(name_starts_with=start)
-                ]
+                return {
+                    b.name[len(start) :]: int(b.size or 0)
+                    for b in self.container.list_blobs(name_starts_with=start)
+                }
             except ResourceNotFoundError as exc:
                 # Only Azure's own "no such container" means "no backups yet". A bare 404 (a
                 # proxy, a wrong URL, something that is not Azure Storage) is an error: an
                 # empty listing would read as "no backups" and hide the misconfiguration.
                 if getattr(exc, "error_code", None) == "ContainerNotFound":
-                    return []
+                    return {}
                 raise EmropsError(
                     f"{self.endpoint} answered 404 without an Azure Storage error code for "
                     f"{self.url}: it does not look like Azure Blob Storage",
@@ -442,6 +446,9 @@ class AzureStore(Store):
         # A blob nested deeper (<id>/sub/x), named with a trailing slash or otherwise not
         # plain was not written by emrops and is no name of the backup (check_name refuses it).
         return sorted(n for n in self._list(f"{backup_id}/") if plain_part(n))
+
+    def sizes(self, backup_id: str) -> dict[str, int]:
+        return {n: size for n, size in self._list_sizes(f"{backup_id}/").items() if plain_part(n)}
 
     def exists(self, name: str) -> bool:
         with self._errors("r"):

@@ -121,6 +121,19 @@ class LocalStore(Store):
                 if (p.is_symlink() or not p.is_dir()) and plain_part(p.name)
             )
 
+    def sizes(self, backup_id: str) -> dict[str, int]:
+        folder = self._path(backup_id)
+        out = {}
+        with self._access(folder):
+            if not folder.is_dir():
+                return {}
+            for p in folder.iterdir():
+                with contextlib.suppress(OSError):  # a link to nothing: no size, as missing
+                    st = p.stat()
+                    if stat.S_ISREG(st.st_mode) and plain_part(p.name):
+                        out[p.name] = st.st_size
+        return out
+
     def exists(self, name: str) -> bool:
         # Anything at the name counts (a folder or FIFO where a manifest should be is damage,
         # shown as such, never taken for a crashed run's leftovers and removed); a link to
