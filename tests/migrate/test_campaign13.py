@@ -6,6 +6,7 @@ Each migration that exits 0 is compared row by row with the source, independentl
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -247,3 +248,62 @@ def test_expression_indexes_are_built_over_the_source_rows_by_plan(
     )
     migrated_ok(cli, url, pg_url)
     assert assert_same_rows(fine, pg_url, "px", "id") == 4
+
+
+# A simple CASE (`CASE x WHEN v THEN ...`): its WHEN values were taken for conditions and
+# rewritten as truth values (`WHEN (7 <> 0)`, `WHEN (0 <> 0)` for 'a'): a view using one
+# failed the plan ("operator does not exist: bigint = boolean"), and a trigger using one was
+# built (PL/pgSQL compiles lazily) and failed the app's first write on PostgreSQL.
+def test_simple_case_in_views_and_triggers(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "case.db"
+    url = script_db(
+        db,
+        "CREATE TABLE e (id INTEGER PRIMARY KEY, n INT, s TEXT, b BOOLEAN, t DATETIME);"
+        "CREATE TABLE log (id INTEGER PRIMARY KEY, what TEXT);"
+        "CREATE TRIGGER e_ins AFTER INSERT ON e BEGIN INSERT INTO log(what)"
+        " VALUES (CASE NEW.s WHEN 'a' THEN 'A!' ELSE 'other' END); END;"
+        "INSERT INTO e VALUES (1, 7, 'a', 1, '2024-01-01 00:00:00'),"
+        " (2, 0, 'b', 0, '2024-01-02 00:00:00'), (3, NULL, 'c', NULL, NULL);"
+        "CREATE VIEW cs AS SELECT id,"
+        " CASE n WHEN 7 THEN 'seven' WHEN 0 THEN 'zero' ELSE 'other' END AS k,"
+        " CASE s WHEN 'a' THEN 1 ELSE 0 END AS isa,"
+        " CASE b WHEN 1 THEN 'yes' WHEN 0 THEN 'no' END AS yn,"
+        " CASE t WHEN '2024-01-01 00:00:00' THEN 'new year' END AS ny,"
+        " CASE WHEN n THEN 'truthy' ELSE 'falsy' END AS tr FROM e;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM cs ORDER BY id").fetchall()
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT * FROM cs ORDER BY id").fetchall() == want
+        conn.execute("INSERT INTO e (s) VALUES ('a'), ('z')")
+        got = conn.execute("SELECT what FROM log ORDER BY id").fetchall()
+    # three fired in SQLite (copied), two by PostgreSQL's translation
+    assert got == [("A!",), ("other",), ("other",), ("A!",), ("other",)]
+
+
+# A constant CAST default (`DEFAULT (CAST('7' AS INTEGER))`) was "no PostgreSQL equivalent"
+# (plan exit 3) though arithmetic and pure functions over literals were evaluated; a CAST of
+# the clock still is not frozen.
+def test_constant_cast_defaults(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "cast.db"
+    url = script_db(
+        db,
+        "CREATE TABLE d (id INTEGER PRIMARY KEY, v INT DEFAULT (cast('7' as integer)),"
+        " w TEXT DEFAULT (CAST(12 AS TEXT)), x REAL DEFAULT (CAST('1.5e3' AS REAL)),"
+        " y TEXT DEFAULT (CAST(x'41' AS TEXT)));"
+        "INSERT INTO d (id) VALUES (1);",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        row = conn.execute("INSERT INTO d DEFAULT VALUES RETURNING v, w, x, y").fetchone()
+    assert row == (7, "12", 1500.0, "A")
+    clock = tmp_path / "clock.db"
+    url = script_db(
+        clock,
+        "CREATE TABLE c (id INTEGER PRIMARY KEY,"
+        " q DATETIME DEFAULT (CAST(CURRENT_TIMESTAMP AS TEXT)));",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    assert [a["column"] for a in plan["anomalies"]] == ["q"]

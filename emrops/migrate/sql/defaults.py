@@ -241,7 +241,12 @@ def translate(expr: str | None, pg_type: str) -> Default:
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
-_CONSTANT_WORDS = re.compile(r"TRUE|FALSE|NULL|[xX][0-9a-fA-F]*|[eE][0-9]*")
+# literals' words, and CAST(... AS <type>)'s (the type names SQLite's affinity rules read)
+_CONSTANT_WORDS = re.compile(
+    r"TRUE|FALSE|NULL|[xX][0-9a-fA-F]*|[eE][0-9]*"
+    r"|AS|INT|INTEGER|BIGINT|TEXT|REAL|NUMERIC|BLOB|FLOAT|DOUBLE|VARCHAR|CHAR|DECIMAL",
+    re.I,
+)
 # SQLite's deterministic functions whose value over literals is a literal too (json('[]') is
 # '[]'); none of them reads the clock or a random source
 _PURE_FUNCTIONS = frozenset(
@@ -278,6 +283,7 @@ _PURE_FUNCTIONS = frozenset(
         "zeroblob",
         "concat",
         "concat_ws",
+        "cast",
     ]
 )
 _CALL = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(")

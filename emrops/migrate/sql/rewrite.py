@@ -260,7 +260,16 @@ def truth(node: exp.Expr) -> exp.Expr:
 
 
 def condition(node: exp.Expr) -> exp.Expr | None:
-    """WHERE, HAVING, CASE WHEN, AND, OR and NOT take truth values."""
+    """WHERE, HAVING, CASE WHEN, AND, OR and NOT take truth values; the WHEN values of a
+    simple ``CASE x WHEN v`` are compared with ``x`` instead (SQLite's comparison rules)."""
+    case = node.parent
+    if isinstance(node, exp.If) and isinstance(case, exp.Case) and case.args.get("this"):
+        probe = exp.EQ(this=case.this.copy(), expression=node.this)
+        compare(probe)
+        node.set("this", probe.expression)
+        if probe.this.sql() != case.this.sql():  # the operand took a conversion
+            case.set("this", probe.this)
+        return None
     for arg in ("this", "expression"):
         child = node.args.get(arg)
         if isinstance(child, exp.Expr) and not (isinstance(node, exp.If) and arg != "this"):
