@@ -39,9 +39,10 @@ def copy_backup(
     warn: Warn | None = None,
 ) -> CopyResult:
     """Copy one backup; raises CheckFailed when the source is damaged or the copy fails verify."""
-    if source.url == destination.url:
+    if source.identity == destination.identity:
+        same = "" if source.url == destination.url else f" ({destination.url} leads to it)"
         raise EmropsError(
-            "source and destination are the same store", hint="give another --to store"
+            f"source and destination are the same store{same}", hint="give another --to store"
         )
     copied = 0
     with (

@@ -399,3 +399,16 @@ def test_rotate_keeps_the_intact_backup_when_newer_verified_ones_lost_their_data
                  "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert sqlite3.connect(tmp_path / "r.db").execute("SELECT count(*) FROM t").fetchone() == (50,)
+
+
+def test_copy_to_the_same_store_through_a_link_is_refused(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    [backup_id] = backups(cli, db, str(store), 1)
+    (tmp_path / "link").symlink_to(store)
+    result = cli("backup", "copy", backup_id, "--store", str(store), "--to", str(tmp_path / "link"))
+    # before: exit 75, "locked: backup copy (source) by pid N", N being the copy itself
+    assert result.exit_code == 1, result.stderr
+    assert "source and destination are the same store" in result.stderr
+    assert f"({tmp_path / 'link'} leads to it)" in result.stderr
+    assert [b["id"] for b in listed(cli, store)] == [backup_id]

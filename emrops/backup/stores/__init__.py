@@ -83,6 +83,12 @@ class Store(ABC):
     def cleanup_staging(self) -> list[str]:
         """Remove half-written staging objects left by a crashed run; returns their names."""
 
+    @property
+    def identity(self) -> str:
+        """What tells two stores apart: the same place reached by two spellings (a folder
+        and a link to it) has one identity."""
+        return self.url
+
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.writer(name) as sink:
             sink.write(data)

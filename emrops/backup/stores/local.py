@@ -49,6 +49,10 @@ class LocalStore(Store):
                 hint="point --store (or EMROPS_BACKUP_STORE) at a folder",
             )
 
+    @property
+    def identity(self) -> str:
+        return str(self.root.resolve())
+
     def _path(self, name: str, *, follow: bool = True) -> Path:
         """The path of ``name``, refused unless it resolves inside the store (symlinks too).
         ``follow=False`` for what replaces or removes the name itself (a link there is
