@@ -307,3 +307,37 @@ def test_constant_cast_defaults(cli, tmp_path: Path, pg_url: str) -> None:
     code, plan = _plan(cli, url, pg_url)
     assert code == 3
     assert [a["column"] for a in plan["anomalies"]] == ["q"]
+
+
+# '+N months' / '+N years' on the 29th-31st: SQLite adds to the month field and lets the day
+# overflow (2024-01-31 '+1 month' is 2024-03-02), PostgreSQL's interval clamps (2024-02-29):
+# the view migrated, verified and answered other dates (exit 0).
+def test_month_and_year_modifiers_overflow_as_in_sqlite(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "months.db"
+    url = script_db(
+        db,
+        "CREATE TABLE e (id INTEGER PRIMARY KEY, d TEXT, t DATETIME);"
+        "INSERT INTO e VALUES (1, '2024-01-31', '2024-01-31 12:00:00'),"
+        " (2, '2024-02-29', '2024-02-29 23:59:59'), (3, '2023-03-31', '2023-03-31 00:00:01'),"
+        " (4, '2024-12-31', '2024-05-31 10:00:00'), (5, NULL, NULL),"
+        " (6, '2024-06-15', '2024-06-15 06:00:00');"
+        "CREATE VIEW dd AS SELECT id, date(d, '+1 month') AS a, date(d, '-1 month') AS b,"
+        " date(d, '+1 year') AS c, date(d, '+13 months') AS c2,"
+        " datetime(t, '+1 month', '+1 day') AS e,"
+        " date(t, 'start of month', '+1 month', '-1 day') AS eom, date(d, '-12 months') AS f,"
+        " strftime('%Y-%m-%d %H', t, '+3 months') AS g FROM e;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM dd ORDER BY id").fetchall()
+    assert want[0][1] == "2024-03-02"  # the case that differed
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT * FROM dd ORDER BY id").fetchall() == want
+    # a fraction of a month (days in SQLite) is not translated: the plan names the view
+    url = script_db(
+        tmp_path / "frac.db",
+        "CREATE TABLE e (id INTEGER PRIMARY KEY, d TEXT);"
+        "CREATE VIEW h AS SELECT date(d, '+1.5 months') AS h FROM e;",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3 and ("view", "h") in _failures(plan)

@@ -81,7 +81,21 @@ def _modify(ts: exp.Expr, modifier: str) -> exp.Expr | None:
     m = re.fullmatch(r"([+-]?\s*\d+(?:\.\d+)?)\s+(\w+)", mod)
     if m and m.group(2) in _UNITS:
         amount = m.group(1).replace(" ", "")
-        return fill(f"__t + INTERVAL '{amount} {_UNITS[m.group(2)]}'", t=ts)
+        unit = _UNITS[m.group(2)]
+        if unit in ("month", "year"):
+            # SQLite adds to the month (or year) field and lets the day overflow into the
+            # next month (01-31 '+1 month' is 03-02 or 03-03, 2024-02-29 '+1 year' is
+            # 2025-03-01); PostgreSQL's interval clamps to the month's last day. So the
+            # first of the month is moved and the offset into the month added back.
+            # Fractions of months and years are not translated (SQLite adds them as days).
+            if "." in amount:
+                return None
+            return fill(
+                f"DATE_TRUNC('month', __t) + INTERVAL '{amount} {unit}'"
+                " + (__t - DATE_TRUNC('month', __t))",
+                t=ts,
+            )
+        return fill(f"__t + INTERVAL '{amount} {unit}'", t=ts)
     m = re.fullmatch(r"start of (month|year|day)", mod)
     if m:
         return fill(f"DATE_TRUNC('{m.group(1)}', __t)", t=ts)
