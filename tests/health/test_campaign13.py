@@ -5,6 +5,9 @@ backup (health passed) though it could no longer be restored. It no longer count
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,21 @@ def test_a_verified_backup_whose_data_file_went_does_not_count(
     failed = [c for c in json.loads(result.stdout)["checks"] if not c["ok"]]
     assert [c["name"] for c in failed] == ["backup_age"]
     assert "no verified backup" in failed[0]["detail"]
+
+
+def test_doctor_says_why_a_store_of_another_user_cannot_be_written(cli, tmp_path: Path) -> None:
+    store = tmp_path / "st"
+    store.mkdir(mode=0o700)
+    os.chown(store, 65534, 65534)
+    env = {**os.environ, "EMROPS_DB_URL": f"sqlite:///{tmp_path / 'app.db'}",
+           "EMROPS_BACKUP_STORE": str(store)}  # fmt: skip
+    done = subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+         sys.executable, "-m", "emrops", "doctor", "--json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert not checks["backup_store"]["ok"]
+    assert "Permission denied" in checks["backup_store"]["detail"]
+    # before: the hint was "see the message"
+    assert "run it as the store's owner" in json.dumps(checks["backup_store"])

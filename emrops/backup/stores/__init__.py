@@ -219,6 +219,13 @@ def write_error(store: str, exc: OSError) -> EmropsError:
             f"backup store {store} is full: {exc.strerror}; nothing was published",
             hint="free space in the store or point --store at a larger one",
         )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EmropsError(
+            f"cannot write to backup store {store}: {exc.strerror}",
+            hint="the store must be writable by the user running emrops: run it as the store's "
+            "owner, or check the folder's permissions (`ls -ld`), attributes (`lsattr -d`: "
+            "immutable) and mount (read-only)",
+        )
     return EmropsError(f"cannot write to backup store {store}: {exc.strerror or exc}")
 
 
