@@ -13,7 +13,9 @@ Other concerns register their settings by appending :class:`Field` objects to
 from __future__ import annotations
 
 import difflib
+import errno
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -176,6 +178,13 @@ class Settings:
     def state_dir(self) -> Path:
         """The state folder; ConfigError when it names a file or lies under one."""
         folder = Path(self.values["state_dir"])
+        loop = next((p for p in reversed((folder, *folder.parents)) if _link_loop(p)), None)
+        if loop is not None:  # was: every run file "not found", status files "damaged"
+            raise ConfigError(
+                f"state_dir {folder}: {loop} is a symbolic link loop",
+                hint="fix the link, or point state_dir (EMROPS_STATE_DIR or emrops.toml) "
+                "at a real folder",
+            )
         blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
             raise ConfigError(
@@ -210,7 +219,9 @@ def find_config_file(
                 f"config file {path} is a folder", hint=f"use --config {path / CONFIG_NAME}"
             )
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}", hint="check the --config path")
+            raise ConfigError(
+                f"config file not found: {path}{_dangling(path)}", hint="check the --config path"
+            )
         return path.resolve()
     if env.get("EMROPS_CONFIG"):
         path = Path(env["EMROPS_CONFIG"]).expanduser()
@@ -221,7 +232,7 @@ def find_config_file(
             )
         if not path.is_file():
             raise ConfigError(
-                f"config file not found: {path} (from EMROPS_CONFIG)",
+                f"config file not found: {path}{_dangling(path)} (from EMROPS_CONFIG)",
                 hint="fix or unset EMROPS_CONFIG",
             )
         return path.resolve()
@@ -232,6 +243,23 @@ def find_config_file(
         if candidate.is_file():
             return candidate.resolve()
     return None
+
+
+def _link_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def _dangling(path: Path) -> str:
+    """Why a path that names a symbolic link is not a file: a loop, or a missing target."""
+    if _link_loop(path):
+        return " (a symbolic link loop)"
+    if path.is_symlink():
+        return f" (a symbolic link to the missing {os.readlink(path)})"
+    return ""
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -245,10 +273,26 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# A config file is a few hundred bytes. Every command reads it, and a 50 MB file (a log or a
+# dump given as --config) took 5 s and 130 MB before any work: refused at once instead.
+MAX_CONFIG_BYTES = 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return _flatten(tomllib.load(handle))
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MB: "
+                "not an emrops config",
+                hint="an emrops.toml is a few lines of TOML; check --config / EMROPS_CONFIG",
+            )
+        # Windows editors (Notepad) start UTF-8 files with a byte order mark, which tomllib
+        # reads as "Invalid statement (at line 1, column 1)" in a file that looks right
+        text = raw.removeprefix(_BOM).decode("utf-8")
+        return _flatten(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML: {exc}", hint="fix the syntax"
@@ -308,7 +352,11 @@ def _resolve_db_url(value: str, base: Path) -> str:
     return value
 
 
-def _coerce(item: Field, value: Any, base: Path, origin: str) -> Any:
+def _coerce(
+    item: Field, value: Any, base: Path, origin: str, env: Mapping[str, str] | None = None
+) -> Any:
+    """``value`` as ``item``'s kind. ``env``: expand ``$NAME`` in paths from it (values from
+    the file and the environment; a flag was expanded by the shell, a default is literal)."""
     where = f"{item.key} (from {origin})"
     try:
         if item.kind == "int":
@@ -333,13 +381,57 @@ def _coerce(item: Field, value: Any, base: Path, origin: str) -> Any:
     if not isinstance(value, str | Path):
         raise ConfigError(f"invalid value {value!r} for {where}: expected a string")
     text = str(value)
+    _refuse_control_characters(item, text, where)
     if item.kind == "path":
-        return _resolve_path(text, base)
-    if item.kind == "db_url":
+        return _resolve_path(_expand_variables(text, where, env), base)
+    if item.kind == "db_url":  # only a SQLite path: a password may hold a "$"
+        if text.startswith("sqlite:///"):
+            text = "sqlite:///" + _expand_variables(text[len("sqlite:///") :], where, env)
         return _resolve_db_url(text, base)
     if item.kind == "store":
-        return text if "://" in text else str(_resolve_path(text, base))
+        if "://" in text:
+            return text
+        return str(_resolve_path(_expand_variables(text, where, env), base))
     return text
+
+
+_CONTROL = re.compile("[\x00\n\r]")  # other control characters are shown inert
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _refuse_control_characters(item: Field, text: str, where: str) -> None:
+    """A line break (or NUL) in a setting is a mistake (a variable set from
+    a file's two lines, a TOML "\\n"): a folder named "a\\nb" created, or a URL that every
+    HTTP client refuses later with a message naming neither the setting nor the variable."""
+    if item.kind == "secret":
+        return  # never named in a message, and checked by what uses it
+    bad = _CONTROL.search(text)
+    if bad:
+        raise ConfigError(
+            f"{where} holds a control character ({bad.group()!r}) at position {bad.start()}",
+            hint="set it on one line",
+        )
+
+
+def _expand_variables(text: str, where: str, env: Mapping[str, str] | None) -> str:
+    """``$NAME`` / ``${NAME}`` in a path or URL from the environment (``~`` is expanded too).
+    A file's ``state_dir = "$HOME/emrops"`` made a folder literally named "$HOME"; systemd's
+    Environment= does not expand them either. An unset variable is an error."""
+    if env is None:
+        return text
+    variables = env
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        found = variables.get(name)
+        if found is None:
+            raise ConfigError(
+                f"{where} uses ${name}, which is not set",
+                hint=f"set {name} in the environment, or write the path out",
+            )
+        return found
+
+    return _VARIABLE.sub(value, text)
 
 
 def load_settings(
@@ -370,7 +462,7 @@ def load_settings(
             values[item.key] = _coerce(item, flags[item.key], cwd, "flag")
             sources[item.key] = "flag"
         elif _env_value(item, env) is not None:
-            values[item.key] = _coerce(item, _env_value(item, env), cwd, item.env_name)
+            values[item.key] = _coerce(item, _env_value(item, env), cwd, item.env_name, env)
             sources[item.key] = f"env {item.env_name}"
         elif item.key in file_values:
             if not item.file_allowed:
@@ -378,7 +470,7 @@ def load_settings(
                     f"{item.key} must not be stored in {path}: it is a secret",
                     hint=f"remove it from the file and set {item.env_name} in the environment",
                 )
-            values[item.key] = _coerce(item, file_values[item.key], file_base, str(path))
+            values[item.key] = _coerce(item, file_values[item.key], file_base, str(path), env)
             sources[item.key] = f"file {path}"
         else:
             default = item.default(file_base) if callable(item.default) else item.default

@@ -54,3 +54,76 @@ def test_log_format_in_the_file_is_applied_and_the_flag_wins(project: Path) -> N
     assert any(entry["msg"].startswith("backup ") for entry in lines if "msg" in entry)
     text = emrops(project, "--log-format", "text", "backup", "run")
     assert " INFO    backup " in text.stderr
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    # Notepad's UTF-8 BOM: "not valid TOML: Invalid statement (at line 1, column 1)"
+    from emrops.config import load_settings
+
+    cfg = tmp_path / "emrops.toml"
+    cfg.write_bytes(b'\xef\xbb\xbfdb_url = "sqlite:///x.db"\r\n[sim]\r\nport = 8123\r\n')
+    settings = load_settings(cfg, env={})
+    assert settings.db_url == f"sqlite:///{tmp_path / 'x.db'}"
+    assert settings.get("sim.port") == 8123
+
+
+def test_a_huge_config_file_is_refused_at_once(tmp_path: Path) -> None:
+    # a 50 MB file took 5 s and 130 MB of memory before every command
+    cfg = tmp_path / "emrops.toml"
+    with cfg.open("wb") as handle:
+        handle.write(b"# comment\n" * (5 * 1024 * 1024))
+    result = emrops(tmp_path, "--config", str(cfg), "config", "show")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        f"Error: config file {cfg} is larger than 1 MB: not an emrops config"
+    )
+
+
+def test_variables_in_paths_are_expanded_and_an_unset_one_is_named(tmp_path: Path) -> None:
+    # state_dir = "$HOME/x" made a folder literally named "$HOME" beside the file
+    from emrops.config import load_settings
+    from emrops.errors import ConfigError
+
+    cfg = tmp_path / "emrops.toml"
+    cfg.write_text('state_dir = "$DATA/state"\n[backup]\nstore = "${DATA}/b"\n')
+    env = {"DATA": str(tmp_path / "data"), "EMROPS_DB_URL": "sqlite:///$DATA/e.db"}
+    settings = load_settings(cfg, env=env)
+    assert settings.state_dir == tmp_path / "data" / "state"
+    assert settings.get("backup.store") == str(tmp_path / "data" / "b")
+    assert settings.db_url == f"sqlite:///{tmp_path / 'data' / 'e.db'}"
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.message == f"state_dir (from {cfg}) uses $DATA, which is not set"
+    # a password holding "$" is not a variable
+    url = "postgresql+psycopg://u:pa$word@127.0.0.1/db"
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_settings(empty, env={"EMROPS_DB_URL": url}).db_url == url
+
+
+def test_a_line_break_in_a_setting_is_refused_naming_it(tmp_path: Path) -> None:
+    from emrops.config import load_settings
+    from emrops.errors import ConfigError
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_settings(empty, env={"EMROPS_SIM_URL": "http://x\nEvil: 1"})
+    assert err.value.message == (
+        "sim.url (from EMROPS_SIM_URL) holds a control character ('\\n') at position 8"
+    )
+
+
+def test_symbolic_link_loops_are_named(tmp_path: Path) -> None:
+    # --config LOOP said "not found"; a state_dir under a loop listed no runs, silently
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    result = emrops(tmp_path, "--config", "a", "config", "show")
+    assert result.returncode == 2
+    assert "Error: config file not found: a (a symbolic link loop)" in result.stderr
+    _config(tmp_path, 'state_dir = "a/state"')
+    listed = emrops(tmp_path, "checklist", "status")
+    assert listed.returncode == 2
+    assert f"Error: state_dir {tmp_path}/a/state: {tmp_path}/a is a symbolic link loop" in (
+        listed.stderr
+    )
