@@ -32,6 +32,15 @@ def open_source(path: Path) -> sqlite3.Connection:
     """Open an SQLite file read-only (never modified, never switched to WAL)."""
     if not path.exists():
         raise UsageError(f"source database not found: {path}", hint="check the --from path")
+    if path.is_file() and path.stat().st_size == 0:
+        # SQLite reads a 0-byte file as an empty database, so plan said exit 0 and run then
+        # failed at its backup (which refuses it, with a hint about --db): a database an app
+        # uses is never 0 bytes, a mistyped path opened by sqlite3 is
+        raise UsageError(
+            f"{path} is empty (0 bytes): there is no database in it to migrate",
+            hint="check the --from path (opening a wrong path with sqlite3 creates an empty "
+            "file there)",
+        )
     conn = open_sqlite(path, check_same_thread=False)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

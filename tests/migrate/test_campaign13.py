@@ -341,3 +341,22 @@ def test_month_and_year_modifiers_overflow_as_in_sqlite(cli, tmp_path: Path, pg_
     )
     code, plan = _plan(cli, url, pg_url)
     assert code == 3 and ("view", "h") in _failures(plan)
+
+
+# A 0-byte --from (a mistyped path that sqlite3 once opened): plan read it as an empty
+# database and said exit 0; run then failed at its backup ("there is no database in it to
+# back up", with a hint about --db and EMRsim). Both now refuse it up front, alike.
+def test_an_empty_source_file_is_refused_by_plan_and_run(cli, tmp_path: Path, pg_url: str) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for command in ("plan", "run"):
+        res = cli("migrate-db", command, "--from", str(empty), "--to", pg_url)
+        assert res.exit_code == 2, (command, res.stdout + res.stderr)
+        assert "is empty (0 bytes): there is no database in it to migrate" in res.stderr
+        assert "check the --from path" in res.stderr
+        assert "unexpected" not in res.stderr
+    assert empty.stat().st_size == 0
+    with pg(pg_url) as conn:  # nothing was created on the target
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone() == (0,)
