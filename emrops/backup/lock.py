@@ -109,6 +109,10 @@ def local_lock(
                 warn(message)
             yield Holder.me(operation)
             return
+        if read_only_ok and exc.errno in (errno.EACCES, errno.EPERM):
+            with _read_only_lock(path, operation, exc, warn) as me:
+                yield me
+            return
         hint = None
         if exc.errno == errno.EROFS:
             hint = "the store is on a read-only file system: only verify, restore and copy "
@@ -142,3 +146,39 @@ def local_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _read_only_lock(
+    path: Path, operation: str, refused: OSError, warn: Warn | None
+) -> Iterator[Holder]:
+    """For an operation that only reads a store this user may not write (another user's
+    backups, an immutable folder): the lock is still taken when ``.lock`` can be opened for
+    reading (flock needs no write access), so a rotate or run of the owner waits; without
+    it, the operation goes on unlocked. Either way it records nothing in the store."""
+    folder = path.parent
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0 and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_a_lock_file(path, "not a regular file")
+    how = "holds its lock" if fd >= 0 else "goes on without its lock"
+    message = (
+        f"backup store {folder} cannot be written by this user ({refused.strerror}): "
+        f"{operation} {how} and records no result in it"
+    )
+    try:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy(str(folder), Holder.parse(os.pread(fd, 4096, 0))) from None
+        log.warning(message)
+        if warn:
+            warn(message)
+        yield Holder.me(operation)
+    finally:
+        if fd >= 0:
+            os.close(fd)  # drops the flock

@@ -456,9 +456,14 @@ def _record(
     try:
         store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
     except EmropsError as exc:
-        if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EROFS):
+        unwritable = (errno.EROFS, errno.EACCES, errno.EPERM)
+        if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno in unwritable):
             raise
-        log.warning("verification of %s not recorded: the store is read-only", backup_id)
+        log.warning(
+            "verification of %s not recorded: the store cannot be written here (%s)",
+            backup_id,
+            exc.__cause__.strerror,
+        )
     return result
 
 

@@ -412,3 +412,31 @@ def test_copy_to_the_same_store_through_a_link_is_refused(cli, tmp_path: Path) -
     assert "source and destination are the same store" in result.stderr
     assert f"({tmp_path / 'link'} leads to it)" in result.stderr
     assert [b["id"] for b in listed(cli, store)] == [backup_id]
+
+
+def test_a_store_this_user_may_read_but_not_write_verifies_and_restores(
+    cli, tmp_path: Path
+) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    [backup_id] = backups(cli, db, str(store), 1)
+    record = (store / backup_id / "verification.json").read_bytes()
+    # a WORM copy: every file and folder immutable, the lock file included
+    with immutable(store, store / ".lock", store / backup_id, *(store / backup_id).iterdir()):
+        result = cli("backup", "verify", backup_id, "--store", str(store))
+        assert result.exit_code == 0, result.stderr  # before: exit 1, cannot create the lock
+        assert "holds its lock and records no result in it" in result.stderr
+        result = cli("backup", "restore", backup_id, "--store", str(store),
+                     "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    assert (store / backup_id / "verification.json").read_bytes() == record
+    assert sqlite3.connect(tmp_path / "r.db").execute("SELECT count(*) FROM t").fetchone() == (50,)
+    # another user's store, readable by everyone, with no .lock yet
+    (store / ".lock").unlink()
+    for path in (store, *store.rglob("*")):
+        os.chown(path, 65534, 65534)
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    done = emrops_without_override("backup", "verify", backup_id, "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert "goes on without its lock and records no result in it" in done.stderr
+    assert not (store / ".lock").exists()
