@@ -440,3 +440,29 @@ def test_a_store_this_user_may_read_but_not_write_verifies_and_restores(
     assert done.returncode == 0, done.stderr
     assert "goes on without its lock and records no result in it" in done.stderr
     assert not (store / ".lock").exists()
+
+
+# -- PostgreSQL sources that cannot be reached: each cause named (emrops/db/pghints.py) ----
+
+
+@pytest.mark.parametrize(
+    ("url", "says", "hint"),
+    [
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/emrops_no_such_db_13",
+         'database "emrops_no_such_db_13" does not exist', "psql -l"),
+        ("postgresql+psycopg://emrops_no_such_role_13@127.0.0.1:5432/postgres",
+         'role "emrops_no_such_role_13" does not exist', "CREATE ROLE"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres?sslmode=require",
+         "SSL", "sslmode=require"),
+    ],
+)  # fmt: skip
+def test_backup_run_names_why_postgresql_refused(
+    cli, tmp_path: Path, url: str, says: str, hint: str
+) -> None:
+    result = cli("backup", "run", "--db", url, "--store", str(tmp_path / "st"))
+    assert result.exit_code == 1, result.stderr
+    error, _, tried = result.stderr.partition("Try: ")
+    assert says in error
+    assert hint in tried
+    assert "check that PostgreSQL is running" not in result.stderr  # the old hint for all three
+    assert not (tmp_path / "st").exists()
