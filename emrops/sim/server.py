@@ -31,7 +31,7 @@ from emrops.db.azure_auth import is_loopback
 from emrops.db.engine import parse_db_url
 from emrops.errors import EmropsError, UsageError
 from emrops.logs import LOGGER_NAME, get_logger, setup_logging
-from emrops.sim import metrics
+from emrops.sim import metrics, slowclients
 from emrops.sim.app import DEFAULT_VITALS_INTERVAL, create_app
 from emrops.sim.headlimit import BoundedHeadProtocol
 from emrops.sim.runtime import open_runtime
@@ -40,6 +40,7 @@ log = get_logger(__name__)
 
 WORKER_ENV = "EMROPS_SIM_WORKER_OPTIONS"  # how the parent hands its options to spawned workers
 VITALS_ENV = "EMROPS_SIM_VITALS_INTERVAL"  # seconds between live vitals frames (default 2)
+CLIENT_TIMEOUT_ENV = "EMROPS_SIM_CLIENT_TIMEOUT"  # seconds a client has to send a request
 GRACEFUL_SECONDS = 5
 
 
@@ -70,6 +71,29 @@ def _vitals_interval() -> float:
             f"invalid {VITALS_ENV}={raw!r}", hint="give a positive number of seconds"
         ) from None
     return value
+
+
+def _client_timeout() -> float:
+    """Seconds a client has to send a request head, and a body before its rate counts
+    (emrops.sim.slowclients); EMROPS_SIM_CLIENT_TIMEOUT, default 10."""
+    raw = os.environ.get(CLIENT_TIMEOUT_ENV)
+    if not raw:
+        return slowclients.DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+        if not 0 < value < 86400:
+            raise ValueError
+    except ValueError:
+        raise UsageError(
+            f"invalid {CLIENT_TIMEOUT_ENV}={raw!r}", hint="give a positive number of seconds"
+        ) from None
+    return value
+
+
+def _prepare_process() -> None:
+    """Per serving process: the client deadlines and as many file descriptors as allowed."""
+    BoundedHeadProtocol.client_timeout = _client_timeout()
+    slowclients.raise_open_file_limit()
 
 
 def _token(options: ServeOptions) -> str | None:
@@ -185,6 +209,7 @@ def run_server(options: ServeOptions) -> None:
     EmropsError when the address is in use. Returns normally after SIGTERM."""
     _check_options(options)
     vitals_interval = _vitals_interval()
+    _prepare_process()
     token = _token(options)
     refuse_open_server(options.host, token, options.insecure)
     _route_uvicorn_logs()
@@ -278,6 +303,7 @@ def worker_app() -> FastAPI:
     options = ServeOptions(**raw)
     setup_logging(options.log_format, run_id=run_id)
     _route_uvicorn_logs()
+    _prepare_process()
     # SIGHUP is the supervisor's business (it replaces workers); a stray one must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return create_app(

@@ -1,0 +1,160 @@
+"""Slow and lying clients against a real `emrops sim serve` process (campaign 13).
+
+Before: a connection that sent nothing, half a head, a body shorter than its Content-Length,
+a chunked body without its last chunk or a body dribbled byte by byte was held for ever
+(before authentication); 300 idle connections under a 256 open-file limit turned every new
+client away. Now each is closed after EMROPS_SIM_CLIENT_TIMEOUT (1 s here) with 408 (or
+without an answer when nothing was sent), and the server raises its soft open-file limit.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.sim.conftest import Server
+
+TIMEOUT_ENV = {"EMROPS_SIM_CLIENT_TIMEOUT": "1"}
+POST_HEAD = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+@pytest.fixture
+def server(sqlite_db: str, start_server: Callable[..., Server]) -> Server:
+    return start_server("--db", sqlite_db, env=TIMEOUT_ENV)
+
+
+def _open(server: Server, payload: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    if payload:
+        sock.sendall(payload)
+    return sock
+
+
+def _answer_and_time(sock: socket.socket, started: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and when it closed."""
+    data = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data, time.monotonic() - started
+
+
+def _status_and_code(answer: bytes) -> tuple[int, str]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)["error"]["code"]
+
+
+def _fds(server: Server) -> int:
+    return len(list(Path(f"/proc/{server.proc.pid}/fd").iterdir()))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"GET /health HTTP/1.1\r\nHost: x\r\n", id="head-never-ends"),
+        pytest.param(POST_HEAD + b'Content-Length: 100\r\n\r\n{"scen', id="short-body"),
+        pytest.param(
+            POST_HEAD + b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"sce\r\n', id="last-chunk-never"
+        ),
+    ],
+)
+def test_an_unfinished_request_gets_408_within_the_client_timeout(
+    server: Server, payload: bytes
+) -> None:
+    started = time.monotonic()
+    answer, took = _answer_and_time(_open(server, payload), started)
+    assert _status_and_code(answer) == (408, "request_timeout")
+    assert took < 4  # 1 s timeout + 1 s sweep, with room for a busy machine
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(server: Server) -> None:
+    started = time.monotonic()
+    answer, took = _answer_and_time(_open(server, b""), started)
+    assert answer == b""
+    assert took < 4
+
+
+def test_a_body_dribbled_below_the_minimum_rate_is_refused(server: Server) -> None:
+    sock = _open(server, POST_HEAD + b"Content-Length: 200\r\n\r\n")
+    started = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - started < 8:
+            sock.sendall(b" ")  # every 0.2 s: no gap reaches the timeout, the rate is 5 B/s
+            sent += 1
+            time.sleep(0.2)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(2)
+    try:
+        answer = sock.recv(65536)
+    except (ConnectionResetError, TimeoutError):
+        answer = b""
+    sock.close()
+    assert sent < 200
+    assert time.monotonic() - started < 5
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_steady_client_and_keep_alive_are_not_cut(server: Server) -> None:
+    body = json.dumps({"scenario_id": 1}).encode()
+    with _open(server, POST_HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode()) as sock:
+        time.sleep(0.6)  # a pause in the body shorter than the timeout
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 201 ")
+    with server.http() as http:  # keep-alive idles between requests are uvicorn's (5 s)
+        assert http.get("/health").status_code == 200
+        time.sleep(2.5)
+        assert http.post("/api/sessions", json={"scenario_id": 1}).status_code == 201
+
+
+def test_200_slow_connections_do_not_starve_a_client_and_are_released(server: Server) -> None:
+    before = _fds(server)
+    payloads = [b"", b"GET /health HTTP/1.1\r\n", POST_HEAD + b"Content-Length: 9\r\n\r\n{"]
+    socks = [_open(server, payloads[i % 3]) for i in range(200)]
+    try:
+        started = time.monotonic()
+        with server.http() as http:
+            assert http.post("/api/sessions", json={"scenario_id": 1}).status_code == 201
+        assert time.monotonic() - started < 2
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and _fds(server) > before + 5:
+            time.sleep(0.2)
+        # before: all 200 stayed open (and their descriptors with them)
+        assert _fds(server) <= before + 5
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(
+    sqlite_db: str, start_server: Callable[..., Server]
+) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard < 1024:
+        pytest.skip(f"hard open-file limit {hard} leaves nothing to raise")
+    # the child inherits a soft limit of 256 (as under `ulimit -Sn 256`)
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        server = start_server("--db", sqlite_db, env=TIMEOUT_ENV, wait=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    server.wait_healthy()
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+    line = next(row for row in limits.splitlines() if row.startswith("Max open files"))
+    assert int(line.split()[3]) == hard
+    socks = [_open(server, b"") for _ in range(300)]
+    try:
+        # before: the 257th descriptor failed and this client was disconnected unanswered
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+    finally:
+        for sock in socks:
+            sock.close()
