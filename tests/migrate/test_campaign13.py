@@ -360,3 +360,53 @@ def test_an_empty_source_file_is_refused_by_plan_and_run(cli, tmp_path: Path, pg
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         ).fetchone() == (0,)
+
+
+# A trigger writing SQLite's values into columns PostgreSQL types strictly: `SET flag = 1` on
+# a boolean, `datetime(...)` text into a timestamptz, a boolean expression into an INT
+# column, text into jsonb. PL/pgSQL compiles a body lazily, so plan, run and verify said
+# exit 0 and the app's first write on PostgreSQL failed ("column "flag" is of type boolean
+# but expression is of type integer").
+TRIGGERS = """
+CREATE TABLE t (id INTEGER PRIMARY KEY, flag BOOLEAN DEFAULT 0, n INT, at DATETIME, d DATE,
+  doc JSON);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, tid INT, f BOOLEAN, big INT, at DATETIME,
+  label TEXT, doc JSON);
+CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN
+  UPDATE t SET flag = 1, at = datetime('2024-01-01 10:00:00', '+1 day') WHERE id = NEW.id
+    AND flag = 0;
+  INSERT INTO audit (tid, f, big, at, label, doc)
+    VALUES (NEW.id, 0, NEW.n > 5, '2024-06-01 12:00:00', NEW.n > 5, '{"n": ' || NEW.n || '}');
+END;
+CREATE TRIGGER t_touch AFTER UPDATE OF n ON t BEGIN
+  UPDATE t SET flag = NEW.n, d = date(NEW.at) WHERE id = NEW.id;
+END;
+"""
+
+
+def test_trigger_values_are_assigned_as_the_column_types_take_them(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "trig.db"
+    url = script_db(db, TRIGGERS + "INSERT INTO t (id, n) VALUES (1, 3);")
+    migrated_ok(cli, url, pg_url)
+    fire = ["INSERT INTO t (id, n) VALUES (2, 7)", "UPDATE t SET n = 0 WHERE id = 2"]
+    with sqlite3.connect(db) as src:
+        for sql in fire:
+            src.execute(sql)
+        want_t = src.execute("SELECT id, flag, n, at, d FROM t ORDER BY id").fetchall()
+        want_a = src.execute("SELECT id, tid, f, big, at, label, doc FROM audit").fetchall()
+    with pg(pg_url) as conn:
+        for sql in fire:
+            conn.execute(sql)
+        got_t = conn.execute(
+            "SELECT id, flag::int, n, to_char(at, 'YYYY-MM-DD HH24:MI:SS'), d::text FROM t "
+            "ORDER BY id"
+        ).fetchall()
+        got_a = conn.execute(
+            "SELECT id, tid, f::int, big, to_char(at, 'YYYY-MM-DD HH24:MI:SS'), label, "
+            "doc::text FROM audit ORDER BY id"
+        ).fetchall()
+    assert got_t == want_t
+    assert [r[:6] for r in got_a] == [r[:6] for r in want_a]
+    assert [json.loads(r[6]) for r in got_a] == [json.loads(r[6]) for r in want_a]

@@ -194,7 +194,13 @@ class Catalog:
         return self.expr_tree(node, table, trigger)
 
     @guarded
-    def expr_tree(self, node: exp.Expr, table: str, trigger: str | None = None) -> str:
+    def expr_tree(
+        self,
+        node: exp.Expr,
+        table: str,
+        trigger: str | None = None,
+        assign: str | None = None,
+    ) -> str:
         rel = self.relations.get(table.lower())
         if rel is None:
             raise TranslationError(f"unknown table {table}")
@@ -233,7 +239,12 @@ class Catalog:
         for col in tree.find_all(exp.Column):
             if col.table == "_t":
                 col.set("table", None)
-        return tree.expressions[0].this.sql(dialect="postgres", identify=True)
+        value = tree.expressions[0].this
+        if assign is not None:  # written to a column of that type (see coerce.to_column)
+            from emrops.migrate.sql.coerce import to_column
+
+            value = to_column(value, assign)
+        return value.sql(dialect="postgres", identify=True)
 
     def _qualified(self, tree: exp.Expr) -> exp.Expr:
         schema = self._schema(tree)

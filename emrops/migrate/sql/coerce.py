@@ -117,3 +117,53 @@ INTEGER_PREFIX = r"^\s*([-+]?\d+)"
 def typed(node: exp.Expr, type_: str) -> exp.Expr:
     node.type = exp.DataType.build(type_, dialect="postgres")
     return node
+
+
+# a timestamp text naming its own offset ('Z', '+02:00', '+0200', '+02')
+_OFFSET = r"([zZ]|[+-]\d\d(:?\d\d)?)$"
+
+
+def to_column(node: exp.Expr, pg_type: str) -> exp.Expr:
+    """A value written to a column of ``pg_type`` (a trigger's INSERT VALUES or UPDATE SET).
+    SQLite stores any value in any column; PostgreSQL assigns only what casts implicitly
+    ("column "flag" is of type boolean but expression is of type integer", raised when the
+    trigger first fires). So the value is converted as the copy converts stored values:
+    numbers to booleans by 0/1, text to timestamps as UTC unless it names its offset, text
+    to dates, times, jsonb and uuid, booleans to the 0/1 SQLite stores."""
+    k = kind(node)
+    t = pg_type.split("(")[0].strip().lower()
+    literal = isinstance(node, exp.Literal)
+    if isinstance(node, exp.Null) or k == "unknown":
+        return node
+    if t == "boolean":
+        if literal and not node.is_string and node.this in ("0", "1"):
+            return exp.Boolean(this=node.this == "1")
+        if k in ("integer", "real", "numeric"):
+            return typed(fill("__x <> 0", x=node), "boolean")
+        if k == "text":
+            return typed(fill("CAST(__x AS BOOLEAN)", x=node), "boolean")
+    elif t in ("bigint", "integer", "smallint", "double precision", "numeric", "real"):
+        if k == "boolean":
+            return typed(fill(f"CAST(CAST(__x AS INT) AS {pg_type})", x=node), t)
+        if k == "text":
+            return typed(fill(f"CAST(__x AS {pg_type})", x=node), t)
+    elif t == "timestamptz" and k in ("text", "literal_text"):
+        if literal:
+            zone = re.search(_OFFSET, node.this.strip()) is not None
+            sql = (
+                "CAST(__x AS TIMESTAMPTZ)" if zone else "CAST(__x AS TIMESTAMP) AT TIME ZONE 'UTC'"
+            )
+            return typed(fill(sql, x=node), "timestamptz")
+        return typed(
+            fill(
+                f"CASE WHEN __x ~ '{_OFFSET}' THEN CAST(__x AS TIMESTAMPTZ) "
+                "ELSE CAST(__x AS TIMESTAMP) AT TIME ZONE 'UTC' END",
+                x=node,
+            ),
+            "timestamptz",
+        )
+    elif t in ("date", "time", "jsonb", "uuid") and k == "text":
+        return typed(fill(f"CAST(__x AS {t.upper()})", x=node), t)
+    elif t in ("text", "citext", "varchar", "character varying") and k in ("boolean", "real"):
+        return to_text(node)
+    return node

@@ -197,7 +197,7 @@ def _touch(catalog: Catalog, h: Header) -> list[str] | None:
             for col in node.find_all(exp.Column):  # the row's own columns are NEW's here
                 if not col.table and col.find_ancestor(exp.Select) is None:
                     col.set("table", exp.to_identifier("new"))
-            pg_value = catalog.expr_tree(node, h.table, trigger=h.table)
+            pg_value = catalog.expr_tree(node, h.table, trigger=h.table, assign=hit[1])
         out.append(f"NEW.{quote(hit[0])} := {pg_value};")
     return out
 
@@ -374,7 +374,7 @@ def _value(catalog: Catalog, table: str, pg_type: str, node: exp.Expr, h: Header
         pg, ok = translate_default(text, pg_type)
         if ok and pg is not None:
             return pg
-    return catalog.expr_tree(node, table, h.table)
+    return catalog.expr_tree(node, table, h.table, assign=pg_type)
 
 
 def _delete(catalog: Catalog, h: Header, stmt: exp.Delete) -> str:
