@@ -120,6 +120,18 @@ class _Target:
     streams: list[_Stream] = field(default_factory=list)
 
 
+def _refuse_redirect(resp: aiohttp.ClientResponse, what: str) -> None:
+    """Redirects are never followed (each request counts a 3xx as ``http_3xx``): a redirect
+    during setup means --url is not the server's own address, and the run would time another
+    host, or a POST turned into a GET by a 302/303."""
+    if 300 <= resp.status < 400:
+        where = resp.headers.get("Location") or "nowhere"
+        raise SetupFailed(
+            f"{what} answered {resp.status}, a redirect to {where}: give --url the address "
+            "the sim server answers at (redirects are not followed)"
+        )
+
+
 class Scenario:
     """One journey against one or more sim servers (round-robin by request number)."""
 
@@ -177,12 +189,14 @@ class Scenario:
 
     async def _setup_target(self, target: _Target) -> None:
         assert self.http is not None
-        async with self.http.get(target.url + "/health") as resp:
+        async with self.http.get(target.url + "/health", allow_redirects=False) as resp:
+            _refuse_redirect(resp, f"{target.url}/health")
             if resp.status != 200:
                 raise SetupFailed(f"{target.url}/health answered {resp.status}")
         if self.name == "health":
             return
-        async with self.http.get(target.url + "/api/scenarios") as resp:
+        async with self.http.get(target.url + "/api/scenarios", allow_redirects=False) as resp:
+            _refuse_redirect(resp, f"{target.url}/api/scenarios")
             if resp.status == 401:
                 raise SetupFailed(
                     f"{target.url} refused the token (401): set EMROPS_SIM_TOKEN to the server's"
@@ -223,7 +237,9 @@ class Scenario:
     async def _create_session(self, target: _Target) -> str:
         assert self.http is not None
         body = {"scenario_id": target.scenario_id}
-        async with self.http.post(target.url + "/api/sessions", json=body) as resp:
+        async with self.http.post(
+            target.url + "/api/sessions", json=body, allow_redirects=False
+        ) as resp:
             if resp.status != 201:
                 raise StepFailed(f"http_{resp.status}", "POST /api/sessions")
             return str((await resp.json())["id"])
@@ -231,7 +247,7 @@ class Scenario:
     async def _post(self, target: _Target, sid: str, content: str) -> dict[str, Any]:
         assert self.http is not None
         url = f"{target.url}/api/sessions/{sid}/messages"
-        async with self.http.post(url, json={"content": content}) as resp:
+        async with self.http.post(url, json={"content": content}, allow_redirects=False) as resp:
             if resp.status != 201:
                 raise StepFailed(f"http_{resp.status}", "POST messages")
             exchange = await resp.json()
@@ -253,7 +269,7 @@ class Scenario:
         n = i // len(self.targets)
         try:
             if step == "health":
-                async with self.http.get(target.url + "/health") as resp:
+                async with self.http.get(target.url + "/health", allow_redirects=False) as resp:
                     await resp.read()
                     if resp.status != 200:
                         raise StepFailed(f"http_{resp.status}")
@@ -265,7 +281,7 @@ class Scenario:
             elif step == "history":
                 sid = target.sessions[n % len(target.sessions)]
                 url = f"{target.url}/api/sessions/{sid}/messages?after=0&limit=50"
-                async with self.http.get(url) as resp:
+                async with self.http.get(url, allow_redirects=False) as resp:
                     await resp.read()
                     if resp.status != 200:
                         raise StepFailed(f"http_{resp.status}")
