@@ -218,6 +218,12 @@ def _semantic(doc: SourceDoc) -> list[tuple[int, str]]:
                 else:
                     if not argv:
                         problem((*where, "check", "run"), "empty check command")
+                if "timeout" in check and parse_duration(check["timeout"]) <= 0:
+                    # killed before it starts: the item could only ever fail
+                    problem(
+                        (*where, "check", "timeout"),
+                        f"timeout {check['timeout']!r} leaves the check no time to run",
+                    )
             ids: dict[str, int] = {}
             for e_index, evidence in enumerate(item.get("evidence") or []):
                 e_where = (*where, "evidence", e_index, "id")

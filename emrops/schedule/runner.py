@@ -39,7 +39,7 @@ from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from emrops.errors import Busy, UsageError
+from emrops.errors import Busy, EmropsError, UsageError
 from emrops.logs import get_logger, iso_utc
 from emrops.schedule import status as status_files
 from emrops.schedule.cron import Schedule
@@ -184,8 +184,22 @@ def _run(ctx: JobContext, opts: RunOptions) -> str:
             }
         return out
 
+    failing: list[str] = []  # the heartbeat's current failure, said once per outage
+
     def heartbeat() -> None:
-        status_files.write_heartbeat(ctx.status_dir, started_at, jobs_summary(), "running")
+        # A full or read-only status folder logged "heartbeat crashed: ..." at every beat
+        # (2880 lines a day at 30s); now once when it starts failing, and once when it is
+        # written again. Health sees the stale heartbeat meanwhile.
+        try:
+            status_files.write_heartbeat(ctx.status_dir, started_at, jobs_summary(), "running")
+        except (EmropsError, OSError) as exc:
+            if not failing:
+                log.error("cannot write the heartbeat (retried every beat): %s", exc)
+            failing[:] = [str(exc)]
+            return
+        if failing:
+            log.info("heartbeat written again after: %s", failing[0])
+            failing.clear()
 
     now = datetime.now(UTC)
     overdue_ticks: dict[str, str] = {}

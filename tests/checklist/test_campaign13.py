@@ -123,3 +123,19 @@ def test_a_run_file_from_a_newer_emrops_says_so(tmp_path: Path) -> None:
         "emrops.checklist-run/1 (the file was written by a newer emrops)",
         "Try: use the emrops version that wrote it",
     ]
+
+
+@pytest.mark.parametrize("timeout", ["0s", "0ms", "0m0s"])
+def test_a_check_timeout_of_zero_is_refused_at_load(tmp_path: Path, timeout: str) -> None:
+    # was accepted: the check was killed before it started and the item always failed
+    path = tmp_path / "zero.yaml"
+    path.write_text(
+        "schema: emrops.checklist/1\nid: zero\ntitle: Z\nversion: 1\nsections:\n"
+        "  - id: s\n    title: S\n    items:\n      - id: a\n        title: A\n"
+        f"        instructions: x\n        check:\n          run: 'true'\n"
+        f"          timeout: {timeout}\n"
+    )
+    result = emrops("checklist", "run", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{path}:14: timeout {timeout!r} leaves the check no time to run" in result.stderr
+    assert not (tmp_path / "state" / "checklists" / "runs").exists()  # no run was started

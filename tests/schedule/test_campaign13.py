@@ -3,11 +3,13 @@ run), and other hostile schedule conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tests.schedule.conftest import OFF, init_db, wait_for, write_config
@@ -91,3 +93,37 @@ def test_a_run_of_the_job_in_another_process_makes_run_job_busy(
     # the kernel dropped the lock with its holder: the next run goes ahead
     result = _run_job(config, "backup")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_full_status_folder_is_logged_once_and_its_recovery_too(
+    tmp_path: Path, sqlite_url: str, start_scheduler
+) -> None:
+    # "heartbeat crashed: ... No space left on device" at every beat, for as long as it lasted
+    from tests.conftest import tmpfs
+
+    init_db(sqlite_url)
+    with tmpfs("size=64k") as mount:
+        config = write_config(
+            tmp_path,
+            **{"": {"db_url": sqlite_url},
+               "schedule": {**OFF, "backup": "0 2 * * *", "heartbeat_interval": "0.2s",
+                            "status_dir": str(mount)}},
+        )  # fmt: skip
+        scheduler = start_scheduler(config, "--no-catch-up")
+        scheduler.status_dir = mount
+        assert wait_for(lambda: (mount / "heartbeat.json").exists(), 15, 0.1), scheduler.log()
+        filler = mount / "filler"
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            handle.write(b"x" * 128 * 1024)  # the tmpfs is full now
+
+        def said(text: str) -> list[str]:
+            return [e["msg"] for e in scheduler.events() if text in e.get("msg", "")]
+
+        assert wait_for(lambda: said("cannot write the heartbeat"), 15, 0.1), scheduler.log()
+        time.sleep(1.5)  # 7 more beats, all failing
+        assert len(said("cannot write the heartbeat")) == 1
+        assert not said("crashed")
+        filler.unlink()
+        assert wait_for(lambda: said("heartbeat written again after"), 15, 0.1)
+        assert scheduler.stop() == 0
+        assert json.loads((mount / "heartbeat.json").read_text())["state"] == "stopped"
