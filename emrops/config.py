@@ -381,7 +381,8 @@ def _coerce(
     if not isinstance(value, str | Path):
         raise ConfigError(f"invalid value {value!r} for {where}: expected a string")
     text = str(value)
-    _refuse_control_characters(item, text, where)
+    if env is not None:  # from the file or a variable, not a flag or a default
+        _refuse_control_characters(item, text, where)
     if item.kind == "path":
         return _resolve_path(_expand_variables(text, where, env), base)
     if item.kind == "db_url":  # only a SQLite path: a password may hold a "$"
