@@ -289,7 +289,12 @@ def build_objects(target: str, plan: Plan, jobs: int) -> list[str]:
                 # a call to a function PostgreSQL lacks compiles in PL/pgSQL: refuse it here
                 ";\n".join(
                     x
-                    for x in (t.calls and missing_check(t.calls), t.function_sql, t.trigger_sql)
+                    for x in (
+                        t.calls and missing_check(t.calls),
+                        *t.probes,  # EXPLAIN of each body statement (see sql.triggers.probes)
+                        t.function_sql,
+                        t.trigger_sql,
+                    )
                     if x
                 ),
                 f"trigger {t.target} on {t.table}",

@@ -26,6 +26,7 @@ def plan_trigger(
         tp.error = str(exc)
         return tp
     tp.function_sql, tp.trigger_sql, tp.shape = done.function_sql, done.trigger_sql, done.shape
+    tp.probes = list(done.probes)
     from emrops.migrate.sql.triggers import unknown_calls  # loaded with the translation above
 
     tp.calls = unknown_calls(trig.sql)
@@ -306,7 +307,7 @@ def plan_triggers(
     for tp in triggers:
         rule = rules.get(tp.source)
         if rule is not None:
-            tp.function_sql, tp.trigger_sql = "", str(rule["sql"])
+            tp.function_sql, tp.trigger_sql, tp.probes = "", str(rule["sql"]), []
             tp.shape, tp.error = (
                 ("replaced by --cast" if rule["sql"] else "left out by --cast"),
                 None,

@@ -88,6 +88,7 @@ class TriggerPlan:
     shape: str = ""  # touch or statements
     error: str | None = None  # why it was not translated
     calls: list[str] = field(default_factory=list)  # functions sqlglot does not know (checked)
+    probes: list[str] = field(default_factory=list)  # EXPLAIN of each body statement (checked)
 
 
 @dataclass

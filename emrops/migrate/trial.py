@@ -247,6 +247,10 @@ def _triggers(plan: Plan, created: set[str], attempt: Any, result: TrialResult) 
             continue  # PL/pgSQL compiles a call to a missing function: it fails when fired
         if t.function_sql and not attempt("trigger", t.table, t.function, t.function_sql):
             continue
+        # each body statement analysed as it will be when the trigger fires (PL/pgSQL plans
+        # it only then): a type PostgreSQL refuses would fail the app's first write
+        if not all(attempt("trigger", t.table, t.source, probe) for probe in t.probes):
+            continue
         attempt("trigger", t.table, t.target, t.trigger_sql)
 
 

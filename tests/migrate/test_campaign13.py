@@ -410,3 +410,38 @@ def test_trigger_values_are_assigned_as_the_column_types_take_them(
     assert got_t == want_t
     assert [r[:6] for r in got_a] == [r[:6] for r in want_a]
     assert [json.loads(r[6]) for r in got_a] == [json.loads(r[6]) for r in want_a]
+
+
+# The class behind the previous test: any statement of a trigger body PostgreSQL would refuse
+# by type (here an INSERT ... SELECT of a bigint into a boolean) was built, since PL/pgSQL
+# plans a statement only when it first runs. plan and run now analyse each statement with
+# EXPLAIN (NEW/OLD as typed NULLs): plan names the trigger (exit 3), run does not build it.
+def test_a_trigger_statement_postgresql_refuses_by_type(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "bad.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, flag BOOLEAN DEFAULT 0, n INT);"
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, f BOOLEAN, n INT);"
+        "CREATE TRIGGER t_bad AFTER INSERT ON t BEGIN"
+        " INSERT INTO audit (f, n) SELECT NEW.n, 1 FROM t WHERE id = NEW.id; END;"
+        "CREATE TRIGGER t_ok AFTER INSERT ON t BEGIN"
+        " INSERT INTO audit (f, n) VALUES (NEW.flag, NEW.n);"
+        " DELETE FROM audit WHERE n > NEW.n + 100; END;"
+        "INSERT INTO t (id, n) VALUES (1, 1);",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    (failure,) = plan["schema_failures"]
+    assert (failure["kind"], failure["name"]) == ("trigger", "t_bad")
+    assert "is of type boolean but expression is of type bigint" in failure["error"]
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url)
+    assert run.exit_code == 3
+    assert "t_bad" in run.stderr and "unexpected" not in run.stderr
+    with pg(pg_url) as conn:
+        names = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
+        assert names == {"t_ok"}
+        conn.execute("INSERT INTO t (n) VALUES (5)")  # the built trigger fires cleanly
+        assert conn.execute("SELECT f, n FROM audit ORDER BY id DESC LIMIT 1").fetchone() == (
+            False,
+            5,
+        )

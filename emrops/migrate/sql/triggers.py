@@ -22,7 +22,7 @@ Anything else raises ``TranslationError`` with the reason; the plan reports it w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -120,6 +120,31 @@ class Translated:
     function_sql: str
     trigger_sql: str
     shape: str
+    probes: list[str] = field(default_factory=list)  # see probes()
+
+
+_ROW_REF = re.compile(r'"(new|old)"\."((?:[^"]|"")+)"')
+
+
+def probes(catalog: Catalog, table: str, body: list[str]) -> list[str]:
+    """``EXPLAIN`` of each INSERT, UPDATE and DELETE of a body, NEW's and OLD's columns
+    standing as typed NULLs. PL/pgSQL plans a statement only when it first runs, so a type
+    PostgreSQL refuses in one ("operator does not exist", "column ... is of type boolean but
+    expression is of type integer") passed CREATE FUNCTION and failed the app's first write;
+    EXPLAIN analyses it (types, columns, functions) without running it."""
+    types = {name: pg_type for name, pg_type in catalog.columns_of(table)}
+    out = []
+    for stmt in body:
+        if not re.match(r"(INSERT|UPDATE|DELETE)\b", stmt):
+            continue
+
+        def typed_null(m: re.Match[str]) -> str:
+            name = m.group(2).replace('""', '"')
+            pg_type = types.get(name)
+            return f"CAST(NULL AS {pg_type})" if pg_type else m.group(0)
+
+        out.append("EXPLAIN " + _ROW_REF.sub(typed_null, stmt.rstrip(";")))
+    return out
 
 
 @guarded
@@ -166,7 +191,7 @@ def translate(catalog: Catalog, sql: str, target: str, function: str) -> Transla
         f"CREATE TRIGGER {quote(target)} {timing} {event} ON {quote(catalog.target(h.table))} "
         f"FOR EACH ROW{when} EXECUTE FUNCTION {quote(function)}()"
     )
-    return Translated(fn, trig, shape)
+    return Translated(fn, trig, shape, probes(catalog, h.table, body) if shape != "touch" else [])
 
 
 def _touch(catalog: Catalog, h: Header) -> list[str] | None:
