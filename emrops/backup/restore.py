@@ -366,6 +366,14 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
             "restore cannot convert between engines, even with --force",
             hint="restore into the same engine, then copy across with `emrops migrate`",
         )
+    if db.sqlite_path is not None and store.holds_path(db.sqlite_path):
+        # moved aside as "not a database" and replaced by the image, a backup's data file
+        # (or the lock, a manifest) was destroyed, the very backup being restored included
+        raise UsageError(
+            f"restore target {db.sqlite_path} is inside the backup store {store.url}; nothing "
+            "was changed",
+            hint="restore into a file outside the store (--target path/to/emrsim.db)",
+        )
     state = inspect_target(db)
     if db.engine_name == "sqlite" and state.exists and not state.note:
         assert db.sqlite_path is not None

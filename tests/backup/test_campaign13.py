@@ -466,3 +466,24 @@ def test_backup_run_names_why_postgresql_refused(
     assert hint in tried
     assert "check that PostgreSQL is running" not in result.stderr  # the old hint for all three
     assert not (tmp_path / "st").exists()
+
+
+def test_restore_into_the_store_itself_is_refused(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    [backup_id] = backups(cli, db, str(store), 1)
+    data = store / backup_id / "database.sqlite.zst"
+    before = data.read_bytes()
+    (tmp_path / "link").symlink_to(store / backup_id)
+    for target in (data, tmp_path / "link" / "x.db", store / "new.db"):
+        result = cli("backup", "restore", backup_id, "--store", str(store),
+                     "--target", str(target), "--yes", "--force")  # fmt: skip
+        # before (the data file): moved aside as "not a database", the image renamed over it,
+        # exit 0, and the backup failed verification from then on
+        assert result.exit_code == 2, result.stderr
+        assert "is inside the backup store" in result.stderr
+    assert data.read_bytes() == before
+    assert sorted(p.name for p in (store / backup_id).iterdir()) == [
+        "database.sqlite.zst", "manifest.json", "verification.json",
+    ]  # fmt: skip
+    assert cli("backup", "verify", backup_id, "--store", str(store)).exit_code == 0

@@ -11,6 +11,7 @@ import contextlib
 import errno
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from emrops.backup.lock import Holder
@@ -88,6 +89,10 @@ class Store(ABC):
         """What tells two stores apart: the same place reached by two spellings (a folder
         and a link to it) has one identity."""
         return self.url
+
+    def holds_path(self, path: Path) -> bool:
+        """Whether a local file path is inside the store (never for a store of blobs)."""
+        return False
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.writer(name) as sink:

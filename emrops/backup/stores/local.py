@@ -53,6 +53,12 @@ class LocalStore(Store):
     def identity(self) -> str:
         return str(self.root.resolve())
 
+    def holds_path(self, path: Path) -> bool:
+        try:
+            return path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # a link loop: not the store's
+            return False
+
     def _path(self, name: str, *, follow: bool = True) -> Path:
         """The path of ``name``, refused unless it resolves inside the store (symlinks too).
         ``follow=False`` for what replaces or removes the name itself (a link there is
