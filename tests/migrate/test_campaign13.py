@@ -445,3 +445,33 @@ def test_a_trigger_statement_postgresql_refuses_by_type(cli, tmp_path: Path, pg_
             False,
             5,
         )
+
+
+# `SELECT s COLLATE NOCASE AS s` (or RTRIM) in a view's output: the collation was translated
+# as lower()/rtrim() there too, so the view answered 'abc' for 'Abc' (run and verify exit 0).
+# A collation only compares and orders: the output keeps the value; SELECT DISTINCT over one
+# (SQLite keeps one spelling per group) is named by plan instead of answering otherwise.
+def test_a_collation_on_an_output_column_keeps_its_value(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "coll.db"
+    url = script_db(
+        db,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, s TEXT);"
+        "INSERT INTO a VALUES (1, 'Abc'), (2, 'abc  '), (3, NULL), (4, 'b');"
+        "CREATE VIEW v AS SELECT id, s COLLATE NOCASE AS s, s COLLATE RTRIM AS r,"
+        " s COLLATE BINARY AS b FROM a"
+        " WHERE s COLLATE NOCASE = 'ABC' OR s COLLATE RTRIM = 'abc'"
+        " ORDER BY s COLLATE NOCASE, id;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM v").fetchall()
+    assert want == [(1, "Abc", "Abc", "Abc"), (2, "abc  ", "abc  ", "abc  ")]
+    with pg(pg_url) as conn:
+        assert conn.execute('SELECT * FROM "v"').fetchall() == want
+    url = script_db(
+        tmp_path / "distinct.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, s TEXT);"
+        "CREATE VIEW d AS SELECT DISTINCT s COLLATE NOCASE AS s FROM a;",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3 and ("view", "d") in _failures(plan)

@@ -43,6 +43,16 @@ def collate(node: exp.Collate) -> exp.Expr | None:
     """SQLite's collations by what they do: NOCASE folds ASCII case (a comparison then folds
     both sides), RTRIM ignores trailing spaces, BINARY is PostgreSQL's "C" order."""
     name = node.expression.name.upper() if node.expression is not None else ""
+    item = node.parent if isinstance(node.parent, exp.Alias) else node
+    select = item.parent
+    if isinstance(select, exp.Select) and any(e is item for e in select.expressions):
+        # an output column: its value is the operand (a collation only compares and
+        # orders), where lower()/rtrim() changed it; SELECT DISTINCT over it would need
+        # SQLite's pick of one spelling per group, so the collation stays and PostgreSQL
+        # refuses it (the view is named)
+        if select.args.get("distinct") and name in ("NOCASE", "RTRIM"):
+            return None
+        return node.this
     if name == "NOCASE":
         new = typed(fill("LOWER(__x)", x=to_text(node.this)), "text")
         new.meta["nocase"] = True
