@@ -27,6 +27,32 @@ from emrops.typedjson import check_fields
 RUN_FORMAT = "emrops.checklist-run/1"
 TERMINAL = frozenset({"done", "skipped", "n/a"})
 STATUSES = ("pending", "done", "failed", "skipped", "n/a")
+RUN_STATUSES = ("in-progress", "paused", "interrupted", "failed", "incomplete", "complete")
+# What an item's recorded check holds (CheckResult and when it ran). Reports read these
+# fields: a hand-edited `"output": 5` ended `checklist report` in "unexpected AttributeError".
+_CHECK_FIELDS: dict[str, tuple[type, ...]] = {
+    "command": (str,),
+    "exit_code": (int, type(None)),
+    "expected": (list,),
+    "passed": (bool,),
+    "timed_out": (bool,),
+    "duration_s": (int, float),
+    "output": (str,),
+    "truncated": (bool,),
+    "error": (str, type(None)),
+    "at": (str,),
+}
+
+
+def _check_record(check: dict[str, Any] | None, where: str) -> None:
+    """ValueError naming the first field of an item's check record with a wrong type."""
+    for key, value in (check or {}).items():
+        kinds = _CHECK_FIELDS.get(key)
+        if kinds is None:
+            continue
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise ValueError(f"{where}: check {key!r} is {type(value).__name__}, not {names}")
 
 
 def actor() -> dict[str, str]:
@@ -115,11 +141,14 @@ class Run:
         value (a hand-edited or damaged file must not fail later, while it is rendered)."""
         data = {k: v for k, v in data.items() if k not in ("format", "counts")}
         check_fields(cls, data, "run")
+        if data["status"] not in RUN_STATUSES:
+            raise ValueError(f"run has status {data['status']!r}")
         records = []
         for n, rec in enumerate(data["items"], 1):
             if not isinstance(rec, dict):
                 raise ValueError(f"item {n} is {type(rec).__name__}, not an object")
             check_fields(ItemRecord, rec, f"item {n}")
+            _check_record(rec.get("check"), f"item {n}")
             if rec.get("status", "pending") not in STATUSES:
                 raise ValueError(f"item {n} has status {rec['status']!r}")
             records.append(ItemRecord(**rec))
@@ -178,9 +207,15 @@ class RunStore:
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise _not_a_run_file(path, data)
         try:
-            return Run.from_dict(data)
+            run = Run.from_dict(data)
         except (TypeError, KeyError, ValueError) as exc:
             raise UsageError(f"run file {path} is damaged: {exc}") from None
+        if run.run_id != run_id:  # saved under its own id, it would overwrite that run's file
+            raise UsageError(
+                f"run file {path} is damaged: it holds run {run.run_id!r}",
+                hint="a run file is named after its run id; restore it or start a new run",
+            )
+        return run
 
     def list(self, skipped: list[str] | None = None) -> list[Run]:
         """Every run, newest first (run ids sort by start time). A foreign or damaged file

@@ -139,3 +139,58 @@ def test_a_check_timeout_of_zero_is_refused_at_load(tmp_path: Path, timeout: str
     assert result.returncode == 2
     assert f"{path}:14: timeout {timeout!r} leaves the check no time to run" in result.stderr
     assert not (tmp_path / "state" / "checklists" / "runs").exists()  # no run was started
+
+
+def _one_run(tmp_path: Path) -> tuple[Path, Path]:
+    path = tmp_path / "basic.yaml"
+    path.write_text(
+        "schema: emrops.checklist/1\nid: basic\ntitle: B\nversion: 1\nsections:\n"
+        "  - id: s\n    title: S\n    items:\n      - id: a\n        title: A\n"
+        "        instructions: x\n        check:\n          run: 'echo hi'\n"
+    )
+    assert emrops("checklist", "run", str(path), cwd=tmp_path).returncode == 0
+    return path, next((tmp_path / "state" / "checklists" / "runs").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("change", "damage"),
+    [
+        (
+            lambda d: d["items"][0]["check"].update(output=5),
+            "item 1: check 'output' is int, not str",
+        ),
+        (
+            lambda d: d["items"][0]["check"].update(passed=1),
+            "item 1: check 'passed' is int, not bool",
+        ),
+        (lambda d: d.update(status="bogus"), "run has status 'bogus'"),
+    ],
+)
+def test_a_hand_edited_check_record_is_named_not_a_crash(tmp_path: Path, change, damage) -> None:
+    # `"output": 5` in a run file: `checklist report` ended in "unexpected AttributeError"
+    path, run_file = _one_run(tmp_path)
+    data = json.loads(run_file.read_text())
+    change(data)
+    run_file.write_text(json.dumps(data))
+    for args in (("report", run_file.stem, "--format", "md"), ("status", run_file.stem)):
+        result = emrops("checklist", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"Error: run file {run_file} is damaged: {damage}" in result.stderr
+        assert "unexpected" not in result.stderr
+
+
+def test_a_run_file_naming_another_run_is_refused_and_that_run_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    # resumed, the run was saved under the id it names: another run's file overwritten
+    path, first = _one_run(tmp_path)
+    assert emrops("checklist", "run", str(path), cwd=tmp_path).returncode == 0
+    files = sorted((tmp_path / "state" / "checklists" / "runs").glob("*.json"))
+    other = next(f for f in files if f != first)
+    before = other.read_bytes()
+    data = json.loads(first.read_text())
+    first.write_text(json.dumps({**data, "run_id": other.stem}))
+    result = emrops("checklist", "run", str(path), "--resume", first.stem, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"Error: run file {first} is damaged: it holds run {other.stem!r}" in result.stderr
+    assert other.read_bytes() == before
