@@ -475,3 +475,25 @@ def test_a_collation_on_an_output_column_keeps_its_value(cli, tmp_path: Path, pg
     )
     code, plan = _plan(cli, url, pg_url)
     assert code == 3 and ("view", "d") in _failures(plan)
+
+
+# `%` over reals or text: SQLite casts both operands to integers (7.5 % 3 is 1.0, a % 0.4 is
+# NULL); PostgreSQL has no `double precision % integer` (plan exit 3) and takes numeric text
+# as numeric (7.5 % 3 would be 1.5).
+def test_modulo_over_reals_and_text(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "mod.db"
+    url = script_db(
+        db,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, x INT, s TEXT, r REAL);"
+        "INSERT INTO a VALUES (1, 7, '7.5', 7.5), (2, -7, '-2x', -2.5), (3, NULL, NULL, NULL),"
+        " (4, 10, 'abc', 0.4);"
+        "CREATE VIEW m AS SELECT id, r % 3 AS a, x % 2.5 AS b, s % 3 AS c, x % 3 AS d,"
+        " 7.9 % r AS e, x % r AS f, r % x AS g, s % x AS h FROM a;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM m ORDER BY id").fetchall()
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT * FROM m ORDER BY id").fetchall()
+    assert got == want  # 1.0 == 1: compared as numbers, NULLs where SQLite has them
+    assert [r[1] for r in got] == [1.0, -2.0, None, 0.0]

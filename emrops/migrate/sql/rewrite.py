@@ -135,6 +135,14 @@ def arithmetic(node: exp.Binary) -> exp.Expr | None:
         if isinstance(lit, exp.Literal) and not lit.is_string and not lit.is_int:
             node.set(arg, typed(exp.cast(lit.copy(), "double precision"), "double precision"))
     left, right = _binary_sides(node)
+    if isinstance(node, exp.Mod) and not (kind(left) == kind(right) == "integer"):
+        # SQLite's % casts both operands to integers (7.5 % 3 is 1.0, 7 % 0.5 is NULL); the
+        # result is a real when an operand is one
+        real = "real" in (kind(left), kind(right)) or "numeric" in (kind(left), kind(right))
+        mod = fill("__a % NULLIF(__b, 0)", a=to_integer(left), b=to_integer(right))
+        if real:
+            return typed(exp.cast(mod, "double precision"), "double precision")
+        return typed(mod, "bigint")
     if is_number(left) and is_number(right):
         return None
     node.set("this", to_number(left))
