@@ -398,9 +398,9 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     ]
     if state.read_only:  # the plan shows it: the restore itself stops at check_refusals
         steps.insert(0, f"REFUSED, even with --force: {state.read_only}")
-    if state.exists and state.note and db.engine_name == "sqlite":
+    if state.exists and state.note and db.sqlite_path is not None:
         steps.append(
-            f"move the unreadable file aside to {db.sqlite_path}.before-restore-{backup_id} "
+            f"move the unreadable file aside to {aside_name(db.sqlite_path, backup_id)} "
             "(its -journal/-wal/-shm, if any, beside it)"
         )
     if state.has_control:
@@ -601,6 +601,18 @@ def restore(
     return result
 
 
+def aside_name(path: Path, backup_id: str) -> Path:
+    """Where an unreadable target is moved: ``NAME.before-restore-ID``, or with ``.2``, ``.3``
+    ... when an earlier restore of the same backup already moved a file there (renamed over
+    it, that file and its side files were lost)."""
+    base = path.with_name(f"{path.name}.before-restore-{backup_id}")
+    candidate, n = base, 1
+    while any(os.path.lexists(f"{candidate}{s}") for s in ("", "-journal", "-wal", "-shm")):
+        n += 1
+        candidate = base.with_name(f"{base.name}.{n}")
+    return candidate
+
+
 def _claim_beside(path: Path) -> Claimed:
     """The scratch file beside an SQLite target the image is decoded into (swept once its run
     dies); the target's folder is created when missing."""
@@ -708,7 +720,7 @@ def _restore_sqlite(
         previous: os.stat_result | None = None
         if state.exists and state.note:
             stage.name = "publish"
-            aside = path.with_name(f"{path.name}.before-restore-{manifest.id}")
+            aside = aside_name(path, manifest.id)
             previous = os.stat(path)
             move_aside(path, aside)
             result.moved_aside = str(aside)

@@ -487,3 +487,25 @@ def test_restore_into_the_store_itself_is_refused(cli, tmp_path: Path) -> None:
         "database.sqlite.zst", "manifest.json", "verification.json",
     ]  # fmt: skip
     assert cli("backup", "verify", backup_id, "--store", str(store)).exit_code == 0
+
+
+def test_a_second_restore_of_one_backup_keeps_the_first_moved_aside_file(
+    cli, tmp_path: Path
+) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    [backup_id] = backups(cli, db, str(store), 1)
+    target = tmp_path / "x.db"
+    moved = []
+    for content in (b"first unreadable file\n", b"second unreadable file\n"):
+        target.write_bytes(content)
+        result = cli("backup", "restore", backup_id, "--store", str(store),
+                     "--target", str(target), "--yes", "--force", "--json")  # fmt: skip
+        moved.append(json_of(result)["moved_aside"])
+    # before: both went to x.db.before-restore-ID, the second renamed over the first
+    assert moved == [
+        f"{target}.before-restore-{backup_id}",
+        f"{target}.before-restore-{backup_id}.2",
+    ]
+    assert Path(moved[0]).read_bytes() == b"first unreadable file\n"
+    assert Path(moved[1]).read_bytes() == b"second unreadable file\n"
