@@ -497,3 +497,36 @@ def test_modulo_over_reals_and_text(cli, tmp_path: Path, pg_url: str) -> None:
         got = conn.execute("SELECT * FROM m ORDER BY id").fetchall()
     assert got == want  # 1.0 == 1: compared as numbers, NULLs where SQLite has them
     assert [r[1] for r in got] == [1.0, -2.0, None, 0.0]
+
+
+# date()/datetime()/julianday()/strftime() over a TEXT column (one that did not become
+# timestamptz because some value is not a timestamp): the text was CAST to timestamp, so a
+# view raised "invalid input syntax for type timestamp" on the first such row when the app
+# read it (plan, run and verify exit 0), a CHECK (date(s) IS NOT NULL OR ...) failed the run,
+# and a zone ('+02:00') was ignored. Text SQLite does not read is NULL, as in SQLite.
+def test_date_functions_over_text_that_is_not_all_dates(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "dates.db"
+    url = script_db(
+        db,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, s TEXT);"
+        "INSERT INTO a VALUES (1, '2024-01-01'), (2, 'not a date'), (3, ''), (4, '2024-13-45'),"
+        " (5, '2024-01-01T10:00:00+02:00'), (6, '2024-01-31 23:59:59.5 -14:30'),"
+        " (7, '2024-03-10 10:00:00Z'), (8, NULL);"
+        "CREATE VIEW d AS SELECT id, date(s) AS d, julianday(s) AS j, strftime('%H', s) AS h,"
+        " datetime(s, '+1 month') AS m, strftime('%Y-%m-%d %H:%M:%f', s) AS f FROM a;"
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, s TEXT CHECK (date(s) IS NOT NULL OR s = 'n/a'));"
+        "INSERT INTO c VALUES (1, '2024-01-01'), (2, 'n/a'), (3, '2024-01-01 10:00:00+01:00');",
+    )
+    plan = migrated_ok(cli, url, pg_url)
+    assert {c["source"]: c["pg_type"] for c in plan["tables"][0]["columns"]}["s"] == "text"
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM d ORDER BY id").fetchall()
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT * FROM d ORDER BY id").fetchall()
+        assert [r[:2] + r[3:] for r in got] == [r[:2] + r[3:] for r in want]
+        assert all(
+            (g[2] is None) == (w[2] is None) and (g[2] is None or abs(float(g[2]) - w[2]) < 1e-6)
+            for g, w in zip(got, want, strict=True)
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO c (s) VALUES ('soon')")

@@ -72,8 +72,41 @@ def _base(value: exp.Expr, unixepoch: bool) -> exp.Expr | None:
     if k in ("integer", "real", "numeric"):  # a Julian day number
         return fill("(TO_TIMESTAMP((__x - 2440587.5) * 86400.0) AT TIME ZONE 'UTC')", x=value)
     if k in ("text", "literal_text", "unknown"):
-        return fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP)", x=value)
+        return fill(_TEXT_TIME, x=value)
     return None
+
+
+# A time value in text as SQLite reads it: YYYY-MM-DD, then optionally [ T]HH:MM[:SS[.f]] and
+# a zone (Z, or [+-]HH:MM after an optional space, converted to UTC). Text SQLite does not
+# read ('not a date', '2024-13-01', '2024-01-01 25:00') is NULL, as in SQLite; a plain CAST
+# raised "invalid input syntax for type timestamp" whenever a view or CHECK met such a row,
+# and ignored the zone. Built from its parts, so a day past the month's end overflows into
+# the next (SQLite prints '2024-02-30' unmodified; after a modifier it overflows the same).
+# Not read here (NULL, where SQLite reads them): times without a date (2000-01-01 there),
+# Julian day numbers in text, year 0000. Every function is IMMUTABLE (CHECKs and indexes).
+_TEXT_RE = (
+    "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
+    "-(0[1-9]|[12][0-9]|3[01])"
+    "(?:[ T]([01][0-9]|2[0-4]):([0-5][0-9])(?::([0-5][0-9](?:[.][0-9]+)?))?"
+    "(?: ?(?:([zZ])|([-+])([0-9]{2}):([0-9]{2})))?)?$"
+)
+
+
+def _part(i: int, cast: str = "INT") -> str:
+    return f"CAST((REGEXP_MATCH(CAST(__x AS TEXT), '{_TEXT_RE}'))[{i}] AS {cast})"
+
+
+_TEXT_TIME = (
+    f"CASE WHEN CAST(__x AS TEXT) ~ '{_TEXT_RE}' THEN "
+    f"MAKE_TIMESTAMP({_part(1)}, {_part(2)}, 1, 0, 0, 0)"
+    f" + ({_part(3)} - 1) * INTERVAL '1 day'"
+    f" + COALESCE({_part(4)}, 0) * INTERVAL '1 hour'"
+    f" + COALESCE({_part(5)}, 0) * INTERVAL '1 minute'"
+    f" + COALESCE({_part(6, 'NUMERIC')}, 0) * INTERVAL '1 second'"
+    f" - CASE {_part(8, 'TEXT')} WHEN '-' THEN -1 WHEN '+' THEN 1 ELSE 0 END"
+    f" * (COALESCE({_part(9)}, 0) * 60 + COALESCE({_part(10)}, 0)) * INTERVAL '1 minute'"
+    " END"
+)
 
 
 def _modify(ts: exp.Expr, modifier: str) -> exp.Expr | None:
