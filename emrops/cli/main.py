@@ -132,12 +132,23 @@ def run() -> None:
 
     disable_memstatus()  # first, while no SQLite connection is open (parallel scans scale)
     streams.reopen_closed()  # before any file is opened: none may take fd 0, 1 or 2
+    streams.guard_stdout()
     try:
         app(prog_name="emrops")
     except BrokenPipeError:  # stdout's reader went away while click flushed it
         streams.silence_stdout()
         raise SystemExit(1) from None
+    except streams.OutputError as exc:  # --help or --version, written before any command
+        streams.silence_stdout()
+        for line in render.error_lines(exc.message, exc.hint, 1):
+            typer.echo(line, err=True)
+        raise SystemExit(1) from None
     finally:
+        failed = streams.final_flush()
+        if failed:  # the last of the output was not written: the command did not succeed
+            for line in render.error_lines(failed, None, 1):
+                typer.echo(line, err=True)
+            raise SystemExit(1)
         # Everything is written and closed by now (atomic writes, atexit handlers still run):
         # spare the interpreter's final garbage collection a walk over every object the
         # command loaded, 0.15-0.2 s after a migration or backup.

@@ -110,3 +110,37 @@ def test_check_output_is_wrapped_not_cropped_on_a_narrow_terminal(
     assert result.returncode == 3
     panel = [line.strip("│ ") for line in result.stderr.splitlines() if line.startswith("│")]
     assert " ".join(panel) == "first line of the check output that is long"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["checklist", "list", "--json"],
+        ["checklist", "list"],
+        ["config", "show"],
+        ["--log-format", "json", "checklist", "export", "recovery-drill", "--format", "md"],
+        ["--version"],
+        ["--help"],
+    ],
+)
+def test_stdout_on_a_full_device_is_an_error_not_a_crash(
+    tmp_path: Path, env: dict[str, str], args: list[str]
+) -> None:
+    # `emrops ... > /dev/full` (or into a full disk): "unexpected OSError: [Errno 28] ...
+    # report it", and a traceback for --help and --version
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "emrops", *args],
+            stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    if "--log-format" in args:
+        assert json.loads(last)["message"] == (
+            "cannot write the output (stdout): No space left on device"
+        )
+    else:
+        assert result.stderr.strip().splitlines()[-2] == (
+            "Error: cannot write the output (stdout): No space left on device"
+        )
