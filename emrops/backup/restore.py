@@ -408,7 +408,8 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     if state.exists and not (state.note and db.engine_name == "sqlite"):
         steps.append(
             f"safety backup of {db.masked()} into {store.url} (after maintenance is on, so it "
-            "holds every write the restore replaces)"
+            "holds every write the restore replaces; pinned, so rotate keeps it until it is "
+            "unpinned)"
         )
     if db.engine_name == "sqlite" and state.exists and not state.note:
         steps.append(
@@ -674,7 +675,16 @@ def _one_restore_into(db: DbUrl, backup_id: str) -> Iterator[None]:
 
 
 def _safety_backup(store: Store, db: DbUrl, backup_id: str, progress: Progress) -> str:
-    opts = RunOptions(db_url=str(db), label=f"safety copy before restore of {backup_id}")
+    # Pinned: it holds the only copy of every write the restore replaces (made after the
+    # restored backup). Unpinned, it did not count as verified and the next rotate deleted it,
+    # often before anyone found out the restore was a mistake.
+    opts = RunOptions(
+        db_url=str(db),
+        label=f"safety copy before restore of {backup_id}",
+        pin=True,
+        pin_reason=f"safety copy before restore of {backup_id}: unpin it (`emrops backup unpin "
+        "ID`) once the restored data is known good",
+    )
     return run_locked(store, opts, None, progress).id
 
 

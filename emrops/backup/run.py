@@ -31,6 +31,7 @@ class RunOptions:
     db_url: str
     label: str = ""
     pin: bool = False
+    pin_reason: str = "pinned at backup time"
     encrypt: bool = False
     recipients: str | None = None  # age1... keys, comma separated
     level: int = 3
@@ -136,7 +137,7 @@ def run_locked(
         manifest = draft(snap).seal_now()
         progress("publish", 0, None)
         if opts.pin:  # the pin goes first: once the manifest exists, the backup is complete
-            store.write_bytes(f"{backup_id}/{PIN}", pin_record(backup_id, "pinned at backup time"))
+            store.write_bytes(f"{backup_id}/{PIN}", pin_record(backup_id, opts.pin_reason))
         store.write_bytes(f"{backup_id}/{MANIFEST}", manifest.to_json())
     except BaseException:
         with contextlib.suppress(Exception):

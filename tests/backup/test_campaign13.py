@@ -509,3 +509,31 @@ def test_a_second_restore_of_one_backup_keeps_the_first_moved_aside_file(
     ]
     assert Path(moved[0]).read_bytes() == b"first unreadable file\n"
     assert Path(moved[1]).read_bytes() == b"second unreadable file\n"
+
+
+def test_rotate_keeps_the_safety_backup_of_a_restore(cli, tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    db = small_db(path)
+    store = tmp_path / "st"
+    [first] = backups(cli, db, str(store), 1)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO t (v) VALUES ('written after the backup')")
+    conn.commit()
+    conn.close()
+    result = cli("backup", "restore", first, "--store", str(store), "--target", str(path),
+                 "--yes", "--force", "--json")  # fmt: skip
+    safety = json_of(result)["safety_backup_id"]
+    backups(cli, db, str(store), 1)  # the next nightly run, verified
+    result = cli("backup", "rotate", "--keep-last", "1", "--store", str(store), "--json")
+    # before: the safety backup (the only copy of the row written after the backup) was
+    # "matches no keep rule" and deleted
+    assert safety not in json_of(result)["deleted"]
+    shown = {b["id"]: b for b in listed(cli, store)}
+    assert shown[safety]["pinned"] is True
+    assert "unpin it" in (store / safety / "pin.json").read_text()
+    restored = tmp_path / "undo.db"
+    result = cli("backup", "restore", safety, "--store", str(store), "--target", str(restored),
+                 "--yes")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = sqlite3.connect(restored).execute("SELECT v FROM t ORDER BY id DESC LIMIT 1").fetchone()
+    assert rows == ("written after the backup",)
