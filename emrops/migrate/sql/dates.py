@@ -72,7 +72,7 @@ def _base(value: exp.Expr, unixepoch: bool) -> exp.Expr | None:
     if k in ("integer", "real", "numeric"):  # a Julian day number
         return fill("(TO_TIMESTAMP((__x - 2440587.5) * 86400.0) AT TIME ZONE 'UTC')", x=value)
     if k in ("text", "literal_text", "unknown"):
-        return fill(_TEXT_TIME, x=value)
+        return fill(TEXT_TIME, x=value)
     return None
 
 
@@ -96,7 +96,7 @@ def _part(i: int, cast: str = "INT") -> str:
     return f"CAST((REGEXP_MATCH(CAST(__x AS TEXT), '{_TEXT_RE}'))[{i}] AS {cast})"
 
 
-_TEXT_TIME = (
+TEXT_TIME = (
     f"CASE WHEN CAST(__x AS TEXT) ~ '{_TEXT_RE}' THEN "
     f"MAKE_TIMESTAMP({_part(1)}, {_part(2)}, 1, 0, 0, 0)"
     f" + ({_part(3)} - 1) * INTERVAL '1 day'"

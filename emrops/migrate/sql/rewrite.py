@@ -33,7 +33,11 @@ def _binary_sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
 
 
 def _utc(node: exp.Expr) -> exp.Expr:
-    """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means."""
+    """Text holding a timestamp as the UTC ``timestamptz`` SQLite's text means; a column's
+    text is read as SQLite reads it (NULL where it is not a time, see dates.py), where a CAST
+    raised on the first such row."""
+    if not isinstance(node, exp.Literal):
+        return typed(fill(f"({dates.TEXT_TIME}) AT TIME ZONE 'UTC'", x=node), "timestamptz")
     return typed(
         fill("CAST(CAST(__x AS TEXT) AS TIMESTAMP) AT TIME ZONE 'UTC'", x=node), "timestamptz"
     )
