@@ -530,3 +530,23 @@ def test_date_functions_over_text_that_is_not_all_dates(cli, tmp_path: Path, pg_
         )
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO c (s) VALUES ('soon')")
+
+
+def test_a_text_column_compared_with_a_timestamp_does_not_raise(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    # the comparison CAST the text to timestamp: reading the view raised on 'garbage'
+    db = tmp_path / "cmp.db"
+    url = script_db(
+        db,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, s TEXT, t DATETIME);"
+        "INSERT INTO a VALUES (1, '2024-01-01', '2024-01-02 00:00:00'),"
+        " (2, 'garbage', '2024-01-02 00:00:00'),"
+        " (3, '2024-01-03 00:00:00+02:00', '2024-01-02 00:00:00');"
+        "CREATE VIEW v AS SELECT id, t > s AS later FROM a;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT id, later FROM v ORDER BY id").fetchall()
+    assert got[0] == (1, True) and got[2] == (3, False)
+    assert got[1] == (2, None)  # SQLite compares the text (0); never an error
