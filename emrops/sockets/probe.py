@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import shlex
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from emrops.errors import EmropsError, UsageError
+from emrops.sockets import frames
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
@@ -118,6 +118,8 @@ class _Client:
     connect_failures: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     online: bool = False  # its socket is open now (False while it reconnects)
+    broken: str | None = None  # the frame it could not read (frames.BadFrame); it stopped there
+    last_error: str = ""  # why the last connection attempt failed
 
     def on_message(self, mid: int) -> None:
         if mid in self.seen:
@@ -142,15 +144,23 @@ class _Client:
                     self.connected.set()
                     self.online = True
                     async for msg in ws:
-                        if msg.type != aiohttp.WSMsgType.TEXT:
+                        if frames.connection_lost(msg):
                             break
-                        frame = json.loads(msg.data)
-                        if frame.get("type") == "message":
-                            self.on_message(int(frame["data"]["id"]))
-                        elif frame.get("type") == "error":
+                        try:
+                            kind, mid = frames.read_frame(msg)
+                        except frames.BadFrame as exc:
+                            # named at once: closing may wait for a server that never answers
+                            self.broken = str(exc)
+                            break
+                        if mid is not None:
+                            self.on_message(mid)
+                        elif kind == "error":
                             break  # reconnect / database_unavailable: the server closes next
-            except (aiohttp.ClientError, OSError, TimeoutError):
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.connect_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.broken is not None:
+                return  # it stops there: what it did not get counts as lost
             self.online = False
             if lost_at is None:
                 lost_at = time.monotonic()
@@ -312,7 +322,12 @@ async def run_probe_async(opts: ProbeOptions, argv: list[str]) -> dict[str, Any]
             try:
                 await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 15)
             except TimeoutError:
-                raise ProbeError("the WebSocket clients could not connect within 15s") from None
+                failed = next((c for c in clients if not c.connected.is_set()), clients[0])
+                raise ProbeError(
+                    "the WebSocket clients could not connect within 15s"
+                    + (f" (last error: {failed.last_error})" if failed.last_error else ""),
+                    hint="check that --url serves the sim server's /ws/sessions/{id} WebSocket",
+                ) from None
             start = time.monotonic()
             end = start + opts.duration
             writer = _Writer()
@@ -339,6 +354,12 @@ async def run_probe_async(opts: ProbeOptions, argv: list[str]) -> dict[str, Any]
     return _report(opts, clients, truth, writer, restarts, n_sessions, time.monotonic() - start)
 
 
+def _state(c: _Client) -> str:
+    if c.broken is not None:
+        return "protocol_error"
+    return "connected" if c.online else "reconnecting"
+
+
 def _report(
     opts: ProbeOptions,
     clients: list[_Client],
@@ -355,14 +376,17 @@ def _report(
         missing = sorted(expected - c.seen)
         # Lost means "not delivered after the client resumed": a client still reconnecting
         # when the probe ends has not resumed yet, so what it misses is pending, not lost.
-        lost = missing if c.online else []
-        pending = [] if c.online else missing
+        # A client stopped by a frame it could not read will not get the rest: lost.
+        gone = c.online or c.broken is not None
+        lost = missing if gone else []
+        pending = [] if gone else missing
         all_reconnects += c.reconnect_times
         rows.append(
             {
                 "client": c.index,
                 "session_id": c.session_id,
-                "state": "connected" if c.online else "reconnecting",
+                "state": _state(c),
+                "protocol_error": c.broken,
                 "expected": len(expected),
                 "received": len(c.seen & expected),
                 "lost": len(lost),
@@ -389,6 +413,7 @@ def _report(
             "reconnects",
         )
     }
+    totals["protocol_errors"] = sum(1 for r in rows if r["protocol_error"])
     failed_restarts = [r for r in restarts if r["exit_code"] != 0]
     return {
         "schema": "emrops.sockets.probe/1",
@@ -408,7 +433,10 @@ def _report(
         "reconnect_time": _times(all_reconnects),
         "reconnecting_clients": sum(1 for r in rows if r["state"] == "reconnecting"),
         "clients": rows,
-        "passed": totals["lost"] == 0 and totals["duplicated"] == 0 and not failed_restarts,
+        "passed": totals["lost"] == 0
+        and totals["duplicated"] == 0
+        and totals["protocol_errors"] == 0
+        and not failed_restarts,
         "restart_failures": len(failed_restarts),
     }
 
