@@ -537,3 +537,20 @@ def test_rotate_keeps_the_safety_backup_of_a_restore(cli, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.stderr
     rows = sqlite3.connect(restored).execute("SELECT v FROM t ORDER BY id DESC LIMIT 1").fetchone()
     assert rows == ("written after the backup",)
+
+
+def test_on_azure_a_verified_backup_whose_blob_went_is_not_counted(
+    cli, tmp_path: Path, azurite: str, azure_store: str
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    db = small_db(tmp_path / "app.db")
+    ids = backups(cli, db, azure_store, 2)
+    container, prefix = azure_store.removeprefix("azure://").split("/", 1)
+    client = BlobServiceClient.from_connection_string(azurite).get_container_client(container)
+    client.delete_blob(f"{prefix}/{ids[1]}/database.sqlite.zst")
+    shown = {b["id"]: b for b in listed(cli, azure_store)}
+    assert shown[ids[1]]["verified"] == "failed"
+    assert "database.sqlite.zst is missing" in shown[ids[1]]["reason"]
+    result = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
+    assert json_of(result)["deleted"] == []  # ids[0] is the newest intact verified backup
