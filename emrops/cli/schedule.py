@@ -165,8 +165,15 @@ def show_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 def _short(iso: str | None) -> str:
-    """2026-11-25T02:00:00.000Z -> 11-25 02:00:00 (the table's title says UTC; JSON has all)."""
-    return f"{iso[5:10]} {iso[11:19]}" if iso else "-"
+    """2026-11-25T02:00:00.000Z -> 11-25 02:00:00 (the table's title says UTC; JSON has all).
+    Another year than this one keeps its year: `0 0 29 2 *` next runs in 2028, not in
+    February, and a last run a year ago is not this year's."""
+    if not iso:
+        return "-"
+    from datetime import UTC, datetime
+
+    same_year = iso[:4] == str(datetime.now(UTC).year)
+    return f"{iso[5:10] if same_year else iso[:10]} {iso[11:19]}"
 
 
 @app.command("install")

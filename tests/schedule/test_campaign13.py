@@ -127,3 +127,21 @@ def test_a_full_status_folder_is_logged_once_and_its_recovery_too(
         assert wait_for(lambda: said("heartbeat written again after"), 15, 0.1)
         assert scheduler.stop() == 0
         assert json.loads((mount / "heartbeat.json").read_text())["state"] == "stopped"
+
+
+def test_schedule_show_gives_the_year_of_a_run_in_another_year(cli, tmp_path: Path) -> None:
+    # `0 0 29 2 *` showed "next run 02-29 00:00:00": two years away, read as next February
+    import calendar
+    from datetime import UTC, datetime
+
+    write_config(tmp_path, **{"schedule": {**OFF, "backup": "0 0 29 2 *"}})
+    result = cli("schedule", "show")
+    assert result.exit_code == 0, result.stderr
+    now = datetime.now(UTC)
+    year = next(
+        y for y in range(now.year, now.year + 9)
+        if calendar.isleap(y) and datetime(y, 2, 29, tzinfo=UTC) > now
+    )  # fmt: skip
+    row = next(line for line in result.stdout.splitlines() if line.startswith("backup\t"))
+    expected = "02-29 00:00:00" if year == now.year else f"{year}-02-29 00:00:00"
+    assert row.split("\t")[2] == expected
