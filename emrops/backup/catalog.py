@@ -270,13 +270,22 @@ def rotate(
     return result
 
 
+SHOWN_REASONS = 3
+
+
 class RotateIncomplete(EmropsError):
     """The policy was applied except for backups the store refused to delete (exit 1);
     ``result`` holds every decision, what was deleted and what was refused."""
 
     def __init__(self, result: RotateResult, hint: str | None):
         self.result = result
-        refused = "; ".join(f"{backup_id}: {why}" for backup_id, why in result.refused)
+        # the first reasons in full; past them (a container-wide policy refuses every one)
+        # only the ids, so the message stays readable
+        shown = SHOWN_REASONS
+        refused = "; ".join(f"{backup_id}: {why}" for backup_id, why in result.refused[:shown])
+        if len(result.refused) > shown:
+            rest = [backup_id for backup_id, _ in result.refused[shown:]]
+            refused += f"; and {len(rest)} more: {', '.join(rest)}"
         deleted = ", ".join(result.deleted) or "none"
         super().__init__(
             f"rotate could not delete {len(result.refused)} of the "

@@ -554,3 +554,17 @@ def test_on_azure_a_verified_backup_whose_blob_went_is_not_counted(
     assert "database.sqlite.zst is missing" in shown[ids[1]]["reason"]
     result = cli("backup", "rotate", "--keep-last", "1", "--store", azure_store, "--json")
     assert json_of(result)["deleted"] == []  # ids[0] is the newest intact verified backup
+
+
+def test_rotate_refused_everywhere_names_the_first_reasons_then_ids(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    ids = backups(cli, db, str(store), 6)
+    with immutable(*(store / i for i in ids[:5])):  # a store-wide retention lock, as it were
+        result = cli("backup", "rotate", "--keep-last", "1", "--store", str(store))
+    assert result.exit_code == 1, result.stderr
+    assert "rotate could not delete 5 of the 5 backup(s) no rule keeps" in result.stderr
+    assert result.stderr.count("Operation not permitted") == 3
+    assert f"and 2 more: {ids[1]}, {ids[0]}" in result.stderr
+    assert "Deleted: none" in result.stderr
+    assert len(listed(cli, store)) == 6
