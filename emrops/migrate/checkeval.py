@@ -232,7 +232,8 @@ def _violations(
         return None
     if row is None:
         return Violation(tp.target, name, expr, 0, None)
-    first = row[1] if len(keys) == 1 else dict(zip(keys, row[1:], strict=True))
+    names = [k[1:-1].replace('""', '"') for k in keys]  # as the plan names columns
+    first = row[1] if len(keys) == 1 else dict(zip(names, row[1:], strict=True))
     return Violation(tp.target, name, expr, int(row[0]), first)
 
 

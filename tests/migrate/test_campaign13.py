@@ -550,3 +550,19 @@ def test_a_text_column_compared_with_a_timestamp_does_not_raise(
         got = conn.execute("SELECT id, later FROM v ORDER BY id").fetchall()
     assert got[0] == (1, True) and got[2] == (3, False)
     assert got[1] == (2, None)  # SQLite compares the text (0); never an error
+
+
+def test_a_composite_key_is_named_by_its_columns(cli, tmp_path: Path, pg_url: str) -> None:
+    # the first offending row of a WITHOUT ROWID table with a composite key, by column name;
+    # a CHAR(32) UUID column checked by its length (36 characters once it is a uuid)
+    url = script_db(
+        tmp_path / "ck.db",
+        "CREATE TABLE w (a TEXT, b INT, u CHAR(32) CHECK (length(u) = 32), s TEXT"
+        " CHECK (s = upper(s)), PRIMARY KEY (a, b)) WITHOUT ROWID;"
+        f"INSERT INTO w VALUES ('x', 2, '{uuid.uuid4().hex}', 'éA'), ('x', 1, NULL, 'B');",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    failures = _failures(plan)
+    assert failures[("check-data", "w_check2")]["error"].endswith("first key {'a': 'x', 'b': 2}")
+    assert failures[("check-data", "w_check")]["error"].startswith("1 source row(s)")
