@@ -24,7 +24,9 @@ PIN = "pin.json"
 # The most read of a stored document (manifest, verification, pin): emrops writes a few KiB;
 # anything larger is damage or a forgery and is never read whole into memory.
 MAX_DOCUMENT = 8 << 20
-ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
+# ASCII digits only: \d also matches other scripts' digits, and a folder named in fullwidth
+# digits was taken for a crashed run's leftover and removed with what it held.
+ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{6}$")
 
 
 def new_backup_id(now: datetime | None = None) -> str:

@@ -568,3 +568,21 @@ def test_rotate_refused_everywhere_names_the_first_reasons_then_ids(cli, tmp_pat
     assert f"and 2 more: {ids[1]}, {ids[0]}" in result.stderr
     assert "Deleted: none" in result.stderr
     assert len(listed(cli, store)) == 6
+
+
+def test_a_folder_named_like_an_id_in_fullwidth_digits_is_not_a_leftover(
+    cli, tmp_path: Path
+) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    backups(cli, db, str(store), 1)
+    foreign = store / "２０２６０１０１T００００００.０００Z-aaaaaa"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not emrops's")
+    result = cli("backup", "run", "--db", db, "--store", str(store))
+    assert result.exit_code == 0, result.stderr
+    # before: "removed 1 leftover(s) of interrupted runs", with the file in it
+    assert (foreign / "notes.txt").read_text() == "not emrops's"
+    result = cli("backup", "restore", foreign.name, "--store", str(store),
+                 "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
+    assert result.exit_code == 2 and "invalid backup id" in result.stderr
