@@ -14,6 +14,7 @@ from pathlib import Path
 from emrops.backup.codec import CHUNK, HashingReader, Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import MANIFEST, MAX_DOCUMENT, PIN, Verification
+from emrops.backup.run import remove_leftovers
 from emrops.backup.stores import Store
 from emrops.backup.verify import VerificationFailed, load_manifest, verify_locked
 from emrops.errors import CheckFailed, EmropsError
@@ -57,7 +58,7 @@ def copy_backup(
             )
         if destination.exists(f"{backup_id}/{MANIFEST}"):
             raise EmropsError(f"backup {backup_id} is already in {destination.url}")
-        destination.cleanup()
+        remove_leftovers(destination)  # one that cannot be removed is warned of, not fatal
         try:
             for item in manifest.files:
                 name = f"{backup_id}/{item.name}"

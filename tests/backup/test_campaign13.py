@@ -586,3 +586,18 @@ def test_a_folder_named_like_an_id_in_fullwidth_digits_is_not_a_leftover(
     result = cli("backup", "restore", foreign.name, "--store", str(store),
                  "--target", str(tmp_path / "r.db"), "--yes")  # fmt: skip
     assert result.exit_code == 2 and "invalid backup id" in result.stderr
+
+
+def test_copy_goes_on_past_a_leftover_the_destination_cannot_remove(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store, other = tmp_path / "st", tmp_path / "other"
+    [backup_id] = backups(cli, db, str(store), 1)
+    leftover = other / "20260101T000000.000Z-aaaaaa"  # an earlier copy that died
+    leftover.mkdir(parents=True)
+    (leftover / "database.sqlite.zst").write_bytes(b"partial")
+    with immutable(leftover / "database.sqlite.zst"):
+        result = cli("backup", "copy", backup_id, "--store", str(store), "--to", str(other))
+        # before: exit 1, "unexpected PermissionError" (session 12 code), no copy
+        assert result.exit_code == 0, result.stderr
+        assert "leftovers of interrupted runs stay" in result.stderr
+    assert [b["id"] for b in listed(cli, other)] == [backup_id]
