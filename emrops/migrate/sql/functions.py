@@ -157,6 +157,33 @@ def length(node: exp.Length) -> exp.Expr | None:
     return None
 
 
+def hex_(node: exp.Expr) -> exp.Expr | None:
+    """hex(x): the upper-case hex of x's bytes (text as UTF-8, numbers as their text); ''
+    for NULL, as in SQLite."""
+    x = node.this
+    data = x if kind(x) == "bytea" else fill("CONVERT_TO(__x, 'UTF8')", x=to_text(x))
+    case = "LOWER" if isinstance(node, exp.LowerHex) else "UPPER"  # lower(hex(x)) is one node
+    return typed(fill(f"COALESCE({case}(ENCODE(__d, 'hex')), '')", d=data), "text")
+
+
+_QUOTE = {
+    "bytea": "CASE WHEN __x IS NULL THEN 'NULL' "
+    "ELSE 'X''' || UPPER(ENCODE(__x, 'hex')) || '''' END",
+    "integer": "COALESCE(CAST(__x AS TEXT), 'NULL')",
+    "text": "COALESCE('''' || REPLACE(__x, '''', '''''') || '''', 'NULL')",
+    "literal_text": "COALESCE('''' || REPLACE(__x, '''', '''''') || '''', 'NULL')",
+}
+
+
+def _quote(node: exp.Anonymous) -> exp.Expr | None:
+    """quote(x): x as an SQL literal: text quoted (quotes doubled), integers as digits, blobs
+    as X'..', NULL as the word NULL. Reals (SQLite's %!.15g) are not translated."""
+    if len(node.expressions) != 1 or kind(node.expressions[0]) not in _QUOTE:
+        return None
+    x = node.expressions[0]
+    return typed(fill(_QUOTE[kind(x)], x=x), "text")
+
+
 def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
     """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
     PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
@@ -174,6 +201,7 @@ def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
 
 ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expr | None]] = {
     "total": _total,
+    "quote": _quote,
     "json_valid": _json_valid,
     "typeof": typeof,
     "printf": _printf,

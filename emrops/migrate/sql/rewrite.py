@@ -18,6 +18,7 @@ from emrops.migrate.sql.coerce import fill, to_integer, to_number, to_text, type
 from emrops.migrate.sql.functions import (
     ANONYMOUS,
     group_concat,
+    hex_,
     json_extract,
     length,
     round_,
@@ -416,6 +417,8 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.Substring, substr),
     (exp.Round, round_),
     (exp.Length, length),
+    (exp.Hex, hex_),
+    (exp.LowerHex, hex_),
     (exp.Typeof, typeof),
     (exp.TimeToStr, dates.time_to_str),
     (exp.Date, dates.date_function),
