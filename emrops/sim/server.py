@@ -35,6 +35,7 @@ from emrops.sim import metrics, slowclients
 from emrops.sim.app import DEFAULT_VITALS_INTERVAL, create_app
 from emrops.sim.headlimit import BoundedHeadProtocol
 from emrops.sim.runtime import open_runtime
+from emrops.sim.wsflow import BackPressureWebSocketProtocol
 
 log = get_logger(__name__)
 
@@ -199,6 +200,7 @@ def _uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Co
         # the websockets library refuses a bigger frame from its header, before buffering it
         ws_max_size=_max_body(options),
         http=BoundedHeadProtocol,
+        ws=BackPressureWebSocketProtocol,
         **extra,
     )
 

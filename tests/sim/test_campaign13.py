@@ -9,7 +9,9 @@ without an answer when nothing was sent), and the server raises its soft open-fi
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import resource
 import socket
 import time
@@ -49,6 +51,13 @@ def _answer_and_time(sock: socket.socket, started: float) -> tuple[bytes, float]
 def _status_and_code(answer: bytes) -> tuple[int, str]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)["error"]["code"]
+
+
+def _rss_kib(server: Server) -> int:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
 
 
 def _fds(server: Server) -> int:
@@ -158,3 +167,45 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(
     finally:
         for sock in socks:
             sock.close()
+
+
+def _masked_ping(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    return (
+        bytes([0x89, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def test_a_ping_flood_from_a_client_that_never_reads_does_not_grow_the_server(
+    server: Server,
+) -> None:
+    with server.http() as http:
+        sid = http.post("/api/sessions", json={"scenario_id": 1}).json()["id"]
+    sock = _open(server, b"")
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws/sessions/{sid} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+    before = _rss_kib(server)
+    pings = _masked_ping(b"p" * 125) * 1000
+    sock.settimeout(2)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 5:
+            sock.sendall(pings)  # and never read a pong
+            sent += 1000
+    except TimeoutError:
+        pass  # the server stopped reading from us: back-pressure
+    try:
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+        # before: every pong was buffered (about 30 MB a second of them)
+        grown_mib = (_rss_kib(server) - before) / 1024
+        assert grown_mib < 20, f"{sent} pings grew the server by {grown_mib:.0f} MiB"
+    finally:
+        sock.close()
