@@ -102,7 +102,16 @@ class DataConsole(Console):
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if self.is_terminal:
-            super().print(*objects, **kwargs)
+            for obj in objects:
+                if isinstance(obj, Table) and not _fits_whole(self, obj):
+                    if _fits_folded(self, obj):  # long words wrap inside their cells
+                        for column in obj.columns:
+                            column.overflow = "fold"
+                        super().print(obj, **kwargs)
+                    else:
+                        self._records(obj)
+                else:
+                    super().print(obj, **kwargs)
             return
         for obj in objects:
             if isinstance(obj, Table):
@@ -118,6 +127,63 @@ class DataConsole(Console):
             else:
                 kwargs.setdefault("soft_wrap", True)
                 super().print(obj, **kwargs)
+
+    def _records(self, table: Table) -> None:
+        """A table too wide for the terminal, one block per row: ``column: value`` lines.
+        Rich shrank its columns to nothing (a 60-column terminal showed `schedule show`
+        without its schedule and detail columns, a 40-column one cut checklist names to
+        "re…"), so what a person needed to read or type was gone."""
+        if table.title:
+            super().print(_as_text(table.title), style="italic")
+        columns = [(_as_text(c.header), list(c.cells)) for c in table.columns]
+        for index in range(table.row_count):
+            super().print()
+            for header, cells in columns:
+                value = _as_text(cells[index]) if index < len(cells) else Text("")
+                line = Text.assemble((header.plain, "bold"), ": ", value)
+                super().print(line, soft_wrap=False, overflow="fold")
+
+
+def _fits_whole(console: Console, table: Table) -> bool:
+    """Whether ``table`` fits with every word whole (rich cuts a longer one with "…":
+    `config show` at 80 columns showed db_url as "sqlite:////tmp/ops/lv/a…")."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(1_000_000)  # Table clamps its measure to the width
+    return Measurement.get(console, unbounded, table).minimum <= console.width
+
+
+def _fits_folded(console: Console, table: Table) -> bool:
+    """Whether ``table`` can be drawn when long words are folded over lines: a ``no_wrap``
+    column needs its longest line, a wrapping one a few characters, each column its
+    padding and border."""
+    from rich.cells import cell_len
+
+    needed = 1
+    for column in table.columns:
+        texts = [_as_text(column.header).plain, *(_as_text(c).plain for c in column.cells)]
+        lines = [line for text in texts for line in text.splitlines() or [""]]
+        if column.no_wrap:
+            width = max(cell_len(line) for line in lines)
+        else:
+            words = [cell_len(word) for line in lines for word in line.split()] or [0]
+            width = min(max(words), _MIN_WRAPPED)
+        needed += width + 3  # padding on both sides and a border
+    return needed <= console.width
+
+
+_MIN_WRAPPED = 8
+
+
+def _as_text(cell: Any) -> Text:
+    if isinstance(cell, Text):
+        return cell
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell)
+        except Exception:  # not valid markup: the text as it is
+            return Text(cell)
+    return Text(str(cell))
 
 
 class StatusConsole(Console):

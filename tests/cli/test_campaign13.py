@@ -144,3 +144,55 @@ def test_stdout_on_a_full_device_is_an_error_not_a_crash(
         assert result.stderr.strip().splitlines()[-2] == (
             "Error: cannot write the output (stdout): No space left on device"
         )
+
+
+def on_terminal(args: list[str], cwd: Path, env: dict[str, str], columns: int) -> str:
+    """emrops's stdout and stderr on a real pseudo-terminal COLUMNS wide, escapes removed."""
+    import pty
+    import re
+    import select
+
+    child_env = {k: v for k, v in env.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emrops", *args], stdin=slave, stdout=slave, stderr=slave,
+        cwd=cwd, env={**child_env, "COLUMNS": str(columns), "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=30) == 0, out
+    return re.sub(r"\x1b\[[0-9;]*m", "", out.decode("utf-8", "replace")).replace("\r", "")
+
+
+def test_a_table_wider_than_the_terminal_loses_nothing(tmp_path: Path, env: dict[str, str]) -> None:
+    # rich cut long words with "…" (db_url "sqlite:////tmp/…", checklist names "re…") and
+    # shrank columns to nothing (`schedule show` at 60 columns had no schedule column)
+    db = "sqlite:///a/very/long/path/to/the/database/folder/of/emrsim/emrsim-production.db"
+    (tmp_path / "emrops.toml").write_text(f'db_url = "{db}"\n')
+    shown = on_terminal(["config", "show"], tmp_path, env, 80)
+    assert "…" not in shown
+    rows = [line.split("│")[1:3] for line in shown.splitlines() if line.count("│") == 4]
+    start = next(i for i, (setting, _) in enumerate(rows) if setting.strip() == "db_url")
+    value = rows[start][1].strip()
+    for setting, more in rows[start + 1 :]:
+        if setting.strip():
+            break
+        value += more.strip()
+    assert value == f"sqlite:///{tmp_path}/{db[10:]}"
+    listed = on_terminal(["checklist", "list"], tmp_path, env, 40)
+    assert "name: production-deployment" in listed and "…" not in listed
+    jobs = on_terminal(["schedule", "show"], tmp_path, env, 30)
+    assert "schedule: 0 4 * * sun" in jobs and "job: drill" in jobs
