@@ -587,3 +587,28 @@ def test_hex_and_quote_in_views(cli, tmp_path: Path, pg_url: str) -> None:
     assert want[0][1] == "C3A92778" and want[1][1] == "" and want[0][5] == "'é''x'"
     with pg(pg_url) as conn:
         assert conn.execute("SELECT * FROM h ORDER BY id").fetchall() == want
+
+
+# substr with a negative length (the characters before the start) or a start/length read from
+# a row: PostgreSQL raised "negative substring length not allowed" when the app read the view
+# (plan, run and verify exit 0), and a negative start from a column counted from the front.
+def test_substr_with_negative_or_row_dependent_arguments(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "substr.db"
+    url = script_db(
+        db,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, s TEXT, y INT, z INT);"
+        "INSERT INTO a VALUES (1, 'abcdef', 2, -1), (2, 'abcdef', -2, -3), (3, 'abcdef', 0, 2),"
+        " (4, 'abcdef', -10, 3), (5, 'abcdef', 3, -5), (6, NULL, 1, 1), (7, 'abcdef', 7, -2),"
+        " (8, 'abcdef', 0, -1), (9, 'héllo', -1, NULL), (10, 'abcdef', -10, -2),"
+        " (11, 'ab', 1, 0);"
+        "CREATE VIEW v AS SELECT id, substr(s, y, z) AS a, substr(s, y) AS b,"
+        " substr(s, 2, -1) AS c, substr(s, -2, -3) AS d, substr(s, 4, -10) AS e,"
+        " substr(s, 1, 3) AS f, substr(s, -3) AS g, substr(s, -3, 2) AS h,"
+        " substr(s, y, 2) AS i, substr(s, 0) AS j FROM a;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM v ORDER BY id").fetchall()
+    assert want[0][1:4] == ("a", "bcdef", "a")
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT * FROM v ORDER BY id").fetchall() == want

@@ -126,11 +126,51 @@ def substr(node: exp.Substring) -> exp.Expr | None:
         length = node.args.get("length")
         if length is None:
             return typed(fill(f"RIGHT(__x, {n})", x=node.this), "text")
-        return typed(  # PostgreSQL counts positions before the first one, as SQLite does
-            fill(f"SUBSTRING(__x FROM LENGTH(__x) - {n} + 1 FOR __n)", x=node.this, n=length),
-            "text",
-        )
-    return typed(node, "text")
+        if _non_negative(length):
+            return typed(  # PostgreSQL counts positions before the first one, as SQLite does
+                fill(f"SUBSTRING(__x FROM LENGTH(__x) - {n} + 1 FOR __n)", x=node.this, n=length),
+                "text",
+            )
+    length = node.args.get("length")
+    if _literal_int(start) and (length is None or _non_negative(length)):
+        return typed(node, "text")  # PostgreSQL's SUBSTRING answers as SQLite here
+    if start is None:
+        return typed(node, "text")
+    return _substr_general(
+        node.this, to_integer(start), to_integer(length) if length is not None else None
+    )
+
+
+def _literal_int(node: exp.Expr | None) -> bool:
+    if isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and node.is_int
+
+
+def _non_negative(node: exp.Expr | None) -> bool:
+    return isinstance(node, exp.Literal) and node.is_int
+
+
+# SQLite's substrFunc, for a start or length known only when the row is read: p1 the 0-based
+# start and p2 the count after a negative start (from the end) and a zero start (one fewer);
+# a negative length takes the characters before p1 (PostgreSQL raises "negative substring
+# length not allowed"), a start past the front counts from the end.
+_P1 = "CASE WHEN __y < 0 THEN GREATEST(__y + LENGTH(__x), 0) WHEN __y > 0 THEN __y - 1 ELSE 0 END"
+_P2 = (
+    "CASE WHEN __y < 0 AND __y + LENGTH(__x) < 0 THEN GREATEST(ABS(__z) + __y + LENGTH(__x), 0) "
+    "WHEN __y = 0 AND ABS(__z) > 0 THEN ABS(__z) - 1 ELSE ABS(__z) END"
+)
+
+
+def _substr_general(x: exp.Expr, y: exp.Expr, z: exp.Expr | None) -> exp.Expr:
+    if z is None:
+        return typed(fill(f"SUBSTRING(__x FROM CAST(({_P1}) + 1 AS INT))", x=x, y=y), "text")
+    sql = (
+        f"CASE WHEN __z < 0 THEN SUBSTRING(__x FROM CAST(GREATEST(({_P1}) - ({_P2}), 0) + 1 "
+        f"AS INT) FOR CAST(LEAST({_P2}, {_P1}) AS INT)) "
+        f"ELSE SUBSTRING(__x FROM CAST(({_P1}) + 1 AS INT) FOR CAST({_P2} AS INT)) END"
+    )
+    return typed(fill(sql, x=x, y=y, z=z), "text")
 
 
 def round_(node: exp.Round) -> exp.Expr | None:
