@@ -212,6 +212,12 @@ def find_config_file(
     explicit: str | os.PathLike[str] | None, env: Mapping[str, str]
 ) -> Path | None:
     """Locate the config file by the documented search order; None when there is none."""
+    if explicit is not None and not str(explicit).strip():
+        # `--config "$CONFIG"` with CONFIG unset went on with ./emrops.toml or the user's
+        # config: whatever file was found there, possibly another deployment's
+        raise ConfigError(
+            "--config is empty", hint="give the config file's path, or leave --config out"
+        )
     if explicit:
         path = Path(explicit).expanduser()
         if path.is_dir():

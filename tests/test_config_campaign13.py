@@ -127,3 +127,15 @@ def test_symbolic_link_loops_are_named(tmp_path: Path) -> None:
     assert f"Error: state_dir {tmp_path}/a/state: {tmp_path}/a is a symbolic link loop" in (
         listed.stderr
     )
+
+
+def test_an_empty_config_option_is_refused_not_ignored(project: Path) -> None:
+    # `emrops --config "$CONFIG" ...` with CONFIG unset used ./emrops.toml without a word
+    _config(project, 'log_level = "error"')
+    result = emrops(project, "--config", "", "config", "show")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "Error: --config is empty",
+        "Try: give the config file's path, or leave --config out",
+    ]
+    assert result.stdout == ""
