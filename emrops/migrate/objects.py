@@ -113,7 +113,9 @@ def post_objects(
         tp.post.append(_index(idx, table, tp, catalog, name_for("index", idx.name, scope), notes))
     for i, chk in enumerate(table.checks, start=1):
         name = name_for("constraint", chk.name or f"{tp.target}_check{i if i > 1 else ''}", scope)
-        expr = _translated(lambda chk=chk: catalog.expr(chk.expr, table.name), chk.expr)
+        expr = _translated(
+            lambda chk=chk: catalog.expr(chk.expr, table.name, assign="condition"), chk.expr
+        )
         tp.post.append(
             PostObject(
                 "check",
@@ -170,7 +172,9 @@ def _rtrim_keys(
             f"({', '.join(elements)})"
         )
         if where:
-            sql += " WHERE " + _translated(lambda w=where: catalog.expr(w, table.name), where)
+            sql += " WHERE " + _translated(
+                lambda w=where: catalog.expr(w, table.name, assign="condition"), where
+            )
         out.append(PostObject("index", tp.target, target, sql))
         notes.append(
             f"{tp.source}: unique key {name} compares under COLLATE RTRIM: also indexed as "
@@ -199,7 +203,9 @@ def _index(
         f"ON {quote(tp.target)} ({', '.join(elements)})"
     )
     if idx.where:
-        sql += " WHERE " + _translated(lambda w=idx.where: catalog.expr(w, table.name), idx.where)
+        sql += " WHERE " + _translated(
+            lambda w=idx.where: catalog.expr(w, table.name, assign="condition"), idx.where
+        )
     return PostObject("index", tp.target, name, sql)
 
 

@@ -612,3 +612,41 @@ def test_substr_with_negative_or_row_dependent_arguments(cli, tmp_path: Path, pg
     assert want[0][1:4] == ("a", "bcdef", "a")
     with pg(pg_url) as conn:
         assert conn.execute("SELECT * FROM v ORDER BY id").fetchall() == want
+
+
+# SQLite takes any value as a truth value (5 is true, 'abc' false): CHECK (active), a partial
+# index WHERE deleted, a trigger's WHEN NEW.deleted were refused by PostgreSQL ("argument of
+# CHECK must be type boolean", plan exit 3), and SELECT RAISE(...) WHERE NEW.n was built as
+# IF "new"."n" THEN, which failed the app's write once n was 5 ("invalid input syntax for
+# type boolean").
+def test_integer_truth_values_in_checks_indexes_and_triggers(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "truth.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT, s TEXT, active INT CHECK (active),"
+        " deleted INT);"
+        "CREATE INDEX t_live ON t (s) WHERE NOT deleted;"
+        "CREATE UNIQUE INDEX t_u ON t (s) WHERE deleted;"
+        "CREATE TABLE log (id INTEGER PRIMARY KEY, what TEXT);"
+        "CREATE TRIGGER r1 BEFORE INSERT ON t BEGIN SELECT RAISE(ABORT, 'n set') WHERE NEW.n;"
+        " END;"
+        "CREATE TRIGGER w1 AFTER INSERT ON t WHEN NEW.deleted BEGIN"
+        " INSERT INTO log(what) VALUES ('deleted ' || NEW.id); END;"
+        "INSERT INTO t VALUES (1, 0, 'a', 1, 0), (2, 0, 'a', 2, 1), (3, NULL, 'b', -1, 5);",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (0, 'q', 1, 3)")
+        assert conn.execute("SELECT what FROM log ORDER BY id").fetchall() == [
+            ("deleted 2",),
+            ("deleted 3",),
+            ("deleted 4",),
+        ]
+        with pytest.raises(psycopg.errors.RaiseException, match="n set"):
+            conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (5, 'r', 1, 0)")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (0, 'r', 0, 0)")
+        with pytest.raises(psycopg.errors.UniqueViolation):  # 'q' is deleted (3): unique there
+            conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (0, 'q', 1, 9)")

@@ -182,7 +182,9 @@ class Catalog:
 
     # -- expressions of one table: CHECK, index WHERE, index elements, trigger statements ---
     @guarded
-    def expr(self, sql: str, table: str, trigger: str | None = None) -> str:
+    def expr(
+        self, sql: str, table: str, trigger: str | None = None, assign: str | None = None
+    ) -> str:
         """A SQLite expression over ``table``'s columns, as PostgreSQL (unqualified columns).
 
         With ``trigger`` (the table a trigger is on), ``NEW.col`` and ``OLD.col`` are that
@@ -191,7 +193,7 @@ class Catalog:
             node = sqlglot.parse_one(sql, read="sqlite", into=exp.Condition)
         except SqlglotError as exc:
             raise TranslationError(f"cannot parse {sql!r}: {exc}") from None
-        return self.expr_tree(node, table, trigger)
+        return self.expr_tree(node, table, trigger, assign)
 
     @guarded
     def expr_tree(
@@ -240,7 +242,9 @@ class Catalog:
             if col.table == "_t":
                 col.set("table", None)
         value = tree.expressions[0].this
-        if assign is not None:  # written to a column of that type (see coerce.to_column)
+        if assign == "condition":  # a truth value, as SQLite takes one (5 is true)
+            value = rewrite.truth(value)
+        elif assign is not None:  # written to a column of that type (see coerce.to_column)
             from emrops.migrate.sql.coerce import to_column
 
             value = to_column(value, assign)

@@ -133,18 +133,26 @@ def probes(catalog: Catalog, table: str, body: list[str]) -> list[str]:
     expression is of type integer") passed CREATE FUNCTION and failed the app's first write;
     EXPLAIN analyses it (types, columns, functions) without running it."""
     types = {name: pg_type for name, pg_type in catalog.columns_of(table)}
+
+    def typed_null(m: re.Match[str]) -> str:
+        name = m.group(2).replace('""', '"')
+        pg_type = types.get(name)
+        return f"CAST(NULL AS {pg_type})" if pg_type else m.group(0)
+
     out = []
     for stmt in body:
-        if not re.match(r"(INSERT|UPDATE|DELETE)\b", stmt):
+        if re.match(r"(INSERT|UPDATE|DELETE)\b", stmt):
+            probe = stmt.rstrip(";")
+        elif stmt.startswith("IF ") and _THEN_RAISE in stmt:
+            # the condition of a RAISE (see _statement): a boolean PostgreSQL must compute
+            probe = f"SELECT 1 WHERE {stmt[3 : stmt.index(_THEN_RAISE)]}"
+        else:
             continue
-
-        def typed_null(m: re.Match[str]) -> str:
-            name = m.group(2).replace('""', '"')
-            pg_type = types.get(name)
-            return f"CAST(NULL AS {pg_type})" if pg_type else m.group(0)
-
-        out.append("EXPLAIN " + _ROW_REF.sub(typed_null, stmt.rstrip(";")))
+        out.append("EXPLAIN " + _ROW_REF.sub(typed_null, probe))
     return out
+
+
+_THEN_RAISE = " THEN RAISE EXCEPTION '%', "
 
 
 @guarded
@@ -184,7 +192,11 @@ def translate(catalog: Catalog, sql: str, target: str, function: str) -> Transla
                 raise TranslationError(f"UPDATE OF names unknown column {c}")
             cols.append(quote(hit[0]))
         event += " OF " + ", ".join(cols)
-    conds = [f"({catalog.expr(h.when, h.table, trigger=h.table)})"] if h.when else []
+    conds = (
+        [f"({catalog.expr(h.when, h.table, trigger=h.table, assign='condition')})"]
+        if h.when
+        else []
+    )
     conds += [guard] if guard else []
     when = f" WHEN ({' AND '.join(conds)})" if conds else ""
     trig = (
@@ -304,12 +316,12 @@ def _statement(catalog: Catalog, h: Header, sql: str) -> str:
     if m:
         action = _raise(m.group(1), m.group(2), h.timing)
         if m.group("where"):
-            cond = catalog.expr(m.group("where"), h.table, trigger=h.table)
+            cond = catalog.expr(m.group("where"), h.table, trigger=h.table, assign="condition")
             return f"IF {cond} THEN {action} END IF;"
         return action
     m = _CASE_RAISE.match(sql)
     if m:
-        cond = catalog.expr(m.group("cond"), h.table, trigger=h.table)
+        cond = catalog.expr(m.group("cond"), h.table, trigger=h.table, assign="condition")
         return f"IF {cond} THEN {_raise(m.group(2), m.group(3), h.timing)} END IF;"
     try:
         stmt = sqlglot.parse_one(sql, read="sqlite")
