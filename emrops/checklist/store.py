@@ -183,6 +183,8 @@ class RunStore:
             line = secrets.mask(json.dumps(entry, default=str))
             trail = self.root / f"{run.run_id}.events.jsonl"
             try:
+                if _torn(trail):  # a write cut short (power loss, full disk) left half a line:
+                    line = "\n" + line  # the new entry starts on its own line, not glued on
                 atomic.append_line(trail, line, mode=0o600)
             except OSError as exc:  # a full disk: the run file above is saved already
                 raise EmropsError(
@@ -267,3 +269,16 @@ def _not_a_run_file(path: Path, data: Any) -> UsageError:
             hint="use the emrops version that wrote it" if newer else "start a new run",
         )
     return UsageError(f"{path} is not a checklist run file ({RUN_FORMAT})")
+
+
+def _torn(path: Path) -> bool:
+    """Whether the file's last line has no line end (its last write did not finish)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False

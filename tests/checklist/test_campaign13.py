@@ -194,3 +194,17 @@ def test_a_run_file_naming_another_run_is_refused_and_that_run_is_left_alone(
     assert result.returncode == 2
     assert f"Error: run file {first} is damaged: it holds run {other.stem!r}" in result.stderr
     assert other.read_bytes() == before
+
+
+def test_an_audit_trail_cut_mid_line_does_not_swallow_the_next_entry(tmp_path: Path) -> None:
+    # a trail whose last write was cut short had the next entry glued onto the torn line,
+    # so that entry could no longer be read either
+    path, run_file = _one_run(tmp_path)
+    trail = run_file.with_name(run_file.stem + ".events.jsonl")
+    trail.write_bytes(trail.read_bytes() + b'{"ts": "2026-12-05T00:00:00.000Z", "ev')
+    result = emrops("checklist", "run", str(path), "--resume", run_file.stem, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = trail.read_text().splitlines()
+    torn = lines.index('{"ts": "2026-12-05T00:00:00.000Z", "ev')
+    after = [json.loads(line) for line in lines[torn + 1 :]]
+    assert after and after[0]["event"] == "session-start"
