@@ -650,3 +650,23 @@ def test_integer_truth_values_in_checks_indexes_and_triggers(
             conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (0, 'r', 0, 0)")
         with pytest.raises(psycopg.errors.UniqueViolation):  # 'q' is deleted (3): unique there
             conn.execute("INSERT INTO t (n, s, active, deleted) VALUES (0, 'q', 1, 9)")
+
+
+# json_object()/json_array() in a view: sqlglot wrote PostgreSQL 16's SQL/JSON constructors
+# (JSON_OBJECT('k': v)), which PostgreSQL 15 refuses (plan exit 3). Now json_build_object /
+# json_build_array: the same documents (PostgreSQL prints spaces after ':' and ',').
+def test_json_object_and_array_in_views(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "jo.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, r REAL);"
+        "INSERT INTO t VALUES (1, 'x', 1.5), (2, NULL, NULL);"
+        "CREATE VIEW j AS SELECT id, json_object('id', id, 'name', name, 'r', r) AS o,"
+        " json_array(id, name, 'lit') AS a FROM t;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = [(i, json.loads(o), json.loads(a)) for i, o, a in src.execute("SELECT * FROM j")]
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT id, o::text, a::text FROM j ORDER BY id").fetchall()
+    assert [(i, json.loads(o), json.loads(a)) for i, o, a in got] == want

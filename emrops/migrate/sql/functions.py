@@ -224,6 +224,20 @@ def _quote(node: exp.Anonymous) -> exp.Expr | None:
     return typed(fill(_QUOTE[kind(x)], x=x), "text")
 
 
+def json_object(node: exp.Expr) -> exp.Expr | None:
+    """json_object(k, v, ...) and json_array(...): PostgreSQL 15 has no SQL/JSON
+    constructors (sqlglot writes JSON_OBJECT('k': v)); json_build_object/_array build the same
+    document (PostgreSQL prints it with spaces after ':' and ',')."""
+    if isinstance(node, exp.JSONObject):
+        args: list[exp.Expr] = []
+        for kv in node.expressions:
+            if not isinstance(kv, exp.JSONKeyValue):
+                return None
+            args += [kv.this, kv.expression]
+        return typed(exp.Anonymous(this="JSON_BUILD_OBJECT", expressions=args), "json")
+    return typed(exp.Anonymous(this="JSON_BUILD_ARRAY", expressions=list(node.expressions)), "json")
+
+
 def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
     """json_valid(x): NULL for NULL; a jsonb column is valid by construction. On text,
     PostgreSQL 15 has no test that returns false, so a cast that raises stands in for it:
@@ -241,6 +255,7 @@ def _json_valid(node: exp.Anonymous) -> exp.Expr | None:
 
 ANONYMOUS: dict[str, Callable[[exp.Anonymous], exp.Expr | None]] = {
     "total": _total,
+    "json_array": json_object,
     "quote": _quote,
     "json_valid": _json_valid,
     "typeof": typeof,
