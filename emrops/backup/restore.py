@@ -152,9 +152,17 @@ class RestoreResult:
 
 def target_url(text: str) -> DbUrl:
     """A database URL, or a path meaning an SQLite file."""
-    if "://" in text:
-        return parse_db_url(text)
-    return parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
+    db = (
+        parse_db_url(text)
+        if "://" in text
+        else parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
+    )
+    if db.engine_name == "sqlite" and db.sqlite_path is None:
+        raise UsageError(
+            f"restore target {text!r} is an in-memory SQLite database: nothing would be kept",
+            hint="restore into a file (--target path/to/emrsim.db)",
+        )
+    return db
 
 
 # What is said of a file that holds no database, the only kind a restore moves aside (with

@@ -601,3 +601,14 @@ def test_copy_goes_on_past_a_leftover_the_destination_cannot_remove(cli, tmp_pat
         assert result.exit_code == 0, result.stderr
         assert "leftovers of interrupted runs stay" in result.stderr
     assert [b["id"] for b in listed(cli, other)] == [backup_id]
+
+
+def test_restore_into_an_in_memory_database_is_a_usage_error(cli, tmp_path: Path) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    [backup_id] = backups(cli, db, str(store), 1)
+    result = cli("backup", "restore", backup_id, "--store", str(store),
+                 "--target", "sqlite:///:memory:", "--yes")  # fmt: skip
+    # before: exit 1, "unexpected AssertionError"
+    assert result.exit_code == 2, result.stderr
+    assert "is an in-memory SQLite database" in result.stderr
