@@ -37,6 +37,12 @@ from emrops.migrate.rowconv import row_converter
 
 KEY = "emrops_key"  # the rowid of a rowid table (a WITHOUT ROWID table keeps its own key)
 
+KEY_HINT = (
+    "the run's unique key would fail on these rows: values SQLite keeps apart as text are one "
+    "value once the cast rule converts them ('007' and '7' are 7, '1.50' and '1.5' are 1.5): "
+    'merge those rows in the source, or change the cast rule (type = "text" keeps them apart)'
+)
+
 INDEX_HINT = (
     "the run's CREATE INDEX would fail on these rows: the translated expression makes equal "
     "(or cannot compute) what SQLite's kept apart (lower()/upper() fold every letter there, "
@@ -140,6 +146,26 @@ def translated_index(post: PostObject) -> bool:
     """An index over an expression (``((...))``) or with a WHERE, both translated, or a
     partial unique one: what PostgreSQL may compute unlike SQLite."""
     return post.kind == "index" and ("((" in post.sql or " WHERE " in post.sql)
+
+
+# converters that turn a cast rule's text into numbers or booleans (row by row): '007' and
+# '7', '1.50' and '1.5', 'yes' and 't' are distinct text in SQLite and one value there
+_NUMBERS = {"bigint", "double", "numeric", "bool"}
+
+
+def number_keys(tp: TablePlan, posts: list[PostObject]) -> list[PostObject]:
+    """Unique keys (UNIQUE, PRIMARY KEY, unique indexes) over a column whose text a cast rule
+    converts to a number or a boolean: built on the target too, since values SQLite keeps
+    apart can be one value there (the SQLite-side check compares their text)."""
+    converted = [c for c in tp.columns if c.converter in _NUMBERS and not c.fast]
+    if not converted:
+        return []
+    return [
+        p
+        for p in posts
+        if (p.kind in ("unique", "pk") or p.sql.startswith("CREATE UNIQUE INDEX"))
+        and _named(converted, [p.sql])
+    ]
 
 
 def evaluate(

@@ -187,13 +187,14 @@ def _target_checks(
         tried = [p for p in tp.post if (tp.target, p.name) not in failed]
         checks = [p for p in tried if p.kind == "check"]
         indexes = [p for p in tried if checkeval.translated_index(p)]
+        indexes += checkeval.number_keys(tp, [p for p in tried if p not in indexes])
         if not checks and not indexes:
             continue
         found, done = checkeval.evaluate(pg, src, tp, checks, indexes)
         result.evaluated |= {(tp.target, name) for name in done}
         by_name = {p.name: p for p in tried}
         for v in found:
-            index = by_name[v.check].kind == "index"
+            index = by_name[v.check].kind in ("index", "unique", "pk")
             result.failures.append(
                 SchemaFailure(
                     "index-data" if index else "check-data",
@@ -201,9 +202,15 @@ def _target_checks(
                     v.check,
                     by_name[v.check].sql,
                     v.error if index else checkeval.describe(v),
-                    checkeval.INDEX_HINT if index else checkeval.HINT,
+                    _hint_of(by_name[v.check]),
                 )
             )
+
+
+def _hint_of(post: Any) -> str:
+    if post.kind == "check":
+        return checkeval.HINT
+    return checkeval.INDEX_HINT if checkeval.translated_index(post) else checkeval.KEY_HINT
 
 
 def _views(plan: Plan, attempt: Any) -> None:
@@ -612,7 +619,20 @@ def without_repeats(failures: list[SchemaFailure]) -> list[SchemaFailure]:
     """``failures`` less each index the target could not build (``index-data``) that a
     ``unique-data`` failure names already, with its more specific hint."""
     named = {(f.table, f.name) for f in failures if f.kind == "unique-data"}
-    return [f for f in failures if f.kind != "index-data" or (f.table, f.name) not in named]
+    # a key over converted values, checked in SQLite too: "UNIQUE (a, b)" there
+    keys = {
+        (f.table, "(" + ", ".join(quote(c) for c in f.sql[8:-1].split(", ")) + ")")
+        for f in failures
+        if f.kind == "unique-data" and f.sql.startswith("UNIQUE (")
+    }
+    return [
+        f
+        for f in failures
+        if f.kind != "index-data"
+        or not (
+            (f.table, f.name) in named or any(t == f.table and f.sql.endswith(k) for t, k in keys)
+        )
+    ]
 
 
 def citext_of(tp: Any) -> set[str]:

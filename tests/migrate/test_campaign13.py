@@ -670,3 +670,34 @@ def test_json_object_and_array_in_views(cli, tmp_path: Path, pg_url: str) -> Non
     with pg(pg_url) as conn:
         got = conn.execute("SELECT id, o::text, a::text FROM j ORDER BY id").fetchall()
     assert [(i, json.loads(o), json.loads(a)) for i, o, a in got] == want
+
+
+# A unique key over text a cast rule converts to numbers: '007' and '7' (type = "bigint"),
+# '1.50' and '1.5' (type = "numeric") are distinct text in SQLite and one value in
+# PostgreSQL. plan compared their text (exit 0); the run failed building the keys (exit 3).
+def test_unique_keys_over_cast_numbers_are_built_by_plan(cli, tmp_path: Path, pg_url: str) -> None:
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[t.code]\ntype = "bigint"\n[t.amt]\ntype = "numeric"\n')
+    url = script_db(
+        tmp_path / "keys.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT UNIQUE, amt TEXT,"
+        " tag TEXT UNIQUE);"
+        "CREATE UNIQUE INDEX t_amt ON t (amt);"
+        "INSERT INTO t VALUES (1, '007', '1.50', 'a'), (2, '7', '1.5', 'b');",
+    )
+    code, plan = _plan(cli, url, pg_url, "--cast", str(casts))
+    assert code == 3
+    failures = _failures(plan)
+    assert set(failures) == {("index-data", "t_code_key"), ("index-data", "t_amt")}
+    assert "Key (code)=(7) is duplicated" in failures[("index-data", "t_code_key")]["error"]
+    assert "cast rule" in failures[("index-data", "t_amt")]["hint"]
+    fine = script_db(
+        tmp_path / "fine.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT UNIQUE, amt TEXT, tag TEXT UNIQUE);"
+        "CREATE UNIQUE INDEX t_amt ON t (amt);"
+        "INSERT INTO t VALUES (1, '007', '1.50', 'a'), (2, '8', '2.5', 'b');",
+    )
+    code, plan = _plan(cli, fine, pg_url, "--cast", str(casts))
+    assert code == 0, plan["schema_failures"]
+    run = cli("migrate-db", "run", "--from", fine, "--to", pg_url, "--cast", str(casts))
+    assert run.exit_code == 0, run.stdout + run.stderr
