@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from emrops.backup.codec import Progress, _noop
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
+from emrops.backup.paths import user_path
 from emrops.backup.pgdump import pg_tables
 from emrops.backup.pgrestore import (
     LOCK_TIMEOUT,
@@ -155,7 +156,7 @@ def target_url(text: str) -> DbUrl:
     db = (
         parse_db_url(text)
         if "://" in text
-        else parse_db_url(sqlite_db_url(Path(text).expanduser().absolute()))
+        else parse_db_url(sqlite_db_url(user_path(text).absolute()))
     )
     if db.engine_name == "sqlite" and db.sqlite_path is None:
         raise UsageError(

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from emrops.backup.manifest import Manifest
+from emrops.backup.paths import user_path
 from emrops.db.sqlite_file import not_a_file
 from emrops.db.urls import simple_sqlite_path, sqlite_db_url
+from emrops.errors import UsageError
 from emrops.logs import get_logger
 
 log = get_logger(__name__)
@@ -106,12 +108,16 @@ def _pg_url_key(db: Any) -> str:
 def identity_of(db_url: str, *, connect: bool = True) -> dict[str, Any]:
     """The identity of a database URL or SQLite path (PostgreSQL: ``connect`` to read it)."""
     # a path or a plain SQLite URL needs no SQLAlchemy import (a backup's start-up time)
-    plain = Path(db_url).expanduser() if "://" not in db_url else simple_sqlite_path(db_url)
+    plain = user_path(db_url) if "://" not in db_url else simple_sqlite_path(db_url)
     if plain is not None:
         return sqlite_identity(plain)
     db = _db(db_url)
     if db.engine_name == "sqlite":
-        assert db.sqlite_path is not None
+        if db.sqlite_path is None:
+            raise UsageError(
+                f"{db_url!r} is an in-memory SQLite database: it has no backups",
+                hint="name the database file (a path or sqlite:///path/to/emrsim.db)",
+            )
         return sqlite_identity(db.sqlite_path)
     if connect:
         return postgres_identity(db)
@@ -120,7 +126,7 @@ def identity_of(db_url: str, *, connect: bool = True) -> dict[str, Any]:
 
 def _db(text: str) -> Any:
     if "://" not in text:
-        text = sqlite_db_url(Path(text).expanduser())  # escaped: a '?' or '%' in a name survives
+        text = sqlite_db_url(user_path(text))  # escaped: a '?' or '%' in a name survives
     from emrops.db.engine import parse_db_url  # SQLAlchemy: only for what the light reader can't
 
     return parse_db_url(text)

@@ -612,3 +612,24 @@ def test_restore_into_an_in_memory_database_is_a_usage_error(cli, tmp_path: Path
     # before: exit 1, "unexpected AssertionError"
     assert result.exit_code == 2, result.stderr
     assert "is an in-memory SQLite database" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("backup", "list", "--source", "sqlite:///:memory:"), "is an in-memory SQLite database"),
+        (("backup", "list", "--source", "~emrops_no_such_user/app.db"), "no such user"),
+        (("backup", "restore", "--latest", "--source", "all", "--dry-run",
+          "--target", "~emrops_no_such_user/app.db"), "no such user"),
+    ],
+)  # fmt: skip
+def test_paths_and_urls_that_name_nothing_are_usage_errors(
+    cli, tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    db = small_db(tmp_path / "app.db")
+    store = tmp_path / "st"
+    backups(cli, db, str(store), 1)
+    result = cli(*args, "--store", str(store))
+    # before: exit 1, "unexpected AssertionError" / "unexpected RuntimeError"
+    assert result.exit_code == 2, result.stderr
+    assert says in result.stderr and "unexpected" not in result.stderr

@@ -13,6 +13,7 @@ from typing import IO
 
 from emrops.atomic import fsync_dir
 from emrops.backup.lock import Holder, local_lock
+from emrops.backup.paths import user_path
 from emrops.backup.stores import (
     DeleteRefused,
     NotAFile,
@@ -41,7 +42,7 @@ DELETE_REFUSED_HINT = (
 
 class LocalStore(Store):
     def __init__(self, folder: str | os.PathLike[str]):
-        self.root = Path(folder).expanduser().absolute()
+        self.root = user_path(folder).absolute()
         self.url = str(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(
