@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets as _random
 import sys
 import time
@@ -66,9 +67,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Characters a file, a program's output or a typed answer must not send to a terminal
+# as they are: C0/C1 control characters (ESC starts sequences that recolour, retitle, clear or
+# rewrite the screen; CR overwrites a line) other than tab and newline, DEL, and the Unicode
+# bidirectional overrides and isolates that make text display in another order than it reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every unsafe character written as a visible escape (``\\x1b``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class _MaskingFormatter(logging.Formatter):
+    """Text log lines: secrets masked, terminal escapes shown inert (a job's error can quote
+    a server's reply or a file name), and a line break in a message indented, so a message
+    cannot pass for a log line of its own."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return secrets.mask(super().format(record))
+        text = printable(secrets.mask(super().format(record)))
+        return text.replace("\n", "\n    ")
 
 
 def setup_logging(log_format: str = "text", level: str = "info", run_id: str | None = None) -> str:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from typing import Any
@@ -25,21 +24,15 @@ from rich.table import Table
 from rich.text import Text
 
 from emrops import secrets
-from emrops.logs import iso_utc
+from emrops.logs import iso_utc, printable
 
 _state: dict[str, Any] = {"json": False, "run_id": None}
 
 
-# Characters a file, a program's output or a typed answer must not send to a terminal
-# as they are: C0/C1 control characters (ESC starts sequences that recolour, retitle, clear or
-# rewrite the screen; CR overwrites a line) other than tab and newline, DEL, and the Unicode
-# bidirectional overrides and isolates that make text display in another order than it reads.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def safe(text: str) -> str:
-    """``text`` with every unsafe character written as a visible escape (``\\x1b``, ``\\u202e``)."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with every unsafe character written as a visible escape (``\\x1b``, ``\\u202e``);
+    see emrops.logs.printable."""
+    return printable(text)
 
 
 def plain(text: str, style: str | None = None) -> Text:
@@ -258,9 +251,11 @@ def error_lines(message: str, hint: str | None, exit_code: int) -> list[str]:
     """The final lines of a failed command: ``Error:``/``Try:`` or one JSON object."""
     if json_mode():
         return [json_line("error", message, hint=hint, exit_code=exit_code)]
-    lines = [f"Error: {secrets.mask(message)}"]
+    # a message can quote a file name, a file's content or a server's reply: never
+    # terminal escapes (an OSC sequence retitled the terminal, click strips only colours)
+    lines = [f"Error: {printable(secrets.mask(message))}"]
     if hint:
-        lines.append(f"Try: {secrets.mask(hint)}")
+        lines.append(f"Try: {printable(secrets.mask(hint))}")
     return lines
 
 

@@ -196,3 +196,45 @@ def test_a_table_wider_than_the_terminal_loses_nothing(tmp_path: Path, env: dict
     assert "name: production-deployment" in listed and "…" not in listed
     jobs = on_terminal(["schedule", "show"], tmp_path, env, 30)
     assert "schedule: 0 4 * * sun" in jobs and "job: drill" in jobs
+
+
+def test_error_and_log_lines_show_terminal_escapes_inert(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # "Error: checklist file not found: ./\x1b]0;pwned\x07.yaml" retitled the terminal (click
+    # strips colours only), and log lines quoting a path or a server's reply did the same
+    hostile = "./\x1b]0;pwned\x07x.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "emrops", "checklist", "run", hostile],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "not found: \\x1b]0;pwned\\x07x.yaml" in result.stderr
+    from tests.sim.conftest import init_db
+
+    init_db(f"sqlite:///{tmp_path / 'emrsim.db'}")
+    (tmp_path / "emrops.toml").write_text(
+        'db_url = "sqlite:///emrsim.db"\n[backup]\nstore = "store\\u001b[2J"\n'
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "emrops", "schedule", "run-job", "backup"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "\x1b" not in ran.stderr
+    assert f"published to {tmp_path}/store\\x1b[2J" in ran.stderr
+
+
+def test_a_line_break_in_a_log_message_cannot_pass_for_a_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from emrops.logs import get_logger, setup_logging
+
+    setup_logging("text", "info")
+    get_logger("test").error("job failed: %s", "boom\n12:00:00 INFO    job backup: success")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].split(" ", 1)[1].startswith("ERROR   job failed: boom")
+    assert (
+        lines[1] == "    12:00:00 INFO    job backup: success  [run " + lines[1].split("[run ")[1]
+    )
