@@ -301,7 +301,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         return _flatten(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"config file {path} is not valid TOML: {exc}", hint="fix the syntax"
+            f"config file {path} is not valid TOML: {exc}", hint=_toml_hint(str(exc))
         ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
@@ -311,6 +311,21 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except RecursionError:  # arrays nested thousands deep
         raise ConfigError(f"config file {path} is nested too deeply to read") from None
+
+
+# tomllib's messages, and what they mean in an emrops.toml ("fix the syntax" did not say
+# that `Cannot overwrite a value` is a key written twice, or `Invalid value` a bare word)
+_TOML_HINTS = (
+    ("Cannot overwrite a value", "a key is set twice: keep one of the two lines"),
+    ("Cannot declare", "a [table] is written twice (or a key above already set it): merge them"),
+    ("Invalid value", 'text values need quotes: db_url = "sqlite:///var/emrsim.db"'),
+    ("Illegal character '\\n'", "a string is not closed before the end of the line"),
+)
+
+
+def _toml_hint(message: str) -> str:
+    hints = (hint for start, hint in _TOML_HINTS if message.startswith(start))
+    return next(hints, "fix the syntax")
 
 
 def _with_suggestion(key: str, known: set[str]) -> str:

@@ -139,3 +139,28 @@ def test_an_empty_config_option_is_refused_not_ignored(project: Path) -> None:
         "Try: give the config file's path, or leave --config out",
     ]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ('db_url = "a"\ndb_url = "b"\n', "a key is set twice: keep one of the two lines"),
+        ("[sim]\nport = 1\n[sim]\nhost = 'x'\n",
+         "a [table] is written twice (or a key above already set it): merge them"),
+        ("db_url = sqlite\n", 'text values need quotes: db_url = "sqlite:///var/emrsim.db"'),
+        ('db_url = "sqlite\n', "a string is not closed before the end of the line"),
+    ],
+)  # fmt: skip
+def test_toml_mistakes_get_a_hint_saying_what_they_are(
+    tmp_path: Path, text: str, hint: str
+) -> None:
+    # every one of them said "Try: fix the syntax"
+    from emrops.config import load_settings
+    from emrops.errors import ConfigError
+
+    cfg = tmp_path / "emrops.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.message.startswith(f"config file {cfg} is not valid TOML: ")
+    assert err.value.hint == hint
