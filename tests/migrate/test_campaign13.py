@@ -701,3 +701,29 @@ def test_unique_keys_over_cast_numbers_are_built_by_plan(cli, tmp_path: Path, pg
     assert code == 0, plan["schema_failures"]
     run = cli("migrate-db", "run", "--from", fine, "--to", pg_url, "--cast", str(casts))
     assert run.exit_code == 0, run.stdout + run.stderr
+
+
+# A bare column beside max() or min() (SELECT dept, max(pay), id ... GROUP BY dept): SQLite
+# takes it from the row holding the maximum (documented; apps use it for "the name of the
+# best"). The view took it from any row of the group (ARRAY_AGG(id))[1]: id 1 where SQLite
+# says 2, with run and verify exit 0.
+def test_bare_columns_beside_max_or_min_come_from_that_row(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "bare.db"
+    url = script_db(
+        db,
+        "CREATE TABLE emp (id INTEGER PRIMARY KEY, dept TEXT, pay REAL);"
+        "INSERT INTO emp VALUES (1, 'a', 10), (2, 'a', 20), (3, 'b', 5), (4, 'c', NULL),"
+        " (5, 'b', 4), (6, 'a', 15);"
+        "CREATE VIEW hi AS SELECT dept, max(pay) AS m, id FROM emp GROUP BY dept;"
+        "CREATE VIEW lo AS SELECT dept, min(pay) AS m, count(*) AS n, id FROM emp GROUP BY dept;"
+        "CREATE VIEW top AS SELECT max(pay) AS m, id, dept FROM emp;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src, pg(pg_url) as conn:
+        for view in ("hi", "lo", "top"):
+            want = sorted(src.execute(f"SELECT * FROM {view}").fetchall(), key=repr)
+            got = sorted(conn.execute(f"SELECT * FROM {view}").fetchall(), key=repr)
+            assert got == want, view
+        assert src.execute("SELECT id FROM hi WHERE dept = 'a'").fetchone() == (2,)

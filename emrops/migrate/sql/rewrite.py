@@ -348,8 +348,24 @@ def select(node: exp.Select) -> exp.Expr | None:
                 e.alias_or_name for e in node.expressions
             }:
                 continue  # ORDER BY an output column
-            col.replace(fill("(ARRAY_AGG(__x))[1]", x=col))
+            col.replace(_bare(col, aggregates))
     return None
+
+
+def _bare(col: exp.Expr, aggregates: list[exp.Expr]) -> exp.Expr:
+    """A bare column's value in an aggregate query: with one min() or max() (count() and
+    others beside it do not matter), SQLite takes it from the row holding that minimum or
+    maximum (a documented guarantee apps rely on: the name beside max(score)); otherwise from
+    some row of the group."""
+    extremes = [a for a in aggregates if isinstance(a, exp.Max | exp.Min)]
+    if len(extremes) == 1:
+        agg = extremes[0]
+        if agg.this is not None and not agg.expressions:
+            order = "DESC" if isinstance(agg, exp.Max) else "ASC"
+            return fill(
+                f"(ARRAY_AGG(__x ORDER BY __k {order} NULLS LAST))[1]", x=col, k=agg.this.copy()
+            )
+    return fill("(ARRAY_AGG(__x))[1]", x=col)
 
 
 def _owner(node: exp.Expr) -> exp.Expr | None:
