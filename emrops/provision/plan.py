@@ -31,6 +31,21 @@ from emrops.provision.render import deployment_parameters, load_checked
 
 SCHEMA = "emrops.plan/1"
 ACTIONABLE = ("Create", "Modify", "Delete", "Deploy")
+# What each what-if changeType means for the plan's exit code. "pending": a deployment would
+# act (exit 4). "none": nothing to do. "unknown": what-if cannot tell (Unsupported, or a
+# type this version does not know), so the plan cannot promise "no changes": it counts as
+# pending too (exit 4, a CI gate must not read it as "in sync"), and is shown as such.
+CHANGE_RULES = {
+    "Create": "pending",
+    "Modify": "pending",
+    "Delete": "pending",
+    "Deploy": "pending",
+    "NoChange": "none",
+    "Ignore": "none",
+    "NoEffect": "none",
+    "Unsupported": "unknown",
+}
+_CANONICAL = {name.lower(): name for name in CHANGE_RULES}
 # what-if predicts these property changes although a deployment would not make them
 NOISE_PATHS = ("properties.provisioningState", "etag", "properties.createdTime")
 
@@ -50,6 +65,12 @@ class ResourceChange:
     name: str
     change: str  # Create, Modify, Delete, NoChange, Ignore, Deploy, Unsupported
     properties: list[PropertyChange] = field(default_factory=list)
+    reason: str = ""  # why what-if cannot predict it (Unsupported)
+
+
+def rule_of(change: str) -> str:
+    """pending, none or unknown (CHANGE_RULES; a change type not listed is unknown)."""
+    return CHANGE_RULES.get(change, "unknown")
 
 
 @dataclass
@@ -75,12 +96,18 @@ class Plan:
 
     @property
     def pending(self) -> int:
-        return sum(1 for c in self.changes if c.change in ACTIONABLE)
+        """Changes a deployment would make plus those what-if cannot predict (exit 4)."""
+        return sum(1 for c in self.changes if rule_of(c.change) != "none")
+
+    @property
+    def unpredicted(self) -> int:
+        return sum(1 for c in self.changes if rule_of(c.change) == "unknown")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["summary"] = self.summary
         data["pending"] = self.pending
+        data["unpredicted"] = self.unpredicted
         return data
 
 
@@ -272,8 +299,9 @@ def normalise(raw_changes: list[Any]) -> tuple[list[ResourceChange], int]:
     out: list[ResourceChange] = []
     filtered = 0
     for raw in raw_changes:
-        rid = str(arm.field(raw, "resource_id") or arm.field(raw, "resourceId") or "")
+        rid = _identity(raw)
         kind = arm.text(arm.field(raw, "change_type") or arm.field(raw, "changeType"))
+        kind = _CANONICAL.get(kind.lower(), kind or "Unknown")
         props: list[PropertyChange] = []
         for delta in arm.field(raw, "delta") or []:
             prop = _property(delta)
@@ -284,11 +312,32 @@ def normalise(raw_changes: list[Any]) -> tuple[list[ResourceChange], int]:
         if kind == "Modify" and not props:
             kind = "NoChange"
         rtype, name = _type_and_name(rid)
-        out.append(ResourceChange(rid, rtype, name, kind, props))
-    out.sort(
-        key=lambda c: (ACTIONABLE.index(c.change) if c.change in ACTIONABLE else 9, c.resource_id)
-    )
+        rtype = rtype or str(
+            arm.field(raw, "resource_type") or arm.field(raw, "resourceType") or ""
+        )
+        reason = arm.field(raw, "unsupported_reason") or arm.field(raw, "unsupportedReason")
+        if rule_of(kind) == "unknown" and not reason:
+            reason = f"what-if change type {kind!r} is not known to emrops"
+        out.append(ResourceChange(rid, rtype, name, kind, props, str(reason or "")))
+    out.sort(key=_order)
     return out, filtered
+
+
+def _order(change: ResourceChange) -> tuple[int, str]:
+    if change.change in ACTIONABLE:
+        return ACTIONABLE.index(change.change), change.resource_id
+    return (5 if rule_of(change.change) == "unknown" else 9), change.resource_id
+
+
+def _identity(raw: Any) -> str:
+    """The resource id; extensible resources (Bicep extensions) have none, only a
+    deployment id or a symbolic name, which then names the change."""
+    for key in ("resource_id", "resourceId", "deployment_id", "deploymentId"):
+        value = arm.field(raw, key)
+        if value:
+            return str(value)
+    symbolic = arm.field(raw, "symbolic_name") or arm.field(raw, "symbolicName")
+    return f"symbolic:{symbolic}" if symbolic else ""
 
 
 def _property(delta: Any) -> PropertyChange:
@@ -318,6 +367,8 @@ def _type_and_name(resource_id: str) -> tuple[str, str]:
         return "", parts[-1] if parts else ""
     i = len(parts) - 1 - parts[::-1].index("providers")
     rest = parts[i + 1 :]
+    if not rest:
+        return "", parts[-1]
     namespace, segments = rest[0], rest[1:]
     types = segments[0::2]
     names = segments[1::2]
