@@ -268,7 +268,7 @@ def _emit(text: str, out: Path | None) -> None:
         sys.stdout.write(text)
     else:
         atomic.write_text(out, text, mode=0o600)
-        err_console.print(f"wrote {out}")
+        err_console.print(ui.plain(f"wrote {out}"))
 
 
 @app.command("report")
@@ -319,10 +319,12 @@ def docs(
                 f"out of date in {folder}: {', '.join(stale)}",
                 hint=f"emrops checklist docs --dir {folder}",
             )
-        err_console.print(f"{folder}: {len(exporter.DOCS)} documents up to date")
+        err_console.print(ui.plain(f"{folder}: {len(exporter.DOCS)} documents up to date"))
         return
     changed = exporter.write_docs(folder)
     err_console.print(
-        f"{folder}: {len(changed)} of {len(exporter.DOCS)} documents rewritten"
-        + (f" ({', '.join(changed)})" if changed else "")
+        ui.plain(
+            f"{folder}: {len(changed)} of {len(exporter.DOCS)} documents rewritten"
+            + (f" ({', '.join(changed)})" if changed else "")
+        )
     )

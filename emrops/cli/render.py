@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.table import Table
 from rich.text import Text
 
@@ -100,11 +101,11 @@ class DataConsole(Console):
                     if _fits_folded(self, obj):  # long words wrap inside their cells
                         for column in obj.columns:
                             column.overflow = "fold"
-                        super().print(obj, **kwargs)
+                        _literal_on_markup_error(super().print, (obj,), kwargs)
                     else:
                         self._records(obj)
                 else:
-                    super().print(obj, **kwargs)
+                    _literal_on_markup_error(super().print, (obj,), kwargs)
             return
         for obj in objects:
             if isinstance(obj, Table):
@@ -119,7 +120,7 @@ class DataConsole(Console):
                 self.file.flush()
             else:
                 kwargs.setdefault("soft_wrap", True)
-                super().print(obj, **kwargs)
+                _literal_on_markup_error(super().print, (obj,), kwargs)
 
     def _records(self, table: Table) -> None:
         """A table too wide for the terminal, one block per row: ``column: value`` lines.
@@ -135,6 +136,15 @@ class DataConsole(Console):
                 value = _as_text(cells[index]) if index < len(cells) else Text("")
                 line = Text.assemble((header.plain, "bold"), ": ", value)
                 super().print(line, soft_wrap=False, overflow="fold")
+
+
+def _literal_on_markup_error(print_: Any, objects: tuple[Any, ...], kwargs: Any) -> None:
+    """Print; a message whose text is not valid markup (a path or name holding "[/x]"
+    interpolated into it) is printed as the text it is, not "unexpected MarkupError"."""
+    try:
+        print_(*objects, **kwargs)
+    except MarkupError:
+        print_(*(plain(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
 def _fits_whole(console: Console, table: Table) -> bool:
@@ -184,7 +194,7 @@ class StatusConsole(Console):
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if not json_mode():
-            super().print(*objects, **kwargs)
+            _literal_on_markup_error(super().print, objects, kwargs)
             return
         for obj in objects:
             if isinstance(obj, Table):

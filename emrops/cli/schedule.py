@@ -223,7 +223,7 @@ def install_cmd(
     if out_dir is not None:
         for name, text in files.items():
             atomic.write_text(out_dir / name, text, mode=0o644)
-        err_console.print(f"wrote {', '.join(files)} to {out_dir.absolute()}")
+        err_console.print(plain(f"wrote {', '.join(files)} to {out_dir.absolute()}"))
     if json_out:
         print_json({"kind": "cron" if cron_ else "systemd", "files": files})
     elif out_dir is None:

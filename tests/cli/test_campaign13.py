@@ -238,3 +238,34 @@ def test_a_line_break_in_a_log_message_cannot_pass_for_a_log_line(
     assert (
         lines[1] == "    12:00:00 INFO    job backup: success  [run " + lines[1].split("[run ")[1]
     )
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # "Error: unexpected MarkupError: closing tag '[/y]' ..." after the files were written
+    folder = tmp_path / "d[/y]"
+    folder.mkdir(parents=True)
+    docs = subprocess.run(
+        [sys.executable, "-m", "emrops", "checklist", "docs", "--dir", str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert docs.returncode == 0, docs.stderr
+    assert f"{folder}: 5 of 5 documents rewritten" in docs.stderr
+    units = subprocess.run(
+        [sys.executable, "-m", "emrops", "schedule", "install", "--systemd", "--out-dir",
+         str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert units.returncode == 0, units.stderr
+    assert f"to {folder}" in units.stderr
+
+
+def test_a_console_message_that_is_not_valid_markup_is_printed_literally(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from emrops.cli.render import StatusConsole
+
+    console = StatusConsole(stderr=True, highlight=False, soft_wrap=True)
+    console.print("restored into /srv/[/x]/db [bold]")
+    assert capsys.readouterr().err == "restored into /srv/[/x]/db [bold]\n"
