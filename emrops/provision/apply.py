@@ -168,7 +168,7 @@ def deploy(
     poll_every: float | None = None,
 ) -> ApplyResult:
     """Create the deployment, report operations while it runs, save its outputs."""
-    from azure.core.exceptions import HttpResponseError
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
     from azure.mgmt.resource.deployments.models import Deployment, DeploymentProperties
 
     env = inputs.env
@@ -194,10 +194,21 @@ def deploy(
                 progress(operations(clients, env.resource_group, name))
             poller.wait(interval)
         result = poller.result()
-    except HttpResponseError as exc:  # the LRO ended in Failed
-        failure = exc
+    except HttpResponseError as exc:
+        if _polling_failed(exc):  # a poll was refused (an expired token, a 5xx...)
+            raise _lost_track(env, name, arm.arm_error_text(exc), exc) from exc
+        failure = exc  # the LRO ended in Failed
         result = None
-    ops = operations(clients, env.resource_group, name)
+        ops = _operations_or_lost(clients, env, name)
+    except EmropsError as exc:  # listing the operations failed; the deployment runs on
+        raise _lost_track(env, name, exc.message, exc.__cause__) from exc
+    except ServiceRequestError as exc:  # the network went away while polling
+        raise _lost_track(env, name, str(exc).splitlines()[0], exc) from exc
+    if failure is None:
+        try:
+            ops = operations(clients, env.resource_group, name)
+        except EmropsError:  # the deployment has ended; its result is what counts
+            ops = []
     if progress:
         progress(ops)
     state = arm.text(arm.field(result, "properties", "provisioning_state")) or "Failed"
@@ -222,6 +233,37 @@ def deploy(
     )
     return ApplyResult(
         env.name, env.resource_group, name, state, time.monotonic() - started, outputs, path, ops
+    )
+
+
+def _polling_failed(exc: Any) -> bool:
+    """A failed deployment comes back as the final status of a 200 poll; an HTTP error status
+    means the poll itself was refused, and says nothing about the deployment."""
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 400
+
+
+def _operations_or_lost(clients: arm.ArmClients, env: Any, name: str) -> list[OperationStatus]:
+    try:
+        return operations(clients, env.resource_group, name)
+    except EmropsError as exc:
+        raise _lost_track(env, name, exc.message, exc.__cause__) from exc
+
+
+def _lost_track(env: Any, name: str, reason: str, cause: Any) -> EmropsError:
+    """emrops can no longer follow a deployment ARM accepted: it was not cancelled."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    auth = isinstance(cause, ClientAuthenticationError) or "authentication failed" in reason
+    hint = (arm.auth_hint(cause) + "; then " if auth else "") + (
+        f"follow it with `az deployment group show -g {env.resource_group} -n {name}` (or the "
+        f"portal's Deployments blade); when it has finished, run `emrops provision plan --env "
+        f"{env.name}` before another apply"
+    )
+    return EmropsError(
+        f"lost track of deployment {name}: {reason}; the deployment was NOT cancelled and "
+        f"may still be running in Azure, and its outputs were not saved",
+        hint=hint,
     )
 
 

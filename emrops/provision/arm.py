@@ -27,17 +27,51 @@ PUBLIC_ARM = "https://management.azure.com"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+STATIC_TOKEN_HINT = (
+    "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token, which cannot be renewed (they live 60-90 "
+    "minutes): get a fresh one, or unset it so DefaultAzureCredential (az login, managed or "
+    "workload identity) renews tokens during long operations"
+)
+
+
 class StaticTokenCredential:
-    """A TokenCredential that hands out one bearer token (EMROPS_AZURE_ACCESS_TOKEN)."""
+    """A TokenCredential that hands out one bearer token (EMROPS_AZURE_ACCESS_TOKEN).
+
+    The token's own ``exp`` claim (a JWT's payload, read without verifying it) is its expiry,
+    so an expired token is refused here with a clear message instead of being sent to ARM;
+    a token that is not a JWT is assumed to live ``lifetime`` seconds."""
 
     def __init__(self, token: str, lifetime: int = 3600):
         self._token = token
-        self._expires = int(time.time()) + lifetime
+        self._expires = _jwt_expiry(token) or int(time.time()) + lifetime
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken
+        from azure.core.exceptions import ClientAuthenticationError
 
+        if time.time() >= self._expires:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._expires))
+            raise ClientAuthenticationError(
+                message=f"the token in EMROPS_AZURE_ACCESS_TOKEN expired at {when}"
+            )
         return AccessToken(self._token, self._expires)
+
+
+def _jwt_expiry(token: str) -> int | None:
+    """The ``exp`` claim of a JWT (not verified: only used to know when it runs out)."""
+    import base64
+    import binascii
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return int(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 @dataclass
@@ -146,8 +180,7 @@ def call(what: str, fn: Callable[[], T]) -> T:
         return fn()
     except ClientAuthenticationError as exc:
         raise EmropsError(
-            f"{what}: Azure authentication failed: {_first_line(exc)}",
-            hint="run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID (workload identity)",
+            f"{what}: Azure authentication failed: {_first_line(exc)}", hint=auth_hint(exc)
         ) from exc
     except ResourceNotFoundError as exc:
         raise EmropsError(f"{what}: not found: {arm_error_text(exc)}") from exc
@@ -167,6 +200,14 @@ def call(what: str, fn: Callable[[], T]) -> T:
             f"{what}: cannot reach Azure Resource Manager: {_first_line(exc)}",
             hint="check the network and azure.arm_endpoint",
         ) from exc
+
+
+def auth_hint(exc: Any) -> str:
+    """What to do about a refused credential: an expired token needs a renewable one."""
+    code = getattr(getattr(exc, "error", None), "code", None)
+    if code == "ExpiredAuthenticationToken" or "EMROPS_AZURE_ACCESS_TOKEN" in str(exc):
+        return STATIC_TOKEN_HINT
+    return "run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID (workload identity)"
 
 
 def arm_error_text(exc: Any) -> str:

@@ -7,9 +7,11 @@ answer from it, the fake's prediction or handler is replaced for that test only.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
-from tests.provision.fake_arm import FakeArm
+from tests.provision.fake_arm import TOKEN, FakeArm
 
 RG = "emrsim-staging-rg"
 
@@ -116,3 +118,152 @@ def test_extensible_resources_without_resource_id_stay_apart(cli, azure: FakeArm
     assert sorted(c["name"] for c in created) == ["symbolic:appGroup", "symbolic:appRegistration"]
     assert {c["resource_type"] for c in created} == {"Microsoft.Graph/groups"}
     assert len({c["resource_id"] for c in created}) == 2
+
+
+# ------------------------------------------------------------------ token expiry
+class Tokens:
+    """An App Service managed identity endpoint (IDENTITY_ENDPOINT) handing out short-lived
+    tokens, and ARM's rule that an expired token gets 401 ExpiredAuthenticationToken."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.issued: dict[str, float] = {}  # token -> monotonic expiry
+        self.expired_uses = 0
+
+    def install(self, azure: FakeArm, monkeypatch) -> None:
+        tokens = self
+        base: Any = azure.server.RequestHandlerClass
+
+        class WithIdentity(base):  # type: ignore[misc, valid-type]
+            def _dispatch(self, method: str) -> None:
+                path = self.path.split("?")[0]
+                if path == "/msi/token":
+                    self._body()
+                    if self.headers.get("X-IDENTITY-HEADER") != "identity-secret":
+                        self._error(400, "BadRequest", "missing X-IDENTITY-HEADER")
+                        return
+                    token = f"mi-{uuid.uuid4().hex}"
+                    with azure.lock:
+                        tokens.issued[token] = time.monotonic() + tokens.lifetime
+                    self._send(
+                        200,
+                        {
+                            "access_token": token,
+                            "expires_on": str(int(time.time() + tokens.lifetime)),
+                            "resource": "https://management.azure.com/",
+                            "token_type": "Bearer",
+                        },
+                    )
+                    return
+                auth = self.headers.get("Authorization") or ""
+                token = auth.removeprefix("Bearer ")
+                expiry = tokens.issued.get(token)
+                if expiry is not None:
+                    if time.monotonic() > expiry:
+                        with azure.lock:
+                            tokens.expired_uses += 1
+                        self._body()
+                        self._error(
+                            401,
+                            "ExpiredAuthenticationToken",
+                            "The access token expiry UTC time is earlier than current UTC time.",
+                            {
+                                "WWW-Authenticate": 'Bearer authorization_uri="https://login.'
+                                'microsoftonline.com/common", error="invalid_token", '
+                                'error_description="The access token has expired."'
+                            },
+                        )
+                        return
+                    del self.headers["Authorization"]
+                    self.headers["Authorization"] = f"Bearer {TOKEN}"
+                super()._dispatch(method)
+
+        azure.server.RequestHandlerClass = WithIdentity
+        monkeypatch.delenv("EMROPS_AZURE_ACCESS_TOKEN", raising=False)
+        for name in (
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "MSI_ENDPOINT",
+            "MSI_SECRET",
+            "AZURE_TOKEN_CREDENTIALS",
+        ):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{azure.url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", "identity-secret")
+
+
+def test_a_long_deployment_outlives_its_first_token(cli, azure: FakeArm, monkeypatch) -> None:
+    """Each ARM request carries a live token: the deployment keeps polling after the
+    first token expired (an access token lives 60-90 min; a deployment can run longer)."""
+    tokens = Tokens(lifetime=1.0)
+    tokens.install(azure, monkeypatch)
+    azure.polls = 40  # the deployment runs for ~40 polls of 0.05 s plus operation listings
+    result = cli("provision", "apply", "--env", "staging", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "Succeeded"
+    assert tokens.expired_uses == 0
+    assert len(tokens.issued) >= 2  # the first token did expire during the run
+
+
+def _expire_after_deployment_starts(azure: FakeArm, after: float) -> None:
+    """ARM answers 401 ExpiredAuthenticationToken to every request ``after`` seconds after
+    the deployment was created (the fixed token of EMROPS_AZURE_ACCESS_TOKEN ran out)."""
+    base: Any = azure.server.RequestHandlerClass
+    cutoff: list[float] = []
+
+    class Expiring(base):  # type: ignore[misc, valid-type]
+        def _dispatch(self, method: str) -> None:
+            if cutoff and time.monotonic() > cutoff[0] and "Authorization" in self.headers:
+                self._body()
+                self._error(
+                    401,
+                    "ExpiredAuthenticationToken",
+                    "The access token expiry UTC time '12/5/2026 13:00:00' is earlier than "
+                    "current UTC time '12/5/2026 14:10:00'.",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+                return
+            if method == "PUT" and "/deployments/" in self.path and not cutoff:
+                cutoff.append(time.monotonic() + after)
+            super()._dispatch(method)
+
+    azure.server.RequestHandlerClass = Expiring
+
+
+def test_a_fixed_token_that_expires_mid_deployment_says_the_deployment_runs_on(
+    cli, azure: FakeArm
+) -> None:
+    _expire_after_deployment_starts(azure, 0.3)
+    azure.polls = 40
+    result = cli("provision", "apply", "--env", "staging", "--yes")
+    assert result.exit_code == 1
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+    assert error.startswith("Error: lost track of deployment emrops-staging-")
+    assert "ExpiredAuthenticationToken" in error
+    assert "was NOT cancelled and may still be running in Azure" in error
+    assert "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token" in result.stderr
+    assert "az deployment group show -g emrsim-staging-rg -n emrops-staging-" in result.stderr
+    assert "run `az login`, or set" not in result.stderr  # it would not help
+
+
+def _jwt(exp: float) -> str:
+    import base64
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part({'exp': int(exp)})}.c2lnbmF0dXJl"
+
+
+def test_an_expired_fixed_token_is_refused_before_it_is_sent(
+    cli, azure: FakeArm, monkeypatch
+) -> None:
+    monkeypatch.setenv("EMROPS_AZURE_ACCESS_TOKEN", _jwt(time.time() - 120))
+    azure.requests.clear()
+    result = cli("provision", "plan", "--env", "staging")
+    assert result.exit_code == 1
+    assert "the token in EMROPS_AZURE_ACCESS_TOKEN expired at " in result.stderr
+    assert "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token" in result.stderr
+    assert azure.requests == []  # never sent
