@@ -110,22 +110,27 @@ def test_a_full_status_folder_is_logged_once_and_its_recovery_too(
                             "status_dir": str(mount)}},
         )  # fmt: skip
         scheduler = start_scheduler(config, "--no-catch-up")
-        scheduler.status_dir = mount
-        assert wait_for(lambda: (mount / "heartbeat.json").exists(), 15, 0.1), scheduler.log()
-        filler = mount / "filler"
-        with filler.open("wb") as handle, contextlib.suppress(OSError):
-            handle.write(b"x" * 128 * 1024)  # the tmpfs is full now
+        try:
+            scheduler.status_dir = mount
+            assert wait_for(lambda: (mount / "heartbeat.json").exists(), 15, 0.1), scheduler.log()
+            filler = mount / "filler"
+            with filler.open("wb") as handle, contextlib.suppress(OSError):
+                handle.write(b"x" * 128 * 1024)  # the tmpfs is full now
 
-        def said(text: str) -> list[str]:
-            return [e["msg"] for e in scheduler.events() if text in e.get("msg", "")]
+            def said(text: str) -> list[str]:
+                return [e["msg"] for e in scheduler.events() if text in e.get("msg", "")]
 
-        assert wait_for(lambda: said("cannot write the heartbeat"), 15, 0.1), scheduler.log()
-        time.sleep(1.5)  # 7 more beats, all failing
-        assert len(said("cannot write the heartbeat")) == 1
-        assert not said("crashed")
-        filler.unlink()
-        assert wait_for(lambda: said("heartbeat written again after"), 15, 0.1)
-        assert scheduler.stop() == 0
+            assert wait_for(lambda: said("cannot write the heartbeat"), 15, 0.1), scheduler.log()
+            time.sleep(1.5)  # 7 more beats, all failing
+            assert len(said("cannot write the heartbeat")) == 1
+            assert not said("crashed")
+            filler.unlink()
+            assert wait_for(lambda: said("heartbeat written again after"), 15, 0.1)
+            assert scheduler.stop() == 0
+        finally:  # nothing may hold the tmpfs when it is unmounted
+            if scheduler.proc.poll() is None:
+                scheduler.proc.kill()
+                scheduler.proc.wait(5)
         assert json.loads((mount / "heartbeat.json").read_text())["state"] == "stopped"
 
 
