@@ -45,17 +45,17 @@ KEY_HINT = (
 
 INDEX_HINT = (
     "the run's CREATE INDEX would fail on these rows: the translated expression makes equal "
-    "(or cannot compute) what SQLite's kept apart (lower()/upper() fold every letter there, "
-    'ASCII only in SQLite; json_extract gives text, so 1 and "1" meet). Merge those rows '
+    '(or cannot compute) what SQLite\'s kept apart (json_extract gives text, so 1 and "1" '
+    "meet; bigint arithmetic overflows). Merge those rows "
     "in the source, or drop the index from the source schema and create one by hand after "
     "the run"
 )
 
 HINT = (
     "the run's ALTER TABLE would fail on these rows. PostgreSQL's translation can judge a row "
-    "unlike SQLite: upper()/lower() fold every letter there (ASCII only in SQLite), a "
-    "timestamp column compares as an instant (as text in SQLite), bigint arithmetic overflows "
-    "(SQLite goes on in reals). Fix those rows in the source, drop the CHECK from the source "
+    "unlike SQLite: a timestamp column compares as an instant (as text in SQLite), bigint "
+    "arithmetic overflows (SQLite goes on in reals), a uuid column's text has dashes. Fix "
+    "those rows in the source, drop the CHECK from the source "
     'schema, or give the column a cast rule (type = "text" keeps text comparisons)'
 )
 

@@ -28,18 +28,20 @@ def _failures(plan: dict) -> dict[tuple[str, str], dict]:
 
 
 # A CHECK whose translation PostgreSQL evaluates differently from SQLite on existing rows:
-# SQLite's upper() folds ASCII only ('éCOLE' = upper('éCOLE') there), and SQLite compares a
-# timestamp column's text with '2000-01-01' as text ('2000-01-01 00:00:00' is greater). plan
-# evaluated SQLite's expression (exit 0), the run failed adding the CHECK (exit 3).
+# SQLite compares a timestamp column's text with '2000-01-01' as text ('2000-01-01 00:00:00'
+# is greater). plan evaluated SQLite's expression (exit 0), the run failed adding the CHECK
+# (exit 3). (SQLite's upper() folds ASCII only, 'éCOLE' = upper('éCOLE'): that failed too
+# until upper() was translated ASCII-only; the CHECK over it now passes in both.)
 CHECKS = """
 CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT CHECK (s = upper(s)),
   d TIMESTAMP CHECK (d > '2000-01-01'), n INT CHECK (n > 0));
 INSERT INTO t VALUES (1, 'ÉCOLE', '2000-01-01 00:00:00', 1);
 INSERT INTO t VALUES (2, 'éCOLE', '2000-02-01 00:00:00', NULL);
 INSERT INTO t VALUES (3, 'ABC', '2001-01-01', 5);
-CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TEXT,
-  CHECK (flag IS NOT NULL AND upper(v) = v)) WITHOUT ROWID;
-INSERT INTO w VALUES ('a', 't', 'X'), ('z', 'f', 'é'), ('b', 'f', 'Y');
+CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TIMESTAMP,
+  CHECK (flag IS NOT NULL AND v > '2000-01-01')) WITHOUT ROWID;
+INSERT INTO w VALUES ('a', 't', '2001-01-01'), ('z', 'f', '2000-01-01 00:00:00'),
+  ('b', 'f', '2002-01-01');
 """
 
 
@@ -52,17 +54,12 @@ def test_a_check_postgresql_judges_differently_fails_the_plan(
     code, plan = _plan(cli, url, pg_url)
     assert code == 3
     failures = _failures(plan)
-    assert set(failures) == {
-        ("check-data", "t_check"),
-        ("check-data", "t_check2"),
-        ("check-data", "w_check"),
-    }
-    upper = failures[("check-data", "t_check")]
-    assert upper["table"] == "t"
-    assert upper["error"].startswith("1 source row(s) violate CHECK")
-    assert upper["error"].endswith("first key 2")
-    assert "upper()" in upper["hint"]
-    assert failures[("check-data", "t_check2")]["error"].endswith("first key 1")
+    assert set(failures) == {("check-data", "t_check2"), ("check-data", "w_check")}
+    stamp = failures[("check-data", "t_check2")]
+    assert stamp["table"] == "t"
+    assert stamp["error"].startswith("1 source row(s) violate CHECK")
+    assert stamp["error"].endswith("first key 1")
+    assert "timestamp column compares as an instant" in stamp["hint"]
     # a WITHOUT ROWID table whose booleans are text ('t'/'f', converted row by row): the
     # key is named by its primary key
     assert failures[("check-data", "w_check")]["error"].endswith("first key z")
@@ -76,14 +73,16 @@ def test_a_check_postgresql_judges_alike_passes_and_runs(cli, tmp_path: Path, pg
     url = script_db(
         db,
         CHECKS.split("INSERT")[0]
-        + "INSERT INTO t VALUES (1, 'ABC', '2000-01-02 00:00:00', NULL), (2, NULL, NULL, 3);"
-        "CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TEXT,"
-        " CHECK (flag IS NOT NULL AND upper(v) = v)) WITHOUT ROWID;"
-        "INSERT INTO w VALUES ('a', 't', 'X'), ('b', 'f', NULL), ('z', 'f', 'Y');",
+        + "INSERT INTO t VALUES (1, 'ABC', '2000-01-02 00:00:00', NULL), (2, NULL, NULL, 3),"
+        " (3, 'éCOLE', NULL, 1);"
+        "CREATE TABLE w (k TEXT PRIMARY KEY, flag BOOLEAN, v TIMESTAMP,"
+        " CHECK (flag IS NOT NULL AND v > '2000-01-01')) WITHOUT ROWID;"
+        "INSERT INTO w VALUES ('a', 't', '2001-01-01'), ('b', 'f', NULL),"
+        " ('z', 'f', '2002-01-01 10:00:00');",
     )
     plan = migrated_ok(cli, url, pg_url)
     assert not plan["checked_at_run"]
-    assert assert_same_rows(db, pg_url, "t", "id") == 2
+    assert assert_same_rows(db, pg_url, "t", "id") == 3
     assert assert_same_rows(db, pg_url, "w", "k") == 3
     with pg(pg_url) as conn:
         names = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE contype='c'")}
@@ -211,9 +210,10 @@ def test_rtrim_unique_keys_stay_unique(cli, tmp_path: Path, pg_url: str) -> None
 
 
 # A unique index over an expression whose translation makes equal what SQLite's kept apart
-# (lower() folds 'É' and 'é' together in PostgreSQL, ASCII only in SQLite; json_extract of 1
-# and "1" is the text '1' there), or an expression index the target cannot compute for a row
-# (a + 1 at 2^63 - 1): plan exit 0, the run's CREATE INDEX failed (exit 3).
+# (json_extract of 1 and "1" is the text '1' there; lower() of 'É' and 'é' was one key
+# until lower() was translated ASCII-only, as SQLite folds), or an expression index the
+# target cannot compute for a row (a + 1 at 2^63 - 1): plan exit 0, the run's CREATE INDEX
+# failed (exit 3).
 def test_expression_indexes_are_built_over_the_source_rows_by_plan(
     cli, tmp_path: Path, pg_url: str
 ) -> None:
@@ -232,12 +232,8 @@ def test_expression_indexes_are_built_over_the_source_rows_by_plan(
     code, plan = _plan(cli, url, pg_url)
     assert code == 3
     failures = _failures(plan)
-    assert set(failures) == {
-        ("index-data", "px_email"),
-        ("index-data", "px_json"),
-        ("index-data", "px_next"),
-    }
-    assert "Key (lower(email))=(é@x) is duplicated" in failures[("index-data", "px_email")]["error"]
+    assert set(failures) == {("index-data", "px_json"), ("index-data", "px_next")}
+    assert "is duplicated" in failures[("index-data", "px_json")]["error"]
     assert "bigint out of range" in failures[("index-data", "px_next")]["error"]
     # a deleted twin is outside the partial index; distinct JSON values: plan, run, verify ok
     fine = tmp_path / "fine.db"
@@ -557,9 +553,10 @@ def test_a_composite_key_is_named_by_its_columns(cli, tmp_path: Path, pg_url: st
     # a CHAR(32) UUID column checked by its length (36 characters once it is a uuid)
     url = script_db(
         tmp_path / "ck.db",
-        "CREATE TABLE w (a TEXT, b INT, u CHAR(32) CHECK (length(u) = 32), s TEXT"
-        " CHECK (s = upper(s)), PRIMARY KEY (a, b)) WITHOUT ROWID;"
-        f"INSERT INTO w VALUES ('x', 2, '{uuid.uuid4().hex}', 'éA'), ('x', 1, NULL, 'B');",
+        "CREATE TABLE w (a TEXT, b INT, u CHAR(32) CHECK (length(u) = 32), s TIMESTAMP"
+        " CHECK (s > '2000-01-01'), PRIMARY KEY (a, b)) WITHOUT ROWID;"
+        f"INSERT INTO w VALUES ('x', 2, '{uuid.uuid4().hex}', '2000-01-01 00:00:00'),"
+        " ('x', 1, NULL, '2001-01-01');",
     )
     code, plan = _plan(cli, url, pg_url)
     assert code == 3
@@ -727,3 +724,28 @@ def test_bare_columns_beside_max_or_min_come_from_that_row(
             got = sorted(conn.execute(f"SELECT * FROM {view}").fetchall(), key=repr)
             assert got == want, view
         assert src.execute("SELECT id FROM hi WHERE dept = 'a'").fetchone() == (2,)
+
+
+# upper(), lower() and LIKE over non-ASCII text: SQLite folds ASCII letters only. The
+# translation used PostgreSQL's upper()/lower() (every letter) and ILIKE: views answered
+# otherwise ('É' LIKE 'é' true), CHECK (s = upper(s)) failed on 'éCOLE'.
+def test_case_folding_is_ascii_only_as_in_sqlite(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "fold.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT CHECK (s = upper(s)), n INT);"
+        "INSERT INTO t VALUES (1, 'ÉCOLE', 1), (2, 'éCOLE', 2), (3, NULL, 3), (4, 'AB%C', 4);"
+        "CREATE UNIQUE INDEX t_low ON t (lower(s));"
+        "CREATE VIEW v AS SELECT id, upper(s) AS u, lower(s) AS l, s LIKE 'é%' AS l1,"
+        " s LIKE 'É%' AS l2, s LIKE '%cole' AS l3, lower(n) AS ln FROM t;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with sqlite3.connect(db) as src:
+        want = src.execute("SELECT * FROM v ORDER BY id").fetchall()
+    assert want[1][1:3] == ("éCOLE", "école") and want[0][3:5] == (0, 1)
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT * FROM v ORDER BY id").fetchall()
+        assert got == want  # True == 1: compared as values
+        conn.execute("INSERT INTO t (s) VALUES ('ÀB')")  # accepted, as in SQLite
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO t (s) VALUES ('Ab')")

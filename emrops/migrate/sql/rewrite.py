@@ -180,10 +180,31 @@ def cast(node: exp.Cast) -> exp.Expr | None:
     return None
 
 
+_UPPER_ASCII = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER_ASCII = _UPPER_ASCII.lower()
+_FOLD = str.maketrans(_UPPER_ASCII, _LOWER_ASCII)
+
+
+def ascii_case(node: exp.Expr, upper: bool) -> exp.Expr:
+    """SQLite's upper()/lower() (without ICU): ASCII letters only ('é' stays 'é'), where
+    PostgreSQL's fold every letter (a CHECK (s = upper(s)) then failed on 'éCOLE')."""
+    src, dst = (_LOWER_ASCII, _UPPER_ASCII) if upper else (_UPPER_ASCII, _LOWER_ASCII)
+    return typed(fill(f"TRANSLATE(__x, '{src}', '{dst}')", x=to_text(node)), "text")
+
+
+def case_fold(node: exp.Expr) -> exp.Expr | None:
+    return ascii_case(node.this, isinstance(node, exp.Upper))
+
+
 def like(node: exp.Like) -> exp.Expr | None:
-    """SQLite's LIKE is case-insensitive for ASCII and has no escape character by default."""
+    """SQLite's LIKE is case-insensitive for ASCII letters only ('É' LIKE 'é' is false; ILIKE
+    folds every letter) and has no escape character by default."""
     pattern = node.expression
-    new = exp.ILike(this=to_text(node.this), expression=pattern)
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        folded: exp.Expr = exp.Literal.string(pattern.this.translate(_FOLD))
+    else:
+        folded = ascii_case(pattern, False)
+    new = exp.Like(this=ascii_case(node.this, False), expression=folded)
     if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
         return typed(exp.Escape(this=new, expression=exp.Literal.string("")), "boolean")
     return typed(new, "boolean")
@@ -424,6 +445,8 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.DPipe, concat),
     (exp.Cast, cast),
     (exp.Like, like),
+    (exp.Upper, case_fold),
+    (exp.Lower, case_fold),
     (exp.Glob, glob),
     (exp.Sum, aggregate_numeric),
     (exp.Avg, aggregate_numeric),
