@@ -43,6 +43,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.phase: str | None = slowclients.IDLE  # what we wait for from the client
         self.since = 0.0
         self.body_bytes = 0
+        self.send_buffer = slowclients.SendBuffer()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,6 +74,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def response_started(self) -> bool:
         return self.cycle is not None and self.cycle.response_started
+
+    def write_stalled(self, now: float, timeout: float) -> bool:
+        size = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return self.send_buffer.stalled(size, now, timeout)
+
+    def abort(self) -> None:
+        self.phase = None
+        self.transport.abort()  # close() would wait for the unread buffer to drain
 
     def refuse(self, answer: bytes | None) -> None:
         self.phase = None

@@ -14,6 +14,13 @@ waiting for the client:
 | ``idle`` | the connection opened | nothing arrived within ``timeout`` | close, no answer |
 | ``head`` | the first byte of a request head | the head is not complete within ``timeout`` | 408 |
 | ``body`` | the head was complete | more than ``timeout`` + bytes / MIN_BODY_RATE seconds | 408 |
+| answer unread | the send buffer last shrank by MIN_BODY_RATE a second | ``timeout`` | abort |
+
+The last row is the slow *reader*: a client that asks for a big page (a 500-message history
+is about 2 MB) and never reads it held that buffer for ever, even after uvicorn's keep-alive
+close (a close waits for the buffer to drain): 100 such connections held 400 MB. Each tick
+the sweeper compares the buffer with the last one; no progress for ``timeout`` aborts the
+connection and frees it.
 
 A body is never timed while the server itself stopped reading it (flow control), and the 408
 is only written when no response has started on the connection (else it is just closed). The
@@ -62,6 +69,30 @@ class Waiting(Protocol):
     def reading_paused(self) -> bool: ...
     def response_started(self) -> bool: ...
     def refuse(self, answer: bytes | None) -> None: ...
+    def write_stalled(self, now: float, timeout: float) -> bool: ...
+    def abort(self) -> None: ...
+
+
+class SendBuffer:
+    """Progress of one connection's send buffer between sweeps (the slow-reader row)."""
+
+    __slots__ = ("since", "size")
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # when it last made progress while not empty
+        self.size = 0
+
+    def stalled(self, size: int, now: float, timeout: float) -> bool:
+        """True when the buffer (``size`` bytes now) has not shrunk by MIN_BODY_RATE a second
+        for ``timeout`` seconds. A buffer that grew is new data, which counts as progress: the
+        server only writes more once the client read (flow control)."""
+        if size == 0:
+            self.since = None
+            return False
+        if self.since is None or size > self.size or size <= self.size - MIN_BODY_RATE * SWEEP_S:
+            self.since, self.size = now, size
+            return False
+        return now - self.since > timeout
 
 
 def overdue(phase: str | None, since: float, body_bytes: int, now: float, timeout: float) -> bool:
@@ -76,7 +107,13 @@ def sweep(connections: Iterable[Any], now: float, timeout: float) -> int:
     """Refuse every overdue connection; returns how many were refused."""
     refused = 0
     for conn in list(connections):
-        phase = getattr(conn, "phase", None)  # None: not ours (a WebSocket) or not waiting
+        if not hasattr(conn, "write_stalled"):
+            continue  # not ours: a WebSocket (it has its own keep-alive pings)
+        if conn.write_stalled(now, timeout):
+            conn.abort()
+            refused += 1
+            continue
+        phase = conn.phase
         if phase is None or not overdue(phase, conn.since, conn.body_bytes, now, timeout):
             continue
         if phase == BODY and conn.reading_paused():
@@ -129,7 +166,9 @@ class Sweeper:
         self.handle = None
         refused = sweep(self.connections, self.loop.time(), self.timeout)
         if refused:
-            log.debug("closed %d connection(s) that did not send a request in time", refused)
+            log.debug(
+                "closed %d connection(s) too slow to send a request or read an answer", refused
+            )
         self._warn_near_fd_limit()
         if self.connections:
             self.ensure_running()

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.sim.conftest import Server
+from tests.sim.conftest import Server, wait_for
 
 TIMEOUT_ENV = {"EMROPS_SIM_CLIENT_TIMEOUT": "1"}
 POST_HEAD = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -209,3 +209,63 @@ def test_a_ping_flood_from_a_client_that_never_reads_does_not_grow_the_server(
         assert grown_mib < 20, f"{sent} pings grew the server by {grown_mib:.0f} MiB"
     finally:
         sock.close()
+
+
+def _big_session(server: Server, messages: int) -> str:
+    with server.http() as http:
+        sid = str(http.post("/api/sessions", json={"scenario_id": 1}).json()["id"])
+        for _ in range(messages):
+            http.post(f"/api/sessions/{sid}/messages", json={"content": "é" * 3990})
+    return sid
+
+
+def _ask_page(server: Server, sid: str, times: int = 1) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    request = f"GET /api/sessions/{sid}/messages?limit=500 HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request.encode() * times)  # pipelined
+    return sock
+
+
+def test_clients_that_never_read_their_answer_are_dropped(server: Server) -> None:
+    sid = _big_session(server, 250)  # a page of about 2 MB: more than the kernel buffers hold
+    before = _fds(server)
+    # pipelined: with one request uvicorn's keep-alive close frees the socket after 5 s; with
+    # the next ones waiting, nothing did
+    socks = [_ask_page(server, sid, times=3) for _ in range(20)]
+    try:
+        # the server builds the 60 pages first (seconds on a busy machine)
+        assert wait_for(lambda: _fds(server) >= before + 15, 10, 0.1)
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and _fds(server) > before + 2:
+            time.sleep(0.2)
+        # before: each held its unread answer (and descriptor) for ever, even after keep-alive
+        assert _fds(server) <= before + 2
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_slow_but_steady_reader_gets_its_whole_answer(server: Server) -> None:
+    sid = _big_session(server, 100)
+    with _ask_page(server, sid) as sock:
+        data = b""
+        length = None
+        started = time.monotonic()
+        while time.monotonic() - started < 20:
+            time.sleep(0.05)  # about 300 KB/s: slower than the server, faster than 1 KiB/s
+            chunk = sock.recv(16384)
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            if length is None and body:
+                fields = dict(h.split(b": ", 1) for h in head.split(b"\r\n")[1:])
+                length = int(fields[b"content-length"])
+            if length is not None and len(body) >= length:
+                break
+        assert time.monotonic() - started > 1.5  # longer than the 1 s timeout
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert length is not None and len(body) == length
+    assert len(json.loads(body)["items"]) == 200
