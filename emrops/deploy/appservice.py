@@ -128,14 +128,12 @@ class AppClient:
         import requests
 
         url, headers = self._url(slot.scm_host, "/api/zipdeploy?isAsync=true")
-        headers = {
-            **headers,
-            "Authorization": f"Bearer {self._token()}",
-            "Content-Type": "application/zip",
-        }
+        headers = {**headers, "Content-Type": "application/zip"}
         try:
             with package.open("rb") as handle:
-                response = self.session.post(url, data=handle, headers=headers, timeout=300)
+                response = self.session.post(
+                    url, data=handle, headers=self._authorized(headers), timeout=300
+                )
         except requests.RequestException as exc:
             raise EmropsError(f"zip deploy to {slot.scm_host} failed: {exc}") from exc
         if response.status_code not in (200, 202):
@@ -145,31 +143,61 @@ class AppClient:
             )
         location = response.headers.get("Location")
         if response.status_code == 202 and location:
-            self._follow(slot, location, headers, timeout, interval)
+            self._follow(slot, location, timeout, interval)
 
-    def _follow(
-        self, slot: Slot, location: str, headers: dict[str, str], timeout: float, interval: float
-    ) -> None:
+    def _authorized(self, headers: dict[str, str]) -> dict[str, str]:
+        # a token per request: a build (pip install on the host) can outlast a token, and the
+        # credential hands out a renewed one when the cached one is about to expire
+        return {**headers, "Authorization": f"Bearer {self._token()}"}
+
+    def _follow(self, slot: Slot, location: str, timeout: float, interval: float) -> None:
+        """Poll Kudu's deployment status. 401/403 end it at once (a fresh token was refused:
+        retrying cannot help); another error status or a body that is not JSON (the scm site
+        restarting, the record not written yet) is retried until timeout."""
         import requests
 
         path = "/" + location.split("/", 3)[3] if location.startswith("http") else location
-        url, _ = self._url(slot.scm_host, path)
+        url, headers = self._url(slot.scm_host, path)
         deadline = time.monotonic() + timeout
+        last = "no answer yet"
         while True:
             try:
-                status = self.session.get(url, headers=headers, timeout=30).json()
-            except (requests.RequestException, ValueError) as exc:
+                response = self.session.get(url, headers=self._authorized(headers), timeout=30)
+            except requests.RequestException as exc:
                 raise EmropsError(
                     f"cannot follow the zip deploy on {slot.scm_host}: {exc}"
                 ) from exc
-            if status.get("complete"):
+            if response.status_code in (401, 403):
+                raise EmropsError(
+                    f"cannot follow the zip deploy on {slot.scm_host}: HTTP "
+                    f"{response.status_code} {response.text[:200]}",
+                    hint="the deployment may still finish on the host; check the slot's "
+                    "Deployment Center, then run `emrops deploy push` again",
+                )
+            status = _json_object(response)
+            if response.status_code != 200 or status is None:
+                last = f"HTTP {response.status_code} {response.text[:120]}"
+            elif status.get("complete"):
                 if status.get("status") != 4:  # Kudu: 3 failed, 4 success
                     detail = status.get("status_text") or status.get("message") or "failed"
                     raise EmropsError(f"zip deploy to {slot.site}/{slot.slot} failed: {detail}")
                 return
+            else:
+                last = str(status.get("progress") or status.get("status_text") or "running")
             if time.monotonic() > deadline:
-                raise EmropsError(f"zip deploy to {slot.site}/{slot.slot} did not finish")
+                raise EmropsError(
+                    f"zip deploy to {slot.site}/{slot.slot} did not finish within "
+                    f"{timeout:.0f}s (last answer: {last})"
+                )
             time.sleep(interval)
+
+
+def _json_object(response: Any) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def wait_ready(

@@ -11,7 +11,10 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.provision.fake_arm import TOKEN, FakeArm
+from tests.provision.test_deploy import slots, template_db  # noqa: F401 (fixtures)
 
 RG = "emrsim-staging-rg"
 
@@ -267,3 +270,91 @@ def test_an_expired_fixed_token_is_refused_before_it_is_sent(
     assert "the token in EMROPS_AZURE_ACCESS_TOKEN expired at " in result.stderr
     assert "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token" in result.stderr
     assert azure.requests == []  # never sent
+
+
+# ------------------------------------------------------------------ Kudu and slot swaps
+SITE = "emrsim-production"
+
+
+def _slow_kudu(azure: FakeArm, seconds: float, answers: list[int] | None = None) -> None:
+    """Kudu's deployment status says 'running' for ``seconds`` after the zip arrived (the
+    host runs the build); ``answers`` are HTTP statuses sent first instead of the status."""
+    base: Any = azure.server.RequestHandlerClass
+    started: list[float] = []
+    pending = list(answers or [])
+
+    class SlowKudu(base):  # type: ignore[misc, valid-type]
+        def _kudu(self, method: str, site: Any, slot: str, body: bytes) -> None:
+            path = self.path.split("?")[0]
+            if method == "POST" and path == "/api/zipdeploy":
+                started.append(time.monotonic())
+            elif method == "GET" and path == "/api/deployments/latest":
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    self._error(401, "Unauthorized", "Kudu needs a bearer token")
+                    return
+                if pending:
+                    status = pending.pop(0)
+                    self._error(status, "Unavailable", "the scm site is restarting")
+                    return
+                if started and time.monotonic() < started[0] + seconds:
+                    self._send(200, {"complete": False, "status": 1, "progress": "pip install"})
+                    return
+            super()._kudu(method, site, slot, body)
+
+    azure.server.RequestHandlerClass = SlowKudu
+
+
+def _zip(tmp_path) -> str:
+    import zipfile
+
+    path = tmp_path / "app.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("requirements.txt", "fastapi==0.115.0\n")
+    return str(path)
+
+
+@pytest.mark.usefixtures("slots")
+def test_a_zip_deploy_that_outlives_its_token_is_followed_to_the_end(
+    cli, azure: FakeArm, monkeypatch, tmp_path
+) -> None:
+    """Kudu's status is polled with a token per request (the one taken for the upload had
+    expired: 401 was read as 'still running' until the wait ran out)."""
+    _slow_kudu(azure, seconds=2.5)
+    tokens = Tokens(lifetime=1.0)
+    tokens.install(azure, monkeypatch)
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "8s")
+    result = cli(
+        "deploy", "push", "--env", "production", "--site", SITE, "--package", _zip(tmp_path)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert tokens.expired_uses == 0
+    assert len(azure.zip_deploys) == 1
+
+
+def test_kudu_refusing_the_status_poll_ends_the_push_at_once(
+    cli, azure: FakeArm, monkeypatch, tmp_path
+) -> None:
+    azure.add_site("emrsim-production-rg", SITE)
+    _slow_kudu(azure, seconds=60, answers=[503, 503])
+    base: Any = azure.server.RequestHandlerClass
+
+    class Forbidden(base):  # type: ignore[misc, valid-type]
+        def _kudu(self, method: str, site: Any, slot: str, body: bytes) -> None:
+            if method == "GET" and azure.count("GET", "/api/deployments/latest") > 3:
+                self._error(403, "Forbidden", "The identity has no access to the scm site.")
+                return
+            super()._kudu(method, site, slot, body)
+
+    azure.server.RequestHandlerClass = Forbidden
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "30s")
+    started = time.monotonic()
+    result = cli(
+        "deploy", "push", "--env", "production", "--site", SITE, "--package", _zip(tmp_path)
+    )
+    assert time.monotonic() - started < 15
+    assert result.exit_code == 1
+    assert (
+        "cannot follow the zip deploy on emrsim-production-staging.scm.azurewebsites.net: "
+        "HTTP 403" in result.stderr
+    )
+    assert azure.count("GET", "/api/deployments/latest") == 4  # 2 x 503 retried, 1 running
