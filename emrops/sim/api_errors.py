@@ -19,6 +19,7 @@ from emrops import secrets
 from emrops.db.queries import MaintenanceOn, NotFound
 from emrops.errors import DatabaseError
 from emrops.logs import get_logger
+from emrops.sim import storage
 from emrops.sim.models import ErrorBody
 
 log = get_logger(__name__)
@@ -134,9 +135,19 @@ def install(app: FastAPI, retry_after: int = DEFAULT_RETRY_AFTER) -> None:
         err = maintenance_error(exc.message, retry_after)
         return error_response(err.status, err.code, err.message, err.headers)
 
-    async def on_database(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
         cause = exc.__cause__
         log.warning("database error: %s", exc)
+        if storage.is_storage_full(exc):
+            sim = getattr(request.app.state, "sim", None)
+            if sim is not None:
+                sim.runtime.storage.note_full()
+            return error_response(
+                503,
+                "storage_full",
+                storage.STORAGE_FULL_MESSAGE,
+                {"Retry-After": str(storage.STORAGE_FULL_RETRY_AFTER)},
+            )
         if isinstance(cause, sa.exc.OperationalError | sa.exc.InterfaceError) or cause is None:
             return error_response(
                 503,

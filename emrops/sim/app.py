@@ -22,7 +22,7 @@ from emrops.db.engine import check_database
 from emrops.db.migrations_api import current_revision, head_revision
 from emrops.errors import EmropsError
 from emrops.logs import get_logger
-from emrops.sim import api_errors, routes, ws
+from emrops.sim import api_errors, routes, storage, ws
 from emrops.sim.guard import DEFAULT_MAX_BODY, RequestGuard, bearer, token_matches
 from emrops.sim.metrics import Metrics, MetricsMiddleware
 from emrops.sim.models import ErrorDetail, Health, Ready
@@ -118,10 +118,12 @@ def _probe(runtime: Runtime) -> tuple[str | None, Maintenance]:
 PUBLIC_UNAVAILABLE = "the database is unavailable"
 
 
-def _not_ready(runtime: Runtime, code: str, message: str, revision: str | None) -> JSONResponse:
+def _not_ready(
+    runtime: Runtime, code: str, message: str, revision: str | None, database: str | None = None
+) -> JSONResponse:
     body = Ready(
         status="not_ready",
-        database="ok" if code == "schema_mismatch" else "unavailable",
+        database=database or ("ok" if code == "schema_mismatch" else "unavailable"),
         schema_revision=revision,
         maintenance=runtime.maintenance.on,
         maintenance_message=runtime.maintenance.message or None,
@@ -157,6 +159,10 @@ def _ops_routes(app: FastAPI, state: SimState) -> None:
             detail = str(exc) if trusted else PUBLIC_UNAVAILABLE
             return _not_ready(runtime, "database_unavailable", detail, None)
         runtime.maintenance = maintenance
+        if runtime.storage.recently_full():
+            return _not_ready(
+                runtime, "storage_full", storage.STORAGE_FULL_MESSAGE, revision, database="full"
+            )
         if revision != head_revision():
             message = (
                 "the database has no EMRsim schema: run `emrops sim init-db`"

@@ -38,6 +38,7 @@ from emrops.sim.dbcalls import DbCalls
 from emrops.sim.events import LocalHub, make_hub
 from emrops.sim.metrics import Metrics, worker_exited
 from emrops.sim.reopen import FileGuard, file_id, remove_side_files
+from emrops.sim.storage import StorageWatch
 
 log = get_logger(__name__)
 
@@ -65,6 +66,7 @@ class Runtime:
     scenarios: ScenarioList = field(init=False, default_factory=ScenarioList)
     threads: int = 30  # PostgreSQL: calls in flight at once (the connection pool's size)
     processes: int = 1  # worker processes serving this database (they share its room)
+    storage: StorageWatch = field(init=False, default_factory=StorageWatch)  # disk full?
 
     def __post_init__(self) -> None:
         self.calls = DbCalls(self.engine, threads=self.threads)

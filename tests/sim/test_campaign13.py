@@ -14,14 +14,15 @@ import json
 import os
 import resource
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.sim.conftest import Server, wait_for
+from tests.sim.conftest import Server, init_db, wait_for
 
 TIMEOUT_ENV = {"EMROPS_SIM_CLIENT_TIMEOUT": "1"}
 POST_HEAD = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -269,3 +270,45 @@ def test_a_slow_but_steady_reader_gets_its_whole_answer(server: Server) -> None:
     assert head.startswith(b"HTTP/1.1 200 ")
     assert length is not None and len(body) == length
     assert len(json.loads(body)["items"]) == 200
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (needs the right to mount: skipped without it)."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(volume)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield volume
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], capture_output=True)
+
+
+def test_a_full_disk_is_named_and_shown_by_ready_and_writes_recover(
+    small_volume: Path, start_server: Callable[..., Server]
+) -> None:
+    db = init_db(f"sqlite:///{small_volume / 'emrsim.db'}")
+    filler = small_volume / "filler"
+    filler.write_bytes(b"\0" * 512 * 1024)  # freed later: the disk gets room again
+    server = start_server("--db", db, env=TIMEOUT_ENV)
+    with server.http() as http:
+        sid = http.post("/api/sessions", json={"scenario_id": 1}).json()["id"]
+        for _ in range(2000):
+            answer = http.post(f"/api/sessions/{sid}/messages", json={"content": "x" * 3900})
+            if answer.status_code != 201:
+                break
+        # before: 503 database_unavailable "retry shortly", and /ready said ready
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "storage_full"
+        assert answer.headers["retry-after"] == "60"
+        ready = http.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "storage_full"
+        assert http.get(f"/api/sessions/{sid}/messages?limit=5").status_code == 200
+        filler.unlink()
+        assert http.post(f"/api/sessions/{sid}/messages", json={"content": "hi"}).status_code == 201
+    assert "Traceback" not in server.log()
