@@ -223,22 +223,32 @@ def _copied_out(
     folder = Path(scratch_dir or tempfile.gettempdir())
     with image, scratch_file(folder, "emrops-snapshot-", ".db") as scratch:
         try:
-            with scratch.open("wb") as out:
-                done = 0
-                while chunk := image.read(CHUNK_PAGES * image.page_size):
-                    out.write(chunk)
-                    done += len(chunk)
-                    progress("copy", done, image.size)
+            out = scratch.open("wb")
         except OSError as exc:
-            raise EmropsError(
-                f"cannot copy {path} into {folder}: {exc.strerror or exc} (is the disk full?); "
-                "nothing was published",
-                hint="free space in the scratch folder, or set TMPDIR to a larger one",
-            ) from exc
+            raise _copy_error(path, folder, exc) from exc
+        with out:
+            done = 0
+            while chunk := image.read(CHUNK_PAGES * image.page_size):  # its errors are its own
+                try:
+                    out.write(chunk)
+                    if done + len(chunk) >= image.size:
+                        out.flush()  # a full disk shows here, not in close()
+                except OSError as exc:
+                    raise _copy_error(path, folder, exc) from exc
+                done += len(chunk)
+                progress("copy", done, image.size)
         _warn_if_replaced(path, image.db_fd)
         image.close()  # the writers go on from here
         with scratch.open("rb") as stream:
             yield stream, image.size
+
+
+def _copy_error(path: Path, folder: Path, exc: OSError) -> EmropsError:
+    return EmropsError(
+        f"cannot copy {path} into {folder}: {exc.strerror or exc} (is the disk full?); "
+        "nothing was published",
+        hint="free space in the scratch folder, or set TMPDIR to a larger one",
+    )
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -633,3 +635,27 @@ def test_paths_and_urls_that_name_nothing_are_usage_errors(
     # before: exit 1, "unexpected AssertionError" / "unexpected RuntimeError"
     assert result.exit_code == 2, result.stderr
     assert says in result.stderr and "unexpected" not in result.stderr
+
+
+def test_a_scratch_folder_too_small_for_the_rollback_journal_copy(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("a" * 1000,) for _ in range(3000)])
+    conn.commit()
+    conn.close()
+
+    def limit() -> None:  # files this process writes may not pass 1 MiB: the copy is 3 MB
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    store = tmp_path / "st"
+    done = subprocess.run(
+        [sys.executable, "-m", "emrops", "backup", "run", "--db", f"sqlite:///{path}",
+         "--store", str(store)],
+        capture_output=True, text=True, preexec_fn=limit, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cannot copy {path} into" in done.stderr and "is the disk full?" in done.stderr
+    assert "unexpected" not in done.stderr
+    assert sorted(p.name for p in store.iterdir()) == [".lock"]
