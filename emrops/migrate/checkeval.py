@@ -45,8 +45,9 @@ KEY_HINT = (
 
 INDEX_HINT = (
     "the run's CREATE INDEX would fail on these rows: the translated expression makes equal "
-    '(or cannot compute) what SQLite\'s kept apart (json_extract gives text, so 1 and "1" '
-    "meet; bigint arithmetic overflows). Merge those rows "
+    "(or cannot compute) what SQLite's kept apart (an index keeps PostgreSQL's lower() and "
+    "upper(), which fold every letter, SQLite's ASCII only; json_extract gives text, so 1 "
+    'and "1" meet; bigint arithmetic overflows). Merge those rows '
     "in the source, or drop the index from the source schema and create one by hand after "
     "the run"
 )

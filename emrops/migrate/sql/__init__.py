@@ -49,7 +49,7 @@ def index_element(element: str, catalog: Catalog, table: str) -> tuple[str, str]
     column = catalog.column(table, plain["bare"] or plain["quoted"]) if plain else None
     if column is not None:  # a column by its name: no parsing (nor sqlglot's import) needed
         return _column_element(column, collation, order, note)
-    translated = catalog.expr(text, table)
+    translated = catalog.expr(text, table, assign="index")
     if translated.startswith('"') and translated.endswith('"') and translated.count('"') == 2:
         name = translated[1:-1]
         found = next((c for c in catalog.columns_of(table) if c[0] == name), (name, ""))

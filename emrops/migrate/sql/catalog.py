@@ -232,6 +232,9 @@ class Catalog:
         select = exp.select(exp.alias_(node, "_e")).from_(
             exp.alias_(_quoted(table), "_t", table=True)
         )
+        # an index element keeps PostgreSQL's own lower()/upper(): the app's queries on
+        # PostgreSQL (WHERE lower(email) = ...) must find the index (see rewrite.case_fold)
+        select.meta["native_case"] = assign == "index"
         if trigger is not None:
             for side in ("new", "old"):
                 select = select.join(
@@ -242,7 +245,9 @@ class Catalog:
             if col.table == "_t":
                 col.set("table", None)
         value = tree.expressions[0].this
-        if assign == "condition":  # a truth value, as SQLite takes one (5 is true)
+        if assign == "index":
+            pass
+        elif assign == "condition":  # a truth value, as SQLite takes one (5 is true)
             value = rewrite.truth(value)
         elif assign is not None:  # written to a column of that type (see coerce.to_column)
             from emrops.migrate.sql.coerce import to_column

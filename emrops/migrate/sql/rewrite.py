@@ -193,6 +193,12 @@ def ascii_case(node: exp.Expr, upper: bool) -> exp.Expr:
 
 
 def case_fold(node: exp.Expr) -> exp.Expr | None:
+    """upper()/lower() as SQLite folds (ASCII only), except in an index element, which keeps
+    PostgreSQL's own so that the app's queries use the index (the plan then builds a unique
+    one over the source rows and names keys it folds together)."""
+    if node.root().meta.get("native_case"):
+        node.set("this", to_text(node.this))
+        return None
     return ascii_case(node.this, isinstance(node, exp.Upper))
 
 
