@@ -18,7 +18,7 @@ from typing import Any
 from emrops.config import Settings
 from emrops.deploy.appservice import AppClient, Probe, Slot, slot_hosts, wait_ready
 from emrops.deploy.package import Package, build_package
-from emrops.errors import CheckFailed, EmropsError
+from emrops.errors import Busy, CheckFailed, EmropsError
 from emrops.provision import arm
 from emrops.provision.environments import Environment
 from emrops.units import parse_duration
@@ -124,15 +124,102 @@ def push(
     )
 
 
-def _swap(clients: arm.ArmClients, rg: str, site: str) -> None:
+CONFLICT_RETRIES = 5  # a 409 "another operation is in progress" is tried this often again
+CONFLICT_MAX_WAIT_S = 30.0
+
+
+class SwapConflict(Busy):
+    """App Service refused the swap: another operation holds the site (exit 75)."""
+
+
+class SwapFailed(EmropsError):
+    """App Service ran the swap and reported it failed (it cancels a failed swap)."""
+
+
+class SwapWarmupFailed(CheckFailed):
+    """The swap's warm-up found the source slot not answering (exit 3)."""
+
+
+_WARMUP_WORDS = ("http ping", "warm", "did not respond", "not responding")
+
+
+def _swap(
+    clients: arm.ArmClients, rg: str, site: str, timing: Timing | None = None, *, back: bool
+) -> None:
+    """One swap of staging and production, retrying 409 Conflict (another operation is in
+    progress on the site) as ARM asks: after its Retry-After, else 2x the polling interval,
+    doubling, at most CONFLICT_RETRIES times. The first swap also stops retrying at the
+    deadline of ``--timeout``; a swap back never gives up early. 429 is retried by the SDK
+    (it honours Retry-After). Raises SwapConflict when the conflicts outlast the retries,
+    SwapWarmupFailed/SwapFailed when App Service ran the swap and it failed, EmropsError when
+    emrops lost track of an accepted swap."""
     from azure.mgmt.web.models import CsmSlotEntity
 
     # with production, target_slot names the *source* slot (App Service semantics)
     entity = CsmSlotEntity(target_slot="staging", preserve_vnet=True)
-    arm.call(
-        f"swapping {site} staging <-> production",
-        lambda: clients.web.web_apps.begin_swap_slot_with_production(rg, site, entity).result(),
+    what = f"swapping {site} staging <-> production" + (" (swap back)" if back else "")
+    delay = max(1.0, 2 * clients.polling_interval) if not clients.local else 0.05
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            poller = arm.call(
+                what,
+                lambda: clients.web.web_apps.begin_swap_slot_with_production(rg, site, entity),
+            )
+        except EmropsError as exc:
+            cause = exc.__cause__
+            if getattr(cause, "status_code", None) != 409:
+                raise
+            wait = min(CONFLICT_MAX_WAIT_S, _retry_after(cause) or delay)
+            out_of_time = timing is not None and not back and timing.left() < wait
+            if attempt == CONFLICT_RETRIES or out_of_time:
+                if back:
+                    raise
+                raise SwapConflict(
+                    f"{what} was refused {attempt + 1} time(s): {arm.arm_error_text(cause)}; "
+                    f"nothing was swapped",
+                    hint="another operation (a deployment, a restart, another swap) holds "
+                    "the site: wait for it to finish, then run `emrops deploy swap` again",
+                ) from cause
+            time.sleep(wait)
+            delay *= 2
+            continue
+        try:
+            arm.call(what, poller.result)
+        except EmropsError as exc:
+            raise _swap_outcome(what, exc) from exc.__cause__
+        return
+
+
+def _swap_outcome(what: str, exc: EmropsError) -> EmropsError:
+    """The error for a swap ARM accepted that did not end well. A refused poll (credentials)
+    or a lost connection leaves its outcome unknown; any other answer is App Service's
+    verdict on the swap, which it cancels when it fails (a warm-up failure: exit 3)."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    cause = exc.__cause__
+    if isinstance(cause, HttpResponseError) and not isinstance(cause, ClientAuthenticationError):
+        text = arm.arm_error_text(cause)
+        if any(word in text.lower() for word in _WARMUP_WORDS):
+            return SwapWarmupFailed(
+                f"{what}: App Service's warm-up of the staging slot failed: {text}",
+                hint="App Service cancels a swap whose warm-up fails: check that staging "
+                "answers its warm-up path (WEBSITE_SWAP_WARMUP_PING_PATH), then swap again",
+            )
+        return SwapFailed(f"{what} failed: {text}")
+    return EmropsError(
+        f"{what}: the swap was accepted, then emrops lost track of it: {exc.message}",
+        hint="it may have completed: check which version production serves (its /ready, "
+        "or the portal's Deployment slots) before swapping again",
     )
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    raw = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:  # an HTTP date: not worth parsing for a swap retry
+        return None
 
 
 def check_staging(app: AppClient, staging: Slot, production: Slot, timing: Timing) -> Probe:
@@ -215,14 +302,14 @@ def swap(
             "--timeout reached before the swap; nothing was swapped", hint="raise --timeout"
         )
     say(f"staging ready at schema {revision}; swapping into production")
-    _swap(clients, rg, site)  # once sent, always waited for: the deadline never cuts a swap
+    _swap(clients, rg, site, timing, back=False)  # once sent, always waited for
     say(f"watching {production.host} for {timing.window:.0f}s")
     probes, failures = watch(app, production.host, timing, say)
     result = SwapResult(env.name, site, True, False, revision, probes, failures)
     if failures:
         say(f"production failed: {failures[0]}; swapping back")
         try:
-            _swap(clients, rg, site)  # the swap-back runs whatever the deadline says
+            _swap(clients, rg, site, back=True)  # runs whatever the deadline says
         except EmropsError as exc:
             # the worst case: production serves the version that just failed; say so plainly
             raise EmropsError(
@@ -260,7 +347,7 @@ def rollback(
     say = report or (lambda _m: None)
     production = slot_hosts(clients, env.resource_group, site, "production")
     say(f"swapping {site} back")
-    _swap(clients, env.resource_group, site)
+    _swap(clients, env.resource_group, site, timing, back=False)
     probe = wait_ready(app, production.host, timing.cap(timing.ready_timeout), timing.interval)
     if not probe.ok:
         raise CheckFailed(

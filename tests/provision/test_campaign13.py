@@ -358,3 +358,128 @@ def test_kudu_refusing_the_status_poll_ends_the_push_at_once(
         "HTTP 403" in result.stderr
     )
     assert azure.count("GET", "/api/deployments/latest") == 4  # 2 x 503 retried, 1 running
+
+
+def _swap_answers(azure: FakeArm, answers: list[tuple[int, str, dict[str, str]]]) -> None:
+    """The first POSTs of a slot swap get these answers (status, code, headers) instead."""
+    base: Any = azure.server.RequestHandlerClass
+    pending = list(answers)
+
+    class Refusing(base):  # type: ignore[misc, valid-type]
+        def _swap(self, payload: Any, sub: str, rg: str, site: str) -> None:
+            if pending:
+                status, code, headers = pending.pop(0)
+                self._error(
+                    status,
+                    code,
+                    "Cannot modify this site because another operation is in progress.",
+                    headers,
+                )
+                return
+            super()._swap(payload, sub, rg, site)
+
+    azure.server.RequestHandlerClass = Refusing
+
+
+def _deploy_swap(cli):
+    return cli("deploy", "swap", "--env", "production", "--site", SITE)
+
+
+def test_a_conflicting_swap_waits_as_arm_says_then_swaps(cli, azure: FakeArm, slots) -> None:  # noqa: F811
+    _swap_answers(azure, [(409, "Conflict", {"Retry-After": "1"})] * 2)
+    started = time.monotonic()
+    result = _deploy_swap(cli)
+    assert result.exit_code == 0, result.stderr
+    assert time.monotonic() - started >= 2.0  # Retry-After honoured twice
+    assert azure.count("POST", "/slotsswap") == 3
+    assert slots["site"].swaps == 1
+    assert slots["site"].backends["production"] == slots["staging"].url
+
+
+def test_a_swap_refused_by_conflicts_throughout_is_busy_and_swaps_nothing(
+    cli,
+    azure: FakeArm,
+    slots,  # noqa: F811
+) -> None:
+    blue = slots["production"]
+    _swap_answers(azure, [(409, "Conflict", {})] * 10)
+    result = _deploy_swap(cli)
+    assert result.exit_code == 75, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "was refused 6 time(s): Conflict: Cannot modify this site" in error
+    assert error.endswith("nothing was swapped")
+    assert azure.count("POST", "/slotsswap") == 6
+    assert slots["site"].swaps == 0 and slots["site"].backends["production"] == blue.url
+
+
+def test_throttled_swap_honours_retry_after(cli, azure: FakeArm, slots) -> None:  # noqa: F811
+    azure.throttle["/slotsswap"] = 2  # 429 with Retry-After: 1
+    started = time.monotonic()
+    result = _deploy_swap(cli)
+    assert result.exit_code == 0, result.stderr
+    assert time.monotonic() - started >= 2.0
+    assert slots["site"].swaps == 1
+
+
+def test_swap_back_retries_a_conflict(cli, azure: FakeArm, slots) -> None:  # noqa: F811
+    """Production fails after the swap; the swap back meets one 409 and is tried again."""
+    green = slots["staging"]
+    base: Any = azure.server.RequestHandlerClass
+    refused: list[int] = []
+
+    class ConflictOnSwapBack(base):  # type: ignore[misc, valid-type]
+        def _swap(self, payload: Any, sub: str, rg: str, site: str) -> None:
+            if slots["site"].swaps == 1 and not refused:  # type: ignore[attr-defined]
+                refused.append(1)
+                self._error(409, "Conflict", "Another operation is in progress.")
+                return
+            super()._swap(payload, sub, rg, site)
+
+    azure.server.RequestHandlerClass = ConflictOnSwapBack
+
+    def break_new_production(site: Any) -> None:
+        if site.swaps == 1:
+            green.stop()
+
+    azure.on_swap = break_new_production
+    result = _deploy_swap(cli)
+    assert result.exit_code == 3, result.stderr
+    assert "swapped back to the previous version" in result.stderr
+    assert refused == [1] and slots["site"].swaps == 2  # type: ignore[attr-defined]
+    assert slots["site"].backends["production"] == slots["production"].url  # type: ignore
+
+
+def test_a_swap_whose_warm_up_fails_exits_3_and_is_not_swapped_back(
+    cli,
+    azure: FakeArm,
+    slots,  # noqa: F811
+) -> None:
+    """App Service's own warm-up (WEBSITE_SWAP_WARMUP_PING_PATH) gives up on the staging
+    slot: the swap operation fails and App Service cancels it; emrops says so (exit 3)."""
+    blue = slots["production"]
+    base: Any = azure.server.RequestHandlerClass
+    message = (
+        "Cannot swap site slots for site 'emrsim-production' because the 'staging' slot did "
+        "not respond to http ping. (CannotSwapSiteSlots_SiteSlotNotRespondingToHttpPing)"
+    )
+
+    class WarmupFails(base):  # type: ignore[misc, valid-type]
+        def _swap(self, payload: Any, sub: str, rg: str, site: str) -> None:
+            location = f"{azure.url}/subscriptions/{sub}/operationresults/warmupfailed"
+            self._send(202, None, {"Location": location, "Retry-After": "0"})
+
+        def _dispatch(self, method: str) -> None:
+            if self.path.endswith("/operationresults/warmupfailed"):
+                self._body()
+                self._error(409, "Conflict", message)
+                return
+            super()._dispatch(method)
+
+    azure.server.RequestHandlerClass = WarmupFails
+    result = _deploy_swap(cli)
+    assert result.exit_code == 3, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "App Service's warm-up of the staging slot failed: Conflict: Cannot swap" in error
+    assert "swap back" not in result.stderr
+    assert azure.count("POST", "/slotsswap") == 1
+    assert slots["site"].swaps == 0 and slots["site"].backends["production"] == blue.url
