@@ -153,6 +153,8 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       http20Enabled: true
       ftpsState: 'Disabled'
       minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      remoteDebuggingEnabled: false
       vnetRouteAllEnabled: true
       appSettings: appSettings
     }
@@ -190,6 +192,8 @@ resource stagingSlot 'Microsoft.Web/sites/slots@2023-12-01' = {
       http20Enabled: true
       ftpsState: 'Disabled'
       minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      remoteDebuggingEnabled: false
       vnetRouteAllEnabled: true
       appSettings: appSettings
     }
