@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from emrops import secrets
 from emrops.checklist.commands import CheckResult, display, run_check
@@ -188,6 +188,7 @@ class Runner:
     io: RunnerIO
     interactive: bool
     check_fn: CheckFn
+    held: list[dict[str, Any]] = field(default_factory=list)  # events not saved yet
 
     def execute(self) -> Run:
         """Visit every open item; save after each. Raises Interrupted on Ctrl-C or end of input."""
@@ -202,17 +203,18 @@ class Runner:
                 if rec.status in TERMINAL:
                     continue
                 if not self.interactive and item.check is None:
-                    if rec.reason != MANUAL_PENDING:
-                        self._set(rec, "pending", None, MANUAL_PENDING)
+                    if rec.reason != MANUAL_PENDING:  # saved with the next change: one
+                        # rewrite of the run file per manual item made long lists quadratic
+                        self._set(rec, "pending", None, MANUAL_PENDING, hold=True)
                     continue
                 self.io.show_item(item, position, len(items), rec)
                 if self._visit(item, rec) == QUIT:
                     self.run.status = "paused"
-                    self.store.save(self.run, {"event": "paused", "item": item.id})
+                    self._save({"event": "paused", "item": item.id})
                     return self.run
         except (KeyboardInterrupt, EOFError) as exc:
             self.run.status = "interrupted"
-            self.store.save(self.run, {"event": "interrupted"})
+            self._save({"event": "interrupted"})
             why = "input ended" if isinstance(exc, EOFError) else "interrupted"
             raise Interrupted(
                 f"{why}: checklist run {self.run.run_id} saved",
@@ -223,7 +225,7 @@ class Runner:
             "failed" if counts["failed"] else "incomplete" if counts["pending"] else "complete"
         )
         self.run.finished_at = iso_utc() if self.run.status == "complete" else None
-        self.store.save(self.run, {"event": "finished", "status": self.run.status})
+        self._save({"event": "finished", "status": self.run.status})
         return self.run
 
     # -- one item ------------------------------------------------------------------------
@@ -292,6 +294,11 @@ class Runner:
                 return secrets.mask(value)
             self.io.warn(problem)
 
+    def _save(self, event: dict[str, Any]) -> None:
+        """Save the run with the events held since the last save, then ``event``."""
+        held, self.held = self.held, []
+        self.store.save(self.run, event, earlier=held)
+
     def _set(
         self,
         rec: ItemRecord,
@@ -299,24 +306,28 @@ class Runner:
         method: str | None,
         reason: str | None,
         answer: str | None = None,
+        *,
+        hold: bool = False,
     ) -> None:
-        """Record an outcome (who, when, the person's answer) and save the run file."""
+        """Record an outcome (who, when, the person's answer) and save the run file
+        (``hold``: with the next save, for changes no work depends on)."""
         rec.status, rec.method = status, method
         rec.answer = answer or ("auto" if method == "auto" else None)
         rec.reason = secrets.mask(reason) if reason else None
         rec.by, rec.at = actor(), iso_utc()
-        self.store.save(
-            self.run,
-            {
-                "event": "item",
-                "item": rec.id,
-                "status": status,
-                "method": method,
-                "answer": rec.answer,
-                "reason": rec.reason,
-                **rec.by,
-            },
-        )
+        event = {
+            "event": "item",
+            "item": rec.id,
+            "status": status,
+            "method": method,
+            "answer": rec.answer,
+            "reason": rec.reason,
+            **rec.by,
+        }
+        if hold:
+            self.held.append(event)
+        else:
+            self._save(event)
 
 
 def evidence_problem(evidence: Evidence, value: str) -> str | None:
