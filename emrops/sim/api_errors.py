@@ -109,6 +109,12 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "validation_error", message)
 
 
+UNPARSABLE_BODY = "There was an error parsing the body"
+UNPARSABLE_MESSAGE = (
+    "the request body could not be parsed as JSON (nested too deeply, or a number too long)"
+)
+
+
 def install(app: FastAPI, retry_after: int = DEFAULT_RETRY_AFTER) -> None:
     """Register the handlers that give every error the same JSON shape."""
 
@@ -122,6 +128,10 @@ def install(app: FastAPI, retry_after: int = DEFAULT_RETRY_AFTER) -> None:
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            # FastAPI's answer when the JSON parser raised something other than a decode error:
+            # nesting beyond the recursion limit, an integer over 4300 digits
+            return error_response(400, "malformed_json", UNPARSABLE_MESSAGE)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         return error_response(exc.status_code, code, message, dict(exc.headers or {}))

@@ -330,3 +330,20 @@ def test_a_full_disk_is_named_and_shown_by_ready_and_writes_recover(
         filler.unlink()
         assert http.post(f"/api/sessions/{sid}/messages", json={"content": "hi"}).status_code == 201
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("[" * 30000 + "]" * 30000, id="nested-30000-deep"),
+        pytest.param('{"scenario_id": 1' + "0" * 5000 + "}", id="integer-of-5001-digits"),
+    ],
+)
+def test_json_the_parser_cannot_take_is_malformed_json(server: Server, body: str) -> None:
+    with server.http() as http:
+        answer = http.post(
+            "/api/sessions", content=body.encode(), headers={"content-type": "application/json"}
+        )
+    # before: 400 bad_request "There was an error parsing the body" (FastAPI's own words)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "malformed_json"
