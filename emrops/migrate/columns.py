@@ -268,6 +268,13 @@ def _mapping(
         kind = "timestamps" if m.pg_type == "timestamptz" else "UUIDs"
         m = text_mapping(declared, p)
         m.notes.append(f"values are all {kind} but the default {col.default} is not: kept as text")
+    if "CHAR(32)" in declared.upper().replace(" ", "") and 0 < p.n_uuid < p.n_values:
+        # some values are UUIDs, others 32 hex digits without a UUID's version and variant
+        # bits (MD5 digests): a uuid column would give those back with dashes
+        m.notes.append(
+            f"{p.n_values - p.n_uuid} value(s) are not UUIDs (32 hex digits without a UUID's "
+            "version and variant bits, e.g. MD5 digests): kept as text, as written"
+        )
     _collation(col, m, rule)
     null_fill = _null_keys(conn, table, col, p, m, rule)
     if m.converter == "ts" and check_text and p.n_text:

@@ -256,18 +256,11 @@ def text_mapping(declared: str, p: ColumnProfile) -> Mapping:
 
 
 def _text(declared: str, up: str, p: ColumnProfile) -> Mapping:
-    uuid_like = "UUID" in up or "CHAR(32)" in up.replace(" ", "")
-    if uuid_like and p.n_text and p.n_uuid == p.n_values:
+    if ("UUID" in up or "CHAR(32)" in up.replace(" ", "")) and p.n_text and p.n_uuid == p.n_values:
         return Mapping("uuid", "pass", f"{declared} holding only UUIDs (SQLAlchemy Uuid)")
     if p.n_text and p.n_iso == p.n_values and not (p.n_nul or p.n_bad_utf8):
         return Mapping("timestamptz", "ts", "text holding only ISO-8601 timestamps (naive = UTC)")
-    m = _chars(declared, up, p)
-    if uuid_like and p.n_uuid:
-        m.notes.append(
-            f"{p.n_values - p.n_uuid} value(s) are not UUIDs (32 hex digits without a UUID's "
-            "version and variant bits, e.g. MD5 digests): kept as text, as written"
-        )
-    return m
+    return _chars(declared, up, p)
 
 
 def _chars(declared: str, up: str, p: ColumnProfile) -> Mapping:
