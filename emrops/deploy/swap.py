@@ -194,10 +194,11 @@ def _swap_outcome(what: str, exc: EmropsError) -> EmropsError:
     """The error for a swap ARM accepted that did not end well. A refused poll (credentials)
     or a lost connection leaves its outcome unknown; any other answer is App Service's
     verdict on the swap, which it cancels when it fails (a warm-up failure: exit 3)."""
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    from azure.core.exceptions import HttpResponseError
 
     cause = exc.__cause__
-    if isinstance(cause, HttpResponseError) and not isinstance(cause, ClientAuthenticationError):
+    refused = arm.is_auth_failure(cause) or getattr(cause, "status_code", None) == 403
+    if isinstance(cause, HttpResponseError) and not refused:
         text = arm.arm_error_text(cause)
         if any(word in text.lower() for word in _WARMUP_WORDS):
             return SwapWarmupFailed(

@@ -252,9 +252,7 @@ def _operations_or_lost(clients: arm.ArmClients, env: Any, name: str) -> list[Op
 
 def _lost_track(env: Any, name: str, reason: str, cause: Any) -> EmropsError:
     """emrops can no longer follow a deployment ARM accepted: it was not cancelled."""
-    from azure.core.exceptions import ClientAuthenticationError
-
-    auth = isinstance(cause, ClientAuthenticationError) or "authentication failed" in reason
+    auth = arm.is_auth_failure(cause)
     hint = (arm.auth_hint(cause) + "; then " if auth else "") + (
         f"follow it with `az deployment group show -g {env.resource_group} -n {name}` (or the "
         f"portal's Deployments blade); when it has finished, run `emrops provision plan --env "
@@ -334,8 +332,28 @@ def plan_destroy(settings: Settings, clients: arm.ArmClients, env_name: str) -> 
 def destroy(settings: Settings, clients: arm.ArmClients, plan: DestroyPlan) -> None:
     """Delete the resource group (waits for it) and forget the saved outputs."""
     if plan.exists:
-        arm.call(
-            f"deleting resource group {plan.resource_group}",
-            lambda: clients.resources.resource_groups.begin_delete(plan.resource_group).result(),
+        what = f"deleting resource group {plan.resource_group}"
+        poller = arm.call(
+            what, lambda: clients.resources.resource_groups.begin_delete(plan.resource_group)
         )
+        try:
+            arm.call(what, poller.result)
+        except EmropsError as exc:
+            if not _polling_failed(exc.__cause__) and not _unreachable(exc.__cause__):
+                raise  # ARM's verdict on the deletion (a lock, a failed delete)
+            auth = arm.is_auth_failure(exc.__cause__)
+            raise EmropsError(
+                f"lost track of the deletion of {plan.resource_group}: {exc.message}; ARM "
+                f"accepted it and it was NOT cancelled: it may still be running in Azure",
+                hint=(arm.auth_hint(exc.__cause__) + "; then " if auth else "")
+                + f"check with `az group show -n {plan.resource_group}` (not found: deleted); "
+                f"`emrops provision destroy --env {plan.environment}` again forgets the "
+                "saved outputs once it is gone",
+            ) from exc
     outputs_path(settings, plan.environment).unlink(missing_ok=True)
+
+
+def _unreachable(exc: Any) -> bool:
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    return isinstance(exc, ServiceRequestError | ServiceResponseError)

@@ -202,6 +202,13 @@ def call(what: str, fn: Callable[[], T]) -> T:
         ) from exc
 
 
+def is_auth_failure(exc: Any) -> bool:
+    """A refused credential: ClientAuthenticationError, or a 401 the LRO poller raised plain."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    return isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) == 401
+
+
 def auth_hint(exc: Any) -> str:
     """What to do about a refused credential: an expired token needs a renewable one."""
     code = getattr(getattr(exc, "error", None), "code", None)

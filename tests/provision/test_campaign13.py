@@ -483,3 +483,62 @@ def test_a_swap_whose_warm_up_fails_exits_3_and_is_not_swapped_back(
     assert "swap back" not in result.stderr
     assert azure.count("POST", "/slotsswap") == 1
     assert slots["site"].swaps == 0 and slots["site"].backends["production"] == blue.url
+
+
+def test_a_fixed_token_that_expires_while_a_group_is_deleted_says_the_delete_goes_on(
+    cli, azure: FakeArm, tmp_path
+) -> None:
+    assert cli("provision", "apply", "--env", "staging", "--yes").exit_code == 0
+    base: Any = azure.server.RequestHandlerClass
+    cutoff: list[float] = []
+
+    class Expiring(base):  # type: ignore[misc, valid-type]
+        def _dispatch(self, method: str) -> None:
+            if cutoff and time.monotonic() > cutoff[0] and "Authorization" in self.headers:
+                self._body()
+                self._error(401, "ExpiredAuthenticationToken", "The access token has expired.")
+                return
+            if method == "DELETE":
+                cutoff.append(time.monotonic())
+            super()._dispatch(method)
+
+    azure.server.RequestHandlerClass = Expiring
+    azure.polls = 40
+    result = cli("provision", "destroy", "--env", "staging", "--yes")
+    assert result.exit_code == 1, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+    assert error.startswith("Error: lost track of the deletion of emrsim-staging-rg: ")
+    assert "was NOT cancelled: it may still be running in Azure" in error
+    assert "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token" in result.stderr
+    assert "az group show -n emrsim-staging-rg" in result.stderr
+    assert (tmp_path / ".emrops" / "outputs" / "staging.json").exists()
+
+
+def test_a_swap_whose_polls_are_refused_is_reported_as_unknown_not_failed(
+    cli,
+    azure: FakeArm,
+    slots,  # noqa: F811
+) -> None:
+    """The fixed token runs out right after ARM accepted the swap: emrops cannot know how it
+    ended, so it says so (it was reported as a failed swap, which App Service cancels)."""
+    base: Any = azure.server.RequestHandlerClass
+    cutoff: list[float] = []
+
+    class Expiring(base):  # type: ignore[misc, valid-type]
+        def _dispatch(self, method: str) -> None:
+            host = (self.headers.get("Host") or "").split(":")[0]
+            if cutoff and not host.endswith(".azurewebsites.net"):
+                self._body()
+                self._error(401, "ExpiredAuthenticationToken", "The access token has expired.")
+                return
+            if method == "POST" and self.path.split("?")[0].endswith("/slotsswap"):
+                cutoff.append(time.monotonic())
+            super()._dispatch(method)
+
+    azure.server.RequestHandlerClass = Expiring
+    result = _deploy_swap(cli)
+    assert result.exit_code == 1, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "the swap was accepted, then emrops lost track of it" in error
+    assert "check which version production serves" in result.stderr
+    assert azure.count("POST", "/slotsswap") == 1  # no swap back on a guess
