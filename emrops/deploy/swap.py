@@ -136,6 +136,10 @@ class SwapFailed(EmropsError):
     """App Service ran the swap and reported it failed (it cancels a failed swap)."""
 
 
+class SwapLostTrack(EmropsError):
+    """ARM accepted the swap, then emrops could not follow it: its outcome is unknown."""
+
+
 class SwapWarmupFailed(CheckFailed):
     """The swap's warm-up found the source slot not answering (exit 3)."""
 
@@ -207,7 +211,7 @@ def _swap_outcome(what: str, exc: EmropsError) -> EmropsError:
                 "answers its warm-up path (WEBSITE_SWAP_WARMUP_PING_PATH), then swap again",
             )
         return SwapFailed(f"{what} failed: {text}")
-    return EmropsError(
+    return SwapLostTrack(
         f"{what}: the swap was accepted, then emrops lost track of it: {exc.message}",
         hint="it may have completed: check which version production serves (its /ready, "
         "or the portal's Deployment slots) before swapping again",
@@ -313,9 +317,10 @@ def swap(
             _swap(clients, rg, site, back=True)  # runs whatever the deadline says
         except EmropsError as exc:
             # the worst case: production serves the version that just failed; say so plainly
+            now = "may still run" if isinstance(exc, SwapLostTrack) else "still runs"
             raise EmropsError(
                 f"production failed its health probe after the swap ({failures[0]}) and the "
-                f"swap back FAILED: {exc.message}; production still runs the new version",
+                f"swap back FAILED: {exc.message}; production {now} the new version",
                 hint=f"swap back now: `emrops deploy rollback --env {env.name} --site {site} "
                 "--yes` (or swap the slots in the Azure portal)",
             ) from None
