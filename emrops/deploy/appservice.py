@@ -101,7 +101,15 @@ class AppClient:
     def _token(self) -> str:
         if self.credential is None:
             raise EmropsError("no Azure credential for the Kudu API")
-        return str(self.credential.get_token(ARM_SCOPE).token)
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return str(self.credential.get_token(ARM_SCOPE).token)
+        except ClientAuthenticationError as exc:  # e.g. a fixed token that ran out mid-build
+            raise EmropsError(
+                f"no Azure token for the Kudu API: {str(exc).strip().splitlines()[0]}",
+                hint=arm.auth_hint(exc),
+            ) from exc
 
     def probe(self, host: str, path: str = "/ready", timeout: float = PROBE_TIMEOUT_S) -> Probe:
         import requests

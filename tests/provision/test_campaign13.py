@@ -542,3 +542,33 @@ def test_a_swap_whose_polls_are_refused_is_reported_as_unknown_not_failed(
     assert "the swap was accepted, then emrops lost track of it" in error
     assert "check which version production serves" in result.stderr
     assert azure.count("POST", "/slotsswap") == 1  # no swap back on a guess
+
+
+def test_a_fixed_token_that_runs_out_during_a_kudu_build_is_a_clear_error(
+    cli, azure: FakeArm, monkeypatch, tmp_path
+) -> None:
+    """The token was valid when the push began and runs out while Kudu builds: the next
+    status poll cannot get a token (was: an unexpected ClientAuthenticationError)."""
+    azure.add_site("emrsim-production-rg", SITE)
+    _slow_kudu(azure, seconds=60)
+    monkeypatch.setenv("EMROPS_AZURE_ACCESS_TOKEN", _jwt(time.time() + 1.5))
+    base: Any = azure.server.RequestHandlerClass
+
+    class AcceptsTheJwt(base):  # type: ignore[misc, valid-type]
+        def _dispatch(self, method: str) -> None:
+            if (self.headers.get("Authorization") or "").count(".") == 2:
+                del self.headers["Authorization"]
+                self.headers["Authorization"] = f"Bearer {TOKEN}"
+            super()._dispatch(method)
+
+    azure.server.RequestHandlerClass = AcceptsTheJwt
+    monkeypatch.setenv("EMROPS_DEPLOY_READY_TIMEOUT", "20s")
+    result = cli(
+        "deploy", "push", "--env", "production", "--site", SITE, "--package", _zip(tmp_path)
+    )
+    assert result.exit_code == 1, result.stderr
+    assert "unexpected" not in result.stderr.lower()
+    assert "Error: no Azure token for the Kudu API: the token in EMROPS_AZURE_ACCESS_TOKEN " in (
+        result.stderr
+    )
+    assert "EMROPS_AZURE_ACCESS_TOKEN holds one fixed token" in result.stderr
