@@ -69,6 +69,10 @@ class SetupFailed(Exception):
     """The target could not be prepared (unreachable, unauthorized, unexpected answer)."""
 
 
+ARRIVED_PRUNE_AT = 4096  # arrivals kept before old ones are dropped
+ARRIVAL_TTL_S = 600.0  # longer than any --timeout a reply could still be awaited within
+
+
 @dataclass
 class _Stream:
     """One session's WebSocket with the arrival time of every message id it delivered."""
@@ -79,6 +83,9 @@ class _Stream:
     waiters: dict[int, asyncio.Future[float]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     closed: bool = False
+    failure: StepFailed = field(
+        default_factory=lambda: StepFailed("ws_closed", "the WebSocket closed")
+    )
 
     async def read(self) -> None:
         assert self.ws is not None
@@ -87,26 +94,38 @@ class _Stream:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 now = time.monotonic()
-                frame = json.loads(msg.data)
-                if frame.get("type") != "message":
-                    continue
-                mid = int(frame["data"]["id"])
+                try:
+                    frame = json.loads(msg.data)
+                    if frame.get("type") != "message":
+                        continue
+                    mid = int(frame["data"]["id"])
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    # not the sim server's frame (a proxy's error page): the stream is no use
+                    self.failure = StepFailed("protocol", f"unreadable frame {msg.data[:60]!r}")
+                    break
                 waiter = self.waiters.pop(mid, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(now)
                 else:
                     self.arrived[mid] = now
+                    if len(self.arrived) > ARRIVED_PRUNE_AT:
+                        self._prune(now)
         finally:
             self.closed = True
             for waiter in self.waiters.values():
                 if not waiter.done():
-                    waiter.set_exception(StepFailed("ws_closed", "the WebSocket closed"))
+                    waiter.set_exception(self.failure)
+
+    def _prune(self, now: float) -> None:
+        """Forget arrivals nobody waited for (the student messages: only patient replies are
+        awaited); they grew by one per exchange for the whole run."""
+        self.arrived = {m: t for m, t in self.arrived.items() if now - t < ARRIVAL_TTL_S}
 
     async def wait_for(self, mid: int) -> float:
         if mid in self.arrived:
             return self.arrived.pop(mid)
         if self.closed:
-            raise StepFailed("ws_closed", "the WebSocket closed")
+            raise self.failure
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.waiters[mid] = future
         return await future

@@ -9,14 +9,18 @@ chunked response that never ends are errors, and the run ends on time.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiohttp import web
 
 from tests.sim.conftest import Server
 
@@ -164,3 +168,64 @@ def test_a_broken_response_is_an_error_and_the_run_ends_on_time(
     if kind is not None:
         assert set(summary["error_kinds"]) == {kind}
     assert took < 15  # 2 s of load + 1 s timeout + start-up
+
+
+def _ws_chat_fake() -> web.Application:
+    ids = itertools.count(1)
+
+    async def health(_r: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def scenarios(_r: web.Request) -> web.Response:
+        return web.json_response({"items": [{"id": 1}]})
+
+    async def session(_r: web.Request) -> web.Response:
+        return web.json_response({"id": str(uuid.uuid4())}, status=201)
+
+    async def post(_r: web.Request) -> web.Response:
+        pair = {"student": {"id": next(ids)}, "patient": {"id": next(ids)}}
+        return web.json_response(pair, status=201)
+
+    async def stream(r: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(r)
+        await ws.send_str("<html>502 Bad Gateway</html>")  # a proxy's page, not a frame
+        async for _msg in ws:  # until the client closes
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/scenarios", scenarios)
+    app.router.add_post("/api/sessions", session)
+    app.router.add_post("/api/sessions/{sid}/messages", post)
+    app.router.add_get("/ws/sessions/{sid}", stream)
+    return app
+
+
+@pytest.fixture
+def ws_chat_fake() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(_ws_chat_fake(), shutdown_timeout=0.5)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_a_websocket_frame_that_is_not_the_sim_servers_is_a_protocol_error(
+    cli, ws_chat_fake: str
+) -> None:
+    result = cli(
+        "loadtest", "run", "--url", ws_chat_fake, "--scenario", "ws-chat", "--rate", "10/s",
+        "--duration", "1s", "--timeout", "1s", "--sessions", "1", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    # before: the reader died of a JSONDecodeError and every request said ws_closed
+    assert summary["error_kinds"] == {"protocol": summary["completed"]}
+    assert summary["completed"] > 0
