@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def _source(path: Path, rows: int) -> Path:
                 None if i % 4 == 0 else (b"" if i % 4 == 1 else bytes([i % 256, 0, 255])),
                 None if i % 6 == 0 else json.dumps({"k": text, "i": i}, ensure_ascii=i % 2 == 0),
                 f"2024-01-02 03:04:05.{i % 1000000:06d}" if i % 7 else "2024-01-02T03:04:05Z",
-                f"{i:032x}",
+                uuid.UUID(int=i, version=4).hex,  # a UUID's version and variant bits
                 -(2**63) if i == 2 else i * 7,
             )
         )
@@ -258,7 +259,12 @@ def test_profile_counts_through_an_index_exactly(tmp_path: Path) -> None:
             conn.execute(f"CREATE INDEX {name}_ref ON {name} (ref{index}, id)")
             conn.execute(f"CREATE INDEX {name}_tag ON {name} (tag{index})")
         values = [
-            (f"{i % 7:032x}" if i % 5 else f"{i % 7:032X}", ["x", "X", "y\x00", None, 3][i % 5])
+            (
+                uuid.UUID(int=i % 7, version=4).hex
+                if i % 5
+                else uuid.UUID(int=i % 7, version=4).hex.upper(),
+                ["x", "X", "y\x00", None, 3][i % 5],
+            )
             for i in range(200)
         ]
         values += [(None, "ok"), (7, "abcdefgh"), ("not-a-uuid", "é")]
