@@ -27,7 +27,8 @@ import platformdirs
 
 from emrops import secrets
 from emrops.db import azure_auth
-from emrops.errors import ConfigError
+from emrops.errors import ConfigError, UsageError
+from emrops.paths import user_path
 
 CONFIG_NAME = "emrops.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -43,6 +44,7 @@ class Field:
     help: str = ""
     env: str | None = None  # defaults to EMROPS_<KEY with dots as underscores>
     file_allowed: bool = True  # secrets are never read from the file
+    multiline: bool = False  # a list one per line (recipients): line breaks allowed, NUL not
 
     @property
     def env_name(self) -> str:
@@ -105,7 +107,13 @@ FIELDS: list[Field] = [
     Field("deploy.probe_interval", "str", "2s", "pause between health probes"),
     Field("deploy.ready_timeout", "str", "5m", "how long to wait for a slot to become ready"),
     # backups (emrops/backup)
-    Field("backup.recipient", "str", None, "age recipient(s) (public keys) for --encrypt"),
+    Field(
+        "backup.recipient",
+        "str",
+        None,
+        "age recipient(s) (public keys) for --encrypt, one per line",
+        multiline=True,
+    ),
     Field("backup.compression_level", "int", 3, "zstd level for backups (1 fastest, 19 smallest)"),
     Field("azure.storage_account_url", "str", None, "https://ACCOUNT.blob.core.windows.net"),
     Field("azure.storage_retries", "int", 3, "retries of a failed Azure Storage request"),
@@ -219,7 +227,7 @@ def find_config_file(
             "--config is empty", hint="give the config file's path, or leave --config out"
         )
     if explicit:
-        path = Path(explicit).expanduser()
+        path = user_path(explicit)
         if path.is_dir():
             raise ConfigError(
                 f"config file {path} is a folder", hint=f"use --config {path / CONFIG_NAME}"
@@ -230,7 +238,7 @@ def find_config_file(
             )
         return path.resolve()
     if env.get("EMROPS_CONFIG"):
-        path = Path(env["EMROPS_CONFIG"]).expanduser()
+        path = user_path(env["EMROPS_CONFIG"])
         if path.is_dir():
             raise ConfigError(
                 f"config file {path} (from EMROPS_CONFIG) is a folder",
@@ -359,17 +367,20 @@ def _env_value(item: Field, env: Mapping[str, str]) -> str | None:
     return value if item.kind == "secret" else value.strip()
 
 
-def _resolve_path(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
+def _resolve_path(value: str, base: Path, where: str = "") -> Path:
+    try:
+        path = user_path(value)
+    except UsageError as exc:  # "~nosuchuser/x": was "unexpected RuntimeError"
+        raise ConfigError(f"{where}: {exc.message}" if where else exc.message, exc.hint) from None
     return path if path.is_absolute() else (base / path)
 
 
-def _resolve_db_url(value: str, base: Path) -> str:
+def _resolve_db_url(value: str, base: Path, where: str = "") -> str:
     if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
         rest = value[len("sqlite:///") :]
         if rest and not rest.startswith(":memory:"):
             path, sep, query = rest.partition("?")
-            return f"sqlite:///{_resolve_path(path, base)}{sep}{query}"
+            return f"sqlite:///{_resolve_path(path, base, where)}{sep}{query}"
     return value
 
 
@@ -405,19 +416,20 @@ def _coerce(
     if env is not None:  # from the file or a variable, not a flag or a default
         _refuse_control_characters(item, text, where)
     if item.kind == "path":
-        return _resolve_path(_expand_variables(text, where, env), base)
+        return _resolve_path(_expand_variables(text, where, env), base, where)
     if item.kind == "db_url":  # only a SQLite path: a password may hold a "$"
         if text.startswith("sqlite:///"):
             text = "sqlite:///" + _expand_variables(text[len("sqlite:///") :], where, env)
-        return _resolve_db_url(text, base)
+        return _resolve_db_url(text, base, where)
     if item.kind == "store":
         if "://" in text:
             return text
-        return str(_resolve_path(_expand_variables(text, where, env), base))
+        return str(_resolve_path(_expand_variables(text, where, env), base, where))
     return text
 
 
 _CONTROL = re.compile("[\x00\n\r]")  # other control characters are shown inert
+_NUL = re.compile("\x00")
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
@@ -427,7 +439,7 @@ def _refuse_control_characters(item: Field, text: str, where: str) -> None:
     HTTP client refuses later with a message naming neither the setting nor the variable."""
     if item.kind == "secret":
         return  # never named in a message, and checked by what uses it
-    bad = _CONTROL.search(text)
+    bad = (_NUL if item.multiline else _CONTROL).search(text)
     if bad:
         raise ConfigError(
             f"{where} holds a control character ({bad.group()!r}) at position {bad.start()}",

@@ -26,7 +26,7 @@ SEAL_TAG = b"EMROPS-SEAL1"
 SEAL_FRAME_SIZE = 8 + len(SEAL_TAG) + 32
 
 
-def _noop(_phase: str, _done: int, _total: int | None) -> None:
+def no_progress(_phase: str, _done: int, _total: int | None) -> None:
     return None
 
 
@@ -55,7 +55,7 @@ class HashingReader:
     def __init__(
         self,
         source: IO[bytes],
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
         phase: str = "",
         total: int | None = None,
         digest: bool = True,
@@ -215,7 +215,7 @@ def encode(
     *,
     level: int,
     recipients: list[Any] | None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     phase: str = "compress",
     total: int | None = None,
     seal: Callable[[], bytes] | None = None,

@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from emrops.backup.codec import CHUNK, HashingReader, Progress, _noop
+from emrops.backup.codec import CHUNK, HashingReader, Progress, no_progress
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import MANIFEST, MAX_DOCUMENT, PIN, Verification
 from emrops.backup.run import remove_leftovers
@@ -36,7 +36,7 @@ def copy_backup(
     *,
     pg_server: str | None = None,
     scratch_dir: Path | None = None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     warn: Warn | None = None,
 ) -> CopyResult:
     """Copy one backup; raises CheckFailed when the source is damaged or the copy fails verify."""

@@ -32,10 +32,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from emrops.backup.codec import Progress, _noop
+from emrops.backup.codec import Progress, no_progress
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import Manifest, Verification
-from emrops.backup.paths import user_path
 from emrops.backup.pgdump import pg_tables
 from emrops.backup.pgrestore import (
     LOCK_TIMEOUT,
@@ -91,6 +90,7 @@ from emrops.errors import (
     UsageError,
 )
 from emrops.logs import get_logger
+from emrops.paths import user_path
 from emrops.scratch import Claimed, claim, scratch_dir, sweep_tmp
 
 log = get_logger(__name__)
@@ -578,7 +578,7 @@ def restore(
     *,
     force: bool = False,
     pg_server: str | None = None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     warn: Warn | None = None,
 ) -> RestoreResult:
     """Execute a restore under the store lock (re-planning there, so the plan is current).

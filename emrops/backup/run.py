@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from emrops import __version__
 from emrops.backup import crypto
-from emrops.backup.codec import Progress, _noop, encode
+from emrops.backup.codec import Progress, encode, no_progress
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import MANIFEST, PIN, DataFile, Manifest, new_backup_id
 from emrops.backup.snapshot import Snapshot, use_sqlite_snapshot
@@ -39,7 +39,7 @@ class RunOptions:
 
 
 def run_backup(
-    store: Store, opts: RunOptions, progress: Progress = _noop, warn: Warn | None = None
+    store: Store, opts: RunOptions, progress: Progress = no_progress, warn: Warn | None = None
 ) -> Manifest:
     """Take one backup under the store lock and return its manifest.
 
@@ -87,7 +87,7 @@ def _probe_postgres(db: Any) -> None:
 
 
 def run_locked(
-    store: Store, opts: RunOptions, recipients: list[Any] | None, progress: Progress = _noop
+    store: Store, opts: RunOptions, recipients: list[Any] | None, progress: Progress = no_progress
 ) -> Manifest:
     """The backup itself; the caller holds the store lock (restore takes safety backups so)."""
     path = simple_sqlite_path(opts.db_url)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from emrops.backup.codec import Progress, _noop
+from emrops.backup.codec import Progress, no_progress
 from emrops.backup.walimage import (
     CHUNK_PAGES,
     CUT_SHORT_HINT,
@@ -155,7 +156,11 @@ def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
 
 @contextlib.contextmanager
 def sqlite_snapshot(
-    path: Path, scratch_dir: Path | None = None, *, live: bool = True, progress: Progress = _noop
+    path: Path,
+    scratch_dir: Path | None = None,
+    *,
+    live: bool = True,
+    progress: Progress = no_progress,
 ) -> Iterator[Snapshot]:
     """A consistent image of the SQLite database at ``path`` as ``Snapshot.stream``.
 
@@ -186,6 +191,19 @@ def sqlite_snapshot(
             yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
             _warn_if_replaced(path, image.db_fd)
         return
+    if image is not None and not _room_for(image, scratch_dir):
+        # Copying out needs the database's size free in the scratch folder: without it the
+        # image is read under the lock, as before (writers wait for the whole backup)
+        log.warning(
+            "%s: the scratch folder %s has less than %d bytes free, so the database is read "
+            "under its lock and the app's writers wait until the backup is written (set TMPDIR "
+            "to a folder with room to avoid that)",
+            path, scratch_dir or tempfile.gettempdir(), image.size,
+        )  # fmt: skip
+        with image:
+            yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
+            _warn_if_replaced(path, image.db_fd)
+        return
     if image is not None:
         with _copied_out(image, path, scratch_dir, progress) as (stream, size):
             yield Snapshot(counts, revision, info, stream=stream, size=size)
@@ -195,7 +213,10 @@ def sqlite_snapshot(
 
 
 def use_sqlite_snapshot(
-    path: Path, scratch_dir: Path | None, use: Callable[[Snapshot], T], progress: Progress = _noop
+    path: Path,
+    scratch_dir: Path | None,
+    use: Callable[[Snapshot], T],
+    progress: Progress = no_progress,
 ) -> tuple[Snapshot, T]:
     """Run ``use`` on a consistent image of the SQLite database at ``path`` (it reads
     ``Snapshot.stream``); the image is read again when the WAL restarted under the reads, and
@@ -210,6 +231,18 @@ def use_sqlite_snapshot(
         except Restarted as exc:
             log.info("reading %s again: %s", path, exc)
     raise AssertionError("unreachable: the last attempt uses the backup API")
+
+
+SCRATCH_MARGIN = 64 * 1024 * 1024  # left free beside the copy (logs, the app's own temp files)
+
+
+def _room_for(image: LiveImage, scratch_dir: Path | None) -> bool:
+    folder = Path(scratch_dir or tempfile.gettempdir())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return True  # a missing folder is named by the copy's own error
+    return free >= image.size + SCRATCH_MARGIN
 
 
 @contextlib.contextmanager

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from emrops.backup.manifest import Manifest
-from emrops.backup.paths import user_path
 from emrops.db.sqlite_file import not_a_file
 from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import UsageError
 from emrops.logs import get_logger
+from emrops.paths import user_path
 
 log = get_logger(__name__)
 ALL = "all"
@@ -84,7 +84,7 @@ def postgres_identity(db: Any) -> dict[str, Any]:
     """System identifier + database name of the PostgreSQL database ``db`` (a DbUrl)."""
     import sqlalchemy as sa
 
-    from emrops.db.engine import oneshot_engine
+    from emrops.db.engine import oneshot_engine, translate
 
     engine = oneshot_engine(db.url)
     try:
@@ -94,7 +94,8 @@ def postgres_identity(db: Any) -> dict[str, Any]:
             ).one()
         return {"kind": "postgresql", "system_identifier": row[0], "database": row[1]}
     except sa.exc.SQLAlchemyError as exc:
-        log.info("cannot read the system identifier of %s: %s", db.masked(), exc)
+        # the driver's first line: not SQLAlchemy's "(Background on this error at: ...)"
+        log.info("cannot read the system identifier: %s", translate(exc, db.url).message)
         return {"kind": "postgresql", "url": _pg_url_key(db), "database": db.url.database}
     finally:
         engine.dispose()

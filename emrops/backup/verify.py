@@ -27,7 +27,7 @@ import zstandard
 
 from emrops import __version__
 from emrops.backup import crypto
-from emrops.backup.codec import HashingReader, Progress, _noop, decode
+from emrops.backup.codec import HashingReader, Progress, decode, no_progress
 from emrops.backup.integrity import integrity_problems
 from emrops.backup.lock import Warn
 from emrops.backup.manifest import (
@@ -162,7 +162,7 @@ def materialize(
     item: DataFile,
     sink: IO[bytes],
     checks: Checks,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> bool:
     """Read one stored file, check size + SHA-256, decrypt and decompress it into ``sink``.
 
@@ -391,7 +391,7 @@ def verify_files(
     *,
     scratch: Path,
     pg_server: str | None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> None:
     """Every check of one backup; the database is left decoded at ``scratch``."""
     for item in manifest.files:
@@ -484,7 +484,7 @@ def verify_locked(
     *,
     pg_server: str | None = None,
     scratch_dir: Path | None = None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> Verification:
     """Verify one backup (caller holds the lock); records and returns the result.
 
@@ -580,7 +580,7 @@ def verify_backups(
     *,
     pg_server: str | None = None,
     scratch_dir: Path | None = None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     warn: Warn | None = None,
     latest: bool = False,
     source: Source | None = None,

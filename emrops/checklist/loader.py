@@ -17,6 +17,7 @@ from emrops.checklist.model import DEFAULT_TIMEOUT, Check, Checklist, Evidence, 
 from emrops.checklist.patterns import pattern_problem
 from emrops.checklist.yamlsrc import SourceDoc, parse_yaml
 from emrops.errors import UsageError
+from emrops.paths import user_path
 from emrops.resources import checklists_dir
 from emrops.units import parse_duration
 
@@ -84,7 +85,7 @@ def summaries(dirs: Iterable[Path]) -> list[dict[str, Any]]:
 
 def locate(name: str, dirs: Sequence[Path]) -> Path:
     """Path of checklist ``name`` (a bare name or a path to a .yaml file)."""
-    as_path = Path(name).expanduser()
+    as_path = user_path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
         if not as_path.is_file():
             raise UsageError(f"checklist file not found: {as_path}")

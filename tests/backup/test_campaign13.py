@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -659,3 +660,29 @@ def test_a_scratch_folder_too_small_for_the_rollback_journal_copy(tmp_path: Path
     assert f"cannot copy {path} into" in done.stderr and "is the disk full?" in done.stderr
     assert "unexpected" not in done.stderr
     assert sorted(p.name for p in store.iterdir()) == [".lock"]
+
+
+def test_a_scratch_folder_without_room_reads_the_image_under_the_lock(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 14: copying a rollback-journal image out needs its size free in the scratch
+    folder; without it the backup was refused ("is the disk full?") though it could be made
+    as before the copy existed, under the lock. The free space is what statvfs reports, so
+    the report is replaced for the scratch folder only."""
+    path = tmp_path / "app.db"
+    db = small_db(path, rows=2000)
+    real = shutil.disk_usage
+
+    def no_room(folder: Any) -> Any:
+        usage = real(folder)
+        return usage._replace(free=1024) if Path(folder) == Path(tempfile.gettempdir()) else usage
+
+    monkeypatch.setattr("emrops.backup.snapshot.shutil.disk_usage", no_room)
+    store = tmp_path / "st"
+    made = cli("backup", "run", "--db", db, "--store", str(store), "--json")
+    manifest = json_of(made)["manifest"]
+    assert "is read under its lock" in made.stderr, made.stderr
+    assert manifest["row_counts"]["t"] == 2000
+    monkeypatch.undo()
+    checked = cli("backup", "verify", "--latest", "--store", str(store))
+    assert checked.exit_code == 0, checked.stderr

@@ -13,7 +13,6 @@ from typing import IO
 
 from emrops.atomic import fsync_dir
 from emrops.backup.lock import Holder, local_lock
-from emrops.backup.paths import user_path
 from emrops.backup.stores import (
     DeleteRefused,
     NotAFile,
@@ -28,6 +27,7 @@ from emrops.backup.stores import (
     write_error,
 )
 from emrops.errors import EmropsError, UsageError
+from emrops.paths import user_path
 
 STAGING = ".staging-"
 # A file or folder that may not change (chattr +i or +a, a read-only folder or file system):

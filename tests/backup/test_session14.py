@@ -1,0 +1,43 @@
+"""Session 14: the log line when PostgreSQL refuses to tell its system identifier (a managed
+server, or a role without EXECUTE on pg_control_system) is the driver's first line, not
+SQLAlchemy's "(Background on this error at: https://sqlalche.me/...)"."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import psycopg
+import pytest
+
+from emrops.backup.sources import postgres_identity
+from emrops.db.engine import parse_db_url
+from tests.conftest import PG_ADMIN_DSN, PG_HOST
+
+
+def test_a_refused_system_identifier_logs_postgresqls_first_line(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = pg_url.rsplit("/", 1)[1]
+    role = f"plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG_ADMIN_DSN} dbname={database}", autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        # per database (pg_proc is), so no other test's database is touched
+        admin.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    try:
+        url = parse_db_url(f"postgresql+psycopg://{role}@{PG_HOST}/{database}")
+        emrops_log = logging.getLogger("emrops")  # may not propagate after a CLI run
+        emrops_log.addHandler(caplog.handler)
+        try:
+            with caplog.at_level(logging.INFO, logger="emrops"):
+                identity = postgres_identity(url)
+        finally:
+            emrops_log.removeHandler(caplog.handler)
+        assert identity["kind"] == "postgresql" and "system_identifier" not in identity
+        lines = [r.getMessage() for r in caplog.records if "system identifier" in r.getMessage()]
+        assert lines and "permission denied for function pg_control_system" in lines[0], lines
+        assert "sqlalche.me" not in lines[0] and "\n" not in lines[0]
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
