@@ -111,7 +111,8 @@ def probe(
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Probe WebSocket delivery; exit 3 when a message was lost or duplicated. Prints a
+    """Probe WebSocket delivery; exit 3 when a message was lost or duplicated, or a client got
+    frames that are not the simulation server's. Prints a
     summary; --verbose adds one row per client (--json always has them). A client still
     reconnecting when the probe ends is reported as reconnecting: what it has not received
     yet is pending, not lost (lost = not delivered after the client resumed).
@@ -154,4 +155,11 @@ def probe(
         raise CheckFailed(
             f"WebSocket delivery broken: {t['lost']} lost, {t['duplicated']} duplicated",
             hint="rerun with --verbose for the per-client table (or read --out/--json)",
+        )
+    if not report["passed"]:  # frames that are not the sim server's: --json said passed false
+        raise CheckFailed(
+            f"WebSocket delivery broken: {t['protocol_errors']} client(s) got frames that are "
+            "not the simulation server's",
+            hint="is --url a proxy or another service? rerun with --verbose for each client's "
+            "protocol error",
         )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from aiohttp import web
 
-Twist = str  # "not-json" | "bad-utf8" | "bad-accept"
+Twist = str  # "not-json" | "bad-utf8" | "bad-accept" | "late-junk"
 
 
 def _fake_app(twist: Twist) -> web.Application:
@@ -64,9 +64,14 @@ def _fake_app(twist: Twist) -> web.Application:
         ws = web.WebSocketResponse()
         await ws.prepare(r)
         sid, sent = r.match_info["sid"], int(r.query.get("after", 0))
-        frames = 0
+        frames, quiet_since, junked = 0, asyncio.get_running_loop().time(), False
         while not ws.closed:
+            now = asyncio.get_running_loop().time()
+            if twist == "late-junk" and frames and not junked and now - quiet_since > 0.4:
+                await ws.send_str("<html>502 Bad Gateway</html>")  # after everything arrived
+                junked = True
             for mid in [i for i in store[sid] if i > sent]:
+                quiet_since = now
                 frames += 1
                 if frames == 2 and twist == "not-json":
                     await ws.send_str("<html>502 Bad Gateway</html>")
@@ -142,3 +147,16 @@ def test_a_101_without_the_right_accept_key_is_named(cli, fake: Callable[[Twist]
     result = _probe(cli, fake("bad-accept"))
     assert result.exit_code == 1
     assert "could not connect within 15s (last error: WSServerHandshakeError" in result.stderr
+
+
+def test_a_foreign_frame_after_every_message_arrived_still_fails_the_probe(
+    cli, fake: Callable[[Twist], str]
+) -> None:
+    # passed was false in --json, yet the exit code was 0: only loss and duplicates exited 3
+    result = _probe(cli, fake("late-junk"))
+    report = json.loads(result.stdout)
+    assert report["totals"]["lost"] == 0 and report["totals"]["duplicated"] == 0, report
+    assert report["totals"]["protocol_errors"] >= 1, report["clients"]
+    assert report["passed"] is False
+    assert result.exit_code == 3
+    assert "not the simulation server's" in result.stderr
