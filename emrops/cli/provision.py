@@ -41,6 +41,8 @@ _WORDS = {
     "Deploy": "to deploy",
     "NoChange": "unchanged",
     "Ignore": "ignored",
+    "NoEffect": "without effect",
+    "Unsupported": "what-if cannot predict",
 }
 _SYMBOL = {
     "Create": "+",
@@ -49,6 +51,8 @@ _SYMBOL = {
     "Deploy": "!",
     "NoChange": "=",
     "Ignore": "*",
+    "NoEffect": "=",
+    "Unsupported": "?",
 }
 
 
@@ -122,7 +126,7 @@ def _print_plan(p: plan.Plan) -> None:
     for col in ("", "change", "type", "name", "properties"):
         table.add_column(col)
     for c in p.changes:
-        props = ", ".join(f"{x.change} {x.path}" for x in c.properties)
+        props = ", ".join(f"{x.change} {x.path}" for x in c.properties) or c.reason
         table.add_row(_SYMBOL.get(c.change, "?"), c.change, c.resource_type, c.name, props)
     out_console.print(table)
     counts = ", ".join(f"{n} {_WORDS.get(k, k)}" for k, n in sorted(p.summary.items()))
@@ -155,9 +159,25 @@ def plan_cmd(
         err_console.print(f"plan saved to {path}")
     if result.pending:
         raise ChangesPending(
-            f"{result.pending} change(s) pending in {result.environment}",
-            hint=f"emrops provision apply --env {result.environment} --plan {path}",
+            _pending_message(result),
+            hint=f"emrops provision apply --env {result.environment} --plan {path}"
+            + (
+                " (after reviewing what what-if cannot predict: it may change nothing or more)"
+                if result.unpredicted
+                else ""
+            ),
         )
+
+
+def _pending_message(p: plan.Plan) -> str:
+    """Exit 4's message: what-if's unpredicted resources are not called changes."""
+    known = p.pending - p.unpredicted
+    if not p.unpredicted:
+        return f"{known} change(s) pending in {p.environment}"
+    unknown = f"{p.unpredicted} resource(s) what-if cannot predict"
+    if not known:
+        return f"no predicted changes in {p.environment}, but {unknown}"
+    return f"{known} change(s) pending in {p.environment}, and {unknown}"
 
 
 @app.command("apply")

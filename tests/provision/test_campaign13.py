@@ -60,6 +60,15 @@ def test_unsupported_change_is_not_reported_as_in_sync(cli, azure: FakeArm) -> N
     first = plan["changes"][0]
     assert first["change"] == "Unsupported" and first["reason"] == reason
     assert plan["summary"]["Unsupported"] == 1
+    # without --json: not "1 change(s) pending" (what-if predicted none), the reason shown
+    shown = cli("provision", "plan", "--env", "staging")
+    assert shown.exit_code == 4
+    assert "change(s) pending" not in shown.stderr
+    assert "no predicted changes in staging, but 1 resource(s) what-if cannot predict" in (
+        shown.stderr
+    )
+    assert "1 what-if cannot predict" in shown.stdout
+    assert "nested deployment" in shown.stdout.replace("\n", " ")
 
 
 def test_unknown_change_type_is_unpredicted_and_resource_level_noeffect_is_none(
