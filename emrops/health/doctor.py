@@ -29,6 +29,7 @@ from emrops.logs import iso_utc
 
 CHECKS = (
     "config",
+    "schedules",
     "database",
     "schema",
     "backup_store",
@@ -104,6 +105,7 @@ def run_doctor(load: Callable[[], Settings], opts: DoctorOptions) -> DoctorRepor
     checks.append(DoctorCheck("config", True, f"valid: {where}"))
     ctx = _Context(cfg, opts)
     runners: dict[str, Callable[[_Context], str]] = {
+        "schedules": _schedules,
         "database": _database,
         "schema": _schema,
         "backup_store": _backup_store,
@@ -134,6 +136,14 @@ def _run_one(name: str, runner: Callable[[_Context], str], ctx: _Context) -> Doc
     except Exception as exc:  # a broken check is a failed check, not a crash
         detail = secrets.mask(f"{type(exc).__name__}: {exc}")
         return DoctorCheck(name, False, detail, "rerun with --debug and report it")
+
+
+def _schedules(ctx: _Context) -> str:
+    """Every job's schedule parses and fires (`0 0 31 2 *` loaded, then never ran a job)."""
+    from emrops.schedule.jobs import schedules
+
+    parsed = schedules(ctx.settings)  # UsageError naming the setting
+    return ", ".join(f"{job} {s.expression if s else 'off'}" for job, s in parsed.items())
 
 
 def _engine(ctx: _Context) -> Any:

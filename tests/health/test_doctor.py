@@ -184,3 +184,15 @@ def test_timeout_bounds_a_silent_database_and_sim_server(healthy, blackhole: int
     assert checks["sim_ready"]["detail"] == (
         f"http://127.0.0.1:{blackhole}/ready unreachable (ReadTimeout)"
     )
+
+
+def test_a_schedule_that_never_fires_fails_its_check(healthy) -> None:
+    # the config loaded, so doctor passed; `schedule run` then never ran the backup job
+    result = healthy(env={"EMROPS_SCHEDULE_BACKUP": "0 0 31 2 *"})
+    assert result.exit_code == 3
+    assert _failed(result) == ["schedules"]
+    check = _checks(result)["schedules"]
+    assert check["detail"].startswith("schedule.backup: invalid schedule '0 0 31 2 *'")
+    assert "February" in check["hint"]
+    fine = _checks(healthy())["schedules"]
+    assert fine["ok"] and "backup 0 2 * * *" in fine["detail"], fine
