@@ -449,6 +449,28 @@ def _dependents(text: str) -> str:
     return f" ({'; '.join(found)})" if found else ""
 
 
+_NOT_OWNER = re.compile(r"must be owner of (large object|[a-z ]+?) (\S+)")
+
+
+def _owner_of(target_url: str, kind: str, name: str) -> str:
+    """ " (owned by ROLE)" for a large object the restoring user may not unlink; "" else."""
+    if kind != "large object" or not name.isdigit():
+        return ""
+    db = parse_db_url(target_url)
+    engine = oneshot_engine(db.url)
+    try:
+        with db_errors(db), engine.connect() as conn:
+            role = conn.exec_driver_sql(
+                "SELECT pg_get_userbyid(lomowner) FROM pg_largeobject_metadata WHERE oid = %s",
+                (int(name),),
+            ).scalar()
+    except DatabaseError:  # the restore's own failure is reported either way
+        return ""
+    finally:
+        engine.dispose()
+    return f" (owned by {role}, not by {db.url.username or 'the restoring user'})" if role else ""
+
+
 def restore_failed(target_url: str, shown: str, code: int, message: str) -> DatabaseError:
     """The error of a restore that rolled back, with what to do about the usual causes."""
     text = f"pg_restore into {shown} failed (exit {code}), target unchanged: {message}"
@@ -468,6 +490,15 @@ def restore_failed(target_url: str, shown: str, code: int, message: str) -> Data
             "only the relations it does not hold) depend on what it restores: drop them "
             "(their definitions are in the safety backup) and run the restore again, or "
             "restore into a new database",
+        )
+    owner = _NOT_OWNER.search(message)
+    if owner:
+        return DatabaseError(
+            text + _owner_of(target_url, owner.group(1), owner.group(2)),
+            hint="the restore drops and recreates what the backup holds, which only its owner "
+            "may do: run it as that owner, or make the restoring user a member of the owning "
+            "role (GRANT owner TO user; on Azure Database for PostgreSQL, which has no "
+            "superuser, as the server's admin user), then run the restore again",
         )
     resources = _RESOURCES.search(message)
     if resources and resources.group(1) == "53100":

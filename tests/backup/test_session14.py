@@ -41,3 +41,43 @@ def test_a_refused_system_identifier_logs_postgresqls_first_line(
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_large_object_of_another_role_names_its_owner_and_how_to_restore(cli, tmp_path) -> None:
+    """Azure Database for PostgreSQL has no superuser: a restoring role that does not own a
+    large object of the target cannot unlink it. The restore rolled back with the bare
+    "must be owner of large object N"; now the owner is named and the hint says what to do."""
+    suffix = uuid.uuid4().hex[:8]
+    database, restorer, other = f"emrops_lo_{suffix}", f"rest_{suffix}", f"oth_{suffix}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{restorer}" LOGIN CREATEDB')
+        admin.execute(f'CREATE ROLE "{other}"')
+        admin.execute(f'CREATE DATABASE "{database}" OWNER "{restorer}"')
+    url = f"postgresql+psycopg://{restorer}@{PG_HOST}/{database}"
+    try:
+        with psycopg.connect(f"{PG_ADMIN_DSN} dbname={database} user={restorer}") as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        store = tmp_path / "store"
+        made = cli("backup", "run", "--db", url, "--store", str(store))
+        assert made.exit_code == 0, made.stderr
+        with psycopg.connect(f"{PG_ADMIN_DSN} dbname={database}", autocommit=True) as admin:
+            admin.execute("SELECT lo_from_bytea(424243, 'x'::bytea)")
+            admin.execute(f'ALTER LARGE OBJECT 424243 OWNER TO "{other}"')
+            admin.execute(f'GRANT SELECT ON LARGE OBJECT 424243 TO "{restorer}"')
+        done = cli(
+            "backup", "restore", "--latest", "--target", url, "--store", str(store),
+            "--yes", "--force",
+        )  # fmt: skip
+        assert done.exit_code == 1, done.stderr
+        assert (
+            f"must be owner of large object 424243 (owned by {other}, not by {restorer})"
+            in done.stderr
+        )
+        assert "GRANT owner TO user" in done.stderr and "unexpected" not in done.stderr
+        with psycopg.connect(f"{PG_ADMIN_DSN} dbname={database}") as admin:
+            assert admin.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (1,)
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{restorer}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{other}"')
