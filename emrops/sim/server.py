@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -59,36 +60,30 @@ class ServeOptions:
     insecure: bool = False  # serve a non-loopback address without a token (--insecure)
 
 
-def _vitals_interval() -> float:
-    raw = os.environ.get(VITALS_ENV)
+def _seconds_env(name: str, default: float, most: float = math.inf) -> float:
+    """A positive number of seconds (below ``most``) from the variable ``name``."""
+    raw = os.environ.get(name)
     if not raw:
-        return DEFAULT_VITALS_INTERVAL
+        return default
     try:
         value = float(raw)
-        if value <= 0:
+        if not 0 < value < most:
             raise ValueError
     except ValueError:
         raise UsageError(
-            f"invalid {VITALS_ENV}={raw!r}", hint="give a positive number of seconds"
+            f"invalid {name}={raw!r}", hint="give a positive number of seconds"
         ) from None
     return value
+
+
+def _vitals_interval() -> float:
+    return _seconds_env(VITALS_ENV, DEFAULT_VITALS_INTERVAL)
 
 
 def _client_timeout() -> float:
     """Seconds a client has to send a request head, and a body before its rate counts
     (emrops.sim.slowclients); EMROPS_SIM_CLIENT_TIMEOUT, default 10."""
-    raw = os.environ.get(CLIENT_TIMEOUT_ENV)
-    if not raw:
-        return slowclients.DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-        if not 0 < value < 86400:
-            raise ValueError
-    except ValueError:
-        raise UsageError(
-            f"invalid {CLIENT_TIMEOUT_ENV}={raw!r}", hint="give a positive number of seconds"
-        ) from None
-    return value
+    return _seconds_env(CLIENT_TIMEOUT_ENV, slowclients.DEFAULT_TIMEOUT_S, 86400)
 
 
 def _prepare_process() -> None:
