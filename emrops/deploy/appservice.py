@@ -22,6 +22,11 @@ from emrops.provision.environments import Environment
 
 ARM_SCOPE = "https://management.azure.com/.default"
 PROBE_TIMEOUT_S = 5.0  # one /ready probe; a wait for readiness cuts it to what is left
+KUDU_AUTH_HINT = (
+    "Kudu takes only Entra ID tokens (basic publishing credentials are off): deploy as a "
+    "principal with Website Contributor or Contributor on the Web App {site} (az login, the "
+    "CI's federated identity, or the one EMROPS_AZURE_ACCESS_TOKEN was issued to)"
+)
 
 
 @dataclass
@@ -144,6 +149,14 @@ class AppClient:
                 )
         except requests.RequestException as exc:
             raise EmropsError(f"zip deploy to {slot.scm_host} failed: {exc}") from exc
+        if response.status_code in (401, 403):
+            # Basic publishing credentials are off (templates/bicep/modules/app.bicep), so Kudu
+            # takes only an Entra ID token, and only from a principal with a role on the site.
+            raise EmropsError(
+                f"zip deploy to {slot.site}/{slot.slot} was refused: HTTP "
+                f"{response.status_code} {response.text[:200]}",
+                hint=KUDU_AUTH_HINT.format(site=slot.site),
+            )
         if response.status_code not in (200, 202):
             raise EmropsError(
                 f"zip deploy to {slot.site}/{slot.slot} was refused: HTTP "

@@ -200,6 +200,43 @@ resource stagingSlot 'Microsoft.Web/sites/slots@2023-12-01' = {
   }
 }
 
+// Basic publishing credentials off for FTP and Kudu (scm), on the site and on the slot (Azure
+// security baseline for App Service, Azure Policy "App Service apps should have local
+// authentication methods disabled for FTP/SCM site deployments"). `emrops deploy push`
+// deploys with an Entra ID bearer token to Kudu, which these policies leave allowed; the
+// deploying principal needs a role on the site (Website Contributor or Contributor).
+resource siteFtpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource siteScmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource slotFtpBasicAuth 'Microsoft.Web/sites/slots/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: stagingSlot
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource slotScmBasicAuth 'Microsoft.Web/sites/slots/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: stagingSlot
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
 // HTTP, console (the sim server's stdout/stderr), app and audit (publishing sign-ins) logs
 // and metrics of the production slot to the workspace.
 resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {

@@ -1,0 +1,106 @@
+"""Session 14: production set up the way Azure's own guidance does it (security baseline,
+Well-Architected), evaluated per environment from the Bicep sources, and what emrops does
+against an Azure set up that way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emrops.provision.evaluate import Evaluation
+from tests.provision.fake_arm import FakeArm
+from tests.provision.test_deploy import slots, template_db  # noqa: F401 (fixtures)
+from tests.provision.test_templates import _evaluate
+
+ENVS = ("staging", "production")
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, Evaluation]:
+    return request.param, _evaluate(request.param)
+
+
+@pytest.fixture(scope="module")
+def production() -> Evaluation:
+    return _evaluate("production")
+
+
+# ------------------------------------------------------------------ App Service
+def test_basic_publishing_credentials_are_off_for_site_and_slot(rendered):
+    env, ev = rendered
+    # Azure Policy: "App Service apps (and slots) should have local authentication methods
+    # disabled for FTP / SCM site deployments": both policies, on the site and on the slot
+    for owner_type in ("Microsoft.Web/sites", "Microsoft.Web/sites/slots"):
+        owner = ev.one(owner_type)
+        policies = {
+            p.name: p.properties
+            for p in ev.of_type(f"{owner_type}/basicPublishingCredentialsPolicies")
+            if p.body["parent"].type == owner.type and p.body["parent"].name == owner.name
+        }
+        assert policies == {"ftp": {"allow": False}, "scm": {"allow": False}}, (env, owner_type)
+
+
+# ------------------------------------------------------------ deploy push without basic auth
+SITE = "emrsim-production"
+
+
+def _zip(tmp_path) -> str:
+    import zipfile
+
+    path = tmp_path / "app.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("requirements.txt", "fastapi==0.115.0\n")
+    return str(path)
+
+
+def _kudu_auth(azure: FakeArm, refuse: tuple[int, str] | None = None) -> list[str]:
+    """Record the Authorization scheme of every Kudu request; Basic is refused as App Service
+    does once `scm` basic publishing credentials are off; ``refuse`` answers the upload."""
+    base: Any = azure.server.RequestHandlerClass
+    schemes: list[str] = []
+
+    class NoBasicKudu(base):  # type: ignore[misc, valid-type]
+        def _kudu(self, method: str, site: Any, slot: str, body: bytes) -> None:
+            header = self.headers.get("Authorization") or ""
+            schemes.append(header.split(" ", 1)[0])
+            if header.startswith("Basic "):
+                self._error(401, "Unauthorized", "Basic authentication is disabled.")
+                return
+            if refuse and method == "POST":
+                self._error(refuse[0], "Forbidden", refuse[1])
+                return
+            super()._kudu(method, site, slot, body)
+
+    azure.server.RequestHandlerClass = NoBasicKudu
+    return schemes
+
+
+def _push(cli, tmp_path):
+    return cli("deploy", "push", "--env", "production", "--site", SITE, "--package", _zip(tmp_path))
+
+
+@pytest.mark.usefixtures("slots")
+def test_push_deploys_with_entra_id_tokens_only(cli, azure: FakeArm, tmp_path) -> None:
+    schemes = _kudu_auth(azure)
+    result = _push(cli, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert schemes and set(schemes) == {"Bearer"}
+    assert len(azure.zip_deploys) == 1
+    # and never asks ARM for the publishing profile or user (basic credentials)
+    assert azure.count("POST", "publishingcredentials") == 0
+    assert azure.count("POST", "publishxml") == 0
+
+
+def test_push_refused_by_kudu_says_entra_id_and_which_role(cli, azure: FakeArm, tmp_path) -> None:
+    azure.add_site("emrsim-production-rg", SITE)
+    _kudu_auth(azure, refuse=(403, "The client does not have authorization to deploy."))
+    result = _push(cli, tmp_path)
+    assert result.exit_code == 1
+    assert f"Error: zip deploy to {SITE}/staging was refused: HTTP 403" in result.stderr, (
+        result.stderr
+    )
+    hint = " ".join(result.stderr.split("Try:", 1)[1].split())
+    assert hint.startswith("Kudu takes only Entra ID tokens (basic publishing credentials are off)")
+    assert f"Website Contributor or Contributor on the Web App {SITE}" in hint
+    assert azure.zip_deploys == []
