@@ -181,7 +181,7 @@ def canon_ts(v: Any) -> str:
 
 # cast rule epoch = ...: (the instant of 0, microseconds per unit); julian counts days from
 # noon UTC of 4714-11-24 BC (SQLite's julianday()): 2440587.5 is the Unix epoch
-EPOCH_UNITS: dict[str, tuple[datetime, float]] = {
+EPOCH_UNITS: dict[str, tuple[datetime, int]] = {
     "s": (EPOCH, 1_000_000),
     "ms": (EPOCH, 1_000),
     "us": (EPOCH, 1),
@@ -191,9 +191,19 @@ EPOCH_UNITS: dict[str, tuple[datetime, float]] = {
 _JULIAN_UNIX = 2440587.5
 
 
+def _micros(v: int | float, halves: int, scale: int) -> int:
+    """``(v - halves / 2) * scale`` rounded half to even, computed exactly: a double's
+    product in floating point is rounded first, which put 1 in 8 Unix-seconds values
+    (1709957222.5798254 s is ...825.4013 us) one microsecond off."""
+    num, den = v.as_integer_ratio()
+    num, den = (2 * num - halves * den) * scale, 2 * den
+    whole, rest = divmod(num, den)
+    return whole + (2 * rest > den or (2 * rest == den and whole % 2 == 1))
+
+
 def _epoch(unit: str) -> Callable[[Any], datetime]:
     base, scale = EPOCH_UNITS[unit]
-    offset = _JULIAN_UNIX if unit == "julian" else 0
+    halves = int(_JULIAN_UNIX * 2) if unit == "julian" else 0
 
     def conv(v: Any) -> datetime:
         if isinstance(v, str):
@@ -206,9 +216,7 @@ def _epoch(unit: str) -> Callable[[Any], datetime]:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConversionError(f"not a number of {unit} since the epoch: {v!r}")
         try:
-            if isinstance(v, int) and not offset:
-                return base + timedelta(microseconds=v * int(scale))
-            return base + timedelta(microseconds=round((v - offset) * scale))
+            return base + timedelta(microseconds=_micros(v, halves, scale))
         except (OverflowError, ValueError):  # beyond datetime's range, or inf
             raise ConversionError(f"epoch out of range: {v!r}") from None
 
@@ -222,7 +230,7 @@ def epoch_number(unit: str, moment: datetime) -> int | float:
     micros = (moment - base) // timedelta(microseconds=1)
     if unit == "julian":
         return micros / scale + _JULIAN_UNIX
-    whole, rest = divmod(micros, int(scale))
+    whole, rest = divmod(micros, scale)
     return whole if not rest else micros / scale
 
 

@@ -1,0 +1,62 @@
+"""Session 14: databases shaped like real ones not tried before (iOS Core Data, Firefox
+places.sqlite, Chrome History, Android Room, Home Assistant, Sequelize, Prisma, Laravel,
+Knex, Grafana, Anki). Each test is a defect found there, checked against the source's
+values independently of verify; the source's SHA-256 is checked where it matters."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from tests.migrate.conftest import pg, script_db, sha256
+
+
+def _migrate(cli, url: str, pg_url: str, *extra: str) -> dict:  # type: ignore[no-untyped-def]
+    """plan, run and verify with ``extra`` options, each exit 0; the plan as JSON."""
+    plan = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json", *extra)
+    assert plan.exit_code == 0, plan.stdout + plan.stderr
+    run = cli("migrate-db", "run", "--from", url, "--to", pg_url, *extra)
+    assert run.exit_code == 0, run.stdout + run.stderr
+    verify = cli("migrate-db", "verify", "--from", url, "--to", pg_url)  # the journaled plan
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
+    return dict(json.loads(plan.stdout))
+
+
+# Real timestamps as apps store them in REAL columns (Home Assistant's last_updated_ts, a
+# JavaScript Date.now() plus a fraction, Core Data's ZTIMESTAMP, julianday()): the product
+# of the double and the unit was rounded in floating point before the rounding to
+# microseconds, so about 1 value in 8 arrived 1 us from the nearest microsecond of what
+# SQLite held; verify used the same arithmetic and exited 0.
+EPOCHS = {
+    "s": ("1970-01-01", 1, [1709957222.5798254, 1711282044.0758326, -721540032.3407825]),
+    "ms": ("1970-01-01", Decimal("0.001"), [1705410842441.9714, 1705965697291.4446]),
+    "2001": ("2001-01-01", 1, [776377461.8976614, 755285957.6292965, 752093841.7613145]),
+    "julian": ("1970-01-01", 86400, [2460384.3215464167, 2460312.1690630116]),
+}
+
+
+def test_fractional_epochs_land_on_the_nearest_microsecond(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "epochs.db"
+    rows = [(unit, v) for unit, (_, _, values) in EPOCHS.items() for v in values]
+    url = script_db(
+        db,
+        'CREATE TABLE t (id INTEGER PRIMARY KEY, s REAL, ms REAL, "2001" REAL, julian REAL);'
+        + "".join(f'INSERT INTO t ("{u}") VALUES ({v!r});' for u, v in rows),
+    )
+    casts = tmp_path / "casts.toml"
+    casts.write_text("".join(f'[t."{u}"]\nepoch = "{u}"\n' for u in EPOCHS))
+    before = sha256(db)
+    _migrate(cli, url, pg_url, "--cast", str(casts))
+    with pg(pg_url) as conn:
+        got = conn.execute('SELECT s, ms, "2001", julian FROM t ORDER BY id').fetchall()
+    for (unit, value), row in zip(rows, got, strict=True):
+        start, scale, _ = EPOCHS[unit]
+        days = Decimal(value) - Decimal("2440587.5") if unit == "julian" else Decimal(value)
+        micros = int((days * scale * 1_000_000).to_integral_value())  # exact, half to even
+        want = datetime.fromisoformat(start).replace(tzinfo=UTC) + timedelta(microseconds=micros)
+        assert [v for v in row if v is not None] == [want], (unit, value)
+    assert sha256(db) == before
