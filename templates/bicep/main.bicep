@@ -125,6 +125,15 @@ param autoscaleMaxInstances int = 10
 @description('Create an Azure Load Testing resource (for `emrops loadtest cloud`).')
 param loadTestingEnabled bool = false
 
+@description('Redundancy of the backup storage account: Standard_GZRS (zones + paired region) in production, so backups outlive a zone and a region; Standard_LRS where cost matters more (staging).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param backupStorageSku string = 'Standard_GZRS'
+
 @description('Days before backups move to the cool tier.')
 param backupCoolAfterDays int = 30
 
@@ -184,6 +193,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     accountName: take('${namePrefix}${suffix}', 24)
+    skuName: backupStorageSku
     coolAfterDays: backupCoolAfterDays
     deleteAfterDays: backupDeleteAfterDays
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId

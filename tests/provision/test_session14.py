@@ -104,3 +104,13 @@ def test_push_refused_by_kudu_says_entra_id_and_which_role(cli, azure: FakeArm, 
     assert hint.startswith("Kudu takes only Entra ID tokens (basic publishing credentials are off)")
     assert f"Website Contributor or Contributor on the Web App {SITE}" in hint
     assert azure.zip_deploys == []
+
+
+# ------------------------------------------------------------------ Storage
+def test_backup_storage_is_zone_and_geo_redundant_in_production(rendered):
+    env, ev = rendered
+    account = ev.one("Microsoft.Storage/storageAccounts")
+    # Well-Architected (reliability) for Storage: production backups survive the loss of a
+    # zone and of the region, like the PostgreSQL server's geo-redundant backups
+    expected = {"production": "Standard_GZRS", "staging": "Standard_LRS"}[env]
+    assert account.body["sku"] == {"name": expected}

@@ -16,6 +16,9 @@ param tags object
 @maxLength(24)
 param accountName string
 
+@description('Replication: Standard_GZRS in production, Standard_LRS in staging.')
+param skuName string
+
 @description('Days before a backup moves to the cool tier.')
 param coolAfterDays int
 
@@ -45,7 +48,7 @@ var pinTag = 'emrops-pinned'
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_43:The name is computed in main.bicep from take(prefix + uniqueString(), 24): lowercase letters and digits
   #checkov:skip=CKV_AZURE_33:Queue service is not used; logging goes to the workspace through diagnostic settings
-  #checkov:skip=CKV_AZURE_206:Locally redundant storage keeps costs down; backups are also copied off-site by emrops
+  #checkov:skip=CKV_AZURE_206:Replication is the backupStorageSku parameter: Standard_GZRS in production, Standard_LRS in staging to save cost; tests/provision/test_session14.py asserts both
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; backups are already encrypted client-side by emrops
   #checkov:skip=CKV2_AZURE_41:No SAS tokens are issued (shared keys are off), so there is no SAS expiration policy to set
   name: accountName
@@ -53,7 +56,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: skuName
   }
   properties: {
     accessTier: 'Hot'
