@@ -114,3 +114,21 @@ def test_backup_storage_is_zone_and_geo_redundant_in_production(rendered):
     # zone and of the region, like the PostgreSQL server's geo-redundant backups
     expected = {"production": "Standard_GZRS", "staging": "Standard_LRS"}[env]
     assert account.body["sku"] == {"name": expected}
+
+
+# ------------------------------------------------------------------ PostgreSQL
+def test_postgres_refuses_tls_below_1_2_and_password_sign_in_in_production(rendered):
+    env, ev = rendered
+    configs = {
+        c.name: c.properties
+        for c in ev.of_type("Microsoft.DBforPostgreSQL/flexibleServers/configurations")
+    }
+    assert configs["ssl_min_protocol_version"] == {
+        "value": "TLSv1.2",
+        "source": "user-override",
+    }, env
+    assert configs["require_secure_transport"]["value"] == "on"
+    auth = ev.one("Microsoft.DBforPostgreSQL/flexibleServers").properties["authConfig"]
+    assert auth["activeDirectoryAuth"] == "Enabled"
+    # password sign-in: off in production; staging keeps a break-glass administrator
+    assert auth["passwordAuth"] == {"production": "Disabled", "staging": "Enabled"}[env]

@@ -138,6 +138,20 @@ resource requireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@20
   }
 }
 
+// TLS 1.2 at least, said explicitly rather than left to the service default (Azure security
+// baseline for PostgreSQL: "enforce TLS 1.2 or later"); clients connect with verify-full.
+resource tlsFloor 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
+  parent: server
+  name: 'ssl_min_protocol_version'
+  properties: {
+    value: 'TLSv1.2'
+    source: 'user-override'
+  }
+  dependsOn: [
+    requireTls
+  ]
+}
+
 // Configuration changes restart parts of the server: one at a time.
 resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2023-12-01-preview' = {
   parent: server
@@ -147,7 +161,7 @@ resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configuratio
     source: 'user-override'
   }
   dependsOn: [
-    requireTls
+    tlsFloor
   ]
 }
 
