@@ -136,9 +136,7 @@ def local_lock(
             if warn:
                 warn(message)
         me = Holder.me(operation)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me.to_json().encode(), 0)
-        os.fsync(fd)
+        _name_holder(fd, path, me, warn)
         try:
             yield me
         finally:
@@ -146,6 +144,29 @@ def local_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _name_holder(fd: int, path: Path, me: Holder, warn: Warn | None) -> None:
+    """Write the holder into the lock file. The flock is the lock; the text only names the
+    holder for a run that finds it busy. On a full store (ENOSPC, EDQUOT) the lock is held
+    without a name, with a warning: the operation then says for itself what it could not
+    write (verify, restore and copy from the store need no space in it)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.to_json().encode(), 0)
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise EmropsError(f"cannot write the lock file {path}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # a half-written holder names nobody either
+        message = (
+            f"backup store {path.parent} is full ({exc.strerror}): its lock is held but does "
+            "not name this run"
+        )
+        log.warning(message)
+        if warn:
+            warn(message)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import secrets
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from emrops.errors import CheckFailed, UsageError
+from emrops import __version__
+from emrops.errors import CheckFailed, ExitCode, UsageError
 
 FORMAT = "emrops-backup/1"
 MANIFEST = "manifest.json"
@@ -52,6 +54,56 @@ def check_id(backup_id: str) -> str:
             hint="copy an id from `emrops backup list`, e.g. 20261125T193012.345Z-3fa2c1",
         )
     return backup_id
+
+
+class NewerFormat(CheckFailed):
+    """A manifest written by a newer emrops (a higher ``format``, or unknown fields from a
+    newer tool version): this version cannot check it, which says nothing against it. Exit 1,
+    never recorded as a failed verification (rotate would count it as damage); listed as
+    broken, so rotate keeps it and never counts it."""
+
+    exit_code = ExitCode.ERROR
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"3.40.1"`` -> ``(3, 40, 1)``; the digits each part starts with (``"2rc1"`` -> 2)."""
+    parts = []
+    for part in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _newer_format(raw: Any, where: str, reason: str) -> NewerFormat | None:
+    """NewerFormat when ``raw`` says it was written by a newer emrops: a format
+    ``emrops-backup/N`` with N above ours, or (fields we do not know being the reason) a
+    ``tool_version`` above ours."""
+    if not isinstance(raw, dict):
+        return None
+    fmt, tool = raw.get("format"), raw.get("tool_version")
+    ours = int(FORMAT.rsplit("/", 1)[1])
+    number = re.fullmatch(r"emrops-backup/([0-9]{1,9})", fmt) if isinstance(fmt, str) else None
+    if number is not None and int(number[1]) > ours:
+        what = f"format {fmt}; this emrops reads {FORMAT}"
+    elif (
+        fmt == FORMAT
+        and "Additional properties" in reason
+        and isinstance(tool, str)
+        and version_tuple(tool[:64]) > version_tuple(__version__)
+    ):
+        what = f"fields this emrops does not know: {reason}"
+    else:
+        return None
+    tool_text = tool[:64] if isinstance(tool, str) else "not given"
+    newer = isinstance(tool, str) and version_tuple(tool_text) > version_tuple(__version__)
+    return NewerFormat(
+        f"manifest {where} was written by a newer emrops ({what}; its tool_version: "
+        f"{tool_text}); this emrops ({__version__}) cannot check or restore it: nothing was "
+        "recorded about the backup",
+        hint=f"verify, restore and copy this backup with emrops {tool_text} or newer"
+        if newer
+        else f"verify, restore and copy this backup with the emrops that wrote {fmt!s:.64}",
+    )
 
 
 @dataclass
@@ -153,6 +205,11 @@ class Manifest:
             raw = load_document(data)
             check_manifest(raw, folder)
         except (ValueError, InvalidDocument) as exc:
+            newer = (
+                _newer_format(raw, where, str(exc)) if isinstance(exc, InvalidDocument) else None
+            )
+            if newer is not None:
+                raise newer from None
             raise CheckFailed(
                 f"manifest {where} is invalid: {exc}",
                 hint="the backup is damaged or was changed; restore another one",

@@ -38,6 +38,7 @@ from emrops.backup.manifest import (
     Check,
     DataFile,
     Manifest,
+    NewerFormat,
     Verification,
     check_id,
     id_time,
@@ -456,7 +457,9 @@ def _record(
     try:
         store.write_bytes(f"{backup_id}/{VERIFICATION}", result.to_json())
     except EmropsError as exc:
-        unwritable = (errno.EROFS, errno.EACCES, errno.EPERM)
+        # A store that cannot take the record (read-only, another user's, full) still has
+        # the backup: the result stands for this run (a restore from a full store goes on).
+        unwritable = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
         if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno in unwritable):
             raise
         log.warning(
@@ -494,6 +497,8 @@ def verify_locked(
     checks = Checks()
     try:
         manifest = load_manifest(store, backup_id)
+    except NewerFormat:
+        raise  # not checkable here, not damage: never recorded as failed
     except (CheckFailed, UsageError) as exc:
         checks.add("manifest", False, exc.message)
         if ID_PATTERN.fullmatch(backup_id):
@@ -613,7 +618,7 @@ def verify_backups(
                         progress=progress,
                     )
                 )
-            except (crypto.IdentityProblem, ScratchFull, Offline, NewerSchema) as exc:
+            except (crypto.IdentityProblem, ScratchFull, Offline, NewerSchema, NewerFormat) as exc:
                 results.append(Unchecked(backup_id, exc.message, exc.hint))
         return results
 

@@ -1,0 +1,175 @@
+"""Session 14 hostile campaign: full stores, manifests of a newer emrops, and the other cases
+of docs/backup.md "Session 14"."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.backup.conftest import run_backup
+
+
+def small_db(path: Path, rows: int = 1500) -> str:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    conn.executemany("INSERT INTO t (v) VALUES (randomblob(1000))", [()] * rows)
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def in_private_tmpfs(mountpoint: Path, script: str, size: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    """Run ``script`` (sh) with a ``size`` tmpfs on ``mountpoint`` in a private mount namespace
+    (root only; skipped where ``unshare -m`` is not allowed). The mount ends with the script."""
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip("unshare -m is not allowed here (needs root)")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    setup = f"mount -t tmpfs -o size={size} tmpfs '{mountpoint}' && "
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", setup + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# -- a store that filled up after its backups were written ------------------------------
+
+
+def test_a_full_store_still_verifies_and_restores(tmp_path: Path) -> None:
+    """The store's disk filled up (other backups, another program) after a backup was taken:
+    verify, pin and restore failed with `unexpected OSError: [Errno 28]` (writing the lock's
+    holder); and restore stopped when the verification could not be recorded, so a full
+    backup disk meant no restore at all. Now the lock is held without a holder name (a
+    warning), the verification is not recorded (a warning, as on a read-only store), a
+    restore into a new file works, and restore --force refuses because its safety backup
+    cannot be written, target unchanged."""
+    py = sys.executable
+    url = small_db(tmp_path / "src.db")
+    target = tmp_path / "target.db"
+    small_db(target, rows=3)
+    before = sha256(target)
+    mnt = tmp_path / "mnt"
+    store = mnt / "store"
+    em = f"{py} -m emrops backup"
+    out = in_private_tmpfs(
+        mnt,
+        f"{em} run --db {url} --store {store} >/dev/null || exit 9; "
+        f"dd if=/dev/zero of={mnt}/filler bs=64k >/dev/null 2>&1; "
+        f"{em} verify --latest --source all --store {store}; echo verify=$?; "
+        f"{em} restore --latest --source all --target {tmp_path}/new.db --yes --store {store}; "
+        f"echo new=$?; "
+        f"{em} restore --latest --source all --target {target} --force --yes --store {store}; "
+        f"echo force=$?; ls -A {store}/*/",
+        size="2m",
+    )
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr, out.stderr
+    assert "verify=0" in out.stdout and "new=0" in out.stdout, (out.stdout, out.stderr)
+    assert "force=1" in out.stdout, (out.stdout, out.stderr)
+    assert "is full" in out.stderr and "not recorded" in out.stderr
+    assert "before the target's data was changed" in out.stderr
+    assert "verification.json" not in out.stdout  # nothing recorded, nothing half-written
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1500
+    conn.close()
+    assert sha256(target) == before
+
+
+def test_a_full_store_is_reported_by_backup_run(cli, tmp_path: Path) -> None:
+    """backup run on a store that is already full: the lock warning, then the store's own
+    `is full` error, exit 1, no backup folder left."""
+    url = small_db(tmp_path / "src.db", rows=10)
+    mnt = tmp_path / "mnt"
+    store = mnt / "store"
+    out = in_private_tmpfs(
+        mnt,
+        f"mkdir {store} && dd if=/dev/zero of={mnt}/filler bs=64k >/dev/null 2>&1; "
+        f"{sys.executable} -m emrops backup run --db {url} --store {store}; echo rc=$?; "
+        f"ls -A {store}",
+        size="1m",
+    )
+    assert "rc=1" in out.stdout, (out.stdout, out.stderr)
+    assert "unexpected" not in out.stderr and "is full" in out.stderr, out.stderr
+    assert out.stdout.split("rc=1")[1].split() == [".lock"]
+    assert run_backup(cli, url, tmp_path / "ok")["row_counts"] == {"t": 10}
+
+
+# -- a manifest written by a newer emrops ------------------------------------------------
+
+
+def rewrite_manifest(store: Path, backup_id: str, **changes: object) -> None:
+    from emrops.backup.manifest import seal_of
+
+    path = store / backup_id / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    doc.pop("seal")
+    doc["seal"] = seal_of(doc)  # as the newer emrops would have sealed it
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"format": "emrops-backup/2", "parts": [{"name": "database.sqlite.zst.1"}]},
+        {"tool_version": "99.0.0", "replication": {"lag_s": 0}},
+    ],
+    ids=["format-2", "newer-tool-with-new-field"],
+)
+def test_a_newer_emrops_manifest_is_not_marked_failed(cli, tmp_path: Path, changes) -> None:  # type: ignore[no-untyped-def]
+    """A store shared with a newer emrops (a drill host not upgraded yet): verify of its
+    backups recorded FAILED ("restore another backup, and find out what damaged this one",
+    exit 3) over the newer emrops's own ok record, so the newer emrops no longer counted
+    them as verified and its rotate deleted them. Now exit 1 naming the newer emrops, the
+    record untouched; restore and copy exit 1 with the same reason (not 3, "damaged");
+    listed broken, so rotate keeps it."""
+    url = small_db(tmp_path / "src.db", rows=10)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    assert cli("backup", "verify", backup_id, "--store", str(store)).exit_code == 0
+    rewrite_manifest(store, backup_id, **changes)
+    record = (store / backup_id / "verification.json").read_bytes()
+    for args in (["verify", backup_id], ["verify", "--all"]):
+        result = cli("backup", *args, "--store", str(store))
+        assert result.exit_code == 1, (args, result.stderr)
+        assert "written by a newer emrops" in result.stderr, result.stderr
+    assert (store / backup_id / "verification.json").read_bytes() == record
+    result = cli("backup", "restore", backup_id, "--target", str(tmp_path / "new.db"), "--yes",
+                 "--store", str(store))  # fmt: skip
+    assert result.exit_code == 1 and "written by a newer emrops" in result.stderr
+    assert not (tmp_path / "new.db").exists()
+    result = cli("backup", "copy", backup_id, "--to", str(tmp_path / "copy"), "--store", str(store))
+    assert result.exit_code == 1 and "written by a newer emrops" in result.stderr
+    newest = run_backup(cli, url, store)["id"]
+    assert cli("backup", "verify", newest, "--store", str(store)).exit_code == 0
+    result = cli("backup", "rotate", "--keep-last", "1", "--store", str(store))
+    assert result.exit_code == 0, result.stderr
+    assert (store / backup_id / "manifest.json").exists(), result.stdout
+
+
+def test_unknown_fields_from_this_version_are_still_damage(cli, tmp_path: Path) -> None:
+    """Only a newer tool_version excuses fields this emrops does not know: the same field in
+    a manifest that says this version wrote it is a changed manifest (exit 3, recorded)."""
+    url = small_db(tmp_path / "src.db", rows=10)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    rewrite_manifest(store, backup_id, replication={"lag_s": 0})
+    result = cli("backup", "verify", backup_id, "--store", str(store))
+    assert result.exit_code == 3 and "Additional properties" in result.stderr, result.stderr
+    assert "written by a newer emrops" not in result.stderr
+    assert (store / backup_id / "verification.json").exists()
