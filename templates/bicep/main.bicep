@@ -167,6 +167,7 @@ module monitor 'modules/monitor.bicep' = {
     baseName: '${namePrefix}-${environmentName}-${suffix}'
     alertEmail: alertEmail
     backupHeartbeatMinutes: backupHeartbeatMinutes
+    telemetryPublisherPrincipalId: appIdentity.properties.principalId
   }
 }
 
@@ -243,6 +244,7 @@ module keyVault 'modules/keyvault.bicep' = {
     readerPrincipalIds: [
       appIdentity.properties.principalId
     ]
+    readerPrincipalType: 'ServicePrincipal'
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId
     publicAccess: publicDataAccess
     allowedIpRanges: allowedIpRanges

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emrops.provision.evaluate import Evaluation
+from emrops.provision.evaluate import Evaluation, Unknown
 from tests.provision.fake_arm import FakeArm
 from tests.provision.test_deploy import slots, template_db  # noqa: F401 (fixtures)
 from tests.provision.test_templates import _evaluate
@@ -132,3 +132,55 @@ def test_postgres_refuses_tls_below_1_2_and_password_sign_in_in_production(rende
     assert auth["activeDirectoryAuth"] == "Enabled"
     # password sign-in: off in production; staging keeps a break-glass administrator
     assert auth["passwordAuth"] == {"production": "Disabled", "staging": "Enabled"}[env]
+
+
+# ------------------------------------------------------------ identities and role assignments
+METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+
+def test_telemetry_is_sent_with_the_app_identity_not_the_instrumentation_key(rendered):
+    env, ev = rendered
+    insights = ev.one("Microsoft.Insights/components")
+    assert insights.properties["DisableLocalAuth"] is True
+    identity = ev.one("Microsoft.ManagedIdentity/userAssignedIdentities")
+    # the app identity may publish to this Application Insights resource, and only there
+    [publisher] = [
+        r
+        for r in ev.of_type("Microsoft.Authorization/roleAssignments")
+        if METRICS_PUBLISHER in str(r.properties["roleDefinitionId"])
+    ]
+    assert publisher.body["scope"].type == insights.type
+    assert publisher.body["scope"].name == insights.name
+    assert f"userAssignedIdentities/{identity.name}.properties>.principalId" in str(
+        publisher.properties["principalId"]
+    )
+    assert publisher.properties["principalType"] == "ServicePrincipal"
+    # and both slots sign their telemetry in with that identity (client id)
+    for site_type in ("Microsoft.Web/sites", "Microsoft.Web/sites/slots"):
+        settings = {
+            s["name"]: s["value"].what if isinstance(s["value"], Unknown) else s["value"]
+            for s in ev.one(site_type).properties["siteConfig"]["appSettings"]
+        }
+        auth = settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        assert auth.startswith("Authorization=AAD;ClientId="), (env, site_type)
+        assert f"userAssignedIdentities/{identity.name}.properties>.clientId" in auth
+
+
+def test_role_assignments_to_the_app_identity_name_a_service_principal(rendered):
+    env, ev = rendered
+    identity = ev.one("Microsoft.ManagedIdentity/userAssignedIdentities")
+    app = f"userAssignedIdentities/{identity.name}.properties>.principalId"
+    to_app = [
+        r
+        for r in ev.of_type("Microsoft.Authorization/roleAssignments")
+        if app in str(r.properties["principalId"])
+    ]
+    # blob data, blob tags, Key Vault secrets, telemetry
+    assert len(to_app) == 4, env
+    # a just-created identity may not be replicated yet: with principalType ARM does not
+    # look it up (PrincipalNotFound otherwise)
+    assert {r.module: r.properties.get("principalType") for r in to_app} == {
+        "main/storage": "ServicePrincipal",
+        "main/keyVault": "ServicePrincipal",
+        "main/monitor": "ServicePrincipal",
+    }

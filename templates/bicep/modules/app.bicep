@@ -65,6 +65,12 @@ var appSettings = [
     value: appInsightsConnectionString
   }
   {
+    // Application Insights takes only Entra ID authenticated telemetry (DisableLocalAuth):
+    // the app identity, which holds Monitoring Metrics Publisher on it
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'Authorization=AAD;ClientId=${identityClientId}'
+  }
+  {
     name: 'AZURE_CLIENT_ID'
     value: identityClientId
   }

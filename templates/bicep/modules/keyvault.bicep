@@ -23,6 +23,9 @@ param secretValues object
 @description('Principal ids that may read the secrets.')
 param readerPrincipalIds array
 
+@description('Principal type of those readers (ServicePrincipal for a managed identity, so a new identity is not refused as not found yet); empty: let ARM look it up.')
+param readerPrincipalType string = ''
+
 @description('Log Analytics workspace for audit logs.')
 param logAnalyticsWorkspaceId string
 
@@ -81,6 +84,7 @@ resource readers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for pri
   scope: vault
   properties: {
     principalId: principalId
+    principalType: empty(readerPrincipalType) ? null : readerPrincipalType
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUserRole)
   }
 }]

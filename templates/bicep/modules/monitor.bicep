@@ -16,6 +16,12 @@ param alertEmail string
 @description('Minutes without a successful backup before the alert fires.')
 param backupHeartbeatMinutes int
 
+@description('Principal (the app identity) that publishes telemetry with Entra ID: local (key) ingestion is off.')
+param telemetryPublisherPrincipalId string
+
+// Monitoring Metrics Publisher: despite the name, it publishes all telemetry to the resource
+var metricsPublisherRole = '3913510d-42f4-4e42-8a64-420c390055eb'
+
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: '${baseName}-logs'
   location: location
@@ -37,6 +43,18 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     Application_Type: 'web'
     WorkspaceResourceId: workspace.id
     DisableLocalAuth: true
+  }
+}
+
+// DisableLocalAuth refuses telemetry authorized by the instrumentation key alone; the app
+// identity sends it with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING in app.bicep).
+resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, telemetryPublisherPrincipalId, metricsPublisherRole)
+  scope: appInsights
+  properties: {
+    principalId: telemetryPublisherPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', metricsPublisherRole)
   }
 }
 
