@@ -184,3 +184,9 @@ def test_role_assignments_to_the_app_identity_name_a_service_principal(rendered)
         "main/keyVault": "ServicePrincipal",
         "main/monitor": "ServicePrincipal",
     }
+
+
+def test_log_analytics_takes_no_key_based_ingestion(rendered):
+    env, ev = rendered
+    workspace = ev.one("Microsoft.OperationalInsights/workspaces")
+    assert workspace.properties["features"] == {"disableLocalAuth": True}, env

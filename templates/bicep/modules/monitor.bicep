@@ -31,6 +31,12 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: 90
+    // Entra ID only (Azure Policy "Log Analytics workspaces should block non-Azure Active
+    // Directory based ingestion"): diagnostic settings and Application Insights need no
+    // workspace key, and nothing here sends with one
+    features: {
+      disableLocalAuth: true
+    }
   }
 }
 
