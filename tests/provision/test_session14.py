@@ -190,3 +190,14 @@ def test_log_analytics_takes_no_key_based_ingestion(rendered):
     env, ev = rendered
     workspace = ev.one("Microsoft.OperationalInsights/workspaces")
     assert workspace.properties["features"] == {"disableLocalAuth": True}, env
+
+
+def test_postgres_maintenance_happens_in_a_chosen_window(rendered):
+    env, ev = rendered
+    server = ev.one("Microsoft.DBforPostgreSQL/flexibleServers").properties
+    assert server["maintenanceWindow"] == {
+        "customWindow": "Enabled",
+        "dayOfWeek": 0,
+        "startHour": 2,
+        "startMinute": 0,
+    }, env

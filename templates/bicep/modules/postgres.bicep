@@ -107,6 +107,14 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' =
     network: {
       publicNetworkAccess: 'Disabled'
     }
+    // Planned maintenance (restarts, failover with HA) at a known quiet time rather than any
+    // time Azure picks (Well-Architected reliability for PostgreSQL): Sunday 02:00 UTC
+    maintenanceWindow: {
+      customWindow: 'Enabled'
+      dayOfWeek: 0
+      startHour: 2
+      startMinute: 0
+    }
   }
 }
 
