@@ -197,6 +197,15 @@ def length(node: exp.Length) -> exp.Expr | None:
     return None
 
 
+def unicode_(node: exp.Unicode) -> exp.Expr | None:
+    """unicode(x): the first character's code point, NULL for '' (PostgreSQL's ascii('')
+    is 0; its text holds no NUL, so 0 means ''); numbers by their text. A blob is left to
+    PostgreSQL to refuse (SQLite reads its bytes as UTF-8)."""
+    if kind(node.this) == "bytea":
+        return None
+    return typed(fill("NULLIF(ASCII(__x), 0)", x=to_text(node.this)), "bigint")
+
+
 def hex_(node: exp.Expr) -> exp.Expr | None:
     """hex(x): the upper-case hex of x's bytes (text as UTF-8, numbers as their text); ''
     for NULL, as in SQLite."""

@@ -26,6 +26,7 @@ from emrops.migrate.sql.functions import (
     strpos,
     substr,
     typeof,
+    unicode_,
 )
 from emrops.migrate.sql.types import is_number, kind
 
@@ -464,6 +465,7 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.Round, round_),
     (exp.Length, length),
     (exp.Hex, hex_),
+    (exp.Unicode, unicode_),
     (exp.JSONObject, json_object),
     (exp.LowerHex, hex_),
     (exp.Typeof, typeof),
