@@ -51,6 +51,7 @@ from emrops.backup.sqlite_swap import (
     encoding_refusal,
     header_says_wal,
     move_aside,
+    prepare_image,
     publish_by_rename,
     restore_in_place,
     text_encoding,
@@ -747,6 +748,8 @@ def _restore_sqlite(
         if in_place:  # the image is what counts (a manifest older than source ids has none)
             _refuse_encoding(encoding_refusal(text_encoding(scratch), path), db)
         target_wal = header_says_wal(path) if in_place else None  # before the flag step
+        if in_place:  # a rewrite SQLite refuses stops here, before the target changes
+            prepare_image(scratch, path, wal=bool(target_wal))
         _set_flag_in_file(scratch, before)
         if not in_place:
             stage.name = "publish"

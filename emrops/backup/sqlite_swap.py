@@ -138,7 +138,56 @@ def _give_up_when_busy(target: Path, busy_timeout: float) -> Callable[[int, int,
     return progress
 
 
+def prepare_image(image: Path, target: Path, *, wal: bool) -> None:
+    """Give ``image`` the page size and journal mode of ``target`` now, before anything of the
+    target changes (maintenance, safety backup): a rewrite SQLite refuses then stops the restore
+    with the target untouched. :func:`restore_in_place` checks again under the write lock."""
+    with open(target, "rb") as handle:
+        head = handle.read(18)
+    size = int.from_bytes(head[16:18], "big") if len(head) == 18 else 0
+    page_size = 65536 if size == 1 else size
+    if page_size:
+        _match_image(image, target, wal=wal, page_size=page_size)
+
+
+def _app_definitions(exc: sqlite3.Error) -> str | None:
+    """The collation or function named by ``exc`` when it is one only the app defines."""
+    text = str(exc)
+    for prefix in ("no such collation sequence: ", "no such function: ", "unknown function: "):
+        if text.startswith(prefix):
+            return text
+    return None
+
+
 def _match_image(image: Path, target: Path, *, wal: bool, page_size: int) -> None:
+    try:
+        _rewrite_image(image, target, wal=wal, page_size=page_size)
+    except sqlite3.Error as exc:
+        missing = _app_definitions(exc)
+        with open(image, "rb") as handle:
+            head = handle.read(18)
+        have = int.from_bytes(head[16:18], "big")
+        have = 65536 if have == 1 else have
+        if missing is None:
+            raise DatabaseError(
+                f"could not rewrite the restored data at the page size ({page_size} bytes) and "
+                f"journal mode of {target}: {exc}; nothing was restored"
+            ) from exc
+        # VACUUM rebuilds every index: an index ordered by the app's collation (or keyed on
+        # its function) cannot be built without it, and a stand-in would order it wrongly.
+        raise DatabaseError(
+            f"cannot restore into {target} in place: the backup's pages are {have} bytes and "
+            f"the target's {page_size}, and changing the page size rebuilds every index "
+            f"(VACUUM), which fails here with '{missing}': the schema uses a collation or "
+            "function only the application defines; nothing was restored",
+            hint="restore into a new file (--target NEW.db, with the backup's page size) and "
+            "point the apps at it; or, with the apps stopped, give the target the backup's page "
+            f"size from the application itself (PRAGMA journal_mode=DELETE; PRAGMA page_size="
+            f"{have}; VACUUM; then journal_mode=WAL if it was) and run the restore again",
+        ) from exc
+
+
+def _rewrite_image(image: Path, target: Path, *, wal: bool, page_size: int) -> None:
     conn = open_sqlite(image, mode="rw", isolation_level=None)
     try:
         mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()

@@ -173,3 +173,51 @@ def test_unknown_fields_from_this_version_are_still_damage(cli, tmp_path: Path) 
     assert result.exit_code == 3 and "Additional properties" in result.stderr, result.stderr
     assert "written by a newer emrops" not in result.stderr
     assert (store / backup_id / "verification.json").exists()
+
+
+# -- in-place restore that needs a page-size rewrite the app's schema does not allow ------
+
+
+def _app_db(path: Path, page_size: int, rows: int) -> None:
+    """A WAL database whose index uses the app's collation and function (registered here)."""
+    conn = sqlite3.connect(path)
+    conn.create_collation("appcoll", lambda a, b: (a.lower() > b.lower()) - (a.lower() < b.lower()))
+    conn.create_function("norm", 1, lambda s: s and s.lower(), deterministic=True)
+    conn.execute(f"PRAGMA page_size={page_size}")
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT COLLATE appcoll)")
+    conn.execute("CREATE INDEX ix ON t(name)")
+    conn.execute("CREATE INDEX ix2 ON t(norm(name))")
+    conn.executemany(
+        "INSERT INTO t(name) VALUES (?)", [(f"{'aB'[i % 2]}{i}",) for i in range(rows)]
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_in_place_restore_needing_a_vacuum_with_the_apps_collation(cli, tmp_path: Path) -> None:
+    """The target has another page size, so the image is rewritten with VACUUM, which must
+    rebuild the index ordered by the app's collation: `unexpected OperationalError: no such
+    collation sequence: appcoll`, after maintenance and a safety backup. Now refused before
+    anything changes (no safety backup), naming the collation and the ways out."""
+    _app_db(tmp_path / "src.db", 4096, 200)
+    _app_db(tmp_path / "tgt.db", 8192, 5)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, f"sqlite:///{tmp_path / 'src.db'}", store)["id"]
+    before = sha256(tmp_path / "tgt.db")
+    result = cli("backup", "restore", backup_id, "--target", str(tmp_path / "tgt.db"), "--force",
+                 "--yes", "--store", str(store))  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert "unexpected" not in result.stderr
+    assert "no such collation sequence: appcoll" in result.stderr
+    assert "pages are 4096 bytes and the target's 8192" in result.stderr
+    assert "--target NEW.db" in result.stderr and "page_size=4096" in result.stderr
+    assert sha256(tmp_path / "tgt.db") == before
+    assert [p.name for p in store.iterdir() if not p.name.startswith(".")] == [backup_id]
+    # the way out the hint names: a new file keeps the backup's page size and needs no VACUUM
+    result = cli("backup", "restore", backup_id, "--target", str(tmp_path / "new.db"), "--yes",
+                 "--store", str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 200
+    conn.close()
