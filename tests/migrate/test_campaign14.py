@@ -90,3 +90,31 @@ def test_unicode_of_empty_text_in_a_view_is_null(
     with pg(pg_url) as conn:
         for view in views:
             assert conn.execute(f"SELECT * FROM {view} ORDER BY id").fetchall() == want[view]
+
+
+# A DATETIME column becomes timestamptz; SQL that reads it as text (a view's
+# `created || ''`, substr(), a trigger copying it into a TEXT column of an audit table)
+# printed it to the second: '2024-02-29 23:59:59.5' became '2024-02-29 23:59:59' in the
+# view and in every audit row the app wrote on PostgreSQL; plan, run and verify exited 0.
+def test_a_timestamp_read_as_text_keeps_its_fraction(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "stamps.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, created DATETIME);"
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT);"
+        "INSERT INTO t VALUES (1, '2024-02-29 23:59:59.5'), (2, '2024-01-01 10:00:00'),"
+        " (3, '2024-01-01 10:00:00.000001'), (4, NULL);"
+        "CREATE VIEW stamps AS SELECT id, created || '' AS s FROM t;"
+        "CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN"
+        " INSERT INTO audit (at) VALUES (NEW.created); END;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT * FROM stamps ORDER BY id").fetchall() == [
+            (1, "2024-02-29 23:59:59.500000"),
+            (2, "2024-01-01 10:00:00"),
+            (3, "2024-01-01 10:00:00.000001"),
+            (4, None),
+        ]
+        conn.execute("INSERT INTO t (created) VALUES ('2024-03-01 08:00:00.25+00')")
+        assert conn.execute("SELECT at FROM audit").fetchall() == [("2024-03-01 08:00:00.250000",)]

@@ -39,7 +39,13 @@ def _operand(node: exp.Expr) -> exp.Expr:
     return node
 
 
-TEXT_OF_TIMESTAMPTZ = "TO_CHAR(__x AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+# a timestamp's text as Python (Django, the sqlite3 adapter) writes it: the fraction of a
+# second, when there is one, as 6 digits (without it '...:59.5' was cut to '...:59')
+TEXT_OF_TIMESTAMPTZ = (
+    "TO_CHAR(__x AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || "
+    "CASE WHEN DATE_TRUNC('second', __x AT TIME ZONE 'UTC') = __x AT TIME ZONE 'UTC' "
+    "THEN '' ELSE TO_CHAR(__x AT TIME ZONE 'UTC', '.US') END"
+)
 
 # SQLite's text -> number coercion: the longest numeric prefix, else 0 (NULL stays NULL)
 NUMERIC_PREFIX = r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)"
@@ -129,7 +135,8 @@ def to_column(node: exp.Expr, pg_type: str) -> exp.Expr:
     ("column "flag" is of type boolean but expression is of type integer", raised when the
     trigger first fires). So the value is converted as the copy converts stored values:
     numbers to booleans by 0/1, text to timestamps as UTC unless it names its offset, text
-    to dates, times, jsonb and uuid, booleans to the 0/1 SQLite stores."""
+    to dates, times, jsonb and uuid, booleans to the 0/1 SQLite stores, timestamps to
+    text as a UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]'."""
     k = kind(node)
     t = pg_type.split("(")[0].strip().lower()
     literal = isinstance(node, exp.Literal)
@@ -164,6 +171,10 @@ def to_column(node: exp.Expr, pg_type: str) -> exp.Expr:
         )
     elif t in ("date", "time", "jsonb", "uuid") and k == "text":
         return typed(fill(f"CAST(__x AS {t.upper()})", x=node), t)
-    elif t in ("text", "citext", "varchar", "character varying") and k in ("boolean", "real"):
+    elif t in ("text", "citext", "varchar", "character varying") and k in (
+        "boolean",
+        "real",
+        "timestamp",  # else PostgreSQL's text of it, in the session's zone: '... 09:00:00+01'
+    ):
         return to_text(node)
     return node
