@@ -134,6 +134,11 @@ param loadTestingEnabled bool = false
 ])
 param backupStorageSku string = 'Standard_GZRS'
 
+@description('Days back the backups container can be restored to (blob point-in-time restore, change feed); 0: off.')
+@minValue(0)
+@maxValue(13)
+param backupPointInTimeRestoreDays int = 7
+
 @description('Days before backups move to the cool tier.')
 param backupCoolAfterDays int = 30
 
@@ -195,6 +200,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     accountName: take('${namePrefix}${suffix}', 24)
     skuName: backupStorageSku
+    pointInTimeRestoreDays: backupPointInTimeRestoreDays
     coolAfterDays: backupCoolAfterDays
     deleteAfterDays: backupDeleteAfterDays
     logAnalyticsWorkspaceId: monitor.outputs.workspaceId

@@ -201,3 +201,18 @@ def test_postgres_maintenance_happens_in_a_chosen_window(rendered):
         "startHour": 2,
         "startMinute": 0,
     }, env
+
+
+def test_production_backups_can_be_restored_to_a_point_in_time(rendered):
+    env, ev = rendered
+    blob = ev.one("Microsoft.Storage/storageAccounts/blobServices").properties
+    if env == "staging":
+        assert blob["restorePolicy"] == {"enabled": False}
+        assert blob["changeFeed"] == {"enabled": False}
+        return
+    # Azure's recommended blob data protection: versioning, soft delete, change feed and
+    # point-in-time restore, whose window must be shorter than blob soft delete's
+    assert blob["changeFeed"]["enabled"] is True
+    assert blob["restorePolicy"] == {"enabled": True, "days": 7}
+    assert blob["restorePolicy"]["days"] < blob["deleteRetentionPolicy"]["days"]
+    assert blob["isVersioningEnabled"] is True

@@ -25,6 +25,11 @@ param coolAfterDays int
 @description('Days before an unpinned backup is deleted.')
 param deleteAfterDays int
 
+@description('Days back a container can be restored to (point-in-time restore, with change feed); 0: off. Must stay below the 14 days of blob soft delete.')
+@minValue(0)
+@maxValue(13)
+param pointInTimeRestoreDays int
+
 @description('Log Analytics workspace for diagnostics.')
 param logAnalyticsWorkspaceId string
 
@@ -44,6 +49,7 @@ var lockName = 'emrops-data-lock'
 
 var blobDataContributorRole = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var pinTag = 'emrops-pinned'
+var pointInTimeRestore = pointInTimeRestoreDays > 0
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_43:The name is computed in main.bicep from take(prefix + uniqueString(), 24): lowercase letters and digits
@@ -90,6 +96,21 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 14
+    }
+    // Point-in-time restore (Azure's recommended blob data protection, with versioning and
+    // soft delete): undoes overwrites and deletes of backup blobs across the container,
+    // e.g. after a compromised writer. It needs the change feed.
+    changeFeed: pointInTimeRestore ? {
+      enabled: true
+      retentionInDays: 30
+    } : {
+      enabled: false
+    }
+    restorePolicy: pointInTimeRestore ? {
+      enabled: true
+      days: pointInTimeRestoreDays
+    } : {
+      enabled: false
     }
   }
 }
