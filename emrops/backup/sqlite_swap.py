@@ -169,9 +169,14 @@ def _match_image(image: Path, target: Path, *, wal: bool, page_size: int) -> Non
         have = int.from_bytes(head[16:18], "big")
         have = 65536 if have == 1 else have
         if missing is None:
+            full = "disk is full" in str(exc)
             raise DatabaseError(
                 f"could not rewrite the restored data at the page size ({page_size} bytes) and "
-                f"journal mode of {target}: {exc}; nothing was restored"
+                f"journal mode of {target}: {exc}; nothing was restored",
+                hint=f"free space in {target.parent}: the rewrite (VACUUM) needs about twice "
+                "the restored database there, beside the target"
+                if full
+                else None,
             ) from exc
         # VACUUM rebuilds every index: an index ordered by the app's collation (or keyed on
         # its function) cannot be built without it, and a stand-in would order it wrongly.

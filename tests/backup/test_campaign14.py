@@ -221,3 +221,42 @@ def test_in_place_restore_needing_a_vacuum_with_the_apps_collation(cli, tmp_path
     conn = sqlite3.connect(tmp_path / "new.db")
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 200
     conn.close()
+
+
+def test_in_place_restore_whose_page_size_rewrite_fills_the_disk(tmp_path: Path) -> None:
+    """The VACUUM that gives the image the target's page size writes a rollback journal of the
+    whole image beside the target: on a nearly full disk it failed with `unexpected
+    OperationalError: database or disk is full`, after maintenance and a safety backup. Now
+    exit 1 `could not rewrite ...; nothing was restored` with a hint naming the folder, before
+    anything of the target changes (no safety backup, the file's bytes the same)."""
+    src = tmp_path / "src.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE t (v)")
+    conn.executemany("INSERT INTO t VALUES (randomblob(1000))", [()] * 650)
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    em = f"{sys.executable} -m emrops backup"
+    mnt = tmp_path / "mnt"
+    target = mnt / "tgt.db"
+    make_target = (
+        f"{sys.executable} -c \"import sqlite3; c = sqlite3.connect('{target}'); "
+        "c.execute('PRAGMA page_size=8192'); c.execute('PRAGMA journal_mode=wal'); "
+        "c.execute('CREATE TABLE t (v)'); c.execute('INSERT INTO t VALUES (1)'); c.commit(); "
+        'c.close()"'
+    )
+    out = in_private_tmpfs(
+        mnt,
+        f"{em} run --db sqlite:///{src} --store {store} > {tmp_path}/id || exit 9; "
+        f"{make_target} && sha256sum < {target}; "
+        f"{em} restore $(cat {tmp_path}/id) --target {target} --force --yes --store {store}; "
+        f"echo rc=$?; sha256sum < {target}",
+        size="1100k",
+    )
+    assert "rc=1" in out.stdout, (out.stdout, out.stderr)
+    before, after = out.stdout.replace("rc=1", "").split()[::2][:2]
+    assert before == after
+    assert "unexpected" not in out.stderr, out.stderr
+    assert "could not rewrite the restored data" in out.stderr
+    assert f"free space in {mnt}" in out.stderr
+    assert len([p for p in store.iterdir() if not p.name.startswith(".")]) == 1  # no safety copy
