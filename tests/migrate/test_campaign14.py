@@ -118,3 +118,32 @@ def test_a_timestamp_read_as_text_keeps_its_fraction(cli, tmp_path: Path, pg_url
         ]
         conn.execute("INSERT INTO t (created) VALUES ('2024-03-01 08:00:00.25+00')")
         assert conn.execute("SELECT at FROM audit").fetchall() == [("2024-03-01 08:00:00.250000",)]
+
+
+# ORDER BY json_extract(...) in a view (Home Assistant's attributes, Grafana's dashboard
+# JSON): the translation ordered the values' text ('100' before '3', booleans as 'false'
+# and 'true', NULL last), where SQLite orders NULL, then numbers by value, then text: a
+# "top N" view answered other rows, with plan, run and verify exit 0.
+def test_order_by_json_extract_orders_as_sqlite(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "attrs.db"
+    docs = [{"v": 21.5}, {"v": 3}, {"v": 100}, {"v": "7"}, {}, {"v": True}, {"v": None}]
+    docs += [{"v": "abc"}, {"v": -2e3}, {"v": False}, {"v": 12345678901234567890}]
+    url = script_db(
+        db,
+        "CREATE TABLE states (id INTEGER PRIMARY KEY, attrs TEXT);"
+        + "".join(f"INSERT INTO states (attrs) VALUES ('{json.dumps(d)}');" for d in docs)
+        + "CREATE VIEW up AS SELECT id FROM states ORDER BY json_extract(attrs, '$.v'), id;"
+        "CREATE VIEW down AS SELECT id FROM states ORDER BY attrs ->> '$.v' DESC, id;"
+        "CREATE VIEW top2 AS SELECT id FROM states ORDER BY json_extract(attrs, '$.v') LIMIT 4;",
+    )
+    migrated_ok(cli, url, pg_url)
+    src = sqlite3.connect(db)
+    views = ["up", "down", "top2"]
+    want = {v: src.execute(f"SELECT id FROM {v}").fetchall() for v in views}
+    want["top2"].sort()  # two NULLs tie
+    src.close()
+    assert sorted(want["top2"]) == [(5,), (7,), (9,), (10,)]  # NULL, NULL, -2000, false
+    with pg(pg_url) as conn:
+        for view in views:
+            got = conn.execute(f"SELECT id FROM {view}").fetchall()
+            assert (sorted(got) if view == "top2" else got) == want[view], view

@@ -22,9 +22,23 @@ def group_concat(node: exp.GroupConcat) -> exp.Expr | None:
 
 def json_extract(node: exp.Expr) -> exp.Expr | None:
     """The path functions sqlglot writes take json: text and jsonb columns are cast. The
-    result is text (SQLite returns the JSON value's own SQL type)."""
+    result is text (SQLite returns the JSON value's own SQL type), except as an ORDER BY key:
+    there SQLite sorts NULL, then numbers (true and false as 1 and 0) by value, then text,
+    where text alone put '100' before '3' and NULL last."""
     node.set("this", exp.cast(node.this, "json"))
+    if isinstance(node, exp.JSONExtractScalar) and isinstance(node.parent, exp.Ordered):
+        value = exp.JSONExtract(this=node.this.copy(), expression=node.expression.copy())
+        return fill(_SQLITE_ORDER, v=value, t=node)
     return None
+
+
+# a JSON value as a key that orders as SQLite orders json_extract()'s values
+_SQLITE_ORDER = (
+    "ROW(CASE WHEN __v IS NULL OR JSON_TYPEOF(__v) = 'null' THEN 0 "
+    "WHEN JSON_TYPEOF(__v) IN ('number', 'boolean') THEN 1 ELSE 2 END, "
+    "CASE JSON_TYPEOF(__v) WHEN 'number' THEN CAST(__v #>> '{}' AS NUMERIC) "
+    "WHEN 'boolean' THEN CAST(CAST(CAST(__v AS TEXT) AS BOOLEAN) AS INT) END, __t)"
+)
 
 
 def _total(node: exp.Anonymous) -> exp.Expr:
