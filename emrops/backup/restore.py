@@ -164,6 +164,14 @@ def target_url(text: str) -> DbUrl:
             f"restore target {text!r} is an in-memory SQLite database: nothing would be kept",
             hint="restore into a file (--target path/to/emrsim.db)",
         )
+    path = db.sqlite_path
+    if path is not None and path.is_symlink() and not path.exists():
+        # A link to a database not made yet: SQLite would create the file it leads to, and the
+        # apps that use that path look there; renaming the image over the link would leave
+        # them without it. (A loop is left as it is.)
+        resolved = Path(os.path.realpath(path))
+        if not resolved.is_symlink():
+            db = parse_db_url(sqlite_db_url(resolved))
     return db
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -260,3 +261,28 @@ def test_in_place_restore_whose_page_size_rewrite_fills_the_disk(tmp_path: Path)
     assert "could not rewrite the restored data" in out.stderr
     assert f"free space in {mnt}" in out.stderr
     assert len([p for p in store.iterdir() if not p.name.startswith(".")]) == 1  # no safety copy
+
+
+# -- restore into a new database through a link --------------------------------------------
+
+
+def test_restore_through_a_link_to_a_database_not_made_yet(cli, tmp_path: Path) -> None:
+    """`--target current.db` where current.db is a symlink to a file that does not exist yet
+    (a fresh host set up by config management): the image was renamed over the link, so the
+    link was gone and the file the apps open (the link's target) never appeared. Now the
+    database is made where the link leads (its folder created), as SQLite would; the link
+    stays."""
+    url = small_db(tmp_path / "src.db", rows=10)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    real = tmp_path / "data" / "app.db"
+    link = tmp_path / "current.db"
+    link.symlink_to(real)
+    result = cli("backup", "restore", backup_id, "--target", str(link), "--yes", "--store",
+                 str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink() and Path(os.readlink(link)) == real
+    conn = sqlite3.connect(real)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 10
+    conn.close()
+    assert sorted(p.name for p in real.parent.iterdir()) == ["app.db"]
