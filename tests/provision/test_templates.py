@@ -400,3 +400,28 @@ def test_staging_data_resources_are_not_locked(staging):
     environment = load_environment(load_settings(), "staging")
     assert environment.parameters["lockDataResources"] is False
     assert staging.of_type("Microsoft.Authorization/locks") == []
+
+
+def test_backup_heartbeat_alert_watches_what_the_backup_store_receives(rendered):
+    """The alert counted a customEvents row `emrops.backup.succeeded` in Application Insights
+    that nothing in emrops sends: it would have fired every window however well backups ran.
+    It now counts committed manifests (what `backup run` writes last) in the backup storage
+    account's StorageBlobLogs, which its diagnostic setting sends to the workspace."""
+    from emrops.backup.manifest import MANIFEST
+
+    env, ev = rendered
+    [alert] = [
+        r
+        for r in ev.of_type("Microsoft.Insights/scheduledQueryRules")
+        if r.name.endswith("-backup-heartbeat")
+    ]
+    assert alert.properties["scopes"] == [_workspace_ref(ev)], env
+    [criterion] = alert.properties["criteria"]["allOf"]
+    query = criterion["query"]
+    table = query.split("|")[0].strip()
+    assert table == "StorageBlobLogs", query
+    assert f'endswith "/{MANIFEST}"' in query and 'StatusText == "Success"' in query, query
+    assert criterion["operator"] == "LessThan" and criterion["threshold"] == 1
+    blob_service = ev.one("Microsoft.Storage/storageAccounts/blobServices")
+    logs, _metrics = _diagnostics(ev, blob_service)
+    assert "StorageWrite" in logs, env  # the rows the query counts reach the workspace

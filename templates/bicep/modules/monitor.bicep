@@ -1,5 +1,8 @@
 // Log Analytics + Application Insights, the alert action group, and the backup
-// heartbeat alert (emrops backup logs a `emrops.backup.succeeded` event per run).
+// heartbeat alert. emrops sends no telemetry of its own: the heartbeat is what the backup store
+// saw. A backup is published when its manifest.json is committed (written last, after the data
+// file), and the backup storage account sends its StorageWrite logs to this workspace
+// (storage.bicep, blobDiagnostics), so a committed manifest is a StorageBlobLogs row.
 
 @description('Azure region.')
 param location string
@@ -86,18 +89,18 @@ resource backupHeartbeat 'Microsoft.Insights/scheduledQueryRules@2023-03-15-prev
   location: location
   tags: tags
   properties: {
-    description: 'No successful emrops backup within the heartbeat window.'
+    description: 'No emrops backup published to the backup storage account (no manifest.json committed) within the heartbeat window.'
     severity: 1
     enabled: true
     scopes: [
-      appInsights.id
+      workspace.id
     ]
     evaluationFrequency: 'PT15M'
     windowSize: 'PT${backupHeartbeatMinutes}M'
     criteria: {
       allOf: [
         {
-          query: 'customEvents | where name == "emrops.backup.succeeded"'
+          query: 'StorageBlobLogs | where OperationName in ("PutBlockList", "PutBlob") and StatusText == "Success" and ObjectKey endswith "/manifest.json"'
           timeAggregation: 'Count'
           operator: 'LessThan'
           threshold: 1
