@@ -15,6 +15,13 @@ _FULL = (
     "--jobs, or raise the limit (CONNECTION LIMIT, max_connections)"
 )
 
+_AZURE = (
+    "the Azure server refused the password: with Entra ID sign-in (password sign-in off, as "
+    'in production) add ?auth=azure to {where} (or set db_auth = "azure"), signed in as a '
+    "principal with a database role (emrops provision db-role); else set the right password in "
+    "PGPASSWORD or EMROPS_DB_PASSWORD"
+)
+
 # (words that must all occur in the lowered message, hint)
 _RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
@@ -26,6 +33,16 @@ _RULES: tuple[tuple[tuple[str, ...], str], ...] = (
         ('role "', "does not exist"),
         "the user does not exist on this server: fix the user in {where}, or create it "
         "(CREATE ROLE ... LOGIN)",
+    ),
+    # Azure Database for PostgreSQL with password sign-in off (the guidance's production set-up)
+    # refuses every password: the fix is a token, not another password
+    (
+        ("password authentication failed", ".postgres.database.azure.com"),
+        _AZURE,
+    ),
+    (
+        ("no password supplied", ".postgres.database.azure.com"),
+        _AZURE,
     ),
     (
         ("password authentication failed",),

@@ -79,3 +79,21 @@ def test_messages_not_about_connecting_get_no_connection_hint() -> None:
     with pytest.raises(psycopg.OperationalError) as info:
         psycopg.connect("postgresql://postgres@127.0.0.1:5432/emrops_no_such_db")
     assert "createdb" in (pghints.connect_hint(str(info.value), "--db") or "")
+
+
+@pytest.mark.parametrize(
+    "fatal",
+    ['password authentication failed for user "ops"', "fe_sendauth: no password supplied"],
+)
+def test_an_azure_server_refusing_a_password_points_to_entra_id(fatal: str) -> None:
+    # libpq's text for an Azure Database for PostgreSQL server with password sign-in off
+    # (no Azure here: the message is the one libpq builds, host included)
+    message = (
+        'connection failed: connection to server at "emrsim-prod.postgres.database.azure.com" '
+        f"(10.0.2.4), port 5432 failed: FATAL:  {fatal}"
+    )
+    hint = pghints.connect_hint(message, "--db") or ""
+    assert "?auth=azure to --db" in hint and "db_auth" in hint, hint
+    # any other host keeps the password hint
+    other = pghints.connect_hint(message.replace(".postgres.database.azure.com", ".internal"))
+    assert other is not None and "auth=azure" not in other
