@@ -147,3 +147,23 @@ def test_order_by_json_extract_orders_as_sqlite(cli, tmp_path: Path, pg_url: str
         for view in views:
             got = conn.execute(f"SELECT id FROM {view}").fetchall()
             assert (sorted(got) if view == "top2" else got) == want[view], view
+
+
+# max()/min() of json_extract() in a view (the day's highest temperature from Home
+# Assistant's attributes): the largest text ('3' over 100), plan, run and verify exit 0.
+def test_max_of_json_extract_is_sqlites_max(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "attrs.db"
+    url = script_db(
+        db,
+        "CREATE TABLE states (id INTEGER PRIMARY KEY, room TEXT, attrs TEXT);"
+        "INSERT INTO states (room, attrs) VALUES ('a', '{\"t\": 21.5}'), ('a', '{\"t\": 3}'),"
+        " ('a', '{\"t\": 100}'), ('a', '{}'), ('b', '{\"t\": null}'), ('b', '{\"t\": -4}'),"
+        " ('c', '{\"u\": 1}'), ('d', '{\"t\": \"warm\"}'), ('d', '{\"t\": 99}');"
+        "CREATE VIEW peaks AS SELECT room, max(json_extract(attrs, '$.t')) AS hi,"
+        " min(attrs ->> '$.t') AS lo FROM states GROUP BY room;",
+    )
+    migrated_ok(cli, url, pg_url)
+    with pg(pg_url) as conn:
+        got = conn.execute("SELECT room, hi, lo FROM peaks ORDER BY room").fetchall()
+    # SQLite: numbers by value, text above numbers, NULLs skipped (its numbers as text here)
+    assert got == [("a", "100", "3"), ("b", "-4", "-4"), ("c", None, None), ("d", "warm", "99")]

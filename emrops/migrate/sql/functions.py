@@ -27,9 +27,26 @@ def json_extract(node: exp.Expr) -> exp.Expr | None:
     where text alone put '100' before '3' and NULL last."""
     node.set("this", exp.cast(node.this, "json"))
     if isinstance(node, exp.JSONExtractScalar) and isinstance(node.parent, exp.Ordered):
-        value = exp.JSONExtract(this=node.this.copy(), expression=node.expression.copy())
-        return fill(_SQLITE_ORDER, v=value, t=node)
+        return _sqlite_order(node)
     return None
+
+
+def _sqlite_order(node: exp.Expr) -> exp.Expr:
+    value = exp.JSONExtract(this=node.this.copy(), expression=node.expression.copy())
+    return fill(_SQLITE_ORDER, v=value, t=node.copy())
+
+
+def json_min_max(node: exp.Max | exp.Min) -> exp.Expr | None:
+    """max()/min() of json_extract(): the largest or smallest value in SQLite's order (see
+    json_extract), where max() of the text took '3' over 100."""
+    if not isinstance(node.this, exp.JSONExtractScalar) or node.expressions:
+        return None
+    order = " DESC" if isinstance(node, exp.Max) else ""
+    return fill(
+        f"(ARRAY_AGG(__t ORDER BY __t IS NULL, __k{order}))[1]",  # NULLs skipped
+        t=node.this,
+        k=_sqlite_order(node.this),
+    )
 
 
 # a JSON value as a key that orders as SQLite orders json_extract()'s values
