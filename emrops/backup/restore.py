@@ -47,6 +47,7 @@ from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
 from emrops.backup.snapshot import check_sqlite_file
 from emrops.backup.sqlite_swap import (
+    ENCODINGS,
     encoding_name,
     encoding_refusal,
     header_says_wal,
@@ -395,9 +396,13 @@ def plan_restore(store: Store, backup_id: str, target: str) -> RestorePlan:
     state = inspect_target(db)
     if db.engine_name == "sqlite" and state.exists and not state.note:
         assert db.sqlite_path is not None
-        header = (manifest.source_id or {}).get("header") or {}
-        code = header.get("text_encoding")
-        if isinstance(code, int) and not isinstance(code, bool):
+        # source_id is only typed as an object by the schema (a resealed manifest may hold
+        # anything inside): a header that is not an object, or a code that is no encoding,
+        # says nothing here; the decoded image is checked again before the copy.
+        source_id = manifest.source_id if isinstance(manifest.source_id, dict) else {}
+        header = source_id.get("header")
+        code = header.get("text_encoding") if isinstance(header, dict) else None
+        if code in ENCODINGS and not isinstance(code, bool):
             _refuse_encoding(encoding_refusal(encoding_name(code), db.sqlite_path), db)
     refusals = []
     if state.exists:

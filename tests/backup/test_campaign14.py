@@ -286,3 +286,39 @@ def test_restore_through_a_link_to_a_database_not_made_yet(cli, tmp_path: Path) 
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 10
     conn.close()
     assert sorted(p.name for p in real.parent.iterdir()) == ["app.db"]
+
+
+# -- manifest fields of the wrong type inside source_id --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["x", [1], {"text_encoding": 10**20, "page_size": "x"}],
+    ids=["string", "list", "unknown-encoding"],
+)
+def test_restore_onto_an_existing_file_with_an_odd_source_id_header(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, header
+) -> None:
+    """The schema only says source_id is an object: a (resealed) manifest whose
+    source_id.header was a string or a list made `restore --force` onto an existing file exit 1
+    `unexpected AttributeError: 'str' object has no attribute 'get'` (and `--dry-run` too);
+    an encoding code that is none refused the restore as "a unknown encoding 1000...
+    database". Now such a header says nothing: the decoded image's own encoding is what is
+    checked, and the restore goes through."""
+    src = tmp_path / "src.db"
+    url = small_db(src, rows=10)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, url, store)["id"]
+    path = store / backup_id / "manifest.json"
+    doc = json.loads(path.read_text())
+    rewrite_manifest(store, backup_id, source_id={**doc["source_id"], "header": header})
+    target = tmp_path / "target.db"
+    small_db(target, rows=3)
+    args = ("backup", "restore", backup_id, "--target", str(target), "--store", str(store))
+    result = cli(*args, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    result = cli(*args, "--force", "--yes")
+    assert result.exit_code == 0, result.stderr
+    conn = sqlite3.connect(target)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 10
+    conn.close()
