@@ -167,3 +167,37 @@ def test_max_of_json_extract_is_sqlites_max(cli, tmp_path: Path, pg_url: str) ->
         got = conn.execute("SELECT room, hi, lo FROM peaks ORDER BY room").fetchall()
     # SQLite: numbers by value, text above numbers, NULLs skipped (its numbers as text here)
     assert got == [("a", "100", "3"), ("b", "-4", "-4"), ("c", None, None), ("d", "warm", "99")]
+
+
+# Firefox's history trigger: UPDATE ... SET last_visit_date = (SELECT visit_date ...
+# ORDER BY ... LIMIT 1). The scalar subquery lost its parentheses in the translation
+# (syntax error at or near "SELECT"), so plan and run exited 3 naming it.
+def test_a_trigger_setting_a_column_from_a_subquery(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "places.db"
+    url = script_db(
+        db,
+        "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, visits INTEGER DEFAULT 0,"
+        " last_visit_date INTEGER);"
+        "CREATE TABLE moz_historyvisits (id INTEGER PRIMARY KEY, place_id INTEGER,"
+        " visit_date INTEGER, visit_type INTEGER);"
+        "CREATE TRIGGER hv_del AFTER DELETE ON moz_historyvisits FOR EACH ROW BEGIN"
+        " UPDATE moz_places SET visits = visits - (SELECT OLD.visit_type NOT IN (0, 4)),"
+        " last_visit_date = (SELECT visit_date FROM moz_historyvisits"
+        " WHERE place_id = OLD.place_id ORDER BY visit_date DESC LIMIT 1)"
+        " WHERE id = OLD.place_id; END;"
+        "INSERT INTO moz_places VALUES (1, 3, 30), (2, 1, 5);"
+        "INSERT INTO moz_historyvisits VALUES (1, 1, 10, 1), (2, 1, 30, 1), (3, 1, 20, 4),"
+        " (4, 2, 5, 1);",
+    )
+    migrated_ok(cli, url, pg_url)
+    deletes = ["DELETE FROM moz_historyvisits WHERE id IN (2, 4)"]
+    src = sqlite3.connect(tmp_path / "places.db")
+    for sql in deletes:
+        src.execute(sql)
+    want = src.execute("SELECT * FROM moz_places ORDER BY id").fetchall()
+    src.close()
+    assert want == [(1, 2, 20), (2, 0, None)]
+    with pg(pg_url) as conn:
+        for sql in deletes:
+            conn.execute(sql)
+        assert conn.execute("SELECT * FROM moz_places ORDER BY id").fetchall() == want

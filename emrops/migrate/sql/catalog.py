@@ -245,6 +245,8 @@ class Catalog:
             if col.table == "_t":
                 col.set("table", None)
         value = tree.expressions[0].this
+        if isinstance(value, exp.Query):  # alias_() unwrapped a scalar subquery's parentheses
+            value = exp.Subquery(this=value)
         if assign == "index":
             pass
         elif assign == "condition":  # a truth value, as SQLite takes one (5 is true)
