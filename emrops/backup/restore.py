@@ -45,7 +45,7 @@ from emrops.backup.pgrestore import (
 )
 from emrops.backup.pgverify import check_postgres
 from emrops.backup.run import RunOptions, run_locked
-from emrops.backup.snapshot import check_sqlite_file
+from emrops.backup.snapshot import check_sqlite_file, lenient_text
 from emrops.backup.sqlite_swap import (
     ENCODINGS,
     encoding_name,
@@ -212,6 +212,7 @@ def inspect_target(db: DbUrl) -> TargetState:
             check_sqlite_file(path)
             conn = open_sqlite(path, mode="ro", timeout=10)
             try:
+                conn.text_factory = lenient_text  # a table name need not be UTF-8
                 names = [
                     r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 ]
@@ -864,6 +865,7 @@ def _bounded_lock_wait(dbapi_conn: Any, _record: object) -> None:
 def _set_flag_in_file(path: Path, on: bool) -> None:
     """Give the restored file the target's previous maintenance state (if it has the table)."""
     conn = open_sqlite(path, mode="rw")
+    conn.text_factory = lenient_text  # a table name need not be UTF-8
     try:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -101,31 +102,85 @@ def check_sqlite_file(path: Path) -> None:
         )
 
 
+def lenient_text(data: bytes) -> str:
+    """Text SQLite hands back, decoded even when it is not UTF-8 (an app written in C may name
+    a table with any bytes): the invalid bytes become ``\\xff`` escapes."""
+    return data.decode("utf-8", "backslashreplace")
+
+
+def _table_rows(conn: sqlite3.Connection) -> list[tuple[bytes, bool, bytes]]:
+    """(name as SQLite's UTF-8 bytes, virtual, sql) of each user table, by name."""
+    before = conn.text_factory
+    conn.text_factory = bytes
+    try:
+        rows = conn.execute(
+            # Only SQLite's own tables start with "sqlite_" (any case); LIKE 'sqlite_%' also
+            # skipped user tables such as "sqliteData" ('_' matches any character), whose rows
+            # verify then never compared.
+            "SELECT name, rootpage = 0, coalesce(sql, '') FROM sqlite_master "
+            "WHERE type = 'table' AND lower(substr(name, 1, 7)) <> 'sqlite_' ORDER BY name"
+        ).fetchall()
+    finally:
+        conn.text_factory = before
+    return [(bytes(n), bool(v), bytes(q)) for n, v, q in rows]
+
+
 def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        # Only SQLite's own tables start with "sqlite_" (any case); LIKE 'sqlite_%' also
-        # skipped user tables such as "sqliteData" ('_' matches any character), whose rows
-        # verify then never compared.
-        "SELECT name FROM sqlite_master WHERE type = 'table' "
-        "AND lower(substr(name, 1, 7)) <> 'sqlite_' "
-        "ORDER BY name"
-    )
-    return [r[0] for r in rows]
+    """User table names (a name that is not UTF-8 with its invalid bytes escaped)."""
+    return [lenient_text(name) for name, _virtual, _sql in _table_rows(conn)]
+
+
+WITHOUT_ROWID = re.compile(rb"\bWITHOUT\s+ROWID\s*;?\s*$", re.IGNORECASE)
+
+
+def _count_by_pages(conn: sqlite3.Connection, name: bytes, sql: bytes, key: str) -> int:
+    """Rows of a table whose name is not UTF-8: Python cannot put such a name into a statement
+    (it encodes SQL as strict UTF-8), so its b-tree's cells are counted through dbstat, which
+    takes the name as a parameter. A table b-tree holds its rows in its leaf cells; a WITHOUT
+    ROWID table's b-tree holds them in every cell."""
+    kinds = "('leaf', 'internal')" if WITHOUT_ROWID.search(sql) else "('leaf')"
+    try:
+        cells, pages = conn.execute(
+            f"SELECT coalesce(sum(ncell), 0), count(*) FROM dbstat WHERE name = CAST(? AS TEXT) "
+            f"AND pagetype IN {kinds}",
+            (name,),
+        ).fetchone()
+        found = conn.execute(
+            "SELECT count(*) FROM dbstat WHERE name = CAST(? AS TEXT)", (name,)
+        ).fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        raise DatabaseError(
+            f"cannot count the rows of table {key!r} (its name is not UTF-8): {exc}",
+            hint="this SQLite has no dbstat table (SQLITE_ENABLE_DBSTAT_VTAB); rename the "
+            "table to a UTF-8 name in the app, or run emrops with an sqlite3 that has it",
+        ) from exc
+    if not found:  # a UTF-16 database: the bytes are not its text
+        raise DatabaseError(
+            f"cannot count the rows of table {key!r}: its name is not valid text in the "
+            "database's encoding",
+            hint="rename the table to a valid name in the app that made it",
+        )
+    return int(cells) if pages else 0
 
 
 def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
     """Row count per table and the Alembic revision of an open SQLite database (stand-ins for
-    the app's own collations: counting does not depend on their order)."""
+    the app's own collations: counting does not depend on their order). A table whose name is
+    not UTF-8 is counted under its name with the invalid bytes escaped (``bad\\xffname``)."""
     register_stand_ins(conn)
-    tables = sqlite_tables(conn)
-    virtual = {
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND rootpage = 0"
-        )
-    }
     counts = {}
-    for t in tables:
+    tables = []
+    for raw, virtual, sql in _table_rows(conn):
+        t = lenient_text(raw)
+        tables.append(t)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if virtual:
+                log.warning("virtual table %s not counted: its name is not UTF-8", t)
+            else:
+                counts[t] = _count_by_pages(conn, raw, sql, t)
+            continue
         try:
             counts[t] = int(conn.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0])
         except sqlite3.OperationalError as exc:
@@ -133,7 +188,7 @@ def sqlite_facts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
             # any, are in ordinary shadow tables, which are counted): not countable here
             if "no such module" in str(exc):
                 log.info("table %s not counted: %s", t, exc)
-            elif t in virtual:
+            elif virtual:
                 # a module this SQLite has, in an older version than the one that wrote the
                 # table (FTS5 with secure-delete or contentless_delete, SQLite 3.42+, says
                 # "invalid fts5 file format (found 5, expected 4)"): the pages are copied as

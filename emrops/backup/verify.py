@@ -44,7 +44,7 @@ from emrops.backup.manifest import (
     id_time,
 )
 from emrops.backup.retention import FUTURE_SLACK
-from emrops.backup.snapshot import sqlite_facts
+from emrops.backup.snapshot import lenient_text, sqlite_facts
 from emrops.backup.sources import Source, matches
 from emrops.backup.stores import (
     FULL_ERRNOS,
@@ -331,6 +331,7 @@ def check_sqlite(path: Path, manifest: Manifest, checks: Checks) -> None:
 
     def on_own_connection(work: Callable[[sqlite3.Connection], T]) -> T:
         conn = open_sqlite(path, mode="rw")
+        conn.text_factory = lenient_text  # names in messages need not be UTF-8
         try:
             return work(conn)
         finally:
