@@ -430,12 +430,16 @@ def foreign_key_violations(conn: sqlite3.Connection) -> int | None:
     """Rows ``PRAGMA foreign_key_check`` reports (counted, not kept: there may be many); None
     when SQLite cannot check them (a foreign key naming a missing table or column: "foreign
     key mismatch"), which the source's own schema causes and a faithful copy repeats."""
+    before = conn.text_factory
+    conn.text_factory = bytes  # only counted: the table names it gives need not be UTF-8
     try:
         return sum(1 for _row in conn.execute("PRAGMA foreign_key_check"))
     except sqlite3.DatabaseError as exc:
         if "foreign key mismatch" in str(exc):
             return None
         raise
+    finally:
+        conn.text_factory = before
 
 
 def _sqlite_error(path: Path, folder: Path | None, exc: sqlite3.DatabaseError) -> EmropsError:

@@ -332,13 +332,18 @@ def test_tables_whose_names_are_not_utf8(cli, tmp_path: Path) -> None:
     `cannot snapshot ...: Could not decode to UTF-8 column 'name'`, so such a database had no
     backup at all; a restore (new file or --force) onto one exited `unexpected
     OperationalError`. Now each such table is counted through dbstat under its name with the
-    invalid bytes escaped (rowid, WITHOUT ROWID over several b-tree levels, empty), verify
-    compares the same counts, and both restores work with the names' bytes kept."""
+    invalid bytes escaped (rowid, WITHOUT ROWID over several b-tree levels, empty), its foreign
+    key violations are counted, verify compares the same counts, and both restores work with
+    the names' bytes kept."""
     src = tmp_path / "src.db"
     script = (
         b'CREATE TABLE "big\xff"(v);'
         b'CREATE TABLE "w\xffr"(k TEXT PRIMARY KEY, v) WITHOUT ROWID;'
         b'CREATE TABLE "e\xfe"(v); CREATE TABLE ok(v); INSERT INTO ok VALUES (1);'
+        b'CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE "c\xff"("col\xfe" REFERENCES p);'
+        b'CREATE INDEX "ix\xff" ON "c\xff"("col\xfe");'
+        b'CREATE VIEW "v\xff" AS SELECT * FROM "c\xff";'
+        b'INSERT INTO "c\xff" VALUES (5);'
         b"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 7777) "
         b'INSERT INTO "big\xff" SELECT randomblob(300) FROM n;'
         b"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
@@ -348,11 +353,14 @@ def test_tables_whose_names_are_not_utf8(cli, tmp_path: Path) -> None:
     before = sha256(src)
     store = tmp_path / "store"
     manifest = run_backup(cli, f"sqlite:///{src}", store)
-    assert manifest["row_counts"] == {"big\\xff": 7777, "w\\xffr": 5000, "e\\xfe": 0, "ok": 1}
+    assert manifest["row_counts"] == {
+        "big\\xff": 7777, "w\\xffr": 5000, "e\\xfe": 0, "ok": 1, "c\\xff": 1, "p": 0
+    }  # fmt: skip
+    assert manifest["engine_info"]["foreign_key_violations"] == 1  # c's row 5: no such p
     backup_id = manifest["id"]
     result = cli("backup", "verify", backup_id, "--store", str(store))
     assert result.exit_code == 0, result.stderr
-    assert "4 tables, 12778 rows" in result.stdout + result.stderr
+    assert "6 tables, 12779 rows" in result.stdout + result.stderr
     new = tmp_path / "new.db"
     result = cli("backup", "restore", backup_id, "--target", str(new), "--yes", "--store",
                  str(store))  # fmt: skip
@@ -360,7 +368,9 @@ def test_tables_whose_names_are_not_utf8(cli, tmp_path: Path) -> None:
     conn = sqlite3.connect(new)
     conn.text_factory = bytes
     names = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master"))
-    assert names == sorted([b"big\xff", b"w\xffr", b"e\xfe", b"ok"])
+    assert names == sorted(
+        [b"big\xff", b"w\xffr", b"e\xfe", b"ok", b"p", b"c\xff", b"ix\xff", b"v\xff"]
+    )
     conn.close()
     target = tmp_path / "target.db"
     small_db(target, rows=3)
