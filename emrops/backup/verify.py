@@ -527,13 +527,41 @@ def select_ids(store: Store, source: Source | None, *, latest: bool) -> list[str
     """Ids of ``source``'s backups (all sources when None), oldest first; the newest only
     if ``latest``. A backup whose manifest is invalid belongs to no source, but is kept in
     the list for ``--all`` when no source is given (so it is reported as failed)."""
-    complete = store.complete_ids()
+    every = store.complete_ids()
+    complete = every
     if source is not None:
         complete = [i for i in complete if _of_source(store, i, source)]
     if latest:
         valid = [i for i in complete if _valid(store, i)]
+        _warn_skipped_newer(store, every, valid[-1] if valid else None)
         return valid[-1:]
     return complete
+
+
+def _warn_skipped_newer(store: Store, ids: list[str], chosen: str | None) -> None:
+    """--latest takes the newest backup it can use; say so when newer ones were passed over
+    (a manifest of a newer emrops, damaged or changed: their source cannot be told), so that
+    restoring older data than the store holds is never silent."""
+    skipped = []
+    for backup_id in ids:
+        if chosen is not None and backup_id <= chosen:
+            continue
+        try:
+            manifest = load_manifest(store, backup_id)
+        except (CheckFailed, UsageError, Offline) as exc:
+            skipped.append(f"{backup_id} ({exc.message})")
+            continue
+        if manifest.seal_valid is False:
+            skipped.append(f"{backup_id} (its manifest does not match its seal)")
+    if skipped:
+        took = f"it takes {chosen}" if chosen else "none is left"
+        log.warning(
+            "--latest passes over %d newer backup(s) whose manifest cannot be used here, of "
+            "any source: %s; %s",
+            len(skipped),
+            "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""),
+            took,
+        )
 
 
 def latest_id(store: Store, source: Source | None) -> str:

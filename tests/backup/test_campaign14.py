@@ -378,3 +378,31 @@ def test_tables_whose_names_are_not_utf8(cli, tmp_path: Path) -> None:
                  "--store", str(store))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert sha256(src) == before
+
+
+def test_latest_says_which_newer_backups_it_passed_over(cli, tmp_path: Path) -> None:
+    """`restore --latest` and `verify --latest` skip a newest backup this emrops cannot use (a
+    newer emrops's, a damaged manifest) and took the one before, silently: a restore brought
+    back older data than the store holds with nothing said. Now a warning names each newer
+    backup passed over, why, and which one --latest takes."""
+    src = tmp_path / "src.db"
+    url = small_db(src, rows=1)
+    store = tmp_path / "store"
+    older = run_backup(cli, url, store)["id"]
+    conn = sqlite3.connect(src)
+    conn.execute("INSERT INTO t (v) VALUES (x'00')")
+    conn.commit()
+    conn.close()
+    newest = run_backup(cli, url, store)["id"]
+    rewrite_manifest(store, newest, format="emrops-backup/2")
+    result = cli("backup", "restore", "--latest", "--source", url, "--target",
+                 str(tmp_path / "new.db"), "--yes", "--store", str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "passes over 1 newer backup(s)" in result.stderr, result.stderr
+    assert newest in result.stderr and "written by a newer emrops" in result.stderr
+    assert f"it takes {older}" in result.stderr
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1  # the older data, as said
+    conn.close()
+    result = cli("backup", "verify", "--latest", "--source", url, "--store", str(store))
+    assert result.exit_code == 0 and f"it takes {older}" in result.stderr, result.stderr
