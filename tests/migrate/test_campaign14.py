@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
+from tests.conftest import _admin_connect, drop_pg_database
 from tests.migrate.conftest import migrated_ok, pg, script_db, sha256
 
 
@@ -192,12 +195,54 @@ def test_a_trigger_setting_a_column_from_a_subquery(cli, tmp_path: Path, pg_url:
     migrated_ok(cli, url, pg_url)
     deletes = ["DELETE FROM moz_historyvisits WHERE id IN (2, 4)"]
     src = sqlite3.connect(tmp_path / "places.db")
-    for sql in deletes:
-        src.execute(sql)
+    for stmt in deletes:
+        src.execute(stmt)
     want = src.execute("SELECT * FROM moz_places ORDER BY id").fetchall()
     src.close()
     assert want == [(1, 2, 20), (2, 0, None)]
     with pg(pg_url) as conn:
-        for sql in deletes:
-            conn.execute(sql)
+        for stmt in deletes:
+            conn.execute(stmt)
         assert conn.execute("SELECT * FROM moz_places ORDER BY id").fetchall() == want
+
+
+# A target created with a language collation (ICU en-US here; en_US.UTF-8 is the default
+# of most installs and of Azure's servers): text in a view's ORDER BY, its comparisons and
+# max()/min() followed language rules ('a' < 'B', '_x' after 'Z') where SQLite compares
+# bytes, so 'the first three below a' named other rows; plan, run and verify exited 0.
+def test_text_orders_by_bytes_on_a_language_collation_target(cli, tmp_path: Path) -> None:
+    name = f"emrops_test_icu_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' "
+                "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        pg_url = f"postgresql+psycopg://postgres@127.0.0.1/{name}"
+        db = tmp_path / "names.db"
+        url = script_db(
+            db,
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT);"
+            "INSERT INTO t (s) VALUES ('b'), ('B'), ('a'), ('A'), ('_x'), ('é'), ('e'), ('Z'),"
+            " ('a b'), ('ab'), (NULL);"
+            "CREATE VIEW below_a AS SELECT s FROM t WHERE s < 'a' ORDER BY s LIMIT 3;"
+            "CREATE VIEW named AS SELECT s AS name FROM t ORDER BY name DESC LIMIT 4;"
+            "CREATE VIEW bounds AS SELECT max(s) AS hi, min(s) AS lo FROM t"
+            " WHERE s BETWEEN 'B' AND 'b';"
+            "CREATE VIEW pairs AS SELECT id, max(s, 'a') AS hi, min(s, 'B') AS lo FROM t;",
+        )
+        migrated_ok(cli, url, pg_url)
+        src = sqlite3.connect(db)
+        views = ["below_a", "named", "bounds", "pairs"]
+        want = {v: src.execute(f"SELECT * FROM {v}").fetchall() for v in views}
+        want["pairs"].sort()
+        src.close()
+        assert want["below_a"] == [("A",), ("B",), ("Z",)]
+        with pg(pg_url) as conn:
+            for view in views:
+                got = conn.execute(f"SELECT * FROM {view}").fetchall()
+                assert (sorted(got) if view == "pairs" else got) == want[view], view
+    finally:
+        drop_pg_database(name)

@@ -107,9 +107,64 @@ def compare(node: exp.Binary) -> exp.Expr | None:
     return None
 
 
+_TEXTUAL = ("text", "literal_text")
+
+
+def binary_order(node: exp.Expr) -> exp.Expr:
+    """``node COLLATE "C"`` when it is text: SQLite orders text by its bytes (BINARY), a
+    target created with en_US or ICU collation by language rules ('a' < 'B' < 'b', '_x'
+    after 'Z'), which changed a view's ORDER BY ... LIMIT, its max()/min() and a text
+    comparison's answer. Equality is the same under both, so only ordering gets it."""
+    if kind(node) != "text" or isinstance(node, exp.Collate):
+        return node
+    if isinstance(node, exp.Column) and not node.table:
+        return node  # an output column's name: PostgreSQL takes it only bare
+    return exp.Collate(this=node, expression=exp.to_identifier("C", quoted=True))
+
+
+def order_compare(node: exp.Binary) -> exp.Expr | None:
+    """<, <=, >, >= as ``compare``, over text in SQLite's byte order."""
+    compare(node)
+    left, right = _binary_sides(node)
+    if kind(left) in _TEXTUAL and kind(right) in _TEXTUAL and not isinstance(right, exp.Collate):
+        node.set("this", binary_order(left))
+    return None
+
+
+def ordered(node: exp.Ordered) -> exp.Expr | None:
+    """ORDER BY text in SQLite's byte order. A key naming an output column that is a table's
+    column is replaced by that column, as PostgreSQL takes an output name only bare; not
+    under SELECT DISTINCT or a UNION, whose keys must be output columns."""
+    key = node.this
+    if isinstance(key, exp.Column) and not key.table:
+        select = node.parent.parent if isinstance(node.parent, exp.Order) else None
+        if not isinstance(select, exp.Select) or select.args.get("distinct"):
+            return None
+        named = [e for e in select.expressions if e.alias_or_name == key.name]
+        if len(named) != 1 or kind(named[0]) != "text":
+            return None
+        inner = named[0].this if isinstance(named[0], exp.Alias) else named[0]
+        if not isinstance(inner, exp.Column) or kind(inner) != "text":
+            return None  # an expression may not be rewritten yet: left in the target's order
+        key = inner.copy()
+    new = binary_order(key)
+    if new is not key:
+        node.set("this", new)
+    return None
+
+
+def min_max(node: exp.Max | exp.Min) -> exp.Expr | None:
+    """max()/min() of text in SQLite's byte order; of json_extract() in SQLite's order."""
+    if kind(node.this) == "text" and not node.expressions:
+        node.set("this", binary_order(node.this))
+        return None
+    return json_min_max(node)
+
+
 def greatest(node: exp.Expr) -> exp.Expr | None:
     """SQLite's max(a, b, ...)/min(...) are NULL when any argument is; GREATEST/LEAST skip
-    NULLs."""
+    NULLs; text compares by its bytes."""
+    node.set("this", binary_order(node.this))
     args = [node.this, *node.expressions]
     test = " OR ".join(f"__a{i} IS NULL" for i in range(len(args)))
     new = fill(
@@ -127,6 +182,8 @@ def between(node: exp.Between) -> exp.Expr | None:
         compare(probe)
         node.set("this", probe.this)
         node.set(bound, probe.expression)
+    if all(kind(node.args[a]) in _TEXTUAL for a in ("this", "low", "high")):
+        node.set("this", binary_order(node.this))
     return None
 
 
@@ -428,10 +485,11 @@ def prepare(tree: exp.Expr) -> exp.Expr:
 RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.EQ, compare),
     (exp.NEQ, compare),
-    (exp.GT, compare),
-    (exp.GTE, compare),
-    (exp.LT, compare),
-    (exp.LTE, compare),
+    (exp.GT, order_compare),
+    (exp.GTE, order_compare),
+    (exp.LT, order_compare),
+    (exp.LTE, order_compare),
+    (exp.Ordered, ordered),
     (exp.Collate, collate),
     (exp.Where, condition),
     (exp.Having, condition),
@@ -461,8 +519,8 @@ RULES: list[tuple[type[exp.Expr], Callable[..., exp.Expr | None]]] = [
     (exp.GroupConcat, group_concat),
     (exp.JSONExtract, json_extract),
     (exp.JSONExtractScalar, json_extract),
-    (exp.Max, json_min_max),
-    (exp.Min, json_min_max),
+    (exp.Max, min_max),
+    (exp.Min, min_max),
     (exp.StrPosition, strpos),
     (exp.Substring, substr),
     (exp.Round, round_),
