@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emrops import atomic
+from emrops.db.urls import sqlite_db_url
 from emrops.machine import default_jobs
 from emrops.migrate import journal, start
 from emrops.migrate import run as runner
@@ -196,7 +197,8 @@ def cutover(
         )
     since = entries["online"].rows if "online" in entries else 0
     result = online.cutover(
-        source,
+        # the file's URL: --from may be the bare path `run --online` took
+        sqlite_db_url(start.source_path(source)),
         target,
         plan,
         int(since or 0),

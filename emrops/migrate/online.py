@@ -21,6 +21,7 @@ from typing import Any
 
 from emrops import atomic
 from emrops.db.quoting import pg_text
+from emrops.db.schema import emrops_control
 from emrops.db.sqlite_file import open_sqlite
 from emrops.errors import CheckFailed, EmropsError, UsageError
 from emrops.migrate import fallback, journal
@@ -42,7 +43,16 @@ def _rw(path: Path) -> sqlite3.Connection:
 
 
 def capture_tables(tables: list[Any]) -> list[Any]:
-    """Reflected tables that can be captured (they need a primary key to replay by)."""
+    """Reflected tables that can be captured (they need a primary key to replay by), in a
+    source that has the maintenance switch cutover turns on (EMRsim's ``emrops_control``):
+    without it the run installed triggers in the app's database, exited 0, and cutover
+    could only refuse ("no such table: emrops_control")."""
+    if not any(t.name.lower() == emrops_control.name for t in tables):
+        raise UsageError(
+            f"--online needs the app's maintenance switch (table {emrops_control.name}, "
+            "which EMRsim polls) to stop writes at cutover; this source has none",
+            hint="migrate offline: stop the app (or its writers), then run without --online",
+        )
     missing = [t.name for t in tables if not t.pk]
     if missing:
         raise UsageError(

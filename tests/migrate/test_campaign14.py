@@ -246,3 +246,59 @@ def test_text_orders_by_bytes_on_a_language_collation_target(cli, tmp_path: Path
                 assert (sorted(got) if view == "pairs" else got) == want[view], view
     finally:
         drop_pg_database(name)
+
+
+# run --online on a database that is not EMRsim's (Firefox places.sqlite with every table
+# keyed): the run installed capture triggers and a change table in the app's database and
+# exited 0, then cutover could only refuse ("no such table: emrops_control"), since it
+# stops writes through that switch. cutover also refused the bare path run had taken.
+def test_online_refuses_a_source_without_the_maintenance_switch(
+    cli, tmp_path: Path, pg_url: str
+) -> None:
+    db = tmp_path / "places.sqlite"
+    url = script_db(
+        db,
+        "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT, frecency INTEGER);"
+        "CREATE TABLE moz_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;"
+        "INSERT INTO moz_places VALUES (1, 'https://a', 100);"
+        "INSERT INTO moz_meta VALUES ('origin_frecency_count', 1);",
+    )
+    before = sha256(db)
+    run = cli("migrate-db", "run", "--online", "--from", str(db), "--to", pg_url)
+    assert run.exit_code == 2, run.stdout + run.stderr
+    assert "--online needs the app's maintenance switch (table emrops_control" in run.stderr
+    assert "migrate offline" in run.stderr
+    assert "unexpected" not in run.stderr
+    assert sha256(db) == before  # no trigger, no change table
+    with pg(pg_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone() == (0,)
+    migrated_ok(cli, url, pg_url)  # offline it migrates
+
+
+def test_cutover_takes_the_bare_path_run_online_took(cli, tmp_path: Path, pg_url: str) -> None:
+    # `--from` may be the file's path (docs: a sqlite:/// URL or the path itself): run
+    # --online took it, cutover then refused it as "invalid database URL" (exit 2)
+    db = tmp_path / "app.db"
+    script_db(
+        db,
+        "CREATE TABLE emrops_control (key VARCHAR(100) PRIMARY KEY, value JSON NOT NULL,"
+        " updated_at DATETIME NOT NULL);"
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+        "INSERT INTO t VALUES (1, 'a');",
+    )
+    run = cli("migrate-db", "run", "--online", "--from", str(db), "--to", pg_url)
+    assert run.exit_code == 0, run.stdout + run.stderr
+    with sqlite3.connect(db) as lite:
+        lite.execute("INSERT INTO t VALUES (2, 'written during the run')")
+    lite.close()
+    config = tmp_path / "emrops.toml"
+    config.write_text(f'db_url = "sqlite:///{db}"\n')
+    cut = cli("--config", str(config), "migrate-db", "cutover", "--from", str(db), "--to", pg_url)
+    assert cut.exit_code == 0, cut.stdout + cut.stderr
+    with pg(pg_url) as conn:
+        assert conn.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [
+            (1, "a"),
+            (2, "written during the run"),
+        ]
