@@ -231,11 +231,14 @@ def test_text_orders_by_bytes_on_a_language_collation_target(cli, tmp_path: Path
             "CREATE VIEW named AS SELECT s AS name FROM t ORDER BY name DESC LIMIT 4;"
             "CREATE VIEW bounds AS SELECT max(s) AS hi, min(s) AS lo FROM t"
             " WHERE s BETWEEN 'B' AND 'b';"
-            "CREATE VIEW pairs AS SELECT id, max(s, 'a') AS hi, min(s, 'B') AS lo FROM t;",
+            "CREATE VIEW pairs AS SELECT id, max(s, 'a') AS hi, min(s, 'B') AS lo FROM t;"
+            "CREATE VIEW kinds AS SELECT DISTINCT s FROM t ORDER BY s LIMIT 3;"
+            "CREATE VIEW both_ AS SELECT s FROM t UNION SELECT 'Zz' ORDER BY s DESC LIMIT 3;"
+            "CREATE VIEW shout AS SELECT upper(s) AS s FROM t ORDER BY s LIMIT 4;",
         )
         migrated_ok(cli, url, pg_url)
         src = sqlite3.connect(db)
-        views = ["below_a", "named", "bounds", "pairs"]
+        views = ["below_a", "named", "bounds", "pairs", "kinds", "both_", "shout"]
         want = {v: src.execute(f"SELECT * FROM {v}").fetchall() for v in views}
         want["pairs"].sort()
         src.close()

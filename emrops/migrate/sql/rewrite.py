@@ -132,25 +132,43 @@ def order_compare(node: exp.Binary) -> exp.Expr | None:
 
 
 def ordered(node: exp.Ordered) -> exp.Expr | None:
-    """ORDER BY text in SQLite's byte order. A key naming an output column that is a table's
-    column is replaced by that column, as PostgreSQL takes an output name only bare; not
-    under SELECT DISTINCT or a UNION, whose keys must be output columns."""
+    """ORDER BY text in SQLite's byte order. A key naming an output column stays that bare
+    name (PostgreSQL takes no expression of it, and a DISTINCT or UNION query orders by
+    output columns only): the output column gets the byte order instead."""
     key = node.this
     if isinstance(key, exp.Column) and not key.table:
-        select = node.parent.parent if isinstance(node.parent, exp.Order) else None
-        if not isinstance(select, exp.Select) or select.args.get("distinct"):
-            return None
-        named = [e for e in select.expressions if e.alias_or_name == key.name]
-        if len(named) != 1 or kind(named[0]) != "text":
-            return None
-        inner = named[0].this if isinstance(named[0], exp.Alias) else named[0]
-        if not isinstance(inner, exp.Column) or kind(inner) != "text":
-            return None  # an expression may not be rewritten yet: left in the target's order
-        key = inner.copy()
+        query = node.parent.parent if isinstance(node.parent, exp.Order) else None
+        if query is not None:
+            _collate_output(query, key.name)
+        return None
     new = binary_order(key)
     if new is not key:
         node.set("this", new)
     return None
+
+
+def _collate_output(query: exp.Expr, name: str) -> None:
+    """The output column ``name`` of a DISTINCT or UNION query (its first SELECT's) in byte
+    order: ORDER BY names it bare and sorts by that column's collation."""
+    while isinstance(query, exp.SetOperation):
+        query = query.this
+    if not isinstance(query, exp.Select):
+        return
+    named = [e for e in query.expressions if e.alias_or_name == name]
+    if len(named) != 1:
+        return
+    target = named[0]
+    inner = target.this if isinstance(target, exp.Alias) else target
+    if kind(inner) != "text" or isinstance(inner, exp.Collate):
+        return
+    binary = exp.to_identifier("C", quoted=True)
+    # wrapped in place, not copied: rules still due on the expression reach it
+    if isinstance(target, exp.Alias):
+        target.set("this", exp.Collate(this=inner, expression=binary))
+    else:
+        holder = exp.Alias(alias=exp.to_identifier(name))
+        target.replace(holder)
+        holder.set("this", exp.Collate(this=target, expression=binary))
 
 
 def min_max(node: exp.Max | exp.Min) -> exp.Expr | None:
