@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -233,6 +234,14 @@ def list_cmd(
 
     chosen = None if source is None else source_filter(cfg, source)
     entries = catalog.list_backups(target, chosen)
+    root = getattr(target, "root", None)  # a local store's folder
+    if not entries and isinstance(root, Path) and not root.exists():
+        # a mistyped --store listed nothing, exit 0, as if the backups were gone
+        err_console.print(
+            f"warning: backup store {escape(str(root))} does not exist: no backup was ever "
+            "written there (check --store / backup.store)",
+            style="yellow",
+        )
     if json_out:
         print_json({"store": target.url, "backups": entries})
         return

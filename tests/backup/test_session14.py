@@ -81,3 +81,17 @@ def test_a_large_object_of_another_role_names_its_owner_and_how_to_restore(cli, 
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             admin.execute(f'DROP ROLE IF EXISTS "{restorer}"')
             admin.execute(f'DROP ROLE IF EXISTS "{other}"')
+
+
+def test_listing_a_store_that_does_not_exist_warns(cli, tmp_path) -> None:
+    """`backup list --store /mistyped/path` printed an empty table, exit 0: the same answer as
+    a store whose backups were all deleted. It still exits 0 (nothing failed) but says so."""
+    missing = tmp_path / "no-such-store"
+    for extra in ((), ("--json",)):
+        result = cli("backup", "list", "--store", str(missing), *extra)
+        assert result.exit_code == 0, result.stderr
+        assert f"backup store {missing} does not exist" in result.stderr.replace("\n", " ")
+    assert not missing.exists()  # listing created nothing
+    missing.mkdir()
+    quiet = cli("backup", "list", "--store", str(missing))
+    assert quiet.exit_code == 0 and "does not exist" not in quiet.stderr
