@@ -126,9 +126,20 @@ def order_compare(node: exp.Binary) -> exp.Expr | None:
     """<, <=, >, >= as ``compare``, over text in SQLite's byte order."""
     compare(node)
     left, right = _binary_sides(node)
-    if kind(left) in _TEXTUAL and kind(right) in _TEXTUAL and not isinstance(right, exp.Collate):
-        node.set("this", binary_order(left))
+    if (
+        kind(left) in _TEXTUAL
+        and kind(right) in _TEXTUAL
+        and not isinstance(left, exp.Collate)
+        and not isinstance(right, exp.Collate)
+    ):
+        # one side's explicit collation decides (the column's, or a literal's: 'a' < 'B')
+        side = "expression" if kind(left) != "text" and kind(right) == "text" else "this"
+        node.set(side, _collated(node.args[side]))
     return None
+
+
+def _collated(node: exp.Expr) -> exp.Expr:
+    return exp.Collate(this=node, expression=exp.to_identifier("C", quoted=True))
 
 
 def ordered(node: exp.Ordered) -> exp.Expr | None:
