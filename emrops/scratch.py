@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -178,3 +179,15 @@ def _lock_free(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def restore_scratch_prefix(path: Path) -> str:
+    """``.NAME.restore-`` for the scratch file beside ``path``; a long NAME is cut (on a
+    character boundary) and given a digest of the whole, so the scratch name, about 30 bytes
+    longer, still fits a file system's 255-byte names."""
+    name = path.name
+    encoded = os.fsencode(name)
+    if len(encoded) > 180:
+        digest = hashlib.sha256(encoded).hexdigest()[:12]
+        name = encoded[:160].decode("utf-8", "ignore") + "~" + digest
+    return f".{name}.restore-"

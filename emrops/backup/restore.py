@@ -93,7 +93,7 @@ from emrops.errors import (
 )
 from emrops.logs import get_logger
 from emrops.paths import user_path
-from emrops.scratch import Claimed, claim, scratch_dir, sweep_tmp
+from emrops.scratch import Claimed, claim, restore_scratch_prefix, scratch_dir, sweep_tmp
 
 log = get_logger(__name__)
 
@@ -155,10 +155,13 @@ class RestoreResult:
 
 def target_url(text: str) -> DbUrl:
     """A database URL, or a path meaning an SQLite file."""
+    # A path is not sent through URL text: its percent-escaped form can be longer than a
+    # file name may be (80 CJK characters are 240 bytes, 720 escaped), and checking that form
+    # as a file failed with "unexpected OSError: File name too long".
     db = (
         parse_db_url(text)
         if "://" in text
-        else parse_db_url(sqlite_db_url(user_path(text).absolute()))
+        else DbUrl(sa.engine.URL.create("sqlite", database=str(user_path(text).absolute())))
     )
     if db.engine_name == "sqlite" and db.sqlite_path is None:
         raise UsageError(
@@ -643,7 +646,7 @@ def _claim_beside(path: Path) -> Claimed:
     dies); the target's folder is created when missing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return claim(path.parent, f".{path.name}.restore-", ".tmp")
+        return claim(path.parent, restore_scratch_prefix(path), ".tmp")
     except OSError as exc:
         raise EmropsError(
             f"cannot write into {path.parent}, the folder of restore target {path.name}: "
@@ -702,8 +705,15 @@ def _safety_backup(store: Store, db: DbUrl, backup_id: str, progress: Progress) 
     # Pinned: it holds the only copy of every write the restore replaces (made after the
     # restored backup). Unpinned, it did not count as verified and the next rotate deleted it,
     # often before anyone found out the restore was a mistake.
+    path = db.sqlite_path
+    url = str(db)
+    if path is not None and not ("?" in str(path) or "%" in str(path)):
+        # the plain form names the file exactly (simple_sqlite_path takes any other
+        # character); the escaped one can be longer than a file name may be, which made
+        # the safety backup of a long unicode name fail with "File name too long"
+        url = f"sqlite:///{path}"
     opts = RunOptions(
-        db_url=str(db),
+        db_url=url,
         label=f"safety copy before restore of {backup_id}",
         pin=True,
         pin_reason=f"safety copy before restore of {backup_id}: unpin it (`emrops backup unpin "

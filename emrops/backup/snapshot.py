@@ -54,7 +54,7 @@ from emrops.db.sqlite_file import (
 )
 from emrops.errors import DatabaseError, EmropsError, UsageError
 from emrops.logs import get_logger
-from emrops.scratch import scratch_file, sweep, sweep_tmp
+from emrops.scratch import restore_scratch_prefix, scratch_file, sweep, sweep_tmp
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LIVE_ATTEMPTS = 3  # direct reads of a SQLite image before falling back to the backup API
@@ -225,7 +225,8 @@ def sqlite_snapshot(
     check_sqlite_file(path)
     check_side_files(path)
     sweep_tmp(scratch_dir)  # scratch left by killed runs of any command
-    sweep(path.parent, f".{path.name}.restore-", ".tmp")  # a killed restore onto this file
+    # a killed restore onto this file
+    sweep(path.parent, restore_scratch_prefix(path), ".tmp")
     image = None
     if live:
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from emrops.backup.manifest import Manifest
 from emrops.db.sqlite_file import not_a_file
-from emrops.db.urls import simple_sqlite_path, sqlite_db_url
+from emrops.db.urls import simple_sqlite_path
 from emrops.errors import UsageError
 from emrops.logs import get_logger
 from emrops.paths import user_path
@@ -126,10 +126,16 @@ def identity_of(db_url: str, *, connect: bool = True) -> dict[str, Any]:
 
 
 def _db(text: str) -> Any:
-    if "://" not in text:
-        text = sqlite_db_url(user_path(text))  # escaped: a '?' or '%' in a name survives
-    from emrops.db.engine import parse_db_url  # SQLAlchemy: only for what the light reader can't
+    # SQLAlchemy: only for what the light reader can't
+    from emrops.db.engine import DbUrl, parse_db_url
 
+    if "://" not in text:
+        # A path is not sent through URL text (whose escaped form of a long unicode name is
+        # longer than a file name may be: "unexpected OSError: File name too long").
+        import sqlalchemy as sa
+
+        path = os.path.abspath(user_path(text))
+        return DbUrl(sa.engine.URL.create("sqlite", database=path))
     return parse_db_url(text)
 
 

@@ -406,3 +406,41 @@ def test_latest_says_which_newer_backups_it_passed_over(cli, tmp_path: Path) -> 
     conn.close()
     result = cli("backup", "verify", "--latest", "--source", url, "--store", str(store))
     assert result.exit_code == 0 and f"it takes {older}" in result.stderr, result.stderr
+
+
+# -- long unicode file names ---------------------------------------------------------------
+
+
+def test_a_long_unicode_name_as_restore_target_and_source(cli, tmp_path: Path) -> None:
+    """80 CJK characters make a 243-byte file name, which Linux allows. Given as a path, its
+    percent-escaped URL form (720 bytes) was checked as a file name: `restore --target PATH`
+    (new or --force) and `list --source PATH` exited `unexpected OSError: [Errno 36] File
+    name too long`; an in-place restore got there only after maintenance, in its safety
+    backup; and the scratch file beside such a target (the name and about 30 bytes) could not
+    be made either. Now a path is never sent through URL text, the scratch name is shortened
+    with a digest, and all of them work."""
+    name = "数" * 80 + ".db"
+    assert len(name.encode()) == 243
+    src = tmp_path / name
+    small_db(src, rows=5)
+    store = tmp_path / "store"
+    backup_id = run_backup(cli, f"sqlite:///{src}", store)["id"]
+    conn = sqlite3.connect(src)
+    conn.execute("DELETE FROM t")
+    conn.commit()
+    conn.close()
+    result = cli("backup", "list", "--source", str(src), "--store", str(store), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [b["id"] for b in json.loads(result.stdout)["backups"]] == [backup_id]
+    result = cli("backup", "restore", backup_id, "--target", str(src), "--force", "--yes",
+                 "--store", str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    new = tmp_path / ("新" + name)
+    result = cli("backup", "restore", backup_id, "--target", str(new), "--yes", "--store",
+                 str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for path in (src, new):
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+        conn.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "新" + name, "store"])
