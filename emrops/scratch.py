@@ -181,13 +181,19 @@ def _lock_free(path: Path) -> bool:
         os.close(fd)
 
 
-def restore_scratch_prefix(path: Path) -> str:
-    """``.NAME.restore-`` for the scratch file beside ``path``; a long NAME is cut (on a
-    character boundary) and given a digest of the whole, so the scratch name, about 30 bytes
-    longer, still fits a file system's 255-byte names."""
-    name = path.name
+def short_name(name: str, limit: int = 180) -> str:
+    """``name``, or when its bytes are more than ``limit``, its first 160 bytes (cut on a
+    character boundary) and a digest of the whole: room for what emrops appends to a file's
+    name (scratch and aside suffixes, about 30 to 60 bytes) within the 255 bytes a file
+    system allows."""
     encoded = os.fsencode(name)
-    if len(encoded) > 180:
-        digest = hashlib.sha256(encoded).hexdigest()[:12]
-        name = encoded[:160].decode("utf-8", "ignore") + "~" + digest
-    return f".{name}.restore-"
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    return encoded[:160].decode("utf-8", "ignore") + "~" + digest
+
+
+def restore_scratch_prefix(path: Path) -> str:
+    """``.NAME.restore-`` for the scratch file beside ``path`` (NAME shortened by
+    :func:`short_name`)."""
+    return f".{short_name(path.name)}.restore-"

@@ -93,7 +93,14 @@ from emrops.errors import (
 )
 from emrops.logs import get_logger
 from emrops.paths import user_path
-from emrops.scratch import Claimed, claim, restore_scratch_prefix, scratch_dir, sweep_tmp
+from emrops.scratch import (
+    Claimed,
+    claim,
+    restore_scratch_prefix,
+    scratch_dir,
+    short_name,
+    sweep_tmp,
+)
 
 log = get_logger(__name__)
 
@@ -633,7 +640,7 @@ def aside_name(path: Path, backup_id: str) -> Path:
     """Where an unreadable target is moved: ``NAME.before-restore-ID``, or with ``.2``, ``.3``
     ... when an earlier restore of the same backup already moved a file there (renamed over
     it, that file and its side files were lost)."""
-    base = path.with_name(f"{path.name}.before-restore-{backup_id}")
+    base = path.with_name(f"{short_name(path.name)}.before-restore-{backup_id}")
     candidate, n = base, 1
     while any(os.path.lexists(f"{candidate}{s}") for s in ("", "-journal", "-wal", "-shm")):
         n += 1

@@ -417,8 +417,8 @@ def test_a_long_unicode_name_as_restore_target_and_source(cli, tmp_path: Path) -
     (new or --force) and `list --source PATH` exited `unexpected OSError: [Errno 36] File
     name too long`; an in-place restore got there only after maintenance, in its safety
     backup; and the scratch file beside such a target (the name and about 30 bytes) could not
-    be made either. Now a path is never sent through URL text, the scratch name is shortened
-    with a digest, and all of them work."""
+    be made either, nor the name an unreadable file is moved aside to. Now a path is never
+    sent through URL text, those names are shortened with a digest, and all of them work."""
     name = "数" * 80 + ".db"
     assert len(name.encode()) == 243
     src = tmp_path / name
@@ -444,3 +444,12 @@ def test_a_long_unicode_name_as_restore_target_and_source(cli, tmp_path: Path) -
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
         conn.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "新" + name, "store"])
+    # an unreadable file of such a name is moved aside under a shortened name (it failed with
+    # "File name too long" too: NAME.before-restore-ID is 43 bytes longer)
+    new.write_bytes(b"not a database " * 40)
+    result = cli("backup", "restore", backup_id, "--target", str(new), "--force", "--yes",
+                 "--store", str(store))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    aside = [p for p in tmp_path.iterdir() if f".before-restore-{backup_id}" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not a database " * 40
+    assert aside[0].name.startswith("新数") and "~" in aside[0].name
