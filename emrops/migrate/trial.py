@@ -159,7 +159,7 @@ def try_plan(
             for fk in plan.fks:
                 if fk.table in created:
                     attempt("fk", fk.table, fk.name, fk.sql)
-            _views(plan, attempt)
+            _views(plan, attempt, result)
             _triggers(plan, created, attempt, result)
             if source is not None:
                 conn.execute(_JSONB_ERR)
@@ -213,7 +213,7 @@ def _hint_of(post: Any) -> str:
     return checkeval.INDEX_HINT if checkeval.translated_index(post) else checkeval.KEY_HINT
 
 
-def _views(plan: Plan, attempt: Any) -> None:
+def _views(plan: Plan, attempt: Any, result: TrialResult) -> None:
     """The views as the run builds them: one that fails is tried again after the others (it
     may select from a view created later); only what fails on the last round is reported."""
     pending = list(plan.views)
@@ -222,7 +222,12 @@ def _views(plan: Plan, attempt: Any) -> None:
         left = [v for v in pending if not attempt("view", None, v.target, _view_sql(v), quiet)]
         if len(left) == len(pending):
             for v in left:
-                attempt("view", None, v.target, _view_sql(v))
+                failed: list[SchemaFailure] = []
+                attempt("view", None, v.target, _view_sql(v), failed)
+                for f in failed:  # why it was sent untranslated says more than "recreate it"
+                    if v.note:
+                        f.hint = f"{v.note}; or recreate the view by hand after the run"
+                    result.failures.append(f)
             return
         pending = left
 

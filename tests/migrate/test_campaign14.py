@@ -311,3 +311,45 @@ def test_cutover_takes_the_bare_path_run_online_took(cli, tmp_path: Path, pg_url
             (1, "a"),
             (2, "written during the run"),
         ]
+
+
+# A JSON column (jsonb on PostgreSQL) read as text in a view: `data LIKE '%"kind":"click"%'`
+# (a common shortcut over event payloads), length(), substr(), ||. jsonb keeps no text:
+# it prints '{"kind": "click"}' with spaces and sorted keys, so the LIKE view lost its row
+# and length() differed, with plan, run and verify exit 0.
+def test_a_json_column_read_as_text_fails_the_plan(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "events.db"
+    schema = (
+        "CREATE TABLE ev (id INTEGER PRIMARY KEY, data JSON);"
+        'INSERT INTO ev (data) VALUES (\'{"kind":"click","n":1}\'), (\'[1,2,3]\'), (NULL);'
+        "CREATE VIEW same AS SELECT id FROM ev WHERE data = '[1,2,3]';"
+    )
+    url = script_db(
+        db,
+        schema + 'CREATE VIEW clicks AS SELECT id FROM ev WHERE data LIKE \'%"kind":"click"%\';'
+        "CREATE VIEW sizes AS SELECT id, length(data) AS n FROM ev;",
+    )
+    code, plan = _plan(cli, url, pg_url)
+    assert code == 3
+    failures = {f["name"]: f for f in plan["schema_failures"]}
+    assert set(failures) == {"clicks", "sizes"}  # equality compares as jsonb: unchanged
+    assert "reads a jsonb column as text" in failures["clicks"]["hint"]
+    assert 'a cast rule type = "text" for the column keeps its text' in failures["sizes"]["hint"]
+    # that rule: the column stays text and the views answer as in SQLite
+    casts = tmp_path / "casts.toml"
+    casts.write_text('[ev.data]\ntype = "text"\n')
+    _migrate(cli, url, pg_url, "--cast", str(casts))
+    src = sqlite3.connect(db)
+    views = ["same", "clicks", "sizes"]
+    want = {v: src.execute(f"SELECT * FROM {v} ORDER BY 1").fetchall() for v in views}
+    src.close()
+    assert want["clicks"] == [(1,)]
+    with pg(pg_url) as conn:
+        for view in views:
+            assert conn.execute(f"SELECT * FROM {view} ORDER BY 1").fetchall() == want[view]
+
+
+def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    res = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json", *extra)
+    assert "unexpected" not in res.stderr, res.stderr
+    return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else {}

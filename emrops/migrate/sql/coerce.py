@@ -86,6 +86,16 @@ def to_text(node: exp.Expr) -> exp.Expr:
         return typed(fill(TEXT_OF_TIMESTAMPTZ, x=node), "text")
     if k == "real":  # SQLite prints doubles with 15 significant digits, whole ones as 2.0
         return typed(fill(REAL_TEXT, x=node), "text")
+    if k == "json":
+        from emrops.migrate.sql.catalog import TranslationError  # (catalog imports this)
+
+        # the column's text is gone: jsonb prints '{"a":1}' as '{"a": 1}' and sorts keys,
+        # so data LIKE '%"kind":"click"%' matched nothing, length() and substr() differed
+        raise TranslationError(
+            "reads a jsonb column as text (LIKE, length(), substr(), ||): PostgreSQL prints "
+            'jsonb normalized, not as SQLite stored it; a cast rule type = "text" for the '
+            "column keeps its text"
+        )
     return typed(exp.cast(node, "text"), "text")
 
 
