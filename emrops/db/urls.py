@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -50,6 +51,15 @@ def sqlite_db_url(path: str | os.PathLike[str]) -> str:
     return "sqlite:///" + quote(os.path.abspath(os.fspath(path)), safe="/")
 
 
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(path)``, False where the OS refuses the name itself: an escaped URL of a long
+    file name (80 CJK characters are 243 bytes, 720 as %-escapes) is too long to be one."""
+    try:
+        return test(path)
+    except OSError:  # ENAMETOOLONG (is_file() passes on ENOENT/ENOTDIR/ELOOP only)
+        return False
+
+
 def whole_name(text: str) -> Path | None:
     """The existing file a ``sqlite:///`` URL names when its ``?`` or ``%`` belongs to the
     file's name (``sqlite:////srv/a?b/app.db``, ``sqlite:////srv/pct%41.db``), which URL
@@ -61,11 +71,11 @@ def whole_name(text: str) -> Path | None:
     if not sep or not head.startswith("sqlite") or not ("?" in rest or "%" in rest):
         return None
     whole = Path(rest)
-    if not whole.is_file():
+    if not _is(whole, Path.is_file):
         return None
     if "%" in rest:
         decoded = Path(unquote(rest.partition("?")[0]))
-        if decoded != whole and decoded.exists():
+        if decoded != whole and _is(decoded, Path.exists):
             from emrops.errors import UsageError
 
             raise UsageError(
