@@ -353,3 +353,25 @@ def _plan(cli, url: str, pg_url: str, *extra: str) -> tuple[int, dict]:  # type:
     res = cli("migrate-db", "plan", "--from", url, "--to", pg_url, "--json", *extra)
     assert "unexpected" not in res.stderr, res.stderr
     return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+# DEFAULT 1.0 on an INTEGER column (a Sequelize/Knex model with defaultValue 1.0, Core Data's
+# Z_OPT default): SQLite's INTEGER affinity stores 1, plan refused it as "numeric default 1.0
+# does not fit bigint" (exit 3).
+def test_a_whole_real_default_on_an_integer_column(cli, tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "defaults.db"
+    url = script_db(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER DEFAULT 1.0, b INTEGER DEFAULT 2e0,"
+        " c INTEGER DEFAULT -3.00);"
+        "INSERT INTO t (id) VALUES (1);",
+    )
+    migrated_ok(cli, url, pg_url)
+    src = sqlite3.connect(db)
+    src.execute("INSERT INTO t (id) VALUES (2)")
+    want = src.execute("SELECT a, b, c, typeof(a) FROM t WHERE id = 2").fetchone()
+    src.close()
+    assert want == (1, 2, -3, "integer")
+    with pg(pg_url) as conn:
+        conn.execute("INSERT INTO t (id) VALUES (2)")
+        assert conn.execute("SELECT a, b, c FROM t ORDER BY id").fetchall() == [want[:3]] * 2

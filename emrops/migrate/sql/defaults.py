@@ -20,6 +20,7 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from emrops.migrate.convert import BOOL_TEXT, CONVERT, ConversionError, parse_ts
@@ -324,7 +325,21 @@ def translate_default(expr: str | None, pg_type: str) -> tuple[str | None, bool]
     return d.sql, d.ok
 
 
+def _whole(text: str) -> str:
+    """A real literal with a whole value as its integer ('1.0', '2e0'), as SQLite's INTEGER
+    affinity stores it (DEFAULT 1.0 gives rows 1); anything else unchanged."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text
+    if value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    return text
+
+
 def _number(expr: str, text: str, pg_type: str, kind: str) -> Default:
+    if kind == "int":
+        text = _whole(text)
     fits = {
         "int": _INTEGER.fullmatch(text) is not None and -(2**63) <= int(text) < 2**63,
         "num": True,
