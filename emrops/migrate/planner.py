@@ -9,7 +9,7 @@ from typing import Any
 
 from emrops.db.appdefs import register_stand_ins
 from emrops.db.sqlite_file import open_sqlite
-from emrops.errors import UsageError
+from emrops.errors import Busy, UsageError
 from emrops.migrate import appdefs
 from emrops.migrate import profile as prof
 from emrops.migrate.casts import check_casts, named_rules
@@ -28,8 +28,9 @@ from emrops.migrate.sql import Catalog
 from emrops.migrate.typemap import shorten
 
 
-def open_source(path: Path) -> sqlite3.Connection:
-    """Open an SQLite file read-only (never modified, never switched to WAL)."""
+def open_source(path: Path, timeout: float = 10.0) -> sqlite3.Connection:
+    """Open an SQLite file read-only (never modified, never switched to WAL); a write lock
+    another process holds is waited for ``timeout`` seconds, then Busy (exit 75)."""
     if not path.exists():
         raise UsageError(f"source database not found: {path}", hint="check the --from path")
     if path.is_file() and path.stat().st_size == 0:
@@ -41,11 +42,21 @@ def open_source(path: Path) -> sqlite3.Connection:
             hint="check the --from path (opening a wrong path with sqlite3 creates an empty "
             "file there)",
         )
-    conn = open_sqlite(path, check_same_thread=False)
+    conn = open_sqlite(path, check_same_thread=False, timeout=timeout)
     try:
+        conn.execute("PRAGMA busy_timeout = 0")  # open_sqlite's probe waited already
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            # another process holds the write lock (an app mid-transaction, a browser that
+            # keeps its history locked, a sqlite3 shell with BEGIN EXCLUSIVE): not damage
+            raise Busy(
+                f"{path} is locked by another process (SQLite: {exc}); waited for it",
+                hint="stop the program that has it open (or end its transaction), or migrate a "
+                'copy: sqlite3 SOURCE ".backup copy.db" (it waits for the lock too)',
+            ) from None
         raise UsageError(
             f"{path} is not an SQLite database ({exc})",
             hint="point --from at an SQLite database file",

@@ -375,3 +375,35 @@ def test_a_whole_real_default_on_an_integer_column(cli, tmp_path: Path, pg_url: 
     with pg(pg_url) as conn:
         conn.execute("INSERT INTO t (id) VALUES (2)")
         assert conn.execute("SELECT a, b, c FROM t ORDER BY id").fetchall() == [want[:3]] * 2
+
+
+def test_a_source_another_process_keeps_locked_is_busy_not_damaged(tmp_path: Path) -> None:
+    """A browser (Chrome, Firefox) keeps its history database locked while it runs; a sqlite3
+    shell with BEGIN EXCLUSIVE does too. plan waited 20 s (the open's probe, then its own read,
+    10 s each) and said 'is not an SQLite database (database is locked)', exit 2."""
+    import time
+
+    from emrops.errors import Busy, ExitCode
+    from emrops.migrate.planner import open_source
+
+    path = tmp_path / "History"
+    made = sqlite3.connect(path)
+    made.execute("CREATE TABLE urls (id INTEGER PRIMARY KEY, url TEXT)")
+    made.execute("INSERT INTO urls (url) VALUES ('https://example.org')")
+    made.commit()
+    made.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(Busy) as err:
+            open_source(path, timeout=0.5)
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert err.value.exit_code == ExitCode.BUSY
+    assert "is locked by another process" in err.value.message
+    assert "not an SQLite database" not in err.value.message
+    assert waited < 3, waited  # one wait, not two
+    open_source(path, timeout=0.5).close()  # released: opens
