@@ -4,6 +4,7 @@ SQLAlchemy's "(Background on this error at: https://sqlalche.me/...)"."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -95,3 +96,35 @@ def test_listing_a_store_that_does_not_exist_warns(cli, tmp_path) -> None:
     missing.mkdir()
     quiet = cli("backup", "list", "--store", str(missing))
     assert quiet.exit_code == 0 and "does not exist" not in quiet.stderr
+
+
+def test_a_folder_whose_manifest_went_is_not_swept_as_a_crashed_run(cli, tmp_path) -> None:
+    """Every backup run removes id folders without a manifest.json (a run killed before its
+    manifest). A folder that also holds a verification or pin record held a whole backup once
+    (its manifest deleted by hand, or named otherwise by a newer emrops): it was removed with
+    its data file, which would still restore. Now it is left, with a warning naming it."""
+    import sqlite3 as sq
+
+    db = tmp_path / "app.db"
+    conn = sq.connect(db)
+    conn.execute("CREATE TABLE t (v)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    first = cli("backup", "run", "--db", f"sqlite:///{db}", "--store", str(store), "--json")
+    assert first.exit_code == 0, first.stderr
+    backup_id = json.loads(first.stdout)["manifest"]["id"]
+    assert cli("backup", "pin", backup_id, "--store", str(store)).exit_code == 0
+    (store / backup_id / "manifest.json").unlink()
+    crashed = store / "20200101T000000.000Z-abcdef"  # a run killed before its manifest
+    crashed.mkdir()
+    (crashed / "database.sqlite.zst").write_bytes(b"partial")
+    second = cli("backup", "run", "--db", f"sqlite:///{db}", "--store", str(store))
+    assert second.exit_code == 0, second.stderr
+    assert not crashed.exists()  # a crashed run's folder still goes
+    kept = store / backup_id
+    assert (kept / "database.sqlite.zst").is_file() and (kept / "pin.json").is_file()
+    assert f"{backup_id} in {store} has no manifest.json but holds pin.json" in " ".join(
+        second.stderr.split()
+    )

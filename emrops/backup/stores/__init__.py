@@ -17,6 +17,9 @@ from typing import IO, Any
 from emrops.backup.lock import Holder
 from emrops.backup.manifest import ID_PATTERN, MANIFEST, MAX_DOCUMENT, PIN, VERIFICATION
 from emrops.errors import CheckFailed, EmropsError
+from emrops.logs import get_logger
+
+log = get_logger(__name__)
 
 Warn = Callable[[str], None]
 
@@ -155,6 +158,16 @@ class Store(ABC):
         for backup_id in self.backup_ids():
             try:
                 if ID_PATTERN.fullmatch(backup_id) and not self.exists(f"{backup_id}/{MANIFEST}"):
+                    kept = _not_a_crashed_run(self.names(backup_id))
+                    if kept:
+                        log.warning(
+                            "%s in %s has no %s but holds %s, which a run writes only after "
+                            "its manifest (or which a later emrops wrote): left in place, not "
+                            "removed as an interrupted run's leftover; restore its manifest, "
+                            "or delete the folder by hand",
+                            backup_id, self.url, MANIFEST, ", ".join(kept),
+                        )  # fmt: skip
+                        continue
                     self.delete_backup(backup_id)
                     removed.append(backup_id)
             except OutsideStore:
@@ -168,6 +181,14 @@ class Store(ABC):
                 hint=refused[0].hint,
             )
         return removed
+
+
+def _not_a_crashed_run(names: list[str]) -> list[str]:
+    """The documents in a backup folder without a manifest that an interrupted run never
+    leaves: a run writes its data files, then the manifest, and only then a verification or
+    pin record. A folder holding one (its manifest deleted by hand, or named otherwise by a
+    newer emrops) held a whole backup once, and its data files may still restore."""
+    return sorted(n for n in names if n.endswith(".json"))
 
 
 class DeleteRefused(EmropsError):
