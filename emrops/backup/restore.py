@@ -162,13 +162,10 @@ class RestoreResult:
 
 def target_url(text: str) -> DbUrl:
     """A database URL, or a path meaning an SQLite file."""
-    # A path is not sent through URL text: its percent-escaped form can be longer than a
-    # file name may be (80 CJK characters are 240 bytes, 720 escaped), and checking that form
-    # as a file failed with "unexpected OSError: File name too long".
     db = (
         parse_db_url(text)
         if "://" in text
-        else DbUrl(sa.engine.URL.create("sqlite", database=str(user_path(text).absolute())))
+        else parse_db_url(sqlite_db_url(user_path(text).absolute()))
     )
     if db.engine_name == "sqlite" and db.sqlite_path is None:
         raise UsageError(
@@ -712,15 +709,8 @@ def _safety_backup(store: Store, db: DbUrl, backup_id: str, progress: Progress) 
     # Pinned: it holds the only copy of every write the restore replaces (made after the
     # restored backup). Unpinned, it did not count as verified and the next rotate deleted it,
     # often before anyone found out the restore was a mistake.
-    path = db.sqlite_path
-    url = str(db)
-    if path is not None and not ("?" in str(path) or "%" in str(path)):
-        # the plain form names the file exactly (simple_sqlite_path takes any other
-        # character); the escaped one can be longer than a file name may be, which made
-        # the safety backup of a long unicode name fail with "File name too long"
-        url = f"sqlite:///{path}"
     opts = RunOptions(
-        db_url=url,
+        db_url=str(db),
         label=f"safety copy before restore of {backup_id}",
         pin=True,
         pin_reason=f"safety copy before restore of {backup_id}: unpin it (`emrops backup unpin "

@@ -242,20 +242,17 @@ def sqlite_snapshot(
             if image is not None:
                 image.close()
             raise _sqlite_error(path, None, exc) from exc
-    if image is not None and image.wal:  # writers go on beside a WAL reader
-        with image:
-            yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
-            _warn_if_replaced(path, image.db_fd)
-        return
-    if image is not None and not _room_for(image, scratch_dir):
-        # Copying out needs the database's size free in the scratch folder: without it the
-        # image is read under the lock, as before (writers wait for the whole backup)
-        log.warning(
-            "%s: the scratch folder %s has less than %d bytes free, so the database is read "
-            "under its lock and the app's writers wait until the backup is written (set TMPDIR "
-            "to a folder with room to avoid that)",
-            path, scratch_dir or tempfile.gettempdir(), image.size,
-        )  # fmt: skip
+    # Writers go on beside a WAL reader. A rollback-journal image is copied out so that the
+    # lock ends early; that needs the database's size free in the scratch folder, and without
+    # it the image is read under the lock, as before (writers wait for the whole backup).
+    if image is not None and (image.wal or not _room_for(image, scratch_dir)):
+        if not image.wal:
+            log.warning(
+                "%s: the scratch folder %s has less than %d bytes free, so the database is "
+                "read under its lock and the app's writers wait until the backup is written "
+                "(set TMPDIR to a folder with room to avoid that)",
+                path, scratch_dir or tempfile.gettempdir(), image.size,
+            )  # fmt: skip
         with image:
             yield Snapshot(counts, revision, info, stream=image, size=image.size)  # type: ignore[arg-type]
             _warn_if_replaced(path, image.db_fd)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from emrops.backup.manifest import Manifest
-from emrops.db.sqlite_file import not_a_file
-from emrops.db.urls import simple_sqlite_path
+from emrops.db.sqlite_file import header_page_size, not_a_file
+from emrops.db.urls import simple_sqlite_path, sqlite_db_url
 from emrops.errors import UsageError
 from emrops.logs import get_logger
 from emrops.paths import user_path
@@ -69,9 +69,8 @@ def sqlite_identity(path: Path) -> dict[str, Any]:
         with open(resolved, "rb") as handle:
             head = handle.read(100)
         if len(head) == 100 and head.startswith(b"SQLite format 3\x00"):
-            page_size = int.from_bytes(head[16:18], "big")
             header = {
-                "page_size": 65536 if page_size == 1 else page_size,
+                "page_size": header_page_size(head),
                 "text_encoding": int.from_bytes(head[56:60], "big"),
                 "application_id": int.from_bytes(head[68:72], "big"),
             }
@@ -126,16 +125,10 @@ def identity_of(db_url: str, *, connect: bool = True) -> dict[str, Any]:
 
 
 def _db(text: str) -> Any:
-    # SQLAlchemy: only for what the light reader can't
-    from emrops.db.engine import DbUrl, parse_db_url
-
     if "://" not in text:
-        # A path is not sent through URL text (whose escaped form of a long unicode name is
-        # longer than a file name may be: "unexpected OSError: File name too long").
-        import sqlalchemy as sa
+        text = sqlite_db_url(user_path(text))  # escaped: a '?' or '%' in a name survives
+    from emrops.db.engine import parse_db_url  # SQLAlchemy: only for what the light reader can't
 
-        path = os.path.abspath(user_path(text))
-        return DbUrl(sa.engine.URL.create("sqlite", database=path))
     return parse_db_url(text)
 
 

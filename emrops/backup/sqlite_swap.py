@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emrops.atomic import fsync_dir
-from emrops.db.sqlite_file import open_sqlite
+from emrops.db.sqlite_file import header_page_size, open_sqlite
 from emrops.errors import DatabaseError
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -142,12 +142,14 @@ def prepare_image(image: Path, target: Path, *, wal: bool) -> None:
     """Give ``image`` the page size and journal mode of ``target`` now, before anything of the
     target changes (maintenance, safety backup): a rewrite SQLite refuses then stops the restore
     with the target untouched. :func:`restore_in_place` checks again under the write lock."""
-    with open(target, "rb") as handle:
-        head = handle.read(18)
-    size = int.from_bytes(head[16:18], "big") if len(head) == 18 else 0
-    page_size = 65536 if size == 1 else size
+    page_size = _page_size_of(target)
     if page_size:
         _match_image(image, target, wal=wal, page_size=page_size)
+
+
+def _page_size_of(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return header_page_size(handle.read(18))
 
 
 def _app_definitions(exc: sqlite3.Error) -> str | None:
@@ -164,10 +166,7 @@ def _match_image(image: Path, target: Path, *, wal: bool, page_size: int) -> Non
         _rewrite_image(image, target, wal=wal, page_size=page_size)
     except sqlite3.Error as exc:
         missing = _app_definitions(exc)
-        with open(image, "rb") as handle:
-            head = handle.read(18)
-        have = int.from_bytes(head[16:18], "big")
-        have = 65536 if have == 1 else have
+        have = _page_size_of(image)
         if missing is None:
             full = "disk is full" in str(exc)
             raise DatabaseError(

@@ -176,6 +176,15 @@ FOREIGN_JOURNAL_HINT = (
 )
 
 
+def header_page_size(head: bytes) -> int:
+    """The page size an SQLite header's bytes 16-17 give (1 stands for 65536); 0 when ``head``
+    is shorter than that."""
+    if len(head) < 18:
+        return 0
+    size = int.from_bytes(head[16:18], "big")
+    return 65536 if size == 1 else size
+
+
 def foreign_journal(named: Path, journal: Path) -> str | None:
     """Why ``journal`` may not be the rollback journal of the database ``named`` (None when
     nothing says so). A journal records the page size of its database (header bytes 24-27); a
@@ -193,8 +202,7 @@ def foreign_journal(named: Path, journal: Path) -> str | None:
     if len(head) < 28 or head[:8] != JOURNAL_MAGIC or len(db_head) < 18:
         return None
     journal_page = int.from_bytes(head[24:28], "big")
-    db_page = int.from_bytes(db_head[16:18], "big")
-    db_page = 65536 if db_page == 1 else db_page
+    db_page = header_page_size(db_head)
     if journal_page == db_page:
         return None
     return f"it records {journal_page}-byte pages, the database has {db_page}-byte pages"
