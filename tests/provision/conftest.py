@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from emrops.config import load_settings
+from emrops.provision.environments import load_environment
+from emrops.provision.evaluate import Evaluation, evaluate
+from emrops.resources import templates_dir
 from tests.provision.fake_arm import TOKEN, FakeArm
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -45,3 +50,36 @@ def _no_ambient_azure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
     monkeypatch.delenv("GITHUB_SHA", raising=False)
     monkeypatch.setenv("HOME", str(Path.cwd() / "home"))
+
+
+# -- the bundled Bicep evaluated per environment (test_templates*, test_session14)
+BICEP = templates_dir() / "bicep"
+ENVS = ("staging", "production")
+SECRETS = {
+    "postgresAdminPassword": "evaluated-admin-password",
+    "backupEncryptionKey": "AGE-SECRET-KEY-EVALUATED",
+    "simToken": "evaluated-sim-token",
+}
+
+
+def evaluate_env(env: str) -> Evaluation:
+    """The bundled templates evaluated with ENV's parameter values (stand-in secrets)."""
+    environment = load_environment(load_settings(), env)
+    params: dict[str, Any] = dict(environment.parameters)
+    params.update({name: SECRETS[name] for name in environment.secrets})
+    return evaluate(BICEP / "main.bicep", params)
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, Evaluation]:
+    return request.param, evaluate_env(request.param)
+
+
+@pytest.fixture(scope="module")
+def production() -> Evaluation:
+    return evaluate_env("production")
+
+
+@pytest.fixture(scope="module")
+def staging() -> Evaluation:
+    return evaluate_env("staging")

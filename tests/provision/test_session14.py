@@ -8,22 +8,9 @@ from typing import Any
 
 import pytest
 
-from emrops.provision.evaluate import Evaluation, Unknown
+from emrops.provision.evaluate import Unknown
 from tests.provision.fake_arm import FakeArm
 from tests.provision.test_deploy import slots, template_db  # noqa: F401 (fixtures)
-from tests.provision.test_templates import _evaluate
-
-ENVS = ("staging", "production")
-
-
-@pytest.fixture(scope="module", params=ENVS)
-def rendered(request: pytest.FixtureRequest) -> tuple[str, Evaluation]:
-    return request.param, _evaluate(request.param)
-
-
-@pytest.fixture(scope="module")
-def production() -> Evaluation:
-    return _evaluate("production")
 
 
 # ------------------------------------------------------------------ App Service

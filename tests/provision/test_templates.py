@@ -16,38 +16,7 @@ import pytest
 from emrops.config import load_settings
 from emrops.provision.environments import load_environment
 from emrops.provision.evaluate import Evaluation, Ref, Unknown, evaluate, walk_strings
-from emrops.resources import templates_dir
-from tests.provision.conftest import FIXTURES
-
-BICEP = templates_dir() / "bicep"
-ENVS = ("staging", "production")
-SECRETS = {
-    "postgresAdminPassword": "evaluated-admin-password",
-    "backupEncryptionKey": "AGE-SECRET-KEY-EVALUATED",
-    "simToken": "evaluated-sim-token",
-}
-
-
-def _evaluate(env: str) -> Evaluation:
-    environment = load_environment(load_settings(), env)
-    params: dict[str, Any] = dict(environment.parameters)
-    params.update({name: SECRETS[name] for name in environment.secrets})
-    return evaluate(BICEP / "main.bicep", params)
-
-
-@pytest.fixture(scope="module", params=ENVS)
-def rendered(request: pytest.FixtureRequest) -> tuple[str, Evaluation]:
-    return request.param, _evaluate(request.param)
-
-
-@pytest.fixture(scope="module")
-def production() -> Evaluation:
-    return _evaluate("production")
-
-
-@pytest.fixture(scope="module")
-def staging() -> Evaluation:
-    return _evaluate("staging")
+from tests.provision.conftest import BICEP, FIXTURES, SECRETS
 
 
 # ---------------------------------------------------------------- every environment

@@ -4,16 +4,7 @@ environment from the Bicep sources (as tests/provision/test_templates.py does)."
 
 from __future__ import annotations
 
-import pytest
-
-from tests.provision.test_templates import _evaluate
-
-ENVS = ("staging", "production")
-
-
-@pytest.fixture(scope="module", params=ENVS)
-def rendered(request: pytest.FixtureRequest):
-    return request.param, _evaluate(request.param)
+from tests.provision.conftest import evaluate_env
 
 
 def test_site_and_slot_follow_the_app_service_baseline(rendered):
@@ -56,7 +47,7 @@ def test_key_vaults_use_rbac_and_purge_protection(rendered):
 
 
 def test_production_postgres_is_zone_redundant_geo_backed_up_and_tls_only():
-    ev = _evaluate("production")
+    ev = evaluate_env("production")
     server = ev.one("Microsoft.DBforPostgreSQL/flexibleServers").properties
     assert server["highAvailability"]["mode"] == "ZoneRedundant"
     assert server["backup"]["geoRedundantBackup"] == "Enabled"
